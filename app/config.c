@@ -1,0 +1,507 @@
+/* config.c -- the key table, INI reading through inih, overrides, validation, printing. */
+#include "app/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum key_type { T_STR, T_INT, T_LONG, T_U64, T_DOUBLE, T_BOOL, T_ENUM } key_type;
+
+typedef struct key {
+    const char *section, *name;
+    key_type type;
+    size_t offset, size;      /* where in dp_config; size for strings */
+    double min, max;          /* numbers: accepted range */
+    bool min_open;            /* numbers: min itself is refused */
+    const char *const *names; /* enums: the accepted words, NULL-terminated */
+} key;
+
+static const char *const precision_names[] = { "fp32", "tf32", NULL };
+static const char *const on_nan_names[] = { "stop", "skip", NULL };
+static const char *const data_kind_names[] = { "fashion-mnist", "mnist", "idx", "cifar10",
+                                               "text", "synthetic", NULL };
+static const char *const optim_names[] = { "sgd", "adamw", NULL };
+static const char *const schedule_lr_names[] = { "constant", "cosine", NULL };
+static const char *const strategy_names[] = { "single", "dp", "pp", "hybrid", NULL };
+static const char *const schedule_names[] = { "gpipe", "1f1b", NULL };
+
+#define OFF(field) offsetof(dp_config, field)
+#define STR(sec, nm, field) { sec, nm, T_STR, OFF(field), sizeof(((dp_config *)0)->field), 0, 0, false, NULL }
+#define LONG(sec, nm, field, lo, hi) { sec, nm, T_LONG, OFF(field), 0, lo, hi, false, NULL }
+#define INT(sec, nm, field, lo, hi) { sec, nm, T_INT, OFF(field), 0, lo, hi, false, NULL }
+#define NUM(sec, nm, field, lo, hi, open) { sec, nm, T_DOUBLE, OFF(field), 0, lo, hi, open, NULL }
+#define BOOL(sec, nm, field) { sec, nm, T_BOOL, OFF(field), 0, 0, 0, false, NULL }
+#define ENUM(sec, nm, field, names) { sec, nm, T_ENUM, OFF(field), 0, 0, 0, false, names }
+
+static const key keys[] = {
+    STR("run", "name", name),
+    { "run", "seed", T_U64, OFF(seed), 0, 0, 0, false, NULL },
+    LONG("run", "steps", steps, 0, 1e12),
+    LONG("run", "epochs", epochs, 0, 1e6),
+    ENUM("run", "precision", precision, precision_names),
+    ENUM("run", "on_nan", on_nan, on_nan_names),
+    LONG("run", "eval_every", eval_every, 0, 1e12),
+    ENUM("data", "kind", data.kind, data_kind_names),
+    STR("data", "path", data.path),
+    INT("data", "batch", data.batch, 1, 1 << 20),
+    BOOL("data", "shuffle", data.shuffle),
+    LONG("data", "limit", data.limit, 0, 1e12),
+    INT("data", "context", data.context, 1, 1 << 20),
+    INT("data", "features", data.features, 1, 1 << 20),
+    INT("data", "classes", data.classes, 2, 1 << 20),
+    LONG("data", "samples", data.samples, 1, 1e9),
+    LONG("data", "test_samples", data.test_samples, 1, 1e9),
+    STR("model", "layers", layers),
+    ENUM("optim", "kind", optim.kind, optim_names),
+    NUM("optim", "lr", optim.lr, 0, INFINITY, true),
+    NUM("optim", "momentum", optim.momentum, 0, 1, false),
+    BOOL("optim", "nesterov", optim.nesterov),
+    NUM("optim", "weight_decay", optim.weight_decay, 0, INFINITY, false),
+    NUM("optim", "beta1", optim.beta1, 0, 1, false),
+    NUM("optim", "beta2", optim.beta2, 0, 1, false),
+    NUM("optim", "eps", optim.eps, 0, INFINITY, true),
+    LONG("optim", "warmup", optim.warmup, 0, 1e12),
+    ENUM("optim", "lr_schedule", optim.schedule, schedule_lr_names),
+    NUM("optim", "clip", optim.clip, 0, INFINITY, false),
+    STR("parallel", "devices", devices),
+    ENUM("parallel", "strategy", strategy, strategy_names),
+    LONG("parallel", "stages", stages, 0, 1024),
+    LONG("parallel", "microbatches", microbatches, 0, 1 << 16),
+    ENUM("parallel", "schedule", schedule, schedule_names),
+    NUM("parallel", "bucket_mb", bucket_mb, 0, 1 << 16, true),
+    STR("checkpoint", "dir", checkpoint_dir),
+    LONG("checkpoint", "every", checkpoint_every, 0, 1e12),
+    LONG("checkpoint", "keep", checkpoint_keep, 1, 1e6),
+    LONG("dashboard", "refresh_ms", refresh_ms, 10, 10000),
+    BOOL("dashboard", "color", color),
+};
+#define N_KEYS ((int)(sizeof keys / sizeof *keys))
+_Static_assert(sizeof keys / sizeof *keys <= sizeof((dp_config *)0)->origin /
+                                                 sizeof(((dp_config *)0)->origin[0]),
+               "dp_config.origin needs a row per key");
+
+static const char *const sections[] = { "run", "data", "model", "optim", "parallel",
+                                        "checkpoint", "dashboard", NULL };
+
+const char *dp_strategy_name(int strategy)
+{
+    return strategy_names[strategy];
+}
+
+const char *dp_schedule_name(int schedule)
+{
+    return schedule_names[schedule];
+}
+
+void dp_config_defaults(dp_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "dpmptop");
+    c->seed = 1;
+    c->epochs = 1;
+    c->precision = DP_PRECISION_FP32;
+    c->on_nan = DP_NAN_STOP;
+    c->data = dp_data_defaults();
+    snprintf(c->layers, sizeof c->layers, "linear:256, relu, linear:10");
+    c->optim = dp_optim_defaults();
+    snprintf(c->devices, sizeof c->devices, "auto");
+    c->strategy = DP_STRATEGY_SINGLE;
+    c->schedule = DP_SCHEDULE_1F1B;
+    c->bucket_mb = 25;
+    c->checkpoint_keep = 3;
+    c->refresh_ms = 100;
+    c->color = true;
+}
+
+static const key *find_key(const char *section, const char *name)
+{
+    for (int i = 0; i < N_KEYS; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
+            return &keys[i];
+    return NULL;
+}
+
+static bool known_section(const char *section)
+{
+    for (int i = 0; sections[i]; i++)
+        if (!strcmp(sections[i], section))
+            return true;
+    return false;
+}
+
+/* "a, b, c" from a NULL-terminated list. */
+static void join_names(char *buf, size_t size, const char *const *names)
+{
+    buf[0] = '\0';
+    for (int i = 0; names[i]; i++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, size - used, "%s%s", i ? ", " : "", names[i]);
+    }
+}
+
+static void keys_of(char *buf, size_t size, const char *section)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < N_KEYS; i++) {
+        if (strcmp(keys[i].section, section))
+            continue;
+        size_t used = strlen(buf);
+        snprintf(buf + used, size - used, "%s%s", used ? ", " : "", keys[i].name);
+    }
+}
+
+/* What a numeric key accepts, for messages. */
+static void describe_range(char *buf, size_t size, const key *k, const char *noun)
+{
+    if (isinf(k->max))
+        snprintf(buf, size, "%s %s %g", noun, k->min_open ? ">" : ">=", k->min);
+    else
+        snprintf(buf, size, "%s from %g%s to %g", noun, k->min, k->min_open ? " (excluded)" : "",
+                 k->max);
+}
+
+/* Sets key k from text; on failure writes what the key accepts into why. */
+static int set_value(dp_config *c, const key *k, const char *text, char *why, size_t why_size)
+{
+    char *field = (char *)c + k->offset;
+    char *end;
+    errno = 0;
+    switch (k->type) {
+    case T_STR:
+        if (strlen(text) >= k->size) {
+            snprintf(why, why_size, "at most %zu characters", k->size - 1);
+            return -1;
+        }
+        memcpy(field, text, strlen(text) + 1);
+        return 0;
+    case T_INT:
+    case T_LONG: {
+        long long v = strtoll(text, &end, 10);
+        if (end == text || *end || errno || v < k->min || v > k->max) {
+            describe_range(why, why_size, k, "a whole number");
+            return -1;
+        }
+        if (k->type == T_INT)
+            *(int *)field = (int)v;
+        else
+            *(long *)field = (long)v;
+        return 0;
+    }
+    case T_U64: {
+        if (text[0] == '-') {
+            snprintf(why, why_size, "a whole number from 0 to %llu", (unsigned long long)UINT64_MAX);
+            return -1;
+        }
+        unsigned long long v = strtoull(text, &end, 10);
+        if (end == text || *end || errno) {
+            snprintf(why, why_size, "a whole number from 0 to %llu", (unsigned long long)UINT64_MAX);
+            return -1;
+        }
+        *(uint64_t *)field = v;
+        return 0;
+    }
+    case T_DOUBLE: {
+        double v = strtod(text, &end);
+        bool low = k->min_open ? v <= k->min : v < k->min;
+        if (end == text || *end || errno || !isfinite(v) || low || v > k->max) {
+            describe_range(why, why_size, k, "a number");
+            return -1;
+        }
+        *(double *)field = v;
+        return 0;
+    }
+    case T_BOOL:
+        if (!strcmp(text, "true") || !strcmp(text, "yes") || !strcmp(text, "on") ||
+            !strcmp(text, "1")) {
+            *(bool *)field = true;
+            return 0;
+        }
+        if (!strcmp(text, "false") || !strcmp(text, "no") || !strcmp(text, "off") ||
+            !strcmp(text, "0")) {
+            *(bool *)field = false;
+            return 0;
+        }
+        snprintf(why, why_size, "true or false");
+        return -1;
+    case T_ENUM:
+        for (int i = 0; k->names[i]; i++)
+            if (!strcmp(text, k->names[i])) {
+                *(int *)field = i;
+                return 0;
+            }
+        {
+            char list[256];
+            join_names(list, sizeof list, k->names);
+            snprintf(why, why_size, "one of %s", list);
+        }
+        return -1;
+    }
+    return -1;
+}
+
+/* Reads "[section] key = value"'s value as the key's type and records where it came from. */
+static int assign(dp_config *c, const char *section, const char *name, const char *value,
+                  const char *origin, dp_err *err)
+{
+    if (!known_section(section)) {
+        char list[160];
+        join_names(list, sizeof list, sections);
+        return dp_fail(err, "unknown section [%s]; the sections are %s", section, list);
+    }
+    const key *k = find_key(section, name);
+    if (!k) {
+        char list[512];
+        keys_of(list, sizeof list, section);
+        return dp_fail(err, "[%s] has no key \"%s\"; its keys are %s", section, name, list);
+    }
+    char why[256];
+    if (set_value(c, k, value, why, sizeof why) < 0)
+        return dp_fail(err, "[%s] %s = %s: expected %s", section, name, value, why);
+    snprintf(c->origin[k - keys], sizeof c->origin[0], "%s", origin);
+    return 0;
+}
+
+/* ---- reading INI text through inih, one line at a time so messages can name lines ---- */
+
+typedef struct reader {
+    dp_config *c;
+    const char *name;  /* file name for messages */
+    FILE *file;        /* the source: a file ... */
+    const char *text;  /* ... or a string */
+    int line;          /* number of the line inih is handling */
+    bool continuation; /* that line is indented: inih's continuation of the previous value */
+    bool failed;       /* err holds the first problem */
+    char last_key[64]; /* section.key of the previous value, for continuations */
+    dp_err *err;
+} reader;
+
+static void reader_fail(reader *r, const char *fmt, const char *detail)
+{
+    if (r->failed)
+        return;
+    r->failed = true;
+    dp_fail(r->err, fmt, r->name, r->line, detail);
+}
+
+/* inih's ini_reader: hands over one line and checks what inih would pass over silently. */
+static char *read_line(char *str, int num, void *stream)
+{
+    reader *r = stream;
+    size_t n = 0;
+    if (r->file) {
+        if (!fgets(str, num, r->file))
+            return NULL;
+        n = strlen(str);
+        if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(r->file)) {
+            r->line++;
+            reader_fail(r, "%s:%d: %s", "line too long; continue a long value on indented lines");
+            int ch;
+            while ((ch = fgetc(r->file)) != EOF && ch != '\n')
+                ;
+            str[0] = '\0';
+            return str;
+        }
+    } else {
+        if (!*r->text)
+            return NULL;
+        size_t len = strcspn(r->text, "\n");
+        if (len >= (size_t)num - 1) {
+            r->line++;
+            reader_fail(r, "%s:%d: %s", "line too long; continue a long value on indented lines");
+            r->text += len + (r->text[len] == '\n');
+            str[0] = '\0';
+            return str;
+        }
+        memcpy(str, r->text, len);
+        str[len] = '\n';
+        str[len + 1] = '\0';
+        r->text += len + (r->text[len] == '\n');
+        n = len + 1;
+    }
+    r->line++;
+    const char *s = str;
+    r->continuation = *s == ' ' || *s == '\t';
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '[') { /* inih reports no section without keys: check every header here */
+        char name[64];
+        size_t len = strcspn(s + 1, "]");
+        if (s[1 + len] == ']' && len < sizeof name) {
+            memcpy(name, s + 1, len);
+            name[len] = '\0';
+            if (!known_section(name)) {
+                char list[160], msg[256];
+                join_names(list, sizeof list, sections);
+                snprintf(msg, sizeof msg, "unknown section [%s]; the sections are %s", name, list);
+                reader_fail(r, "%s:%d: %s", msg);
+            }
+        }
+    }
+    (void)n;
+    return str;
+}
+
+static int on_value(void *user, const char *section, const char *name, const char *value)
+{
+    reader *r = user;
+    if (r->failed)
+        return 1;
+    char here[80], full[64];
+    snprintf(here, sizeof here, "%s:%d", r->name, r->line);
+    snprintf(full, sizeof full, "%s.%s", section, name);
+    if (r->continuation && !strcmp(full, r->last_key)) {
+        if (strcmp(full, "model.layers")) {
+            reader_fail(r, "%s:%d: %s", "only [model] layers may continue on indented lines");
+            return 0;
+        }
+        /* A layer list continued on the next line: join with a comma. */
+        size_t len = strlen(r->c->layers);
+        bool comma = len && r->c->layers[len - 1] == ',';
+        if (len + strlen(value) + 3 >= sizeof r->c->layers) {
+            reader_fail(r, "%s:%d: %s", "the layer list is too long");
+            return 0;
+        }
+        snprintf(r->c->layers + len, sizeof r->c->layers - len, "%s %s", comma ? "" : ",", value);
+        return 1;
+    }
+    snprintf(r->last_key, sizeof r->last_key, "%s", full);
+    dp_err e;
+    if (assign(r->c, section, name, value, here, &e) < 0) {
+        reader_fail(r, "%s:%d: %s", e.msg);
+        return 0;
+    }
+    return 1;
+}
+
+int dp_config_load(dp_config *c, const char *path, const char *ini, const char *name,
+                   dp_err *err)
+{
+    reader r = { .c = c, .name = path ? path : name, .text = ini, .err = err };
+    if (path) {
+        r.file = fopen(path, "r");
+        if (!r.file)
+            return dp_fail(err, "%s: cannot open the configuration: %s", path, strerror(errno));
+    }
+    int rc = ini_parse_stream(read_line, &r, on_value, &r);
+    if (r.file)
+        fclose(r.file);
+    if (r.failed)
+        return -1;
+    if (rc > 0)
+        return dp_fail(err, "%s:%d: not a \"key = value\" line, a [section] or a comment", r.name,
+                       rc);
+    if (rc < 0)
+        return dp_fail(err, "%s: cannot read the configuration", r.name);
+    return 0;
+}
+
+int dp_config_set(dp_config *c, const char *assignment, const char *label, dp_err *err)
+{
+    const char *eq = strchr(assignment, '=');
+    const char *dot = strchr(assignment, '.');
+    if (!eq || !dot || dot > eq)
+        return dp_fail(err, "%s %s: expected SECTION.KEY=VALUE, as in optim.lr=0.1", label,
+                       assignment);
+    char section[32], name[64];
+    snprintf(section, sizeof section, "%.*s", (int)(dot - assignment), assignment);
+    snprintf(name, sizeof name, "%.*s", (int)(eq - dot - 1), dot + 1);
+    if (assign(c, section, name, eq + 1, label, err) < 0) {
+        dp_err_prefix(err, "%s: ", label);
+        return -1;
+    }
+    return 0;
+}
+
+const char *dp_config_origin(const dp_config *c, const char *section, const char *key_name)
+{
+    const key *k = find_key(section, key_name);
+    return k ? c->origin[k - keys] : "";
+}
+
+/* Parses "auto" or "cpu:N"; returns N (1 for auto), or -1. */
+static long cpu_device_count(const char *devices)
+{
+    if (!strcmp(devices, "auto"))
+        return 1;
+    if (strncmp(devices, "cpu:", 4))
+        return -1;
+    char *end;
+    errno = 0;
+    long n = strtol(devices + 4, &end, 10);
+    return end == devices + 4 || *end || errno || n < 1 || n > 64 ? -1 : n;
+}
+
+int dp_config_check(const dp_config *c, dp_err *err)
+{
+    if (c->steps == 0 && c->epochs == 0)
+        return dp_fail(err, "nothing to do: run.steps and run.epochs are both 0; set one");
+    if (!strncmp(c->devices, "cuda", 4))
+        return dp_fail(err, "parallel.devices = %s: this build has no CUDA support; use "
+                            "cpu:1 or auto",
+                       c->devices);
+    long n = cpu_device_count(c->devices);
+    if (n < 0)
+        return dp_fail(err, "parallel.devices = %s: expected auto or cpu:N", c->devices);
+    if (n > 1 || c->strategy != DP_STRATEGY_SINGLE)
+        return dp_fail(err, "parallel: this version trains on one device only (devices = cpu:1, "
+                            "strategy = single); data and pipeline parallelism are not part of "
+                            "it yet");
+    if (c->precision == DP_PRECISION_TF32)
+        return dp_fail(err, "run.precision = tf32 needs a GPU, and this build has no CUDA "
+                            "support; use fp32");
+    if (c->checkpoint_dir[0] || c->checkpoint_every)
+        return dp_fail(err, "[checkpoint]: checkpoints are not part of this version yet; "
+                            "use --save to keep the weights");
+    if (c->data.kind == DP_DATA_CIFAR10 || c->data.kind == DP_DATA_TEXT)
+        return dp_fail(err, "data.kind = %s is not supported by this version yet; use "
+                            "fashion-mnist, mnist, idx or synthetic",
+                       dp_data_kind_name(c->data.kind));
+    return 0;
+}
+
+void dp_config_print(const dp_config *c, FILE *out)
+{
+    const char *section = "";
+    for (int i = 0; i < N_KEYS; i++) {
+        const key *k = &keys[i];
+        if (strcmp(section, k->section)) {
+            fprintf(out, "%s[%s]\n", i ? "\n" : "", k->section);
+            section = k->section;
+        }
+        const char *field = (const char *)c + k->offset;
+        fprintf(out, "%s = ", k->name);
+        switch (k->type) {
+        case T_STR:
+            fprintf(out, "%s\n", field);
+            break;
+        case T_INT:
+            fprintf(out, "%d\n", *(const int *)field);
+            break;
+        case T_LONG:
+            fprintf(out, "%ld\n", *(const long *)field);
+            break;
+        case T_U64:
+            fprintf(out, "%llu\n", (unsigned long long)*(const uint64_t *)field);
+            break;
+        case T_DOUBLE: { /* the shortest text that reads back as the same double */
+            double v = *(const double *)field;
+            char text[32];
+            snprintf(text, sizeof text, "%.15g", v);
+            if (strtod(text, NULL) != v)
+                snprintf(text, sizeof text, "%.17g", v);
+            fprintf(out, "%s\n", text);
+            break;
+        }
+        case T_BOOL:
+            fprintf(out, "%s\n", *(const bool *)field ? "true" : "false");
+            break;
+        case T_ENUM:
+            fprintf(out, "%s\n", k->names[*(const int *)field]);
+            break;
+        }
+    }
+}

@@ -1,0 +1,84 @@
+/* config.h -- a run's configuration: INI files read with inih, --set overrides, validation.
+ *
+ * Every key has a default; the built-in demo (app/demo.ini) is read the same way as a user's
+ * file. A bad key or value is reported as "FILE:LINE: [section] key: what it accepts". */
+#ifndef DP_APP_CONFIG_H
+#define DP_APP_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "datasets/dataset.h"
+#include "engine/optim.h"
+#include "engine/trainer.h"
+
+typedef enum dp_precision { DP_PRECISION_FP32, DP_PRECISION_TF32 } dp_precision;
+typedef enum dp_strategy { DP_STRATEGY_SINGLE, DP_STRATEGY_DP, DP_STRATEGY_PP, DP_STRATEGY_HYBRID } dp_strategy;
+typedef enum dp_schedule { DP_SCHEDULE_GPIPE, DP_SCHEDULE_1F1B } dp_schedule;
+
+typedef struct dp_config {
+    /* [run] */
+    char name[64];
+    uint64_t seed;
+    long steps;         /* 0: run `epochs` epochs */
+    long epochs;
+    int precision;      /* dp_precision */
+    int on_nan;         /* dp_on_nan */
+    long eval_every;    /* steps between evaluations; 0: at the end of each epoch only */
+    /* [data] */
+    dp_data_config data;
+    /* [model] */
+    char layers[2048];
+    /* [optim] */
+    dp_optim_config optim;
+    /* [parallel] */
+    char devices[256];
+    int strategy;       /* dp_strategy */
+    long stages;        /* 0: one per device */
+    long microbatches;  /* 0: twice the stages */
+    int schedule;       /* dp_schedule */
+    double bucket_mb;
+    /* [checkpoint] */
+    char checkpoint_dir[4096];
+    long checkpoint_every;
+    long checkpoint_keep;
+    /* [dashboard] */
+    long refresh_ms;
+    bool color;
+
+    /* Where each key's value came from ("run.ini:12", "--set"), for later messages; empty
+     * for a default. Indexed like the key table in config.c. */
+    char origin[48][80];
+} dp_config;
+
+/* Fills c with every key's default. */
+void dp_config_defaults(dp_config *c);
+
+/* Reads an INI file (or the text `ini`, named `name` in messages, when path is NULL) over c.
+ * On a bad section, key or value: fills err with "NAME:LINE: ..." and returns -1. */
+int dp_config_load(dp_config *c, const char *path, const char *ini, const char *name,
+                   dp_err *err);
+
+/* Applies one "section.key=value" override; `label` names its source in messages
+ * ("--set", "--steps"). */
+int dp_config_set(dp_config *c, const char *assignment, const char *label, dp_err *err);
+
+/* Checks what single keys cannot: combinations, and what this version supports. */
+int dp_config_check(const dp_config *c, dp_err *err);
+
+/* Where a key's value came from ("run.ini:12", "--set"), or "" for a default; for prefixing
+ * later messages about that key. */
+const char *dp_config_origin(const dp_config *c, const char *section, const char *key);
+
+/* Writes the effective configuration as an INI file that dp_config_load reads back. */
+void dp_config_print(const dp_config *c, FILE *out);
+
+/* Names of enum values, for messages and reports. */
+const char *dp_strategy_name(int strategy);
+const char *dp_schedule_name(int schedule);
+
+/* The built-in demo configuration (app/demo.ini, compiled in). */
+extern const char dp_demo_ini[];
+
+#endif

@@ -1,0 +1,35 @@
+/* headless.h -- the batch mode: a progress line, evaluations, a summary, and metrics as JSON
+ * Lines, for scripts and terminals alike. */
+#ifndef DP_APP_HEADLESS_H
+#define DP_APP_HEADLESS_H
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "engine/trainer.h"
+
+typedef struct dp_headless_opts {
+    long total_steps;
+    long eval_every;          /* 0: at the end of each epoch only */
+    const char *strategy;     /* "single" */
+    FILE *out;                /* progress, evaluations, summary */
+    int out_is_tty;           /* redraw the progress line in place */
+    FILE *metrics;            /* JSON Lines, or NULL */
+    volatile sig_atomic_t *stop; /* set by a signal: finish the step and stop */
+} dp_headless_opts;
+
+/* What the run ended with. */
+typedef struct dp_headless_result {
+    long steps;
+    double seconds;
+    double final_loss;
+    double test_accuracy;     /* of the last evaluation; -1 when none ran */
+    int interrupted;
+} dp_headless_result;
+
+/* Trains until total_steps or a stop request. Returns 0, or -1 with err filled when the run
+ * failed (a non-finite loss with on_nan = stop). */
+int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result *res,
+                    dp_err *err);
+
+#endif

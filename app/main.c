@@ -1,0 +1,341 @@
+/* main.c -- dpmptop's command line: options, configuration, data, model, then the run. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app/config.h"
+#include "app/headless.h"
+#include "dpmptop-config.h"
+#include "engine/fileio.h"
+#include "engine/safetensors.h"
+
+enum exit_status { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+static volatile sig_atomic_t stop_requested;
+
+/* The first SIGINT or SIGTERM finishes the current step; a second one exits at once. */
+static void on_signal(int sig)
+{
+    if (stop_requested)
+        _exit(EXIT_INTERRUPTED);
+    stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fputs("Usage: dpmptop [OPTION]...\n"
+          "Train a neural network on the devices of this machine and watch it.\n"
+          "Without -c, runs the built-in demo (an MLP on Fashion-MNIST).\n"
+          "\n"
+          "  -c, --config FILE          read the run's configuration from an INI file\n"
+          "  -s, --set SECTION.KEY=VALUE  override one key (repeatable)\n"
+          "  -H, --headless             batch mode: progress lines, no dashboard\n"
+          "  -d, --devices LIST         auto | cpu:N | cuda:0,cuda:1,...\n"
+          "  -S, --strategy NAME        single | dp | pp | hybrid\n"
+          "      --stages N             pipeline stages\n"
+          "      --microbatches N       micro-batches per step (pipeline)\n"
+          "      --schedule NAME        gpipe | 1f1b\n"
+          "      --steps N              train N steps\n"
+          "      --epochs N             train N epochs\n"
+          "      --switch-at STEP:STRATEGY[,...]  change strategy at those steps\n"
+          "      --metrics FILE         write metrics as JSON Lines\n"
+          "      --save FILE            save the final weights as safetensors\n"
+          "      --init FILE            start from weights in a safetensors file\n"
+          "      --checkpoint-dir DIR   write checkpoints into DIR\n"
+          "      --resume [DIR]         continue from the newest checkpoint\n"
+          "      --print-config         print the effective configuration and exit\n"
+          "      --no-color             monochrome dashboard (as NO_COLOR)\n"
+          "  -h, --help                 show this help and exit\n"
+          "  -V, --version              show the version and exit\n"
+          "\n"
+          "Exit status: 0 done, 1 the run failed, 2 bad usage or configuration,\n"
+          "130 interrupted. See dpmptop(1) and README.md for the configuration keys.\n",
+          out);
+}
+
+/* A --set style override collected from the command line, applied after the file. */
+typedef struct override {
+    char assignment[4200];
+    const char *label;
+} override;
+
+typedef struct options {
+    const char *config_path;
+    const char *metrics_path, *save_path, *init_path;
+    int print_config;
+    override *overrides;
+    int n_overrides;
+} options;
+
+enum long_only {
+    OPT_STAGES = 256, OPT_MICRO, OPT_SCHEDULE, OPT_STEPS, OPT_EPOCHS, OPT_SWITCH_AT, OPT_METRICS,
+    OPT_SAVE, OPT_INIT, OPT_CKPT_DIR, OPT_RESUME, OPT_PRINT_CONFIG, OPT_NO_COLOR,
+};
+
+static void add_override(options *o, const char *label, const char *fmt, const char *value)
+{
+    override *ov = &o->overrides[o->n_overrides++];
+    ov->label = label;
+    snprintf(ov->assignment, sizeof ov->assignment, fmt, value);
+}
+
+/* Parses argv into o; returns -1 (after printing why) on bad usage, 1 when done (help). */
+static int parse_args(int argc, char **argv, options *o)
+{
+    static const struct option longs[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "set", required_argument, NULL, 's' },
+        { "headless", no_argument, NULL, 'H' },
+        { "devices", required_argument, NULL, 'd' },
+        { "strategy", required_argument, NULL, 'S' },
+        { "stages", required_argument, NULL, OPT_STAGES },
+        { "microbatches", required_argument, NULL, OPT_MICRO },
+        { "schedule", required_argument, NULL, OPT_SCHEDULE },
+        { "steps", required_argument, NULL, OPT_STEPS },
+        { "epochs", required_argument, NULL, OPT_EPOCHS },
+        { "switch-at", required_argument, NULL, OPT_SWITCH_AT },
+        { "metrics", required_argument, NULL, OPT_METRICS },
+        { "save", required_argument, NULL, OPT_SAVE },
+        { "init", required_argument, NULL, OPT_INIT },
+        { "checkpoint-dir", required_argument, NULL, OPT_CKPT_DIR },
+        { "resume", optional_argument, NULL, OPT_RESUME },
+        { "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
+        { "no-color", no_argument, NULL, OPT_NO_COLOR },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    o->overrides = calloc((size_t)argc + 1, sizeof *o->overrides);
+    if (!o->overrides) {
+        fputs("dpmptop: out of memory\n", stderr);
+        return -1;
+    }
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":c:s:Hd:S:hV", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->config_path = optarg; break;
+        case 's': add_override(o, "--set", "%s", optarg); break;
+        case 'H': break; /* headless is the only mode of this version */
+        case 'd': add_override(o, "--devices", "parallel.devices=%s", optarg); break;
+        case 'S': add_override(o, "--strategy", "parallel.strategy=%s", optarg); break;
+        case OPT_STAGES: add_override(o, "--stages", "parallel.stages=%s", optarg); break;
+        case OPT_MICRO: add_override(o, "--microbatches", "parallel.microbatches=%s", optarg); break;
+        case OPT_SCHEDULE: add_override(o, "--schedule", "parallel.schedule=%s", optarg); break;
+        case OPT_STEPS: add_override(o, "--steps", "run.steps=%s", optarg); break;
+        case OPT_EPOCHS:
+            add_override(o, "--epochs", "run.epochs=%s", optarg);
+            add_override(o, "--epochs", "run.steps=%s", "0"); /* epochs, not a step count */
+            break;
+        case OPT_CKPT_DIR: add_override(o, "--checkpoint-dir", "checkpoint.dir=%s", optarg); break;
+        case OPT_NO_COLOR: add_override(o, "--no-color", "dashboard.color=%s", "false"); break;
+        case OPT_METRICS: o->metrics_path = optarg; break;
+        case OPT_SAVE: o->save_path = optarg; break;
+        case OPT_INIT: o->init_path = optarg; break;
+        case OPT_PRINT_CONFIG: o->print_config = 1; break;
+        case OPT_SWITCH_AT:
+        case OPT_RESUME:
+            fprintf(stderr, "dpmptop: %s is not supported by this version yet\n", argv[optind - 1]);
+            return -1;
+        case 'h': usage(stdout); return 1;
+        case 'V': printf("dpmptop %s\n", PACKAGE_VERSION); return 1;
+        case ':':
+            fprintf(stderr, "dpmptop: %s needs a value; see dpmptop --help\n", argv[optind - 1]);
+            return -1;
+        default:
+            fprintf(stderr, "dpmptop: unknown option %s; see dpmptop --help\n", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dpmptop: unexpected argument \"%s\"; see dpmptop --help\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+/* "FILE:LINE: " for a key that came from a file, "--set: " for an override, "" for a default. */
+static void origin_prefix(char *buf, size_t size, const dp_config *c, const char *section,
+                          const char *key)
+{
+    const char *o = dp_config_origin(c, section, key);
+    snprintf(buf, size, "%s%s", o, o[0] ? ": " : "");
+}
+
+/* Loads the data; the built-in demo falls back to the synthetic task when Fashion-MNIST is not
+ * installed. */
+static int load_data(dp_config *c, bool demo, dp_dataset *train, dp_dataset *test)
+{
+    dp_err err;
+    if (dp_data_load(&c->data, c->seed, train, test, &err) == 0)
+        return 0;
+    struct stat st;
+    const char *dir = dp_data_default_path(c->data.kind);
+    if (demo && c->data.kind == DP_DATA_FASHION_MNIST && !c->data.path[0] && stat(dir, &st) != 0) {
+        fprintf(stderr, "dpmptop: Fashion-MNIST is not installed (%s); the demo trains on the "
+                        "synthetic task instead (apt-get install dataset-fashion-mnist for the "
+                        "real one)\n",
+                dir);
+        c->data.kind = DP_DATA_SYNTHETIC;
+        c->data.features = 784;
+        c->data.classes = 10;
+        if (dp_data_load(&c->data, c->seed, train, test, &err) == 0)
+            return 0;
+    }
+    char where[128];
+    origin_prefix(where, sizeof where, c, "data", c->data.path[0] ? "path" : "kind");
+    fprintf(stderr, "dpmptop: %s%s\n", where, err.msg);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    options opt = { 0 };
+    int rc = parse_args(argc, argv, &opt);
+    if (rc != 0) {
+        free(opt.overrides);
+        return rc > 0 ? EXIT_DONE : EXIT_USAGE;
+    }
+
+    static dp_config cfg;
+    dp_err err;
+    dp_config_defaults(&cfg);
+    bool demo = opt.config_path == NULL;
+    if (dp_config_load(&cfg, opt.config_path, dp_demo_ini, "demo.ini (built in)", &err) < 0)
+        goto usage_error;
+    for (int i = 0; i < opt.n_overrides; i++)
+        if (dp_config_set(&cfg, opt.overrides[i].assignment, opt.overrides[i].label, &err) < 0)
+            goto usage_error;
+    if (opt.print_config) {
+        dp_config_print(&cfg, stdout);
+        free(opt.overrides);
+        return EXIT_DONE;
+    }
+    if (dp_config_check(&cfg, &err) < 0)
+        goto usage_error;
+
+    dp_dataset train, test;
+    if (load_data(&cfg, demo, &train, &test) < 0) {
+        free(opt.overrides);
+        return EXIT_USAGE;
+    }
+    int status = EXIT_USAGE;
+    dp_model model = { 0 };
+    float *init = NULL;
+    FILE *metrics = NULL;
+    dp_trainer *trainer = NULL;
+    if (dp_model_parse(&model, cfg.layers, train.features, train.classes, &err) < 0) {
+        char where[128];
+        origin_prefix(where, sizeof where, &cfg, "model", "layers");
+        fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);
+        goto done;
+    }
+    if (opt.init_path) {
+        init = malloc(model.n_params * sizeof *init);
+        if (!init || dp_safetensors_load(opt.init_path, &model, init, &err) < 0) {
+            fprintf(stderr, "dpmptop: --init %s\n", init ? err.msg : "out of memory");
+            goto done;
+        }
+    }
+    if (opt.save_path) { /* find out now, not after training, that the file cannot be written */
+        dp_atomic_file probe;
+        if (dp_atomic_open(&probe, opt.save_path, &err) < 0) {
+            fprintf(stderr, "dpmptop: --save %s\n", err.msg);
+            goto done;
+        }
+        dp_atomic_abort(&probe);
+    }
+
+    long per_epoch = (train.n + cfg.data.batch - 1) / cfg.data.batch;
+    long total = cfg.steps > 0 ? cfg.steps : cfg.epochs * per_epoch;
+    dp_trainer_config tc = {
+        .model = &model,
+        .optim = cfg.optim,
+        .batch = cfg.data.batch,
+        .shuffle = cfg.data.shuffle,
+        .seed = cfg.seed,
+        .total_steps = total,
+        .on_nan = (dp_on_nan)cfg.on_nan,
+    };
+    trainer = dp_trainer_create(&tc, &train, &test, init, &err);
+    if (!trainer) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        status = EXIT_FAILED;
+        goto done;
+    }
+    if (opt.metrics_path) {
+        metrics = fopen(opt.metrics_path, "w");
+        if (!metrics) {
+            perror(opt.metrics_path);
+            goto done;
+        }
+    }
+
+    char desc[512];
+    dp_model_describe(&model, desc, sizeof desc);
+    printf("dpmptop %s: run \"%s\" on %s (single)\n  data:  %s, %ld samples of %d features, %d "
+           "classes; test %ld samples\n  model: %s (%zu parameters)\n  steps: %ld (%ld per epoch "
+           "of batch %d)\n",
+           PACKAGE_VERSION, cfg.name, dp_trainer_device(trainer, 0)->name, train.name, train.n,
+           train.features, train.classes, test.n, desc, model.n_params, total, per_epoch,
+           cfg.data.batch);
+    fflush(stdout);
+
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    dp_headless_opts ho = {
+        .total_steps = total,
+        .eval_every = cfg.eval_every,
+        .strategy = dp_strategy_name(cfg.strategy),
+        .out = stdout,
+        .out_is_tty = isatty(STDOUT_FILENO),
+        .metrics = metrics,
+        .stop = &stop_requested,
+    };
+    dp_headless_result res;
+    if (dp_headless_run(trainer, &ho, &res, &err) < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        status = EXIT_FAILED;
+        goto done;
+    }
+    status = res.interrupted ? EXIT_INTERRUPTED : EXIT_DONE;
+    if (opt.save_path) {
+        float *host = malloc(model.n_params * sizeof *host);
+        if (!host) {
+            fprintf(stderr, "dpmptop: --save: out of memory\n");
+            status = EXIT_FAILED;
+            goto done;
+        }
+        dp_trainer_get_params(trainer, host);
+        if (dp_safetensors_save(opt.save_path, &model, host, &err) < 0) {
+            fprintf(stderr, "dpmptop: --save %s\n", err.msg);
+            status = EXIT_FAILED;
+        } else {
+            printf("saved %s\n", opt.save_path);
+        }
+        free(host);
+    }
+done:
+    if (metrics && fclose(metrics) != 0) {
+        perror(opt.metrics_path);
+        status = EXIT_FAILED;
+    }
+    dp_trainer_destroy(trainer);
+    free(init);
+    dp_model_free(&model);
+    dp_dataset_free(&train);
+    dp_dataset_free(&test);
+    free(opt.overrides);
+    return status;
+usage_error:
+    fprintf(stderr, "dpmptop: %s\n", err.msg);
+    free(opt.overrides);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,108 @@
+/* dataset.h -- training and test data held in host memory, and how a run chooses it. */
+#ifndef DP_DATASET_H
+#define DP_DATASET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+
+/* Labelled samples: features flattened per sample, images scaled to [0, 1]. */
+typedef struct dp_dataset {
+    char name[64];       /* "fashion-mnist train" */
+    long n;              /* samples */
+    int features;        /* floats per sample */
+    int classes;
+    int channels, height, width; /* image shape (0 when the data are not images) */
+    float *x;            /* [n, features] */
+    int32_t *y;          /* [n], each in [0, classes) */
+} dp_dataset;
+
+typedef enum dp_data_kind {
+    DP_DATA_FASHION_MNIST,
+    DP_DATA_MNIST,
+    DP_DATA_IDX,
+    DP_DATA_CIFAR10,
+    DP_DATA_TEXT,
+    DP_DATA_SYNTHETIC,
+} dp_data_kind;
+
+/* The [data] section. */
+typedef struct dp_data_config {
+    dp_data_kind kind;
+    char path[4096];     /* a directory of IDX files; "" = the kind's default */
+    int batch;
+    bool shuffle;
+    long limit;          /* use the first `limit` training samples; 0 = all */
+    int context;         /* text: bytes of context */
+    int features;        /* synthetic: input width */
+    int classes;         /* synthetic: classes */
+    long samples;        /* synthetic: training samples */
+    long test_samples;   /* synthetic: test samples */
+} dp_data_config;
+
+dp_data_config dp_data_defaults(void);
+/* "fashion-mnist" etc., and back; dp_data_kind_parse returns -1 for an unknown name. */
+const char *dp_data_kind_name(dp_data_kind k);
+int dp_data_kind_parse(const char *name);
+/* The directory a kind reads when data.path is empty ("" for kinds without one). */
+const char *dp_data_default_path(dp_data_kind k);
+
+/* Loads the training and test splits the configuration names. Every failure says which file
+ * and what to do. */
+int dp_data_load(const dp_data_config *c, uint64_t seed, dp_dataset *train, dp_dataset *test,
+                 dp_err *err);
+void dp_dataset_free(dp_dataset *d);
+
+/* ---- IDX (the MNIST family): idx.c ---- */
+
+/* An IDX file of unsigned bytes: up to 4 dimensions, big-endian sizes. */
+typedef struct dp_idx {
+    int ndim;
+    uint32_t dims[4];
+    size_t count; /* product of dims */
+    uint8_t *data;
+} dp_idx;
+
+/* Reads an IDX file of unsigned bytes, plain or gzip-compressed, checking the magic number,
+ * the sizes and that the file holds exactly the data its header announces. */
+int dp_idx_read(const char *path, dp_idx *out, dp_err *err);
+void dp_idx_free(dp_idx *idx);
+
+/* Loads images (N x H x W) and labels (N) from two IDX files into d. */
+int dp_idx_load_split(const char *images_path, const char *labels_path, const char *name,
+                      dp_dataset *d, dp_err *err);
+
+/* ---- synthetic: synthetic.c ---- */
+
+/* Gaussian inputs labelled by a seeded random teacher network (features -> 32 tanh ->
+ * classes, arg-max). The teacher depends only on the seed; train and test draw different
+ * inputs. */
+int dp_synthetic_make(const dp_data_config *c, uint64_t seed, dp_dataset *train,
+                      dp_dataset *test, dp_err *err);
+
+/* ---- batching: loader.c ---- */
+
+/* Walks a dataset in batches, in a seeded random order that is drawn anew each epoch (or in
+ * file order without shuffling). The last batch of an epoch may be short, as PyTorch's
+ * DataLoader with drop_last=False. */
+typedef struct dp_loader {
+    const dp_dataset *ds;
+    int batch;
+    bool shuffle;
+    uint64_t seed;
+    long epoch;     /* 0-based epoch of the next batch */
+    long pos;       /* samples of this epoch already handed out */
+    int32_t *order; /* [n] sample order of this epoch */
+} dp_loader;
+
+int dp_loader_init(dp_loader *l, const dp_dataset *ds, int batch, bool shuffle, uint64_t seed,
+                   dp_err *err);
+void dp_loader_free(dp_loader *l);
+/* Batches per epoch: ceil(n / batch). */
+long dp_loader_steps_per_epoch(const dp_loader *l);
+/* Copies the next batch into x[rows, features] and y[rows]; returns rows. */
+int dp_loader_next(dp_loader *l, float *x, int32_t *y);
+
+#endif

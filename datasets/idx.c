@@ -1,0 +1,183 @@
+/* idx.c -- the IDX format of MNIST and Fashion-MNIST (http://yann.lecun.com/exdb/mnist/):
+ * two zero bytes, a type byte (0x08 = unsigned byte), a dimension count, then one big-endian
+ * uint32 per dimension, then the data. Read through zlib, so .gz and plain files both work. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "datasets/dataset.h"
+
+/* Refuse anything over 4 GiB of samples: no MNIST-family file comes near it, and it keeps a
+ * hostile header from asking for absurd allocations. */
+#define IDX_MAX_BYTES ((size_t)1 << 32)
+
+/* Reads exactly `len` bytes; returns the count read, or -1 on a read error. */
+static long read_full(gzFile f, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        unsigned chunk = len - got > (1u << 30) ? (1u << 30) : (unsigned)(len - got);
+        int n = gzread(f, (char *)buf + got, chunk);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (long)got;
+}
+
+int dp_idx_read(const char *path, dp_idx *out, dp_err *err)
+{
+    memset(out, 0, sizeof *out);
+    errno = 0;
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return dp_fail(err, "%s: cannot open: %s", path, errno ? strerror(errno) : "zlib error");
+    uint8_t head[4];
+    long n = read_full(f, head, 4);
+    if (n < 0) {
+        int zerr;
+        dp_fail(err, "%s: cannot read: %s", path, gzerror(f, &zerr));
+        goto fail;
+    }
+    if (n < 4 || head[0] != 0 || head[1] != 0) {
+        dp_fail(err, "%s: not an IDX file (bad magic number); expected an MNIST-style "
+                     "images or labels file, plain or .gz",
+                path);
+        goto fail;
+    }
+    if (head[2] != 0x08) {
+        dp_fail(err, "%s: IDX data type 0x%02x is not supported; only unsigned bytes (0x08), "
+                     "as in MNIST and Fashion-MNIST",
+                path, head[2]);
+        goto fail;
+    }
+    if (head[3] < 1 || head[3] > 4) {
+        dp_fail(err, "%s: IDX header gives %d dimensions; expected 1 to 4", path, head[3]);
+        goto fail;
+    }
+    out->ndim = head[3];
+    uint8_t dims[16];
+    if (read_full(f, dims, 4u * (unsigned)out->ndim) != 4 * out->ndim) {
+        dp_fail(err, "%s: truncated IDX header", path);
+        goto fail;
+    }
+    size_t count = 1;
+    for (int i = 0; i < out->ndim; i++) {
+        const uint8_t *b = dims + 4 * i;
+        out->dims[i] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        if (out->dims[i] == 0) {
+            dp_fail(err, "%s: IDX dimension %d is 0", path, i);
+            goto fail;
+        }
+        if (out->dims[i] > IDX_MAX_BYTES / count) {
+            dp_fail(err, "%s: IDX dimensions multiply to more than %zu bytes; the header is "
+                         "corrupt",
+                    path, IDX_MAX_BYTES);
+            goto fail;
+        }
+        count *= out->dims[i];
+    }
+    out->count = count;
+    out->data = malloc(count);
+    if (!out->data) {
+        dp_fail(err, "%s: out of memory for %zu bytes of IDX data", path, count);
+        goto fail;
+    }
+    n = read_full(f, out->data, count);
+    if (n < 0) {
+        int zerr;
+        dp_fail(err, "%s: cannot read: %s", path, gzerror(f, &zerr));
+        goto fail;
+    }
+    if ((size_t)n < count) {
+        dp_fail(err, "%s: truncated: the header announces %zu data bytes but the file holds %ld; "
+                     "download the file again",
+                path, count, n);
+        goto fail;
+    }
+    uint8_t extra;
+    if (read_full(f, &extra, 1) != 0) {
+        dp_fail(err, "%s: the file is longer than its IDX header announces (%zu data bytes)",
+                path, count);
+        goto fail;
+    }
+    gzclose(f);
+    return 0;
+fail:
+    gzclose(f);
+    dp_idx_free(out);
+    return -1;
+}
+
+void dp_idx_free(dp_idx *idx)
+{
+    free(idx->data);
+    memset(idx, 0, sizeof *idx);
+}
+
+int dp_idx_load_split(const char *images_path, const char *labels_path, const char *name,
+                      dp_dataset *d, dp_err *err)
+{
+    memset(d, 0, sizeof *d);
+    dp_idx img, lab;
+    if (dp_idx_read(images_path, &img, err) < 0)
+        return -1;
+    if (dp_idx_read(labels_path, &lab, err) < 0) {
+        dp_idx_free(&img);
+        return -1;
+    }
+    int rc = -1;
+    if (img.ndim != 3) {
+        dp_fail(err, "%s: expected images (3 dimensions: count, rows, columns), found %d "
+                     "dimensions",
+                images_path, img.ndim);
+        goto done;
+    }
+    if (lab.ndim != 1) {
+        dp_fail(err, "%s: expected labels (1 dimension), found %d dimensions", labels_path,
+                lab.ndim);
+        goto done;
+    }
+    if (img.dims[0] != lab.dims[0]) {
+        dp_fail(err, "%s holds %u images but %s holds %u labels", images_path, img.dims[0],
+                labels_path, lab.dims[0]);
+        goto done;
+    }
+    if ((size_t)img.dims[1] * img.dims[2] > INT_MAX) {
+        dp_fail(err, "%s: images of %ux%u are too large", images_path, img.dims[1], img.dims[2]);
+        goto done;
+    }
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->n = img.dims[0];
+    d->channels = 1;
+    d->height = (int)img.dims[1];
+    d->width = (int)img.dims[2];
+    d->features = d->height * d->width;
+    d->x = malloc(img.count * sizeof *d->x);
+    d->y = malloc((size_t)d->n * sizeof *d->y);
+    if (!d->x || !d->y) {
+        dp_fail(err, "out of memory loading %s", images_path);
+        goto done;
+    }
+    for (size_t i = 0; i < img.count; i++)
+        d->x[i] = (float)img.data[i] / 255.0f; /* torchvision's ToTensor */
+    int max_label = 0;
+    for (long i = 0; i < d->n; i++) {
+        d->y[i] = lab.data[i];
+        if (d->y[i] > max_label)
+            max_label = d->y[i];
+    }
+    d->classes = max_label + 1;
+    rc = 0;
+done:
+    dp_idx_free(&img);
+    dp_idx_free(&lab);
+    if (rc < 0)
+        dp_dataset_free(d);
+    return rc;
+}

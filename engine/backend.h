@@ -1,0 +1,87 @@
+/* backend.h -- the device interface: memory, copies, GEMM and kernels.
+ *
+ * A backend is a table of operations; layers, the model and the optimizer are written once
+ * against it. Every pointer an operation takes is device memory of that device unless it is
+ * named `host`. Operations are issued in order on the device's compute stream: the CPU backend
+ * runs them at once; a GPU backend may run them later, so results are read back only through
+ * download() or the operations that return a host value (they synchronise). Matrices are
+ * row-major. */
+#ifndef DP_BACKEND_H
+#define DP_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+#include "engine/kernels.h"
+
+typedef struct dp_backend dp_backend;
+
+/* One device as the engine sees it: a CPU virtual device or a GPU. */
+typedef struct dp_device {
+    const dp_backend *be;
+    char name[32];      /* "cpu:0", "cuda:1" */
+    int index;          /* position in the run's device list */
+    size_t mem_held;    /* bytes the engine holds on this device now */
+    size_t mem_peak;    /* most bytes ever held */
+    size_t mem_total;   /* what the device has in all (CPU: the machine's memory) */
+    void *impl;         /* backend-private state */
+} dp_device;
+
+struct dp_backend {
+    const char *name;
+
+    /* Memory. alloc returns NULL when the device cannot give `bytes`; use dp_device_alloc,
+     * which accounts and reports. */
+    void *(*alloc)(dp_device *d, size_t bytes);
+    void (*release)(dp_device *d, void *p);
+    void (*upload)(dp_device *d, void *dst, const void *host_src, size_t bytes);
+    void (*download)(dp_device *d, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(dp_device *d, void *dst, const void *src, size_t bytes);
+    void (*zero)(dp_device *d, void *p, size_t bytes);
+    /* Waits until every operation issued so far has finished. */
+    void (*synchronize)(dp_device *d);
+    /* Seconds the device has spent running operations since it was made. */
+    double (*busy_seconds)(dp_device *d);
+
+    /* C[m,n] = alpha * op(A) op(B) + beta * C, op(X) = X or X^T (trans_* nonzero). */
+    void (*gemm)(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+    /* y[r, :] = row[:] for r < rows. */
+    void (*fill_rows)(dp_device *d, float *y, const float *row, int rows, int cols);
+    /* out[c] = sum_r x[r, c], or out[c] += ... when accumulate. */
+    void (*sum_rows)(dp_device *d, float *out, const float *x, int rows, int cols, int accumulate);
+    /* y = act(x), element-wise over n elements (y may equal x for ReLU and tanh). */
+    void (*act_forward)(dp_device *d, dp_act act, float *y, const float *x, size_t n);
+    /* dx = act'(x) * dy, from the input x and output y of the forward pass. */
+    void (*act_backward)(dp_device *d, dp_act act, float *dx, const float *x, const float *y,
+                         const float *dy, size_t n);
+    /* Softmax cross-entropy over rows x classes logits with integer labels:
+     * stats[0] += sum over rows of -log softmax(logits)[label];
+     * stats[1] += rows whose first arg-max equals the label;
+     * dlogits (skipped when NULL) = (softmax - onehot(label)) * grad_scale. */
+    void (*softmax_xent)(dp_device *d, const float *logits, const int32_t *labels, int rows,
+                         int classes, float grad_scale, float *dlogits, float *stats);
+    /* Optimizer updates over n parameters (kernels.h has the formulas). */
+    void (*sgd_step)(dp_device *d, float *p, const float *g, float *buf, size_t n, dp_sgd_args a);
+    void (*adamw_step)(dp_device *d, float *p, const float *g, float *m, float *v, size_t n,
+                       dp_adamw_args a);
+    /* Returns sum x[i]^2 (accumulated in double); synchronises. */
+    double (*sum_squares)(dp_device *d, const float *x, size_t n);
+    /* x *= s. */
+    void (*scale)(dp_device *d, float *x, float s, size_t n);
+};
+
+/* Allocates `bytes` on d, accounts it, and on failure fills err naming the device, the bytes
+ * asked for and `what` they were for. */
+void *dp_device_alloc(dp_device *d, size_t bytes, const char *what, dp_err *err);
+/* Frees memory from dp_device_alloc (NULL is fine). */
+void dp_device_free(dp_device *d, void *p, size_t bytes);
+
+/* The CPU backend (CBLAS on OpenBLAS). */
+extern const dp_backend dp_backend_cpu;
+/* Makes CPU virtual device number `index`, using `blas_threads` threads for its GEMMs. */
+int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err);
+void dp_cpu_device_destroy(dp_device *d);
+
+#endif

@@ -1,0 +1,275 @@
+/* backend_cpu.c -- the CPU backend: GEMMs through CBLAS (OpenBLAS), everything else as plain C
+ * loops over the per-element functions of kernels.h. Operations run at once on the calling
+ * thread, so synchronize() has nothing to wait for. */
+#include "engine/backend.h"
+#include "engine/backend_cpu.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Private state of a CPU virtual device. */
+typedef struct cpu_impl {
+    int blas_threads;
+    dp_cpu_profile prof;
+} cpu_impl;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static cpu_impl *impl_of(dp_device *d)
+{
+    return (cpu_impl *)d->impl;
+}
+
+/* 64-byte alignment keeps AVX-512 loads whole and buffers off each other's cache lines. */
+static void *cpu_alloc(dp_device *d, size_t bytes)
+{
+    void *p = NULL;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0)
+        return NULL;
+    return p;
+}
+
+static void cpu_release(dp_device *d, void *p)
+{
+    free(p);
+}
+
+static void cpu_memcpy(dp_device *d, void *dst, const void *src, size_t bytes)
+{
+    if (bytes)
+        memcpy(dst, src, bytes);
+}
+
+static void cpu_zero(dp_device *d, void *p, size_t bytes)
+{
+    if (bytes)
+        memset(p, 0, bytes);
+}
+
+static void cpu_synchronize(dp_device *d)
+{
+}
+
+static double cpu_busy_seconds(dp_device *d)
+{
+    return impl_of(d)->prof.gemm_s + impl_of(d)->prof.kernel_s;
+}
+
+static void cpu_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                     int ldc)
+{
+    double t0 = now_s();
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    cpu_impl *im = impl_of(d);
+    im->prof.gemm_s += now_s() - t0;
+    im->prof.gemm_flops += 2.0 * m * n * k;
+}
+
+/* Charges the time since t0 to the device's non-GEMM kernel time. */
+static void charge_kernel(dp_device *d, double t0)
+{
+    impl_of(d)->prof.kernel_s += now_s() - t0;
+}
+
+static void cpu_fill_rows(dp_device *d, float *y, const float *row, int rows, int cols)
+{
+    double t0 = now_s();
+    for (int r = 0; r < rows; r++)
+        memcpy(y + (size_t)r * cols, row, (size_t)cols * sizeof *row);
+    charge_kernel(d, t0);
+}
+
+static void cpu_sum_rows(dp_device *d, float *out, const float *x, int rows, int cols,
+                         int accumulate)
+{
+    double t0 = now_s();
+    if (!accumulate)
+        memset(out, 0, (size_t)cols * sizeof *out);
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * cols;
+        for (int c = 0; c < cols; c++)
+            out[c] += xr[c];
+    }
+    charge_kernel(d, t0);
+}
+
+static void cpu_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t n)
+{
+    double t0 = now_s();
+    switch (act) { /* one loop per activation, so each one vectorises */
+    case DP_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = dp_act_value(DP_ACT_RELU, x[i]);
+        break;
+    case DP_ACT_GELU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = dp_act_value(DP_ACT_GELU, x[i]);
+        break;
+    case DP_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            y[i] = dp_act_value(DP_ACT_TANH, x[i]);
+        break;
+    }
+    charge_kernel(d, t0);
+}
+
+static void cpu_act_backward(dp_device *d, dp_act act, float *dx, const float *x, const float *y,
+                             const float *dy, size_t n)
+{
+    double t0 = now_s();
+    switch (act) {
+    case DP_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dp_act_grad(DP_ACT_RELU, x[i], 0.0f, dy[i]);
+        break;
+    case DP_ACT_GELU:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dp_act_grad(DP_ACT_GELU, x[i], 0.0f, dy[i]);
+        break;
+    case DP_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dp_act_grad(DP_ACT_TANH, 0.0f, y[i], dy[i]);
+        break;
+    }
+    charge_kernel(d, t0);
+}
+
+static void cpu_softmax_xent(dp_device *d, const float *logits, const int32_t *labels, int rows,
+                             int classes, float grad_scale, float *dlogits, float *stats)
+{
+    double t0 = now_s();
+    double loss = 0.0;
+    int correct = 0;
+    for (int r = 0; r < rows; r++) {
+        const float *z = logits + (size_t)r * classes;
+        int label = labels[r];
+        int best = 0;
+        for (int c = 1; c < classes; c++)
+            if (z[c] > z[best])
+                best = c;
+        float zmax = z[best];
+        double sum = 0.0;
+        for (int c = 0; c < classes; c++)
+            sum += exp((double)(z[c] - zmax));
+        double lse = (double)zmax + log(sum);
+        loss += lse - (double)z[label];
+        correct += best == label;
+        if (dlogits) {
+            float *g = dlogits + (size_t)r * classes;
+            for (int c = 0; c < classes; c++) {
+                double p = exp((double)z[c] - lse);
+                g[c] = (float)((p - (c == label)) * grad_scale);
+            }
+        }
+    }
+    stats[0] += (float)loss;
+    stats[1] += (float)correct;
+    charge_kernel(d, t0);
+}
+
+static void cpu_sgd_step(dp_device *d, float *p, const float *g, float *buf, size_t n,
+                         dp_sgd_args a)
+{
+    double t0 = now_s();
+    if (buf) {
+        for (size_t i = 0; i < n; i++)
+            dp_sgd_element(&p[i], g[i], &buf[i], a);
+    } else { /* no momentum, no state */
+        float unused = 0.0f;
+        for (size_t i = 0; i < n; i++)
+            dp_sgd_element(&p[i], g[i], &unused, a);
+    }
+    charge_kernel(d, t0);
+}
+
+static void cpu_adamw_step(dp_device *d, float *p, const float *g, float *m, float *v, size_t n,
+                           dp_adamw_args a)
+{
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++)
+        dp_adamw_element(&p[i], g[i], &m[i], &v[i], a);
+    charge_kernel(d, t0);
+}
+
+static double cpu_sum_squares(dp_device *d, const float *x, size_t n)
+{
+    double t0 = now_s();
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * (double)x[i];
+    charge_kernel(d, t0);
+    return s;
+}
+
+static void cpu_scale(dp_device *d, float *x, float s, size_t n)
+{
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
+    charge_kernel(d, t0);
+}
+
+const dp_backend dp_backend_cpu = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .zero = cpu_zero,
+    .synchronize = cpu_synchronize,
+    .busy_seconds = cpu_busy_seconds,
+    .gemm = cpu_gemm,
+    .fill_rows = cpu_fill_rows,
+    .sum_rows = cpu_sum_rows,
+    .act_forward = cpu_act_forward,
+    .act_backward = cpu_act_backward,
+    .softmax_xent = cpu_softmax_xent,
+    .sgd_step = cpu_sgd_step,
+    .adamw_step = cpu_adamw_step,
+    .sum_squares = cpu_sum_squares,
+    .scale = cpu_scale,
+};
+
+int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)
+{
+    memset(d, 0, sizeof *d);
+    cpu_impl *im = calloc(1, sizeof *im);
+    if (!im)
+        return dp_fail(err, "out of host memory creating cpu:%d", index);
+    im->blas_threads = blas_threads > 0 ? blas_threads : 1;
+    /* OpenBLAS's thread count is process-wide; one device owns it until the multi-device
+     * engine sets it per worker. */
+    openblas_set_num_threads(im->blas_threads);
+    d->be = &dp_backend_cpu;
+    d->index = index;
+    snprintf(d->name, sizeof d->name, "cpu:%d", index);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    d->mem_total = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+    d->impl = im;
+    return 0;
+}
+
+void dp_cpu_device_destroy(dp_device *d)
+{
+    free(d->impl);
+    d->impl = NULL;
+}
+
+dp_cpu_profile dp_cpu_device_profile(const dp_device *d)
+{
+    return ((const cpu_impl *)d->impl)->prof;
+}

@@ -1,0 +1,29 @@
+/* fileio.h -- writing files so that a crash or a full disk never leaves a half-written file
+ * where a good one was. */
+#ifndef DP_FILEIO_H
+#define DP_FILEIO_H
+
+#include <stdio.h>
+
+#include "engine/error.h"
+
+/* A file being written under a temporary name beside its final path. */
+typedef struct dp_atomic_file {
+    FILE *f;
+    char path[4096];
+    char tmp[4096 + 16];
+} dp_atomic_file;
+
+/* Creates path's temporary sibling for writing. */
+int dp_atomic_open(dp_atomic_file *af, const char *path, dp_err *err);
+/* Flushes, fsyncs and renames the temporary file over path, then fsyncs the directory. On
+ * any failure the temporary file is removed and path is left as it was. */
+int dp_atomic_commit(dp_atomic_file *af, dp_err *err);
+/* Gives up: closes and removes the temporary file. */
+void dp_atomic_abort(dp_atomic_file *af);
+
+/* Reads a whole file into a malloc'd buffer (at most max_bytes). */
+int dp_read_file(const char *path, size_t max_bytes, unsigned char **buf, size_t *len,
+                 dp_err *err);
+
+#endif

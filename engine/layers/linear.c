@@ -1,0 +1,75 @@
+/* linear.c -- fully connected layer, as torch.nn.Linear: y = x W^T + b,
+ * W [out, in] ("weight"), b [out] ("bias"). */
+#include <math.h>
+
+#include "engine/layer.h"
+#include "engine/rng.h"
+
+static int linear_infer(dp_layer *l, dp_err *err)
+{
+    if (l->args[0] < 1)
+        return dp_fail(err, "linear:%d: the output width must be at least 1", l->args[0]);
+    l->out = l->args[0];
+    l->param_count = (size_t)l->out * (size_t)l->in + (size_t)l->out;
+    return 0;
+}
+
+static int linear_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
+{
+    size_t nw = (size_t)l->out * (size_t)l->in;
+    out[0] = (dp_tensor_info){ "weight", 2, { l->out, l->in }, 0, nw };
+    out[1] = (dp_tensor_info){ "bias", 1, { l->out }, nw, (size_t)l->out };
+    return 2;
+}
+
+/* nn.Linear's reset_parameters: kaiming_uniform_(a = sqrt(5)) gives the bound
+ * sqrt(6 / ((1 + a^2) fan_in)) = 1 / sqrt(fan_in), the same bound the bias uses. */
+static void linear_init(const dp_layer *l, float *params, uint64_t seed)
+{
+    dp_rng r = dp_rng_stream(seed, DP_RNG_INIT, (uint64_t)l->index);
+    double bound = 1.0 / sqrt((double)l->in);
+    for (size_t i = 0; i < l->param_count; i++)
+        params[i] = (float)((2.0 * dp_rng_uniform(&r) - 1.0) * bound);
+}
+
+static void linear_forward(const dp_layer *l, const dp_pass *p, const float *params,
+                           const float *x, float *y)
+{
+    const dp_backend *be = p->dev->be;
+    const float *w = params, *b = params + (size_t)l->out * l->in;
+    be->fill_rows(p->dev, y, b, p->rows, l->out);
+    be->gemm(p->dev, 0, 1, p->rows, l->out, l->in, 1.0f, x, l->in, w, l->in, 1.0f, y, l->out);
+}
+
+static void linear_backward(const dp_layer *l, const dp_pass *p, const float *params,
+                            float *grads, const float *x, const float *y, const float *dy,
+                            float *dx)
+{
+    const dp_backend *be = p->dev->be;
+    float *dw = grads, *db = grads + (size_t)l->out * l->in;
+    float beta = p->accumulate ? 1.0f : 0.0f;
+    /* dW [out, in] = dy^T [out, rows] x [rows, in] */
+    be->gemm(p->dev, 1, 0, l->out, l->in, p->rows, 1.0f, dy, l->out, x, l->in, beta, dw, l->in);
+    be->sum_rows(p->dev, db, dy, p->rows, l->out, p->accumulate);
+    /* dx [rows, in] = dy [rows, out] W [out, in] */
+    if (dx)
+        be->gemm(p->dev, 0, 0, p->rows, l->in, l->out, 1.0f, dy, l->out, params, l->in, 0.0f,
+                 dx, l->in);
+}
+
+static double linear_flops(const dp_layer *l)
+{
+    return 2.0 * l->in * l->out;
+}
+
+const dp_layer_ops dp_layer_linear = {
+    .name = "linear",
+    .min_args = 1,
+    .max_args = 1,
+    .infer = linear_infer,
+    .tensors = linear_tensors,
+    .init = linear_init,
+    .forward = linear_forward,
+    .backward = linear_backward,
+    .flops = linear_flops,
+};

@@ -1,0 +1,302 @@
+/* model.c -- layer lists, parameter layout, and stages (layers placed on a device). */
+#include "engine/model.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_WIDTH (1 << 24)
+
+static const dp_layer_ops *find_kind(const char *name, size_t len)
+{
+    for (int i = 0; dp_layer_kinds[i]; i++)
+        if (strlen(dp_layer_kinds[i]->name) == len && !strncmp(dp_layer_kinds[i]->name, name, len))
+            return dp_layer_kinds[i];
+    return NULL;
+}
+
+static void list_kinds(char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (int i = 0; dp_layer_kinds[i]; i++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, size - used, "%s%s", i ? ", " : "", dp_layer_kinds[i]->name);
+    }
+}
+
+/* Parses one layer's text ("linear:1024", already trimmed) into l. */
+static int parse_layer(dp_layer *l, const char *text, dp_err *err)
+{
+    size_t name_len = strcspn(text, ":");
+    l->ops = find_kind(text, name_len);
+    if (!l->ops) {
+        char kinds[128];
+        list_kinds(kinds, sizeof kinds);
+        return dp_fail(err, "unknown layer kind \"%.*s\" (known: %s)", (int)name_len, text, kinds);
+    }
+    const char *p = text + name_len;
+    l->nargs = 0;
+    while (*p == ':') {
+        p++;
+        if (l->nargs == DP_MAX_LAYER_ARGS)
+            return dp_fail(err, "too many numbers after %s", l->ops->name);
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || (*end && *end != ':') || errno || v < 1 || v > MAX_WIDTH)
+            return dp_fail(err, "\"%s\": expected a whole number from 1 to %d after ':'", text,
+                           MAX_WIDTH);
+        l->args[l->nargs++] = (int)v;
+        p = end;
+    }
+    if (l->nargs < l->ops->min_args || l->nargs > l->ops->max_args) {
+        if (l->ops->max_args == 0)
+            return dp_fail(err, "\"%s\": %s takes no numbers", text, l->ops->name);
+        return dp_fail(err, "\"%s\": %s needs its width, as in %s:128", text, l->ops->name,
+                       l->ops->name);
+    }
+    return 0;
+}
+
+int dp_model_parse(dp_model *m, const char *spec, int in_features, int classes, dp_err *err)
+{
+    memset(m, 0, sizeof *m);
+    m->in_features = in_features;
+    m->classes = classes;
+    int capacity = 1;
+    for (const char *c = spec; *c; c++)
+        capacity += *c == ',';
+    m->layers = calloc((size_t)capacity, sizeof *m->layers);
+    if (!m->layers)
+        return dp_fail(err, "out of memory parsing the layer list");
+
+    int width = in_features;
+    const char *p = spec;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char text[128];
+        const char *b = p, *e = p + len;
+        while (b < e && isspace((unsigned char)*b))
+            b++;
+        while (e > b && isspace((unsigned char)e[-1]))
+            e--;
+        if (e == b) {
+            if (m->n_layers == 0 && !p[len])
+                break; /* an empty list is reported below */
+            dp_fail(err, "layer %d is empty (two commas in a row, or a trailing comma)",
+                    m->n_layers);
+            goto fail;
+        }
+        snprintf(text, sizeof text, "%.*s", (int)(e - b), b);
+        dp_layer *l = &m->layers[m->n_layers];
+        l->index = m->n_layers;
+        l->in = width;
+        if (parse_layer(l, text, err) < 0 || l->ops->infer(l, err) < 0) {
+            dp_err_prefix(err, "layer %d (%s): ", m->n_layers, text);
+            goto fail;
+        }
+        l->param_offset = m->n_params;
+        m->n_params += l->param_count;
+        width = l->out;
+        m->n_layers++;
+        if (!p[len])
+            break;
+        p += len + 1;
+    }
+    if (m->n_layers == 0) {
+        dp_fail(err, "the layer list is empty; write for example: linear:256, relu, linear:%d",
+                classes);
+        goto fail;
+    }
+    if (m->n_params == 0) {
+        dp_fail(err, "the model has no parameters to train; add a linear layer");
+        goto fail;
+    }
+    if (width != classes) {
+        dp_fail(err, "the last layer gives %d outputs but the data has %d classes; end the list "
+                     "with linear:%d",
+                width, classes, classes);
+        goto fail;
+    }
+    return 0;
+fail:
+    dp_model_free(m);
+    return -1;
+}
+
+void dp_model_free(dp_model *m)
+{
+    free(m->layers);
+    m->layers = NULL;
+    m->n_layers = 0;
+}
+
+void dp_model_init_params(const dp_model *m, float *host, uint64_t seed)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i].ops->init(&m->layers[i], host + m->layers[i].param_offset, seed);
+}
+
+int dp_model_tensors(const dp_model *m, dp_model_tensor *out)
+{
+    int n = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        dp_tensor_info t[DP_MAX_LAYER_TENSORS];
+        int k = m->layers[i].ops->tensors(&m->layers[i], t);
+        for (int j = 0; j < k; j++, n++) {
+            if (!out)
+                continue;
+            snprintf(out[n].name, sizeof out[n].name, "%d.%s", i, t[j].suffix);
+            out[n].info = t[j];
+            out[n].info.offset += m->layers[i].param_offset;
+        }
+    }
+    return n;
+}
+
+void dp_model_describe(const dp_model *m, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < m->n_layers && used < size; i++) {
+        const dp_layer *l = &m->layers[i];
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", l->ops->name);
+        for (int a = 0; a < l->nargs && used < size; a++)
+            used += (size_t)snprintf(buf + used, size - used, ":%d", l->args[a]);
+    }
+}
+
+/* ---- stages ---- */
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int last,
+                    int max_rows, const dp_optim_config *oc, dp_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->model = m;
+    s->dev = d;
+    s->first = first;
+    s->last = last;
+    s->max_rows = max_rows;
+    s->param_offset = m->layers[first].param_offset;
+    s->n_params = (last < m->n_layers ? m->layers[last].param_offset : m->n_params) -
+                  s->param_offset;
+    s->state_per_param = dp_optim_state_per_param(oc);
+
+    int n_bound = last - first + 1;
+    s->acts = calloc((size_t)n_bound, sizeof *s->acts);
+    if (!s->acts)
+        return dp_fail(err, "out of host memory");
+
+    /* Carve the activation allocation: boundaries, two gradient buffers, labels, stats. */
+    size_t widest = 0, offsets[n_bound + 1];
+    size_t at = 0;
+    for (int b = 0; b < n_bound; b++) {
+        size_t w = (size_t)(b == 0 ? m->layers[first].in : m->layers[first + b - 1].out);
+        if (w > widest)
+            widest = w;
+        offsets[b] = at;
+        at += align64((size_t)max_rows * w * sizeof(float));
+    }
+    size_t dgrad_at = at, dgrad_bytes = align64((size_t)max_rows * widest * sizeof(float));
+    at += 2 * dgrad_bytes;
+    size_t labels_at = at;
+    at += align64((size_t)max_rows * sizeof(int32_t));
+    size_t stats_at = at;
+    at += align64(2 * sizeof(float));
+    s->act_bytes = at;
+
+    s->params = dp_device_alloc(d, s->n_params * sizeof(float), "parameters", err);
+    if (!s->params)
+        goto fail;
+    s->grads = dp_device_alloc(d, s->n_params * sizeof(float), "gradients", err);
+    if (!s->grads)
+        goto fail;
+    if (s->state_per_param) {
+        size_t bytes = s->n_params * s->state_per_param * sizeof(float);
+        s->opt_state = dp_device_alloc(d, bytes, "optimizer state", err);
+        if (!s->opt_state)
+            goto fail;
+        d->be->zero(d, s->opt_state, bytes);
+    }
+    s->act_block = dp_device_alloc(d, s->act_bytes, "activations", err);
+    if (!s->act_block)
+        goto fail;
+    char *base = s->act_block;
+    for (int b = 0; b < n_bound; b++)
+        s->acts[b] = (float *)(base + offsets[b]);
+    s->dgrad[0] = (float *)(base + dgrad_at);
+    s->dgrad[1] = (float *)(base + dgrad_at + dgrad_bytes);
+    s->labels = (int32_t *)(base + labels_at);
+    s->stats = (float *)(base + stats_at);
+    d->be->zero(d, s->stats, 2 * sizeof(float));
+    return 0;
+fail:
+    dp_stage_destroy(s);
+    return -1;
+}
+
+void dp_stage_destroy(dp_stage *s)
+{
+    if (s->dev) {
+        dp_device_free(s->dev, s->params, s->n_params * sizeof(float));
+        dp_device_free(s->dev, s->grads, s->n_params * sizeof(float));
+        dp_device_free(s->dev, s->opt_state, s->n_params * s->state_per_param * sizeof(float));
+        dp_device_free(s->dev, s->act_block, s->act_bytes);
+    }
+    free(s->acts);
+    memset(s, 0, sizeof *s);
+}
+
+void dp_stage_upload_params(dp_stage *s, const float *host_all)
+{
+    s->dev->be->upload(s->dev, s->params, host_all + s->param_offset,
+                       s->n_params * sizeof(float));
+}
+
+void dp_stage_download_params(dp_stage *s, float *host_all)
+{
+    s->dev->be->download(s->dev, host_all + s->param_offset, s->params,
+                         s->n_params * sizeof(float));
+}
+
+void dp_stage_forward(dp_stage *s, int rows)
+{
+    dp_pass p = { .dev = s->dev, .rows = rows };
+    for (int i = s->first; i < s->last; i++) {
+        const dp_layer *l = &s->model->layers[i];
+        l->ops->forward(l, &p, s->params + (l->param_offset - s->param_offset),
+                        s->acts[i - s->first], s->acts[i - s->first + 1]);
+    }
+}
+
+float *dp_stage_loss(dp_stage *s, int rows, float grad_scale, bool backward)
+{
+    float *dlogits = backward ? s->dgrad[0] : NULL;
+    s->dev->be->softmax_xent(s->dev, s->acts[s->last - s->first], s->labels, rows,
+                             s->model->classes, grad_scale, dlogits, s->stats);
+    return dlogits;
+}
+
+float *dp_stage_backward(dp_stage *s, int rows, const float *dy, bool accumulate, bool need_dx)
+{
+    dp_pass p = { .dev = s->dev, .rows = rows, .accumulate = accumulate };
+    int next = dy == s->dgrad[0] ? 1 : 0; /* the buffer that receives the next dx */
+    for (int i = s->last - 1; i >= s->first; i--) {
+        const dp_layer *l = &s->model->layers[i];
+        bool want_dx = i > s->first || need_dx;
+        float *dx = want_dx ? s->dgrad[next] : NULL;
+        l->ops->backward(l, &p, s->params + (l->param_offset - s->param_offset),
+                         s->grads + (l->param_offset - s->param_offset), s->acts[i - s->first],
+                         s->acts[i - s->first + 1], dy, dx);
+        dy = dx;
+        next ^= 1;
+    }
+    return need_dx ? (float *)dy : NULL;
+}

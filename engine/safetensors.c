@@ -1,0 +1,363 @@
+/* safetensors.c -- reading and writing F32 safetensors files for a model. */
+#include "engine/safetensors.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/fileio.h"
+
+/* The format's own limit on the JSON header. */
+#define HEADER_MAX ((uint64_t)100 << 20)
+/* A weights file for any model this version can build fits well within this. */
+#define FILE_MAX ((size_t)1 << 36)
+
+/* ---- writing ---- */
+
+int dp_safetensors_save(const char *path, const dp_model *m, const float *host, dp_err *err)
+{
+    int n = dp_model_tensors(m, NULL);
+    dp_model_tensor *t = calloc((size_t)n, sizeof *t);
+    size_t cap = 64 + (size_t)n * 160;
+    char *json = malloc(cap);
+    if (!t || !json) {
+        free(t);
+        free(json);
+        return dp_fail(err, "%s: out of memory", path);
+    }
+    dp_model_tensors(m, t);
+    size_t used = (size_t)snprintf(json, cap, "{\"__metadata__\":{\"format\":\"pt\"}");
+    size_t data_at = 0;
+    for (int i = 0; i < n; i++) {
+        used += (size_t)snprintf(json + used, cap - used, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[",
+                                 t[i].name);
+        for (int d = 0; d < t[i].info.ndim; d++)
+            used += (size_t)snprintf(json + used, cap - used, "%s%" PRId64, d ? "," : "",
+                                     t[i].info.shape[d]);
+        size_t bytes = t[i].info.count * sizeof(float);
+        used += (size_t)snprintf(json + used, cap - used, "],\"data_offsets\":[%zu,%zu]}",
+                                 data_at, data_at + bytes);
+        data_at += bytes;
+    }
+    used += (size_t)snprintf(json + used, cap - used, "}");
+    while (used % 8) /* the data starts 8-byte aligned; the format pads with spaces */
+        json[used++] = ' ';
+
+    dp_atomic_file af;
+    int rc = dp_atomic_open(&af, path, err);
+    if (rc == 0) {
+        unsigned char len_le[8];
+        for (int b = 0; b < 8; b++)
+            len_le[b] = (unsigned char)((uint64_t)used >> (8 * b));
+        fwrite(len_le, 1, 8, af.f);
+        fwrite(json, 1, used, af.f);
+        /* F32 little-endian: the host's own layout on every platform dpmptop supports. */
+        for (int i = 0; i < n; i++)
+            fwrite(host + t[i].info.offset, sizeof(float), t[i].info.count, af.f);
+        rc = dp_atomic_commit(&af, err);
+    }
+    free(t);
+    free(json);
+    return rc;
+}
+
+/* ---- a JSON reader just large enough for the header ---- */
+
+typedef struct json {
+    const char *p, *end;
+} json;
+
+static void skip_ws(json *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static bool eat(json *j, char c)
+{
+    skip_ws(j);
+    if (j->p < j->end && *j->p == c) {
+        j->p++;
+        return true;
+    }
+    return false;
+}
+
+/* Reads a string into out (truncating past size - 1); false on malformed input. */
+static bool read_string(json *j, char *out, size_t size)
+{
+    if (!eat(j, '"'))
+        return false;
+    size_t n = 0;
+    while (j->p < j->end && *j->p != '"') {
+        char c = *j->p++;
+        if ((unsigned char)c < 0x20)
+            return false;
+        if (c == '\\') {
+            if (j->p >= j->end)
+                return false;
+            c = *j->p++;
+            switch (c) {
+            case '"': case '\\': case '/': break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 'u': /* keep names ASCII: \uXXXX becomes '?' */
+                for (int k = 0; k < 4; k++, j->p++)
+                    if (j->p >= j->end || !isxdigit((unsigned char)*j->p))
+                        return false;
+                c = '?';
+                break;
+            default:
+                return false;
+            }
+        }
+        if (n + 1 < size)
+            out[n++] = c;
+    }
+    if (size)
+        out[n] = '\0';
+    return eat(j, '"');
+}
+
+static bool read_uint(json *j, uint64_t *v)
+{
+    skip_ws(j);
+    if (j->p >= j->end || !isdigit((unsigned char)*j->p))
+        return false;
+    uint64_t x = 0;
+    while (j->p < j->end && isdigit((unsigned char)*j->p)) {
+        unsigned d = (unsigned)(*j->p++ - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return false;
+        x = x * 10 + d;
+    }
+    *v = x;
+    return true;
+}
+
+/* Skips any JSON value, nesting at most `depth` deep. */
+static bool skip_value(json *j, int depth)
+{
+    skip_ws(j);
+    if (j->p >= j->end || depth <= 0)
+        return false;
+    char c = *j->p;
+    if (c == '"') {
+        char sink[1];
+        return read_string(j, sink, sizeof sink);
+    }
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        j->p++;
+        if (eat(j, close))
+            return true;
+        do {
+            if (c == '{') {
+                char sink[1];
+                if (!read_string(j, sink, sizeof sink) || !eat(j, ':'))
+                    return false;
+            }
+            if (!skip_value(j, depth - 1))
+                return false;
+        } while (eat(j, ','));
+        return eat(j, close);
+    }
+    /* number, true, false, null */
+    const char *start = j->p;
+    while (j->p < j->end && (isalnum((unsigned char)*j->p) || strchr("+-.", *j->p)))
+        j->p++;
+    return j->p > start;
+}
+
+/* One tensor entry of the header. */
+typedef struct entry {
+    char dtype[16];
+    int ndim;
+    uint64_t shape[DP_MAX_DIMS];
+    uint64_t begin, end;
+} entry;
+
+/* Parses {"dtype": ..., "shape": [...], "data_offsets": [b, e]} in any order. */
+static bool read_entry(json *j, entry *e)
+{
+    bool have_dtype = false, have_shape = false, have_offsets = false;
+    if (!eat(j, '{'))
+        return false;
+    do {
+        char key[32];
+        if (!read_string(j, key, sizeof key) || !eat(j, ':'))
+            return false;
+        if (!strcmp(key, "dtype")) {
+            if (!read_string(j, e->dtype, sizeof e->dtype))
+                return false;
+            have_dtype = true;
+        } else if (!strcmp(key, "shape")) {
+            if (!eat(j, '['))
+                return false;
+            e->ndim = 0;
+            if (!eat(j, ']')) {
+                do {
+                    if (e->ndim == DP_MAX_DIMS || !read_uint(j, &e->shape[e->ndim++]))
+                        return false;
+                } while (eat(j, ','));
+                if (!eat(j, ']'))
+                    return false;
+            }
+            have_shape = true;
+        } else if (!strcmp(key, "data_offsets")) {
+            if (!eat(j, '[') || !read_uint(j, &e->begin) || !eat(j, ',') ||
+                !read_uint(j, &e->end) || !eat(j, ']'))
+                return false;
+            have_offsets = true;
+        } else if (!skip_value(j, 8)) {
+            return false;
+        }
+    } while (eat(j, ','));
+    return eat(j, '}') && have_dtype && have_shape && have_offsets;
+}
+
+static void shape_text(char *buf, size_t size, int ndim, const uint64_t *shape)
+{
+    size_t used = (size_t)snprintf(buf, size, "[");
+    for (int d = 0; d < ndim && used < size; d++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%" PRIu64, d ? ", " : "", shape[d]);
+    if (used < size)
+        snprintf(buf + used, size - used, "]");
+}
+
+int dp_safetensors_parse(const unsigned char *buf, size_t len, const char *what,
+                         const dp_model *m, float *host, dp_err *err)
+{
+    if (len < 8)
+        return dp_fail(err, "%s: not a safetensors file (only %zu bytes)", what, len);
+    uint64_t hlen = 0;
+    for (int b = 7; b >= 0; b--)
+        hlen = hlen << 8 | buf[b];
+    if (hlen > HEADER_MAX || hlen > len - 8)
+        return dp_fail(err, "%s: not a safetensors file (header length %" PRIu64
+                            " does not fit in %zu bytes)",
+                       what, hlen, len);
+    const unsigned char *data = buf + 8 + hlen;
+    size_t data_len = len - 8 - (size_t)hlen;
+
+    int n = dp_model_tensors(m, NULL);
+    dp_model_tensor *t = calloc((size_t)n + 1, sizeof *t);
+    bool *seen = calloc((size_t)n + 1, sizeof *seen);
+    int rc = -1;
+    if (!t || !seen) {
+        dp_fail(err, "%s: out of memory", what);
+        goto done;
+    }
+    dp_model_tensors(m, t);
+
+    json j = { (const char *)buf + 8, (const char *)buf + 8 + hlen };
+    if (!eat(&j, '{')) {
+        dp_fail(err, "%s: the safetensors header is not a JSON object", what);
+        goto done;
+    }
+    int found = 0;
+    if (!eat(&j, '}')) {
+        do {
+            char name[128];
+            if (!read_string(&j, name, sizeof name) || !eat(&j, ':')) {
+                dp_fail(err, "%s: malformed safetensors header near byte %td", what,
+                        j.p - (const char *)buf);
+                goto done;
+            }
+            if (!strcmp(name, "__metadata__")) {
+                if (!skip_value(&j, 8)) {
+                    dp_fail(err, "%s: malformed __metadata__ in the header", what);
+                    goto done;
+                }
+                continue;
+            }
+            entry e = { 0 };
+            if (!read_entry(&j, &e)) {
+                dp_fail(err, "%s: tensor \"%s\": malformed entry (needs dtype, shape and "
+                             "data_offsets)",
+                        what, name);
+                goto done;
+            }
+            int k = 0;
+            while (k < n && strcmp(t[k].name, name))
+                k++;
+            if (k == n) {
+                dp_fail(err, "%s: tensor \"%s\" is not part of this model (its layers give "
+                             "%d tensors, %s first)",
+                        what, name, n, n ? t[0].name : "none");
+                goto done;
+            }
+            if (seen[k]) {
+                dp_fail(err, "%s: tensor \"%s\" appears twice", what, name);
+                goto done;
+            }
+            seen[k] = true;
+            found++;
+            if (strcmp(e.dtype, "F32")) {
+                dp_fail(err, "%s: tensor \"%s\" is %s; dpmptop reads F32 (save with "
+                             "model.float())",
+                        what, name, e.dtype);
+                goto done;
+            }
+            const dp_tensor_info *info = &t[k].info;
+            bool same = e.ndim == info->ndim;
+            for (int d = 0; same && d < e.ndim; d++)
+                same = e.shape[d] == (uint64_t)info->shape[d];
+            if (!same) {
+                char got[96], want[96];
+                uint64_t ws[DP_MAX_DIMS];
+                for (int d = 0; d < info->ndim; d++)
+                    ws[d] = (uint64_t)info->shape[d];
+                shape_text(got, sizeof got, e.ndim, e.shape);
+                shape_text(want, sizeof want, info->ndim, ws);
+                dp_fail(err, "%s: tensor \"%s\" has shape %s but the model needs %s; check "
+                             "[model] layers",
+                        what, name, got, want);
+                goto done;
+            }
+            if (e.begin > e.end || e.end > data_len ||
+                e.end - e.begin != info->count * sizeof(float)) {
+                dp_fail(err, "%s: tensor \"%s\": data_offsets [%" PRIu64 ", %" PRIu64
+                             "] do not hold %zu floats inside the %zu data bytes",
+                        what, name, e.begin, e.end, info->count, data_len);
+                goto done;
+            }
+            memcpy(host + info->offset, data + e.begin, info->count * sizeof(float));
+        } while (eat(&j, ','));
+    }
+    if (!eat(&j, '}')) {
+        dp_fail(err, "%s: malformed safetensors header near byte %td", what,
+                j.p - (const char *)buf);
+        goto done;
+    }
+    if (found < n) {
+        int k = 0;
+        while (seen[k])
+            k++;
+        dp_fail(err, "%s: tensor \"%s\" is missing (the file has %d of the model's %d "
+                     "tensors); check [model] layers",
+                what, t[k].name, found, n);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(t);
+    free(seen);
+    return rc;
+}
+
+int dp_safetensors_load(const char *path, const dp_model *m, float *host, dp_err *err)
+{
+    unsigned char *buf;
+    size_t len;
+    if (dp_read_file(path, FILE_MAX, &buf, &len, err) < 0)
+        return -1;
+    int rc = dp_safetensors_parse(buf, len, path, m, host, err);
+    free(buf);
+    return rc;
+}

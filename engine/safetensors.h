@@ -1,0 +1,25 @@
+/* safetensors.h -- model weights in the safetensors format (https://huggingface.co/docs/
+ * safetensors): an 8-byte little-endian header length, a JSON header naming each tensor's
+ * dtype, shape and byte range, then the raw little-endian data. Names and shapes are those of
+ * PyTorch's nn.Sequential state_dict for the same layer list, so files move both ways. */
+#ifndef DP_SAFETENSORS_H
+#define DP_SAFETENSORS_H
+
+#include "engine/error.h"
+#include "engine/model.h"
+
+/* Writes the model's parameters (host[n_params]) as F32 tensors to path: written to a
+ * temporary file beside it, fsynced, then renamed over path, so path is either the old file or
+ * the complete new one. */
+int dp_safetensors_save(const char *path, const dp_model *m, const float *host, dp_err *err);
+
+/* Reads path into host[n_params], requiring exactly the model's tensor names with the same
+ * shapes and dtype F32. Every size and offset is checked before use. */
+int dp_safetensors_load(const char *path, const dp_model *m, float *host, dp_err *err);
+
+/* Parses a safetensors image held in memory (the work of dp_safetensors_load after reading the
+ * file; the fuzz target calls it directly). `what` names the source in messages. */
+int dp_safetensors_parse(const unsigned char *buf, size_t len, const char *what,
+                         const dp_model *m, float *host, dp_err *err);
+
+#endif
