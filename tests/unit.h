@@ -1,0 +1,17 @@
+/* unit.h -- the Check suites of tests/unit, one per engine or app module. */
+#ifndef DP_TESTS_UNIT_H
+#define DP_TESTS_UNIT_H
+
+#include <check.h>
+
+Suite *layers_suite(void);      /* test_layers.c: backward vs central finite differences */
+Suite *loss_suite(void);        /* test_loss.c: softmax cross-entropy vs hand-computed values */
+Suite *optim_suite(void);       /* test_optim.c: SGD, AdamW, schedule, clipping */
+Suite *idx_suite(void);         /* test_idx.c: the IDX reader on good and bad files */
+Suite *safetensors_suite(void); /* test_safetensors.c: round trip and bad files */
+Suite *config_suite(void);      /* test_config.c: INI keys, FILE:LINE errors, --set */
+
+/* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */
+const char *unit_tmpdir(void);
+
+#endif
