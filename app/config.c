@@ -157,11 +157,14 @@ static void keys_of(char *buf, size_t size, const char *section)
 /* What a numeric key accepts, for messages. */
 static void describe_range(char *buf, size_t size, const key *k, const char *noun)
 {
+    const char *fmt = k->type == T_DOUBLE ? "%g" : "%.0f"; /* whole numbers in full */
+    char lo[32], hi[32];
+    snprintf(lo, sizeof lo, fmt, k->min);
+    snprintf(hi, sizeof hi, fmt, k->max);
     if (isinf(k->max))
-        snprintf(buf, size, "%s %s %g", noun, k->min_open ? ">" : ">=", k->min);
+        snprintf(buf, size, "%s %s %s", noun, k->min_open ? ">" : ">=", lo);
     else
-        snprintf(buf, size, "%s from %g%s to %g", noun, k->min, k->min_open ? " (excluded)" : "",
-                 k->max);
+        snprintf(buf, size, "%s from %s%s to %s", noun, lo, k->min_open ? " (excluded)" : "", hi);
 }
 
 /* Sets key k from text; on failure writes what the key accepts into why. */
@@ -274,7 +277,8 @@ typedef struct reader {
     const char *text;  /* ... or a string */
     int line;          /* number of the line inih is handling */
     bool continuation; /* that line is indented: inih's continuation of the previous value */
-    bool failed;       /* err holds the first problem */
+    bool failed;       /* err holds the first problem found by this reader ... */
+    int fail_line;     /* ... on this line */
     char last_key[64]; /* section.key of the previous value, for continuations */
     dp_err *err;
 } reader;
@@ -284,6 +288,7 @@ static void reader_fail(reader *r, const char *fmt, const char *detail)
     if (r->failed)
         return;
     r->failed = true;
+    r->fail_line = r->line;
     dp_fail(r->err, fmt, r->name, r->line, detail);
 }
 
@@ -389,7 +394,8 @@ int dp_config_load(dp_config *c, const char *path, const char *ini, const char *
     int rc = ini_parse_stream(read_line, &r, on_value, &r);
     if (r.file)
         fclose(r.file);
-    if (r.failed)
+    /* inih goes on after a malformed line and returns its number: whichever came first wins. */
+    if (r.failed && !(rc > 0 && rc < r.fail_line))
         return -1;
     if (rc > 0)
         return dp_fail(err, "%s:%d: not a \"key = value\" line, a [section] or a comment", r.name,
@@ -463,6 +469,25 @@ int dp_config_check(const dp_config *c, dp_err *err)
     return 0;
 }
 
+/* Writes a layer list, wrapping after a comma onto indented lines (which dp_config_load joins)
+ * so that no line comes near inih's 200-character limit. */
+static void print_layers(FILE *out, const char *layers)
+{
+    int column = (int)strlen("layers = ");
+    for (const char *p = layers; *p;) {
+        size_t len = strcspn(p, ",");
+        bool more = p[len] == ',';
+        if (column + (int)len > 90) {
+            fputs("\n   ", out);
+            column = 3;
+        }
+        fprintf(out, "%.*s%s", (int)len, p, more ? "," : "");
+        column += (int)len + 1;
+        p += len + more;
+    }
+    fputc('\n', out);
+}
+
 void dp_config_print(const dp_config *c, FILE *out)
 {
     const char *section = "";
@@ -476,7 +501,10 @@ void dp_config_print(const dp_config *c, FILE *out)
         fprintf(out, "%s = ", k->name);
         switch (k->type) {
         case T_STR:
-            fprintf(out, "%s\n", field);
+            if (k->offset == OFF(layers))
+                print_layers(out, field);
+            else
+                fprintf(out, "%s\n", field);
             break;
         case T_INT:
             fprintf(out, "%d\n", *(const int *)field);

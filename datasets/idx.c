@@ -44,6 +44,10 @@ int dp_idx_read(const char *path, dp_idx *out, dp_err *err)
         dp_fail(err, "%s: cannot read: %s", path, gzerror(f, &zerr));
         goto fail;
     }
+    if (n == 0) {
+        dp_fail(err, "%s: the file is empty; expected an MNIST-style images or labels file", path);
+        goto fail;
+    }
     if (n < 4 || head[0] != 0 || head[1] != 0) {
         dp_fail(err, "%s: not an IDX file (bad magic number); expected an MNIST-style "
                      "images or labels file, plain or .gz",

@@ -71,17 +71,19 @@ DP_HD void dp_sgd_element(float *p, float g, float *buf, dp_sgd_args a)
 }
 
 /* torch.optim.AdamW: decoupled decay p *= 1 - lr * wd, then Adam with bias corrections
- * bc1 = 1 - beta1^t and bc2 = 1 - beta2^t. */
+ * bc1 = 1 - beta1^t and bc2 = 1 - beta2^t. 1 - beta is computed in double by the caller, as
+ * PyTorch does: (float)0.999 is off by 1.3e-8, which would be 1.3e-5 of 1 - beta2. */
 typedef struct dp_adamw_args {
     float lr, beta1, beta2, eps, weight_decay;
+    float one_minus_beta1, one_minus_beta2;
     float bias_correction1, bias_correction2;
 } dp_adamw_args;
 
 DP_HD void dp_adamw_element(float *p, float g, float *m, float *v, dp_adamw_args a)
 {
     float w = *p * (1.0f - a.lr * a.weight_decay);
-    float mt = a.beta1 * *m + (1.0f - a.beta1) * g;
-    float vt = a.beta2 * *v + (1.0f - a.beta2) * g * g;
+    float mt = a.beta1 * *m + a.one_minus_beta1 * g;
+    float vt = a.beta2 * *v + a.one_minus_beta2 * g * g;
     *m = mt;
     *v = vt;
     float denom = sqrtf(vt) / sqrtf(a.bias_correction2) + a.eps;

@@ -50,6 +50,8 @@ void dp_optim_update(const dp_optim_config *c, dp_device *d, float *p, const flo
             .beta2 = (float)c->beta2,
             .eps = (float)c->eps,
             .weight_decay = (float)c->weight_decay,
+            .one_minus_beta1 = (float)(1.0 - c->beta1),
+            .one_minus_beta2 = (float)(1.0 - c->beta2),
             .bias_correction1 = (float)(1.0 - pow(c->beta1, (double)t)),
             .bias_correction2 = (float)(1.0 - pow(c->beta2, (double)t)),
         };

@@ -329,10 +329,15 @@ int dp_safetensors_parse(const unsigned char *buf, size_t len, const char *what,
             }
             memcpy(host + info->offset, data + e.begin, info->count * sizeof(float));
         } while (eat(&j, ','));
+        if (!eat(&j, '}')) {
+            dp_fail(err, "%s: malformed safetensors header near byte %td", what,
+                    j.p - (const char *)buf);
+            goto done;
+        }
     }
-    if (!eat(&j, '}')) {
-        dp_fail(err, "%s: malformed safetensors header near byte %td", what,
-                j.p - (const char *)buf);
+    skip_ws(&j); /* the format pads the header with spaces, and allows nothing else */
+    if (j.p != j.end) {
+        dp_fail(err, "%s: unexpected bytes after the safetensors header's JSON object", what);
         goto done;
     }
     if (found < n) {

@@ -1,0 +1,130 @@
+#!/bin/sh
+# cli-errors.sh -- bad command lines, configurations and data files: each gets one clear line
+# naming the problem, exit status 2, and no output file where --save or --metrics pointed.
+. "${srcdir:-.}/tests/lib.sh"
+
+# A small valid run to break one key at a time (synthetic data, so no files are needed).
+cat >"$work/good.ini" <<'INI'
+[run]
+steps = 3
+[data]
+kind = synthetic
+features = 8
+classes = 4
+samples = 256
+test_samples = 64
+batch = 16
+[model]
+layers = linear:16, relu, linear:4
+INI
+expect_exit 0 "" -- "$DPMPTOP" -c "$work/good.ini"
+
+# Replaces line $2 of good.ini with $3 (or appends when $2 is "+") into $1.
+variant() {
+    if [ "$2" = "+" ]; then
+        { cat "$work/good.ini"; printf '%s\n' "$3"; } >"$1"
+    else
+        awk -v n="$2" -v t="$3" 'NR == n { print t; next } { print }' "$work/good.ini" >"$1"
+    fi
+}
+
+variant "$work/a.ini" + "[bogus]"
+expect_exit 2 "a\.ini:12: unknown section \[bogus\]" -- "$DPMPTOP" -c "$work/a.ini"
+variant "$work/a.ini" 2 "stepz = 3"
+expect_exit 2 "a\.ini:2: \[run\] has no key \"stepz\"; its keys are name, seed, steps" -- \
+    "$DPMPTOP" -c "$work/a.ini"
+variant "$work/a.ini" 9 "batch = 0"
+expect_exit 2 "a\.ini:9: \[data\] batch = 0: expected a whole number from 1" -- \
+    "$DPMPTOP" -c "$work/a.ini"
+variant "$work/a.ini" + "[optim]
+lr = -0.1"
+expect_exit 2 "a\.ini:13: \[optim\] lr = -0.1: expected a number > 0" -- "$DPMPTOP" -c "$work/a.ini"
+variant "$work/a.ini" 11 "layers = linear:16, relux, linear:4"
+expect_exit 2 "a\.ini:11: \[model\] layers: layer 1 \(relux\): unknown layer kind" -- \
+    "$DPMPTOP" -c "$work/a.ini"
+variant "$work/a.ini" 11 "layers = linear:16, relu, linear:5"
+expect_exit 2 "a\.ini:11: \[model\] layers: the last layer gives 5 outputs but the data has 4 classes" -- \
+    "$DPMPTOP" -c "$work/a.ini"
+variant "$work/a.ini" 2 "this line is not ini"
+expect_exit 2 "a\.ini:2: not a \"key = value\" line" -- "$DPMPTOP" -c "$work/a.ini"
+
+# Command-line mistakes.
+expect_exit 2 "cannot open the configuration" -- "$DPMPTOP" -c "$work/missing.ini"
+expect_exit 2 "unknown option --bogus" -- "$DPMPTOP" --bogus
+expect_exit 2 "--steps needs a value" -- "$DPMPTOP" --steps
+expect_exit 2 "--set: \[optim\] lr = abc: expected a number" -- \
+    "$DPMPTOP" -c "$work/good.ini" --set optim.lr=abc
+expect_exit 2 "--set nolr: expected SECTION\.KEY=VALUE" -- "$DPMPTOP" --set nolr
+expect_exit 2 "--steps: \[run\] steps = -4" -- "$DPMPTOP" -c "$work/good.ini" --steps -4
+expect_exit 2 "this build has no CUDA support" -- "$DPMPTOP" -c "$work/good.ini" --devices cuda:0
+expect_exit 0 "" -- "$DPMPTOP" --help
+grep -q "^Usage: dpmptop" "$work/out" || fail "--help prints no usage"
+expect_exit 0 "" -- "$DPMPTOP" --version
+grep -Eq "^dpmptop [0-9]+\.[0-9]+" "$work/out" || fail "--version prints no version"
+
+# --print-config writes a file that reads back to the same configuration.
+"$DPMPTOP" -c "$work/good.ini" --set optim.lr=0.25 --print-config >"$work/p1.ini" ||
+    fail "--print-config failed"
+"$DPMPTOP" -c "$work/p1.ini" --print-config >"$work/p2.ini" || fail "printed config does not load"
+cmp -s "$work/p1.ini" "$work/p2.ini" || fail "--print-config does not round-trip"
+grep -q "^lr = 0.25$" "$work/p1.ini" || fail "--print-config lacks the --set value"
+
+# Data files: a missing directory, a truncated IDX file, an IDX file of the wrong type.
+datadir="$work/idx"
+mkdir -p "$datadir"
+cat >"$work/idx.ini" <<INI
+[run]
+steps = 2
+[data]
+kind = idx
+path = $datadir
+batch = 4
+[model]
+layers = linear:3
+INI
+# Writes an IDX file: $1 path, $2 type byte (octal escape), $3 dims as "d1 d2 ...", $4 bytes of data.
+write_idx() {
+    {
+        printf '\000\000'
+        printf "$2"
+        set -- "$1" "$2" "$3" "$4"
+        ndim=$(echo "$3" | wc -w)
+        printf "\\$(printf '%03o' "$ndim")"
+        for d in $3; do
+            printf "\\$(printf '%03o' $((d >> 24 & 255)))\\$(printf '%03o' $((d >> 16 & 255)))"
+            printf "\\$(printf '%03o' $((d >> 8 & 255)))\\$(printf '%03o' $((d & 255)))"
+        done
+        head -c "$4" /dev/zero
+    } >"$1"
+}
+write_idx "$datadir/train-images-idx3-ubyte" '\010' "8 2 2" 32
+write_idx "$datadir/train-labels-idx1-ubyte" '\010' "8" 8
+write_idx "$datadir/t10k-images-idx3-ubyte" '\010' "4 2 2" 16
+printf '\002' | dd of="$datadir/train-labels-idx1-ubyte" bs=1 seek=10 conv=notrunc 2>/dev/null
+write_idx "$datadir/t10k-labels-idx1-ubyte" '\010' "4" 4
+expect_exit 0 "" -- "$DPMPTOP" -c "$work/idx.ini"
+write_idx "$datadir/t10k-images-idx3-ubyte" '\010' "4 2 2" 10
+expect_exit 2 "t10k-images-idx3-ubyte: truncated: the header announces 16 data bytes but the file holds 10" -- \
+    "$DPMPTOP" -c "$work/idx.ini"
+write_idx "$datadir/t10k-images-idx3-ubyte" '\015' "4 2 2" 64
+expect_exit 2 "IDX data type 0x0d is not supported" -- "$DPMPTOP" -c "$work/idx.ini"
+expect_exit 2 "$work/nowhere: not a directory" -- "$DPMPTOP" -c "$work/idx.ini" \
+    --set data.path="$work/nowhere"
+
+# --init: unreadable and wrong-shaped files; nothing is left where --save and --metrics point.
+expect_exit 2 "--init $work/none\.safetensors: cannot open" -- "$DPMPTOP" -c "$work/good.ini" \
+    --init "$work/none.safetensors" --save "$work/out.safetensors" --metrics "$work/m.jsonl"
+"$DPMPTOP" -c "$work/good.ini" --save "$work/w.safetensors" >/dev/null || fail "--save failed"
+expect_exit 2 "tensor \"0\.weight\" has shape \[16, 8\] but the model needs \[32, 8\]" -- \
+    "$DPMPTOP" -c "$work/good.ini" --set "model.layers=linear:32, relu, linear:4" \
+    --init "$work/w.safetensors" --save "$work/out.safetensors" --metrics "$work/m.jsonl"
+variant "$work/a.ini" 9 "batch = 0"
+expect_exit 2 "batch = 0" -- "$DPMPTOP" -c "$work/a.ini" --save "$work/out.safetensors" \
+    --metrics "$work/m.jsonl"
+for f in out.safetensors m.jsonl; do
+    [ ! -e "$work/$f" ] || fail "$f was left behind by a refused run"
+done
+expect_exit 2 "--save $work/no/dir/w\.safetensors: cannot create a file there" -- \
+    "$DPMPTOP" -c "$work/good.ini" --save "$work/no/dir/w.safetensors"
+
+finish

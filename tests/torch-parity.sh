@@ -1,0 +1,22 @@
+#!/bin/sh
+# torch-parity.sh -- dpmptop and PyTorch train the same network from the same weights on the
+# same data (SGD with Nesterov momentum and weight decay; AdamW with warm-up, cosine decay and
+# clipping): per-step losses and final weights must agree. Skipped (77) without PyTorch, which
+# Debian packages as python3-torch for its own /usr/bin/python3.
+. "${srcdir:-.}/tests/lib.sh"
+
+py=/usr/bin/python3
+if ! "$py" -c "import torch" 2>/dev/null; then
+    echo "SKIP: $py cannot import torch (apt-get install python3-torch)"
+    rm -rf "$work"
+    exit 77
+fi
+for variant in sgd adamw; do
+    d="$work/$variant"
+    mkdir -p "$d"
+    "$py" "$srcdir/tests/torch_parity.py" prepare "$d" "$variant" || { fail "$variant: prepare"; continue; }
+    "$DPMPTOP" -c "$d/run.ini" --init "$d/init.safetensors" --save "$d/out.safetensors" \
+        --metrics "$d/m.jsonl" >"$d/out" 2>"$d/err" || { fail "$variant: dpmptop: $(cat "$d/err")"; continue; }
+    "$py" "$srcdir/tests/torch_parity.py" check "$d" "$variant" || fail "$variant: differs from PyTorch"
+done
+finish
