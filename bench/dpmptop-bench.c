@@ -1,0 +1,289 @@
+/* dpmptop-bench.c -- how close a training step on one CPU device comes to plain SGEMM: (a)
+ * cblas_sgemm alone on exactly the GEMMs of one step (shapes, transposes and betas of
+ * engine/layers/linear.c); (b) the step's other kernels and the loader alone, by kind; (c) steps
+ * through the engine, split by the device's profile into GEMM, other kernels and overhead.
+ * One key=value line per measurement, then a human summary ('#'). The machine may be shared,
+ * so every timing is the best of several windows. */
+#include <cblas.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "datasets/dataset.h"
+#include "engine/backend_cpu.h"
+#include "engine/trainer.h"
+
+#define MIN_S 0.3 /* least seconds of each timed loop, so short ops average over many calls */
+
+typedef struct gemm {
+    const char *op; /* fwd, wgrad, dgrad */
+    int layer, ta, tb, m, n, k;
+    float beta;
+    float *a, *b, *c;
+} gemm;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static float *randoms(size_t n)
+{
+    float *p = aligned_alloc(64, (n * sizeof *p + 63) & ~(size_t)63);
+    for (size_t i = 0; p && i < n; i++)
+        p[i] = (float)rand() / RAND_MAX - 0.5f;
+    return p;
+}
+
+static void run_gemm(const gemm *g)
+{
+    /* Row-major: op(A) is m x k, op(B) is k x n, C is m x n. */
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
+                g->m, g->n, g->k, 1.0f, g->a, g->ta ? g->m : g->k, g->b, g->tb ? g->k : g->n,
+                g->beta, g->c, g->n);
+}
+
+/* The GEMMs of one step in the engine's order: forward over the layers, then backward from the
+ * last; the model's first layer computes no input gradient. */
+static int step_gemms(const dp_model *m, int batch, gemm *out)
+{
+    int n = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const dp_layer *l = &m->layers[i];
+        if (l->ops == &dp_layer_linear) /* y = b (fill_rows), then y += x W^T */
+            out[n++] = (gemm){ "fwd", i, 0, 1, batch, l->out, l->in, 1.0f, NULL, NULL, NULL };
+    }
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const dp_layer *l = &m->layers[i];
+        if (l->ops != &dp_layer_linear)
+            continue;
+        out[n++] = (gemm){ "wgrad", i, 1, 0, l->out, l->in, batch, 0.0f, NULL, NULL, NULL };
+        if (i > 0)
+            out[n++] = (gemm){ "dgrad", i, 0, 0, batch, l->in, l->out, 0.0f, NULL, NULL, NULL };
+    }
+    for (int i = 0; i < n; i++) {
+        out[i].a = randoms((size_t)out[i].m * out[i].k);
+        out[i].b = randoms((size_t)out[i].k * out[i].n);
+        out[i].c = randoms((size_t)out[i].m * out[i].n);
+    }
+    return n;
+}
+
+/* Seconds per pass over g[0..n): after a warm-up window, the best of 3 windows of MIN_S / 3,
+ * as other work on a shared machine only ever makes a window slower. */
+static double time_gemms(const gemm *g, int n)
+{
+    double best = 1e30;
+    for (int w = -1; w < 3; w++) {
+        long reps = 0;
+        double t0 = now_s(), t;
+        do {
+            for (int i = 0; i < n; i++)
+                run_gemm(&g[i]);
+            reps++;
+        } while ((t = now_s() - t0) < MIN_S / 3);
+        if (w >= 0 && t / (double)reps < best)
+            best = t / (double)reps;
+    }
+    return best;
+}
+
+enum { K_FILL, K_SUM, K_ACTF, K_ACTB, K_XENT, K_OPT, K_LOAD, K_N };
+static const char *const k_name[K_N] = { "fill_rows", "sum_rows", "act_forward", "act_backward",
+                                         "softmax_xent", "sgd_step", "loader_upload" };
+#define TIMED(k, call) do { double t_ = now_s(); call; sec[k] += now_s() - t_; } while (0)
+
+/* Seconds per step of each kind of non-GEMM work, every op run alone on the step's sizes:
+ * where the profile's kernel time goes. */
+static void time_kernels(const dp_model *m, int batch, double momentum, const dp_dataset *ds,
+                         int threads, double sec[K_N])
+{
+    dp_device d;
+    dp_err err;
+    dp_loader ld;
+    memset(sec, 0, K_N * sizeof *sec);
+    if (dp_cpu_device_init(&d, 1, threads, &err) < 0)
+        return;
+    dp_loader_init(&ld, ds, batch, true, 1, &err);
+    const dp_backend *be = d.be;
+    size_t wide = (size_t)m->in_features, np = m->n_params;
+    for (int i = 0; i < m->n_layers; i++)
+        wide = (size_t)m->layers[i].out > wide ? (size_t)m->layers[i].out : wide;
+    float *x = randoms(batch * wide), *y = randoms(batch * wide), *dy = randoms(batch * wide);
+    float *bx = randoms(batch * wide), *p = randoms(np), *g = randoms(np), *buf = calloc(np, 4);
+    int32_t *labels = calloc((size_t)batch, 4), *by = calloc((size_t)batch, 4);
+    float stats[2] = { 0 };
+    dp_sgd_args sa = { .lr = 0.01f, .momentum = (float)momentum };
+    long reps = 0;
+    double t0 = now_s();
+    do {
+        TIMED(K_LOAD, dp_loader_next(&ld, bx, by);
+              be->upload(&d, x, bx, (size_t)batch * m->in_features * 4));
+        for (int i = 0; i < m->n_layers; i++) {
+            const dp_layer *l = &m->layers[i];
+            size_t n = (size_t)batch * l->out;
+            dp_act act = l->ops == &dp_layer_gelu ? DP_ACT_GELU
+                         : l->ops == &dp_layer_tanh ? DP_ACT_TANH : DP_ACT_RELU;
+            if (l->ops == &dp_layer_linear) {
+                TIMED(K_FILL, be->fill_rows(&d, y, p, batch, l->out));
+                TIMED(K_SUM, be->sum_rows(&d, g, dy, batch, l->out, 0));
+            } else {
+                TIMED(K_ACTF, be->act_forward(&d, act, y, x, n));
+                TIMED(K_ACTB, be->act_backward(&d, act, y, x, y, dy, n));
+            }
+        }
+        TIMED(K_XENT, be->softmax_xent(&d, x, labels, batch, m->classes, 1.0f / batch, y, stats));
+        TIMED(K_OPT, be->sgd_step(&d, p, g, momentum != 0 ? buf : NULL, np, sa));
+        reps++;
+    } while (now_s() - t0 < MIN_S);
+    for (int k = 0; k < K_N; k++)
+        sec[k] /= (double)reps;
+    dp_loader_free(&ld);
+    free(x), free(y), free(dy), free(bx), free(p), free(g), free(buf), free(labels), free(by);
+    dp_cpu_device_destroy(&d);
+}
+
+int main(int argc, char **argv)
+{
+    const char *layers = "linear:1024, relu, linear:1024, relu, linear:10";
+    int in = 784, batch = 256, steps = 100, repeat = 3;
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    double momentum = 0.9, lr = 0.01;
+    static const struct option longs[] = {
+        { "layers", 1, NULL, 'l' }, { "in", 1, NULL, 'i' }, { "batch", 1, NULL, 'b' },
+        { "steps", 1, NULL, 's' }, { "repeat", 1, NULL, 'R' }, { "threads", 1, NULL, 't' },
+        { "momentum", 1, NULL, 'm' }, { "lr", 1, NULL, 'r' }, { NULL, 0, NULL, 0 },
+    };
+    for (int ch; (ch = getopt_long(argc, argv, "", longs, NULL)) != -1;) {
+        switch (ch) {
+        case 'l': layers = optarg; break;
+        case 'i': in = atoi(optarg); break;
+        case 'b': batch = atoi(optarg); break;
+        case 's': steps = atoi(optarg); break;
+        case 'R': repeat = atoi(optarg); break;
+        case 't': threads = atoi(optarg); break;
+        case 'm': momentum = atof(optarg); break;
+        case 'r': lr = atof(optarg); break;
+        default:
+            fputs("usage: dpmptop-bench [--layers LIST] [--in N] [--batch N] [--steps N] "
+                  "[--repeat N] [--threads N] [--momentum M] [--lr LR]\n", stderr);
+            return 2;
+        }
+    }
+    if (in < 1 || batch < 1 || steps < 1 || repeat < 1 || threads < 1) {
+        fputs("dpmptop-bench: --in, --batch, --steps, --repeat, --threads must be >= 1\n", stderr);
+        return 2;
+    }
+    int warmup = steps / 10 > 5 ? steps / 10 : 5;
+    /* The data's classes are the width of the last linear layer, as the model demands. */
+    const char *last = NULL;
+    for (const char *s = layers; (s = strstr(s, "linear:")); s++)
+        last = s;
+    int classes = last ? atoi(last + 7) : 0;
+    dp_model m;
+    dp_err err;
+    if (dp_model_parse(&m, layers, in, classes, &err) < 0) {
+        fprintf(stderr, "dpmptop-bench: --layers: %s\n", err.msg);
+        return 2;
+    }
+    printf("config layers=\"%s\" in=%d classes=%d batch=%d steps=%d repeat=%d warmup=%d "
+           "threads=%d momentum=%g lr=%g params=%zu\n", layers, in, classes, batch, steps, repeat,
+           warmup, threads, momentum, lr, m.n_params);
+
+    /* (a) the step's GEMMs through cblas_sgemm alone, one by one and as one sequence. */
+    openblas_set_num_threads(threads);
+    gemm g[3 * m.n_layers];
+    int ng = step_gemms(&m, batch, g);
+    double step_flops = 0;
+    for (int i = 0; i < ng; i++) {
+        double s = time_gemms(&g[i], 1), f = 2.0 * g[i].m * g[i].n * g[i].k;
+        step_flops += f;
+        printf("gemm layer=%d op=%s m=%d n=%d k=%d ta=%d tb=%d us=%.2f gflops=%.2f\n", g[i].layer,
+               g[i].op, g[i].m, g[i].n, g[i].k, g[i].ta, g[i].tb, 1e6 * s, f / s / 1e9);
+    }
+    double seq_s = time_gemms(g, ng); /* timed again after (c): the better one is kept */
+
+    /* (b) the other kernels and the loader, alone. */
+    dp_data_config dc = dp_data_defaults();
+    dc.kind = DP_DATA_SYNTHETIC;
+    dc.features = in;
+    dc.classes = classes;
+    dc.samples = 64L * batch; /* whole batches only: every step carries `batch` rows */
+    dc.test_samples = batch;
+    dp_dataset train, test;
+    if (dp_data_load(&dc, 1, &train, &test, &err) < 0) {
+        fprintf(stderr, "dpmptop-bench: %s\n", err.msg);
+        return 1;
+    }
+    double ksec[K_N];
+    time_kernels(&m, batch, momentum, &train, threads, ksec);
+    for (int k = 0; k < K_N; k++)
+        printf("kernel op=%s us_per_step=%.2f\n", k_name[k], 1e6 * ksec[k]);
+
+    /* (c) training steps through the engine: `repeat` rounds of `steps`, the fastest kept. */
+    dp_trainer_config tc = {
+        .model = &m, .optim = dp_optim_defaults(), .batch = batch, .shuffle = true, .seed = 1,
+        .total_steps = warmup + (long)repeat * steps, .on_nan = DP_NAN_STOP,
+        .blas_threads = threads,
+    };
+    tc.optim.lr = lr;
+    tc.optim.momentum = momentum;
+    dp_trainer *t = dp_trainer_create(&tc, &train, &test, NULL, &err);
+    dp_step_report r;
+    for (int i = 0; t && i < warmup; i++)
+        if (dp_trainer_step(t, &r, &err) < 0)
+            goto failed;
+    if (!t)
+        goto failed;
+    dp_device *d = dp_trainer_device(t, 0);
+    double wall = 1e30, gemm_s = 0, kern_s = 0, gflop = 0;
+    for (int round = 0; round < repeat; round++) {
+        dp_cpu_profile p0 = dp_cpu_device_profile(d);
+        double t0 = now_s();
+        for (int i = 0; i < steps; i++)
+            if (dp_trainer_step(t, &r, &err) < 0)
+                goto failed;
+        double w = (now_s() - t0) / steps;
+        dp_cpu_profile p1 = dp_cpu_device_profile(d);
+        printf("round n=%d samples_per_s=%.1f\n", round, batch / w);
+        if (w < wall) {
+            wall = w;
+            gemm_s = (p1.gemm_s - p0.gemm_s) / steps;
+            kern_s = (p1.kernel_s - p0.kernel_s) / steps;
+            gflop = (p1.gemm_flops - p0.gemm_flops) / steps;
+        }
+    }
+    double again = time_gemms(g, ng);
+    seq_s = again < seq_s ? again : seq_s;
+    double plain = step_flops / seq_s;
+    printf("sgemm gemms=%d flops_per_step=%.0f us_per_step=%.2f gflops=%.2f\n", ng, step_flops,
+           1e6 * seq_s, plain / 1e9);
+    for (int i = 0; i < ng; i++)
+        free(g[i].a), free(g[i].b), free(g[i].c);
+    double over_s = wall - gemm_s - kern_s, eff = gflop / wall, inside = gflop / gemm_s;
+    printf("train samples_per_s=%.1f step_us=%.2f gemm_us=%.2f kernel_us=%.2f overhead_us=%.2f "
+           "gemm_flops_per_step=%.0f effective_gflops=%.2f effective_frac=%.3f "
+           "gemm_only_gflops=%.2f gemm_only_frac=%.3f final_loss=%.4f\n",
+           batch / wall, 1e6 * wall, 1e6 * gemm_s, 1e6 * kern_s, 1e6 * over_s, gflop, eff / 1e9,
+           eff / plain, inside / 1e9, inside / plain, r.loss);
+
+    printf("# %s (in %d), batch %d, %d BLAS thread(s): plain SGEMM on the step's %d GEMMs "
+           "%.1f GFLOP/s (%.1f us)\n", layers, in, batch, threads, ng, plain / 1e9, 1e6 * seq_s);
+    printf("# engine %.0f samples/s; step %.1f us = GEMM %.1f + kernels %.1f + overhead %.1f\n",
+           batch / wall, 1e6 * wall, 1e6 * gemm_s, 1e6 * kern_s, 1e6 * over_s);
+    printf("# GEMM rate over the step %.0f%% of plain SGEMM, inside the GEMMs %.0f%%\n",
+           100 * eff / plain, 100 * inside / plain);
+    dp_trainer_destroy(t);
+    dp_model_free(&m);
+    dp_dataset_free(&train);
+    dp_dataset_free(&test);
+    return 0;
+failed:
+    fprintf(stderr, "dpmptop-bench: %s\n", err.msg);
+    return 1;
+}
