@@ -16,8 +16,8 @@
 #define DP_HD static inline
 #endif
 
-/* e^x within 2 ulp for x in [-87, 88] (clamped outside), written so that compilers vectorise
- * it: e^x = 2^k e^r with k = round(x / ln 2), ln 2 split in two so that r is exact, and e^r from
+/* e^x with relative error below 3e-7 for x in [-87, 88] (clamped outside), written so that
+ * compilers vectorise it: e^x = 2^k e^r with k = round(x / ln 2), ln 2 split in two so that r is exact, and e^r from
  * its Taylor series to degree 6 (|r| <= ln(2) / 2 leaves a remainder below 2e-7). */
 DP_HD float dp_expf(float x)
 {
