@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef enum key_type { T_STR, T_INT, T_LONG, T_U64, T_DOUBLE, T_BOOL, T_ENUM } key_type;
 
@@ -17,6 +18,7 @@ typedef struct key {
     size_t offset, size;      /* where in dp_config; size for strings */
     double min, max;          /* numbers: accepted range */
     bool min_open;            /* numbers: min itself is refused */
+    bool max_open;            /* numbers: max itself is refused */
     const char *const *names; /* enums: the accepted words, NULL-terminated */
 } key;
 
@@ -30,16 +32,17 @@ static const char *const strategy_names[] = { "single", "dp", "pp", "hybrid", NU
 static const char *const schedule_names[] = { "gpipe", "1f1b", NULL };
 
 #define OFF(field) offsetof(dp_config, field)
-#define STR(sec, nm, field) { sec, nm, T_STR, OFF(field), sizeof(((dp_config *)0)->field), 0, 0, false, NULL }
-#define LONG(sec, nm, field, lo, hi) { sec, nm, T_LONG, OFF(field), 0, lo, hi, false, NULL }
-#define INT(sec, nm, field, lo, hi) { sec, nm, T_INT, OFF(field), 0, lo, hi, false, NULL }
-#define NUM(sec, nm, field, lo, hi, open) { sec, nm, T_DOUBLE, OFF(field), 0, lo, hi, open, NULL }
-#define BOOL(sec, nm, field) { sec, nm, T_BOOL, OFF(field), 0, 0, 0, false, NULL }
-#define ENUM(sec, nm, field, names) { sec, nm, T_ENUM, OFF(field), 0, 0, 0, false, names }
+#define STR(sec, nm, field) { sec, nm, T_STR, OFF(field), sizeof(((dp_config *)0)->field), 0, 0, false, false, NULL }
+#define LONG(sec, nm, field, lo, hi) { sec, nm, T_LONG, OFF(field), 0, lo, hi, false, false, NULL }
+#define INT(sec, nm, field, lo, hi) { sec, nm, T_INT, OFF(field), 0, lo, hi, false, false, NULL }
+#define NUM(sec, nm, field, lo, hi, lo_open, hi_open) \
+    { sec, nm, T_DOUBLE, OFF(field), 0, lo, hi, lo_open, hi_open, NULL }
+#define BOOL(sec, nm, field) { sec, nm, T_BOOL, OFF(field), 0, 0, 0, false, false, NULL }
+#define ENUM(sec, nm, field, names) { sec, nm, T_ENUM, OFF(field), 0, 0, 0, false, false, names }
 
 static const key keys[] = {
     STR("run", "name", name),
-    { "run", "seed", T_U64, OFF(seed), 0, 0, 0, false, NULL },
+    { "run", "seed", T_U64, OFF(seed), 0, 0, 0, false, false, NULL },
     LONG("run", "steps", steps, 0, 1e12),
     LONG("run", "epochs", epochs, 0, 1e6),
     ENUM("run", "precision", precision, precision_names),
@@ -57,22 +60,22 @@ static const key keys[] = {
     LONG("data", "test_samples", data.test_samples, 1, 1e9),
     STR("model", "layers", layers),
     ENUM("optim", "kind", optim.kind, optim_names),
-    NUM("optim", "lr", optim.lr, 0, INFINITY, true),
-    NUM("optim", "momentum", optim.momentum, 0, 1, false),
+    NUM("optim", "lr", optim.lr, 0, INFINITY, true, false),
+    NUM("optim", "momentum", optim.momentum, 0, 1, false, false),
     BOOL("optim", "nesterov", optim.nesterov),
-    NUM("optim", "weight_decay", optim.weight_decay, 0, INFINITY, false),
-    NUM("optim", "beta1", optim.beta1, 0, 1, false),
-    NUM("optim", "beta2", optim.beta2, 0, 1, false),
-    NUM("optim", "eps", optim.eps, 0, INFINITY, true),
+    NUM("optim", "weight_decay", optim.weight_decay, 0, INFINITY, false, false),
+    NUM("optim", "beta1", optim.beta1, 0, 1, false, true), /* PyTorch: 0 <= beta < 1 */
+    NUM("optim", "beta2", optim.beta2, 0, 1, false, true),
+    NUM("optim", "eps", optim.eps, 1e-30, INFINITY, false, false), /* nonzero as a float */
     LONG("optim", "warmup", optim.warmup, 0, 1e12),
     ENUM("optim", "lr_schedule", optim.schedule, schedule_lr_names),
-    NUM("optim", "clip", optim.clip, 0, INFINITY, false),
+    NUM("optim", "clip", optim.clip, 0, INFINITY, false, false),
     STR("parallel", "devices", devices),
     ENUM("parallel", "strategy", strategy, strategy_names),
     LONG("parallel", "stages", stages, 0, 1024),
     LONG("parallel", "microbatches", microbatches, 0, 1 << 16),
     ENUM("parallel", "schedule", schedule, schedule_names),
-    NUM("parallel", "bucket_mb", bucket_mb, 0, 1 << 16, true),
+    NUM("parallel", "bucket_mb", bucket_mb, 0, 1 << 16, true, false),
     STR("checkpoint", "dir", checkpoint_dir),
     LONG("checkpoint", "every", checkpoint_every, 0, 1e12),
     LONG("checkpoint", "keep", checkpoint_keep, 1, 1e6),
@@ -164,7 +167,8 @@ static void describe_range(char *buf, size_t size, const key *k, const char *nou
     if (isinf(k->max))
         snprintf(buf, size, "%s %s %s", noun, k->min_open ? ">" : ">=", lo);
     else
-        snprintf(buf, size, "%s from %s%s to %s", noun, lo, k->min_open ? " (excluded)" : "", hi);
+        snprintf(buf, size, "%s from %s%s to %s%s", noun, lo, k->min_open ? " (excluded)" : "",
+                 hi, k->max_open ? " (excluded)" : "");
 }
 
 /* Sets key k from text; on failure writes what the key accepts into why. */
@@ -177,6 +181,17 @@ static int set_value(dp_config *c, const key *k, const char *text, char *why, si
     case T_STR:
         if (strlen(text) >= k->size) {
             snprintf(why, why_size, "at most %zu characters", k->size - 1);
+            return -1;
+        }
+        /* What --print-config writes must read back: one line (the layer list wraps), and no
+         * " ;", which INI files read as the start of a comment. */
+        if (k->offset != OFF(layers) && strlen(k->name) + strlen(text) + 4 > INI_MAX_LINE) {
+            snprintf(why, why_size, "at most %zu characters (an INI line holds %d)",
+                     (size_t)INI_MAX_LINE - 4 - strlen(k->name), INI_MAX_LINE - 1);
+            return -1;
+        }
+        if (strstr(text, " ;") || strstr(text, "\t;")) {
+            snprintf(why, why_size, "a value without \" ;\" (it starts a comment)");
             return -1;
         }
         memcpy(field, text, strlen(text) + 1);
@@ -210,7 +225,8 @@ static int set_value(dp_config *c, const key *k, const char *text, char *why, si
     case T_DOUBLE: {
         double v = strtod(text, &end);
         bool low = k->min_open ? v <= k->min : v < k->min;
-        if (end == text || *end || errno || !isfinite(v) || low || v > k->max) {
+        bool high = k->max_open ? v >= k->max : v > k->max;
+        if (end == text || *end || errno || !isfinite(v) || low || high) {
             describe_range(why, why_size, k, "a number");
             return -1;
         }
@@ -250,6 +266,10 @@ static int set_value(dp_config *c, const key *k, const char *text, char *why, si
 static int assign(dp_config *c, const char *section, const char *name, const char *value,
                   const char *origin, dp_err *err)
 {
+    if (!section[0])
+        return dp_fail(err, "\"%s\" comes before any [section]; put it under its section, as "
+                            "[run] steps = 100",
+                       name);
     if (!known_section(section)) {
         char list[160];
         join_names(list, sizeof list, sections);
@@ -387,13 +407,22 @@ int dp_config_load(dp_config *c, const char *path, const char *ini, const char *
 {
     reader r = { .c = c, .name = path ? path : name, .text = ini, .err = err };
     if (path) {
+        struct stat st;
         r.file = fopen(path, "r");
         if (!r.file)
             return dp_fail(err, "%s: cannot open the configuration: %s", path, strerror(errno));
+        if (fstat(fileno(r.file), &st) != 0 || S_ISDIR(st.st_mode)) {
+            fclose(r.file);
+            return dp_fail(err, "%s: is a directory; -c takes an INI file", path);
+        }
     }
     int rc = ini_parse_stream(read_line, &r, on_value, &r);
-    if (r.file)
+    if (r.file) {
+        bool unreadable = ferror(r.file);
         fclose(r.file);
+        if (unreadable)
+            return dp_fail(err, "%s: cannot read the configuration", path);
+    }
     /* inih goes on after a malformed line and returns its number: whichever came first wins. */
     if (r.failed && !(rc > 0 && rc < r.fail_line))
         return -1;

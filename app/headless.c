@@ -147,9 +147,9 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
         if (evaluated_last)
             evaluate(t, o, &r, res);
     }
-    if (rc == 0 && res->steps > 0 && !evaluated_last)
+    res->interrupted = res->steps < o->total_steps && rc == 0;
+    if (rc == 0 && !res->interrupted && res->steps > 0 && !evaluated_last)
         evaluate(t, o, &r, res);
-    res->interrupted = *o->stop != 0;
     res->seconds = now_s() - start;
     print_summary(t, o, res, step_time > 0 ? samples / step_time : 0.0);
     if (o->metrics)

@@ -109,7 +109,8 @@ static int parse_args(int argc, char **argv, options *o)
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    o->overrides = calloc((size_t)argc + 1, sizeof *o->overrides);
+    /* at most two overrides per argument (--epochs sets two keys) */
+    o->overrides = calloc(2 * (size_t)argc + 1, sizeof *o->overrides);
     if (!o->overrides) {
         fputs("dpmptop: out of memory\n", stderr);
         return -1;
@@ -144,10 +145,18 @@ static int parse_args(int argc, char **argv, options *o)
         case 'h': usage(stdout); return 1;
         case 'V': printf("dpmptop %s\n", PACKAGE_VERSION); return 1;
         case ':':
-            fprintf(stderr, "dpmptop: %s needs a value; see dpmptop --help\n", argv[optind - 1]);
+            if (optopt && optopt < 256)
+                fprintf(stderr, "dpmptop: -%c needs a value; see dpmptop --help\n", optopt);
+            else
+                fprintf(stderr, "dpmptop: %s needs a value; see dpmptop --help\n",
+                        argv[optind - 1]);
             return -1;
         default:
-            fprintf(stderr, "dpmptop: unknown option %s; see dpmptop --help\n", argv[optind - 1]);
+            if (optopt)
+                fprintf(stderr, "dpmptop: unknown option -%c; see dpmptop --help\n", optopt);
+            else
+                fprintf(stderr, "dpmptop: unknown option %s; see dpmptop --help\n",
+                        argv[optind - 1]);
             return -1;
         }
     }
@@ -186,10 +195,51 @@ static int load_data(dp_config *c, bool demo, dp_dataset *train, dp_dataset *tes
         if (dp_data_load(&c->data, c->seed, train, test, &err) == 0)
             return 0;
     }
-    char where[128];
-    origin_prefix(where, sizeof where, c, "data", c->data.path[0] ? "path" : "kind");
-    fprintf(stderr, "dpmptop: %s%s\n", where, err.msg);
+    fprintf(stderr, "dpmptop: %s\n", err.msg);
     return -1;
+}
+
+/* Refuses an output path that cannot take a file (empty, a directory, an unwritable place)
+ * before any work is done. */
+static int check_output_path(const char *option, const char *path)
+{
+    struct stat st;
+    dp_err err;
+    if (!path[0]) {
+        fprintf(stderr, "dpmptop: %s needs a file name\n", option);
+        return -1;
+    }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "dpmptop: %s %s: is a directory; give a file name\n", option, path);
+        return -1;
+    }
+    dp_atomic_file probe;
+    if (dp_atomic_open(&probe, path, &err) < 0) {
+        fprintf(stderr, "dpmptop: %s %s\n", option, err.msg);
+        return -1;
+    }
+    dp_atomic_abort(&probe);
+    return 0;
+}
+
+/* Writes the trained weights to --save; returns the exit status. */
+static int save_weights(dp_trainer *t, const dp_model *m, const char *path)
+{
+    dp_err err;
+    float *host = malloc(m->n_params * sizeof *host);
+    if (!host) {
+        fprintf(stderr, "dpmptop: --save %s: out of memory\n", path);
+        return EXIT_FAILED;
+    }
+    dp_trainer_get_params(t, host);
+    int rc = dp_safetensors_save(path, m, host, &err);
+    free(host);
+    if (rc < 0) {
+        fprintf(stderr, "dpmptop: --save %s\n", err.msg);
+        return EXIT_FAILED;
+    }
+    printf("saved %s\n", path);
+    return EXIT_DONE;
 }
 
 int main(int argc, char **argv)
@@ -213,10 +263,19 @@ int main(int argc, char **argv)
     if (opt.print_config) {
         dp_config_print(&cfg, stdout);
         free(opt.overrides);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            perror("dpmptop: --print-config: writing the configuration");
+            return EXIT_FAILED;
+        }
         return EXIT_DONE;
     }
     if (dp_config_check(&cfg, &err) < 0)
         goto usage_error;
+    if ((opt.save_path && check_output_path("--save", opt.save_path) < 0) ||
+        (opt.metrics_path && check_output_path("--metrics", opt.metrics_path) < 0)) {
+        free(opt.overrides);
+        return EXIT_USAGE;
+    }
 
     dp_dataset train, test;
     if (load_data(&cfg, demo, &train, &test) < 0) {
@@ -226,7 +285,7 @@ int main(int argc, char **argv)
     int status = EXIT_USAGE;
     dp_model model = { 0 };
     float *init = NULL;
-    FILE *metrics = NULL;
+    dp_atomic_file metrics = { 0 };
     dp_trainer *trainer = NULL;
     if (dp_model_parse(&model, cfg.layers, train.features, train.classes, &err) < 0) {
         char where[128];
@@ -240,14 +299,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "dpmptop: --init %s\n", init ? err.msg : "out of memory");
             goto done;
         }
-    }
-    if (opt.save_path) { /* find out now, not after training, that the file cannot be written */
-        dp_atomic_file probe;
-        if (dp_atomic_open(&probe, opt.save_path, &err) < 0) {
-            fprintf(stderr, "dpmptop: --save %s\n", err.msg);
-            goto done;
-        }
-        dp_atomic_abort(&probe);
     }
 
     long per_epoch = (train.n + cfg.data.batch - 1) / cfg.data.batch;
@@ -267,12 +318,10 @@ int main(int argc, char **argv)
         status = EXIT_FAILED;
         goto done;
     }
-    if (opt.metrics_path) {
-        metrics = fopen(opt.metrics_path, "w");
-        if (!metrics) {
-            perror(opt.metrics_path);
-            goto done;
-        }
+    /* Metrics go to a temporary file that replaces --metrics's file when the run ends. */
+    if (opt.metrics_path && dp_atomic_open(&metrics, opt.metrics_path, &err) < 0) {
+        fprintf(stderr, "dpmptop: --metrics %s\n", err.msg);
+        goto done;
     }
 
     char desc[512];
@@ -285,7 +334,7 @@ int main(int argc, char **argv)
            cfg.data.batch);
     fflush(stdout);
 
-    struct sigaction sa = { .sa_handler = on_signal };
+    struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -296,37 +345,32 @@ int main(int argc, char **argv)
         .strategy = dp_strategy_name(cfg.strategy),
         .out = stdout,
         .out_is_tty = isatty(STDOUT_FILENO),
-        .metrics = metrics,
+        .metrics = metrics.f,
         .stop = &stop_requested,
     };
     dp_headless_result res;
     if (dp_headless_run(trainer, &ho, &res, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         status = EXIT_FAILED;
-        goto done;
-    }
-    status = res.interrupted ? EXIT_INTERRUPTED : EXIT_DONE;
-    if (opt.save_path) {
-        float *host = malloc(model.n_params * sizeof *host);
-        if (!host) {
-            fprintf(stderr, "dpmptop: --save: out of memory\n");
-            status = EXIT_FAILED;
-            goto done;
+    } else {
+        status = res.interrupted ? EXIT_INTERRUPTED : EXIT_DONE;
+        if (opt.save_path) {
+            int saved = save_weights(trainer, &model, opt.save_path);
+            if (saved != EXIT_DONE)
+                status = saved;
         }
-        dp_trainer_get_params(trainer, host);
-        if (dp_safetensors_save(opt.save_path, &model, host, &err) < 0) {
-            fprintf(stderr, "dpmptop: --save %s\n", err.msg);
-            status = EXIT_FAILED;
-        } else {
-            printf("saved %s\n", opt.save_path);
-        }
-        free(host);
     }
-done:
-    if (metrics && fclose(metrics) != 0) {
-        perror(opt.metrics_path);
+    /* The metrics of a run that ran, failed or not, are a complete record: keep them. */
+    if (metrics.f && dp_atomic_commit(&metrics, &err) < 0) {
+        fprintf(stderr, "dpmptop: --metrics %s\n", err.msg);
         status = EXIT_FAILED;
     }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        perror("dpmptop: writing the progress output");
+        status = EXIT_FAILED;
+    }
+done:
+    dp_atomic_abort(&metrics);
     dp_trainer_destroy(trainer);
     free(init);
     dp_model_free(&model);

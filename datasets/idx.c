@@ -152,6 +152,11 @@ int dp_idx_load_split(const char *images_path, const char *labels_path, const ch
                 labels_path, lab.dims[0]);
         goto done;
     }
+    if (img.dims[0] > INT32_MAX) { /* sample indices are int32 */
+        dp_fail(err, "%s: %u images are more than dpmptop reads (%d)", images_path, img.dims[0],
+                INT32_MAX);
+        goto done;
+    }
     if ((size_t)img.dims[1] * img.dims[2] > INT_MAX) {
         dp_fail(err, "%s: images of %ux%u are too large", images_path, img.dims[1], img.dims[2]);
         goto done;

@@ -15,6 +15,13 @@ int dp_atomic_open(dp_atomic_file *af, const char *path, dp_err *err)
     if (strlen(path) >= sizeof af->path)
         return dp_fail(err, "%s: path too long", path);
     snprintf(af->path, sizeof af->path, "%s", path);
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        af->f = fopen(path, "wb");
+        if (!af->f)
+            return dp_fail(err, "%s: cannot write there: %s", path, strerror(errno));
+        return 0;
+    }
     snprintf(af->tmp, sizeof af->tmp, "%s.tmpXXXXXX", path);
     int fd = mkstemp(af->tmp);
     if (fd < 0)
@@ -44,6 +51,13 @@ static void sync_parent(const char *path)
 
 int dp_atomic_commit(dp_atomic_file *af, dp_err *err)
 {
+    if (!af->tmp[0]) { /* written in place: a device or a pipe */
+        int failed = ferror(af->f) || fflush(af->f) != 0;
+        int e = errno;
+        failed |= fclose(af->f) != 0;
+        af->f = NULL;
+        return failed ? dp_fail(err, "%s: cannot write: %s", af->path, strerror(e ? e : EIO)) : 0;
+    }
     int failed = ferror(af->f) || fflush(af->f) != 0 || fsync(fileno(af->f)) != 0;
     int e = errno;
     if (fclose(af->f) != 0 && !failed) {
@@ -69,7 +83,8 @@ void dp_atomic_abort(dp_atomic_file *af)
     if (af->f) {
         fclose(af->f);
         af->f = NULL;
-        unlink(af->tmp);
+        if (af->tmp[0])
+            unlink(af->tmp);
     }
 }
 

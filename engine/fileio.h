@@ -11,10 +11,12 @@
 typedef struct dp_atomic_file {
     FILE *f;
     char path[4096];
-    char tmp[4096 + 16];
+    char tmp[4096 + 16]; /* "" when writing straight to path (see dp_atomic_open) */
 } dp_atomic_file;
 
-/* Creates path's temporary sibling for writing. */
+/* Creates path's temporary sibling for writing. When path exists and is not a regular file
+ * (a terminal, /dev/null, a pipe), it is written directly instead: renaming over it would
+ * replace the device or pipe with a file. */
 int dp_atomic_open(dp_atomic_file *af, const char *path, dp_err *err);
 /* Flushes, fsyncs and renames the temporary file over path, then fsyncs the directory. On
  * any failure the temporary file is removed and path is left as it was. */

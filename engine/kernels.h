@@ -22,6 +22,8 @@
 DP_HD float dp_expf(float x)
 {
     const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    if (x != x)
+        return x; /* NaN stays NaN (and never reaches the integer conversion below) */
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float k = (x * 1.44269504f + round_magic) - round_magic;
     float r = x - k * 0.693359375f + k * 2.12194440e-4f;
@@ -32,7 +34,7 @@ DP_HD float dp_expf(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)k + 127) << 23; /* 2^k as a float's bits */
+    uint32_t bits = (uint32_t)((int32_t)k + 127) << 23; /* 2^k as a float's bits */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

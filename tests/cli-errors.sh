@@ -126,5 +126,18 @@ for f in out.safetensors m.jsonl; do
 done
 expect_exit 2 "--save $work/no/dir/w\.safetensors: cannot create a file there" -- \
     "$DPMPTOP" -c "$work/good.ini" --save "$work/no/dir/w.safetensors"
+expect_exit 2 "--save $work: is a directory" -- "$DPMPTOP" -c "$work/good.ini" --save "$work"
+expect_exit 2 "$work: is a directory; -c takes an INI file" -- "$DPMPTOP" -c "$work"
+
+# A refused run leaves an existing metrics file as it was; a run that cannot write its
+# metrics (a full disk: /dev/full) fails with exit 1 and leaves the device a device.
+echo '{"type":"old"}' >"$work/old.jsonl"
+expect_exit 2 "batch = 0" -- "$DPMPTOP" -c "$work/a.ini" --metrics "$work/old.jsonl"
+[ "$(cat "$work/old.jsonl")" = '{"type":"old"}' ] || fail "a refused run changed --metrics's file"
+if [ -c /dev/full ]; then
+    expect_exit 1 "--metrics /dev/full: cannot write: No space left on device" -- \
+        "$DPMPTOP" -c "$work/good.ini" --metrics /dev/full
+    [ -c /dev/full ] || fail "/dev/full is no longer a character device"
+fi
 
 finish

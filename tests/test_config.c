@@ -167,7 +167,30 @@ START_TEST(test_config_unknown_section)
                  "dashboard", (char *)NULL);
     load_fail_at("[run]\nsteps = 1\n\n[bogus]\n[data]\nbatch = 8\n", 4, "[bogus]", (char *)NULL);
     load_fail_at("[bogus]\nx = 1\n", 1, "unknown section [bogus]", (char *)NULL);
-    load_fail_at("# no section\nsteps = 1\n", 2, "unknown section", (char *)NULL);
+    load_fail_at("# no section\nsteps = 1\n", 2, "\"steps\" comes before any [section]",
+                 (char *)NULL);
+}
+END_TEST
+
+/* optim.beta1 and beta2 are in [0, 1) as in PyTorch; eps must stay nonzero as a float;
+ * string values must print back as one INI line. */
+START_TEST(test_config_bad_ranges)
+{
+    load_fail_at("[optim]\nbeta1 = 1\n", 2, "beta1 = 1", "from 0 to 1 (excluded)", (char *)NULL);
+    load_fail_at("[optim]\nbeta2 = 1.5\n", 2, "beta2 = 1.5", (char *)NULL);
+    load_fail_at("[optim]\neps = 1e-300\n", 2, "eps = 1e-300", ">= 1e-30", (char *)NULL);
+    dp_config c;
+    dp_err err;
+    dp_config_defaults(&c);
+    ck_assert_msg(dp_config_set(&c, "run.name=a ;b", "--set", &err) == -1 &&
+                      strstr(err.msg, "comment"),
+                  "a value with \" ;\" was accepted: %s", err.msg);
+    char long_path[300] = "data.path=/";
+    memset(long_path + 11, 'p', 250);
+    long_path[261] = '\0';
+    ck_assert_msg(dp_config_set(&c, long_path, "--set", &err) == -1 &&
+                      strstr(err.msg, "INI line"),
+                  "a path too long for one INI line was accepted: %s", err.msg);
 }
 END_TEST
 
@@ -567,6 +590,7 @@ Suite *config_suite(void)
     TCase *errors = tcase_create("errors");
     tcase_add_test(errors, test_config_unknown_section);
     tcase_add_test(errors, test_config_unknown_key);
+    tcase_add_test(errors, test_config_bad_ranges);
     tcase_add_test(errors, test_config_bad_batch);
     tcase_add_test(errors, test_config_bad_lr);
     tcase_add_test(errors, test_config_bad_kind);
