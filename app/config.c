@@ -90,16 +90,6 @@ _Static_assert(sizeof keys / sizeof *keys <= sizeof((dp_config *)0)->origin /
 static const char *const sections[] = { "run", "data", "model", "optim", "parallel",
                                         "checkpoint", "dashboard", NULL };
 
-const char *dp_strategy_name(int strategy)
-{
-    return strategy_names[strategy];
-}
-
-const char *dp_schedule_name(int schedule)
-{
-    return schedule_names[schedule];
-}
-
 void dp_config_defaults(dp_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -112,7 +102,7 @@ void dp_config_defaults(dp_config *c)
     snprintf(c->layers, sizeof c->layers, "linear:256, relu, linear:10");
     c->optim = dp_optim_defaults();
     snprintf(c->devices, sizeof c->devices, "auto");
-    c->strategy = DP_STRATEGY_SINGLE;
+    c->strategy = DP_STRATEGY_DP;
     c->schedule = DP_SCHEDULE_1F1B;
     c->bucket_mb = 25;
     c->checkpoint_keep = 3;
@@ -457,17 +447,32 @@ const char *dp_config_origin(const dp_config *c, const char *section, const char
     return k ? c->origin[k - keys] : "";
 }
 
-/* Parses "auto" or "cpu:N"; returns N (1 for auto), or -1. */
+/* Parses "auto" or "cpu:N"; returns N (auto: 2, as there is no GPU backend yet), or -1. */
 static long cpu_device_count(const char *devices)
 {
     if (!strcmp(devices, "auto"))
-        return 1;
+        return 2;
     if (strncmp(devices, "cpu:", 4))
         return -1;
     char *end;
     errno = 0;
     long n = strtol(devices + 4, &end, 10);
-    return end == devices + 4 || *end || errno || n < 1 || n > 64 ? -1 : n;
+    return end == devices + 4 || *end || errno || n < 1 || n > DP_MAX_DEVICES ? -1 : n;
+}
+
+int dp_config_cpu_devices(const dp_config *c)
+{
+    return (int)cpu_device_count(c->devices);
+}
+
+dp_plan_request dp_config_plan(const dp_config *c)
+{
+    return (dp_plan_request){
+        .strategy = (dp_strategy)c->strategy,
+        .stages = (int)c->stages,
+        .micro = (int)c->microbatches,
+        .schedule = (dp_schedule)c->schedule,
+    };
 }
 
 int dp_config_check(const dp_config *c, dp_err *err)
@@ -476,15 +481,11 @@ int dp_config_check(const dp_config *c, dp_err *err)
         return dp_fail(err, "nothing to do: run.steps and run.epochs are both 0; set one");
     if (!strncmp(c->devices, "cuda", 4))
         return dp_fail(err, "parallel.devices = %s: this build has no CUDA support; use "
-                            "cpu:1 or auto",
+                            "cpu:N or auto",
                        c->devices);
-    long n = cpu_device_count(c->devices);
-    if (n < 0)
-        return dp_fail(err, "parallel.devices = %s: expected auto or cpu:N", c->devices);
-    if (n > 1 || c->strategy != DP_STRATEGY_SINGLE)
-        return dp_fail(err, "parallel: this version trains on one device only (devices = cpu:1, "
-                            "strategy = single); data and pipeline parallelism are not part of "
-                            "it yet");
+    if (cpu_device_count(c->devices) < 0)
+        return dp_fail(err, "parallel.devices = %s: expected auto or cpu:N with N from 1 to %d",
+                       c->devices, DP_MAX_DEVICES);
     if (c->precision == DP_PRECISION_TF32)
         return dp_fail(err, "run.precision = tf32 needs a GPU, and this build has no CUDA "
                             "support; use fp32");

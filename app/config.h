@@ -11,11 +11,10 @@
 
 #include "datasets/dataset.h"
 #include "engine/optim.h"
+#include "engine/plan.h"
 #include "engine/trainer.h"
 
 typedef enum dp_precision { DP_PRECISION_FP32, DP_PRECISION_TF32 } dp_precision;
-typedef enum dp_strategy { DP_STRATEGY_SINGLE, DP_STRATEGY_DP, DP_STRATEGY_PP, DP_STRATEGY_HYBRID } dp_strategy;
-typedef enum dp_schedule { DP_SCHEDULE_GPIPE, DP_SCHEDULE_1F1B } dp_schedule;
 
 typedef struct dp_config {
     /* [run] */
@@ -74,9 +73,11 @@ const char *dp_config_origin(const dp_config *c, const char *section, const char
 /* Writes the effective configuration as an INI file that dp_config_load reads back. */
 void dp_config_print(const dp_config *c, FILE *out);
 
-/* Names of enum values, for messages and reports. */
-const char *dp_strategy_name(int strategy);
-const char *dp_schedule_name(int schedule);
+/* The number of CPU virtual devices parallel.devices names ("auto" is cpu:2 without GPUs). */
+int dp_config_cpu_devices(const dp_config *c);
+
+/* The plan that [parallel] asks for. */
+dp_plan_request dp_config_plan(const dp_config *c);
 
 /* The built-in demo configuration (app/demo.ini, compiled in). */
 extern const char dp_demo_ini[];

@@ -21,22 +21,28 @@ static void json_num(FILE *f, const char *key, double v)
         fprintf(f, ",\"%s\":null", key);
 }
 
-static void write_step_records(FILE *f, dp_trainer *t, const dp_step_report *r,
-                               const char *strategy)
+static void write_step_records(FILE *f, dp_trainer *t, const dp_step_report *r)
 {
+    if (r->switched) {
+        fprintf(f, "{\"type\":\"switch\",\"step\":%ld,\"from\":\"%s\",\"to\":\"%s\"", r->step,
+                r->switch_from, r->switch_to);
+        json_num(f, "seconds", r->switch_seconds);
+        fputs("}\n", f);
+    }
     fprintf(f, "{\"type\":\"step\",\"step\":%ld,\"epoch\":%ld", r->step, r->epoch);
     json_num(f, "loss", r->loss);
     json_num(f, "lr", r->lr);
     json_num(f, "samples_per_s", r->seconds > 0 ? r->rows / r->seconds : 0.0);
-    fprintf(f, ",\"strategy\":\"%s\"}\n", strategy);
+    fprintf(f, ",\"strategy\":\"%s\"}\n", dp_trainer_strategy(t));
     dp_metrics *ms = dp_trainer_metrics(t);
     for (int i = 0; i < ms->n_devices; i++) {
         dp_device_metrics m = dp_metrics_read(ms, i);
         fprintf(f, "{\"type\":\"device\",\"step\":%ld,\"device\":\"%s\",\"role\":\"%s\"", m.step,
                 m.device, m.role);
         json_num(f, "loss", m.loss);
-        fprintf(f, ",\"mem_bytes\":%zu,\"mem_peak_bytes\":%zu,\"mem_total_bytes\":%zu",
-                m.mem_bytes, m.mem_peak_bytes, m.mem_total_bytes);
+        fprintf(f, ",\"mem_bytes\":%zu,\"mem_peak_bytes\":%zu,\"mem_total_bytes\":%zu,"
+                   "\"act_peak_bytes\":%zu",
+                m.mem_bytes, m.mem_peak_bytes, m.mem_total_bytes, m.act_peak_bytes);
         json_num(f, "util", m.util);
         json_num(f, "compute_s", m.compute_s);
         json_num(f, "comm_s", m.comm_s);
@@ -91,12 +97,12 @@ static void print_summary(dp_trainer *t, const dp_headless_opts *o, const dp_hea
     if (res->test_accuracy >= 0)
         fprintf(o->out, ", test accuracy %.4f", res->test_accuracy);
     fputc('\n', o->out);
-    fprintf(o->out, "%-8s %-10s %12s %12s %6s %10s %10s %10s\n", "device", "role", "memory",
+    fprintf(o->out, "%-8s %-32s %12s %12s %6s %10s %10s %10s\n", "device", "role", "memory",
             "peak", "util", "compute", "comm", "idle");
     dp_metrics *ms = dp_trainer_metrics(t);
     for (int i = 0; i < ms->n_devices; i++) {
         dp_device_metrics m = dp_metrics_read(ms, i);
-        fprintf(o->out, "%-8s %-10s %9.1f MiB %8.1f MiB %5.0f%% %8.2f ms %8.2f ms %8.2f ms\n",
+        fprintf(o->out, "%-8s %-32s %8.1f MiB %8.1f MiB %5.0f%% %7.2f ms %7.2f ms %7.2f ms\n",
                 m.device, m.role, m.mem_bytes / 1048576.0, m.mem_peak_bytes / 1048576.0,
                 100 * m.util, 1e3 * m.compute_s, 1e3 * m.comm_s, 1e3 * m.idle_s);
     }
@@ -124,17 +130,27 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
     dp_step_report r = { 0 };
     bool evaluated_last = false;
     int rc = 0;
+    int next_switch = 0;
     while (res->steps < o->total_steps && !*o->stop) {
+        if (next_switch < o->n_switches && o->switches[next_switch].step == res->steps + 1 &&
+            dp_trainer_request_switch(t, &o->switches[next_switch++].plan, err) < 0) {
+            rc = -1;
+            break;
+        }
         if (dp_trainer_step(t, &r, err) < 0) {
             rc = -1;
             break;
         }
+        if (r.switched)
+            fprintf(o->out, "%sstep %ld: switched from %s to %s in %.1f ms\n",
+                    o->out_is_tty ? "\r\033[K" : "", r.step, r.switch_from, r.switch_to,
+                    1e3 * r.switch_seconds);
         res->steps = r.step;
         res->final_loss = r.loss;
         samples += r.rows;
         step_time += r.seconds;
         if (o->metrics)
-            write_step_records(o->metrics, t, &r, o->strategy);
+            write_step_records(o->metrics, t, &r);
         double now = now_s();
         bool last = r.step == o->total_steps;
         if (now - last_print >= (o->out_is_tty ? 0.1 : 1.0) || last || r.epoch_end) {

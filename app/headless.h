@@ -8,10 +8,17 @@
 
 #include "engine/trainer.h"
 
+/* --switch-at: from step `step` on, train with `plan`. */
+typedef struct dp_switch_at {
+    long step;
+    dp_plan_request plan;
+} dp_switch_at;
+
 typedef struct dp_headless_opts {
     long total_steps;
     long eval_every;          /* 0: at the end of each epoch only */
-    const char *strategy;     /* "single" */
+    const dp_switch_at *switches; /* in increasing step order */
+    int n_switches;
     FILE *out;                /* progress, evaluations, summary */
     int out_is_tty;           /* redraw the progress line in place */
     FILE *metrics;            /* JSON Lines, or NULL */

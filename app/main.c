@@ -65,6 +65,7 @@ typedef struct override {
 
 typedef struct options {
     const char *config_path;
+    const char *switch_at;
     const char *metrics_path, *save_path, *init_path;
     int print_config;
     override *overrides;
@@ -138,7 +139,7 @@ static int parse_args(int argc, char **argv, options *o)
         case OPT_SAVE: o->save_path = optarg; break;
         case OPT_INIT: o->init_path = optarg; break;
         case OPT_PRINT_CONFIG: o->print_config = 1; break;
-        case OPT_SWITCH_AT:
+        case OPT_SWITCH_AT: o->switch_at = optarg; break;
         case OPT_RESUME:
             fprintf(stderr, "dpmptop: %s is not supported by this version yet\n", argv[optind - 1]);
             return -1;
@@ -197,6 +198,43 @@ static int load_data(dp_config *c, bool demo, dp_dataset *train, dp_dataset *tes
     }
     fprintf(stderr, "dpmptop: %s\n", err.msg);
     return -1;
+}
+
+/* Parses --switch-at STEP:STRATEGY[,STEP:STRATEGY...] (steps increasing) into sw[], checking
+ * that each plan can be made; returns the count, or -1 after saying why. */
+static int parse_switches(const char *text, const dp_config *c, const dp_model *m,
+                          dp_switch_at *sw, int max)
+{
+    int n = 0;
+    long last = 0;
+    for (const char *p = text; *p;) {
+        char item[64], name[16];
+        size_t len = strcspn(p, ",");
+        snprintf(item, sizeof item, "%.*s", (int)len, p);
+        long step;
+        int used = 0;
+        int strategy = -1;
+        if (sscanf(item, "%ld:%15[a-z]%n", &step, name, &used) == 2 && !item[used])
+            strategy = dp_strategy_parse(name);
+        if (strategy < 0 || step < 1 || step <= last || n == max) {
+            fprintf(stderr, "dpmptop: --switch-at %s: \"%s\" is not STEP:STRATEGY with steps "
+                            "increasing from 1 and STRATEGY one of single, dp, pp, hybrid\n",
+                    text, item);
+            return -1;
+        }
+        dp_plan_request req = dp_config_plan(c);
+        req.strategy = (dp_strategy)strategy;
+        dp_plan plan;
+        dp_err err;
+        if (dp_plan_make(&plan, &req, dp_config_cpu_devices(c), m, c->data.batch, &err) < 0) {
+            fprintf(stderr, "dpmptop: --switch-at %s: %s\n", item, err.msg);
+            return -1;
+        }
+        sw[n++] = (dp_switch_at){ step, req };
+        last = step;
+        p += len + (p[len] == ',');
+    }
+    return n;
 }
 
 /* Refuses an output path that cannot take a file (empty, a directory, an unwritable place)
@@ -301,6 +339,11 @@ int main(int argc, char **argv)
         }
     }
 
+    dp_switch_at switches[64];
+    int n_switches = 0;
+    if (opt.switch_at &&
+        (n_switches = parse_switches(opt.switch_at, &cfg, &model, switches, 64)) < 0)
+        goto done;
     long per_epoch = (train.n + cfg.data.batch - 1) / cfg.data.batch;
     long total = cfg.steps > 0 ? cfg.steps : cfg.epochs * per_epoch;
     dp_trainer_config tc = {
@@ -311,11 +354,15 @@ int main(int argc, char **argv)
         .seed = cfg.seed,
         .total_steps = total,
         .on_nan = (dp_on_nan)cfg.on_nan,
+        .devices = dp_config_cpu_devices(&cfg),
+        .plan = dp_config_plan(&cfg),
+        .bucket_mb = cfg.bucket_mb,
     };
-    trainer = dp_trainer_create(&tc, &train, &test, init, &err);
+    bool plan_refused;
+    trainer = dp_trainer_create(&tc, &train, &test, init, &plan_refused, &err);
     if (!trainer) {
-        fprintf(stderr, "dpmptop: %s\n", err.msg);
-        status = EXIT_FAILED;
+        fprintf(stderr, "dpmptop: %s%s\n", plan_refused ? "[parallel]: " : "", err.msg);
+        status = plan_refused ? EXIT_USAGE : EXIT_FAILED;
         goto done;
     }
     /* Metrics go to a temporary file that replaces --metrics's file when the run ends. */
@@ -324,14 +371,18 @@ int main(int argc, char **argv)
         goto done;
     }
 
-    char desc[512];
+    char desc[512], plan_text[64];
     dp_model_describe(&model, desc, sizeof desc);
-    printf("dpmptop %s: run \"%s\" on %s (single)\n  data:  %s, %ld samples of %d features, %d "
-           "classes; test %ld samples\n  model: %s (%zu parameters)\n  steps: %ld (%ld per epoch "
-           "of batch %d)\n",
-           PACKAGE_VERSION, cfg.name, dp_trainer_device(trainer, 0)->name, train.name, train.n,
-           train.features, train.classes, test.n, desc, model.n_params, total, per_epoch,
-           cfg.data.batch);
+    dp_trainer_describe(trainer, plan_text, sizeof plan_text);
+    int n_dev = dp_trainer_device_count(trainer);
+    printf("dpmptop %s: run \"%s\" on %d device%s (%s%s%s), %s\n  data:  %s, %ld samples of %d "
+           "features, %d classes; test %ld samples\n  model: %s (%zu parameters)\n  steps: %ld "
+           "(%ld per epoch of batch %d)\n",
+           PACKAGE_VERSION, cfg.name, n_dev, n_dev == 1 ? "" : "s",
+           dp_trainer_device(trainer, 0)->name, n_dev > 1 ? ".." : "",
+           n_dev > 1 ? dp_trainer_device(trainer, n_dev - 1)->name : "", plan_text, train.name,
+           train.n, train.features, train.classes, test.n, desc, model.n_params, total,
+           per_epoch, cfg.data.batch);
     fflush(stdout);
 
     struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
@@ -342,7 +393,8 @@ int main(int argc, char **argv)
     dp_headless_opts ho = {
         .total_steps = total,
         .eval_every = cfg.eval_every,
-        .strategy = dp_strategy_name(cfg.strategy),
+        .switches = switches,
+        .n_switches = n_switches,
         .out = stdout,
         .out_is_tty = isatty(STDOUT_FILENO),
         .metrics = metrics.f,

@@ -229,11 +229,13 @@ int main(int argc, char **argv)
     dp_trainer_config tc = {
         .model = &m, .optim = dp_optim_defaults(), .batch = batch, .shuffle = true, .seed = 1,
         .total_steps = warmup + (long)repeat * steps, .on_nan = DP_NAN_STOP,
+        .devices = 1, .plan = { .strategy = DP_STRATEGY_SINGLE }, .bucket_mb = 25,
         .blas_threads = threads,
     };
     tc.optim.lr = lr;
     tc.optim.momentum = momentum;
-    dp_trainer *t = dp_trainer_create(&tc, &train, &test, NULL, &err);
+    bool refused;
+    dp_trainer *t = dp_trainer_create(&tc, &train, &test, NULL, &refused, &err);
     dp_step_report r;
     for (int i = 0; t && i < warmup; i++)
         if (dp_trainer_step(t, &r, &err) < 0)

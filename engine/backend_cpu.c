@@ -297,9 +297,7 @@ int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)
     if (!im)
         return dp_fail(err, "out of host memory creating cpu:%d", index);
     im->blas_threads = blas_threads > 0 ? blas_threads : 1;
-    /* OpenBLAS's thread count is process-wide; one device owns it until the multi-device
-     * engine sets it per worker. */
-    openblas_set_num_threads(im->blas_threads);
+    dp_cpu_set_blas_threads(im->blas_threads);
     d->be = &dp_backend_cpu;
     d->index = index;
     snprintf(d->name, sizeof d->name, "cpu:%d", index);
@@ -313,6 +311,11 @@ void dp_cpu_device_destroy(dp_device *d)
 {
     free(d->impl);
     d->impl = NULL;
+}
+
+void dp_cpu_set_blas_threads(int threads)
+{
+    openblas_set_num_threads(threads > 0 ? threads : 1);
 }
 
 dp_cpu_profile dp_cpu_device_profile(const dp_device *d)

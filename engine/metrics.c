@@ -5,10 +5,12 @@
 
 int dp_metrics_init(dp_metrics *ms, int n_devices)
 {
-    ms->n_devices = n_devices;
     ms->slots = calloc((size_t)n_devices, sizeof *ms->slots);
-    if (!ms->slots)
+    if (!ms->slots) {
+        ms->n_devices = 0;
         return -1;
+    }
+    ms->n_devices = n_devices;
     for (int i = 0; i < n_devices; i++)
         pthread_mutex_init(&ms->slots[i].lock, NULL);
     return 0;

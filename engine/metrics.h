@@ -12,11 +12,12 @@
 typedef struct dp_device_metrics {
     long step;              /* the step these numbers describe */
     char device[32];        /* "cpu:0" */
-    char role[32];          /* "single", later "replica 1", "stage 2 (layers 3-4)" */
+    char role[48];          /* "single", "replica 1", "stage 2 (layers 3-4)", "unused" */
     double loss;            /* mean loss of the samples this device computed it for */
     size_t mem_bytes;       /* held by the engine now */
     size_t mem_peak_bytes;
     size_t mem_total_bytes;
+    size_t act_peak_bytes;  /* activations of the micro-batches held at once this step */
     double util;            /* busy time over step time, 0..1 */
     double compute_s;       /* seconds of this step spent computing */
     double comm_s;          /* ... communicating */

@@ -175,8 +175,14 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
+/* Width of boundary b of a stage: b = 0 is its input, b = last - first its output. */
+static int boundary_width(const dp_stage *s, int b)
+{
+    return b == 0 ? s->model->layers[s->first].in : s->model->layers[s->first + b - 1].out;
+}
+
 int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int last,
-                    int max_rows, const dp_optim_config *oc, dp_err *err)
+                    int max_rows, int slots, const dp_optim_config *oc, dp_err *err)
 {
     memset(s, 0, sizeof *s);
     s->model = m;
@@ -184,33 +190,28 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
     s->first = first;
     s->last = last;
     s->max_rows = max_rows;
+    s->slots = slots;
     s->param_offset = m->layers[first].param_offset;
     s->n_params = (last < m->n_layers ? m->layers[last].param_offset : m->n_params) -
                   s->param_offset;
     s->state_per_param = dp_optim_state_per_param(oc);
 
     int n_bound = last - first + 1;
-    s->acts = calloc((size_t)n_bound, sizeof *s->acts);
+    s->acts = calloc((size_t)slots * n_bound, sizeof *s->acts);
     if (!s->acts)
         return dp_fail(err, "out of host memory");
 
-    /* Carve the activation allocation: boundaries, two gradient buffers, labels, stats. */
-    size_t widest = 0, offsets[n_bound + 1];
-    size_t at = 0;
+    /* Carve the activation allocation: each slot's boundaries, two gradient buffers, each
+     * slot's labels, the stats. */
+    size_t widest = 0;
     for (int b = 0; b < n_bound; b++) {
-        size_t w = (size_t)(b == 0 ? m->layers[first].in : m->layers[first + b - 1].out);
-        if (w > widest)
-            widest = w;
-        offsets[b] = at;
-        at += align64((size_t)max_rows * w * sizeof(float));
+        size_t w = (size_t)boundary_width(s, b);
+        widest = w > widest ? w : widest;
+        s->slot_bytes += align64((size_t)max_rows * w * sizeof(float));
     }
-    size_t dgrad_at = at, dgrad_bytes = align64((size_t)max_rows * widest * sizeof(float));
-    at += 2 * dgrad_bytes;
-    size_t labels_at = at;
-    at += align64((size_t)max_rows * sizeof(int32_t));
-    size_t stats_at = at;
-    at += align64(2 * sizeof(float));
-    s->act_bytes = at;
+    size_t dgrad_bytes = align64((size_t)max_rows * widest * sizeof(float));
+    size_t labels_bytes = align64((size_t)max_rows * sizeof(int32_t));
+    s->act_bytes = (size_t)slots * (s->slot_bytes + labels_bytes) + 2 * dgrad_bytes + 64;
 
     s->params = dp_device_alloc(d, s->n_params * sizeof(float), "parameters", err);
     if (!s->params)
@@ -228,13 +229,18 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
     s->act_block = dp_device_alloc(d, s->act_bytes, "activations", err);
     if (!s->act_block)
         goto fail;
-    char *base = s->act_block;
-    for (int b = 0; b < n_bound; b++)
-        s->acts[b] = (float *)(base + offsets[b]);
-    s->dgrad[0] = (float *)(base + dgrad_at);
-    s->dgrad[1] = (float *)(base + dgrad_at + dgrad_bytes);
-    s->labels = (int32_t *)(base + labels_at);
-    s->stats = (float *)(base + stats_at);
+    char *at = s->act_block;
+    for (int k = 0; k < slots; k++)
+        for (int b = 0; b < n_bound; b++) {
+            s->acts[k * n_bound + b] = (float *)at;
+            at += align64((size_t)max_rows * boundary_width(s, b) * sizeof(float));
+        }
+    s->dgrad[0] = (float *)at;
+    s->dgrad[1] = (float *)(at + dgrad_bytes);
+    at += 2 * dgrad_bytes;
+    s->labels = (int32_t *)at;
+    at += (size_t)slots * labels_bytes;
+    s->stats = (float *)at;
     d->be->zero(d, s->stats, 2 * sizeof(float));
     return 0;
 fail:
@@ -254,6 +260,31 @@ void dp_stage_destroy(dp_stage *s)
     memset(s, 0, sizeof *s);
 }
 
+float *dp_stage_input(const dp_stage *s, int slot)
+{
+    return s->acts[slot * (s->last - s->first + 1)];
+}
+
+float *dp_stage_output(const dp_stage *s, int slot)
+{
+    return s->acts[slot * (s->last - s->first + 1) + (s->last - s->first)];
+}
+
+int32_t *dp_stage_labels(const dp_stage *s, int slot)
+{
+    return (int32_t *)((char *)s->labels + slot * align64((size_t)s->max_rows * sizeof(int32_t)));
+}
+
+int dp_stage_in_width(const dp_stage *s)
+{
+    return boundary_width(s, 0);
+}
+
+int dp_stage_out_width(const dp_stage *s)
+{
+    return boundary_width(s, s->last - s->first);
+}
+
 void dp_stage_upload_params(dp_stage *s, const float *host_all)
 {
     s->dev->be->upload(s->dev, s->params, host_all + s->param_offset,
@@ -266,35 +297,57 @@ void dp_stage_download_params(dp_stage *s, float *host_all)
                          s->n_params * sizeof(float));
 }
 
-void dp_stage_forward(dp_stage *s, int rows)
+/* The optimizer state is [state_per_param][n_params] both on the stage and in the full host
+ * vector; each block moves separately. */
+void dp_stage_upload_state(dp_stage *s, const float *host_all)
+{
+    for (size_t k = 0; k < s->state_per_param; k++)
+        s->dev->be->upload(s->dev, s->opt_state + k * s->n_params,
+                           host_all + k * s->model->n_params + s->param_offset,
+                           s->n_params * sizeof(float));
+}
+
+void dp_stage_download_state(dp_stage *s, float *host_all)
+{
+    for (size_t k = 0; k < s->state_per_param; k++)
+        s->dev->be->download(s->dev, host_all + k * s->model->n_params + s->param_offset,
+                             s->opt_state + k * s->n_params, s->n_params * sizeof(float));
+}
+
+void dp_stage_forward(dp_stage *s, int slot, int rows)
 {
     dp_pass p = { .dev = s->dev, .rows = rows };
+    float **a = s->acts + slot * (s->last - s->first + 1);
     for (int i = s->first; i < s->last; i++) {
         const dp_layer *l = &s->model->layers[i];
-        l->ops->forward(l, &p, s->params + (l->param_offset - s->param_offset),
-                        s->acts[i - s->first], s->acts[i - s->first + 1]);
+        l->ops->forward(l, &p, s->params + (l->param_offset - s->param_offset), a[i - s->first],
+                        a[i - s->first + 1]);
     }
 }
 
-float *dp_stage_loss(dp_stage *s, int rows, float grad_scale, bool backward)
+float *dp_stage_loss(dp_stage *s, int slot, int rows, float grad_scale, bool backward)
 {
     float *dlogits = backward ? s->dgrad[0] : NULL;
-    s->dev->be->softmax_xent(s->dev, s->acts[s->last - s->first], s->labels, rows,
+    s->dev->be->softmax_xent(s->dev, dp_stage_output(s, slot), dp_stage_labels(s, slot), rows,
                              s->model->classes, grad_scale, dlogits, s->stats);
     return dlogits;
 }
 
-float *dp_stage_backward(dp_stage *s, int rows, const float *dy, bool accumulate, bool need_dx)
+float *dp_stage_backward(dp_stage *s, int slot, int rows, const float *dy, bool accumulate,
+                         bool need_dx, dp_layer_done_fn done, void *arg)
 {
     dp_pass p = { .dev = s->dev, .rows = rows, .accumulate = accumulate };
+    float **a = s->acts + slot * (s->last - s->first + 1);
     int next = dy == s->dgrad[0] ? 1 : 0; /* the buffer that receives the next dx */
     for (int i = s->last - 1; i >= s->first; i--) {
         const dp_layer *l = &s->model->layers[i];
         bool want_dx = i > s->first || need_dx;
         float *dx = want_dx ? s->dgrad[next] : NULL;
         l->ops->backward(l, &p, s->params + (l->param_offset - s->param_offset),
-                         s->grads + (l->param_offset - s->param_offset), s->acts[i - s->first],
-                         s->acts[i - s->first + 1], dy, dx);
+                         s->grads + (l->param_offset - s->param_offset), a[i - s->first],
+                         a[i - s->first + 1], dy, dx);
+        if (done)
+            done(arg, i);
         dy = dx;
         next ^= 1;
     }

@@ -44,45 +44,65 @@ int dp_model_tensors(const dp_model *m, dp_model_tensor *out);
 /* Writes the layer list back in the syntax dp_model_parse reads. */
 void dp_model_describe(const dp_model *m, char *buf, size_t size);
 
-/* Layers [first, last) of a model on one device, with their buffers. */
+/* Called by dp_stage_backward after layer `layer`'s gradients are complete. */
+typedef void (*dp_layer_done_fn)(void *arg, int layer);
+
+/* Layers [first, last) of a model on one device, with their buffers. A pipeline stage keeps the
+ * activations of several micro-batches at once, one slot each. */
 typedef struct dp_stage {
     const dp_model *model;
     dp_device *dev;
     int first, last;
     int max_rows;         /* most samples one pass may carry */
+    int slots;            /* micro-batches whose activations are kept at once */
     size_t param_offset;  /* of layer `first` in the flat vector */
     size_t n_params;
     size_t state_per_param;
     float *params;        /* [n_params] */
     float *grads;         /* [n_params] */
-    float *opt_state;     /* [n_params * state_per_param] */
+    float *opt_state;     /* [state_per_param][n_params] */
     void *act_block;      /* the activation allocation, carved below */
     size_t act_bytes;
-    float **acts;         /* acts[i - first]: [max_rows, width in to layer i]; acts[last - first]
-                             is the stage's output */
+    size_t slot_bytes;    /* activation bytes of one slot */
+    float **acts;         /* acts[slot * (last - first + 1) + b]: [max_rows, width into layer
+                             first + b]; b = last - first is the stage's output */
     float *dgrad[2];      /* [max_rows, widest boundary]: gradients, ping-ponged in backward */
-    int32_t *labels;      /* [max_rows], used by the last stage */
+    int32_t *labels;      /* [slots, max_rows], used by the last stage */
     float *stats;         /* [2]: loss sum and correct count of the passes since zeroed */
 } dp_stage;
 
-/* Places layers [first, last) of m on d for passes of up to max_rows samples. */
+/* Places layers [first, last) of m on d for passes of up to max_rows samples, keeping `slots`
+ * micro-batches' activations. */
 int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int last,
-                    int max_rows, const dp_optim_config *oc, dp_err *err);
+                    int max_rows, int slots, const dp_optim_config *oc, dp_err *err);
 void dp_stage_destroy(dp_stage *s);
 
-/* Copies the stage's part of a full host parameter vector in, or out. */
+/* The input [max_rows, in], output [max_rows, out] and labels [max_rows] of a slot. */
+float *dp_stage_input(const dp_stage *s, int slot);
+float *dp_stage_output(const dp_stage *s, int slot);
+int32_t *dp_stage_labels(const dp_stage *s, int slot);
+/* Floats per row entering and leaving the stage. */
+int dp_stage_in_width(const dp_stage *s);
+int dp_stage_out_width(const dp_stage *s);
+
+/* Copies the stage's part of full host vectors in, or out: parameters [n_params of the model],
+ * and optimizer state [state_per_param][n_params of the model]. */
 void dp_stage_upload_params(dp_stage *s, const float *host_all);
 void dp_stage_download_params(dp_stage *s, float *host_all);
+void dp_stage_upload_state(dp_stage *s, const float *host_all);
+void dp_stage_download_state(dp_stage *s, float *host_all);
 
-/* Forward over `rows` samples already in acts[0]. */
-void dp_stage_forward(dp_stage *s, int rows);
+/* Forward over `rows` samples already in the slot's input. */
+void dp_stage_forward(dp_stage *s, int slot, int rows);
 
-/* Softmax cross-entropy of the output against s->labels, added to s->stats. With `backward`,
- * also writes d(loss)/d(logits) scaled by grad_scale into dgrad and returns that buffer. */
-float *dp_stage_loss(dp_stage *s, int rows, float grad_scale, bool backward);
+/* Softmax cross-entropy of the slot's output against its labels, added to s->stats. With
+ * `backward`, also writes d(loss)/d(logits) scaled by grad_scale into dgrad and returns it. */
+float *dp_stage_loss(dp_stage *s, int slot, int rows, float grad_scale, bool backward);
 
-/* Backward from dy [rows, out of last layer]; gradients are written, or added when accumulate.
- * Returns the gradient of the stage's input, or NULL when need_dx is false. */
-float *dp_stage_backward(dp_stage *s, int rows, const float *dy, bool accumulate, bool need_dx);
+/* Backward of the slot from dy [rows, out]; gradients are written, or added when accumulate;
+ * done(arg, layer), when not NULL, follows each layer. Returns the gradient of the stage's
+ * input (in dgrad), or NULL when need_dx is false. */
+float *dp_stage_backward(dp_stage *s, int slot, int rows, const float *dy, bool accumulate,
+                         bool need_dx, dp_layer_done_fn done, void *arg);
 
 #endif

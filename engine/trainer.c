@@ -1,7 +1,8 @@
-/* trainer.c -- training steps and evaluation on one device holding the whole model. */
+/* trainer.c -- the coordinator: steps, evaluation, switching strategy, metrics. */
 #include "engine/trainer.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,18 +10,28 @@
 #include <unistd.h>
 
 #include "engine/backend.h"
+#include "engine/backend_cpu.h"
+#include "engine/worker.h"
 
 struct dp_trainer {
     dp_trainer_config cfg;
     const dp_dataset *train, *test;
     dp_loader loader;
-    dp_device dev;
-    dp_stage stage;
-    dp_metrics metrics;
+    int n_devices;
+    dp_device *devices;   /* [n_devices], kept across plans */
+    dp_metrics metrics;   /* a slot per device */
+    dp_plan plan;
+    dp_team *team;
+    float *host_params;   /* [n_params]: the single-device layout, for switches */
+    float *host_state;    /* [state_per_param][n_params] */
     long steps_done;
-    long updates_done; /* steps whose update was applied (AdamW's t) */
-    float *batch_x;    /* host [batch, features] */
-    int32_t *batch_y;  /* host [batch] */
+    long updates_done;    /* steps whose update was applied (AdamW's t) */
+    float *batch_x;       /* host [batch, features] */
+    int32_t *batch_y;     /* host [batch] */
+    /* a switch asked for, applied before the next step; any thread may ask */
+    pthread_mutex_t switch_lock;
+    bool switch_pending;
+    dp_plan switch_plan;
 };
 
 static double now_s(void)
@@ -30,9 +41,58 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *train,
-                              const dp_dataset *test, const float *init, dp_err *err)
+/* Each worker's GEMMs get the cores divided among the workers (at least 1). */
+static void set_blas_threads(const dp_trainer *t, int workers)
 {
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = t->cfg.blas_threads;
+    if (threads <= 0)
+        threads = workers > 1 ? 1 : cores;
+    dp_cpu_set_blas_threads(threads);
+}
+
+/* Devices that the plan leaves without a worker say so in the metrics. */
+static void publish_unused(dp_trainer *t)
+{
+    for (int i = t->plan.workers; i < t->n_devices; i++) {
+        dp_device_metrics m = { .step = t->steps_done, .loss = NAN };
+        snprintf(m.device, sizeof m.device, "%s", t->devices[i].name);
+        snprintf(m.role, sizeof m.role, "unused");
+        m.mem_bytes = t->devices[i].mem_held;
+        m.mem_peak_bytes = t->devices[i].mem_peak;
+        m.mem_total_bytes = t->devices[i].mem_total;
+        dp_metrics_publish(&t->metrics, i, &m);
+    }
+}
+
+/* Starts the workers of plan p and gives them the host copy of the parameters and state. */
+static int start_plan(dp_trainer *t, const dp_plan *p, dp_err *err)
+{
+    set_blas_threads(t, p->workers);
+    dp_team_config tc = {
+        .model = t->cfg.model,
+        .optim = &t->cfg.optim,
+        .devices = t->devices,
+        .batch = t->cfg.batch,
+        .bucket_mb = t->cfg.bucket_mb,
+        .metrics = &t->metrics,
+    };
+    dp_team *team = dp_team_start(p, &tc, err);
+    if (!team)
+        return -1;
+    t->team = team;
+    t->plan = *p;
+    dp_cmd scatter = { .kind = DP_CMD_SCATTER, .params = t->host_params, .state = t->host_state };
+    dp_team_run(team, &scatter);
+    publish_unused(t);
+    return 0;
+}
+
+dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *train,
+                              const dp_dataset *test, const float *init, bool *plan_refused,
+                              dp_err *err)
+{
+    *plan_refused = false;
     dp_trainer *t = calloc(1, sizeof *t);
     if (!t) {
         dp_fail(err, "out of host memory");
@@ -41,46 +101,43 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     t->cfg = *c;
     t->train = train;
     t->test = test;
+    pthread_mutex_init(&t->switch_lock, NULL);
     const dp_model *m = c->model;
-    int threads = c->blas_threads > 0 ? c->blas_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (dp_cpu_device_init(&t->dev, 0, threads, err) < 0)
-        goto fail_dev;
+    dp_plan plan;
+    if (dp_plan_make(&plan, &c->plan, c->devices, m, c->batch, err) < 0) {
+        *plan_refused = true;
+        goto fail;
+    }
+    t->n_devices = c->devices;
+    t->devices = calloc((size_t)c->devices, sizeof *t->devices);
+    if (!t->devices || dp_metrics_init(&t->metrics, c->devices) < 0) {
+        dp_fail(err, "out of host memory");
+        goto fail;
+    }
+    for (int i = 0; i < c->devices; i++)
+        if (dp_cpu_device_init(&t->devices[i], i, 1, err) < 0)
+            goto fail;
     if (dp_loader_init(&t->loader, train, c->batch, c->shuffle, c->seed, err) < 0)
-        goto fail_loader;
+        goto fail;
+    size_t per_param = dp_optim_state_per_param(&c->optim);
     t->batch_x = malloc((size_t)c->batch * m->in_features * sizeof *t->batch_x);
     t->batch_y = malloc((size_t)c->batch * sizeof *t->batch_y);
-    if (!t->batch_x || !t->batch_y) {
-        dp_fail(err, "out of host memory for a batch of %d samples", c->batch);
-        goto fail_batch;
+    t->host_params = malloc(m->n_params * sizeof *t->host_params);
+    t->host_state = calloc(m->n_params * per_param + 1, sizeof *t->host_state);
+    if (!t->batch_x || !t->batch_y || !t->host_params || !t->host_state) {
+        dp_fail(err, "out of host memory for a batch of %d samples and %zu parameters", c->batch,
+                m->n_params);
+        goto fail;
     }
-    if (dp_stage_create(&t->stage, m, &t->dev, 0, m->n_layers, c->batch, &c->optim, err) < 0)
-        goto fail_batch;
-    if (dp_metrics_init(&t->metrics, 1) < 0) {
-        dp_fail(err, "out of host memory");
-        goto fail_metrics;
-    }
-    float *host = init ? NULL : malloc(m->n_params * sizeof *host);
-    if (!init && !host) {
-        dp_fail(err, "out of host memory for %zu parameters", m->n_params);
-        goto fail_params;
-    }
-    if (!init)
-        dp_model_init_params(m, host, c->seed);
-    dp_stage_upload_params(&t->stage, init ? init : host);
-    free(host);
+    if (init)
+        memcpy(t->host_params, init, m->n_params * sizeof *init);
+    else
+        dp_model_init_params(m, t->host_params, c->seed);
+    if (start_plan(t, &plan, err) < 0)
+        goto fail;
     return t;
-fail_params:
-    dp_metrics_free(&t->metrics);
-fail_metrics:
-    dp_stage_destroy(&t->stage);
-fail_batch:
-    free(t->batch_x);
-    free(t->batch_y);
-    dp_loader_free(&t->loader);
-fail_loader:
-    dp_cpu_device_destroy(&t->dev);
-fail_dev:
-    free(t);
+fail:
+    dp_trainer_destroy(t);
     return NULL;
 }
 
@@ -88,12 +145,20 @@ void dp_trainer_destroy(dp_trainer *t)
 {
     if (!t)
         return;
-    dp_metrics_free(&t->metrics);
-    dp_stage_destroy(&t->stage);
+    dp_team_stop(t->team);
+    if (t->devices) {
+        for (int i = 0; i < t->n_devices; i++)
+            if (t->devices[i].impl)
+                dp_cpu_device_destroy(&t->devices[i]);
+        dp_metrics_free(&t->metrics);
+    }
+    free(t->devices);
     dp_loader_free(&t->loader);
-    dp_cpu_device_destroy(&t->dev);
     free(t->batch_x);
     free(t->batch_y);
+    free(t->host_params);
+    free(t->host_state);
+    pthread_mutex_destroy(&t->switch_lock);
     free(t);
 }
 
@@ -102,107 +167,142 @@ long dp_trainer_steps_per_epoch(const dp_trainer *t)
     return dp_loader_steps_per_epoch(&t->loader);
 }
 
-/* Publishes the device's numbers for the step just taken. */
-static void publish(dp_trainer *t, const dp_step_report *r, double busy_s)
+int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err *err)
 {
-    dp_device_metrics m = { .step = r->step, .loss = r->loss };
-    snprintf(m.device, sizeof m.device, "%s", t->dev.name);
-    snprintf(m.role, sizeof m.role, "single");
-    m.mem_bytes = t->dev.mem_held;
-    m.mem_peak_bytes = t->dev.mem_peak;
-    m.mem_total_bytes = t->dev.mem_total;
-    m.compute_s = busy_s;
-    m.idle_s = r->seconds > busy_s ? r->seconds - busy_s : 0.0;
-    m.util = r->seconds > 0 ? busy_s / r->seconds : 0.0;
-    dp_metrics_publish(&t->metrics, 0, &m);
+    dp_plan p;
+    if (dp_plan_make(&p, req, t->n_devices, t->cfg.model, t->cfg.batch, err) < 0)
+        return -1;
+    pthread_mutex_lock(&t->switch_lock);
+    t->switch_plan = p;
+    t->switch_pending = true;
+    pthread_mutex_unlock(&t->switch_lock);
+    return 0;
+}
+
+/* Moves the state to one host copy, stops the team, and starts the new plan's team. When the
+ * new plan cannot be set up (a device too small), the old plan is started again. */
+static int switch_plan(dp_trainer *t, const dp_plan *next, dp_step_report *r, dp_err *err)
+{
+    double t0 = now_s();
+    dp_plan_describe(&t->plan, r->switch_from, sizeof r->switch_from);
+    dp_plan_describe(next, r->switch_to, sizeof r->switch_to);
+    dp_cmd gather = { .kind = DP_CMD_GATHER, .params = t->host_params, .state = t->host_state };
+    dp_team_run(t->team, &gather);
+    dp_team_stop(t->team);
+    t->team = NULL;
+    dp_plan old = t->plan;
+    if (start_plan(t, next, err) < 0) {
+        dp_err again;
+        dp_err_prefix(err, "switch to %s failed, staying with %s: ", r->switch_to, r->switch_from);
+        if (start_plan(t, &old, &again) < 0)
+            *err = again;
+        return -1;
+    }
+    r->switched = true;
+    r->switch_seconds = now_s() - t0;
+    return 0;
 }
 
 int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
 {
-    double t0 = now_s(), busy0 = t->dev.be->busy_seconds(&t->dev);
-    dp_stage *s = &t->stage;
-    const dp_backend *be = t->dev.be;
     memset(r, 0, sizeof *r);
+    pthread_mutex_lock(&t->switch_lock);
+    bool pending = t->switch_pending;
+    dp_plan next = t->switch_plan;
+    t->switch_pending = false;
+    pthread_mutex_unlock(&t->switch_lock);
+    if (pending && switch_plan(t, &next, r, err) < 0)
+        return -1;
+
+    double t0 = now_s();
     r->epoch = t->loader.epoch + 1;
     int rows = dp_loader_next(&t->loader, t->batch_x, t->batch_y);
     r->epoch_end = t->loader.pos == 0;
     r->rows = rows;
     r->step = ++t->steps_done;
 
-    be->upload(&t->dev, s->acts[0], t->batch_x, (size_t)rows * t->cfg.model->in_features * 4);
-    be->upload(&t->dev, s->labels, t->batch_y, (size_t)rows * sizeof(int32_t));
-    be->zero(&t->dev, s->stats, 2 * sizeof(float));
-    dp_stage_forward(s, rows);
-    /* The gradient of the batch mean: every sample's loss is scaled by 1 / rows. */
-    float *dlogits = dp_stage_loss(s, rows, 1.0f / (float)rows, true);
-    dp_stage_backward(s, rows, dlogits, false, false);
-    float stats[2];
-    be->download(&t->dev, stats, s->stats, sizeof stats);
-    r->loss = stats[0] / rows;
+    dp_cmd step = { .kind = DP_CMD_STEP, .x = t->batch_x, .y = t->batch_y, .rows = rows,
+                    .step = r->step };
+    dp_team_run(t->team, &step);
 
+    /* Each replica's loss comes from its last stage; the gradient norm from replica 0. */
+    const dp_plan *p = &t->plan;
+    double loss_sum = 0.0, sumsq = 0.0, replica_loss[DP_MAX_DEVICES];
+    for (int i = 0; i < p->workers; i++) {
+        const dp_worker_result *res = dp_team_result(t->team, i);
+        int replica, stage;
+        dp_team_role(t->team, i, &replica, &stage);
+        sumsq += res->grad_sumsq;
+        if (stage == p->stages - 1) {
+            int shard = dp_split_rows(rows, p->replicas, replica);
+            replica_loss[replica] = shard ? res->loss_sum / shard : NAN;
+            loss_sum += res->loss_sum;
+        }
+    }
+    r->loss = loss_sum / rows;
     const dp_optim_config *oc = &t->cfg.optim;
     double clip = 1.0;
     if (oc->clip > 0.0) {
-        r->grad_norm = sqrt(be->sum_squares(&t->dev, s->grads, s->n_params));
+        r->grad_norm = sqrt(sumsq);
         clip = dp_optim_clip_factor(oc, r->grad_norm);
     }
+    dp_cmd update = { .kind = DP_CMD_UPDATE, .step = r->step, .clip_factor = (float)clip,
+                      .replica_loss = replica_loss };
     if (!isfinite(r->loss) || !isfinite(r->grad_norm)) {
         if (t->cfg.on_nan == DP_NAN_STOP)
             return dp_fail(err, "step %ld: the loss is %g; stopping (lower optim.lr, set "
                                 "optim.clip, or set run.on_nan = skip)",
                            r->step, r->loss);
-        r->skipped = true;
+        r->skipped = update.skip = true;
     } else {
-        if (clip < 1.0)
-            be->scale(&t->dev, s->grads, (float)clip, s->n_params);
-        r->lr = dp_optim_lr(oc, r->step - 1, t->cfg.total_steps);
-        dp_optim_update(oc, &t->dev, s->params, s->grads, s->opt_state, s->n_params,
-                        ++t->updates_done, r->lr);
+        r->lr = update.lr = dp_optim_lr(oc, r->step - 1, t->cfg.total_steps);
+        update.t = ++t->updates_done;
     }
-    be->synchronize(&t->dev);
+    dp_team_run(t->team, &update);
     r->seconds = now_s() - t0;
-    publish(t, r, be->busy_seconds(&t->dev) - busy0);
     return 0;
 }
 
 void dp_trainer_evaluate(dp_trainer *t, dp_eval_report *r)
 {
-    dp_stage *s = &t->stage;
-    const dp_backend *be = t->dev.be;
-    const dp_dataset *d = t->test;
-    size_t f = (size_t)d->features;
+    dp_cmd eval = { .kind = DP_CMD_EVAL, .data = t->test };
+    dp_team_run(t->team, &eval);
     double loss = 0.0, correct = 0.0;
-    for (long at = 0; at < d->n; at += s->max_rows) {
-        int rows = d->n - at < s->max_rows ? (int)(d->n - at) : s->max_rows;
-        be->upload(&t->dev, s->acts[0], d->x + (size_t)at * f, (size_t)rows * f * sizeof(float));
-        be->upload(&t->dev, s->labels, d->y + at, (size_t)rows * sizeof(int32_t));
-        be->zero(&t->dev, s->stats, 2 * sizeof(float));
-        dp_stage_forward(s, rows);
-        dp_stage_loss(s, rows, 0.0f, false);
-        float stats[2];
-        be->download(&t->dev, stats, s->stats, sizeof stats);
-        loss += stats[0];
-        correct += stats[1];
+    for (int i = 0; i < t->plan.workers; i++) {
+        loss += dp_team_result(t->team, i)->loss_sum;
+        correct += dp_team_result(t->team, i)->correct;
     }
-    r->samples = d->n;
-    r->loss = d->n ? loss / (double)d->n : 0.0;
-    r->accuracy = d->n ? correct / (double)d->n : 0.0;
+    long n = t->test->n;
+    r->samples = n;
+    r->loss = n ? loss / (double)n : 0.0;
+    r->accuracy = n ? correct / (double)n : 0.0;
 }
 
 void dp_trainer_get_params(dp_trainer *t, float *host)
 {
-    dp_stage_download_params(&t->stage, host);
-    t->dev.be->synchronize(&t->dev);
+    dp_cmd gather = { .kind = DP_CMD_GATHER, .params = t->host_params, .state = t->host_state };
+    dp_team_run(t->team, &gather);
+    memcpy(host, t->host_params, t->cfg.model->n_params * sizeof *host);
+}
+
+void dp_trainer_describe(const dp_trainer *t, char *buf, size_t size)
+{
+    dp_plan_describe(&t->plan, buf, size);
+}
+
+const char *dp_trainer_strategy(const dp_trainer *t)
+{
+    return dp_strategy_name(t->plan.strategy);
 }
 
 int dp_trainer_device_count(const dp_trainer *t)
 {
-    return 1;
+    return t->n_devices;
 }
 
 dp_device *dp_trainer_device(dp_trainer *t, int i)
 {
-    return &t->dev;
+    return &t->devices[i];
 }
 
 dp_metrics *dp_trainer_metrics(dp_trainer *t)

@@ -1,7 +1,8 @@
-/* trainer.h -- the coordinator: runs training steps and evaluations over the devices.
+/* trainer.h -- the coordinator: runs training steps and evaluations over the devices, and
+ * switches strategy between steps.
  *
- * This version drives one device that holds the whole model; the plan, worker and comm
- * modules of the multi-device engine plug in behind the same calls. */
+ * All calls are made from one thread (the main thread), except dp_trainer_request_switch,
+ * which any thread may call. */
 #ifndef DP_TRAINER_H
 #define DP_TRAINER_H
 
@@ -12,6 +13,7 @@
 #include "engine/metrics.h"
 #include "engine/model.h"
 #include "engine/optim.h"
+#include "engine/plan.h"
 
 typedef enum dp_on_nan { DP_NAN_STOP, DP_NAN_SKIP } dp_on_nan;
 
@@ -23,7 +25,10 @@ typedef struct dp_trainer_config {
     uint64_t seed;
     long total_steps;   /* for the LR schedule */
     dp_on_nan on_nan;
-    int blas_threads;   /* 0 = every core */
+    int devices;        /* CPU virtual devices */
+    dp_plan_request plan;
+    double bucket_mb;   /* all-reduce bucket size (PyTorch DDP's default is 25) */
+    int blas_threads;   /* per worker; 0 = the cores divided among the workers */
 } dp_trainer_config;
 
 /* What one step did. */
@@ -36,7 +41,11 @@ typedef struct dp_step_report {
     double lr;
     double grad_norm;   /* global gradient norm before clipping (0 when clipping is off) */
     bool skipped;       /* non-finite loss with on_nan = skip: no update */
-    double seconds;     /* wall time of the step */
+    double seconds;     /* wall time of the step (a switch before it excluded) */
+    /* a switch made before this step */
+    bool switched;
+    char switch_from[64], switch_to[64];
+    double switch_seconds;
 } dp_step_report;
 
 typedef struct dp_eval_report {
@@ -47,13 +56,20 @@ typedef struct dp_eval_report {
 
 typedef struct dp_trainer dp_trainer;
 
-/* Places the model on the device and sets its parameters: init[n_params] when given (from
- * --init), else the seeded default initialisation. */
+/* Makes the devices and the plan and sets the parameters: init[n_params] when given (from
+ * --init), else the seeded default initialisation. A plan that cannot be made is refused with
+ * *plan_refused set (bad usage, rather than a failure of the run). */
 dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *train,
-                              const dp_dataset *test, const float *init, dp_err *err);
+                              const dp_dataset *test, const float *init, bool *plan_refused,
+                              dp_err *err);
 void dp_trainer_destroy(dp_trainer *t);
 
-/* Takes one step. Fails (-1) on a non-finite loss when on_nan = stop. */
+/* Asks for another strategy from the next step on; fails at once when that plan cannot be
+ * made for this model, batch and device count. */
+int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err *err);
+
+/* Takes one step (making a requested switch first). Fails (-1) on a non-finite loss when
+ * on_nan = stop, or when a requested switch could not allocate (the old plan then goes on). */
 int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err);
 
 /* Evaluates the current parameters on the whole test split. */
@@ -64,6 +80,10 @@ long dp_trainer_steps_per_epoch(const dp_trainer *t);
 
 /* Copies the current parameters into host[n_params] in the model's flat layout. */
 void dp_trainer_get_params(dp_trainer *t, float *host);
+
+/* The plan in use: its description ("DP x4") and its strategy's name ("dp"). */
+void dp_trainer_describe(const dp_trainer *t, char *buf, size_t size);
+const char *dp_trainer_strategy(const dp_trainer *t);
 
 /* The run's devices, and their metrics (published after every step). */
 int dp_trainer_device_count(const dp_trainer *t);

@@ -27,9 +27,14 @@ awk -v a="$accuracy" 'BEGIN { exit !(a > 0.5) }' ||
 for type in step device eval summary; do
     grep -q "\"type\":\"$type\"" "$work/a.jsonl" || fail "no $type record in the metrics"
 done
-grep '"type":"device"' "$work/a.jsonl" | head -n 1 | grep -Eq \
-    '"step":1,"device":"cpu:0","role":"single","loss":[0-9.e+-]+,"mem_bytes":[1-9][0-9]*,"mem_peak_bytes":[1-9][0-9]*,"mem_total_bytes":[1-9][0-9]*,"util":[0-9.e+-]+,"compute_s":[0-9.e+-]+,"comm_s":0,"idle_s":' ||
-    fail "device record lacks fields: $(grep -m1 '"type":"device"' "$work/a.jsonl")"
+# The default plan: data parallel over two CPU devices, a device record for each per step.
+for d in 0 1; do
+    grep '"type":"device"' "$work/a.jsonl" | sed -n "$((d + 1))p" | grep -Eq \
+        "\"step\":1,\"device\":\"cpu:$d\",\"role\":\"replica $d\",\"loss\":[0-9.e+-]+,\"mem_bytes\":[1-9][0-9]*,\"mem_peak_bytes\":[1-9][0-9]*,\"mem_total_bytes\":[1-9][0-9]*,\"act_peak_bytes\":[1-9][0-9]*,\"util\":[0-9.e+-]+,\"compute_s\":[0-9.e+-]+,\"comm_s\":[0-9.e+-]+,\"idle_s\":" ||
+        fail "device record of cpu:$d lacks fields: $(grep '"type":"device"' "$work/a.jsonl" | sed -n "$((d + 1))p")"
+done
+[ "$(grep -c '"type":"device"' "$work/a.jsonl")" -eq $((2 * 938)) ] || fail "expected 2 device records a step"
+grep -q '"strategy":"dp"' "$work/a.jsonl" || fail "step records do not name the dp strategy"
 grep -q '^done: 938 steps' "$work/a.out" || fail "no summary line: $(tail -n 3 "$work/a.out")"
 grep -q "$(printf '\r')" "$work/a.out" && fail "progress redrawn with CR although stdout is a file"
 

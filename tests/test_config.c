@@ -547,11 +547,21 @@ START_TEST(test_config_check)
 
     check_refuses("parallel.devices=cuda:0", "CUDA");
     check_refuses("parallel.devices=cuda:0,cuda:1", "CUDA");
-    check_refuses("parallel.devices=cpu:2", "one device");
     check_refuses("parallel.devices=cpu:0", "cpu:N");
+    check_refuses("parallel.devices=cpu:65", "cpu:N");
     check_refuses("parallel.devices=tpu", "cpu:N");
-    check_refuses("parallel.strategy=dp", "strategy");
-    check_refuses("parallel.strategy=pp", "strategy");
+    /* what the multi-device engine runs */
+    const char *accepted[] = { "parallel.devices=cpu:8", "parallel.strategy=pp",
+                               "parallel.strategy=hybrid", "parallel.strategy=single" };
+    for (int i = 0; i < 4; i++) {
+        dp_config_defaults(&c);
+        ck_assert(dp_config_set(&c, accepted[i], "--set", &err) == 0);
+        ck_assert_msg(dp_config_check(&c, &err) == 0, "%s refused: %s", accepted[i], err.msg);
+    }
+    dp_config_defaults(&c);
+    ck_assert_int_eq(dp_config_cpu_devices(&c), 2); /* auto, without GPUs */
+    ck_assert(dp_config_set(&c, "parallel.devices=cpu:5", "--set", &err) == 0);
+    ck_assert_int_eq(dp_config_cpu_devices(&c), 5);
     check_refuses("run.precision=tf32", "tf32");
     check_refuses("data.kind=cifar10", "cifar10");
 }

@@ -328,7 +328,7 @@ START_TEST(test_model_grad)
     ck_assert_uint_eq(m.n_params, 4 * 6 + 6 + 6 * 5 + 5 + 5 * 3 + 3);
     dp_optim_config oc = dp_optim_defaults();
     dp_stage s;
-    ck_assert_msg(dp_stage_create(&s, &m, &dev, 0, m.n_layers, MODEL_ROWS, &oc, &err) == 0,
+    ck_assert_msg(dp_stage_create(&s, &m, &dev, 0, m.n_layers, MODEL_ROWS, 1, &oc, &err) == 0,
                   "stage: %s", err.msg);
 
     float *host = malloc(m.n_params * sizeof *host), *grads = malloc(m.n_params * sizeof *grads);
@@ -349,13 +349,13 @@ START_TEST(test_model_grad)
     }
     for (int r = 0; r < MODEL_ROWS; r++)
         labels[r] = r % MODEL_CLASSES;
-    dev.be->upload(&dev, s.acts[0], x, sizeof x);
-    dev.be->upload(&dev, s.labels, labels, sizeof labels);
+    dev.be->upload(&dev, dp_stage_input(&s, 0), x, sizeof x);
+    dev.be->upload(&dev, dp_stage_labels(&s, 0), labels, sizeof labels);
 
-    dp_stage_forward(&s, MODEL_ROWS);
-    float *dlogits = dp_stage_loss(&s, MODEL_ROWS, 1.0f / MODEL_ROWS, true);
+    dp_stage_forward(&s, 0, MODEL_ROWS);
+    float *dlogits = dp_stage_loss(&s, 0, MODEL_ROWS, 1.0f / MODEL_ROWS, true);
     ck_assert_ptr_nonnull(dlogits);
-    ck_assert_ptr_null(dp_stage_backward(&s, MODEL_ROWS, dlogits, false, false));
+    ck_assert_ptr_null(dp_stage_backward(&s, 0, MODEL_ROWS, dlogits, false, false, NULL, NULL));
     dev.be->download(&dev, grads, s.grads, m.n_params * sizeof *grads);
     float stats[2];
     dev.be->download(&dev, stats, s.stats, sizeof stats);

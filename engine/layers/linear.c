@@ -37,6 +37,8 @@ static void linear_forward(const dp_layer *l, const dp_pass *p, const float *par
 {
     const dp_backend *be = p->dev->be;
     const float *w = params, *b = params + (size_t)l->out * l->in;
+    if (p->rows == 0) /* an empty shard or micro-batch (a short last batch) */
+        return;
     be->fill_rows(p->dev, y, b, p->rows, l->out);
     be->gemm(p->dev, 0, 1, p->rows, l->out, l->in, 1.0f, x, l->in, w, l->in, 1.0f, y, l->out);
 }
@@ -48,6 +50,11 @@ static void linear_backward(const dp_layer *l, const dp_pass *p, const float *pa
     const dp_backend *be = p->dev->be;
     float *dw = grads, *db = grads + (size_t)l->out * l->in;
     float beta = p->accumulate ? 1.0f : 0.0f;
+    if (p->rows == 0) { /* no samples: a zero gradient */
+        if (!p->accumulate)
+            be->zero(p->dev, grads, l->param_count * sizeof(float));
+        return;
+    }
     /* dW [out, in] = dy^T [out, rows] x [rows, in] */
     be->gemm(p->dev, 1, 0, l->out, l->in, p->rows, 1.0f, dy, l->out, x, l->in, beta, dw, l->in);
     be->sum_rows(p->dev, db, dy, p->rows, l->out, p->accumulate);

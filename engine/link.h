@@ -1,0 +1,34 @@
+/* link.h -- stage-to-stage transfer: activations forward, their gradients back.
+ *
+ * A link is a one-way FIFO of micro-batches between two devices, with a fixed number of slots
+ * that are reused: dp_link_send waits for a free slot, dp_link_recv for the next message. The
+ * host implementation copies through slot memory under the link's lock; the time spent waiting
+ * and the time spent copying are reported separately (waiting is pipeline bubble). */
+#ifndef DP_LINK_H
+#define DP_LINK_H
+
+#include <stddef.h>
+
+#include "engine/backend.h"
+#include "engine/error.h"
+
+typedef struct dp_link dp_link;
+
+/* A link of `slots` slots of up to slot_floats floats each, held by the receiving device (and
+ * counted in its memory). Make links before the devices' threads start. */
+dp_link *dp_link_create(dp_device *receiver, int slots, size_t slot_floats, dp_err *err);
+void dp_link_destroy(dp_link *l);
+/* Bytes the link holds for its slots. */
+size_t dp_link_bytes(const dp_link *l);
+
+/* Seconds spent in a transfer: waiting for the other side, and moving data. */
+typedef struct dp_link_time {
+    double wait_s, copy_s;
+} dp_link_time;
+
+/* Sends n floats (n <= slot_floats; 0 is a valid message). */
+void dp_link_send(dp_link *l, const float *src, size_t n, dp_link_time *t);
+/* Receives the next message into dst; returns its length in floats. */
+size_t dp_link_recv(dp_link *l, float *dst, dp_link_time *t);
+
+#endif

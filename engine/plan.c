@@ -1,0 +1,155 @@
+/* plan.c -- placement of layers on devices, balanced by FLOPs. */
+#include "engine/plan.h"
+
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const strategy_names[] = { "single", "dp", "pp", "hybrid" };
+static const char *const schedule_names[] = { "gpipe", "1f1b" };
+
+const char *dp_strategy_name(int strategy)
+{
+    return strategy_names[strategy];
+}
+
+const char *dp_schedule_name(int schedule)
+{
+    return schedule_names[schedule];
+}
+
+int dp_strategy_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, strategy_names[i]))
+            return i;
+    return -1;
+}
+
+int dp_split_rows(int rows, int parts, int i)
+{
+    return rows / parts + (i < rows % parts);
+}
+
+int dp_split_start(int rows, int parts, int i)
+{
+    int extra = rows % parts;
+    return i * (rows / parts) + (i < extra ? i : extra);
+}
+
+/* Splits the layers into S contiguous stages, each with at least one layer that has
+ * parameters, minimising the most FLOPs any stage does (dynamic programming over prefixes). */
+static int balance(dp_plan *p, const dp_model *m, int S, dp_err *err)
+{
+    int n = m->n_layers;
+    int with_params = 0;
+    for (int i = 0; i < n; i++)
+        with_params += m->layers[i].param_count > 0;
+    if (S > with_params)
+        return dp_fail(err, "%d stages but the model has only %d layers with parameters; use at "
+                            "most %d stages",
+                       S, with_params, with_params);
+    double *prefix = calloc((size_t)n + 1, sizeof *prefix);
+    int *params_before = calloc((size_t)n + 1, sizeof *params_before);
+    double *best = malloc((size_t)(S + 1) * (n + 1) * sizeof *best);
+    int *cut = malloc((size_t)(S + 1) * (n + 1) * sizeof *cut);
+    if (!prefix || !params_before || !best || !cut) {
+        free(prefix), free(params_before), free(best), free(cut);
+        return dp_fail(err, "out of memory planning stages");
+    }
+    for (int i = 0; i < n; i++) {
+        prefix[i + 1] = prefix[i] + m->layers[i].ops->flops(&m->layers[i]);
+        params_before[i + 1] = params_before[i] + (m->layers[i].param_count > 0);
+    }
+    /* best[k][j]: the least possible maximum stage cost putting layers [0, j) in k stages. */
+#define BEST(k, j) best[(size_t)(k) * (n + 1) + (j)]
+#define CUT(k, j) cut[(size_t)(k) * (n + 1) + (j)]
+    for (int k = 0; k <= S; k++)
+        for (int j = 0; j <= n; j++)
+            BEST(k, j) = DBL_MAX;
+    BEST(0, 0) = 0.0;
+    for (int k = 1; k <= S; k++)
+        for (int j = 1; j <= n; j++)
+            for (int i = k - 1; i < j; i++) {
+                if (BEST(k - 1, i) == DBL_MAX || params_before[j] == params_before[i])
+                    continue; /* stage [i, j) would have no parameters */
+                double cost = prefix[j] - prefix[i];
+                double worst = cost > BEST(k - 1, i) ? cost : BEST(k - 1, i);
+                if (worst < BEST(k, j)) {
+                    BEST(k, j) = worst;
+                    CUT(k, j) = i;
+                }
+            }
+    p->first_layer[S] = n;
+    for (int k = S, j = n; k > 0; k--) {
+        j = CUT(k, j);
+        p->first_layer[k - 1] = j;
+    }
+#undef BEST
+#undef CUT
+    free(prefix), free(params_before), free(best), free(cut);
+    return 0;
+}
+
+int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_model *m,
+                 int batch, dp_err *err)
+{
+    memset(p, 0, sizeof *p);
+    p->strategy = req->strategy;
+    p->schedule = req->schedule;
+    int S = 1, R = 1;
+    switch (req->strategy) {
+    case DP_STRATEGY_SINGLE:
+        break;
+    case DP_STRATEGY_DP:
+        R = devices;
+        break;
+    case DP_STRATEGY_PP:
+        S = req->stages ? req->stages : devices;
+        if (S != devices)
+            return dp_fail(err, "pp runs one stage per device: %d stages need %d devices, not %d "
+                                "(use hybrid for pipelines of %d stages on %d devices)",
+                           S, S, devices, S, devices);
+        break;
+    case DP_STRATEGY_HYBRID:
+        S = req->stages ? req->stages : 2;
+        if (S < 1 || devices % S != 0)
+            return dp_fail(err, "hybrid needs the devices (%d) to be a multiple of the stages "
+                                "(%d); set --stages to a divisor of %d",
+                           devices, S, devices);
+        R = devices / S;
+        break;
+    }
+    if (R * S > DP_MAX_DEVICES)
+        return dp_fail(err, "%d devices are more than dpmptop drives (%d)", R * S, DP_MAX_DEVICES);
+    int M = req->micro ? req->micro : (S > 1 ? 2 * S : 1);
+    if (batch < R * M)
+        return dp_fail(err, "a batch of %d cannot feed %d replica%s x %d micro-batch%s; use a "
+                            "batch of at least %d or fewer micro-batches",
+                       batch, R, R == 1 ? "" : "s", M, M == 1 ? "" : "es", R * M);
+    p->replicas = R;
+    p->stages = S;
+    p->micro = M;
+    p->workers = R * S;
+    return balance(p, m, S, err);
+}
+
+void dp_plan_describe(const dp_plan *p, char *buf, size_t size)
+{
+    const char *sched = p->schedule == DP_SCHEDULE_GPIPE ? "GPipe" : "1F1B";
+    switch (p->strategy) {
+    case DP_STRATEGY_SINGLE:
+        snprintf(buf, size, "single");
+        break;
+    case DP_STRATEGY_DP:
+        snprintf(buf, size, "DP x%d", p->replicas);
+        break;
+    case DP_STRATEGY_PP:
+        snprintf(buf, size, "PP %d stages, %d micro, %s", p->stages, p->micro, sched);
+        break;
+    case DP_STRATEGY_HYBRID:
+        snprintf(buf, size, "DP%d x PP%d, %d micro, %s", p->replicas, p->stages, p->micro, sched);
+        break;
+    }
+}

@@ -1,0 +1,55 @@
+/* plan.h -- a strategy made concrete: which device holds which layers of which replica, and how a
+ * step's batch is cut into shards and micro-batches.
+ *
+ * Devices are numbered 0..n-1. Replica r, stage s runs on device r * stages + s, so a pipeline
+ * holds consecutive devices. single uses device 0 only; dp is stages = 1; pp is replicas = 1;
+ * hybrid is replicas pipelines of `stages` stages each. */
+#ifndef DP_PLAN_H
+#define DP_PLAN_H
+
+#include "engine/error.h"
+#include "engine/model.h"
+
+#define DP_MAX_DEVICES 64
+
+typedef enum dp_strategy { DP_STRATEGY_SINGLE, DP_STRATEGY_DP, DP_STRATEGY_PP, DP_STRATEGY_HYBRID } dp_strategy;
+typedef enum dp_schedule { DP_SCHEDULE_GPIPE, DP_SCHEDULE_1F1B } dp_schedule;
+
+/* What a user asks for; 0 in stages or micro means "the default". */
+typedef struct dp_plan_request {
+    dp_strategy strategy;
+    int stages;         /* pp: defaults to the device count; hybrid: defaults to 2 */
+    int micro;          /* defaults to 2 x stages for pipelines, 1 otherwise */
+    dp_schedule schedule;
+} dp_plan_request;
+
+typedef struct dp_plan {
+    dp_strategy strategy;
+    dp_schedule schedule;
+    int replicas;       /* R: copies of the model */
+    int stages;         /* S: pipeline stages per replica */
+    int micro;          /* M: micro-batches per replica per step */
+    int workers;        /* R x S devices in use, 0..workers-1 */
+    int first_layer[DP_MAX_DEVICES + 1]; /* stage s holds layers [first_layer[s], first_layer[s+1]) */
+} dp_plan;
+
+/* Makes the plan for `devices` devices, a model and a global batch; refuses (with one line in
+ * err) what cannot be made: more stages than layers with parameters, devices not a multiple of
+ * the stages, a batch smaller than replicas x micro-batches. */
+int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_model *m,
+                 int batch, dp_err *err);
+
+/* "single", "DP x4", "PP 4 stages, 8 micro, 1F1B", "DP2 x PP2, 4 micro, GPipe". */
+void dp_plan_describe(const dp_plan *p, char *buf, size_t size);
+
+/* Rows of part i when `rows` are cut into `parts` nearly equal parts (the first rows % parts
+ * parts get one more), and where part i starts. */
+int dp_split_rows(int rows, int parts, int i);
+int dp_split_start(int rows, int parts, int i);
+
+/* Names, and the parsed forms of "single|dp|pp|hybrid" and "gpipe|1f1b" (-1 if unknown). */
+const char *dp_strategy_name(int strategy);
+const char *dp_schedule_name(int schedule);
+int dp_strategy_parse(const char *name);
+
+#endif

@@ -1,0 +1,597 @@
+/* worker.c -- worker threads, the team's gate, gradient buckets and the comm thread. */
+#include "engine/worker.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Gradients of whole layers, all-reduced together. */
+typedef struct bucket {
+    size_t offset;   /* in the stage's gradient vector */
+    size_t count;
+    int first_layer; /* ready once this layer's backward is done */
+} bucket;
+
+typedef struct dp_worker {
+    dp_team *team;
+    int index, replica, stage;
+    dp_device *dev;
+    dp_link *fwd_in, *fwd_out; /* activations from the stage before, to the stage after */
+    dp_link *bwd_in, *bwd_out; /* their gradients from the stage after, to the stage before */
+    dp_comm *group;            /* the replicas of this stage; NULL when there is one */
+    dp_stage st;
+    dp_sched_op *ops;
+    int n_ops;
+    bucket *buckets;
+    int n_buckets;
+    int next_bucket;           /* during the last backward: the next bucket to hand off */
+    /* Hand-off to the comm thread: buckets [finished, requested) are its to all-reduce. */
+    pthread_mutex_t q_lock;
+    pthread_cond_t q_changed;
+    int requested, finished, quit;
+    pthread_t comm_thread;
+    pthread_t thread;
+    long seen;                 /* the last command generation carried out */
+    dp_worker_result result;
+    /* timing of the step in progress */
+    double step_start, busy_start, allreduce_wait_s;
+    dp_link_time link_time;
+    int in_flight, in_flight_max;
+} dp_worker;
+
+struct dp_team {
+    dp_plan plan;
+    dp_team_config cfg;
+    dp_worker *w;          /* [plan.workers] */
+    dp_link **links;       /* [n_links] */
+    int n_links;
+    dp_comm **groups;      /* [stages] */
+    int micro_rows;        /* most rows one micro-batch carries */
+    bool inline_worker;    /* a single worker, run on the coordinator's thread */
+    /* the gate: the coordinator posts `cmd` as a new generation; `pending` counts the
+     * workers that have not finished it */
+    pthread_mutex_t lock;
+    pthread_cond_t posted, done;
+    long generation;
+    int pending;
+    dp_cmd cmd;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- the comm thread: all-reduces buckets while backward goes on ---- */
+
+static void *comm_main(void *arg)
+{
+    dp_worker *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->q_lock);
+        while (w->finished == w->requested && !w->quit)
+            pthread_cond_wait(&w->q_changed, &w->q_lock);
+        if (w->finished == w->requested) { /* quit, nothing left */
+            pthread_mutex_unlock(&w->q_lock);
+            return NULL;
+        }
+        bucket b = w->buckets[w->finished];
+        pthread_mutex_unlock(&w->q_lock);
+        dp_comm_allreduce(w->group, w->replica, w->st.grads + b.offset, b.count);
+        pthread_mutex_lock(&w->q_lock);
+        w->finished++;
+        pthread_cond_broadcast(&w->q_changed);
+        pthread_mutex_unlock(&w->q_lock);
+    }
+}
+
+/* dp_layer_done_fn for the last backward of a step: hands ready buckets to the comm thread. */
+static void on_layer_done(void *arg, int layer)
+{
+    dp_worker *w = arg;
+    while (w->next_bucket < w->n_buckets && w->buckets[w->next_bucket].first_layer == layer) {
+        w->next_bucket++;
+        pthread_mutex_lock(&w->q_lock);
+        w->requested++;
+        pthread_cond_broadcast(&w->q_changed);
+        pthread_mutex_unlock(&w->q_lock);
+    }
+}
+
+static void wait_buckets(dp_worker *w)
+{
+    double t0 = now_s();
+    pthread_mutex_lock(&w->q_lock);
+    while (w->finished < w->n_buckets)
+        pthread_cond_wait(&w->q_changed, &w->q_lock);
+    w->requested = w->finished = 0;
+    pthread_mutex_unlock(&w->q_lock);
+    w->next_bucket = 0;
+    w->allreduce_wait_s += now_s() - t0;
+}
+
+/* Groups the stage's layers, last first (the order backward produces them), into buckets of
+ * about cap_bytes; a layer is never split. */
+static int make_buckets(dp_worker *w, double bucket_mb)
+{
+    const dp_model *m = w->st.model;
+    size_t cap = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
+    w->buckets = calloc((size_t)(w->st.last - w->st.first), sizeof *w->buckets);
+    if (!w->buckets)
+        return -1;
+    bucket *open = NULL;
+    for (int i = w->st.last - 1; i >= w->st.first; i--) {
+        const dp_layer *l = &m->layers[i];
+        if (!l->param_count)
+            continue;
+        if (!open || open->count >= cap) {
+            open = &w->buckets[w->n_buckets++];
+            open->offset = l->param_offset - w->st.param_offset + l->param_count;
+        }
+        open->offset -= l->param_count;
+        open->count += l->param_count;
+        open->first_layer = i;
+    }
+    return 0;
+}
+
+/* ---- commands ---- */
+
+static int is_last_stage(const dp_worker *w)
+{
+    return w->stage == w->team->plan.stages - 1;
+}
+
+/* Rows and first row of micro-batch j of this worker's shard of a batch of `rows`. */
+static void micro_rows(const dp_worker *w, int rows, int j, int *n, int *start)
+{
+    const dp_plan *p = &w->team->plan;
+    int shard = dp_split_rows(rows, p->replicas, w->replica);
+    *n = dp_split_rows(shard, p->micro, j);
+    *start = dp_split_start(rows, p->replicas, w->replica) + dp_split_start(shard, p->micro, j);
+}
+
+/* F(j): takes the micro-batch's input (from the data or the stage before), runs forward, and
+ * passes the output on (or keeps it for the loss). */
+static void forward_op(dp_worker *w, const float *x, const int32_t *y, int rows, int j)
+{
+    const dp_backend *be = w->dev->be;
+    int n, start, slot = j % w->st.slots;
+    micro_rows(w, rows, j, &n, &start);
+    size_t in = (size_t)dp_stage_in_width(&w->st);
+    if (w->stage == 0)
+        be->upload(w->dev, dp_stage_input(&w->st, slot), x + (size_t)start * in,
+                   (size_t)n * in * sizeof(float));
+    else
+        dp_link_recv(w->fwd_in, dp_stage_input(&w->st, slot), &w->link_time);
+    if (is_last_stage(w))
+        be->upload(w->dev, dp_stage_labels(&w->st, slot), y + start, (size_t)n * sizeof *y);
+    dp_stage_forward(&w->st, slot, n);
+    if (!is_last_stage(w)) {
+        be->synchronize(w->dev);
+        dp_link_send(w->fwd_out, dp_stage_output(&w->st, slot),
+                     (size_t)n * dp_stage_out_width(&w->st), &w->link_time);
+    }
+    if (++w->in_flight > w->in_flight_max)
+        w->in_flight_max = w->in_flight;
+}
+
+/* B(j): the gradient of the micro-batch's output (from the loss, or the stage after), backward,
+ * and the input's gradient passed back. The last B of a step starts the all-reduce buckets. */
+static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b)
+{
+    int n, start, slot = j % w->st.slots;
+    micro_rows(w, rows, j, &n, &start);
+    const float *dy;
+    if (is_last_stage(w)) {
+        dy = dp_stage_loss(&w->st, slot, n, 1.0f / (float)rows, true);
+    } else {
+        dp_link_recv(w->bwd_in, w->st.dgrad[0], &w->link_time);
+        dy = w->st.dgrad[0];
+    }
+    bool hook = last_b && w->group;
+    float *dx = dp_stage_backward(&w->st, slot, n, dy, !first_b, w->stage > 0,
+                                  hook ? on_layer_done : NULL, w);
+    if (w->stage > 0) {
+        w->dev->be->synchronize(w->dev);
+        dp_link_send(w->bwd_out, dx, (size_t)n * dp_stage_in_width(&w->st), &w->link_time);
+    }
+    w->in_flight--;
+}
+
+/* Downloads the last stage's loss and correct count into the result, and zeroes them. */
+static void collect_stats(dp_worker *w)
+{
+    if (!is_last_stage(w))
+        return;
+    float stats[2];
+    w->dev->be->download(w->dev, stats, w->st.stats, sizeof stats);
+    w->dev->be->zero(w->dev, w->st.stats, sizeof stats);
+    w->result.loss_sum += stats[0];
+    w->result.correct += stats[1];
+}
+
+static void run_step(dp_worker *w, const dp_cmd *c)
+{
+    w->step_start = now_s();
+    w->busy_start = w->dev->be->busy_seconds(w->dev);
+    w->allreduce_wait_s = 0;
+    w->link_time = (dp_link_time){ 0 };
+    w->in_flight = w->in_flight_max = 0;
+    int first_b = -1, last_b = -1;
+    for (int i = 0; i < w->n_ops; i++)
+        if (w->ops[i].kind == 'B') {
+            first_b = first_b < 0 ? i : first_b;
+            last_b = i;
+        }
+    for (int i = 0; i < w->n_ops; i++) {
+        if (w->ops[i].kind == 'F')
+            forward_op(w, c->x, c->y, c->rows, w->ops[i].micro);
+        else
+            backward_op(w, c->rows, w->ops[i].micro, i == first_b, i == last_b);
+    }
+    if (w->group)
+        wait_buckets(w);
+    collect_stats(w);
+    if (w->team->cfg.optim->clip > 0 && w->replica == 0)
+        w->result.grad_sumsq = w->dev->be->sum_squares(w->dev, w->st.grads, w->st.n_params);
+}
+
+/* "replica 1, stage 2 (layers 3-4)", or the parts that apply. */
+static void role_text(const dp_worker *w, char *buf, size_t size)
+{
+    const dp_plan *p = &w->team->plan;
+    if (p->strategy == DP_STRATEGY_SINGLE)
+        snprintf(buf, size, "single");
+    else if (p->stages == 1)
+        snprintf(buf, size, "replica %d", w->replica);
+    else if (p->replicas == 1)
+        snprintf(buf, size, "stage %d (layers %d-%d)", w->stage, w->st.first, w->st.last - 1);
+    else
+        snprintf(buf, size, "replica %d, stage %d (layers %d-%d)", w->replica, w->stage,
+                 w->st.first, w->st.last - 1);
+}
+
+static void run_update(dp_worker *w, const dp_cmd *c)
+{
+    const dp_optim_config *oc = w->team->cfg.optim;
+    if (!c->skip) {
+        if (c->clip_factor < 1.0f)
+            w->dev->be->scale(w->dev, w->st.grads, c->clip_factor, w->st.n_params);
+        dp_optim_update(oc, w->dev, w->st.params, w->st.grads, w->st.opt_state, w->st.n_params,
+                        c->t, c->lr);
+    }
+    w->dev->be->synchronize(w->dev);
+    double wall = now_s() - w->step_start;
+    dp_device_metrics m = { .step = c->step, .loss = c->replica_loss[w->replica] };
+    snprintf(m.device, sizeof m.device, "%s", w->dev->name);
+    role_text(w, m.role, sizeof m.role);
+    m.mem_bytes = w->dev->mem_held;
+    m.mem_peak_bytes = w->dev->mem_peak;
+    m.mem_total_bytes = w->dev->mem_total;
+    m.act_peak_bytes = (size_t)w->in_flight_max * w->st.slot_bytes;
+    m.compute_s = w->dev->be->busy_seconds(w->dev) - w->busy_start;
+    m.comm_s = w->allreduce_wait_s + w->link_time.copy_s;
+    m.idle_s = wall - m.compute_s - m.comm_s;
+    if (m.idle_s < 0)
+        m.idle_s = 0;
+    m.util = wall > 0 ? m.compute_s / wall : 0;
+    dp_metrics_publish(w->team->cfg.metrics, w->index, &m);
+}
+
+static void run_eval(dp_worker *w, const dp_dataset *d)
+{
+    int batch = w->team->cfg.batch;
+    const dp_plan *p = &w->team->plan;
+    for (long at = 0; at < d->n; at += batch) {
+        int rows = d->n - at < batch ? (int)(d->n - at) : batch;
+        const float *x = d->x + (size_t)at * d->features;
+        for (int j = 0; j < p->micro; j++) {
+            forward_op(w, x, d->y + at, rows, j);
+            if (is_last_stage(w)) {
+                int n, start;
+                micro_rows(w, rows, j, &n, &start);
+                dp_stage_loss(&w->st, j % w->st.slots, n, 0.0f, false);
+            }
+            w->in_flight--;
+        }
+        collect_stats(w);
+    }
+}
+
+static void carry_out(dp_worker *w, const dp_cmd *c)
+{
+    if (c->kind != DP_CMD_UPDATE)
+        w->result = (dp_worker_result){ 0 };
+    switch (c->kind) {
+    case DP_CMD_STEP:
+        run_step(w, c);
+        break;
+    case DP_CMD_UPDATE:
+        run_update(w, c);
+        break;
+    case DP_CMD_EVAL:
+        run_eval(w, c->data);
+        break;
+    case DP_CMD_GATHER:
+        if (w->replica == 0) { /* every replica holds the same values */
+            dp_stage_download_params(&w->st, c->params);
+            dp_stage_download_state(&w->st, c->state);
+            w->dev->be->synchronize(w->dev);
+        }
+        break;
+    case DP_CMD_SCATTER:
+        dp_stage_upload_params(&w->st, c->params);
+        dp_stage_upload_state(&w->st, c->state);
+        w->dev->be->synchronize(w->dev);
+        break;
+    case DP_CMD_QUIT:
+        break;
+    }
+}
+
+/* Marks the current command (or the setup) done for this worker. */
+static void finish(dp_team *t)
+{
+    pthread_mutex_lock(&t->lock);
+    if (--t->pending == 0)
+        pthread_cond_signal(&t->done);
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Allocates the worker's stage and buckets and starts its comm thread. */
+static int set_up(dp_worker *w)
+{
+    dp_team *t = w->team;
+    const dp_plan *p = &t->plan;
+    w->n_ops = 2 * p->micro;
+    w->ops = malloc((size_t)w->n_ops * sizeof *w->ops);
+    if (!w->ops)
+        return dp_fail(&w->result.err, "out of host memory");
+    dp_schedule_ops(p->schedule, p->stages, w->stage, p->micro, w->ops);
+    int slots = dp_schedule_in_flight(w->ops, w->n_ops);
+    if (dp_stage_create(&w->st, t->cfg.model, w->dev, p->first_layer[w->stage],
+                        p->first_layer[w->stage + 1], t->micro_rows, slots, t->cfg.optim,
+                        &w->result.err) < 0)
+        return -1;
+    if (make_buckets(w, t->cfg.bucket_mb) < 0)
+        return dp_fail(&w->result.err, "out of host memory");
+    if (w->group && pthread_create(&w->comm_thread, NULL, comm_main, w) != 0) {
+        w->group = NULL;
+        return dp_fail(&w->result.err, "%s: cannot start a communication thread",
+                       w->dev->name);
+    }
+    return 0;
+}
+
+/* Stops the comm thread and frees what set_up made. */
+static void tear_down(dp_worker *w)
+{
+    if (w->group) {
+        pthread_mutex_lock(&w->q_lock);
+        w->quit = 1;
+        pthread_cond_broadcast(&w->q_changed);
+        pthread_mutex_unlock(&w->q_lock);
+        pthread_join(w->comm_thread, NULL);
+    }
+    dp_stage_destroy(&w->st);
+    free(w->ops);
+    free(w->buckets);
+}
+
+static void *worker_main(void *arg)
+{
+    dp_worker *w = arg;
+    dp_team *t = w->team;
+    w->result.failed = set_up(w) < 0;
+    finish(t);
+    for (;;) {
+        pthread_mutex_lock(&t->lock);
+        while (t->generation == w->seen)
+            pthread_cond_wait(&t->posted, &t->lock);
+        w->seen = t->generation;
+        dp_cmd c = t->cmd;
+        pthread_mutex_unlock(&t->lock);
+        if (c.kind == DP_CMD_QUIT)
+            break;
+        carry_out(w, &c);
+        finish(t);
+    }
+    tear_down(w);
+    finish(t);
+    return NULL;
+}
+
+/* ---- the team ---- */
+
+/* Makes the pipeline links: for each replica and each cut between stages, one link forward
+ * (held by the later stage's device) and one back (held by the earlier one's). */
+static int make_links(dp_team *t, dp_err *err)
+{
+    const dp_plan *p = &t->plan;
+    t->links = calloc((size_t)(2 * p->replicas * p->stages), sizeof *t->links);
+    if (!t->links)
+        return dp_fail(err, "out of host memory");
+    for (int r = 0; r < p->replicas; r++)
+        for (int s = 0; s + 1 < p->stages; s++) {
+            dp_worker *a = &t->w[r * p->stages + s], *b = &t->w[r * p->stages + s + 1];
+            int cut = p->first_layer[s + 1];
+            size_t floats = (size_t)t->micro_rows * t->cfg.model->layers[cut].in;
+            /* two slots let a stage run one micro-batch ahead of its neighbour */
+            if (!(a->fwd_out = b->fwd_in = dp_link_create(b->dev, 2, floats, err)))
+                return -1;
+            t->links[t->n_links++] = a->fwd_out;
+            if (!(b->bwd_out = a->bwd_in = dp_link_create(a->dev, 2, floats, err)))
+                return -1;
+            t->links[t->n_links++] = b->bwd_out;
+        }
+    return 0;
+}
+
+static void free_team(dp_team *t)
+{
+    for (int i = 0; i < t->n_links; i++)
+        dp_link_destroy(t->links[i]);
+    free(t->links);
+    if (t->groups)
+        for (int s = 0; s < t->plan.stages; s++)
+            dp_comm_destroy(t->groups[s]);
+    free(t->groups);
+    if (t->w)
+        for (int i = 0; i < t->plan.workers; i++) {
+            pthread_mutex_destroy(&t->w[i].q_lock);
+            pthread_cond_destroy(&t->w[i].q_changed);
+        }
+    free(t->w);
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->posted);
+    pthread_cond_destroy(&t->done);
+    free(t);
+}
+
+/* Waits until every worker has finished what was posted last (or its setup, or quitting). */
+static void wait_done(dp_team *t)
+{
+    pthread_mutex_lock(&t->lock);
+    while (t->pending > 0)
+        pthread_cond_wait(&t->done, &t->lock);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void post(dp_team *t, const dp_cmd *cmd)
+{
+    pthread_mutex_lock(&t->lock);
+    t->cmd = *cmd;
+    t->pending = t->plan.workers;
+    t->generation++;
+    pthread_cond_broadcast(&t->posted);
+    pthread_mutex_unlock(&t->lock);
+}
+
+dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err)
+{
+    dp_team *t = calloc(1, sizeof *t);
+    if (!t) {
+        dp_fail(err, "out of host memory");
+        return NULL;
+    }
+    t->plan = *plan;
+    t->cfg = *c;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->posted, NULL);
+    pthread_cond_init(&t->done, NULL);
+    int n = plan->workers;
+    int shard = (c->batch + plan->replicas - 1) / plan->replicas;
+    t->micro_rows = (shard + plan->micro - 1) / plan->micro;
+    t->w = calloc((size_t)n, sizeof *t->w);
+    t->groups = calloc((size_t)plan->stages, sizeof *t->groups);
+    if (!t->w || !t->groups) {
+        dp_fail(err, "out of host memory");
+        free_team(t);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        dp_worker *w = &t->w[i];
+        w->team = t;
+        w->index = i;
+        w->replica = i / plan->stages;
+        w->stage = i % plan->stages;
+        w->dev = &c->devices[i];
+        pthread_mutex_init(&w->q_lock, NULL);
+        pthread_cond_init(&w->q_changed, NULL);
+    }
+    if (plan->replicas > 1)
+        for (int s = 0; s < plan->stages; s++) {
+            if (!(t->groups[s] = dp_comm_create(plan->replicas, err))) {
+                free_team(t);
+                return NULL;
+            }
+            for (int r = 0; r < plan->replicas; r++)
+                t->w[r * plan->stages + s].group = t->groups[s];
+        }
+    if (make_links(t, err) < 0) {
+        free_team(t);
+        return NULL;
+    }
+    if (n == 1) { /* one worker: the coordinator's thread does its work, saving two thread
+                     hand-offs a step (a quarter of a small network's step time) */
+        t->inline_worker = true;
+        if (set_up(&t->w[0]) < 0) {
+            *err = t->w[0].result.err;
+            tear_down(&t->w[0]);
+            free_team(t);
+            return NULL;
+        }
+        return t;
+    }
+    t->pending = n;
+    int started = 0;
+    for (; started < n; started++)
+        if (pthread_create(&t->w[started].thread, NULL, worker_main, &t->w[started]) != 0)
+            break;
+    if (started < n) {
+        /* the threads that did start finish their setup, then quit with the rest */
+        pthread_mutex_lock(&t->lock);
+        t->pending -= n - started;
+        pthread_mutex_unlock(&t->lock);
+        dp_fail(err, "cannot start worker thread %d", started);
+    }
+    wait_done(t);
+    const dp_worker_result *failed = NULL;
+    for (int i = 0; i < started && !failed; i++)
+        if (t->w[i].result.failed)
+            failed = &t->w[i].result;
+    if (failed || started < n) {
+        if (failed)
+            *err = failed->err;
+        dp_cmd quit = { .kind = DP_CMD_QUIT };
+        post(t, &quit);
+        for (int i = 0; i < started; i++)
+            pthread_join(t->w[i].thread, NULL);
+        free_team(t);
+        return NULL;
+    }
+    return t;
+}
+
+void dp_team_stop(dp_team *t)
+{
+    if (!t)
+        return;
+    if (t->inline_worker) {
+        tear_down(&t->w[0]);
+        free_team(t);
+        return;
+    }
+    dp_cmd quit = { .kind = DP_CMD_QUIT };
+    post(t, &quit);
+    for (int i = 0; i < t->plan.workers; i++)
+        pthread_join(t->w[i].thread, NULL);
+    free_team(t);
+}
+
+void dp_team_run(dp_team *t, const dp_cmd *cmd)
+{
+    if (t->inline_worker) {
+        carry_out(&t->w[0], cmd);
+        return;
+    }
+    post(t, cmd);
+    wait_done(t);
+}
+
+const dp_worker_result *dp_team_result(const dp_team *t, int i)
+{
+    return &t->w[i].result;
+}
+
+void dp_team_role(const dp_team *t, int i, int *replica, int *stage)
+{
+    *replica = t->w[i].replica;
+    *stage = t->w[i].stage;
+}

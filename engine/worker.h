@@ -1,0 +1,88 @@
+/* worker.h -- the thread that drives one device for one plan.
+ *
+ * A team is the set of workers of a plan. The coordinator posts a command to the whole team
+ * through its gate and waits until every worker has carried it out; in between, workers talk
+ * only to each other (links between pipeline stages, all-reduce among replicas of a stage).
+ *
+ * Hand-off: everything a command points at (the batch in host memory, host parameter vectors)
+ * belongs to the workers from dp_team_run until it returns; a worker's result and metrics slot
+ * are written by that worker only, and read by the coordinator after dp_team_run returns. */
+#ifndef DP_WORKER_H
+#define DP_WORKER_H
+
+#include <stdbool.h>
+
+#include "datasets/dataset.h"
+#include "engine/comm.h"
+#include "engine/link.h"
+#include "engine/metrics.h"
+#include "engine/model.h"
+#include "engine/optim.h"
+#include "engine/plan.h"
+#include "engine/schedule.h"
+
+typedef enum dp_cmd_kind {
+    DP_CMD_STEP,    /* forward, loss, backward and the gradient all-reduce of one batch */
+    DP_CMD_UPDATE,  /* the optimizer step, then publish metrics */
+    DP_CMD_EVAL,    /* forward-only over a labelled split: loss and correct count */
+    DP_CMD_GATHER,  /* copy parameters and optimizer state out to host vectors */
+    DP_CMD_SCATTER, /* copy them in */
+    DP_CMD_QUIT,
+} dp_cmd_kind;
+
+typedef struct dp_cmd {
+    dp_cmd_kind kind;
+    /* STEP */
+    const float *x;        /* [rows, features] the global batch */
+    const int32_t *y;      /* [rows] */
+    int rows;
+    long step;             /* 1-based, for the metrics */
+    /* UPDATE */
+    double lr;
+    float clip_factor;     /* gradients are multiplied by this first (1: no clipping) */
+    long t;                /* 1-based count of updates, AdamW's bias correction */
+    bool skip;             /* a non-finite loss with on_nan = skip: no update */
+    const double *replica_loss; /* [replicas]: each replica's mean loss, for the metrics */
+    /* EVAL */
+    const dp_dataset *data;
+    /* GATHER / SCATTER */
+    float *params;         /* [n_params] */
+    float *state;          /* [state_per_param][n_params] */
+} dp_cmd;
+
+/* What a worker reports for a command. */
+typedef struct dp_worker_result {
+    double loss_sum;   /* last stage: summed loss of its samples */
+    double correct;    /* last stage: correctly classified samples */
+    double grad_sumsq; /* replica 0: sum of squared gradients of its stage (when clipping) */
+    int failed;        /* set with err when the worker could not set up */
+    dp_err err;
+} dp_worker_result;
+
+typedef struct dp_team dp_team;
+
+/* Everything a team needs besides its plan. */
+typedef struct dp_team_config {
+    const dp_model *model;
+    const dp_optim_config *optim;
+    dp_device *devices;     /* the run's devices; the plan uses the first plan->workers */
+    int batch;              /* rows of a full global batch */
+    double bucket_mb;       /* all-reduce bucket size */
+    dp_metrics *metrics;    /* one slot per device */
+} dp_team_config;
+
+/* Starts one worker per device of the plan; each allocates its stage. Fails (with the first
+ * worker's message) when a device cannot hold its part. */
+dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err);
+/* Stops the workers and frees what they held. */
+void dp_team_stop(dp_team *t);
+
+/* Runs a command on every worker and waits for all of them. */
+void dp_team_run(dp_team *t, const dp_cmd *cmd);
+/* The result of worker i for the last command. */
+const dp_worker_result *dp_team_result(const dp_team *t, int i);
+
+/* Role of worker i: replica and stage. */
+void dp_team_role(const dp_team *t, int i, int *replica, int *stage);
+
+#endif
