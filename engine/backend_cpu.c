@@ -147,9 +147,16 @@ static void cpu_act_backward(dp_device *d, dp_act act, float *dx, const float *x
     charge_kernel(d, t0);
 }
 
-/* e^x over a whole block at once, so that the loop vectorises (with AVX2 or AVX-512 where the
- * processor has them). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
+/* Loops compiled for AVX-512 and AVX2 too, picked at load time for the processor at hand. Not
+ * under ThreadSanitizer, whose runtime is not up yet when the loader picks. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* e^x over a whole block at once, so that the loop vectorises. */
+VECTOR_CLONES
 static void exp_block(float *restrict y, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -107,10 +107,10 @@ int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
         break;
     case DP_STRATEGY_PP:
         S = req->stages ? req->stages : devices;
-        if (S != devices)
-            return dp_fail(err, "pp runs one stage per device: %d stages need %d devices, not %d "
-                                "(use hybrid for pipelines of %d stages on %d devices)",
-                           S, S, devices, S, devices);
+        if (S < 1 || S > devices)
+            return dp_fail(err, "pp runs one stage per device: %d stages need %d devices, and "
+                                "there are %d",
+                           S, S, devices);
         break;
     case DP_STRATEGY_HYBRID:
         S = req->stages ? req->stages : 2;

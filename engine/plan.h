@@ -2,8 +2,9 @@
  * step's batch is cut into shards and micro-batches.
  *
  * Devices are numbered 0..n-1. Replica r, stage s runs on device r * stages + s, so a pipeline
- * holds consecutive devices. single uses device 0 only; dp is stages = 1; pp is replicas = 1;
- * hybrid is replicas pipelines of `stages` stages each. */
+ * holds consecutive devices. single uses device 0 only; dp is stages = 1 on every device; pp is
+ * one pipeline of `stages` stages (every device by default); hybrid is devices / stages
+ * pipelines. Devices a plan leaves out stay unused. */
 #ifndef DP_PLAN_H
 #define DP_PLAN_H
 
@@ -18,7 +19,8 @@ typedef enum dp_schedule { DP_SCHEDULE_GPIPE, DP_SCHEDULE_1F1B } dp_schedule;
 /* What a user asks for; 0 in stages or micro means "the default". */
 typedef struct dp_plan_request {
     dp_strategy strategy;
-    int stages;         /* pp: defaults to the device count; hybrid: defaults to 2 */
+    int stages;         /* pp: defaults to the device count; hybrid: defaults to 2; ignored
+                           by single and dp */
     int micro;          /* defaults to 2 x stages for pipelines, 1 otherwise */
     dp_schedule schedule;
 } dp_plan_request;

@@ -10,6 +10,8 @@ Suite *optim_suite(void);       /* test_optim.c: SGD, AdamW, schedule, clipping 
 Suite *idx_suite(void);         /* test_idx.c: the IDX reader on good and bad files */
 Suite *safetensors_suite(void); /* test_safetensors.c: round trip and bad files */
 Suite *config_suite(void);      /* test_config.c: INI keys, FILE:LINE errors, --set */
+Suite *plan_suite(void);        /* test_plan.c: plans, stage balance, schedules */
+Suite *comm_suite(void);        /* test_comm.c: all-reduce and links between threads */
 
 /* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */
 const char *unit_tmpdir(void);
