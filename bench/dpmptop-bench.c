@@ -152,7 +152,7 @@ int main(int argc, char **argv)
 {
     const char *layers = "linear:1024, relu, linear:1024, relu, linear:10";
     int in = 784, batch = 256, steps = 100, repeat = 3;
-    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = dp_cpu_cores();
     double momentum = 0.9, lr = 0.01;
     static const struct option longs[] = {
         { "layers", 1, NULL, 'l' }, { "in", 1, NULL, 'i' }, { "batch", 1, NULL, 'b' },

@@ -1,8 +1,11 @@
 /* backend_cpu.c -- the CPU backend: GEMMs through CBLAS (OpenBLAS), everything else as plain C
  * loops over the per-element functions of kernels.h. Operations run at once on the calling
  * thread, so synchronize() has nothing to wait for. */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "engine/backend.h"
 #include "engine/backend_cpu.h"
+
+#include <sched.h>
 
 #include <cblas.h>
 #include <float.h>
@@ -318,6 +321,15 @@ void dp_cpu_device_destroy(dp_device *d)
 {
     free(d->impl);
     d->impl = NULL;
+}
+
+int dp_cpu_cores(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 void dp_cpu_set_blas_threads(int threads)

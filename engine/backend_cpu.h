@@ -13,6 +13,9 @@ typedef struct dp_cpu_profile {
 
 dp_cpu_profile dp_cpu_device_profile(const dp_device *d);
 
+/* The cores this process may run on (taskset and cgroup CPU sets respected). */
+int dp_cpu_cores(void);
+
 /* Sets how many threads each GEMM may use. OpenBLAS's count is process-wide and its thread pool
  * serves one caller at a time, so with several workers each gets 1 thread. */
 void dp_cpu_set_blas_threads(int threads);

@@ -26,8 +26,17 @@ struct dp_trainer {
     float *host_state;    /* [state_per_param][n_params] */
     long steps_done;
     long updates_done;    /* steps whose update was applied (AdamW's t) */
-    float *batch_x;       /* host [batch, features] */
-    int32_t *batch_y;     /* host [batch] */
+    /* Two host batches: the workers read one during a step while the coordinator gathers the
+     * next into the other (the loader runs a batch ahead). */
+    struct batch {
+        float *x;         /* [batch, features] */
+        int32_t *y;       /* [batch] */
+        int rows;
+        long epoch;       /* 1-based */
+        bool epoch_end;
+    } batches[2];
+    int next_batch;       /* which of them holds the next step's batch */
+    bool next_ready;
     /* a switch asked for, applied before the next step; any thread may ask */
     pthread_mutex_t switch_lock;
     bool switch_pending;
@@ -44,11 +53,18 @@ static double now_s(void)
 /* Each worker's GEMMs get the cores divided among the workers (at least 1). */
 static void set_blas_threads(const dp_trainer *t, int workers)
 {
-    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     int threads = t->cfg.blas_threads;
     if (threads <= 0)
-        threads = workers > 1 ? 1 : cores;
+        threads = workers > 1 ? 1 : dp_cpu_cores();
     dp_cpu_set_blas_threads(threads);
+}
+
+/* Gathers the loader's next batch into b. */
+static void load_batch(dp_trainer *t, struct batch *b)
+{
+    b->epoch = t->loader.epoch + 1;
+    b->rows = dp_loader_next(&t->loader, b->x, b->y);
+    b->epoch_end = t->loader.pos == 0;
 }
 
 /* Devices that the plan leaves without a worker say so in the metrics. */
@@ -120,11 +136,15 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     if (dp_loader_init(&t->loader, train, c->batch, c->shuffle, c->seed, err) < 0)
         goto fail;
     size_t per_param = dp_optim_state_per_param(&c->optim);
-    t->batch_x = malloc((size_t)c->batch * m->in_features * sizeof *t->batch_x);
-    t->batch_y = malloc((size_t)c->batch * sizeof *t->batch_y);
+    bool batches_ok = true;
+    for (int b = 0; b < 2; b++) {
+        t->batches[b].x = malloc((size_t)c->batch * m->in_features * sizeof(float));
+        t->batches[b].y = malloc((size_t)c->batch * sizeof(int32_t));
+        batches_ok = batches_ok && t->batches[b].x && t->batches[b].y;
+    }
     t->host_params = malloc(m->n_params * sizeof *t->host_params);
     t->host_state = calloc(m->n_params * per_param + 1, sizeof *t->host_state);
-    if (!t->batch_x || !t->batch_y || !t->host_params || !t->host_state) {
+    if (!batches_ok || !t->host_params || !t->host_state) {
         dp_fail(err, "out of host memory for a batch of %d samples and %zu parameters", c->batch,
                 m->n_params);
         goto fail;
@@ -154,8 +174,10 @@ void dp_trainer_destroy(dp_trainer *t)
     }
     free(t->devices);
     dp_loader_free(&t->loader);
-    free(t->batch_x);
-    free(t->batch_y);
+    for (int b = 0; b < 2; b++) {
+        free(t->batches[b].x);
+        free(t->batches[b].y);
+    }
     free(t->host_params);
     free(t->host_state);
     pthread_mutex_destroy(&t->switch_lock);
@@ -215,15 +237,21 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
         return -1;
 
     double t0 = now_s();
-    r->epoch = t->loader.epoch + 1;
-    int rows = dp_loader_next(&t->loader, t->batch_x, t->batch_y);
-    r->epoch_end = t->loader.pos == 0;
+    if (!t->next_ready)
+        load_batch(t, &t->batches[t->next_batch]);
+    struct batch *b = &t->batches[t->next_batch];
+    int rows = b->rows;
+    r->epoch = b->epoch;
+    r->epoch_end = b->epoch_end;
     r->rows = rows;
     r->step = ++t->steps_done;
 
-    dp_cmd step = { .kind = DP_CMD_STEP, .x = t->batch_x, .y = t->batch_y, .rows = rows,
-                    .step = r->step };
-    dp_team_run(t->team, &step);
+    dp_cmd step = { .kind = DP_CMD_STEP, .x = b->x, .y = b->y, .rows = rows, .step = r->step };
+    dp_team_post(t->team, &step);
+    t->next_batch ^= 1; /* gather the next batch while the workers compute */
+    load_batch(t, &t->batches[t->next_batch]);
+    t->next_ready = true;
+    dp_team_wait(t->team);
 
     /* Each replica's loss comes from its last stage; the gradient norm from replica 0. */
     const dp_plan *p = &t->plan;

@@ -116,11 +116,13 @@ static void wait_buckets(dp_worker *w)
 }
 
 /* Groups the stage's layers, last first (the order backward produces them), into buckets of
- * about cap_bytes; a layer is never split. */
+ * about bucket_mb; a layer is never split. As in PyTorch DDP, the first bucket holds about
+ * 1 MiB only, so that communication starts early in backward. */
 static int make_buckets(dp_worker *w, double bucket_mb)
 {
     const dp_model *m = w->st.model;
     size_t cap = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
+    size_t first_cap = cap < (1u << 20) / sizeof(float) ? cap : (1u << 20) / sizeof(float);
     w->buckets = calloc((size_t)(w->st.last - w->st.first), sizeof *w->buckets);
     if (!w->buckets)
         return -1;
@@ -129,7 +131,7 @@ static int make_buckets(dp_worker *w, double bucket_mb)
         const dp_layer *l = &m->layers[i];
         if (!l->param_count)
             continue;
-        if (!open || open->count >= cap) {
+        if (!open || open->count >= (w->n_buckets == 1 ? first_cap : cap)) {
             open = &w->buckets[w->n_buckets++];
             open->offset = l->param_offset - w->st.param_offset + l->param_count;
         }
@@ -575,14 +577,24 @@ void dp_team_stop(dp_team *t)
     free_team(t);
 }
 
+void dp_team_post(dp_team *t, const dp_cmd *cmd)
+{
+    if (t->inline_worker)
+        carry_out(&t->w[0], cmd);
+    else
+        post(t, cmd);
+}
+
+void dp_team_wait(dp_team *t)
+{
+    if (!t->inline_worker)
+        wait_done(t);
+}
+
 void dp_team_run(dp_team *t, const dp_cmd *cmd)
 {
-    if (t->inline_worker) {
-        carry_out(&t->w[0], cmd);
-        return;
-    }
-    post(t, cmd);
-    wait_done(t);
+    dp_team_post(t, cmd);
+    dp_team_wait(t);
 }
 
 const dp_worker_result *dp_team_result(const dp_team *t, int i)

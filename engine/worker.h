@@ -79,6 +79,10 @@ void dp_team_stop(dp_team *t);
 
 /* Runs a command on every worker and waits for all of them. */
 void dp_team_run(dp_team *t, const dp_cmd *cmd);
+/* The same in two halves, so the coordinator can work while the team does: post, then wait.
+ * (A one-worker team carries the command out inside dp_team_post.) */
+void dp_team_post(dp_team *t, const dp_cmd *cmd);
+void dp_team_wait(dp_team *t);
 /* The result of worker i for the last command. */
 const dp_worker_result *dp_team_result(const dp_team *t, int i);
 
