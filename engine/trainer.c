@@ -288,6 +288,7 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     }
     dp_team_run(t->team, &update);
     r->seconds = now_s() - t0;
+    dp_metrics_record_step(&t->metrics, r->step, r->loss, r->switched);
     return 0;
 }
 

@@ -40,6 +40,9 @@ typedef struct dp_worker {
     double step_start, busy_start, allreduce_wait_s;
     dp_link_time link_time;
     int in_flight, in_flight_max;
+    dp_timeline timeline;      /* the step's forward and backward operations */
+    double op_begin, op_end;   /* the last operation's work: from its input's arrival to
+                                  before its output leaves */
 } dp_worker;
 
 struct dp_team {
@@ -171,11 +174,13 @@ static void forward_op(dp_worker *w, const float *x, const int32_t *y, int rows,
                    (size_t)n * in * sizeof(float));
     else
         dp_link_recv(w->fwd_in, dp_stage_input(&w->st, slot), &w->link_time);
+    w->op_begin = now_s();
     if (is_last_stage(w))
         be->upload(w->dev, dp_stage_labels(&w->st, slot), y + start, (size_t)n * sizeof *y);
     dp_stage_forward(&w->st, slot, n);
+    be->synchronize(w->dev);
+    w->op_end = now_s();
     if (!is_last_stage(w)) {
-        be->synchronize(w->dev);
         dp_link_send(w->fwd_out, dp_stage_output(&w->st, slot),
                      (size_t)n * dp_stage_out_width(&w->st), &w->link_time);
     }
@@ -191,16 +196,19 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
     micro_rows(w, rows, j, &n, &start);
     const float *dy;
     if (is_last_stage(w)) {
+        w->op_begin = now_s();
         dy = dp_stage_loss(&w->st, slot, n, 1.0f / (float)rows, true);
     } else {
         dp_link_recv(w->bwd_in, w->st.dgrad[0], &w->link_time);
+        w->op_begin = now_s();
         dy = w->st.dgrad[0];
     }
     bool hook = last_b && w->group;
     float *dx = dp_stage_backward(&w->st, slot, n, dy, !first_b, w->stage > 0,
                                   hook ? on_layer_done : NULL, w);
+    w->dev->be->synchronize(w->dev);
+    w->op_end = now_s();
     if (w->stage > 0) {
-        w->dev->be->synchronize(w->dev);
         dp_link_send(w->bwd_out, dx, (size_t)n * dp_stage_in_width(&w->st), &w->link_time);
     }
     w->in_flight--;
@@ -225,6 +233,7 @@ static void run_step(dp_worker *w, const dp_cmd *c)
     w->allreduce_wait_s = 0;
     w->link_time = (dp_link_time){ 0 };
     w->in_flight = w->in_flight_max = 0;
+    w->timeline.n_ops = 0;
     int first_b = -1, last_b = -1;
     for (int i = 0; i < w->n_ops; i++)
         if (w->ops[i].kind == 'B') {
@@ -236,6 +245,10 @@ static void run_step(dp_worker *w, const dp_cmd *c)
             forward_op(w, c->x, c->y, c->rows, w->ops[i].micro);
         else
             backward_op(w, c->rows, w->ops[i].micro, i == first_b, i == last_b);
+        if (w->timeline.n_ops < DP_TIMELINE_OPS)
+            w->timeline.ops[w->timeline.n_ops++] = (dp_timeline_op){
+                w->ops[i].kind, w->ops[i].micro, (float)(w->op_begin - w->step_start),
+                (float)(w->op_end - w->step_start) };
     }
     if (w->group)
         wait_buckets(w);
@@ -284,6 +297,8 @@ static void run_update(dp_worker *w, const dp_cmd *c)
         m.idle_s = 0;
     m.util = wall > 0 ? m.compute_s / wall : 0;
     dp_metrics_publish(w->team->cfg.metrics, w->index, &m);
+    w->timeline.step_s = (float)wall;
+    dp_metrics_publish_timeline(w->team->cfg.metrics, w->index, &w->timeline);
 }
 
 static void run_eval(dp_worker *w, const dp_dataset *d)
