@@ -77,46 +77,102 @@ static void evaluate(dp_trainer *t, const dp_headless_opts *o, const dp_step_rep
     dp_eval_report e;
     dp_trainer_evaluate(t, &e);
     res->test_accuracy = e.accuracy;
-    fprintf(o->out, "%sstep %ld, epoch %ld: test loss %.4f, accuracy %.4f (%ld samples)\n",
-            o->out_is_tty ? "\r\033[K" : "", r->step, r->epoch, e.loss, e.accuracy, e.samples);
+    if (o->out)
+        fprintf(o->out, "%sstep %ld, epoch %ld: test loss %.4f, accuracy %.4f (%ld samples)\n",
+                o->out_is_tty ? "\r\033[K" : "", r->step, r->epoch, e.loss, e.accuracy,
+                e.samples);
     if (o->metrics) {
         fprintf(o->metrics, "{\"type\":\"eval\",\"step\":%ld,\"epoch\":%ld", r->step, r->epoch);
         json_num(o->metrics, "loss", e.loss);
         json_num(o->metrics, "accuracy", e.accuracy);
         fputs("}\n", o->metrics);
     }
+    if (o->status) {
+        pthread_mutex_lock(&o->status->lock);
+        o->status->test_accuracy = e.accuracy;
+        o->status->test_step = r->step;
+        pthread_mutex_unlock(&o->status->lock);
+        dp_run_status_event(o->status, "step %ld: test loss %.4f, accuracy %.4f", r->step, e.loss,
+                            e.accuracy);
+    }
 }
 
-/* rate: training samples per second of step time (evaluations excluded). */
-static void print_summary(dp_trainer *t, const dp_headless_opts *o, const dp_headless_result *res,
-                          double rate)
+void dp_headless_print_summary(dp_trainer *t, const dp_headless_result *res, FILE *out)
 {
-    fprintf(o->out, "%s%s: %ld steps in %.2f s, %.0f samples/s, final loss %.4f",
-            o->out_is_tty ? "\r\033[K" : "", res->interrupted ? "interrupted" : "done",
-            res->steps, res->seconds, rate, res->final_loss);
+    fprintf(out, "%s: %ld steps in %.2f s, %.0f samples/s, final loss %.4f",
+            res->interrupted ? "interrupted" : "done", res->steps, res->seconds,
+            res->samples_per_s, res->final_loss);
     if (res->test_accuracy >= 0)
-        fprintf(o->out, ", test accuracy %.4f", res->test_accuracy);
-    fputc('\n', o->out);
-    fprintf(o->out, "%-8s %-32s %12s %12s %6s %10s %10s %10s\n", "device", "role", "memory",
-            "peak", "util", "compute", "comm", "idle");
+        fprintf(out, ", test accuracy %.4f", res->test_accuracy);
+    fputc('\n', out);
+    fprintf(out, "%-8s %-32s %12s %12s %6s %10s %10s %10s\n", "device", "role", "memory", "peak",
+            "util", "compute", "comm", "idle");
     dp_metrics *ms = dp_trainer_metrics(t);
     for (int i = 0; i < ms->n_devices; i++) {
         dp_device_metrics m = dp_metrics_read(ms, i);
-        fprintf(o->out, "%-8s %-32s %8.1f MiB %8.1f MiB %5.0f%% %7.2f ms %7.2f ms %7.2f ms\n",
+        fprintf(out, "%-8s %-32s %8.1f MiB %8.1f MiB %5.0f%% %7.2f ms %7.2f ms %7.2f ms\n",
                 m.device, m.role, m.mem_bytes / 1048576.0, m.mem_peak_bytes / 1048576.0,
                 100 * m.util, 1e3 * m.compute_s, 1e3 * m.comm_s, 1e3 * m.idle_s);
     }
-    if (o->metrics) {
-        fprintf(o->metrics, "{\"type\":\"summary\",\"steps\":%ld", res->steps);
-        json_num(o->metrics, "seconds", res->seconds);
-        json_num(o->metrics, "samples_per_s", rate);
-        json_num(o->metrics, "final_loss", res->final_loss);
-        if (res->test_accuracy >= 0)
-            json_num(o->metrics, "test_accuracy", res->test_accuracy);
-        else
-            fputs(",\"test_accuracy\":null", o->metrics);
-        fputs("}\n", o->metrics);
+}
+
+static void write_summary_record(FILE *f, const dp_headless_result *res)
+{
+    fprintf(f, "{\"type\":\"summary\",\"steps\":%ld", res->steps);
+    json_num(f, "seconds", res->seconds);
+    json_num(f, "samples_per_s", res->samples_per_s);
+    json_num(f, "final_loss", res->final_loss);
+    if (res->test_accuracy >= 0)
+        json_num(f, "test_accuracy", res->test_accuracy);
+    else
+        fputs(",\"test_accuracy\":null", f);
+    fputs("}\n", f);
+}
+
+/* Waits while the dashboard has paused the run; true when the run should stop instead. */
+static bool wait_if_paused(const dp_headless_opts *o)
+{
+    dp_run_status *s = o->status;
+    if (!s)
+        return *o->stop != 0;
+    pthread_mutex_lock(&s->lock);
+    while (s->paused && !s->quit && !*o->stop) {
+        /* a signal sets *stop without the lock: look again every 100 ms */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->changed, &s->lock, &until);
     }
+    bool quit = s->quit;
+    pthread_mutex_unlock(&s->lock);
+    return quit || *o->stop;
+}
+
+/* Tells the dashboard about the step just taken; rate: samples/s over the recent steps. */
+static void report_step(dp_trainer *t, const dp_headless_opts *o, const dp_step_report *r,
+                        double rate)
+{
+    dp_run_status *s = o->status;
+    pthread_mutex_lock(&s->lock);
+    s->step = r->step;
+    s->epoch = r->epoch;
+    s->loss = r->loss;
+    s->lr = r->lr;
+    s->samples_per_s = rate;
+    if (r->switched || s->plan[0] == '\0') {
+        dp_trainer_describe(t, s->plan, sizeof s->plan);
+        s->request = dp_trainer_request(t);
+        s->pipeline = s->request.strategy == DP_STRATEGY_PP ||
+                      s->request.strategy == DP_STRATEGY_HYBRID;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r->switched)
+        dp_run_status_event(s, "step %ld: switched to %s in %.0f ms", r->step, r->switch_to,
+                            1e3 * r->switch_seconds);
 }
 
 int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result *res,
@@ -127,11 +183,12 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
     long per_epoch = dp_trainer_steps_per_epoch(t);
     long epochs = (o->total_steps + per_epoch - 1) / per_epoch;
     double start = now_s(), last_print = -1e9, samples = 0, step_time = 0;
+    double recent_rate = 0; /* samples/s, smoothed over about ten steps */
     dp_step_report r = { 0 };
     bool evaluated_last = false;
     int rc = 0;
     int next_switch = 0;
-    while (res->steps < o->total_steps && !*o->stop) {
+    while (res->steps < o->total_steps && !wait_if_paused(o)) {
         if (next_switch < o->n_switches && o->switches[next_switch].step == res->steps + 1 &&
             dp_trainer_request_switch(t, &o->switches[next_switch++].plan, err) < 0) {
             rc = -1;
@@ -141,7 +198,7 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
             rc = -1;
             break;
         }
-        if (r.switched)
+        if (r.switched && o->out)
             fprintf(o->out, "%sstep %ld: switched from %s to %s in %.1f ms\n",
                     o->out_is_tty ? "\r\033[K" : "", r.step, r.switch_from, r.switch_to,
                     1e3 * r.switch_seconds);
@@ -149,14 +206,17 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
         res->final_loss = r.loss;
         samples += r.rows;
         step_time += r.seconds;
+        double rate = r.seconds > 0 ? r.rows / r.seconds : 0.0;
+        recent_rate = recent_rate > 0 ? 0.9 * recent_rate + 0.1 * rate : rate;
         if (o->metrics)
             write_step_records(o->metrics, t, &r);
+        if (o->status)
+            report_step(t, o, &r, recent_rate);
         double now = now_s();
         bool last = r.step == o->total_steps;
-        if (now - last_print >= (o->out_is_tty ? 0.1 : 1.0) || last || r.epoch_end) {
-            double rate = step_time > 0 ? samples / step_time : 0.0;
+        if (o->out && (now - last_print >= (o->out_is_tty ? 0.1 : 1.0) || last || r.epoch_end)) {
             double eta = (now - start) / (double)r.step * (double)(o->total_steps - r.step);
-            print_progress(o, &r, epochs, rate, eta);
+            print_progress(o, &r, epochs, step_time > 0 ? samples / step_time : 0.0, eta);
             last_print = now;
         }
         evaluated_last = r.epoch_end || (o->eval_every && r.step % o->eval_every == 0);
@@ -167,8 +227,26 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
     if (rc == 0 && !res->interrupted && res->steps > 0 && !evaluated_last)
         evaluate(t, o, &r, res);
     res->seconds = now_s() - start;
-    print_summary(t, o, res, step_time > 0 ? samples / step_time : 0.0);
-    if (o->metrics)
+    res->samples_per_s = step_time > 0 ? samples / step_time : 0.0;
+    if (o->out) {
+        if (o->out_is_tty)
+            fputs("\r\033[K", o->out);
+        dp_headless_print_summary(t, res, o->out);
+    }
+    if (o->metrics) {
+        write_summary_record(o->metrics, res);
         fflush(o->metrics);
+    }
+    if (o->status) {
+        pthread_mutex_lock(&o->status->lock);
+        o->status->finished = true;
+        pthread_mutex_unlock(&o->status->lock);
+        if (rc < 0)
+            dp_run_status_event(o->status, "stopped: %s", err->msg);
+        else
+            dp_run_status_event(o->status, "%s after %ld steps: final loss %.4f%s",
+                                res->interrupted ? "stopped" : "finished", res->steps,
+                                res->final_loss, res->interrupted ? "" : "; press q to leave");
+    }
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "engine/trainer.h"
+#include "tui/dashboard.h"
 
 /* --switch-at: from step `step` on, train with `plan`. */
 typedef struct dp_switch_at {
@@ -19,10 +20,11 @@ typedef struct dp_headless_opts {
     long eval_every;          /* 0: at the end of each epoch only */
     const dp_switch_at *switches; /* in increasing step order */
     int n_switches;
-    FILE *out;                /* progress, evaluations, summary */
+    FILE *out;                /* progress, evaluations, summary; NULL under the dashboard */
     int out_is_tty;           /* redraw the progress line in place */
     FILE *metrics;            /* JSON Lines, or NULL */
     volatile sig_atomic_t *stop; /* set by a signal: finish the step and stop */
+    dp_run_status *status;    /* the dashboard's view of the run, or NULL */
 } dp_headless_opts;
 
 /* What the run ended with. */
@@ -31,12 +33,16 @@ typedef struct dp_headless_result {
     double seconds;
     double final_loss;
     double test_accuracy;     /* of the last evaluation; -1 when none ran */
+    double samples_per_s;     /* training samples over step time (evaluations excluded) */
     int interrupted;
 } dp_headless_result;
 
-/* Trains until total_steps or a stop request. Returns 0, or -1 with err filled when the run
- * failed (a non-finite loss with on_nan = stop). */
+/* Trains until total_steps or a stop request (a signal, or the dashboard's quit). Returns 0, or
+ * -1 with err filled when the run failed (a non-finite loss with on_nan = stop). */
 int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result *res,
                     dp_err *err);
+
+/* Prints the summary line and the per-device table to out. */
+void dp_headless_print_summary(dp_trainer *t, const dp_headless_result *res, FILE *out);
 
 #endif

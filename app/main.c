@@ -7,8 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include "app/config.h"
 #include "app/headless.h"
+#include "tui/dashboard.h"
 #include "dpmptop-config.h"
 #include "engine/fileio.h"
 #include "engine/safetensors.h"
@@ -68,6 +71,7 @@ typedef struct options {
     const char *switch_at;
     const char *metrics_path, *save_path, *init_path;
     int print_config;
+    int headless;
     override *overrides;
     int n_overrides;
 } options;
@@ -122,7 +126,7 @@ static int parse_args(int argc, char **argv, options *o)
         switch (ch) {
         case 'c': o->config_path = optarg; break;
         case 's': add_override(o, "--set", "%s", optarg); break;
-        case 'H': break; /* headless is the only mode of this version */
+        case 'H': o->headless = 1; break;
         case 'd': add_override(o, "--devices", "parallel.devices=%s", optarg); break;
         case 'S': add_override(o, "--strategy", "parallel.strategy=%s", optarg); break;
         case OPT_STAGES: add_override(o, "--stages", "parallel.stages=%s", optarg); break;
@@ -258,6 +262,53 @@ static int check_output_path(const char *option, const char *path)
     }
     dp_atomic_abort(&probe);
     return 0;
+}
+
+/* The training loop's thread under the dashboard. */
+typedef struct training {
+    dp_trainer *t;
+    const dp_headless_opts *o;
+    dp_headless_result *res;
+    dp_err *err;
+    int rc;
+} training;
+
+static void *training_main(void *arg)
+{
+    training *tr = arg;
+    tr->rc = dp_headless_run(tr->t, tr->o, tr->res, tr->err);
+    return NULL;
+}
+
+/* Trains on a thread of its own while the dashboard runs on this one (the only thread that
+ * touches ncurses); prints the summary once the terminal is back. Returns the run's status. */
+static int run_with_dashboard(dp_trainer *t, const dp_headless_opts *headless,
+                              const dp_dashboard_info *info, dp_headless_result *res, dp_err *err)
+{
+    dp_run_status st;
+    long per_epoch = dp_trainer_steps_per_epoch(t);
+    dp_run_status_init(&st, headless->total_steps,
+                       (headless->total_steps + per_epoch - 1) / per_epoch);
+    dp_headless_opts o = *headless;
+    o.out = NULL;
+    o.status = &st;
+    training tr = { t, &o, res, err, 0 };
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, training_main, &tr) != 0) {
+        dp_run_status_destroy(&st);
+        return dp_fail(err, "cannot start the training thread");
+    }
+    if (dp_dashboard_run(t, &st, info, headless->stop) < 0) {
+        pthread_mutex_lock(&st.lock);
+        st.quit = true;
+        pthread_cond_broadcast(&st.changed);
+        pthread_mutex_unlock(&st.lock);
+    }
+    pthread_join(thread, NULL);
+    dp_run_status_destroy(&st);
+    if (tr.rc == 0)
+        dp_headless_print_summary(t, res, stdout);
+    return tr.rc;
 }
 
 /* Writes the trained weights to --save; returns the exit status. */
@@ -401,7 +452,19 @@ int main(int argc, char **argv)
         .stop = &stop_requested,
     };
     dp_headless_result res;
-    if (dp_headless_run(trainer, &ho, &res, &err) < 0) {
+    int run_rc;
+    if (!opt.headless && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO)) {
+        dp_dashboard_info info = {
+            .version = PACKAGE_VERSION, .run_name = cfg.name, .data_name = train.name,
+            .samples = train.n, .model = desc, .params = model.n_params,
+            .refresh_ms = (int)cfg.refresh_ms,
+            .color = cfg.color && !(getenv("NO_COLOR") && getenv("NO_COLOR")[0]),
+        };
+        run_rc = run_with_dashboard(trainer, &ho, &info, &res, &err);
+    } else {
+        run_rc = dp_headless_run(trainer, &ho, &res, &err);
+    }
+    if (run_rc < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         status = EXIT_FAILED;
     } else {

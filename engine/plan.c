@@ -105,13 +105,17 @@ int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
     case DP_STRATEGY_DP:
         R = devices;
         break;
-    case DP_STRATEGY_PP:
-        S = req->stages ? req->stages : devices;
+    case DP_STRATEGY_PP: {
+        int with_params = 0; /* by default, as many stages as the model can be cut into */
+        for (int i = 0; i < m->n_layers; i++)
+            with_params += m->layers[i].param_count > 0;
+        S = req->stages ? req->stages : devices < with_params ? devices : with_params;
         if (S < 1 || S > devices)
             return dp_fail(err, "pp runs one stage per device: %d stages need %d devices, and "
                                 "there are %d",
                            S, S, devices);
         break;
+    }
     case DP_STRATEGY_HYBRID:
         S = req->stages ? req->stages : 2;
         if (S < 1 || devices % S != 0)

@@ -19,8 +19,8 @@ typedef enum dp_schedule { DP_SCHEDULE_GPIPE, DP_SCHEDULE_1F1B } dp_schedule;
 /* What a user asks for; 0 in stages or micro means "the default". */
 typedef struct dp_plan_request {
     dp_strategy strategy;
-    int stages;         /* pp: defaults to the device count; hybrid: defaults to 2; ignored
-                           by single and dp */
+    int stages;         /* pp: defaults to the device count (or the layers with parameters,
+                           when fewer); hybrid: defaults to 2; ignored by single and dp */
     int micro;          /* defaults to 2 x stages for pipelines, 1 otherwise */
     dp_schedule schedule;
 } dp_plan_request;

@@ -319,6 +319,12 @@ void dp_trainer_describe(const dp_trainer *t, char *buf, size_t size)
     dp_plan_describe(&t->plan, buf, size);
 }
 
+dp_plan_request dp_trainer_request(const dp_trainer *t)
+{
+    return (dp_plan_request){ .strategy = t->plan.strategy, .stages = t->plan.stages,
+                              .micro = t->plan.micro, .schedule = t->plan.schedule };
+}
+
 const char *dp_trainer_strategy(const dp_trainer *t)
 {
     return dp_strategy_name(t->plan.strategy);

@@ -81,9 +81,11 @@ long dp_trainer_steps_per_epoch(const dp_trainer *t);
 /* Copies the current parameters into host[n_params] in the model's flat layout. */
 void dp_trainer_get_params(dp_trainer *t, float *host);
 
-/* The plan in use: its description ("DP x4") and its strategy's name ("dp"). */
+/* The plan in use: its description ("DP x4"), its strategy's name ("dp"), and itself as a
+ * request with every default filled in (the stages and micro-batches it has). */
 void dp_trainer_describe(const dp_trainer *t, char *buf, size_t size);
 const char *dp_trainer_strategy(const dp_trainer *t);
+dp_plan_request dp_trainer_request(const dp_trainer *t);
 
 /* The run's devices, and their metrics (published after every step). */
 int dp_trainer_device_count(const dp_trainer *t);

@@ -65,8 +65,8 @@ grep -Eq "^dpmptop [0-9]+\.[0-9]+" "$work/out" || fail "--version prints no vers
 # Plans that cannot be made are refused before any work (good.ini: 2 linear layers, batch 16).
 expect_exit 2 "\[parallel\]: pp runs one stage per device: 3 stages need 3 devices, and there are 2" -- \
     "$DPMPTOP" -c "$work/good.ini" --devices cpu:2 --strategy pp --stages 3
-expect_exit 2 "\[parallel\]: 4 stages but the model has only 2 layers with parameters" -- \
-    "$DPMPTOP" -c "$work/good.ini" --devices cpu:4 --strategy pp
+expect_exit 2 "\[parallel\]: 3 stages but the model has only 2 layers with parameters" -- \
+    "$DPMPTOP" -c "$work/good.ini" --devices cpu:4 --strategy pp --stages 3
 expect_exit 2 "\[parallel\]: hybrid needs the devices \(3\) to be a multiple of the stages \(2\)" -- \
     "$DPMPTOP" -c "$work/good.ini" --devices cpu:3 --strategy hybrid
 expect_exit 2 "\[parallel\]: a batch of 16 cannot feed 2 replicas x 9 micro-batches" -- \
@@ -77,8 +77,12 @@ expect_exit 2 "--switch-at 5:bogus: \"5:bogus\" is not STEP:STRATEGY" -- \
     "$DPMPTOP" -c "$work/good.ini" --switch-at 5:bogus
 expect_exit 2 "--switch-at 2:dp,2:pp: \"2:pp\" is not STEP:STRATEGY with steps increasing" -- \
     "$DPMPTOP" -c "$work/good.ini" --switch-at 2:dp,2:pp
-expect_exit 2 "--switch-at 3:pp: 4 stages but the model has only 2 layers" -- \
-    "$DPMPTOP" -c "$work/good.ini" --devices cpu:4 --switch-at 3:pp
+expect_exit 2 "--switch-at 3:pp: 3 stages but the model has only 2 layers" -- \
+    "$DPMPTOP" -c "$work/good.ini" --devices cpu:4 --stages 3 --switch-at 3:pp
+# Without --stages, pp cuts the model into as many stages as it can (2 here, on cpu:0 and 1).
+expect_exit 0 "" -- "$DPMPTOP" -c "$work/good.ini" --devices cpu:4 --strategy pp
+grep -q "on 4 devices (cpu:0..cpu:3), PP 2 stages, 4 micro, 1F1B" "$work/out" ||
+    fail "pp on cpu:4 with 2 layers did not make 2 stages: $(head -n 1 "$work/out")"
 expect_exit 2 "parallel.devices = cpu:65: expected auto or cpu:N with N from 1 to 64" -- \
     "$DPMPTOP" -c "$work/good.ini" --devices cpu:65
 

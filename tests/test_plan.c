@@ -279,10 +279,17 @@ START_TEST(test_plan_refusals)
     dp_model m;
     parse(&m, SPEC, SPEC_IN, SPEC_CLASSES); /* 4 layers with parameters */
 
-    dp_plan_request req = request(DP_STRATEGY_PP, 0, 0, DP_SCHEDULE_1F1B);
+    dp_plan_request req = request(DP_STRATEGY_PP, 5, 0, DP_SCHEDULE_1F1B);
     refused(&req, 5, &m, BATCH,
             (const char *const[]){ "5 stages", "only 4 layers with parameters", "at most 4",
                                    NULL });
+    /* without --stages, pp takes as many stages as the model allows */
+    req = request(DP_STRATEGY_PP, 0, 0, DP_SCHEDULE_1F1B);
+    dp_plan p;
+    dp_err err;
+    ck_assert_msg(dp_plan_make(&p, &req, 5, &m, BATCH, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(p.stages, 4);
+    ck_assert_int_eq(p.workers, 4);
     req = request(DP_STRATEGY_HYBRID, 5, 0, DP_SCHEDULE_GPIPE);
     refused(&req, 10, &m, BATCH,
             (const char *const[]){ "5 stages", "4 layers with parameters", NULL });

@@ -1,0 +1,390 @@
+/* dashboard.c -- the interactive loop: keys in, a redraw every refresh_ms.
+ *
+ * Every frame is drawn in full on ncurses's virtual screen and refresh() sends the terminal only
+ * what changed, so a quiet run costs little. */
+#include "tui/dashboard.h"
+
+#include <curses.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tui/layout.h"
+#include "tui/widgets.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void dp_run_status_init(dp_run_status *s, long total_steps, long epochs)
+{
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->changed, NULL);
+    s->total_steps = total_steps;
+    s->epochs = epochs;
+    s->test_accuracy = -1;
+    s->started = now_s();
+}
+
+void dp_run_status_destroy(dp_run_status *s)
+{
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->changed);
+}
+
+void dp_run_status_event(dp_run_status *s, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&s->lock);
+    va_start(ap, fmt);
+    vsnprintf(s->event, sizeof s->event, fmt, ap);
+    va_end(ap);
+    s->event_time = now_s();
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Everything a frame shows, copied from the status and the metrics. */
+typedef struct frame {
+    dp_run_status st; /* a copy (its lock and condition are not used) */
+    int n_devices;
+    dp_device_metrics dev[DP_LAYOUT_MAX_PANELS];
+    float loss_hist[DP_LAYOUT_MAX_PANELS][DP_HISTORY];
+    float util_hist[DP_LAYOUT_MAX_PANELS][DP_HISTORY];
+    int hist_n[DP_LAYOUT_MAX_PANELS];
+    dp_timeline timeline[DP_LAYOUT_MAX_PANELS];
+    dp_series series;
+} frame;
+
+static void snapshot(dp_trainer *t, dp_run_status *st, frame *f)
+{
+    pthread_mutex_lock(&st->lock);
+    f->st = *st;
+    pthread_mutex_unlock(&st->lock);
+    dp_metrics *ms = dp_trainer_metrics(t);
+    f->n_devices = ms->n_devices < DP_LAYOUT_MAX_PANELS ? ms->n_devices : DP_LAYOUT_MAX_PANELS;
+    for (int i = 0; i < f->n_devices; i++) {
+        f->dev[i] = dp_metrics_read(ms, i);
+        f->hist_n[i] = dp_metrics_history(ms, i, f->loss_hist[i], f->util_hist[i]);
+    }
+    /* The timeline shows replica 0's pipeline: devices 0 .. stages - 1. */
+    int stages = f->st.pipeline ? f->st.request.stages : 0;
+    for (int s = 0; s < stages && s < DP_LAYOUT_MAX_PANELS; s++)
+        dp_metrics_timeline(ms, s, &f->timeline[s]);
+    dp_metrics_series(ms, &f->series);
+}
+
+static void format_duration(char *buf, size_t size, double s)
+{
+    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+    if (t >= 3600)
+        snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void draw_header(const dp_style *sty, dp_rect r, const frame *f,
+                        const dp_dashboard_info *info)
+{
+    const dp_run_status *s = &f->st;
+    int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD);
+    dp_text(r.y, r.x, r.w, title, "dpmptop %s  run %s  %s (%ld samples)  %s (%zu params)",
+            info->version, info->run_name, info->data_name, info->samples, info->model,
+            info->params);
+    double elapsed = now_s() - s->started;
+    double eta = s->step > 0 ? elapsed / (double)s->step * (double)(s->total_steps - s->step) : 0;
+    char el[24], et[24], acc[32];
+    format_duration(el, sizeof el, elapsed);
+    format_duration(et, sizeof et, eta);
+    if (s->test_accuracy >= 0)
+        snprintf(acc, sizeof acc, "%.4f @%ld", s->test_accuracy, s->test_step);
+    else
+        snprintf(acc, sizeof acc, "-");
+    dp_text(r.y + 1, r.x, r.w, A_BOLD, "%s%s", s->plan[0] ? s->plan : "starting",
+            s->paused ? "  [PAUSED]" : "");
+    int at = (int)strlen(s->plan[0] ? s->plan : "starting") + (s->paused ? 10 : 0) + 2;
+    dp_text(r.y + 1, r.x + at, r.w - at, A_NORMAL,
+            "step %ld/%ld  epoch %ld/%ld  %.0f samples/s  elapsed %s  ETA %s  lr %.4g  test acc %s",
+            s->step, s->total_steps, s->epoch, s->epochs, s->samples_per_s, el, et, s->lr, acc);
+    /* a progress bar across the third line */
+    double frac = s->total_steps > 0 ? (double)s->step / (double)s->total_steps : 0;
+    dp_bar(sty, r.y + 2, r.x, r.w - 8, frac);
+    dp_text(r.y + 2, r.x + r.w - 7, 7, A_NORMAL, "%5.1f%%", 100 * frac);
+}
+
+static void human_bytes(char *buf, size_t size, double b)
+{
+    const char *unit[] = { "B", "K", "M", "G", "T" };
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(buf, size, u ? "%.1f%s" : "%.0f%s", b, unit[u]);
+}
+
+/* A device panel: as many of these lines as fit, in this order: title; loss and sparkline;
+ * utilisation bar and history; memory bar; step time split; temperature and power. */
+static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i, const char *name)
+{
+    const dp_device_metrics *m = &f->dev[i];
+    int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD | A_REVERSE);
+    attron(title);
+    mvhline(r.y, r.x, ' ', r.w - 1);
+    attroff(title);
+    dp_text(r.y, r.x, r.w - 1, title, " %s  %s", name, m->role[0] ? m->role : "starting");
+    int w = r.w - 1, y = r.y + 1, end = r.y + r.h;
+    if (y < end) {
+        if (isfinite(m->loss))
+            dp_text(y, r.x, 16, A_NORMAL, " loss %8.4f", m->loss);
+        else
+            dp_text(y, r.x, 16, A_NORMAL, " loss      N/A");
+        if (w > 18)
+            dp_sparkline(sty, y, r.x + 16, w - 17, f->loss_hist[i], f->hist_n[i], 0, 0);
+        y++;
+    }
+    if (y < end) {
+        dp_text(y, r.x, 7, A_NORMAL, " util");
+        int bar = (w - 12) / 2;
+        dp_bar(sty, y, r.x + 6, bar, m->util);
+        dp_text(y, r.x + 6 + bar, 6, A_NORMAL, " %3.0f%%", 100 * m->util);
+        dp_sparkline(sty, y, r.x + 12 + bar, w - 12 - bar, f->util_hist[i], f->hist_n[i], 0.0f,
+                     1.0f);
+        y++;
+    }
+    if (y < end) {
+        char used[16], total[16], engine[16];
+        human_bytes(used, sizeof used, (double)m->mem_bytes);
+        human_bytes(total, sizeof total, (double)m->mem_total_bytes);
+        human_bytes(engine, sizeof engine, (double)m->mem_peak_bytes);
+        dp_text(y, r.x, 6, A_NORMAL, " mem");
+        int bar = w - 30 > 10 ? w - 30 : 10;
+        double frac = m->mem_total_bytes ? (double)m->mem_bytes / (double)m->mem_total_bytes : 0;
+        dp_bar(sty, y, r.x + 6, bar, frac);
+        dp_text(y, r.x + 6 + bar, w - 6 - bar, A_NORMAL, " %s/%s peak %s", used, total, engine);
+        y++;
+    }
+    if (y < end) {
+        dp_text(y, r.x, w, A_NORMAL, " step: compute %.1f  comm %.1f  idle %.1f ms",
+                1e3 * m->compute_s, 1e3 * m->comm_s, 1e3 * m->idle_s);
+        y++;
+    }
+    if (y < end) /* CPU devices: the machine's sensors are not the device's */
+        dp_text(y, r.x, w, A_NORMAL, " temp N/A  power N/A  act peak %.1f MiB",
+                (double)m->act_peak_bytes / 1048576.0);
+}
+
+static const struct key_help {
+    const char *key, *label, *help;
+} keys[] = {
+    { "F1", "Help", "F1 or ?   this help" },
+    { "1", "Single", "1         train on one device" },
+    { "2", "DP", "2         data parallel: a replica per device" },
+    { "3", "PP", "3         pipeline: a stage per device" },
+    { "4", "Hybrid", "4         data parallel over pipelines" },
+    { "s", "Sched", "s         GPipe <-> 1F1B" },
+    { "+-", "Micro", "+ / -     one micro-batch more / fewer" },
+    { "Spc", "Pause", "space     pause / resume" },
+    { "c", "Ckpt", "c         write a checkpoint" },
+    { "q", "Quit", "q or F10  quit (after the current step)" },
+};
+#define N_KEYS ((int)(sizeof keys / sizeof *keys))
+
+static void draw_keys(const dp_style *sty, dp_rect r)
+{
+    int key = dp_attr(sty, DP_PAIR_KEY, A_REVERSE);
+    move(r.y, r.x);
+    int x = 0;
+    for (int k = 0; k < N_KEYS && x < r.w; k++) {
+        int need = (int)(strlen(keys[k].key) + strlen(keys[k].label)) + 1;
+        if (x + need > r.w)
+            break;
+        dp_text(r.y, r.x + x, r.w - x, A_BOLD, "%s", keys[k].key);
+        x += (int)strlen(keys[k].key);
+        dp_text(r.y, r.x + x, r.w - x, key, "%-*s", (int)strlen(keys[k].label) + 1,
+                keys[k].label);
+        x += (int)strlen(keys[k].label) + 1;
+    }
+}
+
+static void draw_help(const dp_style *sty)
+{
+    int w = 52, h = N_KEYS + 4;
+    int x = (COLS - w) / 2, y = (LINES - h) / 2;
+    for (int row = 0; row < h; row++)
+        mvhline(y + row, x, ' ', w);
+    int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD);
+    dp_text(y + 1, x + 2, w - 4, title, "dpmptop keys");
+    for (int k = 0; k < N_KEYS; k++)
+        dp_text(y + 2 + k, x + 2, w - 4, A_NORMAL, "%s", keys[k].help);
+    dp_text(y + h - 1, x + 2, w - 4, A_NORMAL, "any key closes this");
+}
+
+static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *info,
+                 dp_trainer *t, bool help)
+{
+    erase();
+    dp_layout lay;
+    int stages = f->st.pipeline ? f->st.request.stages : 0;
+    dp_layout_make(COLS, LINES, f->n_devices, stages > 1, &lay);
+    if (lay.too_small) {
+        dp_text(LINES / 2, 0, COLS, A_BOLD, "dpmptop needs at least %dx%d (this is %dx%d)",
+                DP_LAYOUT_MIN_COLS, DP_LAYOUT_MIN_ROWS, COLS, LINES);
+        refresh();
+        return;
+    }
+    draw_header(sty, lay.header, f, info);
+    for (int i = 0; i < lay.n_panels; i++)
+        draw_panel(sty, lay.panels[i], f, i, dp_trainer_device(t, i)->name);
+    dp_loss_plot(sty, lay.loss_plot, &f->series);
+    if (lay.timeline.h)
+        dp_timeline_plot(sty, lay.timeline, f->timeline, stages);
+    if (f->st.event[0]) {
+        char ago[24];
+        format_duration(ago, sizeof ago, now_s() - f->st.event_time);
+        dp_text(lay.event.y, 0, COLS, A_NORMAL, " %s  (%s ago)", f->st.event, ago);
+    }
+    draw_keys(sty, lay.keys);
+    if (help)
+        draw_help(sty);
+    refresh();
+}
+
+/* The request for strategy `strategy` from the plan in use: pipeline settings carry over
+ * between pp and hybrid; otherwise the new strategy's defaults apply. */
+static dp_plan_request next_request(const dp_plan_request *now, dp_strategy strategy)
+{
+    bool was_pipe = now->strategy == DP_STRATEGY_PP || now->strategy == DP_STRATEGY_HYBRID;
+    bool is_pipe = strategy == DP_STRATEGY_PP || strategy == DP_STRATEGY_HYBRID;
+    dp_plan_request r = { .strategy = strategy, .schedule = now->schedule };
+    if (was_pipe && is_pipe && now->strategy == strategy)
+        r.stages = now->stages;
+    if (was_pipe && is_pipe)
+        r.micro = now->micro;
+    return r;
+}
+
+static void ask_switch(dp_trainer *t, dp_run_status *st, const dp_plan_request *req)
+{
+    dp_err err;
+    if (dp_trainer_request_switch(t, req, &err) < 0)
+        dp_run_status_event(st, "cannot switch: %s", err.msg);
+    else
+        dp_run_status_event(st, "switching to %s after the current step",
+                            dp_strategy_name(req->strategy));
+}
+
+/* Handles one key; returns true when it asks to quit. */
+static bool on_key(int ch, dp_trainer *t, dp_run_status *st, bool *help)
+{
+    if (*help) { /* any key closes the help */
+        *help = false;
+        return false;
+    }
+    pthread_mutex_lock(&st->lock);
+    dp_plan_request now = st->request;
+    pthread_mutex_unlock(&st->lock);
+    dp_plan_request req;
+    switch (ch) {
+    case KEY_F(1):
+    case '?':
+    case 'h':
+        *help = true;
+        break;
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+        req = next_request(&now, (dp_strategy)(ch - '1'));
+        ask_switch(t, st, &req);
+        break;
+    case 's':
+        req = now;
+        req.schedule = now.schedule == DP_SCHEDULE_1F1B ? DP_SCHEDULE_GPIPE : DP_SCHEDULE_1F1B;
+        if (now.strategy != DP_STRATEGY_PP && now.strategy != DP_STRATEGY_HYBRID)
+            dp_run_status_event(st, "the schedule is a pipeline's: press 3 or 4 first");
+        else
+            ask_switch(t, st, &req);
+        break;
+    case '+':
+    case '-':
+        req = now;
+        req.micro = now.micro + (ch == '+' ? 1 : -1);
+        if (now.strategy != DP_STRATEGY_PP && now.strategy != DP_STRATEGY_HYBRID)
+            dp_run_status_event(st, "micro-batches are a pipeline's: press 3 or 4 first");
+        else if (req.micro < 1)
+            dp_run_status_event(st, "already at 1 micro-batch");
+        else
+            ask_switch(t, st, &req);
+        break;
+    case ' ':
+        pthread_mutex_lock(&st->lock);
+        st->paused = !st->paused;
+        bool paused = st->paused;
+        pthread_cond_broadcast(&st->changed);
+        pthread_mutex_unlock(&st->lock);
+        dp_run_status_event(st, paused ? "paused (space resumes)" : "resumed");
+        break;
+    case 'c':
+        dp_run_status_event(st, "checkpoints are not available in this version yet");
+        break;
+    case 'q':
+    case KEY_F(10):
+        return true;
+    default:
+        break;
+    }
+    return false;
+}
+
+int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info,
+                     volatile sig_atomic_t *stop)
+{
+    setlocale(LC_ALL, "");
+    dp_style sty = { .utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0 };
+    if (!newterm(NULL, stdout, stdin)) {
+        fprintf(stderr, "dpmptop: cannot use this terminal (TERM=%s); run with --headless\n",
+                getenv("TERM") ? getenv("TERM") : "");
+        return -1;
+    }
+    cbreak();
+    noecho();
+    keypad(stdscr, TRUE);
+    curs_set(0);
+    timeout(info->refresh_ms);
+    sty.color = info->color && has_colors();
+    dp_widgets_colors(&sty);
+
+    static frame f; /* large: keep it off the stack */
+    bool help = false, quitting = false;
+    for (;;) {
+        snapshot(t, st, &f);
+        if ((quitting || *stop) && f.st.finished)
+            break;
+        draw(&sty, &f, info, t, help);
+        int ch = getch();
+        if (ch != ERR && ch != KEY_RESIZE && on_key(ch, t, st, &help)) {
+            if (f.st.finished)
+                break;
+            quitting = true;
+        }
+        if ((quitting || *stop) && !f.st.quit) {
+            pthread_mutex_lock(&st->lock);
+            st->quit = true;
+            pthread_cond_broadcast(&st->changed);
+            pthread_mutex_unlock(&st->lock);
+            if (!f.st.finished)
+                dp_run_status_event(st, "quitting after the current step");
+        }
+    }
+    endwin();
+    return 0;
+}

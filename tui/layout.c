@@ -1,0 +1,76 @@
+/* layout.c -- the dashboard's rectangles.
+ *
+ *   header           3 rows
+ *   device panels    a grid of up to 8, as close to 3:1 (columns:rows) as fits
+ *   loss plot | timeline   the band left below the panels (at least 5 rows)
+ *   event line       1 row
+ *   key bar          1 row
+ */
+#include "tui/layout.h"
+
+#include <string.h>
+
+#define HEADER_ROWS 3
+#define PLOT_MIN_ROWS 5
+#define PLOT_MAX_ROWS 16
+
+/* How well a panel of w x h cells reads: the smaller of its height and a third of its width. */
+static int panel_score(int w, int h)
+{
+    return h < w / 3 ? h : w / 3;
+}
+
+void dp_layout_make(int cols, int rows, int devices, bool pipeline, dp_layout *out)
+{
+    memset(out, 0, sizeof *out);
+    if (cols < DP_LAYOUT_MIN_COLS || rows < DP_LAYOUT_MIN_ROWS) {
+        out->too_small = true;
+        return;
+    }
+    if (devices < 1)
+        devices = 1;
+    if (devices > DP_LAYOUT_MAX_PANELS)
+        devices = DP_LAYOUT_MAX_PANELS;
+    out->header = (dp_rect){ 0, 0, cols, HEADER_ROWS };
+    out->event = (dp_rect){ 0, rows - 2, cols, 1 };
+    out->keys = (dp_rect){ 0, rows - 1, cols, 1 };
+    int body_y = HEADER_ROWS, body_h = rows - HEADER_ROWS - 2;
+
+    /* The plot takes a third of the body (5 to 16 rows); the panels the rest, in the grid that
+     * reads best. At 80x24 every grid up to 8 panels fits, as 80 / 2 >= 38 and
+     * (19 - 5) / 4 >= 3. */
+    int plot_h = body_h / 3;
+    plot_h = plot_h < PLOT_MIN_ROWS ? PLOT_MIN_ROWS : plot_h > PLOT_MAX_ROWS ? PLOT_MAX_ROWS : plot_h;
+    int panels_h = body_h - plot_h;
+    int best_c = 0, best_score = -1;
+    for (int c = 1; c <= devices; c++) {
+        int r = (devices + c - 1) / c;
+        int pw = cols / c, ph = panels_h / r;
+        if (pw < DP_PANEL_MIN_COLS || ph < DP_PANEL_MIN_ROWS)
+            continue;
+        int score = panel_score(pw, ph);
+        if (score > best_score) {
+            best_score = score;
+            best_c = c;
+        }
+    }
+    if (best_c == 0) /* cannot happen at 80x24 or more with <= 8 panels; keep a safe answer */
+        best_c = cols / DP_PANEL_MIN_COLS < devices ? cols / DP_PANEL_MIN_COLS : devices;
+    int c = best_c, r = (devices + c - 1) / c;
+    int pw = cols / c, ph = panels_h / r;
+    out->panel_cols = c;
+    out->n_panels = devices;
+    for (int i = 0; i < devices; i++) {
+        int row = i / c, col = i % c;
+        int w = col == c - 1 ? cols - col * pw : pw; /* the last column takes the remainder */
+        out->panels[i] = (dp_rect){ col * pw, body_y + row * ph, w, ph };
+    }
+    int plot_y = body_y + r * ph;
+    plot_h = body_y + body_h - plot_y; /* rows the grid left over go to the plot */
+    if (pipeline) {
+        out->loss_plot = (dp_rect){ 0, plot_y, cols / 2, plot_h };
+        out->timeline = (dp_rect){ cols / 2, plot_y, cols - cols / 2, plot_h };
+    } else {
+        out->loss_plot = (dp_rect){ 0, plot_y, cols, plot_h };
+    }
+}

@@ -1,0 +1,222 @@
+/* widgets.c -- meters, sparklines, plots and the timeline, drawn with ncurses. */
+#include "tui/widgets.h"
+
+#include <curses.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void dp_widgets_colors(const dp_style *st)
+{
+    if (!st->color)
+        return;
+    start_color();
+    use_default_colors();
+    init_pair(DP_PAIR_TITLE, COLOR_CYAN, -1);
+    init_pair(DP_PAIR_GOOD, COLOR_GREEN, -1);
+    init_pair(DP_PAIR_WARN, COLOR_YELLOW, -1);
+    init_pair(DP_PAIR_BAD, COLOR_RED, -1);
+    init_pair(DP_PAIR_FWD, COLOR_BLACK, COLOR_CYAN);
+    init_pair(DP_PAIR_BWD, COLOR_BLACK, COLOR_MAGENTA);
+    init_pair(DP_PAIR_KEY, COLOR_BLACK, COLOR_CYAN);
+    init_pair(DP_PAIR_MARK, COLOR_YELLOW, -1);
+}
+
+int dp_attr(const dp_style *st, int pair, int mono)
+{
+    return st->color ? (int)COLOR_PAIR(pair) : mono;
+}
+
+void dp_text(int y, int x, int w, int attr, const char *fmt, ...)
+{
+    if (w <= 0)
+        return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    attron(attr);
+    mvaddnstr(y, x, buf, w);
+    attroff(attr);
+}
+
+void dp_bar(const dp_style *st, int y, int x, int w, double frac)
+{
+    if (w < 3)
+        return;
+    frac = frac < 0 || !isfinite(frac) ? 0 : frac > 1 ? 1 : frac;
+    int inner = w - 2, fill = (int)(frac * inner + 0.5);
+    int pair = frac < 0.5 ? DP_PAIR_GOOD : frac < 0.85 ? DP_PAIR_WARN : DP_PAIR_BAD;
+    mvaddch(y, x, '[');
+    attron(dp_attr(st, pair, A_BOLD));
+    for (int i = 0; i < fill; i++)
+        addch('|');
+    attroff(dp_attr(st, pair, A_BOLD));
+    for (int i = fill; i < inner; i++)
+        addch(' ');
+    addch(']');
+}
+
+void dp_sparkline(const dp_style *st, int y, int x, int w, const float *v, int n, float lo,
+                  float hi)
+{
+    static const char *const blocks[] = { "\u2581", "\u2582", "\u2583", "\u2584",
+                                           "\u2585", "\u2586", "\u2587", "\u2588" };
+    static const char ascii[] = "_.-:=+*#";
+    if (n > w) {
+        v += n - w;
+        n = w;
+    }
+    if (!(lo < hi)) {
+        lo = INFINITY;
+        hi = -INFINITY;
+        for (int i = 0; i < n; i++)
+            if (isfinite(v[i])) {
+                lo = v[i] < lo ? v[i] : lo;
+                hi = v[i] > hi ? v[i] : hi;
+            }
+    }
+    move(y, x);
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(v[i])) {
+            addch(' ');
+            continue;
+        }
+        int level = hi > lo ? (int)((v[i] - lo) / (hi - lo) * 7.0f + 0.5f) : 3;
+        level = level < 0 ? 0 : level > 7 ? 7 : level;
+        if (st->utf8)
+            addstr(blocks[level]);
+        else
+            addch((chtype)ascii[level]);
+    }
+}
+
+/* ---- the loss plot: braille dots (2 x 4 a cell) or one '*' a cell ---- */
+
+#define PLOT_MAX_COLS 512
+#define PLOT_MAX_ROWS 64
+
+/* Braille dot bits, by column (0, 1) and row (0..3) inside a cell. */
+static const int braille_bit[2][4] = { { 0x01, 0x02, 0x04, 0x40 }, { 0x08, 0x10, 0x20, 0x80 } };
+
+/* Writes U+2800 + bits as UTF-8. */
+static void put_braille(int bits)
+{
+    int cp = 0x2800 + bits;
+    char s[4] = { (char)(0xE0 | (cp >> 12)), (char)(0x80 | ((cp >> 6) & 0x3F)),
+                  (char)(0x80 | (cp & 0x3F)), 0 };
+    addstr(s);
+}
+
+void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s)
+{
+    if (r.h < 3 || r.w < 20)
+        return;
+    const int label_w = 8;
+    int cols = r.w - label_w - 1, rows = r.h - 2; /* a title row and an axis row */
+    cols = cols > PLOT_MAX_COLS ? PLOT_MAX_COLS : cols;
+    rows = rows > PLOT_MAX_ROWS ? PLOT_MAX_ROWS : rows;
+    int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
+    dp_text(r.y, r.x, r.w, title, "loss over %ld steps", s->n_points ?
+            s->first_step + (long)s->n_points * s->stride - 1 : 0L);
+    if (s->n_points < 2) {
+        dp_text(r.y + 1, r.x + label_w, cols, A_NORMAL, "(waiting for steps)");
+        return;
+    }
+    float lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < s->n_points; i++) {
+        lo = s->points[i] < lo ? s->points[i] : lo;
+        hi = s->points[i] > hi ? s->points[i] : hi;
+    }
+    if (!(hi > lo))
+        hi = lo + 1e-3f;
+    int dx = st->utf8 ? 2 : 1, dy = st->utf8 ? 4 : 1; /* dots a cell */
+    int xdots = cols * dx, ydots = rows * dy;
+    static unsigned char cell[PLOT_MAX_ROWS][PLOT_MAX_COLS];
+    memset(cell, 0, sizeof cell);
+    int prev = -1;
+    for (int x = 0; x < xdots; x++) {
+        /* the point under this dot column (the series is stretched or squeezed to fit) */
+        int i = (int)((long)x * (s->n_points - 1) / (xdots > 1 ? xdots - 1 : 1));
+        int y = (int)((hi - s->points[i]) / (hi - lo) * (float)(ydots - 1) + 0.5f);
+        int from = prev < 0 ? y : prev, to = y; /* join to the previous column */
+        if (from > to) {
+            int t = from;
+            from = to;
+            to = t;
+        }
+        for (int yy = from; yy <= to; yy++)
+            cell[yy / dy][x / dx] |= st->utf8 ? braille_bit[x % 2][yy % 4] : 1;
+        prev = y;
+    }
+    int curve = dp_attr(st, DP_PAIR_GOOD, A_NORMAL);
+    for (int row = 0; row < rows; row++) {
+        if (row == 0)
+            dp_text(r.y + 1, r.x, label_w, A_NORMAL, "%7.4f", hi);
+        else if (row == rows - 1)
+            dp_text(r.y + 1 + row, r.x, label_w, A_NORMAL, "%7.4f", lo);
+        move(r.y + 1 + row, r.x + label_w);
+        attron(curve);
+        for (int c = 0; c < cols; c++) {
+            if (st->utf8)
+                put_braille(cell[row][c]);
+            else
+                addch(cell[row][c] ? '*' : ' ');
+        }
+        attroff(curve);
+    }
+    /* axis: first and last step, and a mark under each change of strategy */
+    int axis_y = r.y + r.h - 1;
+    long first = s->first_step, last = s->first_step + (long)s->n_points * s->stride - 1;
+    dp_text(axis_y, r.x + label_w, cols, A_NORMAL, "%ld", first);
+    char last_text[24];
+    int n = snprintf(last_text, sizeof last_text, "%ld", last);
+    dp_text(axis_y, r.x + label_w + cols - n, n, A_NORMAL, "%s", last_text);
+    int mark = dp_attr(st, DP_PAIR_MARK, A_BOLD);
+    for (int k = 0; k < s->n_marks; k++) {
+        if (s->marks[k] < first || s->marks[k] > last)
+            continue;
+        int c = (int)((double)(s->marks[k] - first) / (double)(last - first + 1) * cols);
+        dp_text(axis_y, r.x + label_w + c, 1, mark, "^");
+    }
+}
+
+/* ---- the pipeline timeline ---- */
+
+void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *tl, int stages)
+{
+    if (r.h < 3 || r.w < 20)
+        return;
+    int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
+    float span = 0;
+    for (int s = 0; s < stages; s++)
+        span = tl[s].step_s > span ? tl[s].step_s : span;
+    dp_text(r.y, r.x, r.w, title, "last step: %.1f ms  (F forward, B backward, . idle)",
+            1e3 * span);
+    const int label_w = 4;
+    int cols = r.w - label_w - 1;
+    int fwd = dp_attr(st, DP_PAIR_FWD, A_NORMAL), bwd = dp_attr(st, DP_PAIR_BWD, A_REVERSE);
+    for (int s = 0; s < stages && s < r.h - 1; s++) {
+        int y = r.y + 1 + s;
+        dp_text(y, r.x, label_w, A_NORMAL, "s%d", s);
+        move(y, r.x + label_w);
+        for (int c = 0; c < cols; c++)
+            addch('.');
+        if (span <= 0)
+            continue;
+        for (int k = 0; k < tl[s].n_ops; k++) {
+            const dp_timeline_op *op = &tl[s].ops[k];
+            int c0 = (int)(op->start / span * (float)cols);
+            int c1 = (int)(op->end / span * (float)cols);
+            c1 = c1 <= c0 ? c0 + 1 : c1;
+            c1 = c1 > cols ? cols : c1;
+            int a = op->kind == 'F' ? fwd : bwd;
+            attron(a);
+            for (int c = c0; c < c1; c++) /* the micro-batch's number, its last digit */
+                mvaddch(y, r.x + label_w + c, (chtype)('0' + op->micro % 10));
+            attroff(a);
+        }
+    }
+}

@@ -1,0 +1,44 @@
+/* widgets.h -- the dashboard's drawing pieces, on ncurses's standard screen: text clipped to a
+ * width, meters, sparklines, a braille (or ASCII) line plot, the pipeline timeline. */
+#ifndef DP_TUI_WIDGETS_H
+#define DP_TUI_WIDGETS_H
+
+#include <stdbool.h>
+
+#include "engine/metrics.h"
+#include "tui/layout.h"
+
+/* How to draw: UTF-8 glyphs (braille, blocks) or ASCII; colours or attributes only. */
+typedef struct dp_style {
+    bool utf8;
+    bool color;
+} dp_style;
+
+/* Colour pairs (used only when style.color). */
+enum { DP_PAIR_TITLE = 1, DP_PAIR_GOOD, DP_PAIR_WARN, DP_PAIR_BAD, DP_PAIR_FWD, DP_PAIR_BWD,
+       DP_PAIR_KEY, DP_PAIR_MARK };
+
+/* Sets up the colour pairs when style.color. */
+void dp_widgets_colors(const dp_style *st);
+
+/* An attribute: the pair when colours are on, else the monochrome fallback (bold, reverse). */
+int dp_attr(const dp_style *st, int pair, int mono);
+
+/* printf-style text at (y, x), cut at w columns. */
+void dp_text(int y, int x, int w, int attr, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* A meter [||||    ] of width w filled to frac (0..1). */
+void dp_bar(const dp_style *st, int y, int x, int w, double frac);
+
+/* The last w of values v[n] as a sparkline scaled to their range (lo..hi when lo < hi). */
+void dp_sparkline(const dp_style *st, int y, int x, int w, const float *v, int n, float lo,
+                  float hi);
+
+/* The run's loss over its steps in r, with marks where the strategy changed. */
+void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s);
+
+/* The last step's operations, one row per stage (timelines[S]), with time running right. */
+void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *timelines, int stages);
+
+#endif
