@@ -100,7 +100,8 @@ static void evaluate(dp_trainer *t, const dp_headless_opts *o, const dp_step_rep
 void dp_headless_print_summary(dp_trainer *t, const dp_headless_result *res, FILE *out)
 {
     fprintf(out, "%s: %ld steps in %.2f s, %.0f samples/s, final loss %.4f",
-            res->interrupted ? "interrupted" : "done", res->steps, res->seconds,
+            res->interrupted ? "interrupted" : res->quit ? "stopped" : "done", res->steps,
+            res->seconds,
             res->samples_per_s, res->final_loss);
     if (res->test_accuracy >= 0)
         fprintf(out, ", test accuracy %.4f", res->test_accuracy);
@@ -223,8 +224,10 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
         if (evaluated_last)
             evaluate(t, o, &r, res);
     }
-    res->interrupted = res->steps < o->total_steps && rc == 0;
-    if (rc == 0 && !res->interrupted && res->steps > 0 && !evaluated_last)
+    bool early = res->steps < o->total_steps && rc == 0;
+    res->interrupted = early && *o->stop;
+    res->quit = early && !*o->stop;
+    if (rc == 0 && !early && res->steps > 0 && !evaluated_last)
         evaluate(t, o, &r, res);
     res->seconds = now_s() - start;
     res->samples_per_s = step_time > 0 ? samples / step_time : 0.0;
@@ -245,8 +248,8 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
             dp_run_status_event(o->status, "stopped: %s", err->msg);
         else
             dp_run_status_event(o->status, "%s after %ld steps: final loss %.4f%s",
-                                res->interrupted ? "stopped" : "finished", res->steps,
-                                res->final_loss, res->interrupted ? "" : "; press q to leave");
+                                early ? "stopped" : "finished", res->steps, res->final_loss,
+                                early ? "" : "; press q to leave");
     }
     return rc;
 }

@@ -34,7 +34,8 @@ typedef struct dp_headless_result {
     double final_loss;
     double test_accuracy;     /* of the last evaluation; -1 when none ran */
     double samples_per_s;     /* training samples over step time (evaluations excluded) */
-    int interrupted;
+    int interrupted;          /* stopped early by a signal */
+    int quit;                 /* stopped early by the dashboard's q */
 } dp_headless_result;
 
 /* Trains until total_steps or a stop request (a signal, or the dashboard's quit). Returns 0, or

@@ -12,6 +12,7 @@ Suite *safetensors_suite(void); /* test_safetensors.c: round trip and bad files 
 Suite *config_suite(void);      /* test_config.c: INI keys, FILE:LINE errors, --set */
 Suite *plan_suite(void);        /* test_plan.c: plans, stage balance, schedules */
 Suite *comm_suite(void);        /* test_comm.c: all-reduce and links between threads */
+Suite *layout_suite(void);      /* test_layout.c: the dashboard's layout */
 
 /* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */
 const char *unit_tmpdir(void);

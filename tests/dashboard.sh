@@ -1,0 +1,133 @@
+#!/bin/sh
+# dashboard.sh -- the dashboard in a real terminal: tmux runs dpmptop in a 120x40 pane with
+# four CPU devices, and the test reads the screen (capture-pane) and presses keys (send-keys):
+# four device panels with their figures, the step advancing, 3 -> a pipeline within 2 s and
+# still advancing, 2 -> back to DP, space pauses and resumes, a resize redraws cleanly (and
+# below 80x24 asks for more room), q exits with status 0; with NO_COLOR the screen carries no
+# colour. Skipped (77) without tmux.
+. "${srcdir:-.}/tests/lib.sh"
+
+if ! command -v tmux >/dev/null 2>&1; then
+    echo "SKIP: no tmux (apt-get install tmux)"
+    rm -rf "$work"
+    exit 77
+fi
+sock="dpmptop-test-$$"
+tm() { tmux -L "$sock" -f /dev/null "$@"; }
+trap 'tm kill-server 2>/dev/null' EXIT
+
+cat >"$work/run.ini" <<'INI'
+[run]
+name = tmux
+epochs = 100
+[data]
+kind = synthetic
+features = 64
+classes = 10
+samples = 20000
+test_samples = 500
+batch = 64
+[model]
+layers = linear:128, relu, linear:128, relu, linear:64, relu, linear:10
+INI
+
+# start NAME ENV...: runs dpmptop in a new 120x40 session; its exit status goes to NAME.status.
+start() {
+    name=$1
+    shift
+    tm new-session -d -s "$name" -x 120 -y 40 \
+        "env $* '$DPMPTOP' -c '$work/run.ini' --devices cpu:4; echo \$? >'$work/$name.status'; sleep 600"
+}
+screen() { tm capture-pane -p -t "$1"; }
+# The step number in the header ("step 123/31300").
+step_of() { screen "$1" | sed -n 's/.* step \([0-9][0-9]*\)\/[0-9].*/\1/p' | head -n 1; }
+# wait_for NAME PATTERN SECONDS: true once the screen matches PATTERN (grep -E).
+wait_for() {
+    i=0
+    while [ "$i" -lt $(($3 * 10)) ]; do
+        screen "$1" | grep -Eq -- "$2" && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+# advancing NAME: the step grows within 2 seconds.
+advancing() {
+    a=$(step_of "$1")
+    i=0
+    while [ "$i" -lt 20 ]; do
+        sleep 0.1
+        b=$(step_of "$1")
+        [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt "$a" ] && return 0
+        i=$((i + 1))
+    done
+    return 1
+}
+
+start main TERM=tmux-256color
+wait_for main "DP x4 +step [0-9]+/" 10 || fail "no DP x4 header within 10 s: $(screen main | head -n 3)"
+wait_for main "replica 3" 5 || fail "no panel for replica 3"
+for d in 0 1 2 3; do
+    screen main | grep -q "cpu:$d  replica $d" || fail "no panel for cpu:$d"
+done
+count() { screen main | grep -Eo -- "$1" | wc -l; }
+[ "$(count ' loss +[0-9]+\.[0-9]+')" -eq 4 ] || fail "not 4 loss figures: $(count ' loss +[0-9]+\.[0-9]+')"
+[ "$(count ' util \[[| ]+\] +[0-9]+%')" -eq 4 ] || fail "not 4 utilisation bars"
+[ "$(count ' mem  \[[| ]+\] [0-9.]+[BKMG]/[0-9.]+[BKMG]')" -eq 4 ] || fail "not 4 memory bars"
+screen main | tail -n 1 | grep -q "F1Help 1Single 2DP 3PP 4Hybrid" || fail "no key bar on the last line"
+advancing main || fail "the step does not advance"
+
+tm send-keys -t main 3
+wait_for main "PP 4 stages, 8 micro, 1F1B +step" 2 || fail "3 did not show a 4-stage pipeline within 2 s"
+wait_for main "last step: [0-9.]+ ms" 2 || fail "no pipeline timeline"
+screen main | grep -q "stage 3 (layers" || fail "no stage 3 panel"
+advancing main || fail "the step does not advance in PP"
+tm send-keys -t main 2
+wait_for main "DP x4 +step" 2 || fail "2 did not return to DP within 2 s"
+
+tm send-keys -t main " "
+wait_for main "\[PAUSED\]" 2 || fail "space did not pause"
+sleep 0.3
+a=$(step_of main)
+sleep 1
+b=$(step_of main)
+[ "$a" = "$b" ] || fail "the step advanced while paused ($a -> $b)"
+tm send-keys -t main " "
+advancing main || fail "space did not resume"
+
+tm resize-window -t main -x 100 -y 30
+sleep 0.5
+[ "$(screen main | wc -l)" -eq 30 ] || fail "the pane is not 30 rows after the resize"
+[ "$(screen main | grep -c 'dpmptop 0\.1')" -eq 1 ] || fail "the header appears other than once after the resize"
+screen main | tail -n 1 | grep -q "^F1Help" || fail "no key bar on the last line after the resize"
+# (UTF-8 continuation bytes dropped, so that each character counts once)
+[ "$(screen main | LC_ALL=C sed 's/[\x80-\xbf]//g' | awk '{ if (length($0) > 100) n++ } END { print n + 0 }')" -eq 0 ] ||
+    fail "lines wider than the 100-column pane after the resize"
+tm resize-window -t main -x 70 -y 20
+wait_for main "needs at least 80x24 \(this is 70x20\)" 2 || fail "no too-small message at 70x20"
+[ "$(screen main | grep -c 'replica')" -eq 0 ] || fail "panels left over on the too-small screen"
+tm resize-window -t main -x 120 -y 40
+wait_for main "replica 3" 2 || fail "no redraw after growing back"
+
+tm send-keys -t main q
+i=0
+while [ ! -f "$work/main.status" ] && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+[ "$(cat "$work/main.status" 2>/dev/null)" = 0 ] ||
+    fail "q: exit status '$(cat "$work/main.status" 2>/dev/null)', wanted 0"
+screen main | grep -q "^stopped: [0-9]* steps" ||
+    fail "no summary printed after leaving the dashboard"
+
+# Colour: present by default, absent with NO_COLOR: an SGR code 30-38, 40-48, 90-97 or
+# 100-107 (39 and 49 are the terminal's own default colours, which tmux writes to reset).
+colour='\[([0-9;]*;)?(3[0-8]|4[0-8]|9[0-7]|10[0-7])(;[0-9;]*)?m'
+start colour TERM=tmux-256color
+wait_for colour "replica 3" 10 || fail "the colour run did not start"
+tm capture-pane -e -p -t colour | grep -Eq "$colour" || fail "no colour attributes by default"
+tm send-keys -t colour q
+start mono TERM=tmux-256color NO_COLOR=1
+wait_for mono "replica 3" 10 || fail "the NO_COLOR run did not start"
+if tm capture-pane -e -p -t mono | grep -Eq "$colour"; then
+    fail "colour attributes with NO_COLOR: $(tm capture-pane -e -p -t mono | grep -Eo "$colour" | sort -u | head -n 3 | tr '\n' ' ')"
+fi
+tm send-keys -t mono q
+finish
