@@ -85,6 +85,14 @@ advancing main || fail "the step does not advance in PP"
 tm send-keys -t main 2
 wait_for main "DP x4 +step" 2 || fail "2 did not return to DP within 2 s"
 
+tm send-keys -t main F1
+wait_for main "dpmptop keys" 2 || fail "F1 did not show the help"
+tm send-keys -t main x
+sleep 0.3
+screen main | grep -q "dpmptop keys" && fail "a key did not close the help"
+tm send-keys -t main c
+wait_for main "checkpoints are not available" 2 || fail "c said nothing"
+
 tm send-keys -t main " "
 wait_for main "\[PAUSED\]" 2 || fail "space did not pause"
 sleep 0.3
@@ -130,4 +138,13 @@ if tm capture-pane -e -p -t mono | grep -Eq "$colour"; then
     fail "colour attributes with NO_COLOR: $(tm capture-pane -e -p -t mono | grep -Eo "$colour" | sort -u | head -n 3 | tr '\n' ' ')"
 fi
 tm send-keys -t mono q
+
+# Without a UTF-8 locale the plots are ASCII: no byte above 127 on the screen, '*' in the plot.
+start ascii TERM=tmux-256color LC_ALL=C LANG=C
+wait_for ascii "replica 3" 10 || fail "the C-locale run did not start"
+sleep 1
+tm capture-pane -p -t ascii | LC_ALL=C grep -q "$(printf '[\200-\377]')" &&
+    fail "non-ASCII characters on the screen in the C locale"
+tm capture-pane -p -t ascii | grep -q '^ *[0-9.]* *[ *]*\*' || fail "no ASCII plot in the C locale"
+tm send-keys -t ascii q
 finish
