@@ -90,10 +90,9 @@ static void evaluate(dp_trainer *t, const dp_headless_opts *o, const dp_step_rep
     if (o->status) {
         pthread_mutex_lock(&o->status->lock);
         o->status->test_accuracy = e.accuracy;
-        o->status->test_step = r->step;
+        o->status->test_step = r->step; /* the header shows it; the event line is kept for
+                                          switches, keys and the end */
         pthread_mutex_unlock(&o->status->lock);
-        dp_run_status_event(o->status, "step %ld: test loss %.4f, accuracy %.4f", r->step, e.loss,
-                            e.accuracy);
     }
 }
 

@@ -71,7 +71,7 @@ for d in 0 1 2 3; do
     screen main | grep -q "cpu:$d  replica $d" || fail "no panel for cpu:$d"
 done
 count() { screen main | grep -Eo -- "$1" | wc -l; }
-[ "$(count ' loss +[0-9]+\.[0-9]+')" -eq 4 ] || fail "not 4 loss figures: $(count ' loss +[0-9]+\.[0-9]+')"
+[ "$(count ' loss  +[0-9]+\.[0-9]+')" -eq 4 ] || fail "not 4 loss figures: $(count ' loss  +[0-9]+\.[0-9]+')"
 [ "$(count ' util \[[| ]+\] +[0-9]+%')" -eq 4 ] || fail "not 4 utilisation bars"
 [ "$(count ' mem  \[[| ]+\] [0-9.]+[BKMG]/[0-9.]+[BKMG]')" -eq 4 ] || fail "not 4 memory bars"
 screen main | tail -n 1 | grep -q "F1Help 1Single 2DP 3PP 4Hybrid" || fail "no key bar on the last line"
