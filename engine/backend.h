@@ -9,6 +9,7 @@
 #ifndef DP_BACKEND_H
 #define DP_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,13 @@ typedef struct dp_device {
 
 struct dp_backend {
     const char *name;
+    /* The host can read and write the device's memory directly (the CPU backend). Otherwise
+     * data cross through upload and download. */
+    bool host_memory;
+
+    /* Makes d the calling thread's device (CUDA's current device); every thread that issues
+     * operations on d calls it first. */
+    void (*bind)(dp_device *d);
 
     /* Memory. alloc returns NULL when the device cannot give `bytes`; use dp_device_alloc,
      * which accounts and reports. */
@@ -77,6 +85,8 @@ struct dp_backend {
 void *dp_device_alloc(dp_device *d, size_t bytes, const char *what, dp_err *err);
 /* Frees memory from dp_device_alloc (NULL is fine). */
 void dp_device_free(dp_device *d, void *p, size_t bytes);
+
+/* The CUDA backend (cuBLAS and CUDA kernels), in builds with CUDA: backend_cuda.h. */
 
 /* The CPU backend (CBLAS on OpenBLAS). */
 extern const dp_backend dp_backend_cpu;

@@ -278,8 +278,14 @@ static void cpu_scale(dp_device *d, float *x, float s, size_t n)
     charge_kernel(d, t0);
 }
 
+static void cpu_bind(dp_device *d)
+{
+}
+
 const dp_backend dp_backend_cpu = {
     .name = "cpu",
+    .host_memory = true,
+    .bind = cpu_bind,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .upload = cpu_memcpy,

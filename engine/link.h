@@ -14,9 +14,12 @@
 
 typedef struct dp_link dp_link;
 
-/* A link of `slots` slots of up to slot_floats floats each, held by the receiving device (and
- * counted in its memory). Make links before the devices' threads start. */
-dp_link *dp_link_create(dp_device *receiver, int slots, size_t slot_floats, dp_err *err);
+/* A link from sender to receiver of `slots` slots of up to slot_floats floats each. The slots
+ * are host memory: held by the receiving device (and counted in its memory) when the host can
+ * address it (CPU devices), else plain host memory that the devices download into and upload
+ * from. Make links before the devices' threads start. */
+dp_link *dp_link_create(dp_device *sender, dp_device *receiver, int slots, size_t slot_floats,
+                        dp_err *err);
 void dp_link_destroy(dp_link *l);
 /* Bytes the link holds for its slots. */
 size_t dp_link_bytes(const dp_link *l);

@@ -11,7 +11,8 @@
 #include "engine/link.h"
 
 struct dp_link {
-    dp_device *receiver; /* holds the slot memory */
+    dp_device *sender;
+    dp_device *receiver; /* holds the slot memory when it is host memory */
     pthread_mutex_t lock;
     pthread_cond_t changed;
     int slots;
@@ -29,7 +30,8 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-dp_link *dp_link_create(dp_device *receiver, int slots, size_t slot_floats, dp_err *err)
+dp_link *dp_link_create(dp_device *sender, dp_device *receiver, int slots, size_t slot_floats,
+                        dp_err *err)
 {
     dp_link *l = calloc(1, sizeof *l);
     if (!l || !(l->len = calloc((size_t)slots, sizeof *l->len))) {
@@ -37,10 +39,14 @@ dp_link *dp_link_create(dp_device *receiver, int slots, size_t slot_floats, dp_e
         dp_fail(err, "out of host memory for a link");
         return NULL;
     }
+    l->sender = sender;
     l->receiver = receiver;
     l->slots = slots;
     l->slot_floats = slot_floats;
-    l->data = dp_device_alloc(receiver, dp_link_bytes(l), "pipeline link buffers", err);
+    if (receiver->be->host_memory)
+        l->data = dp_device_alloc(receiver, dp_link_bytes(l), "pipeline link buffers", err);
+    else if (!(l->data = malloc(dp_link_bytes(l) ? dp_link_bytes(l) : 1)))
+        dp_fail(err, "out of host memory for pipeline link buffers");
     if (!l->data) {
         free(l->len);
         free(l);
@@ -57,7 +63,10 @@ void dp_link_destroy(dp_link *l)
         return;
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->changed);
-    dp_device_free(l->receiver, l->data, dp_link_bytes(l));
+    if (l->receiver->be->host_memory)
+        dp_device_free(l->receiver, l->data, dp_link_bytes(l));
+    else
+        free(l->data);
     free(l->len);
     free(l);
 }
@@ -76,7 +85,8 @@ void dp_link_send(dp_link *l, const float *src, size_t n, dp_link_time *t)
     long slot = l->tail % l->slots;
     pthread_mutex_unlock(&l->lock);
     double t1 = now_s();
-    memcpy(l->data + (size_t)slot * l->slot_floats, src, n * sizeof *src);
+    l->sender->be->download(l->sender, l->data + (size_t)slot * l->slot_floats, src,
+                            n * sizeof *src);
     l->len[slot] = n;
     double t2 = now_s();
     pthread_mutex_lock(&l->lock);
@@ -97,7 +107,9 @@ size_t dp_link_recv(dp_link *l, float *dst, dp_link_time *t)
     pthread_mutex_unlock(&l->lock);
     double t1 = now_s();
     size_t n = l->len[slot];
-    memcpy(dst, l->data + (size_t)slot * l->slot_floats, n * sizeof *dst);
+    l->receiver->be->upload(l->receiver, dst, l->data + (size_t)slot * l->slot_floats,
+                            n * sizeof *dst);
+    l->receiver->be->synchronize(l->receiver); /* the slot is reused once released */
     double t2 = now_s();
     pthread_mutex_lock(&l->lock);
     l->head++;

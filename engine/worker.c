@@ -33,6 +33,7 @@ typedef struct dp_worker {
     pthread_cond_t q_changed;
     int requested, finished, quit;
     pthread_t comm_thread;
+    float *staging;            /* host copy of a bucket, for devices the host cannot address */
     pthread_t thread;
     long seen;                 /* the last command generation carried out */
     dp_worker_result result;
@@ -75,6 +76,7 @@ static double now_s(void)
 static void *comm_main(void *arg)
 {
     dp_worker *w = arg;
+    w->dev->be->bind(w->dev);
     for (;;) {
         pthread_mutex_lock(&w->q_lock);
         while (w->finished == w->requested && !w->quit)
@@ -85,7 +87,15 @@ static void *comm_main(void *arg)
         }
         bucket b = w->buckets[w->finished];
         pthread_mutex_unlock(&w->q_lock);
-        dp_comm_allreduce(w->group, w->replica, w->st.grads + b.offset, b.count);
+        float *g = w->st.grads + b.offset;
+        if (w->staging) { /* the host all-reduce works on host memory: stage through it */
+            w->dev->be->download(w->dev, w->staging, g, b.count * sizeof *g);
+            dp_comm_allreduce(w->group, w->replica, w->staging, b.count);
+            w->dev->be->upload(w->dev, g, w->staging, b.count * sizeof *g);
+            w->dev->be->synchronize(w->dev);
+        } else {
+            dp_comm_allreduce(w->group, w->replica, g, b.count);
+        }
         pthread_mutex_lock(&w->q_lock);
         w->finished++;
         pthread_cond_broadcast(&w->q_changed);
@@ -365,6 +375,7 @@ static void finish(dp_team *t)
 static int set_up(dp_worker *w)
 {
     dp_team *t = w->team;
+    w->dev->be->bind(w->dev);
     const dp_plan *p = &t->plan;
     w->n_ops = 2 * p->micro;
     w->ops = malloc((size_t)w->n_ops * sizeof *w->ops);
@@ -378,6 +389,13 @@ static int set_up(dp_worker *w)
         return -1;
     if (make_buckets(w, t->cfg.bucket_mb) < 0)
         return dp_fail(&w->result.err, "out of host memory");
+    if (w->group && !w->dev->be->host_memory) {
+        size_t most = 0;
+        for (int b = 0; b < w->n_buckets; b++)
+            most = w->buckets[b].count > most ? w->buckets[b].count : most;
+        if (!(w->staging = malloc(most * sizeof *w->staging + 1)))
+            return dp_fail(&w->result.err, "out of host memory for all-reduce staging");
+    }
     if (w->group && pthread_create(&w->comm_thread, NULL, comm_main, w) != 0) {
         w->group = NULL;
         return dp_fail(&w->result.err, "%s: cannot start a communication thread",
@@ -399,6 +417,7 @@ static void tear_down(dp_worker *w)
     dp_stage_destroy(&w->st);
     free(w->ops);
     free(w->buckets);
+    free(w->staging);
 }
 
 static void *worker_main(void *arg)
@@ -440,10 +459,10 @@ static int make_links(dp_team *t, dp_err *err)
             int cut = p->first_layer[s + 1];
             size_t floats = (size_t)t->micro_rows * t->cfg.model->layers[cut].in;
             /* two slots let a stage run one micro-batch ahead of its neighbour */
-            if (!(a->fwd_out = b->fwd_in = dp_link_create(b->dev, 2, floats, err)))
+            if (!(a->fwd_out = b->fwd_in = dp_link_create(a->dev, b->dev, 2, floats, err)))
                 return -1;
             t->links[t->n_links++] = a->fwd_out;
-            if (!(b->bwd_out = a->bwd_in = dp_link_create(a->dev, 2, floats, err)))
+            if (!(b->bwd_out = a->bwd_in = dp_link_create(b->dev, a->dev, 2, floats, err)))
                 return -1;
             t->links[t->n_links++] = b->bwd_out;
         }

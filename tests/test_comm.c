@@ -280,7 +280,7 @@ START_TEST(test_link_transfer)
     for (int slots = 1; slots <= 2; slots++) {
         size_t held = dev.mem_held;
         dp_err err;
-        dp_link *l = dp_link_create(&dev, slots, SLOT_FLOATS, &err);
+        dp_link *l = dp_link_create(&dev, &dev, slots, SLOT_FLOATS, &err);
         ck_assert_msg(l != NULL, "dp_link_create(%d slots): %s", slots, err.msg);
         size_t bytes = dp_link_bytes(l);
         ck_assert_msg(bytes == (size_t)slots * SLOT_FLOATS * sizeof(float),
@@ -311,7 +311,7 @@ START_TEST(test_link_capacity)
     dp_device dev = device();
     for (int slots = 1; slots <= 3; slots++) {
         dp_err err;
-        dp_link *l = dp_link_create(&dev, slots, SLOT_FLOATS, &err);
+        dp_link *l = dp_link_create(&dev, &dev, slots, SLOT_FLOATS, &err);
         ck_assert_msg(l != NULL, "dp_link_create(%d slots): %s", slots, err.msg);
         dp_link_time t = { 0.0, 0.0 };
         float src[SLOT_FLOATS], dst[SLOT_FLOATS];
@@ -351,7 +351,7 @@ START_TEST(test_link_wait)
 {
     dp_device dev = device();
     dp_err err;
-    dp_link *l = dp_link_create(&dev, 1, SLOT_FLOATS, &err);
+    dp_link *l = dp_link_create(&dev, &dev, 1, SLOT_FLOATS, &err);
     ck_assert_msg(l != NULL, "dp_link_create: %s", err.msg);
     link_side p, c;
 
