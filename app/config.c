@@ -1,5 +1,6 @@
 /* config.c -- the key table, INI reading through inih, overrides, validation, printing. */
 #include "app/config.h"
+#include "dpmptop-config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -447,22 +448,41 @@ const char *dp_config_origin(const dp_config *c, const char *section, const char
     return k ? c->origin[k - keys] : "";
 }
 
-/* Parses "auto" or "cpu:N"; returns N (auto: 2, as there is no GPU backend yet), or -1. */
-static long cpu_device_count(const char *devices)
+int dp_config_device_list(const dp_config *c, dp_device_spec *specs, dp_err *err)
 {
-    if (!strcmp(devices, "auto"))
-        return 2;
-    if (strncmp(devices, "cpu:", 4))
-        return -1;
+    const char *p = c->devices;
+    if (!strcmp(p, "auto"))
+        return 0;
     char *end;
-    errno = 0;
-    long n = strtol(devices + 4, &end, 10);
-    return end == devices + 4 || *end || errno || n < 1 || n > DP_MAX_DEVICES ? -1 : n;
-}
-
-int dp_config_cpu_devices(const dp_config *c)
-{
-    return (int)cpu_device_count(c->devices);
+    if (!strncmp(p, "cpu:", 4)) {
+        errno = 0;
+        long n = strtol(p + 4, &end, 10);
+        if (end == p + 4 || *end || errno || n < 1 || n > DP_MAX_DEVICES)
+            return dp_fail(err, "parallel.devices = %s: expected auto, cpu:N with N from 1 to %d, "
+                                "or cuda:0,cuda:1,...",
+                           c->devices, DP_MAX_DEVICES);
+        for (int i = 0; i < n; i++)
+            specs[i] = (dp_device_spec){ .cuda = false };
+        return (int)n;
+    }
+    int n = 0;
+    while (*p) {
+        errno = 0;
+        long ordinal = strncmp(p, "cuda:", 5) ? -1 : strtol(p + 5, &end, 10);
+        if (ordinal < 0 || end == p + 5 || (*end && *end != ',') || errno || ordinal > 1023 ||
+            n == DP_MAX_DEVICES)
+            return dp_fail(err, "parallel.devices = %s: expected auto, cpu:N with N from 1 to %d, "
+                                "or cuda:0,cuda:1,... (at most %d)",
+                           c->devices, DP_MAX_DEVICES, DP_MAX_DEVICES);
+#ifndef HAVE_CUDA
+        return dp_fail(err, "parallel.devices = %s: this build has no CUDA support (configure "
+                            "found no CUDA toolkit); use cpu:N",
+                       c->devices);
+#endif
+        specs[n++] = (dp_device_spec){ .cuda = true, .ordinal = (int)ordinal };
+        p = *end ? end + 1 : end;
+    }
+    return n;
 }
 
 dp_plan_request dp_config_plan(const dp_config *c)
@@ -479,16 +499,9 @@ int dp_config_check(const dp_config *c, dp_err *err)
 {
     if (c->steps == 0 && c->epochs == 0)
         return dp_fail(err, "nothing to do: run.steps and run.epochs are both 0; set one");
-    if (!strncmp(c->devices, "cuda", 4))
-        return dp_fail(err, "parallel.devices = %s: this build has no CUDA support; use "
-                            "cpu:N or auto",
-                       c->devices);
-    if (cpu_device_count(c->devices) < 0)
-        return dp_fail(err, "parallel.devices = %s: expected auto or cpu:N with N from 1 to %d",
-                       c->devices, DP_MAX_DEVICES);
-    if (c->precision == DP_PRECISION_TF32)
-        return dp_fail(err, "run.precision = tf32 needs a GPU, and this build has no CUDA "
-                            "support; use fp32");
+    dp_device_spec specs[DP_MAX_DEVICES];
+    if (dp_config_device_list(c, specs, err) < 0)
+        return -1;
     if (c->checkpoint_dir[0] || c->checkpoint_every)
         return dp_fail(err, "[checkpoint]: checkpoints are not part of this version yet; "
                             "use --save to keep the weights");

@@ -73,8 +73,10 @@ const char *dp_config_origin(const dp_config *c, const char *section, const char
 /* Writes the effective configuration as an INI file that dp_config_load reads back. */
 void dp_config_print(const dp_config *c, FILE *out);
 
-/* The number of CPU virtual devices parallel.devices names ("auto" is cpu:2 without GPUs). */
-int dp_config_cpu_devices(const dp_config *c);
+/* The devices parallel.devices names into specs[DP_MAX_DEVICES]: cpu:N, or
+ * cuda:A,cuda:B,... (a GPU may be named more than once). Returns the count, or 0 for "auto",
+ * which the caller resolves (every GPU, else two CPU devices), or -1 with err. */
+int dp_config_device_list(const dp_config *c, dp_device_spec *specs, dp_err *err);
 
 /* The plan that [parallel] asks for. */
 dp_plan_request dp_config_plan(const dp_config *c);

@@ -15,6 +15,9 @@
 #include "dpmptop-config.h"
 #include "engine/fileio.h"
 #include "engine/safetensors.h"
+#ifdef HAVE_CUDA
+#include "engine/backend_cuda.h"
+#endif
 
 enum exit_status { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
@@ -149,7 +152,13 @@ static int parse_args(int argc, char **argv, options *o)
             fprintf(stderr, "dpmptop: %s is not supported by this version yet\n", argv[optind - 1]);
             return -1;
         case 'h': usage(stdout); return 1;
-        case 'V': printf("dpmptop %s\n", PACKAGE_VERSION); return 1;
+        case 'V':
+#ifdef HAVE_CUDA
+            printf("dpmptop %s (CPU and CUDA backends)\n", PACKAGE_VERSION);
+#else
+            printf("dpmptop %s (CPU backend; built without CUDA)\n", PACKAGE_VERSION);
+#endif
+            return 1;
         case ':':
             if (optopt && optopt < 256)
                 fprintf(stderr, "dpmptop: -%c needs a value; see dpmptop --help\n", optopt);
@@ -207,7 +216,7 @@ static int load_data(dp_config *c, bool demo, dp_dataset *train, dp_dataset *tes
 
 /* Parses --switch-at STEP:STRATEGY[,STEP:STRATEGY...] (steps increasing) into sw[], checking
  * that each plan can be made; returns the count, or -1 after saying why. */
-static int parse_switches(const char *text, const dp_config *c, const dp_model *m,
+static int parse_switches(const char *text, const dp_config *c, const dp_model *m, int devices,
                           dp_switch_at *sw, int max)
 {
     int n = 0;
@@ -231,7 +240,7 @@ static int parse_switches(const char *text, const dp_config *c, const dp_model *
         req.strategy = (dp_strategy)strategy;
         dp_plan plan;
         dp_err err;
-        if (dp_plan_make(&plan, &req, dp_config_cpu_devices(c), m, c->data.batch, &err) < 0) {
+        if (dp_plan_make(&plan, &req, devices, m, c->data.batch, &err) < 0) {
             fprintf(stderr, "dpmptop: --switch-at %s: %s\n", item, err.msg);
             return -1;
         }
@@ -240,6 +249,44 @@ static int parse_switches(const char *text, const dp_config *c, const dp_model *
         p += len + (p[len] == ',');
     }
     return n;
+}
+
+/* The run's devices into specs: parallel.devices, with auto resolved to every GPU, or two CPU
+ * devices (said once) when there is none. Returns the count, or minus the exit status. */
+static int resolve_devices(const dp_config *c, dp_device_spec *specs)
+{
+    dp_err err;
+    int n = dp_config_device_list(c, specs, &err);
+    if (n < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        return -EXIT_USAGE;
+    }
+#ifdef HAVE_CUDA
+    int gpus = dp_cuda_device_count(&err);
+    if (n == 0 && gpus > 0) {
+        for (int i = 0; i < gpus && i < DP_MAX_DEVICES; i++)
+            specs[i] = (dp_device_spec){ .cuda = true, .ordinal = i };
+        return gpus < DP_MAX_DEVICES ? gpus : DP_MAX_DEVICES;
+    }
+    if (n == 0) {
+        fprintf(stderr, "dpmptop: no usable GPU (%s); training on 2 CPU devices\n", err.msg);
+    } else if (specs[0].cuda && gpus < 0) {
+        fprintf(stderr, "dpmptop: parallel.devices = %s: %s\n", c->devices, err.msg);
+        return -EXIT_FAILED;
+    } else {
+        for (int i = 0; i < n; i++)
+            if (specs[i].cuda && specs[i].ordinal >= gpus) {
+                fprintf(stderr, "dpmptop: parallel.devices = %s: cuda:%d does not exist (this "
+                                "machine has %d GPU%s)\n",
+                        c->devices, specs[i].ordinal, gpus, gpus == 1 ? "" : "s");
+                return -EXIT_USAGE;
+            }
+    }
+#endif
+    if (n > 0)
+        return n;
+    specs[0] = specs[1] = (dp_device_spec){ .cuda = false };
+    return 2;
 }
 
 /* Refuses an output path that cannot take a file (empty, a directory, an unwritable place)
@@ -391,10 +438,16 @@ int main(int argc, char **argv)
         }
     }
 
+    dp_device_spec specs[DP_MAX_DEVICES];
+    int n_devices = resolve_devices(&cfg, specs);
+    if (n_devices < 0) {
+        status = -n_devices;
+        goto done;
+    }
     dp_switch_at switches[64];
     int n_switches = 0;
     if (opt.switch_at &&
-        (n_switches = parse_switches(opt.switch_at, &cfg, &model, switches, 64)) < 0)
+        (n_switches = parse_switches(opt.switch_at, &cfg, &model, n_devices, switches, 64)) < 0)
         goto done;
     long per_epoch = (train.n + cfg.data.batch - 1) / cfg.data.batch;
     long total = cfg.steps > 0 ? cfg.steps : cfg.epochs * per_epoch;
@@ -406,7 +459,9 @@ int main(int argc, char **argv)
         .seed = cfg.seed,
         .total_steps = total,
         .on_nan = (dp_on_nan)cfg.on_nan,
-        .devices = dp_config_cpu_devices(&cfg),
+        .devices = n_devices,
+        .device_specs = specs,
+        .tf32 = cfg.precision == DP_PRECISION_TF32,
         .plan = dp_config_plan(&cfg),
         .bucket_mb = cfg.bucket_mb,
     };

@@ -51,6 +51,9 @@ struct dp_backend {
     void (*synchronize)(dp_device *d);
     /* Seconds the device has spent running operations since it was made. */
     double (*busy_seconds)(dp_device *d);
+    /* The first failure of an asynchronous operation (file, line, the library's message), or
+     * NULL; operations after a failure may do nothing. */
+    const char *(*error)(dp_device *d);
 
     /* C[m,n] = alpha * op(A) op(B) + beta * C, op(X) = X or X^T (trans_* nonzero). */
     void (*gemm)(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,

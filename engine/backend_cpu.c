@@ -282,6 +282,11 @@ static void cpu_bind(dp_device *d)
 {
 }
 
+static const char *cpu_error(dp_device *d)
+{
+    return NULL; /* CPU operations cannot fail once their memory is there */
+}
+
 const dp_backend dp_backend_cpu = {
     .name = "cpu",
     .host_memory = true,
@@ -294,6 +299,7 @@ const dp_backend dp_backend_cpu = {
     .zero = cpu_zero,
     .synchronize = cpu_synchronize,
     .busy_seconds = cpu_busy_seconds,
+    .error = cpu_error,
     .gemm = cpu_gemm,
     .fill_rows = cpu_fill_rows,
     .sum_rows = cpu_sum_rows,

@@ -9,9 +9,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dpmptop-config.h"
 #include "engine/backend.h"
 #include "engine/backend_cpu.h"
 #include "engine/worker.h"
+#ifdef HAVE_CUDA
+#include "engine/backend_cuda.h"
+#endif
 
 struct dp_trainer {
     dp_trainer_config cfg;
@@ -48,6 +52,40 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Makes device i from its spec (NULL: a CPU device). */
+static int make_device(dp_device *d, int i, const dp_device_spec *spec, bool tf32, dp_err *err)
+{
+    if (!spec || !spec->cuda)
+        return dp_cpu_device_init(d, i, 1, err);
+#ifdef HAVE_CUDA
+    return dp_cuda_device_init(d, i, spec->ordinal, tf32, err);
+#else
+    return dp_fail(err, "cuda:%d: this build has no CUDA support", spec->ordinal);
+#endif
+}
+
+static void destroy_device(dp_device *d)
+{
+#ifdef HAVE_CUDA
+    if (d->be == &dp_backend_cuda) {
+        dp_cuda_device_destroy(d);
+        return;
+    }
+#endif
+    dp_cpu_device_destroy(d);
+}
+
+/* The first failure a device of the plan reports (a CUDA error), into err. */
+static int device_failure(dp_trainer *t, dp_err *err)
+{
+    for (int i = 0; i < t->plan.workers; i++) {
+        const char *e = t->devices[i].be->error(&t->devices[i]);
+        if (e)
+            return dp_fail(err, "%s: %s", t->devices[i].name, e);
+    }
+    return 0;
 }
 
 /* Each worker's GEMMs get the cores divided among the workers (at least 1). */
@@ -131,7 +169,8 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
         goto fail;
     }
     for (int i = 0; i < c->devices; i++)
-        if (dp_cpu_device_init(&t->devices[i], i, 1, err) < 0)
+        if (make_device(&t->devices[i], i, c->device_specs ? &c->device_specs[i] : NULL, c->tf32,
+                        err) < 0)
             goto fail;
     if (dp_loader_init(&t->loader, train, c->batch, c->shuffle, c->seed, err) < 0)
         goto fail;
@@ -169,7 +208,7 @@ void dp_trainer_destroy(dp_trainer *t)
     if (t->devices) {
         for (int i = 0; i < t->n_devices; i++)
             if (t->devices[i].impl)
-                dp_cpu_device_destroy(&t->devices[i]);
+                destroy_device(&t->devices[i]);
         dp_metrics_free(&t->metrics);
     }
     free(t->devices);
@@ -287,6 +326,8 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
         update.t = ++t->updates_done;
     }
     dp_team_run(t->team, &update);
+    if (device_failure(t, err) < 0)
+        return -1;
     r->seconds = now_s() - t0;
     dp_metrics_record_step(&t->metrics, r->step, r->loss, r->switched);
     return 0;

@@ -17,6 +17,13 @@
 
 typedef enum dp_on_nan { DP_NAN_STOP, DP_NAN_SKIP } dp_on_nan;
 
+/* One device of a run: a CPU virtual device, or a GPU by its CUDA ordinal (several devices may
+ * name the same GPU). */
+typedef struct dp_device_spec {
+    bool cuda;
+    int ordinal;
+} dp_device_spec;
+
 typedef struct dp_trainer_config {
     const dp_model *model;
     dp_optim_config optim;
@@ -25,7 +32,9 @@ typedef struct dp_trainer_config {
     uint64_t seed;
     long total_steps;   /* for the LR schedule */
     dp_on_nan on_nan;
-    int devices;        /* CPU virtual devices */
+    int devices;        /* how many devices ... */
+    const dp_device_spec *device_specs; /* ... and which ([devices]; NULL: CPU devices) */
+    bool tf32;          /* TF32 tensor-core GEMMs on GPUs */
     dp_plan_request plan;
     double bucket_mb;   /* all-reduce bucket size (PyTorch DDP's default is 25) */
     int blas_threads;   /* per worker; 0 = the cores divided among the workers */
@@ -69,7 +78,8 @@ void dp_trainer_destroy(dp_trainer *t);
 int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err *err);
 
 /* Takes one step (making a requested switch first). Fails (-1) on a non-finite loss when
- * on_nan = stop, or when a requested switch could not allocate (the old plan then goes on). */
+ * on_nan = stop, when a requested switch could not allocate (the old plan then goes on), or
+ * when a device reports a failure (a CUDA error). */
 int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err);
 
 /* Evaluates the current parameters on the whole test split. */

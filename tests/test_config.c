@@ -2,6 +2,8 @@
  * printing and reading back, and dp_config_check. */
 #include "tests/unit.h"
 
+#include "dpmptop-config.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -545,8 +547,12 @@ START_TEST(test_config_check)
     ck_assert_msg(strstr(err.msg, "steps") && strstr(err.msg, "epochs"), "message: %s",
                   err.msg);
 
+#ifndef HAVE_CUDA
     check_refuses("parallel.devices=cuda:0", "CUDA");
     check_refuses("parallel.devices=cuda:0,cuda:1", "CUDA");
+#endif
+    check_refuses("parallel.devices=cuda:x", "cuda:0,cuda:1");
+    check_refuses("parallel.devices=cuda:0,cpu:1", "cuda:0,cuda:1");
     check_refuses("parallel.devices=cpu:0", "cpu:N");
     check_refuses("parallel.devices=cpu:65", "cpu:N");
     check_refuses("parallel.devices=tpu", "cpu:N");
@@ -559,10 +565,16 @@ START_TEST(test_config_check)
         ck_assert_msg(dp_config_check(&c, &err) == 0, "%s refused: %s", accepted[i], err.msg);
     }
     dp_config_defaults(&c);
-    ck_assert_int_eq(dp_config_cpu_devices(&c), 2); /* auto, without GPUs */
+    dp_device_spec specs[DP_MAX_DEVICES];
+    ck_assert_int_eq(dp_config_device_list(&c, specs, &err), 0); /* auto: the caller decides */
     ck_assert(dp_config_set(&c, "parallel.devices=cpu:5", "--set", &err) == 0);
-    ck_assert_int_eq(dp_config_cpu_devices(&c), 5);
-    check_refuses("run.precision=tf32", "tf32");
+    ck_assert_int_eq(dp_config_device_list(&c, specs, &err), 5);
+    ck_assert(!specs[4].cuda);
+#ifdef HAVE_CUDA
+    ck_assert(dp_config_set(&c, "parallel.devices=cuda:0,cuda:0,cuda:1", "--set", &err) == 0);
+    ck_assert_int_eq(dp_config_device_list(&c, specs, &err), 3);
+    ck_assert(specs[0].cuda && specs[1].cuda && specs[0].ordinal == 0 && specs[2].ordinal == 1);
+#endif
     check_refuses("data.kind=cifar10", "cifar10");
 }
 END_TEST

@@ -1,0 +1,71 @@
+#!/bin/sh
+# cuda.sh -- the CUDA backend on a real GPU: the same run on cpu:1 and cuda:0 ends with the same
+# parameters (fp32: max |a - b| / max |a| <= 1e-4 across backends, whose GEMMs sum in different
+# orders), and every strategy on logical devices of one GPU (cuda:0 named four times) matches
+# the single-GPU run (1e-5), switches included; TF32 trains to a loss near fp32's. Skipped (77)
+# in a build without CUDA or where no GPU is usable.
+. "${srcdir:-.}/tests/lib.sh"
+compare=${STCOMPARE:-./tests/st-compare}
+
+if ! "$DPMPTOP" --version | grep -q "CUDA backends"; then
+    echo "SKIP: this build has no CUDA backend"
+    rm -rf "$work"
+    exit 77
+fi
+cat >"$work/run.ini" <<'INI'
+[run]
+steps = 20
+[data]
+kind = synthetic
+features = 20
+classes = 10
+samples = 1000
+test_samples = 100
+batch = 62
+[model]
+layers = linear:64, relu, linear:32, tanh, linear:48, gelu, linear:10
+[optim]
+lr = 0.1
+momentum = 0.9
+[parallel]
+microbatches = 3
+INI
+if ! "$DPMPTOP" -c "$work/run.ini" --devices cuda:0 --steps 1 >"$work/probe" 2>&1; then
+    echo "SKIP: no usable GPU: $(tail -n 1 "$work/probe")"
+    rm -rf "$work"
+    exit 77
+fi
+
+run() { # NAME OPTIONS...
+    name=$1
+    shift
+    timeout 120 "$DPMPTOP" -c "$work/run.ini" --save "$work/$name.safetensors" \
+        --metrics "$work/$name.jsonl" "$@" >"$work/$name.out" 2>&1 ||
+        fail "$name: exit $?: $(tail -n 2 "$work/$name.out")"
+}
+same() { # REFERENCE NAME TOLERANCE
+    if d=$("$compare" "$work/$1.safetensors" "$work/$2.safetensors" "$3"); then
+        echo "$2 vs $1: $d"
+    else
+        fail "$2: parameters differ from $1 by $d (tolerance $3)"
+    fi
+}
+
+run cpu --devices cpu:1 --strategy single
+run gpu --devices cuda:0 --strategy single
+same cpu gpu 1e-4
+grep -q '"device":"cuda:0","role":"single"' "$work/gpu.jsonl" || fail "no cuda:0 device records"
+four=cuda:0,cuda:0,cuda:0,cuda:0
+run gpu-dp --devices "$four" --strategy dp
+run gpu-pp-gpipe --devices "$four" --strategy pp --schedule gpipe
+run gpu-pp-1f1b --devices "$four" --strategy pp --schedule 1f1b
+run gpu-hybrid --devices "$four" --strategy hybrid
+run gpu-switches --devices "$four" --strategy dp --switch-at 5:pp,10:hybrid,15:single
+for name in dp pp-gpipe pp-1f1b hybrid switches; do
+    same gpu "gpu-$name" 1e-5
+done
+run gpu-tf32 --devices cuda:0 --strategy single --set run.precision=tf32
+loss() { sed -n 's/.*"type":"summary".*"final_loss":\([0-9.e+-]*\).*/\1/p' "$work/$1.jsonl"; }
+awk -v a="$(loss gpu)" -v b="$(loss gpu-tf32)" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 0.05 * a) }' ||
+    fail "TF32 final loss $(loss gpu-tf32) is not within 5% of fp32's $(loss gpu)"
+finish
