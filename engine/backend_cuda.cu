@@ -12,13 +12,18 @@ extern "C" {
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 namespace {
 
+/* A device is driven by its worker thread, and by its comm thread when gradients are staged
+ * through the host; `lock` serialises their operations on the one stream (and the busy-time
+ * span), each operation holding it from issue to return. */
 struct cuda_impl {
+    pthread_mutex_t lock;
     int ordinal;
     cudaStream_t stream;
     cublasHandle_t blas;
@@ -33,6 +38,13 @@ cuda_impl *impl_of(dp_device *d)
 {
     return static_cast<cuda_impl *>(d->impl);
 }
+
+/* Holds a device's lock for the scope of an operation. */
+struct locked {
+    cuda_impl *im;
+    explicit locked(dp_device *d) : im(impl_of(d)) { pthread_mutex_lock(&im->lock); }
+    ~locked() { pthread_mutex_unlock(&im->lock); }
+};
 
 void record_error(cuda_impl *im, const char *file, int line, const char *what, const char *msg)
 {
@@ -194,7 +206,8 @@ const unsigned T = 256; /* threads a block */
 
 void cuda_bind(dp_device *d)
 {
-    CHECK_CUDA(impl_of(d), cudaSetDevice(impl_of(d)->ordinal));
+    locked guard(d);
+    CHECK_CUDA(guard.im, cudaSetDevice(guard.im->ordinal));
 }
 
 void *cuda_alloc(dp_device *d, size_t bytes)
@@ -209,14 +222,16 @@ void *cuda_alloc(dp_device *d, size_t bytes)
 
 void cuda_release(dp_device *d, void *p)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     wait(im);
     CHECK_CUDA(im, cudaFree(p));
 }
 
 void cuda_upload(dp_device *d, void *dst, const void *src, size_t bytes)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     begin(im);
     CHECK_CUDA(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream));
     /* the host buffer may be reused once this returns */
@@ -225,7 +240,8 @@ void cuda_upload(dp_device *d, void *dst, const void *src, size_t bytes)
 
 void cuda_download(dp_device *d, void *dst, const void *src, size_t bytes)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     begin(im);
     CHECK_CUDA(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, im->stream));
     wait(im);
@@ -233,38 +249,44 @@ void cuda_download(dp_device *d, void *dst, const void *src, size_t bytes)
 
 void cuda_copy(dp_device *d, void *dst, const void *src, size_t bytes)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     begin(im);
     CHECK_CUDA(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, im->stream));
 }
 
 void cuda_zero(dp_device *d, void *p, size_t bytes)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     begin(im);
     CHECK_CUDA(im, cudaMemsetAsync(p, 0, bytes, im->stream));
 }
 
 void cuda_synchronize(dp_device *d)
 {
-    wait(impl_of(d));
+    locked guard(d);
+    wait(guard.im);
 }
 
 double cuda_busy_seconds(dp_device *d)
 {
-    return impl_of(d)->busy_s;
+    locked guard(d);
+    return guard.im->busy_s;
 }
 
 const char *cuda_error(dp_device *d)
 {
-    return impl_of(d)->error[0] ? impl_of(d)->error : NULL;
+    locked guard(d);
+    return guard.im->error[0] ? guard.im->error : NULL;
 }
 
 /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands. */
 void cuda_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     if (m == 0 || n == 0)
         return;
     begin(im);
@@ -275,7 +297,8 @@ void cuda_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, floa
 
 void cuda_fill_rows(dp_device *d, float *y, const float *row, int rows, int cols)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     begin(im);
     fill_rows_kernel<<<blocks_for((size_t)rows * cols, T), T, 0, im->stream>>>(y, row, rows, cols);
     CHECK_CUDA(im, cudaGetLastError());
@@ -283,7 +306,8 @@ void cuda_fill_rows(dp_device *d, float *y, const float *row, int rows, int cols
 
 void cuda_sum_rows(dp_device *d, float *out, const float *x, int rows, int cols, int accumulate)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     begin(im);
     sum_rows_kernel<<<blocks_for(cols, T), T, 0, im->stream>>>(out, x, rows, cols, accumulate);
     CHECK_CUDA(im, cudaGetLastError());
@@ -291,7 +315,8 @@ void cuda_sum_rows(dp_device *d, float *out, const float *x, int rows, int cols,
 
 void cuda_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t n)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     if (!n)
         return;
     begin(im);
@@ -302,7 +327,8 @@ void cuda_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t
 void cuda_act_backward(dp_device *d, dp_act act, float *dx, const float *x, const float *y,
                        const float *dy, size_t n)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     if (!n)
         return;
     begin(im);
@@ -313,7 +339,8 @@ void cuda_act_backward(dp_device *d, dp_act act, float *dx, const float *x, cons
 void cuda_softmax_xent(dp_device *d, const float *logits, const int32_t *labels, int rows,
                        int classes, float grad_scale, float *dlogits, float *stats)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     if (!rows)
         return;
     begin(im);
@@ -324,7 +351,8 @@ void cuda_softmax_xent(dp_device *d, const float *logits, const int32_t *labels,
 
 void cuda_sgd_step(dp_device *d, float *p, const float *g, float *buf, size_t n, dp_sgd_args a)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     begin(im);
     sgd_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(p, g, buf, n, a);
     CHECK_CUDA(im, cudaGetLastError());
@@ -333,7 +361,8 @@ void cuda_sgd_step(dp_device *d, float *p, const float *g, float *buf, size_t n,
 void cuda_adamw_step(dp_device *d, float *p, const float *g, float *m, float *v, size_t n,
                      dp_adamw_args a)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     begin(im);
     adamw_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(p, g, m, v, n, a);
     CHECK_CUDA(im, cudaGetLastError());
@@ -341,7 +370,8 @@ void cuda_adamw_step(dp_device *d, float *p, const float *g, float *m, float *v,
 
 double cuda_sum_squares(dp_device *d, const float *x, size_t n)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     double *sum = NULL, host = 0.0;
     CHECK_CUDA(im, cudaMallocAsync(&sum, sizeof *sum, im->stream));
     if (!sum)
@@ -359,7 +389,8 @@ double cuda_sum_squares(dp_device *d, const float *x, size_t n)
 
 void cuda_scale(dp_device *d, float *x, float s, size_t n)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     begin(im);
     scale_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(x, s, n);
     CHECK_CUDA(im, cudaGetLastError());
@@ -402,6 +433,7 @@ int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err 
     if (!im)
         return dp_fail(err, "out of host memory creating cuda:%d", ordinal);
     im->ordinal = ordinal;
+    pthread_mutex_init(&im->lock, NULL);
     d->impl = im;
     d->be = &dp_backend_cuda;
     d->index = index;
@@ -430,7 +462,8 @@ int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err 
 
 void dp_cuda_device_destroy(dp_device *d)
 {
-    cuda_impl *im = impl_of(d);
+    locked guard(d);
+    cuda_impl *im = guard.im;
     if (!im)
         return;
     cudaSetDevice(im->ordinal);
@@ -442,6 +475,7 @@ void dp_cuda_device_destroy(dp_device *d)
         cudaEventDestroy(im->span_end);
     if (im->stream)
         cudaStreamDestroy(im->stream);
+    pthread_mutex_destroy(&im->lock);
     free(im);
     d->impl = NULL;
 }
