@@ -47,6 +47,9 @@ struct dp_backend {
     void (*download)(dp_device *d, void *host_dst, const void *src, size_t bytes);
     void (*copy)(dp_device *d, void *dst, const void *src, size_t bytes);
     void (*zero)(dp_device *d, void *p, size_t bytes);
+    /* Host memory that uploads and downloads move fastest (page-locked for GPUs). */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
     /* Waits until every operation issued so far has finished. */
     void (*synchronize)(dp_device *d);
     /* Seconds the device has spent running operations since it was made. */

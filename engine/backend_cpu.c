@@ -282,6 +282,11 @@ static void cpu_bind(dp_device *d)
 {
 }
 
+static void *cpu_host_alloc(size_t bytes)
+{
+    return malloc(bytes ? bytes : 1);
+}
+
 static const char *cpu_error(dp_device *d)
 {
     return NULL; /* CPU operations cannot fail once their memory is there */
@@ -297,6 +302,8 @@ const dp_backend dp_backend_cpu = {
     .download = cpu_memcpy,
     .copy = cpu_memcpy,
     .zero = cpu_zero,
+    .host_alloc = cpu_host_alloc,
+    .host_free = free,
     .synchronize = cpu_synchronize,
     .busy_seconds = cpu_busy_seconds,
     .error = cpu_error,

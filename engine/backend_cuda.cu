@@ -263,6 +263,21 @@ void cuda_zero(dp_device *d, void *p, size_t bytes)
     CHECK_CUDA(im, cudaMemsetAsync(p, 0, bytes, im->stream));
 }
 
+void *cuda_host_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+void cuda_host_free(void *p)
+{
+    cudaFreeHost(p);
+}
+
 void cuda_synchronize(dp_device *d)
 {
     locked guard(d);
@@ -406,7 +421,8 @@ const dp_backend dp_backend_cuda = {
     cuda_bind,        cuda_alloc,
     cuda_release,     cuda_upload,
     cuda_download,    cuda_copy,
-    cuda_zero,        cuda_synchronize,
+    cuda_zero,        cuda_host_alloc,
+    cuda_host_free,   cuda_synchronize,
     cuda_busy_seconds, cuda_error,
     cuda_gemm,        cuda_fill_rows,
     cuda_sum_rows,    cuda_act_forward,

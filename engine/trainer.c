@@ -175,10 +175,13 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     if (dp_loader_init(&t->loader, train, c->batch, c->shuffle, c->seed, err) < 0)
         goto fail;
     size_t per_param = dp_optim_state_per_param(&c->optim);
+    /* The batches live in the host memory the first device uploads from fastest (pinned for a
+     * GPU); every device of a run is of one backend. */
     bool batches_ok = true;
+    const dp_backend *host = t->devices[0].be;
     for (int b = 0; b < 2; b++) {
-        t->batches[b].x = malloc((size_t)c->batch * m->in_features * sizeof(float));
-        t->batches[b].y = malloc((size_t)c->batch * sizeof(int32_t));
+        t->batches[b].x = host->host_alloc((size_t)c->batch * m->in_features * sizeof(float));
+        t->batches[b].y = host->host_alloc((size_t)c->batch * sizeof(int32_t));
         batches_ok = batches_ok && t->batches[b].x && t->batches[b].y;
     }
     t->host_params = malloc(m->n_params * sizeof *t->host_params);
@@ -205,6 +208,12 @@ void dp_trainer_destroy(dp_trainer *t)
     if (!t)
         return;
     dp_team_stop(t->team);
+    for (int b = 0; b < 2; b++) { /* allocated only once every device was made */
+        if (t->batches[b].x)
+            t->devices[0].be->host_free(t->batches[b].x);
+        if (t->batches[b].y)
+            t->devices[0].be->host_free(t->batches[b].y);
+    }
     if (t->devices) {
         for (int i = 0; i < t->n_devices; i++)
             if (t->devices[i].impl)
@@ -213,10 +222,6 @@ void dp_trainer_destroy(dp_trainer *t)
     }
     free(t->devices);
     dp_loader_free(&t->loader);
-    for (int b = 0; b < 2; b++) {
-        free(t->batches[b].x);
-        free(t->batches[b].y);
-    }
     free(t->host_params);
     free(t->host_state);
     pthread_mutex_destroy(&t->switch_lock);
