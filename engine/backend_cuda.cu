@@ -32,6 +32,8 @@ struct cuda_impl {
     double busy_s;
     char gpu_name[64];
     char error[256];                  /* the first failure, or "" */
+    float *ones;                      /* [ones_n] of 1.0f, for column sums by GEMV */
+    size_t ones_n;
 };
 
 cuda_impl *impl_of(dp_device *d)
@@ -104,17 +106,6 @@ __global__ void fill_rows_kernel(float *y, const float *row, int rows, int cols)
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         y[i] = row[i % cols];
-}
-
-/* out[c] (+)= sum over rows of x[r, c]: a thread per column, rows in order. */
-__global__ void sum_rows_kernel(float *out, const float *x, int rows, int cols, int accumulate)
-{
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
-        float s = accumulate ? out[c] : 0.0f;
-        for (int r = 0; r < rows; r++)
-            s += x[(size_t)r * cols + c];
-        out[c] = s;
-    }
 }
 
 __global__ void act_forward_kernel(dp_act act, float *y, const float *x, size_t n)
@@ -319,13 +310,42 @@ void cuda_fill_rows(dp_device *d, float *y, const float *row, int rows, int cols
     CHECK_CUDA(im, cudaGetLastError());
 }
 
+__global__ void fill_kernel(float *y, float v, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = v;
+}
+
+/* Column sums as a GEMV with a vector of ones: x^T [cols, rows] (column-major: x itself) times
+ * ones [rows]; cuBLAS spreads the rows over the whole GPU, where a thread per column would
+ * leave most of it idle. */
 void cuda_sum_rows(dp_device *d, float *out, const float *x, int rows, int cols, int accumulate)
 {
     locked guard(d);
     cuda_impl *im = guard.im;
+    if (rows == 0) {
+        if (!accumulate)
+            CHECK_CUDA(im, cudaMemsetAsync(out, 0, (size_t)cols * sizeof *out, im->stream));
+        return;
+    }
     begin(im);
-    sum_rows_kernel<<<blocks_for(cols, T), T, 0, im->stream>>>(out, x, rows, cols, accumulate);
-    CHECK_CUDA(im, cudaGetLastError());
+    if (im->ones_n < (size_t)rows) {
+        wait(im);
+        CHECK_CUDA(im, cudaFree(im->ones));
+        im->ones = NULL;
+        im->ones_n = 0;
+        if (cudaMalloc(&im->ones, (size_t)rows * sizeof *im->ones) != cudaSuccess) {
+            record_error(im, __FILE__, __LINE__, "cudaMalloc", "out of memory for a ones vector");
+            return;
+        }
+        im->ones_n = (size_t)rows;
+        begin(im);
+        fill_kernel<<<blocks_for(im->ones_n, T), T, 0, im->stream>>>(im->ones, 1.0f, im->ones_n);
+    }
+    float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    CHECK_CUBLAS(im, cublasSgemv(im->blas, CUBLAS_OP_N, cols, rows, &one, x, cols, im->ones, 1,
+                                 &beta, out, 1));
 }
 
 void cuda_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t n)
@@ -489,6 +509,8 @@ void dp_cuda_device_destroy(dp_device *d)
         cudaEventDestroy(im->span_start);
     if (im->span_end)
         cudaEventDestroy(im->span_end);
+    if (im->ones)
+        cudaFree(im->ones);
     if (im->stream)
         cudaStreamDestroy(im->stream);
     pthread_mutex_destroy(&im->lock);
