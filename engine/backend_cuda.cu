@@ -491,15 +491,15 @@ int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err 
         dp_cuda_device_destroy(d);
         return rc;
     }
-    snprintf(im->gpu_name, sizeof im->gpu_name, "%s", prop.name);
+    snprintf(im->gpu_name, sizeof im->gpu_name, "%.63s", prop.name);
     d->mem_total = total_b;
     return 0;
 }
 
+/* Called once no thread uses the device any more, so without its lock. */
 void dp_cuda_device_destroy(dp_device *d)
 {
-    locked guard(d);
-    cuda_impl *im = guard.im;
+    cuda_impl *im = impl_of(d);
     if (!im)
         return;
     cudaSetDevice(im->ordinal);
