@@ -1,16 +1,10 @@
 /* headless.c -- progress output and JSON Lines metrics. */
+#include "engine/clock.h"
 #include "app/headless.h"
 
 #include <math.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* JSON has no NaN or infinity: those become null. */
 static void json_num(FILE *f, const char *key, double v)
@@ -51,20 +45,11 @@ static void write_step_records(FILE *f, dp_trainer *t, const dp_step_report *r)
     }
 }
 
-static void format_duration(char *buf, size_t size, double s)
-{
-    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
-    if (t >= 3600)
-        snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
-}
-
 static void print_progress(const dp_headless_opts *o, const dp_step_report *r, long epochs,
                            double rate, double eta)
 {
     char eta_text[32];
-    format_duration(eta_text, sizeof eta_text, eta);
+    dp_format_duration(eta_text, sizeof eta_text, eta);
     fprintf(o->out, "%sstep %ld/%ld  epoch %ld/%ld  loss %.4f  lr %.4g  %.0f samples/s  ETA %s%s",
             o->out_is_tty ? "\r\033[K" : "", r->step, o->total_steps, r->epoch, epochs, r->loss,
             r->lr, rate, eta_text, o->out_is_tty ? "" : "\n");
@@ -182,7 +167,7 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
     res->test_accuracy = -1;
     long per_epoch = dp_trainer_steps_per_epoch(t);
     long epochs = (o->total_steps + per_epoch - 1) / per_epoch;
-    double start = now_s(), last_print = -1e9, samples = 0, step_time = 0;
+    double start = dp_now_s(), last_print = -1e9, samples = 0, step_time = 0;
     double recent_rate = 0; /* samples/s, smoothed over about ten steps */
     dp_step_report r = { 0 };
     bool evaluated_last = false;
@@ -212,7 +197,7 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
             write_step_records(o->metrics, t, &r);
         if (o->status)
             report_step(t, o, &r, recent_rate);
-        double now = now_s();
+        double now = dp_now_s();
         bool last = r.step == o->total_steps;
         if (o->out && (now - last_print >= (o->out_is_tty ? 0.1 : 1.0) || last || r.epoch_end)) {
             double eta = (now - start) / (double)r.step * (double)(o->total_steps - r.step);
@@ -228,7 +213,7 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
     res->quit = early && !*o->stop;
     if (rc == 0 && !early && res->steps > 0 && !evaluated_last)
         evaluate(t, o, &r, res);
-    res->seconds = now_s() - start;
+    res->seconds = dp_now_s() - start;
     res->samples_per_s = step_time > 0 ? samples / step_time : 0.0;
     if (o->out) {
         if (o->out_is_tty)

@@ -2,6 +2,7 @@
  * loops over the per-element functions of kernels.h. Operations run at once on the calling
  * thread, so synchronize() has nothing to wait for. */
 #define _GNU_SOURCE /* sched_getaffinity */
+#include "engine/clock.h"
 #include "engine/backend.h"
 #include "engine/backend_cpu.h"
 
@@ -20,13 +21,6 @@ typedef struct cpu_impl {
     int blas_threads;
     dp_cpu_profile prof;
 } cpu_impl;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static cpu_impl *impl_of(dp_device *d)
 {
@@ -73,23 +67,23 @@ static void cpu_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k
                      const float *a, int lda, const float *b, int ldb, float beta, float *c,
                      int ldc)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     cpu_impl *im = impl_of(d);
-    im->prof.gemm_s += now_s() - t0;
+    im->prof.gemm_s += dp_now_s() - t0;
     im->prof.gemm_flops += 2.0 * m * n * k;
 }
 
 /* Charges the time since t0 to the device's non-GEMM kernel time. */
 static void charge_kernel(dp_device *d, double t0)
 {
-    impl_of(d)->prof.kernel_s += now_s() - t0;
+    impl_of(d)->prof.kernel_s += dp_now_s() - t0;
 }
 
 static void cpu_fill_rows(dp_device *d, float *y, const float *row, int rows, int cols)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     for (int r = 0; r < rows; r++)
         memcpy(y + (size_t)r * cols, row, (size_t)cols * sizeof *row);
     charge_kernel(d, t0);
@@ -98,7 +92,7 @@ static void cpu_fill_rows(dp_device *d, float *y, const float *row, int rows, in
 static void cpu_sum_rows(dp_device *d, float *restrict out, const float *restrict x, int rows,
                          int cols, int accumulate)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     if (!accumulate)
         memset(out, 0, (size_t)cols * sizeof *out);
     for (int r = 0; r < rows; r++) {
@@ -111,7 +105,7 @@ static void cpu_sum_rows(dp_device *d, float *restrict out, const float *restric
 
 static void cpu_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t n)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     switch (act) { /* one loop per activation, so each one vectorises */
     case DP_ACT_RELU:
         for (size_t i = 0; i < n; i++)
@@ -132,7 +126,7 @@ static void cpu_act_forward(dp_device *d, dp_act act, float *y, const float *x, 
 static void cpu_act_backward(dp_device *d, dp_act act, float *dx, const float *x, const float *y,
                              const float *dy, size_t n)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     switch (act) {
     case DP_ACT_RELU:
         for (size_t i = 0; i < n; i++)
@@ -196,7 +190,7 @@ static double xent_row(const float *z, int classes, int label, int *correct)
 static void cpu_softmax_xent(dp_device *d, const float *logits, const int32_t *labels, int rows,
                              int classes, float grad_scale, float *dlogits, float *stats)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     double loss = 0.0;
     int correct = 0;
     enum { CHUNK = 256 };
@@ -239,7 +233,7 @@ static void cpu_softmax_xent(dp_device *d, const float *logits, const int32_t *l
 static void cpu_sgd_step(dp_device *d, float *p, const float *g, float *buf, size_t n,
                          dp_sgd_args a)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     if (buf) {
         for (size_t i = 0; i < n; i++)
             dp_sgd_element(&p[i], g[i], &buf[i], a);
@@ -254,7 +248,7 @@ static void cpu_sgd_step(dp_device *d, float *p, const float *g, float *buf, siz
 static void cpu_adamw_step(dp_device *d, float *p, const float *g, float *m, float *v, size_t n,
                            dp_adamw_args a)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     for (size_t i = 0; i < n; i++)
         dp_adamw_element(&p[i], g[i], &m[i], &v[i], a);
     charge_kernel(d, t0);
@@ -262,7 +256,7 @@ static void cpu_adamw_step(dp_device *d, float *p, const float *g, float *m, flo
 
 static double cpu_sum_squares(dp_device *d, const float *x, size_t n)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     double s = 0.0;
     for (size_t i = 0; i < n; i++)
         s += (double)x[i] * (double)x[i];
@@ -272,7 +266,7 @@ static double cpu_sum_squares(dp_device *d, const float *x, size_t n)
 
 static void cpu_scale(dp_device *d, float *x, float s, size_t n)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     for (size_t i = 0; i < n; i++)
         x[i] *= s;
     charge_kernel(d, t0);

@@ -3,6 +3,7 @@
  * Ownership: a slot between head and tail (a message) belongs to the receiver, the others to
  * the sender; both move only under the lock. The copy into or out of a slot happens outside the
  * lock, on a slot the copying side owns. */
+#include "engine/clock.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +23,6 @@ struct dp_link {
     long head;    /* next message to receive */
     long tail;    /* next slot to fill */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 dp_link *dp_link_create(dp_device *sender, dp_device *receiver, int slots, size_t slot_floats,
                         dp_err *err)
@@ -78,17 +72,17 @@ size_t dp_link_bytes(const dp_link *l)
 
 void dp_link_send(dp_link *l, const float *src, size_t n, dp_link_time *t)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     pthread_mutex_lock(&l->lock);
     while (l->tail - l->head == l->slots)
         pthread_cond_wait(&l->changed, &l->lock);
     long slot = l->tail % l->slots;
     pthread_mutex_unlock(&l->lock);
-    double t1 = now_s();
+    double t1 = dp_now_s();
     l->sender->be->download(l->sender, l->data + (size_t)slot * l->slot_floats, src,
                             n * sizeof *src);
     l->len[slot] = n;
-    double t2 = now_s();
+    double t2 = dp_now_s();
     pthread_mutex_lock(&l->lock);
     l->tail++;
     pthread_cond_broadcast(&l->changed);
@@ -99,18 +93,18 @@ void dp_link_send(dp_link *l, const float *src, size_t n, dp_link_time *t)
 
 size_t dp_link_recv(dp_link *l, float *dst, dp_link_time *t)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     pthread_mutex_lock(&l->lock);
     while (l->tail == l->head)
         pthread_cond_wait(&l->changed, &l->lock);
     long slot = l->head % l->slots;
     pthread_mutex_unlock(&l->lock);
-    double t1 = now_s();
+    double t1 = dp_now_s();
     size_t n = l->len[slot];
     l->receiver->be->upload(l->receiver, dst, l->data + (size_t)slot * l->slot_floats,
                             n * sizeof *dst);
     l->receiver->be->synchronize(l->receiver); /* the slot is reused once released */
-    double t2 = now_s();
+    double t2 = dp_now_s();
     pthread_mutex_lock(&l->lock);
     l->head++;
     pthread_cond_broadcast(&l->changed);

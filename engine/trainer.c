@@ -1,4 +1,5 @@
 /* trainer.c -- the coordinator: steps, evaluation, switching strategy, metrics. */
+#include "engine/clock.h"
 #include "engine/trainer.h"
 
 #include <math.h>
@@ -46,13 +47,6 @@ struct dp_trainer {
     bool switch_pending;
     dp_plan switch_plan;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Makes device i from its spec (NULL: a CPU device). */
 static int make_device(dp_device *d, int i, const dp_device_spec *spec, bool tf32, dp_err *err)
@@ -249,7 +243,7 @@ int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err 
  * new plan cannot be set up (a device too small), the old plan is started again. */
 static int switch_plan(dp_trainer *t, const dp_plan *next, dp_step_report *r, dp_err *err)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     dp_plan_describe(&t->plan, r->switch_from, sizeof r->switch_from);
     dp_plan_describe(next, r->switch_to, sizeof r->switch_to);
     dp_cmd gather = { .kind = DP_CMD_GATHER, .params = t->host_params, .state = t->host_state };
@@ -265,7 +259,7 @@ static int switch_plan(dp_trainer *t, const dp_plan *next, dp_step_report *r, dp
         return -1;
     }
     r->switched = true;
-    r->switch_seconds = now_s() - t0;
+    r->switch_seconds = dp_now_s() - t0;
     return 0;
 }
 
@@ -280,7 +274,7 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     if (pending && switch_plan(t, &next, r, err) < 0)
         return -1;
 
-    double t0 = now_s();
+    double t0 = dp_now_s();
     if (!t->next_ready)
         load_batch(t, &t->batches[t->next_batch]);
     struct batch *b = &t->batches[t->next_batch];
@@ -333,7 +327,7 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     dp_team_run(t->team, &update);
     if (device_failure(t, err) < 0)
         return -1;
-    r->seconds = now_s() - t0;
+    r->seconds = dp_now_s() - t0;
     dp_metrics_record_step(&t->metrics, r->step, r->loss, r->switched);
     return 0;
 }

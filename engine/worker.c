@@ -1,4 +1,5 @@
 /* worker.c -- worker threads, the team's gate, gradient buckets and the comm thread. */
+#include "engine/clock.h"
 #include "engine/worker.h"
 
 #include <math.h>
@@ -64,13 +65,6 @@ struct dp_team {
     dp_cmd cmd;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- the comm thread: all-reduces buckets while backward goes on ---- */
 
 static void *comm_main(void *arg)
@@ -118,14 +112,14 @@ static void on_layer_done(void *arg, int layer)
 
 static void wait_buckets(dp_worker *w)
 {
-    double t0 = now_s();
+    double t0 = dp_now_s();
     pthread_mutex_lock(&w->q_lock);
     while (w->finished < w->n_buckets)
         pthread_cond_wait(&w->q_changed, &w->q_lock);
     w->requested = w->finished = 0;
     pthread_mutex_unlock(&w->q_lock);
     w->next_bucket = 0;
-    w->allreduce_wait_s += now_s() - t0;
+    w->allreduce_wait_s += dp_now_s() - t0;
 }
 
 /* Groups the stage's layers, last first (the order backward produces them), into buckets of
@@ -184,12 +178,12 @@ static void forward_op(dp_worker *w, const float *x, const int32_t *y, int rows,
                    (size_t)n * in * sizeof(float));
     else
         dp_link_recv(w->fwd_in, dp_stage_input(&w->st, slot), &w->link_time);
-    w->op_begin = now_s();
+    w->op_begin = dp_now_s();
     if (is_last_stage(w))
         be->upload(w->dev, dp_stage_labels(&w->st, slot), y + start, (size_t)n * sizeof *y);
     dp_stage_forward(&w->st, slot, n);
     be->synchronize(w->dev);
-    w->op_end = now_s();
+    w->op_end = dp_now_s();
     if (!is_last_stage(w)) {
         dp_link_send(w->fwd_out, dp_stage_output(&w->st, slot),
                      (size_t)n * dp_stage_out_width(&w->st), &w->link_time);
@@ -206,18 +200,18 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
     micro_rows(w, rows, j, &n, &start);
     const float *dy;
     if (is_last_stage(w)) {
-        w->op_begin = now_s();
+        w->op_begin = dp_now_s();
         dy = dp_stage_loss(&w->st, slot, n, 1.0f / (float)rows, true);
     } else {
         dp_link_recv(w->bwd_in, w->st.dgrad[0], &w->link_time);
-        w->op_begin = now_s();
+        w->op_begin = dp_now_s();
         dy = w->st.dgrad[0];
     }
     bool hook = last_b && w->group;
     float *dx = dp_stage_backward(&w->st, slot, n, dy, !first_b, w->stage > 0,
                                   hook ? on_layer_done : NULL, w);
     w->dev->be->synchronize(w->dev);
-    w->op_end = now_s();
+    w->op_end = dp_now_s();
     if (w->stage > 0) {
         dp_link_send(w->bwd_out, dx, (size_t)n * dp_stage_in_width(&w->st), &w->link_time);
     }
@@ -238,7 +232,7 @@ static void collect_stats(dp_worker *w)
 
 static void run_step(dp_worker *w, const dp_cmd *c)
 {
-    w->step_start = now_s();
+    w->step_start = dp_now_s();
     w->busy_start = w->dev->be->busy_seconds(w->dev);
     w->allreduce_wait_s = 0;
     w->link_time = (dp_link_time){ 0 };
@@ -292,7 +286,7 @@ static void run_update(dp_worker *w, const dp_cmd *c)
                         c->t, c->lr);
     }
     w->dev->be->synchronize(w->dev);
-    double wall = now_s() - w->step_start;
+    double wall = dp_now_s() - w->step_start;
     dp_device_metrics m = { .step = c->step, .loss = c->replica_loss[w->replica] };
     snprintf(m.device, sizeof m.device, "%s", w->dev->name);
     role_text(w, m.role, sizeof m.role);

@@ -2,6 +2,7 @@
  *
  * Every frame is drawn in full on ncurses's virtual screen and refresh() sends the terminal only
  * what changed, so a quiet run costs little. */
+#include "engine/clock.h"
 #include "tui/dashboard.h"
 
 #include <curses.h>
@@ -17,13 +18,6 @@
 #include "tui/layout.h"
 #include "tui/widgets.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void dp_run_status_init(dp_run_status *s, long total_steps, long epochs)
 {
     memset(s, 0, sizeof *s);
@@ -32,7 +26,7 @@ void dp_run_status_init(dp_run_status *s, long total_steps, long epochs)
     s->total_steps = total_steps;
     s->epochs = epochs;
     s->test_accuracy = -1;
-    s->started = now_s();
+    s->started = dp_now_s();
 }
 
 void dp_run_status_destroy(dp_run_status *s)
@@ -48,7 +42,7 @@ void dp_run_status_event(dp_run_status *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->event, sizeof s->event, fmt, ap);
     va_end(ap);
-    s->event_time = now_s();
+    s->event_time = dp_now_s();
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -82,15 +76,6 @@ static void snapshot(dp_trainer *t, dp_run_status *st, frame *f)
     dp_metrics_series(ms, &f->series);
 }
 
-static void format_duration(char *buf, size_t size, double s)
-{
-    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
-    if (t >= 3600)
-        snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
-}
-
 static void draw_header(const dp_style *sty, dp_rect r, const frame *f,
                         const dp_dashboard_info *info)
 {
@@ -99,11 +84,11 @@ static void draw_header(const dp_style *sty, dp_rect r, const frame *f,
     dp_text(r.y, r.x, r.w, title, "dpmptop %s  run %s  %s (%ld samples)  %s (%zu params)",
             info->version, info->run_name, info->data_name, info->samples, info->model,
             info->params);
-    double elapsed = now_s() - s->started;
+    double elapsed = dp_now_s() - s->started;
     double eta = s->step > 0 ? elapsed / (double)s->step * (double)(s->total_steps - s->step) : 0;
     char el[24], et[24], acc[32];
-    format_duration(el, sizeof el, elapsed);
-    format_duration(et, sizeof et, eta);
+    dp_format_duration(el, sizeof el, elapsed);
+    dp_format_duration(et, sizeof et, eta);
     if (s->test_accuracy >= 0)
         snprintf(acc, sizeof acc, "%.4f @%ld", s->test_accuracy, s->test_step);
     else
@@ -249,7 +234,7 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
         dp_timeline_plot(sty, lay.timeline, f->timeline, stages);
     if (f->st.event[0]) {
         char ago[24];
-        format_duration(ago, sizeof ago, now_s() - f->st.event_time);
+        dp_format_duration(ago, sizeof ago, dp_now_s() - f->st.event_time);
         dp_text(lay.event.y, 0, COLS, A_NORMAL, " %s  (%s ago)", f->st.event, ago);
     }
     draw_keys(sty, lay.keys);
