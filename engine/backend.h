@@ -22,6 +22,8 @@ typedef struct dp_backend dp_backend;
 typedef struct dp_device {
     const dp_backend *be;
     char name[32];      /* "cpu:0", "cuda:1" */
+    char model[64];     /* "CPU", "NVIDIA H200" */
+    char bus_id[32];    /* a GPU's PCI bus id, for NVML; "" for CPU devices */
     int index;          /* position in the run's device list */
     size_t mem_held;    /* bytes the engine holds on this device now */
     size_t mem_peak;    /* most bytes ever held */

@@ -324,6 +324,7 @@ int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)
     d->be = &dp_backend_cpu;
     d->index = index;
     snprintf(d->name, sizeof d->name, "cpu:%d", index);
+    snprintf(d->model, sizeof d->model, "CPU");
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     d->mem_total = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
     d->impl = im;

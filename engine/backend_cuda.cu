@@ -30,7 +30,6 @@ struct cuda_impl {
     cudaEvent_t span_start, span_end; /* busy time: from the first op after a wait to the next */
     bool span_open;
     double busy_s;
-    char gpu_name[64];
     char error[256];                  /* the first failure, or "" */
     float *ones;                      /* [ones_n] of 1.0f, for column sums by GEMV */
     size_t ones_n;
@@ -491,7 +490,9 @@ int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err 
         dp_cuda_device_destroy(d);
         return rc;
     }
-    snprintf(im->gpu_name, sizeof im->gpu_name, "%.63s", prop.name);
+    snprintf(d->model, sizeof d->model, "%.63s", prop.name);
+    if (cudaDeviceGetPCIBusId(d->bus_id, (int)sizeof d->bus_id, ordinal) != cudaSuccess)
+        d->bus_id[0] = '\0';
     d->mem_total = total_b;
     return 0;
 }
@@ -516,11 +517,6 @@ void dp_cuda_device_destroy(dp_device *d)
     pthread_mutex_destroy(&im->lock);
     free(im);
     d->impl = NULL;
-}
-
-const char *dp_cuda_device_name(const dp_device *d)
-{
-    return static_cast<const cuda_impl *>(d->impl)->gpu_name;
 }
 
 } // extern "C"

@@ -22,9 +22,6 @@ int dp_cuda_device_count(dp_err *err);
 int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err *err);
 void dp_cuda_device_destroy(dp_device *d);
 
-/* The GPU's name ("NVIDIA H200"). */
-const char *dp_cuda_device_name(const dp_device *d);
-
 #ifdef __cplusplus
 }
 #endif

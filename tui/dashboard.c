@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/gpumon.h"
 #include "tui/layout.h"
 #include "tui/widgets.h"
 
@@ -56,6 +57,7 @@ typedef struct frame {
     int hist_n[DP_LAYOUT_MAX_PANELS];
     dp_timeline timeline[DP_LAYOUT_MAX_PANELS];
     dp_series series;
+    dp_gpu_reading gpu[DP_LAYOUT_MAX_PANELS]; /* NVML's view of each GPU device */
 } frame;
 
 static void snapshot(dp_trainer *t, dp_run_status *st, frame *f)
@@ -118,14 +120,21 @@ static void human_bytes(char *buf, size_t size, double b)
 
 /* A device panel: as many of these lines as fit, in this order: title; loss and sparkline;
  * utilisation bar and history; memory bar; step time split; temperature and power. */
-static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i, const char *name)
+static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i,
+                       const dp_device *dev)
 {
+    const char *name = dev->name;
+    const dp_gpu_reading *g = &f->gpu[i];
     const dp_device_metrics *m = &f->dev[i];
     int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD | A_REVERSE);
     attron(title);
     mvhline(r.y, r.x, ' ', r.w - 1);
     attroff(title);
-    dp_text(r.y, r.x, r.w - 1, title, " %s  %s", name, m->role[0] ? m->role : "starting");
+    if (dev->bus_id[0])
+        dp_text(r.y, r.x, r.w - 1, title, " %s %s  %s", name, dev->model,
+                m->role[0] ? m->role : "starting");
+    else
+        dp_text(r.y, r.x, r.w - 1, title, " %s  %s", name, m->role[0] ? m->role : "starting");
     int w = r.w - 1, y = r.y + 1, end = r.y + r.h;
     if (y < end) {
         if (isfinite(m->loss))
@@ -141,8 +150,12 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i, co
         int bar = (w - 12) / 2;
         dp_bar(sty, y, r.x + 6, bar, m->util);
         dp_text(y, r.x + 6 + bar, 6, A_NORMAL, " %3.0f%%", 100 * m->util);
-        dp_sparkline(sty, y, r.x + 12 + bar, w - 12 - bar, f->util_hist[i], f->hist_n[i], 0.0f,
-                     1.0f);
+        int spark = w - 12 - bar;
+        if (g->util_valid) { /* the whole GPU as NVML sees it, beside the engine's share */
+            dp_text(y, r.x + w - 9, 9, A_NORMAL, " gpu %3u%%", g->util_pct);
+            spark -= 9;
+        }
+        dp_sparkline(sty, y, r.x + 12 + bar, spark, f->util_hist[i], f->hist_n[i], 0.0f, 1.0f);
         y++;
     }
     if (y < end) {
@@ -162,9 +175,15 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i, co
                 1e3 * m->compute_s, 1e3 * m->comm_s, 1e3 * m->idle_s);
         y++;
     }
-    if (y < end) /* CPU devices: the machine's sensors are not the device's */
-        dp_text(y, r.x, w, A_NORMAL, " temp N/A  power N/A  act peak %.1f MiB",
+    if (y < end) { /* N/A where NVML has no reading (and always for CPU devices) */
+        char temp[16] = "N/A", power[16] = "N/A";
+        if (g->temp_valid)
+            snprintf(temp, sizeof temp, "%u C", g->temp_c);
+        if (g->power_valid)
+            snprintf(power, sizeof power, "%.0f W", g->power_w);
+        dp_text(y, r.x, w, A_NORMAL, " temp %s  power %s  act peak %.1f MiB", temp, power,
                 (double)m->act_peak_bytes / 1048576.0);
+    }
 }
 
 static const struct key_help {
@@ -228,7 +247,7 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
     }
     draw_header(sty, lay.header, f, info);
     for (int i = 0; i < lay.n_panels; i++)
-        draw_panel(sty, lay.panels[i], f, i, dp_trainer_device(t, i)->name);
+        draw_panel(sty, lay.panels[i], f, i, dp_trainer_device(t, i));
     dp_loss_plot(sty, lay.loss_plot, &f->series);
     if (lay.timeline.h)
         dp_timeline_plot(sty, lay.timeline, f->timeline, stages);
@@ -350,8 +369,25 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
 
     static frame f; /* large: keep it off the stack */
     bool help = false, quitting = false;
+    char why[160];
+    dp_gpumon *mon = NULL;
+    for (int i = 0; i < dp_trainer_device_count(t) && !mon; i++)
+        if (dp_trainer_device(t, i)->bus_id[0])
+            mon = dp_gpumon_open(why, sizeof why);
+    double last_read = -1e9;
     for (;;) {
+        dp_gpu_reading gpu[DP_LAYOUT_MAX_PANELS];
+        memcpy(gpu, f.gpu, sizeof gpu);
         snapshot(t, st, &f);
+        memcpy(f.gpu, gpu, sizeof gpu);
+        if (mon && dp_now_s() - last_read >= 1.0) { /* NVML's own sampling is ~1/6 s or slower */
+            for (int i = 0; i < f.n_devices; i++) {
+                const dp_device *d = dp_trainer_device(t, i);
+                if (!d->bus_id[0] || dp_gpumon_read(mon, d->bus_id, 0, &f.gpu[i], NULL, 0) < 0)
+                    memset(&f.gpu[i], 0, sizeof f.gpu[i]);
+            }
+            last_read = dp_now_s();
+        }
         if ((quitting || *stop) && f.st.finished)
             break;
         draw(&sty, &f, info, t, help);
@@ -371,5 +407,6 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
         }
     }
     endwin();
+    dp_gpumon_close(mon);
     return 0;
 }

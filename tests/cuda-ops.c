@@ -1,0 +1,229 @@
+/* cuda-ops.c -- every operation of the backend table run on a CPU device and on a GPU with the
+ * same fresh random inputs, outputs compared: fp32 within 1e-5 relative (max |a - b| / max |a|),
+ * TF32 GEMMs within 2e-3. Each GPU output buffer is filled with NaN bytes first, so an element
+ * the GPU fails to write fails the comparison. Exit status 77 (skip) without a usable GPU. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dpmptop-config.h"
+#include "engine/backend.h"
+#include "engine/gpumon.h"
+#include "engine/rng.h"
+#ifdef HAVE_CUDA
+#include "engine/backend_cuda.h"
+#endif
+
+#ifndef HAVE_CUDA
+int main(void)
+{
+    puts("SKIP: this build has no CUDA backend");
+    return 77;
+}
+#else
+
+static dp_device cpu, gpu, gpu_tf32;
+static int failures;
+static dp_rng rng;
+
+static float *random_floats(size_t n, double scale)
+{
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(scale * (2.0 * dp_rng_uniform(&rng) - 1.0));
+    return v;
+}
+
+/* A device copy of host[n] on d; with poison, NaN bytes instead (an output buffer). */
+static float *on(dp_device *d, const float *host, size_t n, int poison)
+{
+    dp_err err;
+    float *p = dp_device_alloc(d, (n ? n : 1) * sizeof *p, "test", &err);
+    if (poison) {
+        float *nan = malloc((n ? n : 1) * sizeof *nan);
+        memset(nan, 0xff, (n ? n : 1) * sizeof *nan);
+        d->be->upload(d, p, nan, n * sizeof *nan);
+        free(nan);
+    } else {
+        d->be->upload(d, p, host, n * sizeof *host);
+    }
+    return p;
+}
+
+static float *back(dp_device *d, const float *p, size_t n)
+{
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    d->be->download(d, h, p, n * sizeof *h);
+    return h;
+}
+
+/* Compares the CPU's and the GPU's results of an operation. */
+static void compare(const char *what, const float *want, const float *got, size_t n, double tol)
+{
+    double scale = 0, diff = 0;
+    for (size_t i = 0; i < n; i++) {
+        scale = fmax(scale, fabs(want[i]));
+        diff = isfinite(got[i]) ? fmax(diff, fabs((double)want[i] - got[i])) : INFINITY;
+    }
+    double rel = scale > 0 ? diff / scale : diff;
+    int ok = rel <= tol;
+    printf("%-44s %s  max rel %.3g (tolerance %.0e)\n", what, ok ? "ok  " : "FAIL", rel, tol);
+    failures += !ok;
+}
+
+static void test_gemm(dp_device *g, double tol, const char *label)
+{
+    int m = 37, n = 29, k = 53;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int acc = 0; acc < 2; acc++) {
+                int lda = ta ? m : k, ldb = tb ? k : n;
+                float *a = random_floats((size_t)m * k, 1), *b = random_floats((size_t)k * n, 1);
+                float *c = random_floats((size_t)m * n, 1);
+                float *ca = on(&cpu, a, (size_t)m * k, 0), *cb = on(&cpu, b, (size_t)k * n, 0);
+                float *cc = on(&cpu, c, (size_t)m * n, 0);
+                float *ga = on(g, a, (size_t)m * k, 0), *gb = on(g, b, (size_t)k * n, 0);
+                float *gc = on(g, c, (size_t)m * n, !acc);
+                float beta = acc ? 1.0f : 0.0f;
+                cpu.be->gemm(&cpu, ta, tb, m, n, k, 0.5f, ca, lda, cb, ldb, beta, cc, n);
+                g->be->gemm(g, ta, tb, m, n, k, 0.5f, ga, lda, gb, ldb, beta, gc, n);
+                float *got = back(g, gc, (size_t)m * n);
+                char what[64];
+                snprintf(what, sizeof what, "gemm %s %c%c beta %d", label, ta ? 'T' : 'N',
+                         tb ? 'T' : 'N', acc);
+                compare(what, cc, got, (size_t)m * n, tol);
+                free(a), free(b), free(c), free(got);
+            }
+}
+
+int main(void)
+{
+    dp_err err;
+    if (dp_cuda_device_count(&err) < 1) {
+        printf("SKIP: %s\n", err.msg);
+        return 77;
+    }
+    rng = dp_rng_stream(42, 7, 0);
+    if (dp_cpu_device_init(&cpu, 0, 1, &err) < 0 || dp_cuda_device_init(&gpu, 1, 0, false, &err) < 0 ||
+        dp_cuda_device_init(&gpu_tf32, 2, 0, true, &err) < 0) {
+        fprintf(stderr, "cuda-ops: %s\n", err.msg);
+        return 1;
+    }
+    gpu.be->bind(&gpu);
+    test_gemm(&gpu, 1e-5, "fp32");
+    test_gemm(&gpu_tf32, 2e-3, "tf32");
+
+    int rows = 67, cols = 45;
+    size_t n = (size_t)rows * cols;
+    float *x = random_floats(n, 3), *dy = random_floats(n, 1), *row = random_floats(cols, 1);
+    float *cx = on(&cpu, x, n, 0), *gx = on(&gpu, x, n, 0);
+    float *cdy = on(&cpu, dy, n, 0), *gdy = on(&gpu, dy, n, 0);
+    float *crow = on(&cpu, row, cols, 0), *grow = on(&gpu, row, cols, 0);
+    float *cy = on(&cpu, x, n, 0), *gy = on(&gpu, x, n, 1), *got;
+
+    cpu.be->fill_rows(&cpu, cy, crow, rows, cols);
+    gpu.be->fill_rows(&gpu, gy, grow, rows, cols);
+    compare("fill_rows", back(&cpu, cy, n), got = back(&gpu, gy, n), n, 1e-6);
+    for (int acc = 0; acc < 2; acc++) {
+        float *cs = on(&cpu, row, cols, 0), *gs = on(&gpu, row, cols, !acc);
+        cpu.be->sum_rows(&cpu, cs, cx, rows, cols, acc);
+        gpu.be->sum_rows(&gpu, gs, gx, rows, cols, acc);
+        compare(acc ? "sum_rows, accumulate" : "sum_rows", back(&cpu, cs, cols),
+                back(&gpu, gs, cols), cols, 1e-5);
+    }
+    const char *acts[] = { "relu", "gelu", "tanh" };
+    for (int a = 0; a < 3; a++) {
+        float *cout = on(&cpu, x, n, 0), *gout = on(&gpu, x, n, 1);
+        cpu.be->act_forward(&cpu, (dp_act)a, cout, cx, n);
+        gpu.be->act_forward(&gpu, (dp_act)a, gout, gx, n);
+        char what[64];
+        snprintf(what, sizeof what, "act_forward %s", acts[a]);
+        compare(what, back(&cpu, cout, n), back(&gpu, gout, n), n, 1e-5);
+        float *cdx = on(&cpu, x, n, 0), *gdx = on(&gpu, x, n, 1);
+        cpu.be->act_backward(&cpu, (dp_act)a, cdx, cx, cout, cdy, n);
+        gpu.be->act_backward(&gpu, (dp_act)a, gdx, gx, gout, gdy, n);
+        snprintf(what, sizeof what, "act_backward %s", acts[a]);
+        compare(what, back(&cpu, cdx, n), back(&gpu, gdx, n), n, 1e-5);
+    }
+    /* softmax cross-entropy: 67 rows of 45 classes */
+    int32_t labels[67];
+    for (int r = 0; r < rows; r++)
+        labels[r] = (int32_t)dp_rng_below(&rng, (uint64_t)cols);
+    int32_t *cl = dp_device_alloc(&cpu, sizeof labels, "test", &err);
+    int32_t *gl = dp_device_alloc(&gpu, sizeof labels, "test", &err);
+    cpu.be->upload(&cpu, cl, labels, sizeof labels);
+    gpu.be->upload(&gpu, gl, labels, sizeof labels);
+    float zero2[2] = { 0, 0 };
+    float *cst = on(&cpu, zero2, 2, 0), *gst = on(&gpu, zero2, 2, 0);
+    float *cg = on(&cpu, x, n, 0), *gg = on(&gpu, x, n, 1);
+    cpu.be->softmax_xent(&cpu, cx, cl, rows, cols, 0.25f, cg, cst);
+    gpu.be->softmax_xent(&gpu, gx, gl, rows, cols, 0.25f, gg, gst);
+    compare("softmax_xent dlogits", back(&cpu, cg, n), back(&gpu, gg, n), n, 1e-5);
+    compare("softmax_xent loss sum and correct", back(&cpu, cst, 2), back(&gpu, gst, 2), 2, 1e-5);
+    cpu.be->softmax_xent(&cpu, cx, cl, rows, cols, 0.25f, NULL, cst);
+    gpu.be->softmax_xent(&gpu, gx, gl, rows, cols, 0.25f, NULL, gst);
+    compare("softmax_xent again, stats only", back(&cpu, cst, 2), back(&gpu, gst, 2), 2, 1e-5);
+
+    /* optimizers */
+    dp_sgd_args sgd = { .lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true };
+    float *buf = random_floats(n, 0.1);
+    float *cp = on(&cpu, x, n, 0), *gp = on(&gpu, x, n, 0);
+    float *cb = on(&cpu, buf, n, 0), *gb = on(&gpu, buf, n, 0);
+    cpu.be->sgd_step(&cpu, cp, cdy, cb, n, sgd);
+    gpu.be->sgd_step(&gpu, gp, gdy, gb, n, sgd);
+    compare("sgd_step parameters", back(&cpu, cp, n), back(&gpu, gp, n), n, 1e-5);
+    compare("sgd_step momentum", back(&cpu, cb, n), back(&gpu, gb, n), n, 1e-5);
+    dp_adamw_args adam = { .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                           .weight_decay = 0.01f, .one_minus_beta1 = 0.1f,
+                           .one_minus_beta2 = 0.001f, .bias_correction1 = 0.19f,
+                           .bias_correction2 = 0.002f };
+    float *v = random_floats(n, 0.01);
+    for (size_t i = 0; i < n; i++)
+        v[i] = fabsf(v[i]);
+    float *cm = on(&cpu, buf, n, 0), *gm = on(&gpu, buf, n, 0);
+    float *cv = on(&cpu, v, n, 0), *gv = on(&gpu, v, n, 0);
+    cpu.be->adamw_step(&cpu, cp, cdy, cm, cv, n, adam);
+    gpu.be->adamw_step(&gpu, gp, gdy, gm, gv, n, adam);
+    compare("adamw_step parameters", back(&cpu, cp, n), back(&gpu, gp, n), n, 1e-5);
+    compare("adamw_step m", back(&cpu, cm, n), back(&gpu, gm, n), n, 1e-5);
+    compare("adamw_step v", back(&cpu, cv, n), back(&gpu, gv, n), n, 1e-5);
+
+    float ss[2] = { (float)cpu.be->sum_squares(&cpu, cx, n),
+                    (float)gpu.be->sum_squares(&gpu, gx, n) };
+    compare("sum_squares", &ss[0], &ss[1], 1, 1e-6);
+    cpu.be->scale(&cpu, cx, 0.37f, n);
+    gpu.be->scale(&gpu, gx, 0.37f, n);
+    compare("scale", back(&cpu, cx, n), back(&gpu, gx, n), n, 1e-6);
+    gpu.be->copy(&gpu, gy, gx, n * sizeof *gx);
+    compare("copy", back(&cpu, cx, n), back(&gpu, gy, n), n, 0);
+    gpu.be->zero(&gpu, gy, n * sizeof *gy);
+    float *zeros = calloc(n, sizeof *zeros);
+    compare("zero", zeros, back(&gpu, gy, n), n, 0);
+    /* NVML: the GPU the device runs on, found by its PCI bus id, with every reading valid. */
+    char why[160], name[96] = "";
+    dp_gpumon *mon = dp_gpumon_open(why, sizeof why);
+    if (!mon) {
+        printf("NVML: %s\n", why);
+    } else {
+        dp_gpu_reading r;
+        int found = dp_gpumon_read(mon, gpu.bus_id, 0, &r, name, sizeof name);
+        printf("NVML %s (%s): util %u%%, memory %.1f / %.1f GiB, %u C, %.0f W\n", name,
+               gpu.bus_id, r.util_pct, r.mem_used / 1073741824.0, r.mem_total / 1073741824.0,
+               r.temp_c, r.power_w);
+        if (found < 0 || !r.util_valid || !r.mem_valid || r.mem_total == 0) {
+            printf("FAIL: NVML did not read %s (found %d)\n", gpu.bus_id, found);
+            failures++;
+        }
+        dp_gpumon_close(mon);
+    }
+    const char *e = gpu.be->error(&gpu);
+    if (e) {
+        printf("CUDA error: %s\n", e);
+        failures++;
+    }
+    printf("%s: %d failure%s\n", failures ? "FAIL" : "ok", failures, failures == 1 ? "" : "s");
+    (void)got;
+    return failures ? 1 : 0;
+}
+#endif
