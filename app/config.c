@@ -1,5 +1,5 @@
 /* config.c -- the key table, INI reading through inih, overrides, validation, printing. */
-#include "app/config.h"
+#include "app/configuration.h"
 #include "dpmptop-config.h"
 
 #include <ctype.h>

@@ -9,7 +9,7 @@
 
 #include <pthread.h>
 
-#include "app/config.h"
+#include "app/configuration.h"
 #include "app/headless.h"
 #include "tui/dashboard.h"
 #include "dpmptop-config.h"

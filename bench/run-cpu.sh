@@ -11,6 +11,7 @@
 # build directory), else the source tree this script sits in. PyTorch: $TORCH_PYTHON, default
 # Debian's /usr/bin/python3 (the python3 first on PATH may be one without torch).
 set -eu
+. "$(dirname "$0")/lib.sh"
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 if [ -n "${DPMPTOP_BUILD:-}" ]; then
@@ -45,25 +46,6 @@ fi
 kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 pct() { awk -v f="$1" 'BEGIN { printf "%.0f%%", 100 * f }'; }
-# table: '|'-separated rows on stdin, printed in aligned columns.
-table() {
-    awk -F'|' '
-        {
-            for (i = 1; i <= NF; i++) {
-                c[NR, i] = $i
-                if (length($i) > w[i]) w[i] = length($i)
-            }
-            if (NF > nf) nf = NF
-        }
-        END {
-            for (r = 1; r <= NR; r++) {
-                s = ""
-                for (i = 1; i <= nf; i++) s = s sprintf("%-" w[i] "s  ", c[r, i])
-                sub(/ +$/, "", s)
-                print s
-            }
-        }'
-}
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 tv=$("$python" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null || echo "no torch")

@@ -30,6 +30,7 @@
 # Binary: $DPMPTOP_BUILD/dpmptop, else ./dpmptop in the current directory, else the one in the
 # source tree this script sits in.
 set -eu
+. "$(dirname "$0")/lib.sh"
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 if [ -n "${DPMPTOP_BUILD:-}" ]; then
@@ -107,25 +108,6 @@ steps_rate() {
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2];
                                               else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
-# table: '|'-separated rows on stdin, printed in aligned columns.
-table() {
-    awk -F'|' '
-        {
-            for (i = 1; i <= NF; i++) {
-                c[NR, i] = $i
-                if (length($i) > w[i]) w[i] = length($i)
-            }
-            if (NF > nf) nf = NF
-        }
-        END {
-            for (r = 1; r <= NR; r++) {
-                s = ""
-                for (i = 1; i <= nf; i++) s = s sprintf("%-" w[i] "s  ", c[r, i])
-                sub(/ +$/, "", s)
-                print s
-            }
-        }'
-}
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 echo "== $cpu, $cores cores; load $(cut -d' ' -f1-3 /proc/loadavg); $("$bin" --version | head -n 1)"

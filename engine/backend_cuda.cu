@@ -218,23 +218,25 @@ void cuda_release(dp_device *d, void *p)
     CHECK_CUDA(im, cudaFree(p));
 }
 
-void cuda_upload(dp_device *d, void *dst, const void *src, size_t bytes)
+/* A copy between host and device that has finished when it returns, so the host buffer may be
+ * reused (upload) or read (download) at once. */
+void host_transfer(dp_device *d, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
     locked guard(d);
     cuda_impl *im = guard.im;
     begin(im);
-    CHECK_CUDA(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream));
-    /* the host buffer may be reused once this returns */
+    CHECK_CUDA(im, cudaMemcpyAsync(dst, src, bytes, kind, im->stream));
     wait(im);
+}
+
+void cuda_upload(dp_device *d, void *dst, const void *src, size_t bytes)
+{
+    host_transfer(d, dst, src, bytes, cudaMemcpyHostToDevice);
 }
 
 void cuda_download(dp_device *d, void *dst, const void *src, size_t bytes)
 {
-    locked guard(d);
-    cuda_impl *im = guard.im;
-    begin(im);
-    CHECK_CUDA(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, im->stream));
-    wait(im);
+    host_transfer(d, dst, src, bytes, cudaMemcpyDeviceToHost);
 }
 
 void cuda_copy(dp_device *d, void *dst, const void *src, size_t bytes)

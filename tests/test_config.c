@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/config.h"
+#include "app/configuration.h"
 #include "engine/model.h"
 
 /* ---- helpers ---- */

@@ -376,10 +376,7 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
             mon = dp_gpumon_open(why, sizeof why);
     double last_read = -1e9;
     for (;;) {
-        dp_gpu_reading gpu[DP_LAYOUT_MAX_PANELS];
-        memcpy(gpu, f.gpu, sizeof gpu);
-        snapshot(t, st, &f);
-        memcpy(f.gpu, gpu, sizeof gpu);
+        snapshot(t, st, &f); /* leaves f.gpu: NVML is read below, once a second */
         if (mon && dp_now_s() - last_read >= 1.0) { /* NVML's own sampling is ~1/6 s or slower */
             for (int i = 0; i < f.n_devices; i++) {
                 const dp_device *d = dp_trainer_device(t, i);

@@ -1,4 +1,5 @@
-/* config.h -- a run's configuration: INI files read with inih, --set overrides, validation.
+/* configuration.h -- the API of config.c: a run's configuration, INI files read with inih,
+ * --set overrides, validation.
  *
  * Every key has a default; the built-in demo (app/demo.ini) is read the same way as a user's
  * file. A bad key or value is reported as "FILE:LINE: [section] key: what it accepts". */
