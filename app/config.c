@@ -97,7 +97,7 @@ void dp_config_defaults(dp_config *c)
     snprintf(c->name, sizeof c->name, "dpmptop");
     c->seed = 1;
     c->epochs = 1;
-    c->precision = DP_PRECISION_FP32;
+    c->precision = DP_PRECISION_TF32; /* GPUs without TF32 (before compute capability 8.0) run fp32 */
     c->on_nan = DP_NAN_STOP;
     c->data = dp_data_defaults();
     snprintf(c->layers, sizeof c->layers, "linear:256, relu, linear:10");

@@ -31,17 +31,25 @@ struct dp_trainer {
     float *host_state;    /* [state_per_param][n_params] */
     long steps_done;
     long updates_done;    /* steps whose update was applied (AdamW's t) */
-    /* Two host batches: the workers read one during a step while the coordinator gathers the
-     * next into the other (the loader runs a batch ahead). */
+    /* Two host batches: the workers read one during a step while the loader thread gathers
+     * the next into the other. Hand-off under load_lock: a batch whose `full` is false belongs
+     * to the loader thread, which fills it and sets `full`; a full batch belongs to the
+     * coordinator until its step is done and it clears `full`. The loader thread alone uses
+     * `loader`, so the data loader runs up to two batches ahead of the steps. */
     struct batch {
         float *x;         /* [batch, features] */
         int32_t *y;       /* [batch] */
         int rows;
         long epoch;       /* 1-based */
         bool epoch_end;
+        bool full;
     } batches[2];
     int next_batch;       /* which of them holds the next step's batch */
-    bool next_ready;
+    pthread_t loader_thread;
+    bool loader_started;
+    bool loader_quit;     /* under load_lock */
+    pthread_mutex_t load_lock;
+    pthread_cond_t load_cond;
     /* a switch asked for, applied before the next step; any thread may ask */
     pthread_mutex_t switch_lock;
     bool switch_pending;
@@ -91,12 +99,47 @@ static void set_blas_threads(const dp_trainer *t, int workers)
     dp_cpu_set_blas_threads(threads);
 }
 
-/* Gathers the loader's next batch into b. */
-static void load_batch(dp_trainer *t, struct batch *b)
+/* The loader thread: gathers batch after batch into whichever host batch is free, so that a
+ * step's batch is ready when the step before it ends (the gather of a large batch costs as much
+ * as a GPU step). */
+static void *loader_main(void *arg)
 {
-    b->epoch = t->loader.epoch + 1;
-    b->rows = dp_loader_next(&t->loader, b->x, b->y);
-    b->epoch_end = t->loader.pos == 0;
+    dp_trainer *t = arg;
+    for (int i = 0;; i ^= 1) {
+        struct batch *b = &t->batches[i];
+        pthread_mutex_lock(&t->load_lock);
+        while (b->full && !t->loader_quit)
+            pthread_cond_wait(&t->load_cond, &t->load_lock);
+        bool quit = t->loader_quit;
+        pthread_mutex_unlock(&t->load_lock);
+        if (quit)
+            return NULL;
+        b->epoch = t->loader.epoch + 1;
+        b->rows = dp_loader_next(&t->loader, b->x, b->y);
+        b->epoch_end = t->loader.pos == 0;
+        pthread_mutex_lock(&t->load_lock);
+        b->full = true;
+        pthread_cond_broadcast(&t->load_cond);
+        pthread_mutex_unlock(&t->load_lock);
+    }
+}
+
+/* Waits until the loader thread has filled b. */
+static void wait_batch(dp_trainer *t, struct batch *b)
+{
+    pthread_mutex_lock(&t->load_lock);
+    while (!b->full)
+        pthread_cond_wait(&t->load_cond, &t->load_lock);
+    pthread_mutex_unlock(&t->load_lock);
+}
+
+/* Gives b back to the loader thread once its step is done with it. */
+static void release_batch(dp_trainer *t, struct batch *b)
+{
+    pthread_mutex_lock(&t->load_lock);
+    b->full = false;
+    pthread_cond_broadcast(&t->load_cond);
+    pthread_mutex_unlock(&t->load_lock);
 }
 
 /* Devices that the plan leaves without a worker say so in the metrics. */
@@ -150,6 +193,8 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     t->train = train;
     t->test = test;
     pthread_mutex_init(&t->switch_lock, NULL);
+    pthread_mutex_init(&t->load_lock, NULL);
+    pthread_cond_init(&t->load_cond, NULL);
     const dp_model *m = c->model;
     dp_plan plan;
     if (dp_plan_make(&plan, &c->plan, c->devices, m, c->batch, err) < 0) {
@@ -191,6 +236,11 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
         dp_model_init_params(m, t->host_params, c->seed);
     if (start_plan(t, &plan, err) < 0)
         goto fail;
+    if (pthread_create(&t->loader_thread, NULL, loader_main, t) != 0) {
+        dp_fail(err, "cannot start the data loader thread");
+        goto fail;
+    }
+    t->loader_started = true;
     return t;
 fail:
     dp_trainer_destroy(t);
@@ -201,6 +251,13 @@ void dp_trainer_destroy(dp_trainer *t)
 {
     if (!t)
         return;
+    if (t->loader_started) {
+        pthread_mutex_lock(&t->load_lock);
+        t->loader_quit = true;
+        pthread_cond_broadcast(&t->load_cond);
+        pthread_mutex_unlock(&t->load_lock);
+        pthread_join(t->loader_thread, NULL);
+    }
     dp_team_stop(t->team);
     for (int b = 0; b < 2; b++) { /* allocated only once every device was made */
         if (t->batches[b].x)
@@ -219,6 +276,8 @@ void dp_trainer_destroy(dp_trainer *t)
     free(t->host_params);
     free(t->host_state);
     pthread_mutex_destroy(&t->switch_lock);
+    pthread_mutex_destroy(&t->load_lock);
+    pthread_cond_destroy(&t->load_cond);
     free(t);
 }
 
@@ -275,9 +334,8 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
         return -1;
 
     double t0 = dp_now_s();
-    if (!t->next_ready)
-        load_batch(t, &t->batches[t->next_batch]);
     struct batch *b = &t->batches[t->next_batch];
+    wait_batch(t, b);
     int rows = b->rows;
     r->epoch = b->epoch;
     r->epoch_end = b->epoch_end;
@@ -285,11 +343,9 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     r->step = ++t->steps_done;
 
     dp_cmd step = { .kind = DP_CMD_STEP, .x = b->x, .y = b->y, .rows = rows, .step = r->step };
-    dp_team_post(t->team, &step);
-    t->next_batch ^= 1; /* gather the next batch while the workers compute */
-    load_batch(t, &t->batches[t->next_batch]);
-    t->next_ready = true;
-    dp_team_wait(t->team);
+    dp_team_run(t->team, &step);
+    release_batch(t, b);
+    t->next_batch ^= 1;
 
     /* Each replica's loss comes from its last stage; the gradient norm from replica 0. */
     const dp_plan *p = &t->plan;

@@ -218,14 +218,21 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
     w->in_flight--;
 }
 
-/* Downloads the last stage's loss and correct count into the result, and zeroes them. */
+/* Zeroes the last stage's loss and correct count before a batch's forward passes (and not
+ * after the download, which would leave an operation in flight while the host works). */
+static void reset_stats(dp_worker *w)
+{
+    if (is_last_stage(w))
+        w->dev->be->zero(w->dev, w->st.stats, 2 * sizeof *w->st.stats);
+}
+
+/* Adds the last stage's loss and correct count to the result. */
 static void collect_stats(dp_worker *w)
 {
     if (!is_last_stage(w))
         return;
     float stats[2];
     w->dev->be->download(w->dev, stats, w->st.stats, sizeof stats);
-    w->dev->be->zero(w->dev, w->st.stats, sizeof stats);
     w->result.loss_sum += stats[0];
     w->result.correct += stats[1];
 }
@@ -244,6 +251,7 @@ static void run_step(dp_worker *w, const dp_cmd *c)
             first_b = first_b < 0 ? i : first_b;
             last_b = i;
         }
+    reset_stats(w);
     for (int i = 0; i < w->n_ops; i++) {
         if (w->ops[i].kind == 'F')
             forward_op(w, c->x, c->y, c->rows, w->ops[i].micro);
@@ -312,6 +320,7 @@ static void run_eval(dp_worker *w, const dp_dataset *d)
     for (long at = 0; at < d->n; at += batch) {
         int rows = d->n - at < batch ? (int)(d->n - at) : batch;
         const float *x = d->x + (size_t)at * d->features;
+        reset_stats(w);
         for (int j = 0; j < p->micro; j++) {
             forward_op(w, x, d->y + at, rows, j);
             if (is_last_stage(w)) {

@@ -15,6 +15,7 @@ fi
 cat >"$work/run.ini" <<'INI'
 [run]
 steps = 20
+precision = fp32
 [data]
 kind = synthetic
 features = 20
