@@ -27,6 +27,7 @@ typedef struct dp_device {
     int index;          /* position in the run's device list */
     size_t mem_held;    /* bytes the engine holds on this device now */
     size_t mem_peak;    /* most bytes ever held */
+    size_t mem_cached;  /* bytes the engine released that the device's allocator keeps for reuse */
     size_t mem_total;   /* what the device has in all (CPU: the machine's memory) */
     void *impl;         /* backend-private state */
 } dp_device;

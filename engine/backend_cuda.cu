@@ -10,71 +10,20 @@ extern "C" {
 #include "engine/backend_cuda.h"
 }
 
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-namespace {
+#include "engine/cuda_impl.h"
 
-/* A device is driven by its worker thread, and by its comm thread when gradients are staged
- * through the host; `lock` serialises their operations on the one stream (and the busy-time
- * span), each operation holding it from issue to return. */
-struct cuda_impl {
-    pthread_mutex_t lock;
-    int ordinal;
-    cudaStream_t stream;
-    cublasHandle_t blas;
-    cudaEvent_t span_start, span_end; /* busy time: from the first op after a wait to the next */
-    bool span_open;
-    double busy_s;
-    char error[256];                  /* the first failure, or "" */
-    float *ones;                      /* [ones_n] of 1.0f, for column sums by GEMV */
-    size_t ones_n;
-};
-
-cuda_impl *impl_of(dp_device *d)
-{
-    return static_cast<cuda_impl *>(d->impl);
-}
-
-/* Holds a device's lock for the scope of an operation. */
-struct locked {
-    cuda_impl *im;
-    explicit locked(dp_device *d) : im(impl_of(d)) { pthread_mutex_lock(&im->lock); }
-    ~locked() { pthread_mutex_unlock(&im->lock); }
-};
-
-void record_error(cuda_impl *im, const char *file, int line, const char *what, const char *msg)
-{
-    if (!im->error[0])
-        snprintf(im->error, sizeof im->error, "%s:%d: %s: %s", file, line, what, msg);
-}
-
-#define CHECK_CUDA(im, call)                                                                 \
-    do {                                                                                     \
-        cudaError_t e_ = (call);                                                             \
-        if (e_ != cudaSuccess)                                                               \
-            record_error((im), __FILE__, __LINE__, #call, cudaGetErrorString(e_));           \
-    } while (0)
-
-#define CHECK_CUBLAS(im, call)                                                               \
-    do {                                                                                     \
-        cublasStatus_t s_ = (call);                                                          \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                     \
-            record_error((im), __FILE__, __LINE__, #call, cublasGetStatusString(s_));        \
-    } while (0)
-
-/* Marks the start of device work, for busy_seconds. */
-void begin(cuda_impl *im)
+void cuda_begin(cuda_impl *im)
 {
     if (!im->span_open) {
         CHECK_CUDA(im, cudaEventRecord(im->span_start, im->stream));
         im->span_open = true;
     }
 }
+
+namespace {
 
 /* Waits for the stream and adds the span's time to busy. */
 void wait(cuda_impl *im)
@@ -196,35 +145,125 @@ const unsigned T = 256; /* threads a block */
 
 void cuda_bind(dp_device *d)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     CHECK_CUDA(guard.im, cudaSetDevice(guard.im->ordinal));
 }
 
-void *cuda_alloc(dp_device *d, size_t bytes)
+/* Sizes are rounded up to 512 bytes, or to 2 MiB from 1 MiB on, so that blocks fit again. */
+size_t block_size(size_t bytes)
 {
-    void *p = NULL;
-    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
-        cudaGetLastError(); /* out of memory is reported by the caller, not kept as a failure */
-        return NULL;
-    }
-    return p;
+    size_t unit = bytes < (1u << 20) ? 512 : (2u << 20);
+    return (bytes + unit - 1) / unit * unit;
 }
 
+/* Frees every cached block (the lock held; the device idle). */
+void free_cached(cuda_impl *im)
+{
+    while (cuda_block *b = im->cached) {
+        im->cached = b->next;
+        CHECK_CUDA(im, cudaFree(b->p));
+        im->cached_bytes -= b->size;
+        free(b);
+    }
+}
+
+/* Waits for every stream of the device. */
+void wait_all(cuda_impl *im)
+{
+    wait(im);
+    CHECK_CUDA(im, cudaStreamSynchronize(im->comm));
+    CHECK_CUDA(im, cudaStreamSynchronize(im->copy));
+}
+
+/* The smallest cached block of at least `size` bytes, and at most twice that (so that a small
+ * request does not take a large block); unlinked from the cache. */
+cuda_block *take_cached(cuda_impl *im, size_t size)
+{
+    cuda_block **best = NULL;
+    for (cuda_block **at = &im->cached; *at; at = &(*at)->next)
+        if ((*at)->size >= size && (*at)->size <= 2 * size && (!best || (*at)->size < (*best)->size))
+            best = at;
+    if (!best)
+        return NULL;
+    cuda_block *b = *best;
+    *best = b->next;
+    im->cached_bytes -= b->size;
+    return b;
+}
+
+/* Makes the calling thread's current GPU im's for the scope (allocations may come from any
+ * thread, e.g. links made by the coordinator). */
+struct on_gpu {
+    int previous = -1;
+    explicit on_gpu(cuda_impl *im)
+    {
+        if (cudaGetDevice(&previous) == cudaSuccess && previous != im->ordinal)
+            cudaSetDevice(im->ordinal);
+        else
+            previous = -1;
+    }
+    ~on_gpu()
+    {
+        if (previous >= 0)
+            cudaSetDevice(previous);
+    }
+};
+
+void *cuda_alloc(dp_device *d, size_t bytes)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    on_gpu current(im);
+    size_t size = block_size(bytes ? bytes : 1);
+    cuda_block *b = take_cached(im, size);
+    if (!b) {
+        b = static_cast<cuda_block *>(calloc(1, sizeof *b));
+        if (!b)
+            return NULL;
+        b->size = size;
+        if (cudaMalloc(&b->p, size) != cudaSuccess) {
+            cudaGetLastError(); /* out of memory: give the cache back to CUDA and try again */
+            wait_all(im);
+            free_cached(im);
+            if (cudaMalloc(&b->p, size) != cudaSuccess) {
+                cudaGetLastError(); /* reported by the caller, not kept as a failure */
+                free(b);
+                return NULL;
+            }
+        }
+    }
+    b->next = im->used;
+    im->used = b;
+    d->mem_cached = im->cached_bytes;
+    return b->p;
+}
+
+/* Keeps the block for reuse. Memory is released when a team stops, so waiting for every stream
+ * first costs little, and a block is never handed out while a stream may still use it. */
 void cuda_release(dp_device *d, void *p)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    wait(im);
-    CHECK_CUDA(im, cudaFree(p));
+    wait_all(im);
+    for (cuda_block **at = &im->used; *at; at = &(*at)->next)
+        if ((*at)->p == p) {
+            cuda_block *b = *at;
+            *at = b->next;
+            b->next = im->cached;
+            im->cached = b;
+            im->cached_bytes += b->size;
+            break;
+        }
+    d->mem_cached = im->cached_bytes;
 }
 
 /* A copy between host and device that has finished when it returns, so the host buffer may be
  * reused (upload) or read (download) at once. */
 void host_transfer(dp_device *d, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    begin(im);
+    cuda_begin(im);
     CHECK_CUDA(im, cudaMemcpyAsync(dst, src, bytes, kind, im->stream));
     wait(im);
 }
@@ -241,17 +280,17 @@ void cuda_download(dp_device *d, void *dst, const void *src, size_t bytes)
 
 void cuda_copy(dp_device *d, void *dst, const void *src, size_t bytes)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    begin(im);
+    cuda_begin(im);
     CHECK_CUDA(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, im->stream));
 }
 
 void cuda_zero(dp_device *d, void *p, size_t bytes)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    begin(im);
+    cuda_begin(im);
     CHECK_CUDA(im, cudaMemsetAsync(p, 0, bytes, im->stream));
 }
 
@@ -272,19 +311,19 @@ void cuda_host_free(void *p)
 
 void cuda_synchronize(dp_device *d)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     wait(guard.im);
 }
 
 double cuda_busy_seconds(dp_device *d)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     return guard.im->busy_s;
 }
 
 const char *cuda_error(dp_device *d)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     return guard.im->error[0] ? guard.im->error : NULL;
 }
 
@@ -292,11 +331,11 @@ const char *cuda_error(dp_device *d)
 void cuda_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
     if (m == 0 || n == 0)
         return;
-    begin(im);
+    cuda_begin(im);
     CHECK_CUBLAS(im, cublasSgemm(im->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                  trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a,
                                  lda, &beta, c, ldc));
@@ -304,9 +343,9 @@ void cuda_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, floa
 
 void cuda_fill_rows(dp_device *d, float *y, const float *row, int rows, int cols)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    begin(im);
+    cuda_begin(im);
     fill_rows_kernel<<<blocks_for((size_t)rows * cols, T), T, 0, im->stream>>>(y, row, rows, cols);
     CHECK_CUDA(im, cudaGetLastError());
 }
@@ -323,25 +362,25 @@ __global__ void fill_kernel(float *y, float v, size_t n)
  * leave most of it idle. */
 void cuda_sum_rows(dp_device *d, float *out, const float *x, int rows, int cols, int accumulate)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
     if (rows == 0) {
         if (!accumulate)
             CHECK_CUDA(im, cudaMemsetAsync(out, 0, (size_t)cols * sizeof *out, im->stream));
         return;
     }
-    begin(im);
+    cuda_begin(im);
     if (im->ones_n < (size_t)rows) {
         wait(im);
         CHECK_CUDA(im, cudaFree(im->ones));
         im->ones = NULL;
         im->ones_n = 0;
         if (cudaMalloc(&im->ones, (size_t)rows * sizeof *im->ones) != cudaSuccess) {
-            record_error(im, __FILE__, __LINE__, "cudaMalloc", "out of memory for a ones vector");
+            cuda_record_error(im, __FILE__, __LINE__, "cudaMalloc", "out of memory for a ones vector");
             return;
         }
         im->ones_n = (size_t)rows;
-        begin(im);
+        cuda_begin(im);
         fill_kernel<<<blocks_for(im->ones_n, T), T, 0, im->stream>>>(im->ones, 1.0f, im->ones_n);
     }
     float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
@@ -351,11 +390,11 @@ void cuda_sum_rows(dp_device *d, float *out, const float *x, int rows, int cols,
 
 void cuda_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t n)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
     if (!n)
         return;
-    begin(im);
+    cuda_begin(im);
     act_forward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(act, y, x, n);
     CHECK_CUDA(im, cudaGetLastError());
 }
@@ -363,11 +402,11 @@ void cuda_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t
 void cuda_act_backward(dp_device *d, dp_act act, float *dx, const float *x, const float *y,
                        const float *dy, size_t n)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
     if (!n)
         return;
-    begin(im);
+    cuda_begin(im);
     act_backward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(act, dx, x, y, dy, n);
     CHECK_CUDA(im, cudaGetLastError());
 }
@@ -375,11 +414,11 @@ void cuda_act_backward(dp_device *d, dp_act act, float *dx, const float *x, cons
 void cuda_softmax_xent(dp_device *d, const float *logits, const int32_t *labels, int rows,
                        int classes, float grad_scale, float *dlogits, float *stats)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
     if (!rows)
         return;
-    begin(im);
+    cuda_begin(im);
     softmax_xent_kernel<<<blocks_for(rows, T), T, 0, im->stream>>>(logits, labels, rows, classes,
                                                                    grad_scale, dlogits, stats);
     CHECK_CUDA(im, cudaGetLastError());
@@ -387,9 +426,9 @@ void cuda_softmax_xent(dp_device *d, const float *logits, const int32_t *labels,
 
 void cuda_sgd_step(dp_device *d, float *p, const float *g, float *buf, size_t n, dp_sgd_args a)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    begin(im);
+    cuda_begin(im);
     sgd_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(p, g, buf, n, a);
     CHECK_CUDA(im, cudaGetLastError());
 }
@@ -397,37 +436,33 @@ void cuda_sgd_step(dp_device *d, float *p, const float *g, float *buf, size_t n,
 void cuda_adamw_step(dp_device *d, float *p, const float *g, float *m, float *v, size_t n,
                      dp_adamw_args a)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    begin(im);
+    cuda_begin(im);
     adamw_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(p, g, m, v, n, a);
     CHECK_CUDA(im, cudaGetLastError());
 }
 
 double cuda_sum_squares(dp_device *d, const float *x, size_t n)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    double *sum = NULL, host = 0.0;
-    CHECK_CUDA(im, cudaMallocAsync(&sum, sizeof *sum, im->stream));
-    if (!sum)
-        return NAN;
-    begin(im);
+    double *sum = im->sumsq, host = 0.0;
+    cuda_begin(im);
     CHECK_CUDA(im, cudaMemsetAsync(sum, 0, sizeof *sum, im->stream));
     unsigned blocks = blocks_for(n, T);
     sum_squares_kernel<<<blocks > 1024 ? 1024 : blocks, T, 0, im->stream>>>(x, n, sum);
     CHECK_CUDA(im, cudaGetLastError());
     CHECK_CUDA(im, cudaMemcpyAsync(&host, sum, sizeof host, cudaMemcpyDeviceToHost, im->stream));
-    CHECK_CUDA(im, cudaFreeAsync(sum, im->stream));
     wait(im);
     return host;
 }
 
 void cuda_scale(dp_device *d, float *x, float s, size_t n)
 {
-    locked guard(d);
+    cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    begin(im);
+    cuda_begin(im);
     scale_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(x, s, n);
     CHECK_CUDA(im, cudaGetLastError());
 }
@@ -463,6 +498,21 @@ int dp_cuda_device_count(dp_err *err)
     return n;
 }
 
+/* Lets GPU `ordinal` address the memory of every other GPU it can reach directly (NVLink or
+ * PCIe peer-to-peer), for pipeline links and reductions; the current device is `ordinal`. */
+static void enable_peer_access(int ordinal)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess)
+        return;
+    for (int peer = 0; peer < n; peer++) {
+        int can = 0;
+        if (peer != ordinal && cudaDeviceCanAccessPeer(&can, ordinal, peer) == cudaSuccess && can)
+            cudaDeviceEnablePeerAccess(peer, 0); /* "already enabled" when a GPU has several devices */
+    }
+    cudaGetLastError();
+}
+
 int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err *err)
 {
     memset(d, 0, sizeof *d);
@@ -480,13 +530,21 @@ int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err 
     CHECK_CUDA(im, cudaSetDevice(ordinal));
     CHECK_CUDA(im, cudaGetDeviceProperties(&prop, ordinal));
     CHECK_CUDA(im, cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking));
+    CHECK_CUDA(im, cudaStreamCreateWithFlags(&im->comm, cudaStreamNonBlocking));
+    CHECK_CUDA(im, cudaStreamCreateWithFlags(&im->copy, cudaStreamNonBlocking));
+    CHECK_CUDA(im, cudaEventCreateWithFlags(&im->comm_ready, cudaEventDisableTiming));
+    CHECK_CUDA(im, cudaEventCreateWithFlags(&im->comm_done, cudaEventDisableTiming));
     CHECK_CUDA(im, cudaEventCreate(&im->span_start));
     CHECK_CUDA(im, cudaEventCreate(&im->span_end));
+    CHECK_CUDA(im, cudaMalloc(&im->sumsq, sizeof *im->sumsq));
     CHECK_CUDA(im, cudaMemGetInfo(&free_b, &total_b));
     CHECK_CUBLAS(im, cublasCreate(&im->blas));
     CHECK_CUBLAS(im, cublasSetStream(im->blas, im->stream));
-    CHECK_CUBLAS(im, cublasSetMathMode(im->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                      : CUBLAS_DEFAULT_MATH));
+    /* TF32 exists from compute capability 8.0 (Ampere) on; older GPUs compute in fp32. */
+    bool use_tf32 = tf32 && prop.major >= 8;
+    CHECK_CUBLAS(im, cublasSetMathMode(im->blas, use_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                          : CUBLAS_DEFAULT_MATH));
+    enable_peer_access(ordinal);
     if (im->error[0]) {
         int rc = dp_fail(err, "cuda:%d: %s", ordinal, im->error);
         dp_cuda_device_destroy(d);
@@ -502,20 +560,28 @@ int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err 
 /* Called once no thread uses the device any more, so without its lock. */
 void dp_cuda_device_destroy(dp_device *d)
 {
-    cuda_impl *im = impl_of(d);
+    cuda_impl *im = cuda_impl_of(d);
     if (!im)
         return;
     cudaSetDevice(im->ordinal);
+    if (im->stream) /* what the streams still do may use the memory freed below */
+        cudaDeviceSynchronize();
     if (im->blas)
         cublasDestroy(im->blas);
-    if (im->span_start)
-        cudaEventDestroy(im->span_start);
-    if (im->span_end)
-        cudaEventDestroy(im->span_end);
-    if (im->ones)
-        cudaFree(im->ones);
-    if (im->stream)
-        cudaStreamDestroy(im->stream);
+    for (cudaEvent_t e : { im->span_start, im->span_end, im->comm_ready, im->comm_done })
+        if (e)
+            cudaEventDestroy(e);
+    for (cuda_block *b = im->used, *next; b; b = next) { /* freed by the engine first, normally */
+        next = b->next;
+        cudaFree(b->p);
+        free(b);
+    }
+    free_cached(im);
+    cudaFree(im->ones);
+    cudaFree(im->sumsq);
+    for (cudaStream_t s : { im->stream, im->comm, im->copy })
+        if (s)
+            cudaStreamDestroy(s);
     pthread_mutex_destroy(&im->lock);
     free(im);
     d->impl = NULL;

@@ -22,6 +22,33 @@ int dp_cuda_device_count(dp_err *err);
 int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err *err);
 void dp_cuda_device_destroy(dp_device *d);
 
+/* An all-reduce group of GPU devices (see comm.h): NCCL when the members are distinct GPUs (or
+ * NCCL takes several ranks on one GPU), else a reduction kernel when they all share one GPU.
+ * NULL with err->msg empty when neither applies (CPU members, GPUs shared unevenly): the host
+ * all-reduce does it then; NULL with err filled on a failure. */
+typedef struct dp_cuda_comm dp_cuda_comm;
+dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err);
+void dp_cuda_comm_destroy(dp_cuda_comm *c);
+/* "NCCL" or "one-GPU reduction". */
+const char *dp_cuda_comm_kind(const dp_cuda_comm *c);
+/* Issues the sum of buf over the members on member `rank`'s comm stream, after the work issued
+ * on its compute stream so far, and returns. */
+void dp_cuda_comm_allreduce(dp_cuda_comm *c, int rank, float *buf, size_t n);
+/* Makes member `rank`'s compute stream wait for the all-reduces it has issued. */
+void dp_cuda_comm_join(dp_cuda_comm *c, int rank);
+
+/* The transport of a pipeline link (link.h) between two GPU devices: `slots` slots of
+ * slot_bytes in the receiver's memory. Sending copies a message into a slot on the sender's
+ * copy stream (cudaMemcpyPeerAsync, peer to peer where the GPUs allow it) after the sender's
+ * work so far; receiving copies it out on the receiver's compute stream once it has arrived.
+ * Neither waits on the host: the link's FIFO hands the slots over. */
+typedef struct dp_cuda_xfer dp_cuda_xfer;
+dp_cuda_xfer *dp_cuda_xfer_create(dp_device *sender, dp_device *receiver, int slots,
+                                  size_t slot_bytes, dp_err *err);
+void dp_cuda_xfer_destroy(dp_cuda_xfer *x);
+void dp_cuda_xfer_send(dp_cuda_xfer *x, int slot, const void *src, size_t bytes);
+void dp_cuda_xfer_recv(dp_cuda_xfer *x, int slot, void *dst, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

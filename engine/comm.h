@@ -1,23 +1,33 @@
-/* comm.h -- all-reduce (sum) inside a group of devices.
+/* comm.h -- all-reduce (sum) inside a group of devices: the replicas of one stage.
  *
  * Every member calls dp_comm_allreduce with its own buffer of the same length, in the same order
- * of calls; each returns when every member's buffer holds the sum. The host implementation
- * (comm_host.c) reduce-scatters and all-gathers in shared memory: each member sums its own
- * slice of every buffer, in member order, so all members get bit-identical results. */
+ * of calls, each from its own thread. A host group (CPU devices; GPUs shared unevenly, staged
+ * through host memory) reduce-scatters and all-gathers in shared memory: each member sums its
+ * own slice of every buffer in member order, so all members get bit-identical results, and the
+ * call returns when every buffer holds the sum. A device group (backend_cuda.h: NCCL, or a
+ * reduction kernel on one GPU, in member order too) issues the sum on the member's comm stream
+ * and returns; dp_comm_join then orders it before the member's later operations. */
 #ifndef DP_COMM_H
 #define DP_COMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "engine/backend.h"
 #include "engine/error.h"
 
 typedef struct dp_comm dp_comm;
 
-/* A group of `size` members (ranks 0..size-1). */
-dp_comm *dp_comm_create(int size, dp_err *err);
+/* A group of `size` members (ranks 0..size-1), members[r] the device of rank r. */
+dp_comm *dp_comm_create(dp_device **members, int size, dp_err *err);
 void dp_comm_destroy(dp_comm *c);
-
+/* Whether buffers are device memory (a device group); else host memory. */
+bool dp_comm_on_device(const dp_comm *c);
+/* "host", "NCCL" or "one-GPU reduction". */
+const char *dp_comm_kind(const dp_comm *c);
 /* buf[n] of member `rank` is replaced by the sum over all members. */
 void dp_comm_allreduce(dp_comm *c, int rank, float *buf, size_t n);
+/* Member `rank`'s operations issued from now on see the sums (waits for a device group's). */
+void dp_comm_join(dp_comm *c, int rank);
 
 #endif

@@ -1,4 +1,5 @@
-/* comm_host.c -- all-reduce among threads of one process, through shared memory.
+/* comm_host.c -- all-reduce among threads of one process, through shared memory; device
+ * groups are handed to the CUDA backend.
  *
  * Hand-off: a member publishes its buffer pointer, then the first barrier makes every pointer
  * visible; each member then owns slice [rank] of every buffer until the second barrier, after
@@ -7,15 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dpmptop-config.h"
 #include "engine/comm.h"
+#ifdef HAVE_CUDA
+#include "engine/backend_cuda.h"
+#endif
 
 struct dp_comm {
+#ifdef HAVE_CUDA
+    dp_cuda_comm *device; /* a device group; the fields below are then unused */
+#endif
     int size;
     pthread_barrier_t barrier;
     float **bufs; /* [size]: each member's buffer for the all-reduce in progress */
 };
 
-dp_comm *dp_comm_create(int size, dp_err *err)
+dp_comm *dp_comm_create(dp_device **members, int size, dp_err *err)
 {
     dp_comm *c = calloc(1, sizeof *c);
     if (c)
@@ -26,6 +34,14 @@ dp_comm *dp_comm_create(int size, dp_err *err)
         return NULL;
     }
     c->size = size;
+#ifdef HAVE_CUDA
+    c->device = dp_cuda_comm_create(members, size, err);
+    if (!c->device && err->msg[0]) {
+        free(c->bufs);
+        free(c);
+        return NULL;
+    }
+#endif
     pthread_barrier_init(&c->barrier, NULL, (unsigned)size);
     return c;
 }
@@ -34,15 +50,50 @@ void dp_comm_destroy(dp_comm *c)
 {
     if (!c)
         return;
+#ifdef HAVE_CUDA
+    dp_cuda_comm_destroy(c->device);
+#endif
     pthread_barrier_destroy(&c->barrier);
     free(c->bufs);
     free(c);
+}
+
+bool dp_comm_on_device(const dp_comm *c)
+{
+#ifdef HAVE_CUDA
+    return c->device != NULL;
+#else
+    return false;
+#endif
+}
+
+const char *dp_comm_kind(const dp_comm *c)
+{
+#ifdef HAVE_CUDA
+    if (c->device)
+        return dp_cuda_comm_kind(c->device);
+#endif
+    return "host";
+}
+
+void dp_comm_join(dp_comm *c, int rank)
+{
+#ifdef HAVE_CUDA
+    if (c->device)
+        dp_cuda_comm_join(c->device, rank);
+#endif
 }
 
 void dp_comm_allreduce(dp_comm *c, int rank, float *buf, size_t n)
 {
     if (c->size == 1)
         return;
+#ifdef HAVE_CUDA
+    if (c->device) {
+        dp_cuda_comm_allreduce(c->device, rank, buf, n);
+        return;
+    }
+#endif
     c->bufs[rank] = buf;
     pthread_barrier_wait(&c->barrier);
     size_t lo = n * (size_t)rank / (size_t)c->size;

@@ -9,7 +9,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "dpmptop-config.h"
 #include "engine/link.h"
+#ifdef HAVE_CUDA
+#include "engine/backend_cuda.h"
+#endif
 
 struct dp_link {
     dp_device *sender;
@@ -18,7 +22,10 @@ struct dp_link {
     pthread_cond_t changed;
     int slots;
     size_t slot_floats;
-    float *data;  /* [slots, slot_floats] */
+    float *data;  /* [slots, slot_floats]; NULL with a device transport */
+#ifdef HAVE_CUDA
+    dp_cuda_xfer *xfer; /* between two GPU devices: slots in the receiver's memory */
+#endif
     size_t *len;  /* [slots]: floats in each message */
     long head;    /* next message to receive */
     long tail;    /* next slot to fill */
@@ -37,6 +44,19 @@ dp_link *dp_link_create(dp_device *sender, dp_device *receiver, int slots, size_
     l->receiver = receiver;
     l->slots = slots;
     l->slot_floats = slot_floats;
+#ifdef HAVE_CUDA
+    if (sender->be == &dp_backend_cuda && receiver->be == &dp_backend_cuda) {
+        if (!(l->xfer = dp_cuda_xfer_create(sender, receiver, slots,
+                                            slot_floats * sizeof(float), err))) {
+            free(l->len);
+            free(l);
+            return NULL;
+        }
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_cond_init(&l->changed, NULL);
+        return l;
+    }
+#endif
     if (receiver->be->host_memory)
         l->data = dp_device_alloc(receiver, dp_link_bytes(l), "pipeline link buffers", err);
     else if (!(l->data = malloc(dp_link_bytes(l) ? dp_link_bytes(l) : 1)))
@@ -57,7 +77,10 @@ void dp_link_destroy(dp_link *l)
         return;
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->changed);
-    if (l->receiver->be->host_memory)
+#ifdef HAVE_CUDA
+    dp_cuda_xfer_destroy(l->xfer);
+#endif
+    if (l->data && l->receiver->be->host_memory)
         dp_device_free(l->receiver, l->data, dp_link_bytes(l));
     else
         free(l->data);
@@ -79,8 +102,13 @@ void dp_link_send(dp_link *l, const float *src, size_t n, dp_link_time *t)
     long slot = l->tail % l->slots;
     pthread_mutex_unlock(&l->lock);
     double t1 = dp_now_s();
-    l->sender->be->download(l->sender, l->data + (size_t)slot * l->slot_floats, src,
-                            n * sizeof *src);
+#ifdef HAVE_CUDA
+    if (l->xfer)
+        dp_cuda_xfer_send(l->xfer, (int)slot, src, n * sizeof *src);
+    else
+#endif
+        l->sender->be->download(l->sender, l->data + (size_t)slot * l->slot_floats, src,
+                                n * sizeof *src);
     l->len[slot] = n;
     double t2 = dp_now_s();
     pthread_mutex_lock(&l->lock);
@@ -101,9 +129,16 @@ size_t dp_link_recv(dp_link *l, float *dst, dp_link_time *t)
     pthread_mutex_unlock(&l->lock);
     double t1 = dp_now_s();
     size_t n = l->len[slot];
-    l->receiver->be->upload(l->receiver, dst, l->data + (size_t)slot * l->slot_floats,
-                            n * sizeof *dst);
-    l->receiver->be->synchronize(l->receiver); /* the slot is reused once released */
+#ifdef HAVE_CUDA
+    if (l->xfer) {
+        dp_cuda_xfer_recv(l->xfer, (int)slot, dst, n * sizeof *dst);
+    } else
+#endif
+    {
+        l->receiver->be->upload(l->receiver, dst, l->data + (size_t)slot * l->slot_floats,
+                                n * sizeof *dst);
+        l->receiver->be->synchronize(l->receiver); /* the slot is reused once released */
+    }
     double t2 = dp_now_s();
     pthread_mutex_lock(&l->lock);
     l->head++;

@@ -34,7 +34,8 @@ typedef struct dp_worker {
     pthread_cond_t q_changed;
     int requested, finished, quit;
     pthread_t comm_thread;
-    float *staging;            /* host copy of a bucket, for devices the host cannot address */
+    float *staging;            /* host copy of a bucket, for a host group of devices whose
+                                  memory the host cannot address */
     pthread_t thread;
     long seen;                 /* the last command generation carried out */
     dp_worker_result result;
@@ -118,6 +119,7 @@ static void wait_buckets(dp_worker *w)
         pthread_cond_wait(&w->q_changed, &w->q_lock);
     w->requested = w->finished = 0;
     pthread_mutex_unlock(&w->q_lock);
+    dp_comm_join(w->group, w->replica);
     w->next_bucket = 0;
     w->allreduce_wait_s += dp_now_s() - t0;
 }
@@ -392,7 +394,7 @@ static int set_up(dp_worker *w)
         return -1;
     if (make_buckets(w, t->cfg.bucket_mb) < 0)
         return dp_fail(&w->result.err, "out of host memory");
-    if (w->group && !w->dev->be->host_memory) {
+    if (w->group && !w->dev->be->host_memory && !dp_comm_on_device(w->group)) {
         size_t most = 0;
         for (int b = 0; b < w->n_buckets; b++)
             most = w->buckets[b].count > most ? w->buckets[b].count : most;
@@ -546,7 +548,10 @@ dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err
     }
     if (plan->replicas > 1)
         for (int s = 0; s < plan->stages; s++) {
-            if (!(t->groups[s] = dp_comm_create(plan->replicas, err))) {
+            dp_device *members[DP_MAX_DEVICES];
+            for (int r = 0; r < plan->replicas; r++)
+                members[r] = t->w[r * plan->stages + s].dev;
+            if (!(t->groups[s] = dp_comm_create(members, plan->replicas, err))) {
                 free_team(t);
                 return NULL;
             }

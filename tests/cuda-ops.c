@@ -3,12 +3,14 @@
  * TF32 GEMMs within 2e-3. Each GPU output buffer is filled with NaN bytes first, so an element
  * the GPU fails to write fails the comparison. Exit status 77 (skip) without a usable GPU. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dpmptop-config.h"
 #include "engine/backend.h"
+#include "engine/comm.h"
 #include "engine/gpumon.h"
 #include "engine/rng.h"
 #ifdef HAVE_CUDA
@@ -70,6 +72,100 @@ static void compare(const char *what, const float *want, const float *got, size_
     int ok = rel <= tol;
     printf("%-44s %s  max rel %.3g (tolerance %.0e)\n", what, ok ? "ok  " : "FAIL", rel, tol);
     failures += !ok;
+}
+
+
+/* The caching allocator: a released block comes back for a request of about its size, is
+ * counted as cached meanwhile, and is not handed out twice. */
+static void test_allocator(void)
+{
+    dp_err err;
+    size_t cached = gpu.mem_cached, bytes = 3u << 20;
+    void *a = dp_device_alloc(&gpu, bytes, "test", &err);
+    dp_device_free(&gpu, a, bytes);
+    int ok = gpu.mem_cached == cached + (4u << 20); /* 3 MiB rounds up to 2 MiB units */
+    void *b = dp_device_alloc(&gpu, bytes + 4096, "test", &err);
+    ok = ok && b == a && gpu.mem_cached == cached;
+    void *c = dp_device_alloc(&gpu, bytes, "test", &err);
+    ok = ok && c && c != b;
+    dp_device_free(&gpu, b, bytes + 4096);
+    dp_device_free(&gpu, c, bytes);
+    printf("%-44s %s  (%zu bytes cached)\n", "allocator reuses released blocks", ok ? "ok  " : "FAIL",
+           gpu.mem_cached);
+    failures += !ok;
+}
+
+/* One member of a device all-reduce group, on its own thread like a worker's comm thread. */
+typedef struct member {
+    dp_comm *comm;
+    dp_device *dev;
+    int rank;
+    float *buf;
+    size_t n;
+} member;
+
+static void *member_main(void *arg)
+{
+    member *m = arg;
+    m->dev->be->bind(m->dev);
+    for (int round = 0; round < 3; round++) /* the same buffer, summed three times */
+        dp_comm_allreduce(m->comm, m->rank, m->buf, m->n);
+    dp_comm_join(m->comm, m->rank);
+    return NULL;
+}
+
+/* Logical devices of one GPU all-reduce in a device group, and every member ends with the
+ * host all-reduce's member-order sums bit for bit. */
+static void test_device_allreduce(int size)
+{
+    enum { MAX = 4 };
+    size_t n = 1000003;
+    dp_device devs[MAX], *members[MAX];
+    member m[MAX];
+    pthread_t th[MAX];
+    float *want[MAX];
+    dp_err err;
+    for (int r = 0; r < size; r++) {
+        if (r > 0 && dp_cuda_device_init(&devs[r], r, 0, false, &err) < 0) {
+            printf("FAIL: %s\n", err.msg);
+            failures++;
+            return;
+        }
+        members[r] = r == 0 ? &gpu : &devs[r];
+        want[r] = random_floats(n, 1.0);
+    }
+    dp_comm *c = dp_comm_create(members, size, &err);
+    if (!c) {
+        printf("FAIL: dp_comm_create: %s\n", err.msg);
+        failures++;
+        return;
+    }
+    for (int r = 0; r < size; r++)
+        m[r] = (member){ c, members[r], r, on(members[r], want[r], n, 0), n };
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < n; i++) {
+            float s = want[0][i];
+            for (int r = 1; r < size; r++)
+                s += want[r][i];
+            for (int r = 0; r < size; r++)
+                want[r][i] = s;
+        }
+    for (int r = 0; r < size; r++)
+        pthread_create(&th[r], NULL, member_main, &m[r]);
+    for (int r = 0; r < size; r++)
+        pthread_join(th[r], NULL);
+    char what[80];
+    for (int r = 0; r < size; r++) {
+        snprintf(what, sizeof what, "all-reduce, %d devices on one GPU (%s), rank %d", size,
+                 dp_comm_kind(c), r);
+        compare(what, want[r], back(members[r], m[r].buf, n), n, 0);
+    }
+    int on_device = dp_comm_on_device(c);
+    printf("%-44s %s\n", "all-reduce group on the device", on_device ? "ok  " : "FAIL");
+    failures += !on_device;
+    dp_comm_destroy(c);
+    for (int r = 1; r < size; r++)
+        dp_cuda_device_destroy(&devs[r]);
 }
 
 static void test_gemm(dp_device *g, double tol, const char *label)
@@ -200,6 +296,9 @@ int main(void)
     gpu.be->zero(&gpu, gy, n * sizeof *gy);
     float *zeros = calloc(n, sizeof *zeros);
     compare("zero", zeros, back(&gpu, gy, n), n, 0);
+    test_allocator();
+    test_device_allreduce(2);
+    test_device_allreduce(3);
     /* NVML: the GPU the device runs on, found by its PCI bus id, with every reading valid. */
     char why[160], name[96] = "";
     dp_gpumon *mon = dp_gpumon_open(why, sizeof why);

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "engine/backend.h"
+#include "engine/backend_cpu.h"
 #include "engine/comm.h"
 #include "engine/link.h"
 
@@ -108,7 +109,12 @@ static void *ar_thread(void *arg)
 static void check_allreduce(int G, size_t n)
 {
     dp_err err;
-    dp_comm *c = dp_comm_create(G, &err);
+    dp_device devs[MAX_GROUP], *members[MAX_GROUP];
+    for (int r = 0; r < G; r++) {
+        ck_assert_int_eq(dp_cpu_device_init(&devs[r], r, 1, &err), 0);
+        members[r] = &devs[r];
+    }
+    dp_comm *c = dp_comm_create(members, G, &err);
     ck_assert_msg(c != NULL, "dp_comm_create(%d): %s", G, err.msg);
     ar_member m[MAX_GROUP];
     pthread_t th[MAX_GROUP];
@@ -134,7 +140,11 @@ static void check_allreduce(int G, size_t n)
                       "G %d n %zu: rank %d's buffer differs from rank 0's", G, n, r);
     for (int r = 0; r < G; r++)
         free(m[r].buf);
+    ck_assert(!dp_comm_on_device(c)); /* CPU members: the host all-reduce */
+    ck_assert_str_eq(dp_comm_kind(c), "host");
     dp_comm_destroy(c);
+    for (int r = 0; r < G; r++)
+        dp_cpu_device_destroy(&devs[r]);
 }
 
 static const int group_sizes[] = { 1, 2, 3, 4, 7 };

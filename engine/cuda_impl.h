@@ -1,0 +1,87 @@
+/* cuda_impl.h -- the CUDA backend's state of one device, shared by the files nvcc compiles
+ * (backend_cuda.cu, comm_cuda.cu, link_cuda.cu); the rest of the engine sees dp_device only. */
+#ifndef DP_CUDA_IMPL_H
+#define DP_CUDA_IMPL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <pthread.h>
+#include <stdio.h>
+
+extern "C" {
+#include "engine/backend.h"
+}
+
+/* A block of device memory from cudaMalloc, in use or kept for reuse. */
+struct cuda_block {
+    void *p;
+    size_t size;
+    cuda_block *next;
+};
+
+/* A device is driven by its worker thread, its comm thread and the threads of the links it
+ * sends on; `lock` serialises their calls (and the busy-time span), each call holding it from
+ * issue to return. Work goes on three streams: compute (every operation of the table), comm
+ * (all-reduces, after an event of the compute stream) and copy (link transfers); the compute
+ * stream waits for the others through events before it uses what they wrote. */
+struct cuda_impl {
+    pthread_mutex_t lock;
+    int ordinal;
+    cudaStream_t stream;              /* compute */
+    cudaStream_t comm, copy;
+    cudaEvent_t comm_ready;           /* recorded on compute before an all-reduce starts */
+    cudaEvent_t comm_done;            /* recorded after the last all-reduce issued */
+    bool comm_pending;                /* an all-reduce the compute stream has not waited for */
+    cublasHandle_t blas;
+    cudaEvent_t span_start, span_end; /* busy time: from the first op after a wait to the next */
+    bool span_open;
+    double busy_s;
+    char error[256];                  /* the first failure, or "" */
+    double *sumsq;                    /* sum_squares' result */
+    float *ones;                      /* [ones_n] of 1.0f, for column sums by GEMV */
+    size_t ones_n;
+    /* The caching allocator: blocks released by the engine are kept for the next alloc of a
+     * similar size, so that a strategy switch costs no cudaMalloc or cudaFree (both of which
+     * synchronise the whole GPU). */
+    cuda_block *used, *cached;
+    size_t cached_bytes;
+};
+
+inline cuda_impl *cuda_impl_of(dp_device *d)
+{
+    return static_cast<cuda_impl *>(d->impl);
+}
+
+/* Holds a device's lock for the scope of a call. */
+struct cuda_locked {
+    cuda_impl *im;
+    explicit cuda_locked(dp_device *d) : im(cuda_impl_of(d)) { pthread_mutex_lock(&im->lock); }
+    ~cuda_locked() { pthread_mutex_unlock(&im->lock); }
+};
+
+/* Keeps the device's first failure: file, line, the call and the library's message. */
+inline void cuda_record_error(cuda_impl *im, const char *file, int line, const char *what,
+                              const char *msg)
+{
+    if (!im->error[0])
+        snprintf(im->error, sizeof im->error, "%s:%d: %s: %s", file, line, what, msg);
+}
+
+#define CHECK_CUDA(im, call)                                                                 \
+    do {                                                                                     \
+        cudaError_t e_ = (call);                                                             \
+        if (e_ != cudaSuccess)                                                               \
+            cuda_record_error((im), __FILE__, __LINE__, #call, cudaGetErrorString(e_));      \
+    } while (0)
+
+#define CHECK_CUBLAS(im, call)                                                               \
+    do {                                                                                     \
+        cublasStatus_t s_ = (call);                                                          \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                     \
+            cuda_record_error((im), __FILE__, __LINE__, #call, cublasGetStatusString(s_));   \
+    } while (0)
+
+/* Marks the start of compute-stream work, for busy_seconds (the lock held). */
+void cuda_begin(cuda_impl *im);
+
+#endif
