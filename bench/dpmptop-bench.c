@@ -15,15 +15,9 @@
 #include "datasets/dataset.h"
 #include "engine/backend_cpu.h"
 #include "engine/trainer.h"
+#include "bench/step_gemms.h"
 
 #define MIN_S 0.3 /* least seconds of each timed loop, so short ops average over many calls */
-
-typedef struct gemm {
-    const char *op; /* fwd, wgrad, dgrad */
-    int layer, ta, tb, m, n, k;
-    float beta;
-    float *a, *b, *c;
-} gemm;
 
 static double now_s(void)
 {
@@ -48,24 +42,10 @@ static void run_gemm(const gemm *g)
                 g->beta, g->c, g->n);
 }
 
-/* The GEMMs of one step in the engine's order: forward over the layers, then backward from the
- * last; the model's first layer computes no input gradient. */
-static int step_gemms(const dp_model *m, int batch, gemm *out)
+/* The step's GEMMs with random host operands. */
+static int host_step_gemms(const dp_model *m, int batch, gemm *out)
 {
-    int n = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const dp_layer *l = &m->layers[i];
-        if (l->ops == &dp_layer_linear) /* y = b (fill_rows), then y += x W^T */
-            out[n++] = (gemm){ "fwd", i, 0, 1, batch, l->out, l->in, 1.0f, NULL, NULL, NULL };
-    }
-    for (int i = m->n_layers - 1; i >= 0; i--) {
-        const dp_layer *l = &m->layers[i];
-        if (l->ops != &dp_layer_linear)
-            continue;
-        out[n++] = (gemm){ "wgrad", i, 1, 0, l->out, l->in, batch, 0.0f, NULL, NULL, NULL };
-        if (i > 0)
-            out[n++] = (gemm){ "dgrad", i, 0, 0, batch, l->in, l->out, 0.0f, NULL, NULL, NULL };
-    }
+    int n = step_gemms(m, batch, out);
     for (int i = 0; i < n; i++) {
         out[i].a = randoms((size_t)out[i].m * out[i].k);
         out[i].b = randoms((size_t)out[i].k * out[i].n);
@@ -198,7 +178,7 @@ int main(int argc, char **argv)
     /* (a) the step's GEMMs through cblas_sgemm alone, one by one and as one sequence. */
     openblas_set_num_threads(threads);
     gemm g[3 * m.n_layers];
-    int ng = step_gemms(&m, batch, g);
+    int ng = host_step_gemms(&m, batch, g);
     double step_flops = 0;
     for (int i = 0; i < ng; i++) {
         double s = time_gemms(&g[i], 1), f = 2.0 * g[i].m * g[i].n * g[i].k;

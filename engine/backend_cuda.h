@@ -22,6 +22,16 @@ int dp_cuda_device_count(dp_err *err);
 int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err *err);
 void dp_cuda_device_destroy(dp_device *d);
 
+/* Time a CUDA device's GEMMs took while profiling was on (events around each, which cost a
+ * little launch time: for benchmarks). */
+typedef struct dp_cuda_profile {
+    double gemm_s;
+    double gemm_flops; /* 2 m n k summed over those GEMMs */
+} dp_cuda_profile;
+void dp_cuda_set_profiling(dp_device *d, bool on);
+/* Waits for the device, then reads its profile. */
+dp_cuda_profile dp_cuda_device_profile(dp_device *d);
+
 /* An all-reduce group of GPU devices (see comm.h): NCCL when the members are distinct GPUs (or
  * NCCL takes several ranks on one GPU), else a reduction kernel when they all share one GPU.
  * NULL with err->msg empty when neither applies (CPU members, GPUs shared unevenly): the host

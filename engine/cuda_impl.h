@@ -19,6 +19,15 @@ struct cuda_block {
     cuda_block *next;
 };
 
+/* How one shape of weight-gradient GEMM runs best (backend_cuda.cu, cuda_gemm). */
+struct gemm_tune {
+    int m, n, k, lda, ldb;
+    int timed;                /* 0, 1 or 2 ways timed so far */
+    bool transposed;          /* the faster way, once both are timed */
+    float direct_ms;
+    cudaEvent_t start, end;
+};
+
 /* A device is driven by its worker thread, its comm thread and the threads of the links it
  * sends on; `lock` serialises their calls (and the busy-time span), each call holding it from
  * issue to return. Work goes on three streams: compute (every operation of the table), comm
@@ -40,6 +49,15 @@ struct cuda_impl {
     double *sumsq;                    /* sum_squares' result */
     float *ones;                      /* [ones_n] of 1.0f, for column sums by GEMV */
     size_t ones_n;
+    float *scratch;                   /* [scratch_n]: transposed GEMM operands */
+    size_t scratch_n;
+    gemm_tune tunes[16];
+    int n_tunes;
+    /* Profiling (dp_cuda_set_profiling): an event pair around each GEMM, summed once done. */
+    bool profiling;
+    cudaEvent_t gemm_events[2 * 64];
+    int gemm_pending;                 /* pairs recorded and not yet summed */
+    double gemm_s, gemm_flops;
     /* The caching allocator: blocks released by the engine are kept for the next alloc of a
      * similar size, so that a strategy switch costs no cudaMalloc or cudaFree (both of which
      * synchronise the whole GPU). */

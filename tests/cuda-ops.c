@@ -193,6 +193,29 @@ static void test_gemm(dp_device *g, double tol, const char *label)
             }
 }
 
+/* A weight-gradient GEMM (A transposed) large enough to be tuned: called three times, it runs
+ * directly, then through transposed copies, then whichever was faster; every call matches the
+ * CPU. Odd sizes and padded leading dimensions test the transpose's edges. */
+static void test_gemm_tuned(void)
+{
+    int m = 300, n = 260, k = 1001, lda = m + 3, ldb = n + 5, ldc = n;
+    float *a = random_floats((size_t)k * lda, 1), *b = random_floats((size_t)k * ldb, 1);
+    float *c = random_floats((size_t)m * ldc, 1);
+    float *ca = on(&cpu, a, (size_t)k * lda, 0), *cb = on(&cpu, b, (size_t)k * ldb, 0);
+    float *ga = on(&gpu, a, (size_t)k * lda, 0), *gb = on(&gpu, b, (size_t)k * ldb, 0);
+    float *cc = on(&cpu, c, (size_t)m * ldc, 0), *gc = on(&gpu, c, (size_t)m * ldc, 0);
+    cpu.be->gemm(&cpu, 1, 0, m, n, k, 0.5f, ca, lda, cb, ldb, 1.0f, cc, ldc);
+    for (int call = 0; call < 3; call++) {
+        gpu.be->upload(&gpu, gc, c, (size_t)m * ldc * sizeof *c);
+        gpu.be->gemm(&gpu, 1, 0, m, n, k, 0.5f, ga, lda, gb, ldb, 1.0f, gc, ldc);
+        char what[64];
+        snprintf(what, sizeof what, "gemm fp32 TN %dx%dx%d, call %d (%s)", m, n, k, call + 1,
+                 call == 0 ? "direct" : call == 1 ? "transposed" : "the faster");
+        compare(what, back(&cpu, cc, (size_t)m * ldc), back(&gpu, gc, (size_t)m * ldc),
+                (size_t)m * ldc, 1e-5);
+    }
+}
+
 int main(void)
 {
     dp_err err;
@@ -296,6 +319,7 @@ int main(void)
     gpu.be->zero(&gpu, gy, n * sizeof *gy);
     float *zeros = calloc(n, sizeof *zeros);
     compare("zero", zeros, back(&gpu, gy, n), n, 0);
+    test_gemm_tuned();
     test_allocator();
     test_device_allreduce(2);
     test_device_allreduce(3);
