@@ -53,6 +53,7 @@ static const key keys[] = {
     STR("data", "path", data.path),
     INT("data", "batch", data.batch, 1, 1 << 20),
     BOOL("data", "shuffle", data.shuffle),
+    BOOL("data", "on_device", data_on_device),
     LONG("data", "limit", data.limit, 0, 1e12),
     INT("data", "context", data.context, 1, 1 << 20),
     INT("data", "features", data.features, 1, 1 << 20),
@@ -97,7 +98,8 @@ void dp_config_defaults(dp_config *c)
     snprintf(c->name, sizeof c->name, "dpmptop");
     c->seed = 1;
     c->epochs = 1;
-    c->precision = DP_PRECISION_TF32; /* GPUs without TF32 (before compute capability 8.0) run fp32 */
+    c->precision = DP_PRECISION_TF32; /* GPUs before compute capability 8.0 run fp32 */
+    c->data_on_device = true;
     c->on_nan = DP_NAN_STOP;
     c->data = dp_data_defaults();
     snprintf(c->layers, sizeof c->layers, "linear:256, relu, linear:10");

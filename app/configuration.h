@@ -28,6 +28,7 @@ typedef struct dp_config {
     long eval_every;    /* steps between evaluations; 0: at the end of each epoch only */
     /* [data] */
     dp_data_config data;
+    bool data_on_device; /* [data] on_device: the data sets may live on the GPUs */
     /* [model] */
     char layers[2048];
     /* [optim] */

@@ -462,6 +462,7 @@ int main(int argc, char **argv)
         .devices = n_devices,
         .device_specs = specs,
         .tf32 = cfg.precision == DP_PRECISION_TF32,
+        .data_on_device = cfg.data_on_device,
         .plan = dp_config_plan(&cfg),
         .bucket_mb = cfg.bucket_mb,
     };

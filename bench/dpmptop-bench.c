@@ -102,7 +102,7 @@ static void time_kernels(const dp_model *m, int batch, double momentum, const dp
     long reps = 0;
     double t0 = now_s();
     do {
-        TIMED(K_LOAD, dp_loader_next(&ld, bx, by);
+        TIMED(K_LOAD, dp_loader_next(&ld, bx, by, NULL);
               be->upload(&d, x, bx, (size_t)batch * m->in_features * 4));
         for (int i = 0; i < m->n_layers; i++) {
             const dp_layer *l = &m->layers[i];

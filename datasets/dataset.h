@@ -102,7 +102,8 @@ int dp_loader_init(dp_loader *l, const dp_dataset *ds, int batch, bool shuffle, 
 void dp_loader_free(dp_loader *l);
 /* Batches per epoch: ceil(n / batch). */
 long dp_loader_steps_per_epoch(const dp_loader *l);
-/* Copies the next batch into x[rows, features] and y[rows]; returns rows. */
-int dp_loader_next(dp_loader *l, float *x, int32_t *y);
+/* Hands out the next batch: its samples' indices into idx[rows], their features into
+ * x[rows, features] and labels into y[rows] (each skipped when NULL); returns rows. */
+int dp_loader_next(dp_loader *l, float *x, int32_t *y, int32_t *idx);
 
 #endif

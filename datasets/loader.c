@@ -49,17 +49,19 @@ long dp_loader_steps_per_epoch(const dp_loader *l)
     return (l->ds->n + l->batch - 1) / l->batch;
 }
 
-int dp_loader_next(dp_loader *l, float *x, int32_t *y)
+int dp_loader_next(dp_loader *l, float *x, int32_t *y, int32_t *idx)
 {
     const dp_dataset *ds = l->ds;
     long left = ds->n - l->pos;
     int rows = left < l->batch ? (int)left : l->batch;
     size_t f = (size_t)ds->features;
-    for (int r = 0; r < rows; r++) {
-        long s = l->order[l->pos + r];
-        memcpy(x + (size_t)r * f, ds->x + (size_t)s * f, f * sizeof *x);
-        y[r] = ds->y[s];
-    }
+    const int32_t *order = l->order + l->pos;
+    if (idx)
+        memcpy(idx, order, (size_t)rows * sizeof *idx);
+    for (int r = 0; x && r < rows; r++)
+        memcpy(x + (size_t)r * f, ds->x + (size_t)order[r] * f, f * sizeof *x);
+    for (int r = 0; y && r < rows; r++)
+        y[r] = ds->y[order[r]];
     l->pos += rows;
     if (l->pos == ds->n) {
         l->pos = 0;

@@ -64,6 +64,10 @@ struct dp_backend {
     /* C[m,n] = alpha * op(A) op(B) + beta * C, op(X) = X or X^T (trans_* nonzero). */
     void (*gemm)(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+    /* dst row r = src row idx[r] for r < rows, rows of row_bytes (a multiple of 4); idx is
+     * device memory. Gathers a batch from a data set held on the device. */
+    void (*gather_rows)(dp_device *d, void *dst, const void *src, const int32_t *idx, int rows,
+                        size_t row_bytes);
     /* y[r, :] = row[:] for r < rows. */
     void (*fill_rows)(dp_device *d, float *y, const float *row, int rows, int cols);
     /* out[c] = sum_r x[r, c], or out[c] += ... when accumulate. */

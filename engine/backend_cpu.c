@@ -89,6 +89,16 @@ static void cpu_fill_rows(dp_device *d, float *y, const float *row, int rows, in
     charge_kernel(d, t0);
 }
 
+static void cpu_gather_rows(dp_device *d, void *dst, const void *src, const int32_t *idx,
+                            int rows, size_t row_bytes)
+{
+    double t0 = dp_now_s();
+    for (int r = 0; r < rows; r++)
+        memcpy((char *)dst + (size_t)r * row_bytes, (const char *)src + (size_t)idx[r] * row_bytes,
+               row_bytes);
+    charge_kernel(d, t0);
+}
+
 static void cpu_sum_rows(dp_device *d, float *restrict out, const float *restrict x, int rows,
                          int cols, int accumulate)
 {
@@ -302,6 +312,7 @@ const dp_backend dp_backend_cpu = {
     .busy_seconds = cpu_busy_seconds,
     .error = cpu_error,
     .gemm = cpu_gemm,
+    .gather_rows = cpu_gather_rows,
     .fill_rows = cpu_fill_rows,
     .sum_rows = cpu_sum_rows,
     .act_forward = cpu_act_forward,

@@ -31,7 +31,8 @@ void harvest_gemms(cuda_impl *im)
 {
     for (int i = 0; i < im->gemm_pending; i++) {
         float ms = 0;
-        CHECK_CUDA(im, cudaEventElapsedTime(&ms, im->gemm_events[2 * i], im->gemm_events[2 * i + 1]));
+        cudaEvent_t *pair = &im->gemm_events[2 * i];
+        CHECK_CUDA(im, cudaEventElapsedTime(&ms, pair[0], pair[1]));
         im->gemm_s += 1e-3 * ms;
     }
     im->gemm_pending = 0;
@@ -194,7 +195,8 @@ cuda_block *take_cached(cuda_impl *im, size_t size)
 {
     cuda_block **best = NULL;
     for (cuda_block **at = &im->cached; *at; at = &(*at)->next)
-        if ((*at)->size >= size && (*at)->size <= 2 * size && (!best || (*at)->size < (*best)->size))
+        if ((*at)->size >= size && (*at)->size <= 2 * size &&
+            (!best || (*at)->size < (*best)->size))
             best = at;
     if (!best)
         return NULL;
@@ -499,6 +501,34 @@ __global__ void fill_kernel(float *y, float v, size_t n)
         y[i] = v;
 }
 
+/* A warp a row, copying 4-byte words. */
+__global__ void gather_rows_kernel(uint32_t *dst, const uint32_t *src, const int32_t *idx,
+                                   int rows, size_t words)
+{
+    unsigned lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    for (size_t r = blockIdx.x * (size_t)warps + threadIdx.x / 32; r < (size_t)rows;
+         r += (size_t)gridDim.x * warps) {
+        const uint32_t *from = src + (size_t)idx[r] * words;
+        uint32_t *to = dst + r * words;
+        for (size_t i = lane; i < words; i += 32)
+            to[i] = from[i];
+    }
+}
+
+void cuda_gather_rows(dp_device *d, void *dst, const void *src, const int32_t *idx, int rows,
+                      size_t row_bytes)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (!rows)
+        return;
+    cuda_begin(im);
+    gather_rows_kernel<<<blocks_for((size_t)rows * 32, T), T, 0, im->stream>>>(
+        static_cast<uint32_t *>(dst), static_cast<const uint32_t *>(src), idx, rows,
+        row_bytes / 4);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
 /* Column sums as a GEMV with a vector of ones: x^T [cols, rows] (column-major: x itself) times
  * ones [rows]; cuBLAS spreads the rows over the whole GPU, where a thread per column would
  * leave most of it idle. */
@@ -518,7 +548,7 @@ void cuda_sum_rows(dp_device *d, float *out, const float *x, int rows, int cols,
         im->ones = NULL;
         im->ones_n = 0;
         if (cudaMalloc(&im->ones, (size_t)rows * sizeof *im->ones) != cudaSuccess) {
-            cuda_record_error(im, __FILE__, __LINE__, "cudaMalloc", "out of memory for a ones vector");
+            cuda_record_error(im, __FILE__, __LINE__, "cudaMalloc", "out of memory (ones)");
             return;
         }
         im->ones_n = (size_t)rows;
@@ -615,18 +645,31 @@ extern "C" {
 
 /* In the order of struct dp_backend's members. */
 const dp_backend dp_backend_cuda = {
-    "cuda",           false,
-    cuda_bind,        cuda_alloc,
-    cuda_release,     cuda_upload,
-    cuda_download,    cuda_copy,
-    cuda_zero,        cuda_host_alloc,
-    cuda_host_free,   cuda_synchronize,
-    cuda_busy_seconds, cuda_error,
-    cuda_gemm,        cuda_fill_rows,
-    cuda_sum_rows,    cuda_act_forward,
-    cuda_act_backward, cuda_softmax_xent,
-    cuda_sgd_step,    cuda_adamw_step,
-    cuda_sum_squares, cuda_scale,
+    "cuda",
+    false,
+    cuda_bind,
+    cuda_alloc,
+    cuda_release,
+    cuda_upload,
+    cuda_download,
+    cuda_copy,
+    cuda_zero,
+    cuda_host_alloc,
+    cuda_host_free,
+    cuda_synchronize,
+    cuda_busy_seconds,
+    cuda_error,
+    cuda_gemm,
+    cuda_gather_rows,
+    cuda_fill_rows,
+    cuda_sum_rows,
+    cuda_act_forward,
+    cuda_act_backward,
+    cuda_softmax_xent,
+    cuda_sgd_step,
+    cuda_adamw_step,
+    cuda_sum_squares,
+    cuda_scale,
 };
 
 void dp_cuda_set_profiling(dp_device *d, bool on)
@@ -667,7 +710,7 @@ static void enable_peer_access(int ordinal)
     for (int peer = 0; peer < n; peer++) {
         int can = 0;
         if (peer != ordinal && cudaDeviceCanAccessPeer(&can, ordinal, peer) == cudaSuccess && can)
-            cudaDeviceEnablePeerAccess(peer, 0); /* "already enabled" when a GPU has several devices */
+            cudaDeviceEnablePeerAccess(peer, 0); /* fails harmlessly when already enabled */
     }
     cudaGetLastError();
 }

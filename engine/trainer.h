@@ -35,6 +35,7 @@ typedef struct dp_trainer_config {
     int devices;        /* how many devices ... */
     const dp_device_spec *device_specs; /* ... and which ([devices]; NULL: CPU devices) */
     bool tf32;          /* TF32 tensor-core GEMMs on GPUs */
+    bool data_on_device; /* copy the data sets to GPU devices with room for them */
     dp_plan_request plan;
     double bucket_mb;   /* all-reduce bucket size (PyTorch DDP's default is 25) */
     int blas_threads;   /* per worker; 0 = the cores divided among the workers */

@@ -20,6 +20,7 @@ typedef struct dp_worker {
     dp_team *team;
     int index, replica, stage;
     dp_device *dev;
+    const dp_resident *res;    /* the data sets on dev, or NULL: batches come from the host */
     dp_link *fwd_in, *fwd_out; /* activations from the stage before, to the stage after */
     dp_link *bwd_in, *bwd_out; /* their gradients from the stage after, to the stage before */
     dp_comm *group;            /* the replicas of this stage; NULL when there is one */
@@ -167,22 +168,53 @@ static void micro_rows(const dp_worker *w, int rows, int j, int *n, int *start)
     *start = dp_split_start(rows, p->replicas, w->replica) + dp_split_start(shard, p->micro, j);
 }
 
+/* Where the rows of a batch come from: host memory (x, y), or the data sets held on the
+ * devices (resident): training rows by their samples' indices, test rows in order. */
+typedef struct batch_rows {
+    const float *x;        /* [rows, in] on the host, or NULL: resident */
+    const int32_t *y;
+    const int32_t *idx;    /* resident training rows: their sample indices (host) */
+    long first;            /* resident test rows: the batch's first sample */
+} batch_rows;
+
+/* Puts rows [start, start + n) of the batch into the stage's input of `slot` (the first stage),
+ * or into its labels (labels: the last stage). */
+static void load_rows(dp_worker *w, const batch_rows *b, int start, int n, int slot, bool labels)
+{
+    const dp_backend *be = w->dev->be;
+    const dp_resident *res = w->res;
+    size_t in = (size_t)dp_stage_in_width(&w->st), bytes = labels ? sizeof(int32_t) : in * 4;
+    void *dst = labels ? (void *)dp_stage_labels(&w->st, slot)
+                       : (void *)dp_stage_input(&w->st, slot);
+    if (!res) {
+        const void *src = labels ? (const void *)(b->y + start)
+                                 : (const void *)(b->x + (size_t)start * in);
+        be->upload(w->dev, dst, src, (size_t)n * bytes);
+    } else if (b->idx) {
+        if (!labels || w->stage > 0) /* the first stage's inputs brought the indices */
+            be->upload(w->dev, res->idx, b->idx + start, (size_t)n * sizeof *b->idx);
+        const void *table = labels ? (const void *)res->train_y : (const void *)res->train_x;
+        be->gather_rows(w->dev, dst, table, res->idx, n, bytes);
+    } else {
+        const char *src = labels ? (const char *)res->test_y : (const char *)res->test_x;
+        be->copy(w->dev, dst, src + (size_t)(b->first + start) * bytes, (size_t)n * bytes);
+    }
+}
+
 /* F(j): takes the micro-batch's input (from the data or the stage before), runs forward, and
  * passes the output on (or keeps it for the loss). */
-static void forward_op(dp_worker *w, const float *x, const int32_t *y, int rows, int j)
+static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
 {
     const dp_backend *be = w->dev->be;
     int n, start, slot = j % w->st.slots;
     micro_rows(w, rows, j, &n, &start);
-    size_t in = (size_t)dp_stage_in_width(&w->st);
     if (w->stage == 0)
-        be->upload(w->dev, dp_stage_input(&w->st, slot), x + (size_t)start * in,
-                   (size_t)n * in * sizeof(float));
+        load_rows(w, b, start, n, slot, false);
     else
         dp_link_recv(w->fwd_in, dp_stage_input(&w->st, slot), &w->link_time);
     w->op_begin = dp_now_s();
     if (is_last_stage(w))
-        be->upload(w->dev, dp_stage_labels(&w->st, slot), y + start, (size_t)n * sizeof *y);
+        load_rows(w, b, start, n, slot, true);
     dp_stage_forward(&w->st, slot, n);
     be->synchronize(w->dev);
     w->op_end = dp_now_s();
@@ -254,9 +286,10 @@ static void run_step(dp_worker *w, const dp_cmd *c)
             last_b = i;
         }
     reset_stats(w);
+    batch_rows b = { c->x, c->y, c->idx, 0 };
     for (int i = 0; i < w->n_ops; i++) {
         if (w->ops[i].kind == 'F')
-            forward_op(w, c->x, c->y, c->rows, w->ops[i].micro);
+            forward_op(w, &b, c->rows, w->ops[i].micro);
         else
             backward_op(w, c->rows, w->ops[i].micro, i == first_b, i == last_b);
         if (w->timeline.n_ops < DP_TIMELINE_OPS)
@@ -321,10 +354,12 @@ static void run_eval(dp_worker *w, const dp_dataset *d)
     const dp_plan *p = &w->team->plan;
     for (long at = 0; at < d->n; at += batch) {
         int rows = d->n - at < batch ? (int)(d->n - at) : batch;
-        const float *x = d->x + (size_t)at * d->features;
+        batch_rows b = { d->x + (size_t)at * d->features, d->y + at, NULL, at };
+        if (w->res)
+            b.x = NULL, b.y = NULL;
         reset_stats(w);
         for (int j = 0; j < p->micro; j++) {
-            forward_op(w, x, d->y + at, rows, j);
+            forward_op(w, &b, rows, j);
             if (is_last_stage(w)) {
                 int n, start;
                 micro_rows(w, rows, j, &n, &start);
@@ -543,6 +578,7 @@ dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err
         w->replica = i / plan->stages;
         w->stage = i % plan->stages;
         w->dev = &c->devices[i];
+        w->res = c->resident ? &c->resident[i] : NULL;
         pthread_mutex_init(&w->q_lock, NULL);
         pthread_cond_init(&w->q_changed, NULL);
     }

@@ -30,11 +30,20 @@ typedef enum dp_cmd_kind {
     DP_CMD_QUIT,
 } dp_cmd_kind;
 
+/* The data sets copied to a device (when they fit; trainer.c decides), so that a batch is
+ * gathered there from its samples' indices instead of gathered on the host and uploaded. */
+typedef struct dp_resident {
+    float *train_x, *test_x;   /* [n, features] */
+    int32_t *train_y, *test_y; /* [n] */
+    int32_t *idx;              /* [batch]: the indices of the micro-batch being loaded */
+} dp_resident;
+
 typedef struct dp_cmd {
     dp_cmd_kind kind;
     /* STEP */
-    const float *x;        /* [rows, features] the global batch */
-    const int32_t *y;      /* [rows] */
+    const float *x;        /* [rows, features] the global batch (NULL with resident data) */
+    const int32_t *y;      /* [rows] (NULL with resident data) */
+    const int32_t *idx;    /* [rows] its samples' indices in the training set */
     int rows;
     long step;             /* 1-based, for the metrics */
     /* UPDATE */
@@ -69,6 +78,7 @@ typedef struct dp_team_config {
     int batch;              /* rows of a full global batch */
     double bucket_mb;       /* all-reduce bucket size */
     dp_metrics *metrics;    /* one slot per device */
+    const dp_resident *resident; /* [devices]: the data sets on each device, or NULL */
 } dp_team_config;
 
 /* Starts one worker per device of the plan; each allocates its stage. Fails (with the first

@@ -90,8 +90,8 @@ static void test_allocator(void)
     ok = ok && c && c != b;
     dp_device_free(&gpu, b, bytes + 4096);
     dp_device_free(&gpu, c, bytes);
-    printf("%-44s %s  (%zu bytes cached)\n", "allocator reuses released blocks", ok ? "ok  " : "FAIL",
-           gpu.mem_cached);
+    printf("%-44s %s  (%zu bytes cached)\n", "allocator reuses released blocks",
+           ok ? "ok  " : "FAIL", gpu.mem_cached);
     failures += !ok;
 }
 
@@ -319,6 +319,23 @@ int main(void)
     gpu.be->zero(&gpu, gy, n * sizeof *gy);
     float *zeros = calloc(n, sizeof *zeros);
     compare("zero", zeros, back(&gpu, gy, n), n, 0);
+    /* gather_rows: a batch of rows picked (with repeats) from a table, bit for bit */
+    {
+        int table = 100, picks = 64, width = 37;
+        float *src = random_floats((size_t)table * width, 1);
+        int32_t idx[64];
+        for (int r = 0; r < picks; r++)
+            idx[r] = (int32_t)dp_rng_below(&rng, (uint64_t)table);
+        float *csrc = on(&cpu, src, (size_t)table * width, 0);
+        float *gsrc = on(&gpu, src, (size_t)table * width, 0);
+        float *cdst = on(&cpu, NULL, (size_t)picks * width, 1);
+        float *gdst = on(&gpu, NULL, (size_t)picks * width, 1);
+        int32_t *gidx = (int32_t *)on(&gpu, (const float *)idx, (size_t)picks, 0);
+        cpu.be->gather_rows(&cpu, cdst, csrc, idx, picks, (size_t)width * sizeof(float));
+        gpu.be->gather_rows(&gpu, gdst, gsrc, gidx, picks, (size_t)width * sizeof(float));
+        compare("gather_rows", back(&cpu, cdst, (size_t)picks * width),
+                back(&gpu, gdst, (size_t)picks * width), (size_t)picks * width, 0);
+    }
     test_gemm_tuned();
     test_allocator();
     test_device_allreduce(2);

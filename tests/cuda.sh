@@ -2,8 +2,9 @@
 # cuda.sh -- the CUDA backend on a real GPU: the same run on cpu:1 and cuda:0 ends with the same
 # parameters (fp32: max |a - b| / max |a| <= 1e-4 across backends, whose GEMMs sum in different
 # orders), and every strategy on logical devices of one GPU (cuda:0 named four times) matches
-# the single-GPU run (1e-5), switches included; TF32 trains to a loss near fp32's. Skipped (77)
-# in a build without CUDA or where no GPU is usable.
+# the single-GPU run (1e-5), switches included; batches gathered on the host and uploaded match
+# batches gathered on the GPU from its copy of the data set; TF32 trains to a loss near fp32's.
+# Skipped (77) in a build without CUDA or where no GPU is usable.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
 
@@ -62,9 +63,11 @@ run gpu-pp-gpipe --devices "$four" --strategy pp --schedule gpipe
 run gpu-pp-1f1b --devices "$four" --strategy pp --schedule 1f1b
 run gpu-hybrid --devices "$four" --strategy hybrid
 run gpu-switches --devices "$four" --strategy dp --switch-at 5:pp,10:hybrid,15:single
+run gpu-host-batches --devices cuda:0 --strategy single --set data.on_device=false
 for name in dp pp-gpipe pp-1f1b hybrid switches; do
     same gpu "gpu-$name" 1e-5
 done
+same gpu gpu-host-batches 1e-7 # the same batches, gathered on the host instead of the GPU
 run gpu-tf32 --devices cuda:0 --strategy single --set run.precision=tf32
 loss() { sed -n 's/.*"type":"summary".*"final_loss":\([0-9.e+-]*\).*/\1/p' "$work/$1.jsonl"; }
 awk -v a="$(loss gpu)" -v b="$(loss gpu-tf32)" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 0.05 * a) }' ||

@@ -396,6 +396,7 @@ static void assert_same_config(const dp_config *a, const dp_config *b)
     ck_assert_str_eq(a->data.path, b->data.path);
     ck_assert_int_eq(a->data.batch, b->data.batch);
     ck_assert_int_eq(a->data.shuffle, b->data.shuffle);
+    ck_assert_int_eq(a->data_on_device, b->data_on_device);
     ck_assert_int_eq(a->data.limit, b->data.limit);
     ck_assert_int_eq(a->data.context, b->data.context);
     ck_assert_int_eq(a->data.features, b->data.features);
@@ -460,8 +461,9 @@ START_TEST(test_config_print_round_trip)
 
     static const char *const sets[] = {
         "run.name=trial-7", "run.seed=18446744073709551615", "run.steps=777",
-        "run.epochs=4", "run.precision=tf32", "run.on_nan=skip", "run.eval_every=50",
+        "run.epochs=4", "run.precision=fp32", "run.on_nan=skip", "run.eval_every=50",
         "data.kind=synthetic", "data.path=/srv/data/x y", "data.batch=33", "data.shuffle=false",
+        "data.on_device=false",
         "data.limit=1000", "data.context=64", "data.features=17", "data.classes=5",
         "data.samples=1234", "data.test_samples=321",
         "model.layers=linear:64, gelu, linear:32, tanh, linear:5",

@@ -607,17 +607,18 @@ static void read_epoch(dp_loader *l, int32_t *order)
 {
     long n = l->ds->n;
     float *x = malloc((size_t)l->batch * 2 * sizeof *x);
-    int32_t *y = malloc((size_t)l->batch * sizeof *y);
-    ck_assert(x && y);
+    int32_t *y = malloc((size_t)l->batch * sizeof *y), *idx = malloc((size_t)l->batch * 4);
+    ck_assert(x && y && idx);
     long got = 0;
     for (long s = 0; s < dp_loader_steps_per_epoch(l); s++) {
-        int rows = dp_loader_next(l, x, y);
+        int rows = dp_loader_next(l, x, y, idx);
         ck_assert_msg(rows > 0 && rows <= l->batch, "batch of %d rows", rows);
         for (int r = 0; r < rows; r++) {
             long i = (long)x[2 * r];
-            ck_assert_msg(i >= 0 && i < n && x[2 * r + 1] == (float)-i && y[r] == i % 7,
-                          "row %d of step %ld is not one sample: x (%g, %g) y %d", r, s,
-                          x[2 * r], x[2 * r + 1], y[r]);
+            ck_assert_msg(i >= 0 && i < n && x[2 * r + 1] == (float)-i && y[r] == i % 7 &&
+                              idx[r] == i,
+                          "row %d of step %ld is not one sample: x (%g, %g) y %d index %d", r,
+                          s, x[2 * r], x[2 * r + 1], y[r], idx[r]);
             ck_assert_msg(got < n, "more than %ld samples in an epoch", n);
             order[got++] = (int32_t)i;
         }
@@ -625,6 +626,7 @@ static void read_epoch(dp_loader *l, int32_t *order)
     ck_assert_int_eq(got, n);
     free(x);
     free(y);
+    free(idx);
 }
 
 static void assert_permutation(const int32_t *order, long n)
@@ -654,7 +656,7 @@ START_TEST(test_loader_file_order)
     long next = 0;
     for (int s = 0; s < 7; s++) {
         ck_assert_int_eq(l.epoch, s / 3);
-        int rows = dp_loader_next(&l, x, y);
+        int rows = dp_loader_next(&l, x, y, NULL);
         ck_assert_msg(rows == want_rows[s], "step %d: %d rows, want %d", s, rows, want_rows[s]);
         for (int r = 0; r < rows; r++) {
             ck_assert_msg(x[2 * r] == (float)next && y[r] == next % 7,
@@ -671,7 +673,7 @@ START_TEST(test_loader_file_order)
     ck_assert(dp_loader_init(&l, &d, 4, false, 7, &err) == 0);
     ck_assert_int_eq(dp_loader_steps_per_epoch(&l), 3);
     for (int s = 0; s < 3; s++)
-        ck_assert_int_eq(dp_loader_next(&l, x, y), 4);
+        ck_assert_int_eq(dp_loader_next(&l, NULL, NULL, NULL), 4);
     ck_assert_int_eq(l.epoch, 1);
     dp_loader_free(&l);
     dp_dataset_free(&d);
