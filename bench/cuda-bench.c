@@ -203,9 +203,9 @@ int main(int argc, char **argv)
     }
     double plain_rate = flops / plain_s;
     printf("train samples_per_s=%.1f step_us=%.2f gemm_us=%.2f gemm_flops_per_step=%.0f "
-           "gemm_frac=%.3f step_frac=%.3f final_loss=%.4f\n",
-           batch / wall, 1e6 * wall, 1e6 * gemm_s, gemm_flops, plain_s / gemm_s,
-           gemm_flops / wall / plain_rate, r.loss);
+           "gemm_tflops=%.2f gemm_frac=%.3f step_frac=%.3f final_loss=%.4f\n",
+           batch / wall, 1e6 * wall, 1e6 * gemm_s, gemm_flops, gemm_flops / gemm_s / 1e12,
+           plain_s / gemm_s, gemm_flops / wall / plain_rate, r.loss);
     printf("# %s (in %d), batch %d, %s: plain cuBLAS on the step's %d GEMMs %.1f TFLOP/s "
            "(%.1f us)\n", layers, in, batch, tf32 ? "TF32" : "fp32", ng, plain_rate / 1e12,
            1e6 * plain_s);

@@ -48,6 +48,9 @@ struct dp_backend {
     void (*release)(dp_device *d, void *p);
     void (*upload)(dp_device *d, void *dst, const void *host_src, size_t bytes);
     void (*download)(dp_device *d, void *host_dst, const void *src, size_t bytes);
+    /* An upload that may still be in flight when it returns: host_src (memory from host_alloc)
+     * must stay unchanged until the device's next synchronize. Saves a wait per batch. */
+    void (*upload_async)(dp_device *d, void *dst, const void *host_src, size_t bytes);
     void (*copy)(dp_device *d, void *dst, const void *src, size_t bytes);
     void (*zero)(dp_device *d, void *p, size_t bytes);
     /* Host memory that uploads and downloads move fastest (page-locked for GPUs). */

@@ -304,6 +304,7 @@ const dp_backend dp_backend_cpu = {
     .release = cpu_release,
     .upload = cpu_memcpy,
     .download = cpu_memcpy,
+    .upload_async = cpu_memcpy,
     .copy = cpu_memcpy,
     .zero = cpu_zero,
     .host_alloc = cpu_host_alloc,

@@ -293,6 +293,14 @@ void cuda_download(dp_device *d, void *dst, const void *src, size_t bytes)
     host_transfer(d, dst, src, bytes, cudaMemcpyDeviceToHost);
 }
 
+void cuda_upload_async(dp_device *d, void *dst, const void *src, size_t bytes)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    cuda_begin(im);
+    CHECK_CUDA(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream));
+}
+
 void cuda_copy(dp_device *d, void *dst, const void *src, size_t bytes)
 {
     cuda_locked guard(d);
@@ -529,6 +537,24 @@ void cuda_gather_rows(dp_device *d, void *dst, const void *src, const int32_t *i
     CHECK_CUDA(im, cudaGetLastError());
 }
 
+/* Column sums of a small matrix in one launch: a block covers 32 columns, its 8 warps take
+ * every 8th row each, and shared memory adds the 8 partial sums. */
+__global__ void column_sums_kernel(float *out, const float *x, int rows, int cols, int accumulate)
+{
+    __shared__ float part[8][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float s = 0.0f;
+    for (int r = threadIdx.y; c < cols && r < rows; r += 8)
+        s += x[(size_t)r * cols + c];
+    part[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < cols) {
+        for (int g = 1; g < 8; g++)
+            s += part[g][threadIdx.x];
+        out[c] = accumulate ? out[c] + s : s;
+    }
+}
+
 /* Column sums as a GEMV with a vector of ones: x^T [cols, rows] (column-major: x itself) times
  * ones [rows]; cuBLAS spreads the rows over the whole GPU, where a thread per column would
  * leave most of it idle. */
@@ -542,6 +568,12 @@ void cuda_sum_rows(dp_device *d, float *out, const float *x, int rows, int cols,
         return;
     }
     cuda_begin(im);
+    if ((size_t)rows * cols <= (1u << 18)) { /* small: one launch, where a GEMV takes two */
+        column_sums_kernel<<<(cols + 31) / 32, dim3(32, 8), 0, im->stream>>>(out, x, rows, cols,
+                                                                            accumulate);
+        CHECK_CUDA(im, cudaGetLastError());
+        return;
+    }
     if (im->ones_n < (size_t)rows) {
         wait(im);
         CHECK_CUDA(im, cudaFree(im->ones));
@@ -652,6 +684,7 @@ const dp_backend dp_backend_cuda = {
     cuda_release,
     cuda_upload,
     cuda_download,
+    cuda_upload_async,
     cuda_copy,
     cuda_zero,
     cuda_host_alloc,
@@ -676,8 +709,9 @@ void dp_cuda_set_profiling(dp_device *d, bool on)
 {
     cuda_locked guard(d);
     cuda_impl *im = guard.im;
-    for (int i = 0; on && !im->gemm_events[0] && i < 2 * 64; i++)
-        CHECK_CUDA(im, cudaEventCreate(&im->gemm_events[i]));
+    if (on && !im->gemm_events[0])
+        for (int i = 0; i < 2 * 64; i++)
+            CHECK_CUDA(im, cudaEventCreate(&im->gemm_events[i]));
     wait(im);
     im->profiling = on;
 }

@@ -175,7 +175,19 @@ typedef struct batch_rows {
     const int32_t *y;
     const int32_t *idx;    /* resident training rows: their sample indices (host) */
     long first;            /* resident test rows: the batch's first sample */
+    bool in_host_batch;    /* x and y are a trainer's host batch (host_alloc memory, unchanged
+                              until the step is done), not the data set */
 } batch_rows;
+
+/* Uploads from a step's host batch need not be waited for: it stays put until the step ends,
+ * after the device's last synchronize. */
+static void upload(dp_worker *w, void *dst, const void *src, size_t bytes, bool from_batch)
+{
+    if (from_batch)
+        w->dev->be->upload_async(w->dev, dst, src, bytes);
+    else
+        w->dev->be->upload(w->dev, dst, src, bytes);
+}
 
 /* Puts rows [start, start + n) of the batch into the stage's input of `slot` (the first stage),
  * or into its labels (labels: the last stage). */
@@ -189,10 +201,10 @@ static void load_rows(dp_worker *w, const batch_rows *b, int start, int n, int s
     if (!res) {
         const void *src = labels ? (const void *)(b->y + start)
                                  : (const void *)(b->x + (size_t)start * in);
-        be->upload(w->dev, dst, src, (size_t)n * bytes);
+        upload(w, dst, src, (size_t)n * bytes, b->in_host_batch);
     } else if (b->idx) {
         if (!labels || w->stage > 0) /* the first stage's inputs brought the indices */
-            be->upload(w->dev, res->idx, b->idx + start, (size_t)n * sizeof *b->idx);
+            upload(w, res->idx, b->idx + start, (size_t)n * sizeof *b->idx, true);
         const void *table = labels ? (const void *)res->train_y : (const void *)res->train_x;
         be->gather_rows(w->dev, dst, table, res->idx, n, bytes);
     } else {
@@ -286,7 +298,7 @@ static void run_step(dp_worker *w, const dp_cmd *c)
             last_b = i;
         }
     reset_stats(w);
-    batch_rows b = { c->x, c->y, c->idx, 0 };
+    batch_rows b = { c->x, c->y, c->idx, 0, true };
     for (int i = 0; i < w->n_ops; i++) {
         if (w->ops[i].kind == 'F')
             forward_op(w, &b, c->rows, w->ops[i].micro);
@@ -354,7 +366,7 @@ static void run_eval(dp_worker *w, const dp_dataset *d)
     const dp_plan *p = &w->team->plan;
     for (long at = 0; at < d->n; at += batch) {
         int rows = d->n - at < batch ? (int)(d->n - at) : batch;
-        batch_rows b = { d->x + (size_t)at * d->features, d->y + at, NULL, at };
+        batch_rows b = { d->x + (size_t)at * d->features, d->y + at, NULL, at, false };
         if (w->res)
             b.x = NULL, b.y = NULL;
         reset_stats(w);

@@ -251,6 +251,19 @@ int main(void)
         compare(acc ? "sum_rows, accumulate" : "sum_rows", back(&cpu, cs, cols),
                 back(&gpu, gs, cols), cols, 1e-5);
     }
+    { /* past 2^18 elements the GPU sums by GEMV instead of its own kernel */
+        int big_rows = 700, big_cols = 400;
+        size_t big = (size_t)big_rows * big_cols;
+        float *bx = random_floats(big, 1), *init = random_floats((size_t)big_cols, 1);
+        float *cbx = on(&cpu, bx, big, 0), *gbx = on(&gpu, bx, big, 0);
+        for (int acc = 0; acc < 2; acc++) {
+            float *cs = on(&cpu, init, big_cols, 0), *gs = on(&gpu, init, big_cols, !acc);
+            cpu.be->sum_rows(&cpu, cs, cbx, big_rows, big_cols, acc);
+            gpu.be->sum_rows(&gpu, gs, gbx, big_rows, big_cols, acc);
+            compare(acc ? "sum_rows 700x400 (GEMV), accumulate" : "sum_rows 700x400 (GEMV)",
+                    back(&cpu, cs, big_cols), back(&gpu, gs, big_cols), big_cols, 1e-5);
+        }
+    }
     const char *acts[] = { "relu", "gelu", "tanh" };
     for (int a = 0; a < 3; a++) {
         float *cout = on(&cpu, x, n, 0), *gout = on(&gpu, x, n, 1);
@@ -335,6 +348,15 @@ int main(void)
         gpu.be->gather_rows(&gpu, gdst, gsrc, gidx, picks, (size_t)width * sizeof(float));
         compare("gather_rows", back(&cpu, cdst, (size_t)picks * width),
                 back(&gpu, gdst, (size_t)picks * width), (size_t)picks * width, 0);
+    }
+    {   /* upload_async from host_alloc memory, then a download (which waits) */
+        size_t count = 100003;
+        float *src = random_floats(count, 1), *pinned = gpu.be->host_alloc(count * sizeof *src);
+        memcpy(pinned, src, count * sizeof *src);
+        float *dst = on(&gpu, NULL, count, 1);
+        gpu.be->upload_async(&gpu, dst, pinned, count * sizeof *src);
+        compare("upload_async", src, back(&gpu, dst, count), count, 0);
+        gpu.be->host_free(pinned);
     }
     test_gemm_tuned();
     test_allocator();
