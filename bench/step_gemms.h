@@ -21,7 +21,7 @@ static inline int step_gemms(const dp_model *m, int batch, gemm *out)
     int n = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const dp_layer *l = &m->layers[i];
-        if (l->ops == &dp_layer_linear) /* y = b (fill_rows), then y += x W^T */
+        if (l->ops == &dp_layer_linear) /* y = b (bias rows), then y += x W^T */
             out[n++] = (gemm){ "fwd", i, 0, 1, batch, l->out, l->in, 1.0f, NULL, NULL, NULL };
     }
     for (int i = m->n_layers - 1; i >= 0; i--) {

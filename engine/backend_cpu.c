@@ -81,12 +81,16 @@ static void charge_kernel(dp_device *d, double t0)
     impl_of(d)->prof.kernel_s += dp_now_s() - t0;
 }
 
-static void cpu_fill_rows(dp_device *d, float *y, const float *row, int rows, int cols)
+/* The bias in every row (a kernel), then the GEMM adds x W^T to it. */
+static void cpu_linear(dp_device *d, int rows, int out, int in, const float *x, const float *w,
+                       const float *b, float *y)
 {
     double t0 = dp_now_s();
     for (int r = 0; r < rows; r++)
-        memcpy(y + (size_t)r * cols, row, (size_t)cols * sizeof *row);
+        memcpy(y + (size_t)r * out, b, (size_t)out * sizeof *b);
     charge_kernel(d, t0);
+    if (in > 0)
+        cpu_gemm(d, 0, 1, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
 }
 
 static void cpu_gather_rows(dp_device *d, void *dst, const void *src, const int32_t *idx,
@@ -314,7 +318,7 @@ const dp_backend dp_backend_cpu = {
     .error = cpu_error,
     .gemm = cpu_gemm,
     .gather_rows = cpu_gather_rows,
-    .fill_rows = cpu_fill_rows,
+    .linear = cpu_linear,
     .sum_rows = cpu_sum_rows,
     .act_forward = cpu_act_forward,
     .act_backward = cpu_act_backward,

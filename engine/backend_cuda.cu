@@ -62,14 +62,6 @@ unsigned blocks_for(size_t n, unsigned threads)
 
 /* ---- kernels ---- */
 
-__global__ void fill_rows_kernel(float *y, const float *row, int rows, int cols)
-{
-    size_t n = (size_t)rows * cols;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        y[i] = row[i % cols];
-}
-
 __global__ void act_forward_kernel(dp_act act, float *y, const float *x, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -417,27 +409,19 @@ bool sgemm_tn_transposed(dp_device *d, cuda_impl *im, int m, int n, int k, float
     return true;
 }
 
-/* A weight gradient, dW = dy^T x, is a GEMM with A transposed and k the batch's rows; cuBLAS
- * runs that form with kernels that reach about 60 % of the rate of the others on an H200
- * (4096^3 in TF32: 539 us, against 337 us for x W^T, measured with PyTorch's matmul). Copying
- * both operands transposed turns it into the fast form for two passes over memory; whether
- * that pays depends on the GPU and the shape, so the first two calls of a shape time one way
- * each (events), and later calls take the faster. Returns the tuning of a large enough
- * shape of that form, or NULL. */
-gemm_tune *tune_for(cuda_impl *im, int trans_a, int trans_b, int m, int n, int k, int lda,
-                    int ldb)
+/* The tuning of (op, shape), made on its first use; NULL when the table is full. */
+tune *tune_for(cuda_impl *im, tune_op op, int m, int n, int k, int lda, int ldb)
 {
-    if (!trans_a || trans_b || m < 256 || n < 256 || k < 256)
-        return NULL;
     for (int i = 0; i < im->n_tunes; i++) {
-        gemm_tune *t = &im->tunes[i];
-        if (t->m == m && t->n == n && t->k == k && t->lda == lda && t->ldb == ldb)
+        tune *t = &im->tunes[i];
+        if (t->op == op && t->m == m && t->n == n && t->k == k && t->lda == lda && t->ldb == ldb)
             return t;
     }
     if (im->n_tunes == (int)(sizeof im->tunes / sizeof im->tunes[0]))
         return NULL;
-    gemm_tune *t = &im->tunes[im->n_tunes];
-    *t = gemm_tune{ m, n, k, lda, ldb, 0, false, 0.0f, NULL, NULL };
+    tune *t = &im->tunes[im->n_tunes];
+    *t = tune{};
+    t->op = op, t->m = m, t->n = n, t->k = k, t->lda = lda, t->ldb = ldb;
     if (cudaEventCreate(&t->start) != cudaSuccess || cudaEventCreate(&t->end) != cudaSuccess) {
         cudaGetLastError();
         return NULL;
@@ -447,7 +431,7 @@ gemm_tune *tune_for(cuda_impl *im, int trans_a, int trans_b, int m, int n, int k
 }
 
 /* Milliseconds of the way last timed on t. */
-float timed_ms(cuda_impl *im, gemm_tune *t)
+float timed_ms(cuda_impl *im, tune *t)
 {
     float ms = 0.0f;
     CHECK_CUDA(im, cudaEventSynchronize(t->end));
@@ -455,6 +439,50 @@ float timed_ms(cuda_impl *im, gemm_tune *t)
     return ms;
 }
 
+/* Which way (0 or 1) to run this call of t's shape; tune_done follows the call. */
+int tune_way(cuda_impl *im, tune *t)
+{
+    if (t->timed == 1)
+        t->first_ms = timed_ms(im, t);
+    if (t->timed < 2)
+        CHECK_CUDA(im, cudaEventRecord(t->start, im->stream));
+    return t->timed < 2 ? t->timed : t->second;
+}
+
+void tune_done(cuda_impl *im, tune *t, int ran)
+{
+    if (t->timed >= 2)
+        return;
+    CHECK_CUDA(im, cudaEventRecord(t->end, im->stream));
+    if (t->timed == 1)
+        t->second = ran == 1 && timed_ms(im, t) < t->first_ms;
+    t->timed++;
+}
+
+/* Profiling: an event pair around a GEMM's launches. */
+void profile_begin(cuda_impl *im, double flops)
+{
+    if (!im->profiling)
+        return;
+    if (im->gemm_pending == 64) { /* every pair in use: sum them first */
+        CHECK_CUDA(im, cudaEventSynchronize(im->gemm_events[2 * 63 + 1]));
+        harvest_gemms(im);
+    }
+    CHECK_CUDA(im, cudaEventRecord(im->gemm_events[2 * im->gemm_pending], im->stream));
+    im->gemm_flops += flops;
+}
+
+void profile_end(cuda_impl *im)
+{
+    if (im->profiling)
+        CHECK_CUDA(im, cudaEventRecord(im->gemm_events[2 * im->gemm_pending++ + 1], im->stream));
+}
+
+/* A weight gradient, dW = dy^T x, is a GEMM with A transposed and k the batch's rows; cuBLAS
+ * runs that form with kernels that reach about 60 % of the rate of the others on an H200
+ * (4096^3 in TF32: 529-533 us against 344-357 us for the forward and input-gradient GEMMs,
+ * bench/cuda-bench). Copying both operands transposed turns it into the fast form for two
+ * passes over memory; whether that pays depends on the GPU and the shape, so it is tuned. */
 void cuda_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
@@ -463,43 +491,131 @@ void cuda_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, floa
     if (m == 0 || n == 0)
         return;
     cuda_begin(im);
-    if (im->profiling) {
-        if (im->gemm_pending == 64) { /* every pair in use: sum them first */
-            CHECK_CUDA(im, cudaEventSynchronize(im->gemm_events[2 * 63 + 1]));
-            harvest_gemms(im);
-        }
-        CHECK_CUDA(im, cudaEventRecord(im->gemm_events[2 * im->gemm_pending], im->stream));
-        im->gemm_flops += 2.0 * m * n * k;
-    }
-    gemm_tune *t = tune_for(im, trans_a, trans_b, m, n, k, lda, ldb);
-    if (t && t->timed < 2) {
-        if (t->timed == 1) { /* the scratch is made before the clock starts */
-            t->direct_ms = timed_ms(im, t);
-            reserve_scratch(d, im, ((size_t)m + n) * k);
-        }
-        CHECK_CUDA(im, cudaEventRecord(t->start, im->stream));
-    }
-    bool transposed = t && (t->timed == 1 || (t->timed == 2 && t->transposed)) &&
-                      sgemm_tn_transposed(d, im, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    bool large_wgrad = trans_a && !trans_b && m >= 256 && n >= 256 && k >= 256;
+    tune *t = large_wgrad ? tune_for(im, TUNE_WGRAD, m, n, k, lda, ldb) : NULL;
+    if (t && t->timed == 1) /* the scratch is made before the clock starts */
+        reserve_scratch(d, im, ((size_t)m + n) * k);
+    int way = t ? tune_way(im, t) : 0;
+    profile_begin(im, 2.0 * m * n * k);
+    bool transposed =
+        way == 1 && sgemm_tn_transposed(d, im, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (!transposed)
         sgemm(im, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    if (t && t->timed < 2) {
-        CHECK_CUDA(im, cudaEventRecord(t->end, im->stream));
-        if (t->timed == 1)
-            t->transposed = transposed && timed_ms(im, t) < t->direct_ms;
-        t->timed++;
-    }
-    if (im->profiling)
-        CHECK_CUDA(im, cudaEventRecord(im->gemm_events[2 * im->gemm_pending++ + 1], im->stream));
+    profile_end(im);
+    if (t)
+        tune_done(im, t, transposed);
 }
 
-void cuda_fill_rows(dp_device *d, float *y, const float *row, int rows, int cols)
+__global__ void fill_rows_kernel(float *y, const float *row, int rows, int cols)
+{
+    for (int r = blockIdx.y; r < rows; r += gridDim.y)
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+            y[(size_t)r * cols + c] = row[c];
+}
+
+/* y [rows, cols] = row in every row: a 2-D grid, so no division per element. */
+void fill_rows(cuda_impl *im, float *y, const float *row, int rows, int cols)
+{
+    dim3 grid((cols + T - 1) / T, rows < 65535 ? rows : 65535);
+    fill_rows_kernel<<<grid, T, 0, im->stream>>>(y, row, rows, cols);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+/* Makes t's cuBLASLt descriptors and picks its algorithm (the first the heuristic offers);
+ * t->lt_usable says whether it found one. The handle and workspace are made on first use. */
+void lt_make(dp_device *d, cuda_impl *im, tune *t, const float *b)
+{
+    const size_t workspace = 32u << 20; /* what NVIDIA advises for Hopper */
+    t->lt_made = true;
+    if (!im->lt && cublasLtCreate(&im->lt) != CUBLAS_STATUS_SUCCESS)
+        return;
+    if (!im->lt_workspace) {
+        if (cudaMalloc(&im->lt_workspace, workspace) != cudaSuccess) {
+            cudaGetLastError();
+            im->lt_workspace = NULL;
+            return;
+        }
+        im->lt_workspace_bytes = workspace;
+        d->mem_held += workspace; /* held until the device goes */
+        d->mem_peak = d->mem_held > d->mem_peak ? d->mem_held : d->mem_peak;
+    }
+    int rows = t->m, out = t->n, in = t->k;
+    cublasOperation_t op_w = CUBLAS_OP_T, op_x = CUBLAS_OP_N;
+    cublasLtEpilogue_t bias = CUBLASLT_EPILOGUE_BIAS;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t found;
+    int n_found = 0;
+    /* column-major: y^T [out, rows] = W^T [out, in] (W stored [in, out]) x^T [in, rows] */
+    bool ok =
+        cublasLtMatmulDescCreate(&t->lt_op, im->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                     : CUBLAS_COMPUTE_32F,
+                                 CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_TRANSA, &op_w,
+                                       sizeof op_w) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_TRANSB, &op_x,
+                                       sizeof op_x) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_EPILOGUE, &bias,
+                                       sizeof bias) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
+                                       sizeof b) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatrixLayoutCreate(&t->lt_w, CUDA_R_32F, in, out, in) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatrixLayoutCreate(&t->lt_x, CUDA_R_32F, in, rows, in) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatrixLayoutCreate(&t->lt_y, CUDA_R_32F, out, rows, out) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                             &workspace, sizeof workspace) ==
+            CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulAlgoGetHeuristic(im->lt, t->lt_op, t->lt_w, t->lt_x, t->lt_y, t->lt_y,
+                                       pref, 1, &found, &n_found) == CUBLAS_STATUS_SUCCESS &&
+        n_found > 0;
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    if (ok)
+        t->lt_algo = found.algo;
+    t->lt_usable = ok;
+}
+
+/* y = x W^T + b by cuBLASLt, the bias added in the GEMM's epilogue; false when cuBLASLt cannot
+ * (then nothing was written). */
+bool lt_linear(cuda_impl *im, tune *t, const float *x, const float *w, const float *b, float *y)
+{
+    const float one = 1.0f, zero = 0.0f;
+    return t->lt_usable &&
+           cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
+                                          sizeof b) == CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatmul(im->lt, t->lt_op, &one, w, t->lt_w, x, t->lt_x, &zero, y, t->lt_y, y,
+                          t->lt_y, &t->lt_algo, im->lt_workspace, im->lt_workspace_bytes,
+                          im->stream) == CUBLAS_STATUS_SUCCESS;
+}
+
+/* y [rows, out] = x [rows, in] W [out, in]^T + b: bias rows then a cuBLAS GEMM that adds to
+ * them, or cuBLASLt adding the bias in its epilogue (one pass over y fewer); tuned. */
+void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const float *w,
+                 const float *b, float *y)
 {
     cuda_locked guard(d);
     cuda_impl *im = guard.im;
+    if (rows == 0 || out == 0)
+        return;
     cuda_begin(im);
-    fill_rows_kernel<<<blocks_for((size_t)rows * cols, T), T, 0, im->stream>>>(y, row, rows, cols);
-    CHECK_CUDA(im, cudaGetLastError());
+    bool aligned = ((uintptr_t)x | (uintptr_t)w | (uintptr_t)b | (uintptr_t)y) % 16 == 0 &&
+                   in % 4 == 0 && out % 4 == 0;
+    tune *t = aligned && in > 0 ? tune_for(im, TUNE_LINEAR, rows, out, in, 0, 0) : NULL;
+    if (t && !t->lt_made) /* before the clock starts */
+        lt_make(d, im, t, b);
+    int way = t ? tune_way(im, t) : 0;
+    bool fused = way == 1 && t->lt_usable;
+    if (!fused)
+        fill_rows(im, y, b, rows, out);
+    profile_begin(im, 2.0 * rows * out * in);
+    if (fused && !lt_linear(im, t, x, w, b, y)) {
+        cuda_record_error(im, __FILE__, __LINE__, "cublasLtMatmul", "failed");
+    } else if (!fused) {
+        sgemm(im, 0, 1, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+    }
+    profile_end(im);
+    if (t)
+        tune_done(im, t, fused);
 }
 
 __global__ void fill_kernel(float *y, float v, size_t n)
@@ -694,7 +810,7 @@ const dp_backend dp_backend_cuda = {
     cuda_error,
     cuda_gemm,
     cuda_gather_rows,
-    cuda_fill_rows,
+    cuda_linear,
     cuda_sum_rows,
     cuda_act_forward,
     cuda_act_backward,
@@ -778,6 +894,7 @@ int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err 
     CHECK_CUBLAS(im, cublasSetStream(im->blas, im->stream));
     /* TF32 exists from compute capability 8.0 (Ampere) on; older GPUs compute in fp32. */
     bool use_tf32 = tf32 && prop.major >= 8;
+    im->tf32 = use_tf32;
     CHECK_CUBLAS(im, cublasSetMathMode(im->blas, use_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                           : CUBLAS_DEFAULT_MATH));
     enable_peer_access(ordinal);
@@ -817,9 +934,18 @@ void dp_cuda_device_destroy(dp_device *d)
     cudaFree(im->sumsq);
     cudaFree(im->scratch);
     for (int i = 0; i < im->n_tunes; i++) {
-        cudaEventDestroy(im->tunes[i].start);
-        cudaEventDestroy(im->tunes[i].end);
+        tune *t = &im->tunes[i];
+        cudaEventDestroy(t->start);
+        cudaEventDestroy(t->end);
+        if (t->lt_op)
+            cublasLtMatmulDescDestroy(t->lt_op);
+        for (cublasLtMatrixLayout_t l : { t->lt_w, t->lt_x, t->lt_y })
+            if (l)
+                cublasLtMatrixLayoutDestroy(l);
     }
+    if (im->lt)
+        cublasLtDestroy(im->lt);
+    cudaFree(im->lt_workspace);
     for (int i = 0; im->gemm_events[0] && i < 2 * 64; i++)
         cudaEventDestroy(im->gemm_events[i]);
     for (cudaStream_t s : { im->stream, im->comm, im->copy })

@@ -3,6 +3,7 @@
 #ifndef DP_CUDA_IMPL_H
 #define DP_CUDA_IMPL_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <pthread.h>
@@ -19,13 +20,25 @@ struct cuda_block {
     cuda_block *next;
 };
 
-/* How one shape of weight-gradient GEMM runs best (backend_cuda.cu, cuda_gemm). */
-struct gemm_tune {
+/* An operation that has two ways to run on a shape (backend_cuda.cu): the first two calls of
+ * the shape time one way each with events, later calls take the faster. */
+enum tune_op {
+    TUNE_WGRAD,  /* A^T B: cuBLAS directly, or through transposed copies */
+    TUNE_LINEAR, /* x W^T + b: bias rows then cuBLAS, or cuBLASLt with the bias in its epilogue */
+};
+
+struct tune {
+    tune_op op;
     int m, n, k, lda, ldb;
-    int timed;                /* 0, 1 or 2 ways timed so far */
-    bool transposed;          /* the faster way, once both are timed */
-    float direct_ms;
+    int timed;                /* ways timed so far: 0, 1 or 2 */
+    bool second;              /* the second way is the faster, once both are timed */
+    float first_ms;
     cudaEvent_t start, end;
+    /* TUNE_LINEAR's second way, made on its first use */
+    bool lt_made, lt_usable;
+    cublasLtMatmulDesc_t lt_op;
+    cublasLtMatrixLayout_t lt_w, lt_x, lt_y;
+    cublasLtMatmulAlgo_t lt_algo;
 };
 
 /* A device is driven by its worker thread, its comm thread and the threads of the links it
@@ -42,6 +55,10 @@ struct cuda_impl {
     cudaEvent_t comm_done;            /* recorded after the last all-reduce issued */
     bool comm_pending;                /* an all-reduce the compute stream has not waited for */
     cublasHandle_t blas;
+    bool tf32;                        /* TF32 tensor-core GEMMs */
+    cublasLtHandle_t lt;              /* made on first use, with its workspace */
+    void *lt_workspace;
+    size_t lt_workspace_bytes;
     cudaEvent_t span_start, span_end; /* busy time: from the first op after a wait to the next */
     bool span_open;
     double busy_s;
@@ -51,7 +68,7 @@ struct cuda_impl {
     size_t ones_n;
     float *scratch;                   /* [scratch_n]: transposed GEMM operands */
     size_t scratch_n;
-    gemm_tune tunes[16];
+    tune tunes[32];
     int n_tunes;
     /* Profiling (dp_cuda_set_profiling): an event pair around each GEMM, summed once done. */
     bool profiling;

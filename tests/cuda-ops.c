@@ -193,6 +193,30 @@ static void test_gemm(dp_device *g, double tol, const char *label)
             }
 }
 
+/* linear on a tuned shape (widths multiples of 4, aligned buffers), called three times: bias
+ * rows then cuBLAS, then cuBLASLt with the bias in its epilogue, then the faster; each call
+ * matches the CPU, its output poisoned first. */
+static void test_linear_tuned(dp_device *g, double tol, const char *label)
+{
+    int rows = 200, out = 96, in = 52;
+    float *x = random_floats((size_t)rows * in, 1), *w = random_floats((size_t)out * in, 1);
+    float *b = random_floats((size_t)out, 1);
+    float *cx = on(&cpu, x, (size_t)rows * in, 0), *cw = on(&cpu, w, (size_t)out * in, 0);
+    float *cb = on(&cpu, b, (size_t)out, 0), *cy = on(&cpu, NULL, (size_t)rows * out, 1);
+    float *gx = on(g, x, (size_t)rows * in, 0), *gw = on(g, w, (size_t)out * in, 0);
+    float *gb = on(g, b, (size_t)out, 0);
+    cpu.be->linear(&cpu, rows, out, in, cx, cw, cb, cy);
+    for (int call = 0; call < 3; call++) {
+        float *gy = on(g, NULL, (size_t)rows * out, 1);
+        g->be->linear(g, rows, out, in, gx, gw, gb, gy);
+        char what[64];
+        snprintf(what, sizeof what, "linear %s %dx%dx%d, call %d (%s)", label, rows, out, in,
+                 call + 1, call == 0 ? "cuBLAS" : call == 1 ? "cuBLASLt" : "the faster");
+        compare(what, back(&cpu, cy, (size_t)rows * out), back(g, gy, (size_t)rows * out),
+                (size_t)rows * out, tol);
+    }
+}
+
 /* A weight-gradient GEMM (A transposed) large enough to be tuned: called three times, it runs
  * directly, then through transposed copies, then whichever was faster; every call matches the
  * CPU. Odd sizes and padded leading dimensions test the transpose's edges. */
@@ -241,9 +265,13 @@ int main(void)
     float *crow = on(&cpu, row, cols, 0), *grow = on(&gpu, row, cols, 0);
     float *cy = on(&cpu, x, n, 0), *gy = on(&gpu, x, n, 1), *got;
 
-    cpu.be->fill_rows(&cpu, cy, crow, rows, cols);
-    gpu.be->fill_rows(&gpu, gy, grow, rows, cols);
-    compare("fill_rows", back(&cpu, cy, n), got = back(&gpu, gy, n), n, 1e-6);
+    /* linear with widths that are not multiples of 4: bias rows, then cuBLAS */
+    float *cw = on(&cpu, dy, (size_t)cols * cols, 0), *gw = on(&gpu, dy, (size_t)cols * cols, 0);
+    cpu.be->linear(&cpu, rows, cols, cols, cx, cw, crow, cy);
+    gpu.be->linear(&gpu, rows, cols, cols, gx, gw, grow, gy);
+    compare("linear 67x45x45", back(&cpu, cy, n), got = back(&gpu, gy, n), n, 1e-5);
+    test_linear_tuned(&gpu, 1e-5, "fp32");
+    test_linear_tuned(&gpu_tf32, 2e-3, "tf32");
     for (int acc = 0; acc < 2; acc++) {
         float *cs = on(&cpu, row, cols, 0), *gs = on(&gpu, row, cols, !acc);
         cpu.be->sum_rows(&cpu, cs, cx, rows, cols, acc);

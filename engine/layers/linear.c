@@ -39,8 +39,7 @@ static void linear_forward(const dp_layer *l, const dp_pass *p, const float *par
     const float *w = params, *b = params + (size_t)l->out * l->in;
     if (p->rows == 0) /* an empty shard or micro-batch (a short last batch) */
         return;
-    be->fill_rows(p->dev, y, b, p->rows, l->out);
-    be->gemm(p->dev, 0, 1, p->rows, l->out, l->in, 1.0f, x, l->in, w, l->in, 1.0f, y, l->out);
+    be->linear(p->dev, p->rows, l->out, l->in, x, w, b, y);
 }
 
 static void linear_backward(const dp_layer *l, const dp_pass *p, const float *params,
