@@ -202,6 +202,7 @@ int main(int argc, char **argv)
         }
     }
     double plain_rate = flops / plain_s;
+    dp_cuda_print_tuning(d, stdout);
     printf("train samples_per_s=%.1f step_us=%.2f gemm_us=%.2f gemm_flops_per_step=%.0f "
            "gemm_tflops=%.2f gemm_frac=%.3f step_frac=%.3f final_loss=%.4f\n",
            batch / wall, 1e6 * wall, 1e6 * gemm_s, gemm_flops, gemm_flops / gemm_s / 1e12,

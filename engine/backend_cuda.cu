@@ -454,8 +454,10 @@ void tune_done(cuda_impl *im, tune *t, int ran)
     if (t->timed >= 2)
         return;
     CHECK_CUDA(im, cudaEventRecord(t->end, im->stream));
-    if (t->timed == 1)
-        t->second = ran == 1 && timed_ms(im, t) < t->first_ms;
+    if (t->timed == 1) {
+        t->second_ms = ran == 1 ? timed_ms(im, t) : 0.0f;
+        t->second = ran == 1 && t->second_ms < t->first_ms;
+    }
     t->timed++;
 }
 
@@ -830,6 +832,21 @@ void dp_cuda_set_profiling(dp_device *d, bool on)
             CHECK_CUDA(im, cudaEventCreate(&im->gemm_events[i]));
     wait(im);
     im->profiling = on;
+}
+
+void dp_cuda_print_tuning(dp_device *d, FILE *out)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    for (int i = 0; i < im->n_tunes; i++) {
+        const tune *t = &im->tunes[i];
+        bool wgrad = t->op == TUNE_WGRAD;
+        fprintf(out, "tuned op=%s m=%d n=%d k=%d first=%s first_us=%.1f second=%s second_us=%.1f "
+                     "chosen=%s\n",
+                wgrad ? "wgrad" : "linear", t->m, t->n, t->k, wgrad ? "cublas" : "bias+cublas",
+                1e3 * t->first_ms, wgrad ? "transposed" : "cublaslt-epilogue", 1e3 * t->second_ms,
+                t->timed < 2 ? "undecided" : t->second ? "second" : "first");
+    }
 }
 
 dp_cuda_profile dp_cuda_device_profile(dp_device *d)

@@ -4,6 +4,7 @@
 #define DP_BACKEND_CUDA_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "engine/backend.h"
 
@@ -31,6 +32,8 @@ typedef struct dp_cuda_profile {
 void dp_cuda_set_profiling(dp_device *d, bool on);
 /* Waits for the device, then reads its profile. */
 dp_cuda_profile dp_cuda_device_profile(dp_device *d);
+/* One line per tuned shape: the two ways' times and the one chosen. */
+void dp_cuda_print_tuning(dp_device *d, FILE *out);
 
 /* An all-reduce group of GPU devices (see comm.h): NCCL when the members are distinct GPUs (or
  * NCCL takes several ranks on one GPU), else a reduction kernel when they all share one GPU.

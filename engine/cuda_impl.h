@@ -32,7 +32,7 @@ struct tune {
     int m, n, k, lda, ldb;
     int timed;                /* ways timed so far: 0, 1 or 2 */
     bool second;              /* the second way is the faster, once both are timed */
-    float first_ms;
+    float first_ms, second_ms;
     cudaEvent_t start, end;
     /* TUNE_LINEAR's second way, made on its first use */
     bool lt_made, lt_usable;
