@@ -111,7 +111,7 @@ static void time_kernels(const dp_model *m, int batch, double momentum, const dp
                          : l->ops == &dp_layer_tanh ? DP_ACT_TANH : DP_ACT_RELU;
             if (l->ops == &dp_layer_linear) {
                 /* in = 0: the bias rows alone, without the GEMM */
-                TIMED(K_FILL, be->linear(&d, batch, l->out, 0, x, p, p, y));
+                TIMED(K_FILL, be->linear(&d, batch, l->out, 0, x, p, p, y, false));
                 TIMED(K_SUM, be->sum_rows(&d, g, dy, batch, l->out, 0));
             } else {
                 TIMED(K_ACTF, be->act_forward(&d, act, y, x, n));

@@ -71,9 +71,10 @@ struct dp_backend {
      * device memory. Gathers a batch from a data set held on the device. */
     void (*gather_rows)(dp_device *d, void *dst, const void *src, const int32_t *idx, int rows,
                         size_t row_bytes);
-    /* y [rows, out] = x [rows, in] W [out, in]^T + b [out] (torch.nn.Linear's forward). */
+    /* y [rows, out] = x [rows, in] W [out, in]^T + b [out] (torch.nn.Linear's forward), then
+     * y = max(y, 0) when relu (a ReLU after the layer, fused). */
     void (*linear)(dp_device *d, int rows, int out, int in, const float *x, const float *w,
-                   const float *b, float *y);
+                   const float *b, float *y, bool relu);
     /* out[c] = sum_r x[r, c], or out[c] += ... when accumulate. */
     void (*sum_rows)(dp_device *d, float *out, const float *x, int rows, int cols, int accumulate);
     /* y = act(x), element-wise over n elements (y may equal x for ReLU and tanh). */

@@ -81,17 +81,6 @@ static void charge_kernel(dp_device *d, double t0)
     impl_of(d)->prof.kernel_s += dp_now_s() - t0;
 }
 
-/* The bias in every row (a kernel), then the GEMM adds x W^T to it. */
-static void cpu_linear(dp_device *d, int rows, int out, int in, const float *x, const float *w,
-                       const float *b, float *y)
-{
-    double t0 = dp_now_s();
-    for (int r = 0; r < rows; r++)
-        memcpy(y + (size_t)r * out, b, (size_t)out * sizeof *b);
-    charge_kernel(d, t0);
-    if (in > 0)
-        cpu_gemm(d, 0, 1, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
-}
 
 static void cpu_gather_rows(dp_device *d, void *dst, const void *src, const int32_t *idx,
                             int rows, size_t row_bytes)
@@ -135,6 +124,20 @@ static void cpu_act_forward(dp_device *d, dp_act act, float *y, const float *x, 
         break;
     }
     charge_kernel(d, t0);
+}
+
+/* The bias in every row (a kernel), then the GEMM adds x W^T to it. */
+static void cpu_linear(dp_device *d, int rows, int out, int in, const float *x, const float *w,
+                       const float *b, float *y, bool relu)
+{
+    double t0 = dp_now_s();
+    for (int r = 0; r < rows; r++)
+        memcpy(y + (size_t)r * out, b, (size_t)out * sizeof *b);
+    charge_kernel(d, t0);
+    if (in > 0)
+        cpu_gemm(d, 0, 1, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+    if (relu)
+        cpu_act_forward(d, DP_ACT_RELU, y, y, (size_t)rows * out);
 }
 
 static void cpu_act_backward(dp_device *d, dp_act act, float *dx, const float *x, const float *y,

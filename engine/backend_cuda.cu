@@ -543,7 +543,7 @@ void lt_make(dp_device *d, cuda_impl *im, tune *t, const float *b)
     }
     int rows = t->m, out = t->n, in = t->k;
     cublasOperation_t op_w = CUBLAS_OP_T, op_x = CUBLAS_OP_N;
-    cublasLtEpilogue_t bias = CUBLASLT_EPILOGUE_BIAS;
+    cublasLtEpilogue_t bias = t->lda ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t found;
     int n_found = 0;
@@ -577,8 +577,7 @@ void lt_make(dp_device *d, cuda_impl *im, tune *t, const float *b)
     t->lt_usable = ok;
 }
 
-/* y = x W^T + b by cuBLASLt, the bias added in the GEMM's epilogue; false when cuBLASLt cannot
- * (then nothing was written). */
+/* y = x W^T + b by cuBLASLt, the bias (and the ReLU) applied in the GEMM's epilogue. */
 bool lt_linear(cuda_impl *im, tune *t, const float *x, const float *w, const float *b, float *y)
 {
     const float one = 1.0f, zero = 0.0f;
@@ -590,10 +589,11 @@ bool lt_linear(cuda_impl *im, tune *t, const float *x, const float *w, const flo
                           im->stream) == CUBLAS_STATUS_SUCCESS;
 }
 
-/* y [rows, out] = x [rows, in] W [out, in]^T + b: bias rows then a cuBLAS GEMM that adds to
- * them, or cuBLASLt adding the bias in its epilogue (one pass over y fewer); tuned. */
+/* y [rows, out] = x [rows, in] W [out, in]^T + b, and the ReLU: bias rows, a cuBLAS GEMM that
+ * adds to them and a ReLU kernel, or cuBLASLt applying bias and ReLU in its epilogue (two
+ * passes over y fewer); tuned (the tuning's lda says relu). */
 void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const float *w,
-                 const float *b, float *y)
+                 const float *b, float *y, bool relu)
 {
     cuda_locked guard(d);
     cuda_impl *im = guard.im;
@@ -602,7 +602,7 @@ void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const 
     cuda_begin(im);
     bool aligned = ((uintptr_t)x | (uintptr_t)w | (uintptr_t)b | (uintptr_t)y) % 16 == 0 &&
                    in % 4 == 0 && out % 4 == 0;
-    tune *t = aligned && in > 0 ? tune_for(im, TUNE_LINEAR, rows, out, in, 0, 0) : NULL;
+    tune *t = aligned && in > 0 ? tune_for(im, TUNE_LINEAR, rows, out, in, relu, 0) : NULL;
     if (t && !t->lt_made) /* before the clock starts */
         lt_make(d, im, t, b);
     int way = t ? tune_way(im, t) : 0;
@@ -616,6 +616,11 @@ void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const 
         sgemm(im, 0, 1, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
     }
     profile_end(im);
+    if (!fused && relu) {
+        size_t n = (size_t)rows * out;
+        act_forward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(DP_ACT_RELU, y, y, n);
+        CHECK_CUDA(im, cudaGetLastError());
+    }
     if (t)
         tune_done(im, t, fused);
 }
@@ -843,7 +848,7 @@ void dp_cuda_print_tuning(dp_device *d, FILE *out)
         bool wgrad = t->op == TUNE_WGRAD;
         fprintf(out, "tuned op=%s m=%d n=%d k=%d first=%s first_us=%.1f second=%s second_us=%.1f "
                      "chosen=%s\n",
-                wgrad ? "wgrad" : "linear", t->m, t->n, t->k, wgrad ? "cublas" : "bias+cublas",
+                wgrad ? "wgrad" : t->lda ? "linear+relu" : "linear", t->m, t->n, t->k, wgrad ? "cublas" : "bias+cublas",
                 1e3 * t->first_ms, wgrad ? "transposed" : "cublaslt-epilogue", 1e3 * t->second_ms,
                 t->timed < 2 ? "undecided" : t->second ? "second" : "first");
     }

@@ -44,6 +44,7 @@ typedef struct dp_pass {
     dp_device *dev;
     int rows;
     int accumulate; /* backward: add to the gradients instead of overwriting them */
+    bool then_relu; /* forward of a linear layer: apply the ReLU that follows it, in place */
 } dp_pass;
 
 struct dp_layer_ops {

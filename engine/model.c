@@ -175,6 +175,17 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
+/* Whether layer i of the stage is a ReLU that works in place on the output of the linear layer
+ * before it, which applies it (backend linear with relu): a pass over the activations fewer
+ * and a buffer fewer. Its backward needs no change: the gradient passes where x > 0, and
+ * max(x, 0) > 0 exactly there. */
+static bool relu_in_place(const dp_stage *s, int i)
+{
+    const dp_layer *l = s->model->layers;
+    return i > s->first && i < s->last && l[i].ops == &dp_layer_relu &&
+           l[i - 1].ops == &dp_layer_linear;
+}
+
 /* Width of boundary b of a stage: b = 0 is its input, b = last - first its output. */
 static int boundary_width(const dp_stage *s, int b)
 {
@@ -207,7 +218,8 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
     for (int b = 0; b < n_bound; b++) {
         size_t w = (size_t)boundary_width(s, b);
         widest = w > widest ? w : widest;
-        s->slot_bytes += align64((size_t)max_rows * w * sizeof(float));
+        if (b == 0 || !relu_in_place(s, first + b - 1))
+            s->slot_bytes += align64((size_t)max_rows * w * sizeof(float));
     }
     size_t dgrad_bytes = align64((size_t)max_rows * widest * sizeof(float));
     size_t labels_bytes = align64((size_t)max_rows * sizeof(int32_t));
@@ -232,6 +244,10 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
     char *at = s->act_block;
     for (int k = 0; k < slots; k++)
         for (int b = 0; b < n_bound; b++) {
+            if (b > 0 && relu_in_place(s, first + b - 1)) { /* the linear's output */
+                s->acts[k * n_bound + b] = s->acts[k * n_bound + b - 1];
+                continue;
+            }
             s->acts[k * n_bound + b] = (float *)at;
             at += align64((size_t)max_rows * boundary_width(s, b) * sizeof(float));
         }
@@ -320,8 +336,11 @@ void dp_stage_forward(dp_stage *s, int slot, int rows)
     float **a = s->acts + slot * (s->last - s->first + 1);
     for (int i = s->first; i < s->last; i++) {
         const dp_layer *l = &s->model->layers[i];
+        p.then_relu = relu_in_place(s, i + 1);
         l->ops->forward(l, &p, s->params + (l->param_offset - s->param_offset), a[i - s->first],
                         a[i - s->first + 1]);
+        if (p.then_relu)
+            i++; /* the ReLU is done */
     }
 }
 

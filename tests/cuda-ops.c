@@ -196,7 +196,7 @@ static void test_gemm(dp_device *g, double tol, const char *label)
 /* linear on a tuned shape (widths multiples of 4, aligned buffers), called three times: bias
  * rows then cuBLAS, then cuBLASLt with the bias in its epilogue, then the faster; each call
  * matches the CPU, its output poisoned first. */
-static void test_linear_tuned(dp_device *g, double tol, const char *label)
+static void test_linear_tuned(dp_device *g, double tol, const char *label, bool relu)
 {
     int rows = 200, out = 96, in = 52;
     float *x = random_floats((size_t)rows * in, 1), *w = random_floats((size_t)out * in, 1);
@@ -205,13 +205,14 @@ static void test_linear_tuned(dp_device *g, double tol, const char *label)
     float *cb = on(&cpu, b, (size_t)out, 0), *cy = on(&cpu, NULL, (size_t)rows * out, 1);
     float *gx = on(g, x, (size_t)rows * in, 0), *gw = on(g, w, (size_t)out * in, 0);
     float *gb = on(g, b, (size_t)out, 0);
-    cpu.be->linear(&cpu, rows, out, in, cx, cw, cb, cy);
+    cpu.be->linear(&cpu, rows, out, in, cx, cw, cb, cy, relu);
     for (int call = 0; call < 3; call++) {
         float *gy = on(g, NULL, (size_t)rows * out, 1);
-        g->be->linear(g, rows, out, in, gx, gw, gb, gy);
-        char what[64];
-        snprintf(what, sizeof what, "linear %s %dx%dx%d, call %d (%s)", label, rows, out, in,
-                 call + 1, call == 0 ? "cuBLAS" : call == 1 ? "cuBLASLt" : "the faster");
+        g->be->linear(g, rows, out, in, gx, gw, gb, gy, relu);
+        char what[80];
+        snprintf(what, sizeof what, "linear%s %s %dx%dx%d, call %d (%s)", relu ? "+relu" : "",
+                 label, rows, out, in, call + 1,
+                 call == 0 ? "cuBLAS" : call == 1 ? "cuBLASLt" : "the faster");
         compare(what, back(&cpu, cy, (size_t)rows * out), back(g, gy, (size_t)rows * out),
                 (size_t)rows * out, tol);
     }
@@ -267,11 +268,16 @@ int main(void)
 
     /* linear with widths that are not multiples of 4: bias rows, then cuBLAS */
     float *cw = on(&cpu, dy, (size_t)cols * cols, 0), *gw = on(&gpu, dy, (size_t)cols * cols, 0);
-    cpu.be->linear(&cpu, rows, cols, cols, cx, cw, crow, cy);
-    gpu.be->linear(&gpu, rows, cols, cols, gx, gw, grow, gy);
+    cpu.be->linear(&cpu, rows, cols, cols, cx, cw, crow, cy, false);
+    gpu.be->linear(&gpu, rows, cols, cols, gx, gw, grow, gy, false);
     compare("linear 67x45x45", back(&cpu, cy, n), got = back(&gpu, gy, n), n, 1e-5);
-    test_linear_tuned(&gpu, 1e-5, "fp32");
-    test_linear_tuned(&gpu_tf32, 2e-3, "tf32");
+    cpu.be->linear(&cpu, rows, cols, cols, cx, cw, crow, cy, true);
+    gpu.be->linear(&gpu, rows, cols, cols, gx, gw, grow, gy, true);
+    compare("linear+relu 67x45x45", back(&cpu, cy, n), back(&gpu, gy, n), n, 1e-5);
+    for (int relu = 0; relu < 2; relu++) {
+        test_linear_tuned(&gpu, 1e-5, "fp32", relu);
+        test_linear_tuned(&gpu_tf32, 2e-3, "tf32", relu);
+    }
     for (int acc = 0; acc < 2; acc++) {
         float *cs = on(&cpu, row, cols, 0), *gs = on(&gpu, row, cols, !acc);
         cpu.be->sum_rows(&cpu, cs, cx, rows, cols, acc);

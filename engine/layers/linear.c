@@ -39,7 +39,7 @@ static void linear_forward(const dp_layer *l, const dp_pass *p, const float *par
     const float *w = params, *b = params + (size_t)l->out * l->in;
     if (p->rows == 0) /* an empty shard or micro-batch (a short last batch) */
         return;
-    be->linear(p->dev, p->rows, l->out, l->in, x, w, b, y);
+    be->linear(p->dev, p->rows, l->out, l->in, x, w, b, y, p->then_relu);
 }
 
 static void linear_backward(const dp_layer *l, const dp_pass *p, const float *params,
