@@ -18,6 +18,8 @@
 
 typedef struct dp_backend dp_backend;
 
+#define DP_MARKS 260 /* timestamps a device keeps per sequence: 2 per timeline op, and the zero */
+
 /* One device as the engine sees it: a CPU virtual device or a GPU. */
 typedef struct dp_device {
     const dp_backend *be;
@@ -60,6 +62,13 @@ struct dp_backend {
     void (*synchronize)(dp_device *d);
     /* Seconds the device has spent running operations since it was made. */
     double (*busy_seconds)(dp_device *d);
+    /* Timestamps of the device's progress, for the timeline of a step without waiting between
+     * its operations: mark(d, first) records one where the work issued so far ends (first:
+     * the zero of a new sequence) and returns its number, or -1 past DP_MARKS of a sequence;
+     * mark_seconds gives a mark's seconds after the zero, once the device has been
+     * synchronized since the mark. */
+    int (*mark)(dp_device *d, bool first);
+    double (*mark_seconds)(dp_device *d, int mark);
     /* The first failure of an asynchronous operation (file, line, the library's message), or
      * NULL; operations after a failure may do nothing. */
     const char *(*error)(dp_device *d);

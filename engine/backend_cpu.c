@@ -20,6 +20,8 @@
 typedef struct cpu_impl {
     int blas_threads;
     dp_cpu_profile prof;
+    double marks[DP_MARKS]; /* operations run when issued: a mark is the host's clock */
+    int n_marks;
 } cpu_impl;
 
 static cpu_impl *impl_of(dp_device *d)
@@ -56,6 +58,22 @@ static void cpu_zero(dp_device *d, void *p, size_t bytes)
 
 static void cpu_synchronize(dp_device *d)
 {
+}
+
+static int cpu_mark(dp_device *d, bool first)
+{
+    cpu_impl *im = impl_of(d);
+    if (first)
+        im->n_marks = 0;
+    if (im->n_marks == DP_MARKS)
+        return -1;
+    im->marks[im->n_marks] = dp_now_s();
+    return im->n_marks++;
+}
+
+static double cpu_mark_seconds(dp_device *d, int mark)
+{
+    return impl_of(d)->marks[mark] - impl_of(d)->marks[0];
 }
 
 static double cpu_busy_seconds(dp_device *d)
@@ -318,6 +336,8 @@ const dp_backend dp_backend_cpu = {
     .host_free = free,
     .synchronize = cpu_synchronize,
     .busy_seconds = cpu_busy_seconds,
+    .mark = cpu_mark,
+    .mark_seconds = cpu_mark_seconds,
     .error = cpu_error,
     .gemm = cpu_gemm,
     .gather_rows = cpu_gather_rows,

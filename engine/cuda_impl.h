@@ -20,8 +20,9 @@ struct cuda_block {
     cuda_block *next;
 };
 
-/* An operation that has two ways to run on a shape (backend_cuda.cu): the first two calls of
- * the shape time one way each with events, later calls take the faster. */
+/* An operation that has two ways to run on a shape (backend_cuda.cu): after a first call that
+ * warms up (CUDA loads kernels on their first launch), the next two time one way each with
+ * events, and later calls take the faster. */
 enum tune_op {
     TUNE_WGRAD,  /* A^T B: cuBLAS directly, or through transposed copies */
     TUNE_LINEAR, /* x W^T + b: bias rows then cuBLAS, or cuBLASLt with the bias in its epilogue */
@@ -30,6 +31,7 @@ enum tune_op {
 struct tune {
     tune_op op;
     int m, n, k, lda, ldb;
+    bool warm;                /* the first call is done */
     int timed;                /* ways timed so far: 0, 1 or 2 */
     bool second;              /* the second way is the faster, once both are timed */
     float first_ms, second_ms;
@@ -62,6 +64,8 @@ struct cuda_impl {
     cudaEvent_t span_start, span_end; /* busy time: from the first op after a wait to the next */
     bool span_open;
     double busy_s;
+    cudaEvent_t marks[DP_MARKS];      /* made on the first mark */
+    int n_marks;
     char error[256];                  /* the first failure, or "" */
     double *sumsq;                    /* sum_squares' result */
     float *ones;                      /* [ones_n] of 1.0f, for column sums by GEMV */

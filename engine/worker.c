@@ -45,8 +45,8 @@ typedef struct dp_worker {
     dp_link_time link_time;
     int in_flight, in_flight_max;
     dp_timeline timeline;      /* the step's forward and backward operations */
-    double op_begin, op_end;   /* the last operation's work: from its input's arrival to
-                                  before its output leaves */
+    int op_begin, op_end;      /* the device's marks around the last operation's work: from
+                                  its input's arrival to before its output leaves */
 } dp_worker;
 
 struct dp_team {
@@ -224,12 +224,11 @@ static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
         load_rows(w, b, start, n, slot, false);
     else
         dp_link_recv(w->fwd_in, dp_stage_input(&w->st, slot), &w->link_time);
-    w->op_begin = dp_now_s();
+    w->op_begin = be->mark(w->dev, false);
     if (is_last_stage(w))
         load_rows(w, b, start, n, slot, true);
     dp_stage_forward(&w->st, slot, n);
-    be->synchronize(w->dev);
-    w->op_end = dp_now_s();
+    w->op_end = be->mark(w->dev, false);
     if (!is_last_stage(w)) {
         dp_link_send(w->fwd_out, dp_stage_output(&w->st, slot),
                      (size_t)n * dp_stage_out_width(&w->st), &w->link_time);
@@ -242,22 +241,22 @@ static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
  * and the input's gradient passed back. The last B of a step starts the all-reduce buckets. */
 static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b)
 {
+    const dp_backend *be = w->dev->be;
     int n, start, slot = j % w->st.slots;
     micro_rows(w, rows, j, &n, &start);
     const float *dy;
     if (is_last_stage(w)) {
-        w->op_begin = dp_now_s();
+        w->op_begin = be->mark(w->dev, false);
         dy = dp_stage_loss(&w->st, slot, n, 1.0f / (float)rows, true);
     } else {
         dp_link_recv(w->bwd_in, w->st.dgrad[0], &w->link_time);
-        w->op_begin = dp_now_s();
+        w->op_begin = be->mark(w->dev, false);
         dy = w->st.dgrad[0];
     }
     bool hook = last_b && w->group;
     float *dx = dp_stage_backward(&w->st, slot, n, dy, !first_b, w->stage > 0,
                                   hook ? on_layer_done : NULL, w);
-    w->dev->be->synchronize(w->dev);
-    w->op_end = dp_now_s();
+    w->op_end = be->mark(w->dev, false);
     if (w->stage > 0) {
         dp_link_send(w->bwd_out, dx, (size_t)n * dp_stage_in_width(&w->st), &w->link_time);
     }
@@ -297,6 +296,9 @@ static void run_step(dp_worker *w, const dp_cmd *c)
             first_b = first_b < 0 ? i : first_b;
             last_b = i;
         }
+    const dp_backend *be = w->dev->be;
+    int marks[DP_TIMELINE_OPS][2];
+    be->mark(w->dev, true);
     reset_stats(w);
     batch_rows b = { c->x, c->y, c->idx, 0, true };
     for (int i = 0; i < w->n_ops; i++) {
@@ -304,14 +306,22 @@ static void run_step(dp_worker *w, const dp_cmd *c)
             forward_op(w, &b, c->rows, w->ops[i].micro);
         else
             backward_op(w, c->rows, w->ops[i].micro, i == first_b, i == last_b);
-        if (w->timeline.n_ops < DP_TIMELINE_OPS)
-            w->timeline.ops[w->timeline.n_ops++] = (dp_timeline_op){
-                w->ops[i].kind, w->ops[i].micro, (float)(w->op_begin - w->step_start),
-                (float)(w->op_end - w->step_start) };
+        if (w->timeline.n_ops < DP_TIMELINE_OPS) {
+            marks[w->timeline.n_ops][0] = w->op_begin;
+            marks[w->timeline.n_ops][1] = w->op_end;
+            w->timeline.ops[w->timeline.n_ops++] =
+                (dp_timeline_op){ w->ops[i].kind, w->ops[i].micro, 0.0f, 0.0f };
+        }
     }
     if (w->group)
         wait_buckets(w);
     collect_stats(w);
+    be->synchronize(w->dev); /* the marks are read once the device has passed them */
+    for (int i = 0; i < w->timeline.n_ops; i++)
+        if (marks[i][0] >= 0 && marks[i][1] >= 0) {
+            w->timeline.ops[i].start = (float)be->mark_seconds(w->dev, marks[i][0]);
+            w->timeline.ops[i].end = (float)be->mark_seconds(w->dev, marks[i][1]);
+        }
     if (w->team->cfg.optim->clip > 0 && w->replica == 0)
         w->result.grad_sumsq = w->dev->be->sum_squares(w->dev, w->st.grads, w->st.n_params);
 }

@@ -193,9 +193,9 @@ static void test_gemm(dp_device *g, double tol, const char *label)
             }
 }
 
-/* linear on a tuned shape (widths multiples of 4, aligned buffers), called three times: bias
- * rows then cuBLAS, then cuBLASLt with the bias in its epilogue, then the faster; each call
- * matches the CPU, its output poisoned first. */
+/* linear on a tuned shape (widths multiples of 4, aligned buffers), called four times: bias
+ * rows then cuBLAS (a warm-up, then timed), cuBLASLt with the bias in its epilogue, then the
+ * faster; each call matches the CPU, its output poisoned first. */
 static void test_linear_tuned(dp_device *g, double tol, const char *label, bool relu)
 {
     int rows = 200, out = 96, in = 52;
@@ -206,21 +206,22 @@ static void test_linear_tuned(dp_device *g, double tol, const char *label, bool 
     float *gx = on(g, x, (size_t)rows * in, 0), *gw = on(g, w, (size_t)out * in, 0);
     float *gb = on(g, b, (size_t)out, 0);
     cpu.be->linear(&cpu, rows, out, in, cx, cw, cb, cy, relu);
-    for (int call = 0; call < 3; call++) {
+    for (int call = 0; call < 4; call++) {
         float *gy = on(g, NULL, (size_t)rows * out, 1);
         g->be->linear(g, rows, out, in, gx, gw, gb, gy, relu);
         char what[80];
         snprintf(what, sizeof what, "linear%s %s %dx%dx%d, call %d (%s)", relu ? "+relu" : "",
                  label, rows, out, in, call + 1,
-                 call == 0 ? "cuBLAS" : call == 1 ? "cuBLASLt" : "the faster");
+                 call == 2 ? "cuBLASLt" : call == 3 ? "the faster" : "cuBLAS");
         compare(what, back(&cpu, cy, (size_t)rows * out), back(g, gy, (size_t)rows * out),
                 (size_t)rows * out, tol);
     }
 }
 
-/* A weight-gradient GEMM (A transposed) large enough to be tuned: called three times, it runs
- * directly, then through transposed copies, then whichever was faster; every call matches the
- * CPU. Odd sizes and padded leading dimensions test the transpose's edges. */
+/* A weight-gradient GEMM (A transposed) large enough to be tuned: called four times, it runs
+ * directly (a warm-up, then timed), then through transposed copies, then whichever was faster;
+ * every call matches the CPU. Odd sizes and padded leading dimensions test the transpose's
+ * edges. */
 static void test_gemm_tuned(void)
 {
     int m = 300, n = 260, k = 1001, lda = m + 3, ldb = n + 5, ldc = n;
@@ -230,12 +231,12 @@ static void test_gemm_tuned(void)
     float *ga = on(&gpu, a, (size_t)k * lda, 0), *gb = on(&gpu, b, (size_t)k * ldb, 0);
     float *cc = on(&cpu, c, (size_t)m * ldc, 0), *gc = on(&gpu, c, (size_t)m * ldc, 0);
     cpu.be->gemm(&cpu, 1, 0, m, n, k, 0.5f, ca, lda, cb, ldb, 1.0f, cc, ldc);
-    for (int call = 0; call < 3; call++) {
+    for (int call = 0; call < 4; call++) {
         gpu.be->upload(&gpu, gc, c, (size_t)m * ldc * sizeof *c);
         gpu.be->gemm(&gpu, 1, 0, m, n, k, 0.5f, ga, lda, gb, ldb, 1.0f, gc, ldc);
         char what[64];
         snprintf(what, sizeof what, "gemm fp32 TN %dx%dx%d, call %d (%s)", m, n, k, call + 1,
-                 call == 0 ? "direct" : call == 1 ? "transposed" : "the faster");
+                 call == 2 ? "transposed" : call == 3 ? "the faster" : "direct");
         compare(what, back(&cpu, cc, (size_t)m * ldc), back(&gpu, gc, (size_t)m * ldc),
                 (size_t)m * ldc, 1e-5);
     }
