@@ -432,19 +432,32 @@ bool sgemm_tn_transposed(dp_device *d, cuda_impl *im, int m, int n, int k, float
     return true;
 }
 
-/* The tuning of (op, shape), made on its first use; NULL when the table is full. */
-tune *tune_for(cuda_impl *im, tune_op op, int m, int n, int k, int lda, int ldb)
+/* ---- tuning: several ways to run one GEMM shape, timed, the fastest kept ----
+ *
+ * cuBLAS picks one kernel per shape by heuristic; the best one for a shape is often another
+ * (on an H200 in TF32, cublasSgemm's choice for the weight gradient A^T B of 4096^3 runs at 60 %
+ * of the rate of its forward GEMM of the same size: 527 against 356 us, bench/cuda-bench). So
+ * for each large shape the backend lists its ways (cublasSgemm; for A^T B, transposed copies
+ * of both operands then the fast form; the first LT_ALGOS algorithms cuBLASLt's heuristic
+ * offers), warms up on the first call (CUDA loads kernels on first use), times one way per
+ * call on the next calls with events, and then runs the fastest. Every way computes the same
+ * GEMM; they differ in their kernels' order of summation only. */
+
+/* The tuning of a shape, made on its first use; NULL when the table is full. */
+tune *tune_for(cuda_impl *im, const tune_key &key)
 {
     for (int i = 0; i < im->n_tunes; i++) {
-        tune *t = &im->tunes[i];
-        if (t->op == op && t->m == m && t->n == n && t->k == k && t->lda == lda && t->ldb == ldb)
-            return t;
+        const tune_key &k = im->tunes[i].key; /* field by field: a struct's padding is noise */
+        if (k.linear == key.linear && k.ta == key.ta && k.tb == key.tb && k.m == key.m &&
+            k.n == key.n && k.k == key.k && k.lda == key.lda && k.ldb == key.ldb &&
+            k.ldc == key.ldc && k.relu == key.relu)
+            return &im->tunes[i];
     }
     if (im->n_tunes == (int)(sizeof im->tunes / sizeof im->tunes[0]))
         return NULL;
     tune *t = &im->tunes[im->n_tunes];
     *t = tune{};
-    t->op = op, t->m = m, t->n = n, t->k = k, t->lda = lda, t->ldb = ldb;
+    t->key = key;
     if (cudaEventCreate(&t->start) != cudaSuccess || cudaEventCreate(&t->end) != cudaSuccess) {
         cudaGetLastError();
         return NULL;
@@ -462,30 +475,110 @@ float timed_ms(cuda_impl *im, tune *t)
     return ms;
 }
 
-/* Which way (0 or 1) to run this call of t's shape; tune_done follows the call. */
+/* Which of t's ways this call runs; tune_done follows the call. */
 int tune_way(cuda_impl *im, tune *t)
 {
-    if (!t->warm)
-        return 0;
-    if (t->timed == 1)
-        t->first_ms = timed_ms(im, t);
-    if (t->timed < 2)
-        CHECK_CUDA(im, cudaEventRecord(t->start, im->stream));
-    return t->timed < 2 ? t->timed : t->second;
+    if (!t->warm || t->timed == t->n_ways)
+        return t->warm ? t->best : 0;
+    if (t->timed > 0)
+        t->ms[t->timed - 1] = timed_ms(im, t);
+    CHECK_CUDA(im, cudaEventRecord(t->start, im->stream));
+    return t->timed;
 }
 
-void tune_done(cuda_impl *im, tune *t, int ran)
+void tune_done(cuda_impl *im, tune *t)
 {
-    if (!t->warm || t->timed >= 2) {
+    if (!t->warm || t->timed == t->n_ways) {
         t->warm = true;
         return;
     }
     CHECK_CUDA(im, cudaEventRecord(t->end, im->stream));
-    if (t->timed == 1) {
-        t->second_ms = ran == 1 ? timed_ms(im, t) : 0.0f;
-        t->second = ran == 1 && t->second_ms < t->first_ms;
+    if (++t->timed == t->n_ways) {
+        t->ms[t->n_ways - 1] = timed_ms(im, t);
+        for (int w = 1; w < t->n_ways; w++)
+            t->best = t->ms[w] < t->ms[t->best] ? w : t->best;
     }
-    t->timed++;
+}
+
+/* Makes the device's cuBLASLt handle and workspace on first use; false when it cannot. */
+bool lt_ready(dp_device *d, cuda_impl *im)
+{
+    if (!im->lt && cublasLtCreate(&im->lt) != CUBLAS_STATUS_SUCCESS) {
+        im->lt = NULL;
+        return false;
+    }
+    if (!im->lt_workspace) {
+        const size_t workspace = 32u << 20; /* what NVIDIA advises for Hopper */
+        if (cudaMalloc(&im->lt_workspace, workspace) != cudaSuccess) {
+            cudaGetLastError();
+            im->lt_workspace = NULL;
+            return false;
+        }
+        im->lt_workspace_bytes = workspace;
+        d->mem_held += workspace; /* held until the device goes */
+        d->mem_peak = d->mem_held > d->mem_peak ? d->mem_held : d->mem_peak;
+    }
+    return true;
+}
+
+/* Adds to t's ways the cuBLASLt algorithms its heuristic offers for the row-major GEMM of t's
+ * key (as cublasSgemm sees it: column-major C^T = op(B)^T op(A)^T), with the bias (and ReLU)
+ * epilogue for a linear layer, whose bias pointer is set per call. */
+void add_lt_ways(dp_device *d, cuda_impl *im, tune *t, const float *bias)
+{
+    const tune_key &k = t->key;
+    if (!lt_ready(d, im))
+        return;
+    cublasOperation_t op_a = k.tb ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLASLt's A is our B */
+    cublasOperation_t op_b = k.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasLtEpilogue_t epilogue = k.relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t found[LT_ALGOS];
+    int n_found = 0;
+    const cublasStatus_t ok = CUBLAS_STATUS_SUCCESS;
+    bool made =
+        cublasLtMatmulDescCreate(&t->lt_op, im->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                     : CUBLAS_COMPUTE_32F,
+                                 CUDA_R_32F) == ok &&
+        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a,
+                                       sizeof op_a) == ok &&
+        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
+                                       sizeof op_b) == ok &&
+        (!k.linear ||
+         (cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                         sizeof epilogue) == ok &&
+          cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                         sizeof bias) == ok)) &&
+        cublasLtMatrixLayoutCreate(&t->lt_a, CUDA_R_32F, k.tb ? k.k : k.n, k.tb ? k.n : k.k,
+                                   k.ldb) == ok &&
+        cublasLtMatrixLayoutCreate(&t->lt_b, CUDA_R_32F, k.ta ? k.m : k.k, k.ta ? k.k : k.m,
+                                   k.lda) == ok &&
+        cublasLtMatrixLayoutCreate(&t->lt_c, CUDA_R_32F, k.n, k.m, k.ldc) == ok &&
+        cublasLtMatmulPreferenceCreate(&pref) == ok &&
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                             &im->lt_workspace_bytes,
+                                             sizeof im->lt_workspace_bytes) == ok &&
+        cublasLtMatmulAlgoGetHeuristic(im->lt, t->lt_op, t->lt_a, t->lt_b, t->lt_c, t->lt_c,
+                                       pref, LT_ALGOS, found, &n_found) == ok;
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    for (int i = 0; made && i < n_found && t->n_ways < MAX_WAYS; i++) {
+        t->lt_algo[t->n_ways] = found[i].algo;
+        t->way[t->n_ways++] = WAY_LT;
+    }
+}
+
+/* Runs way w of t (cuBLASLt): C = alpha op(A) op(B) + beta C, plus the bias for a linear. */
+bool run_lt(cuda_impl *im, tune *t, int w, float alpha, const float *a, const float *b,
+            float beta, float *c, const float *bias)
+{
+    const cublasStatus_t ok = CUBLAS_STATUS_SUCCESS;
+    return (!t->key.linear ||
+            cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                           sizeof bias) == ok) &&
+           cublasLtMatmul(im->lt, t->lt_op, &alpha, b, t->lt_a, a, t->lt_b, &beta, c, t->lt_c,
+                          c, t->lt_c, &t->lt_algo[w], im->lt_workspace,
+                          im->lt_workspace_bytes, im->stream) == ok;
 }
 
 /* Profiling: an event pair around a GEMM's launches. */
@@ -507,11 +600,6 @@ void profile_end(cuda_impl *im)
         CHECK_CUDA(im, cudaEventRecord(im->gemm_events[2 * im->gemm_pending++ + 1], im->stream));
 }
 
-/* A weight gradient, dW = dy^T x, is a GEMM with A transposed and k the batch's rows; cuBLAS
- * runs that form with kernels that reach about 60 % of the rate of the others on an H200
- * (4096^3 in TF32: 529-533 us against 344-357 us for the forward and input-gradient GEMMs,
- * bench/cuda-bench). Copying both operands transposed turns it into the fast form for two
- * passes over memory; whether that pays depends on the GPU and the shape, so it is tuned. */
 void cuda_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
@@ -520,19 +608,29 @@ void cuda_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, floa
     if (m == 0 || n == 0)
         return;
     cuda_begin(im);
-    bool large_wgrad = trans_a && !trans_b && m >= 256 && n >= 256 && k >= 256;
-    tune *t = large_wgrad ? tune_for(im, TUNE_WGRAD, m, n, k, lda, ldb) : NULL;
-    if (t && t->timed == 1) /* the scratch is made before the clock starts */
-        reserve_scratch(d, im, ((size_t)m + n) * k);
-    int way = t ? tune_way(im, t) : 0;
+    bool aligned = ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) % 16 == 0;
+    tune *t = NULL;
+    if (aligned && m >= 256 && n >= 256 && k >= 256) {
+        t = tune_for(im, tune_key{ false, trans_a, trans_b, m, n, k, lda, ldb, ldc, false });
+        if (t && t->n_ways == 0) { /* first use: list the ways (the scratch made now) */
+            t->way[t->n_ways++] = WAY_CUBLAS;
+            if (trans_a && !trans_b && reserve_scratch(d, im, ((size_t)m + n) * k))
+                t->way[t->n_ways++] = WAY_TRANSPOSED;
+            add_lt_ways(d, im, t, NULL);
+        }
+    }
+    int w = t ? tune_way(im, t) : 0;
+    way_kind kind = t ? t->way[w] : WAY_CUBLAS;
     profile_begin(im, 2.0 * m * n * k);
-    bool transposed =
-        way == 1 && sgemm_tn_transposed(d, im, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    if (!transposed)
+    if (kind == WAY_TRANSPOSED)
+        sgemm_tn_transposed(d, im, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else if (kind == WAY_LT && !run_lt(im, t, w, alpha, a, b, beta, c, NULL))
+        cuda_record_error(im, __FILE__, __LINE__, "cublasLtMatmul", "failed");
+    else if (kind == WAY_CUBLAS)
         sgemm(im, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     profile_end(im);
     if (t)
-        tune_done(im, t, transposed);
+        tune_done(im, t);
 }
 
 __global__ void fill_rows_kernel(float *y, const float *row, int rows, int cols)
@@ -550,75 +648,9 @@ void fill_rows(cuda_impl *im, float *y, const float *row, int rows, int cols)
     CHECK_CUDA(im, cudaGetLastError());
 }
 
-/* Makes t's cuBLASLt descriptors and picks its algorithm (the first the heuristic offers);
- * t->lt_usable says whether it found one. The handle and workspace are made on first use. */
-void lt_make(dp_device *d, cuda_impl *im, tune *t, const float *b)
-{
-    const size_t workspace = 32u << 20; /* what NVIDIA advises for Hopper */
-    t->lt_made = true;
-    if (!im->lt && cublasLtCreate(&im->lt) != CUBLAS_STATUS_SUCCESS)
-        return;
-    if (!im->lt_workspace) {
-        if (cudaMalloc(&im->lt_workspace, workspace) != cudaSuccess) {
-            cudaGetLastError();
-            im->lt_workspace = NULL;
-            return;
-        }
-        im->lt_workspace_bytes = workspace;
-        d->mem_held += workspace; /* held until the device goes */
-        d->mem_peak = d->mem_held > d->mem_peak ? d->mem_held : d->mem_peak;
-    }
-    int rows = t->m, out = t->n, in = t->k;
-    cublasOperation_t op_w = CUBLAS_OP_T, op_x = CUBLAS_OP_N;
-    cublasLtEpilogue_t bias = t->lda ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
-    cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t found;
-    int n_found = 0;
-    /* column-major: y^T [out, rows] = W^T [out, in] (W stored [in, out]) x^T [in, rows] */
-    bool ok =
-        cublasLtMatmulDescCreate(&t->lt_op, im->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                     : CUBLAS_COMPUTE_32F,
-                                 CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_TRANSA, &op_w,
-                                       sizeof op_w) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_TRANSB, &op_x,
-                                       sizeof op_x) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_EPILOGUE, &bias,
-                                       sizeof bias) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
-                                       sizeof b) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatrixLayoutCreate(&t->lt_w, CUDA_R_32F, in, out, in) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatrixLayoutCreate(&t->lt_x, CUDA_R_32F, in, rows, in) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatrixLayoutCreate(&t->lt_y, CUDA_R_32F, out, rows, out) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                             &workspace, sizeof workspace) ==
-            CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulAlgoGetHeuristic(im->lt, t->lt_op, t->lt_w, t->lt_x, t->lt_y, t->lt_y,
-                                       pref, 1, &found, &n_found) == CUBLAS_STATUS_SUCCESS &&
-        n_found > 0;
-    if (pref)
-        cublasLtMatmulPreferenceDestroy(pref);
-    if (ok)
-        t->lt_algo = found.algo;
-    t->lt_usable = ok;
-}
-
-/* y = x W^T + b by cuBLASLt, the bias (and the ReLU) applied in the GEMM's epilogue. */
-bool lt_linear(cuda_impl *im, tune *t, const float *x, const float *w, const float *b, float *y)
-{
-    const float one = 1.0f, zero = 0.0f;
-    return t->lt_usable &&
-           cublasLtMatmulDescSetAttribute(t->lt_op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
-                                          sizeof b) == CUBLAS_STATUS_SUCCESS &&
-           cublasLtMatmul(im->lt, t->lt_op, &one, w, t->lt_w, x, t->lt_x, &zero, y, t->lt_y, y,
-                          t->lt_y, &t->lt_algo, im->lt_workspace, im->lt_workspace_bytes,
-                          im->stream) == CUBLAS_STATUS_SUCCESS;
-}
-
-/* y [rows, out] = x [rows, in] W [out, in]^T + b, and the ReLU: bias rows, a cuBLAS GEMM that
- * adds to them and a ReLU kernel, or cuBLASLt applying bias and ReLU in its epilogue (two
- * passes over y fewer); tuned (the tuning's lda says relu). */
+/* y [rows, out] = x [rows, in] W [out, in]^T + b, and the ReLU. Ways: bias rows, a cuBLAS GEMM
+ * that adds to them and a ReLU kernel; or cuBLASLt applying bias and ReLU in its epilogue (two
+ * passes over y fewer), with each algorithm its heuristic offers; tuned. */
 void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const float *w,
                  const float *b, float *y, bool relu)
 {
@@ -629,19 +661,23 @@ void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const 
     cuda_begin(im);
     bool aligned = ((uintptr_t)x | (uintptr_t)w | (uintptr_t)b | (uintptr_t)y) % 16 == 0 &&
                    in % 4 == 0 && out % 4 == 0;
-    tune *t = aligned && in > 0 ? tune_for(im, TUNE_LINEAR, rows, out, in, relu, 0) : NULL;
-    if (t && !t->lt_made) /* before the clock starts */
-        lt_make(d, im, t, b);
+    tune *t = NULL;
+    if (aligned && in > 0) {
+        t = tune_for(im, tune_key{ true, 0, 1, rows, out, in, in, in, out, relu });
+        if (t && t->n_ways == 0) {
+            t->way[t->n_ways++] = WAY_CUBLAS;
+            add_lt_ways(d, im, t, b);
+        }
+    }
     int way = t ? tune_way(im, t) : 0;
-    bool fused = way == 1 && t->lt_usable;
+    bool fused = t && t->way[way] == WAY_LT;
     if (!fused)
         fill_rows(im, y, b, rows, out);
     profile_begin(im, 2.0 * rows * out * in);
-    if (fused && !lt_linear(im, t, x, w, b, y)) {
-        cuda_record_error(im, __FILE__, __LINE__, "cublasLtMatmul", "failed");
-    } else if (!fused) {
+    if (!fused)
         sgemm(im, 0, 1, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
-    }
+    else if (!run_lt(im, t, way, 1.0f, x, w, 0.0f, y, b))
+        cuda_record_error(im, __FILE__, __LINE__, "cublasLtMatmul", "failed");
     profile_end(im);
     if (!fused && relu) {
         size_t n = (size_t)rows * out;
@@ -649,7 +685,7 @@ void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const 
         CHECK_CUDA(im, cudaGetLastError());
     }
     if (t)
-        tune_done(im, t, fused);
+        tune_done(im, t);
 }
 
 __global__ void fill_kernel(float *y, float v, size_t n)
@@ -870,16 +906,18 @@ void dp_cuda_set_profiling(dp_device *d, bool on)
 
 void dp_cuda_print_tuning(dp_device *d, FILE *out)
 {
+    static const char *const names[] = { "cublas", "transposed", "cublaslt" };
     cuda_locked guard(d);
     cuda_impl *im = guard.im;
     for (int i = 0; i < im->n_tunes; i++) {
         const tune *t = &im->tunes[i];
-        bool wgrad = t->op == TUNE_WGRAD;
-        fprintf(out, "tuned op=%s m=%d n=%d k=%d first=%s first_us=%.1f second=%s second_us=%.1f "
-                     "chosen=%s\n",
-                wgrad ? "wgrad" : t->lda ? "linear+relu" : "linear", t->m, t->n, t->k, wgrad ? "cublas" : "bias+cublas",
-                1e3 * t->first_ms, wgrad ? "transposed" : "cublaslt-epilogue", 1e3 * t->second_ms,
-                t->timed < 2 ? "undecided" : t->second ? "second" : "first");
+        const tune_key &k = t->key;
+        fprintf(out, "tuned op=%s ta=%d tb=%d m=%d n=%d k=%d", k.linear ? (k.relu ? "linear+relu"
+                     : "linear") : "gemm", k.ta, k.tb, k.m, k.n, k.k);
+        for (int w = 0; w < t->n_ways; w++)
+            fprintf(out, " %s%d_us=%.1f", names[t->way[w]], w,
+                    w < t->timed ? 1e3 * t->ms[w] : -1.0);
+        fprintf(out, " chosen=%s\n", t->timed < t->n_ways ? "undecided" : names[t->way[t->best]]);
     }
 }
 
@@ -990,7 +1028,7 @@ void dp_cuda_device_destroy(dp_device *d)
         cudaEventDestroy(t->end);
         if (t->lt_op)
             cublasLtMatmulDescDestroy(t->lt_op);
-        for (cublasLtMatrixLayout_t l : { t->lt_w, t->lt_x, t->lt_y })
+        for (cublasLtMatrixLayout_t l : { t->lt_a, t->lt_b, t->lt_c })
             if (l)
                 cublasLtMatrixLayoutDestroy(l);
     }

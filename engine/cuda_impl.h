@@ -20,27 +20,31 @@ struct cuda_block {
     cuda_block *next;
 };
 
-/* An operation that has two ways to run on a shape (backend_cuda.cu): after a first call that
- * warms up (CUDA loads kernels on their first launch), the next two time one way each with
- * events, and later calls take the faster. */
-enum tune_op {
-    TUNE_WGRAD,  /* A^T B: cuBLAS directly, or through transposed copies */
-    TUNE_LINEAR, /* x W^T + b: bias rows then cuBLAS, or cuBLASLt with the bias in its epilogue */
+/* A GEMM shape that the backend tunes (backend_cuda.cu, "tuning"). */
+struct tune_key {
+    bool linear;              /* a linear layer's forward: the bias (and ReLU) added */
+    int ta, tb, m, n, k, lda, ldb, ldc;
+    bool relu;
 };
 
+enum way_kind { WAY_CUBLAS, WAY_TRANSPOSED, WAY_LT };
+
+const int LT_ALGOS = 4; /* cuBLASLt algorithms tried per shape */
+const int MAX_WAYS = 2 + LT_ALGOS;
+
+/* The ways to run one shape, their times, and the fastest. */
 struct tune {
-    tune_op op;
-    int m, n, k, lda, ldb;
+    tune_key key;
+    way_kind way[MAX_WAYS];
+    int n_ways;               /* 0 until the first call lists them */
     bool warm;                /* the first call is done */
-    int timed;                /* ways timed so far: 0, 1 or 2 */
-    bool second;              /* the second way is the faster, once both are timed */
-    float first_ms, second_ms;
+    int timed;                /* ways timed so far, one per call after the first */
+    float ms[MAX_WAYS];
+    int best;                 /* once every way is timed */
     cudaEvent_t start, end;
-    /* TUNE_LINEAR's second way, made on its first use */
-    bool lt_made, lt_usable;
-    cublasLtMatmulDesc_t lt_op;
-    cublasLtMatrixLayout_t lt_w, lt_x, lt_y;
-    cublasLtMatmulAlgo_t lt_algo;
+    cublasLtMatmulDesc_t lt_op;   /* the WAY_LT ways: one description, an algorithm each */
+    cublasLtMatrixLayout_t lt_a, lt_b, lt_c;
+    cublasLtMatmulAlgo_t lt_algo[MAX_WAYS];
 };
 
 /* A device is driven by its worker thread, its comm thread and the threads of the links it

@@ -193,9 +193,12 @@ static void test_gemm(dp_device *g, double tol, const char *label)
             }
 }
 
-/* linear on a tuned shape (widths multiples of 4, aligned buffers), called four times: bias
- * rows then cuBLAS (a warm-up, then timed), cuBLASLt with the bias in its epilogue, then the
- * faster; each call matches the CPU, its output poisoned first. */
+/* Calls of a tuned shape: the warm-up, one per way (cublasSgemm, transposed copies, up to 4
+ * cuBLASLt algorithms), and one of the fastest. */
+enum { TUNED_CALLS = 8 };
+
+/* linear on a tuned shape (widths multiples of 4, aligned buffers), called through every way;
+ * each call matches the CPU, its output poisoned first. */
 static void test_linear_tuned(dp_device *g, double tol, const char *label, bool relu)
 {
     int rows = 200, out = 96, in = 52;
@@ -204,42 +207,45 @@ static void test_linear_tuned(dp_device *g, double tol, const char *label, bool 
     float *cx = on(&cpu, x, (size_t)rows * in, 0), *cw = on(&cpu, w, (size_t)out * in, 0);
     float *cb = on(&cpu, b, (size_t)out, 0), *cy = on(&cpu, NULL, (size_t)rows * out, 1);
     float *gx = on(g, x, (size_t)rows * in, 0), *gw = on(g, w, (size_t)out * in, 0);
-    float *gb = on(g, b, (size_t)out, 0);
+    float *gb = on(g, b, (size_t)out, 0), *gy = on(g, NULL, (size_t)rows * out, 1);
+    float *poison = back(g, gy, (size_t)rows * out);
     cpu.be->linear(&cpu, rows, out, in, cx, cw, cb, cy, relu);
-    for (int call = 0; call < 4; call++) {
-        float *gy = on(g, NULL, (size_t)rows * out, 1);
+    for (int call = 0; call < TUNED_CALLS; call++) {
+        g->be->upload(g, gy, poison, (size_t)rows * out * sizeof *gy);
         g->be->linear(g, rows, out, in, gx, gw, gb, gy, relu);
         char what[80];
-        snprintf(what, sizeof what, "linear%s %s %dx%dx%d, call %d (%s)", relu ? "+relu" : "",
-                 label, rows, out, in, call + 1,
-                 call == 2 ? "cuBLASLt" : call == 3 ? "the faster" : "cuBLAS");
+        snprintf(what, sizeof what, "linear%s %s %dx%dx%d, call %d", relu ? "+relu" : "",
+                 label, rows, out, in, call + 1);
         compare(what, back(&cpu, cy, (size_t)rows * out), back(g, gy, (size_t)rows * out),
                 (size_t)rows * out, tol);
     }
 }
 
-/* A weight-gradient GEMM (A transposed) large enough to be tuned: called four times, it runs
- * directly (a warm-up, then timed), then through transposed copies, then whichever was faster;
- * every call matches the CPU. Odd sizes and padded leading dimensions test the transpose's
- * edges. */
-static void test_gemm_tuned(void)
+/* A GEMM large enough to be tuned, each transpose combination, called through every way; each
+ * call matches the CPU. Odd sizes and padded leading dimensions test the edges. */
+static void test_gemm_tuned(dp_device *g, double tol, const char *label)
 {
-    int m = 300, n = 260, k = 1001, lda = m + 3, ldb = n + 5, ldc = n;
-    float *a = random_floats((size_t)k * lda, 1), *b = random_floats((size_t)k * ldb, 1);
-    float *c = random_floats((size_t)m * ldc, 1);
-    float *ca = on(&cpu, a, (size_t)k * lda, 0), *cb = on(&cpu, b, (size_t)k * ldb, 0);
-    float *ga = on(&gpu, a, (size_t)k * lda, 0), *gb = on(&gpu, b, (size_t)k * ldb, 0);
-    float *cc = on(&cpu, c, (size_t)m * ldc, 0), *gc = on(&gpu, c, (size_t)m * ldc, 0);
-    cpu.be->gemm(&cpu, 1, 0, m, n, k, 0.5f, ca, lda, cb, ldb, 1.0f, cc, ldc);
-    for (int call = 0; call < 4; call++) {
-        gpu.be->upload(&gpu, gc, c, (size_t)m * ldc * sizeof *c);
-        gpu.be->gemm(&gpu, 1, 0, m, n, k, 0.5f, ga, lda, gb, ldb, 1.0f, gc, ldc);
-        char what[64];
-        snprintf(what, sizeof what, "gemm fp32 TN %dx%dx%d, call %d (%s)", m, n, k, call + 1,
-                 call == 2 ? "transposed" : call == 3 ? "the faster" : "direct");
-        compare(what, back(&cpu, cc, (size_t)m * ldc), back(&gpu, gc, (size_t)m * ldc),
-                (size_t)m * ldc, 1e-5);
-    }
+    int m = 300, n = 260, k = 1001;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n;
+            size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb;
+            float *a = random_floats(na, 1), *b = random_floats(nb, 1);
+            float *c = random_floats((size_t)m * ldc, 1);
+            float *ca = on(&cpu, a, na, 0), *cb = on(&cpu, b, nb, 0);
+            float *ga = on(g, a, na, 0), *gb = on(g, b, nb, 0);
+            float *cc = on(&cpu, c, (size_t)m * ldc, 0), *gc = on(g, c, (size_t)m * ldc, 0);
+            cpu.be->gemm(&cpu, ta, tb, m, n, k, 0.5f, ca, lda, cb, ldb, 1.0f, cc, ldc);
+            for (int call = 0; call < TUNED_CALLS; call++) {
+                g->be->upload(g, gc, c, (size_t)m * ldc * sizeof *c);
+                g->be->gemm(g, ta, tb, m, n, k, 0.5f, ga, lda, gb, ldb, 1.0f, gc, ldc);
+                char what[64];
+                snprintf(what, sizeof what, "gemm %s %c%c %dx%dx%d, call %d", label,
+                         ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, call + 1);
+                compare(what, back(&cpu, cc, (size_t)m * ldc), back(g, gc, (size_t)m * ldc),
+                        (size_t)m * ldc, tol);
+            }
+        }
 }
 
 int main(void)
@@ -393,7 +399,10 @@ int main(void)
         compare("upload_async", src, back(&gpu, dst, count), count, 0);
         gpu.be->host_free(pinned);
     }
-    test_gemm_tuned();
+    test_gemm_tuned(&gpu, 1e-5, "fp32");
+    test_gemm_tuned(&gpu_tf32, 2e-3, "tf32");
+    dp_cuda_print_tuning(&gpu, stdout);
+    dp_cuda_print_tuning(&gpu_tf32, stdout);
     test_allocator();
     test_device_allreduce(2);
     test_device_allreduce(3);

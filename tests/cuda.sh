@@ -67,7 +67,9 @@ run gpu-host-batches --devices cuda:0 --strategy single --set data.on_device=fal
 for name in dp pp-gpipe pp-1f1b hybrid switches; do
     same gpu "gpu-$name" 1e-5
 done
-same gpu gpu-host-batches 1e-7 # the same batches, gathered on the host instead of the GPU
+# the same batches, gathered on the host instead of the GPU (GEMM kernels are chosen by timing,
+# so two GPU runs may differ in the last bits)
+same gpu gpu-host-batches 1e-5
 run gpu-tf32 --devices cuda:0 --strategy single --set run.precision=tf32
 loss() { sed -n 's/.*"type":"summary".*"final_loss":\([0-9.e+-]*\).*/\1/p' "$work/$1.jsonl"; }
 awk -v a="$(loss gpu)" -v b="$(loss gpu-tf32)" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 0.05 * a) }' ||
