@@ -504,9 +504,10 @@ int dp_config_check(const dp_config *c, dp_err *err)
     dp_device_spec specs[DP_MAX_DEVICES];
     if (dp_config_device_list(c, specs, err) < 0)
         return -1;
-    if (c->checkpoint_dir[0] || c->checkpoint_every)
-        return dp_fail(err, "[checkpoint]: checkpoints are not part of this version yet; "
-                            "use --save to keep the weights");
+    if (c->checkpoint_every && !c->checkpoint_dir[0])
+        return dp_fail(err, "[checkpoint] every = %ld needs a directory: set [checkpoint] dir "
+                            "or --checkpoint-dir DIR",
+                       c->checkpoint_every);
     if (c->data.kind == DP_DATA_CIFAR10 || c->data.kind == DP_DATA_TEXT)
         return dp_fail(err, "data.kind = %s is not supported by this version yet; use "
                             "fashion-mnist, mnist, idx or synthetic",

@@ -160,6 +160,33 @@ static void report_step(dp_trainer *t, const dp_headless_opts *o, const dp_step_
                             1e3 * r->switch_seconds);
 }
 
+/* Writes a checkpoint and says where; remembers its step in *written. */
+static int checkpoint(dp_trainer *t, const dp_headless_opts *o, long step, long *written,
+                      dp_err *err)
+{
+    char path[4200];
+    if (o->write_checkpoint(o->checkpoint_arg, t, path, sizeof path, err) < 0)
+        return -1;
+    *written = step;
+    if (o->out)
+        fprintf(o->out, "%scheckpoint: %s\n", o->out_is_tty ? "\r\033[K" : "", path);
+    if (o->status)
+        dp_run_status_event(o->status, "step %ld: checkpoint %s", step, path);
+    return 0;
+}
+
+/* Whether the dashboard asked for a checkpoint (and clears the request). */
+static bool checkpoint_asked(const dp_headless_opts *o)
+{
+    if (!o->status)
+        return false;
+    pthread_mutex_lock(&o->status->lock);
+    bool asked = o->status->checkpoint;
+    o->status->checkpoint = false;
+    pthread_mutex_unlock(&o->status->lock);
+    return asked;
+}
+
 int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result *res,
                     dp_err *err)
 {
@@ -173,6 +200,15 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
     bool evaluated_last = false;
     int rc = 0;
     int next_switch = 0;
+    dp_train_state resumed;
+    dp_trainer_train_state(t, &resumed);
+    res->steps = resumed.step; /* a resumed run continues from its checkpoint's step */
+    long checkpointed = resumed.step;
+    if (o->status) {
+        pthread_mutex_lock(&o->status->lock);
+        o->status->can_checkpoint = o->write_checkpoint != NULL;
+        pthread_mutex_unlock(&o->status->lock);
+    }
     while (res->steps < o->total_steps && !wait_if_paused(o)) {
         if (next_switch < o->n_switches && o->switches[next_switch].step == res->steps + 1 &&
             dp_trainer_request_switch(t, &o->switches[next_switch++].plan, err) < 0) {
@@ -200,19 +236,29 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
         double now = dp_now_s();
         bool last = r.step == o->total_steps;
         if (o->out && (now - last_print >= (o->out_is_tty ? 0.1 : 1.0) || last || r.epoch_end)) {
-            double eta = (now - start) / (double)r.step * (double)(o->total_steps - r.step);
+            double eta = (now - start) / (double)(r.step - resumed.step) *
+                         (double)(o->total_steps - r.step);
             print_progress(o, &r, epochs, step_time > 0 ? samples / step_time : 0.0, eta);
             last_print = now;
         }
         evaluated_last = r.epoch_end || (o->eval_every && r.step % o->eval_every == 0);
         if (evaluated_last)
             evaluate(t, o, &r, res);
+        bool scheduled = o->checkpoint_every && r.step % o->checkpoint_every == 0;
+        if (o->write_checkpoint && (checkpoint_asked(o) || scheduled) &&
+            checkpoint(t, o, r.step, &checkpointed, err) < 0) {
+            rc = -1;
+            break;
+        }
     }
     bool early = res->steps < o->total_steps && rc == 0;
     res->interrupted = early && *o->stop;
     res->quit = early && !*o->stop;
-    if (rc == 0 && !early && res->steps > 0 && !evaluated_last)
+    if (rc == 0 && !early && res->steps > resumed.step && !evaluated_last)
         evaluate(t, o, &r, res);
+    if (rc == 0 && o->write_checkpoint && checkpointed != res->steps &&
+        checkpoint(t, o, res->steps, &checkpointed, err) < 0)
+        rc = -1;
     res->seconds = dp_now_s() - start;
     res->samples_per_s = step_time > 0 ? samples / step_time : 0.0;
     if (o->out) {

@@ -4,6 +4,7 @@
 #define DP_APP_HEADLESS_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "engine/trainer.h"
@@ -23,8 +24,14 @@ typedef struct dp_headless_opts {
     FILE *out;                /* progress, evaluations, summary; NULL under the dashboard */
     int out_is_tty;           /* redraw the progress line in place */
     FILE *metrics;            /* JSON Lines, or NULL */
-    volatile sig_atomic_t *stop; /* set by a signal: finish the step and stop */
+    atomic_int *stop;         /* set by a signal handler: finish the step and stop */
     dp_run_status *status;    /* the dashboard's view of the run, or NULL */
+    /* Checkpoints (NULL: none): write_checkpoint(arg, t, path, size, err) after every
+     * checkpoint_every steps (0: never on a schedule), when the dashboard asks, and when the
+     * run ends, stopped or not. */
+    int (*write_checkpoint)(void *arg, dp_trainer *t, char *path, size_t size, dp_err *err);
+    void *checkpoint_arg;
+    long checkpoint_every;
 } dp_headless_opts;
 
 /* What the run ended with. */

@@ -14,6 +14,7 @@
 #include "tui/dashboard.h"
 #include "dpmptop-config.h"
 #include "engine/fileio.h"
+#include "engine/checkpoint.h"
 #include "engine/safetensors.h"
 #ifdef HAVE_CUDA
 #include "engine/backend_cuda.h"
@@ -21,13 +22,17 @@
 
 enum exit_status { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
-static volatile sig_atomic_t stop_requested;
+static atomic_int stop_requested; /* lock-free: safe in a handler and across threads */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "a signal handler needs lock-free atomics");
 
-/* The first SIGINT or SIGTERM finishes the current step; a second one exits at once. */
+/* The first SIGINT or SIGTERM finishes the current step (and writes a checkpoint when they are
+ * on); a second one exits at once, giving the terminal back first. */
 static void on_signal(int sig)
 {
-    if (stop_requested)
+    if (stop_requested) {
+        dp_dashboard_restore_terminal();
         _exit(EXIT_INTERRUPTED);
+    }
     stop_requested = 1;
 }
 
@@ -74,6 +79,8 @@ typedef struct options {
     const char *config_path;
     const char *switch_at;
     const char *metrics_path, *save_path, *init_path;
+    int resume;               /* --resume given */
+    const char *resume_dir;   /* its directory, or NULL: [checkpoint] dir */
     int print_config;
     int headless;
     override *overrides;
@@ -148,9 +155,12 @@ static int parse_args(int argc, char **argv, options *o)
         case OPT_INIT: o->init_path = optarg; break;
         case OPT_PRINT_CONFIG: o->print_config = 1; break;
         case OPT_SWITCH_AT: o->switch_at = optarg; break;
-        case OPT_RESUME:
-            fprintf(stderr, "dpmptop: %s is not supported by this version yet\n", argv[optind - 1]);
-            return -1;
+        case OPT_RESUME: /* --resume=DIR, --resume DIR, or --resume alone */
+            o->resume = 1;
+            o->resume_dir = optarg;
+            if (!optarg && optind < argc && argv[optind][0] != '-')
+                o->resume_dir = argv[optind++];
+            break;
         case 'h': usage(stdout); return 1;
         case 'V':
 #ifdef HAVE_CUDA
@@ -359,6 +369,29 @@ static int run_with_dashboard(dp_trainer *t, const dp_headless_opts *headless,
     return tr.rc;
 }
 
+/* What writing a checkpoint of this run needs ([checkpoint] dir, keep). */
+typedef struct checkpointer {
+    const char *dir;
+    long keep;
+    const dp_model *model;
+    const dp_optim_config *optim;
+    dp_run_identity id;
+    char *config_text;  /* the effective configuration, as --print-config prints it */
+    float *params;      /* [n_params] */
+    float *state;       /* [state_per_param][n_params] */
+} checkpointer;
+
+/* dp_headless_opts.write_checkpoint */
+static int write_checkpoint(void *arg, dp_trainer *t, char *path, size_t size, dp_err *err)
+{
+    checkpointer *c = arg;
+    dp_train_state ts;
+    dp_trainer_train_state(t, &ts);
+    dp_trainer_get_state(t, c->params, c->state);
+    return dp_checkpoint_write(c->dir, c->keep, c->model, c->optim, c->params, c->state, &ts,
+                               &c->id, c->config_text, path, size, err);
+}
+
 /* Writes the trained weights to --save; returns the exit status. */
 static int save_weights(dp_trainer *t, const dp_model *m, const char *path)
 {
@@ -422,6 +455,8 @@ int main(int argc, char **argv)
     int status = EXIT_USAGE;
     dp_model model = { 0 };
     float *init = NULL;
+    checkpointer ckpt = { 0 };
+    dp_train_state resumed = { 0 };
     dp_atomic_file metrics = { 0 };
     dp_trainer *trainer = NULL;
     if (dp_model_parse(&model, cfg.layers, train.features, train.classes, &err) < 0) {
@@ -429,6 +464,36 @@ int main(int argc, char **argv)
         origin_prefix(where, sizeof where, &cfg, "model", "layers");
         fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);
         goto done;
+    }
+    size_t state_floats = model.n_params * dp_optim_state_per_param(&cfg.optim);
+    dp_run_identity identity = dp_run_identity_of(cfg.layers, &model, train.name, train.n,
+                                                  cfg.data.batch, &cfg.optim, cfg.seed);
+    ckpt.params = malloc(model.n_params * sizeof(float));
+    ckpt.state = malloc(state_floats * sizeof(float) + 1);
+    if (!ckpt.params || !ckpt.state) {
+        fprintf(stderr, "dpmptop: out of memory for a host copy of the model\n");
+        status = EXIT_FAILED;
+        goto done;
+    }
+    if (opt.resume) {
+        const char *dir = opt.resume_dir ? opt.resume_dir : cfg.checkpoint_dir;
+        char path[4200];
+        if (!dir[0] || opt.init_path) {
+            fprintf(stderr, "dpmptop: --resume %s\n",
+                    opt.init_path ? "and --init cannot go together: a checkpoint holds the "
+                                    "parameters"
+                                  : "needs a directory: --resume DIR, or [checkpoint] dir "
+                                    "(--checkpoint-dir DIR)");
+            goto done;
+        }
+        init = malloc(model.n_params * sizeof *init);
+        if (!init || dp_checkpoint_find(dir, path, sizeof path, &err) < 0 ||
+            dp_checkpoint_read(path, &model, &cfg.optim, &identity, init, ckpt.state,
+                               &resumed, &err) < 0) {
+            fprintf(stderr, "dpmptop: %s\n", init ? err.msg : "out of memory");
+            goto done;
+        }
+        printf("resuming from %s (step %ld)\n", path, resumed.step);
     }
     if (opt.init_path) {
         init = malloc(model.n_params * sizeof *init);
@@ -465,6 +530,8 @@ int main(int argc, char **argv)
         .data_on_device = cfg.data_on_device,
         .plan = dp_config_plan(&cfg),
         .bucket_mb = cfg.bucket_mb,
+        .resume = opt.resume ? &resumed : NULL,
+        .resume_state = opt.resume ? ckpt.state : NULL,
     };
     bool plan_refused;
     trainer = dp_trainer_create(&tc, &train, &test, init, &plan_refused, &err);
@@ -493,6 +560,7 @@ int main(int argc, char **argv)
            per_epoch, cfg.data.batch);
     fflush(stdout);
 
+    signal(SIGXFSZ, SIG_IGN); /* past a file size limit, writes fail with EFBIG and say so */
     struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -508,6 +576,25 @@ int main(int argc, char **argv)
         .metrics = metrics.f,
         .stop = &stop_requested,
     };
+    if (cfg.checkpoint_dir[0]) {
+        size_t text_size = 0;
+        FILE *text = open_memstream(&ckpt.config_text, &text_size);
+        if (!text) {
+            fprintf(stderr, "dpmptop: out of memory\n");
+            status = EXIT_FAILED;
+            goto done;
+        }
+        dp_config_print(&cfg, text);
+        fclose(text);
+        ckpt.dir = cfg.checkpoint_dir;
+        ckpt.keep = cfg.checkpoint_keep;
+        ckpt.model = &model;
+        ckpt.optim = &cfg.optim;
+        ckpt.id = identity;
+        ho.write_checkpoint = write_checkpoint;
+        ho.checkpoint_arg = &ckpt;
+        ho.checkpoint_every = cfg.checkpoint_every;
+    }
     dp_headless_result res;
     int run_rc;
     if (!opt.headless && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO)) {
@@ -545,6 +632,9 @@ done:
     dp_atomic_abort(&metrics);
     dp_trainer_destroy(trainer);
     free(init);
+    free(ckpt.params);
+    free(ckpt.state);
+    free(ckpt.config_text);
     dp_model_free(&model);
     dp_dataset_free(&train);
     dp_dataset_free(&test);

@@ -100,6 +100,9 @@ typedef struct dp_loader {
 int dp_loader_init(dp_loader *l, const dp_dataset *ds, int batch, bool shuffle, uint64_t seed,
                    dp_err *err);
 void dp_loader_free(dp_loader *l);
+/* Continues from sample `position` of epoch `epoch` (0-based), as a run that had handed out
+ * that much would; fails when position is past the data set. */
+int dp_loader_seek(dp_loader *l, long epoch, long position, dp_err *err);
 /* Batches per epoch: ceil(n / batch). */
 long dp_loader_steps_per_epoch(const dp_loader *l);
 /* Hands out the next batch: its samples' indices into idx[rows], their features into

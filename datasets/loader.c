@@ -38,6 +38,17 @@ int dp_loader_init(dp_loader *l, const dp_dataset *ds, int batch, bool shuffle, 
     return 0;
 }
 
+int dp_loader_seek(dp_loader *l, long epoch, long position, dp_err *err)
+{
+    if (epoch < 0 || position < 0 || position >= l->ds->n)
+        return dp_fail(err, "data position %ld of epoch %ld is outside %s's %ld samples",
+                       position, epoch, l->ds->name, l->ds->n);
+    l->epoch = epoch;
+    l->pos = position;
+    draw_order(l);
+    return 0;
+}
+
 void dp_loader_free(dp_loader *l)
 {
     free(l->order);

@@ -22,6 +22,13 @@ size_t dp_optim_state_per_param(const dp_optim_config *c)
     return c->momentum != 0.0 ? 1 : 0;
 }
 
+const char *const *dp_optim_state_names(const dp_optim_config *c)
+{
+    static const char *const sgd[] = { "momentum_buffer" }; /* PyTorch's state keys */
+    static const char *const adamw[] = { "exp_avg", "exp_avg_sq" };
+    return c->kind == DP_OPTIM_ADAMW ? adamw : sgd;
+}
+
 double dp_optim_lr(const dp_optim_config *c, long step, long total)
 {
     if (step < c->warmup)

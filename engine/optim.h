@@ -28,6 +28,9 @@ dp_optim_config dp_optim_defaults(void);
 
 /* Floats of optimizer state per parameter: SGD 1 with momentum (else 0), AdamW 2. */
 size_t dp_optim_state_per_param(const dp_optim_config *c);
+/* The names of those floats, as the keys of PyTorch's optimizer state ("momentum_buffer";
+ * "exp_avg", "exp_avg_sq"). */
+const char *const *dp_optim_state_names(const dp_optim_config *c);
 
 /* The learning rate of step `step` (0-based) of `total` steps: linear warm-up over the first
  * `warmup` steps (lr * (step + 1) / warmup), then constant or cosine decay to 0 at `total`. */

@@ -14,12 +14,37 @@
 /* A weights file for any model this version can build fits well within this. */
 #define FILE_MAX ((size_t)1 << 36)
 
+/* The tensors of a file: the model's, once for its parameters, or once per slot of per-
+ * parameter state ("0.weight.exp_avg", ..., slot s at s * n_params in the flat vector).
+ * Returns a calloc'd array of *n (NULL when out of memory). */
+static dp_model_tensor *list_tensors(const dp_model *m, int n_slots, const char *const *slots,
+                                     int *n)
+{
+    int per = dp_model_tensors(m, NULL);
+    dp_model_tensor *t = calloc((size_t)per * (size_t)n_slots + 1, sizeof *t);
+    if (!t)
+        return NULL;
+    for (int s = 0; s < n_slots; s++) {
+        dp_model_tensor *part = t + (size_t)s * per;
+        dp_model_tensors(m, part);
+        for (int i = 0; slots && i < per; i++) {
+            char base[sizeof part[i].name];
+            snprintf(base, sizeof base, "%s", part[i].name);
+            snprintf(part[i].name, sizeof part[i].name, "%s.%s", base, slots[s]);
+            part[i].info.offset += (size_t)s * m->n_params;
+        }
+    }
+    *n = per * n_slots;
+    return t;
+}
+
 /* ---- writing ---- */
 
-int dp_safetensors_save(const char *path, const dp_model *m, const float *host, dp_err *err)
+static int save_tensors(const char *path, const dp_model *m, int n_slots,
+                        const char *const *slots, const float *host, dp_err *err)
 {
-    int n = dp_model_tensors(m, NULL);
-    dp_model_tensor *t = calloc((size_t)n, sizeof *t);
+    int n = 0;
+    dp_model_tensor *t = list_tensors(m, n_slots, slots, &n);
     size_t cap = 64 + (size_t)n * 160;
     char *json = malloc(cap);
     if (!t || !json) {
@@ -27,7 +52,6 @@ int dp_safetensors_save(const char *path, const dp_model *m, const float *host, 
         free(json);
         return dp_fail(err, "%s: out of memory", path);
     }
-    dp_model_tensors(m, t);
     size_t used = (size_t)snprintf(json, cap, "{\"__metadata__\":{\"format\":\"pt\"}");
     size_t data_at = 0;
     for (int i = 0; i < n; i++) {
@@ -61,6 +85,17 @@ int dp_safetensors_save(const char *path, const dp_model *m, const float *host, 
     free(t);
     free(json);
     return rc;
+}
+
+int dp_safetensors_save(const char *path, const dp_model *m, const float *host, dp_err *err)
+{
+    return save_tensors(path, m, 1, NULL, host, err);
+}
+
+int dp_safetensors_save_state(const char *path, const dp_model *m, int n_slots,
+                              const char *const *slots, const float *host, dp_err *err)
+{
+    return save_tensors(path, m, n_slots, slots, host, err);
 }
 
 /* ---- a JSON reader just large enough for the header ---- */
@@ -230,8 +265,9 @@ static void shape_text(char *buf, size_t size, int ndim, const uint64_t *shape)
         snprintf(buf + used, size - used, "]");
 }
 
-int dp_safetensors_parse(const unsigned char *buf, size_t len, const char *what,
-                         const dp_model *m, float *host, dp_err *err)
+static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
+                         const dp_model *m, int n_slots, const char *const *slots, float *host,
+                         dp_err *err)
 {
     if (len < 8)
         return dp_fail(err, "%s: not a safetensors file (only %zu bytes)", what, len);
@@ -245,15 +281,14 @@ int dp_safetensors_parse(const unsigned char *buf, size_t len, const char *what,
     const unsigned char *data = buf + 8 + hlen;
     size_t data_len = len - 8 - (size_t)hlen;
 
-    int n = dp_model_tensors(m, NULL);
-    dp_model_tensor *t = calloc((size_t)n + 1, sizeof *t);
+    int n = 0;
+    dp_model_tensor *t = list_tensors(m, n_slots, slots, &n);
     bool *seen = calloc((size_t)n + 1, sizeof *seen);
     int rc = -1;
     if (!t || !seen) {
         dp_fail(err, "%s: out of memory", what);
         goto done;
     }
-    dp_model_tensors(m, t);
 
     json j = { (const char *)buf + 8, (const char *)buf + 8 + hlen };
     if (!eat(&j, '{')) {
@@ -356,13 +391,31 @@ done:
     return rc;
 }
 
-int dp_safetensors_load(const char *path, const dp_model *m, float *host, dp_err *err)
+int dp_safetensors_parse(const unsigned char *buf, size_t len, const char *what,
+                         const dp_model *m, float *host, dp_err *err)
+{
+    return parse_tensors(buf, len, what, m, 1, NULL, host, err);
+}
+
+static int load_tensors(const char *path, const dp_model *m, int n_slots,
+                        const char *const *slots, float *host, dp_err *err)
 {
     unsigned char *buf;
     size_t len;
     if (dp_read_file(path, FILE_MAX, &buf, &len, err) < 0)
         return -1;
-    int rc = dp_safetensors_parse(buf, len, path, m, host, err);
+    int rc = parse_tensors(buf, len, path, m, n_slots, slots, host, err);
     free(buf);
     return rc;
+}
+
+int dp_safetensors_load(const char *path, const dp_model *m, float *host, dp_err *err)
+{
+    return load_tensors(path, m, 1, NULL, host, err);
+}
+
+int dp_safetensors_load_state(const char *path, const dp_model *m, int n_slots,
+                              const char *const *slots, float *host, dp_err *err)
+{
+    return load_tensors(path, m, n_slots, slots, host, err);
 }

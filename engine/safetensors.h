@@ -17,6 +17,13 @@ int dp_safetensors_save(const char *path, const dp_model *m, const float *host, 
  * shapes and dtype F32. Every size and offset is checked before use. */
 int dp_safetensors_load(const char *path, const dp_model *m, float *host, dp_err *err);
 
+/* The same for per-parameter state of `n_slots` slots (an optimizer's: host[n_slots][n_params]),
+ * each tensor named after its parameter and the slot: "0.weight.momentum_buffer". */
+int dp_safetensors_save_state(const char *path, const dp_model *m, int n_slots,
+                              const char *const *slots, const float *host, dp_err *err);
+int dp_safetensors_load_state(const char *path, const dp_model *m, int n_slots,
+                              const char *const *slots, float *host, dp_err *err);
+
 /* Parses a safetensors image held in memory (the work of dp_safetensors_load after reading the
  * file; the fuzz target calls it directly). `what` names the source in messages. */
 int dp_safetensors_parse(const unsigned char *buf, size_t len, const char *what,

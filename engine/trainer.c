@@ -42,10 +42,12 @@ struct dp_trainer {
         int32_t *idx;     /* [batch]: the samples' indices */
         int rows;
         long epoch;       /* 1-based */
+        long start;       /* the position in its epoch of its first sample */
         bool epoch_end;
         bool full;
     } batches[2];
     int next_batch;       /* which of them holds the next step's batch */
+    long next_epoch, next_position; /* the data position after the batches trained on */
     dp_resident *resident; /* [n_devices]: the data sets on each device, or NULL */
     pthread_t loader_thread;
     bool loader_started;
@@ -117,6 +119,7 @@ static void *loader_main(void *arg)
         if (quit)
             return NULL;
         b->epoch = t->loader.epoch + 1;
+        b->start = t->loader.pos;
         b->rows = dp_loader_next(&t->loader, t->resident ? NULL : b->x,
                                  t->resident ? NULL : b->y, b->idx);
         b->epoch_end = t->loader.pos == 0;
@@ -269,6 +272,14 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
             goto fail;
     if (dp_loader_init(&t->loader, train, c->batch, c->shuffle, c->seed, err) < 0)
         goto fail;
+    if (c->resume) {
+        if (dp_loader_seek(&t->loader, c->resume->epoch, c->resume->position, err) < 0)
+            goto fail;
+        t->steps_done = c->resume->step;
+        t->updates_done = c->resume->updates;
+    }
+    t->next_epoch = t->loader.epoch;
+    t->next_position = t->loader.pos;
     size_t per_param = dp_optim_state_per_param(&c->optim);
     /* The batches live in the host memory the first device uploads from fastest (pinned for a
      * GPU); every device of a run is of one backend. */
@@ -287,6 +298,8 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
                 m->n_params);
         goto fail;
     }
+    if (c->resume_state)
+        memcpy(t->host_state, c->resume_state, m->n_params * per_param * sizeof *t->host_state);
     if (init)
         memcpy(t->host_params, init, m->n_params * sizeof *init);
     else
@@ -405,6 +418,12 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     dp_cmd step = { .kind = DP_CMD_STEP, .x = b->x, .y = b->y, .idx = b->idx, .rows = rows,
                     .step = r->step };
     dp_team_run(t->team, &step);
+    t->next_epoch = b->epoch - 1;
+    t->next_position = b->start + b->rows;
+    if (t->next_position == t->train->n) {
+        t->next_epoch++;
+        t->next_position = 0;
+    }
     release_batch(t, b);
     t->next_batch ^= 1;
 
@@ -469,6 +488,27 @@ void dp_trainer_get_params(dp_trainer *t, float *host)
     dp_cmd gather = { .kind = DP_CMD_GATHER, .params = t->host_params, .state = t->host_state };
     dp_team_run(t->team, &gather);
     memcpy(host, t->host_params, t->cfg.model->n_params * sizeof *host);
+}
+
+void dp_trainer_train_state(const dp_trainer *t, dp_train_state *ts)
+{
+    memset(ts, 0, sizeof *ts);
+    ts->step = t->steps_done;
+    ts->updates = t->updates_done;
+    ts->epoch = t->next_epoch;
+    ts->position = t->next_position;
+    dp_plan_describe(&t->plan, ts->plan, sizeof ts->plan);
+}
+
+void dp_trainer_get_state(dp_trainer *t, float *params, float *state)
+{
+    dp_cmd gather = { .kind = DP_CMD_GATHER, .params = t->host_params, .state = t->host_state };
+    dp_team_run(t->team, &gather);
+    size_t n = t->cfg.model->n_params;
+    memcpy(params, t->host_params, n * sizeof *params);
+    size_t slots = dp_optim_state_per_param(&t->cfg.optim);
+    if (slots)
+        memcpy(state, t->host_state, n * slots * sizeof *state);
 }
 
 void dp_trainer_describe(const dp_trainer *t, char *buf, size_t size)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "datasets/dataset.h"
+#include "engine/checkpoint.h"
 #include "engine/metrics.h"
 #include "engine/model.h"
 #include "engine/optim.h"
@@ -39,6 +40,10 @@ typedef struct dp_trainer_config {
     dp_plan_request plan;
     double bucket_mb;   /* all-reduce bucket size (PyTorch DDP's default is 25) */
     int blas_threads;   /* per worker; 0 = the cores divided among the workers */
+    /* Continuing from a checkpoint: where it stood, and its optimizer state
+     * [state_per_param][n_params] (its parameters come as `init`); NULL: from the start. */
+    const dp_train_state *resume;
+    const float *resume_state;
 } dp_trainer_config;
 
 /* What one step did. */
@@ -91,6 +96,12 @@ long dp_trainer_steps_per_epoch(const dp_trainer *t);
 
 /* Copies the current parameters into host[n_params] in the model's flat layout. */
 void dp_trainer_get_params(dp_trainer *t, float *host);
+/* Where the run stands (for a checkpoint): steps and updates done, the data position of the
+ * next batch, the plan. */
+void dp_trainer_train_state(const dp_trainer *t, dp_train_state *ts);
+/* Copies the parameters into params[n_params] and the optimizer state into
+ * state[state_per_param][n_params]. */
+void dp_trainer_get_state(dp_trainer *t, float *params, float *state);
 
 /* The plan in use: its description ("DP x4"), its strategy's name ("dp"), and itself as a
  * request with every default filled in (the stages and micro-batches it has). */

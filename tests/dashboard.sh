@@ -2,9 +2,10 @@
 # dashboard.sh -- the dashboard in a real terminal: tmux runs dpmptop in a 120x40 pane with
 # four CPU devices, and the test reads the screen (capture-pane) and presses keys (send-keys):
 # four device panels with their figures, the step advancing, 3 -> a pipeline within 2 s and
-# still advancing, 2 -> back to DP, space pauses and resumes, a resize redraws cleanly (and
-# below 80x24 asks for more room), q exits with status 0; with NO_COLOR the screen carries no
-# colour. Skipped (77) without tmux.
+# still advancing, 2 -> back to DP, c writes a checkpoint, space pauses and resumes, a resize
+# redraws cleanly (and below 80x24 asks for more room), q exits with status 0; with NO_COLOR
+# the screen carries no colour; Ctrl-C (once, or twice) exits 130 with a checkpoint and the
+# terminal back on its main screen. Skipped (77) without tmux.
 . "${srcdir:-.}/tests/lib.sh"
 
 if ! command -v tmux >/dev/null 2>&1; then
@@ -36,7 +37,7 @@ start() {
     name=$1
     shift
     tm new-session -d -s "$name" -x 120 -y 40 \
-        "env $* '$DPMPTOP' -c '$work/run.ini' --devices cpu:4; echo \$? >'$work/$name.status'; sleep 600"
+        "env $* '$DPMPTOP' -c '$work/run.ini' --devices cpu:4 --checkpoint-dir '$work/ck-$name'; echo \$? >'$work/$name.status'; sleep 600"
 }
 screen() { tm capture-pane -p -t "$1"; }
 # The step number in the header ("step 123/31300").
@@ -91,7 +92,8 @@ tm send-keys -t main x
 sleep 0.3
 screen main | grep -q "dpmptop keys" && fail "a key did not close the help"
 tm send-keys -t main c
-wait_for main "checkpoints are not available" 2 || fail "c said nothing"
+wait_for main "checkpoint .*/ck-main/step-" 3 || fail "c wrote no checkpoint"
+ls "$work/ck-main" | grep -q '^step-' || fail "c: no checkpoint in $work/ck-main"
 
 tm send-keys -t main " "
 wait_for main "\[PAUSED\]" 2 || fail "space did not pause"
@@ -147,4 +149,22 @@ tm capture-pane -p -t ascii | LC_ALL=C grep -q "$(printf '[\200-\377]')" &&
     fail "non-ASCII characters on the screen in the C locale"
 tm capture-pane -p -t ascii | grep -q '^ *[0-9.]* *[ *]*\*' || fail "no ASCII plot in the C locale"
 tm send-keys -t ascii q
+
+# Ctrl-C: the step ends, a checkpoint is written, exit 130, the terminal back on its main screen;
+# twice: out at once, the terminal given back all the same.
+for name in sigint sigint2; do
+    # exiting at once leaves threads unjoined, by design: ThreadSanitizer is told so
+    start $name TERM=tmux-256color "TSAN_OPTIONS='${TSAN_OPTIONS:-}:report_thread_leaks=0'"
+    wait_for $name "replica 3" 10 || fail "$name: the run did not start"
+    sleep 0.5
+    tm send-keys -t $name C-c
+    [ $name = sigint2 ] && tm send-keys -t $name C-c
+    i=0
+    while [ ! -f "$work/$name.status" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    [ "$(cat "$work/$name.status" 2>/dev/null)" = 130 ] ||
+        fail "$name: exit status '$(cat "$work/$name.status" 2>/dev/null)', wanted 130"
+    [ "$(tm display-message -p -t $name '#{alternate_on}')" = 0 ] ||
+        fail "$name: the terminal was left on the dashboard's screen"
+done
+ls "$work/ck-sigint" 2>/dev/null | grep -q '^step-' || fail "Ctrl-C wrote no checkpoint"
 finish

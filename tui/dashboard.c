@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/gpumon.h"
 #include "tui/layout.h"
@@ -337,9 +339,15 @@ static bool on_key(int ch, dp_trainer *t, dp_run_status *st, bool *help)
         pthread_mutex_unlock(&st->lock);
         dp_run_status_event(st, paused ? "paused (space resumes)" : "resumed");
         break;
-    case 'c':
-        dp_run_status_event(st, "checkpoints are not available in this version yet");
+    case 'c': {
+        pthread_mutex_lock(&st->lock);
+        bool can = st->can_checkpoint;
+        st->checkpoint = can;
+        pthread_mutex_unlock(&st->lock);
+        dp_run_status_event(st, can ? "writing a checkpoint after this step"
+                                    : "no checkpoint directory: start with --checkpoint-dir DIR");
         break;
+    }
     case 'q':
     case KEY_F(10):
         return true;
@@ -349,12 +357,31 @@ static bool on_key(int ch, dp_trainer *t, dp_run_status *st, bool *help)
     return false;
 }
 
+/* The terminal's settings from before the dashboard took it, for a signal handler that must
+ * give it back without ncurses (the one piece of state shared with a handler: written before
+ * `terminal_saved` is set, read only while it is). */
+static struct termios saved_termios;
+static atomic_int terminal_saved;
+
+void dp_dashboard_restore_terminal(void)
+{
+    static const char reset[] = "\033[0m\033[?25h\033[?1049l\r\n"; /* plain, cursor, main screen */
+    if (!terminal_saved)
+        return;
+    tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
+    ssize_t ignored = write(STDOUT_FILENO, reset, sizeof reset - 1);
+    (void)ignored;
+}
+
 int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info,
-                     volatile sig_atomic_t *stop)
+                     atomic_int *stop)
 {
     setlocale(LC_ALL, "");
+    if (tcgetattr(STDIN_FILENO, &saved_termios) == 0)
+        terminal_saved = 1;
     dp_style sty = { .utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0 };
     if (!newterm(NULL, stdout, stdin)) {
+        terminal_saved = 0;
         fprintf(stderr, "dpmptop: cannot use this terminal (TERM=%s); run with --headless\n",
                 getenv("TERM") ? getenv("TERM") : "");
         return -1;
@@ -404,6 +431,7 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
         }
     }
     endwin();
+    terminal_saved = 0;
     dp_gpumon_close(mon);
     return 0;
 }

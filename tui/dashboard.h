@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "engine/plan.h"
@@ -32,6 +33,8 @@ typedef struct dp_run_status {
     /* written by the dashboard */
     bool paused;
     bool quit;
+    bool checkpoint;         /* c: write a checkpoint after the current step (the loop clears it) */
+    bool can_checkpoint;     /* set by the loop: a checkpoint directory is configured */
 } dp_run_status;
 
 void dp_run_status_init(dp_run_status *s, long total_steps, long epochs);
@@ -56,6 +59,11 @@ typedef struct dp_dashboard_info {
  * training loop has finished. Restores the terminal before returning. Returns 0, or -1 when
  * the terminal cannot be used (with a message on stderr). */
 int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info,
-                     volatile sig_atomic_t *stop);
+                     atomic_int *stop);
+
+/* Gives the terminal back as it was before the dashboard (settings, cursor, main screen)
+ * without ncurses, from a signal handler about to _exit; does nothing when no dashboard runs.
+ * Async-signal-safe. */
+void dp_dashboard_restore_terminal(void);
 
 #endif

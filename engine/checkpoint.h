@@ -1,0 +1,66 @@
+/* checkpoint.h -- training checkpoints: a directory per checkpoint under a checkpoint
+ * directory, step-00000120/ holding model.safetensors (the parameters, as --save writes them),
+ * optimizer.safetensors (the optimizer's state, named as PyTorch's state keys), state.ini (the
+ * step, the data position, the plan, and what the run must match to resume) and config.ini
+ * (the run's effective configuration, for reading and rerunning).
+ *
+ * A checkpoint is written into a temporary directory beside the others, every file fsynced,
+ * then renamed into place and the parent directory fsynced: a crash at any moment leaves the
+ * newest complete checkpoint (and all older ones) intact, and a step-* directory is always
+ * complete. */
+#ifndef DP_CHECKPOINT_H
+#define DP_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+#include "engine/model.h"
+#include "engine/optim.h"
+
+/* Where a run stands, besides its parameters and optimizer state. */
+typedef struct dp_train_state {
+    long step;         /* steps done */
+    long updates;      /* updates applied (AdamW's t) */
+    long epoch;        /* 0-based epoch of the next batch */
+    long position;     /* samples of that epoch already trained on */
+    char plan[64];     /* the strategy when written, as the dashboard shows it */
+} dp_train_state;
+
+/* What a run must share with a checkpoint to continue from it. */
+typedef struct dp_run_identity {
+    uint64_t layers_hash; /* of the [model] layers text, spaces ignored */
+    int inputs, classes;
+    size_t params;
+    char data[64];        /* the training set's name */
+    long samples;
+    int batch;
+    int optimizer;        /* dp_optim_kind */
+    size_t state_slots;   /* floats of optimizer state per parameter */
+    uint64_t seed;
+} dp_run_identity;
+
+/* The identity of a run of model m on `data` of `samples`. */
+dp_run_identity dp_run_identity_of(const char *layers, const dp_model *m, const char *data,
+                                   long samples, int batch, const dp_optim_config *oc,
+                                   uint64_t seed);
+
+/* Writes checkpoint step-<step> into dir (made when missing; its parent must exist), then
+ * removes all but the `keep` newest checkpoints and any temporary directory a killed writer
+ * left. params[n_params], state[state_slots][n_params]. A checkpoint of the same step already
+ * there is kept as it is. The checkpoint's path goes into written. */
+int dp_checkpoint_write(const char *dir, long keep, const dp_model *m,
+                        const dp_optim_config *oc, const float *params, const float *state,
+                        const dp_train_state *ts, const dp_run_identity *id,
+                        const char *config_text, char *written, size_t size, dp_err *err);
+
+/* The checkpoint to resume from: dir itself when it is one, else the newest checkpoint in it. */
+int dp_checkpoint_find(const char *dir, char *path, size_t size, dp_err *err);
+
+/* Reads checkpoint `path` of a run with identity id: refuses one of another model, data set,
+ * batch size, optimizer or seed, naming what differs; else fills params, state and ts. */
+int dp_checkpoint_read(const char *path, const dp_model *m, const dp_optim_config *oc,
+                       const dp_run_identity *id, float *params, float *state,
+                       dp_train_state *ts, dp_err *err);
+
+#endif

@@ -1,0 +1,141 @@
+#!/bin/sh
+# checkpoint.sh -- checkpoints and resume on CPU devices:
+# - resuming from a checkpoint with the same strategy ends bit for bit where the run that never
+#   stopped ends; with another strategy, within float reassociation (1e-5);
+# - kill test: a run writing a checkpoint every step, killed with SIGKILL at 20 random moments
+#   (during steps and during checkpoint writes), always leaves a complete newest checkpoint, and
+#   resuming from it to the end gives the uninterrupted run's parameters exactly;
+# - SIGINT finishes the step, writes a checkpoint, says where, exits 130;
+# - a checkpoint of another model, batch or seed is refused (exit 2) naming what differs;
+# - a full disk (ulimit -f) fails the run with the OS error and leaves the older checkpoints
+#   and the old --save file intact.
+. "${srcdir:-.}/tests/lib.sh"
+compare=${STCOMPARE:-./tests/st-compare}
+
+cat >"$work/run.ini" <<'INI'
+[run]
+steps = 24
+[data]
+kind = synthetic
+features = 64
+classes = 10
+samples = 2000
+test_samples = 200
+batch = 50
+[model]
+layers = linear:256, relu, linear:256, gelu, linear:10
+[optim]
+kind = adamw
+lr = 0.003
+[parallel]
+devices = cpu:2
+strategy = dp
+INI
+run() { # NAME OPTIONS...: runs to the end; the output in $work/NAME.out
+    name=$1
+    shift
+    timeout 120 "$DPMPTOP" -c "$work/run.ini" --headless "$@" >"$work/$name.out" 2>&1 ||
+        fail "$name: exit $?: $(tail -n 2 "$work/$name.out")"
+}
+same() { # A B TOLERANCE
+    if ! d=$("$compare" "$1" "$2" "$3"); then
+        fail "$2 differs from $1 by $d (tolerance $3)"
+    fi
+}
+
+# the reference: 24 steps without a stop
+run full --save "$work/full.safetensors"
+
+# every 5 steps, keeping 2: the newest two remain, then resume from step 15
+run ckpt --checkpoint-dir "$work/ck" --set checkpoint.every=5 --set checkpoint.keep=2
+kept=$(ls "$work/ck" | tr '\n' ' ')
+[ "$kept" = "step-00000020 step-00000024 " ] || fail "kept checkpoints are '$kept'"
+grep -q "^checkpoint: $work/ck/step-00000024\$" "$work/ckpt.out" || fail "no final checkpoint line"
+run ckpt15 --checkpoint-dir "$work/ck15" --set checkpoint.every=15 --steps 15
+run resume-dp --resume "$work/ck15/step-00000015" --steps 24 --save "$work/dp.safetensors"
+grep -q "resuming from $work/ck15/step-00000015 (step 15)" "$work/resume-dp.out" ||
+    fail "resume did not say where from"
+same "$work/full.safetensors" "$work/dp.safetensors" 0
+run resume-pp --resume "$work/ck15" --steps 24 --strategy pp --save "$work/pp.safetensors"
+same "$work/full.safetensors" "$work/pp.safetensors" 1e-5
+
+# refusals
+expect_exit 2 "another model" -- "$DPMPTOP" -c "$work/run.ini" --headless --resume "$work/ck15" \
+    --set "model.layers=linear:128, relu, linear:10"
+expect_exit 2 "batch 50; this run's is 40" -- "$DPMPTOP" -c "$work/run.ini" --headless \
+    --resume "$work/ck15" --set data.batch=40
+expect_exit 2 "seed 1; this run's" -- "$DPMPTOP" -c "$work/run.ini" --headless \
+    --resume "$work/ck15" --set run.seed=2
+expect_exit 2 "no checkpoint there" -- "$DPMPTOP" -c "$work/run.ini" --headless \
+    --resume "$work"
+expect_exit 2 "needs a directory" -- "$DPMPTOP" -c "$work/run.ini" --headless --resume
+
+# kill test: SIGKILL at random moments of a run writing a checkpoint every step
+i=0 resumed=0 mid_write=0
+while [ $i -lt 20 ]; do
+    i=$((i + 1))
+    rm -rf "$work/kill"
+    "$DPMPTOP" -c "$work/run.ini" --headless --checkpoint-dir "$work/kill" \
+        --set checkpoint.every=1 --set checkpoint.keep=3 >/dev/null 2>&1 &
+    pid=$!
+    sleep "$(awk -v s="$i" 'BEGIN { srand(s * 7919); printf "%.3f", 0.05 + rand() * 0.6 }')"
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    ls -a "$work/kill" 2>/dev/null | grep -q '^\.tmp-step-' && mid_write=$((mid_write + 1))
+    [ -d "$work/kill" ] && ls "$work/kill" | grep -q '^step-' || continue # killed before step 1
+    newest=$(ls -d "$work/kill"/step-* | tail -n 1)
+    resumed=$((resumed + 1))
+    for f in model.safetensors optimizer.safetensors state.ini config.ini; do
+        [ -s "$newest/$f" ] || fail "kill $i: $newest lacks $f"
+    done
+    if timeout 120 "$DPMPTOP" -c "$work/run.ini" --headless --resume "$work/kill" \
+        --save "$work/kill.safetensors" >"$work/kill.out" 2>&1; then
+        same "$work/full.safetensors" "$work/kill.safetensors" 0
+    else
+        fail "kill $i: resuming from $newest: $(tail -n 1 "$work/kill.out")"
+    fi
+done
+
+echo "kill test: 20 kills, $mid_write while a checkpoint was being written, $resumed resumed"
+
+# SIGINT: the step ends, a checkpoint is written, exit 130
+sed 's/^steps = 24/steps = 100000/' "$work/run.ini" >"$work/long.ini"
+"$DPMPTOP" -c "$work/long.ini" --headless --checkpoint-dir "$work/int" >"$work/int.out" 2>&1 &
+pid=$!
+sleep 1
+kill -INT $pid
+wait $pid
+status=$?
+[ $status -eq 130 ] || fail "SIGINT: exit $status, wanted 130"
+where=$(sed -n 's/^checkpoint: //p' "$work/int.out" | tail -n 1)
+[ -n "$where" ] && [ -f "$where/state.ini" ] || fail "SIGINT: no checkpoint written ($where)"
+grep -q "^interrupted: " "$work/int.out" || fail "SIGINT: no 'interrupted' summary"
+
+# a full disk: the checkpoint fails with the OS error; older ones and --save's file survive
+cp "$work/full.safetensors" "$work/old.safetensors"
+(
+    ulimit -f 64 # no file past 32 or 64 KiB (blocks of 512 or 1024 bytes, by shell)
+    "$DPMPTOP" -c "$work/run.ini" --headless --resume "$work/ck15" \
+        --checkpoint-dir "$work/ck15" --set checkpoint.every=1 \
+        --save "$work/old.safetensors" >"$work/full-disk.out" 2>&1
+    echo $? >"$work/full-disk.status"
+)
+[ "$(cat "$work/full-disk.status")" -eq 1 ] ||
+    fail "full disk: exit $(cat "$work/full-disk.status"), wanted 1"
+grep -q "not written (earlier ones are intact).*File too large" "$work/full-disk.out" ||
+    fail "full disk: no OS error: $(tail -n 1 "$work/full-disk.out")"
+ls "$work/ck15" | grep -q tmp && fail "full disk: a temporary directory was left"
+[ "$(ls "$work/ck15")" = "step-00000015" ] || fail "full disk: checkpoints now $(ls "$work/ck15")"
+same "$work/full.safetensors" "$work/old.safetensors" 0
+timeout 120 "$DPMPTOP" -c "$work/run.ini" --headless --resume "$work/ck15" --steps 16 \
+    >"$work/after.out" 2>&1 || fail "full disk: the old checkpoint no longer loads"
+(
+    ulimit -f 64
+    "$DPMPTOP" -c "$work/run.ini" --headless --steps 2 --save "$work/old.safetensors" \
+        >"$work/full-save.out" 2>&1
+    echo $? >"$work/full-save.status"
+)
+[ "$(cat "$work/full-save.status")" -eq 1 ] && grep -q "File too large" "$work/full-save.out" ||
+    fail "full disk, --save: exit $(cat "$work/full-save.status"): $(tail -n 1 "$work/full-save.out")"
+same "$work/full.safetensors" "$work/old.safetensors" 0
+finish
