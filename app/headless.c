@@ -84,7 +84,9 @@ static void evaluate(dp_trainer *t, const dp_headless_opts *o, const dp_step_rep
 void dp_headless_print_summary(dp_trainer *t, const dp_headless_result *res, FILE *out)
 {
     fprintf(out, "%s: %ld steps in %.2f s, %.0f samples/s, final loss %.4f",
-            res->interrupted ? "interrupted" : res->quit ? "stopped" : "done", res->steps,
+            res->failed ? "failed" : res->interrupted ? "interrupted" : res->quit ? "stopped"
+                                                                                  : "done",
+            res->steps,
             res->seconds,
             res->samples_per_s, res->final_loss);
     if (res->test_accuracy >= 0)
@@ -219,6 +221,14 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
             rc = -1;
             break;
         }
+        if (r.skipped) {
+            if (o->out)
+                fprintf(o->out, "%sstep %ld: the loss is %g: update skipped; %s\n",
+                        o->out_is_tty ? "\r\033[K" : "", r.step, r.loss, r.nonfinite);
+            if (o->status)
+                dp_run_status_event(o->status, "step %ld: non-finite loss, update skipped",
+                                    r.step);
+        }
         if (r.switched && o->out)
             fprintf(o->out, "%sstep %ld: switched from %s to %s in %.1f ms\n",
                     o->out_is_tty ? "\r\033[K" : "", r.step, r.switch_from, r.switch_to,
@@ -252,6 +262,7 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
         }
     }
     bool early = res->steps < o->total_steps && rc == 0;
+    res->failed = rc < 0;
     res->interrupted = early && *o->stop;
     res->quit = early && !*o->stop;
     if (rc == 0 && !early && res->steps > resumed.step && !evaluated_last)

@@ -43,6 +43,7 @@ typedef struct dp_headless_result {
     double samples_per_s;     /* training samples over step time (evaluations excluded) */
     int interrupted;          /* stopped early by a signal */
     int quit;                 /* stopped early by the dashboard's q */
+    int failed;               /* stopped by an error (a non-finite loss, a full disk) */
 } dp_headless_result;
 
 /* Trains until total_steps or a stop request (a signal, or the dashboard's quit). Returns 0, or

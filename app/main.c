@@ -1,5 +1,6 @@
 /* main.c -- dpmptop's command line: options, configuration, data, model, then the run. */
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,6 +389,12 @@ static int write_checkpoint(void *arg, dp_trainer *t, char *path, size_t size, d
     dp_train_state ts;
     dp_trainer_train_state(t, &ts);
     dp_trainer_get_state(t, c->params, c->state);
+    for (size_t i = 0; i < c->model->n_params; i++)
+        if (!isfinite(c->params[i]))
+            return dp_fail(err, "step %ld: the update left non-finite parameters (parameter "
+                                "%zu is %g); not writing a checkpoint of them, the earlier "
+                                "ones are intact (lower optim.lr or set optim.clip)",
+                           ts.step, i, c->params[i]);
     return dp_checkpoint_write(c->dir, c->keep, c->model, c->optim, c->params, c->state, &ts,
                                &c->id, c->config_text, path, size, err);
 }

@@ -103,6 +103,9 @@ struct dp_backend {
                        dp_adamw_args a);
     /* Returns sum x[i]^2 (accumulated in double); synchronises. */
     double (*sum_squares)(dp_device *d, const float *x, size_t n);
+    /* acc[0] += sum x[i]^2 (acc: one float of device memory); does not wait, unlike
+     * sum_squares. A gradient's finiteness check each step. */
+    void (*accumulate_squares)(dp_device *d, const float *x, size_t n, float *acc);
     /* x *= s. */
     void (*scale)(dp_device *d, float *x, float s, size_t n);
 };

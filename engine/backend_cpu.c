@@ -299,6 +299,11 @@ static double cpu_sum_squares(dp_device *d, const float *x, size_t n)
     return s;
 }
 
+static void cpu_accumulate_squares(dp_device *d, const float *x, size_t n, float *acc)
+{
+    acc[0] += (float)cpu_sum_squares(d, x, n);
+}
+
 static void cpu_scale(dp_device *d, float *x, float s, size_t n)
 {
     double t0 = dp_now_s();
@@ -349,6 +354,7 @@ const dp_backend dp_backend_cpu = {
     .sgd_step = cpu_sgd_step,
     .adamw_step = cpu_adamw_step,
     .sum_squares = cpu_sum_squares,
+    .accumulate_squares = cpu_accumulate_squares,
     .scale = cpu_scale,
 };
 

@@ -138,6 +138,25 @@ __global__ void sum_squares_kernel(const float *x, size_t n, double *out)
         atomicAdd(out, part[0]);
 }
 
+/* As sum_squares_kernel, adding each block's part to a float. */
+__global__ void accumulate_squares_kernel(const float *x, size_t n, float *acc)
+{
+    __shared__ double part[256];
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        s += (double)x[i] * (double)x[i];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
+        if (threadIdx.x < w)
+            part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0)
+        atomicAdd(acc, (float)part[0]);
+}
+
 __global__ void scale_kernel(float *x, float s, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -848,6 +867,18 @@ double cuda_sum_squares(dp_device *d, const float *x, size_t n)
     return host;
 }
 
+void cuda_accumulate_squares(dp_device *d, const float *x, size_t n, float *acc)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (!n)
+        return;
+    cuda_begin(im);
+    unsigned blocks = blocks_for(n, T);
+    accumulate_squares_kernel<<<blocks > 1024 ? 1024 : blocks, T, 0, im->stream>>>(x, n, acc);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
 void cuda_scale(dp_device *d, float *x, float s, size_t n)
 {
     cuda_locked guard(d);
@@ -890,6 +921,7 @@ const dp_backend dp_backend_cuda = {
     cuda_sgd_step,
     cuda_adamw_step,
     cuda_sum_squares,
+    cuda_accumulate_squares,
     cuda_scale,
 };
 

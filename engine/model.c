@@ -257,7 +257,7 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
     s->labels = (int32_t *)at;
     at += (size_t)slots * labels_bytes;
     s->stats = (float *)at;
-    d->be->zero(d, s->stats, 2 * sizeof(float));
+    d->be->zero(d, s->stats, DP_STAGE_STATS * sizeof(float));
     return 0;
 fail:
     dp_stage_destroy(s);
@@ -284,6 +284,11 @@ float *dp_stage_input(const dp_stage *s, int slot)
 float *dp_stage_output(const dp_stage *s, int slot)
 {
     return s->acts[slot * (s->last - s->first + 1) + (s->last - s->first)];
+}
+
+float *dp_stage_layer_output(const dp_stage *s, int slot, int i)
+{
+    return s->acts[slot * (s->last - s->first + 1) + (i - s->first + 1)];
 }
 
 int32_t *dp_stage_labels(const dp_stage *s, int slot)

@@ -49,6 +49,8 @@ typedef void (*dp_layer_done_fn)(void *arg, int layer);
 
 /* Layers [first, last) of a model on one device, with their buffers. A pipeline stage keeps the
  * activations of several micro-batches at once, one slot each. */
+#define DP_STAGE_STATS 3
+
 typedef struct dp_stage {
     const dp_model *model;
     dp_device *dev;
@@ -68,7 +70,8 @@ typedef struct dp_stage {
                              first + b]; b = last - first is the stage's output */
     float *dgrad[2];      /* [max_rows, widest boundary]: gradients, ping-ponged in backward */
     int32_t *labels;      /* [slots, max_rows], used by the last stage */
-    float *stats;         /* [2]: loss sum and correct count of the passes since zeroed */
+    float *stats;         /* [DP_STAGE_STATS]: loss sum and correct count of the passes since
+                             zeroed, and the sum of squared gradients of the last step */
 } dp_stage;
 
 /* Places layers [first, last) of m on d for passes of up to max_rows samples, keeping `slots`
@@ -80,6 +83,8 @@ void dp_stage_destroy(dp_stage *s);
 /* The input [max_rows, in], output [max_rows, out] and labels [max_rows] of a slot. */
 float *dp_stage_input(const dp_stage *s, int slot);
 float *dp_stage_output(const dp_stage *s, int slot);
+/* The output of the stage's layer i (a model index) for slot's micro-batch. */
+float *dp_stage_layer_output(const dp_stage *s, int slot, int i);
 int32_t *dp_stage_labels(const dp_stage *s, int slot);
 /* Floats per row entering and leaving the stage. */
 int dp_stage_in_width(const dp_stage *s);

@@ -395,6 +395,35 @@ static int switch_plan(dp_trainer *t, const dp_plan *next, dp_step_report *r, dp
     return 0;
 }
 
+/* Where the values of a step went non-finite, in words, for the message. */
+static void locate_nonfinite(dp_trainer *t, char *buf, size_t size)
+{
+    dp_cmd diagnose = { .kind = DP_CMD_DIAGNOSE };
+    dp_team_run(t->team, &diagnose);
+    int forward = -1, backward = -1;
+    bool weights = false;
+    for (int i = 0; i < t->plan.workers; i++) {
+        const dp_worker_result *res = dp_team_result(t->team, i);
+        if (res->bad_forward >= 0 && (forward < 0 || res->bad_forward < forward)) {
+            forward = res->bad_forward;
+            weights = res->bad_weights;
+        }
+        if (res->bad_backward > backward)
+            backward = res->bad_backward;
+    }
+    const dp_layer *l = t->cfg.model->layers;
+    if (forward >= 0)
+        snprintf(buf, size, "the first non-finite values are layer %d (%s)'s %s", forward,
+                 l[forward].ops->name, weights ? "weights" : "output");
+    else if (backward >= 0)
+        snprintf(buf, size, "the forward pass is finite; backward, the gradient goes "
+                            "non-finite first at layer %d (%s)",
+                 backward, l[backward].ops->name);
+    else
+        snprintf(buf, size, "every layer's output and gradient is finite (the loss itself "
+                            "overflowed)");
+}
+
 int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
 {
     memset(r, 0, sizeof *r);
@@ -444,17 +473,17 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     r->loss = loss_sum / rows;
     const dp_optim_config *oc = &t->cfg.optim;
     double clip = 1.0;
-    if (oc->clip > 0.0) {
-        r->grad_norm = sqrt(sumsq);
+    r->grad_norm = sqrt(sumsq);
+    if (oc->clip > 0.0)
         clip = dp_optim_clip_factor(oc, r->grad_norm);
-    }
     dp_cmd update = { .kind = DP_CMD_UPDATE, .step = r->step, .clip_factor = (float)clip,
                       .replica_loss = replica_loss };
     if (!isfinite(r->loss) || !isfinite(r->grad_norm)) {
+        locate_nonfinite(t, r->nonfinite, sizeof r->nonfinite);
         if (t->cfg.on_nan == DP_NAN_STOP)
-            return dp_fail(err, "step %ld: the loss is %g; stopping (lower optim.lr, set "
-                                "optim.clip, or set run.on_nan = skip)",
-                           r->step, r->loss);
+            return dp_fail(err, "step %ld: the loss is %g and the gradient norm %g: %s; stopping "
+                                "(lower optim.lr, set optim.clip, or set run.on_nan = skip)",
+                           r->step, r->loss, r->grad_norm, r->nonfinite);
         r->skipped = update.skip = true;
     } else {
         r->lr = update.lr = dp_optim_lr(oc, r->step - 1, t->cfg.total_steps);

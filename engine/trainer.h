@@ -54,8 +54,9 @@ typedef struct dp_step_report {
     int rows;           /* samples in the batch */
     double loss;        /* mean over the batch, as nn.CrossEntropyLoss */
     double lr;
-    double grad_norm;   /* global gradient norm before clipping (0 when clipping is off) */
+    double grad_norm;   /* global gradient norm before clipping */
     bool skipped;       /* non-finite loss with on_nan = skip: no update */
+    char nonfinite[160]; /* then: where the values went non-finite */
     double seconds;     /* wall time of the step (a switch before it excluded) */
     /* a switch made before this step */
     bool switched;

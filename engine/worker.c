@@ -44,6 +44,7 @@ typedef struct dp_worker {
     double step_start, busy_start, allreduce_wait_s;
     dp_link_time link_time;
     int in_flight, in_flight_max;
+    int last_slot, last_rows;  /* the last forward's micro-batch: its slot and rows */
     dp_timeline timeline;      /* the step's forward and backward operations */
     int op_begin, op_end;      /* the device's marks around the last operation's work: from
                                   its input's arrival to before its output leaves */
@@ -229,6 +230,8 @@ static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
         load_rows(w, b, start, n, slot, true);
     dp_stage_forward(&w->st, slot, n);
     w->op_end = be->mark(w->dev, false);
+    w->last_slot = slot;
+    w->last_rows = n;
     if (!is_last_stage(w)) {
         dp_link_send(w->fwd_out, dp_stage_output(&w->st, slot),
                      (size_t)n * dp_stage_out_width(&w->st), &w->link_time);
@@ -267,19 +270,20 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
  * after the download, which would leave an operation in flight while the host works). */
 static void reset_stats(dp_worker *w)
 {
-    if (is_last_stage(w))
-        w->dev->be->zero(w->dev, w->st.stats, 2 * sizeof *w->st.stats);
+    w->dev->be->zero(w->dev, w->st.stats, DP_STAGE_STATS * sizeof *w->st.stats);
 }
 
-/* Adds the last stage's loss and correct count to the result. */
+/* Adds the last stage's loss and correct count to the result; replica 0's stages also report
+ * their gradients' sum of squares. */
 static void collect_stats(dp_worker *w)
 {
-    if (!is_last_stage(w))
+    if (!is_last_stage(w) && w->replica != 0)
         return;
-    float stats[2];
+    float stats[DP_STAGE_STATS];
     w->dev->be->download(w->dev, stats, w->st.stats, sizeof stats);
     w->result.loss_sum += stats[0];
     w->result.correct += stats[1];
+    w->result.grad_sumsq = stats[2];
 }
 
 static void run_step(dp_worker *w, const dp_cmd *c)
@@ -315,6 +319,8 @@ static void run_step(dp_worker *w, const dp_cmd *c)
     }
     if (w->group)
         wait_buckets(w);
+    if (w->replica == 0) /* the all-reduced gradients: every replica holds the same */
+        be->accumulate_squares(w->dev, w->st.grads, w->st.n_params, w->st.stats + 2);
     collect_stats(w);
     be->synchronize(w->dev); /* the marks are read once the device has passed them */
     for (int i = 0; i < w->timeline.n_ops; i++)
@@ -324,6 +330,7 @@ static void run_step(dp_worker *w, const dp_cmd *c)
         }
     if (w->team->cfg.optim->clip > 0 && w->replica == 0)
         w->result.grad_sumsq = w->dev->be->sum_squares(w->dev, w->st.grads, w->st.n_params);
+        /* (the exact sum, in double, for clipping's factor) */
 }
 
 /* "replica 1, stage 2 (layers 3-4)", or the parts that apply. */
@@ -393,6 +400,36 @@ static void run_eval(dp_worker *w, const dp_dataset *d)
     }
 }
 
+static bool all_finite(dp_worker *w, const float *x, size_t n)
+{
+    return isfinite(w->dev->be->sum_squares(w->dev, x, n));
+}
+
+/* Finds where non-finite values are in the stage: forward, the first layer whose weights or
+ * last output are not finite; backward, the last layer whose gradient is not. */
+static void run_diagnose(dp_worker *w)
+{
+    const dp_stage *s = &w->st;
+    w->result.bad_forward = w->result.bad_backward = -1;
+    for (int i = s->first; i < s->last && w->result.bad_forward < 0; i++) {
+        const dp_layer *l = &s->model->layers[i];
+        const float *params = s->params + (l->param_offset - s->param_offset);
+        const float *out = dp_stage_layer_output(s, w->last_slot, i);
+        if (l->param_count && !all_finite(w, params, l->param_count)) {
+            w->result.bad_forward = i;
+            w->result.bad_weights = true;
+        } else if (!all_finite(w, out, (size_t)w->last_rows * l->out)) {
+            w->result.bad_forward = i;
+        }
+    }
+    for (int i = s->last - 1; i >= s->first && w->result.bad_backward < 0; i--) {
+        const dp_layer *l = &s->model->layers[i];
+        if (l->param_count &&
+            !all_finite(w, s->grads + (l->param_offset - s->param_offset), l->param_count))
+            w->result.bad_backward = i;
+    }
+}
+
 static void carry_out(dp_worker *w, const dp_cmd *c)
 {
     if (c->kind != DP_CMD_UPDATE)
@@ -418,6 +455,9 @@ static void carry_out(dp_worker *w, const dp_cmd *c)
         dp_stage_upload_params(&w->st, c->params);
         dp_stage_upload_state(&w->st, c->state);
         w->dev->be->synchronize(w->dev);
+        break;
+    case DP_CMD_DIAGNOSE:
+        run_diagnose(w);
         break;
     case DP_CMD_QUIT:
         break;

@@ -27,6 +27,7 @@ typedef enum dp_cmd_kind {
     DP_CMD_EVAL,    /* forward-only over a labelled split: loss and correct count */
     DP_CMD_GATHER,  /* copy parameters and optimizer state out to host vectors */
     DP_CMD_SCATTER, /* copy them in */
+    DP_CMD_DIAGNOSE, /* after a non-finite loss or gradient: where the values went bad */
     DP_CMD_QUIT,
 } dp_cmd_kind;
 
@@ -63,7 +64,11 @@ typedef struct dp_cmd {
 typedef struct dp_worker_result {
     double loss_sum;   /* last stage: summed loss of its samples */
     double correct;    /* last stage: correctly classified samples */
-    double grad_sumsq; /* replica 0: sum of squared gradients of its stage (when clipping) */
+    double grad_sumsq; /* replica 0: sum of squared gradients of its stage */
+    /* DIAGNOSE: the first layer (a model index) whose weights or last output are not finite,
+     * and which of the two; the last layer whose gradient is not finite; -1 where none */
+    int bad_forward, bad_backward;
+    bool bad_weights;
     int failed;        /* set with err when the worker could not set up */
     dp_err err;
 } dp_worker_result;

@@ -8,7 +8,10 @@
 # - SIGINT finishes the step, writes a checkpoint, says where, exits 130;
 # - a checkpoint of another model, batch or seed is refused (exit 2) naming what differs;
 # - a full disk (ulimit -f) fails the run with the OS error and leaves the older checkpoints
-#   and the old --save file intact.
+#   and the old --save file intact;
+# - NaN guard: a loss gone non-finite stops the run (exit 1) naming the step and the first
+#   layer whose values went bad, the last checkpoint holding finite parameters; with
+#   run.on_nan = skip the run goes on, saying which updates it skipped.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
 
@@ -138,4 +141,15 @@ timeout 120 "$DPMPTOP" -c "$work/run.ini" --headless --resume "$work/ck15" --ste
 [ "$(cat "$work/full-save.status")" -eq 1 ] && grep -q "File too large" "$work/full-save.out" ||
     fail "full disk, --save: exit $(cat "$work/full-save.status"): $(tail -n 1 "$work/full-save.out")"
 same "$work/full.safetensors" "$work/old.safetensors" 0
+
+# NaN guard: SGD with lr 1e30 blows up at step 2, in the output of the second linear layer
+expect_exit 1 "step 2: the loss is -?nan .*layer 2 \(linear\)'s output; stopping" -- \
+    "$DPMPTOP" -c "$work/run.ini" --headless --set optim.kind=sgd --set optim.lr=1e30 \
+    --checkpoint-dir "$work/nan" --set checkpoint.every=1
+grep -q "^failed: 1 steps" "$work/out" || fail "NaN guard: the summary does not say failed"
+[ "$(ls "$work/nan")" = "step-00000001" ] || fail "NaN guard: checkpoints $(ls "$work/nan")"
+expect_exit 0 "" -- "$DPMPTOP" -c "$work/run.ini" --headless --set optim.kind=sgd \
+    --set optim.lr=1e30 --set run.on_nan=skip --steps 4
+grep -q "^step 2: the loss is -*nan: update skipped; the first non-finite values are layer 2" \
+    "$work/out" || fail "on_nan = skip: no report of the skipped update"
 finish
