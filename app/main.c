@@ -478,7 +478,9 @@ int main(int argc, char **argv)
     ckpt.params = malloc(model.n_params * sizeof(float));
     ckpt.state = malloc(state_floats * sizeof(float) + 1);
     if (!ckpt.params || !ckpt.state) {
-        fprintf(stderr, "dpmptop: out of memory for a host copy of the model\n");
+        fprintf(stderr, "dpmptop: out of host memory for a copy of the model's %zu parameters "
+                        "and optimizer state (%zu bytes); use a smaller model\n",
+                model.n_params, (model.n_params + state_floats) * sizeof(float));
         status = EXIT_FAILED;
         goto done;
     }

@@ -225,22 +225,40 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
     size_t labels_bytes = align64((size_t)max_rows * sizeof(int32_t));
     s->act_bytes = (size_t)slots * (s->slot_bytes + labels_bytes) + 2 * dgrad_bytes + 64;
 
+    const char *split = "; split the layers across devices with pipeline parallelism "
+                        "(--strategy pp), or use a smaller model";
     s->params = dp_device_alloc(d, s->n_params * sizeof(float), "parameters", err);
     if (!s->params)
-        goto fail;
+        goto fail_with_advice;
     s->grads = dp_device_alloc(d, s->n_params * sizeof(float), "gradients", err);
     if (!s->grads)
-        goto fail;
+        goto fail_with_advice;
     if (s->state_per_param) {
         size_t bytes = s->n_params * s->state_per_param * sizeof(float);
         s->opt_state = dp_device_alloc(d, bytes, "optimizer state", err);
         if (!s->opt_state)
-            goto fail;
+            goto fail_with_advice;
         d->be->zero(d, s->opt_state, bytes);
     }
     s->act_block = dp_device_alloc(d, s->act_bytes, "activations", err);
-    if (!s->act_block)
+    if (!s->act_block) { /* what would fit: rows of a micro-batch, from the bytes a row takes */
+        size_t per_row = s->act_bytes / (size_t)(max_rows > 0 ? max_rows : 1);
+        size_t left = d->mem_total > d->mem_held ? d->mem_total - d->mem_held : 0;
+        size_t fit = per_row ? left / per_row * 9 / 10 : 0; /* a tenth left for the rest */
+        char room[160];
+        if (fit < (size_t)max_rows)
+            snprintf(room, sizeof room, "about %zu rows would fit", fit);
+        else /* the device has the room: something else limits this process */
+            snprintf(room, sizeof room, "the device has room, so a limit on this process "
+                                        "(ulimit -v, a cgroup) may be the cause");
+        dp_fail(err, "%s: out of memory for the activations of micro-batches of %d rows "
+                     "(%zu bytes, %zu a row; %zu bytes held of %zu); %s: use a smaller "
+                     "[data] batch, more [parallel] microbatches (fewer rows each), or "
+                     "pipeline parallelism (--strategy pp) so that each device holds fewer "
+                     "layers",
+                d->name, max_rows, s->act_bytes, per_row, d->mem_held, d->mem_total, room);
         goto fail;
+    }
     char *at = s->act_block;
     for (int k = 0; k < slots; k++)
         for (int b = 0; b < n_bound; b++) {
@@ -259,6 +277,9 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
     s->stats = (float *)at;
     d->be->zero(d, s->stats, DP_STAGE_STATS * sizeof(float));
     return 0;
+fail_with_advice:
+    if (strlen(err->msg) + strlen(split) < sizeof err->msg)
+        strcat(err->msg, split);
 fail:
     dp_stage_destroy(s);
     return -1;

@@ -173,4 +173,16 @@ if [ -c /dev/full ]; then
     [ -c /dev/full ] || fail "/dev/full is no longer a character device"
 fi
 
+# Out of memory (an address-space limit makes the activations' allocation fail): the device, the
+# bytes, the bytes a row takes, and what would help.
+(
+    ulimit -v 1500000
+    "$DPMPTOP" --headless --devices cpu:1 --set data.kind=synthetic --set data.samples=2000 \
+        --set data.features=100 --set "model.layers=linear:20000, relu, linear:10" \
+        --set data.batch=20000 --steps 1 >"$work/oom.out" 2>&1
+    echo $? >"$work/oom.status"
+)
+[ "$(cat "$work/oom.status")" = 1 ] || fail "out of memory: exit $(cat "$work/oom.status")"
+grep -q "cpu:0: out of memory for the activations of micro-batches of 20000 rows ([0-9]* bytes, [0-9]* a row.*\[parallel\] microbatches.*--strategy pp" \
+    "$work/oom.out" || fail "out of memory: $(tail -n 1 "$work/oom.out")"
 finish
