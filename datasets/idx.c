@@ -87,21 +87,31 @@ int dp_idx_read(const char *path, dp_idx *out, dp_err *err)
         count *= out->dims[i];
     }
     out->count = count;
-    out->data = malloc(count);
-    if (!out->data) {
-        dp_fail(err, "%s: out of memory for %zu bytes of IDX data", path, count);
-        goto fail;
+    /* The buffer grows with the data that actually arrives (a gzip stream's length is not
+     * known before it is read), so a header that lies costs no more memory than the file. */
+    size_t cap = count < ((size_t)1 << 20) ? count : ((size_t)1 << 20), got = 0;
+    for (;;) {
+        uint8_t *grown = realloc(out->data, cap);
+        if (!grown) {
+            dp_fail(err, "%s: out of memory for %zu bytes of IDX data", path, cap);
+            goto fail;
+        }
+        out->data = grown;
+        n = read_full(f, out->data + got, cap - got);
+        if (n < 0) {
+            int zerr;
+            dp_fail(err, "%s: cannot read: %s", path, gzerror(f, &zerr));
+            goto fail;
+        }
+        got += (size_t)n;
+        if (got < cap || cap == count)
+            break;
+        cap = cap > count / 2 ? count : 2 * cap;
     }
-    n = read_full(f, out->data, count);
-    if (n < 0) {
-        int zerr;
-        dp_fail(err, "%s: cannot read: %s", path, gzerror(f, &zerr));
-        goto fail;
-    }
-    if ((size_t)n < count) {
-        dp_fail(err, "%s: truncated: the header announces %zu data bytes but the file holds %ld; "
+    if (got < count) {
+        dp_fail(err, "%s: truncated: the header announces %zu data bytes but the file holds %zu; "
                      "download the file again",
-                path, count, n);
+                path, count, got);
         goto fail;
     }
     uint8_t extra;
