@@ -311,9 +311,21 @@ static char *read_line(char *str, int num, void *stream)
     reader *r = stream;
     size_t n = 0;
     if (r->file) {
-        if (!fgets(str, num, r->file))
+        int c = 0;
+        bool nul = false; /* fgets would end the line there, and the rest would vanish */
+        while (n + 1 < (size_t)num && c != '\n' && (c = getc(r->file)) != EOF) {
+            nul = nul || c == '\0';
+            str[n++] = (char)c;
+        }
+        if (n == 0)
             return NULL;
-        n = strlen(str);
+        str[n] = '\0';
+        if (nul) {
+            r->line++;
+            reader_fail(r, "%s:%d: %s", "a NUL byte: this is not a text file");
+            str[0] = '\0';
+            return str;
+        }
         if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(r->file)) {
             r->line++;
             reader_fail(r, "%s:%d: %s", "line too long; continue a long value on indented lines");
@@ -387,6 +399,15 @@ static int on_value(void *user, const char *section, const char *name, const cha
         return 1;
     }
     snprintf(r->last_key, sizeof r->last_key, "%s", full);
+    const char *before = dp_config_origin(r->c, section, name);
+    size_t prefix = strlen(r->name);
+    if (!strncmp(before, r->name, prefix) && before[prefix] == ':') {
+        char msg[200];
+        snprintf(msg, sizeof msg, "[%s] %s is set twice (first at %s); a key may appear once",
+                 section, name, before);
+        reader_fail(r, "%s:%d: %s", msg);
+        return 0;
+    }
     dp_err e;
     if (assign(r->c, section, name, value, here, &e) < 0) {
         reader_fail(r, "%s:%d: %s", e.msg);

@@ -108,7 +108,7 @@ START_TEST(test_config_string_keys)
         snprintf(text, sizeof text, "[data]\nshuffle = %s\n", no[i]);
         load_ok(&c, text);
         ck_assert_msg(!c.data.shuffle, "shuffle = %s gave true", no[i]);
-        snprintf(text, sizeof text, "[data]\nshuffle = false\nshuffle = %s\n", yes[i]);
+        snprintf(text, sizeof text, "[data]\nshuffle = %s\n", yes[i]);
         load_ok(&c, text);
         ck_assert_msg(c.data.shuffle, "shuffle = %s gave false", yes[i]);
     }
@@ -375,10 +375,13 @@ START_TEST(test_config_origin)
     ck_assert_str_eq(dp_config_origin(&c, "optim", "lr"), "t.ini:15");
     ck_assert_str_eq(dp_config_origin(&c, "run", "epochs"), "");
     ck_assert_str_eq(dp_config_origin(&c, "nosuch", "key"), "");
-    /* a key given twice: the later line wins, value and origin */
-    load_ok(&c, "[data]\nbatch = 8\n\nbatch = 16\n");
+    /* a key given twice is refused, naming both lines; --set may still override a key */
+    load_fail_at("[data]\nbatch = 8\n\nbatch = 16\n", 4, "[data] batch is set twice",
+                 "first at t.ini:2", NULL);
+    load_ok(&c, "[data]\nbatch = 8\n");
+    dp_err err = { "" };
+    ck_assert_int_eq(dp_config_set(&c, "data.batch=16", "--set", &err), 0);
     ck_assert_int_eq(c.data.batch, 16);
-    ck_assert_str_eq(dp_config_origin(&c, "data", "batch"), "t.ini:4");
 }
 END_TEST
 
