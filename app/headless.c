@@ -167,13 +167,16 @@ static int checkpoint(dp_trainer *t, const dp_headless_opts *o, long step, long 
                       dp_err *err)
 {
     char path[4200];
+    double t0 = dp_now_s();
     if (o->write_checkpoint(o->checkpoint_arg, t, path, sizeof path, err) < 0)
         return -1;
+    double ms = 1e3 * (dp_now_s() - t0);
     *written = step;
     if (o->out)
-        fprintf(o->out, "%scheckpoint: %s\n", o->out_is_tty ? "\r\033[K" : "", path);
+        fprintf(o->out, "%scheckpoint: %s (%.0f ms)\n", o->out_is_tty ? "\r\033[K" : "", path,
+                ms);
     if (o->status)
-        dp_run_status_event(o->status, "step %ld: checkpoint %s", step, path);
+        dp_run_status_event(o->status, "step %ld: checkpoint %s (%.0f ms)", step, path, ms);
     return 0;
 }
 

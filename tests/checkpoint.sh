@@ -53,7 +53,8 @@ run full --save "$work/full.safetensors"
 run ckpt --checkpoint-dir "$work/ck" --set checkpoint.every=5 --set checkpoint.keep=2
 kept=$(ls "$work/ck" | tr '\n' ' ')
 [ "$kept" = "step-00000020 step-00000024 " ] || fail "kept checkpoints are '$kept'"
-grep -q "^checkpoint: $work/ck/step-00000024\$" "$work/ckpt.out" || fail "no final checkpoint line"
+grep -q "^checkpoint: $work/ck/step-00000024 ([0-9]* ms)\$" "$work/ckpt.out" ||
+    fail "no final checkpoint line"
 run ckpt15 --checkpoint-dir "$work/ck15" --set checkpoint.every=15 --steps 15
 run resume-dp --resume "$work/ck15/step-00000015" --steps 24 --save "$work/dp.safetensors"
 grep -q "resuming from $work/ck15/step-00000015 (step 15)" "$work/resume-dp.out" ||
@@ -110,7 +111,7 @@ kill -INT $pid
 wait $pid
 status=$?
 [ $status -eq 130 ] || fail "SIGINT: exit $status, wanted 130"
-where=$(sed -n 's/^checkpoint: //p' "$work/int.out" | tail -n 1)
+where=$(sed -n 's/^checkpoint: \(.*\) ([0-9]* ms)$/\1/p' "$work/int.out" | tail -n 1)
 [ -n "$where" ] && [ -f "$where/state.ini" ] || fail "SIGINT: no checkpoint written ($where)"
 grep -q "^interrupted: " "$work/int.out" || fail "SIGINT: no 'interrupted' summary"
 
