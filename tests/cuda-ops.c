@@ -365,6 +365,14 @@ int main(void)
     float ss[2] = { (float)cpu.be->sum_squares(&cpu, cx, n),
                     (float)gpu.be->sum_squares(&gpu, gx, n) };
     compare("sum_squares", &ss[0], &ss[1], 1, 1e-6);
+    { /* accumulate_squares: added to what the float already holds, twice */
+        float start = 2.5f, *cacc = on(&cpu, &start, 1, 0), *gacc = on(&gpu, &start, 1, 0);
+        for (int k = 0; k < 2; k++) {
+            cpu.be->accumulate_squares(&cpu, cx, n, cacc);
+            gpu.be->accumulate_squares(&gpu, gx, n, gacc);
+        }
+        compare("accumulate_squares", back(&cpu, cacc, 1), back(&gpu, gacc, 1), 1, 1e-6);
+    }
     cpu.be->scale(&cpu, cx, 0.37f, n);
     gpu.be->scale(&gpu, gx, 0.37f, n);
     compare("scale", back(&cpu, cx, n), back(&gpu, gx, n), n, 1e-6);
