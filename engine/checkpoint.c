@@ -355,30 +355,50 @@ static const char *mismatch(const dp_run_identity *c, const dp_run_identity *r, 
     return buf;
 }
 
-int dp_checkpoint_read(const char *path, const dp_model *m, const dp_optim_config *oc,
-                       const dp_run_identity *id, float *params, float *state,
-                       dp_train_state *ts, dp_err *err)
+int dp_checkpoint_parse_state(const char *text, const char *what, const dp_run_identity *id,
+                              dp_train_state *ts, dp_err *err)
 {
-    char file[4096 + 64], why[256];
+    char why[256];
     parsed p = { 0 };
-    snprintf(file, sizeof file, "%s/state.ini", path);
-    FILE *f = fopen(file, "r");
-    if (!f)
-        return dp_fail(err, "%s: cannot open: %s", file, strerror(errno));
-    int line = ini_parse_file(f, on_state, &p);
-    fclose(f);
+    int line = ini_parse_string(text, on_state, &p);
     if (line != 0)
-        return dp_fail(err, "%s:%d: not a dpmptop checkpoint's state (a bad line)", file, line);
+        return dp_fail(err, "%s:%d: not a dpmptop checkpoint's state (a bad line)", what, line);
     if (p.seen != (1u << K_COUNT) - 1 || p.format != FORMAT)
-        return dp_fail(err, "%s: not a dpmptop checkpoint of format %d (keys missing)", file,
+        return dp_fail(err, "%s: not a dpmptop checkpoint of format %d (keys missing)", what,
                        FORMAT);
     if (mismatch(&p.id, id, why, sizeof why))
         return dp_fail(err, "%s: cannot resume from this checkpoint: %s; resume with the "
                             "run's original configuration (see its config.ini), or start "
                             "without --resume",
-                       path, why);
+                       what, why);
     if (p.ts.position >= id->samples || p.ts.updates > p.ts.step)
-        return dp_fail(err, "%s: the state's position or counts are impossible", file);
+        return dp_fail(err, "%s: the state's position or counts are impossible", what);
+    *ts = p.ts;
+    return 0;
+}
+
+int dp_checkpoint_read(const char *path, const dp_model *m, const dp_optim_config *oc,
+                       const dp_run_identity *id, float *params, float *state,
+                       dp_train_state *ts, dp_err *err)
+{
+    char file[4096 + 64];
+    unsigned char *text;
+    size_t len;
+    dp_train_state read;
+    snprintf(file, sizeof file, "%s/state.ini", path);
+    if (dp_read_file(file, 1 << 16, &text, &len, err) < 0)
+        return -1;
+    char *z = realloc(text, len + 1); /* a C string for inih */
+    if (!z) {
+        free(text);
+        return dp_fail(err, "%s: out of memory", file);
+    }
+    z[len] = '\0';
+    int rc = strlen(z) == len ? dp_checkpoint_parse_state(z, file, id, &read, err)
+                              : dp_fail(err, "%s: a NUL byte: not a checkpoint's state", file);
+    free(z);
+    if (rc < 0)
+        return -1;
     snprintf(file, sizeof file, "%s/model.safetensors", path);
     if (dp_safetensors_load(file, m, params, err) < 0)
         return -1;
@@ -386,6 +406,6 @@ int dp_checkpoint_read(const char *path, const dp_model *m, const dp_optim_confi
     if (dp_safetensors_load_state(file, m, (int)dp_optim_state_per_param(oc),
                                   dp_optim_state_names(oc), state, err) < 0)
         return -1;
-    *ts = p.ts;
+    *ts = read;
     return 0;
 }

@@ -57,6 +57,11 @@ int dp_checkpoint_write(const char *dir, long keep, const dp_model *m,
 /* The checkpoint to resume from: dir itself when it is one, else the newest checkpoint in it. */
 int dp_checkpoint_find(const char *dir, char *path, size_t size, dp_err *err);
 
+/* Parses state.ini's text (`what` names it in messages) and checks it against id: the first
+ * half of dp_checkpoint_read, and the fuzz target's entry. */
+int dp_checkpoint_parse_state(const char *text, const char *what, const dp_run_identity *id,
+                              dp_train_state *ts, dp_err *err);
+
 /* Reads checkpoint `path` of a run with identity id: refuses one of another model, data set,
  * batch size, optimizer or seed, naming what differs; else fills params, state and ts. */
 int dp_checkpoint_read(const char *path, const dp_model *m, const dp_optim_config *oc,
