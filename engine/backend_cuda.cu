@@ -119,42 +119,39 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_
         dp_adamw_element(&p[i], g[i], &m[i], &v[i], a);
 }
 
+/* This block's share of sum x[i]^2 in double (blocks of 256 threads, a grid-stride loop);
+ * thread 0 gets the block's total, the others a part of it. */
+__device__ double block_sum_squares(const float *x, size_t n)
+{
+    __shared__ double part[256];
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        s += (double)x[i] * (double)x[i];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
+        if (threadIdx.x < w)
+            part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    return part[0];
+}
+
 /* Sum of squares in double: each block reduces its part, then one atomic add. */
 __global__ void sum_squares_kernel(const float *x, size_t n, double *out)
 {
-    __shared__ double part[256];
-    double s = 0.0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        s += (double)x[i] * (double)x[i];
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
-        if (threadIdx.x < w)
-            part[threadIdx.x] += part[threadIdx.x + w];
-        __syncthreads();
-    }
+    double block = block_sum_squares(x, n);
     if (threadIdx.x == 0)
-        atomicAdd(out, part[0]);
+        atomicAdd(out, block);
 }
 
-/* As sum_squares_kernel, adding each block's part to a float. */
+/* The same, each block's part added to a float. */
 __global__ void accumulate_squares_kernel(const float *x, size_t n, float *acc)
 {
-    __shared__ double part[256];
-    double s = 0.0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        s += (double)x[i] * (double)x[i];
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
-        if (threadIdx.x < w)
-            part[threadIdx.x] += part[threadIdx.x + w];
-        __syncthreads();
-    }
+    double block = block_sum_squares(x, n);
     if (threadIdx.x == 0)
-        atomicAdd(acc, (float)part[0]);
+        atomicAdd(acc, (float)block);
 }
 
 __global__ void scale_kernel(float *x, float s, size_t n)

@@ -44,24 +44,19 @@ dp_link *dp_link_create(dp_device *sender, dp_device *receiver, int slots, size_
     l->receiver = receiver;
     l->slots = slots;
     l->slot_floats = slot_floats;
+    bool made;
 #ifdef HAVE_CUDA
-    if (sender->be == &dp_backend_cuda && receiver->be == &dp_backend_cuda) {
-        if (!(l->xfer = dp_cuda_xfer_create(sender, receiver, slots,
-                                            slot_floats * sizeof(float), err))) {
-            free(l->len);
-            free(l);
-            return NULL;
-        }
-        pthread_mutex_init(&l->lock, NULL);
-        pthread_cond_init(&l->changed, NULL);
-        return l;
-    }
+    if (sender->be == &dp_backend_cuda && receiver->be == &dp_backend_cuda)
+        made = (l->xfer = dp_cuda_xfer_create(sender, receiver, slots,
+                                              slot_floats * sizeof(float), err)) != NULL;
+    else
 #endif
     if (receiver->be->host_memory)
-        l->data = dp_device_alloc(receiver, dp_link_bytes(l), "pipeline link buffers", err);
-    else if (!(l->data = malloc(dp_link_bytes(l) ? dp_link_bytes(l) : 1)))
+        made = (l->data = dp_device_alloc(receiver, dp_link_bytes(l), "pipeline link buffers",
+                                          err)) != NULL;
+    else if (!(made = (l->data = malloc(dp_link_bytes(l) ? dp_link_bytes(l) : 1)) != NULL))
         dp_fail(err, "out of host memory for pipeline link buffers");
-    if (!l->data) {
+    if (!made) {
         free(l->len);
         free(l);
         return NULL;
