@@ -123,12 +123,22 @@ int dp_data_load(const dp_data_config *c, uint64_t seed, dp_dataset *train, dp_d
     case DP_DATA_IDX:
         rc = load_idx_dir(c, train, test, err);
         break;
+    case DP_DATA_CIFAR10: {
+        struct stat st;
+        if (stat(c->path, &st) != 0 || !S_ISDIR(st.st_mode))
+            return dp_fail(err, "%s: not a directory; data.kind = cifar10 needs data.path: "
+                                "the directory of data_batch_1.bin .. data_batch_5.bin and "
+                                "test_batch.bin (the CIFAR-10 binary version)",
+                           c->path[0] ? c->path : "(empty data.path)");
+        rc = dp_cifar_load(c->path, train, test, err);
+        break;
+    }
     case DP_DATA_SYNTHETIC:
         rc = dp_synthetic_make(c, seed, train, test, err);
         break;
     default:
         return dp_fail(err, "data.kind = %s is not supported by this version yet; use "
-                            "fashion-mnist, mnist, idx or synthetic",
+                            "fashion-mnist, mnist, idx, cifar10 or synthetic",
                        dp_data_kind_name(c->kind));
     }
     if (rc == 0 && c->limit > 0 && c->limit < train->n)

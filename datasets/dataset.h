@@ -74,6 +74,16 @@ void dp_idx_free(dp_idx *idx);
 int dp_idx_load_split(const char *images_path, const char *labels_path, const char *name,
                       dp_dataset *d, dp_err *err);
 
+/* ---- CIFAR-10, binary version: cifar.c ---- */
+
+/* Loads data_batch_1.bin .. data_batch_5.bin (train) and test_batch.bin (test) from dir: 3 x
+ * 32 x 32 images scaled to [0, 1] (CHW, as torchvision's ToTensor) and labels 0 to 9. */
+int dp_cifar_load(const char *dir, dp_dataset *train, dp_dataset *test, dp_err *err);
+/* Appends the records of one batch file's bytes to d, every size and label checked first
+ * (`what` names the file in messages; the fuzz target's entry). */
+int dp_cifar_parse_batch(const unsigned char *buf, size_t len, const char *what,
+                         dp_dataset *d, dp_err *err);
+
 /* ---- synthetic: synthetic.c ---- */
 
 /* Gaussian inputs labelled by a seeded random teacher network (features -> 32 tanh ->

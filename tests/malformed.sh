@@ -1,7 +1,8 @@
 #!/bin/sh
 # malformed.sh -- hostile input through the program: truncated, oversized, negative,
 # overflowing and wrongly typed variants of every file format dpmptop reads (safetensors for
-# --init, IDX data, a checkpoint's state.ini and tensors for --resume) and hostile
+# --init, IDX data, CIFAR-10 batches, a checkpoint's state.ini and tensors for --resume; a
+# good CIFAR-10 directory trains) and hostile
 # configurations (huge numbers, empty values, duplicate keys, a 1 MB line). Each must end with
 # exit 2 and a one-line message naming the file, never a signal.
 . "${srcdir:-.}/tests/lib.sh"
@@ -80,6 +81,25 @@ for name, (which, blob) in spoilt.items():
             put(f'{w}/idx/{name}/{f}', b)
     put(f'{w}/idx/{name}/{which}', blob)
 
+# CIFAR-10 directories: a good one, and copies with one batch spoilt
+rec = bytes([3]) + bytes((i * 7) % 256 for i in range(3072))
+cifar = {f'data_batch_{b}.bin': rec * 4 for b in range(1, 6)}
+cifar['test_batch.bin'] = rec * 2
+for f, b in cifar.items():
+    put(f'{w}/cifar-good/{f}', b)
+bad_cifar = {
+    'empty': ('data_batch_2.bin', b''),
+    'truncated': ('data_batch_2.bin', rec * 2 + rec[:100]),
+    'label-10': ('test_batch.bin', bytes([10]) + rec[1:]),
+    'missing': ('data_batch_5.bin', None),
+}
+for name, (which, blob) in bad_cifar.items():
+    for f, b in cifar.items():
+        if f != which:
+            put(f'{w}/cifar/{name}/{f}', b)
+    if blob is not None:
+        put(f'{w}/cifar/{name}/{which}', blob)
+
 # checkpoints: a good one is made by the run below; these spoil copies of it
 # configurations
 put(f'{w}/cfg/huge.ini', '[run]\nsteps = 1e400\n')
@@ -113,6 +133,15 @@ for d in "$work"/idx/*/; do
     hostile "IDX $(basename "$d")" "^dpmptop: .*$(basename "$d")/" \
         "$DPMPTOP" --headless --devices cpu:1 --set data.kind=idx --set "data.path=$d" \
         --set "model.layers=linear:8, relu, linear:3" --set data.batch=2
+done
+cifar="--set data.kind=cifar10 --set model.layers=linear:16,relu,linear:10 --set data.batch=4"
+# shellcheck disable=SC2086
+expect_exit 0 "" -- "$DPMPTOP" --headless --devices cpu:1 $cifar --set "data.path=$work/cifar-good" \
+    --steps 3
+for d in "$work"/cifar/*/; do
+    # shellcheck disable=SC2086
+    hostile "CIFAR $(basename "$d")" "^dpmptop: .*$(basename "$d")/" \
+        "$DPMPTOP" --headless --devices cpu:1 $cifar --set "data.path=$d"
 done
 for f in "$work"/cfg/*.ini; do
     hostile "config $(basename "$f")" "^dpmptop: $f(:[0-9]+)?: " "$DPMPTOP" -c "$f" --headless

@@ -478,6 +478,99 @@ static void write_mnist_dir(const char *dir, const uint8_t *train_lab, const uin
 }
 
 /* kind = idx reads the four files, plain or .gz; data.limit cuts the training set only. */
+/* ---- CIFAR-10 ---- */
+
+#define CIFAR_RECORD 3073
+
+/* Writes dir's five training batches of `per` records and a test batch of 2: record r of batch
+ * b has label (b + r) % 10 and pixel i = (r + 7 * i + b) % 256. */
+static void write_cifar_dir(const char *dir, int per)
+{
+    char path[4200];
+    unsigned char *buf = malloc((size_t)per * CIFAR_RECORD);
+    ck_assert(buf != NULL);
+    for (int b = 1; b <= 6; b++) {
+        int records = b == 6 ? 2 : per;
+        for (int r = 0; r < records; r++) {
+            buf[r * CIFAR_RECORD] = (unsigned char)((b + r) % 10);
+            for (int i = 0; i < 3072; i++)
+                buf[r * CIFAR_RECORD + 1 + i] = (unsigned char)((r + 7 * i + b) % 256);
+        }
+        if (b == 6)
+            join(path, sizeof path, dir, "test_batch.bin");
+        else
+            snprintf(path, sizeof path, "%s/data_batch_%d.bin", dir, b);
+        write_bytes(path, buf, (size_t)records * CIFAR_RECORD);
+    }
+    free(buf);
+}
+
+/* The five training batches in order, then the test batch: labels, CHW pixels / 255, shape. */
+START_TEST(test_cifar_load)
+{
+    const char *dir = unit_tmpdir();
+    write_cifar_dir(dir, 3);
+    dp_data_config c = dp_data_defaults();
+    c.kind = DP_DATA_CIFAR10;
+    snprintf(c.path, sizeof c.path, "%s", dir);
+    dp_dataset train, test;
+    dp_err err = { "" };
+    ck_assert_msg(dp_data_load(&c, 1, &train, &test, &err) == 0, "load: %s", err.msg);
+    ck_assert_int_eq(train.n, 15);
+    ck_assert_int_eq(test.n, 2);
+    ck_assert_int_eq(train.features, 3072);
+    ck_assert(train.channels == 3 && train.height == 32 && train.width == 32);
+    ck_assert_int_eq(train.classes, 10);
+    for (int b = 1; b <= 5; b++)
+        for (int r = 0; r < 3; r++) {
+            long s = (b - 1) * 3 + r;
+            ck_assert_int_eq(train.y[s], (b + r) % 10);
+            for (int i = 0; i < 3072; i += 1021) /* red, green and blue planes */
+                ck_assert_msg(train.x[s * 3072 + i] == (float)((r + 7 * i + b) % 256) / 255.0f,
+                              "sample %ld pixel %d is %g", s, i, train.x[s * 3072 + i]);
+        }
+    ck_assert_int_eq(test.y[1], (6 + 1) % 10);
+    dp_dataset_free(&train);
+    dp_dataset_free(&test);
+}
+END_TEST
+
+/* A truncated batch, a label past 9 and a missing batch are refused, naming the file. */
+START_TEST(test_cifar_malformed)
+{
+    const char *dir = unit_tmpdir();
+    char path[4200];
+    dp_data_config c = dp_data_defaults();
+    c.kind = DP_DATA_CIFAR10;
+    snprintf(c.path, sizeof c.path, "%s", dir);
+    dp_dataset train, test;
+    dp_err err = { "" };
+
+    write_cifar_dir(dir, 2);
+    snprintf(path, sizeof path, "%s/data_batch_3.bin", dir);
+    unsigned char rec[CIFAR_RECORD + 5] = { 0 };
+    write_bytes(path, rec, sizeof rec); /* one record and 5 bytes */
+    ck_assert_int_eq(dp_data_load(&c, 1, &train, &test, &err), -1);
+    ck_assert_msg(strstr(err.msg, "data_batch_3.bin: 3078 bytes is not a whole number"),
+                  "%s", err.msg);
+
+    write_cifar_dir(dir, 2);
+    rec[0] = 10;
+    write_bytes(path, rec, CIFAR_RECORD);
+    ck_assert_int_eq(dp_data_load(&c, 1, &train, &test, &err), -1);
+    ck_assert_msg(strstr(err.msg, "data_batch_3.bin: record 0 has label 10"), "%s", err.msg);
+
+    write_cifar_dir(dir, 2);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(dp_data_load(&c, 1, &train, &test, &err), -1);
+    ck_assert_msg(strstr(err.msg, "data_batch_3.bin: cannot open"), "%s", err.msg);
+
+    snprintf(c.path, sizeof c.path, "%s/none", dir);
+    ck_assert_int_eq(dp_data_load(&c, 1, &train, &test, &err), -1);
+    ck_assert_msg(strstr(err.msg, "needs data.path"), "%s", err.msg);
+}
+END_TEST
+
 START_TEST(test_data_load_idx_dir)
 {
     const char *dir = unit_tmpdir();
@@ -858,6 +951,8 @@ Suite *idx_suite(void)
 
     TCase *data = tcase_create("data");
     tcase_add_test(data, test_data_load_idx_dir);
+    tcase_add_test(data, test_cifar_load);
+    tcase_add_test(data, test_cifar_malformed);
     tcase_add_test(data, test_data_load_mnist_classes);
     tcase_add_test(data, test_data_load_missing_dir);
     suite_add_tcase(s, data);
