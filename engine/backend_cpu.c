@@ -289,12 +289,21 @@ static void cpu_adamw_step(dp_device *d, float *p, const float *g, float *m, flo
     charge_kernel(d, t0);
 }
 
+/* Eight running sums, so that the additions pipeline and vectorise (one chain of dependent
+ * additions took 1.6 ms for 1.9 M floats, 8 % of the bench MLP's step); then added in a fixed
+ * order, so the result is the same on every run. */
 static double cpu_sum_squares(dp_device *d, const float *x, size_t n)
 {
     double t0 = dp_now_s();
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++)
+    double part[8] = { 0 }, s = 0.0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            part[k] += (double)x[i + k] * (double)x[i + k];
+    for (; i < n; i++)
         s += (double)x[i] * (double)x[i];
+    for (int k = 0; k < 8; k++)
+        s += part[k];
     charge_kernel(d, t0);
     return s;
 }
