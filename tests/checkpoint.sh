@@ -3,8 +3,9 @@
 # - resuming from a checkpoint with the same strategy ends bit for bit where the run that never
 #   stopped ends; with another strategy, within float reassociation (1e-5);
 # - kill test: a run writing a checkpoint every step, killed with SIGKILL at 20 random moments
-#   (during steps and during checkpoint writes), always leaves a complete newest checkpoint, and
-#   resuming from it to the end gives the uninterrupted run's parameters exactly;
+#   and 5 more aimed at checkpoint writes (at least one must land in one), always leaves a
+#   complete newest checkpoint, and resuming from it to the end gives the uninterrupted run's
+#   parameters exactly;
 # - SIGINT finishes the step, writes a checkpoint, says where, exits 130;
 # - a checkpoint of another model, batch or seed is refused (exit 2) naming what differs;
 # - a full disk (ulimit -f) fails the run with the OS error and leaves the older checkpoints
@@ -100,7 +101,38 @@ while [ $i -lt 20 ]; do
     fi
 done
 
-echo "kill test: 20 kills, $mid_write while a checkpoint was being written, $resumed resumed"
+# five more kills aimed at checkpoint writes: a larger model (about 10 MB a checkpoint), killed
+# as soon as a writer's temporary directory appears
+sed 's/^layers = .*/layers = linear:1024, relu, linear:1024, relu, linear:10/' "$work/run.ini" \
+    >"$work/big.ini"
+timeout 120 "$DPMPTOP" -c "$work/big.ini" --headless --save "$work/big-full.safetensors" \
+    >"$work/big-full.out" 2>&1 || fail "big-full: exit $?"
+j=0
+while [ $j -lt 5 ]; do
+    j=$((j + 1))
+    rm -rf "$work/kill"
+    "$DPMPTOP" -c "$work/big.ini" --headless --checkpoint-dir "$work/kill" \
+        --set checkpoint.every=1 --set checkpoint.keep=3 >/dev/null 2>&1 &
+    pid=$!
+    k=0
+    while [ $k -lt 2000 ] && ! ls -a "$work/kill" 2>/dev/null | grep -q '^\.tmp-step-'; do
+        k=$((k + 1))
+        sleep 0.002
+    done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    ls -a "$work/kill" 2>/dev/null | grep -q '^\.tmp-step-' && mid_write=$((mid_write + 1))
+    ls "$work/kill" 2>/dev/null | grep -q '^step-' || continue
+    resumed=$((resumed + 1))
+    if timeout 120 "$DPMPTOP" -c "$work/big.ini" --headless --resume "$work/kill" \
+        --save "$work/kill.safetensors" >"$work/kill.out" 2>&1; then
+        same "$work/big-full.safetensors" "$work/kill.safetensors" 0
+    else
+        fail "aimed kill $j: resuming: $(tail -n 1 "$work/kill.out")"
+    fi
+done
+echo "kill test: 25 kills, $mid_write while a checkpoint was being written, $resumed resumed"
+[ $mid_write -gt 0 ] || fail "no kill landed while a checkpoint was being written"
 
 # SIGINT: the step ends, a checkpoint is written, exit 130
 sed 's/^steps = 24/steps = 100000/' "$work/run.ini" >"$work/long.ini"
