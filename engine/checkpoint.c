@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <ini.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -39,15 +38,6 @@ dp_run_identity dp_run_identity_of(const char *layers, const dp_model *m, const 
 }
 
 /* ---- writing ---- */
-
-static void sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
 
 /* Removes a directory and the plain files in it (what a checkpoint holds). */
 static void remove_dir(const char *path)
@@ -117,7 +107,7 @@ static void prune(const char *dir, long keep)
         remove_dir(path);
     }
     free(steps);
-    sync_dir(dir);
+    dp_sync_dir(dir);
 }
 
 static int write_state(const char *path, const dp_train_state *ts, const dp_run_identity *id,
@@ -179,7 +169,7 @@ int dp_checkpoint_write(const char *dir, long keep, const dp_model *m,
     snprintf(file, sizeof file, "%s/state.ini", tmp); /* last: its presence means complete */
     rc = rc ? rc : write_state(file, ts, id, err);
     if (rc == 0) {
-        sync_dir(tmp);
+        dp_sync_dir(tmp);
         if (rename(tmp, final) != 0)
             rc = dp_fail(err, "%s: cannot put the checkpoint in place: %s", final,
                          strerror(errno));
@@ -191,7 +181,7 @@ int dp_checkpoint_write(const char *dir, long keep, const dp_model *m,
         return dp_fail(err, "checkpoint of step %ld not written (earlier ones are intact): %s",
                        ts->step, why);
     }
-    sync_dir(dir);
+    dp_sync_dir(dir);
     prune(dir, keep);
     return 0;
 }

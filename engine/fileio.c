@@ -37,16 +37,21 @@ int dp_atomic_open(dp_atomic_file *af, const char *path, dp_err *err)
     return 0;
 }
 
+void dp_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 /* fsyncs the directory holding path, so the rename itself is durable. */
 static void sync_parent(const char *path)
 {
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    dp_sync_dir(dirname(copy));
 }
 
 int dp_atomic_commit(dp_atomic_file *af, dp_err *err)

@@ -24,6 +24,9 @@ int dp_atomic_commit(dp_atomic_file *af, dp_err *err);
 /* Gives up: closes and removes the temporary file. */
 void dp_atomic_abort(dp_atomic_file *af);
 
+/* fsyncs a directory, so that renames and removals in it are durable. */
+void dp_sync_dir(const char *dir);
+
 /* Reads a whole file into a malloc'd buffer (at most max_bytes). */
 int dp_read_file(const char *path, size_t max_bytes, unsigned char **buf, size_t *len,
                  dp_err *err);

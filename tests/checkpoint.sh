@@ -41,6 +41,16 @@ run() { # NAME OPTIONS...: runs to the end; the output in $work/NAME.out
     timeout 120 "$DPMPTOP" -c "$work/run.ini" --headless "$@" >"$work/$name.out" 2>&1 ||
         fail "$name: exit $?: $(tail -n 2 "$work/$name.out")"
 }
+# resumes INI's run from the newest checkpoint in $work/kill to its end, and requires REFERENCE's
+# parameters exactly
+resume_killed() { # INI REFERENCE LABEL
+    if timeout 120 "$DPMPTOP" -c "$1" --headless --resume "$work/kill" \
+        --save "$work/kill.safetensors" >"$work/kill.out" 2>&1; then
+        same "$2" "$work/kill.safetensors" 0
+    else
+        fail "$3: resuming: $(tail -n 1 "$work/kill.out")"
+    fi
+}
 same() { # A B TOLERANCE
     if ! d=$("$compare" "$1" "$2" "$3"); then
         fail "$2 differs from $1 by $d (tolerance $3)"
@@ -93,12 +103,7 @@ while [ $i -lt 20 ]; do
     for f in model.safetensors optimizer.safetensors state.ini config.ini; do
         [ -s "$newest/$f" ] || fail "kill $i: $newest lacks $f"
     done
-    if timeout 120 "$DPMPTOP" -c "$work/run.ini" --headless --resume "$work/kill" \
-        --save "$work/kill.safetensors" >"$work/kill.out" 2>&1; then
-        same "$work/full.safetensors" "$work/kill.safetensors" 0
-    else
-        fail "kill $i: resuming from $newest: $(tail -n 1 "$work/kill.out")"
-    fi
+    resume_killed "$work/run.ini" "$work/full.safetensors" "kill $i ($newest)"
 done
 
 # five more kills aimed at checkpoint writes: a larger model (about 10 MB a checkpoint), killed
@@ -124,12 +129,7 @@ while [ $j -lt 5 ]; do
     ls -a "$work/kill" 2>/dev/null | grep -q '^\.tmp-step-' && mid_write=$((mid_write + 1))
     ls "$work/kill" 2>/dev/null | grep -q '^step-' || continue
     resumed=$((resumed + 1))
-    if timeout 120 "$DPMPTOP" -c "$work/big.ini" --headless --resume "$work/kill" \
-        --save "$work/kill.safetensors" >"$work/kill.out" 2>&1; then
-        same "$work/big-full.safetensors" "$work/kill.safetensors" 0
-    else
-        fail "aimed kill $j: resuming: $(tail -n 1 "$work/kill.out")"
-    fi
+    resume_killed "$work/big.ini" "$work/big-full.safetensors" "aimed kill $j"
 done
 echo "kill test: 25 kills, $mid_write while a checkpoint was being written, $resumed resumed"
 [ $mid_write -gt 0 ] || fail "no kill landed while a checkpoint was being written"
