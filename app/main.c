@@ -466,7 +466,8 @@ int main(int argc, char **argv)
     dp_train_state resumed = { 0 };
     dp_atomic_file metrics = { 0 };
     dp_trainer *trainer = NULL;
-    if (dp_model_parse(&model, cfg.layers, train.features, train.classes, &err) < 0) {
+    if (dp_model_parse_shape(&model, cfg.layers, dp_dataset_shape(&train), train.classes,
+                             &err) < 0) {
         char where[128];
         origin_prefix(where, sizeof where, &cfg, "model", "layers");
         fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);

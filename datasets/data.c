@@ -12,6 +12,13 @@ static const char *const kind_names[] = {
     [DP_DATA_TEXT] = "text",                   [DP_DATA_SYNTHETIC] = "synthetic",
 };
 
+dp_shape dp_dataset_shape(const dp_dataset *d)
+{
+    if (d->channels > 0)
+        return (dp_shape){ 3, { d->channels, d->height, d->width } };
+    return (dp_shape){ 1, { d->features } };
+}
+
 dp_data_config dp_data_defaults(void)
 {
     return (dp_data_config){

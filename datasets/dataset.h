@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "engine/error.h"
+#include "engine/layer.h"
 
 /* Labelled samples: features flattened per sample, images scaled to [0, 1]. */
 typedef struct dp_dataset {
@@ -43,6 +44,8 @@ typedef struct dp_data_config {
 } dp_data_config;
 
 dp_data_config dp_data_defaults(void);
+/* One sample's shape: [channels, height, width] for images, else a vector of features. */
+dp_shape dp_dataset_shape(const dp_dataset *d);
 /* "fashion-mnist" etc., and back; dp_data_kind_parse returns -1 for an unknown name. */
 const char *dp_data_kind_name(dp_data_kind k);
 int dp_data_kind_parse(const char *name);

@@ -321,6 +321,99 @@ static void cpu_scale(dp_device *d, float *x, float s, size_t n)
     charge_kernel(d, t0);
 }
 
+/* Calls f(patch row, x row of (sample, channel, input row), kernel row base, width ok) for the
+ * patch rows of samples [0, n): the shared walk of im2col and col2im. On the CPU the patch
+ * matrix is built row by row, without the divisions of the per-element formulas (which the
+ * unit tests compare with these loops). */
+#define FOR_EACH_PATCH_SEGMENT(g, n, BODY)                                                   \
+    do {                                                                                     \
+        size_t ckk_ = (size_t)(g).c * (g).kh * (g).kw, row_ = 0;                             \
+        for (int n_ = 0; n_ < (n); n_++)                                                     \
+            for (int oh_ = 0; oh_ < (g).oh; oh_++)                                           \
+                for (int ow_ = 0; ow_ < (g).ow; ow_++, row_++)                               \
+                    for (int c_ = 0; c_ < (g).c; c_++)                                       \
+                        for (int ki_ = 0; ki_ < (g).kh; ki_++) {                             \
+                            size_t k0 = row_ * ckk_ + ((size_t)c_ * (g).kh + ki_) * (g).kw;  \
+                            int h_ = oh_ * (g).sh - (g).ph + ki_;                            \
+                            int w0 = ow_ * (g).sw - (g).pw;                                  \
+                            size_t x0 = (((size_t)n_ * (g).c + c_) * (g).h + h_) * (g).w;    \
+                            bool row_in = h_ >= 0 && h_ < (g).h;                             \
+                            BODY                                                             \
+                        }                                                                    \
+    } while (0)
+
+static void cpu_im2col(dp_device *d, float *col, const float *x, int n, dp_conv_geom g)
+{
+    double t0 = dp_now_s();
+    FOR_EACH_PATCH_SEGMENT(g, n, {
+        for (int kj = 0; kj < g.kw; kj++) {
+            int w = w0 + kj;
+            col[k0 + kj] = row_in && w >= 0 && w < g.w ? x[x0 + w] : 0.0f;
+        }
+    });
+    charge_kernel(d, t0);
+}
+
+static void cpu_col2im(dp_device *d, float *dx, const float *col, int n, dp_conv_geom g)
+{
+    double t0 = dp_now_s();
+    memset(dx, 0, (size_t)n * g.c * g.h * g.w * sizeof *dx);
+    FOR_EACH_PATCH_SEGMENT(g, n, {
+        if (row_in)
+            for (int kj = 0; kj < g.kw; kj++) {
+                int w = w0 + kj;
+                if (w >= 0 && w < g.w)
+                    dx[x0 + w] += col[k0 + kj];
+            }
+    });
+    charge_kernel(d, t0);
+}
+
+/* In tiles of 32 x 32, so that both sides are read and written a cache line at a time. */
+static void cpu_transpose(dp_device *d, float *dst, const float *src, int batch, int rows,
+                          int cols)
+{
+    double t0 = dp_now_s();
+    for (int b = 0; b < batch; b++) {
+        const float *s = src + (size_t)b * rows * cols;
+        float *t = dst + (size_t)b * rows * cols;
+        for (int i0 = 0; i0 < rows; i0 += 32)
+            for (int j0 = 0; j0 < cols; j0 += 32)
+                for (int i = i0; i < i0 + 32 && i < rows; i++)
+                    for (int j = j0; j < j0 + 32 && j < cols; j++)
+                        t[(size_t)j * rows + i] = s[(size_t)i * cols + j];
+    }
+    charge_kernel(d, t0);
+}
+
+static void cpu_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
+                             int planes, dp_conv_geom g)
+{
+    double t0 = dp_now_s();
+    size_t n = (size_t)planes * g.oh * g.ow;
+    for (size_t e = 0; e < n; e++)
+        y[e] = dp_pool_value(x, g, max, e, arg ? arg + e : NULL);
+    charge_kernel(d, t0);
+}
+
+static void cpu_pool_backward(dp_device *d, bool max, float *dx, const int32_t *arg,
+                              const float *dy, int planes, dp_conv_geom g)
+{
+    double t0 = dp_now_s();
+    size_t n = (size_t)planes * g.h * g.w;
+    for (size_t e = 0; e < n; e++)
+        dx[e] = dp_pool_grad(dy, arg, g, max, e);
+    charge_kernel(d, t0);
+}
+
+static void cpu_add(dp_device *d, float *y, const float *a, const float *b, size_t n)
+{
+    double t0 = dp_now_s();
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+    charge_kernel(d, t0);
+}
+
 static void cpu_bind(dp_device *d)
 {
 }
@@ -365,6 +458,12 @@ const dp_backend dp_backend_cpu = {
     .sum_squares = cpu_sum_squares,
     .accumulate_squares = cpu_accumulate_squares,
     .scale = cpu_scale,
+    .im2col = cpu_im2col,
+    .col2im = cpu_col2im,
+    .transpose = cpu_transpose,
+    .pool_forward = cpu_pool_forward,
+    .pool_backward = cpu_pool_backward,
+    .add = cpu_add,
 };
 
 int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)

@@ -382,11 +382,14 @@ const char *cuda_error(dp_device *d)
 }
 
 /* out [cols, rows] = in^T for in [rows, cols] with leading dimension ld: 32 x 32 tiles through
- * shared memory, so that both the reads and the writes are coalesced; blocks of 32 x 8. */
+ * shared memory, so that both the reads and the writes are coalesced; blocks of 32 x 8. The
+ * grid's z is a batch of such matrices, one after the other. */
 __global__ void transpose_kernel(float *out, const float *in, int rows, int cols, int ld)
 {
     __shared__ float tile[32][33]; /* 33: no bank conflicts on the transposed read */
     int r0 = blockIdx.y * 32, c0 = blockIdx.x * 32;
+    in += (size_t)blockIdx.z * rows * ld;
+    out += (size_t)blockIdx.z * rows * cols;
     for (int j = threadIdx.y; j < 32; j += blockDim.y)
         if (r0 + j < rows && c0 + (int)threadIdx.x < cols)
             tile[j][threadIdx.x] = in[(size_t)(r0 + j) * ld + c0 + threadIdx.x];
@@ -885,6 +888,120 @@ void cuda_scale(dp_device *d, float *x, float s, size_t n)
     CHECK_CUDA(im, cudaGetLastError());
 }
 
+__global__ void im2col_kernel(float *col, const float *x, dp_conv_geom g, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        col[i] = dp_im2col_value(x, g, i);
+}
+
+__global__ void col2im_kernel(float *dx, const float *col, dp_conv_geom g, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dx[i] = dp_col2im_value(col, g, i);
+}
+
+__global__ void pool_forward_kernel(bool max, float *y, int32_t *arg, const float *x,
+                                    dp_conv_geom g, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = dp_pool_value(x, g, max, i, arg ? arg + i : NULL);
+}
+
+__global__ void pool_backward_kernel(bool max, float *dx, const int32_t *arg, const float *dy,
+                                     dp_conv_geom g, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dx[i] = dp_pool_grad(dy, arg, g, max, i);
+}
+
+__global__ void add_kernel(float *y, const float *a, const float *b, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = a[i] + b[i];
+}
+
+void cuda_im2col(dp_device *d, float *col, const float *x, int n, dp_conv_geom g)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    size_t count = (size_t)n * g.oh * g.ow * g.c * g.kh * g.kw;
+    if (!count)
+        return;
+    cuda_begin(im);
+    im2col_kernel<<<blocks_for(count, T), T, 0, im->stream>>>(col, x, g, count);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_col2im(dp_device *d, float *dx, const float *col, int n, dp_conv_geom g)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    size_t count = (size_t)n * g.c * g.h * g.w;
+    if (!count)
+        return;
+    cuda_begin(im);
+    col2im_kernel<<<blocks_for(count, T), T, 0, im->stream>>>(dx, col, g, count);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_transpose(dp_device *d, float *dst, const float *src, int batch, int rows, int cols)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (!batch || !rows || !cols)
+        return;
+    cuda_begin(im);
+    for (int b0 = 0; b0 < batch; b0 += 65535) { /* the grid's z is at most 65535 */
+        size_t off = (size_t)b0 * rows * cols;
+        dim3 grid((cols + 31) / 32, (rows + 31) / 32, batch - b0 < 65535 ? batch - b0 : 65535);
+        transpose_kernel<<<grid, dim3(32, 8), 0, im->stream>>>(dst + off, src + off, rows, cols,
+                                                               cols);
+        CHECK_CUDA(im, cudaGetLastError());
+    }
+}
+
+void cuda_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
+                       int planes, dp_conv_geom g)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    size_t count = (size_t)planes * g.oh * g.ow;
+    if (!count)
+        return;
+    cuda_begin(im);
+    pool_forward_kernel<<<blocks_for(count, T), T, 0, im->stream>>>(max, y, arg, x, g, count);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_pool_backward(dp_device *d, bool max, float *dx, const int32_t *arg, const float *dy,
+                        int planes, dp_conv_geom g)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    size_t count = (size_t)planes * g.h * g.w;
+    if (!count)
+        return;
+    cuda_begin(im);
+    pool_backward_kernel<<<blocks_for(count, T), T, 0, im->stream>>>(max, dx, arg, dy, g, count);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_add(dp_device *d, float *y, const float *a, const float *b, size_t n)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (!n)
+        return;
+    cuda_begin(im);
+    add_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(y, a, b, n);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
 } // namespace
 
 extern "C" {
@@ -920,6 +1037,12 @@ const dp_backend dp_backend_cuda = {
     cuda_sum_squares,
     cuda_accumulate_squares,
     cuda_scale,
+    cuda_im2col,
+    cuda_col2im,
+    cuda_transpose,
+    cuda_pool_forward,
+    cuda_pool_backward,
+    cuda_add,
 };
 
 void dp_cuda_set_profiling(dp_device *d, bool on)

@@ -116,4 +116,95 @@ DP_HD void dp_adamw_element(float *p, float g, float *m, float *v, dp_adamw_args
     *p = w - (a.lr / a.bias_correction1) * mt / denom;
 }
 
+/* ---- convolution and pooling, per output element ---- */
+
+/* The geometry of a 2-D convolution or pooling window over [c, h, w] planes: kernel kh x kw,
+ * stride sh, sw, zero padding ph, pw, and the output size oh x ow. */
+typedef struct dp_conv_geom {
+    int c, h, w, kh, kw, sh, sw, ph, pw, oh, ow;
+} dp_conv_geom;
+
+/* Element e of the patch matrix col[n * oh * ow, c * kh * kw] of x[n, c, h, w]: row (sample,
+ * output position), column (channel, kernel row, kernel column), 0 in the padding. */
+DP_HD float dp_im2col_value(const float *x, dp_conv_geom g, size_t e)
+{
+    size_t ckk = (size_t)g.c * g.kh * g.kw, row = e / ckk, col = e % ckk;
+    int kj = (int)(col % g.kw), ki = (int)(col / g.kw % g.kh), c = (int)(col / g.kw / g.kh);
+    int ow = (int)(row % g.ow), oh = (int)(row / g.ow % g.oh);
+    size_t n = row / g.ow / g.oh;
+    int h = oh * g.sh - g.ph + ki, w = ow * g.sw - g.pw + kj;
+    if (h < 0 || h >= g.h || w < 0 || w >= g.w)
+        return 0.0f;
+    return x[((n * g.c + c) * g.h + h) * g.w + w];
+}
+
+/* Element e of dx[n, c, h, w] from the patch matrix's gradient: the sum of every col entry
+ * that element e was copied to. */
+DP_HD float dp_col2im_value(const float *col, dp_conv_geom g, size_t e)
+{
+    int w = (int)(e % g.w), h = (int)(e / g.w % g.h), c = (int)(e / g.w / g.h % g.c);
+    size_t n = e / g.w / g.h / g.c, ckk = (size_t)g.c * g.kh * g.kw;
+    float sum = 0.0f;
+    for (int ki = 0; ki < g.kh; ki++) {
+        int hh = h + g.ph - ki;
+        if (hh < 0 || hh % g.sh || hh / g.sh >= g.oh)
+            continue;
+        for (int kj = 0; kj < g.kw; kj++) {
+            int ww = w + g.pw - kj;
+            if (ww < 0 || ww % g.sw || ww / g.sw >= g.ow)
+                continue;
+            size_t row = (n * g.oh + hh / g.sh) * g.ow + ww / g.sw;
+            sum += col[row * ckk + ((size_t)c * g.kh + ki) * g.kw + kj];
+        }
+    }
+    return sum;
+}
+
+/* Output element e of pooling planes [planes, h, w] into [planes, oh, ow] (no padding): the
+ * maximum, with its position in the plane in *arg (the first one on ties, as PyTorch; NaN
+ * wins), or the mean. */
+DP_HD float dp_pool_value(const float *x, dp_conv_geom g, bool max, size_t e, int32_t *arg)
+{
+    int ow = (int)(e % g.ow), oh = (int)(e / g.ow % g.oh);
+    const float *plane = x + e / g.ow / g.oh * g.h * g.w;
+    float best = 0.0f, sum = 0.0f;
+    int at = -1;
+    for (int ki = 0; ki < g.kh; ki++)
+        for (int kj = 0; kj < g.kw; kj++) {
+            int i = (oh * g.sh + ki) * g.w + ow * g.sw + kj;
+            float v = plane[i];
+            sum += v;
+            if (at < 0 || (best == best && (v > best || v != v))) /* a NaN stays */
+                best = v, at = i;
+        }
+    if (arg)
+        *arg = at;
+    return max ? best : sum / (float)(g.kh * g.kw);
+}
+
+/* Element e of dx [planes, h, w] from dy [planes, oh, ow]: the gradients of the windows that
+ * hold it (max: the windows whose maximum it was). */
+DP_HD float dp_pool_grad(const float *dy, const int32_t *arg, dp_conv_geom g, bool max, size_t e)
+{
+    int w = (int)(e % g.w), h = (int)(e / g.w % g.h), in_plane = h * g.w + w;
+    size_t plane = e / g.w / g.h;
+    float sum = 0.0f;
+    for (int ki = 0; ki < g.kh; ki++) {
+        int hh = h - ki;
+        if (hh < 0 || hh % g.sh || hh / g.sh >= g.oh)
+            continue;
+        for (int kj = 0; kj < g.kw; kj++) {
+            int ww = w - kj;
+            if (ww < 0 || ww % g.sw || ww / g.sw >= g.ow)
+                continue;
+            size_t o = (plane * g.oh + hh / g.sh) * g.ow + ww / g.sw;
+            if (!max)
+                sum += dy[o];
+            else if (arg[o] == in_plane)
+                sum += dy[o];
+        }
+    }
+    return max ? sum : sum / (float)(g.kh * g.kw);
+}
+
 #endif

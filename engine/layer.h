@@ -2,8 +2,12 @@
  *
  * A layer maps [rows, in] activations to [rows, out] and may own parameters: a contiguous run
  * of the model's flat parameter vector, split into named tensors whose names and shapes are
- * those of the PyTorch module at the same index of an nn.Sequential. Layers are written once
- * against the backend table and never allocate: the model hands them their buffers. */
+ * those of the PyTorch module at the same index of an nn.Sequential. A sample has a shape
+ * (an image [C, H, W], a sequence [T, D], a vector [N]); in and out are its element counts.
+ * Layers are written once against the backend table and never allocate: the stage hands them
+ * their buffers, including what a layer keeps from forward to backward (saved) and working
+ * memory it needs only during one call (scratch). A block (res(...), block:H) is one layer
+ * with children, so that a pipeline never cuts through it. */
 #ifndef DP_LAYER_H
 #define DP_LAYER_H
 
@@ -14,10 +18,24 @@
 #include "engine/error.h"
 
 #define DP_MAX_LAYER_ARGS 4
-#define DP_MAX_LAYER_TENSORS 2
+#define DP_MAX_LAYER_TENSORS 16
 #define DP_MAX_DIMS 4
 
 typedef struct dp_layer_ops dp_layer_ops;
+
+/* One sample's shape: d[0..ndim). */
+typedef struct dp_shape {
+    int ndim;
+    int d[3];
+} dp_shape;
+
+static inline int dp_shape_count(dp_shape s)
+{
+    int n = 1;
+    for (int i = 0; i < s.ndim; i++)
+        n *= s.d[i];
+    return n;
+}
 
 /* One layer of a model, placed in the model's flat parameter vector. */
 typedef struct dp_layer {
@@ -26,13 +44,21 @@ typedef struct dp_layer {
     int args[DP_MAX_LAYER_ARGS]; /* the numbers after the name: linear:1024 -> {1024} */
     int nargs;
     int in, out;                 /* features per sample */
+    dp_shape in_shape, out_shape;
     size_t param_offset;         /* first parameter in the model's flat vector */
     size_t param_count;
+    size_t saved;                /* floats per sample kept from forward to backward */
+    char name[24];               /* a child's module name in its block: "body.0", "proj" */
+    struct dp_layer *children;   /* a block's layers (owned), their param_offset from this
+                                    layer's; NULL otherwise */
+    int n_children;
+    int shortcut;                /* res: index of the 1x1 projection among the children, or -1
+                                    for the identity */
 } dp_layer;
 
 /* A parameter tensor of a layer: name suffix, shape, and place inside the layer's run. */
 typedef struct dp_tensor_info {
-    const char *suffix; /* "weight", "bias" */
+    char suffix[40];    /* "weight", "bias", "body.0.weight" */
     int ndim;
     int64_t shape[DP_MAX_DIMS];
     size_t offset;      /* from the layer's param_offset */
@@ -45,12 +71,21 @@ typedef struct dp_pass {
     int rows;
     int accumulate; /* backward: add to the gradients instead of overwriting them */
     bool then_relu; /* forward of a linear layer: apply the ReLU that follows it, in place */
+    bool training;  /* dropout is active (not in evaluation) */
+    uint64_t seed;  /* the run's seed, the step, and the first row's position in the global */
+    long step;      /* batch: a dropout mask depends on these only */
+    long sample0;
+    float *saved;   /* [rows, l->saved] of this micro-batch: written by forward, read by backward */
+    float *scratch; /* the layer's scratch(l, max_rows) floats, free to use during the call */
 } dp_pass;
 
 struct dp_layer_ops {
-    const char *name; /* as written in [model] layers */
+    const char *name;  /* as written in [model] layers */
+    const char *usage; /* its forms: "conv:OUT:K[:STRIDE[:PAD]]" */
+    const char *help;  /* one line for --help-layers */
     int min_args, max_args;
-    /* Sets l->out and l->param_count from l->in and the arguments, or explains the problem. */
+    /* Sets l->out_shape, l->param_count (and l->saved) from l->in_shape and the arguments, or
+     * explains the problem. The model sets in and out from the shapes. */
     int (*infer)(dp_layer *l, dp_err *err);
     /* Fills out[] with the layer's parameter tensors; returns how many. */
     int (*tensors)(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS]);
@@ -65,9 +100,13 @@ struct dp_layer_ops {
                      const float *x, const float *y, const float *dy, float *dx);
     /* Forward multiply-adds x 2 per sample (backward is about twice that). */
     double (*flops)(const dp_layer *l);
+    /* Floats of scratch a pass of up to max_rows samples needs (NULL: none). */
+    size_t (*scratch)(const dp_layer *l, int max_rows);
 };
 
 extern const dp_layer_ops dp_layer_linear, dp_layer_relu, dp_layer_gelu, dp_layer_tanh;
+extern const dp_layer_ops dp_layer_conv, dp_layer_maxpool, dp_layer_avgpool, dp_layer_flatten;
+extern const dp_layer_ops dp_layer_res;
 
 /* The layer kinds [model] layers understands, NULL-terminated. */
 extern const dp_layer_ops *const dp_layer_kinds[];

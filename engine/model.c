@@ -26,85 +26,194 @@ static void list_kinds(char *buf, size_t size)
     }
 }
 
-/* Parses one layer's text ("linear:1024", already trimmed) into l. */
-static int parse_layer(dp_layer *l, const char *text, dp_err *err)
+/* The text of layer `text` up to its end at the next comma outside parentheses. */
+static size_t layer_text_len(const char *text)
 {
-    size_t name_len = strcspn(text, ":");
-    l->ops = find_kind(text, name_len);
-    if (!l->ops) {
-        char kinds[128];
-        list_kinds(kinds, sizeof kinds);
-        return dp_fail(err, "unknown layer kind \"%.*s\" (known: %s)", (int)name_len, text, kinds);
+    int depth = 0;
+    size_t i = 0;
+    for (; text[i]; i++) {
+        depth += text[i] == '(';
+        depth -= text[i] == ')';
+        if (text[i] == ',' && depth <= 0)
+            break;
     }
-    const char *p = text + name_len;
+    return i;
+}
+
+/* Parses the numbers after a layer's name (":3:1") into l->args. */
+static int parse_args(dp_layer *l, const char *text, const char *p, dp_err *err)
+{
     l->nargs = 0;
     while (*p == ':') {
         p++;
         if (l->nargs == DP_MAX_LAYER_ARGS)
-            return dp_fail(err, "too many numbers after %s", l->ops->name);
+            return dp_fail(err, "too many numbers after %s; write %s", l->ops->name,
+                           l->ops->usage);
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ':') || errno || v < 1 || v > MAX_WIDTH)
-            return dp_fail(err, "\"%s\": expected a whole number from 1 to %d after ':'", text,
+        if (end == p || (*end && *end != ':') || errno || v < 0 || v > MAX_WIDTH)
+            return dp_fail(err, "\"%s\": expected a whole number from 0 to %d after ':'", text,
                            MAX_WIDTH);
         l->args[l->nargs++] = (int)v;
         p = end;
     }
+    if (*p)
+        return dp_fail(err, "\"%s\": unexpected \"%s\"; write %s", text, p, l->ops->usage);
     if (l->nargs < l->ops->min_args || l->nargs > l->ops->max_args) {
         if (l->ops->max_args == 0)
             return dp_fail(err, "\"%s\": %s takes no numbers", text, l->ops->name);
-        return dp_fail(err, "\"%s\": %s needs its width, as in %s:128", text, l->ops->name,
-                       l->ops->name);
+        return dp_fail(err, "\"%s\": write %s", text, l->ops->usage);
     }
     return 0;
 }
 
-int dp_model_parse(dp_model *m, const char *spec, int in_features, int classes, dp_err *err)
+static int parse_list(const char *spec, dp_shape in, int depth, dp_layer **out, int *n,
+                      size_t *n_params, dp_err *err);
+
+/* Gives a block's children indices of their own (for their initialisation streams): child k of
+ * layer i is 256 (i + 1) + k, and so on down. */
+static void number_children(dp_layer *l)
 {
-    memset(m, 0, sizeof *m);
-    m->in_features = in_features;
-    m->classes = classes;
+    for (int k = 0; k < l->n_children; k++) {
+        l->children[k].index = 256 * (l->index + 1) + k;
+        number_children(&l->children[k]);
+    }
+}
+
+
+/* Parses one layer's text ("linear:1024", "res(conv:8:3:1:1, relu)", already trimmed) into l,
+ * whose index and in_shape are set, and infers its shapes. */
+static int parse_layer(dp_layer *l, const char *text, int depth, dp_err *err)
+{
+    size_t name_len = strcspn(text, ":(");
+    l->ops = find_kind(text, name_len);
+    if (!l->ops) {
+        char kinds[256];
+        list_kinds(kinds, sizeof kinds);
+        return dp_fail(err, "unknown layer kind \"%.*s\" (known: %s; dpmptop --help-layers "
+                            "describes them)",
+                       (int)name_len, text, kinds);
+    }
+    const char *p = text + name_len;
+    bool is_block = l->ops == &dp_layer_res;
+    if (is_block != (*p == '('))
+        return dp_fail(err, is_block ? "\"%s\": write %s" : "\"%s\": only res takes a layer "
+                                                            "list in parentheses; write %s",
+                       text, l->ops->usage);
+    if (is_block) {
+        size_t len = strlen(p);
+        if (depth >= 2)
+            return dp_fail(err, "blocks nest at most 2 deep");
+        if (p[len - 1] != ')')
+            return dp_fail(err, "\"%s\": the list in parentheses is not closed", text);
+        char *inner = strndup(p + 1, len - 2);
+        if (!inner)
+            return dp_fail(err, "out of memory parsing the layer list");
+        size_t n_params = 0;
+        int rc = parse_list(inner, l->in_shape, depth + 1, &l->children, &l->n_children,
+                            &n_params, err);
+        free(inner);
+        if (rc < 0)
+            return -1;
+        l->nargs = 0;
+    } else if (parse_args(l, text, p, err) < 0) {
+        return -1;
+    }
+    l->in = dp_shape_count(l->in_shape);
+    if (l->ops->infer(l, err) < 0)
+        return -1;
+    number_children(l);
+    l->out = dp_shape_count(l->out_shape);
+    if (l->out < 1 || l->out > MAX_WIDTH)
+        return dp_fail(err, "gives %d values per sample (at most %d)", l->out, MAX_WIDTH);
+    return 0;
+}
+
+static void free_layers(dp_layer *layers, int n)
+{
+    for (int i = 0; i < n; i++)
+        free_layers(layers[i].children, layers[i].n_children);
+    free(layers);
+}
+
+/* Parses a comma-separated list of layers on inputs of shape `in` into a new array. */
+static int parse_list(const char *spec, dp_shape in, int depth, dp_layer **out, int *n,
+                      size_t *n_params, dp_err *err)
+{
     int capacity = 1;
     for (const char *c = spec; *c; c++)
         capacity += *c == ',';
-    m->layers = calloc((size_t)capacity, sizeof *m->layers);
-    if (!m->layers)
+    dp_layer *layers = calloc((size_t)capacity + 1, sizeof *layers); /* +1: room for a res's
+                                                                         projection */
+    if (!layers)
         return dp_fail(err, "out of memory parsing the layer list");
-
-    int width = in_features;
+    int count = 0;
+    *n_params = 0;
     const char *p = spec;
     for (;;) {
-        size_t len = strcspn(p, ",");
-        char text[128];
+        size_t len = layer_text_len(p);
         const char *b = p, *e = p + len;
         while (b < e && isspace((unsigned char)*b))
             b++;
         while (e > b && isspace((unsigned char)e[-1]))
             e--;
         if (e == b) {
-            if (m->n_layers == 0 && !p[len])
-                break; /* an empty list is reported below */
-            dp_fail(err, "layer %d is empty (two commas in a row, or a trailing comma)",
-                    m->n_layers);
+            if (count == 0 && !p[len])
+                break; /* an empty list is reported by the caller */
+            dp_fail(err, "layer %d is empty (two commas in a row, or a trailing comma)", count);
             goto fail;
         }
-        snprintf(text, sizeof text, "%.*s", (int)(e - b), b);
-        dp_layer *l = &m->layers[m->n_layers];
-        l->index = m->n_layers;
-        l->in = width;
-        if (parse_layer(l, text, err) < 0 || l->ops->infer(l, err) < 0) {
-            dp_err_prefix(err, "layer %d (%s): ", m->n_layers, text);
+        char *text = strndup(b, (size_t)(e - b));
+        if (!text) {
+            dp_fail(err, "out of memory parsing the layer list");
             goto fail;
         }
-        l->param_offset = m->n_params;
-        m->n_params += l->param_count;
-        width = l->out;
-        m->n_layers++;
+        dp_layer *l = &layers[count];
+        l->index = count;
+        l->shortcut = -1;
+        l->in_shape = in;
+        if (parse_layer(l, text, depth, err) < 0) {
+            dp_err_prefix(err, "layer %d (%.60s%s): ", count, text, strlen(text) > 60 ? "..." : "");
+            free(text);
+            count++;
+            goto fail;
+        }
+        free(text);
+        l->param_offset = *n_params;
+        *n_params += l->param_count;
+        in = l->out_shape;
+        count++;
         if (!p[len])
             break;
         p += len + 1;
     }
+    *out = layers;
+    *n = count;
+    return 0;
+fail:
+    free_layers(layers, count);
+    return -1;
+}
+
+static void shape_name(dp_shape s, char *buf, size_t size)
+{
+    if (s.ndim == 1)
+        snprintf(buf, size, "%d outputs", s.d[0]);
+    else if (s.ndim == 2)
+        snprintf(buf, size, "sequences [%d, %d]", s.d[0], s.d[1]);
+    else
+        snprintf(buf, size, "images [%d, %d, %d]", s.d[0], s.d[1], s.d[2]);
+}
+
+int dp_model_parse_shape(dp_model *m, const char *spec, dp_shape in, int classes, dp_err *err)
+{
+    memset(m, 0, sizeof *m);
+    m->in_shape = in;
+    m->in_features = dp_shape_count(in);
+    m->classes = classes;
+    if (parse_list(spec, in, 0, &m->layers, &m->n_layers, &m->n_params, err) < 0)
+        return -1;
     if (m->n_layers == 0) {
         dp_fail(err, "the layer list is empty; write for example: linear:256, relu, linear:%d",
                 classes);
@@ -114,21 +223,34 @@ int dp_model_parse(dp_model *m, const char *spec, int in_features, int classes, 
         dp_fail(err, "the model has no parameters to train; add a linear layer");
         goto fail;
     }
-    if (width != classes) {
-        dp_fail(err, "the last layer gives %d outputs but the data has %d classes; end the list "
-                     "with linear:%d",
-                width, classes, classes);
+    dp_shape last = m->layers[m->n_layers - 1].out_shape;
+    char got[64];
+    shape_name(last, got, sizeof got);
+    if (last.ndim == 3) {
+        dp_fail(err, "the model ends with %s; end it with flatten, linear:%d", got, classes);
         goto fail;
     }
+    if (last.d[last.ndim - 1] != classes) {
+        dp_fail(err, "the last layer gives %s but the data has %d classes; end the list "
+                     "with linear:%d",
+                got, classes, classes);
+        goto fail;
+    }
+    m->targets = last.ndim == 2 ? last.d[0] : 1;
     return 0;
 fail:
     dp_model_free(m);
     return -1;
 }
 
+int dp_model_parse(dp_model *m, const char *spec, int in_features, int classes, dp_err *err)
+{
+    return dp_model_parse_shape(m, spec, (dp_shape){ 1, { in_features } }, classes, err);
+}
+
 void dp_model_free(dp_model *m)
 {
-    free(m->layers);
+    free_layers(m->layers, m->n_layers);
     m->layers = NULL;
     m->n_layers = 0;
 }
@@ -156,16 +278,30 @@ int dp_model_tensors(const dp_model *m, dp_model_tensor *out)
     return n;
 }
 
-void dp_model_describe(const dp_model *m, char *buf, size_t size)
+static size_t describe_list(const dp_layer *layers, int n, char *buf, size_t size)
 {
     size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < m->n_layers && used < size; i++) {
-        const dp_layer *l = &m->layers[i];
+    for (int i = 0; i < n && used < size; i++) {
+        const dp_layer *l = &layers[i];
         used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", l->ops->name);
         for (int a = 0; a < l->nargs && used < size; a++)
             used += (size_t)snprintf(buf + used, size - used, ":%d", l->args[a]);
+        if (l->children && used < size) {
+            int body = l->shortcut >= 0 ? l->shortcut : l->n_children;
+            used += (size_t)snprintf(buf + used, size - used, "(");
+            if (used < size)
+                used += describe_list(l->children, body, buf + used, size - used);
+            if (used < size)
+                used += (size_t)snprintf(buf + used, size - used, ")");
+        }
     }
+    return used;
+}
+
+void dp_model_describe(const dp_model *m, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    describe_list(m->layers, m->n_layers, buf, size);
 }
 
 /* ---- stages ---- */
@@ -209,7 +345,8 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
 
     int n_bound = last - first + 1;
     s->acts = calloc((size_t)slots * n_bound, sizeof *s->acts);
-    if (!s->acts)
+    s->saved = calloc((size_t)slots * (last - first), sizeof *s->saved);
+    if (!s->acts || !s->saved)
         return dp_fail(err, "out of host memory");
 
     /* Carve the activation allocation: each slot's boundaries, two gradient buffers, each
@@ -221,9 +358,18 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
         if (b == 0 || !relu_in_place(s, first + b - 1))
             s->slot_bytes += align64((size_t)max_rows * w * sizeof(float));
     }
+    size_t scratch = 0;
+    for (int i = first; i < last; i++) {
+        const dp_layer *l = &m->layers[i];
+        s->slot_bytes += align64((size_t)max_rows * l->saved * sizeof(float));
+        size_t need = l->ops->scratch ? l->ops->scratch(l, max_rows) : 0;
+        scratch = need > scratch ? need : scratch;
+    }
     size_t dgrad_bytes = align64((size_t)max_rows * widest * sizeof(float));
-    size_t labels_bytes = align64((size_t)max_rows * sizeof(int32_t));
-    s->act_bytes = (size_t)slots * (s->slot_bytes + labels_bytes) + 2 * dgrad_bytes + 64;
+    size_t labels_bytes = align64((size_t)max_rows * m->targets * sizeof(int32_t));
+    size_t scratch_bytes = align64(scratch * sizeof(float));
+    s->act_bytes = (size_t)slots * (s->slot_bytes + labels_bytes) + 2 * dgrad_bytes +
+                   scratch_bytes + 64;
 
     const char *split = "; split the layers across devices with pipeline parallelism "
                         "(--strategy pp), or use a smaller model";
@@ -269,6 +415,13 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
             s->acts[k * n_bound + b] = (float *)at;
             at += align64((size_t)max_rows * boundary_width(s, b) * sizeof(float));
         }
+    for (int k = 0; k < slots; k++)
+        for (int i = first; i < last; i++) {
+            s->saved[k * (last - first) + i - first] = (float *)at;
+            at += align64((size_t)max_rows * m->layers[i].saved * sizeof(float));
+        }
+    s->scratch = (float *)at;
+    at += scratch_bytes;
     s->dgrad[0] = (float *)at;
     s->dgrad[1] = (float *)(at + dgrad_bytes);
     at += 2 * dgrad_bytes;
@@ -294,6 +447,7 @@ void dp_stage_destroy(dp_stage *s)
         dp_device_free(s->dev, s->act_block, s->act_bytes);
     }
     free(s->acts);
+    free(s->saved);
     memset(s, 0, sizeof *s);
 }
 
@@ -314,7 +468,8 @@ float *dp_stage_layer_output(const dp_stage *s, int slot, int i)
 
 int32_t *dp_stage_labels(const dp_stage *s, int slot)
 {
-    return (int32_t *)((char *)s->labels + slot * align64((size_t)s->max_rows * sizeof(int32_t)));
+    return (int32_t *)((char *)s->labels +
+                       slot * align64((size_t)s->max_rows * s->model->targets * sizeof(int32_t)));
 }
 
 int dp_stage_in_width(const dp_stage *s)
@@ -358,11 +513,12 @@ void dp_stage_download_state(dp_stage *s, float *host_all)
 
 void dp_stage_forward(dp_stage *s, int slot, int rows)
 {
-    dp_pass p = { .dev = s->dev, .rows = rows };
+    dp_pass p = { .dev = s->dev, .rows = rows, .scratch = s->scratch };
     float **a = s->acts + slot * (s->last - s->first + 1);
     for (int i = s->first; i < s->last; i++) {
         const dp_layer *l = &s->model->layers[i];
         p.then_relu = relu_in_place(s, i + 1);
+        p.saved = s->saved[slot * (s->last - s->first) + i - s->first];
         l->ops->forward(l, &p, s->params + (l->param_offset - s->param_offset), a[i - s->first],
                         a[i - s->first + 1]);
         if (p.then_relu)
@@ -373,19 +529,22 @@ void dp_stage_forward(dp_stage *s, int slot, int rows)
 float *dp_stage_loss(dp_stage *s, int slot, int rows, float grad_scale, bool backward)
 {
     float *dlogits = backward ? s->dgrad[0] : NULL;
-    s->dev->be->softmax_xent(s->dev, dp_stage_output(s, slot), dp_stage_labels(s, slot), rows,
-                             s->model->classes, grad_scale, dlogits, s->stats);
+    s->dev->be->softmax_xent(s->dev, dp_stage_output(s, slot), dp_stage_labels(s, slot),
+                             rows * s->model->targets, s->model->classes, grad_scale, dlogits,
+                             s->stats);
     return dlogits;
 }
 
 float *dp_stage_backward(dp_stage *s, int slot, int rows, const float *dy, bool accumulate,
                          bool need_dx, dp_layer_done_fn done, void *arg)
 {
-    dp_pass p = { .dev = s->dev, .rows = rows, .accumulate = accumulate };
+    dp_pass p = { .dev = s->dev, .rows = rows, .accumulate = accumulate,
+                  .scratch = s->scratch };
     float **a = s->acts + slot * (s->last - s->first + 1);
     int next = dy == s->dgrad[0] ? 1 : 0; /* the buffer that receives the next dx */
     for (int i = s->last - 1; i >= s->first; i--) {
         const dp_layer *l = &s->model->layers[i];
+        p.saved = s->saved[slot * (s->last - s->first) + i - s->first];
         bool want_dx = i > s->first || need_dx;
         float *dx = want_dx ? s->dgrad[next] : NULL;
         l->ops->backward(l, &p, s->params + (l->param_offset - s->param_offset),

@@ -17,14 +17,18 @@
 typedef struct dp_model {
     dp_layer *layers;
     int n_layers;
-    int in_features; /* width of one input sample */
-    int classes;     /* width of the last layer: one logit per class */
+    dp_shape in_shape; /* of one input sample */
+    int in_features;   /* its values */
+    int classes;       /* the last dimension of the output: one logit per class */
+    int targets;       /* labels per sample: 1, or a sequence's positions */
     size_t n_params;
 } dp_model;
 
-/* Builds a model from a layer list such as "linear:1024, relu, linear:10" for inputs of
- * in_features and `classes` outputs. On failure err names the layer (its 0-based position and
- * text) and what is wrong. */
+/* Builds a model from a layer list such as "linear:1024, relu, linear:10" for inputs of shape
+ * `in` and `classes` outputs (per position, for a sequence). On failure err names the layer
+ * (its 0-based position and text) and what is wrong. */
+int dp_model_parse_shape(dp_model *m, const char *spec, dp_shape in, int classes, dp_err *err);
+/* The same for vectors of in_features. */
 int dp_model_parse(dp_model *m, const char *spec, int in_features, int classes, dp_err *err);
 void dp_model_free(dp_model *m);
 
@@ -68,8 +72,11 @@ typedef struct dp_stage {
     size_t slot_bytes;    /* activation bytes of one slot */
     float **acts;         /* acts[slot * (last - first + 1) + b]: [max_rows, width into layer
                              first + b]; b = last - first is the stage's output */
+    float **saved;        /* saved[slot * (last - first) + i - first]: [max_rows, saved] of
+                             layer i */
+    float *scratch;       /* the most scratch any of the layers needs */
     float *dgrad[2];      /* [max_rows, widest boundary]: gradients, ping-ponged in backward */
-    int32_t *labels;      /* [slots, max_rows], used by the last stage */
+    int32_t *labels;      /* [slots, max_rows, targets], used by the last stage */
     float *stats;         /* [DP_STAGE_STATS]: loss sum and correct count of the passes since
                              zeroed, and the sum of squared gradients of the last step */
 } dp_stage;

@@ -153,12 +153,14 @@ static void layer_case_init(layer_case *c, const dp_layer_ops *ops, uint64_t see
     c->l.ops = ops;
     c->l.index = 0;
     c->l.in = IN;
+    c->l.in_shape = (dp_shape){ 1, { IN } };
     if (ops == &dp_layer_linear) {
         c->l.args[0] = OUT;
         c->l.nargs = 1;
     }
     dp_err err;
     ck_assert_msg(ops->infer(&c->l, &err) == 0, "%s: infer: %s", ops->name, err.msg);
+    c->l.out = dp_shape_count(c->l.out_shape);
     dp_rng rng = dp_rng_stream(seed, 100, 0);
     for (int i = 0; i < ROWS * IN; i++) {
         double v = uniform(&rng, 0.05, 3.0);
@@ -405,16 +407,16 @@ static void expect_parse_error(const char *spec, int in, int classes, const char
 /* Bad layer lists fail with -1 and a message that names the problem. */
 START_TEST(test_parse_errors)
 {
-    expect_parse_error("linear:8, conv:3, linear:3", 4, 3, "unknown layer kind \"conv\"");
-    expect_parse_error("linear, linear:3", 4, 3, "linear needs its width");
+    expect_parse_error("linear:8, cnv:3, linear:3", 4, 3, "unknown layer kind \"cnv\"");
+    expect_parse_error("linear, linear:3", 4, 3, "\"linear\": write linear:OUT");
     expect_parse_error("linear:8, relu:3, linear:3", 4, 3, "relu takes no numbers");
     expect_parse_error("linear:8, relu:3, linear:3", 4, 3, "layer 1");
-    expect_parse_error("linear:8, relu, linear:4", 4, 3, "gives 4 outputs but the data has 3");
+    expect_parse_error("linear:8, relu, linear:4", 4, 3, "gives 4 outputs but the data has 3 classes");
     expect_parse_error("", 4, 3, "the layer list is empty");
     expect_parse_error("   ", 4, 3, "the layer list is empty");
     expect_parse_error("linear:8, relu, linear:3,", 4, 3, "trailing comma");
     expect_parse_error("linear:8,, linear:3", 4, 3, "layer 1 is empty");
-    expect_parse_error("linear:0, linear:3", 4, 3, "expected a whole number");
+    expect_parse_error("linear:0, linear:3", 4, 3, "the output width must be at least 1");
     expect_parse_error("linear:x, linear:3", 4, 3, "expected a whole number");
     expect_parse_error("relu", 3, 3, "no parameters");
 

@@ -4,7 +4,7 @@
 
 static int act_infer(dp_layer *l, dp_err *err)
 {
-    l->out = l->in;
+    l->out_shape = l->in_shape;
     l->param_count = 0;
     return 0;
 }
@@ -46,16 +46,19 @@ static double act_flops(const dp_layer *l)
     return (double)l->in;
 }
 
-#define ACTIVATION_OPS(NAME)                                                                    \
+#define ACTIVATION_OPS(NAME, HELP)                                                              \
     {                                                                                           \
-        .name = NAME, .min_args = 0, .max_args = 0, .infer = act_infer, .tensors = act_tensors, \
-        .init = act_init, .forward = act_forward, .backward = act_backward, .flops = act_flops, \
+        .name = NAME, .usage = NAME, .help = HELP, .min_args = 0, .max_args = 0,                \
+        .infer = act_infer, .tensors = act_tensors, .init = act_init, .forward = act_forward,   \
+        .backward = act_backward, .flops = act_flops,                                           \
     }
 
-const dp_layer_ops dp_layer_relu = ACTIVATION_OPS("relu");
-const dp_layer_ops dp_layer_gelu = ACTIVATION_OPS("gelu");
-const dp_layer_ops dp_layer_tanh = ACTIVATION_OPS("tanh");
+const dp_layer_ops dp_layer_relu = ACTIVATION_OPS("relu", "max(x, 0); nn.ReLU");
+const dp_layer_ops dp_layer_gelu =
+    ACTIVATION_OPS("gelu", "GELU, tanh approximation; nn.GELU(approximate='tanh')");
+const dp_layer_ops dp_layer_tanh = ACTIVATION_OPS("tanh", "nn.Tanh");
 
 const dp_layer_ops *const dp_layer_kinds[] = {
-    &dp_layer_linear, &dp_layer_relu, &dp_layer_gelu, &dp_layer_tanh, NULL,
+    &dp_layer_linear, &dp_layer_conv, &dp_layer_maxpool, &dp_layer_avgpool, &dp_layer_flatten,
+    &dp_layer_relu,   &dp_layer_gelu, &dp_layer_tanh,    &dp_layer_res,     NULL,
 };

@@ -1,0 +1,296 @@
+/* conv.c -- image layers over samples [C, H, W]: conv (torch.nn.Conv2d), maxpool and avgpool
+ * (nn.MaxPool2d, nn.AvgPool2d; avgpool with no numbers is nn.AdaptiveAvgPool2d(1)), flatten
+ * (nn.Flatten).
+ *
+ * A convolution is a linear layer over patches: the patch matrix col[n * P, C * K * K] of n
+ * samples (P = output positions) times W^T [C * K * K, OUT] plus the bias gives [n, P, OUT],
+ * which a transpose turns into the samples' [OUT, P]. Samples go through in chunks, so that the
+ * patch matrix of a chunk stays within CHUNK_FLOATS. */
+#include <math.h>
+
+#include "engine/layer.h"
+#include "engine/rng.h"
+
+#define CHUNK_FLOATS ((size_t)8 << 20) /* 32 MB of patches at a time */
+
+static int need_image(const dp_layer *l, dp_err *err)
+{
+    if (l->in_shape.ndim != 3)
+        return dp_fail(err, "%s needs images [channels, height, width] as input, but gets %s "
+                            "of %d values; it belongs before flatten and linear layers",
+                       l->ops->name, l->in_shape.ndim == 1 ? "vectors" : "sequences", l->in);
+    return 0;
+}
+
+/* The window geometry of a conv or pool layer on its input. */
+static dp_conv_geom geom_of(const dp_layer *l)
+{
+    dp_conv_geom g = { .c = l->in_shape.d[0], .h = l->in_shape.d[1], .w = l->in_shape.d[2] };
+    if (l->ops == &dp_layer_conv) {
+        g.kh = g.kw = l->args[1];
+        g.sh = g.sw = l->nargs > 2 ? l->args[2] : 1;
+        g.ph = g.pw = l->nargs > 3 ? l->args[3] : 0;
+    } else if (l->nargs == 0) { /* global average */
+        g.kh = g.sh = g.h;
+        g.kw = g.sw = g.w;
+    } else {
+        g.kh = g.kw = l->args[0];
+        g.sh = g.sw = l->nargs > 1 ? l->args[1] : l->args[0];
+    }
+    g.oh = (g.h + 2 * g.ph - g.kh) / g.sh + 1;
+    g.ow = (g.w + 2 * g.pw - g.kw) / g.sw + 1;
+    return g;
+}
+
+/* Checks the window against the input and sets the output shape. */
+static int window_infer(dp_layer *l, int out_channels, dp_err *err)
+{
+    if (need_image(l, err) < 0)
+        return -1;
+    bool conv = l->ops == &dp_layer_conv;
+    for (int a = conv ? 1 : 0; a < l->nargs && a < (conv ? 3 : 2); a++)
+        if (l->args[a] < 1)
+            return dp_fail(err, "the kernel size and the stride must be at least 1");
+    if (conv && l->args[0] < 1)
+        return dp_fail(err, "a convolution needs at least 1 output channel");
+    dp_conv_geom g = geom_of(l);
+    if (g.ph * 2 > g.kh)
+        return dp_fail(err, "padding %d is more than half the kernel size %d", g.ph, g.kh);
+    if (g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw)
+        return dp_fail(err, "a %dx%d window does not fit the %dx%d input (padding %d); use a "
+                            "smaller kernel or fewer pooling layers before it",
+                       g.kh, g.kw, g.h, g.w, g.ph);
+    l->out_shape = (dp_shape){ 3, { out_channels, g.oh, g.ow } };
+    return 0;
+}
+
+/* ---- conv ---- */
+
+static int conv_infer(dp_layer *l, dp_err *err)
+{
+    if (window_infer(l, l->args[0], err) < 0)
+        return -1;
+    size_t ckk = (size_t)l->in_shape.d[0] * l->args[1] * l->args[1];
+    l->param_count = (size_t)l->args[0] * ckk + (size_t)l->args[0];
+    return 0;
+}
+
+static int conv_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
+{
+    int oc = l->args[0], k = l->args[1], c = l->in_shape.d[0];
+    size_t nw = (size_t)oc * c * k * k;
+    out[0] = (dp_tensor_info){ "weight", 4, { oc, c, k, k }, 0, nw };
+    out[1] = (dp_tensor_info){ "bias", 1, { oc }, nw, (size_t)oc };
+    return 2;
+}
+
+/* nn.Conv2d's reset_parameters, as nn.Linear's: uniform within 1 / sqrt(fan_in), fan_in =
+ * C * K * K, for the weights and the bias. */
+static void conv_init(const dp_layer *l, float *params, uint64_t seed)
+{
+    dp_rng r = dp_rng_stream(seed, DP_RNG_INIT, (uint64_t)l->index);
+    double bound = 1.0 / sqrt((double)l->in_shape.d[0] * l->args[1] * l->args[1]);
+    for (size_t i = 0; i < l->param_count; i++)
+        params[i] = (float)((2.0 * dp_rng_uniform(&r) - 1.0) * bound);
+}
+
+/* Samples per chunk: as many as keep the patch matrix within CHUNK_FLOATS, at least one. */
+static int conv_chunk(const dp_layer *l, int max_rows)
+{
+    dp_conv_geom g = geom_of(l);
+    size_t per_sample = (size_t)g.oh * g.ow * g.c * g.kh * g.kw;
+    size_t n = CHUNK_FLOATS / per_sample;
+    n = n < 1 ? 1 : n;
+    return (int)(n < (size_t)max_rows ? n : (size_t)max_rows);
+}
+
+/* The patch matrix and the [n, P, OUT] product of a chunk. */
+static size_t conv_scratch(const dp_layer *l, int max_rows)
+{
+    dp_conv_geom g = geom_of(l);
+    size_t p = (size_t)g.oh * g.ow;
+    return (size_t)conv_chunk(l, max_rows) * p * ((size_t)g.c * g.kh * g.kw + l->args[0]);
+}
+
+static void conv_forward(const dp_layer *l, const dp_pass *p, const float *params,
+                         const float *x, float *y)
+{
+    const dp_backend *be = p->dev->be;
+    dp_conv_geom g = geom_of(l);
+    int oc = l->args[0], ckk = g.c * g.kh * g.kw, pos = g.oh * g.ow;
+    int chunk = conv_chunk(l, p->rows > 0 ? p->rows : 1);
+    float *col = p->scratch, *prod = p->scratch + (size_t)chunk * pos * ckk;
+    for (int n0 = 0; n0 < p->rows; n0 += chunk) {
+        int n = p->rows - n0 < chunk ? p->rows - n0 : chunk;
+        be->im2col(p->dev, col, x + (size_t)n0 * l->in, n, g);
+        be->linear(p->dev, n * pos, oc, ckk, col, params, params + (size_t)oc * ckk, prod,
+                   false);
+        be->transpose(p->dev, y + (size_t)n0 * l->out, prod, n, pos, oc);
+    }
+}
+
+static void conv_backward(const dp_layer *l, const dp_pass *p, const float *params,
+                          float *grads, const float *x, const float *y, const float *dy,
+                          float *dx)
+{
+    const dp_backend *be = p->dev->be;
+    dp_conv_geom g = geom_of(l);
+    int oc = l->args[0], ckk = g.c * g.kh * g.kw, pos = g.oh * g.ow;
+    int chunk = conv_chunk(l, p->rows > 0 ? p->rows : 1);
+    float *col = p->scratch, *dprod = p->scratch + (size_t)chunk * pos * ckk;
+    float *dw = grads, *db = grads + (size_t)oc * ckk;
+    if (p->rows == 0 && !p->accumulate)
+        be->zero(p->dev, grads, l->param_count * sizeof(float));
+    for (int n0 = 0; n0 < p->rows; n0 += chunk) {
+        int n = p->rows - n0 < chunk ? p->rows - n0 : chunk, add = p->accumulate || n0 > 0;
+        be->transpose(p->dev, dprod, dy + (size_t)n0 * l->out, n, oc, pos);
+        be->im2col(p->dev, col, x + (size_t)n0 * l->in, n, g);
+        /* dW [OUT, CKK] (+)= dprod^T [OUT, nP] col [nP, CKK]; db (+)= column sums */
+        be->gemm(p->dev, 1, 0, oc, ckk, n * pos, 1.0f, dprod, oc, col, ckk, add ? 1.0f : 0.0f,
+                 dw, ckk);
+        be->sum_rows(p->dev, db, dprod, n * pos, oc, add);
+        if (dx) { /* dcol [nP, CKK] = dprod W, into the patch matrix's place */
+            be->gemm(p->dev, 0, 0, n * pos, ckk, oc, 1.0f, dprod, oc, params, ckk, 0.0f, col,
+                     ckk);
+            be->col2im(p->dev, dx + (size_t)n0 * l->in, col, n, g);
+        }
+    }
+}
+
+static double conv_flops(const dp_layer *l)
+{
+    dp_conv_geom g = geom_of(l);
+    return 2.0 * g.oh * g.ow * l->args[0] * g.c * g.kh * g.kw;
+}
+
+const dp_layer_ops dp_layer_conv = {
+    .name = "conv",
+    .usage = "conv:OUT:K[:STRIDE[:PAD]]",
+    .help = "2-D convolution, OUT channels, K x K kernel (stride 1, padding 0 unless given); "
+            "nn.Conv2d",
+    .min_args = 2,
+    .max_args = 4,
+    .infer = conv_infer,
+    .tensors = conv_tensors,
+    .init = conv_init,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .flops = conv_flops,
+    .scratch = conv_scratch,
+};
+
+/* ---- pooling ---- */
+
+static int pool_infer(dp_layer *l, dp_err *err)
+{
+    if (window_infer(l, l->in_shape.ndim == 3 ? l->in_shape.d[0] : 0, err) < 0)
+        return -1;
+    l->param_count = 0;
+    if (l->ops == &dp_layer_maxpool) /* where each maximum was, as int32 in float slots */
+        l->saved = (size_t)dp_shape_count(l->out_shape);
+    return 0;
+}
+
+static int no_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
+{
+    return 0;
+}
+
+static void no_init(const dp_layer *l, float *params, uint64_t seed)
+{
+}
+
+static void pool_forward(const dp_layer *l, const dp_pass *p, const float *params,
+                         const float *x, float *y)
+{
+    bool max = l->ops == &dp_layer_maxpool;
+    p->dev->be->pool_forward(p->dev, max, y, max ? (int32_t *)p->saved : NULL, x,
+                             p->rows * l->in_shape.d[0], geom_of(l));
+}
+
+static void pool_backward(const dp_layer *l, const dp_pass *p, const float *params,
+                          float *grads, const float *x, const float *y, const float *dy,
+                          float *dx)
+{
+    bool max = l->ops == &dp_layer_maxpool;
+    if (dx)
+        p->dev->be->pool_backward(p->dev, max, dx, max ? (const int32_t *)p->saved : NULL, dy,
+                                  p->rows * l->in_shape.d[0], geom_of(l));
+}
+
+static double pool_flops(const dp_layer *l)
+{
+    dp_conv_geom g = geom_of(l);
+    return (double)g.c * g.oh * g.ow * g.kh * g.kw;
+}
+
+const dp_layer_ops dp_layer_maxpool = {
+    .name = "maxpool",
+    .usage = "maxpool:K[:STRIDE]",
+    .help = "maximum over K x K windows, stride K unless given; nn.MaxPool2d",
+    .min_args = 1,
+    .max_args = 2,
+    .infer = pool_infer,
+    .tensors = no_tensors,
+    .init = no_init,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .flops = pool_flops,
+};
+
+const dp_layer_ops dp_layer_avgpool = {
+    .name = "avgpool",
+    .usage = "avgpool[:K[:STRIDE]]",
+    .help = "mean over K x K windows, stride K unless given; without K the mean of each whole "
+            "channel (global average pooling, nn.AdaptiveAvgPool2d(1)); nn.AvgPool2d",
+    .min_args = 0,
+    .max_args = 2,
+    .infer = pool_infer,
+    .tensors = no_tensors,
+    .init = no_init,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .flops = pool_flops,
+};
+
+/* ---- flatten: the same values, seen as one vector per sample ---- */
+
+static int flatten_infer(dp_layer *l, dp_err *err)
+{
+    l->out_shape = (dp_shape){ 1, { l->in } };
+    l->param_count = 0;
+    return 0;
+}
+
+static void flatten_forward(const dp_layer *l, const dp_pass *p, const float *params,
+                            const float *x, float *y)
+{
+    p->dev->be->copy(p->dev, y, x, (size_t)p->rows * l->in * sizeof *y);
+}
+
+static void flatten_backward(const dp_layer *l, const dp_pass *p, const float *params,
+                             float *grads, const float *x, const float *y, const float *dy,
+                             float *dx)
+{
+    if (dx)
+        p->dev->be->copy(p->dev, dx, dy, (size_t)p->rows * l->in * sizeof *dx);
+}
+
+static double flatten_flops(const dp_layer *l)
+{
+    return 0.0;
+}
+
+const dp_layer_ops dp_layer_flatten = {
+    .name = "flatten",
+    .usage = "flatten",
+    .help = "images [C, H, W] to vectors of C * H * W, for linear layers; nn.Flatten",
+    .min_args = 0,
+    .max_args = 0,
+    .infer = flatten_infer,
+    .tensors = no_tensors,
+    .init = no_init,
+    .forward = flatten_forward,
+    .backward = flatten_backward,
+    .flops = flatten_flops,
+};

@@ -1,0 +1,247 @@
+/* res.c -- res(...): a residual block, y = body(x) + shortcut(x), as one element of the model.
+ *
+ * The body is a layer list; the shortcut is the identity when the body keeps the shape, or else
+ * a projection: a 1x1 convolution with the stride that matches the body's output size (images),
+ * or a linear layer (vectors). In PyTorch terms the block is a module with `body` (an
+ * nn.Sequential) and `proj`, so its tensors are "body.0.weight", ..., "proj.weight".
+ *
+ * The block keeps each body layer's output and saved values in its own saved memory (per
+ * micro-batch, so pipelines hold several); its scratch holds two gradient buffers for the
+ * body's backward, the projection's output and the children's own scratch. */
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/layer.h"
+
+/* The children that make up the body (the projection, if any, comes after them). */
+static int body_count(const dp_layer *l)
+{
+    return l->shortcut >= 0 ? l->shortcut : l->n_children;
+}
+
+static bool same_shape(dp_shape a, dp_shape b)
+{
+    if (a.ndim != b.ndim)
+        return false;
+    for (int i = 0; i < a.ndim; i++)
+        if (a.d[i] != b.d[i])
+            return false;
+    return true;
+}
+
+/* Builds the projection from the block's input shape to the body's output shape. */
+static int add_projection(dp_layer *l, dp_shape body, dp_err *err)
+{
+    dp_shape in = l->in_shape;
+    dp_layer *p = &l->children[l->n_children];
+    memset(p, 0, sizeof *p);
+    p->in_shape = in;
+    p->shortcut = -1;
+    if (in.ndim == 3 && body.ndim == 3) {
+        int stride = 0;
+        for (int s = 1; s <= in.d[1] && !stride; s++)
+            if ((in.d[1] - 1) / s + 1 == body.d[1] && (in.d[2] - 1) / s + 1 == body.d[2])
+                stride = s;
+        if (!stride)
+            return dp_fail(err, "no strided 1x1 convolution takes the input's %dx%d to the "
+                                "body's %dx%d; make the body keep the size or divide it",
+                           in.d[1], in.d[2], body.d[1], body.d[2]);
+        *p = (dp_layer){ .ops = &dp_layer_conv, .args = { body.d[0], 1, stride }, .nargs = 3,
+                         .in_shape = in, .shortcut = -1 };
+    } else if (in.ndim == body.ndim && in.ndim < 3 && (in.ndim == 1 || in.d[0] == body.d[0])) {
+        *p = (dp_layer){ .ops = &dp_layer_linear, .args = { body.d[body.ndim - 1] }, .nargs = 1,
+                         .in_shape = in, .shortcut = -1 };
+    } else {
+        return dp_fail(err, "the body turns %d-dimensional samples into %d-dimensional ones, "
+                            "which no projection can match; end the body in the input's shape",
+                       in.ndim, body.ndim);
+    }
+    if (p->ops->infer(p, err) < 0)
+        return -1;
+    p->in = dp_shape_count(p->in_shape);
+    p->out = dp_shape_count(p->out_shape);
+    snprintf(p->name, sizeof p->name, "proj");
+    p->param_offset = l->param_count;
+    l->param_count += p->param_count;
+    l->shortcut = l->n_children++;
+    return 0;
+}
+
+static int res_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS]);
+
+static int res_infer(dp_layer *l, dp_err *err)
+{
+    if (l->n_children == 0)
+        return dp_fail(err, "res needs at least one layer in its parentheses");
+    if (l->n_children >= DP_MAX_LAYER_TENSORS * 2)
+        return dp_fail(err, "res holds at most %d layers", DP_MAX_LAYER_TENSORS * 2 - 1);
+    dp_shape body = l->children[l->n_children - 1].out_shape;
+    l->param_count = 0;
+    l->saved = 0;
+    for (int k = 0; k < l->n_children; k++) {
+        const dp_layer *c = &l->children[k];
+        l->param_count += c->param_count;
+        l->saved += (size_t)c->out + c->saved;
+        snprintf(l->children[k].name, sizeof l->children[k].name, "body.%d", k);
+    }
+    l->shortcut = -1;
+    if (!same_shape(body, l->in_shape) && add_projection(l, body, err) < 0)
+        return -1;
+    l->out_shape = body;
+    int tensors = 0;
+    for (int k = 0; k < l->n_children; k++) {
+        dp_tensor_info t[DP_MAX_LAYER_TENSORS];
+        tensors += l->children[k].ops->tensors(&l->children[k], t);
+    }
+    if (tensors > DP_MAX_LAYER_TENSORS)
+        return dp_fail(err, "a block holds at most %d parameter tensors (this one %d); split it",
+                       DP_MAX_LAYER_TENSORS, tensors);
+    return 0;
+}
+
+static int res_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
+{
+    int n = 0;
+    for (int k = 0; k < l->n_children; k++) {
+        const dp_layer *c = &l->children[k];
+        dp_tensor_info t[DP_MAX_LAYER_TENSORS];
+        int got = c->ops->tensors(c, t);
+        for (int j = 0; j < got && n < DP_MAX_LAYER_TENSORS; j++, n++) {
+            out[n] = t[j];
+            snprintf(out[n].suffix, sizeof out[n].suffix, "%s.%s", c->name, t[j].suffix);
+            out[n].offset += c->param_offset;
+        }
+    }
+    return n;
+}
+
+static void res_init(const dp_layer *l, float *params, uint64_t seed)
+{
+    for (int k = 0; k < l->n_children; k++)
+        l->children[k].ops->init(&l->children[k], params + l->children[k].param_offset, seed);
+}
+
+/* The widest value count among the input and the body's outputs. */
+static size_t widest(const dp_layer *l)
+{
+    size_t w = (size_t)l->in;
+    for (int k = 0; k < l->n_children; k++)
+        w = (size_t)l->children[k].out > w ? (size_t)l->children[k].out : w;
+    return w;
+}
+
+static size_t res_scratch(const dp_layer *l, int max_rows)
+{
+    size_t own = 3 * widest(l) * (size_t)max_rows, child = 0;
+    for (int k = 0; k < l->n_children; k++) {
+        const dp_layer *c = &l->children[k];
+        size_t need = c->ops->scratch ? c->ops->scratch(c, max_rows) : 0;
+        child = need > child ? need : child;
+    }
+    return own + child;
+}
+
+/* Where a pass's memory goes: child k's output and saved values, inside the block's saved
+ * memory (laid out for `rows` samples), and the scratch buffers. */
+typedef struct res_memory {
+    float *out[DP_MAX_LAYER_TENSORS * 2], *saved[DP_MAX_LAYER_TENSORS * 2];
+    float *grad[2], *proj;
+    dp_pass child; /* the pass the children run with */
+} res_memory;
+
+static int res_memory_of(const dp_layer *l, const dp_pass *p, res_memory *m)
+{
+    float *at = p->saved;
+    int body = body_count(l);
+    for (int k = 0; k < body; k++) {
+        m->out[k] = at;
+        at += (size_t)p->rows * l->children[k].out;
+        m->saved[k] = at;
+        at += (size_t)p->rows * l->children[k].saved;
+    }
+    size_t buf = widest(l) * (size_t)p->rows;
+    m->grad[0] = p->scratch;
+    m->grad[1] = p->scratch + buf;
+    m->proj = p->scratch + 2 * buf;
+    m->child = *p;
+    m->child.then_relu = false;
+    m->child.accumulate = p->accumulate;
+    m->child.scratch = p->scratch + 3 * widest(l) * (size_t)p->rows;
+    return body;
+}
+
+static void res_forward(const dp_layer *l, const dp_pass *p, const float *params,
+                        const float *x, float *y)
+{
+    const dp_backend *be = p->dev->be;
+    res_memory m;
+    int body = res_memory_of(l, p, &m);
+    const float *cur = x;
+    for (int k = 0; k < body; k++) {
+        const dp_layer *c = &l->children[k];
+        m.child.saved = m.saved[k];
+        c->ops->forward(c, &m.child, params + c->param_offset, cur, m.out[k]);
+        cur = m.out[k];
+    }
+    const float *shortcut = x;
+    if (l->shortcut >= 0) {
+        const dp_layer *c = &l->children[l->shortcut];
+        m.child.saved = NULL;
+        c->ops->forward(c, &m.child, params + c->param_offset, x, m.proj);
+        shortcut = m.proj;
+    }
+    be->add(p->dev, y, cur, shortcut, (size_t)p->rows * l->out);
+}
+
+static void res_backward(const dp_layer *l, const dp_pass *p, const float *params,
+                         float *grads, const float *x, const float *y, const float *dy,
+                         float *dx)
+{
+    const dp_backend *be = p->dev->be;
+    res_memory m;
+    int body = res_memory_of(l, p, &m);
+    const float *g = dy;
+    for (int k = body - 1; k >= 0; k--) {
+        const dp_layer *c = &l->children[k];
+        float *gx = k > 0 ? m.grad[k & 1] : dx;
+        m.child.saved = m.saved[k];
+        c->ops->backward(c, &m.child, params + c->param_offset, grads + c->param_offset,
+                         k > 0 ? m.out[k - 1] : x, m.out[k], g, gx);
+        g = gx;
+    }
+    size_t n = (size_t)p->rows * l->in;
+    if (l->shortcut >= 0) {
+        const dp_layer *c = &l->children[l->shortcut];
+        m.child.saved = NULL;
+        c->ops->backward(c, &m.child, params + c->param_offset, grads + c->param_offset, x,
+                         NULL, dy, dx ? m.proj : NULL);
+        if (dx)
+            be->add(p->dev, dx, dx, m.proj, n);
+    } else if (dx) {
+        be->add(p->dev, dx, dx, dy, n);
+    }
+}
+
+static double res_flops(const dp_layer *l)
+{
+    double f = (double)l->out;
+    for (int k = 0; k < l->n_children; k++)
+        f += l->children[k].ops->flops(&l->children[k]);
+    return f;
+}
+
+const dp_layer_ops dp_layer_res = {
+    .name = "res",
+    .usage = "res(LAYER, LAYER, ...)",
+    .help = "residual block: the layers in parentheses plus the block's input (through a "
+            "1x1 convolution, or a linear layer, when the layers change the shape)",
+    .min_args = 0,
+    .max_args = 0,
+    .infer = res_infer,
+    .tensors = res_tensors,
+    .init = res_init,
+    .forward = res_forward,
+    .backward = res_backward,
+    .flops = res_flops,
+    .scratch = res_scratch,
+};

@@ -1,0 +1,386 @@
+/* test_conv.c -- image layers (conv, maxpool, avgpool, flatten) and residual blocks against a
+ * double-precision reference written here with plain loops, on a CPU device.
+ *
+ * Each case is a small model ending in a linear layer and the softmax cross-entropy: the
+ * engine's mean loss must match the reference's, and its gradients of every parameter and of
+ * every input value must match central finite differences of the reference (step 1e-5, in
+ * double). Inputs and parameters are drawn so that no ReLU input or max-pool tie sits within
+ * the step of a kink. Also: the CPU backend's patch and pooling loops against the per-element
+ * formulas of kernels.h that the CUDA kernels run, tensor names, and shape errors. */
+#include "tests/unit.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/backend.h"
+#include "engine/layer.h"
+#include "engine/model.h"
+#include "engine/optim.h"
+#include "engine/rng.h"
+
+#define FD_STEP 1e-5
+#define FWD_TOL 1e-5
+#define GRAD_TOL 2e-4
+
+static int close_to(double got, double want, double tol)
+{
+    return fabs(got - want) <= tol * (1.0 + fabs(want));
+}
+
+/* ---- the double reference ---- */
+
+static void ref_list(const dp_layer *layers, int n, int rows, const double *params,
+                     const double *x, double *y);
+
+static void ref_conv(const dp_layer *l, int rows, const double *w, const double *x, double *y)
+{
+    int c = l->in_shape.d[0], h = l->in_shape.d[1], wd = l->in_shape.d[2];
+    int oc = l->out_shape.d[0], oh = l->out_shape.d[1], ow = l->out_shape.d[2];
+    int k = l->args[1], s = l->nargs > 2 ? l->args[2] : 1, pad = l->nargs > 3 ? l->args[3] : 0;
+    const double *b = w + (size_t)oc * c * k * k;
+    for (int n = 0; n < rows; n++)
+        for (int o = 0; o < oc; o++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++) {
+                    double sum = b[o];
+                    for (int ci = 0; ci < c; ci++)
+                        for (int a = 0; a < k; a++)
+                            for (int e = 0; e < k; e++) {
+                                int hi = i * s - pad + a, wj = j * s - pad + e;
+                                if (hi >= 0 && hi < h && wj >= 0 && wj < wd)
+                                    sum += w[((o * c + ci) * k + a) * k + e] *
+                                           x[((n * c + ci) * h + hi) * wd + wj];
+                            }
+                    y[((n * oc + o) * oh + i) * ow + j] = sum;
+                }
+}
+
+static void ref_pool(const dp_layer *l, int rows, const double *x, double *y)
+{
+    int c = l->in_shape.d[0], h = l->in_shape.d[1], wd = l->in_shape.d[2];
+    int oh = l->out_shape.d[1], ow = l->out_shape.d[2];
+    int kh = l->nargs ? l->args[0] : h, kw = l->nargs ? l->args[0] : wd;
+    int sh = l->nargs > 1 ? l->args[1] : kh, sw = l->nargs > 1 ? l->args[1] : kw;
+    bool max = l->ops == &dp_layer_maxpool;
+    for (int p = 0; p < rows * c; p++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                double best = -INFINITY, sum = 0.0;
+                for (int a = 0; a < kh; a++)
+                    for (int e = 0; e < kw; e++) {
+                        double v = x[((size_t)p * h + i * sh + a) * wd + j * sw + e];
+                        best = v > best ? v : best;
+                        sum += v;
+                    }
+                y[((size_t)p * oh + i) * ow + j] = max ? best : sum / (kh * kw);
+            }
+}
+
+static void ref_linear(const dp_layer *l, int rows, const double *w, const double *x, double *y)
+{
+    int in = l->in_shape.d[l->in_shape.ndim - 1], out = l->args[0];
+    int n = rows * (l->in / in);
+    const double *b = w + (size_t)out * in;
+    for (int r = 0; r < n; r++)
+        for (int o = 0; o < out; o++) {
+            double s = b[o];
+            for (int i = 0; i < in; i++)
+                s += x[(size_t)r * in + i] * w[(size_t)o * in + i];
+            y[(size_t)r * out + o] = s;
+        }
+}
+
+static void ref_res(const dp_layer *l, int rows, const double *params, const double *x,
+                    double *y)
+{
+    int body = l->shortcut >= 0 ? l->shortcut : l->n_children;
+    double *shortcut = malloc((size_t)rows * l->out * sizeof *shortcut);
+    ck_assert(shortcut);
+    ref_list(l->children, body, rows, params, x, y);
+    if (l->shortcut >= 0)
+        ref_list(&l->children[l->shortcut], 1, rows, params, x, shortcut);
+    else
+        memcpy(shortcut, x, (size_t)rows * l->in * sizeof *x);
+    for (size_t i = 0; i < (size_t)rows * l->out; i++)
+        y[i] += shortcut[i];
+    free(shortcut);
+}
+
+/* y = layer(x); params is the start of the parameters the layer's param_offset counts from. */
+static void ref_layer(const dp_layer *l, int rows, const double *params, const double *x,
+                      double *y)
+{
+    const double *w = params + l->param_offset;
+    size_t n = (size_t)rows * l->in;
+    if (l->ops == &dp_layer_conv)
+        ref_conv(l, rows, w, x, y);
+    else if (l->ops == &dp_layer_maxpool || l->ops == &dp_layer_avgpool)
+        ref_pool(l, rows, x, y);
+    else if (l->ops == &dp_layer_linear)
+        ref_linear(l, rows, w, x, y);
+    else if (l->ops == &dp_layer_res)
+        ref_res(l, rows, w, x, y);
+    else if (l->ops == &dp_layer_flatten)
+        memcpy(y, x, n * sizeof *x);
+    else if (l->ops == &dp_layer_relu)
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] > 0 ? x[i] : 0.0;
+    else if (l->ops == &dp_layer_tanh)
+        for (size_t i = 0; i < n; i++)
+            y[i] = tanh(x[i]);
+    else
+        ck_abort_msg("no reference for %s", l->ops->name);
+}
+
+/* Runs layers[0..n) in a row. */
+static void ref_list(const dp_layer *layers, int n, int rows, const double *params,
+                     const double *x, double *y)
+{
+    const double *cur = x;
+    double *tmp = NULL;
+    for (int i = 0; i < n; i++) {
+        double *out = i == n - 1 ? y : malloc((size_t)rows * layers[i].out * sizeof *out);
+        ck_assert(out);
+        ref_layer(&layers[i], rows, params, cur, out);
+        free(tmp);
+        tmp = out == y ? NULL : out;
+        cur = out;
+    }
+}
+
+/* The mean softmax cross-entropy of the model over rows samples. */
+static double ref_loss(const dp_model *m, int rows, const double *params, const double *x,
+                       const int32_t *labels)
+{
+    int positions = rows * m->targets;
+    double *z = malloc((size_t)positions * m->classes * sizeof *z), loss = 0.0;
+    ck_assert(z);
+    ref_list(m->layers, m->n_layers, rows, params, x, z);
+    for (int r = 0; r < positions; r++) {
+        const double *zr = z + (size_t)r * m->classes;
+        double top = zr[0], sum = 0.0;
+        for (int c = 1; c < m->classes; c++)
+            top = zr[c] > top ? zr[c] : top;
+        for (int c = 0; c < m->classes; c++)
+            sum += exp(zr[c] - top);
+        loss += top + log(sum) - zr[labels[r]];
+    }
+    free(z);
+    return loss / positions;
+}
+
+static double fd(const dp_model *m, int rows, double *params, double *x, const int32_t *labels,
+                 double *v)
+{
+    double keep = *v;
+    *v = keep + FD_STEP;
+    double up = ref_loss(m, rows, params, x, labels);
+    *v = keep - FD_STEP;
+    double down = ref_loss(m, rows, params, x, labels);
+    *v = keep;
+    return (up - down) / (2.0 * FD_STEP);
+}
+
+/* ---- the engine against the reference ---- */
+
+/* Builds spec on inputs of shape `in`, runs one forward and backward of `rows` samples through
+ * a stage holding every layer, and checks the loss, every parameter's gradient and every input
+ * value's gradient. */
+static void check_model(const char *spec, dp_shape in, int classes, int rows)
+{
+    dp_device dev;
+    dp_err err;
+    ck_assert_msg(dp_cpu_device_init(&dev, 0, 1, &err) == 0, "%s", err.msg);
+    dp_model m;
+    ck_assert_msg(dp_model_parse_shape(&m, spec, in, classes, &err) == 0, "%s: %s", spec,
+                  err.msg);
+    dp_optim_config oc = dp_optim_defaults();
+    dp_stage s;
+    ck_assert_msg(dp_stage_create(&s, &m, &dev, 0, m.n_layers, rows, 1, &oc, &err) == 0, "%s",
+                  err.msg);
+    size_t nx = (size_t)rows * m.in_features, np = m.n_params;
+    int positions = rows * m.targets;
+    float *x = malloc(nx * sizeof *x), *p = malloc(np * sizeof *p);
+    float *g = malloc(np * sizeof *g), *dx = malloc(nx * sizeof *dx);
+    double *xd = malloc(nx * sizeof *xd), *pd = malloc(np * sizeof *pd);
+    int32_t *labels = malloc((size_t)positions * sizeof *labels);
+    ck_assert(x && p && g && dx && xd && pd && labels);
+    dp_rng r = dp_rng_stream(5, 100, 2);
+    dp_model_init_params(&m, p, 3);
+    for (size_t i = 0; i < np; i++)
+        pd[i] = p[i];
+    dp_stage_upload_params(&s, p);
+    for (size_t i = 0; i < nx; i++) /* distinct values, so that max-pooling has no ties */
+        xd[i] = x[i] = (float)(2.0 * dp_rng_uniform(&r) - 1.0);
+    for (int i = 0; i < positions; i++)
+        labels[i] = (int32_t)(dp_rng_uniform(&r) * classes);
+
+    dev.be->upload(&dev, dp_stage_input(&s, 0), x, nx * sizeof *x);
+    dev.be->upload(&dev, dp_stage_labels(&s, 0), labels, (size_t)positions * sizeof *labels);
+    dp_stage_forward(&s, 0, rows);
+    float *dlogits = dp_stage_loss(&s, 0, rows, 1.0f / (float)positions, true);
+    float *dinput = dp_stage_backward(&s, 0, rows, dlogits, false, true, NULL, NULL);
+    ck_assert_ptr_nonnull(dinput);
+    dev.be->download(&dev, g, s.grads, np * sizeof *g);
+    dev.be->download(&dev, dx, dinput, nx * sizeof *dx);
+    float stats[2];
+    dev.be->download(&dev, stats, s.stats, sizeof stats);
+
+    double want = ref_loss(&m, rows, pd, xd, labels);
+    ck_assert_msg(close_to(stats[0] / positions, want, FWD_TOL), "%s: loss %.9g, reference %.9g",
+                  spec, stats[0] / positions, want);
+    for (size_t i = 0; i < np; i++) {
+        double d = fd(&m, rows, pd, xd, labels, &pd[i]);
+        ck_assert_msg(close_to(g[i], d, GRAD_TOL), "%s: dparam[%zu] = %.9g, reference %.9g",
+                      spec, i, g[i], d);
+    }
+    for (size_t i = 0; i < nx; i++) {
+        double d = fd(&m, rows, pd, xd, labels, &xd[i]);
+        ck_assert_msg(close_to(dx[i], d, GRAD_TOL), "%s: dx[%zu] = %.9g, reference %.9g", spec,
+                      i, dx[i], d);
+    }
+    free(x), free(p), free(g), free(dx), free(xd), free(pd), free(labels);
+    dp_stage_destroy(&s);
+    dp_model_free(&m);
+    dp_cpu_device_destroy(&dev);
+}
+
+static const dp_shape image_2x6x5 = { 3, { 2, 6, 5 } };
+
+START_TEST(test_conv_grad)
+{
+    check_model("conv:3:3, flatten, linear:4", image_2x6x5, 4, 2);
+    check_model("conv:3:3:2:1, tanh, flatten, linear:4", image_2x6x5, 4, 3);
+    check_model("conv:2:1, conv:2:2:2, flatten, linear:3", image_2x6x5, 3, 2);
+}
+END_TEST
+
+START_TEST(test_pool_grad)
+{
+    check_model("maxpool:2, flatten, linear:3", image_2x6x5, 3, 2);
+    check_model("maxpool:3:1, flatten, linear:3", image_2x6x5, 3, 2); /* overlapping windows */
+    check_model("avgpool:2, flatten, linear:3", image_2x6x5, 3, 2);
+    check_model("avgpool:2:1, flatten, linear:3", image_2x6x5, 3, 2);
+    check_model("conv:3:3:1:1, avgpool, flatten, linear:3", image_2x6x5, 3, 2); /* global */
+}
+END_TEST
+
+START_TEST(test_res_grad)
+{
+    /* identity shortcut; a strided projection; vectors with a linear projection */
+    check_model("res(conv:2:3:1:1, tanh, conv:2:3:1:1), flatten, linear:3", image_2x6x5, 3, 2);
+    check_model("res(conv:4:3:2:1, tanh, conv:4:3:1:1), tanh, flatten, linear:3", image_2x6x5, 3,
+                2);
+    check_model("res(linear:7, tanh), res(linear:5), linear:3", (dp_shape){ 1, { 5 } }, 3, 3);
+}
+END_TEST
+
+/* The CPU backend's loops against the per-element formulas that the CUDA kernels evaluate. */
+START_TEST(test_cpu_loops_match_formulas)
+{
+    dp_device dev;
+    dp_err err;
+    ck_assert_msg(dp_cpu_device_init(&dev, 0, 1, &err) == 0, "%s", err.msg);
+    dp_conv_geom geoms[] = {
+        { 3, 7, 6, 3, 3, 1, 1, 1, 1, 7, 6 },
+        { 2, 9, 8, 3, 3, 2, 2, 1, 1, 5, 4 },
+        { 1, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2 },
+    };
+    dp_rng r = dp_rng_stream(9, 100, 3);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof *geoms; gi++) {
+        dp_conv_geom g = geoms[gi];
+        int n = 2;
+        size_t nx = (size_t)n * g.c * g.h * g.w, ncol = (size_t)n * g.oh * g.ow * g.c * g.kh * g.kw;
+        float *x = malloc(nx * sizeof *x), *col = malloc(ncol * sizeof *col);
+        float *back = malloc(nx * sizeof *back);
+        ck_assert(x && col && back);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = (float)dp_rng_uniform(&r);
+        dev.be->im2col(&dev, col, x, n, g);
+        for (size_t e = 0; e < ncol; e++)
+            ck_assert_msg(col[e] == dp_im2col_value(x, g, e), "geometry %zu: col[%zu]", gi, e);
+        dev.be->col2im(&dev, back, col, n, g);
+        for (size_t e = 0; e < nx; e++)
+            ck_assert_msg(fabsf(back[e] - dp_col2im_value(col, g, e)) <= 1e-6f,
+                          "geometry %zu: dx[%zu] %g vs %g", gi, e, back[e],
+                          dp_col2im_value(col, g, e));
+        free(x), free(col), free(back);
+    }
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
+START_TEST(test_names_and_shape_errors)
+{
+    dp_model m;
+    dp_err err;
+    ck_assert_msg(dp_model_parse_shape(&m, "conv:8:3:1:1, relu, res(conv:8:3:1:1, relu, "
+                                           "conv:16:3:2:1), maxpool:2, flatten, linear:10",
+                                       (dp_shape){ 3, { 1, 28, 28 } }, 10, &err) == 0,
+                  "%s", err.msg);
+    dp_model_tensor t[16];
+    int n = dp_model_tensors(&m, t);
+    const char *want[] = { "0.weight",      "0.bias",      "2.body.0.weight", "2.body.0.bias",
+                           "2.body.2.weight", "2.body.2.bias", "2.proj.weight", "2.proj.bias",
+                           "5.weight",      "5.bias" };
+    ck_assert_int_eq(n, 10);
+    for (int i = 0; i < n; i++)
+        ck_assert_str_eq(t[i].name, want[i]);
+    ck_assert_int_eq(t[6].info.ndim, 4);
+    ck_assert_int_eq(t[6].info.shape[0], 16); /* proj: 1x1, 8 -> 16 channels */
+    ck_assert_int_eq(t[6].info.shape[1], 8);
+    ck_assert_int_eq(t[6].info.shape[2], 1);
+    ck_assert_int_eq(m.layers[2].out_shape.d[1], 14);
+    ck_assert_int_eq(m.layers[4].in, 16 * 7 * 7);
+    char desc[256];
+    dp_model_describe(&m, desc, sizeof desc);
+    ck_assert_str_eq(desc, "conv:8:3:1:1, relu, res(conv:8:3:1:1, relu, conv:16:3:2:1), "
+                           "maxpool:2, flatten, linear:10");
+    dp_model_free(&m);
+    /* a linear layer takes images flattened */
+    ck_assert_msg(dp_model_parse_shape(&m, "conv:8:3, linear:10", (dp_shape){ 3, { 1, 28, 28 } },
+                                       10, &err) == 0,
+                  "%s", err.msg);
+    ck_assert_int_eq((int)m.n_params, 8 * 9 + 8 + 10 * 8 * 26 * 26 + 10);
+    dp_model_free(&m);
+
+    struct {
+        const char *spec, *needle;
+    } bad[] = {
+        { "flatten, conv:8:3, linear:10", "conv needs images" },
+        { "conv:8:29, flatten, linear:10", "does not fit the 28x28 input" },
+        { "conv:8:3:1:3, flatten, linear:10", "padding 3 is more than half" },
+        { "conv:8:3, flatten", "the last layer gives 5408 outputs but the data has 10" },
+        { "conv:8:3", "ends with images" },
+        { "res(), flatten, linear:10", "res needs at least one layer" },
+        { "res(conv:8:3, flatten), linear:10", "no projection can match" },
+        { "res(conv:8:3:1:1, flatten, linear:10", "not closed" },
+        { "conv(relu), flatten, linear:10", "only res takes a layer list" },
+        { "res(res(res(relu))), flatten, linear:10", "nest at most 2 deep" },
+        { "maxpool:0, flatten, linear:10", "must be at least 1" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err.msg[0] = '\0';
+        ck_assert_msg(dp_model_parse_shape(&m, bad[i].spec, (dp_shape){ 3, { 1, 28, 28 } }, 10,
+                                           &err) < 0,
+                      "\"%s\" was accepted", bad[i].spec);
+        ck_assert_msg(strstr(err.msg, bad[i].needle), "\"%s\": \"%s\" lacks \"%s\"", bad[i].spec,
+                      err.msg, bad[i].needle);
+    }
+}
+END_TEST
+
+Suite *conv_suite(void)
+{
+    Suite *s = suite_create("conv");
+    TCase *tc = tcase_create("conv");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_conv_grad);
+    tcase_add_test(tc, test_pool_grad);
+    tcase_add_test(tc, test_res_grad);
+    tcase_add_test(tc, test_cpu_loops_match_formulas);
+    tcase_add_test(tc, test_names_and_shape_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
