@@ -529,10 +529,6 @@ int dp_config_check(const dp_config *c, dp_err *err)
         return dp_fail(err, "[checkpoint] every = %ld needs a directory: set [checkpoint] dir "
                             "or --checkpoint-dir DIR",
                        c->checkpoint_every);
-    if (c->data.kind == DP_DATA_TEXT)
-        return dp_fail(err, "data.kind = %s is not supported by this version yet; use "
-                            "fashion-mnist, mnist, idx, cifar10 or synthetic",
-                       dp_data_kind_name(c->data.kind));
     return 0;
 }
 

@@ -473,6 +473,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);
         goto done;
     }
+    if (model.targets != train.targets) {
+        char where[128];
+        origin_prefix(where, sizeof where, &cfg, "model", "layers");
+        if (train.targets > 1)
+            fprintf(stderr, "dpmptop: %s[model] layers: text needs a prediction for each of "
+                            "its %d positions, but the model gives %d; start the list with "
+                            "embed:256:WIDTH, as in examples/tiny-gpt.ini\n",
+                    where, train.targets, model.targets);
+        else
+            fprintf(stderr, "dpmptop: %s[model] layers: the model gives %d predictions per "
+                            "sample but %s has one label per sample; end the list with "
+                            "flatten, linear:%d\n",
+                    where, model.targets, train.name, train.classes);
+        goto done;
+    }
     size_t state_floats = model.n_params * dp_optim_state_per_param(&cfg.optim);
     dp_run_identity identity = dp_run_identity_of(cfg.layers, &model, train.name, train.n,
                                                   cfg.data.batch, &cfg.optim, cfg.seed);

@@ -50,6 +50,7 @@ int dp_cifar_parse_batch(const unsigned char *buf, size_t len, const char *what,
     d->height = d->width = SIDE;
     d->features = PIXELS;
     d->classes = 10;
+    d->targets = 1;
     return 0;
 }
 

@@ -140,13 +140,17 @@ int dp_data_load(const dp_data_config *c, uint64_t seed, dp_dataset *train, dp_d
         rc = dp_cifar_load(c->path, train, test, err);
         break;
     }
+    case DP_DATA_TEXT:
+        if (!c->path[0])
+            return dp_fail(err, "data.kind = text needs data.path: a text file (plain or .gz), "
+                                "for example one of /usr/share/games/fortunes from Debian's "
+                                "fortunes package");
+        rc = dp_text_load(c->path, c->context, train, test, err);
+        break;
     case DP_DATA_SYNTHETIC:
+    default:
         rc = dp_synthetic_make(c, seed, train, test, err);
         break;
-    default:
-        return dp_fail(err, "data.kind = %s is not supported by this version yet; use "
-                            "fashion-mnist, mnist, idx, cifar10 or synthetic",
-                       dp_data_kind_name(c->kind));
     }
     if (rc == 0 && c->limit > 0 && c->limit < train->n)
         train->n = c->limit; /* the first `limit` samples, in file order */

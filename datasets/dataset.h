@@ -15,9 +15,10 @@ typedef struct dp_dataset {
     long n;              /* samples */
     int features;        /* floats per sample */
     int classes;
+    int targets;         /* labels per sample: 1, or a text window's next bytes */
     int channels, height, width; /* image shape (0 when the data are not images) */
     float *x;            /* [n, features] */
-    int32_t *y;          /* [n], each in [0, classes) */
+    int32_t *y;          /* [n, targets], each in [0, classes) */
 } dp_dataset;
 
 typedef enum dp_data_kind {
@@ -87,6 +88,13 @@ int dp_cifar_load(const char *dir, dp_dataset *train, dp_dataset *test, dp_err *
 int dp_cifar_parse_batch(const unsigned char *buf, size_t len, const char *what,
                          dp_dataset *d, dp_err *err);
 
+/* ---- text: text.c ---- */
+
+/* Reads a text file (plain or .gz) as bytes into windows of `context` inputs and as many
+ * next-byte targets; the last tenth of the file is the test split. */
+int dp_text_load(const char *path, int context, dp_dataset *train, dp_dataset *test,
+                 dp_err *err);
+
 /* ---- synthetic: synthetic.c ---- */
 
 /* Gaussian inputs labelled by a seeded random teacher network (features -> 32 tanh ->
@@ -119,7 +127,7 @@ int dp_loader_seek(dp_loader *l, long epoch, long position, dp_err *err);
 /* Batches per epoch: ceil(n / batch). */
 long dp_loader_steps_per_epoch(const dp_loader *l);
 /* Hands out the next batch: its samples' indices into idx[rows], their features into
- * x[rows, features] and labels into y[rows] (each skipped when NULL); returns rows. */
+ * x[rows, features] and labels into y[rows, targets] (each skipped when NULL); returns rows. */
 int dp_loader_next(dp_loader *l, float *x, int32_t *y, int32_t *idx);
 
 #endif

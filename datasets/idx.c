@@ -192,6 +192,7 @@ int dp_idx_load_split(const char *images_path, const char *labels_path, const ch
             max_label = d->y[i];
     }
     d->classes = max_label + 1;
+    d->targets = 1;
     rc = 0;
 done:
     dp_idx_free(&img);

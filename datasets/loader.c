@@ -71,8 +71,9 @@ int dp_loader_next(dp_loader *l, float *x, int32_t *y, int32_t *idx)
         memcpy(idx, order, (size_t)rows * sizeof *idx);
     for (int r = 0; x && r < rows; r++)
         memcpy(x + (size_t)r * f, ds->x + (size_t)order[r] * f, f * sizeof *x);
+    size_t t = (size_t)ds->targets;
     for (int r = 0; y && r < rows; r++)
-        y[r] = ds->y[order[r]];
+        memcpy(y + (size_t)r * t, ds->y + (size_t)order[r] * t, t * sizeof *y);
     l->pos += rows;
     if (l->pos == ds->n) {
         l->pos = 0;

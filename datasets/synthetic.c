@@ -71,6 +71,7 @@ static int make_split(dp_dataset *d, const teacher *t, long n, uint64_t seed, in
     d->n = n;
     d->features = t->features;
     d->classes = t->classes;
+    d->targets = 1;
     d->x = malloc((size_t)n * t->features * sizeof *d->x);
     d->y = malloc((size_t)n * sizeof *d->y);
     if (!d->x || !d->y) {

@@ -123,6 +123,35 @@ struct dp_backend {
                           int planes, dp_conv_geom g);
     /* y = a + b over n elements (y may be a or b). */
     void (*add)(dp_device *d, float *y, const float *a, const float *b, size_t n);
+
+    /* Sequences (kernels.h has the formulas). */
+    /* C_i = alpha op(A_i) op(B_i) + beta C_i for i < batch, X_i = X + i * stride_x. */
+    void (*gemm_batched)(dp_device *d, int trans_a, int trans_b, int m, int n, int k,
+                         float alpha, const float *a, int lda, long stride_a, const float *b,
+                         int ldb, long stride_b, float beta, float *c, int ldc, long stride_c,
+                         int batch);
+    /* y[r, i] = x[r, i] + b[i] over rows of n. */
+    void (*add_broadcast)(dp_device *d, float *y, const float *x, const float *b, int rows,
+                          int n);
+    /* nn.LayerNorm over rows of n: stats [rows, 2] keeps each row's mean and 1 / std. The
+     * backward writes dx (unless NULL) and writes, or adds to, dw and db. */
+    void (*layernorm_forward)(dp_device *d, float *y, float *stats, const float *x,
+                              const float *w, const float *b, int rows, int n);
+    void (*layernorm_backward)(dp_device *d, float *dx, float *dw, float *db, const float *dy,
+                               const float *x, const float *stats, const float *w, int rows,
+                               int n, bool accumulate);
+    /* Row-wise softmax(scale * x) over rows of n; with causal > 0, row r sees only values
+     * [0, r % causal] (a query at position r % causal of a sequence). Backward: dx from y, dy. */
+    void (*softmax_forward)(dp_device *d, float *y, const float *x, int rows, int n, float scale,
+                            int causal);
+    void (*softmax_backward)(dp_device *d, float *dx, const float *y, const float *dy, int rows,
+                             int n, float scale);
+    /* y[p] = table[ids[p]] (rows of dim; ids are floats, clamped into [0, vocab)); backward:
+     * dtable (+)= the sums of dy over the positions of each id. */
+    void (*embedding_forward)(dp_device *d, float *y, const float *ids, const float *table,
+                              int positions, int dim, int vocab);
+    void (*embedding_backward)(dp_device *d, float *dtable, const float *ids, const float *dy,
+                               int positions, int dim, int vocab, bool accumulate);
 };
 
 /* Allocates `bytes` on d, accounts it, and on failure fills err naming the device, the bytes

@@ -414,6 +414,103 @@ static void cpu_add(dp_device *d, float *y, const float *a, const float *b, size
     charge_kernel(d, t0);
 }
 
+static void cpu_gemm_batched(dp_device *d, int trans_a, int trans_b, int m, int n, int k,
+                             float alpha, const float *a, int lda, long stride_a, const float *b,
+                             int ldb, long stride_b, float beta, float *c, int ldc, long stride_c,
+                             int batch)
+{
+    for (int i = 0; i < batch; i++)
+        cpu_gemm(d, trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb,
+                 beta, c + i * stride_c, ldc);
+}
+
+static void cpu_add_broadcast(dp_device *d, float *y, const float *x, const float *b, int rows,
+                              int n)
+{
+    double t0 = dp_now_s();
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++)
+            y[(size_t)r * n + i] = x[(size_t)r * n + i] + b[i];
+    charge_kernel(d, t0);
+}
+
+static void cpu_layernorm_forward(dp_device *d, float *y, float *stats, const float *x,
+                                  const float *w, const float *b, int rows, int n)
+{
+    double t0 = dp_now_s();
+    for (int r = 0; r < rows; r++)
+        dp_layernorm_row(y + (size_t)r * n, stats + 2 * r, x + (size_t)r * n, w, b, n);
+    charge_kernel(d, t0);
+}
+
+/* The parameter gradients row by row (in memory order), rather than column by column as
+ * dp_layernorm_param_grad (which the GPU runs, a thread per column). */
+static void cpu_layernorm_backward(dp_device *d, float *dx, float *dw, float *db, const float *dy,
+                                   const float *x, const float *stats, const float *w, int rows,
+                                   int n, bool accumulate)
+{
+    double t0 = dp_now_s();
+    if (!accumulate) {
+        memset(dw, 0, (size_t)n * sizeof *dw);
+        memset(db, 0, (size_t)n * sizeof *db);
+    }
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * n, *g = dy + (size_t)r * n, *st = stats + 2 * r;
+        for (int j = 0; j < n; j++) {
+            dw[j] += g[j] * (xr[j] - st[0]) * st[1];
+            db[j] += g[j];
+        }
+        if (dx)
+            dp_layernorm_dx_row(dx + (size_t)r * n, g, xr, st, w, n);
+    }
+    charge_kernel(d, t0);
+}
+
+static void cpu_softmax_forward(dp_device *d, float *y, const float *x, int rows, int n,
+                                float scale, int causal)
+{
+    double t0 = dp_now_s();
+    for (int r = 0; r < rows; r++)
+        dp_softmax_row(y + (size_t)r * n, x + (size_t)r * n, n, scale,
+                       causal > 0 ? r % causal : n - 1);
+    charge_kernel(d, t0);
+}
+
+static void cpu_softmax_backward(dp_device *d, float *dx, const float *y, const float *dy,
+                                 int rows, int n, float scale)
+{
+    double t0 = dp_now_s();
+    for (int r = 0; r < rows; r++)
+        dp_softmax_grad_row(dx + (size_t)r * n, y + (size_t)r * n, dy + (size_t)r * n, n, scale);
+    charge_kernel(d, t0);
+}
+
+static void cpu_embedding_forward(dp_device *d, float *y, const float *ids, const float *table,
+                                  int positions, int dim, int vocab)
+{
+    double t0 = dp_now_s();
+    for (int p = 0; p < positions; p++)
+        memcpy(y + (size_t)p * dim, table + (size_t)dp_token(ids[p], vocab) * dim,
+               (size_t)dim * sizeof *y);
+    charge_kernel(d, t0);
+}
+
+/* Scattered, position by position, rather than gathered per table entry as the GPU does
+ * (dp_embedding_grad_value): the same sums, in the same order. */
+static void cpu_embedding_backward(dp_device *d, float *dtable, const float *ids, const float *dy,
+                                   int positions, int dim, int vocab, bool accumulate)
+{
+    double t0 = dp_now_s();
+    if (!accumulate)
+        memset(dtable, 0, (size_t)vocab * dim * sizeof *dtable);
+    for (int p = 0; p < positions; p++) {
+        float *row = dtable + (size_t)dp_token(ids[p], vocab) * dim;
+        for (int j = 0; j < dim; j++)
+            row[j] += dy[(size_t)p * dim + j];
+    }
+    charge_kernel(d, t0);
+}
+
 static void cpu_bind(dp_device *d)
 {
 }
@@ -464,6 +561,14 @@ const dp_backend dp_backend_cpu = {
     .pool_forward = cpu_pool_forward,
     .pool_backward = cpu_pool_backward,
     .add = cpu_add,
+    .gemm_batched = cpu_gemm_batched,
+    .add_broadcast = cpu_add_broadcast,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .softmax_forward = cpu_softmax_forward,
+    .softmax_backward = cpu_softmax_backward,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
 };
 
 int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)

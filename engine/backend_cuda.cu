@@ -1002,6 +1002,180 @@ void cuda_add(dp_device *d, float *y, const float *a, const float *b, size_t n)
     CHECK_CUDA(im, cudaGetLastError());
 }
 
+__global__ void add_broadcast_kernel(float *y, const float *x, const float *b, size_t total,
+                                     int n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = x[i] + b[i % n];
+}
+
+/* Row operations: a thread per row (simple, and slow for wide rows; correct first). */
+__global__ void layernorm_forward_kernel(float *y, float *stats, const float *x, const float *w,
+                                         const float *b, int rows, int n)
+{
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x)
+        dp_layernorm_row(y + (size_t)r * n, stats + 2 * r, x + (size_t)r * n, w, b, n);
+}
+
+__global__ void layernorm_dx_kernel(float *dx, const float *dy, const float *x,
+                                    const float *stats, const float *w, int rows, int n)
+{
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x)
+        dp_layernorm_dx_row(dx + (size_t)r * n, dy + (size_t)r * n, x + (size_t)r * n,
+                            stats + 2 * r, w, n);
+}
+
+__global__ void layernorm_param_kernel(float *dw, float *db, const float *dy, const float *x,
+                                       const float *stats, int rows, int n, bool accumulate)
+{
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < n; j += gridDim.x * blockDim.x)
+        dp_layernorm_param_grad(dw, db, dy, x, stats, rows, n, j, accumulate);
+}
+
+__global__ void softmax_forward_kernel(float *y, const float *x, int rows, int n, float scale,
+                                       int causal)
+{
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x)
+        dp_softmax_row(y + (size_t)r * n, x + (size_t)r * n, n, scale,
+                       causal > 0 ? r % causal : n - 1);
+}
+
+__global__ void softmax_backward_kernel(float *dx, const float *y, const float *dy, int rows,
+                                        int n, float scale)
+{
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x)
+        dp_softmax_grad_row(dx + (size_t)r * n, y + (size_t)r * n, dy + (size_t)r * n, n, scale);
+}
+
+__global__ void embedding_forward_kernel(float *y, const float *ids, const float *table,
+                                         size_t total, int dim, int vocab)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = table[(size_t)dp_token(ids[i / dim], vocab) * dim + i % dim];
+}
+
+__global__ void embedding_backward_kernel(float *dtable, const float *ids, const float *dy,
+                                          int positions, int dim, int vocab, bool accumulate)
+{
+    size_t total = (size_t)vocab * dim;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float g = dp_embedding_grad_value(ids, dy, positions, dim, vocab, (int)(i / dim),
+                                          (int)(i % dim));
+        dtable[i] = accumulate ? dtable[i] + g : g;
+    }
+}
+
+void cuda_gemm_batched(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, long stride_a, const float *b, int ldb,
+                       long stride_b, float beta, float *c, int ldc, long stride_c, int batch)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (m == 0 || n == 0 || batch == 0)
+        return;
+    cuda_begin(im);
+    /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, as in sgemm */
+    CHECK_CUBLAS(im, cublasSgemmStridedBatched(
+                         im->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                         trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, stride_b,
+                         a, lda, stride_a, &beta, c, ldc, stride_c, batch));
+}
+
+void cuda_add_broadcast(dp_device *d, float *y, const float *x, const float *b, int rows, int n)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    size_t total = (size_t)rows * n;
+    if (!total)
+        return;
+    cuda_begin(im);
+    add_broadcast_kernel<<<blocks_for(total, T), T, 0, im->stream>>>(y, x, b, total, n);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_layernorm_forward(dp_device *d, float *y, float *stats, const float *x, const float *w,
+                            const float *b, int rows, int n)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (!rows)
+        return;
+    cuda_begin(im);
+    layernorm_forward_kernel<<<blocks_for(rows, T), T, 0, im->stream>>>(y, stats, x, w, b, rows,
+                                                                        n);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_layernorm_backward(dp_device *d, float *dx, float *dw, float *db, const float *dy,
+                             const float *x, const float *stats, const float *w, int rows, int n,
+                             bool accumulate)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    cuda_begin(im);
+    layernorm_param_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(dw, db, dy, x, stats, rows, n,
+                                                                   accumulate);
+    CHECK_CUDA(im, cudaGetLastError());
+    if (dx && rows) {
+        layernorm_dx_kernel<<<blocks_for(rows, T), T, 0, im->stream>>>(dx, dy, x, stats, w, rows,
+                                                                       n);
+        CHECK_CUDA(im, cudaGetLastError());
+    }
+}
+
+void cuda_softmax_forward(dp_device *d, float *y, const float *x, int rows, int n, float scale,
+                          int causal)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (!rows)
+        return;
+    cuda_begin(im);
+    softmax_forward_kernel<<<blocks_for(rows, T), T, 0, im->stream>>>(y, x, rows, n, scale,
+                                                                      causal);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_softmax_backward(dp_device *d, float *dx, const float *y, const float *dy, int rows,
+                           int n, float scale)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (!rows)
+        return;
+    cuda_begin(im);
+    softmax_backward_kernel<<<blocks_for(rows, T), T, 0, im->stream>>>(dx, y, dy, rows, n, scale);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_embedding_forward(dp_device *d, float *y, const float *ids, const float *table,
+                            int positions, int dim, int vocab)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    size_t total = (size_t)positions * dim;
+    if (!total)
+        return;
+    cuda_begin(im);
+    embedding_forward_kernel<<<blocks_for(total, T), T, 0, im->stream>>>(y, ids, table, total,
+                                                                         dim, vocab);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_embedding_backward(dp_device *d, float *dtable, const float *ids, const float *dy,
+                             int positions, int dim, int vocab, bool accumulate)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    cuda_begin(im);
+    embedding_backward_kernel<<<blocks_for((size_t)vocab * dim, T), T, 0, im->stream>>>(
+        dtable, ids, dy, positions, dim, vocab, accumulate);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
 } // namespace
 
 extern "C" {
@@ -1043,6 +1217,14 @@ const dp_backend dp_backend_cuda = {
     cuda_pool_forward,
     cuda_pool_backward,
     cuda_add,
+    cuda_gemm_batched,
+    cuda_add_broadcast,
+    cuda_layernorm_forward,
+    cuda_layernorm_backward,
+    cuda_softmax_forward,
+    cuda_softmax_backward,
+    cuda_embedding_forward,
+    cuda_embedding_backward,
 };
 
 void dp_cuda_set_profiling(dp_device *d, bool on)

@@ -207,4 +207,106 @@ DP_HD float dp_pool_grad(const float *dy, const int32_t *arg, dp_conv_geom g, bo
     return max ? sum : sum / (float)(g.kh * g.kw);
 }
 
+/* ---- sequences: layer norm, attention's softmax, embeddings ---- */
+
+#define DP_LN_EPS 1e-5f /* nn.LayerNorm's default eps */
+
+/* One row of torch.nn.LayerNorm over n values: y = (x - mean) / sqrt(var + eps) * w + b with
+ * the biased variance; stats = {mean, 1 / sqrt(var + eps)} for the backward. */
+DP_HD void dp_layernorm_row(float *y, float *stats, const float *x, const float *w,
+                            const float *b, int n)
+{
+    float mean = 0.0f, var = 0.0f;
+    for (int i = 0; i < n; i++)
+        mean += x[i];
+    mean /= (float)n;
+    for (int i = 0; i < n; i++)
+        var += (x[i] - mean) * (x[i] - mean);
+    float rstd = 1.0f / sqrtf(var / (float)n + DP_LN_EPS);
+    for (int i = 0; i < n; i++)
+        y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+    stats[0] = mean;
+    stats[1] = rstd;
+}
+
+/* dx of one row: with g = dy w and xhat = (x - mean) rstd,
+ * dx = rstd (g - mean(g) - xhat mean(g xhat)). */
+DP_HD void dp_layernorm_dx_row(float *dx, const float *dy, const float *x, const float *stats,
+                               const float *w, int n)
+{
+    float mean_g = 0.0f, mean_gx = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float g = dy[i] * w[i], xhat = (x[i] - stats[0]) * stats[1];
+        mean_g += g;
+        mean_gx += g * xhat;
+    }
+    mean_g /= (float)n;
+    mean_gx /= (float)n;
+    for (int i = 0; i < n; i++) {
+        float xhat = (x[i] - stats[0]) * stats[1];
+        dx[i] = stats[1] * (dy[i] * w[i] - mean_g - xhat * mean_gx);
+    }
+}
+
+/* Column j of the weight and bias gradients over rows of width n: dw = sum dy xhat,
+ * db = sum dy (added to, when accumulate). */
+DP_HD void dp_layernorm_param_grad(float *dw, float *db, const float *dy, const float *x,
+                                   const float *stats, int rows, int n, int j, bool accumulate)
+{
+    float sw = 0.0f, sb = 0.0f;
+    for (int r = 0; r < rows; r++) {
+        float g = dy[(size_t)r * n + j];
+        sw += g * (x[(size_t)r * n + j] - stats[2 * r]) * stats[2 * r + 1];
+        sb += g;
+    }
+    dw[j] = accumulate ? dw[j] + sw : sw;
+    db[j] = accumulate ? db[j] + sb : sb;
+}
+
+/* One row of softmax(scale * x) over n values; with `causal`, values past position `limit`
+ * (the row's query position) are masked out (their probability is 0). */
+DP_HD void dp_softmax_row(float *y, const float *x, int n, float scale, int limit)
+{
+    float top = -3.0e38f, sum = 0.0f;
+    for (int i = 0; i <= limit; i++)
+        top = scale * x[i] > top ? scale * x[i] : top;
+    for (int i = 0; i < n; i++) {
+        float e = i <= limit ? dp_expf(scale * x[i] - top) : 0.0f;
+        y[i] = e;
+        sum += e;
+    }
+    for (int i = 0; i <= limit; i++)
+        y[i] /= sum;
+}
+
+/* dx of one softmax row from its output y: dx = scale y (dy - sum(y dy)). */
+DP_HD void dp_softmax_grad_row(float *dx, const float *y, const float *dy, int n, float scale)
+{
+    float dot = 0.0f;
+    for (int i = 0; i < n; i++)
+        dot += y[i] * dy[i];
+    for (int i = 0; i < n; i++)
+        dx[i] = scale * y[i] * (dy[i] - dot);
+}
+
+/* A token id held as a float, as a row of a table of vocab rows (clamped, so that no input
+ * reads outside the table; the model checks that the data's ids fit). */
+DP_HD int dp_token(float id, int vocab)
+{
+    int v = id >= 0.0f ? (int)id : 0; /* NaN too */
+    return v < vocab ? v : vocab - 1;
+}
+
+/* Element (v, j) of an embedding table's gradient over `positions` looked-up ids (stored as
+ * floats): the sum of dy over the positions whose id is v. */
+DP_HD float dp_embedding_grad_value(const float *ids, const float *dy, int positions, int dim,
+                                    int vocab, int v, int j)
+{
+    float sum = 0.0f;
+    for (int p = 0; p < positions; p++)
+        if (dp_token(ids[p], vocab) == v)
+            sum += dy[(size_t)p * dim + j];
+    return sum;
+}
+
 #endif

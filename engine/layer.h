@@ -106,9 +106,16 @@ struct dp_layer_ops {
 
 extern const dp_layer_ops dp_layer_linear, dp_layer_relu, dp_layer_gelu, dp_layer_tanh;
 extern const dp_layer_ops dp_layer_conv, dp_layer_maxpool, dp_layer_avgpool, dp_layer_flatten;
-extern const dp_layer_ops dp_layer_res;
+extern const dp_layer_ops dp_layer_embed, dp_layer_pos, dp_layer_ln, dp_layer_attn;
+extern const dp_layer_ops dp_layer_res, dp_layer_block;
 
 /* The layer kinds [model] layers understands, NULL-terminated. */
 extern const dp_layer_ops *const dp_layer_kinds[];
+
+/* Parses a layer list (model.c) on inputs of shape `in` into a new array of *n layers whose
+ * parameters take *n_params; depth counts the blocks around it. A block uses it for its
+ * children. */
+int dp_layer_list_parse(const char *spec, dp_shape in, int depth, dp_layer **out, int *n,
+                        size_t *n_params, dp_err *err);
 
 #endif

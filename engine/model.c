@@ -68,8 +68,6 @@ static int parse_args(dp_layer *l, const char *text, const char *p, dp_err *err)
     return 0;
 }
 
-static int parse_list(const char *spec, dp_shape in, int depth, dp_layer **out, int *n,
-                      size_t *n_params, dp_err *err);
 
 /* Gives a block's children indices of their own (for their initialisation streams): child k of
  * layer i is 256 (i + 1) + k, and so on down. */
@@ -111,7 +109,7 @@ static int parse_layer(dp_layer *l, const char *text, int depth, dp_err *err)
         if (!inner)
             return dp_fail(err, "out of memory parsing the layer list");
         size_t n_params = 0;
-        int rc = parse_list(inner, l->in_shape, depth + 1, &l->children, &l->n_children,
+        int rc = dp_layer_list_parse(inner, l->in_shape, depth + 1, &l->children, &l->n_children,
                             &n_params, err);
         free(inner);
         if (rc < 0)
@@ -119,6 +117,8 @@ static int parse_layer(dp_layer *l, const char *text, int depth, dp_err *err)
         l->nargs = 0;
     } else if (parse_args(l, text, p, err) < 0) {
         return -1;
+    } else if (l->ops == &dp_layer_block && depth > 0) {
+        return dp_fail(err, "block goes in the model's own list, not inside res(...)");
     }
     l->in = dp_shape_count(l->in_shape);
     if (l->ops->infer(l, err) < 0)
@@ -138,7 +138,7 @@ static void free_layers(dp_layer *layers, int n)
 }
 
 /* Parses a comma-separated list of layers on inputs of shape `in` into a new array. */
-static int parse_list(const char *spec, dp_shape in, int depth, dp_layer **out, int *n,
+int dp_layer_list_parse(const char *spec, dp_shape in, int depth, dp_layer **out, int *n,
                       size_t *n_params, dp_err *err)
 {
     int capacity = 1;
@@ -212,7 +212,7 @@ int dp_model_parse_shape(dp_model *m, const char *spec, dp_shape in, int classes
     m->in_shape = in;
     m->in_features = dp_shape_count(in);
     m->classes = classes;
-    if (parse_list(spec, in, 0, &m->layers, &m->n_layers, &m->n_params, err) < 0)
+    if (dp_layer_list_parse(spec, in, 0, &m->layers, &m->n_layers, &m->n_params, err) < 0)
         return -1;
     if (m->n_layers == 0) {
         dp_fail(err, "the layer list is empty; write for example: linear:256, relu, linear:%d",

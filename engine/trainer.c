@@ -175,8 +175,9 @@ static void release_batch(dp_trainer *t, struct batch *b)
 static int make_resident(dp_trainer *t, dp_err *err)
 {
     const dp_dataset *tr = t->train, *te = t->test;
-    size_t train_bytes = (size_t)tr->n * ((size_t)tr->features * sizeof(float) + sizeof(int32_t));
-    size_t test_bytes = (size_t)te->n * ((size_t)te->features * sizeof(float) + sizeof(int32_t));
+    size_t ty = (size_t)tr->targets * sizeof(int32_t);
+    size_t train_bytes = (size_t)tr->n * ((size_t)tr->features * sizeof(float) + ty);
+    size_t test_bytes = (size_t)te->n * ((size_t)te->features * sizeof(float) + ty);
     if (!t->cfg.data_on_device || t->n_devices < 1)
         return 0;
     for (int i = 0; i < t->n_devices; i++)
@@ -191,15 +192,15 @@ static int make_resident(dp_trainer *t, dp_err *err)
         size_t fx = (size_t)tr->features * sizeof(float);
         d->be->bind(d);
         if (!(r->train_x = dp_device_alloc(d, (size_t)tr->n * fx, "the training set", err)) ||
-            !(r->train_y = dp_device_alloc(d, (size_t)tr->n * 4, "the training labels", err)) ||
+            !(r->train_y = dp_device_alloc(d, (size_t)tr->n * ty, "the training labels", err)) ||
             !(r->test_x = dp_device_alloc(d, (size_t)te->n * fx, "the test set", err)) ||
-            !(r->test_y = dp_device_alloc(d, (size_t)te->n * 4, "the test labels", err)) ||
+            !(r->test_y = dp_device_alloc(d, (size_t)te->n * ty, "the test labels", err)) ||
             !(r->idx = dp_device_alloc(d, (size_t)t->cfg.batch * 4, "batch indices", err)))
             return -1;
         d->be->upload(d, r->train_x, tr->x, (size_t)tr->n * fx);
-        d->be->upload(d, r->train_y, tr->y, (size_t)tr->n * 4);
+        d->be->upload(d, r->train_y, tr->y, (size_t)tr->n * ty);
         d->be->upload(d, r->test_x, te->x, (size_t)te->n * fx);
-        d->be->upload(d, r->test_y, te->y, (size_t)te->n * 4);
+        d->be->upload(d, r->test_y, te->y, (size_t)te->n * ty);
     }
     return 0;
 }
@@ -210,10 +211,11 @@ static void free_resident(dp_trainer *t)
         dp_device *d = &t->devices[i];
         dp_resident *r = &t->resident[i];
         size_t fx = (size_t)t->train->features * sizeof(float);
+        size_t ty = (size_t)t->train->targets * sizeof(int32_t);
         dp_device_free(d, r->train_x, (size_t)t->train->n * fx);
-        dp_device_free(d, r->train_y, (size_t)t->train->n * 4);
+        dp_device_free(d, r->train_y, (size_t)t->train->n * ty);
         dp_device_free(d, r->test_x, (size_t)t->test->n * (size_t)t->test->features * 4);
-        dp_device_free(d, r->test_y, (size_t)t->test->n * 4);
+        dp_device_free(d, r->test_y, (size_t)t->test->n * ty);
         dp_device_free(d, r->idx, (size_t)t->cfg.batch * 4);
     }
     free(t->resident);
@@ -307,7 +309,7 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     const dp_backend *host = t->devices[0].be;
     for (int b = 0; b < 2; b++) {
         t->batches[b].x = host->host_alloc((size_t)c->batch * m->in_features * sizeof(float));
-        t->batches[b].y = host->host_alloc((size_t)c->batch * sizeof(int32_t));
+        t->batches[b].y = host->host_alloc((size_t)c->batch * m->targets * sizeof(int32_t));
         t->batches[b].idx = host->host_alloc((size_t)c->batch * sizeof(int32_t));
         batches_ok = batches_ok && t->batches[b].x && t->batches[b].y && t->batches[b].idx;
     }
@@ -483,6 +485,7 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
 
     /* Each replica's loss comes from its last stage; the gradient norm from replica 0. */
     const dp_plan *p = &t->plan;
+    double targets = t->cfg.model->targets;
     double loss_sum = 0.0, sumsq = 0.0, replica_loss[DP_MAX_DEVICES];
     for (int i = 0; i < p->workers; i++) {
         const dp_worker_result *res = dp_team_result(t->team, i);
@@ -491,11 +494,11 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
         sumsq += res->grad_sumsq;
         if (stage == p->stages - 1) {
             int shard = dp_split_rows(rows, p->replicas, replica);
-            replica_loss[replica] = shard ? res->loss_sum / shard : NAN;
+            replica_loss[replica] = shard ? res->loss_sum / shard / targets : NAN;
             loss_sum += res->loss_sum;
         }
     }
-    r->loss = loss_sum / rows;
+    r->loss = loss_sum / rows / targets; /* per target: per byte, for text */
     const dp_optim_config *oc = &t->cfg.optim;
     double clip = 1.0;
     r->grad_norm = sqrt(sumsq);
@@ -532,9 +535,10 @@ void dp_trainer_evaluate(dp_trainer *t, dp_eval_report *r)
         correct += dp_team_result(t->team, i)->correct;
     }
     long n = t->test->n;
+    double positions = (double)n * t->test->targets;
     r->samples = n;
-    r->loss = n ? loss / (double)n : 0.0;
-    r->accuracy = n ? correct / (double)n : 0.0;
+    r->loss = n ? loss / positions : 0.0;
+    r->accuracy = n ? correct / positions : 0.0;
 }
 
 void dp_trainer_get_params(dp_trainer *t, float *host)

@@ -196,11 +196,12 @@ static void load_rows(dp_worker *w, const batch_rows *b, int start, int n, int s
 {
     const dp_backend *be = w->dev->be;
     const dp_resident *res = w->res;
-    size_t in = (size_t)dp_stage_in_width(&w->st), bytes = labels ? sizeof(int32_t) : in * 4;
+    size_t in = (size_t)dp_stage_in_width(&w->st);
+    size_t bytes = labels ? (size_t)w->st.model->targets * sizeof(int32_t) : in * 4;
     void *dst = labels ? (void *)dp_stage_labels(&w->st, slot)
                        : (void *)dp_stage_input(&w->st, slot);
     if (!res) {
-        const void *src = labels ? (const void *)(b->y + start)
+        const void *src = labels ? (const void *)((const char *)b->y + start * bytes)
                                  : (const void *)(b->x + (size_t)start * in);
         upload(w, dst, src, (size_t)n * bytes, b->in_host_batch);
     } else if (b->idx) {
@@ -250,7 +251,7 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
     const float *dy;
     if (is_last_stage(w)) {
         w->op_begin = be->mark(w->dev, false);
-        dy = dp_stage_loss(&w->st, slot, n, 1.0f / (float)rows, true);
+        dy = dp_stage_loss(&w->st, slot, n, 1.0f / ((float)rows * w->st.model->targets), true);
     } else {
         dp_link_recv(w->bwd_in, w->st.dgrad[0], &w->link_time);
         w->op_begin = be->mark(w->dev, false);
@@ -383,7 +384,8 @@ static void run_eval(dp_worker *w, const dp_dataset *d)
     const dp_plan *p = &w->team->plan;
     for (long at = 0; at < d->n; at += batch) {
         int rows = d->n - at < batch ? (int)(d->n - at) : batch;
-        batch_rows b = { d->x + (size_t)at * d->features, d->y + at, NULL, at, false };
+        batch_rows b = { d->x + (size_t)at * d->features, d->y + (size_t)at * d->targets, NULL,
+                         at, false };
         if (w->res)
             b.x = NULL, b.y = NULL;
         reset_stats(w);

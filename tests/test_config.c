@@ -584,7 +584,6 @@ START_TEST(test_config_check)
     ck_assert_int_eq(dp_config_device_list(&c, specs, &err), 3);
     ck_assert(specs[0].cuda && specs[1].cuda && specs[0].ordinal == 0 && specs[2].ordinal == 1);
 #endif
-    check_refuses("data.kind=text", "text");
 }
 END_TEST
 

@@ -571,6 +571,71 @@ START_TEST(test_cifar_malformed)
 }
 END_TEST
 
+/* A text of 1000 bytes with context 8: the training part is the first 900 bytes in windows of
+ * 8 inputs and the 8 next bytes as targets; the test part the last 100; plain and gzip read
+ * alike. */
+START_TEST(test_text_load)
+{
+    const char *dir = unit_tmpdir();
+    unsigned char text[1000];
+    for (int i = 0; i < 1000; i++)
+        text[i] = (unsigned char)(i * 7 % 251);
+    char path[4200];
+    for (int gz = 0; gz < 2; gz++) {
+        snprintf(path, sizeof path, "%s/corpus.txt%s", dir, gz ? ".gz" : "");
+        if (gz)
+            write_gz(path, text, sizeof text);
+        else
+            write_bytes(path, text, sizeof text);
+        dp_data_config c = dp_data_defaults();
+        c.kind = DP_DATA_TEXT;
+        c.context = 8;
+        snprintf(c.path, sizeof c.path, "%s", path);
+        dp_dataset train, test;
+        dp_err err = { "" };
+        ck_assert_msg(dp_data_load(&c, 1, &train, &test, &err) == 0, "%s: %s", path, err.msg);
+        ck_assert_int_eq(train.n, (900 - 1) / 8);
+        ck_assert_int_eq(test.n, (100 - 1) / 8);
+        ck_assert(train.features == 8 && train.targets == 8 && train.classes == 256);
+        ck_assert_int_eq(train.channels, 0);
+        for (long s = 0; s < train.n; s++)
+            for (int t = 0; t < 8; t++) {
+                ck_assert(train.x[s * 8 + t] == (float)text[s * 8 + t]);
+                ck_assert(train.y[s * 8 + t] == text[s * 8 + t + 1]);
+            }
+        ck_assert(test.x[0] == (float)text[900] && test.y[8 * test.n - 1] == text[900 + 8 * test.n]);
+        dp_dataset_free(&train);
+        dp_dataset_free(&test);
+    }
+}
+END_TEST
+
+/* Too short a text for its context, a missing file and no path are refused with a message. */
+START_TEST(test_text_malformed)
+{
+    const char *dir = unit_tmpdir();
+    char path[4200];
+    unsigned char text[300] = { 'a' };
+    snprintf(path, sizeof path, "%s/short.txt", dir);
+    write_bytes(path, text, sizeof text);
+    dp_data_config c = dp_data_defaults();
+    c.kind = DP_DATA_TEXT;
+    c.context = 32;
+    snprintf(c.path, sizeof c.path, "%s", path);
+    dp_dataset train, test;
+    dp_err err = { "" };
+    ck_assert_int_eq(dp_data_load(&c, 1, &train, &test, &err), -1);
+    ck_assert_msg(strstr(err.msg, "300 bytes of text are too few for data.context = 32"), "%s",
+                  err.msg);
+    snprintf(c.path, sizeof c.path, "%s/none.txt", dir);
+    ck_assert_int_eq(dp_data_load(&c, 1, &train, &test, &err), -1);
+    ck_assert_msg(strstr(err.msg, "none.txt: cannot open"), "%s", err.msg);
+    c.path[0] = '\0';
+    ck_assert_int_eq(dp_data_load(&c, 1, &train, &test, &err), -1);
+    ck_assert_msg(strstr(err.msg, "data.kind = text needs data.path"), "%s", err.msg);
+}
+END_TEST
+
 START_TEST(test_data_load_idx_dir)
 {
     const char *dir = unit_tmpdir();
@@ -684,6 +749,7 @@ static void make_indexed(dp_dataset *d, long n)
     d->n = n;
     d->features = 2;
     d->classes = 7;
+    d->targets = 1;
     d->x = malloc((size_t)n * 2 * sizeof *d->x);
     d->y = malloc((size_t)n * sizeof *d->y);
     ck_assert(d->x && d->y);
@@ -953,6 +1019,8 @@ Suite *idx_suite(void)
     tcase_add_test(data, test_data_load_idx_dir);
     tcase_add_test(data, test_cifar_load);
     tcase_add_test(data, test_cifar_malformed);
+    tcase_add_test(data, test_text_load);
+    tcase_add_test(data, test_text_malformed);
     tcase_add_test(data, test_data_load_mnist_classes);
     tcase_add_test(data, test_data_load_missing_dir);
     suite_add_tcase(s, data);

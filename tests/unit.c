@@ -41,7 +41,7 @@ int main(void)
     }
 
     SRunner *sr = srunner_create(layers_suite());
-    srunner_add_suite(sr, conv_suite());
+    srunner_add_suite(sr, blocks_suite());
     srunner_add_suite(sr, loss_suite());
     srunner_add_suite(sr, optim_suite());
     srunner_add_suite(sr, idx_suite());

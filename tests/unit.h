@@ -5,7 +5,7 @@
 #include <check.h>
 
 Suite *layers_suite(void);      /* test_layers.c: backward vs central finite differences */
-Suite *conv_suite(void);        /* test_conv.c: image layers and residual blocks vs a reference */
+Suite *blocks_suite(void);      /* test_blocks.c: image and sequence layers, blocks vs a reference */
 Suite *loss_suite(void);        /* test_loss.c: softmax cross-entropy vs hand-computed values */
 Suite *optim_suite(void);       /* test_optim.c: SGD, AdamW, schedule, clipping */
 Suite *idx_suite(void);         /* test_idx.c: the IDX reader on good and bad files */

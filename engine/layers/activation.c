@@ -59,6 +59,7 @@ const dp_layer_ops dp_layer_gelu =
 const dp_layer_ops dp_layer_tanh = ACTIVATION_OPS("tanh", "nn.Tanh");
 
 const dp_layer_ops *const dp_layer_kinds[] = {
-    &dp_layer_linear, &dp_layer_conv, &dp_layer_maxpool, &dp_layer_avgpool, &dp_layer_flatten,
-    &dp_layer_relu,   &dp_layer_gelu, &dp_layer_tanh,    &dp_layer_res,     NULL,
+    &dp_layer_linear, &dp_layer_conv,  &dp_layer_maxpool, &dp_layer_avgpool, &dp_layer_flatten,
+    &dp_layer_relu,   &dp_layer_gelu,  &dp_layer_tanh,    &dp_layer_embed,   &dp_layer_pos,
+    &dp_layer_ln,     &dp_layer_attn,  &dp_layer_res,     &dp_layer_block,   NULL,
 };

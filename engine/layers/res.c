@@ -1,13 +1,20 @@
-/* res.c -- res(...): a residual block, y = body(x) + shortcut(x), as one element of the model.
+/* res.c -- blocks: layers with children, each one element of the model, so that a pipeline
+ * stage never cuts through one.
  *
- * The body is a layer list; the shortcut is the identity when the body keeps the shape, or else
- * a projection: a 1x1 convolution with the stride that matches the body's output size (images),
- * or a linear layer (vectors). In PyTorch terms the block is a module with `body` (an
- * nn.Sequential) and `proj`, so its tensors are "body.0.weight", ..., "proj.weight".
+ * res(...) is a residual block, y = body(x) + shortcut(x). The body is a layer list; the
+ * shortcut is the identity when the body keeps the shape, or else a projection: a 1x1
+ * convolution with the stride that matches the body's output size (images), or a linear layer
+ * (vectors). In PyTorch terms it is a module with `body` (an nn.Sequential) and `proj`, so its
+ * tensors are "body.0.weight", ..., "proj.weight".
  *
- * The block keeps each body layer's output and saved values in its own saved memory (per
- * micro-batch, so pipelines hold several); its scratch holds two gradient buffers for the
- * body's backward, the projection's output and the children's own scratch. */
+ * block:HEADS is a pre-LayerNorm GPT block, two residual blocks in a row:
+ * res(ln, attn:HEADS), res(ln, linear:4D, gelu, linear:D), named as nanoGPT's Block: ln_1,
+ * attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj.
+ *
+ * A block keeps each child's output (but a block:H's last, which is its own output) and saved
+ * values in its own saved memory (per micro-batch, so pipelines hold several); its scratch
+ * holds two gradient buffers for the children's backward, the projection's output and the
+ * children's own scratch. */
 #include <stdio.h>
 #include <string.h>
 
@@ -108,7 +115,8 @@ static int res_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSOR
         int got = c->ops->tensors(c, t);
         for (int j = 0; j < got && n < DP_MAX_LAYER_TENSORS; j++, n++) {
             out[n] = t[j];
-            snprintf(out[n].suffix, sizeof out[n].suffix, "%s.%s", c->name, t[j].suffix);
+            if (c->name[0])
+                snprintf(out[n].suffix, sizeof out[n].suffix, "%s.%s", c->name, t[j].suffix);
             out[n].offset += c->param_offset;
         }
     }
@@ -149,13 +157,14 @@ typedef struct res_memory {
     dp_pass child; /* the pass the children run with */
 } res_memory;
 
-static int res_memory_of(const dp_layer *l, const dp_pass *p, res_memory *m)
+static int res_memory_of(const dp_layer *l, const dp_pass *p, float *y, res_memory *m)
 {
     float *at = p->saved;
     int body = body_count(l);
     for (int k = 0; k < body; k++) {
-        m->out[k] = at;
-        at += (size_t)p->rows * l->children[k].out;
+        bool own_output = l->ops == &dp_layer_block && k == body - 1;
+        m->out[k] = own_output ? y : at;
+        at += own_output ? 0 : (size_t)p->rows * l->children[k].out;
         m->saved[k] = at;
         at += (size_t)p->rows * l->children[k].saved;
     }
@@ -175,7 +184,7 @@ static void res_forward(const dp_layer *l, const dp_pass *p, const float *params
 {
     const dp_backend *be = p->dev->be;
     res_memory m;
-    int body = res_memory_of(l, p, &m);
+    int body = res_memory_of(l, p, y, &m);
     const float *cur = x;
     for (int k = 0; k < body; k++) {
         const dp_layer *c = &l->children[k];
@@ -183,6 +192,8 @@ static void res_forward(const dp_layer *l, const dp_pass *p, const float *params
         c->ops->forward(c, &m.child, params + c->param_offset, cur, m.out[k]);
         cur = m.out[k];
     }
+    if (l->ops == &dp_layer_block)
+        return;
     const float *shortcut = x;
     if (l->shortcut >= 0) {
         const dp_layer *c = &l->children[l->shortcut];
@@ -199,7 +210,7 @@ static void res_backward(const dp_layer *l, const dp_pass *p, const float *param
 {
     const dp_backend *be = p->dev->be;
     res_memory m;
-    int body = res_memory_of(l, p, &m);
+    int body = res_memory_of(l, p, (float *)y, &m);
     const float *g = dy;
     for (int k = body - 1; k >= 0; k--) {
         const dp_layer *c = &l->children[k];
@@ -209,6 +220,8 @@ static void res_backward(const dp_layer *l, const dp_pass *p, const float *param
                          k > 0 ? m.out[k - 1] : x, m.out[k], g, gx);
         g = gx;
     }
+    if (l->ops == &dp_layer_block)
+        return;
     size_t n = (size_t)p->rows * l->in;
     if (l->shortcut >= 0) {
         const dp_layer *c = &l->children[l->shortcut];
@@ -238,6 +251,52 @@ const dp_layer_ops dp_layer_res = {
     .min_args = 0,
     .max_args = 0,
     .infer = res_infer,
+    .tensors = res_tensors,
+    .init = res_init,
+    .forward = res_forward,
+    .backward = res_backward,
+    .flops = res_flops,
+    .scratch = res_scratch,
+};
+
+/* ---- block:HEADS ---- */
+
+static int block_infer(dp_layer *l, dp_err *err)
+{
+    if (l->in_shape.ndim != 2)
+        return dp_fail(err, "block needs sequences [positions, width] as input (after embed)");
+    int d = l->in_shape.d[1];
+    char spec[128];
+    snprintf(spec, sizeof spec, "res(ln, attn:%d), res(ln, linear:%d, gelu, linear:%d)",
+             l->args[0], 4 * d, d);
+    size_t n_params;
+    if (dp_layer_list_parse(spec, l->in_shape, 1, &l->children, &l->n_children, &n_params,
+                            err) < 0)
+        return -1;
+    static const char *const names[2][4] = { { "ln_1", "attn" },
+                                             { "ln_2", "mlp.c_fc", "mlp.gelu", "mlp.c_proj" } };
+    l->param_count = n_params;
+    l->saved = 0;
+    l->shortcut = -1;
+    for (int k = 0; k < 2; k++) {
+        dp_layer *r = &l->children[k];
+        r->name[0] = '\0';
+        for (int j = 0; j < r->n_children; j++)
+            snprintf(r->children[j].name, sizeof r->children[j].name, "%s", names[k][j]);
+        l->saved += r->saved + (k == 0 ? (size_t)r->out : 0);
+    }
+    l->out_shape = l->in_shape;
+    return 0;
+}
+
+const dp_layer_ops dp_layer_block = {
+    .name = "block",
+    .usage = "block:HEADS",
+    .help = "a GPT block (pre-LayerNorm): x + attn:HEADS(ln(x)), then x + MLP(ln(x)) with a "
+            "4x wider GELU layer",
+    .min_args = 1,
+    .max_args = 1,
+    .infer = block_infer,
     .tensors = res_tensors,
     .init = res_init,
     .forward = res_forward,

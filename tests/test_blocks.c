@@ -1,12 +1,14 @@
-/* test_conv.c -- image layers (conv, maxpool, avgpool, flatten) and residual blocks against a
- * double-precision reference written here with plain loops, on a CPU device.
+/* test_blocks.c -- image layers (conv, maxpool, avgpool, flatten), sequence layers (embed, pos,
+ * ln, attn) and blocks (res, block) against a double-precision reference written here with
+ * plain loops (attention as the textbook's sum over earlier positions), on a CPU device.
  *
  * Each case is a small model ending in a linear layer and the softmax cross-entropy: the
  * engine's mean loss must match the reference's, and its gradients of every parameter and of
  * every input value must match central finite differences of the reference (step 1e-5, in
  * double). Inputs and parameters are drawn so that no ReLU input or max-pool tie sits within
- * the step of a kink. Also: the CPU backend's patch and pooling loops against the per-element
- * formulas of kernels.h that the CUDA kernels run, tensor names, and shape errors. */
+ * the step of a kink. Also: causal masking (a later token never changes an earlier output), the
+ * CPU backend's loops against the per-element formulas of kernels.h that the CUDA kernels run,
+ * tensor names, and shape errors. */
 #include "tests/unit.h"
 
 #include <math.h>
@@ -107,6 +109,67 @@ static void ref_res(const dp_layer *l, int rows, const double *params, const dou
     free(shortcut);
 }
 
+static void ref_ln(int rows, int d, const double *w, const double *x, double *y)
+{
+    for (int r = 0; r < rows; r++) {
+        const double *xr = x + (size_t)r * d;
+        double mean = 0.0, var = 0.0;
+        for (int i = 0; i < d; i++)
+            mean += xr[i] / d;
+        for (int i = 0; i < d; i++)
+            var += (xr[i] - mean) * (xr[i] - mean) / d;
+        for (int i = 0; i < d; i++)
+            y[(size_t)r * d + i] = (xr[i] - mean) / sqrt(var + 1e-5) * w[i] + w[d + i];
+    }
+}
+
+/* Each position t attends to positions 0..t: softmax(q_t . k_j / sqrt(hd)) over j, summing v_j. */
+static void ref_attn(const dp_layer *l, int rows, const double *w, const double *x, double *y)
+{
+    int t = l->in_shape.d[0], d = l->in_shape.d[1], h = l->args[0], hd = d / h;
+    const double *wa = w, *ba = wa + 3 * d * d, *wp = ba + 3 * d, *bp = wp + d * d;
+    double *qkv = malloc((size_t)t * 3 * d * sizeof *qkv), *o = malloc((size_t)t * d * sizeof *o);
+    ck_assert(qkv && o);
+    for (int n = 0; n < rows; n++) {
+        const double *xn = x + (size_t)n * t * d;
+        for (int i = 0; i < t; i++)
+            for (int c = 0; c < 3 * d; c++) {
+                double s = ba[c];
+                for (int e = 0; e < d; e++)
+                    s += xn[i * d + e] * wa[c * d + e];
+                qkv[i * 3 * d + c] = s;
+            }
+        for (int hh = 0; hh < h; hh++)
+            for (int i = 0; i < t; i++) {
+                double score[64], top = -INFINITY, sum = 0.0;
+                for (int j = 0; j <= i; j++) {
+                    score[j] = 0.0;
+                    for (int e = 0; e < hd; e++)
+                        score[j] += qkv[i * 3 * d + hh * hd + e] * qkv[j * 3 * d + d + hh * hd + e];
+                    score[j] /= sqrt((double)hd);
+                    top = score[j] > top ? score[j] : top;
+                }
+                for (int j = 0; j <= i; j++)
+                    sum += exp(score[j] - top);
+                for (int e = 0; e < hd; e++) {
+                    double s = 0.0;
+                    for (int j = 0; j <= i; j++)
+                        s += exp(score[j] - top) / sum * qkv[j * 3 * d + 2 * d + hh * hd + e];
+                    o[i * d + hh * hd + e] = s;
+                }
+            }
+        for (int i = 0; i < t; i++)
+            for (int c = 0; c < d; c++) {
+                double s = bp[c];
+                for (int e = 0; e < d; e++)
+                    s += o[i * d + e] * wp[c * d + e];
+                y[((size_t)n * t + i) * d + c] = s;
+            }
+    }
+    free(qkv);
+    free(o);
+}
+
 /* y = layer(x); params is the start of the parameters the layer's param_offset counts from. */
 static void ref_layer(const dp_layer *l, int rows, const double *params, const double *x,
                       double *y)
@@ -121,6 +184,22 @@ static void ref_layer(const dp_layer *l, int rows, const double *params, const d
         ref_linear(l, rows, w, x, y);
     else if (l->ops == &dp_layer_res)
         ref_res(l, rows, w, x, y);
+    else if (l->ops == &dp_layer_block)
+        ref_list(l->children, l->n_children, rows, w, x, y);
+    else if (l->ops == &dp_layer_attn)
+        ref_attn(l, rows, w, x, y);
+    else if (l->ops == &dp_layer_ln)
+        ref_ln((int)(n / l->in_shape.d[l->in_shape.ndim - 1]), l->in_shape.d[l->in_shape.ndim - 1],
+               w, x, y);
+    else if (l->ops == &dp_layer_embed)
+        for (size_t i = 0; i < n; i++)
+            memcpy(y + i * l->args[1], w + (size_t)x[i] * l->args[1], l->args[1] * sizeof *y);
+    else if (l->ops == &dp_layer_pos)
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] + w[i % l->in];
+    else if (l->ops == &dp_layer_gelu)
+        for (size_t i = 0; i < n; i++)
+            y[i] = 0.5 * x[i] * (1.0 + tanh(sqrt(2.0 / M_PI) * (x[i] + 0.044715 * pow(x[i], 3))));
     else if (l->ops == &dp_layer_flatten)
         memcpy(y, x, n * sizeof *x);
     else if (l->ops == &dp_layer_relu)
@@ -186,8 +265,8 @@ static double fd(const dp_model *m, int rows, double *params, double *x, const i
 
 /* Builds spec on inputs of shape `in`, runs one forward and backward of `rows` samples through
  * a stage holding every layer, and checks the loss, every parameter's gradient and every input
- * value's gradient. */
-static void check_model(const char *spec, dp_shape in, int classes, int rows)
+ * value's gradient. With vocab > 0 the inputs are ids below vocab, whose gradient is 0. */
+static void check_model_of(const char *spec, dp_shape in, int classes, int rows, int vocab)
 {
     dp_device dev;
     dp_err err;
@@ -212,7 +291,8 @@ static void check_model(const char *spec, dp_shape in, int classes, int rows)
         pd[i] = p[i];
     dp_stage_upload_params(&s, p);
     for (size_t i = 0; i < nx; i++) /* distinct values, so that max-pooling has no ties */
-        xd[i] = x[i] = (float)(2.0 * dp_rng_uniform(&r) - 1.0);
+        xd[i] = x[i] = vocab ? (float)(int)(dp_rng_uniform(&r) * vocab)
+                             : (float)(2.0 * dp_rng_uniform(&r) - 1.0);
     for (int i = 0; i < positions; i++)
         labels[i] = (int32_t)(dp_rng_uniform(&r) * classes);
 
@@ -236,7 +316,7 @@ static void check_model(const char *spec, dp_shape in, int classes, int rows)
                       spec, i, g[i], d);
     }
     for (size_t i = 0; i < nx; i++) {
-        double d = fd(&m, rows, pd, xd, labels, &xd[i]);
+        double d = vocab ? 0.0 : fd(&m, rows, pd, xd, labels, &xd[i]);
         ck_assert_msg(close_to(dx[i], d, GRAD_TOL), "%s: dx[%zu] = %.9g, reference %.9g", spec,
                       i, dx[i], d);
     }
@@ -246,7 +326,13 @@ static void check_model(const char *spec, dp_shape in, int classes, int rows)
     dp_cpu_device_destroy(&dev);
 }
 
+static void check_model(const char *spec, dp_shape in, int classes, int rows)
+{
+    check_model_of(spec, in, classes, rows, 0);
+}
+
 static const dp_shape image_2x6x5 = { 3, { 2, 6, 5 } };
+static const dp_shape tokens_5 = { 1, { 5 } };
 
 START_TEST(test_conv_grad)
 {
@@ -273,6 +359,63 @@ START_TEST(test_res_grad)
     check_model("res(conv:4:3:2:1, tanh, conv:4:3:1:1), tanh, flatten, linear:3", image_2x6x5, 3,
                 2);
     check_model("res(linear:7, tanh), res(linear:5), linear:3", (dp_shape){ 1, { 5 } }, 3, 3);
+}
+END_TEST
+
+START_TEST(test_sequence_grad)
+{
+    check_model_of("embed:7:6, linear:4", tokens_5, 4, 2, 7);
+    check_model_of("embed:7:6, pos, ln, linear:4", tokens_5, 4, 2, 7);
+    check_model_of("embed:7:6, attn:2, linear:4", tokens_5, 4, 2, 7);
+    check_model_of("embed:7:6, attn:3, gelu, attn:1, linear:4", tokens_5, 4, 3, 7);
+    /* sequences as inputs (inputs' gradients checked too): ln and attention on [5, 3] */
+    check_model("linear:6, ln, attn:2, linear:4", (dp_shape){ 2, { 5, 3 } }, 4, 2);
+}
+END_TEST
+
+START_TEST(test_block_grad)
+{
+    check_model_of("embed:7:6, pos, block:2, block:3, ln, linear:5", tokens_5, 5, 2, 7);
+}
+END_TEST
+
+/* Changing the token at position 3 leaves the outputs at positions 0..2 exactly as they were,
+ * and changes those at 3 and after: attention looks only backwards. */
+START_TEST(test_causal)
+{
+    dp_device dev;
+    dp_err err;
+    ck_assert_msg(dp_cpu_device_init(&dev, 0, 1, &err) == 0, "%s", err.msg);
+    dp_model m;
+    enum { T = 6, C = 5 };
+    ck_assert_msg(dp_model_parse_shape(&m, "embed:9:8, pos, block:2, block:4, ln, linear:5",
+                                       (dp_shape){ 1, { T } }, C, &err) == 0,
+                  "%s", err.msg);
+    dp_optim_config oc = dp_optim_defaults();
+    dp_stage s;
+    ck_assert_msg(dp_stage_create(&s, &m, &dev, 0, m.n_layers, 1, 1, &oc, &err) == 0, "%s",
+                  err.msg);
+    float *p = malloc(m.n_params * sizeof *p);
+    ck_assert(p);
+    dp_model_init_params(&m, p, 11);
+    dp_stage_upload_params(&s, p);
+    float ids[T] = { 1, 4, 2, 8, 0, 3 }, before[T * C], after[T * C];
+    memcpy(dp_stage_input(&s, 0), ids, sizeof ids);
+    dp_stage_forward(&s, 0, 1);
+    memcpy(before, dp_stage_output(&s, 0), sizeof before);
+    ids[3] = 5;
+    memcpy(dp_stage_input(&s, 0), ids, sizeof ids);
+    dp_stage_forward(&s, 0, 1);
+    memcpy(after, dp_stage_output(&s, 0), sizeof after);
+    ck_assert_msg(!memcmp(before, after, 3 * C * sizeof *before),
+                  "an earlier position's output changed with a later token");
+    for (int t = 3; t < T; t++)
+        ck_assert_msg(memcmp(before + t * C, after + t * C, C * sizeof *before),
+                      "position %d did not change with the token at 3", t);
+    free(p);
+    dp_stage_destroy(&s);
+    dp_model_free(&m);
+    dp_cpu_device_destroy(&dev);
 }
 END_TEST
 
@@ -307,6 +450,30 @@ START_TEST(test_cpu_loops_match_formulas)
                           dp_col2im_value(col, g, e));
         free(x), free(col), free(back);
     }
+    /* layer norm's parameter gradients (the GPU: a column per thread) and an embedding's
+     * gradient (the GPU: gathered per table entry) */
+    enum { ROWS = 7, N = 5, VOCAB = 4 };
+    float x[ROWS * N], dy[ROWS * N], y[ROWS * N], stats[2 * ROWS], w[N], b[N];
+    float dw[N], db[N], dx[ROWS * N], ids[ROWS], table[VOCAB * N];
+    for (int i = 0; i < ROWS * N; i++)
+        x[i] = (float)dp_rng_uniform(&r), dy[i] = (float)dp_rng_uniform(&r) - 0.5f;
+    for (int i = 0; i < N; i++)
+        w[i] = 1.0f + (float)i / N, b[i] = (float)i;
+    for (int i = 0; i < ROWS; i++)
+        ids[i] = (float)(i * 3 % VOCAB);
+    dev.be->layernorm_forward(&dev, y, stats, x, w, b, ROWS, N);
+    dev.be->layernorm_backward(&dev, dx, dw, db, dy, x, stats, w, ROWS, N, false);
+    for (int j = 0; j < N; j++) {
+        float fw[N], fb[N];
+        dp_layernorm_param_grad(fw, fb, dy, x, stats, ROWS, N, j, false);
+        ck_assert_msg(fabsf(fw[j] - dw[j]) <= 1e-6f && fabsf(fb[j] - db[j]) <= 1e-6f,
+                      "layernorm column %d: %g %g vs %g %g", j, dw[j], db[j], fw[j], fb[j]);
+    }
+    dev.be->embedding_backward(&dev, table, ids, dy, ROWS, N, VOCAB, false);
+    for (int v = 0; v < VOCAB; v++)
+        for (int j = 0; j < N; j++)
+            ck_assert_msg(table[v * N + j] == dp_embedding_grad_value(ids, dy, ROWS, N, VOCAB, v, j),
+                          "embedding gradient [%d, %d]", v, j);
     dp_cpu_device_destroy(&dev);
 }
 END_TEST
@@ -371,14 +538,17 @@ START_TEST(test_names_and_shape_errors)
 }
 END_TEST
 
-Suite *conv_suite(void)
+Suite *blocks_suite(void)
 {
-    Suite *s = suite_create("conv");
-    TCase *tc = tcase_create("conv");
+    Suite *s = suite_create("blocks");
+    TCase *tc = tcase_create("blocks");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_conv_grad);
     tcase_add_test(tc, test_pool_grad);
     tcase_add_test(tc, test_res_grad);
+    tcase_add_test(tc, test_sequence_grad);
+    tcase_add_test(tc, test_block_grad);
+    tcase_add_test(tc, test_causal);
     tcase_add_test(tc, test_cpu_loops_match_formulas);
     tcase_add_test(tc, test_names_and_shape_errors);
     suite_add_tcase(s, tc);

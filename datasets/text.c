@@ -1,0 +1,110 @@
+/* text.c -- a text corpus read as bytes (vocabulary 256) for next-byte prediction.
+ *
+ * The file (plain or .gz) is cut into consecutive windows of `context` bytes: sample i holds
+ * bytes [i T, i T + T) as its inputs and bytes [i T + 1, i T + T + 1) as its T targets. The last
+ * tenth of the file is held out: its windows are the test split, on which evaluation reports
+ * the loss per byte (and so bits per byte: loss / ln 2). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "datasets/dataset.h"
+
+#define TEXT_MAX_BYTES ((size_t)1 << 31) /* 2 GiB: the windows are held as floats */
+
+/* Reads the whole (possibly compressed) file into a new buffer. */
+static int read_all(const char *path, unsigned char **out, size_t *len, dp_err *err)
+{
+    errno = 0;
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return dp_fail(err, "%s: cannot open: %s; data.path must name a text file", path,
+                       errno ? strerror(errno) : "zlib error");
+    size_t cap = 1 << 20, got = 0;
+    unsigned char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) {
+            gzclose(f);
+            return dp_fail(err, "%s: out of memory reading the text", path);
+        }
+        if (got == cap) {
+            if (cap >= TEXT_MAX_BYTES) {
+                free(buf);
+                gzclose(f);
+                return dp_fail(err, "%s: more than %zu bytes of text; use a shorter file", path,
+                               TEXT_MAX_BYTES);
+            }
+            unsigned char *bigger = realloc(buf, cap * 2);
+            if (!bigger)
+                free(buf);
+            buf = bigger;
+            cap *= 2;
+            continue;
+        }
+        int n = gzread(f, buf + got, (unsigned)(cap - got > (1u << 30) ? 1u << 30 : cap - got));
+        if (n < 0) {
+            int zerr;
+            dp_fail(err, "%s: cannot read: %s", path, gzerror(f, &zerr));
+            free(buf);
+            gzclose(f);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    gzclose(f);
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+/* Cuts bytes [0, len) into windows of context bytes (with one more byte for the targets). */
+static int make_windows(const unsigned char *b, size_t len, int context, const char *name,
+                        dp_dataset *d, dp_err *err)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->n = len > (size_t)context ? (long)((len - 1) / (size_t)context) : 0;
+    d->features = context;
+    d->targets = context;
+    d->classes = 256;
+    d->x = malloc((size_t)d->n * context * sizeof *d->x + 1);
+    d->y = malloc((size_t)d->n * context * sizeof *d->y + 1);
+    if (!d->x || !d->y) {
+        dp_dataset_free(d);
+        return dp_fail(err, "out of memory for %zu bytes of text", len);
+    }
+    for (size_t i = 0; i < (size_t)d->n * context; i++) {
+        d->x[i] = (float)b[i];
+        d->y[i] = b[i + 1];
+    }
+    return 0;
+}
+
+int dp_text_load(const char *path, int context, dp_dataset *train, dp_dataset *test,
+                 dp_err *err)
+{
+    unsigned char *b = NULL;
+    size_t len = 0;
+    if (read_all(path, &b, &len, err) < 0)
+        return -1;
+    size_t held_out = len / 10;
+    if (len - held_out < (size_t)context + 1 || held_out < (size_t)context + 1) {
+        free(b);
+        return dp_fail(err, "%s: %zu bytes of text are too few for data.context = %d: the "
+                            "training part and the held-out last tenth must each hold more "
+                            "than one context (at least %zu bytes); use a longer text or a "
+                            "shorter context",
+                       path, len, context, (size_t)(context + 1) * 10);
+    }
+    int rc = make_windows(b, len - held_out, context, "text train", train, err);
+    if (rc == 0 && make_windows(b + len - held_out, held_out, context, "text test", test, err) < 0) {
+        dp_dataset_free(train);
+        rc = -1;
+    }
+    free(b);
+    return rc;
+}

@@ -1,0 +1,381 @@
+/* sequence.c -- layers over sequences [T, D]: embed (nn.Embedding of byte or token ids), pos
+ * (a learned position embedding, nn.Embedding(T, D) of the positions, added), ln (nn.LayerNorm
+ * over the last dimension) and attn (causal multi-head self-attention, as nanoGPT's
+ * CausalSelfAttention: c_attn makes q, k and v, c_proj mixes the heads).
+ *
+ * Attention keeps, per micro-batch, q k v [rows, T, 3D], the probabilities [rows, H, T, T] and
+ * the heads' output [rows, T, D] (three blocks of its saved memory); each sample's heads go
+ * through one strided batched GEMM per product. */
+#include <math.h>
+
+#include "engine/layer.h"
+#include "engine/rng.h"
+
+static int need_sequence(const dp_layer *l, dp_err *err)
+{
+    if (l->in_shape.ndim != 2)
+        return dp_fail(err, "%s needs sequences [positions, width] as input (after embed), "
+                            "but gets %s",
+                       l->ops->name, l->in_shape.ndim == 3 ? "images" : "vectors");
+    return 0;
+}
+
+/* nn.Embedding's init: N(0, 1). */
+static void normal_init(const dp_layer *l, float *params, uint64_t seed)
+{
+    dp_rng r = dp_rng_stream(seed, DP_RNG_INIT, (uint64_t)l->index);
+    for (size_t i = 0; i < l->param_count; i++)
+        params[i] = (float)dp_rng_normal(&r);
+}
+
+/* ---- embed:VOCAB:D ---- */
+
+static int embed_infer(dp_layer *l, dp_err *err)
+{
+    if (l->in_shape.ndim != 1)
+        return dp_fail(err, "embed needs ids (text, or token sequences) as input; it goes "
+                            "first in the list");
+    if (l->args[0] < 1 || l->args[1] < 1)
+        return dp_fail(err, "the vocabulary and the width must be at least 1");
+    l->out_shape = (dp_shape){ 2, { l->in_shape.d[0], l->args[1] } };
+    l->param_count = (size_t)l->args[0] * l->args[1];
+    return 0;
+}
+
+static int embed_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
+{
+    out[0] = (dp_tensor_info){ "weight", 2, { l->args[0], l->args[1] }, 0, l->param_count };
+    return 1;
+}
+
+static void embed_forward(const dp_layer *l, const dp_pass *p, const float *params,
+                          const float *x, float *y)
+{
+    p->dev->be->embedding_forward(p->dev, y, x, params, p->rows * l->in, l->args[1], l->args[0]);
+}
+
+static void embed_backward(const dp_layer *l, const dp_pass *p, const float *params,
+                           float *grads, const float *x, const float *y, const float *dy,
+                           float *dx)
+{
+    p->dev->be->embedding_backward(p->dev, grads, x, dy, p->rows * l->in, l->args[1],
+                                   l->args[0], p->accumulate);
+    if (dx) /* ids have no gradient */
+        p->dev->be->zero(p->dev, dx, (size_t)p->rows * l->in * sizeof *dx);
+}
+
+static double embed_flops(const dp_layer *l)
+{
+    return 0.0;
+}
+
+const dp_layer_ops dp_layer_embed = {
+    .name = "embed",
+    .usage = "embed:VOCAB:D",
+    .help = "the rows of a VOCAB x D table for each id (a text's bytes: VOCAB 256); "
+            "nn.Embedding",
+    .min_args = 2,
+    .max_args = 2,
+    .infer = embed_infer,
+    .tensors = embed_tensors,
+    .init = normal_init,
+    .forward = embed_forward,
+    .backward = embed_backward,
+    .flops = embed_flops,
+};
+
+/* ---- pos ---- */
+
+static int pos_infer(dp_layer *l, dp_err *err)
+{
+    if (need_sequence(l, err) < 0)
+        return -1;
+    l->out_shape = l->in_shape;
+    l->param_count = (size_t)l->in;
+    return 0;
+}
+
+static int pos_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
+{
+    out[0] = (dp_tensor_info){ "weight", 2, { l->in_shape.d[0], l->in_shape.d[1] }, 0,
+                               l->param_count };
+    return 1;
+}
+
+static void pos_forward(const dp_layer *l, const dp_pass *p, const float *params,
+                        const float *x, float *y)
+{
+    p->dev->be->add_broadcast(p->dev, y, x, params, p->rows, l->in);
+}
+
+static void pos_backward(const dp_layer *l, const dp_pass *p, const float *params,
+                         float *grads, const float *x, const float *y, const float *dy,
+                         float *dx)
+{
+    p->dev->be->sum_rows(p->dev, grads, dy, p->rows, l->in, p->accumulate);
+    if (dx)
+        p->dev->be->copy(p->dev, dx, dy, (size_t)p->rows * l->in * sizeof *dx);
+}
+
+static double pos_flops(const dp_layer *l)
+{
+    return (double)l->in;
+}
+
+const dp_layer_ops dp_layer_pos = {
+    .name = "pos",
+    .usage = "pos",
+    .help = "adds a learned vector per position (nn.Embedding(T, D) of 0..T-1)",
+    .min_args = 0,
+    .max_args = 0,
+    .infer = pos_infer,
+    .tensors = pos_tensors,
+    .init = normal_init,
+    .forward = pos_forward,
+    .backward = pos_backward,
+    .flops = pos_flops,
+};
+
+/* ---- ln ---- */
+
+static int last_dim(const dp_layer *l)
+{
+    return l->in_shape.d[l->in_shape.ndim - 1];
+}
+
+static int ln_infer(dp_layer *l, dp_err *err)
+{
+    l->out_shape = l->in_shape;
+    l->param_count = 2 * (size_t)last_dim(l);
+    l->saved = 2 * (size_t)(l->in / last_dim(l)); /* mean and 1 / std per position */
+    return 0;
+}
+
+static int ln_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
+{
+    int d = last_dim(l);
+    out[0] = (dp_tensor_info){ "weight", 1, { d }, 0, (size_t)d };
+    out[1] = (dp_tensor_info){ "bias", 1, { d }, (size_t)d, (size_t)d };
+    return 2;
+}
+
+/* nn.LayerNorm's init: weight 1, bias 0. */
+static void ln_init(const dp_layer *l, float *params, uint64_t seed)
+{
+    int d = last_dim(l);
+    for (int i = 0; i < d; i++) {
+        params[i] = 1.0f;
+        params[d + i] = 0.0f;
+    }
+}
+
+static void ln_forward(const dp_layer *l, const dp_pass *p, const float *params, const float *x,
+                       float *y)
+{
+    int d = last_dim(l);
+    p->dev->be->layernorm_forward(p->dev, y, p->saved, x, params, params + d,
+                                  p->rows * (l->in / d), d);
+}
+
+static void ln_backward(const dp_layer *l, const dp_pass *p, const float *params, float *grads,
+                        const float *x, const float *y, const float *dy, float *dx)
+{
+    int d = last_dim(l);
+    p->dev->be->layernorm_backward(p->dev, dx, grads, grads + d, dy, x, p->saved, params,
+                                   p->rows * (l->in / d), d, p->accumulate);
+}
+
+static double ln_flops(const dp_layer *l)
+{
+    return 8.0 * l->in;
+}
+
+const dp_layer_ops dp_layer_ln = {
+    .name = "ln",
+    .usage = "ln",
+    .help = "layer normalisation over the last dimension; nn.LayerNorm",
+    .min_args = 0,
+    .max_args = 0,
+    .infer = ln_infer,
+    .tensors = ln_tensors,
+    .init = ln_init,
+    .forward = ln_forward,
+    .backward = ln_backward,
+    .flops = ln_flops,
+};
+
+/* ---- attn:H ---- */
+
+/* The sizes of an attention layer: positions, width, heads, head width. */
+typedef struct attn_dims {
+    int t, d, h, hd;
+} attn_dims;
+
+static attn_dims dims_of(const dp_layer *l)
+{
+    attn_dims a = { l->in_shape.d[0], l->in_shape.d[1], l->args[0], 0 };
+    a.hd = a.d / a.h;
+    return a;
+}
+
+static int attn_infer(dp_layer *l, dp_err *err)
+{
+    if (need_sequence(l, err) < 0)
+        return -1;
+    attn_dims a = dims_of(l);
+    if (a.h < 1 || a.d % a.h)
+        return dp_fail(err, "%d heads do not divide the width %d", a.h, a.d);
+    l->out_shape = l->in_shape;
+    l->param_count = (size_t)3 * a.d * a.d + 3 * (size_t)a.d + (size_t)a.d * a.d + a.d;
+    l->saved = (size_t)a.t * 3 * a.d + (size_t)a.h * a.t * a.t + (size_t)a.t * a.d;
+    return 0;
+}
+
+static int attn_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
+{
+    int d = dims_of(l).d;
+    size_t at = 0;
+    out[0] = (dp_tensor_info){ "c_attn.weight", 2, { 3 * d, d }, at, (size_t)3 * d * d };
+    at += (size_t)3 * d * d;
+    out[1] = (dp_tensor_info){ "c_attn.bias", 1, { 3 * d }, at, (size_t)3 * d };
+    at += (size_t)3 * d;
+    out[2] = (dp_tensor_info){ "c_proj.weight", 2, { d, d }, at, (size_t)d * d };
+    at += (size_t)d * d;
+    out[3] = (dp_tensor_info){ "c_proj.bias", 1, { d }, at, (size_t)d };
+    return 4;
+}
+
+/* nn.Linear's init for both projections: uniform within 1 / sqrt(D). */
+static void attn_init(const dp_layer *l, float *params, uint64_t seed)
+{
+    dp_rng r = dp_rng_stream(seed, DP_RNG_INIT, (uint64_t)l->index);
+    double bound = 1.0 / sqrt((double)dims_of(l).d);
+    for (size_t i = 0; i < l->param_count; i++)
+        params[i] = (float)((2.0 * dp_rng_uniform(&r) - 1.0) * bound);
+}
+
+/* The parameters and the saved blocks of a pass. */
+typedef struct attn_parts {
+    const float *w_attn, *b_attn, *w_proj, *b_proj;
+    float *qkv, *prob, *heads; /* [rows, T, 3D], [rows, H, T, T], [rows, T, D] */
+} attn_parts;
+
+static attn_parts parts_of(const dp_layer *l, const dp_pass *p, const float *params)
+{
+    attn_dims a = dims_of(l);
+    attn_parts s;
+    s.w_attn = params;
+    s.b_attn = s.w_attn + (size_t)3 * a.d * a.d;
+    s.w_proj = s.b_attn + (size_t)3 * a.d;
+    s.b_proj = s.w_proj + (size_t)a.d * a.d;
+    s.qkv = p->saved;
+    s.prob = s.qkv + (size_t)p->rows * a.t * 3 * a.d;
+    s.heads = s.prob + (size_t)p->rows * a.h * a.t * a.t;
+    return s;
+}
+
+static void attn_forward(const dp_layer *l, const dp_pass *p, const float *params,
+                         const float *x, float *y)
+{
+    const dp_backend *be = p->dev->be;
+    attn_dims a = dims_of(l);
+    attn_parts s = parts_of(l, p, params);
+    int positions = p->rows * a.t, d3 = 3 * a.d;
+    long tt = (long)a.t * a.t;
+    if (!positions)
+        return;
+    be->linear(p->dev, positions, d3, a.d, x, s.w_attn, s.b_attn, s.qkv, false);
+    for (int n = 0; n < p->rows; n++) { /* scores q k^T of the sample's heads */
+        const float *q = s.qkv + (size_t)n * a.t * d3;
+        be->gemm_batched(p->dev, 0, 1, a.t, a.t, a.hd, 1.0f, q, d3, a.hd, q + a.d, d3, a.hd,
+                         0.0f, s.prob + n * a.h * tt, a.t, tt, a.h);
+    }
+    be->softmax_forward(p->dev, s.prob, s.prob, p->rows * a.h * a.t, a.t,
+                        1.0f / sqrtf((float)a.hd), a.t);
+    for (int n = 0; n < p->rows; n++) { /* each head's probabilities times its values */
+        const float *v = s.qkv + (size_t)n * a.t * d3 + 2 * a.d;
+        be->gemm_batched(p->dev, 0, 0, a.t, a.hd, a.t, 1.0f, s.prob + n * a.h * tt, a.t, tt, v,
+                         d3, a.hd, 0.0f, s.heads + (size_t)n * a.t * a.d, a.d, a.hd, a.h);
+    }
+    be->linear(p->dev, positions, a.d, a.d, s.heads, s.w_proj, s.b_proj, y, false);
+}
+
+/* Scratch: the gradients of q k v, of the heads' output and of the probabilities. */
+static size_t attn_scratch(const dp_layer *l, int max_rows)
+{
+    attn_dims a = dims_of(l);
+    return (size_t)max_rows * ((size_t)a.t * 4 * a.d + (size_t)a.h * a.t * a.t);
+}
+
+static void attn_backward(const dp_layer *l, const dp_pass *p, const float *params,
+                          float *grads, const float *x, const float *y, const float *dy,
+                          float *dx)
+{
+    const dp_backend *be = p->dev->be;
+    attn_dims a = dims_of(l);
+    attn_parts s = parts_of(l, p, params);
+    int positions = p->rows * a.t, d3 = 3 * a.d;
+    long tt = (long)a.t * a.t;
+    float *gw_attn = grads, *gb_attn = gw_attn + (size_t)3 * a.d * a.d;
+    float *gw_proj = gb_attn + (size_t)3 * a.d, *gb_proj = gw_proj + (size_t)a.d * a.d;
+    float *dqkv = p->scratch, *dheads = dqkv + (size_t)positions * d3;
+    float *dprob = dheads + (size_t)positions * a.d;
+    float beta = p->accumulate ? 1.0f : 0.0f;
+    if (!positions) {
+        if (!p->accumulate)
+            be->zero(p->dev, grads, l->param_count * sizeof(float));
+        return;
+    }
+    /* the output projection */
+    be->gemm(p->dev, 1, 0, a.d, a.d, positions, 1.0f, dy, a.d, s.heads, a.d, beta, gw_proj, a.d);
+    be->sum_rows(p->dev, gb_proj, dy, positions, a.d, p->accumulate);
+    be->gemm(p->dev, 0, 0, positions, a.d, a.d, 1.0f, dy, a.d, s.w_proj, a.d, 0.0f, dheads, a.d);
+    /* per sample: dP = dO v^T, dv = P^T dO */
+    for (int n = 0; n < p->rows; n++) {
+        const float *qkv = s.qkv + (size_t)n * a.t * d3, *dout = dheads + (size_t)n * a.t * a.d;
+        float *dq = dqkv + (size_t)n * a.t * d3;
+        be->gemm_batched(p->dev, 0, 1, a.t, a.t, a.hd, 1.0f, dout, a.d, a.hd, qkv + 2 * a.d, d3,
+                         a.hd, 0.0f, dprob + n * a.h * tt, a.t, tt, a.h);
+        be->gemm_batched(p->dev, 1, 0, a.t, a.hd, a.t, 1.0f, s.prob + n * a.h * tt, a.t, tt, dout,
+                         a.d, a.hd, 0.0f, dq + 2 * a.d, d3, a.hd, a.h);
+    }
+    /* dS = softmax'(dP), scaled as the scores were */
+    be->softmax_backward(p->dev, dprob, s.prob, dprob, p->rows * a.h * a.t, a.t,
+                         1.0f / sqrtf((float)a.hd));
+    /* per sample: dq = dS k, dk = dS^T q */
+    for (int n = 0; n < p->rows; n++) {
+        const float *qkv = s.qkv + (size_t)n * a.t * d3, *ds = dprob + n * a.h * tt;
+        float *dq = dqkv + (size_t)n * a.t * d3;
+        be->gemm_batched(p->dev, 0, 0, a.t, a.hd, a.t, 1.0f, ds, a.t, tt, qkv + a.d, d3, a.hd,
+                         0.0f, dq, d3, a.hd, a.h);
+        be->gemm_batched(p->dev, 1, 0, a.t, a.hd, a.t, 1.0f, ds, a.t, tt, qkv, d3, a.hd, 0.0f,
+                         dq + a.d, d3, a.hd, a.h);
+    }
+    /* the input projection */
+    be->gemm(p->dev, 1, 0, d3, a.d, positions, 1.0f, dqkv, d3, x, a.d, beta, gw_attn, a.d);
+    be->sum_rows(p->dev, gb_attn, dqkv, positions, d3, p->accumulate);
+    if (dx)
+        be->gemm(p->dev, 0, 0, positions, a.d, d3, 1.0f, dqkv, d3, s.w_attn, a.d, 0.0f, dx, a.d);
+}
+
+static double attn_flops(const dp_layer *l)
+{
+    attn_dims a = dims_of(l);
+    return 2.0 * a.t * (4.0 * a.d * a.d) + 2.0 * 2.0 * a.t * a.t * a.d;
+}
+
+const dp_layer_ops dp_layer_attn = {
+    .name = "attn",
+    .usage = "attn:HEADS",
+    .help = "causal multi-head self-attention with HEADS heads (q, k, v from one linear "
+            "layer, c_attn; the heads mixed by another, c_proj)",
+    .min_args = 1,
+    .max_args = 1,
+    .infer = attn_infer,
+    .tensors = attn_tensors,
+    .init = attn_init,
+    .forward = attn_forward,
+    .backward = attn_backward,
+    .flops = attn_flops,
+    .scratch = attn_scratch,
+};
