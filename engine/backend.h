@@ -152,6 +152,9 @@ struct dp_backend {
                               int positions, int dim, int vocab);
     void (*embedding_backward)(dp_device *d, float *dtable, const float *ids, const float *dy,
                                int positions, int dim, int vocab, bool accumulate);
+    /* y[r, i] = x[r, i] * dp_dropout_scale(a, r, i) over rows of n: dropout's forward, and
+     * (applied to dy) its backward. */
+    void (*dropout)(dp_device *d, float *y, const float *x, int rows, int n, dp_dropout_args a);
 };
 
 /* Allocates `bytes` on d, accounts it, and on failure fills err naming the device, the bytes

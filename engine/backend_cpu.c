@@ -511,6 +511,16 @@ static void cpu_embedding_backward(dp_device *d, float *dtable, const float *ids
     charge_kernel(d, t0);
 }
 
+static void cpu_dropout(dp_device *d, float *y, const float *x, int rows, int n,
+                        dp_dropout_args a)
+{
+    double t0 = dp_now_s();
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++)
+            y[(size_t)r * n + i] = x[(size_t)r * n + i] * dp_dropout_scale(a, (uint64_t)r, (uint64_t)i);
+    charge_kernel(d, t0);
+}
+
 static void cpu_bind(dp_device *d)
 {
 }
@@ -569,6 +579,7 @@ const dp_backend dp_backend_cpu = {
     .softmax_backward = cpu_softmax_backward,
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
+    .dropout = cpu_dropout,
 };
 
 int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)

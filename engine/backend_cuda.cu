@@ -1068,6 +1068,25 @@ __global__ void embedding_backward_kernel(float *dtable, const float *ids, const
     }
 }
 
+__global__ void dropout_kernel(float *y, const float *x, size_t total, int n, dp_dropout_args a)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = x[i] * dp_dropout_scale(a, i / n, i % n);
+}
+
+void cuda_dropout(dp_device *d, float *y, const float *x, int rows, int n, dp_dropout_args a)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    size_t total = (size_t)rows * n;
+    if (!total)
+        return;
+    cuda_begin(im);
+    dropout_kernel<<<blocks_for(total, T), T, 0, im->stream>>>(y, x, total, n, a);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
 void cuda_gemm_batched(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, long stride_a, const float *b, int ldb,
                        long stride_b, float beta, float *c, int ldc, long stride_c, int batch)
@@ -1225,6 +1244,7 @@ const dp_backend dp_backend_cuda = {
     cuda_softmax_backward,
     cuda_embedding_forward,
     cuda_embedding_backward,
+    cuda_dropout,
 };
 
 void dp_cuda_set_profiling(dp_device *d, bool on)

@@ -207,6 +207,33 @@ DP_HD float dp_pool_grad(const float *dy, const int32_t *arg, dp_conv_geom g, bo
     return max ? sum : sum / (float)(g.kh * g.kw);
 }
 
+/* ---- dropout ---- */
+
+/* What a dropout mask depends on, so that every strategy draws the same one: the run's seed,
+ * the step, the layer, and each value's sample (its place in the global batch) and position. */
+typedef struct dp_dropout_args {
+    uint64_t seed, step, sample0; /* sample0: the global batch position of row 0 */
+    uint32_t layer;
+    float p;                      /* the probability of a zero */
+} dp_dropout_args;
+
+/* splitmix64's finaliser: a good 64-bit mix. */
+DP_HD uint64_t dp_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* 0 or 1 / (1 - p) for value i of row r: the mask times torch.nn.Dropout's scale. */
+DP_HD float dp_dropout_scale(dp_dropout_args a, uint64_t r, uint64_t i)
+{
+    uint64_t h = dp_mix64(a.seed ^ dp_mix64(a.step * 0x9e3779b97f4a7c15ull + a.layer));
+    h = dp_mix64(h ^ dp_mix64((a.sample0 + r) * 0xc2b2ae3d27d4eb4full + i));
+    float u = (float)(h >> 40) * (1.0f / 16777216.0f); /* 24 bits: uniform in [0, 1) */
+    return u < a.p ? 0.0f : 1.0f / (1.0f - a.p);
+}
+
 /* ---- sequences: layer norm, attention's softmax, embeddings ---- */
 
 #define DP_LN_EPS 1e-5f /* nn.LayerNorm's default eps */

@@ -65,16 +65,21 @@ typedef struct dp_tensor_info {
     size_t count;
 } dp_tensor_info;
 
+/* A training pass's place: the run's seed, the step, and the global batch position of the
+ * pass's first row. */
+typedef struct dp_step_key {
+    uint64_t seed;
+    long step;
+    long sample0;
+} dp_step_key;
+
 /* One forward or backward pass over `rows` samples on a device. */
 typedef struct dp_pass {
     dp_device *dev;
     int rows;
     int accumulate; /* backward: add to the gradients instead of overwriting them */
     bool then_relu; /* forward of a linear layer: apply the ReLU that follows it, in place */
-    bool training;  /* dropout is active (not in evaluation) */
-    uint64_t seed;  /* the run's seed, the step, and the first row's position in the global */
-    long step;      /* batch: a dropout mask depends on these only */
-    long sample0;
+    const dp_step_key *key; /* training: what dropout masks depend on; NULL in evaluation */
     float *saved;   /* [rows, l->saved] of this micro-batch: written by forward, read by backward */
     float *scratch; /* the layer's scratch(l, max_rows) floats, free to use during the call */
 } dp_pass;
@@ -107,7 +112,7 @@ struct dp_layer_ops {
 extern const dp_layer_ops dp_layer_linear, dp_layer_relu, dp_layer_gelu, dp_layer_tanh;
 extern const dp_layer_ops dp_layer_conv, dp_layer_maxpool, dp_layer_avgpool, dp_layer_flatten;
 extern const dp_layer_ops dp_layer_embed, dp_layer_pos, dp_layer_ln, dp_layer_attn;
-extern const dp_layer_ops dp_layer_res, dp_layer_block;
+extern const dp_layer_ops dp_layer_res, dp_layer_block, dp_layer_dropout;
 
 /* The layer kinds [model] layers understands, NULL-terminated. */
 extern const dp_layer_ops *const dp_layer_kinds[];

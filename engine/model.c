@@ -346,7 +346,9 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
     int n_bound = last - first + 1;
     s->acts = calloc((size_t)slots * n_bound, sizeof *s->acts);
     s->saved = calloc((size_t)slots * (last - first), sizeof *s->saved);
-    if (!s->acts || !s->saved)
+    s->keys = calloc((size_t)slots, sizeof *s->keys);
+    s->training = calloc((size_t)slots, sizeof *s->training);
+    if (!s->acts || !s->saved || !s->keys || !s->training)
         return dp_fail(err, "out of host memory");
 
     /* Carve the activation allocation: each slot's boundaries, two gradient buffers, each
@@ -448,6 +450,8 @@ void dp_stage_destroy(dp_stage *s)
     }
     free(s->acts);
     free(s->saved);
+    free(s->keys);
+    free(s->training);
     memset(s, 0, sizeof *s);
 }
 
@@ -511,9 +515,11 @@ void dp_stage_download_state(dp_stage *s, float *host_all)
                              s->opt_state + k * s->n_params, s->n_params * sizeof(float));
 }
 
-void dp_stage_forward(dp_stage *s, int slot, int rows)
+void dp_stage_forward(dp_stage *s, int slot, int rows, const dp_step_key *key)
 {
-    dp_pass p = { .dev = s->dev, .rows = rows, .scratch = s->scratch };
+    s->keys[slot] = key ? *key : (dp_step_key){ 0 };
+    s->training[slot] = key != NULL;
+    dp_pass p = { .dev = s->dev, .rows = rows, .scratch = s->scratch, .key = key };
     float **a = s->acts + slot * (s->last - s->first + 1);
     for (int i = s->first; i < s->last; i++) {
         const dp_layer *l = &s->model->layers[i];
@@ -539,7 +545,7 @@ float *dp_stage_backward(dp_stage *s, int slot, int rows, const float *dy, bool 
                          bool need_dx, dp_layer_done_fn done, void *arg)
 {
     dp_pass p = { .dev = s->dev, .rows = rows, .accumulate = accumulate,
-                  .scratch = s->scratch };
+                  .scratch = s->scratch, .key = s->training[slot] ? &s->keys[slot] : NULL };
     float **a = s->acts + slot * (s->last - s->first + 1);
     int next = dy == s->dgrad[0] ? 1 : 0; /* the buffer that receives the next dx */
     for (int i = s->last - 1; i >= s->first; i--) {

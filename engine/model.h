@@ -75,6 +75,8 @@ typedef struct dp_stage {
     float **saved;        /* saved[slot * (last - first) + i - first]: [max_rows, saved] of
                              layer i */
     float *scratch;       /* the most scratch any of the layers needs */
+    dp_step_key *keys;    /* [slots]: the key of each slot's last forward pass */
+    bool *training;       /* [slots]: whether that pass was a training pass */
     float *dgrad[2];      /* [max_rows, widest boundary]: gradients, ping-ponged in backward */
     int32_t *labels;      /* [slots, max_rows, targets], used by the last stage */
     float *stats;         /* [DP_STAGE_STATS]: loss sum and correct count of the passes since
@@ -104,8 +106,9 @@ void dp_stage_download_params(dp_stage *s, float *host_all);
 void dp_stage_upload_state(dp_stage *s, const float *host_all);
 void dp_stage_download_state(dp_stage *s, float *host_all);
 
-/* Forward over `rows` samples already in the slot's input. */
-void dp_stage_forward(dp_stage *s, int slot, int rows);
+/* Forward over `rows` samples already in the slot's input: a training pass at `key` (which
+ * the slot's backward reuses: dropout draws the same mask), or an evaluation pass (NULL). */
+void dp_stage_forward(dp_stage *s, int slot, int rows, const dp_step_key *key);
 
 /* Softmax cross-entropy of the slot's output against its labels, added to s->stats. With
  * `backward`, also writes d(loss)/d(logits) scaled by grad_scale into dgrad and returns it. */

@@ -248,6 +248,7 @@ static int start_plan(dp_trainer *t, const dp_plan *p, dp_err *err)
         .bucket_mb = t->cfg.bucket_mb,
         .metrics = &t->metrics,
         .resident = t->resident,
+        .seed = t->cfg.seed,
     };
     dp_team *team = dp_team_start(p, &tc, err);
     if (!team)

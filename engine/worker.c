@@ -178,6 +178,7 @@ typedef struct batch_rows {
     long first;            /* resident test rows: the batch's first sample */
     bool in_host_batch;    /* x and y are a trainer's host batch (host_alloc memory, unchanged
                               until the step is done), not the data set */
+    long step;             /* a training step's number; 0: evaluation */
 } batch_rows;
 
 /* Uploads from a step's host batch need not be waited for: it stays put until the step ends,
@@ -229,7 +230,8 @@ static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
     w->op_begin = be->mark(w->dev, false);
     if (is_last_stage(w))
         load_rows(w, b, start, n, slot, true);
-    dp_stage_forward(&w->st, slot, n);
+    dp_step_key key = { w->team->cfg.seed, b->step, start };
+    dp_stage_forward(&w->st, slot, n, b->step ? &key : NULL);
     w->op_end = be->mark(w->dev, false);
     w->last_slot = slot;
     w->last_rows = n;
@@ -305,7 +307,7 @@ static void run_step(dp_worker *w, const dp_cmd *c)
     int marks[DP_TIMELINE_OPS][2];
     be->mark(w->dev, true);
     reset_stats(w);
-    batch_rows b = { c->x, c->y, c->idx, 0, true };
+    batch_rows b = { c->x, c->y, c->idx, 0, true, c->step };
     for (int i = 0; i < w->n_ops; i++) {
         if (w->ops[i].kind == 'F')
             forward_op(w, &b, c->rows, w->ops[i].micro);
@@ -385,7 +387,7 @@ static void run_eval(dp_worker *w, const dp_dataset *d)
     for (long at = 0; at < d->n; at += batch) {
         int rows = d->n - at < batch ? (int)(d->n - at) : batch;
         batch_rows b = { d->x + (size_t)at * d->features, d->y + (size_t)at * d->targets, NULL,
-                         at, false };
+                         at, false, 0 };
         if (w->res)
             b.x = NULL, b.y = NULL;
         reset_stats(w);

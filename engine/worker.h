@@ -84,6 +84,7 @@ typedef struct dp_team_config {
     double bucket_mb;       /* all-reduce bucket size */
     dp_metrics *metrics;    /* one slot per device */
     const dp_resident *resident; /* [devices]: the data sets on each device, or NULL */
+    uint64_t seed;          /* the run's seed (dropout's masks) */
 } dp_team_config;
 
 /* Starts one worker per device of the plan; each allocates its stage. Fails (with the first

@@ -4,7 +4,8 @@
 # parameters (max |a - b| / max |a| <= 1e-5) and log the same per-step loss (1e-5 relative),
 # with or without switches between them, for SGD and for AdamW with clipping. The batch (62)
 # is not a multiple of the 4 devices, the 3 micro-batches don't divide it, the layers' FLOPs
-# differ, and the 20 steps cross an epoch whose last batch has 8 rows. Three models: an MLP on
+# differ, and the 20 steps cross an epoch whose last batch has 8 rows. Dropout draws the same
+# masks under every strategy. Three models: an MLP on
 # synthetic data, a small CNN with a residual block (and a strided projection) on CIFAR-10
 # batch files written here (1000 random images), and a 2-block GPT on a text written here.
 . "${srcdir:-.}/tests/lib.sh"
@@ -21,7 +22,7 @@ samples = 1000
 test_samples = 100
 batch = 62
 [model]
-layers = linear:64, relu, linear:32, tanh, linear:48, gelu, linear:10
+layers = linear:64, relu, dropout:20, linear:32, tanh, linear:48, gelu, linear:10
 [parallel]
 devices = cpu:4
 microbatches = 3
@@ -45,7 +46,7 @@ words = 'a the of pipeline device stage gradient block sample replica layer step
 open(sys.argv[1], 'w').write(' '.join(rnd.choice(words) for _ in range(3000)))
 PY
 sed -e 's|^kind = synthetic|kind = text\npath = '"$work/text.txt"'\ncontext = 16|' \
-    -e 's|^layers = .*|layers = embed:256:16, pos, block:2, block:4, ln, linear:256|' \
+    -e 's|^layers = .*|layers = embed:256:16, pos, dropout:10, block:2, block:4, ln, linear:256|' \
     "$work/mlp.ini" >"$work/gpt.ini"
 sed -e 's|^kind = synthetic|kind = cifar10\npath = '"$work/cifar"'|' \
     -e 's|^layers = .*|layers = conv:6:3:2:1, relu, res(conv:6:3:1:1, relu, conv:8:3:2:1), maxpool:2, flatten, linear:16, tanh, linear:10|' \

@@ -354,7 +354,7 @@ START_TEST(test_model_grad)
     dev.be->upload(&dev, dp_stage_input(&s, 0), x, sizeof x);
     dev.be->upload(&dev, dp_stage_labels(&s, 0), labels, sizeof labels);
 
-    dp_stage_forward(&s, 0, MODEL_ROWS);
+    dp_stage_forward(&s, 0, MODEL_ROWS, NULL);
     float *dlogits = dp_stage_loss(&s, 0, MODEL_ROWS, 1.0f / MODEL_ROWS, true);
     ck_assert_ptr_nonnull(dlogits);
     ck_assert_ptr_null(dp_stage_backward(&s, 0, MODEL_ROWS, dlogits, false, false, NULL, NULL));
