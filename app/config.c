@@ -31,6 +31,7 @@ static const char *const optim_names[] = { "sgd", "adamw", NULL };
 static const char *const schedule_lr_names[] = { "constant", "cosine", NULL };
 static const char *const strategy_names[] = { "single", "dp", "pp", "hybrid", NULL };
 static const char *const schedule_names[] = { "gpipe", "1f1b", NULL };
+static const char *const balance_names[] = { "time", "flops", NULL };
 
 #define OFF(field) offsetof(dp_config, field)
 #define STR(sec, nm, field) { sec, nm, T_STR, OFF(field), sizeof(((dp_config *)0)->field), 0, 0, false, false, NULL }
@@ -78,6 +79,7 @@ static const key keys[] = {
     LONG("parallel", "microbatches", microbatches, 0, 1 << 16),
     ENUM("parallel", "schedule", schedule, schedule_names),
     NUM("parallel", "bucket_mb", bucket_mb, 0, 1 << 16, true, false),
+    ENUM("parallel", "balance", balance, balance_names),
     STR("checkpoint", "dir", checkpoint_dir),
     LONG("checkpoint", "every", checkpoint_every, 0, 1e12),
     LONG("checkpoint", "keep", checkpoint_keep, 1, 1e6),

@@ -40,6 +40,7 @@ typedef struct dp_config {
     long microbatches;  /* 0: twice the stages */
     int schedule;       /* dp_schedule */
     double bucket_mb;
+    int balance;            /* pipeline stages balanced by 0: measured time, 1: FLOPs */
     /* [checkpoint] */
     char checkpoint_dir[4096];
     long checkpoint_every;

@@ -62,13 +62,18 @@ static void evaluate(dp_trainer *t, const dp_headless_opts *o, const dp_step_rep
     dp_eval_report e;
     dp_trainer_evaluate(t, &e);
     res->test_accuracy = e.accuracy;
+    char bits[48] = "";
+    if (e.text)
+        snprintf(bits, sizeof bits, " (%.4f bits per byte)", e.loss / M_LN2);
     if (o->out)
-        fprintf(o->out, "%sstep %ld, epoch %ld: test loss %.4f, accuracy %.4f (%ld samples)\n",
-                o->out_is_tty ? "\r\033[K" : "", r->step, r->epoch, e.loss, e.accuracy,
+        fprintf(o->out, "%sstep %ld, epoch %ld: test loss %.4f%s, accuracy %.4f (%ld samples)\n",
+                o->out_is_tty ? "\r\033[K" : "", r->step, r->epoch, e.loss, bits, e.accuracy,
                 e.samples);
     if (o->metrics) {
         fprintf(o->metrics, "{\"type\":\"eval\",\"step\":%ld,\"epoch\":%ld", r->step, r->epoch);
         json_num(o->metrics, "loss", e.loss);
+        if (e.text)
+            json_num(o->metrics, "bits_per_byte", e.loss / M_LN2);
         json_num(o->metrics, "accuracy", e.accuracy);
         fputs("}\n", o->metrics);
     }

@@ -61,6 +61,7 @@ static void usage(FILE *out)
           "      --checkpoint-dir DIR   write checkpoints into DIR\n"
           "      --resume [DIR]         continue from the newest checkpoint\n"
           "      --print-config         print the effective configuration and exit\n"
+          "      --help-layers          describe every layer kind of [model] layers and exit\n"
           "      --no-color             a dashboard without colours (as NO_COLOR=1)\n"
           "  -h, --help                 show this help and exit\n"
           "  -V, --version              show the version and exit\n"
@@ -91,7 +92,44 @@ typedef struct options {
 enum long_only {
     OPT_STAGES = 256, OPT_MICRO, OPT_SCHEDULE, OPT_STEPS, OPT_EPOCHS, OPT_SWITCH_AT, OPT_METRICS,
     OPT_SAVE, OPT_INIT, OPT_CKPT_DIR, OPT_RESUME, OPT_PRINT_CONFIG, OPT_NO_COLOR,
+    OPT_HELP_LAYERS,
 };
+
+/* --help-layers: every layer kind's forms and what it does, from the layer table. */
+static void help_layers(FILE *f)
+{
+    fputs("[model] layers is a comma-separated list; each sample's shape (images [C, H, W],\n"
+          "sequences [T, D], vectors [N]) is inferred from the data and checked layer by\n"
+          "layer. Tensor names follow PyTorch's nn.Sequential: \"0.weight\", and inside a\n"
+          "block \"3.body.0.weight\" or \"2.attn.c_attn.weight\".\n\n",
+          f);
+    for (int i = 0; dp_layer_kinds[i]; i++) { /* the help wrapped at 80 columns */
+        const char *h = dp_layer_kinds[i]->help;
+        fprintf(f, "  %-26s", dp_layer_kinds[i]->usage);
+        while (*h) {
+            int len = (int)strlen(h);
+            if (len > 51) {
+                len = 51;
+                while (len > 0 && h[len] != ' ')
+                    len--;
+            }
+            fprintf(f, " %.*s\n", len, h);
+            h += len;
+            while (*h == ' ')
+                h++;
+            if (*h)
+                fprintf(f, "%28s", "");
+        }
+    }
+    fputs("\nExamples:\n"
+          "  images: conv:32:3:1:1, relu, maxpool:2, conv:64:3:1:1, relu, maxpool:2,\n"
+          "          flatten, linear:128, relu, linear:10\n"
+          "  ResNet: conv:16:3:1:1, relu, res(conv:16:3:1:1, relu, conv:16:3:1:1), relu,\n"
+          "          res(conv:32:3:2:1, relu, conv:32:3:1:1), relu, avgpool, flatten,\n"
+          "          linear:10\n"
+          "  GPT:    embed:256:128, pos, block:4, block:4, block:4, block:4, ln, linear:256\n",
+          f);
+}
 
 static void add_override(options *o, const char *label, const char *fmt, const char *value)
 {
@@ -121,6 +159,7 @@ static int parse_args(int argc, char **argv, options *o)
         { "checkpoint-dir", required_argument, NULL, OPT_CKPT_DIR },
         { "resume", optional_argument, NULL, OPT_RESUME },
         { "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
+        { "help-layers", no_argument, NULL, OPT_HELP_LAYERS },
         { "no-color", no_argument, NULL, OPT_NO_COLOR },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -163,6 +202,7 @@ static int parse_args(int argc, char **argv, options *o)
                 o->resume_dir = argv[optind++];
             break;
         case 'h': usage(stdout); return 1;
+        case OPT_HELP_LAYERS: help_layers(stdout); return 1;
         case 'V':
 #ifdef HAVE_CUDA
             printf("dpmptop %s (CPU and CUDA backends)\n", PACKAGE_VERSION);
@@ -251,7 +291,7 @@ static int parse_switches(const char *text, const dp_config *c, const dp_model *
         req.strategy = (dp_strategy)strategy;
         dp_plan plan;
         dp_err err;
-        if (dp_plan_make(&plan, &req, devices, m, c->data.batch, &err) < 0) {
+        if (dp_plan_make(&plan, &req, devices, m, c->data.batch, NULL, &err) < 0) {
             fprintf(stderr, "dpmptop: --switch-at %s: %s\n", item, err.msg);
             return -1;
         }
@@ -553,6 +593,7 @@ int main(int argc, char **argv)
         .device_specs = specs,
         .tf32 = cfg.precision == DP_PRECISION_TF32,
         .data_on_device = cfg.data_on_device,
+        .balance_by_time = cfg.balance == 0,
         .plan = dp_config_plan(&cfg),
         .bucket_mb = cfg.bucket_mb,
         .resume = opt.resume ? &resumed : NULL,

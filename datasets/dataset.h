@@ -90,8 +90,9 @@ int dp_cifar_parse_batch(const unsigned char *buf, size_t len, const char *what,
 
 /* ---- text: text.c ---- */
 
-/* Reads a text file (plain or .gz) as bytes into windows of `context` inputs and as many
- * next-byte targets; the last tenth of the file is the test split. */
+/* Reads a text file (plain or .gz; or a directory's text files one after the other) as bytes
+ * into windows of `context` inputs and as many next-byte targets; the last tenth is the test
+ * split. */
 int dp_text_load(const char *path, int context, dp_dataset *train, dp_dataset *test,
                  dp_err *err);
 

@@ -3,7 +3,11 @@
  * The file (plain or .gz) is cut into consecutive windows of `context` bytes: sample i holds
  * bytes [i T, i T + T) as its inputs and bytes [i T + 1, i T + T + 1) as its T targets. The last
  * tenth of the file is held out: its windows are the test split, on which evaluation reports
- * the loss per byte (and so bits per byte: loss / ln 2). */
+ * the loss per byte (and so bits per byte: loss / ln 2). A directory stands for its regular
+ * files in name order, one after the other, leaving out symbolic links and binary files (those
+ * with a NUL byte): /usr/share/games/fortunes, say, without its .dat indices and .u8 links. */
+#include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,12 +88,66 @@ static int make_windows(const unsigned char *b, size_t len, int context, const c
     return 0;
 }
 
+/* Appends the text files of directory dir (see above) into one new buffer. */
+static int read_dir(const char *dir, unsigned char **out, size_t *len, dp_err *err)
+{
+    struct dirent **names;
+    int n = scandir(dir, &names, NULL, alphasort);
+    if (n < 0)
+        return dp_fail(err, "%s: cannot list: %s", dir, strerror(errno));
+    unsigned char *all = NULL;
+    size_t total = 0;
+    int rc = 0, files = 0;
+    for (int i = 0; i < n; i++) {
+        char path[4200];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+        unsigned char *b = NULL;
+        size_t blen = 0;
+        if (rc < 0 || lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            free(names[i]);
+            continue;
+        }
+        free(names[i]);
+        if (read_all(path, &b, &blen, err) < 0) {
+            rc = -1;
+            continue;
+        }
+        if (!memchr(b, 0, blen)) {
+            unsigned char *grown = total + blen <= TEXT_MAX_BYTES ? realloc(all, total + blen + 1)
+                                                                  : NULL;
+            if (!grown) {
+                rc = dp_fail(err, "%s: out of memory, or more than %zu bytes of text", dir,
+                             TEXT_MAX_BYTES);
+            } else {
+                all = grown;
+                memcpy(all + total, b, blen);
+                total += blen;
+                files++;
+            }
+        }
+        free(b);
+    }
+    free(names);
+    if (rc == 0 && files == 0)
+        rc = dp_fail(err, "%s: no text files in this directory", dir);
+    if (rc < 0) {
+        free(all);
+        return -1;
+    }
+    *out = all;
+    *len = total;
+    return 0;
+}
+
 int dp_text_load(const char *path, int context, dp_dataset *train, dp_dataset *test,
                  dp_err *err)
 {
     unsigned char *b = NULL;
     size_t len = 0;
-    if (read_all(path, &b, &len, err) < 0)
+    struct stat st;
+    bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    if ((dir ? read_dir(path, &b, &len, err) : read_all(path, &b, &len, err)) < 0)
         return -1;
     size_t held_out = len / 10;
     if (len - held_out < (size_t)context + 1 || held_out < (size_t)context + 1) {

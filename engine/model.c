@@ -1,6 +1,9 @@
 /* model.c -- layer lists, parameter layout, and stages (layers placed on a device). */
 #include "engine/model.h"
 
+#include "engine/clock.h"
+#include "engine/rng.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -286,7 +289,7 @@ static size_t describe_list(const dp_layer *layers, int n, char *buf, size_t siz
         used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", l->ops->name);
         for (int a = 0; a < l->nargs && used < size; a++)
             used += (size_t)snprintf(buf + used, size - used, ":%d", l->args[a]);
-        if (l->children && used < size) {
+        if (l->children && l->ops == &dp_layer_res && used < size) {
             int body = l->shortcut >= 0 ? l->shortcut : l->n_children;
             used += (size_t)snprintf(buf + used, size - used, "(");
             if (used < size)
@@ -515,6 +518,52 @@ void dp_stage_download_state(dp_stage *s, float *host_all)
                              s->opt_state + k * s->n_params, s->n_params * sizeof(float));
 }
 
+/* The host's clock once the device has done everything issued. */
+static double profile_mark(dp_stage *s)
+{
+    s->dev->be->synchronize(s->dev);
+    return dp_now_s();
+}
+
+int dp_stage_profile(const dp_model *m, dp_device *d, int rows, double *seconds, dp_err *err)
+{
+    dp_optim_config oc = dp_optim_defaults();
+    dp_stage s;
+    if (dp_stage_create(&s, m, d, 0, m->n_layers, rows, 1, &oc, err) < 0)
+        return -1;
+    size_t nx = (size_t)rows * m->in_features, ny = (size_t)rows * m->targets;
+    float *host = malloc((m->n_params > nx ? m->n_params : nx) * sizeof *host);
+    int32_t *labels = calloc(ny, sizeof *labels);
+    double *pass = calloc((size_t)m->n_layers, sizeof *pass);
+    if (!host || !labels || !pass) {
+        free(host), free(labels), free(pass);
+        dp_stage_destroy(&s);
+        return dp_fail(err, "out of host memory");
+    }
+    dp_model_init_params(m, host, 1);
+    dp_stage_upload_params(&s, host);
+    dp_rng r = dp_rng_stream(1, DP_RNG_INIT, 0x70f11e);
+    for (size_t i = 0; i < nx; i++) /* in [0, 1): pixels, or the first ids of a vocabulary */
+        host[i] = m->layers[0].ops == &dp_layer_embed ? 0.0f : (float)dp_rng_uniform(&r);
+    d->be->upload(d, dp_stage_input(&s, 0), host, nx * sizeof *host);
+    d->be->upload(d, dp_stage_labels(&s, 0), labels, ny * sizeof *labels);
+    dp_step_key key = { 1, 1, 0 };
+    for (int rep = 0; rep < 4; rep++) {
+        for (int i = 0; i < m->n_layers; i++)
+            pass[i] = 0.0;
+        s.profile = rep > 0 ? pass : NULL; /* the first pass warms up (caches, GEMM tuning) */
+        dp_stage_forward(&s, 0, rows, &key);
+        float *dy = dp_stage_loss(&s, 0, rows, 1.0f / (float)ny, true);
+        dp_stage_backward(&s, 0, rows, dy, false, false, NULL, NULL);
+        for (int i = 0; i < m->n_layers && rep > 0; i++)
+            seconds[i] = rep == 1 || pass[i] < seconds[i] ? pass[i] : seconds[i];
+    }
+    d->be->synchronize(d);
+    free(host), free(labels), free(pass);
+    dp_stage_destroy(&s);
+    return 0;
+}
+
 void dp_stage_forward(dp_stage *s, int slot, int rows, const dp_step_key *key)
 {
     s->keys[slot] = key ? *key : (dp_step_key){ 0 };
@@ -525,8 +574,11 @@ void dp_stage_forward(dp_stage *s, int slot, int rows, const dp_step_key *key)
         const dp_layer *l = &s->model->layers[i];
         p.then_relu = relu_in_place(s, i + 1);
         p.saved = s->saved[slot * (s->last - s->first) + i - s->first];
+        double t0 = s->profile ? profile_mark(s) : 0.0;
         l->ops->forward(l, &p, s->params + (l->param_offset - s->param_offset), a[i - s->first],
                         a[i - s->first + 1]);
+        if (s->profile)
+            s->profile[i - s->first] += profile_mark(s) - t0;
         if (p.then_relu)
             i++; /* the ReLU is done */
     }
@@ -553,9 +605,12 @@ float *dp_stage_backward(dp_stage *s, int slot, int rows, const float *dy, bool 
         p.saved = s->saved[slot * (s->last - s->first) + i - s->first];
         bool want_dx = i > s->first || need_dx;
         float *dx = want_dx ? s->dgrad[next] : NULL;
+        double t0 = s->profile ? profile_mark(s) : 0.0;
         l->ops->backward(l, &p, s->params + (l->param_offset - s->param_offset),
                          s->grads + (l->param_offset - s->param_offset), a[i - s->first],
                          a[i - s->first + 1], dy, dx);
+        if (s->profile)
+            s->profile[i - s->first] += profile_mark(s) - t0;
         if (done)
             done(arg, i);
         dy = dx;

@@ -48,6 +48,11 @@ int dp_model_tensors(const dp_model *m, dp_model_tensor *out);
 /* Writes the layer list back in the syntax dp_model_parse reads. */
 void dp_model_describe(const dp_model *m, char *buf, size_t size);
 
+/* Measures each layer's forward plus backward time on d for passes of `rows` samples (the best
+ * of 3 after a warm-up) into seconds[n_layers], for balancing pipeline stages by time rather
+ * than FLOPs. Fails when d cannot hold the whole model. */
+int dp_stage_profile(const dp_model *m, dp_device *d, int rows, double *seconds, dp_err *err);
+
 /* Called by dp_stage_backward after layer `layer`'s gradients are complete. */
 typedef void (*dp_layer_done_fn)(void *arg, int layer);
 
@@ -76,6 +81,8 @@ typedef struct dp_stage {
                              layer i */
     float *scratch;       /* the most scratch any of the layers needs */
     dp_step_key *keys;    /* [slots]: the key of each slot's last forward pass */
+    double *profile;      /* NULL, or [last - first]: each pass adds every layer's seconds
+                             here (waiting for the device after each layer) */
     bool *training;       /* [slots]: whether that pass was a training pass */
     float *dgrad[2];      /* [max_rows, widest boundary]: gradients, ping-ponged in backward */
     int32_t *labels;      /* [slots, max_rows, targets], used by the last stage */

@@ -39,8 +39,9 @@ int dp_split_start(int rows, int parts, int i)
 }
 
 /* Splits the layers into S contiguous stages, each with at least one layer that has
- * parameters, minimising the most FLOPs any stage does (dynamic programming over prefixes). */
-static int balance(dp_plan *p, const dp_model *m, int S, dp_err *err)
+ * parameters, minimising the most cost (seconds or FLOPs) any stage has (dynamic programming
+ * over prefixes). */
+static int balance(dp_plan *p, const dp_model *m, int S, const double *cost, dp_err *err)
 {
     int n = m->n_layers;
     int with_params = 0;
@@ -59,7 +60,7 @@ static int balance(dp_plan *p, const dp_model *m, int S, dp_err *err)
         return dp_fail(err, "out of memory planning stages");
     }
     for (int i = 0; i < n; i++) {
-        prefix[i + 1] = prefix[i] + m->layers[i].ops->flops(&m->layers[i]);
+        prefix[i + 1] = prefix[i] + (cost ? cost[i] : m->layers[i].ops->flops(&m->layers[i]));
         params_before[i + 1] = params_before[i] + (m->layers[i].param_count > 0);
     }
     /* best[k][j]: the least possible maximum stage cost putting layers [0, j) in k stages. */
@@ -74,8 +75,8 @@ static int balance(dp_plan *p, const dp_model *m, int S, dp_err *err)
             for (int i = k - 1; i < j; i++) {
                 if (BEST(k - 1, i) == DBL_MAX || params_before[j] == params_before[i])
                     continue; /* stage [i, j) would have no parameters */
-                double cost = prefix[j] - prefix[i];
-                double worst = cost > BEST(k - 1, i) ? cost : BEST(k - 1, i);
+                double stage = prefix[j] - prefix[i];
+                double worst = stage > BEST(k - 1, i) ? stage : BEST(k - 1, i);
                 if (worst < BEST(k, j)) {
                     BEST(k, j) = worst;
                     CUT(k, j) = i;
@@ -93,7 +94,7 @@ static int balance(dp_plan *p, const dp_model *m, int S, dp_err *err)
 }
 
 int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_model *m,
-                 int batch, dp_err *err)
+                 int batch, const double *cost, dp_err *err)
 {
     memset(p, 0, sizeof *p);
     p->strategy = req->strategy;
@@ -136,7 +137,7 @@ int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
     p->stages = S;
     p->micro = M;
     p->workers = R * S;
-    return balance(p, m, S, err);
+    return balance(p, m, S, cost, err);
 }
 
 void dp_plan_describe(const dp_plan *p, char *buf, size_t size)

@@ -37,9 +37,11 @@ typedef struct dp_plan {
 
 /* Makes the plan for `devices` devices, a model and a global batch; refuses (with one line in
  * err) what cannot be made: more stages than layers with parameters, devices not a multiple of
- * the stages, a batch smaller than replicas x micro-batches. */
+ * the stages, a batch smaller than replicas x micro-batches. Pipeline stages are balanced by
+ * each layer's cost: cost[n_layers] (measured seconds, dp_stage_profile) or, when NULL, its
+ * FLOPs. */
 int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_model *m,
-                 int batch, dp_err *err);
+                 int batch, const double *cost, dp_err *err);
 
 /* "single", "DP x4", "PP 4 stages, 8 micro, 1F1B", "DP2 x PP2, 4 micro, GPipe". */
 void dp_plan_describe(const dp_plan *p, char *buf, size_t size);

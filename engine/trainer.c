@@ -28,6 +28,8 @@ struct dp_trainer {
     dp_plan plan;
     dp_team *team;
     float *host_params;   /* [n_params]: the single-device layout, for switches */
+    double *layer_cost;   /* [n_layers]: each layer's measured seconds (at the first pipeline
+                             plan), or NULL */
     float *host_state;    /* [state_per_param][n_params] */
     long steps_done;
     long updates_done;    /* steps whose update was applied (AdamW's t) */
@@ -236,9 +238,40 @@ static void publish_unused(dp_trainer *t)
     }
 }
 
-/* Starts the workers of plan p and gives them the host copy of the parameters and state. */
-static int start_plan(dp_trainer *t, const dp_plan *p, dp_err *err)
+/* A pipeline plan with its stages balanced by the layers' measured times (measured on device 0
+ * at the first such plan, at its micro-batch size), when the configuration asks for it; plans
+ * without pipelines, and any plan when the model does not fit on device 0 to be measured,
+ * stay as they are (balanced by FLOPs). */
+static dp_plan balanced(dp_trainer *t, const dp_plan *p)
 {
+    if (p->stages < 2 || !t->cfg.balance_by_time)
+        return *p;
+    const dp_model *m = t->cfg.model;
+    if (!t->layer_cost) {
+        int rows = t->cfg.batch / (p->replicas * p->micro);
+        dp_err ignored;
+        t->layer_cost = calloc((size_t)m->n_layers, sizeof *t->layer_cost);
+        if (t->layer_cost &&
+            dp_stage_profile(m, &t->devices[0], rows > 0 ? rows : 1, t->layer_cost, &ignored) < 0) {
+            free(t->layer_cost);
+            t->layer_cost = NULL;
+        }
+    }
+    dp_plan_request req = { p->strategy, p->stages, p->micro, p->schedule };
+    dp_plan by_time;
+    dp_err ignored;
+    if (!t->layer_cost ||
+        dp_plan_make(&by_time, &req, t->n_devices, m, t->cfg.batch, t->layer_cost, &ignored) < 0)
+        return *p;
+    return by_time;
+}
+
+/* Starts the workers of plan p (its stages balanced by time, when asked) and gives them the
+ * host copy of the parameters and state. */
+static int start_plan(dp_trainer *t, const dp_plan *requested, dp_err *err)
+{
+    dp_plan plan = balanced(t, requested);
+    const dp_plan *p = &plan;
     set_blas_threads(t, p->workers);
     dp_team_config tc = {
         .model = t->cfg.model,
@@ -279,7 +312,7 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     pthread_cond_init(&t->load_cond, NULL);
     const dp_model *m = c->model;
     dp_plan plan;
-    if (dp_plan_make(&plan, &c->plan, c->devices, m, c->batch, err) < 0) {
+    if (dp_plan_make(&plan, &c->plan, c->devices, m, c->batch, NULL, err) < 0) {
         *plan_refused = true;
         goto fail;
     }
@@ -372,6 +405,7 @@ void dp_trainer_destroy(dp_trainer *t)
     free(t->devices);
     dp_loader_free(&t->loader);
     free(t->host_params);
+    free(t->layer_cost);
     free(t->host_state);
     pthread_mutex_destroy(&t->switch_lock);
     pthread_mutex_destroy(&t->load_lock);
@@ -387,7 +421,7 @@ long dp_trainer_steps_per_epoch(const dp_trainer *t)
 int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err *err)
 {
     dp_plan p;
-    if (dp_plan_make(&p, req, t->n_devices, t->cfg.model, t->cfg.batch, err) < 0)
+    if (dp_plan_make(&p, req, t->n_devices, t->cfg.model, t->cfg.batch, NULL, err) < 0)
         return -1;
     pthread_mutex_lock(&t->switch_lock);
     t->switch_plan = p;
@@ -540,6 +574,7 @@ void dp_trainer_evaluate(dp_trainer *t, dp_eval_report *r)
     r->samples = n;
     r->loss = n ? loss / positions : 0.0;
     r->accuracy = n ? correct / positions : 0.0;
+    r->text = t->test->targets > 1;
 }
 
 void dp_trainer_get_params(dp_trainer *t, float *host)

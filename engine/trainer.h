@@ -39,6 +39,7 @@ typedef struct dp_trainer_config {
     bool data_on_device; /* copy the data sets to GPU devices with room for them */
     dp_plan_request plan;
     double bucket_mb;   /* all-reduce bucket size (PyTorch DDP's default is 25) */
+    bool balance_by_time; /* pipeline stages by each layer's measured time (else FLOPs) */
     int blas_threads;   /* per worker; 0 = the cores divided among the workers */
     /* Continuing from a checkpoint: where it stood, and its optimizer state
      * [state_per_param][n_params] (its parameters come as `init`); NULL: from the start. */
@@ -66,8 +67,9 @@ typedef struct dp_step_report {
 
 typedef struct dp_eval_report {
     long samples;
-    double loss;        /* mean cross-entropy over the test split */
-    double accuracy;    /* fraction classified correctly */
+    double loss;        /* mean cross-entropy over the test split's targets */
+    double accuracy;    /* fraction of targets predicted correctly */
+    bool text;          /* the targets are a text's next bytes: loss / ln 2 is bits per byte */
 } dp_eval_report;
 
 typedef struct dp_trainer dp_trainer;

@@ -42,7 +42,7 @@ static void make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
 {
     dp_err err;
     err.msg[0] = '\0';
-    int rc = dp_plan_make(p, req, devices, m, batch, &err);
+    int rc = dp_plan_make(p, req, devices, m, batch, NULL, &err);
     ck_assert_msg(rc == 0, "plan %s on %d devices, batch %d: rc %d: %s",
                   dp_strategy_name(req->strategy), devices, batch, rc, err.msg);
 }
@@ -263,7 +263,7 @@ static void refused(const dp_plan_request *req, int devices, const dp_model *m, 
     dp_plan p;
     dp_err err;
     err.msg[0] = '\0';
-    int rc = dp_plan_make(&p, req, devices, m, batch, &err);
+    int rc = dp_plan_make(&p, req, devices, m, batch, NULL, &err);
     ck_assert_msg(rc == -1, "%s (stages %d, micro %d) on %d devices, batch %d: rc %d, want -1",
                   dp_strategy_name(req->strategy), req->stages, req->micro, devices, batch, rc);
     for (int i = 0; needles[i]; i++)
@@ -287,7 +287,7 @@ START_TEST(test_plan_refusals)
     req = request(DP_STRATEGY_PP, 0, 0, DP_SCHEDULE_1F1B);
     dp_plan p;
     dp_err err;
-    ck_assert_msg(dp_plan_make(&p, &req, 5, &m, BATCH, &err) == 0, "%s", err.msg);
+    ck_assert_msg(dp_plan_make(&p, &req, 5, &m, BATCH, NULL, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(p.stages, 4);
     ck_assert_int_eq(p.workers, 4);
     req = request(DP_STRATEGY_HYBRID, 5, 0, DP_SCHEDULE_GPIPE);
@@ -655,6 +655,36 @@ START_TEST(test_simulation_detects_deadlock)
 }
 END_TEST
 
+/* Stages balanced by measured costs, not FLOPs: four equal linear layers split 2 + 2 by FLOPs,
+ * but when the last one costs as much as the other three together, 3 + 1. And the profile
+ * measures every layer on a CPU device: a time for each, more than 0 for those with weights. */
+START_TEST(test_balance_by_cost)
+{
+    dp_model m;
+    parse(&m, "linear:32, linear:32, linear:32, linear:32", 32, 32);
+    dp_plan_request req = request(DP_STRATEGY_PP, 2, 2, DP_SCHEDULE_1F1B);
+    dp_plan p;
+    dp_err err;
+    ck_assert_msg(dp_plan_make(&p, &req, 2, &m, BATCH, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(p.first_layer[1], 2);
+    const double cost[4] = { 1.0, 1.0, 1.0, 3.0 };
+    ck_assert_msg(dp_plan_make(&p, &req, 2, &m, BATCH, cost, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(p.first_layer[1], 3);
+    dp_model_free(&m);
+
+    dp_device dev;
+    ck_assert_msg(dp_cpu_device_init(&dev, 0, 1, &err) == 0, "%s", err.msg);
+    parse(&m, "linear:64, relu, dropout:10, linear:10", 20, 10);
+    double seconds[4] = { -1, -1, -1, -1 };
+    ck_assert_msg(dp_stage_profile(&m, &dev, 16, seconds, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(seconds[i] >= 0.0, "layer %d: %g s", i, seconds[i]);
+    ck_assert_msg(seconds[0] > 0.0 && seconds[3] > 0.0, "%g, %g", seconds[0], seconds[3]);
+    dp_model_free(&m);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
 Suite *plan_suite(void)
 {
     Suite *s = suite_create("plan");
@@ -672,6 +702,7 @@ Suite *plan_suite(void)
     TCase *ts = tcase_create("schedule");
     tcase_add_test(ts, test_schedule_ops);
     tcase_add_test(ts, test_schedule_by_hand);
+    tcase_add_test(ts, test_balance_by_cost);
     tcase_add_test(ts, test_schedule_no_deadlock);
     tcase_add_test(ts, test_simulation_detects_deadlock);
     suite_add_tcase(s, ts);

@@ -1,8 +1,9 @@
 #!/bin/sh
 # torch-parity.sh -- dpmptop and PyTorch train the same network from the same weights on the
-# same data (SGD with Nesterov momentum and weight decay; AdamW with warm-up, cosine decay and
-# clipping): per-step losses and final weights must agree. Skipped (77) without PyTorch, which
-# Debian packages as python3-torch for its own /usr/bin/python3.
+# same data: an MLP, a small CNN with residual blocks and a 2-block GPT (PyTorch's modules from
+# bench/torch_models.py), each with SGD (Nesterov momentum, weight decay) and with AdamW
+# (warm-up, cosine decay, clipping): per-step losses and final weights must agree. Skipped (77)
+# without PyTorch, which Debian packages as python3-torch for its own /usr/bin/python3.
 . "${srcdir:-.}/tests/lib.sh"
 
 py=/usr/bin/python3
@@ -11,7 +12,7 @@ if ! "$py" -c "import torch" 2>/dev/null; then
     rm -rf "$work"
     exit 77
 fi
-for variant in sgd adamw; do
+for variant in mlp-sgd mlp-adamw cnn-sgd cnn-adamw gpt-sgd gpt-adamw; do
     d="$work/$variant"
     mkdir -p "$d"
     "$py" "$srcdir/tests/torch_parity.py" prepare "$d" "$variant" || { fail "$variant: prepare"; continue; }

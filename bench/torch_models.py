@@ -1,0 +1,227 @@
+"""torch_models.py -- dpmptop's [model] layers syntax as PyTorch modules.
+
+build(layers, in_shape, classes) returns an nn.Sequential whose state_dict() has exactly the
+names and shapes of the tensors dpmptop saves for the same list (its safetensors files), so
+weights move both ways with load_state_dict(strict=True). in_shape is one sample's shape:
+(C, H, W) for images, (N,) for vectors, (T,) for the byte ids of text (for embed).
+
+    import torch_models
+    model = torch_models.build("conv:8:3:1:1, relu, res(conv:8:3:1:1), avgpool, linear:10",
+                               (3, 32, 32), 10)
+
+The model's output is [batch, classes], or [batch, T, classes] for sequences; dpmptop's loss is
+cross-entropy averaged over every target. Images given to linear are flattened first, as
+dpmptop does; res's shortcut is a 1x1 convolution (images) or a linear layer (vectors,
+sequences) when the body changes the shape. save_safetensors and load_safetensors write and
+read dpmptop's weight files (F32) without the safetensors package.
+"""
+import json
+import math
+import struct
+
+import torch
+import torch.nn as nn
+
+
+class FlatLinear(nn.Linear):
+    """linear on images: dpmptop flattens them first (without a layer index of its own)."""
+
+    def forward(self, x):
+        return super().forward(x.flatten(1))
+
+
+class Pos(nn.Module):
+    """pos: adds a learned vector per position, nn.Embedding(T, D) of 0..T-1."""
+
+    def __init__(self, t, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(t, d))
+
+    def forward(self, x):
+        return x + self.weight
+
+
+class CausalSelfAttention(nn.Module):
+    """attn:H, as nanoGPT's (no dropout): q, k, v from c_attn, head h takes columns
+    h*hd:(h+1)*hd of each, causal softmax(q k^T / sqrt(hd)) v, heads mixed by c_proj."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.c_attn = nn.Linear(d, 3 * d)
+        self.c_proj = nn.Linear(d, d)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.c_attn(x).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        att = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)
+        mask = torch.ones(t, t, dtype=torch.bool).tril()
+        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        return self.c_proj((att @ v).transpose(1, 2).reshape(b, t, d))
+
+
+class MLP(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.c_fc = nn.Linear(d, 4 * d)
+        self.gelu = nn.GELU(approximate="tanh")
+        self.c_proj = nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class Block(nn.Module):
+    """block:H, a pre-LayerNorm GPT block named as nanoGPT's."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d)
+        self.attn = CausalSelfAttention(d, heads)
+        self.ln_2 = nn.LayerNorm(d)
+        self.mlp = MLP(d)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class Res(nn.Module):
+    """res(...): body(x) + x, or body(x) + proj(x) when the body changes the shape."""
+
+    def __init__(self, body, proj=None):
+        super().__init__()
+        self.body = body
+        if proj is not None:
+            self.proj = proj
+
+    def forward(self, x):
+        return self.body(x) + (self.proj(x) if hasattr(self, "proj") else x)
+
+
+def split_list(spec):
+    """The items of a comma-separated layer list, commas inside parentheses kept."""
+    items, depth, cur = [], 0, ""
+    for ch in spec:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            items.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    items.append(cur.strip())
+    return items
+
+
+def window(size, k, stride, pad=0):
+    return (size + 2 * pad - k) // stride + 1
+
+
+def layer(item, shape):
+    """One layer's module on samples of `shape`, and the shape it gives."""
+    if item.startswith("res("):
+        if not item.endswith(")"):
+            raise ValueError(f"'{item}': the list in parentheses is not closed")
+        body, out = layer_list(item[4:-1], shape)
+        proj = None
+        if out != shape:
+            if len(shape) == 3 and len(out) == 3:
+                # the smallest stride that takes the input's size to the body's
+                s = next((s for s in range(1, shape[1] + 1)
+                          if window(shape[1], 1, s) == out[1] and window(shape[2], 1, s) == out[2]),
+                         None)
+                if s is None:
+                    raise ValueError(f"'{item}': no strided 1x1 convolution takes {shape} to {out}")
+                proj = nn.Conv2d(shape[0], out[0], 1, stride=s)
+            elif len(shape) == len(out) < 3 and (len(shape) == 1 or shape[0] == out[0]):
+                proj = nn.Linear(shape[-1], out[-1])
+            else:
+                raise ValueError(f"'{item}': no projection takes {shape} to {out}")
+        return Res(body, proj), out
+    name, *args = item.split(":")
+    args = [int(a) for a in args]
+    if name == "linear":
+        if len(shape) == 3:
+            return FlatLinear(math.prod(shape), args[0]), (args[0],)
+        return nn.Linear(shape[-1], args[0]), shape[:-1] + (args[0],)
+    if name == "conv":
+        out, k = args[0], args[1]
+        stride = args[2] if len(args) > 2 else 1
+        pad = args[3] if len(args) > 3 else 0
+        c, h, w = shape
+        return (nn.Conv2d(c, out, k, stride=stride, padding=pad),
+                (out, window(h, k, stride, pad), window(w, k, stride, pad)))
+    if name in ("maxpool", "avgpool"):
+        c, h, w = shape
+        if not args:  # global average pooling
+            return nn.AdaptiveAvgPool2d(1), (c, 1, 1)
+        k = args[0]
+        stride = args[1] if len(args) > 1 else k
+        pool = nn.MaxPool2d if name == "maxpool" else nn.AvgPool2d
+        return pool(k, stride), (c, window(h, k, stride), window(w, k, stride))
+    if name == "flatten":
+        return nn.Flatten(), (math.prod(shape),)
+    if name in ("relu", "tanh", "gelu"):
+        return {"relu": nn.ReLU(), "tanh": nn.Tanh(),
+                "gelu": nn.GELU(approximate="tanh")}[name], shape
+    if name == "embed":
+        return nn.Embedding(args[0], args[1]), shape + (args[1],)
+    if name == "pos":
+        return Pos(*shape), shape
+    if name == "ln":
+        return nn.LayerNorm(shape[-1]), shape
+    if name == "attn":
+        return CausalSelfAttention(shape[-1], args[0]), shape
+    if name == "block":
+        return Block(shape[-1], args[0]), shape
+    raise ValueError(f"unknown layer '{item}'")
+
+
+def layer_list(spec, shape):
+    mods = []
+    for item in split_list(spec):
+        m, shape = layer(item, shape)
+        mods.append(m)
+    return nn.Sequential(*mods), shape
+
+
+def build(layers, in_shape, classes):
+    """The nn.Sequential for dpmptop's layer list on samples of in_shape."""
+    model, out = layer_list(layers, tuple(in_shape))
+    if out[-1] != classes or len(out) == 3:
+        raise ValueError(f"the model gives {out} per sample, not {classes} classes")
+    return model
+
+
+def save_safetensors(path, state):
+    """Writes a state_dict as safetensors (F32), for dpmptop --init."""
+    header, blobs, at = {}, [], 0
+    for name, t in state.items():
+        b = t.detach().contiguous().float().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [at, at + len(b)]}
+        blobs.append(b)
+        at += len(b)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def load_safetensors(path):
+    """Reads an F32 safetensors file (dpmptop --save) into a dict for load_state_dict."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    body = raw[8 + n:]
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        if e["dtype"] != "F32":
+            raise ValueError(f"{path}: {name} is {e['dtype']}, not F32")
+        b, end = e["data_offsets"]
+        t = torch.frombuffer(bytearray(body[b:end]), dtype=torch.float32)
+        out[name] = t.reshape(e["shape"])
+    return out

@@ -1,0 +1,43 @@
+#!/bin/sh
+# examples.sh -- every examples/*.ini builds its model and trains a few steps (on the first
+# 256 samples; CIFAR-10 and text examples on small files written here, the Fashion-MNIST ones
+# skipped where Debian's dataset-fashion-mnist is not installed), headless, and the text
+# example reports bits per byte. The full runs' figures are in README.md.
+. "${srcdir:-.}/tests/lib.sh"
+
+python3 - "$work" <<'PY' || fail "could not write the data"
+import os, random, sys
+w = sys.argv[1]
+rnd = random.Random(5)
+os.makedirs(f'{w}/cifar')
+def batch(n):
+    return b''.join(bytes([rnd.randrange(10)]) + rnd.randbytes(3072) for _ in range(n))
+for b in range(1, 6):
+    open(f'{w}/cifar/data_batch_{b}.bin', 'wb').write(batch(60))
+open(f'{w}/cifar/test_batch.bin', 'wb').write(batch(20))
+os.makedirs(f'{w}/text')
+words = 'the cat sat on a mat while the dog ran after it'.split()
+open(f'{w}/text/a.txt', 'w').write(' '.join(rnd.choice(words) for _ in range(4000)))
+open(f'{w}/text/b.dat', 'wb').write(b'\0binary index, left out')
+PY
+
+for ini in "$srcdir"/examples/*.ini; do
+    name=$(basename "$ini" .ini)
+    set -- --set data.limit=256 --steps 3 --set run.eval_every=0
+    case $name in
+    cifar-*) set -- "$@" --set "data.path=$work/cifar" ;;
+    *gpt*) set -- "$@" --set "data.path=$work/text" --set data.batch=4 ;;
+    fashion-*)
+        [ -d /usr/share/datasets/fashion-mnist ] || {
+            echo "skipped $name: no /usr/share/datasets/fashion-mnist"
+            continue
+        }
+        ;;
+    esac
+    timeout 300 "$DPMPTOP" --headless -c "$ini" "$@" >"$work/$name.out" 2>&1 ||
+        fail "$name: exit $?: $(tail -n 3 "$work/$name.out")"
+    grep -q '^done: 3 steps' "$work/$name.out" || fail "$name: no summary of 3 steps"
+done
+grep -Eq 'test loss [0-9.]+ \([0-9.]+ bits per byte\)' "$work/tiny-gpt.out" ||
+    fail "tiny-gpt: no bits per byte in its evaluation"
+finish
