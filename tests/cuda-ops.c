@@ -248,6 +248,153 @@ static void test_gemm_tuned(dp_device *g, double tol, const char *label)
         }
 }
 
+/* One operation on both devices from the same inputs: in[k] are host arrays of counts[k]
+ * floats, copied to each device; the output (n_out floats) is poisoned on the GPU. */
+typedef struct both {
+    float *c[6], *g[6];
+} both;
+
+static both inputs(float *const *host, const size_t *counts, int k)
+{
+    both b;
+    for (int i = 0; i < k; i++) {
+        b.c[i] = on(&cpu, host[i], counts[i], 0);
+        b.g[i] = on(&gpu, host[i], counts[i], 0);
+    }
+    return b;
+}
+
+/* The layers' operations (conv, pooling, blocks, sequences, dropout) on odd sizes. */
+static void test_layer_ops(void)
+{
+    dp_conv_geom geoms[] = { { 3, 9, 7, 3, 3, 2, 2, 1, 1, 5, 4 }, { 4, 6, 6, 1, 1, 1, 1, 0, 0, 6, 6 } };
+    for (int gi = 0; gi < 2; gi++) {
+        dp_conv_geom g = geoms[gi];
+        int n = 5;
+        size_t nx = (size_t)n * g.c * g.h * g.w, ncol = (size_t)n * g.oh * g.ow * g.c * g.kh * g.kw;
+        float *hx = random_floats(nx, 1), *hcol = random_floats(ncol, 1);
+        both b = inputs((float *[]){ hx, hcol }, (size_t[]){ nx, ncol }, 2);
+        float *ccol = on(&cpu, NULL, ncol, 1), *gcol = on(&gpu, NULL, ncol, 1);
+        cpu.be->im2col(&cpu, ccol, b.c[0], n, g);
+        gpu.be->im2col(&gpu, gcol, b.g[0], n, g);
+        compare(gi ? "im2col 1x1" : "im2col 3x3 stride 2 pad 1", back(&cpu, ccol, ncol),
+                back(&gpu, gcol, ncol), ncol, 0);
+        float *cdx = on(&cpu, NULL, nx, 1), *gdx = on(&gpu, NULL, nx, 1);
+        cpu.be->col2im(&cpu, cdx, b.c[1], n, g);
+        gpu.be->col2im(&gpu, gdx, b.g[1], n, g);
+        compare(gi ? "col2im 1x1" : "col2im 3x3 stride 2 pad 1", back(&cpu, cdx, nx),
+                back(&gpu, gdx, nx), nx, 1e-6);
+    }
+    { /* pooling: max (overlapping windows) and average, forward and backward */
+        dp_conv_geom g = { 0, 7, 9, 3, 3, 2, 2, 0, 0, 3, 4 };
+        int planes = 6;
+        size_t nx = (size_t)planes * g.h * g.w, ny = (size_t)planes * g.oh * g.ow;
+        float *hx = random_floats(nx, 1), *hdy = random_floats(ny, 1);
+        both b = inputs((float *[]){ hx, hdy }, (size_t[]){ nx, ny }, 2);
+        for (int max = 0; max < 2; max++) {
+            float *cy = on(&cpu, NULL, ny, 1), *gy = on(&gpu, NULL, ny, 1);
+            int32_t *carg = (int32_t *)on(&cpu, NULL, ny, 1), *garg = (int32_t *)on(&gpu, NULL, ny, 1);
+            cpu.be->pool_forward(&cpu, max, cy, max ? carg : NULL, b.c[0], planes, g);
+            gpu.be->pool_forward(&gpu, max, gy, max ? garg : NULL, b.g[0], planes, g);
+            compare(max ? "maxpool forward" : "avgpool forward", back(&cpu, cy, ny),
+                    back(&gpu, gy, ny), ny, 1e-6);
+            float *cdx = on(&cpu, NULL, nx, 1), *gdx = on(&gpu, NULL, nx, 1);
+            cpu.be->pool_backward(&cpu, max, cdx, carg, b.c[1], planes, g);
+            gpu.be->pool_backward(&gpu, max, gdx, garg, b.g[1], planes, g);
+            compare(max ? "maxpool backward" : "avgpool backward", back(&cpu, cdx, nx),
+                    back(&gpu, gdx, nx), nx, 1e-6);
+        }
+    }
+    { /* transpose of a batch, add, add_broadcast, dropout */
+        int batch = 3, r = 37, c = 70;
+        size_t n = (size_t)batch * r * c;
+        float *ha = random_floats(n, 1), *hb = random_floats(n, 1), *hrow = random_floats((size_t)r * c, 1);
+        both b = inputs((float *[]){ ha, hb, hrow }, (size_t[]){ n, n, (size_t)r * c }, 3);
+        float *cy = on(&cpu, NULL, n, 1), *gy = on(&gpu, NULL, n, 1);
+        cpu.be->transpose(&cpu, cy, b.c[0], batch, r, c);
+        gpu.be->transpose(&gpu, gy, b.g[0], batch, r, c);
+        compare("transpose 3 x 37x70", back(&cpu, cy, n), back(&gpu, gy, n), n, 0);
+        cpu.be->add(&cpu, cy, b.c[0], b.c[1], n);
+        gpu.be->add(&gpu, gy, b.g[0], b.g[1], n);
+        compare("add", back(&cpu, cy, n), back(&gpu, gy, n), n, 0);
+        cpu.be->add_broadcast(&cpu, cy, b.c[0], b.c[2], batch, r * c);
+        gpu.be->add_broadcast(&gpu, gy, b.g[0], b.g[2], batch, r * c);
+        compare("add_broadcast", back(&cpu, cy, n), back(&gpu, gy, n), n, 0);
+        dp_dropout_args a = { 7, 3, 11, 2, 0.3f };
+        cpu.be->dropout(&cpu, cy, b.c[0], batch * r, c, a);
+        gpu.be->dropout(&gpu, gy, b.g[0], batch * r, c, a);
+        compare("dropout (the same mask)", back(&cpu, cy, n), back(&gpu, gy, n), n, 0);
+    }
+    { /* layernorm, causal softmax, embedding, batched GEMM over heads */
+        int rows = 53, w = 40, vocab = 11;
+        size_t n = (size_t)rows * w;
+        float *hx = random_floats(n, 2), *hdy = random_floats(n, 1), *hw = random_floats(2 * w, 1);
+        float *ids = malloc((size_t)rows * sizeof *ids);
+        for (int i = 0; i < rows; i++)
+            ids[i] = (float)(i * 7 % vocab);
+        float *htable = random_floats((size_t)vocab * w, 1);
+        both b = inputs((float *[]){ hx, hdy, hw, ids, htable },
+                        (size_t[]){ n, n, (size_t)2 * w, (size_t)rows, (size_t)vocab * w }, 5);
+        float *cy = on(&cpu, NULL, n, 1), *gy = on(&gpu, NULL, n, 1);
+        float *cst = on(&cpu, NULL, 2 * (size_t)rows, 1), *gst = on(&gpu, NULL, 2 * (size_t)rows, 1);
+        cpu.be->layernorm_forward(&cpu, cy, cst, b.c[0], b.c[2], b.c[2] + w, rows, w);
+        gpu.be->layernorm_forward(&gpu, gy, gst, b.g[0], b.g[2], b.g[2] + w, rows, w);
+        compare("layernorm forward", back(&cpu, cy, n), back(&gpu, gy, n), n, 1e-5);
+        float *cdw = on(&cpu, hw, 2 * (size_t)w, 0), *gdw = on(&gpu, hw, 2 * (size_t)w, 0);
+        for (int acc = 0; acc < 2; acc++) {
+            cpu.be->layernorm_backward(&cpu, cy, cdw, cdw + w, b.c[1], b.c[0], cst, b.c[2], rows,
+                                       w, acc);
+            gpu.be->layernorm_backward(&gpu, gy, gdw, gdw + w, b.g[1], b.g[0], gst, b.g[2], rows,
+                                       w, acc);
+            compare(acc ? "layernorm backward dw db (+=)" : "layernorm backward dw db",
+                    back(&cpu, cdw, 2 * (size_t)w), back(&gpu, gdw, 2 * (size_t)w), 2 * (size_t)w,
+                    1e-5);
+        }
+        compare("layernorm backward dx", back(&cpu, cy, n), back(&gpu, gy, n), n, 1e-5);
+        for (int causal = 0; causal < 2; causal++) {
+            int cols = 8, srows = (int)(n / cols);
+            cpu.be->softmax_forward(&cpu, cy, b.c[0], srows, cols, 0.7f, causal ? cols : 0);
+            gpu.be->softmax_forward(&gpu, gy, b.g[0], srows, cols, 0.7f, causal ? cols : 0);
+            compare(causal ? "softmax causal" : "softmax", back(&cpu, cy, n), back(&gpu, gy, n),
+                    n, 1e-6);
+            float *cdx = on(&cpu, NULL, n, 1), *gdx = on(&gpu, NULL, n, 1);
+            cpu.be->softmax_backward(&cpu, cdx, cy, b.c[1], srows, cols, 0.7f);
+            gpu.be->softmax_backward(&gpu, gdx, gy, b.g[1], srows, cols, 0.7f);
+            compare("softmax backward", back(&cpu, cdx, n), back(&gpu, gdx, n), n, 1e-5);
+        }
+        cpu.be->embedding_forward(&cpu, cy, b.c[3], b.c[4], rows, w, vocab);
+        gpu.be->embedding_forward(&gpu, gy, b.g[3], b.g[4], rows, w, vocab);
+        compare("embedding forward", back(&cpu, cy, n), back(&gpu, gy, n), n, 0);
+        size_t nt = (size_t)vocab * w;
+        float *ct = on(&cpu, htable, nt, 0), *gt = on(&gpu, htable, nt, 0);
+        for (int acc = 0; acc < 2; acc++) {
+            cpu.be->embedding_backward(&cpu, ct, b.c[3], b.c[1], rows, w, vocab, acc);
+            gpu.be->embedding_backward(&gpu, gt, b.g[3], b.g[1], rows, w, vocab, acc);
+            compare(acc ? "embedding backward (+=)" : "embedding backward", back(&cpu, ct, nt),
+                    back(&gpu, gt, nt), nt, 1e-6);
+        }
+        /* 3 heads of width 5 in rows of 3 x 15 (q k v), scores q k^T per head */
+        int t = 9, hd = 5, h = 3, ld = 3 * h * hd;
+        size_t nq = (size_t)t * ld, ns = (size_t)h * t * t;
+        float *hq = random_floats(nq, 1);
+        both q = inputs((float *[]){ hq }, (size_t[]){ nq }, 1);
+        float *cs = on(&cpu, NULL, ns, 1), *gs = on(&gpu, NULL, ns, 1);
+        cpu.be->gemm_batched(&cpu, 0, 1, t, t, hd, 0.5f, q.c[0], ld, hd, q.c[0] + h * hd, ld, hd,
+                             0.0f, cs, t, (long)t * t, h);
+        gpu.be->gemm_batched(&gpu, 0, 1, t, t, hd, 0.5f, q.g[0], ld, hd, q.g[0] + h * hd, ld, hd,
+                             0.0f, gs, t, (long)t * t, h);
+        compare("gemm_batched q k^T over 3 heads", back(&cpu, cs, ns), back(&gpu, gs, ns), ns,
+                1e-5);
+        float *co = on(&cpu, hq, nq, 0), *go = on(&gpu, hq, nq, 0);
+        cpu.be->gemm_batched(&cpu, 1, 0, t, hd, t, 1.0f, cs, t, (long)t * t, q.c[0], ld, hd, 1.0f,
+                             co, ld, hd, h);
+        gpu.be->gemm_batched(&gpu, 1, 0, t, hd, t, 1.0f, gs, t, (long)t * t, q.g[0], ld, hd, 1.0f,
+                             go, ld, hd, h);
+        compare("gemm_batched S^T q (+=) into strided heads", back(&cpu, co, nq),
+                back(&gpu, go, nq), nq, 1e-5);
+    }
+}
+
 int main(void)
 {
     dp_err err;
@@ -407,6 +554,7 @@ int main(void)
         compare("upload_async", src, back(&gpu, dst, count), count, 0);
         gpu.be->host_free(pinned);
     }
+    test_layer_ops();
     test_gemm_tuned(&gpu, 1e-5, "fp32");
     test_gemm_tuned(&gpu_tf32, 2e-3, "tf32");
     dp_cuda_print_tuning(&gpu, stdout);

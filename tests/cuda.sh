@@ -4,6 +4,8 @@
 # orders), and every strategy on logical devices of one GPU (cuda:0 named four times) matches
 # the single-GPU run (1e-5), switches included; batches gathered on the host and uploaded match
 # batches gathered on the GPU from its copy of the data set; TF32 trains to a loss near fp32's.
+# Then a CNN with residual blocks (CIFAR-10 files written here) and a GPT with dropout (a text
+# written here): GPU against CPU, and dp and pp on the four logical devices against one.
 # Skipped (77) in a build without CUDA or where no GPU is usable.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
@@ -74,4 +76,35 @@ run gpu-tf32 --devices cuda:0 --strategy single --set run.precision=tf32
 loss() { sed -n 's/.*"type":"summary".*"final_loss":\([0-9.e+-]*\).*/\1/p' "$work/$1.jsonl"; }
 awk -v a="$(loss gpu)" -v b="$(loss gpu-tf32)" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 0.05 * a) }' ||
     fail "TF32 final loss $(loss gpu-tf32) is not within 5% of fp32's $(loss gpu)"
+
+python3 - "$work" <<'PY' || fail "could not write the CIFAR-10 and text files"
+import os, random, sys
+w = sys.argv[1]
+rnd = random.Random(7)
+os.makedirs(f'{w}/cifar')
+def batch(n):
+    return b''.join(bytes([rnd.randrange(10)]) + rnd.randbytes(3072) for _ in range(n))
+for b in range(1, 6):
+    open(f'{w}/cifar/data_batch_{b}.bin', 'wb').write(batch(200))
+open(f'{w}/cifar/test_batch.bin', 'wb').write(batch(50))
+words = 'a the of pipeline device stage gradient block sample replica layer step'.split()
+open(f'{w}/text.txt', 'w').write(' '.join(rnd.choice(words) for _ in range(3000)))
+PY
+cp "$work/run.ini" "$work/mlp.ini"
+sed -e 's|^kind = synthetic|kind = cifar10\npath = '"$work/cifar"'|' -e 's|^lr = 0.1|lr = 0.01|' \
+    -e 's|^layers = .*|layers = conv:6:3:2:1, relu, res(conv:6:3:1:1, relu, conv:8:3:2:1), maxpool:2, flatten, linear:16, tanh, linear:10|' \
+    "$work/mlp.ini" >"$work/cnn.ini"
+sed -e 's|^kind = synthetic|kind = text\npath = '"$work/text.txt"'\ncontext = 16|' -e 's|^lr = 0.1|lr = 0.01|' \
+    -e 's|^layers = .*|layers = embed:256:16, pos, dropout:10, block:2, block:4, ln, linear:256|' \
+    "$work/mlp.ini" >"$work/gpt.ini"
+for model in cnn gpt; do
+    cp "$work/$model.ini" "$work/run.ini"
+    run "$model-cpu" --devices cpu:1 --strategy single
+    run "$model-gpu" --devices cuda:0 --strategy single
+    same "$model-cpu" "$model-gpu" 1e-4
+    run "$model-gpu-dp" --devices "$four" --strategy dp
+    run "$model-gpu-pp" --devices "$four" --strategy pp
+    same "$model-gpu" "$model-gpu-dp" 1e-5
+    same "$model-gpu" "$model-gpu-pp" 1e-5
+done
 finish
