@@ -140,6 +140,25 @@ static int read_dir(const char *dir, unsigned char **out, size_t *len, dp_err *e
     return 0;
 }
 
+int dp_text_parse(const unsigned char *b, size_t len, int context, const char *what,
+                  dp_dataset *train, dp_dataset *test, dp_err *err)
+{
+    size_t held_out = len / 10;
+    if (context < 1 || len - held_out < (size_t)context + 1 || held_out < (size_t)context + 1)
+        return dp_fail(err, "%s: %zu bytes of text are too few for data.context = %d: the "
+                            "training part and the held-out last tenth must each hold more "
+                            "than one context (at least %zu bytes); use a longer text or a "
+                            "shorter context",
+                       what, len, context, (size_t)(context + 1) * 10);
+    if (make_windows(b, len - held_out, context, "text train", train, err) < 0)
+        return -1;
+    if (make_windows(b + len - held_out, held_out, context, "text test", test, err) < 0) {
+        dp_dataset_free(train);
+        return -1;
+    }
+    return 0;
+}
+
 int dp_text_load(const char *path, int context, dp_dataset *train, dp_dataset *test,
                  dp_err *err)
 {
@@ -149,20 +168,7 @@ int dp_text_load(const char *path, int context, dp_dataset *train, dp_dataset *t
     bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
     if ((dir ? read_dir(path, &b, &len, err) : read_all(path, &b, &len, err)) < 0)
         return -1;
-    size_t held_out = len / 10;
-    if (len - held_out < (size_t)context + 1 || held_out < (size_t)context + 1) {
-        free(b);
-        return dp_fail(err, "%s: %zu bytes of text are too few for data.context = %d: the "
-                            "training part and the held-out last tenth must each hold more "
-                            "than one context (at least %zu bytes); use a longer text or a "
-                            "shorter context",
-                       path, len, context, (size_t)(context + 1) * 10);
-    }
-    int rc = make_windows(b, len - held_out, context, "text train", train, err);
-    if (rc == 0 && make_windows(b + len - held_out, held_out, context, "text test", test, err) < 0) {
-        dp_dataset_free(train);
-        rc = -1;
-    }
+    int rc = dp_text_parse(b, len, context, path, train, test, err);
     free(b);
     return rc;
 }

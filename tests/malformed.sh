@@ -100,6 +100,13 @@ for name, (which, blob) in bad_cifar.items():
     if blob is not None:
         put(f'{w}/cifar/{name}/{which}', blob)
 
+# texts: too short for the context, empty, a directory of binary files only, and a .gz that
+# is not gzip data past its header
+put(f'{w}/text/short.txt', b'just a few words, not enough for a context of 32 bytes')
+put(f'{w}/text/good.txt', b'enough words for a few windows of 32 bytes each. ' * 40)
+put(f'{w}/text/empty.txt', b'')
+put(f'{w}/text/binary-only/a.dat', bytes(range(256)) * 4)
+put(f'{w}/text/broken.gz', b'\x1f\x8b\x08\x00' + bytes(200))
 # checkpoints: a good one is made by the run below; these spoil copies of it
 # configurations
 put(f'{w}/cfg/huge.ini', '[run]\nsteps = 1e400\n')
@@ -143,6 +150,18 @@ for d in "$work"/cifar/*/; do
     hostile "CIFAR $(basename "$d")" "^dpmptop: .*$(basename "$d")/" \
         "$DPMPTOP" --headless --devices cpu:1 $cifar --set "data.path=$d"
 done
+text="--set data.kind=text --set data.context=32 --set model.layers=embed:256:8,linear:256"
+for f in "$work"/text/short.txt "$work"/text/empty.txt "$work"/text/binary-only \
+    "$work"/text/broken.gz "$work"/text/none.txt; do
+    # shellcheck disable=SC2086
+    hostile "text $(basename "$f")" "^dpmptop: $f: " \
+        "$DPMPTOP" --headless --devices cpu:1 $text --set "data.path=$f"
+done
+# the model must predict every position of a text
+# shellcheck disable=SC2086
+hostile "text with a per-sample model" "text needs a prediction for each of its 32 positions" \
+    "$DPMPTOP" --headless --devices cpu:1 $text --set "data.path=$work/text/good.txt" \
+    --set "model.layers=linear:256"
 for f in "$work"/cfg/*.ini; do
     hostile "config $(basename "$f")" "^dpmptop: $f(:[0-9]+)?: " "$DPMPTOP" -c "$f" --headless
 done
