@@ -617,6 +617,12 @@ int dp_cpu_cores(void)
 
 void dp_cpu_set_blas_threads(int threads)
 {
+#ifdef __SANITIZE_THREAD__
+    /* OpenBLAS's own thread pool is not instrumented, so ThreadSanitizer reports its internal
+     * hand-offs (a GEMM's large enough to be split, as a convolution's) as races: under it,
+     * GEMMs stay on the calling thread, and the engine's threads are what is checked. */
+    threads = 1;
+#endif
     openblas_set_num_threads(threads > 0 ? threads : 1);
 }
 
