@@ -888,6 +888,20 @@ void cuda_scale(dp_device *d, float *x, float s, size_t n)
     CHECK_CUDA(im, cudaGetLastError());
 }
 
+/* Launches kernel(args...) over `count` threads (grid-stride: the kernel loops) on d's compute
+ * stream; nothing when count is 0. */
+template <typename... Params, typename... Args>
+void launch(dp_device *d, size_t count, void (*kernel)(Params...), Args... args)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (!count)
+        return;
+    cuda_begin(im);
+    kernel<<<blocks_for(count, T), T, 0, im->stream>>>(args...);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
 __global__ void im2col_kernel(float *col, const float *x, dp_conv_geom g, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -927,26 +941,14 @@ __global__ void add_kernel(float *y, const float *a, const float *b, size_t n)
 
 void cuda_im2col(dp_device *d, float *col, const float *x, int n, dp_conv_geom g)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
     size_t count = (size_t)n * g.oh * g.ow * g.c * g.kh * g.kw;
-    if (!count)
-        return;
-    cuda_begin(im);
-    im2col_kernel<<<blocks_for(count, T), T, 0, im->stream>>>(col, x, g, count);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, count, im2col_kernel, col, x, g, count);
 }
 
 void cuda_col2im(dp_device *d, float *dx, const float *col, int n, dp_conv_geom g)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
     size_t count = (size_t)n * g.c * g.h * g.w;
-    if (!count)
-        return;
-    cuda_begin(im);
-    col2im_kernel<<<blocks_for(count, T), T, 0, im->stream>>>(dx, col, g, count);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, count, col2im_kernel, dx, col, g, count);
 }
 
 void cuda_transpose(dp_device *d, float *dst, const float *src, int batch, int rows, int cols)
@@ -968,38 +970,20 @@ void cuda_transpose(dp_device *d, float *dst, const float *src, int batch, int r
 void cuda_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
                        int planes, dp_conv_geom g)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
     size_t count = (size_t)planes * g.oh * g.ow;
-    if (!count)
-        return;
-    cuda_begin(im);
-    pool_forward_kernel<<<blocks_for(count, T), T, 0, im->stream>>>(max, y, arg, x, g, count);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, count, pool_forward_kernel, max, y, arg, x, g, count);
 }
 
 void cuda_pool_backward(dp_device *d, bool max, float *dx, const int32_t *arg, const float *dy,
                         int planes, dp_conv_geom g)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
     size_t count = (size_t)planes * g.h * g.w;
-    if (!count)
-        return;
-    cuda_begin(im);
-    pool_backward_kernel<<<blocks_for(count, T), T, 0, im->stream>>>(max, dx, arg, dy, g, count);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, count, pool_backward_kernel, max, dx, arg, dy, g, count);
 }
 
 void cuda_add(dp_device *d, float *y, const float *a, const float *b, size_t n)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
-    if (!n)
-        return;
-    cuda_begin(im);
-    add_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(y, a, b, n);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, n, add_kernel, y, a, b, n);
 }
 
 __global__ void add_broadcast_kernel(float *y, const float *x, const float *b, size_t total,
@@ -1077,14 +1061,8 @@ __global__ void dropout_kernel(float *y, const float *x, size_t total, int n, dp
 
 void cuda_dropout(dp_device *d, float *y, const float *x, int rows, int n, dp_dropout_args a)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
     size_t total = (size_t)rows * n;
-    if (!total)
-        return;
-    cuda_begin(im);
-    dropout_kernel<<<blocks_for(total, T), T, 0, im->stream>>>(y, x, total, n, a);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, total, dropout_kernel, y, x, total, n, a);
 }
 
 void cuda_gemm_batched(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -1105,27 +1083,14 @@ void cuda_gemm_batched(dp_device *d, int trans_a, int trans_b, int m, int n, int
 
 void cuda_add_broadcast(dp_device *d, float *y, const float *x, const float *b, int rows, int n)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
     size_t total = (size_t)rows * n;
-    if (!total)
-        return;
-    cuda_begin(im);
-    add_broadcast_kernel<<<blocks_for(total, T), T, 0, im->stream>>>(y, x, b, total, n);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, total, add_broadcast_kernel, y, x, b, total, n);
 }
 
 void cuda_layernorm_forward(dp_device *d, float *y, float *stats, const float *x, const float *w,
                             const float *b, int rows, int n)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
-    if (!rows)
-        return;
-    cuda_begin(im);
-    layernorm_forward_kernel<<<blocks_for(rows, T), T, 0, im->stream>>>(y, stats, x, w, b, rows,
-                                                                        n);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, (size_t)rows, layernorm_forward_kernel, y, stats, x, w, b, rows, n);
 }
 
 void cuda_layernorm_backward(dp_device *d, float *dx, float *dw, float *db, const float *dy,
@@ -1148,51 +1113,27 @@ void cuda_layernorm_backward(dp_device *d, float *dx, float *dw, float *db, cons
 void cuda_softmax_forward(dp_device *d, float *y, const float *x, int rows, int n, float scale,
                           int causal)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
-    if (!rows)
-        return;
-    cuda_begin(im);
-    softmax_forward_kernel<<<blocks_for(rows, T), T, 0, im->stream>>>(y, x, rows, n, scale,
-                                                                      causal);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, (size_t)rows, softmax_forward_kernel, y, x, rows, n, scale, causal);
 }
 
 void cuda_softmax_backward(dp_device *d, float *dx, const float *y, const float *dy, int rows,
                            int n, float scale)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
-    if (!rows)
-        return;
-    cuda_begin(im);
-    softmax_backward_kernel<<<blocks_for(rows, T), T, 0, im->stream>>>(dx, y, dy, rows, n, scale);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, (size_t)rows, softmax_backward_kernel, dx, y, dy, rows, n, scale);
 }
 
 void cuda_embedding_forward(dp_device *d, float *y, const float *ids, const float *table,
                             int positions, int dim, int vocab)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
     size_t total = (size_t)positions * dim;
-    if (!total)
-        return;
-    cuda_begin(im);
-    embedding_forward_kernel<<<blocks_for(total, T), T, 0, im->stream>>>(y, ids, table, total,
-                                                                         dim, vocab);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, total, embedding_forward_kernel, y, ids, table, total, dim, vocab);
 }
 
 void cuda_embedding_backward(dp_device *d, float *dtable, const float *ids, const float *dy,
                              int positions, int dim, int vocab, bool accumulate)
 {
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
-    cuda_begin(im);
-    embedding_backward_kernel<<<blocks_for((size_t)vocab * dim, T), T, 0, im->stream>>>(
-        dtable, ids, dy, positions, dim, vocab, accumulate);
-    CHECK_CUDA(im, cudaGetLastError());
+    launch(d, (size_t)vocab * dim, embedding_backward_kernel, dtable, ids, dy, positions, dim,
+           vocab, accumulate);
 }
 
 } // namespace
