@@ -77,19 +77,8 @@ loss() { sed -n 's/.*"type":"summary".*"final_loss":\([0-9.e+-]*\).*/\1/p' "$wor
 awk -v a="$(loss gpu)" -v b="$(loss gpu-tf32)" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 0.05 * a) }' ||
     fail "TF32 final loss $(loss gpu-tf32) is not within 5% of fp32's $(loss gpu)"
 
-python3 - "$work" <<'PY' || fail "could not write the CIFAR-10 and text files"
-import os, random, sys
-w = sys.argv[1]
-rnd = random.Random(7)
-os.makedirs(f'{w}/cifar')
-def batch(n):
-    return b''.join(bytes([rnd.randrange(10)]) + rnd.randbytes(3072) for _ in range(n))
-for b in range(1, 6):
-    open(f'{w}/cifar/data_batch_{b}.bin', 'wb').write(batch(200))
-open(f'{w}/cifar/test_batch.bin', 'wb').write(batch(50))
-words = 'a the of pipeline device stage gradient block sample replica layer step'.split()
-open(f'{w}/text.txt', 'w').write(' '.join(rnd.choice(words) for _ in range(3000)))
-PY
+write_cifar "$work/cifar" 200 50
+write_text "$work/text.txt" 3000
 cp "$work/run.ini" "$work/mlp.ini"
 sed -e 's|^kind = synthetic|kind = cifar10\npath = '"$work/cifar"'|' -e 's|^lr = 0.1|lr = 0.01|' \
     -e 's|^layers = .*|layers = conv:6:3:2:1, relu, res(conv:6:3:1:1, relu, conv:8:3:2:1), maxpool:2, flatten, linear:16, tanh, linear:10|' \

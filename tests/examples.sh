@@ -5,21 +5,10 @@
 # example reports bits per byte. The full runs' figures are in README.md.
 . "${srcdir:-.}/tests/lib.sh"
 
-python3 - "$work" <<'PY' || fail "could not write the data"
-import os, random, sys
-w = sys.argv[1]
-rnd = random.Random(5)
-os.makedirs(f'{w}/cifar')
-def batch(n):
-    return b''.join(bytes([rnd.randrange(10)]) + rnd.randbytes(3072) for _ in range(n))
-for b in range(1, 6):
-    open(f'{w}/cifar/data_batch_{b}.bin', 'wb').write(batch(60))
-open(f'{w}/cifar/test_batch.bin', 'wb').write(batch(20))
-os.makedirs(f'{w}/text')
-words = 'the cat sat on a mat while the dog ran after it'.split()
-open(f'{w}/text/a.txt', 'w').write(' '.join(rnd.choice(words) for _ in range(4000)))
-open(f'{w}/text/b.dat', 'wb').write(b'\0binary index, left out')
-PY
+write_cifar "$work/cifar" 60 20
+mkdir -p "$work/text"
+write_text "$work/text/a.txt" 4000
+printf '\0binary index, left out' >"$work/text/b.dat"
 
 for ini in "$srcdir"/examples/*.ini; do
     name=$(basename "$ini" .ini)

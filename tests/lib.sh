@@ -9,6 +9,32 @@ mkdir -p "$base"
 work=$(mktemp -d "$base/$(basename "$0" .sh).XXXXXX")
 failures=0
 
+# write_cifar DIR PER_BATCH TEST: CIFAR-10 binary batches of random images and labels in DIR,
+# PER_BATCH records in each of data_batch_1..5.bin and TEST in test_batch.bin.
+write_cifar() {
+    python3 - "$@" <<'PY' || fail "could not write CIFAR-10 files in $1"
+import os, random, sys
+d, per, test = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(d, exist_ok=True)
+rnd = random.Random(7)
+def batch(n):
+    return b''.join(bytes([rnd.randrange(10)]) + rnd.randbytes(3072) for _ in range(n))
+for b in range(1, 6):
+    open(f'{d}/data_batch_{b}.bin', 'wb').write(batch(per))
+open(f'{d}/test_batch.bin', 'wb').write(batch(test))
+PY
+}
+
+# write_text FILE WORDS: WORDS random words of a small vocabulary, separated by spaces.
+write_text() {
+    python3 - "$@" <<'PY' || fail "could not write the text $1"
+import random, sys
+rnd = random.Random(3)
+words = 'a the of pipeline device stage gradient block sample replica layer step'.split()
+open(sys.argv[1], 'w').write(' '.join(rnd.choice(words) for _ in range(int(sys.argv[2]))))
+PY
+}
+
 # Reports a failed check and remembers it; the script exits 1 at the end.
 fail() {
     echo "FAIL: $*" >&2

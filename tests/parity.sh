@@ -28,23 +28,8 @@ devices = cpu:4
 microbatches = 3
 INI
 
-python3 - "$work/cifar" <<'PY' || fail "could not write the CIFAR-10 files"
-import os, random, sys
-d = sys.argv[1]
-os.makedirs(d)
-rnd = random.Random(7)
-def batch(n):
-    return b''.join(bytes([rnd.randrange(10)]) + rnd.randbytes(3072) for _ in range(n))
-for b in range(1, 6):
-    open(f'{d}/data_batch_{b}.bin', 'wb').write(batch(200))
-open(f'{d}/test_batch.bin', 'wb').write(batch(50))
-PY
-python3 - "$work/text.txt" <<'PY' || fail "could not write the text"
-import random, sys
-rnd = random.Random(3)
-words = 'a the of pipeline device stage gradient block sample replica layer step'.split()
-open(sys.argv[1], 'w').write(' '.join(rnd.choice(words) for _ in range(3000)))
-PY
+write_cifar "$work/cifar" 200 50
+write_text "$work/text.txt" 3000
 sed -e 's|^kind = synthetic|kind = text\npath = '"$work/text.txt"'\ncontext = 16|' \
     -e 's|^layers = .*|layers = embed:256:16, pos, dropout:10, block:2, block:4, ln, linear:256|' \
     "$work/mlp.ini" >"$work/gpt.ini"
