@@ -124,6 +124,29 @@ static void cpu_sum_rows(dp_device *d, float *restrict out, const float *restric
     charge_kernel(d, t0);
 }
 
+/* Loops compiled for AVX-512 and AVX2 too, picked at load time for the processor at hand. Not
+ * under ThreadSanitizer, whose runtime is not up yet when the loader picks. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* GELU over whole arrays: with dp_expf inside, these loops vectorise. */
+VECTOR_CLONES
+static void gelu_forward(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = dp_act_value(DP_ACT_GELU, x[i]);
+}
+
+VECTOR_CLONES
+static void gelu_backward(float *dx, const float *x, const float *dy, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] = dp_act_grad(DP_ACT_GELU, x[i], 0.0f, dy[i]);
+}
+
 static void cpu_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t n)
 {
     double t0 = dp_now_s();
@@ -133,8 +156,7 @@ static void cpu_act_forward(dp_device *d, dp_act act, float *y, const float *x, 
             y[i] = dp_act_value(DP_ACT_RELU, x[i]);
         break;
     case DP_ACT_GELU:
-        for (size_t i = 0; i < n; i++)
-            y[i] = dp_act_value(DP_ACT_GELU, x[i]);
+        gelu_forward(y, x, n);
         break;
     case DP_ACT_TANH:
         for (size_t i = 0; i < n; i++)
@@ -168,8 +190,7 @@ static void cpu_act_backward(dp_device *d, dp_act act, float *dx, const float *x
             dx[i] = dp_act_grad(DP_ACT_RELU, x[i], 0.0f, dy[i]);
         break;
     case DP_ACT_GELU:
-        for (size_t i = 0; i < n; i++)
-            dx[i] = dp_act_grad(DP_ACT_GELU, x[i], 0.0f, dy[i]);
+        gelu_backward(dx, x, dy, n);
         break;
     case DP_ACT_TANH:
         for (size_t i = 0; i < n; i++)
@@ -179,13 +200,6 @@ static void cpu_act_backward(dp_device *d, dp_act act, float *dx, const float *x
     charge_kernel(d, t0);
 }
 
-/* Loops compiled for AVX-512 and AVX2 too, picked at load time for the processor at hand. Not
- * under ThreadSanitizer, whose runtime is not up yet when the loader picks. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
 
 /* e^x over a whole block at once, so that the loop vectorises. */
 VECTOR_CLONES
@@ -386,23 +400,58 @@ static void cpu_transpose(dp_device *d, float *dst, const float *src, int batch,
     charge_kernel(d, t0);
 }
 
+/* Output element by output element, as dp_pool_value (which the unit tests compare), with the
+ * window's place computed once per element instead of divided out. */
 static void cpu_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
                              int planes, dp_conv_geom g)
 {
     double t0 = dp_now_s();
-    size_t n = (size_t)planes * g.oh * g.ow;
-    for (size_t e = 0; e < n; e++)
-        y[e] = dp_pool_value(x, g, max, e, arg ? arg + e : NULL);
+    for (int p = 0; p < planes; p++) {
+        const float *plane = x + (size_t)p * g.h * g.w;
+        for (int oh = 0; oh < g.oh; oh++)
+            for (int ow = 0; ow < g.ow; ow++) {
+                size_t e = ((size_t)p * g.oh + oh) * g.ow + ow;
+                float best = 0.0f, sum = 0.0f;
+                int at = -1;
+                for (int ki = 0; ki < g.kh; ki++) {
+                    const float *row = plane + (size_t)(oh * g.sh + ki) * g.w + ow * g.sw;
+                    for (int kj = 0; kj < g.kw; kj++) {
+                        float v = row[kj];
+                        sum += v;
+                        if (at < 0 || (best == best && (v > best || v != v)))
+                            best = v, at = (oh * g.sh + ki) * g.w + ow * g.sw + kj;
+                    }
+                }
+                y[e] = max ? best : sum / (float)(g.kh * g.kw);
+                if (arg)
+                    arg[e] = at;
+            }
+    }
     charge_kernel(d, t0);
 }
 
+/* Scattered from each output's gradient (to its maximum, or over its window) rather than
+ * gathered per input as dp_pool_grad does on the GPU: the same sums, in another order. */
 static void cpu_pool_backward(dp_device *d, bool max, float *dx, const int32_t *arg,
                               const float *dy, int planes, dp_conv_geom g)
 {
     double t0 = dp_now_s();
-    size_t n = (size_t)planes * g.h * g.w;
-    for (size_t e = 0; e < n; e++)
-        dx[e] = dp_pool_grad(dy, arg, g, max, e);
+    memset(dx, 0, (size_t)planes * g.h * g.w * sizeof *dx);
+    float inv = 1.0f / (float)(g.kh * g.kw);
+    for (int p = 0; p < planes; p++) {
+        float *plane = dx + (size_t)p * g.h * g.w;
+        for (int oh = 0; oh < g.oh; oh++)
+            for (int ow = 0; ow < g.ow; ow++) {
+                size_t e = ((size_t)p * g.oh + oh) * g.ow + ow;
+                if (max) {
+                    plane[arg[e]] += dy[e];
+                    continue;
+                }
+                for (int ki = 0; ki < g.kh; ki++)
+                    for (int kj = 0; kj < g.kw; kj++)
+                        plane[(size_t)(oh * g.sh + ki) * g.w + ow * g.sw + kj] += dy[e] * inv;
+            }
+    }
     charge_kernel(d, t0);
 }
 

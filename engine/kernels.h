@@ -47,13 +47,21 @@ typedef enum dp_act { DP_ACT_RELU, DP_ACT_GELU, DP_ACT_TANH } dp_act;
 #define DP_GELU_K 0.7978845608028654f
 #define DP_GELU_C 0.044715f
 
+/* sigmoid(2u) for GELU's u = k (x + c x^3), through dp_expf rather than tanhf: the same value
+ * (0.5 (1 + tanh u)), with no cancellation in 1 - tanh^2, and a loop over it vectorises. */
+DP_HD float dp_gelu_sigmoid(float x)
+{
+    float u = DP_GELU_K * (x + DP_GELU_C * x * x * x);
+    return 1.0f / (1.0f + dp_expf(-2.0f * u));
+}
+
 DP_HD float dp_act_value(dp_act act, float x)
 {
     switch (act) {
     case DP_ACT_RELU:
         return x > 0.0f ? x : 0.0f;
-    case DP_ACT_GELU: /* torch.nn.GELU(approximate='tanh') */
-        return 0.5f * x * (1.0f + tanhf(DP_GELU_K * (x + DP_GELU_C * x * x * x)));
+    case DP_ACT_GELU: /* torch.nn.GELU(approximate='tanh'): 0.5 x (1 + tanh(u)) = x sigmoid(2u) */
+        return x * dp_gelu_sigmoid(x);
     case DP_ACT_TANH:
         return tanhf(x);
     }
@@ -66,11 +74,10 @@ DP_HD float dp_act_grad(dp_act act, float x, float y, float dy)
     switch (act) {
     case DP_ACT_RELU: /* PyTorch's threshold_backward: zero gradient at x == 0 */
         return x > 0.0f ? dy : 0.0f;
-    case DP_ACT_GELU: {
-        float t = tanhf(DP_GELU_K * (x + DP_GELU_C * x * x * x));
-        float left = 0.5f * (1.0f + t);
-        float right = 0.5f * x * (1.0f - t * t) * DP_GELU_K * (1.0f + 3.0f * DP_GELU_C * x * x);
-        return dy * (left + right);
+    case DP_ACT_GELU: { /* with s = sigmoid(2u): 0.5 (1 + tanh u) = s, 1 - tanh^2 u = 4 s (1 - s) */
+        float s = dp_gelu_sigmoid(x);
+        float right = 2.0f * x * s * (1.0f - s) * DP_GELU_K * (1.0f + 3.0f * DP_GELU_C * x * x);
+        return dy * (s + right);
     }
     case DP_ACT_TANH:
         return dy * (1.0f - y * y);

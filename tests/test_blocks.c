@@ -497,6 +497,28 @@ START_TEST(test_cpu_loops_match_formulas)
             ck_assert_msg(fabsf(back[e] - dp_col2im_value(col, g, e)) <= 1e-6f,
                           "geometry %zu: dx[%zu] %g vs %g", gi, e, back[e],
                           dp_col2im_value(col, g, e));
+        /* pooling over the same planes: max (with where) and average, and their gradients */
+        dp_conv_geom pg = { 0, g.h, g.w, 3, 3, 2, 2, 0, 0, (g.h - 3) / 2 + 1, (g.w - 3) / 2 + 1 };
+        int planes = n * g.c;
+        size_t ny = (size_t)planes * pg.oh * pg.ow;
+        float *y = malloc(ny * sizeof *y), *dy = malloc(ny * sizeof *dy);
+        int32_t *arg = malloc(ny * sizeof *arg);
+        ck_assert(y && dy && arg);
+        for (size_t i = 0; i < ny; i++)
+            dy[i] = (float)dp_rng_uniform(&r);
+        for (int max = 0; max < 2; max++) {
+            dev.be->pool_forward(&dev, max, y, arg, x, planes, pg);
+            for (size_t e = 0; e < ny; e++) {
+                int32_t at;
+                ck_assert_msg(y[e] == dp_pool_value(x, pg, max, e, &at) && (!max || at == arg[e]),
+                              "geometry %zu: pool %d y[%zu]", gi, max, e);
+            }
+            dev.be->pool_backward(&dev, max, back, arg, dy, planes, pg);
+            for (size_t e = 0; e < nx; e++)
+                ck_assert_msg(fabsf(back[e] - dp_pool_grad(dy, arg, pg, max, e)) <= 1e-6f,
+                              "geometry %zu: pool %d dx[%zu]", gi, max, e);
+        }
+        free(y), free(dy), free(arg);
         free(x), free(col), free(back);
     }
     /* layer norm's parameter gradients (the GPU: a column per thread) and an embedding's
