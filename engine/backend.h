@@ -109,18 +109,22 @@ struct dp_backend {
     /* x *= s. */
     void (*scale)(dp_device *d, float *x, float s, size_t n);
 
-    /* Convolution (kernels.h has the formulas): the patch matrix col[n * oh * ow, c * kh * kw]
+    /* Convolution (kernels.h has the formulas): the patch matrices col[n, c * kh * kw, oh * ow]
      * of x[n, c, h, w], and back: dx[n, c, h, w] = the sums of col's entries. */
     void (*im2col)(dp_device *d, float *col, const float *x, int n, dp_conv_geom g);
     void (*col2im)(dp_device *d, float *dx, const float *col, int n, dp_conv_geom g);
-    /* dst[b, j, i] = src[b, i, j] for b < batch, i < rows, j < cols. */
-    void (*transpose)(dp_device *d, float *dst, const float *src, int batch, int rows, int cols);
     /* Max (arg records each maximum's place in its plane) or average pooling of planes
      * [planes, g.h, g.w] into y[planes, g.oh, g.ow], and the gradient of x. */
     void (*pool_forward)(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
                          int planes, dp_conv_geom g);
     void (*pool_backward)(dp_device *d, bool max, float *dx, const int32_t *arg, const float *dy,
                           int planes, dp_conv_geom g);
+    /* y[i, c, p] += b[c] over [n, channels, positions]; db[c] = (or +=) the sum over i and p
+     * of dy[i, c, p]. A convolution's bias. */
+    void (*channel_bias)(dp_device *d, float *y, const float *b, int n, int channels,
+                         int positions);
+    void (*channel_bias_grad)(dp_device *d, float *db, const float *dy, int n, int channels,
+                              int positions, bool accumulate);
     /* y = a + b over n elements (y may be a or b). */
     void (*add)(dp_device *d, float *y, const float *a, const float *b, size_t n);
 

@@ -335,23 +335,27 @@ static void cpu_scale(dp_device *d, float *x, float s, size_t n)
     charge_kernel(d, t0);
 }
 
-/* Calls f(patch row, x row of (sample, channel, input row), kernel row base, width ok) for the
- * patch rows of samples [0, n): the shared walk of im2col and col2im. On the CPU the patch
- * matrix is built row by row, without the divisions of the per-element formulas (which the
+/* Runs BODY for each row of a sample's patch matrix (channel c_, kernel row ki_, kernel column
+ * kj_) and output row oh_: `out` is where that row's ow values go, `in` the input row they come
+ * from (NULL in the padding), w0 the input column of output column 0. On the CPU the patch
+ * matrices are walked row by row, without the divisions of the per-element formulas (which the
  * unit tests compare with these loops). */
-#define FOR_EACH_PATCH_SEGMENT(g, n, BODY)                                                   \
+#define FOR_EACH_PATCH_ROW(g, n, col, x, BODY)                                                \
     do {                                                                                     \
-        size_t ckk_ = (size_t)(g).c * (g).kh * (g).kw, row_ = 0;                             \
+        size_t pos_ = (size_t)(g).oh * (g).ow;                                               \
         for (int n_ = 0; n_ < (n); n_++)                                                     \
-            for (int oh_ = 0; oh_ < (g).oh; oh_++)                                           \
-                for (int ow_ = 0; ow_ < (g).ow; ow_++, row_++)                               \
-                    for (int c_ = 0; c_ < (g).c; c_++)                                       \
-                        for (int ki_ = 0; ki_ < (g).kh; ki_++) {                             \
-                            size_t k0 = row_ * ckk_ + ((size_t)c_ * (g).kh + ki_) * (g).kw;  \
+            for (int c_ = 0; c_ < (g).c; c_++)                                               \
+                for (int ki_ = 0; ki_ < (g).kh; ki_++)                                       \
+                    for (int kj_ = 0; kj_ < (g).kw; kj_++)                                   \
+                        for (int oh_ = 0; oh_ < (g).oh; oh_++) {                             \
+                            size_t k_ = ((size_t)c_ * (g).kh + ki_) * (g).kw + kj_;          \
+                            out = (col) + ((size_t)n_ * (g).c * (g).kh * (g).kw + k_) * pos_ \
+                                  + (size_t)oh_ * (g).ow;                                     \
                             int h_ = oh_ * (g).sh - (g).ph + ki_;                            \
-                            int w0 = ow_ * (g).sw - (g).pw;                                  \
-                            size_t x0 = (((size_t)n_ * (g).c + c_) * (g).h + h_) * (g).w;    \
-                            bool row_in = h_ >= 0 && h_ < (g).h;                             \
+                            in = h_ >= 0 && h_ < (g).h                                       \
+                                     ? (x) + (((size_t)n_ * (g).c + c_) * (g).h + h_) * (g).w \
+                                     : NULL;                                                  \
+                            w0 = kj_ - (g).pw;                                               \
                             BODY                                                             \
                         }                                                                    \
     } while (0)
@@ -359,10 +363,13 @@ static void cpu_scale(dp_device *d, float *x, float s, size_t n)
 static void cpu_im2col(dp_device *d, float *col, const float *x, int n, dp_conv_geom g)
 {
     double t0 = dp_now_s();
-    FOR_EACH_PATCH_SEGMENT(g, n, {
-        for (int kj = 0; kj < g.kw; kj++) {
-            int w = w0 + kj;
-            col[k0 + kj] = row_in && w >= 0 && w < g.w ? x[x0 + w] : 0.0f;
+    float *out;
+    const float *in;
+    int w0;
+    FOR_EACH_PATCH_ROW(g, n, col, x, {
+        for (int ow = 0; ow < g.ow; ow++) {
+            int w = w0 + ow * g.sw;
+            out[ow] = in && w >= 0 && w < g.w ? in[w] : 0.0f;
         }
     });
     charge_kernel(d, t0);
@@ -372,30 +379,45 @@ static void cpu_col2im(dp_device *d, float *dx, const float *col, int n, dp_conv
 {
     double t0 = dp_now_s();
     memset(dx, 0, (size_t)n * g.c * g.h * g.w * sizeof *dx);
-    FOR_EACH_PATCH_SEGMENT(g, n, {
-        if (row_in)
-            for (int kj = 0; kj < g.kw; kj++) {
-                int w = w0 + kj;
+    const float *out; /* read here: the patch matrices' gradient */
+    float *in;
+    int w0;
+    FOR_EACH_PATCH_ROW(g, n, col, dx, {
+        if (in)
+            for (int ow = 0; ow < g.ow; ow++) {
+                int w = w0 + ow * g.sw;
                 if (w >= 0 && w < g.w)
-                    dx[x0 + w] += col[k0 + kj];
+                    in[w] += out[ow];
             }
     });
     charge_kernel(d, t0);
 }
 
-/* In tiles of 32 x 32, so that both sides are read and written a cache line at a time. */
-static void cpu_transpose(dp_device *d, float *dst, const float *src, int batch, int rows,
-                          int cols)
+static void cpu_channel_bias(dp_device *d, float *y, const float *b, int n, int channels,
+                             int positions)
 {
     double t0 = dp_now_s();
-    for (int b = 0; b < batch; b++) {
-        const float *s = src + (size_t)b * rows * cols;
-        float *t = dst + (size_t)b * rows * cols;
-        for (int i0 = 0; i0 < rows; i0 += 32)
-            for (int j0 = 0; j0 < cols; j0 += 32)
-                for (int i = i0; i < i0 + 32 && i < rows; i++)
-                    for (int j = j0; j < j0 + 32 && j < cols; j++)
-                        t[(size_t)j * rows + i] = s[(size_t)i * cols + j];
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < channels; c++) {
+            float *row = y + ((size_t)i * channels + c) * positions;
+            for (int p = 0; p < positions; p++)
+                row[p] += b[c];
+        }
+    charge_kernel(d, t0);
+}
+
+static void cpu_channel_bias_grad(dp_device *d, float *db, const float *dy, int n, int channels,
+                                  int positions, bool accumulate)
+{
+    double t0 = dp_now_s();
+    for (int c = 0; c < channels; c++) {
+        float sum = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const float *row = dy + ((size_t)i * channels + c) * positions;
+            for (int p = 0; p < positions; p++)
+                sum += row[p];
+        }
+        db[c] = accumulate ? db[c] + sum : sum;
     }
     charge_kernel(d, t0);
 }
@@ -616,9 +638,10 @@ const dp_backend dp_backend_cpu = {
     .scale = cpu_scale,
     .im2col = cpu_im2col,
     .col2im = cpu_col2im,
-    .transpose = cpu_transpose,
     .pool_forward = cpu_pool_forward,
     .pool_backward = cpu_pool_backward,
+    .channel_bias = cpu_channel_bias,
+    .channel_bias_grad = cpu_channel_bias_grad,
     .add = cpu_add,
     .gemm_batched = cpu_gemm_batched,
     .add_broadcast = cpu_add_broadcast,

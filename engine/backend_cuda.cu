@@ -382,14 +382,11 @@ const char *cuda_error(dp_device *d)
 }
 
 /* out [cols, rows] = in^T for in [rows, cols] with leading dimension ld: 32 x 32 tiles through
- * shared memory, so that both the reads and the writes are coalesced; blocks of 32 x 8. The
- * grid's z is a batch of such matrices, one after the other. */
+ * shared memory, so that both the reads and the writes are coalesced; blocks of 32 x 8. */
 __global__ void transpose_kernel(float *out, const float *in, int rows, int cols, int ld)
 {
     __shared__ float tile[32][33]; /* 33: no bank conflicts on the transposed read */
     int r0 = blockIdx.y * 32, c0 = blockIdx.x * 32;
-    in += (size_t)blockIdx.z * rows * ld;
-    out += (size_t)blockIdx.z * rows * cols;
     for (int j = threadIdx.y; j < 32; j += blockDim.y)
         if (r0 + j < rows && c0 + (int)threadIdx.x < cols)
             tile[j][threadIdx.x] = in[(size_t)(r0 + j) * ld + c0 + threadIdx.x];
@@ -932,6 +929,27 @@ __global__ void pool_backward_kernel(bool max, float *dx, const int32_t *arg, co
         dx[i] = dp_pool_grad(dy, arg, g, max, i);
 }
 
+__global__ void channel_bias_kernel(float *y, const float *b, size_t total, int channels,
+                                    int positions)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] += b[i / positions % channels];
+}
+
+/* A thread per channel, summing its values in sample order (as the CPU does). */
+__global__ void channel_bias_grad_kernel(float *db, const float *dy, int n, int channels,
+                                         int positions, bool accumulate)
+{
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < channels; c += gridDim.x * blockDim.x) {
+        float sum = 0.0f;
+        for (int i = 0; i < n; i++)
+            for (int p = 0; p < positions; p++)
+                sum += dy[((size_t)i * channels + c) * positions + p];
+        db[c] = accumulate ? db[c] + sum : sum;
+    }
+}
+
 __global__ void add_kernel(float *y, const float *a, const float *b, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -951,22 +969,6 @@ void cuda_col2im(dp_device *d, float *dx, const float *col, int n, dp_conv_geom 
     launch(d, count, col2im_kernel, dx, col, g, count);
 }
 
-void cuda_transpose(dp_device *d, float *dst, const float *src, int batch, int rows, int cols)
-{
-    cuda_locked guard(d);
-    cuda_impl *im = guard.im;
-    if (!batch || !rows || !cols)
-        return;
-    cuda_begin(im);
-    for (int b0 = 0; b0 < batch; b0 += 65535) { /* the grid's z is at most 65535 */
-        size_t off = (size_t)b0 * rows * cols;
-        dim3 grid((cols + 31) / 32, (rows + 31) / 32, batch - b0 < 65535 ? batch - b0 : 65535);
-        transpose_kernel<<<grid, dim3(32, 8), 0, im->stream>>>(dst + off, src + off, rows, cols,
-                                                               cols);
-        CHECK_CUDA(im, cudaGetLastError());
-    }
-}
-
 void cuda_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
                        int planes, dp_conv_geom g)
 {
@@ -979,6 +981,20 @@ void cuda_pool_backward(dp_device *d, bool max, float *dx, const int32_t *arg, c
 {
     size_t count = (size_t)planes * g.h * g.w;
     launch(d, count, pool_backward_kernel, max, dx, arg, dy, g, count);
+}
+
+void cuda_channel_bias(dp_device *d, float *y, const float *b, int n, int channels,
+                       int positions)
+{
+    size_t total = (size_t)n * channels * positions;
+    launch(d, total, channel_bias_kernel, y, b, total, channels, positions);
+}
+
+void cuda_channel_bias_grad(dp_device *d, float *db, const float *dy, int n, int channels,
+                            int positions, bool accumulate)
+{
+    launch(d, (size_t)channels, channel_bias_grad_kernel, db, dy, n, channels, positions,
+           accumulate);
 }
 
 void cuda_add(dp_device *d, float *y, const float *a, const float *b, size_t n)
@@ -1173,9 +1189,10 @@ const dp_backend dp_backend_cuda = {
     cuda_scale,
     cuda_im2col,
     cuda_col2im,
-    cuda_transpose,
     cuda_pool_forward,
     cuda_pool_backward,
+    cuda_channel_bias,
+    cuda_channel_bias_grad,
     cuda_add,
     cuda_gemm_batched,
     cuda_add_broadcast,

@@ -131,26 +131,28 @@ typedef struct dp_conv_geom {
     int c, h, w, kh, kw, sh, sw, ph, pw, oh, ow;
 } dp_conv_geom;
 
-/* Element e of the patch matrix col[n * oh * ow, c * kh * kw] of x[n, c, h, w]: row (sample,
- * output position), column (channel, kernel row, kernel column), 0 in the padding. */
+/* Element e of the patch matrices col[n, c * kh * kw, oh * ow] of x[n, c, h, w]: for each
+ * sample, a row per (channel, kernel row, kernel column) and a column per output position, 0
+ * in the padding; a sample's output [out, oh * ow] is then W [out, c * kh * kw] times its
+ * matrix. */
 DP_HD float dp_im2col_value(const float *x, dp_conv_geom g, size_t e)
 {
-    size_t ckk = (size_t)g.c * g.kh * g.kw, row = e / ckk, col = e % ckk;
-    int kj = (int)(col % g.kw), ki = (int)(col / g.kw % g.kh), c = (int)(col / g.kw / g.kh);
-    int ow = (int)(row % g.ow), oh = (int)(row / g.ow % g.oh);
-    size_t n = row / g.ow / g.oh;
+    size_t pos = (size_t)g.oh * g.ow, ckk = (size_t)g.c * g.kh * g.kw;
+    int ow = (int)(e % g.ow), oh = (int)(e / g.ow % g.oh);
+    size_t k = e / pos % ckk, n = e / pos / ckk;
+    int kj = (int)(k % g.kw), ki = (int)(k / g.kw % g.kh), c = (int)(k / g.kw / g.kh);
     int h = oh * g.sh - g.ph + ki, w = ow * g.sw - g.pw + kj;
     if (h < 0 || h >= g.h || w < 0 || w >= g.w)
         return 0.0f;
     return x[((n * g.c + c) * g.h + h) * g.w + w];
 }
 
-/* Element e of dx[n, c, h, w] from the patch matrix's gradient: the sum of every col entry
+/* Element e of dx[n, c, h, w] from the patch matrices' gradient: the sum of every col entry
  * that element e was copied to. */
 DP_HD float dp_col2im_value(const float *col, dp_conv_geom g, size_t e)
 {
     int w = (int)(e % g.w), h = (int)(e / g.w % g.h), c = (int)(e / g.w / g.h % g.c);
-    size_t n = e / g.w / g.h / g.c, ckk = (size_t)g.c * g.kh * g.kw;
+    size_t n = e / g.w / g.h / g.c, ckk = (size_t)g.c * g.kh * g.kw, pos = (size_t)g.oh * g.ow;
     float sum = 0.0f;
     for (int ki = 0; ki < g.kh; ki++) {
         int hh = h + g.ph - ki;
@@ -160,8 +162,8 @@ DP_HD float dp_col2im_value(const float *col, dp_conv_geom g, size_t e)
             int ww = w + g.pw - kj;
             if (ww < 0 || ww % g.sw || ww / g.sw >= g.ow)
                 continue;
-            size_t row = (n * g.oh + hh / g.sh) * g.ow + ww / g.sw;
-            sum += col[row * ckk + ((size_t)c * g.kh + ki) * g.kw + kj];
+            size_t k = ((size_t)c * g.kh + ki) * g.kw + kj;
+            sum += col[(n * ckk + k) * pos + (size_t)(hh / g.sh) * g.ow + ww / g.sw];
         }
     }
     return sum;

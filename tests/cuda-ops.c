@@ -305,15 +305,23 @@ static void test_layer_ops(void)
                     back(&gpu, gdx, nx), nx, 1e-6);
         }
     }
-    { /* transpose of a batch, add, add_broadcast, dropout */
+    { /* a convolution's bias per channel, add, add_broadcast, dropout */
         int batch = 3, r = 37, c = 70;
         size_t n = (size_t)batch * r * c;
         float *ha = random_floats(n, 1), *hb = random_floats(n, 1), *hrow = random_floats((size_t)r * c, 1);
         both b = inputs((float *[]){ ha, hb, hrow }, (size_t[]){ n, n, (size_t)r * c }, 3);
         float *cy = on(&cpu, NULL, n, 1), *gy = on(&gpu, NULL, n, 1);
-        cpu.be->transpose(&cpu, cy, b.c[0], batch, r, c);
-        gpu.be->transpose(&gpu, gy, b.g[0], batch, r, c);
-        compare("transpose 3 x 37x70", back(&cpu, cy, n), back(&gpu, gy, n), n, 0);
+        float *cz = on(&cpu, ha, n, 0), *gz = on(&gpu, ha, n, 0);
+        cpu.be->channel_bias(&cpu, cz, b.c[2], batch, r, c);
+        gpu.be->channel_bias(&gpu, gz, b.g[2], batch, r, c);
+        compare("channel_bias 3 x 37 x 70", back(&cpu, cz, n), back(&gpu, gz, n), n, 0);
+        float *cdb = on(&cpu, hrow, (size_t)r, 0), *gdb = on(&gpu, hrow, (size_t)r, 0);
+        for (int acc = 0; acc < 2; acc++) {
+            cpu.be->channel_bias_grad(&cpu, cdb, b.c[0], batch, r, c, acc);
+            gpu.be->channel_bias_grad(&gpu, gdb, b.g[0], batch, r, c, acc);
+            compare(acc ? "channel_bias_grad (+=)" : "channel_bias_grad", back(&cpu, cdb, r),
+                    back(&gpu, gdb, r), (size_t)r, 1e-6);
+        }
         cpu.be->add(&cpu, cy, b.c[0], b.c[1], n);
         gpu.be->add(&gpu, gy, b.g[0], b.g[1], n);
         compare("add", back(&cpu, cy, n), back(&gpu, gy, n), n, 0);

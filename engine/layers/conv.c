@@ -2,10 +2,10 @@
  * (nn.MaxPool2d, nn.AvgPool2d; avgpool with no numbers is nn.AdaptiveAvgPool2d(1)), flatten
  * (nn.Flatten).
  *
- * A convolution is a linear layer over patches: the patch matrix col[n * P, C * K * K] of n
- * samples (P = output positions) times W^T [C * K * K, OUT] plus the bias gives [n, P, OUT],
- * which a transpose turns into the samples' [OUT, P]. Samples go through in chunks, so that the
- * patch matrix of a chunk stays within CHUNK_FLOATS. */
+ * A convolution is a product per sample: W [OUT, C * K * K] times the sample's patch matrix
+ * [C * K * K, P] (P = output positions) gives its output [OUT, P], NCHW as it stands; then the
+ * bias per channel. Samples go through in chunks, so that the patch matrices of a chunk stay
+ * within CHUNK_FLOATS. */
 #include <math.h>
 
 #include "engine/layer.h"
@@ -104,12 +104,11 @@ static int conv_chunk(const dp_layer *l, int max_rows)
     return (int)(n < (size_t)max_rows ? n : (size_t)max_rows);
 }
 
-/* The patch matrix and the [n, P, OUT] product of a chunk. */
+/* The patch matrices of a chunk. */
 static size_t conv_scratch(const dp_layer *l, int max_rows)
 {
     dp_conv_geom g = geom_of(l);
-    size_t p = (size_t)g.oh * g.ow;
-    return (size_t)conv_chunk(l, max_rows) * p * ((size_t)g.c * g.kh * g.kw + l->args[0]);
+    return (size_t)conv_chunk(l, max_rows) * g.oh * g.ow * g.c * g.kh * g.kw;
 }
 
 static void conv_forward(const dp_layer *l, const dp_pass *p, const float *params,
@@ -119,13 +118,15 @@ static void conv_forward(const dp_layer *l, const dp_pass *p, const float *param
     dp_conv_geom g = geom_of(l);
     int oc = l->args[0], ckk = g.c * g.kh * g.kw, pos = g.oh * g.ow;
     int chunk = conv_chunk(l, p->rows > 0 ? p->rows : 1);
-    float *col = p->scratch, *prod = p->scratch + (size_t)chunk * pos * ckk;
+    long col_stride = (long)ckk * pos;
     for (int n0 = 0; n0 < p->rows; n0 += chunk) {
         int n = p->rows - n0 < chunk ? p->rows - n0 : chunk;
-        be->im2col(p->dev, col, x + (size_t)n0 * l->in, n, g);
-        be->linear(p->dev, n * pos, oc, ckk, col, params, params + (size_t)oc * ckk, prod,
-                   false);
-        be->transpose(p->dev, y + (size_t)n0 * l->out, prod, n, pos, oc);
+        float *out = y + (size_t)n0 * l->out;
+        be->im2col(p->dev, p->scratch, x + (size_t)n0 * l->in, n, g);
+        /* each sample: [OUT, P] = W [OUT, CKK] col [CKK, P] */
+        be->gemm_batched(p->dev, 0, 0, oc, pos, ckk, 1.0f, params, ckk, 0, p->scratch, pos,
+                         col_stride, 0.0f, out, pos, (long)oc * pos, n);
+        be->channel_bias(p->dev, out, params + (size_t)oc * ckk, n, oc, pos);
     }
 }
 
@@ -137,21 +138,24 @@ static void conv_backward(const dp_layer *l, const dp_pass *p, const float *para
     dp_conv_geom g = geom_of(l);
     int oc = l->args[0], ckk = g.c * g.kh * g.kw, pos = g.oh * g.ow;
     int chunk = conv_chunk(l, p->rows > 0 ? p->rows : 1);
-    float *col = p->scratch, *dprod = p->scratch + (size_t)chunk * pos * ckk;
-    float *dw = grads, *db = grads + (size_t)oc * ckk;
+    float *col = p->scratch, *dw = grads, *db = grads + (size_t)oc * ckk;
+    long col_stride = (long)ckk * pos;
     if (p->rows == 0 && !p->accumulate)
         be->zero(p->dev, grads, l->param_count * sizeof(float));
     for (int n0 = 0; n0 < p->rows; n0 += chunk) {
-        int n = p->rows - n0 < chunk ? p->rows - n0 : chunk, add = p->accumulate || n0 > 0;
-        be->transpose(p->dev, dprod, dy + (size_t)n0 * l->out, n, oc, pos);
+        int n = p->rows - n0 < chunk ? p->rows - n0 : chunk;
+        bool add = p->accumulate || n0 > 0;
+        const float *g_out = dy + (size_t)n0 * l->out;
         be->im2col(p->dev, col, x + (size_t)n0 * l->in, n, g);
-        /* dW [OUT, CKK] (+)= dprod^T [OUT, nP] col [nP, CKK]; db (+)= column sums */
-        be->gemm(p->dev, 1, 0, oc, ckk, n * pos, 1.0f, dprod, oc, col, ckk, add ? 1.0f : 0.0f,
-                 dw, ckk);
-        be->sum_rows(p->dev, db, dprod, n * pos, oc, add);
-        if (dx) { /* dcol [nP, CKK] = dprod W, into the patch matrix's place */
-            be->gemm(p->dev, 0, 0, n * pos, ckk, oc, 1.0f, dprod, oc, params, ckk, 0.0f, col,
-                     ckk);
+        /* dW [OUT, CKK] (+)= sum over samples of dy [OUT, P] col^T [P, CKK], one at a time
+         * (a batched product would write dW from all of them at once) */
+        for (int i = 0; i < n; i++)
+            be->gemm(p->dev, 0, 1, oc, ckk, pos, 1.0f, g_out + (size_t)i * oc * pos, pos,
+                     col + i * col_stride, pos, add || i > 0 ? 1.0f : 0.0f, dw, ckk);
+        be->channel_bias_grad(p->dev, db, g_out, n, oc, pos, add);
+        if (dx) { /* dcol [CKK, P] = W^T [CKK, OUT] dy [OUT, P], into the patches' place */
+            be->gemm_batched(p->dev, 1, 0, ckk, pos, oc, 1.0f, params, ckk, 0, g_out, pos,
+                             (long)oc * pos, 0.0f, col, pos, col_stride, n);
             be->col2im(p->dev, dx + (size_t)n0 * l->in, col, n, g);
         }
     }
