@@ -198,7 +198,7 @@ def save_safetensors(path, state):
     """Writes a state_dict as safetensors (F32), for dpmptop --init."""
     header, blobs, at = {}, [], 0
     for name, t in state.items():
-        b = t.detach().contiguous().float().numpy().tobytes()
+        b = t.detach().cpu().contiguous().float().numpy().tobytes()
         header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [at, at + len(b)]}
         blobs.append(b)
         at += len(b)

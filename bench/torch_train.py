@@ -37,6 +37,8 @@ separate from torch's OpenMP threads. --threads N (default: every core) sets bot
 (OMP_NUM_THREADS and OPENBLAS_NUM_THREADS before torch loads, and torch.set_num_threads);
 --threads 0 leaves both at their defaults; --passive sets OMP_WAIT_POLICY=PASSIVE.
 Run with Debian's /usr/bin/python3 (the python3 first on PATH may have no torch).
+--device cuda (with --tf32 for TF32, as dpmptop's default precision) trains eagerly on a GPU
+with the data sets held there, the way dpmptop keeps them: scripts/gpu-check's comparison.
 """
 import argparse
 import gzip
@@ -268,6 +270,9 @@ def main():
                     help="print the training loss and lr every N steps")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="0: torch's default")
     ap.add_argument("--passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: the model and the data sets "
+                    "on the GPU (as dpmptop keeps them)")
+    ap.add_argument("--tf32", action="store_true", help="TF32 matmuls and convolutions on GPUs")
     a = ap.parse_args()
 
     overrides = [(f"--set {s}", s) for s in a.set]
@@ -296,6 +301,9 @@ def main():
     model = torch_models.build(cfg["model"]["layers"], shape, classes)
     if a.init:
         model.load_state_dict(torch_models.load_safetensors(a.init), strict=True)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = a.tf32
+    model.to(a.device)
+    xs, ys, xt, yt = (t.to(a.device) for t in (xs, ys, xt, yt))
     params = list(model.parameters())
     if o["kind"] == "sgd":
         opt = torch.optim.SGD(params, lr=float(o["lr"]), momentum=float(o["momentum"]),
