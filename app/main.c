@@ -17,6 +17,7 @@
 #include "engine/fileio.h"
 #include "engine/checkpoint.h"
 #include "engine/safetensors.h"
+#include "engine/world.h"
 #ifdef HAVE_CUDA
 #include "engine/backend_cuda.h"
 #endif
@@ -205,9 +206,14 @@ static int parse_args(int argc, char **argv, options *o)
         case OPT_HELP_LAYERS: help_layers(stdout); return 1;
         case 'V':
 #ifdef HAVE_CUDA
-            printf("dpmptop %s (CPU and CUDA backends)\n", PACKAGE_VERSION);
+            printf("dpmptop %s (CPU and CUDA backends", PACKAGE_VERSION);
 #else
-            printf("dpmptop %s (CPU backend; built without CUDA)\n", PACKAGE_VERSION);
+            printf("dpmptop %s (CPU backend; built without CUDA", PACKAGE_VERSION);
+#endif
+#ifdef HAVE_MPI
+            puts("; runs across processes with MPI)");
+#else
+            puts("; built without MPI)");
 #endif
             return 1;
         case ':':
@@ -340,6 +346,29 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
     return 2;
 }
 
+/* In a world of several processes: every process with as many devices (each runs the same
+ * plan on its part of the batch), CPU devices only for now. */
+static int check_world(const dp_device_spec *specs, int n)
+{
+    if (dp_world_size() == 1)
+        return 0;
+    bool gpus = false;
+    for (int i = 0; i < n; i++)
+        gpus = gpus || specs[i].cuda;
+    if (!dp_world_agree(n)) {
+        fprintf(stderr, "dpmptop: rank %d of %d: the processes have different device counts "
+                        "(this one %d); give every process the same parallel.devices\n",
+                dp_world_rank(), dp_world_size(), n);
+        return -1;
+    }
+    if (gpus) {
+        fprintf(stderr, "dpmptop: runs across processes take CPU devices in this version "
+                        "(NCCL across processes is not done yet); set parallel.devices = cpu:N\n");
+        return -1;
+    }
+    return 0;
+}
+
 /* Refuses an output path that cannot take a file (empty, a directory, an unwritable place)
  * before any work is done. */
 static int check_output_path(const char *option, const char *path)
@@ -459,13 +488,18 @@ static int save_weights(dp_trainer *t, const dp_model *m, const char *path)
     return EXIT_DONE;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
     options opt = { 0 };
     int rc = parse_args(argc, argv, &opt);
     if (rc != 0) {
         free(opt.overrides);
         return rc > 0 ? EXIT_DONE : EXIT_USAGE;
+    }
+    if (dp_world_size() > 1) { /* headless; only rank 0 reports and writes files */
+        opt.headless = 1;
+        if (dp_world_rank() > 0)
+            opt.metrics_path = opt.save_path = NULL;
     }
 
     static dp_config cfg;
@@ -574,6 +608,10 @@ int main(int argc, char **argv)
         status = -n_devices;
         goto done;
     }
+    if (check_world(specs, n_devices) < 0) {
+        status = EXIT_USAGE;
+        goto done;
+    }
     dp_switch_at switches[64];
     int n_switches = 0;
     if (opt.switch_at &&
@@ -616,6 +654,9 @@ int main(int argc, char **argv)
     dp_model_describe(&model, desc, sizeof desc);
     dp_trainer_describe(trainer, plan_text, sizeof plan_text);
     int n_dev = dp_trainer_device_count(trainer);
+    if (dp_world_size() > 1) /* the same devices and plan in every process */
+        printf("dpmptop %s: %d processes (MPI), data parallel across them; in each:\n",
+               PACKAGE_VERSION, dp_world_size());
     printf("dpmptop %s: run \"%s\" on %d device%s (%s%s%s), %s\n  data:  %s, %ld samples of %d "
            "features, %d classes; test %ld samples\n  model: %s (%zu parameters)\n  steps: %ld "
            "(%ld per epoch of batch %d)\n",
@@ -638,11 +679,11 @@ int main(int argc, char **argv)
         .switches = switches,
         .n_switches = n_switches,
         .out = stdout,
-        .out_is_tty = isatty(STDOUT_FILENO),
+        .out_is_tty = isatty(STDOUT_FILENO) && dp_world_size() == 1, /* mpirun's pty: a log */
         .metrics = metrics.f,
         .stop = &stop_requested,
     };
-    if (cfg.checkpoint_dir[0]) {
+    if (cfg.checkpoint_dir[0] && dp_world_rank() == 0) { /* every process holds the same */
         size_t text_size = 0;
         FILE *text = open_memstream(&ckpt.config_text, &text_size);
         if (!text) {
@@ -710,4 +751,24 @@ usage_error:
     fprintf(stderr, "dpmptop: %s\n", err.msg);
     free(opt.overrides);
     return EXIT_USAGE;
+}
+
+/* Joins the processes of the run when a launcher started it (mpirun, srun). The ranks other
+ * than 0 print nothing but errors; a failure in one process ends them all. */
+int main(int argc, char **argv)
+{
+    dp_err err;
+    if (dp_world_init(&argc, &argv, &err) < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        return EXIT_FAILED;
+    }
+    if (dp_world_rank() > 0 && !freopen("/dev/null", "w", stdout))
+        perror("dpmptop: /dev/null");
+    int status = run(argc, argv);
+    if (status != EXIT_DONE && dp_world_size() > 1) {
+        fflush(NULL);
+        dp_world_abort(status);
+    }
+    dp_world_finalize();
+    return status;
 }

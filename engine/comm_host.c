@@ -3,13 +3,16 @@
  *
  * Hand-off: a member publishes its buffer pointer, then the first barrier makes every pointer
  * visible; each member then owns slice [rank] of every buffer until the second barrier, after
- * which the buffers belong to their members again. */
+ * which the buffers belong to their members again. In a world of several processes, each
+ * member sums its slice across them on its own channel between the reduce-scatter and the
+ * all-gather. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dpmptop-config.h"
 #include "engine/comm.h"
+#include "engine/world.h"
 #ifdef HAVE_CUDA
 #include "engine/backend_cuda.h"
 #endif
@@ -21,6 +24,8 @@ struct dp_comm {
     int size;
     pthread_barrier_t barrier;
     float **bufs; /* [size]: each member's buffer for the all-reduce in progress */
+    dp_world_channel **across; /* [size]: each member's channel to the other processes, or
+                                  NULL in a world of one */
 };
 
 dp_comm *dp_comm_create(dp_device **members, int size, dp_err *err)
@@ -34,6 +39,11 @@ dp_comm *dp_comm_create(dp_device **members, int size, dp_err *err)
         return NULL;
     }
     c->size = size;
+    if (dp_world_size() > 1) {
+        c->across = calloc((size_t)size, sizeof *c->across);
+        for (int r = 0; c->across && r < size; r++)
+            c->across[r] = dp_world_channel_create();
+    }
 #ifdef HAVE_CUDA
     c->device = dp_cuda_comm_create(members, size, err);
     if (!c->device && err->msg[0]) {
@@ -54,6 +64,9 @@ void dp_comm_destroy(dp_comm *c)
     dp_cuda_comm_destroy(c->device);
 #endif
     pthread_barrier_destroy(&c->barrier);
+    for (int r = 0; c->across && r < c->size; r++)
+        dp_world_channel_destroy(c->across[r]);
+    free(c->across);
     free(c->bufs);
     free(c);
 }
@@ -86,8 +99,11 @@ void dp_comm_join(dp_comm *c, int rank)
 
 void dp_comm_allreduce(dp_comm *c, int rank, float *buf, size_t n)
 {
-    if (c->size == 1)
+    dp_world_channel *across = c->across ? c->across[rank] : NULL;
+    if (c->size == 1) {
+        dp_world_channel_sum(across, buf, n);
         return;
+    }
 #ifdef HAVE_CUDA
     if (c->device) {
         dp_cuda_comm_allreduce(c->device, rank, buf, n);
@@ -105,6 +121,7 @@ void dp_comm_allreduce(dp_comm *c, int rank, float *buf, size_t n)
         for (size_t i = lo; i < hi; i++)
             sum[i] += b[i];
     }
+    dp_world_channel_sum(across, sum + lo, hi - lo); /* ... over the processes ... */
     /* ... all-gather: and is copied into every other member's. */
     for (int r = 1; r < c->size; r++)
         memcpy(c->bufs[r] + lo, sum + lo, (hi - lo) * sizeof *sum);

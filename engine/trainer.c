@@ -1,6 +1,7 @@
 /* trainer.c -- the coordinator: steps, evaluation, switching strategy, metrics. */
 #include "engine/clock.h"
 #include "engine/trainer.h"
+#include "engine/world.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -503,8 +504,14 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     r->rows = rows;
     r->step = ++t->steps_done;
 
-    dp_cmd step = { .kind = DP_CMD_STEP, .x = b->x, .y = b->y, .idx = b->idx, .rows = rows,
-                    .step = r->step };
+    /* In a world of several processes, each takes its part of the global batch. */
+    int first = dp_split_start(rows, dp_world_size(), dp_world_rank());
+    const dp_dataset *tr = t->train;
+    dp_cmd step = { .kind = DP_CMD_STEP, .rows = dp_split_rows(rows, dp_world_size(), dp_world_rank()),
+                    .batch_rows = rows, .first_row = first, .step = r->step,
+                    .x = b->x ? b->x + (size_t)first * tr->features : NULL,
+                    .y = b->y ? b->y + (size_t)first * tr->targets : NULL,
+                    .idx = b->idx ? b->idx + first : NULL };
     dp_team_post(t->team, &step);
     if (!t->loader_started) /* gather the next batch while the workers compute */
         take_batch(t, &t->batches[t->next_batch ^ 1]);
@@ -533,6 +540,7 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
             loss_sum += res->loss_sum;
         }
     }
+    dp_world_sum(&loss_sum, 1); /* the other processes' rows */
     r->loss = loss_sum / rows / targets; /* per target: per byte, for text */
     const dp_optim_config *oc = &t->cfg.optim;
     double clip = 1.0;

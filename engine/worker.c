@@ -1,6 +1,7 @@
 /* worker.c -- worker threads, the team's gate, gradient buckets and the comm thread. */
 #include "engine/clock.h"
 #include "engine/worker.h"
+#include "engine/world.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -23,7 +24,9 @@ typedef struct dp_worker {
     const dp_resident *res;    /* the data sets on dev, or NULL: batches come from the host */
     dp_link *fwd_in, *fwd_out; /* activations from the stage before, to the stage after */
     dp_link *bwd_in, *bwd_out; /* their gradients from the stage after, to the stage before */
-    dp_comm *group;            /* the replicas of this stage; NULL when there is one */
+    dp_comm *group;            /* the replicas of this stage (in every process); NULL when
+                                  there is one */
+    float grad_scale;          /* the step's: 1 / targets of the whole global batch */
     dp_stage st;
     dp_sched_op *ops;
     int n_ops;
@@ -179,6 +182,8 @@ typedef struct batch_rows {
     bool in_host_batch;    /* x and y are a trainer's host batch (host_alloc memory, unchanged
                               until the step is done), not the data set */
     long step;             /* a training step's number; 0: evaluation */
+    long first_row;        /* the place of row 0 in the global batch (other processes take
+                              the rows before it) */
 } batch_rows;
 
 /* Uploads from a step's host batch need not be waited for: it stays put until the step ends,
@@ -230,7 +235,7 @@ static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
     w->op_begin = be->mark(w->dev, false);
     if (is_last_stage(w))
         load_rows(w, b, start, n, slot, true);
-    dp_step_key key = { w->team->cfg.seed, b->step, start };
+    dp_step_key key = { w->team->cfg.seed, b->step, b->first_row + start };
     dp_stage_forward(&w->st, slot, n, b->step ? &key : NULL);
     w->op_end = be->mark(w->dev, false);
     w->last_slot = slot;
@@ -253,7 +258,7 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
     const float *dy;
     if (is_last_stage(w)) {
         w->op_begin = be->mark(w->dev, false);
-        dy = dp_stage_loss(&w->st, slot, n, 1.0f / ((float)rows * w->st.model->targets), true);
+        dy = dp_stage_loss(&w->st, slot, n, w->grad_scale, true);
     } else {
         dp_link_recv(w->bwd_in, w->st.dgrad[0], &w->link_time);
         w->op_begin = be->mark(w->dev, false);
@@ -307,7 +312,8 @@ static void run_step(dp_worker *w, const dp_cmd *c)
     int marks[DP_TIMELINE_OPS][2];
     be->mark(w->dev, true);
     reset_stats(w);
-    batch_rows b = { c->x, c->y, c->idx, 0, true, c->step };
+    batch_rows b = { c->x, c->y, c->idx, 0, true, c->step, c->first_row };
+    w->grad_scale = 1.0f / ((float)c->batch_rows * w->st.model->targets);
     for (int i = 0; i < w->n_ops; i++) {
         if (w->ops[i].kind == 'F')
             forward_op(w, &b, c->rows, w->ops[i].micro);
@@ -387,7 +393,7 @@ static void run_eval(dp_worker *w, const dp_dataset *d)
     for (long at = 0; at < d->n; at += batch) {
         int rows = d->n - at < batch ? (int)(d->n - at) : batch;
         batch_rows b = { d->x + (size_t)at * d->features, d->y + (size_t)at * d->targets, NULL,
-                         at, false, 0 };
+                         at, false, 0, 0 };
         if (w->res)
             b.x = NULL, b.y = NULL;
         reset_stats(w);
@@ -648,7 +654,8 @@ dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err
         pthread_mutex_init(&w->q_lock, NULL);
         pthread_cond_init(&w->q_changed, NULL);
     }
-    if (plan->replicas > 1)
+    if (plan->replicas > 1 || dp_world_size() > 1) /* a world of several: a group per stage
+                                                       even of one replica, to reach the others */
         for (int s = 0; s < plan->stages; s++) {
             dp_device *members[DP_MAX_DEVICES];
             for (int r = 0; r < plan->replicas; r++)

@@ -45,7 +45,9 @@ typedef struct dp_cmd {
     const float *x;        /* [rows, features] the global batch (NULL with resident data) */
     const int32_t *y;      /* [rows] (NULL with resident data) */
     const int32_t *idx;    /* [rows] its samples' indices in the training set */
-    int rows;
+    int rows;              /* this process's rows of the global batch ... */
+    int batch_rows;        /* ... of these (every process's) */
+    long first_row;        /* where this process's rows start in it */
     long step;             /* 1-based, for the metrics */
     /* UPDATE */
     double lr;

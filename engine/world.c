@@ -1,0 +1,153 @@
+/* world.c -- the processes of a run over MPI (world.h). */
+#include "dpmptop-config.h"
+#include "engine/world.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef HAVE_MPI
+#include <mpi.h>
+#endif
+
+static int world_rank, world_size = 1;
+static char host[64] = "localhost";
+
+/* The environment a launcher leaves: Open MPI's mpirun, PMI (Slurm's srun, MPICH), PMIx. */
+static bool launched(void)
+{
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
+
+int dp_world_init(int *argc, char ***argv, dp_err *err)
+{
+    gethostname(host, sizeof host - 1);
+#ifdef HAVE_MPI
+    if (!launched())
+        return 0;
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
+        return dp_fail(err, "MPI_Init_thread failed: this process cannot join the run");
+    if (provided < MPI_THREAD_MULTIPLE) {
+        MPI_Finalize();
+        return dp_fail(err, "the MPI library gives threads level %d, not MPI_THREAD_MULTIPLE, "
+                            "which dpmptop's device threads need",
+                       provided);
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    return 0;
+#else
+    if (launched())
+        return dp_fail(err, "started by an MPI launcher, but this dpmptop was built without "
+                            "MPI: install libopenmpi-dev and build again (./configure "
+                            "--with-mpi)");
+    return 0;
+#endif
+}
+
+void dp_world_finalize(void)
+{
+#ifdef HAVE_MPI
+    int on = 0, off = 0;
+    MPI_Initialized(&on);
+    MPI_Finalized(&off);
+    if (on && !off)
+        MPI_Finalize();
+#endif
+}
+
+void dp_world_abort(int status)
+{
+#ifdef HAVE_MPI
+    if (world_size > 1)
+        MPI_Abort(MPI_COMM_WORLD, status);
+#endif
+    (void)status;
+}
+
+int dp_world_rank(void)
+{
+    return world_rank;
+}
+
+int dp_world_size(void)
+{
+    return world_size;
+}
+
+const char *dp_world_host(void)
+{
+    return host;
+}
+
+void dp_world_sum(double *v, int n)
+{
+#ifdef HAVE_MPI
+    if (world_size > 1) {
+        MPI_Reduce(world_rank == 0 ? MPI_IN_PLACE : v, v, n, MPI_DOUBLE, MPI_SUM, 0,
+                   MPI_COMM_WORLD);
+        MPI_Bcast(v, n, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    }
+#endif
+    (void)v, (void)n;
+}
+
+bool dp_world_agree(long value)
+{
+#ifdef HAVE_MPI
+    if (world_size > 1) {
+        long lo = value, hi = value;
+        MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_LONG, MPI_MIN, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
+        return lo == hi;
+    }
+#endif
+    (void)value;
+    return true;
+}
+
+#ifdef HAVE_MPI
+struct dp_world_channel {
+    MPI_Comm comm;
+};
+#endif
+
+dp_world_channel *dp_world_channel_create(void)
+{
+#ifdef HAVE_MPI
+    if (world_size > 1) {
+        dp_world_channel *c = malloc(sizeof *c);
+        if (c && MPI_Comm_dup(MPI_COMM_WORLD, &c->comm) == MPI_SUCCESS)
+            return c;
+        free(c);
+        dp_world_abort(1); /* the processes would no longer agree on their channels */
+    }
+#endif
+    return NULL;
+}
+
+void dp_world_channel_destroy(dp_world_channel *c)
+{
+#ifdef HAVE_MPI
+    if (c) {
+        MPI_Comm_free(&c->comm);
+        free(c);
+    }
+#endif
+    (void)c;
+}
+
+void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n)
+{
+#ifdef HAVE_MPI
+    for (size_t at = 0; c && at < n; at += INT_MAX / 2) { /* MPI counts are ints */
+        int count = n - at < INT_MAX / 2 ? (int)(n - at) : INT_MAX / 2;
+        MPI_Reduce(world_rank == 0 ? MPI_IN_PLACE : buf + at, buf + at, count, MPI_FLOAT,
+                   MPI_SUM, 0, c->comm);
+        MPI_Bcast(buf + at, count, MPI_FLOAT, 0, c->comm);
+    }
+#endif
+    (void)c, (void)buf, (void)n;
+}

@@ -1,0 +1,46 @@
+/* world.h -- the processes of a run: one per machine (or several on one), started by mpirun or
+ * srun, joined by MPI. Data parallelism spans them: a stage's gradients are summed inside each
+ * process, then across processes (one channel per member of the stage's replica group, so
+ * that every member sums its own slice at once), then shared back.
+ *
+ * Without MPI in the build, or when no launcher started this process, the world is this
+ * process alone: rank 0 of 1, and every call below is cheap and local. */
+#ifndef DP_WORLD_H
+#define DP_WORLD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/error.h"
+
+/* Joins the world when a launcher (mpirun, srun) started this process (MPI with threads that
+ * all may call it); may change argc/argv. Fails when MPI cannot give that. */
+int dp_world_init(int *argc, char ***argv, dp_err *err);
+/* Leaves it: after the last collective call, on the way out of a good run. */
+void dp_world_finalize(void);
+/* Ends every process of the run with `status` (a failure in one: the others would wait for it
+ * forever in their next collective). Returns only in a world of one. */
+void dp_world_abort(int status);
+
+int dp_world_rank(void);
+int dp_world_size(void);
+/* This machine's name, for device names ("node1/cpu:0") in a world of several. */
+const char *dp_world_host(void);
+
+/* v[n] summed over the processes: every process gets the same bits. Every process calls it at
+ * the same point; from one thread at a time. */
+void dp_world_sum(double *v, int n);
+/* Whether every process passes the same value (every process calls it). */
+bool dp_world_agree(long value);
+
+/* A channel of its own for one member of one all-reduce group, so that the members' comm
+ * threads sum their slices across processes at the same time (MPI_THREAD_MULTIPLE). Made and
+ * freed by every process in the same order (collective); NULL in a world of one. */
+typedef struct dp_world_channel dp_world_channel;
+dp_world_channel *dp_world_channel_create(void);
+void dp_world_channel_destroy(dp_world_channel *c);
+/* buf[n] summed over the processes (reduced at rank 0, then broadcast: the same bits
+ * everywhere). */
+void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n);
+
+#endif

@@ -1,0 +1,79 @@
+#!/bin/sh
+# mpi.sh -- runs across processes under Open MPI's mpirun (two processes on this machine): data
+# parallel across them, with dp, pp and hybrid inside each (cpu:2 per process), ends with the
+# parameters of the one-device run (1e-5); only rank 0 writes metrics and --save; a process
+# killed mid-run makes mpirun end the other and exit non-zero within 30 s, naming the rank.
+# Skipped (77) without mpirun or in a build without MPI.
+. "${srcdir:-.}/tests/lib.sh"
+compare=${STCOMPARE:-./tests/st-compare}
+
+if ! command -v mpirun >/dev/null || ! "$DPMPTOP" --version | grep -q "with MPI"; then
+    echo "SKIP: no mpirun, or a build without MPI (apt-get install libopenmpi-dev openmpi-bin)"
+    rm -rf "$work"
+    exit 77
+fi
+root=
+[ "$(id -u)" -eq 0 ] && root=--allow-run-as-root
+mpi() { # NP COMMAND...
+    np=$1
+    shift
+    timeout 120 mpirun $root --oversubscribe -np "$np" "$@"
+}
+cat >"$work/run.ini" <<'INI'
+[run]
+steps = 20
+[data]
+kind = synthetic
+features = 20
+classes = 10
+samples = 1000
+test_samples = 100
+batch = 62
+[model]
+layers = linear:64, relu, linear:32, tanh, dropout:20, linear:48, gelu, linear:10
+[optim]
+kind = adamw
+lr = 0.01
+warmup = 3
+lr_schedule = cosine
+clip = 0.5
+[parallel]
+microbatches = 3
+INI
+"$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
+    --save "$work/single.safetensors" >"$work/single.out" 2>&1 || fail "single: exit $?"
+for s in dp pp hybrid; do
+    [ "$s" = hybrid ] && devices=cpu:4 || devices=cpu:2
+    mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices "$devices" --strategy "$s" \
+        --save "$work/$s.safetensors" --metrics "$work/$s.jsonl" >"$work/$s.out" 2>&1 ||
+        fail "mpirun -np 2, $s in each: exit $?: $(tail -n 3 "$work/$s.out")"
+    if d=$("$compare" "$work/single.safetensors" "$work/$s.safetensors" 1e-5); then
+        echo "np 2 x $devices $s vs one device: $d"
+    else
+        fail "np 2 x $devices $s: parameters differ from one device's by $d"
+    fi
+    [ "$(grep -c '"type":"step"' "$work/$s.jsonl")" -eq 20 ] ||
+        fail "$s: $(grep -c '"type":"step"' "$work/$s.jsonl") step records, not 20 (rank 0's only)"
+    [ "$(grep -c '^done: ' "$work/$s.out")" -eq 1 ] || fail "$s: not one summary (rank 0's)"
+done
+
+# a process killed mid-run: the other ends too, soon, and mpirun says which rank
+mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
+    --steps 1000000 >"$work/kill.out" 2>&1 &
+launcher=$!
+sleep 2
+victim=$(pgrep -f "^$DPMPTOP --headless -c $work/run.ini" | tail -n 1) # a rank, not mpirun
+if [ -z "$victim" ]; then
+    fail "no rank to kill (the run ended early?): $(tail -n 3 "$work/kill.out")"
+else
+    t0=$(date +%s)
+    kill -9 "$victim"
+    wait "$launcher"
+    rc=$?
+    took=$(($(date +%s) - t0))
+    [ "$rc" -ne 0 ] || fail "mpirun exited 0 after a rank was killed"
+    [ "$took" -le 30 ] || fail "the run took $took s to end after a rank was killed"
+    grep -q "rank [01]" "$work/kill.out" || fail "mpirun did not name the rank: $(tail -n 5 "$work/kill.out")"
+    echo "a killed rank ended the run in $took s (exit $rc)"
+fi
+finish
