@@ -1,5 +1,6 @@
 /* checkpoint.c -- writing, finding and reading training checkpoints (checkpoint.h). */
 #include "engine/checkpoint.h"
+#include "engine/world.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +26,8 @@ dp_run_identity dp_run_identity_of(const char *layers, const dp_model *m, const 
     dp_run_identity id = { .inputs = m->in_features, .classes = m->classes,
                            .params = m->n_params, .samples = samples, .batch = batch,
                            .optimizer = (int)oc->kind,
-                           .state_slots = dp_optim_state_per_param(oc), .seed = seed };
+                           .state_slots = dp_optim_state_per_param(oc), .seed = seed,
+                           .processes = dp_world_size() };
     uint64_t h = 14695981039346656037u; /* FNV-1a */
     for (const char *c = layers; *c; c++)
         if (*c != ' ' && *c != '\t' && *c != '\n') {
@@ -122,10 +124,10 @@ static int write_state(const char *path, const dp_train_state *ts, const dp_run_
             "plan = %s\n\n"
             "[identity]\nlayers_hash = %016" PRIx64 "\ninputs = %d\nclasses = %d\n"
             "parameters = %zu\ndata = %s\nsamples = %ld\nbatch = %d\noptimizer = %d\n"
-            "state_slots = %zu\nseed = %" PRIu64 "\n",
+            "state_slots = %zu\nseed = %" PRIu64 "\nprocesses = %d\n",
             FORMAT, ts->step, ts->updates, ts->epoch, ts->position, ts->plan, id->layers_hash,
             id->inputs, id->classes, id->params, id->data, id->samples, id->batch,
-            id->optimizer, id->state_slots, id->seed);
+            id->optimizer, id->state_slots, id->seed, id->processes);
     return dp_atomic_commit(&af, err);
 }
 
@@ -235,7 +237,8 @@ typedef struct parsed {
 } parsed;
 
 enum { K_FORMAT, K_STEP, K_UPDATES, K_EPOCH, K_POSITION, K_HASH, K_INPUTS, K_CLASSES, K_PARAMS,
-       K_DATA, K_SAMPLES, K_BATCH, K_OPTIM, K_SLOTS, K_SEED, K_PLAN, K_COUNT };
+       K_DATA, K_SAMPLES, K_BATCH, K_OPTIM, K_SLOTS, K_SEED, K_PLAN, K_COUNT,
+       K_PROCESSES /* optional: 1 when absent */ };
 
 static bool parse_number(const char *v, int base, unsigned long long max, unsigned long long *out)
 {
@@ -266,6 +269,7 @@ static int on_state(void *arg, const char *section, const char *name, const char
         { "identity", "data", K_DATA }, { "identity", "samples", K_SAMPLES },
         { "identity", "batch", K_BATCH }, { "identity", "optimizer", K_OPTIM },
         { "identity", "state_slots", K_SLOTS }, { "identity", "seed", K_SEED },
+        { "identity", "processes", K_PROCESSES },
     };
     int key = -1;
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
@@ -289,7 +293,8 @@ static int on_state(void *arg, const char *section, const char *name, const char
         break;
     default:
         ok = parse_number(value, 10, key == K_FORMAT || key == K_INPUTS || key == K_CLASSES ||
-                                         key == K_BATCH || key == K_OPTIM || key == K_SLOTS
+                                         key == K_BATCH || key == K_OPTIM || key == K_SLOTS ||
+                                         key == K_PROCESSES
                                      ? small
                                      : big,
                           &x);
@@ -306,6 +311,7 @@ static int on_state(void *arg, const char *section, const char *name, const char
         case K_BATCH: p->id.batch = (int)x; break;
         case K_OPTIM: p->id.optimizer = (int)x; break;
         case K_SLOTS: p->id.state_slots = (size_t)x; break;
+        case K_PROCESSES: p->id.processes = (int)x; break;
         }
     }
     if (!ok)
@@ -336,6 +342,10 @@ static const char *mismatch(const dp_run_identity *c, const dp_run_identity *r, 
                             "this run's [optim] has %s (%zu)",
                  optims[c->optimizer & 1], c->state_slots, optims[r->optimizer & 1],
                  r->state_slots);
+    else if (c->processes != r->processes)
+        snprintf(buf, size, "it was written by a run of %d process%s; this one has %d (start "
+                            "it with mpirun -np %d)",
+                 c->processes, c->processes == 1 ? "" : "es", r->processes, c->processes);
     else if (c->seed != r->seed)
         snprintf(buf, size, "it was written with seed %" PRIu64 "; this run's [run] seed is "
                             "%" PRIu64,
@@ -349,11 +359,11 @@ int dp_checkpoint_parse_state(const char *text, const char *what, const dp_run_i
                               dp_train_state *ts, dp_err *err)
 {
     char why[256];
-    parsed p = { 0 };
+    parsed p = { .id.processes = 1 };
     int line = ini_parse_string(text, on_state, &p);
     if (line != 0)
         return dp_fail(err, "%s:%d: not a dpmptop checkpoint's state (a bad line)", what, line);
-    if (p.seen != (1u << K_COUNT) - 1 || p.format != FORMAT)
+    if ((p.seen & ((1u << K_COUNT) - 1)) != (1u << K_COUNT) - 1 || p.format != FORMAT)
         return dp_fail(err, "%s: not a dpmptop checkpoint of format %d (keys missing)", what,
                        FORMAT);
     if (mismatch(&p.id, id, why, sizeof why))

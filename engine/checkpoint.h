@@ -38,6 +38,7 @@ typedef struct dp_run_identity {
     int optimizer;        /* dp_optim_kind */
     size_t state_slots;   /* floats of optimizer state per parameter */
     uint64_t seed;
+    int processes;        /* of the run (MPI); checkpoints from before it read as 1 */
 } dp_run_identity;
 
 /* The identity of a run of model m on `data` of `samples`. */

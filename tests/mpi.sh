@@ -1,8 +1,10 @@
 #!/bin/sh
 # mpi.sh -- runs across processes under Open MPI's mpirun (two processes on this machine): data
 # parallel across them, with dp, pp and hybrid inside each (cpu:2 per process), ends with the
-# parameters of the one-device run (1e-5); only rank 0 writes metrics and --save; a process
-# killed mid-run makes mpirun end the other and exit non-zero within 30 s, naming the rank.
+# parameters of the one-device run (1e-5); only rank 0 writes metrics and --save; a run resumed
+# from rank 0's checkpoint ends where the straight run does, bit for bit, and a checkpoint of 2
+# processes is refused by 1; a process killed mid-run makes mpirun end the other and exit
+# non-zero within 30 s, naming the rank.
 # Skipped (77) without mpirun or in a build without MPI.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
@@ -56,6 +58,23 @@ for s in dp pp hybrid; do
         fail "$s: $(grep -c '"type":"step"' "$work/$s.jsonl") step records, not 20 (rank 0's only)"
     [ "$(grep -c '^done: ' "$work/$s.out")" -eq 1 ] || fail "$s: not one summary (rank 0's)"
 done
+
+# checkpoints: rank 0 writes them; resuming under mpirun continues exactly; one process refuses
+mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 --steps 6 \
+    --save "$work/straight.safetensors" >/dev/null 2>&1 || fail "straight run: exit $?"
+mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 --steps 6 \
+    --checkpoint-dir "$work/ck" --set checkpoint.every=3 >/dev/null 2>&1 || fail "checkpointed run: exit $?"
+grep -q '^processes = 2$' "$work/ck/step-00000003/state.ini" || fail "state.ini lacks processes = 2"
+rm -rf "$work/ck/step-00000006"
+mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 --steps 6 \
+    --checkpoint-dir "$work/ck" --resume --save "$work/resumed.safetensors" >"$work/resume.out" 2>&1 ||
+    fail "resumed run: exit $?: $(tail -n 2 "$work/resume.out")"
+grep -q 'resuming from .*step-00000003' "$work/resume.out" || fail "the resumed run did not say so"
+d=$("$compare" "$work/straight.safetensors" "$work/resumed.safetensors" 0) ||
+    fail "resumed under mpirun: parameters differ from the straight run by $d"
+rm -rf "$work/ck/step-00000006"
+expect_exit 2 "written by a run of 2 processes; this one has 1 \(start it with mpirun -np 2\)" -- \
+    "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 --steps 6 --checkpoint-dir "$work/ck" --resume
 
 # a process killed mid-run: the other ends too, soon, and mpirun says which rank
 mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
