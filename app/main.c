@@ -347,23 +347,15 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
 }
 
 /* In a world of several processes: every process with as many devices (each runs the same
- * plan on its part of the batch), CPU devices only for now. */
-static int check_world(const dp_device_spec *specs, int n)
+ * plan on its part of the batch). */
+static int check_world(int n)
 {
     if (dp_world_size() == 1)
         return 0;
-    bool gpus = false;
-    for (int i = 0; i < n; i++)
-        gpus = gpus || specs[i].cuda;
     if (!dp_world_agree(n)) {
         fprintf(stderr, "dpmptop: rank %d of %d: the processes have different device counts "
                         "(this one %d); give every process the same parallel.devices\n",
                 dp_world_rank(), dp_world_size(), n);
-        return -1;
-    }
-    if (gpus) {
-        fprintf(stderr, "dpmptop: runs across processes take CPU devices in this version "
-                        "(NCCL across processes is not done yet); set parallel.devices = cpu:N\n");
         return -1;
     }
     return 0;
@@ -608,7 +600,7 @@ static int run(int argc, char **argv)
         status = -n_devices;
         goto done;
     }
-    if (check_world(specs, n_devices) < 0) {
+    if (check_world(n_devices) < 0) {
         status = EXIT_USAGE;
         goto done;
     }

@@ -14,6 +14,7 @@ extern "C" {
 #include <string.h>
 
 #include "engine/cuda_impl.h"
+#include "engine/world.h"
 
 enum comm_kind { KIND_NCCL, KIND_DIRECT };
 
@@ -69,6 +70,32 @@ bool nccl_takes_shared_gpus()
 
 } // namespace
 
+namespace {
+
+/* In a world of several processes, one communicator spans the group's members in every
+ * process: member r here is rank world_rank * size + r. Rank 0 makes the id, MPI shares it,
+ * and this thread initialises every member's rank inside one NCCL group. */
+ncclResult_t init_across_processes(ncclComm_t *comms, const int *ordinals, int size)
+{
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    ncclResult_t res = ncclSuccess;
+    if (dp_world_rank() == 0)
+        res = ncclGetUniqueId(&id);
+    dp_world_broadcast(&id, (int)sizeof id); /* every rank takes part, even after a failure */
+    if (res != ncclSuccess)
+        return res;
+    int nranks = size * dp_world_size();
+    ncclGroupStart();
+    for (int r = 0; r < size; r++) {
+        cudaSetDevice(ordinals[r]);
+        ncclCommInitRank(&comms[r], nranks, id, dp_world_rank() * size + r);
+    }
+    return ncclGroupEnd();
+}
+
+} // namespace
+
 extern "C" {
 
 dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err)
@@ -84,8 +111,9 @@ dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err)
             distinct = distinct && o != cuda_impl_of(members[q])->ordinal;
     }
     bool nccl = distinct || nccl_takes_shared_gpus();
-    if (size > MAX_MEMBERS || (!nccl && !same_gpu))
-        return NULL; /* GPUs shared unevenly: the host all-reduce does it */
+    if (size > MAX_MEMBERS || (!nccl && !same_gpu) || (!nccl && dp_world_size() > 1))
+        return NULL; /* GPUs shared unevenly, or logical devices of one GPU in a world of
+                        several: the host all-reduce (and MPI) does it */
     dp_cuda_comm *c = static_cast<dp_cuda_comm *>(calloc(1, sizeof *c));
     if (!c || !(c->members = static_cast<dp_device **>(calloc(size, sizeof *c->members)))) {
         free(c);
@@ -102,9 +130,11 @@ dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err)
         for (int r = 0; r < size; r++)
             ordinals[r] = cuda_impl_of(members[r])->ordinal;
         c->nccl = static_cast<ncclComm_t *>(calloc(size, sizeof *c->nccl));
-        ncclResult_t res = c->nccl ? ncclCommInitAll(c->nccl, size, ordinals) : ncclSystemError;
+        ncclResult_t res = !c->nccl                 ? ncclSystemError
+                           : dp_world_size() > 1     ? init_across_processes(c->nccl, ordinals, size)
+                                                     : ncclCommInitAll(c->nccl, size, ordinals);
         if (res != ncclSuccess) {
-            nccl_fail(err, "ncclCommInitAll", res);
+            nccl_fail(err, dp_world_size() > 1 ? "ncclCommInitRank" : "ncclCommInitAll", res);
             free(c->nccl);
             c->nccl = NULL;
             dp_cuda_comm_destroy(c);

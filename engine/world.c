@@ -94,6 +94,15 @@ void dp_world_sum(double *v, int n)
     (void)v, (void)n;
 }
 
+void dp_world_broadcast(void *buf, int bytes)
+{
+#ifdef HAVE_MPI
+    if (world_size > 1)
+        MPI_Bcast(buf, bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+#endif
+    (void)buf, (void)bytes;
+}
+
 bool dp_world_agree(long value)
 {
 #ifdef HAVE_MPI

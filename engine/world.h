@@ -13,6 +13,10 @@
 
 #include "engine/error.h"
 
+#ifdef __cplusplus /* comm_cuda.cu bootstraps NCCL with it */
+extern "C" {
+#endif
+
 /* Joins the world when a launcher (mpirun, srun) started this process (MPI with threads that
  * all may call it); may change argc/argv. Fails when MPI cannot give that. */
 int dp_world_init(int *argc, char ***argv, dp_err *err);
@@ -32,6 +36,8 @@ const char *dp_world_host(void);
 void dp_world_sum(double *v, int n);
 /* Whether every process passes the same value (every process calls it). */
 bool dp_world_agree(long value);
+/* Rank 0's buf[bytes] into every process's (every process calls it). */
+void dp_world_broadcast(void *buf, int bytes);
 
 /* A channel of its own for one member of one all-reduce group, so that the members' comm
  * threads sum their slices across processes at the same time (MPI_THREAD_MULTIPLE). Made and
@@ -42,5 +48,9 @@ void dp_world_channel_destroy(dp_world_channel *c);
 /* buf[n] summed over the processes (reduced at rank 0, then broadcast: the same bits
  * everywhere). */
 void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
