@@ -570,14 +570,19 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
 
 void dp_trainer_evaluate(dp_trainer *t, dp_eval_report *r)
 {
-    dp_cmd eval = { .kind = DP_CMD_EVAL, .data = t->test };
+    long n = t->test->n; /* each process evaluates its part */
+    dp_cmd eval = { .kind = DP_CMD_EVAL, .data = t->test,
+                    .data_first = (long)n * dp_world_rank() / dp_world_size(),
+                    .data_rows = (long)n * (dp_world_rank() + 1) / dp_world_size() -
+                                 (long)n * dp_world_rank() / dp_world_size() };
     dp_team_run(t->team, &eval);
-    double loss = 0.0, correct = 0.0;
+    double sums[2] = { 0.0, 0.0 }; /* loss, correct */
     for (int i = 0; i < t->plan.workers; i++) {
-        loss += dp_team_result(t->team, i)->loss_sum;
-        correct += dp_team_result(t->team, i)->correct;
+        sums[0] += dp_team_result(t->team, i)->loss_sum;
+        sums[1] += dp_team_result(t->team, i)->correct;
     }
-    long n = t->test->n;
+    dp_world_sum(sums, 2);
+    double loss = sums[0], correct = sums[1];
     double positions = (double)n * t->test->targets;
     r->samples = n;
     r->loss = n ? loss / positions : 0.0;

@@ -386,12 +386,13 @@ static void run_update(dp_worker *w, const dp_cmd *c)
     dp_metrics_publish_timeline(w->team->cfg.metrics, w->index, &w->timeline);
 }
 
-static void run_eval(dp_worker *w, const dp_dataset *d)
+/* Forward over samples [first, first + count) of d, in batches. */
+static void run_eval(dp_worker *w, const dp_dataset *d, long first, long count)
 {
     int batch = w->team->cfg.batch;
     const dp_plan *p = &w->team->plan;
-    for (long at = 0; at < d->n; at += batch) {
-        int rows = d->n - at < batch ? (int)(d->n - at) : batch;
+    for (long at = first; at < first + count; at += batch) {
+        int rows = first + count - at < batch ? (int)(first + count - at) : batch;
         batch_rows b = { d->x + (size_t)at * d->features, d->y + (size_t)at * d->targets, NULL,
                          at, false, 0, 0 };
         if (w->res)
@@ -452,7 +453,7 @@ static void carry_out(dp_worker *w, const dp_cmd *c)
         run_update(w, c);
         break;
     case DP_CMD_EVAL:
-        run_eval(w, c->data);
+        run_eval(w, c->data, c->data_first, c->data_rows);
         break;
     case DP_CMD_GATHER:
         if (w->replica == 0) { /* every replica holds the same values */

@@ -57,6 +57,7 @@ typedef struct dp_cmd {
     const double *replica_loss; /* [replicas]: each replica's mean loss, for the metrics */
     /* EVAL */
     const dp_dataset *data;
+    long data_first, data_rows; /* the samples of it to evaluate (this process's part) */
     /* GATHER / SCATTER */
     float *params;         /* [n_params] */
     float *state;          /* [state_per_param][n_params] */

@@ -1,7 +1,8 @@
 #!/bin/sh
 # mpi.sh -- runs across processes under Open MPI's mpirun (two processes on this machine): data
 # parallel across them, with dp, pp and hybrid inside each (cpu:2 per process), ends with the
-# parameters of the one-device run (1e-5); only rank 0 writes metrics and --save; a run resumed
+# parameters of the one-device run (1e-5) and its test accuracy (each process evaluating its
+# half of the test split); only rank 0 writes metrics and --save; a run resumed
 # from rank 0's checkpoint ends where the straight run does, bit for bit, and a checkpoint of 2
 # processes is refused by 1; a process killed mid-run makes mpirun end the other and exit
 # non-zero within 30 s, naming the rank.
@@ -57,6 +58,10 @@ for s in dp pp hybrid; do
     [ "$(grep -c '"type":"step"' "$work/$s.jsonl")" -eq 20 ] ||
         fail "$s: $(grep -c '"type":"step"' "$work/$s.jsonl") step records, not 20 (rank 0's only)"
     [ "$(grep -c '^done: ' "$work/$s.out")" -eq 1 ] || fail "$s: not one summary (rank 0's)"
+    # each process evaluates half the test split; their sums make the one-device figure
+    want=$(grep -o 'test accuracy [0-9.]*' "$work/single.out")
+    [ "$(grep -o 'test accuracy [0-9.]*' "$work/$s.out")" = "$want" ] ||
+        fail "$s: $(grep -o 'test accuracy [0-9.]*' "$work/$s.out"), one device: $want"
 done
 
 # checkpoints: rank 0 writes them; resuming under mpirun continues exactly; one process refuses
