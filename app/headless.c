@@ -1,6 +1,7 @@
 /* headless.c -- progress output and JSON Lines metrics. */
 #include "engine/clock.h"
 #include "app/headless.h"
+#include "engine/world.h"
 
 #include <math.h>
 #include <string.h>
@@ -121,12 +122,13 @@ static void write_summary_record(FILE *f, const dp_headless_result *res)
     fputs("}\n", f);
 }
 
-/* Waits while the dashboard has paused the run; true when the run should stop instead. */
+/* Waits while the dashboard has paused the run; true when the run should stop instead. Under
+ * mpirun the processes stop together: a signal to any one stops all at the same step. */
 static bool wait_if_paused(const dp_headless_opts *o)
 {
     dp_run_status *s = o->status;
     if (!s)
-        return *o->stop != 0;
+        return dp_world_any(*o->stop != 0);
     pthread_mutex_lock(&s->lock);
     while (s->paused && !s->quit && !*o->stop) {
         /* a signal sets *stop without the lock: look again every 100 ms */

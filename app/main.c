@@ -757,7 +757,7 @@ int main(int argc, char **argv)
     if (dp_world_rank() > 0 && !freopen("/dev/null", "w", stdout))
         perror("dpmptop: /dev/null");
     int status = run(argc, argv);
-    if (status != EXIT_DONE && dp_world_size() > 1) {
+    if (status != EXIT_DONE && status != EXIT_INTERRUPTED && dp_world_size() > 1) {
         fflush(NULL);
         dp_world_abort(status);
     }

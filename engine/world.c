@@ -94,6 +94,18 @@ void dp_world_sum(double *v, int n)
     (void)v, (void)n;
 }
 
+bool dp_world_any(bool flag)
+{
+#ifdef HAVE_MPI
+    if (world_size > 1) {
+        int v = flag;
+        MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        return v != 0;
+    }
+#endif
+    return flag;
+}
+
 void dp_world_broadcast(void *buf, int bytes)
 {
 #ifdef HAVE_MPI

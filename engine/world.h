@@ -36,6 +36,9 @@ const char *dp_world_host(void);
 void dp_world_sum(double *v, int n);
 /* Whether every process passes the same value (every process calls it). */
 bool dp_world_agree(long value);
+/* Whether any process passes true (every process calls it): a stop that one process was asked
+ * for, taken by all at the same step. */
+bool dp_world_any(bool flag);
 /* Rank 0's buf[bytes] into every process's (every process calls it). */
 void dp_world_broadcast(void *buf, int bytes);
 

@@ -4,8 +4,9 @@
 # parameters of the one-device run (1e-5) and its test accuracy (each process evaluating its
 # half of the test split); only rank 0 writes metrics and --save; a run resumed
 # from rank 0's checkpoint ends where the straight run does, bit for bit, and a checkpoint of 2
-# processes is refused by 1; a process killed mid-run makes mpirun end the other and exit
-# non-zero within 30 s, naming the rank.
+# processes is refused by 1; SIGINT to one rank stops both at the same step (a checkpoint, exit
+# 130); a process killed mid-run makes mpirun end the other and exit non-zero within 30 s,
+# naming the rank.
 # Skipped (77) without mpirun or in a build without MPI.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
@@ -80,6 +81,19 @@ d=$("$compare" "$work/straight.safetensors" "$work/resumed.safetensors" 0) ||
 rm -rf "$work/ck/step-00000006"
 expect_exit 2 "written by a run of 2 processes; this one has 1 \(start it with mpirun -np 2\)" -- \
     "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 --steps 6 --checkpoint-dir "$work/ck" --resume
+
+# Ctrl-C (SIGINT) to one rank: every process stops at the same step; rank 0 writes a
+# checkpoint and the summary; exit 130
+mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
+    --steps 1000000 --checkpoint-dir "$work/ck-int" >"$work/int.out" 2>&1 &
+launcher=$!
+sleep 2
+kill -INT "$(pgrep -f "^$DPMPTOP --headless -c $work/run.ini" | tail -n 1)"
+wait "$launcher"
+rc=$?
+[ "$rc" -eq 130 ] || fail "SIGINT to a rank: mpirun exit $rc, not 130"
+grep -q '^stopped: ' "$work/int.out" || fail "SIGINT to a rank: no summary from rank 0"
+ls "$work/ck-int" 2>/dev/null | grep -q '^step-' || fail "SIGINT to a rank: no checkpoint"
 
 # a process killed mid-run: the other ends too, soon, and mpirun says which rank
 mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
