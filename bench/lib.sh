@@ -1,5 +1,21 @@
 # lib.sh -- shared by the benchmark scripts (sourced, not run).
 
+# find_build [PROGRAM...]: sets src (the source tree the script sits in) and build (where the
+# programs are): $DPMPTOP_BUILD, else the current directory when it holds dpmptop and every
+# PROGRAM (make bench from a build directory), else the source tree.
+find_build() {
+    src=$(cd "$(dirname "$0")/.." && pwd)
+    build=$src
+    if [ -n "${DPMPTOP_BUILD:-}" ]; then
+        build=$DPMPTOP_BUILD
+        return 0
+    fi
+    for p in dpmptop "$@"; do
+        [ -x "./$p" ] || return 0
+    done
+    build=$(pwd)
+}
+
 # table: '|'-separated rows on stdin, printed in aligned columns.
 table() {
     awk -F'|' '

@@ -13,14 +13,7 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-src=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${DPMPTOP_BUILD:-}" ]; then
-    build=$DPMPTOP_BUILD
-elif [ -x ./dpmptop ] && [ -x ./bench/dpmptop-bench ]; then
-    build=$(pwd)
-else
-    build=$src
-fi
+find_build bench/dpmptop-bench
 python=${TORCH_PYTHON:-/usr/bin/python3}
 cores=$(nproc)
 tmp=$(mktemp -d)

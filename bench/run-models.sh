@@ -47,14 +47,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-src=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${DPMPTOP_BUILD:-}" ]; then
-    build=$DPMPTOP_BUILD
-elif [ -x ./dpmptop ]; then
-    build=$(pwd)
-else
-    build=$src
-fi
+find_build
 dp=$build/dpmptop
 python=${TORCH_PYTHON:-/usr/bin/python3}
 train_py=$src/bench/torch_train.py

@@ -32,14 +32,7 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-src=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${DPMPTOP_BUILD:-}" ]; then
-    build=$DPMPTOP_BUILD
-elif [ -x ./dpmptop ]; then
-    build=$(pwd)
-else
-    build=$src
-fi
+find_build
 bin=$build/dpmptop
 cores=$(nproc)
 tmp=$(mktemp -d)
