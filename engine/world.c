@@ -132,6 +132,7 @@ bool dp_world_agree(long value)
 #ifdef HAVE_MPI
 struct dp_world_channel {
     MPI_Comm comm;
+    int *counts, *displs; /* [world_size]: each rank's part of a buffer being summed */
 };
 #endif
 
@@ -139,9 +140,13 @@ dp_world_channel *dp_world_channel_create(void)
 {
 #ifdef HAVE_MPI
     if (world_size > 1) {
-        dp_world_channel *c = malloc(sizeof *c);
-        if (c && MPI_Comm_dup(MPI_COMM_WORLD, &c->comm) == MPI_SUCCESS)
+        dp_world_channel *c = calloc(1, sizeof *c);
+        if (c && (c->counts = calloc((size_t)world_size, sizeof *c->counts)) &&
+            (c->displs = calloc((size_t)world_size, sizeof *c->displs)) &&
+            MPI_Comm_dup(MPI_COMM_WORLD, &c->comm) == MPI_SUCCESS)
             return c;
+        if (c)
+            free(c->counts), free(c->displs);
         free(c);
         dp_world_abort(1); /* the processes would no longer agree on their channels */
     }
@@ -154,20 +159,32 @@ void dp_world_channel_destroy(dp_world_channel *c)
 #ifdef HAVE_MPI
     if (c) {
         MPI_Comm_free(&c->comm);
+        free(c->counts);
+        free(c->displs);
         free(c);
     }
 #endif
     (void)c;
 }
 
+/* Each rank sums one part of the buffer (reduce-scatter), then every rank gets every part
+ * (all-gather): each part's sum is made once, so every rank has the same bits, at the traffic
+ * of an all-reduce. */
 void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n)
 {
 #ifdef HAVE_MPI
     for (size_t at = 0; c && at < n; at += INT_MAX / 2) { /* MPI counts are ints */
         int count = n - at < INT_MAX / 2 ? (int)(n - at) : INT_MAX / 2;
-        MPI_Reduce(world_rank == 0 ? MPI_IN_PLACE : buf + at, buf + at, count, MPI_FLOAT,
-                   MPI_SUM, 0, c->comm);
-        MPI_Bcast(buf + at, count, MPI_FLOAT, 0, c->comm);
+        for (int r = 0; r < world_size; r++) {
+            c->displs[r] = (int)((long)count * r / world_size);
+            c->counts[r] = (int)((long)count * (r + 1) / world_size) - c->displs[r];
+        }
+        float *part = buf + at;
+        /* in place, this rank's sum lands at the start of the buffer: moved to its place */
+        MPI_Reduce_scatter(MPI_IN_PLACE, part, c->counts, MPI_FLOAT, MPI_SUM, c->comm);
+        memmove(part + c->displs[world_rank], part, (size_t)c->counts[world_rank] * sizeof *part);
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, part, c->counts, c->displs, MPI_FLOAT,
+                       c->comm);
     }
 #endif
     (void)c, (void)buf, (void)n;

@@ -48,7 +48,7 @@ void dp_world_broadcast(void *buf, int bytes);
 typedef struct dp_world_channel dp_world_channel;
 dp_world_channel *dp_world_channel_create(void);
 void dp_world_channel_destroy(dp_world_channel *c);
-/* buf[n] summed over the processes (reduced at rank 0, then broadcast: the same bits
+/* buf[n] summed over the processes (each part's sum made once, by one rank: the same bits
  * everywhere). */
 void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n);
 
