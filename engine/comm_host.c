@@ -41,7 +41,11 @@ dp_comm *dp_comm_create(dp_device **members, int size, dp_err *err)
     c->size = size;
     if (dp_world_size() > 1) {
         c->across = calloc((size_t)size, sizeof *c->across);
-        for (int r = 0; c->across && r < size; r++)
+        if (!c->across) { /* the other processes are making theirs: end the run */
+            dp_fail(err, "out of memory for a communication group");
+            dp_world_abort(1);
+        }
+        for (int r = 0; r < size; r++)
             c->across[r] = dp_world_channel_create();
     }
 #ifdef HAVE_CUDA
