@@ -242,7 +242,8 @@ static void publish_unused(dp_trainer *t)
 /* A pipeline plan with its stages balanced by the layers' measured times (measured on device 0
  * at the first such plan, at its micro-batch size), when the configuration asks for it; plans
  * without pipelines, and any plan when the model does not fit on device 0 to be measured,
- * stay as they are (balanced by FLOPs). */
+ * stay as they are (balanced by FLOPs). Under mpirun every process takes rank 0's times, so
+ * that all cut the same stages (their groups sum the same layers across processes). */
 static dp_plan balanced(dp_trainer *t, const dp_plan *p)
 {
     if (p->stages < 2 || !t->cfg.balance_by_time)
@@ -252,10 +253,14 @@ static dp_plan balanced(dp_trainer *t, const dp_plan *p)
         int rows = t->cfg.batch / (p->replicas * p->micro);
         dp_err ignored;
         t->layer_cost = calloc((size_t)m->n_layers, sizeof *t->layer_cost);
-        if (t->layer_cost &&
-            dp_stage_profile(m, &t->devices[0], rows > 0 ? rows : 1, t->layer_cost, &ignored) < 0) {
+        bool failed = !t->layer_cost ||
+                      dp_stage_profile(m, &t->devices[0], rows > 0 ? rows : 1, t->layer_cost,
+                                       &ignored) < 0;
+        if (dp_world_any(failed)) {
             free(t->layer_cost);
             t->layer_cost = NULL;
+        } else {
+            dp_world_broadcast(t->layer_cost, (int)(m->n_layers * sizeof *t->layer_cost));
         }
     }
     dp_plan_request req = { p->strategy, p->stages, p->micro, p->schedule };
@@ -273,6 +278,13 @@ static int start_plan(dp_trainer *t, const dp_plan *requested, dp_err *err)
 {
     dp_plan plan = balanced(t, requested);
     const dp_plan *p = &plan;
+    long shape = p->replicas * 1000003L + p->stages * 1009L + p->micro; /* and the cuts */
+    for (int s = 0; s <= p->stages; s++)
+        shape = shape * 31 + p->first_layer[s];
+    if (!dp_world_agree(shape)) /* every process must sum the same layers in each group */
+        return dp_fail(err, "the processes made different plans (%d stages, %d micro-batches "
+                            "here); give every process the same configuration and devices",
+                       p->stages, p->micro);
     set_blas_threads(t, p->workers);
     dp_team_config tc = {
         .model = t->cfg.model,
