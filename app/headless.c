@@ -122,28 +122,84 @@ static void write_summary_record(FILE *f, const dp_headless_result *res)
     fputs("}\n", f);
 }
 
-/* Waits while the dashboard has paused the run; true when the run should stop instead. Under
- * mpirun the processes stop together: a signal to any one stops all at the same step. */
-static bool wait_if_paused(const dp_headless_opts *o)
+/* What decides the next step, the same in every process of the run: the dashboard's (rank
+ * 0's) pause, quit and switch, and a signal to any process. Kept as doubles for dp_world_sum:
+ * the other ranks add zeros, apart from their stop. */
+enum {
+    CTL_SIGNAL, CTL_QUIT, CTL_PAUSED, CTL_SWITCH, CTL_STRATEGY, CTL_STAGES, CTL_MICRO,
+    CTL_SCHEDULE, CTL_N
+};
+
+/* This process's part of the control: its signal, and rank 0's dashboard (whose switch it
+ * takes). */
+static void local_control(const dp_headless_opts *o, double *v)
 {
+    memset(v, 0, CTL_N * sizeof *v);
+    v[CTL_SIGNAL] = *o->stop != 0;
     dp_run_status *s = o->status;
     if (!s)
-        return dp_world_any(*o->stop != 0);
+        return;
     pthread_mutex_lock(&s->lock);
-    while (s->paused && !s->quit && !*o->stop) {
-        /* a signal sets *stop without the lock: look again every 100 ms */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 100000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->changed, &s->lock, &until);
+    v[CTL_QUIT] = s->quit;
+    v[CTL_PAUSED] = s->paused;
+    if (s->switch_asked) {
+        v[CTL_SWITCH] = 1;
+        v[CTL_STRATEGY] = s->switch_to.strategy;
+        v[CTL_STAGES] = s->switch_to.stages;
+        v[CTL_MICRO] = s->switch_to.micro;
+        v[CTL_SCHEDULE] = s->switch_to.schedule;
+        s->switch_asked = false;
     }
-    bool quit = s->quit;
     pthread_mutex_unlock(&s->lock);
-    return quit || *o->stop;
+}
+
+/* Waits up to 100 ms for the dashboard to resume (or a signal, which sets *stop without the
+ * lock); the other processes of a paused run sleep as long before they ask again. */
+static void wait_paused(const dp_headless_opts *o)
+{
+    dp_run_status *s = o->status;
+    if (!s) {
+        nanosleep(&(struct timespec){ 0, 100000000L }, NULL);
+        return;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 100000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (s->paused && !s->quit && !*o->stop)
+        pthread_cond_timedwait(&s->changed, &s->lock, &until);
+    pthread_mutex_unlock(&s->lock);
+}
+
+typedef enum next_step { GO, QUIT, INTERRUPT } next_step;
+
+/* Before each step: asks for a switch the dashboard wants and waits while it pauses the run;
+ * *next says whether to go on, or stop for the dashboard's quit or a signal. Under mpirun every
+ * process does the same at the same step. Fails when a switch cannot be asked for here
+ * (another process could). */
+static int before_step(dp_trainer *t, const dp_headless_opts *o, next_step *next, dp_err *err)
+{
+    for (;;) {
+        double v[CTL_N];
+        local_control(o, v);
+        dp_world_sum(v, CTL_N);
+        if (v[CTL_SWITCH] > 0) {
+            dp_plan_request req = {
+                .strategy = (dp_strategy)v[CTL_STRATEGY], .stages = (int)v[CTL_STAGES],
+                .micro = (int)v[CTL_MICRO], .schedule = (dp_schedule)v[CTL_SCHEDULE],
+            };
+            if (dp_trainer_request_switch(t, &req, err) < 0)
+                return -1;
+        }
+        *next = v[CTL_SIGNAL] > 0 ? INTERRUPT : v[CTL_QUIT] > 0 ? QUIT : GO;
+        if (*next != GO || v[CTL_PAUSED] == 0)
+            return 0;
+        wait_paused(o);
+    }
 }
 
 /* Tells the dashboard about the step just taken; rate: samples/s over the recent steps. */
@@ -158,7 +214,12 @@ static void report_step(dp_trainer *t, const dp_headless_opts *o, const dp_step_
     s->lr = r->lr;
     s->samples_per_s = rate;
     if (r->switched || s->plan[0] == '\0') {
-        dp_trainer_describe(t, s->plan, sizeof s->plan);
+        char plan[48];
+        dp_trainer_describe(t, plan, sizeof plan);
+        if (dp_world_size() > 1) /* the same plan in every process */
+            snprintf(s->plan, sizeof s->plan, "%d processes x %s", dp_world_size(), plan);
+        else
+            snprintf(s->plan, sizeof s->plan, "%s", plan);
         s->request = dp_trainer_request(t);
         s->pipeline = s->request.strategy == DP_STRATEGY_PP ||
                       s->request.strategy == DP_STRATEGY_HYBRID;
@@ -221,7 +282,14 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
         o->status->can_checkpoint = o->write_checkpoint != NULL;
         pthread_mutex_unlock(&o->status->lock);
     }
-    while (res->steps < o->total_steps && !wait_if_paused(o)) {
+    next_step next = GO;
+    while (res->steps < o->total_steps) {
+        if (before_step(t, o, &next, err) < 0) {
+            rc = -1;
+            break;
+        }
+        if (next != GO)
+            break;
         if (next_switch < o->n_switches && o->switches[next_switch].step == res->steps + 1 &&
             dp_trainer_request_switch(t, &o->switches[next_switch++].plan, err) < 0) {
             rc = -1;
@@ -273,8 +341,8 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
     }
     bool early = res->steps < o->total_steps && rc == 0;
     res->failed = rc < 0;
-    res->interrupted = early && *o->stop;
-    res->quit = early && !*o->stop;
+    res->interrupted = early && next == INTERRUPT;
+    res->quit = early && next == QUIT;
     if (rc == 0 && !early && res->steps > resumed.step && !evaluated_last)
         evaluate(t, o, &r, res);
     if (rc == 0 && o->write_checkpoint && checkpointed != res->steps &&

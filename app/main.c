@@ -1,4 +1,5 @@
 /* main.c -- dpmptop's command line: options, configuration, data, model, then the run. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include "dpmptop-config.h"
 #include "engine/fileio.h"
 #include "engine/checkpoint.h"
+#include "engine/monitor.h"
 #include "engine/safetensors.h"
 #include "engine/world.h"
 #ifdef HAVE_CUDA
@@ -384,6 +386,30 @@ static int check_output_path(const char *option, const char *path)
     return 0;
 }
 
+/* Under mpirun, rank 0's stdout is the launcher's pty and its stdin a pipe: the dashboard then
+ * uses the launcher's own terminal, when the launcher (this process's parent) reads and writes
+ * one (not redirected) as its foreground job. Returns the terminal's descriptor, or -1. */
+static int launcher_terminal(void)
+{
+    pid_t launcher = getppid();
+    for (int fd = 0; fd <= 1; fd++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)launcher, fd);
+        int probe = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        bool tty = probe >= 0 && isatty(probe);
+        if (probe >= 0)
+            close(probe);
+        if (!tty)
+            return -1;
+    }
+    int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (tty >= 0 && tcgetpgrp(tty) != getpgid(launcher)) {
+        close(tty);
+        return -1;
+    }
+    return tty;
+}
+
 /* The training loop's thread under the dashboard. */
 typedef struct training {
     dp_trainer *t;
@@ -488,10 +514,9 @@ static int run(int argc, char **argv)
         free(opt.overrides);
         return rc > 0 ? EXIT_DONE : EXIT_USAGE;
     }
-    if (dp_world_size() > 1) { /* headless; only rank 0 reports and writes files */
+    if (dp_world_rank() > 0) { /* only rank 0 reports and writes files */
         opt.headless = 1;
-        if (dp_world_rank() > 0)
-            opt.metrics_path = opt.save_path = NULL;
+        opt.metrics_path = opt.save_path = NULL;
     }
 
     static dp_config cfg;
@@ -694,19 +719,40 @@ static int run(int argc, char **argv)
         ho.checkpoint_arg = &ckpt;
         ho.checkpoint_every = cfg.checkpoint_every;
     }
+    /* The dashboard: on a terminal, or under mpirun on rank 0 with the launcher's; every
+     * process learns whether rank 0 shows one (the others then report their devices to it). */
+    int tty = -1;
+    bool dashboard = false;
+    if (!opt.headless && dp_world_size() == 1)
+        dashboard = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
+    else if (!opt.headless)
+        dashboard = (tty = launcher_terminal()) >= 0;
+    int shown = dashboard;
+    dp_world_broadcast(&shown, sizeof shown);
+    dp_monitor *monitor;
+    if (dp_monitor_start(trainer, shown, &monitor, &err) < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        status = EXIT_FAILED;
+        goto done;
+    }
     dp_headless_result res;
     int run_rc;
-    if (!opt.headless && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO)) {
+    if (dashboard) {
         dp_dashboard_info info = {
             .version = PACKAGE_VERSION, .run_name = cfg.name, .data_name = train.name,
             .samples = train.n, .model = desc, .params = model.n_params,
             .refresh_ms = (int)cfg.refresh_ms,
             .color = cfg.color && !(getenv("NO_COLOR") && getenv("NO_COLOR")[0]),
+            .monitor = monitor, .tty = tty,
         };
         run_rc = run_with_dashboard(trainer, &ho, &info, &res, &err);
+        if (tty >= 0)
+            close(tty);
     } else {
         run_rc = dp_headless_run(trainer, &ho, &res, &err);
     }
+    if (run_rc == 0 || dp_world_rank() == 0) /* a failed process ends the run instead */
+        dp_monitor_stop(monitor);
     if (run_rc < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         status = EXIT_FAILED;

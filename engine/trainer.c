@@ -431,6 +431,12 @@ long dp_trainer_steps_per_epoch(const dp_trainer *t)
     return dp_loader_steps_per_epoch(&t->loader);
 }
 
+int dp_trainer_check_switch(const dp_trainer *t, const dp_plan_request *req, dp_err *err)
+{
+    dp_plan p;
+    return dp_plan_make(&p, req, t->n_devices, t->cfg.model, t->cfg.batch, NULL, err);
+}
+
 int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err *err)
 {
     dp_plan p;

@@ -82,8 +82,11 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
                               dp_err *err);
 void dp_trainer_destroy(dp_trainer *t);
 
+/* Whether the plan of `req` can be made for this model, batch and device count (err says why
+ * not); any thread may ask. */
+int dp_trainer_check_switch(const dp_trainer *t, const dp_plan_request *req, dp_err *err);
 /* Asks for another strategy from the next step on; fails at once when that plan cannot be
- * made for this model, batch and device count. */
+ * made. */
 int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err *err);
 
 /* Takes one step (making a requested switch first). Fails (-1) on a non-finite loss when

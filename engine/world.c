@@ -3,8 +3,10 @@
 #include "engine/world.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef HAVE_MPI
@@ -19,6 +21,27 @@ static bool launched(void)
 {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
 }
+
+#ifdef HAVE_MPI
+/* Several processes of the run on one machine: "node1#2" names rank 2 there, for device names
+ * that say which process a device is in. */
+static void name_by_rank_when_shared(void)
+{
+    char *all = calloc((size_t)world_size, sizeof host);
+    if (!all)
+        return;
+    MPI_Allgather(host, sizeof host, MPI_CHAR, all, sizeof host, MPI_CHAR, MPI_COMM_WORLD);
+    int here = 0;
+    for (int r = 0; r < world_size; r++)
+        here += strcmp(all + (size_t)r * sizeof host, host) == 0;
+    free(all);
+    if (here > 1) {
+        char base[sizeof host];
+        memcpy(base, host, sizeof base);
+        snprintf(host, sizeof host, "%.50s#%d", base, world_rank);
+    }
+}
+#endif
 
 int dp_world_init(int *argc, char ***argv, dp_err *err)
 {
@@ -37,6 +60,7 @@ int dp_world_init(int *argc, char ***argv, dp_err *err)
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    name_by_rank_when_shared();
     return 0;
 #else
     if (launched())
@@ -188,4 +212,87 @@ void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n)
     }
 #endif
     (void)c, (void)buf, (void)n;
+}
+
+#ifdef HAVE_MPI
+struct dp_world_service {
+    MPI_Comm comm;
+    MPI_Request *requests; /* [world_size] */
+};
+
+/* Waits for requests[n], looking every millisecond (MPI's own waits spin on a core). */
+static void wait_sleeping(int n, MPI_Request *requests)
+{
+    int done = 0;
+    while (MPI_Testall(n, requests, &done, MPI_STATUSES_IGNORE) == MPI_SUCCESS && !done)
+        nanosleep(&(struct timespec){ 0, 1000000L }, NULL);
+}
+#endif
+
+dp_world_service *dp_world_service_create(void)
+{
+#ifdef HAVE_MPI
+    if (world_size > 1) {
+        dp_world_service *s = calloc(1, sizeof *s);
+        if (s && (s->requests = calloc((size_t)world_size, sizeof *s->requests)) &&
+            MPI_Comm_dup(MPI_COMM_WORLD, &s->comm) == MPI_SUCCESS)
+            return s;
+        if (s)
+            free(s->requests);
+        free(s);
+        dp_world_abort(1); /* the others are making theirs */
+    }
+#endif
+    return NULL;
+}
+
+void dp_world_service_destroy(dp_world_service *s)
+{
+#ifdef HAVE_MPI
+    if (s) {
+        MPI_Comm_free(&s->comm);
+        free(s->requests);
+        free(s);
+    }
+#endif
+    (void)s;
+}
+
+void dp_world_ask(dp_world_service *s, bool last, void *answers, int bytes)
+{
+#ifdef HAVE_MPI
+    static int go_on = 1, stop = 0; /* read by MPI_Isend only */
+    int n = world_size - 1;
+    for (int r = 1; r <= n; r++)
+        MPI_Isend(last ? &stop : &go_on, 1, MPI_INT, r, 0, s->comm, &s->requests[r - 1]);
+    wait_sleeping(n, s->requests);
+    if (last)
+        return;
+    for (int r = 1; r <= n; r++)
+        MPI_Irecv((char *)answers + (size_t)(r - 1) * (size_t)bytes, bytes, MPI_BYTE, r, 1,
+                  s->comm, &s->requests[r - 1]);
+    wait_sleeping(n, s->requests);
+#endif
+    (void)s, (void)last, (void)answers, (void)bytes;
+}
+
+bool dp_world_question(dp_world_service *s)
+{
+#ifdef HAVE_MPI
+    int q = 0;
+    MPI_Irecv(&q, 1, MPI_INT, 0, 0, s->comm, &s->requests[0]);
+    wait_sleeping(1, s->requests);
+    return q != 0;
+#else
+    (void)s;
+    return false;
+#endif
+}
+
+void dp_world_answer(dp_world_service *s, const void *answer, int bytes)
+{
+#ifdef HAVE_MPI
+    MPI_Send(answer, bytes, MPI_BYTE, 0, 1, s->comm);
+#endif
+    (void)s, (void)answer, (void)bytes;
 }

@@ -28,7 +28,8 @@ void dp_world_abort(int status);
 
 int dp_world_rank(void);
 int dp_world_size(void);
-/* This machine's name, for device names ("node1/cpu:0") in a world of several. */
+/* This machine's name, for device names ("node1/cpu:0") in a world of several; with the rank
+ * ("node1#1") where the machine runs several processes of the run. */
 const char *dp_world_host(void);
 
 /* v[n] summed over the processes: every process gets the same bits. Every process calls it at
@@ -51,6 +52,21 @@ void dp_world_channel_destroy(dp_world_channel *c);
 /* buf[n] summed over the processes (each part's sum made once, by one rank: the same bits
  * everywhere). */
 void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n);
+
+/* A service across processes: rank 0 asks, and every other process answers from a thread of
+ * its own (what the dashboard shows of their devices). Waiting sleeps between looks, so that an
+ * idle service costs no core. Made and freed by every process (collective); NULL in a world of
+ * one. */
+typedef struct dp_world_service dp_world_service;
+dp_world_service *dp_world_service_create(void);
+void dp_world_service_destroy(dp_world_service *s);
+/* Rank 0: asks every other process and gathers their answers, rank r's at
+ * answers[(r - 1) * bytes] (every answer is `bytes` long). With `last`, tells them to stop
+ * answering instead (nothing is gathered). */
+void dp_world_ask(dp_world_service *s, bool last, void *answers, int bytes);
+/* Ranks > 0: waits for rank 0's next question; false when it was the last. */
+bool dp_world_question(dp_world_service *s);
+void dp_world_answer(dp_world_service *s, const void *answer, int bytes);
 
 #ifdef __cplusplus
 }

@@ -92,7 +92,7 @@ kill -INT "$(pgrep -f "^$DPMPTOP --headless -c $work/run.ini" | tail -n 1)"
 wait "$launcher"
 rc=$?
 [ "$rc" -eq 130 ] || fail "SIGINT to a rank: mpirun exit $rc, not 130"
-grep -q '^stopped: ' "$work/int.out" || fail "SIGINT to a rank: no summary from rank 0"
+grep -q '^interrupted: ' "$work/int.out" || fail "SIGINT to a rank: no 'interrupted' summary from rank 0"
 ls "$work/ck-int" 2>/dev/null | grep -q '^step-' || fail "SIGINT to a rank: no checkpoint"
 
 # a process killed mid-run: the other ends too, soon, and mpirun says which rank

@@ -94,6 +94,49 @@ START_TEST(test_layout_tiles)
 }
 END_TEST
 
+/* More than 8 devices: a line each, in columns of at least DP_LINE_MIN_COLS, all of them when
+ * they fit, else as many as fit with the plot keeping 4 rows; nothing off the screen or
+ * overlapping. */
+START_TEST(test_layout_lines)
+{
+    int sizes[][2] = { { 80, 24 }, { 120, 40 }, { 200, 60 }, { 300, 100 }, { 127, 30 } };
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+        for (int n = 9; n <= 200; n += n < 20 ? 1 : 37) {
+            int cols = sizes[k][0], rows = sizes[k][1];
+            dp_layout l;
+            dp_layout_make(cols, rows, n, n % 2, &l);
+            ck_assert_int_ge(l.n_panels, 1);
+            ck_assert_int_le(l.n_panels, n < DP_LAYOUT_MAX_PANELS ? n : DP_LAYOUT_MAX_PANELS);
+            dp_rect r[DP_LAYOUT_MAX_PANELS + 8];
+            const char *name[DP_LAYOUT_MAX_PANELS + 8];
+            int m = shown(&l, r, name);
+            for (int i = 0; i < m; i++) {
+                ck_assert_msg(r[i].x >= 0 && r[i].y >= 0 && r[i].w > 0 &&
+                                  r[i].x + r[i].w <= cols && r[i].y + r[i].h <= rows,
+                              "%dx%d, %d devices: %s {%d,%d,%d,%d} is off the screen", cols,
+                              rows, n, name[i], r[i].x, r[i].y, r[i].w, r[i].h);
+                for (int j = i + 1; j < m; j++)
+                    ck_assert_msg(!overlap(r[i], r[j]), "%dx%d, %d devices: %s overlaps %s",
+                                  cols, rows, n, name[i], name[j]);
+            }
+            for (int i = 0; i < l.n_panels; i++)
+                ck_assert_msg(l.panels[i].h == 1 && l.panels[i].w >= DP_LINE_MIN_COLS,
+                              "%dx%d, %d devices: line %d is %dx%d", cols, rows, n, i,
+                              l.panels[i].w, l.panels[i].h);
+            ck_assert_msg(l.loss_plot.h >= 4, "%dx%d, %d devices: plot of %d rows", cols, rows,
+                          n, l.loss_plot.h);
+        }
+    dp_layout l;
+    dp_layout_make(80, 24, 16, false, &l); /* 19 body rows: 13 lines, a blank, 5 of plot */
+    ck_assert_int_eq(l.n_panels, 13);
+    dp_layout_make(200, 60, 16, false, &l); /* all of them, in 3 columns of 6 */
+    ck_assert_int_eq(l.n_panels, 16);
+    ck_assert_int_eq(l.panel_cols, 3);
+    ck_assert_int_eq(l.panels[6].x, l.panels[0].w);
+    ck_assert_int_eq(l.panels[6].y, l.panels[0].y);
+}
+END_TEST
+
 /* Below 80x24 only the message: too_small, and nothing else laid out. */
 START_TEST(test_layout_too_small)
 {
@@ -114,6 +157,7 @@ Suite *layout_suite(void)
     TCase *tc = tcase_create("layout");
     tcase_add_test(tc, test_layout_fits);
     tcase_add_test(tc, test_layout_tiles);
+    tcase_add_test(tc, test_layout_lines);
     tcase_add_test(tc, test_layout_too_small);
     suite_add_tcase(s, tc);
     return s;

@@ -7,6 +7,7 @@
 
 #include <curses.h>
 #include <langinfo.h>
+#include <signal.h>
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
@@ -49,30 +50,33 @@ void dp_run_status_event(dp_run_status *s, const char *fmt, ...)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Everything a frame shows, copied from the status and the metrics. */
+/* Everything a frame shows, copied from the status, the metrics and the other processes. */
 typedef struct frame {
     dp_run_status st; /* a copy (its lock and condition are not used) */
-    int n_devices;
-    dp_device_metrics dev[DP_LAYOUT_MAX_PANELS];
-    float loss_hist[DP_LAYOUT_MAX_PANELS][DP_HISTORY];
-    float util_hist[DP_LAYOUT_MAX_PANELS][DP_HISTORY];
-    int hist_n[DP_LAYOUT_MAX_PANELS];
+    int n_devices;    /* this process's first, then the other processes' */
+    int all_devices;  /* of the run (more than the frame holds are counted only) */
+    dp_device_view dev[DP_LAYOUT_MAX_PANELS];
     dp_timeline timeline[DP_LAYOUT_MAX_PANELS];
     dp_series series;
-    dp_gpu_reading gpu[DP_LAYOUT_MAX_PANELS]; /* NVML's view of each GPU device */
 } frame;
 
-static void snapshot(dp_trainer *t, dp_run_status *st, frame *f)
+/* Takes the frame's copies; leaves the GPU readings of this process's devices (NVML is read
+ * once a second). */
+static void snapshot(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info, frame *f)
 {
     pthread_mutex_lock(&st->lock);
     f->st = *st;
     pthread_mutex_unlock(&st->lock);
     dp_metrics *ms = dp_trainer_metrics(t);
-    f->n_devices = ms->n_devices < DP_LAYOUT_MAX_PANELS ? ms->n_devices : DP_LAYOUT_MAX_PANELS;
-    for (int i = 0; i < f->n_devices; i++) {
-        f->dev[i] = dp_metrics_read(ms, i);
-        f->hist_n[i] = dp_metrics_history(ms, i, f->loss_hist[i], f->util_hist[i]);
+    int local = ms->n_devices < DP_LAYOUT_MAX_PANELS ? ms->n_devices : DP_LAYOUT_MAX_PANELS;
+    for (int i = 0; i < local; i++) {
+        dp_gpu_reading gpu = f->dev[i].gpu;
+        dp_device_view_read(t, i, &f->dev[i]);
+        f->dev[i].gpu = gpu;
     }
+    int others = dp_monitor_fetch(info->monitor, f->dev + local, DP_LAYOUT_MAX_PANELS - local);
+    f->all_devices = ms->n_devices + others;
+    f->n_devices = f->all_devices < DP_LAYOUT_MAX_PANELS ? f->all_devices : DP_LAYOUT_MAX_PANELS;
     /* The timeline shows replica 0's pipeline: devices 0 .. stages - 1. */
     int stages = f->st.pipeline ? f->st.request.stages : 0;
     for (int s = 0; s < stages && s < DP_LAYOUT_MAX_PANELS; s++)
@@ -120,19 +124,44 @@ static void human_bytes(char *buf, size_t size, double b)
     snprintf(buf, size, u ? "%.1f%s" : "%.0f%s", b, unit[u]);
 }
 
+/* A device on one line, when there are more than 8: name and role, loss, utilisation and
+ * memory meters, in at least DP_LINE_MIN_COLS columns. */
+static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev)
+{
+    const dp_device_metrics *m = &dev->m;
+    int head = r.w - 1 - 46 < 36 ? r.w - 1 - 46 : 36; /* room beyond goes to the meters */
+    int spare = r.w - 1 - 46 - head, ubar = 8 + spare / 2, mbar = 8 + spare - spare / 2;
+    dp_text(r.y, r.x, head, dp_attr(sty, DP_PAIR_TITLE, A_BOLD), " %s  %s", dev->name,
+            m->role[0] ? m->role : "starting");
+    int x = r.x + head;
+    if (isfinite(m->loss))
+        dp_text(r.y, x, 13, A_NORMAL, " loss %7.4f", m->loss);
+    else
+        dp_text(r.y, x, 13, A_NORMAL, " loss     N/A");
+    dp_text(r.y, x + 13, 6, A_NORMAL, " util");
+    dp_bar(sty, r.y, x + 19, ubar, m->util);
+    dp_text(r.y, x + 19 + ubar, 5, A_NORMAL, " %3.0f%%", 100 * m->util);
+    dp_text(r.y, x + 24 + ubar, 5, A_NORMAL, " mem");
+    dp_bar(sty, r.y, x + 29 + ubar, mbar,
+           m->mem_total_bytes ? (double)m->mem_bytes / (double)m->mem_total_bytes : 0);
+}
+
 /* A device panel: as many of these lines as fit, in this order: title; loss and sparkline;
  * utilisation bar and history; memory bar; step time split; temperature and power. */
-static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i,
-                       const dp_device *dev)
+static void draw_panel(const dp_style *sty, dp_rect r, const dp_device_view *dev)
 {
+    if (r.h == 1) {
+        draw_line(sty, r, dev);
+        return;
+    }
     const char *name = dev->name;
-    const dp_gpu_reading *g = &f->gpu[i];
-    const dp_device_metrics *m = &f->dev[i];
+    const dp_gpu_reading *g = &dev->gpu;
+    const dp_device_metrics *m = &dev->m;
     int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD | A_REVERSE);
     attron(title);
     mvhline(r.y, r.x, ' ', r.w - 1);
     attroff(title);
-    if (dev->bus_id[0])
+    if (strcmp(dev->model, "CPU") != 0)
         dp_text(r.y, r.x, r.w - 1, title, " %s %s  %s", name, dev->model,
                 m->role[0] ? m->role : "starting");
     else
@@ -144,7 +173,7 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i,
         else
             dp_text(y, r.x, 16, A_NORMAL, " loss      N/A");
         if (w > 18)
-            dp_sparkline(sty, y, r.x + 16, w - 17, f->loss_hist[i], f->hist_n[i], 0, 0);
+            dp_sparkline(sty, y, r.x + 16, w - 17, dev->loss_hist, dev->hist_n, 0, 0);
         y++;
     }
     if (y < end) {
@@ -157,7 +186,7 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i,
             dp_text(y, r.x + w - 9, 9, A_NORMAL, " gpu %3u%%", g->util_pct);
             spark -= 9;
         }
-        dp_sparkline(sty, y, r.x + 12 + bar, spark, f->util_hist[i], f->hist_n[i], 0.0f, 1.0f);
+        dp_sparkline(sty, y, r.x + 12 + bar, spark, dev->util_hist, dev->hist_n, 0.0f, 1.0f);
         y++;
     }
     if (y < end) {
@@ -240,7 +269,7 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
     erase();
     dp_layout lay;
     int stages = f->st.pipeline ? f->st.request.stages : 0;
-    dp_layout_make(COLS, LINES, f->n_devices, stages > 1, &lay);
+    dp_layout_make(COLS, LINES, f->all_devices, stages > 1, &lay);
     if (lay.too_small) {
         dp_text(LINES / 2, 0, COLS, A_BOLD, "dpmptop needs at least %dx%d (this is %dx%d)",
                 DP_LAYOUT_MIN_COLS, DP_LAYOUT_MIN_ROWS, COLS, LINES);
@@ -249,7 +278,10 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
     }
     draw_header(sty, lay.header, f, info);
     for (int i = 0; i < lay.n_panels; i++)
-        draw_panel(sty, lay.panels[i], f, i, dp_trainer_device(t, i));
+        draw_panel(sty, lay.panels[i], &f->dev[i]);
+    if (lay.n_panels < f->all_devices) /* on the blank row above the plot */
+        dp_text(lay.loss_plot.y - 1, 0, COLS, A_BOLD, " +%d more device%s (a larger terminal shows them)",
+                f->all_devices - lay.n_panels, f->all_devices - lay.n_panels == 1 ? "" : "s");
     dp_loss_plot(sty, lay.loss_plot, &f->series);
     if (lay.timeline.h)
         dp_timeline_plot(sty, lay.timeline, f->timeline, stages);
@@ -278,14 +310,21 @@ static dp_plan_request next_request(const dp_plan_request *now, dp_strategy stra
     return r;
 }
 
+/* Hands a switch the trainer can make to the training loop, which makes it (in every process
+ * of the run) before its next step. */
 static void ask_switch(dp_trainer *t, dp_run_status *st, const dp_plan_request *req)
 {
     dp_err err;
-    if (dp_trainer_request_switch(t, req, &err) < 0)
+    if (dp_trainer_check_switch(t, req, &err) < 0) {
         dp_run_status_event(st, "cannot switch: %s", err.msg);
-    else
-        dp_run_status_event(st, "switching to %s after the current step",
-                            dp_strategy_name(req->strategy));
+        return;
+    }
+    pthread_mutex_lock(&st->lock);
+    st->switch_to = *req;
+    st->switch_asked = true;
+    pthread_mutex_unlock(&st->lock);
+    dp_run_status_event(st, "switching to %s after the current step",
+                        dp_strategy_name(req->strategy));
 }
 
 /* Handles one key; returns true when it asks to quit. */
@@ -358,32 +397,88 @@ static bool on_key(int ch, dp_trainer *t, dp_run_status *st, bool *help)
 }
 
 /* The terminal's settings from before the dashboard took it, for a signal handler that must
- * give it back without ncurses (the one piece of state shared with a handler: written before
+ * give it back without ncurses (the state shared with a handler: written before
  * `terminal_saved` is set, read only while it is). */
 static struct termios saved_termios;
+static int term_in = STDIN_FILENO, term_out = STDOUT_FILENO;
+static pid_t launcher = -1; /* the foreground job before the dashboard took the terminal */
 static atomic_int terminal_saved;
+
+static void give_foreground(int tty, pid_t to);
 
 void dp_dashboard_restore_terminal(void)
 {
     static const char reset[] = "\033[0m\033[?25h\033[?1049l\r\n"; /* plain, cursor, main screen */
     if (!terminal_saved)
         return;
-    tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
-    ssize_t ignored = write(STDOUT_FILENO, reset, sizeof reset - 1);
+    tcsetattr(term_in, TCSANOW, &saved_termios);
+    ssize_t ignored = write(term_out, reset, sizeof reset - 1);
     (void)ignored;
+    give_foreground(term_in, launcher);
+}
+
+/* Makes this process's group the terminal's foreground job (the launcher's group before,
+ * returned), so that keys, Ctrl-C and resizes come here; from the background that takes
+ * SIGTTOU blocked. */
+static pid_t take_foreground(int tty)
+{
+    pid_t before = tcgetpgrp(tty);
+    sigset_t ttou, old;
+    sigemptyset(&ttou);
+    sigaddset(&ttou, SIGTTOU);
+    pthread_sigmask(SIG_BLOCK, &ttou, &old);
+    if (before >= 0)
+        tcsetpgrp(tty, getpgrp());
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return before;
+}
+
+static void give_foreground(int tty, pid_t to)
+{
+    sigset_t ttou, old;
+    sigemptyset(&ttou);
+    sigaddset(&ttou, SIGTTOU);
+    pthread_sigmask(SIG_BLOCK, &ttou, &old);
+    if (to >= 0)
+        tcsetpgrp(tty, to);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info,
                      atomic_int *stop)
 {
     setlocale(LC_ALL, "");
-    if (tcgetattr(STDIN_FILENO, &saved_termios) == 0)
+    FILE *in = stdin, *out = stdout;
+    launcher = -1;
+    if (info->tty >= 0) {
+        int dup_in = dup(info->tty), dup_out = dup(info->tty);
+        in = dup_in >= 0 ? fdopen(dup_in, "r") : NULL;
+        out = dup_out >= 0 ? fdopen(dup_out, "w") : NULL;
+        if (!in || !out) {
+            if (in)
+                fclose(in);
+            if (out)
+                fclose(out);
+            fprintf(stderr, "dpmptop: cannot use the terminal; run with --headless\n");
+            return -1;
+        }
+        launcher = take_foreground(info->tty);
+    }
+    term_in = fileno(in);
+    term_out = fileno(out);
+    if (tcgetattr(term_in, &saved_termios) == 0)
         terminal_saved = 1;
     dp_style sty = { .utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0 };
-    if (!newterm(NULL, stdout, stdin)) {
+    SCREEN *screen = newterm(NULL, out, in);
+    if (!screen) {
         terminal_saved = 0;
         fprintf(stderr, "dpmptop: cannot use this terminal (TERM=%s); run with --headless\n",
                 getenv("TERM") ? getenv("TERM") : "");
+        if (info->tty >= 0) {
+            give_foreground(info->tty, launcher);
+            fclose(in);
+            fclose(out);
+        }
         return -1;
     }
     cbreak();
@@ -401,18 +496,24 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
     for (int i = 0; i < dp_trainer_device_count(t) && !mon; i++)
         if (dp_trainer_device(t, i)->bus_id[0])
             mon = dp_gpumon_open(why, sizeof why);
-    double last_read = -1e9;
+    double last_read = -1e9, stopped_at = 0;
     for (;;) {
-        snapshot(t, st, &f); /* leaves f.gpu: NVML is read below, once a second */
+        snapshot(t, st, info, &f);
         if (mon && dp_now_s() - last_read >= 1.0) { /* NVML's own sampling is ~1/6 s or slower */
-            for (int i = 0; i < f.n_devices; i++) {
+            for (int i = 0; i < dp_trainer_device_count(t) && i < f.n_devices; i++) {
                 const dp_device *d = dp_trainer_device(t, i);
-                if (!d->bus_id[0] || dp_gpumon_read(mon, d->bus_id, 0, &f.gpu[i], NULL, 0) < 0)
-                    memset(&f.gpu[i], 0, sizeof f.gpu[i]);
+                if (!d->bus_id[0] || dp_gpumon_read(mon, d->bus_id, 0, &f.dev[i].gpu, NULL, 0) < 0)
+                    memset(&f.dev[i].gpu, 0, sizeof f.dev[i].gpu);
             }
             last_read = dp_now_s();
         }
         if ((quitting || *stop) && f.st.finished)
+            break;
+        if (*stop && !stopped_at)
+            stopped_at = dp_now_s();
+        /* Under mpirun a signal may be the launcher ending the run (SIGKILL follows): give
+         * the terminal back at once. Otherwise after 3 s of a stuck loop. */
+        if (stopped_at && (info->tty >= 0 || dp_now_s() - stopped_at > 3))
             break;
         draw(&sty, &f, info, t, help);
         int ch = getch();
@@ -431,7 +532,13 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
         }
     }
     endwin();
+    delscreen(screen);
     terminal_saved = 0;
+    if (info->tty >= 0) {
+        give_foreground(info->tty, launcher);
+        fclose(in);
+        fclose(out);
+    }
     dp_gpumon_close(mon);
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "engine/monitor.h"
 #include "engine/plan.h"
 #include "engine/trainer.h"
 
@@ -34,6 +35,8 @@ typedef struct dp_run_status {
     bool paused;
     bool quit;
     bool checkpoint;         /* c: write a checkpoint after the current step (the loop clears it) */
+    bool switch_asked;       /* a key asked for switch_to (checked; the loop takes it) */
+    dp_plan_request switch_to;
     bool can_checkpoint;     /* set by the loop: a checkpoint directory is configured */
 } dp_run_status;
 
@@ -53,10 +56,15 @@ typedef struct dp_dashboard_info {
     size_t params;
     int refresh_ms;
     bool color;              /* dashboard.color, and no NO_COLOR in the environment */
+    dp_monitor *monitor;     /* the other processes' devices under mpirun, or NULL */
+    /* The terminal: -1 for stdin and stdout; under mpirun the launcher's, whose foreground
+     * job the dashboard becomes while it runs (keys and Ctrl-C come to it). */
+    int tty;
 } dp_dashboard_info;
 
 /* Runs the dashboard until the user quits (q or F10) or *stop is set by a signal, and the
- * training loop has finished. Restores the terminal before returning. Returns 0, or -1 when
+ * training loop has finished (or 3 s after the signal, when it is stuck: the others of a
+ * failed run under mpirun). Restores the terminal before returning. Returns 0, or -1 when
  * the terminal cannot be used (with a message on stderr). */
 int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info,
                      atomic_int *stop);

@@ -1,7 +1,8 @@
 /* layout.c -- the dashboard's rectangles.
  *
  *   header           3 rows
- *   device panels    a grid of up to 8, as close to 3:1 (columns:rows) as fits
+ *   device panels    a grid of up to 8, as close to 3:1 (columns:rows) as fits; more devices
+ *                    get a line each, in columns of at least 64
  *   loss plot | timeline   the band left below the panels (at least 5 rows)
  *   event line       1 row
  *   key bar          1 row
@@ -20,6 +21,38 @@ static int panel_score(int w, int h)
     return h < w / 3 ? h : w / 3;
 }
 
+/* The loss plot (and the timeline) from row y to row end. */
+static void lay_plots(int cols, int y, int end, bool pipeline, dp_layout *out)
+{
+    if (pipeline) {
+        out->loss_plot = (dp_rect){ 0, y, cols / 2, end - y };
+        out->timeline = (dp_rect){ cols / 2, y, cols - cols / 2, end - y };
+    } else {
+        out->loss_plot = (dp_rect){ 0, y, cols, end - y };
+    }
+}
+
+/* A line per device, filling columns of at least DP_LINE_MIN_COLS top to bottom, in at most
+ * `rows` rows; the devices that do not fit are left out. */
+static void lay_lines(int cols, int y, int rows, int devices, bool pipeline, dp_layout *out)
+{
+    int c = cols / DP_LINE_MIN_COLS;
+    int r = (devices + c - 1) / c;
+    if (r > rows)
+        r = rows;
+    if (r > DP_LAYOUT_MAX_PANELS / c)
+        r = DP_LAYOUT_MAX_PANELS / c;
+    c = (devices + r - 1) / r < c ? (devices + r - 1) / r : c; /* no empty columns */
+    int w = cols / c;
+    out->panel_cols = c;
+    out->n_panels = devices < r * c ? devices : r * c;
+    for (int i = 0; i < out->n_panels; i++) {
+        int col = i / r, row = i % r;
+        out->panels[i] = (dp_rect){ col * w, y + row, col == c - 1 ? cols - col * w : w, 1 };
+    }
+    lay_plots(cols, y + r + 1, out->event.y, pipeline, out); /* a blank row between */
+}
+
 void dp_layout_make(int cols, int rows, int devices, bool pipeline, dp_layout *out)
 {
     memset(out, 0, sizeof *out);
@@ -29,8 +62,6 @@ void dp_layout_make(int cols, int rows, int devices, bool pipeline, dp_layout *o
     }
     if (devices < 1)
         devices = 1;
-    if (devices > DP_LAYOUT_MAX_PANELS)
-        devices = DP_LAYOUT_MAX_PANELS;
     out->header = (dp_rect){ 0, 0, cols, HEADER_ROWS };
     out->event = (dp_rect){ 0, rows - 2, cols, 1 };
     out->keys = (dp_rect){ 0, rows - 1, cols, 1 };
@@ -42,6 +73,10 @@ void dp_layout_make(int cols, int rows, int devices, bool pipeline, dp_layout *o
     int plot_h = body_h / 3;
     plot_h = plot_h < PLOT_MIN_ROWS ? PLOT_MIN_ROWS : plot_h > PLOT_MAX_ROWS ? PLOT_MAX_ROWS : plot_h;
     int panels_h = body_h - plot_h;
+    if (devices > DP_LAYOUT_GRID_MAX) {
+        lay_lines(cols, body_y, body_h - PLOT_MIN_ROWS - 1, devices, pipeline, out);
+        return;
+    }
     int best_c = 0, best_score = -1;
     for (int c = 1; c <= devices; c++) {
         int r = (devices + c - 1) / c;
@@ -65,12 +100,5 @@ void dp_layout_make(int cols, int rows, int devices, bool pipeline, dp_layout *o
         int w = col == c - 1 ? cols - col * pw : pw; /* the last column takes the remainder */
         out->panels[i] = (dp_rect){ col * pw, body_y + row * ph, w, ph };
     }
-    int plot_y = body_y + r * ph;
-    plot_h = body_y + body_h - plot_y; /* rows the grid left over go to the plot */
-    if (pipeline) {
-        out->loss_plot = (dp_rect){ 0, plot_y, cols / 2, plot_h };
-        out->timeline = (dp_rect){ cols / 2, plot_y, cols - cols / 2, plot_h };
-    } else {
-        out->loss_plot = (dp_rect){ 0, plot_y, cols, plot_h };
-    }
+    lay_plots(cols, body_y + r * ph, body_y + body_h, pipeline, out);
 }
