@@ -1,8 +1,10 @@
 /* trainer.h -- the coordinator: runs training steps and evaluations over the devices, and
  * switches strategy between steps.
  *
- * All calls are made from one thread (the main thread), except dp_trainer_request_switch,
- * which any thread may call. */
+ * All calls are made from one thread (the training loop's), except these, which any thread may
+ * call: dp_trainer_check_switch and dp_trainer_request_switch; dp_trainer_device_count,
+ * dp_trainer_device (its name, model and bus id, fixed once made) and dp_trainer_metrics (read
+ * under its locks), for the dashboard and the monitor. */
 #ifndef DP_TRAINER_H
 #define DP_TRAINER_H
 
