@@ -46,6 +46,13 @@ static void name_by_rank_when_shared(void)
 int dp_world_init(int *argc, char ***argv, dp_err *err)
 {
     gethostname(host, sizeof host - 1);
+    /* srun's tasks find each other through PMIx; without it each would train alone, all
+     * writing the same files */
+    const char *tasks = getenv("SLURM_STEP_NUM_TASKS");
+    if (tasks && atol(tasks) > 1 && !launched())
+        return dp_fail(err, "srun started %ld tasks without PMIx, so they cannot join one run "
+                            "(each would train alone): start them with srun --mpi=pmix",
+                       atol(tasks));
 #ifdef HAVE_MPI
     if (!launched())
         return 0;
