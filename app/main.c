@@ -310,8 +310,9 @@ static int parse_switches(const char *text, const dp_config *c, const dp_model *
     return n;
 }
 
-/* The run's devices into specs: parallel.devices, with auto resolved to every GPU, or two CPU
- * devices (said once) when there is none. Returns the count, or minus the exit status. */
+/* The run's devices into specs: parallel.devices, with auto resolved to every GPU (under
+ * mpirun, this process's share of this machine's GPUs), or two CPU devices (said once) when
+ * there is none. Returns the count, or minus the exit status. */
 static int resolve_devices(const dp_config *c, dp_device_spec *specs)
 {
     dp_err err;
@@ -322,10 +323,20 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
     }
 #ifdef HAVE_CUDA
     int gpus = dp_cuda_device_count(&err);
-    if (n == 0 && gpus > 0) {
-        for (int i = 0; i < gpus && i < DP_MAX_DEVICES; i++)
-            specs[i] = (dp_device_spec){ .cuda = true, .ordinal = i };
-        return gpus < DP_MAX_DEVICES ? gpus : DP_MAX_DEVICES;
+    int here = dp_world_local_size(), me = dp_world_local_rank();
+    if (n == 0 && gpus > 0 && gpus < here) {
+        fprintf(stderr, "dpmptop: parallel.devices = auto: %d processes of the run on this "
+                        "machine but %d GPU%s; start at most %d here, or give each its "
+                        "devices (--devices cuda:N)\n",
+                here, gpus, gpus == 1 ? "" : "s", gpus);
+        return -EXIT_USAGE;
+    }
+    if (n == 0 && gpus > 0) { /* this machine's GPUs, shared out among its processes */
+        int first = dp_split_start(gpus, here, me);
+        int count = dp_split_start(gpus, here, me + 1) - first;
+        for (int i = 0; i < count && i < DP_MAX_DEVICES; i++)
+            specs[i] = (dp_device_spec){ .cuda = true, .ordinal = first + i };
+        return count < DP_MAX_DEVICES ? count : DP_MAX_DEVICES;
     }
     if (n == 0) {
         fprintf(stderr, "dpmptop: no usable GPU (%s); training on 2 CPU devices\n", err.msg);

@@ -14,6 +14,7 @@
 #endif
 
 static int world_rank, world_size = 1;
+static int local_rank, local_size = 1; /* among the processes of the run on this machine */
 static char host[64] = "localhost";
 
 /* The environment a launcher leaves: Open MPI's mpirun, PMI (Slurm's srun, MPICH), PMIx. */
@@ -68,6 +69,13 @@ int dp_world_init(int *argc, char ***argv, dp_err *err)
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     name_by_rank_when_shared();
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+        MPI_Comm_rank(node, &local_rank);
+        MPI_Comm_size(node, &local_size);
+        MPI_Comm_free(&node);
+    }
     return 0;
 #else
     if (launched())
@@ -106,6 +114,16 @@ int dp_world_rank(void)
 int dp_world_size(void)
 {
     return world_size;
+}
+
+int dp_world_local_rank(void)
+{
+    return local_rank;
+}
+
+int dp_world_local_size(void)
+{
+    return local_size;
 }
 
 const char *dp_world_host(void)

@@ -28,6 +28,9 @@ void dp_world_abort(int status);
 
 int dp_world_rank(void);
 int dp_world_size(void);
+/* This process among those of the run on this machine (which share its GPUs). */
+int dp_world_local_rank(void);
+int dp_world_local_size(void);
 /* This machine's name, for device names ("node1/cpu:0") in a world of several; with the rank
  * ("node1#1") where the machine runs several processes of the run. */
 const char *dp_world_host(void);

@@ -280,7 +280,8 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
     for (int i = 0; i < lay.n_panels; i++)
         draw_panel(sty, lay.panels[i], &f->dev[i]);
     if (lay.n_panels < f->all_devices) /* on the blank row above the plot */
-        dp_text(lay.loss_plot.y - 1, 0, COLS, A_BOLD, " +%d more device%s (a larger terminal shows them)",
+        dp_text(lay.loss_plot.y - 1, 0, COLS, A_BOLD,
+                " +%d more device%s (a larger terminal shows them)",
                 f->all_devices - lay.n_panels, f->all_devices - lay.n_panels == 1 ? "" : "s");
     dp_loss_plot(sty, lay.loss_plot, &f->series);
     if (lay.timeline.h)
