@@ -339,7 +339,9 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
         return count < DP_MAX_DEVICES ? count : DP_MAX_DEVICES;
     }
     if (n == 0) {
-        fprintf(stderr, "dpmptop: no usable GPU (%s); training on 2 CPU devices\n", err.msg);
+        if (dp_world_rank() == 0) /* said once, not by every process */
+            fprintf(stderr, "dpmptop: no usable GPU (%s); training on 2 CPU devices\n",
+                    err.msg);
     } else if (specs[0].cuda && gpus < 0) {
         fprintf(stderr, "dpmptop: parallel.devices = %s: %s\n", c->devices, err.msg);
         return -EXIT_FAILED;
