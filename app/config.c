@@ -80,6 +80,7 @@ static const key keys[] = {
     ENUM("parallel", "schedule", schedule, schedule_names),
     NUM("parallel", "bucket_mb", bucket_mb, 0, 1 << 16, true, false),
     ENUM("parallel", "balance", balance, balance_names),
+    NUM("parallel", "watchdog", watchdog_s, 0, 1e9, false, false),
     STR("checkpoint", "dir", checkpoint_dir),
     LONG("checkpoint", "every", checkpoint_every, 0, 1e12),
     LONG("checkpoint", "keep", checkpoint_keep, 1, 1e6),
@@ -110,6 +111,7 @@ void dp_config_defaults(dp_config *c)
     c->strategy = DP_STRATEGY_DP;
     c->schedule = DP_SCHEDULE_1F1B;
     c->bucket_mb = 25;
+    c->watchdog_s = 600;
     c->checkpoint_keep = 3;
     c->refresh_ms = 100;
     c->color = true;

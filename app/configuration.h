@@ -41,6 +41,7 @@ typedef struct dp_config {
     int schedule;       /* dp_schedule */
     double bucket_mb;
     int balance;            /* pipeline stages balanced by 0: measured time, 1: FLOPs */
+    double watchdog_s;      /* under mpirun: seconds without progress that end the run */
     /* [checkpoint] */
     char checkpoint_dir[4096];
     long checkpoint_every;

@@ -185,6 +185,7 @@ static int before_step(dp_trainer *t, const dp_headless_opts *o, next_step *next
 {
     for (;;) {
         double v[CTL_N];
+        dp_world_heartbeat();
         local_control(o, v);
         dp_world_sum(v, CTL_N);
         if (v[CTL_SWITCH] > 0) {
@@ -283,6 +284,7 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
         pthread_mutex_unlock(&o->status->lock);
     }
     next_step next = GO;
+    dp_world_watchdog_start(o->watchdog_s);
     while (res->steps < o->total_steps) {
         if (before_step(t, o, &next, err) < 0) {
             rc = -1;
@@ -299,6 +301,7 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
             rc = -1;
             break;
         }
+        dp_world_heartbeat();
         if (r.skipped) {
             if (o->out)
                 fprintf(o->out, "%sstep %ld: the loss is %g: update skipped; %s\n",
@@ -330,8 +333,10 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
             last_print = now;
         }
         evaluated_last = r.epoch_end || (o->eval_every && r.step % o->eval_every == 0);
-        if (evaluated_last)
+        if (evaluated_last) {
             evaluate(t, o, &r, res);
+            dp_world_heartbeat();
+        }
         bool scheduled = o->checkpoint_every && r.step % o->checkpoint_every == 0;
         if (o->write_checkpoint && (checkpoint_asked(o) || scheduled) &&
             checkpoint(t, o, r.step, &checkpointed, err) < 0) {
@@ -348,6 +353,7 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
     if (rc == 0 && o->write_checkpoint && checkpointed != res->steps &&
         checkpoint(t, o, res->steps, &checkpointed, err) < 0)
         rc = -1;
+    dp_world_watchdog_stop();
     res->seconds = dp_now_s() - start;
     res->samples_per_s = step_time > 0 ? samples / step_time : 0.0;
     if (o->out) {

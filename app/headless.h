@@ -32,6 +32,7 @@ typedef struct dp_headless_opts {
     int (*write_checkpoint)(void *arg, dp_trainer *t, char *path, size_t size, dp_err *err);
     void *checkpoint_arg;
     long checkpoint_every;
+    double watchdog_s;        /* under mpirun: end the run after this long without progress */
 } dp_headless_opts;
 
 /* What the run ended with. */

@@ -712,6 +712,7 @@ static int run(int argc, char **argv)
         .out_is_tty = isatty(STDOUT_FILENO) && dp_world_size() == 1, /* mpirun's pty: a log */
         .metrics = metrics.f,
         .stop = &stop_requested,
+        .watchdog_s = cfg.watchdog_s,
     };
     if (cfg.checkpoint_dir[0] && dp_world_rank() == 0) { /* every process holds the same */
         size_t text_size = 0;

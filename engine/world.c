@@ -2,7 +2,11 @@
 #include "dpmptop-config.h"
 #include "engine/world.h"
 
+#include "engine/clock.h"
+
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,4 +324,50 @@ void dp_world_answer(dp_world_service *s, const void *answer, int bytes)
     MPI_Send(answer, bytes, MPI_BYTE, 0, 1, s->comm);
 #endif
     (void)s, (void)answer, (void)bytes;
+}
+
+/* The watchdog: the training loop beats (a plain atomic, so a beat costs nothing); the
+ * watchdog's thread looks once a second and ends the run when the beats stop. */
+static atomic_long last_beat_ms;
+static double watchdog_s;
+static atomic_bool watchdog_on;
+static pthread_t watchdog_thread;
+
+void dp_world_heartbeat(void)
+{
+    atomic_store_explicit(&last_beat_ms, (long)(1e3 * dp_now_s()), memory_order_relaxed);
+}
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&watchdog_on)) {
+        nanosleep(&(struct timespec){ 0, 100000000L }, NULL);
+        double quiet = dp_now_s() - 1e-3 * (double)atomic_load(&last_beat_ms);
+        if (atomic_load(&watchdog_on) && quiet > watchdog_s) {
+            fprintf(stderr, "dpmptop: rank %d of %d: no progress in %.0f s (parallel.watchdog): "
+                            "a process of the run is stuck (stopped, or waiting on a device); "
+                            "ending every process\n",
+                    world_rank, world_size, quiet);
+            dp_world_abort(1);
+        }
+    }
+    return NULL;
+}
+
+void dp_world_watchdog_start(double seconds)
+{
+    if (world_size == 1 || seconds <= 0)
+        return;
+    watchdog_s = seconds;
+    dp_world_heartbeat();
+    atomic_store(&watchdog_on, true);
+    if (pthread_create(&watchdog_thread, NULL, watchdog_main, NULL) != 0)
+        atomic_store(&watchdog_on, false); /* without one, as before */
+}
+
+void dp_world_watchdog_stop(void)
+{
+    if (atomic_exchange(&watchdog_on, false))
+        pthread_join(watchdog_thread, NULL);
 }

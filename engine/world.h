@@ -56,6 +56,14 @@ void dp_world_channel_destroy(dp_world_channel *c);
  * everywhere). */
 void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n);
 
+/* The watchdog on a world of several processes: when the training loop has not beaten for
+ * `seconds` (a process stopped, or stuck on a device, leaves the others waiting in a
+ * collective), it says so and ends every process. Does nothing in a world of one or with
+ * seconds = 0. The loop beats at every step, evaluation, checkpoint and paused moment. */
+void dp_world_watchdog_start(double seconds);
+void dp_world_heartbeat(void);
+void dp_world_watchdog_stop(void);
+
 /* A service across processes: rank 0 asks, and every other process answers from a thread of
  * its own (what the dashboard shows of their devices). Waiting sleeps between looks, so that an
  * idle service costs no core. Made and freed by every process (collective); NULL in a world of

@@ -6,7 +6,7 @@
 # from rank 0's checkpoint ends where the straight run does, bit for bit, and a checkpoint of 2
 # processes is refused by 1; SIGINT to one rank stops both at the same step (a checkpoint, exit
 # 130); a process killed mid-run makes mpirun end the other and exit non-zero within 30 s,
-# naming the rank.
+# naming the rank; a process stopped (SIGSTOP) makes the other's watchdog end the run.
 # Skipped (77) without mpirun or in a build without MPI.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
@@ -113,5 +113,26 @@ else
     [ "$took" -le 30 ] || fail "the run took $took s to end after a rank was killed"
     grep -q "rank [01]" "$work/kill.out" || fail "mpirun did not name the rank: $(tail -n 5 "$work/kill.out")"
     echo "a killed rank ended the run in $took s (exit $rc)"
+fi
+
+# a process stopped mid-run (alive, but taking no part): the watchdog ends the run
+mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
+    --steps 1000000 --set parallel.watchdog=3 >"$work/stop.out" 2>&1 &
+launcher=$!
+sleep 2
+victim=$(pgrep -f "^$DPMPTOP --headless -c $work/run.ini" | tail -n 1)
+if [ -z "$victim" ]; then
+    fail "no rank to stop (the run ended early?): $(tail -n 3 "$work/stop.out")"
+else
+    t0=$(date +%s)
+    kill -STOP "$victim"
+    wait "$launcher"
+    rc=$?
+    took=$(($(date +%s) - t0))
+    [ "$rc" -ne 0 ] || fail "mpirun exited 0 after a rank was stopped"
+    [ "$took" -le 30 ] || fail "the run took $took s to end after a rank was stopped"
+    grep -q "rank [01] of 2: no progress in [0-9]* s (parallel.watchdog)" "$work/stop.out" ||
+        fail "no watchdog message: $(grep -v '^step' "$work/stop.out" | tail -n 5)"
+    echo "a stopped rank ended the run in $took s (watchdog 3 s, exit $rc)"
 fi
 finish
