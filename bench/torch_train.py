@@ -32,10 +32,7 @@ Prints a line per evaluation and ends with one key=value line: steps, samples_pe
 samples over the time spent in steps, evaluations left out; --skip N leaves the first N steps
 out too, as warm-up), final_loss, test_loss, accuracy, bits_per_byte (text) and the threads.
 
-Threads, as bench/torch_mlp.py: Debian's torch runs its GEMMs in OpenBLAS, whose thread pool is
-separate from torch's OpenMP threads. --threads N (default: every core) sets both
-(OMP_NUM_THREADS and OPENBLAS_NUM_THREADS before torch loads, and torch.set_num_threads);
---threads 0 leaves both at their defaults; --passive sets OMP_WAIT_POLICY=PASSIVE.
+Threads: --threads N (default: every core) and --passive, as bench/torch_threads.py says.
 Run with Debian's /usr/bin/python3 (the python3 first on PATH may have no torch).
 --device cuda (with --tf32 for TF32, as dpmptop's default precision) trains eagerly on a GPU
 with the data sets held there, the way dpmptop keeps them: scripts/gpu-check's comparison.
@@ -48,6 +45,10 @@ import stat
 import struct
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the source tree
+import torch_threads  # noqa: E402 (found beside this file)
 
 # dpmptop's keys and defaults (README.md, Configuration). Keys torch_train.py does not use are
 # accepted and ignored ([parallel], [checkpoint], [dashboard], precision, on_device).
@@ -268,8 +269,7 @@ def main():
     ap.add_argument("--no-eval", action="store_true", help="no evaluation at all (speed runs)")
     ap.add_argument("--log-every", type=int, default=0, metavar="N",
                     help="print the training loss and lr every N steps")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="0: torch's default")
-    ap.add_argument("--passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE")
+    torch_threads.add_arguments(ap)
     ap.add_argument("--device", default="cpu", help="cpu, or cuda: the model and the data sets "
                     "on the GPU (as dpmptop keeps them)")
     ap.add_argument("--tf32", action="store_true", help="TF32 matmuls and convolutions on GPUs")
@@ -282,16 +282,7 @@ def main():
         overrides += [("--epochs", f"run.epochs={a.epochs}"), ("--epochs", "run.steps=0")]
     cfg = read_config(a.config, overrides)
 
-    # Both libraries read these when they load, so they are set before torch is imported.
-    if a.threads > 0:
-        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(a.threads)
-    if a.passive:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    import torch
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    sys.dont_write_bytecode = True  # no bench/__pycache__ in the source tree
+    torch = torch_threads.import_torch(a)
     import torch_models
 
     run, data, o = cfg["run"], cfg["data"], cfg["optim"]
@@ -395,9 +386,7 @@ def main():
         fields += [f"test_loss={test[0]:.6f}", f"accuracy={test[1]:.6f}"]
         if text:
             fields.append(f"bits_per_byte={test[0] / math.log(2):.6f}")
-    blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
-    wait = os.environ.get("OMP_WAIT_POLICY", "default").lower()
-    fields += [f"threads={torch.get_num_threads()}", f"blas_threads={blas}", f"omp_wait={wait}"]
+    fields.append(torch_threads.describe(torch))
     print("torch " + " ".join(fields), flush=True)
 
 

@@ -35,6 +35,24 @@ open(sys.argv[1], 'w').write(' '.join(rnd.choice(words) for _ in range(int(sys.a
 PY
 }
 
+# write_mlp_ini FILE: the small run the parity tests share (20 steps of a 4-layer MLP with
+# dropout on synthetic data, 1000 samples in batches of 62); callers append their sections.
+write_mlp_ini() {
+    cat >"$1" <<'INI'
+[run]
+steps = 20
+[data]
+kind = synthetic
+features = 20
+classes = 10
+samples = 1000
+test_samples = 100
+batch = 62
+[model]
+layers = linear:64, relu, linear:32, tanh, dropout:20, linear:48, gelu, linear:10
+INI
+}
+
 # Reports a failed check and remembers it; the script exits 1 at the end.
 fail() {
     echo "FAIL: $*" >&2

@@ -23,18 +23,8 @@ mpi() { # NP COMMAND...
     shift
     timeout 120 mpirun $root --oversubscribe -np "$np" "$@"
 }
-cat >"$work/run.ini" <<'INI'
-[run]
-steps = 20
-[data]
-kind = synthetic
-features = 20
-classes = 10
-samples = 1000
-test_samples = 100
-batch = 62
-[model]
-layers = linear:64, relu, linear:32, tanh, dropout:20, linear:48, gelu, linear:10
+write_mlp_ini "$work/run.ini"
+cat >>"$work/run.ini" <<'INI'
 [optim]
 kind = adamw
 lr = 0.01

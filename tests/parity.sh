@@ -13,18 +13,8 @@
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
 
-cat >"$work/mlp.ini" <<'INI'
-[run]
-steps = 20
-[data]
-kind = synthetic
-features = 20
-classes = 10
-samples = 1000
-test_samples = 100
-batch = 62
-[model]
-layers = linear:64, relu, linear:32, tanh, dropout:20, linear:48, gelu, linear:10
+write_mlp_ini "$work/mlp.ini"
+cat >>"$work/mlp.ini" <<'INI'
 [parallel]
 devices = cpu:4
 microbatches = 3

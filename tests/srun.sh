@@ -87,18 +87,8 @@ timeout 5 sinfo -h -o %t 2>/dev/null | grep -qx idle || skip "the private Slurm 
 $(tail -qn 2 "$work/munged.err" "$work/slurmctld.log" "$work/slurmd.log" 2>&1)"
 srun --mpi=list 2>&1 | grep -qw pmix || skip "this Slurm has no PMIx plugin (srun --mpi=list)"
 
-cat >"$work/run.ini" <<'INI'
-[run]
-steps = 20
-[data]
-kind = synthetic
-features = 20
-classes = 10
-samples = 1000
-test_samples = 100
-batch = 62
-[model]
-layers = linear:64, relu, linear:32, tanh, dropout:20, linear:48, gelu, linear:10
+write_mlp_ini "$work/run.ini"
+cat >>"$work/run.ini" <<'INI'
 [optim]
 kind = adamw
 lr = 0.01
