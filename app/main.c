@@ -38,6 +38,8 @@ static void on_signal(int sig)
         _exit(EXIT_INTERRUPTED);
     }
     stop_requested = 1;
+    if (dp_world_size() > 1) /* the launcher ending the run: SIGKILL may follow at once */
+        dp_dashboard_restore_terminal();
 }
 
 static void usage(FILE *out)
@@ -331,12 +333,15 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
                 here, gpus, gpus == 1 ? "" : "s", gpus);
         return -EXIT_USAGE;
     }
-    if (n == 0 && gpus > 0) { /* this machine's GPUs, shared out among its processes */
-        int first = dp_split_start(gpus, here, me);
-        int count = dp_split_start(gpus, here, me + 1) - first;
-        for (int i = 0; i < count && i < DP_MAX_DEVICES; i++)
-            specs[i] = (dp_device_spec){ .cuda = true, .ordinal = first + i };
-        return count < DP_MAX_DEVICES ? count : DP_MAX_DEVICES;
+    if (n == 0 && gpus > 0) { /* an equal share of this machine's GPUs for each process */
+        int share = gpus / here;
+        if (gpus % here && me == 0)
+            fprintf(stderr, "dpmptop: parallel.devices = auto: %d GPUs for %d processes on "
+                            "%s: %d each, %d left idle\n",
+                    gpus, here, dp_world_host(), share, gpus % here);
+        for (int i = 0; i < share && i < DP_MAX_DEVICES; i++)
+            specs[i] = (dp_device_spec){ .cuda = true, .ordinal = me * share + i };
+        return share < DP_MAX_DEVICES ? share : DP_MAX_DEVICES;
     }
     if (n == 0) {
         if (dp_world_rank() == 0) /* said once, not by every process */
@@ -369,7 +374,8 @@ static int check_world(int n)
         return 0;
     if (!dp_world_agree(n)) {
         fprintf(stderr, "dpmptop: rank %d of %d: the processes have different device counts "
-                        "(this one %d); give every process the same parallel.devices\n",
+                        "(this one %d; auto gives each its share of its machine's GPUs); give "
+                        "every process as many, e.g. --devices cuda:0,cuda:1\n",
                 dp_world_rank(), dp_world_size(), n);
         return -1;
     }
@@ -746,6 +752,8 @@ static int run(int argc, char **argv)
     dp_monitor *monitor;
     if (dp_monitor_start(trainer, shown, &monitor, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
+        if (tty >= 0)
+            close(tty);
         status = EXIT_FAILED;
         goto done;
     }
@@ -767,6 +775,11 @@ static int run(int argc, char **argv)
     }
     if (run_rc == 0 || dp_world_rank() == 0) /* a failed process ends the run instead */
         dp_monitor_stop(monitor);
+    if (run_rc < 0 && dp_world_size() > 1) { /* the others may wait for this one forever */
+        fprintf(stderr, "dpmptop: rank %d: %s\n", dp_world_rank(), err.msg);
+        fflush(NULL);
+        dp_world_abort(EXIT_FAILED);
+    }
     if (run_rc < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         status = EXIT_FAILED;
@@ -816,6 +829,7 @@ int main(int argc, char **argv)
     }
     if (dp_world_rank() > 0 && !freopen("/dev/null", "w", stdout))
         perror("dpmptop: /dev/null");
+    dp_world_on_abort(dp_dashboard_restore_terminal);
     int status = run(argc, argv);
     if (status != EXIT_DONE && status != EXIT_INTERRUPTED && dp_world_size() > 1) {
         fflush(NULL);

@@ -28,7 +28,9 @@ struct dp_monitor {
     dp_trainer *t;
     dp_world_service *service;
     int n_devices;          /* in each process (every process has as many) */
-    dp_device_view *views;  /* [n_devices] ranks > 0: an answer; rank 0: [(size - 1) * n] */
+    dp_device_view *views;  /* ranks > 0: an answer [n_devices]; rank 0: the answers being
+                               received [(size - 1) * n_devices] ... */
+    dp_device_view *shown;  /* ... and the last ones received (rank 0) */
     pthread_t thread;       /* ranks > 0 */
 };
 
@@ -69,15 +71,22 @@ int dp_monitor_start(dp_trainer *t, bool on, dp_monitor **out, dp_err *err)
         return 0;
     dp_monitor *m = calloc(1, sizeof *m);
     int n = dp_trainer_device_count(t);
-    size_t views = dp_world_rank() == 0 ? (size_t)(dp_world_size() - 1) * (size_t)n : (size_t)n;
-    if (!m || !(m->views = calloc(views, sizeof *m->views))) {
+    bool root = dp_world_rank() == 0;
+    size_t views = root ? (size_t)(dp_world_size() - 1) * (size_t)n : (size_t)n;
+    if (!m || !(m->views = calloc(views, sizeof *m->views)) ||
+        (root && !(m->shown = calloc(views, sizeof *m->shown)))) {
+        if (m)
+            free(m->views);
         free(m);
         return dp_fail(err, "out of memory for the dashboard's view of the other processes");
     }
+    for (size_t i = 0; root && i < views; i++) /* until the first answers come */
+        snprintf(m->shown[i].name, sizeof m->shown[i].name, "rank %zu",
+                 1 + i / (size_t)n);
     m->t = t;
     m->n_devices = n;
     m->service = dp_world_service_create();
-    if (dp_world_rank() > 0 && pthread_create(&m->thread, NULL, answer_main, m) != 0) {
+    if (!root && pthread_create(&m->thread, NULL, answer_main, m) != 0) {
         dp_world_service_destroy(m->service);
         free(m->views);
         free(m);
@@ -92,8 +101,9 @@ int dp_monitor_fetch(dp_monitor *m, dp_device_view *v, int max)
     if (!m)
         return 0;
     int n = (dp_world_size() - 1) * m->n_devices;
-    dp_world_ask(m->service, false, m->views, m->n_devices * (int)sizeof *m->views);
-    memcpy(v, m->views, (size_t)(n < max ? n : max) * sizeof *v);
+    if (dp_world_ask(m->service, m->views, m->n_devices * (int)sizeof *m->views))
+        memcpy(m->shown, m->views, (size_t)n * sizeof *m->shown);
+    memcpy(v, m->shown, (size_t)(n < max ? n : max) * sizeof *v);
     return n;
 }
 
@@ -102,10 +112,11 @@ void dp_monitor_stop(dp_monitor *m)
     if (!m)
         return;
     if (dp_world_rank() == 0)
-        dp_world_ask(m->service, true, NULL, 0);
+        dp_world_service_end(m->service);
     else
         pthread_join(m->thread, NULL);
     dp_world_service_destroy(m->service);
     free(m->views);
+    free(m->shown);
     free(m);
 }

@@ -31,11 +31,13 @@ typedef struct dp_monitor dp_monitor;
  * is shown) in every process. The other ranks start the thread that answers rank 0. NULL in a
  * world of one or when off; fails when the thread cannot start. */
 int dp_monitor_start(dp_trainer *t, bool on, dp_monitor **out, dp_err *err);
-/* Rank 0: the other processes' devices, rank by rank, into v[max] (the first max); returns
+/* Rank 0: the other processes' devices, rank by rank, into v[max] (the first max), as their
+ * last answers had them (a new question goes out when all have answered: never waits); returns
  * how many there are. */
 int dp_monitor_fetch(dp_monitor *m, dp_device_view *v, int max);
 /* Rank 0: tells the others the dashboard has closed. Ranks > 0: waits for that. Then frees
- * m. Every process calls it once its run ended well (a failed process ends the run instead). */
+ * m. Called once the run has ended well (under mpirun a failed run ends every process at once,
+ * before anything is freed). */
 void dp_monitor_stop(dp_monitor *m);
 
 #endif

@@ -21,6 +21,24 @@ static int world_rank, world_size = 1;
 static int local_rank, local_size = 1; /* among the processes of the run on this machine */
 static char host[64] = "localhost";
 
+#ifdef HAVE_MPI
+/* Waits for requests[n]: looks without pause for a millisecond (processes in step meet that
+ * soon), then less and less often (0.1 to 10 ms apart), since MPI's own waits spin on a core
+ * for as long as another process is paused or slow. */
+static void wait_sleeping(int n, MPI_Request *requests)
+{
+    int done = 0;
+    double spin_until = dp_now_s() + 1e-3;
+    long ns = 100000L;
+    while (MPI_Testall(n, requests, &done, MPI_STATUSES_IGNORE) == MPI_SUCCESS && !done) {
+        if (dp_now_s() < spin_until)
+            continue;
+        nanosleep(&(struct timespec){ 0, ns }, NULL);
+        ns = ns < 5000000L ? 2 * ns : 10000000L;
+    }
+}
+#endif
+
 /* The environment a launcher leaves: Open MPI's mpirun, PMI (Slurm's srun, MPICH), PMIx. */
 static bool launched(void)
 {
@@ -34,7 +52,7 @@ static void name_by_rank_when_shared(void)
 {
     char *all = calloc((size_t)world_size, sizeof host);
     if (!all)
-        return;
+        MPI_Abort(MPI_COMM_WORLD, 1); /* the others are in the all-gather */
     MPI_Allgather(host, sizeof host, MPI_CHAR, all, sizeof host, MPI_CHAR, MPI_COMM_WORLD);
     int here = 0;
     for (int r = 0; r < world_size; r++)
@@ -101,11 +119,21 @@ void dp_world_finalize(void)
 #endif
 }
 
+static void (*before_abort)(void);
+
+void dp_world_on_abort(void (*fn)(void))
+{
+    before_abort = fn;
+}
+
 void dp_world_abort(int status)
 {
 #ifdef HAVE_MPI
-    if (world_size > 1)
+    if (world_size > 1) {
+        if (before_abort)
+            before_abort();
         MPI_Abort(MPI_COMM_WORLD, status);
+    }
 #endif
     (void)status;
 }
@@ -139,9 +167,12 @@ void dp_world_sum(double *v, int n)
 {
 #ifdef HAVE_MPI
     if (world_size > 1) {
-        MPI_Reduce(world_rank == 0 ? MPI_IN_PLACE : v, v, n, MPI_DOUBLE, MPI_SUM, 0,
-                   MPI_COMM_WORLD);
-        MPI_Bcast(v, n, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        MPI_Request r;
+        MPI_Ireduce(world_rank == 0 ? MPI_IN_PLACE : v, v, n, MPI_DOUBLE, MPI_SUM, 0,
+                    MPI_COMM_WORLD, &r);
+        wait_sleeping(1, &r);
+        MPI_Ibcast(v, n, MPI_DOUBLE, 0, MPI_COMM_WORLD, &r);
+        wait_sleeping(1, &r);
     }
 #endif
     (void)v, (void)n;
@@ -152,7 +183,9 @@ bool dp_world_any(bool flag)
 #ifdef HAVE_MPI
     if (world_size > 1) {
         int v = flag;
-        MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Request r;
+        MPI_Iallreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &r);
+        wait_sleeping(1, &r);
         return v != 0;
     }
 #endif
@@ -162,8 +195,11 @@ bool dp_world_any(bool flag)
 void dp_world_broadcast(void *buf, int bytes)
 {
 #ifdef HAVE_MPI
-    if (world_size > 1)
-        MPI_Bcast(buf, bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+    if (world_size > 1) {
+        MPI_Request r;
+        MPI_Ibcast(buf, bytes, MPI_BYTE, 0, MPI_COMM_WORLD, &r);
+        wait_sleeping(1, &r);
+    }
 #endif
     (void)buf, (void)bytes;
 }
@@ -246,16 +282,11 @@ void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n)
 #ifdef HAVE_MPI
 struct dp_world_service {
     MPI_Comm comm;
-    MPI_Request *requests; /* [world_size] */
+    MPI_Request *requests; /* [2 * world_size]: rank 0's questions, then their answers */
+    bool asking;           /* rank 0: a question is out */
 };
 
-/* Waits for requests[n], looking every millisecond (MPI's own waits spin on a core). */
-static void wait_sleeping(int n, MPI_Request *requests)
-{
-    int done = 0;
-    while (MPI_Testall(n, requests, &done, MPI_STATUSES_IGNORE) == MPI_SUCCESS && !done)
-        nanosleep(&(struct timespec){ 0, 1000000L }, NULL);
-}
+static int go_on = 1, stop = 0; /* the questions: only ever read (by MPI_Isend) */
 #endif
 
 dp_world_service *dp_world_service_create(void)
@@ -263,7 +294,7 @@ dp_world_service *dp_world_service_create(void)
 #ifdef HAVE_MPI
     if (world_size > 1) {
         dp_world_service *s = calloc(1, sizeof *s);
-        if (s && (s->requests = calloc((size_t)world_size, sizeof *s->requests)) &&
+        if (s && (s->requests = calloc(2 * (size_t)world_size, sizeof *s->requests)) &&
             MPI_Comm_dup(MPI_COMM_WORLD, &s->comm) == MPI_SUCCESS)
             return s;
         if (s)
@@ -287,22 +318,40 @@ void dp_world_service_destroy(dp_world_service *s)
     (void)s;
 }
 
-void dp_world_ask(dp_world_service *s, bool last, void *answers, int bytes)
+bool dp_world_ask(dp_world_service *s, void *answers, int bytes)
 {
 #ifdef HAVE_MPI
-    static int go_on = 1, stop = 0; /* read by MPI_Isend only */
     int n = world_size - 1;
+    if (!s->asking) {
+        for (int r = 1; r <= n; r++) {
+            MPI_Isend(&go_on, 1, MPI_INT, r, 0, s->comm, &s->requests[r - 1]);
+            MPI_Irecv((char *)answers + (size_t)(r - 1) * (size_t)bytes, bytes, MPI_BYTE, r, 1,
+                      s->comm, &s->requests[n + r - 1]);
+        }
+        s->asking = true;
+    }
+    int done = 0;
+    MPI_Testall(2 * n, s->requests, &done, MPI_STATUSES_IGNORE);
+    s->asking = !done;
+    return done;
+#else
+    (void)s, (void)answers, (void)bytes;
+    return false;
+#endif
+}
+
+void dp_world_service_end(dp_world_service *s)
+{
+#ifdef HAVE_MPI
+    int n = world_size - 1;
+    if (s->asking) /* the answers land before the buffer goes */
+        wait_sleeping(2 * n, s->requests);
+    s->asking = false;
     for (int r = 1; r <= n; r++)
-        MPI_Isend(last ? &stop : &go_on, 1, MPI_INT, r, 0, s->comm, &s->requests[r - 1]);
-    wait_sleeping(n, s->requests);
-    if (last)
-        return;
-    for (int r = 1; r <= n; r++)
-        MPI_Irecv((char *)answers + (size_t)(r - 1) * (size_t)bytes, bytes, MPI_BYTE, r, 1,
-                  s->comm, &s->requests[r - 1]);
+        MPI_Isend(&stop, 1, MPI_INT, r, 0, s->comm, &s->requests[r - 1]);
     wait_sleeping(n, s->requests);
 #endif
-    (void)s, (void)last, (void)answers, (void)bytes;
+    (void)s;
 }
 
 bool dp_world_question(dp_world_service *s)
@@ -321,13 +370,15 @@ bool dp_world_question(dp_world_service *s)
 void dp_world_answer(dp_world_service *s, const void *answer, int bytes)
 {
 #ifdef HAVE_MPI
-    MPI_Send(answer, bytes, MPI_BYTE, 0, 1, s->comm);
+    /* rank 0 takes it when it next looks (once a frame): sleep meanwhile, not spin */
+    MPI_Isend(answer, bytes, MPI_BYTE, 0, 1, s->comm, &s->requests[0]);
+    wait_sleeping(1, s->requests);
 #endif
     (void)s, (void)answer, (void)bytes;
 }
 
 /* The watchdog: the training loop beats (a plain atomic, so a beat costs nothing); the
- * watchdog's thread looks once a second and ends the run when the beats stop. */
+ * watchdog's thread looks ten times a second and ends the run when the beats stop. */
 static atomic_long last_beat_ms;
 static double watchdog_s;
 static atomic_bool watchdog_on;

@@ -23,8 +23,11 @@ int dp_world_init(int *argc, char ***argv, dp_err *err);
 /* Leaves it: after the last collective call, on the way out of a good run. */
 void dp_world_finalize(void);
 /* Ends every process of the run with `status` (a failure in one: the others would wait for it
- * forever in their next collective). Returns only in a world of one. */
+ * forever in their next collective), calling the dp_world_on_abort function first. Returns
+ * only in a world of one. */
 void dp_world_abort(int status);
+/* What to do just before this process ends the run (give the terminal back). */
+void dp_world_on_abort(void (*fn)(void));
 
 int dp_world_rank(void);
 int dp_world_size(void);
@@ -59,7 +62,8 @@ void dp_world_channel_sum(dp_world_channel *c, float *buf, size_t n);
 /* The watchdog on a world of several processes: when the training loop has not beaten for
  * `seconds` (a process stopped, or stuck on a device, leaves the others waiting in a
  * collective), it says so and ends every process. Does nothing in a world of one or with
- * seconds = 0. The loop beats at every step, evaluation, checkpoint and paused moment. */
+ * seconds = 0. The loop beats before and after every step, after evaluations and while
+ * paused; the others wait for rank 0's checkpoints, so `seconds` must outlast writing one. */
 void dp_world_watchdog_start(double seconds);
 void dp_world_heartbeat(void);
 void dp_world_watchdog_stop(void);
@@ -71,10 +75,12 @@ void dp_world_watchdog_stop(void);
 typedef struct dp_world_service dp_world_service;
 dp_world_service *dp_world_service_create(void);
 void dp_world_service_destroy(dp_world_service *s);
-/* Rank 0: asks every other process and gathers their answers, rank r's at
- * answers[(r - 1) * bytes] (every answer is `bytes` long). With `last`, tells them to stop
- * answering instead (nothing is gathered). */
-void dp_world_ask(dp_world_service *s, bool last, void *answers, int bytes);
+/* Rank 0, without waiting: asks every other process when no question is out, and says
+ * whether all have answered, rank r at answers[(r - 1) * bytes] (every answer is `bytes` long;
+ * the buffer is in use until they have). A stopped or stuck process only delays its answer. */
+bool dp_world_ask(dp_world_service *s, void *answers, int bytes);
+/* Rank 0: waits for the answers to a question still out, then tells the others to stop. */
+void dp_world_service_end(dp_world_service *s);
 /* Ranks > 0: waits for rank 0's next question; false when it was the last. */
 bool dp_world_question(dp_world_service *s);
 void dp_world_answer(dp_world_service *s, const void *answer, int bytes);

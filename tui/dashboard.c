@@ -6,6 +6,7 @@
 #include "tui/dashboard.h"
 
 #include <curses.h>
+#include <fcntl.h>
 #include <langinfo.h>
 #include <signal.h>
 #include <locale.h>
@@ -336,7 +337,7 @@ static bool on_key(int ch, dp_trainer *t, dp_run_status *st, bool *help)
         return false;
     }
     pthread_mutex_lock(&st->lock);
-    dp_plan_request now = st->request;
+    dp_plan_request now = st->switch_asked ? st->switch_to : st->request; /* keys add up */
     pthread_mutex_unlock(&st->lock);
     dp_plan_request req;
     switch (ch) {
@@ -418,31 +419,33 @@ void dp_dashboard_restore_terminal(void)
     give_foreground(term_in, launcher);
 }
 
-/* Makes this process's group the terminal's foreground job (the launcher's group before,
- * returned), so that keys, Ctrl-C and resizes come here; from the background that takes
- * SIGTTOU blocked. */
-static pid_t take_foreground(int tty)
+/* Makes this process's group the terminal's foreground job (the launcher's group before goes
+ * to *before), so that keys, Ctrl-C and resizes come here. From then on the terminal's job
+ * control signals are ignored: Ctrl-Z would stop only this process, holding the terminal while
+ * mpirun waits, and once the terminal is given back (a signal, the run's end) a write or read
+ * from the background must fail rather than stop it. */
+static int take_foreground(int tty, pid_t *before)
 {
-    pid_t before = tcgetpgrp(tty);
-    sigset_t ttou, old;
-    sigemptyset(&ttou);
-    sigaddset(&ttou, SIGTTOU);
-    pthread_sigmask(SIG_BLOCK, &ttou, &old);
-    if (before >= 0)
-        tcsetpgrp(tty, getpgrp());
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return before;
+    signal(SIGTSTP, SIG_IGN);
+    signal(SIGTTOU, SIG_IGN);
+    signal(SIGTTIN, SIG_IGN);
+    *before = tcgetpgrp(tty);
+    return *before >= 0 ? tcsetpgrp(tty, getpgrp()) : -1;
 }
 
+/* Async-signal-safe. */
 static void give_foreground(int tty, pid_t to)
 {
-    sigset_t ttou, old;
-    sigemptyset(&ttou);
-    sigaddset(&ttou, SIGTTOU);
-    pthread_sigmask(SIG_BLOCK, &ttou, &old);
     if (to >= 0)
         tcsetpgrp(tty, to);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Under mpirun, a key that mpirun read from its terminal before the dashboard took it, and
+ * sent on to rank 0's stdin (a pipe); ERR when none. */
+static int launcher_key(void)
+{
+    unsigned char c;
+    return read(STDIN_FILENO, &c, 1) == 1 ? c : ERR;
 }
 
 int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info,
@@ -463,7 +466,13 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
             fprintf(stderr, "dpmptop: cannot use the terminal; run with --headless\n");
             return -1;
         }
-        launcher = take_foreground(info->tty);
+        fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+        if (take_foreground(info->tty, &launcher) < 0) {
+            fclose(in);
+            fclose(out);
+            fprintf(stderr, "dpmptop: cannot take mpirun's terminal; run with --headless\n");
+            return -1;
+        }
     }
     term_in = fileno(in);
     term_out = fileno(out);
@@ -497,7 +506,7 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
     for (int i = 0; i < dp_trainer_device_count(t) && !mon; i++)
         if (dp_trainer_device(t, i)->bus_id[0])
             mon = dp_gpumon_open(why, sizeof why);
-    double last_read = -1e9, stopped_at = 0;
+    double last_read = -1e9, stopped_at = 0, last_repaint = 0;
     for (;;) {
         snapshot(t, st, info, &f);
         if (mon && dp_now_s() - last_read >= 1.0) { /* NVML's own sampling is ~1/6 s or slower */
@@ -516,8 +525,14 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
          * the terminal back at once. Otherwise after 3 s of a stuck loop. */
         if (stopped_at && (info->tty >= 0 || dp_now_s() - stopped_at > 3))
             break;
+        if (info->tty >= 0 && dp_now_s() - last_repaint >= 1.0) {
+            clearok(curscr, TRUE); /* the launcher may have printed over the screen */
+            last_repaint = dp_now_s();
+        }
         draw(&sty, &f, info, t, help);
         int ch = getch();
+        if (ch == ERR && info->tty >= 0)
+            ch = launcher_key();
         if (ch != ERR && ch != KEY_RESIZE && on_key(ch, t, st, &help)) {
             if (f.st.finished)
                 break;

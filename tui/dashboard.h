@@ -63,8 +63,8 @@ typedef struct dp_dashboard_info {
 } dp_dashboard_info;
 
 /* Runs the dashboard until the user quits (q or F10) or *stop is set by a signal, and the
- * training loop has finished (or 3 s after the signal, when it is stuck: the others of a
- * failed run under mpirun). Restores the terminal before returning. Returns 0, or -1 when
+ * training loop has finished (or 3 s after the signal when it is stuck; under mpirun at once,
+ * as the signal may be the launcher ending the run). Restores the terminal before returning. Returns 0, or -1 when
  * the terminal cannot be used (with a message on stderr). */
 int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info,
                      atomic_int *stop);
