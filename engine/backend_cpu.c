@@ -360,17 +360,36 @@ static void cpu_scale(dp_device *d, float *x, float s, size_t n)
                         }                                                                    \
     } while (0)
 
+/* The output columns [*lo, *hi) of a patch row whose input column w0 + ow * sw is inside
+ * [0, w): the rest are padding. */
+static void inside_columns(int w0, int sw, int w, int ow, int *lo, int *hi)
+{
+    *lo = w0 >= 0 ? 0 : (-w0 + sw - 1) / sw;
+    *hi = w0 >= w ? 0 : (w - 1 - w0) / sw + 1;
+    *hi = *hi < ow ? *hi : ow;
+    *lo = *lo < *hi ? *lo : *hi;
+}
+
 static void cpu_im2col(dp_device *d, float *col, const float *x, int n, dp_conv_geom g)
 {
     double t0 = dp_now_s();
     float *out;
     const float *in;
     int w0;
-    FOR_EACH_PATCH_ROW(g, n, col, x, {
-        for (int ow = 0; ow < g.ow; ow++) {
-            int w = w0 + ow * g.sw;
-            out[ow] = in && w >= 0 && w < g.w ? in[w] : 0.0f;
-        }
+    FOR_EACH_PATCH_ROW(g, n, col, x, { /* (no commas outside parentheses: a macro argument) */
+        int lo = 0;
+        int hi = 0;
+        if (in)
+            inside_columns(w0, g.sw, g.w, g.ow, &lo, &hi);
+        for (int ow = 0; ow < lo; ow++)
+            out[ow] = 0.0f;
+        if (g.sw == 1)
+            memcpy(out + lo, in + w0 + lo, (size_t)(hi - lo) * sizeof *out);
+        else
+            for (int ow = lo; ow < hi; ow++)
+                out[ow] = in[w0 + ow * g.sw];
+        for (int ow = hi; ow < g.ow; ow++)
+            out[ow] = 0.0f;
     });
     charge_kernel(d, t0);
 }
@@ -383,12 +402,12 @@ static void cpu_col2im(dp_device *d, float *dx, const float *col, int n, dp_conv
     float *in;
     int w0;
     FOR_EACH_PATCH_ROW(g, n, col, dx, {
+        int lo = 0;
+        int hi = 0;
         if (in)
-            for (int ow = 0; ow < g.ow; ow++) {
-                int w = w0 + ow * g.sw;
-                if (w >= 0 && w < g.w)
-                    in[w] += out[ow];
-            }
+            inside_columns(w0, g.sw, g.w, g.ow, &lo, &hi);
+        for (int ow = lo; ow < hi; ow++)
+            in[w0 + ow * g.sw] += out[ow];
     });
     charge_kernel(d, t0);
 }

@@ -478,6 +478,9 @@ START_TEST(test_cpu_loops_match_formulas)
         { 3, 7, 6, 3, 3, 1, 1, 1, 1, 7, 6 },
         { 2, 9, 8, 3, 3, 2, 2, 1, 1, 5, 4 },
         { 1, 5, 5, 2, 2, 2, 2, 0, 0, 2, 2 },
+        { 1, 4, 4, 5, 5, 1, 1, 2, 2, 4, 4 }, /* padding wider than some rows reach */
+        { 2, 7, 7, 3, 3, 3, 3, 1, 1, 3, 3 }, /* stride 3 */
+        { 1, 3, 3, 3, 3, 2, 2, 2, 2, 3, 3 }, /* whole rows and columns of padding */
     };
     dp_rng r = dp_rng_stream(9, 100, 3);
     for (size_t gi = 0; gi < sizeof geoms / sizeof *geoms; gi++) {
