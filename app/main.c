@@ -537,6 +537,13 @@ static int run(int argc, char **argv)
         opt.headless = 1;
         opt.metrics_path = opt.save_path = NULL;
     }
+    /* Rank 0's dashboard under mpirun draws on mpirun's terminal; what it prints goes there
+     * too, straight, so that it comes before and after the dashboard, not over it later. */
+    int tty = -1;
+    if (!opt.headless && dp_world_size() > 1 && (tty = launcher_terminal()) >= 0) {
+        fflush(stdout);
+        dup2(tty, STDOUT_FILENO);
+    }
 
     static dp_config cfg;
     dp_err err;
@@ -741,12 +748,9 @@ static int run(int argc, char **argv)
     }
     /* The dashboard: on a terminal, or under mpirun on rank 0 with the launcher's; every
      * process learns whether rank 0 shows one (the others then report their devices to it). */
-    int tty = -1;
-    bool dashboard = false;
-    if (!opt.headless && dp_world_size() == 1)
-        dashboard = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
-    else if (!opt.headless)
-        dashboard = (tty = launcher_terminal()) >= 0;
+    bool dashboard = !opt.headless && (tty >= 0 || (dp_world_size() == 1 &&
+                                                      isatty(STDOUT_FILENO) &&
+                                                      isatty(STDIN_FILENO)));
     int shown = dashboard;
     dp_world_broadcast(&shown, sizeof shown);
     dp_monitor *monitor;

@@ -383,7 +383,7 @@ static void cpu_im2col(dp_device *d, float *col, const float *x, int n, dp_conv_
             inside_columns(w0, g.sw, g.w, g.ow, &lo, &hi);
         for (int ow = 0; ow < lo; ow++)
             out[ow] = 0.0f;
-        if (g.sw == 1)
+        if (g.sw == 1 && hi > lo) /* (in is NULL on a row of padding: then hi == lo == 0) */
             memcpy(out + lo, in + w0 + lo, (size_t)(hi - lo) * sizeof *out);
         else
             for (int ow = lo; ow < hi; ow++)

@@ -117,6 +117,9 @@ tm send-keys -t main q
 screen main >"$work/main.screen"
 [ "$(grep -c '^stopped: ' "$work/main.screen")" -eq 1 ] ||
     fail "q: not one summary on the screen ($work/main.screen)"
+# what rank 0 printed before the dashboard is on the main screen too, above the summary
+grep -q '^dpmptop .*: 2 processes (MPI)' "$work/main.screen" ||
+    fail "q: rank 0's header is not on the main screen ($work/main.screen)"
 
 # Ctrl-C reaches rank 0, the foreground job: both stop at one step, with a checkpoint
 start int

@@ -10,6 +10,7 @@
 #include <langinfo.h>
 #include <signal.h>
 #include <locale.h>
+#include <sched.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -399,24 +400,27 @@ static bool on_key(int ch, dp_trainer *t, dp_run_status *st, bool *help)
 }
 
 /* The terminal's settings from before the dashboard took it, for a signal handler that must
- * give it back without ncurses (the state shared with a handler: written before
- * `terminal_saved` is set, read only while it is). */
+ * give it back without ncurses (the state shared with a handler, on any thread: written before
+ * `terminal_saved` is set, read only while it is; `restoring` counts the handlers using it, so
+ * that the dashboard closes its descriptors only once none is). */
 static struct termios saved_termios;
 static int term_in = STDIN_FILENO, term_out = STDOUT_FILENO;
 static pid_t launcher = -1; /* the foreground job before the dashboard took the terminal */
-static atomic_int terminal_saved;
+static atomic_int terminal_saved, restoring;
 
 static void give_foreground(int tty, pid_t to);
 
 void dp_dashboard_restore_terminal(void)
 {
     static const char reset[] = "\033[0m\033[?25h\033[?1049l\r\n"; /* plain, cursor, main screen */
-    if (!terminal_saved)
-        return;
-    tcsetattr(term_in, TCSANOW, &saved_termios);
-    ssize_t ignored = write(term_out, reset, sizeof reset - 1);
-    (void)ignored;
-    give_foreground(term_in, launcher);
+    atomic_fetch_add(&restoring, 1);
+    if (terminal_saved) {
+        tcsetattr(term_in, TCSANOW, &saved_termios);
+        ssize_t ignored = write(term_out, reset, sizeof reset - 1);
+        (void)ignored;
+        give_foreground(term_in, launcher);
+    }
+    atomic_fetch_sub(&restoring, 1);
 }
 
 /* Makes this process's group the terminal's foreground job (the launcher's group before goes
@@ -484,6 +488,8 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
         terminal_saved = 0;
         fprintf(stderr, "dpmptop: cannot use this terminal (TERM=%s); run with --headless\n",
                 getenv("TERM") ? getenv("TERM") : "");
+        while (atomic_load(&restoring))
+            sched_yield();
         if (info->tty >= 0) {
             give_foreground(info->tty, launcher);
             fclose(in);
@@ -550,6 +556,8 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
     endwin();
     delscreen(screen);
     terminal_saved = 0;
+    while (atomic_load(&restoring)) /* a handler on another thread is using the descriptors */
+        sched_yield();
     if (info->tty >= 0) {
         give_foreground(info->tty, launcher);
         fclose(in);
