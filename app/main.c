@@ -366,17 +366,20 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
     return 2;
 }
 
-/* In a world of several processes: every process with as many devices (each runs the same
- * plan on its part of the batch). */
-static int check_world(int n)
+/* In a world of several processes: every process with as many devices of one kind (each runs
+ * the same plan on its part of the batch, and GPUs sum across processes with NCCL, CPUs with
+ * MPI). */
+static int check_world(const dp_device_spec *specs, int n)
 {
     if (dp_world_size() == 1)
         return 0;
-    if (!dp_world_agree(n)) {
-        fprintf(stderr, "dpmptop: rank %d of %d: the processes have different device counts "
-                        "(this one %d; auto gives each its share of its machine's GPUs); give "
-                        "every process as many, e.g. --devices cuda:0,cuda:1\n",
-                dp_world_rank(), dp_world_size(), n);
+    bool gpus = specs[0].cuda;
+    if (!dp_world_agree(2L * n + gpus)) {
+        fprintf(stderr, "dpmptop: rank %d of %d: the processes have different devices (this one "
+                        "%d %s; auto gives each its share of its machine's GPUs, or 2 CPU "
+                        "devices without one); give every process as many of one kind, e.g. "
+                        "--devices cuda:0,cuda:1\n",
+                dp_world_rank(), dp_world_size(), n, gpus ? "GPUs" : "CPU devices");
         return -1;
     }
     return 0;
@@ -651,7 +654,7 @@ static int run(int argc, char **argv)
         status = -n_devices;
         goto done;
     }
-    if (check_world(n_devices) < 0) {
+    if (check_world(specs, n_devices) < 0) {
         status = EXIT_USAGE;
         goto done;
     }

@@ -12,6 +12,8 @@ extern "C" {
 #include <nccl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "engine/cuda_impl.h"
 #include "engine/world.h"
@@ -94,6 +96,37 @@ ncclResult_t init_across_processes(ncclComm_t *comms, const int *ordinals, int s
     return ncclGroupEnd();
 }
 
+/* Whether a GPU of this group is also one of another process's members on the same machine
+ * (NCCL refuses two ranks on one GPU): every process of the run calls it for the group, and
+ * all reach the same answer from the same gathered list of (machine, bus id). */
+bool gpu_shared_across_processes(dp_device **members, int size)
+{
+    struct place {
+        char host[64];
+        char bus[32];
+    };
+    struct place *all = static_cast<struct place *>(calloc((size_t)dp_world_size() * size,
+                                                           sizeof *all));
+    struct place mine[MAX_MEMBERS];
+    memset(mine, 0, sizeof mine);
+    for (int r = 0; r < size; r++) {
+        gethostname(mine[r].host, sizeof mine[r].host - 1);
+        snprintf(mine[r].bus, sizeof mine[r].bus, "%s", members[r]->bus_id);
+    }
+    if (!all) /* the others are in the gather below: they must not wait forever */
+        dp_world_abort(1);
+    dp_world_allgather(mine, all, (int)(size * sizeof *mine));
+    bool shared = false;
+    size_t n = (size_t)dp_world_size() * size;
+    for (size_t i = 0; i < n && !shared; i++)
+        for (size_t j = i + 1; j < n && !shared; j++)
+            shared = (int)(i / size) != (int)(j / size) &&
+                     strcmp(all[i].host, all[j].host) == 0 &&
+                     strcmp(all[i].bus, all[j].bus) == 0;
+    free(all);
+    return shared;
+}
+
 } // namespace
 
 extern "C" {
@@ -110,10 +143,14 @@ dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err)
         for (int q = 0; q < r; q++)
             distinct = distinct && o != cuda_impl_of(members[q])->ordinal;
     }
+    if (size > MAX_MEMBERS)
+        return NULL;
+    if (dp_world_size() > 1 && gpu_shared_across_processes(members, size))
+        distinct = false; /* processes of the run sharing a GPU */
     bool nccl = distinct || nccl_takes_shared_gpus();
-    if (size > MAX_MEMBERS || (!nccl && !same_gpu) || (!nccl && dp_world_size() > 1))
-        return NULL; /* GPUs shared unevenly, or logical devices of one GPU in a world of
-                        several: the host all-reduce (and MPI) does it */
+    if ((!nccl && !same_gpu) || (!nccl && dp_world_size() > 1))
+        return NULL; /* GPUs shared unevenly, or shared in a world of several processes: the
+                        host all-reduce (and MPI) does it */
     dp_cuda_comm *c = static_cast<dp_cuda_comm *>(calloc(1, sizeof *c));
     if (!c || !(c->members = static_cast<dp_device **>(calloc(size, sizeof *c->members)))) {
         free(c);

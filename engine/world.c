@@ -204,6 +204,19 @@ void dp_world_broadcast(void *buf, int bytes)
     (void)buf, (void)bytes;
 }
 
+void dp_world_allgather(const void *mine, void *all, int bytes)
+{
+#ifdef HAVE_MPI
+    if (world_size > 1) {
+        MPI_Request r;
+        MPI_Iallgather(mine, bytes, MPI_BYTE, all, bytes, MPI_BYTE, MPI_COMM_WORLD, &r);
+        wait_sleeping(1, &r);
+        return;
+    }
+#endif
+    memcpy(all, mine, (size_t)bytes);
+}
+
 bool dp_world_agree(long value)
 {
 #ifdef HAVE_MPI

@@ -48,6 +48,8 @@ bool dp_world_agree(long value);
 bool dp_world_any(bool flag);
 /* Rank 0's buf[bytes] into every process's (every process calls it). */
 void dp_world_broadcast(void *buf, int bytes);
+/* Every process's mine[bytes], rank by rank, into all[size * bytes] (every process calls it). */
+void dp_world_allgather(const void *mine, void *all, int bytes);
 
 /* A channel of its own for one member of one all-reduce group, so that the members' comm
  * threads sum their slices across processes at the same time (MPI_THREAD_MULTIPLE). Made and

@@ -6,7 +6,8 @@
 # from rank 0's checkpoint ends where the straight run does, bit for bit, and a checkpoint of 2
 # processes is refused by 1; SIGINT to one rank stops both at the same step (a checkpoint, exit
 # 130); a process killed mid-run makes mpirun end the other and exit non-zero within 30 s,
-# naming the rank; a process stopped (SIGSTOP) makes the other's watchdog end the run.
+# naming the rank; a process stopped (SIGSTOP) makes the other's watchdog end the run;
+# processes given different devices are refused (exit 2).
 # Skipped (77) without mpirun or in a build without MPI.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
@@ -54,6 +55,14 @@ for s in dp pp hybrid; do
     [ "$(grep -o 'test accuracy [0-9.]*' "$work/$s.out")" = "$want" ] ||
         fail "$s: $(grep -o 'test accuracy [0-9.]*' "$work/$s.out"), one device: $want"
 done
+
+# processes with different devices (here 2 and 3 CPU devices) are refused, each saying so
+mpi 1 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 : -np 1 "$DPMPTOP" --headless \
+    -c "$work/run.ini" --devices cpu:3 >"$work/mixed.out" 2>&1
+rc=$?
+[ "$rc" -eq 2 ] || fail "processes with different devices: mpirun exit $rc, not 2"
+grep -q "rank 1 of 2: the processes have different devices (this one 3 CPU devices" \
+    "$work/mixed.out" || fail "processes with different devices: $(head -n 3 "$work/mixed.out")"
 
 # checkpoints: rank 0 writes them; resuming under mpirun continues exactly; one process refuses
 mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 --steps 6 \
