@@ -385,6 +385,44 @@ static int check_world(const dp_device_spec *specs, int n)
     return 0;
 }
 
+/* In a world of several processes: the same configuration and data sizes in every process (a
+ * process training with another learning rate or model would make the run silently wrong).
+ * Where files are (data.path, checkpoint.dir) and which devices may differ. */
+static int check_same_run(const dp_config *c, const dp_dataset *train, const dp_dataset *test)
+{
+    if (dp_world_size() == 1)
+        return 0;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    if (!f) {
+        fprintf(stderr, "dpmptop: out of memory\n");
+        return -1;
+    }
+    dp_config_print(c, f);
+    fprintf(f, "%ld training and %ld test samples\n", train->n, test->n);
+    fclose(f);
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a over the lines that must agree */
+    for (const char *line = text; *line;) {
+        size_t len = strcspn(line, "\n") + (line[strcspn(line, "\n")] == '\n');
+        if (strncmp(line, "devices = ", 10) && strncmp(line, "path = ", 7) &&
+            strncmp(line, "dir = ", 6))
+            for (size_t i = 0; i < len; i++)
+                h = (h ^ (unsigned char)line[i]) * 1099511628211ULL;
+        line += len;
+    }
+    free(text);
+    if (!dp_world_agree((long)h)) {
+        fprintf(stderr, "dpmptop: rank %d of %d: the processes have different configurations "
+                        "or data (beyond devices and file places; compare their "
+                        "--print-config); give every process the same -c file, options and "
+                        "data\n",
+                dp_world_rank(), dp_world_size());
+        return -1;
+    }
+    return 0;
+}
+
 /* Refuses an output path that cannot take a file (empty, a directory, an unwritable place)
  * before any work is done. */
 static int check_output_path(const char *option, const char *path)
@@ -654,7 +692,7 @@ static int run(int argc, char **argv)
         status = -n_devices;
         goto done;
     }
-    if (check_world(specs, n_devices) < 0) {
+    if (check_world(specs, n_devices) < 0 || check_same_run(&cfg, &train, &test) < 0) {
         status = EXIT_USAGE;
         goto done;
     }

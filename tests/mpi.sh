@@ -7,7 +7,7 @@
 # processes is refused by 1; SIGINT to one rank stops both at the same step (a checkpoint, exit
 # 130); a process killed mid-run makes mpirun end the other and exit non-zero within 30 s,
 # naming the rank; a process stopped (SIGSTOP) makes the other's watchdog end the run;
-# processes given different devices are refused (exit 2).
+# processes given different devices or configurations are refused (exit 2).
 # Skipped (77) without mpirun or in a build without MPI.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
@@ -63,6 +63,14 @@ rc=$?
 [ "$rc" -eq 2 ] || fail "processes with different devices: mpirun exit $rc, not 2"
 grep -q "rank 1 of 2: the processes have different devices (this one 3 CPU devices" \
     "$work/mixed.out" || fail "processes with different devices: $(head -n 3 "$work/mixed.out")"
+
+# ... and processes with different configurations (here one learning rate differs)
+mpi 1 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 : -np 1 "$DPMPTOP" --headless \
+    -c "$work/run.ini" --devices cpu:2 --set optim.lr=0.5 >"$work/mixed.out" 2>&1
+rc=$?
+[ "$rc" -eq 2 ] || fail "processes with different configurations: mpirun exit $rc, not 2"
+grep -q "rank [01] of 2: the processes have different configurations" "$work/mixed.out" ||
+    fail "processes with different configurations: $(head -n 3 "$work/mixed.out")"
 
 # checkpoints: rank 0 writes them; resuming under mpirun continues exactly; one process refuses
 mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 --steps 6 \
