@@ -8,29 +8,8 @@
 # terminal back on its main screen. Skipped (77) without tmux.
 . "${srcdir:-.}/tests/lib.sh"
 
-if ! command -v tmux >/dev/null 2>&1; then
-    echo "SKIP: no tmux (apt-get install tmux)"
-    rm -rf "$work"
-    exit 77
-fi
-sock="dpmptop-test-$$"
-tm() { tmux -L "$sock" -f /dev/null "$@"; }
-trap 'tm kill-server 2>/dev/null' EXIT
-
-cat >"$work/run.ini" <<'INI'
-[run]
-name = tmux
-epochs = 100
-[data]
-kind = synthetic
-features = 64
-classes = 10
-samples = 20000
-test_samples = 500
-batch = 64
-[model]
-layers = linear:128, relu, linear:128, relu, linear:64, relu, linear:10
-INI
+. "${srcdir:-.}/tests/tmux.sh"
+write_watched_ini "$work/run.ini" tmux 100
 
 # start NAME ENV...: runs dpmptop in a new 120x40 session; its exit status goes to NAME.status.
 start() {
@@ -38,31 +17,6 @@ start() {
     shift
     tm new-session -d -s "$name" -x 120 -y 40 \
         "env $* '$DPMPTOP' -c '$work/run.ini' --devices cpu:4 --checkpoint-dir '$work/ck-$name'; echo \$? >'$work/$name.status'; sleep 600"
-}
-screen() { tm capture-pane -p -t "$1"; }
-# The step number in the header ("step 123/31300").
-step_of() { screen "$1" | sed -n 's/.* step \([0-9][0-9]*\)\/[0-9].*/\1/p' | head -n 1; }
-# wait_for NAME PATTERN SECONDS: true once the screen matches PATTERN (grep -E).
-wait_for() {
-    i=0
-    while [ "$i" -lt $(($3 * 10)) ]; do
-        screen "$1" | grep -Eq -- "$2" && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-# advancing NAME: the step grows within 2 seconds.
-advancing() {
-    a=$(step_of "$1")
-    i=0
-    while [ "$i" -lt 20 ]; do
-        sleep 0.1
-        b=$(step_of "$1")
-        [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt "$a" ] && return 0
-        i=$((i + 1))
-    done
-    return 1
 }
 
 start main TERM=tmux-256color

@@ -35,10 +35,17 @@ open(sys.argv[1], 'w').write(' '.join(rnd.choice(words) for _ in range(int(sys.a
 PY
 }
 
-# write_mlp_ini FILE: the small run the parity tests share (20 steps of a 4-layer MLP with
-# dropout on synthetic data, 1000 samples in batches of 62); callers append their sections.
+# write_mlp_ini FILE [adamw]: the small run the parity tests share (20 steps of a 4-layer MLP
+# with dropout on synthetic data, 1000 samples in batches of 62), with adamw AdamW under a
+# warm-up, a cosine schedule and clipping (else plain SGD); callers append their sections.
 write_mlp_ini() {
-    cat >"$1" <<'INI'
+    [ "${2:-}" = adamw ] && optim='[optim]
+kind = adamw
+lr = 0.01
+warmup = 3
+lr_schedule = cosine
+clip = 0.5' || optim=
+    cat >"$1" <<INI
 [run]
 steps = 20
 [data]
@@ -50,6 +57,7 @@ test_samples = 100
 batch = 62
 [model]
 layers = linear:64, relu, linear:32, tanh, dropout:20, linear:48, gelu, linear:10
+$optim
 INI
 }
 

@@ -17,23 +17,8 @@ if ! command -v tmux >/dev/null || ! command -v mpirun >/dev/null ||
 fi
 root=
 [ "$(id -u)" -eq 0 ] && root=--allow-run-as-root
-sock="dpmptop-mpi-$$"
-tm() { tmux -L "$sock" -f /dev/null "$@"; }
-trap 'tm kill-server 2>/dev/null' EXIT
-cat >"$work/run.ini" <<'INI'
-[run]
-name = tmux-mpi
-epochs = 10000
-[data]
-kind = synthetic
-features = 64
-classes = 10
-samples = 20000
-test_samples = 500
-batch = 64
-[model]
-layers = linear:128, relu, linear:128, relu, linear:64, relu, linear:10
-INI
+. "${srcdir:-.}/tests/tmux.sh"
+write_watched_ini "$work/run.ini" tmux-mpi 10000
 host=$(hostname)
 bin=$(cd "$(dirname "$DPMPTOP")" && pwd)/$(basename "$DPMPTOP")
 
@@ -41,23 +26,6 @@ bin=$(cd "$(dirname "$DPMPTOP")" && pwd)/$(basename "$DPMPTOP")
 start() {
     tm new-session -d -s "$1" -x 120 -y 40 \
         "timeout --foreground 300 mpirun $root --oversubscribe -np 2 '$bin' -c '$work/run.ini' --devices cpu:2 --checkpoint-dir '$work/ck-$1' ${2:-}; echo \$? >'$work/$1.status'; sleep 600"
-}
-screen() { tm capture-pane -p -t "$1"; }
-step_of() { screen "$1" | sed -n 's/.* step \([0-9][0-9]*\)\/[0-9].*/\1/p' | head -n 1; }
-wait_for() { # NAME PATTERN SECONDS
-    i=0
-    while [ "$i" -lt $(($3 * 10)) ]; do
-        screen "$1" | grep -Eq -- "$2" && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-advancing() {
-    a=$(step_of "$1")
-    sleep 1
-    b=$(step_of "$1")
-    [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt "$a" ]
 }
 wait_status() { # NAME SECONDS: the exit status once mpirun has ended
     i=0

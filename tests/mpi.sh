@@ -24,14 +24,8 @@ mpi() { # NP COMMAND...
     shift
     timeout 120 mpirun $root --oversubscribe -np "$np" "$@"
 }
-write_mlp_ini "$work/run.ini"
+write_mlp_ini "$work/run.ini" adamw
 cat >>"$work/run.ini" <<'INI'
-[optim]
-kind = adamw
-lr = 0.01
-warmup = 3
-lr_schedule = cosine
-clip = 0.5
 [parallel]
 microbatches = 3
 INI

@@ -87,15 +87,7 @@ timeout 5 sinfo -h -o %t 2>/dev/null | grep -qx idle || skip "the private Slurm 
 $(tail -qn 2 "$work/munged.err" "$work/slurmctld.log" "$work/slurmd.log" 2>&1)"
 srun --mpi=list 2>&1 | grep -qw pmix || skip "this Slurm has no PMIx plugin (srun --mpi=list)"
 
-write_mlp_ini "$work/run.ini"
-cat >>"$work/run.ini" <<'INI'
-[optim]
-kind = adamw
-lr = 0.01
-warmup = 3
-lr_schedule = cosine
-clip = 0.5
-INI
+write_mlp_ini "$work/run.ini" adamw
 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
     --save "$work/single.safetensors" >"$work/single.out" 2>&1 || fail "single: exit $?"
 timeout 120 srun --mpi=pmix -n 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 \
