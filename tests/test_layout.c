@@ -30,6 +30,26 @@ static int overlap(dp_rect a, dp_rect b)
     return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
 }
 
+/* Everything the layout of n devices on cols x rows shows is on the screen, and nothing
+ * overlaps. */
+static void check_on_screen(const dp_layout *l, int cols, int rows, int n)
+{
+    dp_rect r[DP_LAYOUT_MAX_PANELS + 8];
+    const char *name[DP_LAYOUT_MAX_PANELS + 8];
+    int m = shown(l, r, name);
+    for (int i = 0; i < m; i++) {
+        ck_assert_msg(r[i].x >= 0 && r[i].y >= 0 && r[i].w > 0 && r[i].x + r[i].w <= cols &&
+                          r[i].y + r[i].h <= rows,
+                      "%dx%d, %d devices: %s {%d,%d,%d,%d} is off the screen", cols, rows, n,
+                      name[i], r[i].x, r[i].y, r[i].w, r[i].h);
+        for (int j = i + 1; j < m; j++)
+            ck_assert_msg(!overlap(r[i], r[j]),
+                          "%dx%d, %d devices: %s {%d,%d,%d,%d} overlaps %s {%d,%d,%d,%d}", cols,
+                          rows, n, name[i], r[i].x, r[i].y, r[i].w, r[i].h, name[j], r[j].x,
+                          r[j].y, r[j].w, r[j].h);
+    }
+}
+
 /* Every size from 80x24 to 300x100, 1..8 devices, with and without a timeline: everything is
  * inside the screen, nothing overlaps, every device has a panel of at least the minimum size,
  * the plot has at least 3 rows, the key bar is the last row and the header the first. */
@@ -46,21 +66,7 @@ START_TEST(test_layout_fits)
                 dp_layout_make(cols, rows, n, pipe, &l);
                 ck_assert_msg(!l.too_small, "%dx%d called too small", cols, rows);
                 ck_assert_int_eq(l.n_panels, n);
-                dp_rect r[20];
-                const char *name[20];
-                int m = shown(&l, r, name);
-                for (int i = 0; i < m; i++) {
-                    ck_assert_msg(r[i].x >= 0 && r[i].y >= 0 && r[i].w > 0 &&
-                                      r[i].x + r[i].w <= cols && r[i].y + r[i].h <= rows,
-                                  "%dx%d, %d devices: %s {%d,%d,%d,%d} is off the screen", cols,
-                                  rows, n, name[i], r[i].x, r[i].y, r[i].w, r[i].h);
-                    for (int j = i + 1; j < m; j++)
-                        ck_assert_msg(!overlap(r[i], r[j]),
-                                      "%dx%d, %d devices: %s {%d,%d,%d,%d} overlaps %s "
-                                      "{%d,%d,%d,%d}",
-                                      cols, rows, n, name[i], r[i].x, r[i].y, r[i].w, r[i].h,
-                                      name[j], r[j].x, r[j].y, r[j].w, r[j].h);
-                }
+                check_on_screen(&l, cols, rows, n);
                 for (int i = 0; i < n; i++)
                     ck_assert_msg(l.panels[i].w >= DP_PANEL_MIN_COLS &&
                                       l.panels[i].h >= DP_PANEL_MIN_ROWS,
@@ -107,18 +113,7 @@ START_TEST(test_layout_lines)
             dp_layout_make(cols, rows, n, n % 2, &l);
             ck_assert_int_ge(l.n_panels, 1);
             ck_assert_int_le(l.n_panels, n < DP_LAYOUT_MAX_PANELS ? n : DP_LAYOUT_MAX_PANELS);
-            dp_rect r[DP_LAYOUT_MAX_PANELS + 8];
-            const char *name[DP_LAYOUT_MAX_PANELS + 8];
-            int m = shown(&l, r, name);
-            for (int i = 0; i < m; i++) {
-                ck_assert_msg(r[i].x >= 0 && r[i].y >= 0 && r[i].w > 0 &&
-                                  r[i].x + r[i].w <= cols && r[i].y + r[i].h <= rows,
-                              "%dx%d, %d devices: %s {%d,%d,%d,%d} is off the screen", cols,
-                              rows, n, name[i], r[i].x, r[i].y, r[i].w, r[i].h);
-                for (int j = i + 1; j < m; j++)
-                    ck_assert_msg(!overlap(r[i], r[j]), "%dx%d, %d devices: %s overlaps %s",
-                                  cols, rows, n, name[i], name[j]);
-            }
+            check_on_screen(&l, cols, rows, n);
             for (int i = 0; i < l.n_panels; i++)
                 ck_assert_msg(l.panels[i].h == 1 && l.panels[i].w >= DP_LINE_MIN_COLS,
                               "%dx%d, %d devices: line %d is %dx%d", cols, rows, n, i,
