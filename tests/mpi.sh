@@ -7,7 +7,7 @@
 # processes is refused by 1; SIGINT to one rank stops both at the same step (a checkpoint, exit
 # 130); a process killed mid-run makes mpirun end the other and exit non-zero within 30 s,
 # naming the rank; a process stopped (SIGSTOP) makes the other's watchdog end the run;
-# processes given different devices or configurations are refused (exit 2).
+# processes given different devices, configurations or data are refused (exit 2).
 # Skipped (77) without mpirun or in a build without MPI.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
@@ -65,6 +65,18 @@ rc=$?
 [ "$rc" -eq 2 ] || fail "processes with different configurations: mpirun exit $rc, not 2"
 grep -q "rank [01] of 2: the processes have different configurations" "$work/mixed.out" ||
     fail "processes with different configurations: $(head -n 3 "$work/mixed.out")"
+
+# ... or different data: two texts of one size, the second the first reversed line by line
+write_text "$work/a.txt" 3000
+rev "$work/a.txt" >"$work/b.txt"
+printf '[run]\nsteps = 3\n[data]\nkind = text\ncontext = 8\nbatch = 8\n[model]\nlayers = embed:256:8, linear:256\n' >"$work/text.ini"
+mpi 1 "$DPMPTOP" --headless -c "$work/text.ini" --set "data.path=$work/a.txt" --devices cpu:1 : \
+    -np 1 "$DPMPTOP" --headless -c "$work/text.ini" --set "data.path=$work/b.txt" \
+    --devices cpu:1 >"$work/mixed.out" 2>&1
+rc=$?
+[ "$rc" -eq 2 ] || fail "processes with different data: mpirun exit $rc, not 2"
+grep -q "rank [01] of 2: the processes have different configurations or data" "$work/mixed.out" ||
+    fail "processes with different data: $(head -n 3 "$work/mixed.out")"
 
 # checkpoints: rank 0 writes them; resuming under mpirun continues exactly; one process refuses
 mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 --steps 6 \
