@@ -18,6 +18,7 @@
 #include "engine/fileio.h"
 #include "engine/checkpoint.h"
 #include "engine/monitor.h"
+#include "engine/rng.h"
 #include "engine/safetensors.h"
 #include "engine/world.h"
 #ifdef HAVE_CUDA
@@ -385,21 +386,13 @@ static int check_world(const dp_device_spec *specs, int n)
     return 0;
 }
 
-/* FNV-1a of bytes[n], continuing from h. */
-static uint64_t fnv1a(uint64_t h, const void *bytes, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ ((const unsigned char *)bytes)[i]) * 1099511628211ULL;
-    return h;
-}
-
 /* A data set's labels and every 61st value of its samples (enough to tell two different files
  * apart, at a small part of the cost of reading them all). */
 static uint64_t data_fingerprint(uint64_t h, const dp_dataset *d)
 {
-    h = fnv1a(h, d->y, (size_t)d->n * d->targets * sizeof *d->y);
+    h = dp_fnv1a(h, d->y, (size_t)d->n * d->targets * sizeof *d->y);
     for (size_t i = 0; i < (size_t)d->n * d->features; i += 61)
-        h = fnv1a(h, &d->x[i], sizeof *d->x);
+        h = dp_fnv1a(h, &d->x[i], sizeof *d->x);
     return h;
 }
 
@@ -419,12 +412,12 @@ static int check_same_run(const dp_config *c, const dp_dataset *train, const dp_
     }
     dp_config_print(c, f);
     fclose(f);
-    uint64_t h = data_fingerprint(data_fingerprint(14695981039346656037ULL, train), test);
+    uint64_t h = data_fingerprint(data_fingerprint(DP_FNV_START, train), test);
     for (const char *line = text; *line;) { /* the lines that must agree */
         size_t len = strcspn(line, "\n") + (line[strcspn(line, "\n")] == '\n');
         if (strncmp(line, "devices = ", 10) && strncmp(line, "path = ", 7) &&
             strncmp(line, "dir = ", 6))
-            h = fnv1a(h, line, len);
+            h = dp_fnv1a(h, line, len);
         line += len;
     }
     free(text);

@@ -1,5 +1,6 @@
 /* checkpoint.c -- writing, finding and reading training checkpoints (checkpoint.h). */
 #include "engine/checkpoint.h"
+#include "engine/rng.h"
 #include "engine/world.h"
 
 #include <dirent.h>
@@ -28,12 +29,10 @@ dp_run_identity dp_run_identity_of(const char *layers, const dp_model *m, const 
                            .optimizer = (int)oc->kind,
                            .state_slots = dp_optim_state_per_param(oc), .seed = seed,
                            .processes = dp_world_size() };
-    uint64_t h = 14695981039346656037u; /* FNV-1a */
+    uint64_t h = DP_FNV_START;
     for (const char *c = layers; *c; c++)
-        if (*c != ' ' && *c != '\t' && *c != '\n') {
-            h ^= (unsigned char)*c;
-            h *= 1099511628211u;
-        }
+        if (*c != ' ' && *c != '\t' && *c != '\n')
+            h = dp_fnv1a(h, c, 1);
     id.layers_hash = h;
     snprintf(id.data, sizeof id.data, "%s", data);
     return id;

@@ -6,6 +6,7 @@
 #ifndef DP_RNG_H
 #define DP_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct dp_rng {
@@ -25,5 +26,10 @@ double dp_rng_uniform(dp_rng *r);
 uint64_t dp_rng_below(dp_rng *r, uint64_t n);
 /* Standard normal (Box-Muller). */
 double dp_rng_normal(dp_rng *r);
+
+/* FNV-1a of bytes[n], continuing from h (DP_FNV_START for a fresh one): the fingerprints of
+ * texts and data that checkpoints and processes compare. */
+#define DP_FNV_START 14695981039346656037u
+uint64_t dp_fnv1a(uint64_t h, const void *bytes, size_t n);
 
 #endif

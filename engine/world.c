@@ -232,6 +232,24 @@ bool dp_world_agree(long value)
 }
 
 #ifdef HAVE_MPI
+/* Ends the run from a process that cannot make its part of a channel or service: the others
+ * are making theirs, and would wait for it in every later collective. */
+static _Noreturn void end_run(void)
+{
+    dp_world_abort(1);
+    abort(); /* not reached in a world of several */
+}
+
+/* A communicator of its own for a channel or service (every process makes them in the same
+ * order). */
+static void dup_world(MPI_Comm *comm)
+{
+    if (MPI_Comm_dup(MPI_COMM_WORLD, comm) != MPI_SUCCESS)
+        end_run();
+}
+#endif
+
+#ifdef HAVE_MPI
 struct dp_world_channel {
     MPI_Comm comm;
     int *counts, *displs; /* [world_size]: each rank's part of a buffer being summed */
@@ -243,14 +261,11 @@ dp_world_channel *dp_world_channel_create(void)
 #ifdef HAVE_MPI
     if (world_size > 1) {
         dp_world_channel *c = calloc(1, sizeof *c);
-        if (c && (c->counts = calloc((size_t)world_size, sizeof *c->counts)) &&
-            (c->displs = calloc((size_t)world_size, sizeof *c->displs)) &&
-            MPI_Comm_dup(MPI_COMM_WORLD, &c->comm) == MPI_SUCCESS)
-            return c;
-        if (c)
-            free(c->counts), free(c->displs);
-        free(c);
-        dp_world_abort(1); /* the processes would no longer agree on their channels */
+        if (!c || !(c->counts = calloc((size_t)world_size, sizeof *c->counts)) ||
+            !(c->displs = calloc((size_t)world_size, sizeof *c->displs)))
+            end_run();
+        dup_world(&c->comm);
+        return c;
     }
 #endif
     return NULL;
@@ -307,13 +322,10 @@ dp_world_service *dp_world_service_create(void)
 #ifdef HAVE_MPI
     if (world_size > 1) {
         dp_world_service *s = calloc(1, sizeof *s);
-        if (s && (s->requests = calloc(2 * (size_t)world_size, sizeof *s->requests)) &&
-            MPI_Comm_dup(MPI_COMM_WORLD, &s->comm) == MPI_SUCCESS)
-            return s;
-        if (s)
-            free(s->requests);
-        free(s);
-        dp_world_abort(1); /* the others are making theirs */
+        if (!s || !(s->requests = calloc(2 * (size_t)world_size, sizeof *s->requests)))
+            end_run();
+        dup_world(&s->comm);
+        return s;
     }
 #endif
     return NULL;
