@@ -8,6 +8,11 @@ base=${TMPDIR_BASE:-/tmp}
 mkdir -p "$base"
 work=$(mktemp -d "$base/$(basename "$0" .sh).XXXXXX")
 failures=0
+# Under ThreadSanitizer the reports go to files in $work, where finish shows them: a test that
+# watches a terminal would otherwise lose them with the screen.
+if [ -n "${TSAN_OPTIONS:-}" ]; then
+    export TSAN_OPTIONS="$TSAN_OPTIONS log_path=$work/tsan"
+fi
 
 # write_cifar DIR PER_BATCH TEST: CIFAR-10 binary batches of random images and labels in DIR,
 # PER_BATCH records in each of data_batch_1..5.bin and TEST in test_batch.bin.
@@ -87,6 +92,9 @@ expect_exit() {
 
 # Ends the script: 0 when every check passed.
 finish() {
+    for report in "$work"/tsan.*; do
+        [ -f "$report" ] && fail "ThreadSanitizer: $(cat "$report")"
+    done
     if [ "$failures" -ne 0 ]; then
         echo "$failures check(s) failed; files kept in $work" >&2
         exit 1
