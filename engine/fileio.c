@@ -4,10 +4,96 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* ---- the temporary files being written, for a signal handler that must remove them ----
+ *
+ * The one piece of process-wide state in the engine: a file being written may belong to any
+ * thread, and the handler of a second Ctrl-C cannot ask them. Slots are written only under
+ * `slots_lock`; the handler reads them without it (it may not lock), so each slot is a seqlock:
+ * `seq` is odd while its path changes, and the handler unlinks only a path it copied between
+ * two equal even readings. */
+#define TEMP_SLOTS 32
+static struct temp_slot {
+    atomic_uint seq;
+    char path[4096 + 16]; /* "" when free */
+} slots[TEMP_SLOTS];
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void slot_write(struct temp_slot *s, const char *path)
+{
+    atomic_fetch_add_explicit(&s->seq, 1, memory_order_acq_rel);
+    snprintf(s->path, sizeof s->path, "%s", path);
+    atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+}
+
+/* Records tmp as a temporary file to remove on a second signal (best effort: with every slot
+ * taken it is not recorded, and the next run's writer leaves it as it is). */
+static void temp_register(const char *tmp)
+{
+    pthread_mutex_lock(&slots_lock);
+    for (int i = 0; i < TEMP_SLOTS; i++)
+        if (!slots[i].path[0]) {
+            slot_write(&slots[i], tmp);
+            break;
+        }
+    pthread_mutex_unlock(&slots_lock);
+}
+
+static void temp_forget(const char *tmp)
+{
+    pthread_mutex_lock(&slots_lock);
+    for (int i = 0; i < TEMP_SLOTS; i++)
+        if (slots[i].path[0] && !strcmp(slots[i].path, tmp)) {
+            slot_write(&slots[i], "");
+            break;
+        }
+    pthread_mutex_unlock(&slots_lock);
+}
+
+void dp_atomic_remove_all(void)
+{
+    char copy[sizeof slots[0].path];
+    for (int i = 0; i < TEMP_SLOTS; i++) {
+        unsigned before = atomic_load_explicit(&slots[i].seq, memory_order_acquire);
+        if (before & 1)
+            continue;
+        for (size_t k = 0; k < sizeof copy; k++) /* plain reads: no library call here */
+            if (!(copy[k] = ((volatile char *)slots[i].path)[k]))
+                break;
+        copy[sizeof copy - 1] = '\0';
+        atomic_thread_fence(memory_order_acquire);
+        if (copy[0] && atomic_load_explicit(&slots[i].seq, memory_order_relaxed) == before)
+            unlink(copy);
+    }
+}
+
+/* Opens an existing output that is not a regular file (a terminal, /dev/null, a pipe) to
+ * write to it directly. A FIFO is opened without blocking: with no reader that fails (ENXIO)
+ * and is refused instead of waiting for one forever. */
+static int open_special(dp_atomic_file *af, const char *path, const struct stat *st, dp_err *err)
+{
+    int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | (S_ISFIFO(st->st_mode) ? O_NONBLOCK : 0));
+    if (fd < 0 && errno == ENXIO)
+        return dp_fail(err, "%s: a named pipe that no process is reading; start its reader "
+                            "first, or give a file",
+                       path);
+    if (fd < 0)
+        return dp_fail(err, "%s: cannot write there: %s", path, strerror(errno));
+    if (S_ISFIFO(st->st_mode))
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    af->f = fdopen(fd, "wb");
+    if (!af->f) {
+        close(fd);
+        return dp_fail(err, "%s: %s", path, strerror(errno));
+    }
+    return 0;
+}
 
 int dp_atomic_open(dp_atomic_file *af, const char *path, dp_err *err)
 {
@@ -16,22 +102,20 @@ int dp_atomic_open(dp_atomic_file *af, const char *path, dp_err *err)
         return dp_fail(err, "%s: path too long", path);
     snprintf(af->path, sizeof af->path, "%s", path);
     struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-        af->f = fopen(path, "wb");
-        if (!af->f)
-            return dp_fail(err, "%s: cannot write there: %s", path, strerror(errno));
-        return 0;
-    }
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        return open_special(af, path, &st, err);
     snprintf(af->tmp, sizeof af->tmp, "%s.tmpXXXXXX", path);
     int fd = mkstemp(af->tmp);
     if (fd < 0)
         return dp_fail(err, "%s: cannot create a file there: %s", path, strerror(errno));
+    temp_register(af->tmp);
     fchmod(fd, 0644);
     af->f = fdopen(fd, "wb");
     if (!af->f) {
         int e = errno;
         close(fd);
         unlink(af->tmp);
+        temp_forget(af->tmp);
         return dp_fail(err, "%s: %s", path, strerror(e));
     }
     return 0;
@@ -74,11 +158,12 @@ int dp_atomic_commit(dp_atomic_file *af, dp_err *err)
         failed = 1;
         e = errno;
     }
-    if (failed) {
+    if (failed)
         unlink(af->tmp);
+    temp_forget(af->tmp);
+    if (failed)
         return dp_fail(err, "%s: cannot write: %s; the previous file, if any, is unchanged",
                        af->path, strerror(e ? e : EIO));
-    }
     sync_parent(af->path);
     return 0;
 }
@@ -88,9 +173,45 @@ void dp_atomic_abort(dp_atomic_file *af)
     if (af->f) {
         fclose(af->f);
         af->f = NULL;
-        if (af->tmp[0])
+        if (af->tmp[0]) {
             unlink(af->tmp);
+            temp_forget(af->tmp);
+        }
     }
+}
+
+int dp_open_input(const char *path, dp_err *err)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st = { 0 };
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        const char *what = S_ISDIR(st.st_mode)    ? "a directory"
+                           : S_ISFIFO(st.st_mode) ? "a named pipe"
+                           : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                           : S_ISSOCK(st.st_mode) ? "a socket"
+                                                  : "something else";
+        return dp_fail(err, "%s: is %s, not a regular file; give a file (a pipe or device "
+                            "cannot be read as an input)",
+                       path, what);
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
+
+FILE *dp_fopen_input(const char *path, dp_err *err)
+{
+    int fd = dp_open_input(path, err);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        dp_fail(err, "%s: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
 }
 
 int dp_read_file(const char *path, size_t max_bytes, unsigned char **buf, size_t *len,
@@ -98,13 +219,13 @@ int dp_read_file(const char *path, size_t max_bytes, unsigned char **buf, size_t
 {
     *buf = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
+    FILE *f = dp_fopen_input(path, err);
     if (!f)
-        return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(f), &st) != 0) {
         fclose(f);
-        return dp_fail(err, "%s: not a regular file", path);
+        return dp_fail(err, "%s: cannot read: %s", path, strerror(errno));
     }
     if ((unsigned long long)st.st_size > max_bytes) {
         fclose(f);

@@ -27,6 +27,20 @@ void dp_atomic_abort(dp_atomic_file *af);
 /* fsyncs a directory, so that renames and removals in it are durable. */
 void dp_sync_dir(const char *dir);
 
+/* Opens an input (data, weights, a configuration, a checkpoint's file) for reading, refusing
+ * anything but a regular file before a byte is read: a FIFO, a device such as /dev/zero or a
+ * directory would block or never end. Opened with O_NONBLOCK (so a FIFO cannot block open),
+ * then checked with fstat; returns the descriptor (blocking again), or -1 with err saying
+ * "PATH: why" and what to give instead. */
+int dp_open_input(const char *path, dp_err *err);
+
+/* dp_open_input as a stdio stream ("rb"). */
+FILE *dp_fopen_input(const char *path, dp_err *err);
+
+/* Removes the temporary files of every dp_atomic_file still open: called by a signal handler
+ * that is about to _exit, so async-signal-safe (unlink only). */
+void dp_atomic_remove_all(void);
+
 /* Reads a whole file into a malloc'd buffer (at most max_bytes). */
 int dp_read_file(const char *path, size_t max_bytes, unsigned char **buf, size_t *len,
                  dp_err *err);
