@@ -1,6 +1,9 @@
 /* main.c -- dpmptop's command line: options, configuration, data, model, then the run. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +38,7 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "a signal handler needs lock-free atom
 static void on_signal(int sig)
 {
     if (stop_requested) {
+        dp_atomic_remove_all(); /* --save's, --metrics's and a checkpoint's temporaries */
         dp_dashboard_restore_terminal();
         _exit(EXIT_INTERRUPTED);
     }
@@ -432,9 +436,11 @@ static int check_same_run(const dp_config *c, const dp_dataset *train, const dp_
     return 0;
 }
 
-/* Refuses an output path that cannot take a file (empty, a directory, an unwritable place)
- * before any work is done. */
-static int check_output_path(const char *option, const char *path)
+/* Refuses an output path that cannot take a file (empty, a directory, an unwritable place, a
+ * named pipe without a reader) before any work is done. An output that is not a regular file
+ * (a terminal, a pipe) is opened now and held open in *held until the run ends: closing a
+ * probe of a named pipe would end its reader's input. */
+static int check_output_path(const char *option, const char *path, dp_atomic_file *held)
 {
     struct stat st;
     dp_err err;
@@ -446,12 +452,79 @@ static int check_output_path(const char *option, const char *path)
         fprintf(stderr, "dpmptop: %s %s: is a directory; give a file name\n", option, path);
         return -1;
     }
-    dp_atomic_file probe;
-    if (dp_atomic_open(&probe, path, &err) < 0) {
+    if (dp_atomic_open(held, path, &err) < 0) {
         fprintf(stderr, "dpmptop: %s %s\n", option, err.msg);
         return -1;
     }
-    dp_atomic_abort(&probe);
+    if (held->tmp[0]) /* a regular file: written under a temporary name at the end */
+        dp_atomic_abort(held);
+    return 0;
+}
+
+/* The absolute path that `path` names, or would name once written (its directory's links
+ * resolved), into out[PATH_MAX]; "" when its directory does not exist. */
+static void resolve_path(const char *path, char *out)
+{
+    char dir[PATH_MAX], base[PATH_MAX], parent[PATH_MAX];
+    if (realpath(path, out))
+        return;
+    snprintf(dir, sizeof dir, "%s", path);
+    snprintf(base, sizeof base, "%s", path);
+    if (!realpath(dirname(dir), parent)) {
+        out[0] = '\0';
+        return;
+    }
+    snprintf(out, PATH_MAX, "%s/%s", strcmp(parent, "/") ? parent : "", basename(base));
+}
+
+/* Whether resolved path `inner` is `dir` itself or lies under it. */
+static bool under(const char *inner, const char *dir)
+{
+    size_t n = strlen(dir);
+    return dir[0] && !strncmp(inner, dir, n) && (inner[n] == '/' || !inner[n] || n == 1);
+}
+
+/* Refuses outputs (--save, --metrics) that name the same file as each other or as an input
+ * (-c, --init, the data files), or that lie inside the checkpoint directory or the one
+ * --resume reads, before any work: the run would destroy what it reads or writes. */
+static int check_distinct_paths(const options *o, const dp_config *c)
+{
+    const char *outputs[2][2] = { { "--save", o->save_path }, { "--metrics", o->metrics_path } };
+    const char *data = c->data.path[0] ? c->data.path : dp_data_default_path(c->data.kind);
+    char out[PATH_MAX], other[PATH_MAX], file[PATH_MAX + 256];
+    for (int i = 0; i < 2; i++) {
+        if (!outputs[i][1])
+            continue;
+        resolve_path(outputs[i][1], out);
+        const char *clash = NULL;
+        if (i == 1 && o->save_path && (resolve_path(o->save_path, other), !strcmp(out, other)))
+            clash = "--save's file";
+        if (!clash && o->config_path && (resolve_path(o->config_path, other), !strcmp(out, other)))
+            clash = "the configuration (-c)";
+        if (!clash && o->init_path && (resolve_path(o->init_path, other), !strcmp(out, other)))
+            clash = "--init's weights";
+        if (!clash && c->checkpoint_dir[0] && (resolve_path(c->checkpoint_dir, other),
+                                               under(out, other)))
+            clash = "inside the checkpoint directory";
+        if (!clash && o->resume_dir && (resolve_path(o->resume_dir, other), under(out, other)))
+            clash = "inside the directory --resume reads";
+        if (!clash && data[0] && (resolve_path(data, other), !strcmp(out, other)))
+            clash = "the data (data.path)";
+        DIR *d = !clash && data[0] ? opendir(data) : NULL; /* a data directory's files */
+        struct dirent *e;
+        while (d && !clash && (e = readdir(d))) {
+            snprintf(file, sizeof file, "%s/%s", data, e->d_name);
+            if (e->d_name[0] != '.' && realpath(file, other) && !strcmp(out, other))
+                clash = "a data file";
+        }
+        if (d)
+            closedir(d);
+        if (clash && out[0]) {
+            fprintf(stderr, "dpmptop: %s %s: that is %s; give the output a path of its own\n",
+                    outputs[i][0], outputs[i][1], clash);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -534,6 +607,7 @@ typedef struct checkpointer {
     const dp_optim_config *optim;
     dp_run_identity id;
     char *config_text;  /* the effective configuration, as --print-config prints it */
+    char run[DP_RUN_ID_SIZE]; /* this run's id: new, or the resumed checkpoint's */
     float *params;      /* [n_params] */
     float *state;       /* [state_per_param][n_params] */
 } checkpointer;
@@ -544,6 +618,7 @@ static int write_checkpoint(void *arg, dp_trainer *t, char *path, size_t size, d
     checkpointer *c = arg;
     dp_train_state ts;
     dp_trainer_train_state(t, &ts);
+    snprintf(ts.run, sizeof ts.run, "%s", c->run);
     dp_trainer_get_state(t, c->params, c->state);
     for (size_t i = 0; i < c->model->n_params; i++)
         if (!isfinite(c->params[i]))
@@ -555,24 +630,31 @@ static int write_checkpoint(void *arg, dp_trainer *t, char *path, size_t size, d
                                &c->id, c->config_text, path, size, err);
 }
 
+/* Writes weights host[n_params] to --save; returns the exit status. */
+static int save_weights_of(const float *host, const dp_model *m, const char *path)
+{
+    dp_err err;
+    if (dp_safetensors_save(path, m, host, &err) < 0) {
+        fprintf(stderr, "dpmptop: --save %s; the previous file, if any, is unchanged\n",
+                err.msg);
+        return EXIT_FAILED;
+    }
+    printf("saved %s\n", path);
+    return EXIT_DONE;
+}
+
 /* Writes the trained weights to --save; returns the exit status. */
 static int save_weights(dp_trainer *t, const dp_model *m, const char *path)
 {
-    dp_err err;
     float *host = malloc(m->n_params * sizeof *host);
     if (!host) {
         fprintf(stderr, "dpmptop: --save %s: out of memory\n", path);
         return EXIT_FAILED;
     }
     dp_trainer_get_params(t, host);
-    int rc = dp_safetensors_save(path, m, host, &err);
+    int rc = save_weights_of(host, m, path);
     free(host);
-    if (rc < 0) {
-        fprintf(stderr, "dpmptop: --save %s\n", err.msg);
-        return EXIT_FAILED;
-    }
-    printf("saved %s\n", path);
-    return EXIT_DONE;
+    return rc;
 }
 
 static int run(int argc, char **argv)
@@ -615,24 +697,37 @@ static int run(int argc, char **argv)
     }
     if (dp_config_check(&cfg, &err) < 0)
         goto usage_error;
-    if ((opt.save_path && check_output_path("--save", opt.save_path) < 0) ||
-        (opt.metrics_path && check_output_path("--metrics", opt.metrics_path) < 0)) {
-        free(opt.overrides);
-        return EXIT_USAGE;
-    }
-
-    dp_dataset train, test;
-    if (load_data(&cfg, demo, &train, &test) < 0) {
-        free(opt.overrides);
-        return EXIT_USAGE;
-    }
+    /* Outputs and the checkpoint directory, before any work. Metrics go to a temporary file
+     * that replaces --metrics's file when the run ends. */
     int status = EXIT_USAGE;
+    dp_dataset train = { 0 }, test = { 0 };
     dp_model model = { 0 };
     float *init = NULL;
     checkpointer ckpt = { 0 };
     dp_train_state resumed = { 0 };
-    dp_atomic_file metrics = { 0 };
+    dp_atomic_file metrics = { 0 }, save_held = { 0 };
     dp_trainer *trainer = NULL;
+    if (dp_run_id_new(ckpt.run, &err) < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        status = EXIT_FAILED;
+        goto done;
+    }
+    if (check_distinct_paths(&opt, &cfg) < 0 ||
+        (opt.save_path && check_output_path("--save", opt.save_path, &save_held) < 0) ||
+        (opt.metrics_path && check_output_path("--metrics", opt.metrics_path, &metrics) < 0))
+        goto done;
+    if (opt.metrics_path && !metrics.f && dp_atomic_open(&metrics, opt.metrics_path, &err) < 0) {
+        fprintf(stderr, "dpmptop: --metrics %s\n", err.msg);
+        goto done;
+    }
+    if (cfg.checkpoint_dir[0] && dp_world_rank() == 0 &&
+        dp_checkpoint_prepare(cfg.checkpoint_dir, opt.resume, &err) < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        goto done;
+    }
+
+    if (load_data(&cfg, demo, &train, &test) < 0)
+        goto done;
     if (dp_model_parse_shape(&model, cfg.layers, dp_dataset_shape(&train), train.classes,
                              &err) < 0) {
         char where[128];
@@ -678,14 +773,32 @@ static int run(int argc, char **argv)
                                     "(--checkpoint-dir DIR)");
             goto done;
         }
+        char notes[2048];
         init = malloc(model.n_params * sizeof *init);
-        if (!init || dp_checkpoint_find(dir, path, sizeof path, &err) < 0 ||
-            dp_checkpoint_read(path, &model, &cfg.optim, &identity, init, ckpt.state,
-                               &resumed, &err) < 0) {
-            fprintf(stderr, "dpmptop: %s\n", init ? err.msg : "out of memory");
+        int found = init ? dp_checkpoint_find(dir, path, sizeof path, notes, sizeof notes, &err)
+                         : dp_fail(&err, "out of memory");
+        fputs(found == 0 ? notes : "", stderr); /* damaged checkpoints passed over */
+        if (found < 0 || dp_checkpoint_read(path, &model, &cfg.optim, &identity, init,
+                                            ckpt.state, &resumed, &err) < 0) {
+            fprintf(stderr, "%sdpmptop: %s\n", found < 0 ? notes : "", err.msg);
             goto done;
         }
-        printf("resuming from %s (step %ld)\n", path, resumed.step);
+        printf("resuming from %s (step %ld, %s)\n", path, resumed.step,
+               strcmp(path, dir) ? "the newest complete checkpoint there" : "as given");
+        if (resumed.run[0]) /* the same run: it owns its predecessor's checkpoints */
+            snprintf(ckpt.run, sizeof ckpt.run, "%s", resumed.run);
+        else
+            printf("  (written before run ids: continued as run %s)\n", ckpt.run);
+        long per_epoch = (train.n + cfg.data.batch - 1) / cfg.data.batch;
+        long end = cfg.steps > 0 ? cfg.steps : cfg.epochs * per_epoch;
+        if (resumed.step >= end) {
+            fprintf(stderr, "dpmptop: %s is at step %ld, and this run ends at step %ld "
+                            "(run.steps or run.epochs): nothing to train; to train further, "
+                            "resume with more --steps or --epochs\n",
+                    path, resumed.step, end);
+            status = opt.save_path ? save_weights_of(init, &model, opt.save_path) : EXIT_DONE;
+            goto done;
+        }
     }
     if (opt.init_path) {
         init = malloc(model.n_params * sizeof *init);
@@ -735,11 +848,6 @@ static int run(int argc, char **argv)
     if (!trainer) {
         fprintf(stderr, "dpmptop: %s%s\n", plan_refused ? "[parallel]: " : "", err.msg);
         status = plan_refused ? EXIT_USAGE : EXIT_FAILED;
-        goto done;
-    }
-    /* Metrics go to a temporary file that replaces --metrics's file when the run ends. */
-    if (opt.metrics_path && dp_atomic_open(&metrics, opt.metrics_path, &err) < 0) {
-        fprintf(stderr, "dpmptop: --metrics %s\n", err.msg);
         goto done;
     }
 
@@ -847,7 +955,8 @@ static int run(int argc, char **argv)
     }
     /* The metrics of a run that ran, failed or not, are a complete record: keep them. */
     if (metrics.f && dp_atomic_commit(&metrics, &err) < 0) {
-        fprintf(stderr, "dpmptop: --metrics %s\n", err.msg);
+        fprintf(stderr, "dpmptop: --metrics %s; the previous file, if any, is unchanged\n",
+                err.msg);
         status = EXIT_FAILED;
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -856,6 +965,7 @@ static int run(int argc, char **argv)
     }
 done:
     dp_atomic_abort(&metrics);
+    dp_atomic_abort(&save_held);
     dp_trainer_destroy(trainer);
     free(init);
     free(ckpt.params);

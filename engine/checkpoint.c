@@ -5,12 +5,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,24 +40,7 @@ dp_run_identity dp_run_identity_of(const char *layers, const dp_model *m, const 
     return id;
 }
 
-/* ---- writing ---- */
-
-/* Removes a directory and the plain files in it (what a checkpoint holds). */
-static void remove_dir(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        char file[4096 + 256];
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(file, sizeof file, "%s/%s", path, e->d_name);
-                unlink(file);
-            }
-        closedir(d);
-    }
-    rmdir(path);
-}
+/* ---- what is in a checkpoint directory ---- */
 
 /* The step of a checkpoint directory's name ("step-00000120"), or -1 for any other name. */
 static long step_of(const char *name)
@@ -69,29 +54,218 @@ static long step_of(const char *name)
     return *digits && !*end && !errno && step >= 0 ? step : -1;
 }
 
+/* Whether name is one of the files a checkpoint holds, or a writer's temporary of one
+ * (NAME.tmpXXXXXX). */
+static bool checkpoint_file(const char *name)
+{
+    static const char *const files[] = { "model.safetensors", "optimizer.safetensors",
+                                         "config.ini", "state.ini" };
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        size_t n = strlen(files[i]);
+        if (!strncmp(name, files[i], n) &&
+            (!name[n] || (!strncmp(name + n, ".tmp", 4) && strlen(name + n) == 10)))
+            return true;
+    }
+    return false;
+}
+
+/* Removes directory `name` of dirfd when it is a directory (not a link to one) holding only
+ * regular files a checkpoint holds; anything else is left as it is. Never follows a link. */
+static void remove_checkpoint_dir(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    bool only_ours = true;
+    struct dirent *e;
+    struct stat st;
+    while (only_ours && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            only_ours = checkpoint_file(e->d_name) &&
+                        fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                        S_ISREG(st.st_mode);
+    if (only_ours) {
+        rewinddir(d);
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+                unlinkat(fd, e->d_name, 0); /* never follows a link */
+    }
+    closedir(d);
+    if (only_ours)
+        unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+typedef struct parsed {
+    dp_train_state ts;
+    dp_run_identity id;
+    int format;
+    unsigned seen; /* a bit per key found */
+} parsed;
+
+static int parse_state_text(const char *text, const char *what, parsed *p, dp_err *err);
+
+/* What a step-* entry of a checkpoint directory is. */
+typedef enum { ENTRY_COMPLETE, ENTRY_DAMAGED, ENTRY_FOREIGN } entry_kind;
+
+/* Looks at entry `name` of dirfd without following links: a complete checkpoint (its run id,
+ * "" for one written before run ids, into run; its step into *step), a damaged one, or
+ * something no dpmptop wrote (a link, a file); why says what is wrong with the last two. */
+static entry_kind inspect(int dirfd, const char *name, char *run, long *step, char *why,
+                          size_t why_size)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        struct stat st;
+        bool link = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+        snprintf(why, why_size, "%s", link ? "a symbolic link, not a checkpoint"
+                                           : "not a checkpoint's directory");
+        return ENTRY_FOREIGN;
+    }
+    entry_kind kind = ENTRY_DAMAGED;
+    struct stat st;
+    const char *missing = NULL;
+    if (fstatat(fd, "model.safetensors", &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+        missing = "model.safetensors";
+    else if (fstatat(fd, "optimizer.safetensors", &st, AT_SYMLINK_NOFOLLOW) ||
+             !S_ISREG(st.st_mode))
+        missing = "optimizer.safetensors";
+    int sfd = missing ? -1 : openat(fd, "state.ini", O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+                                                         O_CLOEXEC);
+    char text[1 << 16];
+    ssize_t n = -1;
+    if (sfd >= 0 && fstat(sfd, &st) == 0 && S_ISREG(st.st_mode))
+        n = read(sfd, text, sizeof text - 1);
+    if (sfd >= 0)
+        close(sfd);
+    parsed p = { .id.processes = 1 };
+    dp_err err;
+    if (missing) {
+        snprintf(why, why_size, "damaged: no %s", missing);
+    } else if (n < 0 || (size_t)n == sizeof text - 1) {
+        snprintf(why, why_size, "damaged: no readable state.ini");
+    } else {
+        text[n] = '\0';
+        if (strlen(text) != (size_t)n || parse_state_text(text, "state.ini", &p, &err) < 0) {
+            snprintf(why, why_size, "damaged: its state.ini is not a checkpoint's state");
+        } else {
+            kind = ENTRY_COMPLETE;
+            snprintf(run, DP_RUN_ID_SIZE, "%s", p.ts.run);
+            *step = p.ts.step;
+        }
+    }
+    close(fd);
+    return kind;
+}
+
+/* ---- writing ---- */
+
+int dp_run_id_new(char *run, dp_err *err)
+{
+    unsigned char bytes[8];
+    if (getrandom(bytes, sizeof bytes, 0) != (ssize_t)sizeof bytes)
+        return dp_fail(err, "cannot draw a run id from the system's random source: %s",
+                       strerror(errno));
+    for (int i = 0; i < 8; i++)
+        snprintf(run + 2 * i, 3, "%02x", bytes[i]);
+    return 0;
+}
+
+int dp_checkpoint_prepare(const char *dir, bool resumed, dp_err *err)
+{
+    if (!dir[0] || strlen(dir) > 4000)
+        return dp_fail(err, "checkpoint.dir \"%s\": %s", dir,
+                       dir[0] ? "path too long" : "empty; give a directory");
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return dp_fail(err, "checkpoint.dir %s: cannot make the directory: %s (its parent "
+                            "must exist and be writable)",
+                       dir, strerror(errno));
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return dp_fail(err, "checkpoint.dir %s: %s; give a directory", dir,
+                       errno == ENOTDIR ? "not a directory" : strerror(errno));
+    if (faccessat(dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0) { /* EROFS too */
+        int e = errno;
+        close(dirfd);
+        return dp_fail(err, "checkpoint.dir %s: cannot write there: %s", dir, strerror(e));
+    }
+    char others[300] = "";
+    int n_others = 0;
+    DIR *d = resumed ? NULL : fdopendir(dup(dirfd));
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, PREFIX, strlen(PREFIX)))
+            continue;
+        char why[128], id[DP_RUN_ID_SIZE] = "";
+        long step;
+        entry_kind kind = inspect(dirfd, e->d_name, id, &step, why, sizeof why);
+        if (n_others++ < 3) {
+            size_t used = strlen(others);
+            snprintf(others + used, sizeof others - used, "%s%s (%s)", used ? ", " : "",
+                     e->d_name,
+                     kind != ENTRY_COMPLETE ? why
+                     : id[0]                ? "run "
+                                            : "written before run ids");
+            if (kind == ENTRY_COMPLETE && id[0]) {
+                used = strlen(others) - 1;
+                snprintf(others + used, sizeof others - used, "%s)", id);
+            }
+        }
+    }
+    if (d)
+        closedir(d);
+    close(dirfd);
+    if (n_others)
+        return dp_fail(err, "checkpoint.dir %s holds what another run left (%d entr%s): %s%s; "
+                            "a new run never writes beside them: to continue that run, add "
+                            "--resume; else give another directory",
+                       dir, n_others, n_others == 1 ? "y" : "ies", others,
+                       n_others > 3 ? ", ..." : "");
+    return 0;
+}
+
 static int compare_longs(const void *a, const void *b)
 {
     long x = *(const long *)a, y = *(const long *)b;
     return (x > y) - (x < y);
 }
 
-/* Keeps the `keep` newest checkpoints of dir; removes temporary directories of writers that
- * died (they are never a checkpoint). */
-static void prune(const char *dir, long keep)
+/* Whether name is a temporary directory of run's checkpoint writers (".tmp-step-N-RUN-..."). */
+static bool own_temporary(const char *name, const char *run)
 {
-    DIR *d = opendir(dir);
-    if (!d)
+    const char *head = ".tmp-" PREFIX;
+    if (strncmp(name, head, strlen(head)))
+        return false;
+    const char *dash = strchr(name + strlen(head), '-');
+    return dash && !strncmp(dash + 1, run, strlen(run)) && dash[1 + strlen(run)] == '-';
+}
+
+/* Keeps the `keep` newest checkpoints of run in dir, and removes the temporary directories its
+ * writers left when killed; what other runs wrote stays. */
+static void prune(const char *dir, const char *run, long keep)
+{
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dirfd >= 0 ? fdopendir(dup(dirfd)) : NULL;
+    if (!d) {
+        if (dirfd >= 0)
+            close(dirfd);
         return;
+    }
     long *steps = NULL;
     size_t n = 0, cap = 0;
     struct dirent *e;
-    char path[4096 + 256];
     while ((e = readdir(d))) {
-        long step = step_of(e->d_name);
-        if (!strncmp(e->d_name, ".tmp-" PREFIX, strlen(".tmp-" PREFIX))) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            remove_dir(path);
-        } else if (step >= 0) {
+        char id[DP_RUN_ID_SIZE] = "", why[128];
+        long step;
+        if (own_temporary(e->d_name, run)) {
+            remove_checkpoint_dir(dirfd, e->d_name);
+        } else if (step_of(e->d_name) >= 0 &&
+                   inspect(dirfd, e->d_name, id, &step, why, sizeof why) == ENTRY_COMPLETE &&
+                   !strcmp(id, run) && step == step_of(e->d_name)) {
             if (n == cap) {
                 long *grown = realloc(steps, (cap = cap ? 2 * cap : 16) * sizeof *steps);
                 if (!grown)
@@ -103,12 +277,14 @@ static void prune(const char *dir, long keep)
     }
     closedir(d);
     qsort(steps, n, sizeof *steps, compare_longs);
+    char name[64];
     for (size_t i = 0; keep > 0 && n > (size_t)keep && i < n - (size_t)keep; i++) {
-        snprintf(path, sizeof path, "%s/" PREFIX "%08ld", dir, steps[i]);
-        remove_dir(path);
+        snprintf(name, sizeof name, PREFIX "%08ld", steps[i]);
+        remove_checkpoint_dir(dirfd, name);
     }
     free(steps);
-    dp_sync_dir(dir);
+    fsync(dirfd);
+    close(dirfd);
 }
 
 static int write_state(const char *path, const dp_train_state *ts, const dp_run_identity *id,
@@ -119,14 +295,14 @@ static int write_state(const char *path, const dp_train_state *ts, const dp_run_
         return -1;
     fprintf(af.f,
             "# dpmptop checkpoint: continue with --resume and this directory\n"
-            "[state]\nformat = %d\nstep = %ld\nupdates = %ld\nepoch = %ld\nposition = %ld\n"
-            "plan = %s\n\n"
+            "[state]\nformat = %d\nrun = %s\nstep = %ld\nupdates = %ld\nepoch = %ld\n"
+            "position = %ld\nplan = %s\n\n"
             "[identity]\nlayers_hash = %016" PRIx64 "\ninputs = %d\nclasses = %d\n"
             "parameters = %zu\ndata = %s\nsamples = %ld\nbatch = %d\noptimizer = %d\n"
             "state_slots = %zu\nseed = %" PRIu64 "\nprocesses = %d\n",
-            FORMAT, ts->step, ts->updates, ts->epoch, ts->position, ts->plan, id->layers_hash,
-            id->inputs, id->classes, id->params, id->data, id->samples, id->batch,
-            id->optimizer, id->state_slots, id->seed, id->processes);
+            FORMAT, ts->run, ts->step, ts->updates, ts->epoch, ts->position, ts->plan,
+            id->layers_hash, id->inputs, id->classes, id->params, id->data, id->samples,
+            id->batch, id->optimizer, id->state_slots, id->seed, id->processes);
     return dp_atomic_commit(&af, err);
 }
 
@@ -139,105 +315,164 @@ static int write_text(const char *path, const char *text, dp_err *err)
     return dp_atomic_commit(&af, err);
 }
 
+/* Writes the checkpoint's files into the new directory tmp. */
+static int write_files(const char *tmp, const dp_model *m, const dp_optim_config *oc,
+                       const float *params, const float *state, const dp_train_state *ts,
+                       const dp_run_identity *id, const char *config_text, dp_err *err)
+{
+    char file[4096 + 64];
+    snprintf(file, sizeof file, "%s/model.safetensors", tmp);
+    if (dp_safetensors_save(file, m, params, err) < 0)
+        return -1;
+    snprintf(file, sizeof file, "%s/optimizer.safetensors", tmp);
+    if (dp_safetensors_save_state(file, m, (int)dp_optim_state_per_param(oc),
+                                  dp_optim_state_names(oc), state, err) < 0)
+        return -1;
+    snprintf(file, sizeof file, "%s/config.ini", tmp);
+    if (write_text(file, config_text, err) < 0)
+        return -1;
+    snprintf(file, sizeof file, "%s/state.ini", tmp); /* last: its presence means complete */
+    return write_state(file, ts, id, err);
+}
+
+/* Puts the finished directory tmp in place as dirfd's `name`. One of this run at the same step
+ * (written before a --resume from an earlier one) is replaced; anything else there is not. */
+static int put_in_place(const char *dir, int dirfd, const char *tmp, const char *name,
+                        const char *run, dp_err *err)
+{
+    char id[DP_RUN_ID_SIZE] = "", why[128], old[128];
+    long step;
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (inspect(dirfd, name, id, &step, why, sizeof why) != ENTRY_COMPLETE ||
+            strcmp(id, run))
+            return dp_fail(err, "%s/%s is already there and is not this run's (%s); it is "
+                                "left as it is",
+                           dir, name, id[0] ? "another run's" : why);
+        snprintf(old, sizeof old, ".tmp-%s-%s-replaced", name, run);
+        remove_checkpoint_dir(dirfd, old);
+        if (renameat(dirfd, name, dirfd, old) != 0)
+            return dp_fail(err, "%s/%s: cannot replace it: %s", dir, name, strerror(errno));
+    }
+    if (renameat(AT_FDCWD, tmp, dirfd, name) != 0)
+        return dp_fail(err, "cannot put it in place: %s", strerror(errno));
+    remove_checkpoint_dir(dirfd, old[0] ? old : "");
+    return 0;
+}
+
 int dp_checkpoint_write(const char *dir, long keep, const dp_model *m,
                         const dp_optim_config *oc, const float *params, const float *state,
                         const dp_train_state *ts, const dp_run_identity *id,
                         const char *config_text, char *written, size_t size, dp_err *err)
 {
-    char final[4096], tmp[4096], file[4096 + 64];
+    char tmp[4096 + 64], name[64];
     if (strlen(dir) > 4000)
         return dp_fail(err, "%s: path too long", dir);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return dp_fail(err, "%s: cannot make the checkpoint directory: %s", dir,
+    snprintf(name, sizeof name, PREFIX "%08ld", ts->step);
+    snprintf(written, size, "%s/%s", dir, name);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return dp_fail(err, "checkpoint %s not written: the directory: %s", written,
                        strerror(errno));
-    snprintf(final, sizeof final, "%s/" PREFIX "%08ld", dir, ts->step);
-    snprintf(written, size, "%s", final);
-    struct stat st;
-    if (stat(final, &st) == 0) /* this step's checkpoint is already there, and complete */
-        return 0;
-    snprintf(tmp, sizeof tmp, "%s/.tmp-" PREFIX "%08ld-XXXXXX", dir, ts->step);
-    if (!mkdtemp(tmp))
-        return dp_fail(err, "%s: cannot write a checkpoint there: %s", dir, strerror(errno));
-    int slots = (int)dp_optim_state_per_param(oc);
-    int rc = 0;
-    snprintf(file, sizeof file, "%s/model.safetensors", tmp);
-    rc = rc ? rc : dp_safetensors_save(file, m, params, err);
-    snprintf(file, sizeof file, "%s/optimizer.safetensors", tmp);
-    rc = rc ? rc : dp_safetensors_save_state(file, m, slots, dp_optim_state_names(oc), state,
-                                             err);
-    snprintf(file, sizeof file, "%s/config.ini", tmp);
-    rc = rc ? rc : write_text(file, config_text, err);
-    snprintf(file, sizeof file, "%s/state.ini", tmp); /* last: its presence means complete */
-    rc = rc ? rc : write_state(file, ts, id, err);
-    if (rc == 0) {
+    snprintf(tmp, sizeof tmp, "%s/.tmp-%s-%s-XXXXXX", dir, name, ts->run);
+    int rc = mkdtemp(tmp) ? 0 : dp_fail(err, "%s", strerror(errno));
+    if (rc == 0)
+        dp_atomic_track_dir(tmp);
+    rc = rc ? rc : write_files(tmp, m, oc, params, state, ts, id, config_text, err);
+    if (rc == 0)
         dp_sync_dir(tmp);
-        if (rename(tmp, final) != 0)
-            rc = dp_fail(err, "%s: cannot put the checkpoint in place: %s", final,
-                         strerror(errno));
-    }
+    rc = rc ? rc : put_in_place(dir, dirfd, tmp, name, ts->run, err);
     if (rc < 0) {
+        /* the reason without the temporary directory's name */
         char why[sizeof err->msg];
-        snprintf(why, sizeof why, "%s", err->msg);
-        remove_dir(tmp);
-        return dp_fail(err, "checkpoint of step %ld not written (earlier ones are intact): %s",
-                       ts->step, why);
+        const char *reason = err->msg;
+        if (!strncmp(reason, tmp, strlen(tmp)) && reason[strlen(tmp)] == '/')
+            reason += strlen(tmp) + 1;
+        snprintf(why, sizeof why, "%s", reason);
+        remove_checkpoint_dir(AT_FDCWD, tmp);
+        dp_atomic_forget_dir(tmp);
+        close(dirfd);
+        return dp_fail(err, "checkpoint %s not written (%s); the earlier checkpoints are intact",
+                       written, why);
     }
-    dp_sync_dir(dir);
-    prune(dir, keep);
+    dp_atomic_forget_dir(tmp);
+    fsync(dirfd);
+    close(dirfd);
+    prune(dir, ts->run, keep);
     return 0;
 }
 
 /* ---- finding ---- */
 
-static bool has_state(const char *dir)
+int dp_checkpoint_find(const char *dir, char *path, size_t size, char *notes,
+                       size_t notes_size, dp_err *err)
 {
+    notes[0] = '\0';
+    if (strlen(dir) > 4000)
+        return dp_fail(err, "%s: path too long", dir);
     char file[4096 + 64];
     struct stat st;
     snprintf(file, sizeof file, "%s/state.ini", dir);
-    return stat(file, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-int dp_checkpoint_find(const char *dir, char *path, size_t size, dp_err *err)
-{
-    if (strlen(dir) > 4000)
-        return dp_fail(err, "%s: path too long", dir);
-    if (has_state(dir)) {
+    if (stat(file, &st) == 0) { /* the checkpoint itself */
         snprintf(path, size, "%s", dir);
         return 0;
     }
-    DIR *d = opendir(dir);
-    if (!d)
-        return dp_fail(err, "--resume %s: %s", dir, strerror(errno));
-    long best = -1;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dirfd >= 0 ? fdopendir(dup(dirfd)) : NULL;
+    if (!d) {
+        int e = errno;
+        if (dirfd >= 0)
+            close(dirfd);
+        return dp_fail(err, "--resume %s: %s", dir, strerror(e));
+    }
+    long best = -1, *passed = NULL;
+    size_t n_passed = 0;
     struct dirent *e;
-    char candidate[4096 + 256];
     while ((e = readdir(d))) {
-        long step = step_of(e->d_name);
-        snprintf(candidate, sizeof candidate, "%s/%s", dir, e->d_name);
-        if (step > best && has_state(candidate))
-            best = step;
+        long named = step_of(e->d_name), step;
+        char id[DP_RUN_ID_SIZE], why[128];
+        if (named < 0)
+            continue;
+        if (inspect(dirfd, e->d_name, id, &step, why, sizeof why) == ENTRY_COMPLETE &&
+            step == named) {
+            best = named > best ? named : best;
+            continue;
+        }
+        long *grown = realloc(passed, (n_passed + 1) * sizeof *passed);
+        if (grown) {
+            passed = grown;
+            passed[n_passed++] = named;
+        }
     }
     closedir(d);
+    for (size_t i = 0; i < n_passed; i++) { /* say which newer ones were passed over */
+        char name[64], why[128], id[DP_RUN_ID_SIZE];
+        long step;
+        if (passed[i] < best)
+            continue;
+        snprintf(name, sizeof name, PREFIX "%08ld", passed[i]);
+        if (inspect(dirfd, name, id, &step, why, sizeof why) == ENTRY_COMPLETE)
+            snprintf(why, sizeof why, "damaged: its state.ini says step %ld", step);
+        size_t used = strlen(notes);
+        snprintf(notes + used, notes_size - used, "%s/%s: %s; passed over\n", dir, name, why);
+    }
+    free(passed);
+    close(dirfd);
     if (best < 0)
-        return dp_fail(err, "--resume %s: no checkpoint there (a directory step-NNNNNNNN "
-                            "with a state.ini); start without --resume",
-                       dir);
+        return dp_fail(err, "--resume %s: no complete checkpoint there (a directory "
+                            "step-NNNNNNNN with its state.ini and tensors)%s; start without "
+                            "--resume",
+                       dir, notes[0] ? ", see above" : "");
     snprintf(path, size, "%s/" PREFIX "%08ld", dir, best);
     return 0;
 }
 
 /* ---- reading ---- */
 
-typedef struct parsed {
-    dp_train_state ts;
-    dp_run_identity id;
-    int format;
-    unsigned seen; /* a bit per key found */
-} parsed;
-
 enum { K_FORMAT, K_STEP, K_UPDATES, K_EPOCH, K_POSITION, K_HASH, K_INPUTS, K_CLASSES, K_PARAMS,
        K_DATA, K_SAMPLES, K_BATCH, K_OPTIM, K_SLOTS, K_SEED, K_PLAN, K_COUNT,
-       K_PROCESSES /* optional: 1 when absent */ };
+       K_PROCESSES, /* optional: 1 when absent */
+       K_RUN /* optional: "" (written before run ids) when absent */ };
 
 static bool parse_number(const char *v, int base, unsigned long long max, unsigned long long *out)
 {
@@ -268,7 +503,7 @@ static int on_state(void *arg, const char *section, const char *name, const char
         { "identity", "data", K_DATA }, { "identity", "samples", K_SAMPLES },
         { "identity", "batch", K_BATCH }, { "identity", "optimizer", K_OPTIM },
         { "identity", "state_slots", K_SLOTS }, { "identity", "seed", K_SEED },
-        { "identity", "processes", K_PROCESSES },
+        { "identity", "processes", K_PROCESSES }, { "state", "run", K_RUN },
     };
     int key = -1;
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
@@ -282,6 +517,11 @@ static int on_state(void *arg, const char *section, const char *name, const char
     switch (key) {
     case K_PLAN: snprintf(p->ts.plan, sizeof p->ts.plan, "%s", value); break;
     case K_DATA: snprintf(p->id.data, sizeof p->id.data, "%s", value); break;
+    case K_RUN:
+        ok = strlen(value) == DP_RUN_ID_SIZE - 1 &&
+             strspn(value, "0123456789abcdef") == DP_RUN_ID_SIZE - 1;
+        snprintf(p->ts.run, sizeof p->ts.run, "%s", ok ? value : "");
+        break;
     case K_HASH:
         ok = parse_number(value, 16, UINT64_MAX, &x);
         p->id.layers_hash = x;
@@ -354,24 +594,51 @@ static const char *mismatch(const dp_run_identity *c, const dp_run_identity *r, 
     return buf;
 }
 
+/* Whether the counts of a state agree with each other and with its own identity: a step is
+ * the batches of the epochs before plus those of this epoch, each of `batch` samples. */
+static bool counts_possible(const parsed *p)
+{
+    const dp_train_state *ts = &p->ts;
+    long samples = p->id.samples, batch = p->id.batch;
+    if (samples < 1 || batch < 1 || ts->step > DP_MAX_STEPS || ts->epoch > DP_MAX_EPOCHS ||
+        ts->updates > ts->step || ts->position >= samples || ts->position % batch)
+        return false;
+    long per_epoch = (samples + batch - 1) / batch;
+    return ts->epoch <= ts->step / per_epoch &&
+           ts->step == ts->epoch * per_epoch + ts->position / batch;
+}
+
+/* Parses state.ini's text into p: every key there, of the format this build writes, with
+ * counts that can be. */
+static int parse_state_text(const char *text, const char *what, parsed *p, dp_err *err)
+{
+    int line = ini_parse_string(text, on_state, p);
+    if (line != 0)
+        return dp_fail(err, "%s:%d: not a dpmptop checkpoint's state (a bad line)", what, line);
+    if ((p->seen & ((1u << K_COUNT) - 1)) != (1u << K_COUNT) - 1 || p->format != FORMAT)
+        return dp_fail(err, "%s: not a dpmptop checkpoint of format %d (keys missing)", what,
+                       FORMAT);
+    if (!counts_possible(p))
+        return dp_fail(err, "%s: damaged: its step (%ld), epoch (%ld), position (%ld) and "
+                            "updates (%ld) cannot come from a run of %ld samples in batches of "
+                            "%d",
+                       what, p->ts.step, p->ts.epoch, p->ts.position, p->ts.updates,
+                       p->id.samples, p->id.batch);
+    return 0;
+}
+
 int dp_checkpoint_parse_state(const char *text, const char *what, const dp_run_identity *id,
                               dp_train_state *ts, dp_err *err)
 {
     char why[256];
     parsed p = { .id.processes = 1 };
-    int line = ini_parse_string(text, on_state, &p);
-    if (line != 0)
-        return dp_fail(err, "%s:%d: not a dpmptop checkpoint's state (a bad line)", what, line);
-    if ((p.seen & ((1u << K_COUNT) - 1)) != (1u << K_COUNT) - 1 || p.format != FORMAT)
-        return dp_fail(err, "%s: not a dpmptop checkpoint of format %d (keys missing)", what,
-                       FORMAT);
+    if (parse_state_text(text, what, &p, err) < 0)
+        return -1;
     if (mismatch(&p.id, id, why, sizeof why))
         return dp_fail(err, "%s: cannot resume from this checkpoint: %s; resume with the "
                             "run's original configuration (see its config.ini), or start "
                             "without --resume",
                        what, why);
-    if (p.ts.position >= id->samples || p.ts.updates > p.ts.step)
-        return dp_fail(err, "%s: the state's position or counts are impossible", what);
     *ts = p.ts;
     return 0;
 }

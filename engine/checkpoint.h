@@ -11,12 +11,22 @@
 #ifndef DP_CHECKPOINT_H
 #define DP_CHECKPOINT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/optim.h"
+
+/* A run's id: 16 hex digits, drawn when a run starts, carried over by --resume (a resumed
+ * run is the same run, and owns its predecessor's checkpoints). */
+#define DP_RUN_ID_SIZE 17
+
+/* The most steps and epochs a run can have ([run] steps and epochs): a checkpoint past them is
+ * damaged. */
+#define DP_MAX_STEPS 1000000000000L
+#define DP_MAX_EPOCHS 1000000L
 
 /* Where a run stands, besides its parameters and optimizer state. */
 typedef struct dp_train_state {
@@ -25,6 +35,7 @@ typedef struct dp_train_state {
     long epoch;        /* 0-based epoch of the next batch */
     long position;     /* samples of that epoch already trained on */
     char plan[64];     /* the strategy when written, as the dashboard shows it */
+    char run[DP_RUN_ID_SIZE]; /* the id of the run that wrote it ("" before run ids) */
 } dp_train_state;
 
 /* What a run must share with a checkpoint to continue from it. */
@@ -46,17 +57,31 @@ dp_run_identity dp_run_identity_of(const char *layers, const dp_model *m, const 
                                    long samples, int batch, const dp_optim_config *oc,
                                    uint64_t seed);
 
-/* Writes checkpoint step-<step> into dir (made when missing; its parent must exist), then
- * removes all but the `keep` newest checkpoints and any temporary directory a killed writer
- * left. params[n_params], state[state_slots][n_params]. A checkpoint of the same step already
- * there is kept as it is. The checkpoint's path goes into written. */
+/* A new run id into run[DP_RUN_ID_SIZE], from the system's random source. */
+int dp_run_id_new(char *run, dp_err *err);
+
+/* Before any work, for a run that will write checkpoints into dir: makes dir
+ * when it is missing (its parent must exist) and checks that it is a directory this process
+ * can write in. A new run (resumed = false) refuses a directory that holds anything named
+ * step-* (another run's checkpoints, a damaged one, a link), naming them. */
+int dp_checkpoint_prepare(const char *dir, bool resumed, dp_err *err);
+
+/* Writes checkpoint step-<ts->step> of run ts->run into dir, then removes all but the `keep`
+ * newest checkpoints of that run and the temporary directories its killed writers left;
+ * another run's checkpoints, and anything that is not a directory of the files a checkpoint
+ * holds (a link, say), are never touched. params[n_params], state[state_slots][n_params]. A
+ * checkpoint of this run at the same step is replaced; one of another run is refused. The
+ * checkpoint's path goes into written. */
 int dp_checkpoint_write(const char *dir, long keep, const dp_model *m,
                         const dp_optim_config *oc, const float *params, const float *state,
                         const dp_train_state *ts, const dp_run_identity *id,
                         const char *config_text, char *written, size_t size, dp_err *err);
 
-/* The checkpoint to resume from: dir itself when it is one, else the newest checkpoint in it. */
-int dp_checkpoint_find(const char *dir, char *path, size_t size, dp_err *err);
+/* The checkpoint to resume from: dir itself when it is one, else the newest complete
+ * checkpoint in it. Damaged checkpoints and links newer than it are named in notes (one line
+ * each, "" when none), since they were passed over. */
+int dp_checkpoint_find(const char *dir, char *path, size_t size, char *notes,
+                       size_t notes_size, dp_err *err);
 
 /* Parses state.ini's text (`what` names it in messages) and checks it against id: the first
  * half of dp_checkpoint_read, and the fuzz target's entry. */

@@ -4,11 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <dirent.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* ---- the temporary files being written, for a signal handler that must remove them ----
@@ -21,7 +24,7 @@
 #define TEMP_SLOTS 32
 static struct temp_slot {
     atomic_uint seq;
-    char path[4096 + 16]; /* "" when free */
+    char path[4096 + 64]; /* "" when free; a directory's ends in '/' */
 } slots[TEMP_SLOTS];
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -32,30 +35,62 @@ static void slot_write(struct temp_slot *s, const char *path)
     atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
 }
 
-/* Records tmp as a temporary file to remove on a second signal (best effort: with every slot
- * taken it is not recorded, and the next run's writer leaves it as it is). */
-static void temp_register(const char *tmp)
+/* Records tmp (a directory when `dir`) as a temporary to remove on a second signal (best
+ * effort: with every slot taken it is not recorded). */
+static void temp_register(const char *tmp, bool dir)
 {
+    char entry[sizeof slots[0].path];
+    snprintf(entry, sizeof entry, "%s%s", tmp, dir ? "/" : "");
     pthread_mutex_lock(&slots_lock);
     for (int i = 0; i < TEMP_SLOTS; i++)
         if (!slots[i].path[0]) {
-            slot_write(&slots[i], tmp);
+            slot_write(&slots[i], entry);
             break;
         }
     pthread_mutex_unlock(&slots_lock);
 }
 
-static void temp_forget(const char *tmp)
+static void temp_forget(const char *tmp, bool dir)
 {
+    char entry[sizeof slots[0].path];
+    snprintf(entry, sizeof entry, "%s%s", tmp, dir ? "/" : "");
     pthread_mutex_lock(&slots_lock);
     for (int i = 0; i < TEMP_SLOTS; i++)
-        if (slots[i].path[0] && !strcmp(slots[i].path, tmp)) {
+        if (slots[i].path[0] && !strcmp(slots[i].path, entry)) {
             slot_write(&slots[i], "");
             break;
         }
     pthread_mutex_unlock(&slots_lock);
 }
 
+void dp_atomic_track_dir(const char *dir) { temp_register(dir, true); }
+void dp_atomic_forget_dir(const char *dir) { temp_forget(dir, true); }
+
+/* Removes directory `path` and the files in it with system calls only (a signal handler's
+ * work: no opendir, which allocates). Never follows a link. */
+static void remove_dir_raw(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[4096] __attribute__((aligned(8)));
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0)
+        for (long at = 0; at < n;) {
+            struct linux_dirent64 {
+                unsigned long long ino;
+                long long off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *e = (struct linux_dirent64 *)(buf + at);
+            if (e->type == DT_REG || e->type == DT_UNKNOWN)
+                unlinkat(fd, e->name, 0); /* fails harmlessly on "." and ".." */
+            at += e->reclen;
+        }
+    close(fd);
+    rmdir(path);
+}
 void dp_atomic_remove_all(void)
 {
     char copy[sizeof slots[0].path];
@@ -68,14 +103,22 @@ void dp_atomic_remove_all(void)
                 break;
         copy[sizeof copy - 1] = '\0';
         atomic_thread_fence(memory_order_acquire);
-        if (copy[0] && atomic_load_explicit(&slots[i].seq, memory_order_relaxed) == before)
+        if (!copy[0] || atomic_load_explicit(&slots[i].seq, memory_order_relaxed) != before)
+            continue;
+        size_t len = strlen(copy); /* async-signal-safe */
+        if (copy[len - 1] == '/') {
+            copy[len - 1] = '\0';
+            remove_dir_raw(copy);
+        } else {
             unlink(copy);
+        }
     }
 }
 
-/* Opens an existing output that is not a regular file (a terminal, /dev/null, a pipe) to
- * write to it directly. A FIFO is opened without blocking: with no reader that fails (ENXIO)
- * and is refused instead of waiting for one forever. */
+/* Opens an existing output that is not a regular file to write to it directly: a terminal,
+ * /dev/null or a pipe (any other device is refused: /dev/zero or a disk is no place for an
+ * output). A FIFO is opened without blocking: with no reader that fails (ENXIO) and is
+ * refused instead of waiting for one forever. */
 static int open_special(dp_atomic_file *af, const char *path, const struct stat *st, dp_err *err)
 {
     int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | (S_ISFIFO(st->st_mode) ? O_NONBLOCK : 0));
@@ -85,6 +128,13 @@ static int open_special(dp_atomic_file *af, const char *path, const struct stat 
                        path);
     if (fd < 0)
         return dp_fail(err, "%s: cannot write there: %s", path, strerror(errno));
+    struct stat null;
+    if (!S_ISFIFO(st->st_mode) && !isatty(fd) &&
+        !(S_ISCHR(st->st_mode) && stat("/dev/null", &null) == 0 && st->st_rdev == null.st_rdev)) {
+        close(fd);
+        return dp_fail(err, "%s: a device that is not a terminal or /dev/null; give a file",
+                       path);
+    }
     if (S_ISFIFO(st->st_mode))
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     af->f = fdopen(fd, "wb");
@@ -108,14 +158,14 @@ int dp_atomic_open(dp_atomic_file *af, const char *path, dp_err *err)
     int fd = mkstemp(af->tmp);
     if (fd < 0)
         return dp_fail(err, "%s: cannot create a file there: %s", path, strerror(errno));
-    temp_register(af->tmp);
+    temp_register(af->tmp, false);
     fchmod(fd, 0644);
     af->f = fdopen(fd, "wb");
     if (!af->f) {
         int e = errno;
         close(fd);
         unlink(af->tmp);
-        temp_forget(af->tmp);
+        temp_forget(af->tmp, false);
         return dp_fail(err, "%s: %s", path, strerror(e));
     }
     return 0;
@@ -160,10 +210,9 @@ int dp_atomic_commit(dp_atomic_file *af, dp_err *err)
     }
     if (failed)
         unlink(af->tmp);
-    temp_forget(af->tmp);
+    temp_forget(af->tmp, false);
     if (failed)
-        return dp_fail(err, "%s: cannot write: %s; the previous file, if any, is unchanged",
-                       af->path, strerror(e ? e : EIO));
+        return dp_fail(err, "%s: cannot write: %s", af->path, strerror(e ? e : EIO));
     sync_parent(af->path);
     return 0;
 }
@@ -175,7 +224,7 @@ void dp_atomic_abort(dp_atomic_file *af)
         af->f = NULL;
         if (af->tmp[0]) {
             unlink(af->tmp);
-            temp_forget(af->tmp);
+            temp_forget(af->tmp, false);
         }
     }
 }

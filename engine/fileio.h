@@ -15,11 +15,13 @@ typedef struct dp_atomic_file {
 } dp_atomic_file;
 
 /* Creates path's temporary sibling for writing. When path exists and is not a regular file
- * (a terminal, /dev/null, a pipe), it is written directly instead: renaming over it would
- * replace the device or pipe with a file. */
+ * (a terminal, /dev/null, a pipe with a reader), it is written directly instead: renaming
+ * over it would replace the device or pipe with a file. Other devices, and a named pipe that
+ * no process reads, are refused. */
 int dp_atomic_open(dp_atomic_file *af, const char *path, dp_err *err);
 /* Flushes, fsyncs and renames the temporary file over path, then fsyncs the directory. On
- * any failure the temporary file is removed and path is left as it was. */
+ * any failure the temporary file is removed and path is left as it was (err says "PATH:
+ * cannot write: REASON"; the caller says what was kept). */
 int dp_atomic_commit(dp_atomic_file *af, dp_err *err);
 /* Gives up: closes and removes the temporary file. */
 void dp_atomic_abort(dp_atomic_file *af);
@@ -40,6 +42,11 @@ FILE *dp_fopen_input(const char *path, dp_err *err);
 /* Removes the temporary files of every dp_atomic_file still open: called by a signal handler
  * that is about to _exit, so async-signal-safe (unlink only). */
 void dp_atomic_remove_all(void);
+
+/* Records a temporary directory of plain files (a checkpoint being written) for
+ * dp_atomic_remove_all, and forgets it once it is renamed into place or removed. */
+void dp_atomic_track_dir(const char *dir);
+void dp_atomic_forget_dir(const char *dir);
 
 /* Reads a whole file into a malloc'd buffer (at most max_bytes). */
 int dp_read_file(const char *path, size_t max_bytes, unsigned char **buf, size_t *len,

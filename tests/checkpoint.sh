@@ -68,7 +68,7 @@ grep -q "^checkpoint: $work/ck/step-00000024 ([0-9]* ms)\$" "$work/ckpt.out" ||
     fail "no final checkpoint line"
 run ckpt15 --checkpoint-dir "$work/ck15" --set checkpoint.every=15 --steps 15
 run resume-dp --resume "$work/ck15/step-00000015" --steps 24 --save "$work/dp.safetensors"
-grep -q "resuming from $work/ck15/step-00000015 (step 15)" "$work/resume-dp.out" ||
+grep -q "resuming from $work/ck15/step-00000015 (step 15, as given)" "$work/resume-dp.out" ||
     fail "resume did not say where from"
 same "$work/full.safetensors" "$work/dp.safetensors" 0
 run resume-pp --resume "$work/ck15" --steps 24 --strategy pp --save "$work/pp.safetensors"
@@ -81,7 +81,7 @@ expect_exit 2 "batch 50; this run's is 40" -- "$DPMPTOP" -c "$work/run.ini" --he
     --resume "$work/ck15" --set data.batch=40
 expect_exit 2 "seed 1; this run's" -- "$DPMPTOP" -c "$work/run.ini" --headless \
     --resume "$work/ck15" --set run.seed=2
-expect_exit 2 "no checkpoint there" -- "$DPMPTOP" -c "$work/run.ini" --headless \
+expect_exit 2 "no complete checkpoint there" -- "$DPMPTOP" -c "$work/run.ini" --headless \
     --resume "$work"
 expect_exit 2 "needs a directory" -- "$DPMPTOP" -c "$work/run.ini" --headless --resume
 
@@ -158,7 +158,7 @@ cp "$work/full.safetensors" "$work/old.safetensors"
 )
 [ "$(cat "$work/full-disk.status")" -eq 1 ] ||
     fail "full disk: exit $(cat "$work/full-disk.status"), wanted 1"
-grep -q "not written (earlier ones are intact).*File too large" "$work/full-disk.out" ||
+grep -q "checkpoint $work/ck15/step-00000016 not written (model.safetensors: cannot write: File too large); the earlier checkpoints are intact" "$work/full-disk.out" ||
     fail "full disk: no OS error: $(tail -n 1 "$work/full-disk.out")"
 ls "$work/ck15" | grep -q tmp && fail "full disk: a temporary directory was left"
 [ "$(ls "$work/ck15")" = "step-00000015" ] || fail "full disk: checkpoints now $(ls "$work/ck15")"

@@ -163,12 +163,22 @@ expect_exit 2 "--save $work: is a directory" -- "$DPMPTOP" -c "$work/good.ini" -
 expect_exit 2 "$work: is a directory; -c takes an INI file" -- "$DPMPTOP" -c "$work"
 
 # A refused run leaves an existing metrics file as it was; a run that cannot write its
-# metrics (a full disk: /dev/full) fails with exit 1 and leaves the device a device.
+# metrics (a full disk) fails with exit 1 and leaves the file as it was.
 echo '{"type":"old"}' >"$work/old.jsonl"
 expect_exit 2 "batch = 0" -- "$DPMPTOP" -c "$work/a.ini" --metrics "$work/old.jsonl"
 [ "$(cat "$work/old.jsonl")" = '{"type":"old"}' ] || fail "a refused run changed --metrics's file"
+(
+    ulimit -f 1 # no file past 512 or 1024 bytes: the metrics cannot all be written
+    "$DPMPTOP" -c "$work/good.ini" --metrics "$work/old.jsonl" >/dev/null 2>"$work/full.out"
+    echo $? >"$work/full.status"
+)
+[ "$(cat "$work/full.status")" = 1 ] &&
+    grep -q -- "--metrics $work/old.jsonl: cannot write: File too large; the previous file" \
+        "$work/full.out" || fail "full disk, --metrics: exit $(cat "$work/full.status")"
+[ "$(cat "$work/old.jsonl")" = '{"type":"old"}' ] || fail "a failed run changed --metrics's file"
+# a device other than a terminal or /dev/null is no place for an output
 if [ -c /dev/full ]; then
-    expect_exit 1 "--metrics /dev/full: cannot write: No space left on device" -- \
+    expect_exit 2 "--metrics /dev/full: a device that is not a terminal or /dev/null" -- \
         "$DPMPTOP" -c "$work/good.ini" --metrics /dev/full
     [ -c /dev/full ] || fail "/dev/full is no longer a character device"
 fi
