@@ -259,8 +259,63 @@ START_TEST(test_idx_gzip_truncated)
     dp_idx idx;
     dp_err err = { "" };
     ck_assert_msg(dp_idx_read(cut, &idx, &err) == -1, "a truncated .gz file was accepted");
-    ck_assert_msg(strstr(err.msg, cut) != NULL, "message \"%s\" does not name the file",
+    ck_assert_msg(strstr(err.msg, cut) != NULL && strstr(err.msg, "truncated") != NULL,
+                  "message \"%s\" does not name the file and say it is truncated", err.msg);
+}
+END_TEST
+
+/* dp_data_read_all on a gzip file: every cut of the stream is "truncated", bytes after it or a
+ * bad CRC are refused, two members read as one text, and a FIFO or a directory is refused
+ * without blocking. */
+START_TEST(test_data_gzip_damaged)
+{
+    const char *dir = unit_tmpdir();
+    unsigned char text[3000];
+    for (int i = 0; i < 3000; i++)
+        text[i] = (unsigned char)("abcdefgh "[i * 7 % 9] + i % 3);
+    char gz[4200], bad[4200];
+    write_gz(join(gz, sizeof gz, dir, "text.gz"), text, sizeof text);
+    FILE *f = fopen(gz, "rb");
+    ck_assert(f != NULL);
+    unsigned char comp[8192 + 16];
+    size_t clen = fread(comp, 1, 8192, f);
+    fclose(f);
+    ck_assert_msg(clen > 20 && clen < 8192, "compressed size %zu", clen);
+    join(bad, sizeof bad, dir, "bad.gz");
+    unsigned char *out;
+    size_t len;
+    dp_err err = { "" };
+    for (size_t cut = 2; cut < clen; cut++) {
+        write_bytes(bad, comp, cut);
+        ck_assert_msg(dp_data_read_all(bad, 1 << 20, &out, &len, &err) == -1,
+                      "the first %zu of %zu bytes were accepted", cut, clen);
+        ck_assert_msg(strstr(err.msg, bad) && strstr(err.msg, "truncated"), "cut %zu: %s", cut,
+                      err.msg);
+    }
+    memcpy(comp + clen, "garbage", 7);
+    write_bytes(bad, comp, clen + 7);
+    ck_assert_int_eq(dp_data_read_all(bad, 1 << 20, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "not gzip data"), "%s", err.msg);
+    comp[clen - 6] ^= 1; /* the CRC-32, before the 4-byte length */
+    write_bytes(bad, comp, clen);
+    ck_assert_int_eq(dp_data_read_all(bad, 1 << 20, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "corrupt compressed data (incorrect data check)"), "%s",
                   err.msg);
+    comp[clen - 6] ^= 1;
+    memcpy(comp + clen, comp, clen); /* two members, as `cat a.gz b.gz` */
+    write_bytes(bad, comp, 2 * clen);
+    ck_assert_msg(dp_data_read_all(bad, 1 << 20, &out, &len, &err) == 0, "%s", err.msg);
+    ck_assert(len == 2 * sizeof text && !memcmp(out, text, sizeof text) &&
+              !memcmp(out + sizeof text, text, sizeof text));
+    free(out);
+    ck_assert_int_eq(dp_data_read_all(bad, 5999, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "more than 5999 bytes"), "%s", err.msg);
+    char fifo[4200];
+    ck_assert(mkfifo(join(fifo, sizeof fifo, dir, "fifo"), 0600) == 0);
+    ck_assert_int_eq(dp_data_read_all(fifo, 1 << 20, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "is a named pipe"), "%s", err.msg);
+    ck_assert_int_eq(dp_data_read_all(dir, 1 << 20, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "is a directory"), "%s", err.msg);
 }
 END_TEST
 
@@ -1003,6 +1058,7 @@ Suite *idx_suite(void)
     tcase_add_test(tc, test_idx_gzip);
     tcase_add_test(tc, test_idx_truncated);
     tcase_add_test(tc, test_idx_gzip_truncated);
+    tcase_add_test(tc, test_data_gzip_damaged);
     tcase_add_test(tc, test_idx_bad_magic);
     tcase_add_test(tc, test_idx_bad_type);
     tcase_add_test(tc, test_idx_bad_ndim);
