@@ -1,5 +1,6 @@
 /* data.c -- choosing and loading a run's data from the [data] section. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,9 +158,24 @@ int dp_data_load(const dp_data_config *c, uint64_t seed, dp_dataset *train, dp_d
         rc = dp_synthetic_make(c, seed, train, test, err);
         break;
     }
-    if (rc == 0 && c->limit > 0 && c->limit < train->n)
+    if (rc < 0)
+        return -1;
+    if (c->limit > 0 && c->limit < train->n)
         train->n = c->limit; /* the first `limit` samples, in file order */
-    return rc;
+    /* A batch is held whole on the host and on every device: inputs and targets. */
+    int widest = train->features > train->targets ? train->features : train->targets;
+    if (c->batch < 1 || (uint64_t)c->batch > DP_DATA_MAX_VALUES / (uint64_t)widest) {
+        if (c->batch < 1)
+            dp_fail(err, "data.batch = %d: a batch needs at least 1 sample", c->batch);
+        else
+            dp_fail(err, "data.batch = %d samples of %d values each is more than the %" PRIu64
+                         " values a batch may hold; lower data.batch",
+                    c->batch, widest, DP_DATA_MAX_VALUES);
+        dp_dataset_free(train);
+        dp_dataset_free(test);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- reading a data file ----

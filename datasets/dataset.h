@@ -44,6 +44,10 @@ typedef struct dp_data_config {
     long test_samples;   /* synthetic: test samples */
 } dp_data_config;
 
+/* The most values (floats) one split of a data set, or one batch of it, may hold: 2^32, that is
+ * 16 GiB, which keeps a configuration's sizes from asking for absurd allocations. */
+#define DP_DATA_MAX_VALUES ((uint64_t)1 << 32)
+
 dp_data_config dp_data_defaults(void);
 /* One sample's shape: [channels, height, width] for images, else a vector of features. */
 dp_shape dp_dataset_shape(const dp_dataset *d);

@@ -101,7 +101,7 @@ int dp_text_parse(const unsigned char *b, size_t len, int context, const char *w
                             "training part and the held-out last tenth must each hold more "
                             "than one context (at least %zu bytes); use a longer text or a "
                             "shorter context",
-                       what, len, context, (size_t)(context + 1) * 10);
+                       what, len, context, ((size_t)context + 1) * 10);
     if (make_windows(b, len - held_out, context, "text train", train, err) < 0)
         return -1;
     if (make_windows(b + len - held_out, held_out, context, "text test", test, err) < 0) {

@@ -124,6 +124,13 @@ gzip -c "$work/idx-gz/train-images-idx3-ubyte" | head -c 500 \
 rm "$work/idx-gz/train-images-idx3-ubyte"
 within 20 2 'train-images-idx3-ubyte.gz: truncated' -- \
     "$DPMPTOP" --headless -c "$base" --set data.kind=idx --set data.path="$work/idx-gz"
+# Sizes from the configuration are checked in 64 bits, and refused with the limit.
+within 20 2 'data.samples = 1000000000 samples of .* more than the 4294967296 values' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.samples=1000000000 --set data.features=1048576
+within 20 2 'data.batch = 1048576 samples of 8192 values each is more than the 4294967296' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.samples=2 --set data.test_samples=2 \
+    --set data.features=8192 --set data.batch=1048576
+grep -q -- '-[0-9]' "$work/err" && fail "a negative number in: $(cat "$work/err")"
 
 # ---- weights ----
 
@@ -158,7 +165,8 @@ open(path, 'wb').write(struct.pack('<Q', len(j)) + j + data)
 PY
 }
 mkfifo "$work/init.fifo"
-within 20 2 'init.fifo: is a named pipe' -- "$DPMPTOP" --headless -c "$base" --init "$work/init.fifo"
+within 20 2 'init.fifo: is a named pipe' -- \
+    "$DPMPTOP" --headless -c "$base" --init "$work/init.fifo"
 within 20 2 '/dev/zero: is a device' -- "$DPMPTOP" --headless -c "$base" --init /dev/zero
 write_weights "$work/offset0.safetensors" offset0
 within 20 2 'offset0.safetensors: tensor "0.bias" \(data_offsets \[0, 64\]\) overlaps' -- \

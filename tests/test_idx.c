@@ -996,6 +996,41 @@ START_TEST(test_synthetic_deterministic)
 END_TEST
 
 /* Labels lie in [0, classes) and every class appears; inputs are finite. */
+/* Sizes from the configuration are checked in 64 bits before anything is allocated: samples
+ * x features and batch x features beyond DP_DATA_MAX_VALUES are refused with the limit, and no
+ * message holds a negative number. */
+START_TEST(test_data_sizes)
+{
+    dp_data_config c = synthetic_config();
+    dp_dataset tr, te;
+    dp_err err = { "" };
+    c.samples = 1000000000;
+    c.features = 1 << 20;
+    ck_assert_int_eq(dp_data_load(&c, 1, &tr, &te, &err), -1);
+    ck_assert_msg(strstr(err.msg, "data.samples = 1000000000 samples of data.features = 1048576 "
+                                  "values each is more than the 4294967296 values"),
+                  "%s", err.msg);
+    c = synthetic_config();
+    c.test_samples = 4295;
+    c.features = 1000000;
+    ck_assert_int_eq(dp_data_load(&c, 1, &tr, &te, &err), -1);
+    ck_assert_msg(strstr(err.msg, "lower data.test_samples"), "%s", err.msg);
+    c = synthetic_config();
+    c.samples = c.test_samples = 2;
+    c.features = 8192;
+    c.batch = 1 << 20;
+    ck_assert_int_eq(dp_data_load(&c, 1, &tr, &te, &err), -1);
+    ck_assert_msg(strstr(err.msg, "data.batch = 1048576 samples of 8192 values each is more "
+                                  "than the 4294967296 values a batch may hold"),
+                  "%s", err.msg);
+    ck_assert_msg(!strchr(err.msg, '-'), "%s", err.msg);
+    c.batch = 1 << 19;
+    ck_assert_msg(dp_data_load(&c, 1, &tr, &te, &err) == 0, "%s", err.msg);
+    dp_dataset_free(&tr);
+    dp_dataset_free(&te);
+}
+END_TEST
+
 START_TEST(test_synthetic_labels)
 {
     dp_data_config c = synthetic_config();
@@ -1090,6 +1125,7 @@ Suite *idx_suite(void)
     TCase *syn = tcase_create("synthetic");
     tcase_add_test(syn, test_synthetic_deterministic);
     tcase_add_test(syn, test_synthetic_labels);
+    tcase_add_test(syn, test_data_sizes);
     tcase_add_test(syn, test_synthetic_train_test_differ);
     suite_add_tcase(s, syn);
     return s;
