@@ -1,10 +1,16 @@
 /* data.c -- choosing and loading a run's data from the [data] section. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include "datasets/dataset.h"
+#include "engine/fileio.h"
 
 static const char *const kind_names[] = {
     [DP_DATA_FASHION_MNIST] = "fashion-mnist", [DP_DATA_MNIST] = "mnist",
@@ -152,9 +158,181 @@ int dp_data_load(const dp_data_config *c, uint64_t seed, dp_dataset *train, dp_d
         rc = dp_synthetic_make(c, seed, train, test, err);
         break;
     }
-    if (rc == 0 && c->limit > 0 && c->limit < train->n)
+    if (rc < 0)
+        return -1;
+    if (c->limit > 0 && c->limit < train->n)
         train->n = c->limit; /* the first `limit` samples, in file order */
-    return rc;
+    /* A batch is held whole on the host and on every device: inputs and targets. */
+    int widest = train->features > train->targets ? train->features : train->targets;
+    if (c->batch < 1 || (uint64_t)c->batch > DP_DATA_MAX_VALUES / (uint64_t)widest) {
+        if (c->batch < 1)
+            dp_fail(err, "data.batch = %d: a batch needs at least 1 sample", c->batch);
+        else
+            dp_fail(err, "data.batch = %d samples of %d values each is more than the %" PRIu64
+                         " values a batch may hold; lower data.batch",
+                    c->batch, widest, DP_DATA_MAX_VALUES);
+        dp_dataset_free(train);
+        dp_dataset_free(test);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- reading a data file ----
+ * zlib's gzread is not used: it takes a stream that ends early for a short file (gzerror says
+ * so only if asked) and skips whatever follows the last gzip member, so a truncated or damaged
+ * download would train on what decoded. inflate reports both. */
+
+struct dp_data_file {
+    const char *path;
+    int fd;
+    bool gz;      /* gzip members, else the bytes as they are */
+    bool eof;     /* read() has returned 0 */
+    bool between; /* a gzip member ended: the file ends here or another member begins */
+    z_stream z;   /* next_in and avail_in are the unread part of in[], in both modes */
+    unsigned char in[1 << 16];
+};
+
+/* Moves the unread input to the front of in[] and reads more after it. */
+static int refill(dp_data_file *f, dp_err *err)
+{
+    memmove(f->in, f->z.next_in, f->z.avail_in);
+    f->z.next_in = f->in;
+    ssize_t n;
+    do
+        n = read(f->fd, f->in + f->z.avail_in, sizeof f->in - f->z.avail_in);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return dp_fail(err, "%s: cannot read: %s", f->path, strerror(errno));
+    f->eof = n == 0;
+    f->z.avail_in += (uInt)n;
+    return 0;
+}
+
+dp_data_file *dp_data_open(const char *path, dp_err *err)
+{
+    dp_data_file *f = calloc(1, sizeof *f);
+    if (!f) {
+        dp_fail(err, "%s: out of memory", path);
+        return NULL;
+    }
+    f->path = path;
+    f->z.next_in = f->in;
+    f->fd = dp_open_input(path, err);
+    if (f->fd < 0 || refill(f, err) < 0)
+        goto fail;
+    f->gz = f->z.avail_in >= 2 && f->in[0] == 0x1f && f->in[1] == 0x8b;
+    if (f->gz && inflateInit2(&f->z, 15 + 16) != Z_OK) { /* 16: gzip wrapping only */
+        dp_fail(err, "%s: out of memory for zlib", path);
+        goto fail;
+    }
+    return f;
+fail:
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f);
+    return NULL;
+}
+
+long dp_data_read(dp_data_file *f, void *buf, size_t len, dp_err *err)
+{
+    unsigned char *out = buf;
+    size_t got = 0;
+    while (got < len) {
+        if (f->z.avail_in < 2 && !f->eof && refill(f, err) < 0)
+            return -1;
+        if (!f->gz) {
+            size_t k = len - got < f->z.avail_in ? len - got : f->z.avail_in;
+            if (k == 0)
+                break;
+            memcpy(out + got, f->z.next_in, k);
+            f->z.next_in += k;
+            f->z.avail_in -= (uInt)k;
+            got += k;
+            continue;
+        }
+        if (f->between) {
+            if (f->z.avail_in == 0)
+                break;
+            if (f->z.avail_in < 2 || f->z.next_in[0] != 0x1f || f->z.next_in[1] != 0x8b)
+                return dp_fail(err, "%s: damaged: bytes that are not gzip data follow the end "
+                                    "of the compressed stream; download or compress the file "
+                                    "again",
+                               f->path);
+            inflateReset(&f->z);
+            f->between = false;
+        }
+        f->z.next_out = out + got;
+        f->z.avail_out = len - got > (1u << 30) ? 1u << 30 : (uInt)(len - got);
+        int rc = inflate(&f->z, Z_NO_FLUSH);
+        got = (size_t)(f->z.next_out - out);
+        if (rc == Z_STREAM_END)
+            f->between = true;
+        else if (rc == Z_BUF_ERROR && f->eof && f->z.avail_in == 0)
+            return dp_fail(err, "%s: truncated: the compressed stream ends early (unexpected "
+                                "end of file); download or compress the file again",
+                           f->path);
+        else if (rc == Z_MEM_ERROR)
+            return dp_fail(err, "%s: out of memory for zlib", f->path);
+        else if (rc != Z_OK && rc != Z_BUF_ERROR)
+            return dp_fail(err, "%s: corrupt compressed data (%s); download or compress the "
+                                "file again",
+                           f->path, f->z.msg ? f->z.msg : "bad gzip stream");
+    }
+    return (long)got;
+}
+
+void dp_data_close(dp_data_file *f)
+{
+    if (!f)
+        return;
+    if (f->gz)
+        inflateEnd(&f->z);
+    close(f->fd);
+    free(f);
+}
+
+int dp_data_read_all(const char *path, size_t max, unsigned char **out, size_t *len,
+                     dp_err *err)
+{
+    dp_data_file *f = dp_data_open(path, err);
+    if (!f)
+        return -1;
+    size_t cap = 0, got = 0;
+    unsigned char *buf = NULL;
+    for (;;) {
+        if (got == cap) {
+            if (cap > max) {
+                dp_fail(err, "%s: more than %zu bytes (uncompressed), more than dpmptop reads "
+                             "from one data file; use a smaller file",
+                        path, max);
+                goto fail;
+            }
+            size_t bigger = cap ? 2 * cap : (size_t)1 << 16;
+            bigger = bigger > max + 1 ? max + 1 : bigger; /* one byte more tells "too long" */
+            unsigned char *grown = realloc(buf, bigger);
+            if (!grown) {
+                dp_fail(err, "%s: out of memory for %zu bytes", path, bigger);
+                goto fail;
+            }
+            buf = grown;
+            cap = bigger;
+        }
+        long n = dp_data_read(f, buf + got, cap - got, err);
+        if (n < 0)
+            goto fail;
+        got += (size_t)n;
+        if (got < cap)
+            break;
+    }
+    dp_data_close(f);
+    *out = buf;
+    *len = got;
+    return 0;
+fail:
+    dp_data_close(f);
+    free(buf);
+    return -1;
 }
 
 void dp_dataset_free(dp_dataset *d)

@@ -44,6 +44,10 @@ typedef struct dp_data_config {
     long test_samples;   /* synthetic: test samples */
 } dp_data_config;
 
+/* The most values (floats) one split of a data set, or one batch of it, may hold: 2^32, that is
+ * 16 GiB, which keeps a configuration's sizes from asking for absurd allocations. */
+#define DP_DATA_MAX_VALUES ((uint64_t)1 << 32)
+
 dp_data_config dp_data_defaults(void);
 /* One sample's shape: [channels, height, width] for images, else a vector of features. */
 dp_shape dp_dataset_shape(const dp_dataset *d);
@@ -58,6 +62,24 @@ const char *dp_data_default_path(dp_data_kind k);
 int dp_data_load(const dp_data_config *c, uint64_t seed, dp_dataset *train, dp_dataset *test,
                  dp_err *err);
 void dp_dataset_free(dp_dataset *d);
+
+/* ---- reading a data file, plain or gzip-compressed: data.c ---- */
+
+/* An open data file; its bytes come out decompressed when it is gzip (one member or several
+ * concatenated, as gzip itself reads them). */
+typedef struct dp_data_file dp_data_file;
+
+/* Opens path through dp_open_input (a FIFO, a device or a directory is refused before a byte is
+ * read); NULL with err set on failure. */
+dp_data_file *dp_data_open(const char *path, dp_err *err);
+/* Reads up to len bytes into buf; returns the count, less than len only at the end of the data,
+ * or -1 with err naming the file when the compressed stream is truncated, corrupt (a bad CRC or
+ * length check) or followed by bytes that are not another gzip member. */
+long dp_data_read(dp_data_file *f, void *buf, size_t len, dp_err *err);
+void dp_data_close(dp_data_file *f);
+/* Reads a whole data file into a new buffer, refusing more than max bytes once decompressed. */
+int dp_data_read_all(const char *path, size_t max, unsigned char **out, size_t *len,
+                     dp_err *err);
 
 /* ---- IDX (the MNIST family): idx.c ---- */
 

@@ -1,12 +1,11 @@
 /* idx.c -- the IDX format of MNIST and Fashion-MNIST (http://yann.lecun.com/exdb/mnist/):
  * two zero bytes, a type byte (0x08 = unsigned byte), a dimension count, then one big-endian
- * uint32 per dimension, then the data. Read through zlib, so .gz and plain files both work. */
-#include <errno.h>
+ * uint32 per dimension, then the data. Read through dp_data_read, so .gz and plain files both
+ * work. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "datasets/dataset.h"
 
@@ -14,36 +13,16 @@
  * hostile header from asking for absurd allocations. */
 #define IDX_MAX_BYTES ((size_t)1 << 32)
 
-/* Reads exactly `len` bytes; returns the count read, or -1 on a read error. */
-static long read_full(gzFile f, void *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        unsigned chunk = len - got > (1u << 30) ? (1u << 30) : (unsigned)(len - got);
-        int n = gzread(f, (char *)buf + got, chunk);
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return (long)got;
-}
-
 int dp_idx_read(const char *path, dp_idx *out, dp_err *err)
 {
     memset(out, 0, sizeof *out);
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
+    dp_data_file *f = dp_data_open(path, err);
     if (!f)
-        return dp_fail(err, "%s: cannot open: %s", path, errno ? strerror(errno) : "zlib error");
+        return -1;
     uint8_t head[4];
-    long n = read_full(f, head, 4);
-    if (n < 0) {
-        int zerr;
-        dp_fail(err, "%s: cannot read: %s", path, gzerror(f, &zerr));
+    long n = dp_data_read(f, head, 4, err);
+    if (n < 0)
         goto fail;
-    }
     if (n == 0) {
         dp_fail(err, "%s: the file is empty; expected an MNIST-style images or labels file", path);
         goto fail;
@@ -66,7 +45,10 @@ int dp_idx_read(const char *path, dp_idx *out, dp_err *err)
     }
     out->ndim = head[3];
     uint8_t dims[16];
-    if (read_full(f, dims, 4u * (unsigned)out->ndim) != 4 * out->ndim) {
+    n = dp_data_read(f, dims, 4u * (unsigned)out->ndim, err);
+    if (n < 0)
+        goto fail;
+    if (n != 4 * out->ndim) {
         dp_fail(err, "%s: truncated IDX header", path);
         goto fail;
     }
@@ -97,12 +79,9 @@ int dp_idx_read(const char *path, dp_idx *out, dp_err *err)
             goto fail;
         }
         out->data = grown;
-        n = read_full(f, out->data + got, cap - got);
-        if (n < 0) {
-            int zerr;
-            dp_fail(err, "%s: cannot read: %s", path, gzerror(f, &zerr));
+        n = dp_data_read(f, out->data + got, cap - got, err);
+        if (n < 0)
             goto fail;
-        }
         got += (size_t)n;
         if (got < cap || cap == count)
             break;
@@ -115,15 +94,18 @@ int dp_idx_read(const char *path, dp_idx *out, dp_err *err)
         goto fail;
     }
     uint8_t extra;
-    if (read_full(f, &extra, 1) != 0) {
+    n = dp_data_read(f, &extra, 1, err); /* 0 also means a gzip stream ended intact */
+    if (n < 0)
+        goto fail;
+    if (n != 0) {
         dp_fail(err, "%s: the file is longer than its IDX header announces (%zu data bytes)",
                 path, count);
         goto fail;
     }
-    gzclose(f);
+    dp_data_close(f);
     return 0;
 fail:
-    gzclose(f);
+    dp_data_close(f);
     dp_idx_free(out);
     return -1;
 }

@@ -1,5 +1,6 @@
 /* synthetic.c -- a classification task that needs no files: Gaussian inputs labelled by the
  * arg-max of a seeded random teacher network features -> 32 (tanh) -> classes. */
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,17 @@ static int make_split(dp_dataset *d, const teacher *t, long n, uint64_t seed, in
 int dp_synthetic_make(const dp_data_config *c, uint64_t seed, dp_dataset *train,
                       dp_dataset *test, dp_err *err)
 {
+    long most = c->samples > c->test_samples ? c->samples : c->test_samples;
+    if (c->features < 1 || c->classes < 2 || c->samples < 1 || c->test_samples < 1)
+        return dp_fail(err, "the synthetic task needs data.features >= 1, data.classes >= 2, "
+                            "data.samples >= 1 and data.test_samples >= 1");
+    if ((uint64_t)most > DP_DATA_MAX_VALUES / (uint64_t)c->features)
+        return dp_fail(err, "%s = %ld samples of data.features = %d values each is more than "
+                            "the %" PRIu64 " values (16 GiB) a data set may hold; lower %s or "
+                            "data.features",
+                       most == c->samples ? "data.samples" : "data.test_samples", most,
+                       c->features, DP_DATA_MAX_VALUES,
+                       most == c->samples ? "data.samples" : "data.test_samples");
     teacher t;
     if (teacher_make(&t, c->features, c->classes, seed) < 0) {
         teacher_free(&t);

@@ -7,63 +7,15 @@
  * files in name order, one after the other, leaving out symbolic links and binary files (those
  * with a NUL byte): /usr/share/games/fortunes, say, without its .dat indices and .u8 links. */
 #include <dirent.h>
-#include <sys/stat.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
+#include <sys/stat.h>
 
 #include "datasets/dataset.h"
 
 #define TEXT_MAX_BYTES ((size_t)1 << 31) /* 2 GiB: the windows are held as floats */
-
-/* Reads the whole (possibly compressed) file into a new buffer. */
-static int read_all(const char *path, unsigned char **out, size_t *len, dp_err *err)
-{
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return dp_fail(err, "%s: cannot open: %s; data.path must name a text file", path,
-                       errno ? strerror(errno) : "zlib error");
-    size_t cap = 1 << 20, got = 0;
-    unsigned char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            gzclose(f);
-            return dp_fail(err, "%s: out of memory reading the text", path);
-        }
-        if (got == cap) {
-            if (cap >= TEXT_MAX_BYTES) {
-                free(buf);
-                gzclose(f);
-                return dp_fail(err, "%s: more than %zu bytes of text; use a shorter file", path,
-                               TEXT_MAX_BYTES);
-            }
-            unsigned char *bigger = realloc(buf, cap * 2);
-            if (!bigger)
-                free(buf);
-            buf = bigger;
-            cap *= 2;
-            continue;
-        }
-        int n = gzread(f, buf + got, (unsigned)(cap - got > (1u << 30) ? 1u << 30 : cap - got));
-        if (n < 0) {
-            int zerr;
-            dp_fail(err, "%s: cannot read: %s", path, gzerror(f, &zerr));
-            free(buf);
-            gzclose(f);
-            return -1;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    gzclose(f);
-    *out = buf;
-    *len = got;
-    return 0;
-}
 
 /* Cuts bytes [0, len) into windows of context bytes (with one more byte for the targets). */
 static int make_windows(const unsigned char *b, size_t len, int context, const char *name,
@@ -109,7 +61,7 @@ static int read_dir(const char *dir, unsigned char **out, size_t *len, dp_err *e
             continue;
         }
         free(names[i]);
-        if (read_all(path, &b, &blen, err) < 0) {
+        if (dp_data_read_all(path, TEXT_MAX_BYTES, &b, &blen, err) < 0) {
             rc = -1;
             continue;
         }
@@ -149,7 +101,7 @@ int dp_text_parse(const unsigned char *b, size_t len, int context, const char *w
                             "training part and the held-out last tenth must each hold more "
                             "than one context (at least %zu bytes); use a longer text or a "
                             "shorter context",
-                       what, len, context, (size_t)(context + 1) * 10);
+                       what, len, context, ((size_t)context + 1) * 10);
     if (make_windows(b, len - held_out, context, "text train", train, err) < 0)
         return -1;
     if (make_windows(b + len - held_out, held_out, context, "text test", test, err) < 0) {
@@ -166,7 +118,8 @@ int dp_text_load(const char *path, int context, dp_dataset *train, dp_dataset *t
     size_t len = 0;
     struct stat st;
     bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-    if ((dir ? read_dir(path, &b, &len, err) : read_all(path, &b, &len, err)) < 0)
+    if ((dir ? read_dir(path, &b, &len, err)
+             : dp_data_read_all(path, TEXT_MAX_BYTES, &b, &len, err)) < 0)
         return -1;
     int rc = dp_text_parse(b, len, context, path, train, test, err);
     free(b);

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +266,80 @@ static void shape_text(char *buf, size_t size, int ndim, const uint64_t *shape)
         snprintf(buf + used, size - used, "]");
 }
 
+/* Where a tensor's bytes lie in the data section, and which of the model's tensors it is. */
+typedef struct span {
+    uint64_t begin, end;
+    int k;
+} span;
+
+static int span_cmp(const void *a, const void *b)
+{
+    const span *x = a, *y = b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+/* The format requires the tensors' data to tile the data section: sorted by offset, the first
+ * begins at 0, each begins where the one before ended, and the last ends with the file. */
+static int check_spans(span *sp, int n, size_t data_len, const dp_model_tensor *t,
+                       const char *what, dp_err *err)
+{
+    qsort(sp, (size_t)n, sizeof *sp, span_cmp);
+    uint64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        if (sp[i].begin == at) {
+            at = sp[i].end;
+            continue;
+        }
+        if (i == 0)
+            return dp_fail(err, "%s: tensor \"%s\" comes first in the data but begins at byte %"
+                                PRIu64 "; the data offsets must start at 0 and follow one "
+                                "another, as the safetensors format requires",
+                           what, t[sp[i].k].name, sp[i].begin);
+        if (sp[i].begin < at)
+            return dp_fail(err, "%s: tensor \"%s\" (data_offsets [%" PRIu64 ", %" PRIu64
+                                "]) overlaps tensor \"%s\" (which ends at byte %" PRIu64
+                                "); each tensor's data must follow the previous one's, as the "
+                                "safetensors format requires",
+                           what, t[sp[i].k].name, sp[i].begin, sp[i].end, t[sp[i - 1].k].name,
+                           at);
+        return dp_fail(err, "%s: tensor \"%s\" begins at byte %" PRIu64 ", leaving a gap of %"
+                            PRIu64 " bytes after tensor \"%s\"; each tensor's data must follow "
+                            "the previous one's, as the safetensors format requires",
+                       what, t[sp[i].k].name, sp[i].begin, sp[i].begin - at,
+                       t[sp[i - 1].k].name);
+    }
+    if (at != data_len)
+        return dp_fail(err, "%s: %" PRIu64 " bytes after the last tensor (\"%s\") belong to "
+                            "no tensor; the data section must end with the last tensor, as the "
+                            "safetensors format requires",
+                       what, (uint64_t)data_len - at, n ? t[sp[n - 1].k].name : "none");
+    return 0;
+}
+
+/* Refuses a NaN or an infinity in a loaded tensor: training would carry it silently (a ReLU
+ * makes 0 of NaN), so the file is reported instead, with the first such value's index. */
+static int check_finite(const float *v, const dp_model_tensor *t, const char *what, dp_err *err)
+{
+    size_t i = 0;
+    while (i < t->info.count && isfinite(v[i]))
+        i++;
+    if (i == t->info.count)
+        return 0;
+    char at[96];
+    uint64_t idx[DP_MAX_DIMS];
+    size_t rest = i;
+    for (int d = t->info.ndim - 1; d >= 0; d--) {
+        idx[d] = rest % (uint64_t)t->info.shape[d];
+        rest /= (uint64_t)t->info.shape[d];
+    }
+    shape_text(at, sizeof at, t->info.ndim, idx);
+    return dp_fail(err, "%s: tensor %s holds %s at index %zu (%s); dpmptop loads only finite "
+                        "values",
+                   what, t->name, isnan(v[i]) ? "NaN" : v[i] > 0 ? "+Inf" : "-Inf", i, at);
+}
+
 static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
                          const dp_model *m, int n_slots, const char *const *slots, float *host,
                          dp_err *err)
@@ -284,8 +359,9 @@ static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
     int n = 0;
     dp_model_tensor *t = list_tensors(m, n_slots, slots, &n);
     bool *seen = calloc((size_t)n + 1, sizeof *seen);
+    span *sp = calloc((size_t)n + 1, sizeof *sp);
     int rc = -1;
-    if (!t || !seen) {
+    if (!t || !seen || !sp) {
         dp_fail(err, "%s: out of memory", what);
         goto done;
     }
@@ -362,7 +438,7 @@ static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
                         what, name, e.begin, e.end, info->count, data_len);
                 goto done;
             }
-            memcpy(host + info->offset, data + e.begin, info->count * sizeof(float));
+            sp[found - 1] = (span){ e.begin, e.end, k };
         } while (eat(&j, ','));
         if (!eat(&j, '}')) {
             dp_fail(err, "%s: malformed safetensors header near byte %td", what,
@@ -384,10 +460,19 @@ static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
                 what, t[k].name, found, n);
         goto done;
     }
+    if (check_spans(sp, n, data_len, t, what, err) < 0)
+        goto done;
+    for (int i = 0; i < n; i++) {
+        const dp_model_tensor *tk = &t[sp[i].k];
+        memcpy(host + tk->info.offset, data + sp[i].begin, tk->info.count * sizeof(float));
+        if (check_finite(host + tk->info.offset, tk, what, err) < 0)
+            goto done;
+    }
     rc = 0;
 done:
     free(t);
     free(seen);
+    free(sp);
     return rc;
 }
 

@@ -14,7 +14,9 @@
 int dp_safetensors_save(const char *path, const dp_model *m, const float *host, dp_err *err);
 
 /* Reads path into host[n_params], requiring exactly the model's tensor names with the same
- * shapes and dtype F32. Every size and offset is checked before use. */
+ * shapes and dtype F32, their data tiling the data section (sorted by offset: from 0, each
+ * where the previous ended, the last at the end) and every value finite. Every size and offset
+ * is checked before use. */
 int dp_safetensors_load(const char *path, const dp_model *m, float *host, dp_err *err);
 
 /* The same for per-parameter state of `n_slots` slots (an optimizer's: host[n_slots][n_params]),

@@ -62,7 +62,149 @@ within() {
 
 # ---- data ----
 
+# write_idx DIR: the four MNIST-named IDX files of 4x4 images (60 training, 20 test, labels 0-9).
+write_idx() {
+    python3 - "$1" <<'PY' || fail "could not write IDX files in $1"
+import os, random, struct, sys
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+rnd = random.Random(11)
+for split, n in (('train', 60), ('t10k', 20)):
+    open(f'{d}/{split}-images-idx3-ubyte', 'wb').write(
+        struct.pack('>BBBBIII', 0, 0, 8, 3, n, 4, 4) + rnd.randbytes(16 * n))
+    open(f'{d}/{split}-labels-idx1-ubyte', 'wb').write(
+        struct.pack('>BBBBI', 0, 0, 8, 1, n) + bytes(rnd.randrange(10) for _ in range(n)))
+PY
+}
+# A FIFO, a device or a directory as a data file is refused (exit 2) before training, without
+# blocking in open().
+write_idx "$work/idx-fifo"
+rm "$work/idx-fifo/train-images-idx3-ubyte"
+mkfifo "$work/idx-fifo/train-images-idx3-ubyte"
+for kind in idx mnist fashion-mnist; do
+    within 20 2 'train-images-idx3-ubyte: is a named pipe, not a regular file' -- \
+        "$DPMPTOP" --headless -c "$base" --set data.kind=$kind --set data.path="$work/idx-fifo"
+done
+write_idx "$work/idx-dir"
+rm "$work/idx-dir/t10k-labels-idx1-ubyte"
+mkdir "$work/idx-dir/t10k-labels-idx1-ubyte"
+within 20 2 't10k-labels-idx1-ubyte: is a directory, not a regular file' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.kind=idx --set data.path="$work/idx-dir"
+write_cifar "$work/cifar-fifo" 2 2
+rm "$work/cifar-fifo/data_batch_3.bin"
+mkfifo "$work/cifar-fifo/data_batch_3.bin"
+within 20 2 'data_batch_3.bin: is a named pipe' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.kind=cifar10 --set data.path="$work/cifar-fifo"
+mkfifo "$work/text.fifo"
+within 20 2 'text.fifo: is a named pipe' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.kind=text --set data.path="$work/text.fifo"
+within 20 2 '/dev/zero: is a device, not a regular file' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.kind=text --set data.path=/dev/zero
+# In a directory of texts a FIFO is skipped like a link: alone it leaves no text; beside a
+# text file it is passed over without blocking.
+mkdir "$work/text-dir"
+mkfifo "$work/text-dir/a.fifo"
+within 20 2 'text-dir: no text files in this directory' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.kind=text --set data.path="$work/text-dir"
+write_text "$work/text-dir/b.txt" 3000
+within 30 0 '' -- \
+    "$DPMPTOP" --headless -c "$base" --steps 1 --set data.kind=text --set data.context=16 \
+    --set data.path="$work/text-dir" --set model.layers='embed:256:8, linear:256'
+grep -q 'done: 1 steps' "$work/out" || fail "the text directory with a FIFO did not train"
+# A compressed stream that ends early, or with bytes after it, is refused naming the file.
+gzip -c "$work/text-dir/b.txt" | head -c 1000 >"$work/cut.txt.gz"
+within 20 2 'cut.txt.gz: truncated: the compressed stream ends early' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.kind=text --set data.path="$work/cut.txt.gz"
+{ gzip -c "$work/text-dir/b.txt"; echo trailing; } >"$work/tail.txt.gz"
+within 20 2 'tail.txt.gz: damaged: bytes that are not gzip data follow' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.kind=text --set data.path="$work/tail.txt.gz"
+write_idx "$work/idx-gz"
+gzip -c "$work/idx-gz/train-images-idx3-ubyte" | head -c 500 \
+    >"$work/idx-gz/train-images-idx3-ubyte.gz"
+rm "$work/idx-gz/train-images-idx3-ubyte"
+within 20 2 'train-images-idx3-ubyte.gz: truncated' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.kind=idx --set data.path="$work/idx-gz"
+# Sizes from the configuration are checked in 64 bits, and refused with the limit.
+within 20 2 'data.samples = 1000000000 samples of .* more than the 4294967296 values' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.samples=1000000000 --set data.features=1048576
+within 20 2 'data.batch = 1048576 samples of 8192 values each is more than the 4294967296' -- \
+    "$DPMPTOP" --headless -c "$base" --set data.samples=2 --set data.test_samples=2 \
+    --set data.features=8192 --set data.batch=1048576
+grep -q -- '-[0-9]' "$work/err" && fail "a negative number in: $(cat "$work/err")"
+
 # ---- weights ----
+
+# write_weights FILE CASE: safetensors for base.ini's model (0.weight [16,10], 0.bias [16],
+# 2.weight [10,16], 2.bias [10]) with contiguous offsets and finite values, but for CASE:
+# offset0 (every tensor at offset 0), gap (4 bytes before 0.bias), nan (0.weight[7]) or inf
+# (+Inf in 2.bias[9]).
+write_weights() {
+    python3 - "$@" <<'PY' || fail "could not write $1"
+import json, struct, sys
+path, case = sys.argv[1], sys.argv[2]
+shapes = [('0.weight', [16, 10], 160), ('0.bias', [16], 16), ('2.weight', [10, 16], 160),
+          ('2.bias', [10], 10)]
+values = [0.01 * (i % 7) for i in range(346)]
+header, at = {}, 0
+for name, shape, n in shapes:
+    if case == 'gap' and name == '0.bias':
+        at += 4
+    begin = 0 if case == 'offset0' else at
+    header[name] = {'dtype': 'F32', 'shape': shape, 'data_offsets': [begin, begin + 4 * n]}
+    at = begin + 4 * n
+if case == 'nan':
+    values[7] = float('nan')
+if case == 'inf':
+    values[-1] = float('inf')
+data = struct.pack(f'<{len(values)}f', *values)
+if case == 'gap':
+    data = data[:640] + bytes(4) + data[640:]
+j = json.dumps(header).encode()
+j += b' ' * (-len(j) % 8)
+open(path, 'wb').write(struct.pack('<Q', len(j)) + j + data)
+PY
+}
+mkfifo "$work/init.fifo"
+within 20 2 'init.fifo: is a named pipe' -- \
+    "$DPMPTOP" --headless -c "$base" --init "$work/init.fifo"
+within 20 2 '/dev/zero: is a device' -- "$DPMPTOP" --headless -c "$base" --init /dev/zero
+write_weights "$work/offset0.safetensors" offset0
+within 20 2 'offset0.safetensors: tensor "0.bias" \(data_offsets \[0, 64\]\) overlaps' -- \
+    "$DPMPTOP" --headless -c "$base" --init "$work/offset0.safetensors"
+write_weights "$work/gap.safetensors" gap
+within 20 2 'gap.safetensors: tensor "0.bias" begins at byte 644, leaving a gap of 4 bytes' -- \
+    "$DPMPTOP" --headless -c "$base" --init "$work/gap.safetensors"
+write_weights "$work/nan.safetensors" nan
+within 20 2 'nan.safetensors: tensor 0.weight holds NaN at index 7 \(\[0, 7\]\)' -- \
+    "$DPMPTOP" --headless -c "$base" --init "$work/nan.safetensors"
+write_weights "$work/inf.safetensors" inf
+within 20 2 'inf.safetensors: tensor 2.bias holds \+Inf at index 9 \(\[9\]\)' -- \
+    "$DPMPTOP" --headless -c "$base" --init "$work/inf.safetensors"
+write_weights "$work/good.safetensors" good
+within 20 0 '' -- "$DPMPTOP" --headless -c "$base" --init "$work/good.safetensors"
+# A NaN in a checkpoint's model or optimizer state stops --resume the same way.
+# poke_nan FILE INDEX: writes a NaN over float INDEX of FILE's data section.
+poke_nan() {
+    python3 - "$@" <<'PY' || fail "could not write a NaN into $1"
+import struct, sys
+path, index = sys.argv[1], int(sys.argv[2])
+b = bytearray(open(path, 'rb').read())
+at = 8 + struct.unpack('<Q', b[:8])[0] + 4 * index
+b[at:at + 4] = struct.pack('<f', float('nan'))
+open(path, 'wb').write(b)
+PY
+}
+for file in model optimizer; do
+    ck="$work/nan-$file"
+    "$DPMPTOP" --headless -c "$base" --set optim.momentum=0.9 --checkpoint-dir "$ck" \
+        --set checkpoint.every=1 --steps 2 >/dev/null 2>&1 </dev/null ||
+        fail "could not write the checkpoints in $ck"
+    poke_nan "$ck/step-00000002/$file.safetensors" 170 # 0.bias[10]
+    [ "$file" = model ] && tensor=0.bias || tensor=0.bias.momentum_buffer
+    within 20 2 "$file.safetensors: tensor $tensor holds NaN at index 10 \(\[10\]\)" -- \
+        "$DPMPTOP" --headless -c "$base" --set optim.momentum=0.9 --checkpoint-dir "$ck" \
+        --resume --steps 4
+done
 
 # ---- checkpoints ----
 

@@ -259,8 +259,63 @@ START_TEST(test_idx_gzip_truncated)
     dp_idx idx;
     dp_err err = { "" };
     ck_assert_msg(dp_idx_read(cut, &idx, &err) == -1, "a truncated .gz file was accepted");
-    ck_assert_msg(strstr(err.msg, cut) != NULL, "message \"%s\" does not name the file",
+    ck_assert_msg(strstr(err.msg, cut) != NULL && strstr(err.msg, "truncated") != NULL,
+                  "message \"%s\" does not name the file and say it is truncated", err.msg);
+}
+END_TEST
+
+/* dp_data_read_all on a gzip file: every cut of the stream is "truncated", bytes after it or a
+ * bad CRC are refused, two members read as one text, and a FIFO or a directory is refused
+ * without blocking. */
+START_TEST(test_data_gzip_damaged)
+{
+    const char *dir = unit_tmpdir();
+    unsigned char text[3000];
+    for (int i = 0; i < 3000; i++)
+        text[i] = (unsigned char)("abcdefgh "[i * 7 % 9] + i % 3);
+    char gz[4200], bad[4200];
+    write_gz(join(gz, sizeof gz, dir, "text.gz"), text, sizeof text);
+    FILE *f = fopen(gz, "rb");
+    ck_assert(f != NULL);
+    unsigned char comp[8192 + 16];
+    size_t clen = fread(comp, 1, 8192, f);
+    fclose(f);
+    ck_assert_msg(clen > 20 && clen < 8192, "compressed size %zu", clen);
+    join(bad, sizeof bad, dir, "bad.gz");
+    unsigned char *out;
+    size_t len;
+    dp_err err = { "" };
+    for (size_t cut = 2; cut < clen; cut++) {
+        write_bytes(bad, comp, cut);
+        ck_assert_msg(dp_data_read_all(bad, 1 << 20, &out, &len, &err) == -1,
+                      "the first %zu of %zu bytes were accepted", cut, clen);
+        ck_assert_msg(strstr(err.msg, bad) && strstr(err.msg, "truncated"), "cut %zu: %s", cut,
+                      err.msg);
+    }
+    memcpy(comp + clen, "garbage", 7);
+    write_bytes(bad, comp, clen + 7);
+    ck_assert_int_eq(dp_data_read_all(bad, 1 << 20, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "not gzip data"), "%s", err.msg);
+    comp[clen - 6] ^= 1; /* the CRC-32, before the 4-byte length */
+    write_bytes(bad, comp, clen);
+    ck_assert_int_eq(dp_data_read_all(bad, 1 << 20, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "corrupt compressed data (incorrect data check)"), "%s",
                   err.msg);
+    comp[clen - 6] ^= 1;
+    memcpy(comp + clen, comp, clen); /* two members, as `cat a.gz b.gz` */
+    write_bytes(bad, comp, 2 * clen);
+    ck_assert_msg(dp_data_read_all(bad, 1 << 20, &out, &len, &err) == 0, "%s", err.msg);
+    ck_assert(len == 2 * sizeof text && !memcmp(out, text, sizeof text) &&
+              !memcmp(out + sizeof text, text, sizeof text));
+    free(out);
+    ck_assert_int_eq(dp_data_read_all(bad, 5999, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "more than 5999 bytes"), "%s", err.msg);
+    char fifo[4200];
+    ck_assert(mkfifo(join(fifo, sizeof fifo, dir, "fifo"), 0600) == 0);
+    ck_assert_int_eq(dp_data_read_all(fifo, 1 << 20, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "is a named pipe"), "%s", err.msg);
+    ck_assert_int_eq(dp_data_read_all(dir, 1 << 20, &out, &len, &err), -1);
+    ck_assert_msg(strstr(err.msg, "is a directory"), "%s", err.msg);
 }
 END_TEST
 
@@ -941,6 +996,41 @@ START_TEST(test_synthetic_deterministic)
 END_TEST
 
 /* Labels lie in [0, classes) and every class appears; inputs are finite. */
+/* Sizes from the configuration are checked in 64 bits before anything is allocated: samples
+ * x features and batch x features beyond DP_DATA_MAX_VALUES are refused with the limit, and no
+ * message holds a negative number. */
+START_TEST(test_data_sizes)
+{
+    dp_data_config c = synthetic_config();
+    dp_dataset tr, te;
+    dp_err err = { "" };
+    c.samples = 1000000000;
+    c.features = 1 << 20;
+    ck_assert_int_eq(dp_data_load(&c, 1, &tr, &te, &err), -1);
+    ck_assert_msg(strstr(err.msg, "data.samples = 1000000000 samples of data.features = 1048576 "
+                                  "values each is more than the 4294967296 values"),
+                  "%s", err.msg);
+    c = synthetic_config();
+    c.test_samples = 4295;
+    c.features = 1000000;
+    ck_assert_int_eq(dp_data_load(&c, 1, &tr, &te, &err), -1);
+    ck_assert_msg(strstr(err.msg, "lower data.test_samples"), "%s", err.msg);
+    c = synthetic_config();
+    c.samples = c.test_samples = 2;
+    c.features = 8192;
+    c.batch = 1 << 20;
+    ck_assert_int_eq(dp_data_load(&c, 1, &tr, &te, &err), -1);
+    ck_assert_msg(strstr(err.msg, "data.batch = 1048576 samples of 8192 values each is more "
+                                  "than the 4294967296 values a batch may hold"),
+                  "%s", err.msg);
+    ck_assert_msg(!strchr(err.msg, '-'), "%s", err.msg);
+    c.batch = 1 << 19;
+    ck_assert_msg(dp_data_load(&c, 1, &tr, &te, &err) == 0, "%s", err.msg);
+    dp_dataset_free(&tr);
+    dp_dataset_free(&te);
+}
+END_TEST
+
 START_TEST(test_synthetic_labels)
 {
     dp_data_config c = synthetic_config();
@@ -1003,6 +1093,7 @@ Suite *idx_suite(void)
     tcase_add_test(tc, test_idx_gzip);
     tcase_add_test(tc, test_idx_truncated);
     tcase_add_test(tc, test_idx_gzip_truncated);
+    tcase_add_test(tc, test_data_gzip_damaged);
     tcase_add_test(tc, test_idx_bad_magic);
     tcase_add_test(tc, test_idx_bad_type);
     tcase_add_test(tc, test_idx_bad_ndim);
@@ -1034,6 +1125,7 @@ Suite *idx_suite(void)
     TCase *syn = tcase_create("synthetic");
     tcase_add_test(syn, test_synthetic_deterministic);
     tcase_add_test(syn, test_synthetic_labels);
+    tcase_add_test(syn, test_data_sizes);
     tcase_add_test(syn, test_synthetic_train_test_differ);
     suite_add_tcase(s, syn);
     return s;

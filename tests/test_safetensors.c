@@ -35,8 +35,8 @@ static void make_model(dp_model *m, const char *spec)
                   err.msg);
 }
 
-/* Distinct values, among them -0, a subnormal, the largest float, infinity and a NaN with a
- * payload, so that only a bit-exact copy compares equal. */
+/* Distinct values, among them -0, subnormals and the largest floats, so that only a bit-exact
+ * copy compares equal (NaN and infinities are refused on loading: test_st_non_finite). */
 static void fill(float *host, size_t n, float scale)
 {
     for (size_t i = 0; i < n; i++)
@@ -44,9 +44,8 @@ static void fill(float *host, size_t n, float scale)
     host[3] = -0.0f;
     host[7] = 1e-40f;
     host[11] = FLT_MAX;
-    host[13] = -INFINITY;
-    uint32_t nan_bits = 0x7fc01234u;
-    memcpy(&host[17], &nan_bits, sizeof nan_bits);
+    host[13] = -FLT_MAX;
+    host[17] = -1e-45f;
 }
 
 static const char *join(char *buf, size_t size, const char *dir, const char *name)
@@ -488,6 +487,81 @@ START_TEST(test_st_offsets_wrong_length)
 }
 END_TEST
 
+/* The tensors' data must tile the data section: overlapping tensors (all at offset 0), a gap,
+ * a first tensor not at 0 and bytes after the last are refused, naming the tensor. */
+START_TEST(test_st_offsets_not_contiguous)
+{
+    expect_fail_header("{\"0.weight\":{\"dtype\":\"F32\",\"shape\":[5,4],\"data_offsets\":[0,80]},"
+                       "\"0.bias\":{\"dtype\":\"F32\",\"shape\":[5],\"data_offsets\":[0,20]},"
+                       "\"2.weight\":{\"dtype\":\"F32\",\"shape\":[3,5],\"data_offsets\":[0,60]},"
+                       "\"2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}",
+                       80, "tensor \"0.bias\" (data_offsets [0, 20]) overlaps tensor \"2.bias\"",
+                       NULL);
+    float data[N_PARAMS + 1] = { 0 };
+    unsigned char buf[4096];
+    size_t len = st_image(buf, "{" E_W0 ",\"0.bias\":{\"dtype\":\"F32\",\"shape\":[5],"
+                          "\"data_offsets\":[84,104]},\"2.weight\":{\"dtype\":\"F32\","
+                          "\"shape\":[3,5],\"data_offsets\":[104,164]},\"2.bias\":{\"dtype\":"
+                          "\"F32\",\"shape\":[3],\"data_offsets\":[164,176]}}",
+                          data, 176, 0);
+    expect_fail_image(buf, len, "tensor \"0.bias\" begins at byte 84, leaving a gap of 4 bytes "
+                      "after tensor \"0.weight\"", NULL);
+    len = st_image(buf, "{\"0.weight\":{\"dtype\":\"F32\",\"shape\":[5,4],\"data_offsets\":"
+                   "[4,84]},\"0.bias\":{\"dtype\":\"F32\",\"shape\":[5],\"data_offsets\":"
+                   "[84,104]},\"2.weight\":{\"dtype\":\"F32\",\"shape\":[3,5],\"data_offsets\":"
+                   "[104,164]},\"2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":"
+                   "[164,176]}}",
+                   data, 176, 0);
+    expect_fail_image(buf, len, "tensor \"0.weight\" comes first in the data but begins at byte 4",
+                      NULL);
+    len = st_image(buf, "{" E_W0 "," E_B0 "," E_W2 "," E_B2 "}", data, 176, 0);
+    expect_fail_image(buf, len, "4 bytes after the last tensor (\"2.bias\") belong to no tensor",
+                      NULL);
+}
+END_TEST
+
+/* A NaN or an infinity in a loaded tensor is refused with the tensor, the first index and its
+ * place in the shape; in per-parameter state too, named with its slot. */
+START_TEST(test_st_non_finite)
+{
+    dp_model m;
+    make_model(&m, SPEC);
+    float host[2 * N_PARAMS], back[2 * N_PARAMS];
+    fill(host, 2 * N_PARAMS, 1.0f);
+    char path[4200];
+    join(path, sizeof path, unit_tmpdir(), "nan.safetensors");
+    dp_err err = { "" };
+    host[7] = NAN;
+    host[9] = INFINITY;
+    ck_assert_msg(dp_safetensors_save(path, &m, host, &err) == 0, "save: %s", err.msg);
+    ck_assert_int_eq(dp_safetensors_load(path, &m, back, &err), -1);
+    ck_assert_msg(strstr(err.msg, path) && strstr(err.msg, "tensor 0.weight holds NaN at index 7 "
+                                                          "([1, 3]); dpmptop loads only finite"),
+                  "%s", err.msg);
+    host[7] = 0.5f;
+    ck_assert_int_eq(dp_safetensors_save(path, &m, host, &err), 0);
+    ck_assert_int_eq(dp_safetensors_load(path, &m, back, &err), -1);
+    ck_assert_msg(strstr(err.msg, "tensor 0.weight holds +Inf at index 9 ([2, 1])"), "%s",
+                  err.msg);
+    host[9] = 0.25f;
+    host[N_PARAMS - 1] = -INFINITY; /* 2.bias[2] */
+    ck_assert_int_eq(dp_safetensors_save(path, &m, host, &err), 0);
+    ck_assert_int_eq(dp_safetensors_load(path, &m, back, &err), -1);
+    ck_assert_msg(strstr(err.msg, "tensor 2.bias holds -Inf at index 2 ([2])"), "%s", err.msg);
+    host[N_PARAMS - 1] = 1.0f;
+    ck_assert_int_eq(dp_safetensors_save(path, &m, host, &err), 0);
+    ck_assert_msg(dp_safetensors_load(path, &m, back, &err) == 0, "%s", err.msg);
+
+    const char *slots[2] = { "exp_avg", "exp_avg_sq" };
+    host[N_PARAMS + 20] = NAN; /* slot 1's 0.bias[0] */
+    ck_assert_int_eq(dp_safetensors_save_state(path, &m, 2, slots, host, &err), 0);
+    ck_assert_int_eq(dp_safetensors_load_state(path, &m, 2, slots, back, &err), -1);
+    ck_assert_msg(strstr(err.msg, "tensor 0.bias.exp_avg_sq holds NaN at index 0 ([0])"), "%s",
+                  err.msg);
+    dp_model_free(&m);
+}
+END_TEST
+
 /* A header length beyond the file is refused, 2^64 - 1 included. */
 START_TEST(test_st_header_too_long)
 {
@@ -705,6 +779,8 @@ Suite *safetensors_suite(void)
     tcase_add_test(bad, test_st_dtype);
     tcase_add_test(bad, test_st_offsets_past_end);
     tcase_add_test(bad, test_st_offsets_wrong_length);
+    tcase_add_test(bad, test_st_offsets_not_contiguous);
+    tcase_add_test(bad, test_st_non_finite);
     tcase_add_test(bad, test_st_header_too_long);
     tcase_add_test(bad, test_st_short_file);
     tcase_add_test(bad, test_st_not_json);
