@@ -93,6 +93,32 @@ static int balance(dp_plan *p, const dp_model *m, int S, const double *cost, dp_
     return 0;
 }
 
+/* Checks that the buffers of passes over `rows` samples (a micro-batch), and of a whole batch
+ * of data, stay within DP_MAX_FLOATS (layer.h): the per-sample sizes were checked when the
+ * model was built, their products with the rows are checked here. */
+static int check_rows(const dp_model *m, int batch, int rows, dp_err *err)
+{
+    size_t data = dp_size_mul(batch, m->in_features > m->targets ? m->in_features : m->targets);
+    if (data > DP_MAX_FLOATS)
+        return dp_fail(err, "a batch of %d samples of %d values is %zu floats, more than one "
+                            "buffer may hold (%d); use a smaller [data] batch",
+                       batch, m->in_features, data, DP_MAX_FLOATS);
+    for (int i = 0; i < m->n_layers; i++) {
+        const dp_layer *l = &m->layers[i];
+        size_t per_row = (size_t)(l->in > l->out ? l->in : l->out);
+        per_row = l->saved > per_row ? l->saved : per_row;
+        size_t need = dp_size_mul(per_row, rows);
+        size_t scratch = l->ops->scratch ? l->ops->scratch(l, rows) : 0;
+        need = scratch > need ? scratch : need;
+        if (need > DP_MAX_FLOATS)
+            return dp_fail(err, "layer %d (%s): micro-batches of %d samples need %zu floats "
+                                "in one buffer, more than it may hold (%d); use a smaller "
+                                "[data] batch or more micro-batches",
+                           i, l->ops->name, rows, need, DP_MAX_FLOATS);
+    }
+    return 0;
+}
+
 int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_model *m,
                  int batch, const double *cost, dp_err *err)
 {
@@ -133,6 +159,9 @@ int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
         return dp_fail(err, "a batch of %d cannot feed %d replica%s x %d micro-batch%s; use a "
                             "batch of at least %d or fewer micro-batches",
                        batch, R, R == 1 ? "" : "s", M, M == 1 ? "" : "es", R * M);
+    int shard = (batch + R - 1) / R; /* the rows of a micro-batch, as dp_team_start cuts them */
+    if (check_rows(m, batch, (shard + M - 1) / M, err) < 0)
+        return -1;
     p->replicas = R;
     p->stages = S;
     p->micro = M;
