@@ -633,8 +633,10 @@ static int run(int argc, char **argv)
     dp_train_state resumed = { 0 };
     dp_atomic_file metrics = { 0 };
     dp_trainer *trainer = NULL;
+    int ids = cfg.data.kind == DP_DATA_TEXT ? train.classes : 0; /* bytes, as their labels */
     if (dp_model_parse_shape(&model, cfg.layers, dp_dataset_shape(&train), train.classes,
-                             &err) < 0) {
+                             &err) < 0 ||
+        dp_model_check_ids(&model, ids, &err) < 0) {
         char where[128];
         origin_prefix(where, sizeof where, &cfg, "model", "layers");
         fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);

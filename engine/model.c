@@ -281,6 +281,43 @@ int dp_model_parse(dp_model *m, const char *spec, int in_features, int classes, 
     return dp_model_parse_shape(m, spec, (dp_shape){ 1, { in_features } }, classes, err);
 }
 
+/* The first embed layer among layers[0, n) and their children, or NULL. */
+static const dp_layer *find_embed(const dp_layer *layers, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const dp_layer *e = layers[i].ops == &dp_layer_embed
+                                ? &layers[i]
+                                : find_embed(layers[i].children, layers[i].n_children);
+        if (e)
+            return e;
+    }
+    return NULL;
+}
+
+int dp_model_check_ids(const dp_model *m, int vocab, dp_err *err)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const dp_layer *e = find_embed(&m->layers[i], 1);
+        if (!e)
+            continue;
+        int v = e->args[0], d = e->args[1];
+        if (e != &m->layers[0])
+            return dp_fail(err, "layer %d: embed:%d:%d looks up the data's ids, so it goes first "
+                                "in the list, outside blocks",
+                           i, v, d);
+        if (vocab == 0)
+            return dp_fail(err, "layer 0 (embed:%d:%d): embed looks up integer ids (text's "
+                                "bytes), but these data are not ids (images or floats); start "
+                                "with a linear or conv layer, or use data.kind = text",
+                           v, d);
+        if (v < vocab)
+            return dp_fail(err, "layer 0 (embed:%d:%d): a vocabulary of %d, but the data's ids "
+                                "go up to %d; use embed:%d:%d",
+                           v, d, v, vocab - 1, vocab, d);
+    }
+    return 0;
+}
+
 void dp_model_free(dp_model *m)
 {
     free_layers(m->layers, m->n_layers);

@@ -72,6 +72,33 @@ within() {
 
 # ---- numerics ----
 
+# An embedding's vocabulary must hold every id of the data (text: bytes 0..255), and embed
+# takes ids only: floats and images are refused at the model's line in the configuration.
+write_text "$work/words.txt" 3000
+cat >"$work/text.ini" <<INI
+[data]
+kind = text
+path = $work/words.txt
+context = 16
+batch = 4
+[model]
+layers = embed:2:16, linear:256
+[parallel]
+devices = cpu:1
+INI
+within 60 2 'text.ini:7: \[model\] layers: layer 0 \(embed:2:16\): a vocabulary of 2, but the data.s ids go up to 255; use embed:256:16' -- \
+    "$DPMPTOP" --headless --steps 2 -c "$work/text.ini" --save "$work/embed.safetensors"
+[ -e "$work/embed.safetensors" ] && fail "a refused model left --save's file behind"
+no_temporaries "$work"
+within 60 2 'layer 0 \(embed:255:16\): a vocabulary of 255' -- \
+    "$DPMPTOP" --headless --steps 2 -c "$work/text.ini" --set model.layers='embed:255:16, linear:256'
+within 60 0 '' -- "$DPMPTOP" --headless --steps 2 -c "$work/text.ini" \
+    --set model.layers='embed:300:16, linear:256'
+within 60 2 'layer 0 \(embed:256:8\): embed looks up integer ids.*not ids' -- \
+    "$DPMPTOP" --headless --steps 2 -c "$base" --set model.layers='embed:256:8, flatten, linear:10'
+within 60 2 'layer 1: embed:256:8 looks up the data.s ids, so it goes first' -- \
+    "$DPMPTOP" --headless --steps 2 -c "$base" --set model.layers='linear:4, embed:256:8, flatten, linear:10'
+
 # ---- model sizes ----
 # Sizes computed from layer arguments, the data's shape and the batch are refused with exit 2,
 # naming the layer and the limit, before anything is allocated: no product wraps to a small
