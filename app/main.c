@@ -760,6 +760,9 @@ static int run(int argc, char **argv)
            n_dev > 1 ? dp_trainer_device(trainer, n_dev - 1)->name : "", plan_text, train.name,
            train.n, train.features, train.classes, test.n, desc, model.n_params, total,
            per_epoch, cfg.data.batch);
+    char cut[160];
+    if (dp_plan_cut_reason(&tc.plan, n_devices, &model, cut, sizeof cut))
+        printf("  plan:  %s\n", cut);
     fflush(stdout);
 
     signal(SIGXFSZ, SIG_IGN); /* past a file size limit, writes fail with EFBIG and say so */

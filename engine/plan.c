@@ -38,15 +38,22 @@ int dp_split_start(int rows, int parts, int i)
     return i * (rows / parts) + (i < extra ? i : extra);
 }
 
+/* The layers that hold parameters: the most stages a model can be cut into. */
+static int layers_with_params(const dp_model *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        n += m->layers[i].param_count > 0;
+    return n;
+}
+
 /* Splits the layers into S contiguous stages, each with at least one layer that has
  * parameters, minimising the most cost (seconds or FLOPs) any stage has (dynamic programming
  * over prefixes). */
 static int balance(dp_plan *p, const dp_model *m, int S, const double *cost, dp_err *err)
 {
     int n = m->n_layers;
-    int with_params = 0;
-    for (int i = 0; i < n; i++)
-        with_params += m->layers[i].param_count > 0;
+    int with_params = layers_with_params(m);
     if (S > with_params)
         return dp_fail(err, "%d stages but the model has only %d layers with parameters; use at "
                             "most %d stages",
@@ -133,9 +140,7 @@ int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
         R = devices;
         break;
     case DP_STRATEGY_PP: {
-        int with_params = 0; /* by default, as many stages as the model can be cut into */
-        for (int i = 0; i < m->n_layers; i++)
-            with_params += m->layers[i].param_count > 0;
+        int with_params = layers_with_params(m); /* by default, the most stages there can be */
         S = req->stages ? req->stages : devices < with_params ? devices : with_params;
         if (S < 1 || S > devices)
             return dp_fail(err, "pp runs one stage per device: %d stages need %d devices, and "
@@ -167,6 +172,20 @@ int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
     p->micro = M;
     p->workers = R * S;
     return balance(p, m, S, cost, err);
+}
+
+bool dp_plan_cut_reason(const dp_plan_request *req, int devices, const dp_model *m, char *buf,
+                        size_t size)
+{
+    int with_params = layers_with_params(m);
+    if (req->strategy != DP_STRATEGY_PP || req->stages || with_params >= devices)
+        return false;
+    snprintf(buf, size, "pp: %d stage%s, not %d: the model has %d layer%s with parameters and "
+                        "a stage needs one, so %d device%s stay%s unused",
+             with_params, with_params == 1 ? "" : "s", devices, with_params,
+             with_params == 1 ? "" : "s", devices - with_params,
+             devices - with_params == 1 ? "" : "s", devices - with_params == 1 ? "s" : "");
+    return true;
 }
 
 void dp_plan_describe(const dp_plan *p, char *buf, size_t size)

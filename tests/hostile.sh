@@ -138,6 +138,10 @@ sizes 'layer 0 \(linear\): micro-batches of 256 samples need 4096000000 floats i
     -c "$base" --set data.batch=256 --set model.layers='linear:16000000, relu, linear:10'
 sizes 'micro-batches of 150 samples need 2400000000' -- -c "$base" --devices cpu:2 --strategy dp \
     --set data.batch=300 --set model.layers='linear:16000000, relu, linear:10'
+# a plan cut short by the model says why: the default pp on 4 devices, 2 layers with parameters
+within 60 0 '' -- "$DPMPTOP" --headless -c "$base" --devices cpu:4 --strategy pp
+grep -q 'PP 2 stages' "$work/out" && grep -q '^  plan:  pp: 2 stages, not 4: the model has 2 layers with parameters' "$work/out" ||
+    fail "the pp plan on cpu:4 does not say why it has 2 stages: $(head -5 "$work/out")"
 
 canary_check "at the end"
 finish

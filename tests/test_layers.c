@@ -482,6 +482,8 @@ START_TEST(test_parse_errors)
     expect_parse_error("linear:0, linear:3", 4, 3, "the output width must be at least 1");
     expect_parse_error("linear:x, linear:3", 4, 3, "expected a whole number");
     expect_parse_error("relu", 3, 3, "no parameters");
+    expect_parse_error("linear:16777216, linear:200", 4, 200,
+                       "layer 1 (linear:200): has 3355443400 parameters (at most 2147483647)");
 
     dp_model m;
     dp_err err;
