@@ -728,8 +728,10 @@ static int run(int argc, char **argv)
 
     if (load_data(&cfg, demo, &train, &test) < 0)
         goto done;
+    int ids = cfg.data.kind == DP_DATA_TEXT ? train.classes : 0; /* bytes, as their labels */
     if (dp_model_parse_shape(&model, cfg.layers, dp_dataset_shape(&train), train.classes,
-                             &err) < 0) {
+                             &err) < 0 ||
+        dp_model_check_ids(&model, ids, &err) < 0) {
         char where[128];
         origin_prefix(where, sizeof where, &cfg, "model", "layers");
         fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);
@@ -866,6 +868,9 @@ static int run(int argc, char **argv)
            n_dev > 1 ? dp_trainer_device(trainer, n_dev - 1)->name : "", plan_text, train.name,
            train.n, train.features, train.classes, test.n, desc, model.n_params, total,
            per_epoch, cfg.data.batch);
+    char cut[160];
+    if (dp_plan_cut_reason(&tc.plan, n_devices, &model, cut, sizeof cut))
+        printf("  plan:  %s\n", cut);
     fflush(stdout);
 
     signal(SIGXFSZ, SIG_IGN); /* past a file size limit, writes fail with EFBIG and say so */

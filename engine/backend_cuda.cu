@@ -466,7 +466,7 @@ tune *tune_for(cuda_impl *im, const tune_key &key)
         const tune_key &k = im->tunes[i].key; /* field by field: a struct's padding is noise */
         if (k.linear == key.linear && k.ta == key.ta && k.tb == key.tb && k.m == key.m &&
             k.n == key.n && k.k == key.k && k.lda == key.lda && k.ldb == key.ldb &&
-            k.ldc == key.ldc && k.relu == key.relu)
+            k.ldc == key.ldc)
             return &im->tunes[i];
     }
     if (im->n_tunes == (int)(sizeof im->tunes / sizeof im->tunes[0]))
@@ -538,8 +538,8 @@ bool lt_ready(dp_device *d, cuda_impl *im)
 }
 
 /* Adds to t's ways the cuBLASLt algorithms its heuristic offers for the row-major GEMM of t's
- * key (as cublasSgemm sees it: column-major C^T = op(B)^T op(A)^T), with the bias (and ReLU)
- * epilogue for a linear layer, whose bias pointer is set per call. */
+ * key (as cublasSgemm sees it: column-major C^T = op(B)^T op(A)^T), with the bias epilogue
+ * for a linear layer, whose bias pointer is set per call. */
 void add_lt_ways(dp_device *d, cuda_impl *im, tune *t, const float *bias)
 {
     const tune_key &k = t->key;
@@ -547,7 +547,9 @@ void add_lt_ways(dp_device *d, cuda_impl *im, tune *t, const float *bias)
         return;
     cublasOperation_t op_a = k.tb ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLASLt's A is our B */
     cublasOperation_t op_b = k.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasLtEpilogue_t epilogue = k.relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+    /* the bias only: cuBLASLt's ReLU epilogue is max(x, 0), with no promise to keep NaN as
+     * torch.relu does; cuda_linear runs the ReLU of kernels.h after it */
+    cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t found[LT_ALGOS];
     int n_found = 0;
@@ -627,7 +629,7 @@ void cuda_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, floa
     bool aligned = ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) % 16 == 0;
     tune *t = NULL;
     if (aligned && m >= 256 && n >= 256 && k >= 256) {
-        t = tune_for(im, tune_key{ false, trans_a, trans_b, m, n, k, lda, ldb, ldc, false });
+        t = tune_for(im, tune_key{ false, trans_a, trans_b, m, n, k, lda, ldb, ldc });
         if (t && t->n_ways == 0) { /* first use: list the ways (the scratch made now) */
             t->way[t->n_ways++] = WAY_CUBLAS;
             if (trans_a && !trans_b && reserve_scratch(d, im, ((size_t)m + n) * k))
@@ -664,9 +666,9 @@ void fill_rows(cuda_impl *im, float *y, const float *row, int rows, int cols)
     CHECK_CUDA(im, cudaGetLastError());
 }
 
-/* y [rows, out] = x [rows, in] W [out, in]^T + b, and the ReLU. Ways: bias rows, a cuBLAS GEMM
- * that adds to them and a ReLU kernel; or cuBLASLt applying bias and ReLU in its epilogue (two
- * passes over y fewer), with each algorithm its heuristic offers; tuned. */
+/* y [rows, out] = x [rows, in] W [out, in]^T + b, then the ReLU kernel (which keeps NaN).
+ * Ways: bias rows and a cuBLAS GEMM that adds to them; or cuBLASLt adding the bias in its
+ * epilogue (a pass over y fewer), with each algorithm its heuristic offers; tuned. */
 void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const float *w,
                  const float *b, float *y, bool relu)
 {
@@ -679,7 +681,7 @@ void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const 
                    in % 4 == 0 && out % 4 == 0;
     tune *t = NULL;
     if (aligned && in > 0) {
-        t = tune_for(im, tune_key{ true, 0, 1, rows, out, in, in, in, out, relu });
+        t = tune_for(im, tune_key{ true, 0, 1, rows, out, in, in, in, out });
         if (t && t->n_ways == 0) {
             t->way[t->n_ways++] = WAY_CUBLAS;
             add_lt_ways(d, im, t, b);
@@ -695,7 +697,7 @@ void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const 
     else if (!run_lt(im, t, way, 1.0f, x, w, 0.0f, y, b))
         cuda_record_error(im, __FILE__, __LINE__, "cublasLtMatmul", "failed");
     profile_end(im);
-    if (!fused && relu) {
+    if (relu) {
         size_t n = (size_t)rows * out;
         act_forward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(DP_ACT_RELU, y, y, n);
         CHECK_CUDA(im, cudaGetLastError());
@@ -1224,8 +1226,7 @@ void dp_cuda_print_tuning(dp_device *d, FILE *out)
     for (int i = 0; i < im->n_tunes; i++) {
         const tune *t = &im->tunes[i];
         const tune_key &k = t->key;
-        fprintf(out, "tuned op=%s ta=%d tb=%d m=%d n=%d k=%d", k.linear ? (k.relu ? "linear+relu"
-                     : "linear") : "gemm", k.ta, k.tb, k.m, k.n, k.k);
+        fprintf(out, "tuned op=%s ta=%d tb=%d m=%d n=%d k=%d", k.linear ? "linear" : "gemm", k.ta, k.tb, k.m, k.n, k.k);
         for (int w = 0; w < t->n_ways; w++)
             fprintf(out, " %s%d_us=%.1f", names[t->way[w]], w,
                     w < t->timed ? 1e3 * t->ms[w] : -1.0);

@@ -22,9 +22,8 @@ struct cuda_block {
 
 /* A GEMM shape that the backend tunes (backend_cuda.cu, "tuning"). */
 struct tune_key {
-    bool linear;              /* a linear layer's forward: the bias (and ReLU) added */
+    bool linear;              /* a linear layer's forward: the bias added */
     int ta, tb, m, n, k, lda, ldb, ldc;
-    bool relu;
 };
 
 enum way_kind { WAY_CUBLAS, WAY_TRANSPOSED, WAY_LT };

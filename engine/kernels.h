@@ -58,8 +58,9 @@ DP_HD float dp_gelu_sigmoid(float x)
 DP_HD float dp_act_value(dp_act act, float x)
 {
     switch (act) {
-    case DP_ACT_RELU:
-        return x > 0.0f ? x : 0.0f;
+    case DP_ACT_RELU: /* torch.relu keeps NaN (x > 0 ? x : 0 would turn it into 0 and hide it
+                         from the NaN guard); one comparison still, so the loop vectorises */
+        return !(x <= 0.0f) ? x : 0.0f;
     case DP_ACT_GELU: /* torch.nn.GELU(approximate='tanh'): 0.5 x (1 + tanh(u)) = x sigmoid(2u) */
         return x * dp_gelu_sigmoid(x);
     case DP_ACT_TANH:
@@ -72,8 +73,9 @@ DP_HD float dp_act_value(dp_act act, float x)
 DP_HD float dp_act_grad(dp_act act, float x, float y, float dy)
 {
     switch (act) {
-    case DP_ACT_RELU: /* PyTorch's threshold_backward: zero gradient at x == 0 */
-        return x > 0.0f ? dy : 0.0f;
+    case DP_ACT_RELU: /* PyTorch's threshold_backward, x <= 0 ? 0 : dy: zero gradient at
+                         x == 0, and NaN's gradient passes */
+        return !(x <= 0.0f) ? dy : 0.0f;
     case DP_ACT_GELU: { /* with s = sigmoid(2u): 0.5 (1 + tanh u) = s, 1 - tanh^2 u = 4 s (1 - s) */
         float s = dp_gelu_sigmoid(x);
         float right = 2.0f * x * s * (1.0f - s) * DP_GELU_K * (1.0f + 3.0f * DP_GELU_C * x * x);

@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_WIDTH (1 << 24)
-
 static const dp_layer_ops *find_kind(const char *name, size_t len)
 {
     for (int i = 0; dp_layer_kinds[i]; i++)
@@ -55,9 +53,9 @@ static int parse_args(dp_layer *l, const char *text, const char *p, dp_err *err)
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ':') || errno || v < 0 || v > MAX_WIDTH)
+        if (end == p || (*end && *end != ':') || errno || v < 0 || v > DP_MAX_SAMPLE)
             return dp_fail(err, "\"%s\": expected a whole number from 0 to %d after ':'", text,
-                           MAX_WIDTH);
+                           DP_MAX_SAMPLE);
         l->args[l->nargs++] = (int)v;
         p = end;
     }
@@ -82,6 +80,37 @@ static void number_children(dp_layer *l)
     }
 }
 
+
+/* Refuses a size over its limit: "gives 4295167600 values per sample (at most 16777216)". */
+static int too_many(dp_err *err, const char *verb, size_t n, const char *what, int limit)
+{
+    char count[32];
+    if (n == SIZE_MAX) /* saturated (layer.h) */
+        snprintf(count, sizeof count, "more than 2^64");
+    else
+        snprintf(count, sizeof count, "%zu", n);
+    return dp_fail(err, "%s %s %s (at most %d); use fewer channels, a smaller kernel, a "
+                        "narrower layer or a shorter sequence",
+                   verb, count, what, limit);
+}
+
+/* Checks the sizes a layer's infer computed (saturating, layer.h) against the limits, so that
+ * no count of values, parameters, saved or scratch floats wraps further on: the output first,
+ * since the others grow with it and the parameters. */
+static int check_sizes(const dp_layer *l, dp_err *err)
+{
+    size_t out = dp_shape_count(l->out_shape);
+    if (out < 1 || out > DP_MAX_SAMPLE)
+        return too_many(err, "gives", out, "values per sample", DP_MAX_SAMPLE);
+    if (l->param_count > DP_MAX_FLOATS)
+        return too_many(err, "has", l->param_count, "parameters", DP_MAX_FLOATS);
+    size_t scratch = l->ops->scratch ? l->ops->scratch(l, 1) : 0;
+    size_t work = l->saved > scratch ? l->saved : scratch;
+    if (work > DP_MAX_FLOATS)
+        return too_many(err, "needs", work, "floats of working memory per sample",
+                        DP_MAX_FLOATS);
+    return 0;
+}
 
 /* Parses one layer's text ("linear:1024", "res(conv:8:3:1:1, relu)", already trimmed) into l,
  * whose index and in_shape are set, and infers its shapes. */
@@ -123,13 +152,11 @@ static int parse_layer(dp_layer *l, const char *text, int depth, dp_err *err)
     } else if (l->ops == &dp_layer_block && depth > 0) {
         return dp_fail(err, "block goes in the model's own list, not inside res(...)");
     }
-    l->in = dp_shape_count(l->in_shape);
-    if (l->ops->infer(l, err) < 0)
+    l->in = (int)dp_shape_count(l->in_shape); /* the previous layer's out, or the data's */
+    if (l->ops->infer(l, err) < 0 || check_sizes(l, err) < 0)
         return -1;
     number_children(l);
-    l->out = dp_shape_count(l->out_shape);
-    if (l->out < 1 || l->out > MAX_WIDTH)
-        return dp_fail(err, "gives %d values per sample (at most %d)", l->out, MAX_WIDTH);
+    l->out = (int)dp_shape_count(l->out_shape);
     return 0;
 }
 
@@ -213,8 +240,11 @@ int dp_model_parse_shape(dp_model *m, const char *spec, dp_shape in, int classes
 {
     memset(m, 0, sizeof *m);
     m->in_shape = in;
-    m->in_features = dp_shape_count(in);
     m->classes = classes;
+    size_t in_count = dp_shape_count(in);
+    if (in_count < 1 || in_count > DP_MAX_SAMPLE)
+        return too_many(err, "the data's samples have", in_count, "values", DP_MAX_SAMPLE);
+    m->in_features = (int)in_count;
     if (dp_layer_list_parse(spec, in, 0, &m->layers, &m->n_layers, &m->n_params, err) < 0)
         return -1;
     if (m->n_layers == 0) {
@@ -249,6 +279,43 @@ fail:
 int dp_model_parse(dp_model *m, const char *spec, int in_features, int classes, dp_err *err)
 {
     return dp_model_parse_shape(m, spec, (dp_shape){ 1, { in_features } }, classes, err);
+}
+
+/* The first embed layer among layers[0, n) and their children, or NULL. */
+static const dp_layer *find_embed(const dp_layer *layers, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const dp_layer *e = layers[i].ops == &dp_layer_embed
+                                ? &layers[i]
+                                : find_embed(layers[i].children, layers[i].n_children);
+        if (e)
+            return e;
+    }
+    return NULL;
+}
+
+int dp_model_check_ids(const dp_model *m, int vocab, dp_err *err)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const dp_layer *e = find_embed(&m->layers[i], 1);
+        if (!e)
+            continue;
+        int v = e->args[0], d = e->args[1];
+        if (e != &m->layers[0])
+            return dp_fail(err, "layer %d: embed:%d:%d looks up the data's ids, so it goes first "
+                                "in the list, outside blocks",
+                           i, v, d);
+        if (vocab == 0)
+            return dp_fail(err, "layer 0 (embed:%d:%d): embed looks up integer ids (text's "
+                                "bytes), but these data are not ids (images or floats); start "
+                                "with a linear or conv layer, or use data.kind = text",
+                           v, d);
+        if (v < vocab)
+            return dp_fail(err, "layer 0 (embed:%d:%d): a vocabulary of %d, but the data's ids "
+                                "go up to %d; use embed:%d:%d",
+                           v, d, v, vocab - 1, vocab, d);
+    }
+    return 0;
 }
 
 void dp_model_free(dp_model *m)

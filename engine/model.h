@@ -32,6 +32,11 @@ int dp_model_parse_shape(dp_model *m, const char *spec, dp_shape in, int classes
 int dp_model_parse(dp_model *m, const char *spec, int in_features, int classes, dp_err *err);
 void dp_model_free(dp_model *m);
 
+/* Checks the model against what its inputs are: integer ids in [0, vocab) (text's bytes:
+ * vocab 256), or values that are not ids (vocab 0: images, synthetic floats). An embed layer
+ * looks up ids, so it must come first, on ids, with a vocabulary that holds them all. */
+int dp_model_check_ids(const dp_model *m, int vocab, dp_err *err);
+
 /* Writes every layer's initial parameters into host[n_params] (nn.Linear's default init). */
 void dp_model_init_params(const dp_model *m, float *host, uint64_t seed);
 

@@ -38,15 +38,22 @@ int dp_split_start(int rows, int parts, int i)
     return i * (rows / parts) + (i < extra ? i : extra);
 }
 
+/* The layers that hold parameters: the most stages a model can be cut into. */
+static int layers_with_params(const dp_model *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        n += m->layers[i].param_count > 0;
+    return n;
+}
+
 /* Splits the layers into S contiguous stages, each with at least one layer that has
  * parameters, minimising the most cost (seconds or FLOPs) any stage has (dynamic programming
  * over prefixes). */
 static int balance(dp_plan *p, const dp_model *m, int S, const double *cost, dp_err *err)
 {
     int n = m->n_layers;
-    int with_params = 0;
-    for (int i = 0; i < n; i++)
-        with_params += m->layers[i].param_count > 0;
+    int with_params = layers_with_params(m);
     if (S > with_params)
         return dp_fail(err, "%d stages but the model has only %d layers with parameters; use at "
                             "most %d stages",
@@ -93,6 +100,32 @@ static int balance(dp_plan *p, const dp_model *m, int S, const double *cost, dp_
     return 0;
 }
 
+/* Checks that the buffers of passes over `rows` samples (a micro-batch), and of a whole batch
+ * of data, stay within DP_MAX_FLOATS (layer.h): the per-sample sizes were checked when the
+ * model was built, their products with the rows are checked here. */
+static int check_rows(const dp_model *m, int batch, int rows, dp_err *err)
+{
+    size_t data = dp_size_mul(batch, m->in_features > m->targets ? m->in_features : m->targets);
+    if (data > DP_MAX_FLOATS)
+        return dp_fail(err, "a batch of %d samples of %d values is %zu floats, more than one "
+                            "buffer may hold (%d); use a smaller [data] batch",
+                       batch, m->in_features, data, DP_MAX_FLOATS);
+    for (int i = 0; i < m->n_layers; i++) {
+        const dp_layer *l = &m->layers[i];
+        size_t per_row = (size_t)(l->in > l->out ? l->in : l->out);
+        per_row = l->saved > per_row ? l->saved : per_row;
+        size_t need = dp_size_mul(per_row, rows);
+        size_t scratch = l->ops->scratch ? l->ops->scratch(l, rows) : 0;
+        need = scratch > need ? scratch : need;
+        if (need > DP_MAX_FLOATS)
+            return dp_fail(err, "layer %d (%s): micro-batches of %d samples need %zu floats "
+                                "in one buffer, more than it may hold (%d); use a smaller "
+                                "[data] batch or more micro-batches",
+                           i, l->ops->name, rows, need, DP_MAX_FLOATS);
+    }
+    return 0;
+}
+
 int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_model *m,
                  int batch, const double *cost, dp_err *err)
 {
@@ -107,9 +140,7 @@ int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
         R = devices;
         break;
     case DP_STRATEGY_PP: {
-        int with_params = 0; /* by default, as many stages as the model can be cut into */
-        for (int i = 0; i < m->n_layers; i++)
-            with_params += m->layers[i].param_count > 0;
+        int with_params = layers_with_params(m); /* by default, the most stages there can be */
         S = req->stages ? req->stages : devices < with_params ? devices : with_params;
         if (S < 1 || S > devices)
             return dp_fail(err, "pp runs one stage per device: %d stages need %d devices, and "
@@ -133,11 +164,28 @@ int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
         return dp_fail(err, "a batch of %d cannot feed %d replica%s x %d micro-batch%s; use a "
                             "batch of at least %d or fewer micro-batches",
                        batch, R, R == 1 ? "" : "s", M, M == 1 ? "" : "es", R * M);
+    int shard = (batch + R - 1) / R; /* the rows of a micro-batch, as dp_team_start cuts them */
+    if (check_rows(m, batch, (shard + M - 1) / M, err) < 0)
+        return -1;
     p->replicas = R;
     p->stages = S;
     p->micro = M;
     p->workers = R * S;
     return balance(p, m, S, cost, err);
+}
+
+bool dp_plan_cut_reason(const dp_plan_request *req, int devices, const dp_model *m, char *buf,
+                        size_t size)
+{
+    int with_params = layers_with_params(m);
+    if (req->strategy != DP_STRATEGY_PP || req->stages || with_params >= devices)
+        return false;
+    snprintf(buf, size, "pp: %d stage%s, not %d: the model has %d layer%s with parameters and "
+                        "a stage needs one, so %d device%s stay%s unused",
+             with_params, with_params == 1 ? "" : "s", devices, with_params,
+             with_params == 1 ? "" : "s", devices - with_params,
+             devices - with_params == 1 ? "" : "s", devices - with_params == 1 ? "s" : "");
+    return true;
 }
 
 void dp_plan_describe(const dp_plan *p, char *buf, size_t size)

@@ -43,6 +43,14 @@ typedef struct dp_plan {
 int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_model *m,
                  int batch, const double *cost, dp_err *err);
 
+/* Why the plan that req makes on `devices` devices leaves some of them unused when the model,
+ * not the request, decides it ("pp: 2 stages, not 4: the model has 2 layers with
+ * parameters..."): writes the reason into buf and returns true; false when the plan uses
+ * every device the request asks for. The one place that says it, for the banner, the
+ * dashboard and a plan advisor. */
+bool dp_plan_cut_reason(const dp_plan_request *req, int devices, const dp_model *m, char *buf,
+                        size_t size);
+
 /* "single", "DP x4", "PP 4 stages, 8 micro, 1F1B", "DP2 x PP2, 4 micro, GPipe". */
 void dp_plan_describe(const dp_plan *p, char *buf, size_t size);
 

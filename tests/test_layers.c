@@ -246,6 +246,69 @@ START_TEST(test_tanh_grad)
 }
 END_TEST
 
+/* NaN in, NaN out, as in PyTorch, through every activation and op on the CPU device, so that
+ * a NaN in the weights reaches the loss and the NaN guard: relu (alone, and fused after a
+ * linear layer; its gradient passes where x is NaN, as threshold_backward's), gelu, tanh, max
+ * and average pooling, layer norm, attention's softmax, dropout and the loss. */
+START_TEST(test_nan_propagates)
+{
+    const float nan = NAN;
+    dp_device dev;
+    device_init(&dev);
+    const dp_backend *be = dev.be;
+    float x[4] = { 1.0f, nan, -2.0f, 0.5f }, y[4], dx[4], dy[4] = { 0.25f, 0.5f, 1.0f, 2.0f };
+    const dp_act acts[] = { DP_ACT_RELU, DP_ACT_GELU, DP_ACT_TANH };
+    for (int a = 0; a < 3; a++) {
+        be->act_forward(&dev, acts[a], y, x, 4);
+        be->act_backward(&dev, acts[a], dx, x, y, dy, 4);
+        ck_assert_msg(isnan(y[1]) && !isnan(y[0]) && !isnan(y[2]), "act %d: y = %g %g %g", a,
+                      y[0], y[1], y[2]);
+        ck_assert_msg(acts[a] == DP_ACT_RELU ? dx[1] == dy[1] && dx[2] == 0.0f : isnan(dx[1]),
+                      "act %d: dx[1] = %g", a, dx[1]);
+    }
+    memcpy(y, x, sizeof y); /* in place, as after a linear layer */
+    be->act_forward(&dev, DP_ACT_RELU, y, y, 4);
+    ck_assert_msg(isnan(y[1]) && y[2] == 0.0f, "relu in place: %g %g", y[1], y[2]);
+
+    float w[2 * 2] = { 0.5f, nan, -1.0f, 1.0f }, b[2] = { -5.0f, -5.0f }, in[2] = { 1.0f, 1.0f };
+    be->linear(&dev, 1, 2, 2, in, w, b, y, true); /* rows 1, out 2, in 2, with the ReLU */
+    ck_assert_msg(isnan(y[0]) && y[1] == 0.0f, "linear+relu: %g %g", y[0], y[1]);
+
+    dp_conv_geom g = { .c = 1, .h = 2, .w = 2, .kh = 2, .kw = 2, .sh = 2, .sw = 2, .oh = 1,
+                       .ow = 1 };
+    int32_t arg;
+    float pooled;
+    float plane[4] = { 3.0f, nan, 1.0f, 2.0f };
+    be->pool_forward(&dev, true, &pooled, &arg, plane, 1, g);
+    ck_assert_msg(isnan(pooled), "maxpool: %g", pooled);
+    be->pool_forward(&dev, false, &pooled, NULL, plane, 1, g);
+    ck_assert_msg(isnan(pooled), "avgpool: %g", pooled);
+
+    float ones[4] = { 1.0f, 1.0f, 1.0f, 1.0f }, zeros[4] = { 0 }, stats[2];
+    be->layernorm_forward(&dev, y, stats, x, ones, zeros, 1, 4);
+    ck_assert_msg(isnan(y[0]) && isnan(y[3]), "layernorm: %g %g", y[0], y[3]);
+    be->softmax_forward(&dev, y, x, 1, 4, 1.0f, 0);
+    ck_assert_msg(isnan(y[0]) && isnan(y[3]), "softmax: %g %g", y[0], y[3]);
+
+    dp_dropout_args drop = { .seed = 1, .step = 1, .p = 0.5f };
+    float many[64], out[64];
+    for (int i = 0; i < 64; i++)
+        many[i] = nan;
+    be->dropout(&dev, out, many, 1, 64, drop);
+    for (int i = 0; i < 64; i++) /* dropped or kept: NaN x 0 is NaN, as in torch */
+        ck_assert_msg(isnan(out[i]), "dropout: out[%d] = %g", i, out[i]);
+
+    float logits[2 * 3] = { 0.1f, 0.2f, 0.3f, nan, 0.0f, 1.0f }, loss_stats[3] = { 0 };
+    int32_t labels[2] = { 2, 1 };
+    float dlogits[2 * 3];
+    be->softmax_xent(&dev, logits, labels, 2, 3, 0.5f, dlogits, loss_stats);
+    ck_assert_msg(isnan(loss_stats[0]), "loss: %g", loss_stats[0]);
+    ck_assert_msg(isnan(dlogits[3]) && !isnan(dlogits[0]), "dlogits: %g %g", dlogits[3],
+                  dlogits[0]);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
 /* linear backward: without accumulate the gradients are overwritten (stale values in the
  * buffer do not leak in); with accumulate a second pass adds, giving 2x (tolerance 1e-6); dx is
  * written, never added to. */
@@ -419,6 +482,8 @@ START_TEST(test_parse_errors)
     expect_parse_error("linear:0, linear:3", 4, 3, "the output width must be at least 1");
     expect_parse_error("linear:x, linear:3", 4, 3, "expected a whole number");
     expect_parse_error("relu", 3, 3, "no parameters");
+    expect_parse_error("linear:16777216, linear:200", 4, 200,
+                       "layer 1 (linear:200): has 3355443400 parameters (at most 2147483647)");
 
     dp_model m;
     dp_err err;
@@ -526,6 +591,7 @@ Suite *layers_suite(void)
     tcase_add_test(tc, test_relu_grad);
     tcase_add_test(tc, test_gelu_grad);
     tcase_add_test(tc, test_tanh_grad);
+    tcase_add_test(tc, test_nan_propagates);
     tcase_add_test(tc, test_linear_accumulate);
     tcase_add_test(tc, test_backward_null_dx);
     tcase_add_test(tc, test_model_grad);

@@ -385,6 +385,32 @@ START_TEST(test_plan_describe)
 }
 END_TEST
 
+/* dp_plan_cut_reason: the default pp on more devices than layers with parameters says why
+ * it takes fewer stages, and agrees with the plan made; a plan that uses every device it asks
+ * for, or stages the user set, have no reason to give. */
+START_TEST(test_plan_cut_reason)
+{
+    dp_model m;
+    parse(&m, "linear:16, relu, linear:10", SPEC_IN, SPEC_CLASSES);
+    char buf[160];
+    dp_plan_request pp = request(DP_STRATEGY_PP, 0, 0, DP_SCHEDULE_1F1B);
+    ck_assert(dp_plan_cut_reason(&pp, 4, &m, buf, sizeof buf));
+    ck_assert_str_eq(buf, "pp: 2 stages, not 4: the model has 2 layers with parameters and a "
+                          "stage needs one, so 2 devices stay unused");
+    dp_plan p;
+    make(&p, &pp, 4, &m, BATCH);
+    ck_assert_int_eq(p.stages, 2);
+    ck_assert(dp_plan_cut_reason(&pp, 3, &m, buf, sizeof buf));
+    ck_assert_msg(strstr(buf, "so 1 device stays unused"), "%s", buf);
+    ck_assert(!dp_plan_cut_reason(&pp, 2, &m, buf, sizeof buf));
+    dp_plan_request two = request(DP_STRATEGY_PP, 2, 0, DP_SCHEDULE_1F1B);
+    ck_assert(!dp_plan_cut_reason(&two, 4, &m, buf, sizeof buf));
+    dp_plan_request dp = request(DP_STRATEGY_DP, 0, 0, DP_SCHEDULE_1F1B);
+    ck_assert(!dp_plan_cut_reason(&dp, 4, &m, buf, sizeof buf));
+    dp_model_free(&m);
+}
+END_TEST
+
 /* Every strategy's name parses back to it; other names are -1. */
 START_TEST(test_strategy_names)
 {
@@ -697,6 +723,7 @@ Suite *plan_suite(void)
     tcase_add_test(tc, test_plan_refusals);
     tcase_add_test(tc, test_split_rows);
     tcase_add_test(tc, test_plan_describe);
+    tcase_add_test(tc, test_plan_cut_reason);
     tcase_add_test(tc, test_strategy_names);
     suite_add_tcase(s, tc);
     TCase *ts = tcase_create("schedule");

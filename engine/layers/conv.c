@@ -70,8 +70,8 @@ static int conv_infer(dp_layer *l, dp_err *err)
 {
     if (window_infer(l, l->args[0], err) < 0)
         return -1;
-    size_t ckk = (size_t)l->in_shape.d[0] * l->args[1] * l->args[1];
-    l->param_count = (size_t)l->args[0] * ckk + (size_t)l->args[0];
+    size_t k = (size_t)l->args[1], ckk = dp_size_mul(dp_size_mul(l->in_shape.d[0], k), k);
+    l->param_count = dp_size_add(dp_size_mul(l->args[0], ckk), l->args[0]);
     return 0;
 }
 
@@ -98,7 +98,8 @@ static void conv_init(const dp_layer *l, float *params, uint64_t seed)
 static int conv_chunk(const dp_layer *l, int max_rows)
 {
     dp_conv_geom g = geom_of(l);
-    size_t per_sample = (size_t)g.oh * g.ow * g.c * g.kh * g.kw;
+    size_t per_sample = dp_size_mul(dp_size_mul((size_t)g.oh * g.ow, (size_t)g.c * g.kh),
+                                    (size_t)g.kw);
     size_t n = CHUNK_FLOATS / per_sample;
     n = n < 1 ? 1 : n;
     return (int)(n < (size_t)max_rows ? n : (size_t)max_rows);
@@ -108,7 +109,8 @@ static int conv_chunk(const dp_layer *l, int max_rows)
 static size_t conv_scratch(const dp_layer *l, int max_rows)
 {
     dp_conv_geom g = geom_of(l);
-    return (size_t)conv_chunk(l, max_rows) * g.oh * g.ow * g.c * g.kh * g.kw;
+    return dp_size_mul(dp_size_mul(conv_chunk(l, max_rows), (size_t)g.oh * g.ow),
+                       dp_size_mul((size_t)g.c * g.kh, (size_t)g.kw));
 }
 
 static void conv_forward(const dp_layer *l, const dp_pass *p, const float *params,
@@ -191,7 +193,7 @@ static int pool_infer(dp_layer *l, dp_err *err)
         return -1;
     l->param_count = 0;
     if (l->ops == &dp_layer_maxpool) /* where each maximum was, as int32 in float slots */
-        l->saved = (size_t)dp_shape_count(l->out_shape);
+        l->saved = dp_shape_count(l->out_shape);
     return 0;
 }
 

@@ -17,7 +17,7 @@ static int linear_infer(dp_layer *l, dp_err *err)
     l->out_shape = l->in_shape;
     l->out_shape.d[l->in_shape.ndim - 1] = l->args[0];
     int in = l->in_shape.d[l->in_shape.ndim - 1];
-    l->param_count = (size_t)l->args[0] * (size_t)in + (size_t)l->args[0];
+    l->param_count = dp_size_add(dp_size_mul(l->args[0], in), l->args[0]);
     return 0;
 }
 

@@ -65,11 +65,11 @@ static int add_projection(dp_layer *l, dp_shape body, dp_err *err)
     }
     if (p->ops->infer(p, err) < 0)
         return -1;
-    p->in = dp_shape_count(p->in_shape);
-    p->out = dp_shape_count(p->out_shape);
+    p->in = (int)dp_shape_count(p->in_shape); /* the block's input, checked */
+    p->out = (int)dp_shape_count(p->out_shape); /* the body's output, checked */
     snprintf(p->name, sizeof p->name, "proj");
     p->param_offset = l->param_count;
-    l->param_count += p->param_count;
+    l->param_count = dp_size_add(l->param_count, p->param_count);
     l->shortcut = l->n_children++;
     return 0;
 }
@@ -87,8 +87,8 @@ static int res_infer(dp_layer *l, dp_err *err)
     l->saved = 0;
     for (int k = 0; k < l->n_children; k++) {
         const dp_layer *c = &l->children[k];
-        l->param_count += c->param_count;
-        l->saved += (size_t)c->out + c->saved;
+        l->param_count = dp_size_add(l->param_count, c->param_count);
+        l->saved = dp_size_add(l->saved, dp_size_add(c->out, c->saved));
         snprintf(l->children[k].name, sizeof l->children[k].name, "body.%d", k);
     }
     l->shortcut = -1;
@@ -140,13 +140,13 @@ static size_t widest(const dp_layer *l)
 
 static size_t res_scratch(const dp_layer *l, int max_rows)
 {
-    size_t own = 3 * widest(l) * (size_t)max_rows, child = 0;
+    size_t own = dp_size_mul(3 * widest(l), max_rows), child = 0;
     for (int k = 0; k < l->n_children; k++) {
         const dp_layer *c = &l->children[k];
         size_t need = c->ops->scratch ? c->ops->scratch(c, max_rows) : 0;
         child = need > child ? need : child;
     }
-    return own + child;
+    return dp_size_add(own, child);
 }
 
 /* Where a pass's memory goes: child k's output and saved values, inside the block's saved

@@ -38,7 +38,7 @@ static int embed_infer(dp_layer *l, dp_err *err)
     if (l->args[0] < 1 || l->args[1] < 1)
         return dp_fail(err, "the vocabulary and the width must be at least 1");
     l->out_shape = (dp_shape){ 2, { l->in_shape.d[0], l->args[1] } };
-    l->param_count = (size_t)l->args[0] * l->args[1];
+    l->param_count = dp_size_mul(l->args[0], l->args[1]);
     return 0;
 }
 
@@ -226,8 +226,9 @@ static int attn_infer(dp_layer *l, dp_err *err)
     if (a.h < 1 || a.d % a.h)
         return dp_fail(err, "%d heads do not divide the width %d", a.h, a.d);
     l->out_shape = l->in_shape;
-    l->param_count = (size_t)3 * a.d * a.d + 3 * (size_t)a.d + (size_t)a.d * a.d + a.d;
-    l->saved = (size_t)a.t * 3 * a.d + (size_t)a.h * a.t * a.t + (size_t)a.t * a.d;
+    size_t t = (size_t)a.t, d = (size_t)a.d;
+    l->param_count = dp_size_add(dp_size_mul(4 * d, d), 4 * d);
+    l->saved = dp_size_add(dp_size_mul(4 * t, d), dp_size_mul(dp_size_mul(a.h, t), t));
     return 0;
 }
 
@@ -304,7 +305,9 @@ static void attn_forward(const dp_layer *l, const dp_pass *p, const float *param
 static size_t attn_scratch(const dp_layer *l, int max_rows)
 {
     attn_dims a = dims_of(l);
-    return (size_t)max_rows * ((size_t)a.t * 4 * a.d + (size_t)a.h * a.t * a.t);
+    size_t t = (size_t)a.t;
+    return dp_size_mul(max_rows, dp_size_add(dp_size_mul(4 * t, a.d),
+                                             dp_size_mul(dp_size_mul(a.h, t), t)));
 }
 
 static void attn_backward(const dp_layer *l, const dp_pass *p, const float *params,
