@@ -49,7 +49,7 @@ variant "$work/a.ini" 2 "this line is not ini"
 expect_exit 2 "a\.ini:2: not a \"key = value\" line" -- "$DPMPTOP" -c "$work/a.ini"
 
 # Command-line mistakes.
-expect_exit 2 "cannot open the configuration" -- "$DPMPTOP" -c "$work/missing.ini"
+expect_exit 2 "^dpmptop: -c: $work/missing.ini: cannot open: No such file" -- "$DPMPTOP" -c "$work/missing.ini"
 expect_exit 2 "unknown option --bogus" -- "$DPMPTOP" --bogus
 expect_exit 2 "--steps needs a value" -- "$DPMPTOP" --steps
 expect_exit 2 "--set: \[optim\] lr = abc: expected a number" -- \
@@ -160,7 +160,7 @@ done
 expect_exit 2 "--save $work/no/dir/w\.safetensors: cannot create a file there" -- \
     "$DPMPTOP" -c "$work/good.ini" --save "$work/no/dir/w.safetensors"
 expect_exit 2 "--save $work: is a directory" -- "$DPMPTOP" -c "$work/good.ini" --save "$work"
-expect_exit 2 "$work: is a directory; -c takes an INI file" -- "$DPMPTOP" -c "$work"
+expect_exit 2 "^dpmptop: -c: $work: is a directory, not a regular file" -- "$DPMPTOP" -c "$work"
 
 # A refused run leaves an existing metrics file as it was; a run that cannot write its
 # metrics (a full disk: /dev/full) fails with exit 1 and leaves the device a device.
