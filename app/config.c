@@ -89,6 +89,8 @@ static const key keys[] = {
     BOOL("dashboard", "color", color),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof *keys))
+/* The longest layer between commas: --print-config writes each on a line of its own at worst. */
+#define LAYER_ITEM_MAX (INI_MAX_LINE - 20)
 _Static_assert(sizeof keys / sizeof *keys <= sizeof((dp_config *)0)->origin /
                                                  sizeof(((dp_config *)0)->origin[0]),
                "dp_config.origin needs a row per key");
@@ -198,6 +200,37 @@ static bool reads_back(const key *k, const char *text, char *why, size_t why_siz
     return true;
 }
 
+/* Stores a layer list in the one form that --print-config's wrapped lines read back as: one
+ * space after every comma but a last one. (A wrapped line loses its leading blanks, and the
+ * reader joins lines with ", ".) An item must fit on a line of its own. */
+static int set_layers(char *field, size_t size, const char *text, char *why, size_t why_size)
+{
+    size_t n = 0, item = 0;
+    for (const char *p = text; *p; p++) {
+        char ch = *p;
+        if (ch == ',') {
+            while (p[1] == ' ')
+                p++;
+            item = 0;
+        }
+        if (++item > LAYER_ITEM_MAX) {
+            snprintf(why, why_size, "expected layers of at most %d characters each, between "
+                                    "commas", LAYER_ITEM_MAX);
+            return -1;
+        }
+        if (n + 3 > size) {
+            snprintf(why, why_size, "expected at most %zu characters, with a space after "
+                                    "each comma", size - 1);
+            return -1;
+        }
+        field[n++] = ch;
+        if (ch == ',' && p[1])
+            field[n++] = ' ';
+    }
+    field[n] = '\0';
+    return 0;
+}
+
 /* Reads text as a number for a key the engine keeps as a float. Only decimal notation: no
  * hexadecimal, nan or inf. A value that a float cannot hold (overflow, or below the
  * smallest normal float, where precision is lost down to 0) is refused, not rounded. */
@@ -253,6 +286,8 @@ static int set_value(dp_config *c, const key *k, const char *text, char *why, si
         }
         if (!reads_back(k, text, why, why_size))
             return -1;
+        if (k->offset == OFF(layers))
+            return set_layers(field, k->size, text, why, why_size);
         memcpy(field, text, strlen(text) + 1);
         return 0;
     case T_INT:
@@ -437,7 +472,9 @@ static char *read_line(char *str, int num, void *stream)
     r->continuation = *s == ' ' || *s == '\t';
     while (isspace((unsigned char)*s))
         s++;
-    if (*s == '[') { /* inih reports no section without keys: check every header here */
+    /* inih reports no section without keys: check every header here. An indented line after
+     * a key is that key's continuation for inih, whatever it holds. */
+    if (*s == '[' && !(r->continuation && r->last)) {
         r->last = NULL;
         size_t len = strcspn(s + 1, "]");
         if (s[1 + len] == ']' && !known_section(s + 1, len)) {
@@ -468,14 +505,24 @@ static int on_value(void *user, const char *section, const char *name, const cha
             reader_fail(r, "%s:%d: %s", "only [model] layers may continue on indented lines");
             return 0;
         }
-        /* A layer list continued on the next line: join with a comma. */
+        /* A layer list continued on the next line: joined with a comma, then checked and
+         * stored as a whole; the origin stays the first line. */
         size_t len = strlen(r->c->layers);
-        bool comma = len && r->c->layers[len - 1] == ',';
-        if (len + strlen(value) + 3 >= sizeof r->c->layers) {
-            reader_fail(r, "%s:%d: %s", "the layer list is too long");
+        char *joined = malloc(len + strlen(value) + 3);
+        if (!joined) {
+            reader_fail(r, "%s:%d: %s", "out of memory");
             return 0;
         }
-        snprintf(r->c->layers + len, sizeof r->c->layers - len, "%s %s", comma ? "" : ",", value);
+        sprintf(joined, "%s%s%s", r->c->layers, len && r->c->layers[len - 1] == ',' ? " " : ", ",
+                value);
+        char origin[sizeof r->c->origin[0]];
+        memcpy(origin, r->c->origin[k - keys], sizeof origin);
+        int rc = assign(r->c, k, joined, origin, &e);
+        free(joined);
+        if (rc < 0) {
+            reader_fail(r, "%s:%d: %s", e.msg);
+            return 0;
+        }
         return 1;
     }
     r->last = k;
@@ -632,17 +679,19 @@ int dp_config_check(const dp_config *c, dp_err *err)
     return 0;
 }
 
-/* Writes a layer list, wrapping after a comma onto indented lines (which dp_config_load joins)
- * so that no line comes near inih's 200-character limit. */
+/* Writes a layer list (as set_layers stores it), wrapping after a comma onto indented lines
+ * (which dp_config_load joins) so that no line comes near inih's 200-character limit. */
 static void print_layers(FILE *out, const char *layers)
 {
     int column = (int)strlen("layers = ");
     for (const char *p = layers; *p;) {
         size_t len = strcspn(p, ",");
         bool more = p[len] == ',';
-        if (column + (int)len > 90) {
-            fputs("\n   ", out);
+        if (column + (int)len > 90 && p != layers) {
+            fputs("\n   ", out); /* the item's leading space goes: the reader adds it back */
             column = 3;
+            p++;
+            len--;
         }
         fprintf(out, "%.*s%s", (int)len, p, more ? "," : "");
         column += (int)len + 1;

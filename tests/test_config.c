@@ -746,6 +746,34 @@ START_TEST(test_config_values_read_back)
         assert_print_round_trip(&c);
     }
     ck_assert_msg(!signbit(c.optim.weight_decay), "-0 kept its sign");
+
+    /* a layer list is kept with one space after each comma, the form its wrapped lines read
+     * back as, however it was spaced; a long one without spaces reads back too */
+    load_ok(&c, "[model]\nlayers = linear:8,relu ,  linear:4,\n  tanh,\n  linear:2\n");
+    ck_assert_str_eq(c.layers, "linear:8, relu , linear:4, tanh, linear:2");
+    char layers[1200] = "model.layers=linear:8";
+    while (strlen(layers) < sizeof layers - 20)
+        strcat(layers, ",relu,linear:8");
+    dp_err err = { "" };
+    ck_assert_msg(dp_config_set(&c, layers, "--set", &err) == 0, "%s", err.msg);
+    assert_print_round_trip(&c);
+    /* a control character or a comment on a continued line is refused as on the first
+     * (found by fuzzing: a continued line skipped the checks) */
+    load_fail_at("[model]\nlayers = linear:8,\n  re\x19lu\n", 3, "control character (byte 0x19)",
+                 (char *)NULL);
+    /* an indented line after a key continues it for inih even when it starts with '['
+     * (found by fuzzing: it was taken for a section header, then as a second key) */
+    load_ok(&c, "[model]\nlayers = linear:8,\n  [x] = 1\n");
+    ck_assert_str_eq(c.layers, "linear:8, [x] = 1");
+    assert_print_round_trip(&c);
+    load_fail_at("[run]\nsteps = 1\n  [optim]\n", 3, "only [model] layers may continue",
+                 (char *)NULL);
+    /* an item too long for a line of its own is refused */
+    char item[300] = "model.layers=linear:8, ";
+    memset(item + strlen(item), 'x', 200);
+    ck_assert_msg(dp_config_set(&c, item, "--set", &err) == -1 &&
+                      strstr(err.msg, "characters each, between commas"),
+                  "a 200-character layer was accepted: %s", err.msg);
 }
 END_TEST
 
