@@ -469,6 +469,8 @@ static char *read_line(char *str, int num, void *stream)
     }
     r->line++;
     const char *s = str;
+    if (r->line == 1 && ini_allow_bom && !strncmp(s, "\xEF\xBB\xBF", 3))
+        s += 3; /* inih skips a UTF-8 byte order mark too */
     r->continuation = *s == ' ' || *s == '\t';
     while (isspace((unsigned char)*s))
         s++;

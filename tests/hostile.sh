@@ -164,6 +164,8 @@ expect_exit 2 "nosection\.ini:1: \"steps\" comes before any \[section\]" -- \
 printf '[rün]\nsteps = 1\n' >"$work/unicode.ini"
 expect_exit 2 "unicode\.ini:1: unknown section \[rün\]; the sections are run, data" -- \
     "$DPMPTOP" --headless -c "$work/unicode.ini"
+printf '\357\273\277[bogus]\n[run]\nsteps = 1\n' >"$work/bom.ini"
+expect_exit 2 "bom\.ini:1: unknown section \[bogus\]" -- "$DPMPTOP" --headless -c "$work/bom.ini"
 canary_check "configuration"
 
 # ---- data ----

@@ -864,6 +864,12 @@ START_TEST(test_config_set_names)
     strcat(text, "]\n");
     load_fail_at(text, 3, "unknown section", (char *)NULL);
     load_fail_at("[dätä]\nbatch = 1\n", 1, "unknown section [dätä]", (char *)NULL);
+    /* after a UTF-8 byte order mark too (it hid the header from the check) */
+    load_fail_at("\xEF\xBB\xBF[bogus]\n[run]\nsteps = 1\n", 1, "unknown section [bogus]",
+                 (char *)NULL);
+    dp_config c;
+    load_ok(&c, "\xEF\xBB\xBF[run]\nsteps = 7\n");
+    ck_assert_int_eq(c.steps, 7);
     load_fail_at("lr = 0.1\n[optim]\n", 1, "comes before any [section]", (char *)NULL);
 }
 END_TEST
