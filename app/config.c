@@ -1,15 +1,16 @@
 /* config.c -- the key table, INI reading through inih, overrides, validation, printing. */
 #include "app/configuration.h"
 #include "dpmptop-config.h"
+#include "engine/fileio.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <ini.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 typedef enum key_type { T_STR, T_INT, T_LONG, T_U64, T_DOUBLE, T_BOOL, T_ENUM } key_type;
 
@@ -88,6 +89,8 @@ static const key keys[] = {
     BOOL("dashboard", "color", color),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof *keys))
+/* The longest layer between commas: --print-config writes each on a line of its own at worst. */
+#define LAYER_ITEM_MAX (INI_MAX_LINE - 20)
 _Static_assert(sizeof keys / sizeof *keys <= sizeof((dp_config *)0)->origin /
                                                  sizeof(((dp_config *)0)->origin[0]),
                "dp_config.origin needs a row per key");
@@ -125,10 +128,11 @@ static const key *find_key(const char *section, const char *name)
     return NULL;
 }
 
-static bool known_section(const char *section)
+/* section[0..len): compared whole, so that no name is cut to fit a buffer first. */
+static bool known_section(const char *section, size_t len)
 {
     for (int i = 0; sections[i]; i++)
-        if (!strcmp(sections[i], section))
+        if (strlen(sections[i]) == len && !memcmp(sections[i], section, len))
             return true;
     return false;
 }
@@ -168,7 +172,101 @@ static void describe_range(char *buf, size_t size, const key *k, const char *nou
                  hi, k->max_open ? " (excluded)" : "");
 }
 
-/* Sets key k from text; on failure writes what the key accepts into why. */
+/* Whether a string value would read back from the INI line "key = value" as itself. inih
+ * has no quoting: a comment prefix at the start of the value or after a blank ends the
+ * value there, and a layer list, printed wrapped, may put any of its parts at the start of a
+ * line, where ';' and '#' make the line a comment. */
+static bool reads_back(const key *k, const char *text, char *why, size_t why_size)
+{
+    if (k->offset == OFF(layers)) {
+        size_t at = strcspn(text, ini_start_comment_prefixes);
+        if (text[at]) {
+            snprintf(why, why_size, "a layer list has no '%c' (a wrapped line starting with it "
+                                    "is a comment); remove it", text[at]);
+            return false;
+        }
+    }
+    if (!ini_allow_inline_comments)
+        return true;
+    for (const char *p = text; *p; p++)
+        if (strchr(ini_inline_comment_prefixes, *p) && (p == text || p[-1] == ' ')) {
+            snprintf(why, why_size, "'%c' %s starts a comment in an INI file, so the value "
+                                    "would not read back; %s", *p,
+                     p == text ? "at the start of a value" : "after a space",
+                     p == text ? "begin the value with another character"
+                               : "remove the space before it");
+            return false;
+        }
+    return true;
+}
+
+/* Stores a layer list in the one form that --print-config's wrapped lines read back as: one
+ * space after every comma but a last one. (A wrapped line loses its leading blanks, and the
+ * reader joins lines with ", ".) An item must fit on a line of its own. */
+static int set_layers(char *field, size_t size, const char *text, char *why, size_t why_size)
+{
+    size_t n = 0, item = 0;
+    for (const char *p = text; *p; p++) {
+        char ch = *p;
+        if (ch == ',') {
+            while (p[1] == ' ')
+                p++;
+            item = 0;
+        }
+        if (++item > LAYER_ITEM_MAX) {
+            snprintf(why, why_size, "expected layers of at most %d characters each, between "
+                                    "commas", LAYER_ITEM_MAX);
+            return -1;
+        }
+        if (n + 3 > size) {
+            snprintf(why, why_size, "expected at most %zu characters, with a space after "
+                                    "each comma", size - 1);
+            return -1;
+        }
+        field[n++] = ch;
+        if (ch == ',' && p[1])
+            field[n++] = ' ';
+    }
+    field[n] = '\0';
+    return 0;
+}
+
+/* Reads text as a number for a key the engine keeps as a float. Only decimal notation: no
+ * hexadecimal, nan or inf. A value that a float cannot hold (overflow, or below the
+ * smallest normal float, where precision is lost down to 0) is refused, not rounded. */
+static int parse_float(const key *k, const char *text, double *out, char *why, size_t why_size)
+{
+    char range[96];
+    describe_range(range, sizeof range, k, "a number");
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    bool decimal = text[strspn(text, "0123456789+-.eE")] == '\0';
+    if (!decimal || end == text || *end) {
+        snprintf(why, why_size, "expected %s", range);
+        return -1;
+    }
+    bool range_error = errno == ERANGE;
+    if ((range_error && fabs(v) >= 1) || fabs(v) > FLT_MAX) {
+        snprintf(why, why_size, "too large for a float (at most %g); expected %s", FLT_MAX,
+                 range);
+        return -1;
+    }
+    if ((range_error && fabs(v) < 1) || (v != 0 && fabs(v) < FLT_MIN)) {
+        snprintf(why, why_size, "underflows: the smallest float in full precision is %g; "
+                                "expected %s", FLT_MIN, range);
+        return -1;
+    }
+    v += 0.0; /* -0 is 0 */
+    if ((k->min_open ? v <= k->min : v < k->min) || (k->max_open ? v >= k->max : v > k->max)) {
+        snprintf(why, why_size, "expected %s", range);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Sets key k from text; on failure writes why and what the key accepts. */
 static int set_value(dp_config *c, const key *k, const char *text, char *why, size_t why_size)
 {
     char *field = (char *)c + k->offset;
@@ -177,27 +275,28 @@ static int set_value(dp_config *c, const key *k, const char *text, char *why, si
     switch (k->type) {
     case T_STR:
         if (strlen(text) >= k->size) {
-            snprintf(why, why_size, "at most %zu characters", k->size - 1);
+            snprintf(why, why_size, "expected at most %zu characters", k->size - 1);
             return -1;
         }
-        /* What --print-config writes must read back: one line (the layer list wraps), and no
-         * " ;", which INI files read as the start of a comment. */
+        /* What --print-config writes must read back: one line (the layer list wraps). */
         if (k->offset != OFF(layers) && strlen(k->name) + strlen(text) + 4 > INI_MAX_LINE) {
-            snprintf(why, why_size, "at most %zu characters (an INI line holds %d)",
+            snprintf(why, why_size, "expected at most %zu characters (an INI line holds %d)",
                      (size_t)INI_MAX_LINE - 4 - strlen(k->name), INI_MAX_LINE - 1);
             return -1;
         }
-        if (strstr(text, " ;") || strstr(text, "\t;")) {
-            snprintf(why, why_size, "a value without \" ;\" (it starts a comment)");
+        if (!reads_back(k, text, why, why_size))
             return -1;
-        }
+        if (k->offset == OFF(layers))
+            return set_layers(field, k->size, text, why, why_size);
         memcpy(field, text, strlen(text) + 1);
         return 0;
     case T_INT:
     case T_LONG: {
         long long v = strtoll(text, &end, 10);
         if (end == text || *end || errno || v < k->min || v > k->max) {
-            describe_range(why, why_size, k, "a whole number");
+            char range[96];
+            describe_range(range, sizeof range, k, "a whole number");
+            snprintf(why, why_size, "expected %s", range);
             return -1;
         }
         if (k->type == T_INT)
@@ -207,29 +306,17 @@ static int set_value(dp_config *c, const key *k, const char *text, char *why, si
         return 0;
     }
     case T_U64: {
-        if (text[0] == '-') {
-            snprintf(why, why_size, "a whole number from 0 to %llu", (unsigned long long)UINT64_MAX);
-            return -1;
-        }
         unsigned long long v = strtoull(text, &end, 10);
-        if (end == text || *end || errno) {
-            snprintf(why, why_size, "a whole number from 0 to %llu", (unsigned long long)UINT64_MAX);
+        if (text[0] == '-' || end == text || *end || errno) {
+            snprintf(why, why_size, "expected a whole number from 0 to %llu",
+                     (unsigned long long)UINT64_MAX);
             return -1;
         }
         *(uint64_t *)field = v;
         return 0;
     }
-    case T_DOUBLE: {
-        double v = strtod(text, &end);
-        bool low = k->min_open ? v <= k->min : v < k->min;
-        bool high = k->max_open ? v >= k->max : v > k->max;
-        if (end == text || *end || errno || !isfinite(v) || low || high) {
-            describe_range(why, why_size, k, "a number");
-            return -1;
-        }
-        *(double *)field = v;
-        return 0;
-    }
+    case T_DOUBLE:
+        return parse_float(k, text, (double *)field, why, why_size);
     case T_BOOL:
         if (!strcmp(text, "true") || !strcmp(text, "yes") || !strcmp(text, "on") ||
             !strcmp(text, "1")) {
@@ -241,7 +328,7 @@ static int set_value(dp_config *c, const key *k, const char *text, char *why, si
             *(bool *)field = false;
             return 0;
         }
-        snprintf(why, why_size, "true or false");
+        snprintf(why, why_size, "expected true or false");
         return -1;
     case T_ENUM:
         for (int i = 0; k->names[i]; i++)
@@ -252,35 +339,58 @@ static int set_value(dp_config *c, const key *k, const char *text, char *why, si
         {
             char list[256];
             join_names(list, sizeof list, k->names);
-            snprintf(why, why_size, "one of %s", list);
+            snprintf(why, why_size, "expected one of %s", list);
         }
         return -1;
     }
     return -1;
 }
 
-/* Reads "[section] key = value"'s value as the key's type and records where it came from. */
-static int assign(dp_config *c, const char *section, const char *name, const char *value,
-                  const char *origin, dp_err *err)
+/* The first control character in text (a byte below 0x20, or 0x7f), or NULL. */
+static const char *control_char(const char *text)
 {
-    if (!section[0])
-        return dp_fail(err, "\"%s\" comes before any [section]; put it under its section, as "
-                            "[run] steps = 100",
-                       name);
-    if (!known_section(section)) {
+    for (const char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return p;
+    return NULL;
+}
+
+/* Finds "[section] name" or fails saying what there is instead. */
+static const key *lookup(const char *section, const char *name, dp_err *err)
+{
+    if (!section[0]) {
+        dp_fail(err, "\"%s\" comes before any [section]; put it under its section, as "
+                     "[run] steps = 100",
+                name);
+        return NULL;
+    }
+    if (!known_section(section, strlen(section))) {
         char list[160];
         join_names(list, sizeof list, sections);
-        return dp_fail(err, "unknown section [%s]; the sections are %s", section, list);
+        dp_fail(err, "unknown section [%s]; the sections are %s", section, list);
+        return NULL;
     }
     const key *k = find_key(section, name);
     if (!k) {
         char list[512];
         keys_of(list, sizeof list, section);
-        return dp_fail(err, "[%s] has no key \"%s\"; its keys are %s", section, name, list);
+        dp_fail(err, "[%s] has no key \"%s\"; its keys are %s", section, name, list);
     }
-    char why[256];
+    return k;
+}
+
+/* Reads key k's value as its type and records where it came from. */
+static int assign(dp_config *c, const key *k, const char *value, const char *origin,
+                  dp_err *err)
+{
+    const char *ctl = control_char(value);
+    if (ctl) /* the value is not echoed: it would break the message's line */
+        return dp_fail(err, "[%s] %s: the value holds a control character (byte 0x%02x); "
+                            "values are one line of printable text (use spaces, not tabs)",
+                       k->section, k->name, (unsigned char)*ctl);
+    char why[384];
     if (set_value(c, k, value, why, sizeof why) < 0)
-        return dp_fail(err, "[%s] %s = %s: expected %s", section, name, value, why);
+        return dp_fail(err, "[%s] %s = %s: %s", k->section, k->name, value, why);
     snprintf(c->origin[k - keys], sizeof c->origin[0], "%s", origin);
     return 0;
 }
@@ -289,14 +399,15 @@ static int assign(dp_config *c, const char *section, const char *name, const cha
 
 typedef struct reader {
     dp_config *c;
-    const char *name;  /* file name for messages */
+    char name[DP_CONFIG_NAME_SHOWN + 1]; /* the file's name for messages, shortened */
     FILE *file;        /* the source: a file ... */
     const char *text;  /* ... or a string */
     int line;          /* number of the line inih is handling */
     bool continuation; /* that line is indented: inih's continuation of the previous value */
     bool failed;       /* err holds the first problem found by this reader ... */
     int fail_line;     /* ... on this line */
-    char last_key[64]; /* section.key of the previous value, for continuations */
+    const key *last;   /* the key of the previous value, for continuations; NULL after [x] */
+    int set_at[N_KEYS]; /* the line that set each key in this file; 0: not yet */
     dp_err *err;
 } reader;
 
@@ -358,21 +469,22 @@ static char *read_line(char *str, int num, void *stream)
     }
     r->line++;
     const char *s = str;
+    if (r->line == 1 && ini_allow_bom && !strncmp(s, "\xEF\xBB\xBF", 3))
+        s += 3; /* inih skips a UTF-8 byte order mark too */
     r->continuation = *s == ' ' || *s == '\t';
     while (isspace((unsigned char)*s))
         s++;
-    if (*s == '[') { /* inih reports no section without keys: check every header here */
-        char name[64];
+    /* inih reports no section without keys: check every header here. An indented line after
+     * a key is that key's continuation for inih, whatever it holds. */
+    if (*s == '[' && !(r->continuation && r->last)) {
+        r->last = NULL;
         size_t len = strcspn(s + 1, "]");
-        if (s[1 + len] == ']' && len < sizeof name) {
-            memcpy(name, s + 1, len);
-            name[len] = '\0';
-            if (!known_section(name)) {
-                char list[160], msg[256];
-                join_names(list, sizeof list, sections);
-                snprintf(msg, sizeof msg, "unknown section [%s]; the sections are %s", name, list);
-                reader_fail(r, "%s:%d: %s", msg);
-            }
+        if (s[1 + len] == ']' && !known_section(s + 1, len)) {
+            char list[160], msg[256];
+            join_names(list, sizeof list, sections);
+            snprintf(msg, sizeof msg, "unknown section [%.*s]; the sections are %s",
+                     (int)(len < 64 ? len : 64), s + 1, list);
+            reader_fail(r, "%s:%d: %s", msg);
         }
     }
     (void)n;
@@ -384,36 +496,51 @@ static int on_value(void *user, const char *section, const char *name, const cha
     reader *r = user;
     if (r->failed)
         return 1;
-    char here[80], full[64];
-    snprintf(here, sizeof here, "%s:%d", r->name, r->line);
-    snprintf(full, sizeof full, "%s.%s", section, name);
-    if (r->continuation && !strcmp(full, r->last_key)) {
-        if (strcmp(full, "model.layers")) {
+    dp_err e;
+    const key *k = lookup(section, name, &e);
+    if (!k) {
+        reader_fail(r, "%s:%d: %s", e.msg);
+        return 0;
+    }
+    if (r->continuation && k == r->last) {
+        if (k->offset != OFF(layers)) {
             reader_fail(r, "%s:%d: %s", "only [model] layers may continue on indented lines");
             return 0;
         }
-        /* A layer list continued on the next line: join with a comma. */
+        /* A layer list continued on the next line: joined with a comma, then checked and
+         * stored as a whole; the origin stays the first line. */
         size_t len = strlen(r->c->layers);
-        bool comma = len && r->c->layers[len - 1] == ',';
-        if (len + strlen(value) + 3 >= sizeof r->c->layers) {
-            reader_fail(r, "%s:%d: %s", "the layer list is too long");
+        char *joined = malloc(len + strlen(value) + 3);
+        if (!joined) {
+            reader_fail(r, "%s:%d: %s", "out of memory");
             return 0;
         }
-        snprintf(r->c->layers + len, sizeof r->c->layers - len, "%s %s", comma ? "" : ",", value);
+        sprintf(joined, "%s%s%s", r->c->layers, len && r->c->layers[len - 1] == ',' ? " " : ", ",
+                value);
+        char origin[sizeof r->c->origin[0]];
+        memcpy(origin, r->c->origin[k - keys], sizeof origin);
+        int rc = assign(r->c, k, joined, origin, &e);
+        free(joined);
+        if (rc < 0) {
+            reader_fail(r, "%s:%d: %s", e.msg);
+            return 0;
+        }
         return 1;
     }
-    snprintf(r->last_key, sizeof r->last_key, "%s", full);
-    const char *before = dp_config_origin(r->c, section, name);
-    size_t prefix = strlen(r->name);
-    if (!strncmp(before, r->name, prefix) && before[prefix] == ':') {
-        char msg[200];
-        snprintf(msg, sizeof msg, "[%s] %s is set twice (first at %s); a key may appear once",
-                 section, name, before);
+    r->last = k;
+    /* Recorded by the key's index, so the check never depends on how long a name is. */
+    int *set_at = &r->set_at[k - keys];
+    if (*set_at) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "[%s] %s is set twice (first at line %d); a key may appear "
+                                  "once", section, name, *set_at);
         reader_fail(r, "%s:%d: %s", msg);
         return 0;
     }
-    dp_err e;
-    if (assign(r->c, section, name, value, here, &e) < 0) {
+    *set_at = r->line;
+    char here[sizeof r->c->origin[0]];
+    snprintf(here, sizeof here, "%s:%d", r->name, r->line);
+    if (assign(r->c, k, value, here, &e) < 0) {
         reader_fail(r, "%s:%d: %s", e.msg);
         return 0;
     }
@@ -423,23 +550,24 @@ static int on_value(void *user, const char *section, const char *name, const cha
 int dp_config_load(dp_config *c, const char *path, const char *ini, const char *name,
                    dp_err *err)
 {
-    reader r = { .c = c, .name = path ? path : name, .text = ini, .err = err };
-    if (path) {
-        struct stat st;
-        r.file = fopen(path, "r");
-        if (!r.file)
-            return dp_fail(err, "%s: cannot open the configuration: %s", path, strerror(errno));
-        if (fstat(fileno(r.file), &st) != 0 || S_ISDIR(st.st_mode)) {
-            fclose(r.file);
-            return dp_fail(err, "%s: is a directory; -c takes an INI file", path);
-        }
+    reader r = { .c = c, .text = ini, .err = err };
+    /* Messages and origins show a long name by its end, the part that tells files apart. */
+    const char *shown = path ? path : name;
+    size_t len = strlen(shown);
+    if (len > DP_CONFIG_NAME_SHOWN)
+        snprintf(r.name, sizeof r.name, "...%s", shown + len - (DP_CONFIG_NAME_SHOWN - 3));
+    else
+        memcpy(r.name, shown, len + 1);
+    if (path && !(r.file = dp_fopen_input(path, err))) {
+        dp_err_prefix(err, "-c: ");
+        return -1;
     }
     int rc = ini_parse_stream(read_line, &r, on_value, &r);
     if (r.file) {
         bool unreadable = ferror(r.file);
         fclose(r.file);
         if (unreadable)
-            return dp_fail(err, "%s: cannot read the configuration", path);
+            return dp_fail(err, "%s: cannot read the configuration", r.name);
     }
     /* inih goes on after a malformed line and returns its number: whichever came first wins. */
     if (r.failed && !(rc > 0 && rc < r.fail_line))
@@ -459,10 +587,27 @@ int dp_config_set(dp_config *c, const char *assignment, const char *label, dp_er
     if (!eq || !dot || dot > eq)
         return dp_fail(err, "%s %s: expected SECTION.KEY=VALUE, as in optim.lr=0.1", label,
                        assignment);
-    char section[32], name[64];
-    snprintf(section, sizeof section, "%.*s", (int)(dot - assignment), assignment);
-    snprintf(name, sizeof name, "%.*s", (int)(eq - dot - 1), dot + 1);
-    if (assign(c, section, name, eq + 1, label, err) < 0) {
+    if (dot == assignment || dot + 1 == eq)
+        return dp_fail(err, "%s %s: the %s empty; expected SECTION.KEY=VALUE, as in "
+                            "optim.lr=0.1",
+                       label, assignment,
+                       dot == assignment && dot + 1 == eq ? "section and key are"
+                       : dot == assignment                ? "section is"
+                                                          : "key is");
+    const char *value = eq + 1;
+    if (value[0] == ' ' || (value[0] && value[strlen(value) - 1] == ' '))
+        return dp_fail(err, "%s %s: a value with spaces around it, which an INI file drops; "
+                            "remove them",
+                       label, assignment);
+    /* section and key are copied whole: a name cut to fit a buffer could match another */
+    char *copy = strdup(assignment);
+    if (!copy)
+        return dp_fail(err, "%s: out of memory", label);
+    copy[dot - assignment] = '\0';
+    copy[eq - assignment] = '\0';
+    const key *k = lookup(copy, copy + (dot - assignment) + 1, err);
+    free(copy);
+    if (!k || assign(c, k, value, label, err) < 0) {
         dp_err_prefix(err, "%s: ", label);
         return -1;
     }
@@ -536,17 +681,19 @@ int dp_config_check(const dp_config *c, dp_err *err)
     return 0;
 }
 
-/* Writes a layer list, wrapping after a comma onto indented lines (which dp_config_load joins)
- * so that no line comes near inih's 200-character limit. */
+/* Writes a layer list (as set_layers stores it), wrapping after a comma onto indented lines
+ * (which dp_config_load joins) so that no line comes near inih's 200-character limit. */
 static void print_layers(FILE *out, const char *layers)
 {
     int column = (int)strlen("layers = ");
     for (const char *p = layers; *p;) {
         size_t len = strcspn(p, ",");
         bool more = p[len] == ',';
-        if (column + (int)len > 90) {
-            fputs("\n   ", out);
+        if (column + (int)len > 90 && p != layers) {
+            fputs("\n   ", out); /* the item's leading space goes: the reader adds it back */
             column = 3;
+            p++;
+            len--;
         }
         fprintf(out, "%.*s%s", (int)len, p, more ? "," : "");
         column += (int)len + 1;

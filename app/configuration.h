@@ -15,6 +15,9 @@
 #include "engine/plan.h"
 #include "engine/trainer.h"
 
+/* The most characters of a configuration file's name that messages show. */
+#define DP_CONFIG_NAME_SHOWN 160
+
 typedef enum dp_precision { DP_PRECISION_FP32, DP_PRECISION_TF32 } dp_precision;
 
 typedef struct dp_config {
@@ -51,8 +54,9 @@ typedef struct dp_config {
     bool color;
 
     /* Where each key's value came from ("run.ini:12", "--set"), for later messages; empty
-     * for a default. Indexed like the key table in config.c. */
-    char origin[48][80];
+     * for a default. Indexed like the key table in config.c. A file's name longer than
+     * DP_CONFIG_NAME_SHOWN is shown as "..." and its end, so an origin always fits. */
+    char origin[48][DP_CONFIG_NAME_SHOWN + 16];
 } dp_config;
 
 /* Fills c with every key's default. */

@@ -76,6 +76,9 @@ static void usage(FILE *out)
           "  -h, --help                 show this help and exit\n"
           "  -V, --version              show the version and exit\n"
           "\n"
+          "-c, --metrics, --save, --init, --checkpoint-dir and --resume may each be given\n"
+          "once; the other options override keys, in order, so the last one wins.\n"
+          "\n"
           "Exit status: 0 done, 1 the run failed, 2 bad usage or configuration,\n"
           "130 interrupted. See dpmptop(1) and README.md for the configuration keys.\n",
           out);
@@ -181,9 +184,43 @@ static int parse_args(int argc, char **argv, options *o)
         fputs("dpmptop: out of memory\n", stderr);
         return -1;
     }
+    /* A value this long is no option's or key's, and every override below fits its buffer. */
+    enum { LONGEST_VALUE = 4096 };
+    _Static_assert(sizeof o->overrides->assignment > LONGEST_VALUE + sizeof "parallel.microbatches=",
+                   "an override's buffer holds the longest value after its key");
+    const char *checkpoint_dir = NULL;
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":c:s:Hd:S:hV", longs, NULL)) != -1) {
+        if (optarg && strlen(optarg) > LONGEST_VALUE) {
+            const char *name = "";
+            for (int i = 0; longs[i].name; i++)
+                if (longs[i].val == ch)
+                    name = longs[i].name;
+            fprintf(stderr, "dpmptop: --%s: a value of %zu characters; no option or key takes "
+                            "more than %d\n",
+                    name, strlen(optarg), LONGEST_VALUE);
+            return -1;
+        }
+        /* Options naming one file or directory: a second one is refused, not silently
+         * preferred, as the first may be the one meant. */
+        const char *once_name = NULL, **once = NULL;
+        switch (ch) {
+        case 'c': once_name = "-c", once = &o->config_path; break;
+        case OPT_SAVE: once_name = "--save", once = &o->save_path; break;
+        case OPT_METRICS: once_name = "--metrics", once = &o->metrics_path; break;
+        case OPT_INIT: once_name = "--init", once = &o->init_path; break;
+        case OPT_CKPT_DIR: once_name = "--checkpoint-dir", once = &checkpoint_dir; break;
+        }
+        if (once && *once) {
+            fprintf(stderr, "dpmptop: %s given twice: %s and %s; give one\n", once_name, *once,
+                    optarg);
+            return -1;
+        }
+        if (ch == OPT_RESUME && o->resume) {
+            fputs("dpmptop: --resume given twice; give it once\n", stderr);
+            return -1;
+        }
         switch (ch) {
         case 'c': o->config_path = optarg; break;
         case 's': add_override(o, "--set", "%s", optarg); break;
@@ -198,7 +235,10 @@ static int parse_args(int argc, char **argv, options *o)
             add_override(o, "--epochs", "run.epochs=%s", optarg);
             add_override(o, "--epochs", "run.steps=%s", "0"); /* epochs, not a step count */
             break;
-        case OPT_CKPT_DIR: add_override(o, "--checkpoint-dir", "checkpoint.dir=%s", optarg); break;
+        case OPT_CKPT_DIR:
+            checkpoint_dir = optarg;
+            add_override(o, "--checkpoint-dir", "checkpoint.dir=%s", optarg);
+            break;
         case OPT_NO_COLOR: add_override(o, "--no-color", "dashboard.color=%s", "false"); break;
         case OPT_METRICS: o->metrics_path = optarg; break;
         case OPT_SAVE: o->save_path = optarg; break;

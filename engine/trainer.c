@@ -569,10 +569,23 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
                       .replica_loss = replica_loss };
     if (!isfinite(r->loss) || !isfinite(r->grad_norm)) {
         locate_nonfinite(t, r->nonfinite, sizeof r->nonfinite);
-        if (t->cfg.on_nan == DP_NAN_STOP)
+        if (t->cfg.on_nan == DP_NAN_STOP) {
+            /* Weight decay alone multiplies the weights by (1 - lr x weight_decay) each step,
+             * which diverges past 2 (with SGD momentum mu, past 2(1 + mu), or 2(1 + mu) /
+             * (1 + 2mu) with Nesterov): then the decay is the cause, whatever the gradients. */
+            double mu = oc->kind == DP_OPTIM_SGD ? oc->momentum : 0.0;
+            double bound = 2.0 * (1.0 + mu) / (mu > 0.0 && oc->nesterov ? 1.0 + 2.0 * mu : 1.0);
+            if (oc->lr * oc->weight_decay > bound)
+                return dp_fail(err, "step %ld: the loss is %g and the gradient norm %g: %s; "
+                                    "stopping: optim.weight_decay = %g with optim.lr = %g makes "
+                                    "the weights grow every step (lr x weight_decay above %g "
+                                    "diverges); lower optim.weight_decay",
+                               r->step, r->loss, r->grad_norm, r->nonfinite, oc->weight_decay,
+                               oc->lr, bound);
             return dp_fail(err, "step %ld: the loss is %g and the gradient norm %g: %s; stopping "
                                 "(lower optim.lr, set optim.clip, or set run.on_nan = skip)",
                            r->step, r->loss, r->grad_norm, r->nonfinite);
+        }
         r->skipped = update.skip = true;
     } else {
         r->lr = update.lr = dp_optim_lr(oc, r->step - 1, t->cfg.total_steps);

@@ -49,7 +49,7 @@ variant "$work/a.ini" 2 "this line is not ini"
 expect_exit 2 "a\.ini:2: not a \"key = value\" line" -- "$DPMPTOP" -c "$work/a.ini"
 
 # Command-line mistakes.
-expect_exit 2 "cannot open the configuration" -- "$DPMPTOP" -c "$work/missing.ini"
+expect_exit 2 "^dpmptop: -c: $work/missing.ini: cannot open: No such file" -- "$DPMPTOP" -c "$work/missing.ini"
 expect_exit 2 "unknown option --bogus" -- "$DPMPTOP" --bogus
 expect_exit 2 "--steps needs a value" -- "$DPMPTOP" --steps
 expect_exit 2 "--set: \[optim\] lr = abc: expected a number" -- \
@@ -160,7 +160,24 @@ done
 expect_exit 2 "--save $work/no/dir/w\.safetensors: cannot create a file there" -- \
     "$DPMPTOP" -c "$work/good.ini" --save "$work/no/dir/w.safetensors"
 expect_exit 2 "--save $work: is a directory" -- "$DPMPTOP" -c "$work/good.ini" --save "$work"
-expect_exit 2 "$work: is a directory; -c takes an INI file" -- "$DPMPTOP" -c "$work"
+expect_exit 2 "^dpmptop: -c: $work: is a directory, not a regular file" -- "$DPMPTOP" -c "$work"
+
+# Options naming one file or directory may be given once: a second is refused, naming both,
+# and nothing is written where either pointed.
+cp "$work/good.ini" "$work/b.ini"
+expect_exit 2 "^dpmptop: -c given twice: $work/good\.ini and $work/b\.ini; give one\$" -- \
+    "$DPMPTOP" -c "$work/good.ini" --config "$work/b.ini"
+for opt in --save --metrics --init --checkpoint-dir; do
+    expect_exit 2 "^dpmptop: $opt given twice: $work/one and $work/two; give one\$" -- \
+        "$DPMPTOP" -c "$work/good.ini" "$opt" "$work/one" "$opt=$work/two"
+    [ ! -e "$work/one" ] && [ ! -e "$work/two" ] || fail "$opt twice left a file behind"
+done
+expect_exit 2 "^dpmptop: --resume given twice; give it once\$" -- \
+    "$DPMPTOP" -c "$work/good.ini" --resume "$work" --resume
+# A value longer than any option or key takes is refused whole, never cut to fit.
+long=$(head -c 5000 /dev/zero | tr '\0' 1)
+expect_exit 2 "^dpmptop: --set: a value of 5011 characters; no option or key takes more than 4096\$" -- \
+    "$DPMPTOP" -c "$work/good.ini" --set "optim.lr=0.$long"
 
 # A refused run leaves an existing metrics file as it was; a run that cannot write its
 # metrics (a full disk) fails with exit 1 and leaves the file as it was.

@@ -4,11 +4,15 @@
 
 #include "dpmptop-config.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "app/configuration.h"
 #include "engine/model.h"
@@ -377,7 +381,7 @@ START_TEST(test_config_origin)
     ck_assert_str_eq(dp_config_origin(&c, "nosuch", "key"), "");
     /* a key given twice is refused, naming both lines; --set may still override a key */
     load_fail_at("[data]\nbatch = 8\n\nbatch = 16\n", 4, "[data] batch is set twice",
-                 "first at t.ini:2", NULL);
+                 "first at line 2", NULL);
     load_ok(&c, "[data]\nbatch = 8\n");
     dp_err err = { "" };
     ck_assert_int_eq(dp_config_set(&c, "data.batch=16", "--set", &err), 0);
@@ -607,6 +611,269 @@ START_TEST(test_config_demo)
 }
 END_TEST
 
+/* ---- hostile input (issue 14) ---- */
+
+/* Writes text to dir/c.ini, creating dir and its parents; the path goes into path. */
+static void write_deep(char *path, size_t size, const char *dir, const char *text)
+{
+    char at[PATH_MAX];
+    snprintf(at, sizeof at, "%s", dir);
+    for (char *p = at + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(at, 0700);
+            *p = '/';
+        }
+    mkdir(at, 0700);
+    snprintf(path, size, "%s/c.ini", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    fputs(text, f);
+    ck_assert(fclose(f) == 0);
+}
+
+/* A key given twice is refused however long the file's path is (a 200-character one, and
+ * one near PATH_MAX), and origins still end in the line. */
+START_TEST(test_config_duplicate_long_path)
+{
+    static const char text[] = "[run]\nsteps = 1\n[optim]\nlr = 0.1\nlr = 0.2\n";
+    char part[201];
+    memset(part, 'p', 200);
+    part[200] = '\0';
+    for (int parts = 1; parts <= 19; parts += 18) { /* ~200, then ~3850 characters */
+        char dir[PATH_MAX] = "", path[PATH_MAX];
+        int used = snprintf(dir, sizeof dir, "%s/deep", unit_tmpdir());
+        for (int i = 0; i < parts; i++)
+            used += snprintf(dir + used, sizeof dir - (size_t)used, "/%d%s", i, part);
+        write_deep(path, sizeof path, dir, text);
+        ck_assert_msg(strlen(path) > 200, "path %zu characters", strlen(path));
+        dp_config c;
+        dp_config_defaults(&c);
+        dp_err err = { "" };
+        ck_assert_msg(dp_config_load(&c, path, NULL, NULL, &err) == -1,
+                      "a duplicate lr in a %zu-character path was accepted", strlen(path));
+        ck_assert_msg(strstr(err.msg, ":5: [optim] lr is set twice (first at line 4)"),
+                      "message: %s", err.msg);
+        ck_assert_msg(strstr(err.msg, "p/c.ini:5") != NULL, "the file's end is not shown: %s",
+                      err.msg);
+        write_deep(path, sizeof path, dir, "[run]\nsteps = 1\n[optim]\nlr = 0.1\n");
+        dp_config_defaults(&c);
+        ck_assert_msg(dp_config_load(&c, path, NULL, NULL, &err) == 0, "%s", err.msg);
+        const char *origin = dp_config_origin(&c, "optim", "lr");
+        ck_assert_msg(!strncmp(origin, "...", 3) && strstr(origin, "p/c.ini:4"), "origin %s",
+                      origin);
+    }
+    /* a key continued over lines, then set again: still a duplicate */
+    load_fail_at("[model]\nlayers = linear:8,\n  relu\nlayers = linear:4\n", 4, "set twice",
+                 (char *)NULL);
+    /* the same key in a second [optim] header is a duplicate too */
+    load_fail_at("[optim]\nlr = 0.1\n[optim]\nlr = 0.2\n", 4, "set twice", (char *)NULL);
+}
+END_TEST
+
+/* -c must be a regular file: a FIFO (which would block open), a device and a directory are
+ * refused before reading. */
+START_TEST(test_config_not_regular_file)
+{
+    char fifo[PATH_MAX];
+    snprintf(fifo, sizeof fifo, "%s/config.fifo", unit_tmpdir());
+    unlink(fifo);
+    ck_assert(mkfifo(fifo, 0600) == 0);
+    static const struct {
+        const char *path, *want;
+    } cases[] = { { NULL, "named pipe" }, { "/dev/zero", "device" }, { "/", "directory" } };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *path = cases[i].path ? cases[i].path : fifo;
+        dp_config c;
+        dp_config_defaults(&c);
+        dp_err err = { "" };
+        ck_assert_int_eq(dp_config_load(&c, path, NULL, NULL, &err), -1);
+        ck_assert_msg(strstr(err.msg, path) && strstr(err.msg, cases[i].want) &&
+                          strstr(err.msg, "regular file"),
+                      "%s: %s", path, err.msg);
+    }
+    unlink(fifo);
+}
+END_TEST
+
+/* Values that would not read back from --print-config are refused from --set and files:
+ * control characters, and ';' where inih reads a comment. */
+START_TEST(test_config_values_read_back)
+{
+    static const struct {
+        const char *set, *want;
+    } refused[] = {
+        { "run.name=;x", "start of a value" },
+        { "run.name=a ;b", "after a space" },
+        { "data.path=/srv/x ;y", "after a space" },
+        { "run.name=a\nb", "control character (byte 0x0a)" },
+        { "run.name=a\rb", "control character (byte 0x0d)" },
+        { "run.name=a\tb", "control character (byte 0x09)" },
+        { "run.name=a\x7f", "control character (byte 0x7f)" },
+        { "optim.lr=\n0.1", "control character" },
+        { "model.layers=linear:8,;x", "no ';'" },
+        { "model.layers=linear:8,#x", "no '#'" },
+        { "run.name= x", "spaces around it" },
+        { "run.name=x ", "spaces around it" },
+        { "optim.lr= 0.1", "spaces around it" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        dp_config c;
+        dp_config_defaults(&c);
+        dp_err err = { "" };
+        ck_assert_msg(dp_config_set(&c, refused[i].set, "--set", &err) == -1,
+                      "case %zu was accepted", i);
+        ck_assert_msg(strstr(err.msg, refused[i].want) && !strchr(err.msg, '\n'),
+                      "case %zu: message \"%s\" lacks \"%s\"", i, err.msg, refused[i].want);
+        ck_assert_str_eq(c.name, "dpmptop");
+    }
+    load_fail_at("[run]\nname = a\tb\n", 2, "control character (byte 0x09)", (char *)NULL);
+    load_fail_at("[run]\nname = a\x01" "b\n", 2, "control character (byte 0x01)", (char *)NULL);
+    load_fail_at("[run]\nname = a\x7f\n", 2, "control character (byte 0x7f)", (char *)NULL);
+
+    /* what may be written reads back the same */
+    static const char *const accepted[] = {
+        "run.name=a name with spaces", "run.name=k=v=w", "run.name=naïve – 学习 ✓",
+        "run.name=a;b", "run.name=semi; colon", "run.name=x#y", "data.path=/srv/a;b/data.bin",
+        "checkpoint.dir=/tmp/a=b/c d", "optim.weight_decay=-0",
+    };
+    dp_config c;
+    dp_config_defaults(&c);
+    for (size_t i = 0; i < sizeof accepted / sizeof *accepted; i++) {
+        dp_err err = { "" };
+        ck_assert_msg(dp_config_set(&c, accepted[i], "--set", &err) == 0, "%s: %s", accepted[i],
+                      err.msg);
+        assert_print_round_trip(&c);
+    }
+    ck_assert_msg(!signbit(c.optim.weight_decay), "-0 kept its sign");
+
+    /* a layer list is kept with one space after each comma, the form its wrapped lines read
+     * back as, however it was spaced; a long one without spaces reads back too */
+    load_ok(&c, "[model]\nlayers = linear:8,relu ,  linear:4,\n  tanh,\n  linear:2\n");
+    ck_assert_str_eq(c.layers, "linear:8, relu , linear:4, tanh, linear:2");
+    char layers[1200] = "model.layers=linear:8";
+    while (strlen(layers) < sizeof layers - 20)
+        strcat(layers, ",relu,linear:8");
+    dp_err err = { "" };
+    ck_assert_msg(dp_config_set(&c, layers, "--set", &err) == 0, "%s", err.msg);
+    assert_print_round_trip(&c);
+    /* a control character or a comment on a continued line is refused as on the first
+     * (found by fuzzing: a continued line skipped the checks) */
+    load_fail_at("[model]\nlayers = linear:8,\n  re\x19lu\n", 3, "control character (byte 0x19)",
+                 (char *)NULL);
+    /* an indented line after a key continues it for inih even when it starts with '['
+     * (found by fuzzing: it was taken for a section header, then as a second key) */
+    load_ok(&c, "[model]\nlayers = linear:8,\n  [x] = 1\n");
+    ck_assert_str_eq(c.layers, "linear:8, [x] = 1");
+    assert_print_round_trip(&c);
+    load_fail_at("[run]\nsteps = 1\n  [optim]\n", 3, "only [model] layers may continue",
+                 (char *)NULL);
+    /* an item too long for a line of its own is refused */
+    char item[300] = "model.layers=linear:8, ";
+    memset(item + strlen(item), 'x', 200);
+    ck_assert_msg(dp_config_set(&c, item, "--set", &err) == -1 &&
+                      strstr(err.msg, "characters each, between commas"),
+                  "a 200-character layer was accepted: %s", err.msg);
+}
+END_TEST
+
+/* Every numeric key refuses what is not a plain decimal number in range: overflow, nan, inf,
+ * hexadecimal, trailing garbage; float keys refuse what a float cannot hold. */
+START_TEST(test_config_numbers_hostile)
+{
+    static const char *const numeric[] = {
+        "run.seed", "run.steps", "run.epochs", "run.eval_every", "data.batch", "data.limit",
+        "data.context", "data.features", "data.classes", "data.samples", "data.test_samples",
+        "optim.lr", "optim.momentum", "optim.weight_decay", "optim.beta1", "optim.beta2",
+        "optim.eps", "optim.warmup", "optim.clip", "parallel.stages", "parallel.microbatches",
+        "parallel.bucket_mb", "parallel.watchdog", "checkpoint.every", "checkpoint.keep",
+        "dashboard.refresh_ms",
+    };
+    static const char *const bad[] = { "1e400", "-1e400", "nan", "inf", "-inf", "infinity",
+                                       "0x10", "5x", "1 2", "", "--1", "1e", "1e39" };
+    for (size_t i = 0; i < sizeof numeric / sizeof *numeric; i++)
+        for (size_t j = 0; j < sizeof bad / sizeof *bad; j++) {
+            char set[128];
+            snprintf(set, sizeof set, "%s=%s", numeric[i], bad[j]);
+            dp_config c, d;
+            dp_config_defaults(&c);
+            dp_config_defaults(&d);
+            dp_err err = { "" };
+            ck_assert_msg(dp_config_set(&c, set, "--set", &err) == -1, "%s was accepted", set);
+            ck_assert_msg(strstr(err.msg, "expected"), "%s: message \"%s\"", set, err.msg);
+            ck_assert_msg(!memcmp(&c, &d, offsetof(dp_config, origin)), "%s changed the config",
+                          set);
+        }
+    static const struct {
+        const char *set, *want;
+    } floats[] = {
+        { "optim.lr=1e-320", "underflows" },  /* a double's subnormal */
+        { "optim.lr=1e-400", "underflows" },  /* not even a double */
+        { "optim.lr=1e-40", "underflows" },   /* a float's subnormal */
+        { "optim.clip=1e-45", "underflows" },
+        { "optim.lr=1e39", "too large for a float" },
+        { "optim.weight_decay=1e308", "too large for a float" },
+        { "optim.lr=1e400", "too large for a float" },
+        { "optim.lr=-0", "> 0" },
+    };
+    for (size_t i = 0; i < sizeof floats / sizeof *floats; i++) {
+        dp_config c;
+        dp_config_defaults(&c);
+        dp_err err = { "" };
+        ck_assert_msg(dp_config_set(&c, floats[i].set, "--set", &err) == -1, "%s was accepted",
+                      floats[i].set);
+        ck_assert_msg(strstr(err.msg, floats[i].want) && strstr(err.msg, "expected a number"),
+                      "%s: message \"%s\" lacks \"%s\"", floats[i].set, err.msg, floats[i].want);
+    }
+    load_fail_at("[optim]\nlr = 1e-320\n", 2, "lr = 1e-320: underflows", "expected a number > 0",
+                 (char *)NULL);
+    dp_config c;
+    load_ok(&c, "[optim]\nlr = 1.5e-38\nclip = 0\nweight_decay = 3e38\n");
+    ck_assert_msg(c.optim.lr == 1.5e-38 && c.optim.clip == 0 && c.optim.weight_decay == 3e38,
+                  "lr %g clip %g weight_decay %g", c.optim.lr, c.optim.clip,
+                  c.optim.weight_decay);
+}
+END_TEST
+
+/* --set with an empty section or key says which is empty; long names are compared whole. */
+START_TEST(test_config_set_names)
+{
+    static const struct {
+        const char *set, *want;
+    } cases[] = {
+        { ".=1", "--set .=1: the section and key are empty; expected SECTION.KEY=VALUE" },
+        { ".lr=1", "the section is empty" },
+        { "optim.=1", "the key is empty" },
+        { "optimoptimoptimoptimoptimoptimoptimoptimoptimoptimoptimoptim.lr=1",
+          "unknown section" },
+        { "optim.lrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlrlr=1",
+          "has no key" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        dp_config c;
+        dp_config_defaults(&c);
+        dp_err err = { "" };
+        ck_assert_msg(dp_config_set(&c, cases[i].set, "--set", &err) == -1, "%s accepted",
+                      cases[i].set);
+        ck_assert_msg(strstr(err.msg, cases[i].want), "%s: message \"%s\" lacks \"%s\"",
+                      cases[i].set, err.msg, cases[i].want);
+    }
+    /* a section header too long for any buffer is still checked, even without keys */
+    char text[300] = "[run]\nsteps = 1\n[";
+    memset(text + strlen(text), 'r', 120);
+    strcat(text, "]\n");
+    load_fail_at(text, 3, "unknown section", (char *)NULL);
+    load_fail_at("[dätä]\nbatch = 1\n", 1, "unknown section [dätä]", (char *)NULL);
+    /* after a UTF-8 byte order mark too (it hid the header from the check) */
+    load_fail_at("\xEF\xBB\xBF[bogus]\n[run]\nsteps = 1\n", 1, "unknown section [bogus]",
+                 (char *)NULL);
+    dp_config c;
+    load_ok(&c, "\xEF\xBB\xBF[run]\nsteps = 7\n");
+    ck_assert_int_eq(c.steps, 7);
+    load_fail_at("lr = 0.1\n[optim]\n", 1, "comes before any [section]", (char *)NULL);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -638,6 +905,14 @@ Suite *config_suite(void)
     tcase_add_test(print, test_config_print_round_trip);
     tcase_add_test(print, test_config_print_long_layers);
     suite_add_tcase(s, print);
+
+    TCase *hostile = tcase_create("hostile");
+    tcase_add_test(hostile, test_config_duplicate_long_path);
+    tcase_add_test(hostile, test_config_not_regular_file);
+    tcase_add_test(hostile, test_config_values_read_back);
+    tcase_add_test(hostile, test_config_numbers_hostile);
+    tcase_add_test(hostile, test_config_set_names);
+    suite_add_tcase(s, hostile);
 
     TCase *check = tcase_create("check");
     tcase_add_test(check, test_config_check);
