@@ -760,8 +760,8 @@ static int run(int argc, char **argv)
         fprintf(stderr, "dpmptop: --metrics %s\n", err.msg);
         goto done;
     }
-    if (cfg.checkpoint_dir[0] && dp_world_rank() == 0 &&
-        dp_checkpoint_prepare(cfg.checkpoint_dir, opt.resume, &err) < 0) {
+    if (cfg.checkpoint_dir[0] && dp_world_rank() == 0 && !opt.resume && /* else once resumed */
+        dp_checkpoint_prepare(cfg.checkpoint_dir, NULL, -1, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         goto done;
     }
@@ -831,6 +831,13 @@ static int run(int argc, char **argv)
             snprintf(ckpt.run, sizeof ckpt.run, "%s", resumed.run);
         else
             printf("  (written before run ids: continued as run %s)\n", ckpt.run);
+        if (!cfg.checkpoint_dir[0])
+            printf("  (checkpoints are off: add --checkpoint-dir DIR to write more)\n");
+        else if (dp_world_rank() == 0 &&
+                 dp_checkpoint_prepare(cfg.checkpoint_dir, ckpt.run, resumed.step, &err) < 0) {
+            fprintf(stderr, "dpmptop: %s\n", err.msg);
+            goto done;
+        }
         long per_epoch = (train.n + cfg.data.batch - 1) / cfg.data.batch;
         long end = cfg.steps > 0 ? cfg.steps : cfg.epochs * per_epoch;
         if (resumed.step >= end) {

@@ -80,16 +80,18 @@ static int load_idx_dir(const dp_data_config *c, dp_dataset *train, dp_dataset *
     const char *dir = c->path[0] ? c->path : dp_data_default_path(c->kind);
     const char *kind = dp_data_kind_name(c->kind);
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    int missing = stat(dir, &st) != 0 ? errno : 0;
+    if (missing || !S_ISDIR(st.st_mode)) {
         if (c->kind == DP_DATA_FASHION_MNIST && !c->path[0])
             return dp_fail(err, "%s: no Fashion-MNIST here; install Debian's "
                                 "dataset-fashion-mnist or set data.path to a directory of IDX "
                                 "files",
                            dir);
-        return dp_fail(err, "%s: not a directory; data.path must name a directory holding "
+        return dp_fail(err, "%s: %s; data.path must name a directory holding "
                             "train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                             "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (plain or .gz)",
-                       dir[0] ? dir : "(empty data.path)");
+                       dir[0] ? dir : "(empty data.path)",
+                       missing ? strerror(missing) : "not a directory");
     }
     char img[4200], lab[4200], name[64];
     idx_path(img, sizeof img, dir, "train-images-idx3-ubyte");

@@ -175,7 +175,7 @@ int dp_run_id_new(char *run, dp_err *err)
     return 0;
 }
 
-int dp_checkpoint_prepare(const char *dir, bool resumed, dp_err *err)
+int dp_checkpoint_prepare(const char *dir, const char *run, long resumed_step, dp_err *err)
 {
     if (!dir[0] || strlen(dir) > 4000)
         return dp_fail(err, "checkpoint.dir \"%s\": %s", dir,
@@ -193,39 +193,46 @@ int dp_checkpoint_prepare(const char *dir, bool resumed, dp_err *err)
         close(dirfd);
         return dp_fail(err, "checkpoint.dir %s: cannot write there: %s", dir, strerror(e));
     }
-    char others[300] = "";
-    int n_others = 0;
-    DIR *d = resumed ? NULL : fdopendir(dup(dirfd));
+    /* what stands in the way: for a new run every step-*, for a resumed one those after its
+     * step that are not its own (it may write those steps) */
+    char blocking[300] = "";
+    int n_blocking = 0;
+    bool all_checkpoints = true;
+    DIR *d = fdopendir(dup(dirfd));
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        if (strncmp(e->d_name, PREFIX, strlen(PREFIX)))
-            continue;
         char why[128], id[DP_RUN_ID_SIZE] = "";
-        long step;
+        long step, named = step_of(e->d_name);
+        if (named < 0 || (run && named <= resumed_step))
+            continue;
         entry_kind kind = inspect(dirfd, e->d_name, id, &step, why, sizeof why);
-        if (n_others++ < 3) {
-            size_t used = strlen(others);
-            snprintf(others + used, sizeof others - used, "%s%s (%s)", used ? ", " : "",
-                     e->d_name,
-                     kind != ENTRY_COMPLETE ? why
-                     : id[0]                ? "run "
-                                            : "written before run ids");
-            if (kind == ENTRY_COMPLETE && id[0]) {
-                used = strlen(others) - 1;
-                snprintf(others + used, sizeof others - used, "%s)", id);
-            }
-        }
+        if (run && kind == ENTRY_COMPLETE && !strcmp(id, run))
+            continue;
+        all_checkpoints &= kind == ENTRY_COMPLETE;
+        if (kind == ENTRY_COMPLETE)
+            snprintf(why, sizeof why, "%s%s", id[0] ? "run " : "written before run ids", id);
+        size_t used = strlen(blocking);
+        if (n_blocking++ < 3)
+            snprintf(blocking + used, sizeof blocking - used, "%s%s (%s)", used ? ", " : "",
+                     e->d_name, why);
     }
     if (d)
         closedir(d);
     close(dirfd);
-    if (n_others)
-        return dp_fail(err, "checkpoint.dir %s holds what another run left (%d entr%s): %s%s; "
-                            "a new run never writes beside them: to continue that run, add "
-                            "--resume; else give another directory",
-                       dir, n_others, n_others == 1 ? "y" : "ies", others,
-                       n_others > 3 ? ", ..." : "");
-    return 0;
+    if (!n_blocking)
+        return 0;
+    const char *what = all_checkpoints ? "another run's checkpoints" : "entries it did not write";
+    if (!run)
+        return dp_fail(err, "checkpoint.dir %s holds %s: %s%s; a new run never writes beside "
+                            "them: %s give another directory",
+                       dir, what, blocking, n_blocking > 3 ? ", ..." : "",
+                       all_checkpoints ? "to continue that run, add --resume; else"
+                                       : "move them away (dpmptop removes only what it wrote), "
+                                         "or");
+    return dp_fail(err, "checkpoint.dir %s holds %s after step %ld, which this run could write "
+                        "over: %s%s; move them away (dpmptop removes only what it wrote), or "
+                        "give another directory",
+                   dir, what, resumed_step, blocking, n_blocking > 3 ? ", ..." : "");
 }
 
 static int compare_longs(const void *a, const void *b)

@@ -60,11 +60,13 @@ dp_run_identity dp_run_identity_of(const char *layers, const dp_model *m, const 
 /* A new run id into run[DP_RUN_ID_SIZE], from the system's random source. */
 int dp_run_id_new(char *run, dp_err *err);
 
-/* Before any work, for a run that will write checkpoints into dir: makes dir
- * when it is missing (its parent must exist) and checks that it is a directory this process
- * can write in. A new run (resumed = false) refuses a directory that holds anything named
- * step-* (another run's checkpoints, a damaged one, a link), naming them. */
-int dp_checkpoint_prepare(const char *dir, bool resumed, dp_err *err);
+/* Before any work, for a run that will write checkpoints into dir: makes dir when it is
+ * missing (its parent must exist) and checks that it is a directory this process can write
+ * in. A new run (run NULL) refuses a directory that holds anything named step-* (another
+ * run's checkpoints, a damaged one, a link); a run resumed at resumed_step as run `run`
+ * refuses one holding anything named step-* after that step but its own checkpoints, since
+ * it could come to write those steps. Either names what is there. */
+int dp_checkpoint_prepare(const char *dir, const char *run, long resumed_step, dp_err *err);
 
 /* Writes checkpoint step-<ts->step> of run ts->run into dir, then removes all but the `keep`
  * newest checkpoints of that run and the temporary directories its killed writers left;

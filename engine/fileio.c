@@ -242,9 +242,8 @@ int dp_open_input(const char *path, dp_err *err)
                            : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
                            : S_ISSOCK(st.st_mode) ? "a socket"
                                                   : "something else";
-        return dp_fail(err, "%s: is %s, not a regular file; give a file (a pipe or device "
-                            "cannot be read as an input)",
-                       path, what);
+        return dp_fail(err, "%s: is %s, not a regular file; give a file%s", path, what,
+                       S_ISDIR(st.st_mode) ? "" : " (a pipe or device cannot be read as an input)");
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     return fd;

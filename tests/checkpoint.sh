@@ -119,11 +119,7 @@ while [ $j -lt 5 ]; do
     "$DPMPTOP" -c "$work/big.ini" --headless --checkpoint-dir "$work/kill" \
         --set checkpoint.every=1 --set checkpoint.keep=3 >/dev/null 2>&1 &
     pid=$!
-    k=0
-    while [ $k -lt 2000 ] && ! ls -a "$work/kill" 2>/dev/null | grep -q '^\.tmp-step-'; do
-        k=$((k + 1))
-        sleep 0.002
-    done
+    wait_for_checkpoint_write "$work/kill" 2000 0.002
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
     ls -a "$work/kill" 2>/dev/null | grep -q '^\.tmp-step-' && mid_write=$((mid_write + 1))

@@ -48,6 +48,13 @@ no_temporaries() {
     [ -z "$left" ] || fail "temporary files left behind: $left"
 }
 
+# family NAME: the cases from here on count for family NAME (printed by the end's summary)
+family_name= family_start=0 families=
+family() {
+    [ -n "$family_name" ] && families="$families $family_name $((checks - family_start)),"
+    family_name=$1 family_start=$checks
+}
+
 # within SECONDS CODE PATTERN -- COMMAND...: expect_exit under a time limit (a hang is a
 # failure, not a stuck test).
 within() {
@@ -59,6 +66,7 @@ within() {
 }
 
 # ---- configuration ----
+family configuration
 
 # A key given twice is refused however long the configuration's path is: 200+ characters,
 # and one near PATH_MAX (a fixed buffer once cut the path, and the duplicate went through).
@@ -169,6 +177,7 @@ expect_exit 2 "bom\.ini:1: unknown section \[bogus\]" -- "$DPMPTOP" --headless -
 canary_check "configuration"
 
 # ---- data ----
+family data
 
 # write_idx DIR: the four MNIST-named IDX files of 4x4 images (60 training, 20 test, labels 0-9).
 write_idx() {
@@ -241,6 +250,7 @@ within 20 2 'data.batch = 1048576 samples of 8192 values each is more than the 4
 grep -q -- '-[0-9]' "$work/err" && fail "a negative number in: $(cat "$work/err")"
 
 # ---- weights ----
+family weights
 
 # write_weights FILE CASE: safetensors for base.ini's model (0.weight [16,10], 0.bias [16],
 # 2.weight [10,16], 2.bias [10]) with contiguous offsets and finite values, but for CASE:
@@ -315,10 +325,11 @@ for file in model optimizer; do
 done
 
 # ---- checkpoints ----
+family checkpoints
 
 # another run's checkpoints: a new run refuses the directory, naming them, and writes nothing
 cp -r "$work/other-run" "$work/ck-other"
-expect_exit 2 "holds what another run left.*step-00000002 \(run [0-9a-f]{16}\).*--resume" -- \
+expect_exit 2 "holds another run's checkpoints: .*step-00000002 \(run [0-9a-f]{16}\).*add --resume" -- \
     "$DPMPTOP" --headless -c "$base" --checkpoint-dir "$work/ck-other" \
     --set checkpoint.every=1 --set checkpoint.keep=1 --steps 5
 [ "$(ls "$work/ck-other")" = "$(ls "$work/other-run")" ] || fail "another run's directory changed"
@@ -344,7 +355,7 @@ grep -q "written before run ids: continued as run [0-9a-f]\{16\}" "$work/out" ||
 # a link named like a checkpoint: never followed, never removed
 mkdir "$work/ck-link"
 ln -s "$work/canary/precious" "$work/ck-link/step-00000001"
-expect_exit 2 "step-00000001 \(a symbolic link, not a checkpoint\)" -- \
+expect_exit 2 "entries it did not write: step-00000001 \(a symbolic link, not a checkpoint\); .*move them away" -- \
     "$DPMPTOP" --headless -c "$base" --checkpoint-dir "$work/ck-link" \
     --set checkpoint.keep=1 --set checkpoint.every=2 --steps 4
 "$DPMPTOP" --headless -c "$base" --checkpoint-dir "$work/ck-own" --set checkpoint.every=1 \
@@ -366,6 +377,11 @@ done
 mkdir "$work/ck-own/step-00000099"
 expect_exit 0 "step-00000099: damaged: no model.safetensors; passed over" -- \
     "$DPMPTOP" --headless -c "$base" --resume "$work/ck-own" --steps 6
+# ... and a resumed run that could come to write over it refuses to start
+expect_exit 2 "holds entries it did not write after step 5.*step-00000099 \(damaged: no model.safetensors\)" -- \
+    "$DPMPTOP" --headless -c "$base" --resume "$work/ck-own" --checkpoint-dir "$work/ck-own" \
+    --steps 6
+grep -q "^step" "$work/out" && fail "a resumed run trained before refusing its checkpoint directory"
 rmdir "$work/ck-own/step-00000099"
 # resuming a finished run: no fake summary, what to do, exit 0; --save writes its weights
 expect_exit 0 "is at step 5, and this run ends at step 5.*nothing to train.*more --steps" -- \
@@ -381,6 +397,7 @@ expect_exit 2 "damaged: its step \(4611686018427387904\).*cannot come from a run
 no_temporaries "$work"
 
 # ---- output paths ----
+family output-paths
 
 # two outputs on one path, an output on an input, an output inside the checkpoint directory
 cp "$base" "$work/cfg.ini"
@@ -427,6 +444,7 @@ done
 no_temporaries "$work"
 
 # ---- signals ----
+family signals
 
 # a second Ctrl-C removes the temporaries of --metrics and of a checkpoint being written
 mkdir -p "$work/sig"
@@ -434,11 +452,7 @@ mkdir -p "$work/sig"
     --set checkpoint.every=1 --set "model.layers=linear:2048, relu, linear:2048, relu, linear:10" \
     --metrics "$work/sig/m.jsonl" --save "$work/sig/w.safetensors" >/dev/null 2>&1 &
 pid=$!
-k=0
-while [ $k -lt 3000 ] && ! ls -a "$work/sig/ck" 2>/dev/null | grep -q '^\.tmp-step-'; do
-    k=$((k + 1))
-    sleep 0.01
-done
+wait_for_checkpoint_write "$work/sig/ck" 3000 0.01
 kill -INT $pid
 sleep 0.02
 kill -INT $pid
@@ -449,6 +463,7 @@ ls "$work/sig" | grep -q '^m.jsonl.tmp' && fail "two SIGINTs left --metrics's te
 no_temporaries "$work/sig"
 
 # ---- numerics ----
+family numerics
 
 # An embedding's vocabulary must hold every id of the data (text: bytes 0..255), and embed
 # takes ids only: floats and images are refused at the model's line in the configuration.
@@ -478,6 +493,7 @@ within 60 2 'layer 1: embed:256:8 looks up the data.s ids, so it goes first' -- 
     "$DPMPTOP" --headless --steps 2 -c "$base" --set model.layers='linear:4, embed:256:8, flatten, linear:10'
 
 # ---- model sizes ----
+family model-sizes
 # Sizes computed from layer arguments, the data's shape and the batch are refused with exit 2,
 # naming the layer and the limit, before anything is allocated: no product wraps to a small
 # number (the conv case below died of SIGSEGV), and no message shows a negative count.
@@ -521,5 +537,7 @@ within 60 0 '' -- "$DPMPTOP" --headless -c "$base" --devices cpu:4 --strategy pp
 grep -q 'PP 2 stages' "$work/out" && grep -q '^  plan:  pp: 2 stages, not 4: the model has 2 layers with parameters' "$work/out" ||
     fail "the pp plan on cpu:4 does not say why it has 2 stages: $(head -5 "$work/out")"
 
+family end
+echo "hostile cases by family:$families total $checks"
 canary_check "at the end"
 finish

@@ -8,6 +8,7 @@ base=${TMPDIR_BASE:-/tmp}
 mkdir -p "$base"
 work=$(mktemp -d "$base/$(basename "$0" .sh).XXXXXX")
 failures=0
+checks=0 # expect_exit calls, for scripts that report how many cases they ran
 # Under ThreadSanitizer the reports go to files in $work, where finish shows them: a test that
 # watches a terminal would otherwise lose them with the screen.
 if [ -n "${TSAN_OPTIONS:-}" ]; then
@@ -75,6 +76,7 @@ fail() {
 # expect_exit CODE PATTERN -- COMMAND...: runs COMMAND, requires exit status CODE and, unless
 # PATTERN is empty, a line of stderr matching PATTERN (grep -E). stderr is kept in $work/err.
 expect_exit() {
+    checks=$((checks + 1))
     want=$1 pattern=$2
     shift 3
     "$@" >"$work/out" 2>"$work/err" </dev/null
@@ -88,6 +90,16 @@ expect_exit() {
         fail "stderr lacks /$pattern/: $*"
         sed 's/^/    stderr: /' "$work/err" >&2
     fi
+}
+
+# wait_for_checkpoint_write DIR TRIES PAUSE: returns once a checkpoint writer's temporary
+# directory appears in DIR, or after TRIES looks PAUSE seconds apart.
+wait_for_checkpoint_write() {
+    tries=0
+    while [ "$tries" -lt "$2" ] && ! ls -a "$1" 2>/dev/null | grep -q '^\.tmp-step-'; do
+        tries=$((tries + 1))
+        sleep "$3"
+    done
 }
 
 # Ends the script: 0 when every check passed.
