@@ -248,12 +248,12 @@ static int parse_float(const key *k, const char *text, double *out, char *why, s
     }
     bool range_error = errno == ERANGE;
     if ((range_error && fabs(v) >= 1) || fabs(v) > FLT_MAX) {
-        snprintf(why, why_size, "too large for a float (at most %g); expected %s", FLT_MAX,
+        snprintf(why, why_size, "too large for a float (at most %.9g); expected %s", FLT_MAX,
                  range);
         return -1;
     }
     if ((range_error && fabs(v) < 1) || (v != 0 && fabs(v) < FLT_MIN)) {
-        snprintf(why, why_size, "underflows: the smallest float in full precision is %g; "
+        snprintf(why, why_size, "underflows: the smallest float in full precision is %.9g; "
                                 "expected %s", FLT_MIN, range);
         return -1;
     }

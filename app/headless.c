@@ -89,6 +89,12 @@ static void evaluate(dp_trainer *t, const dp_headless_opts *o, const dp_step_rep
 
 void dp_headless_print_summary(dp_trainer *t, const dp_headless_result *res, FILE *out)
 {
+    if (res->steps == res->first_step) { /* no loss, no rate, no device figures to show */
+        fprintf(out, "%s before its first step (at step %ld): nothing was trained\n",
+                res->failed ? "failed" : res->interrupted ? "interrupted" : "stopped",
+                res->steps);
+        return;
+    }
     fprintf(out, "%s: %ld steps in %.2f s, %.0f samples/s, final loss %.4f",
             res->failed ? "failed" : res->interrupted ? "interrupted" : res->quit ? "stopped"
                                                                                   : "done",
@@ -114,7 +120,10 @@ static void write_summary_record(FILE *f, const dp_headless_result *res)
     fprintf(f, "{\"type\":\"summary\",\"steps\":%ld", res->steps);
     json_num(f, "seconds", res->seconds);
     json_num(f, "samples_per_s", res->samples_per_s);
-    json_num(f, "final_loss", res->final_loss);
+    if (res->steps > res->first_step)
+        json_num(f, "final_loss", res->final_loss);
+    else
+        fputs(",\"final_loss\":null", f); /* no step ran: there is no loss */
     if (res->test_accuracy >= 0)
         json_num(f, "test_accuracy", res->test_accuracy);
     else
@@ -276,7 +285,7 @@ int dp_headless_run(dp_trainer *t, const dp_headless_opts *o, dp_headless_result
     int next_switch = 0;
     dp_train_state resumed;
     dp_trainer_train_state(t, &resumed);
-    res->steps = resumed.step; /* a resumed run continues from its checkpoint's step */
+    res->steps = res->first_step = resumed.step; /* a resumed run continues from there */
     long checkpointed = resumed.step;
     if (o->status) {
         pthread_mutex_lock(&o->status->lock);

@@ -38,6 +38,7 @@ typedef struct dp_headless_opts {
 /* What the run ended with. */
 typedef struct dp_headless_result {
     long steps;
+    long first_step;          /* the step this session started at (a resumed run's checkpoint) */
     double seconds;
     double final_loss;
     double test_accuracy;     /* of the last evaluation; -1 when none ran */

@@ -1,5 +1,7 @@
 /* main.c -- dpmptop's command line: options, configuration, data, model, then the run. */
+#include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -33,10 +35,11 @@ enum exit_status { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUP
 static atomic_int stop_requested; /* lock-free: safe in a handler and across threads */
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "a signal handler needs lock-free atomics");
 
-/* The first SIGINT or SIGTERM finishes the current step (and writes a checkpoint when they are
- * on); a second one exits at once, giving the terminal back first. */
+/* The first SIGINT, SIGTERM or SIGHUP finishes the current step (and writes a checkpoint when
+ * they are on); a second one exits at once, giving the terminal back first. */
 static void on_signal(int sig)
 {
+    (void)sig;
     if (stop_requested) {
         dp_atomic_remove_all(); /* --save's, --metrics's and a checkpoint's temporaries */
         dp_dashboard_restore_terminal();
@@ -45,6 +48,29 @@ static void on_signal(int sig)
     stop_requested = 1;
     if (dp_world_size() > 1) /* the launcher ending the run: SIGKILL may follow at once */
         dp_dashboard_restore_terminal();
+}
+
+/* SIGPIPE: an output's reader is gone (the --metrics pipe, `| head`). The run stops after
+ * the current step, as on a first Ctrl-C, and the failed write ends it with exit 1. Unlike
+ * on_signal it never exits at once, since every later write raises it again. */
+static void on_broken_pipe(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* From the start, before any file is written: SIGINT, SIGTERM and SIGHUP stop the run (a
+ * signal during the setup stops it before its first step), SIGPIPE as above. */
+static void catch_signals(void)
+{
+    signal(SIGXFSZ, SIG_IGN); /* past a file size limit, writes fail with EFBIG and say so */
+    struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = on_broken_pipe;
+    sigaction(SIGPIPE, &sa, NULL);
 }
 
 static void usage(FILE *out)
@@ -327,16 +353,16 @@ static int parse_switches(const char *text, const dp_config *c, const dp_model *
 {
     int n = 0;
     long last = 0;
-    for (const char *p = text; *p;) {
-        char item[64], name[16];
+    for (const char *p = text;; p++) { /* every item, empty ones too ("2:pp," has two) */
+        char item[64], *colon;
         size_t len = strcspn(p, ",");
         snprintf(item, sizeof item, "%.*s", (int)len, p);
-        long step;
-        int used = 0;
+        errno = 0;
+        long step = strtol(item, &colon, 10);
         int strategy = -1;
-        if (sscanf(item, "%ld:%15[a-z]%n", &step, name, &used) == 2 && !item[used])
-            strategy = dp_strategy_parse(name);
-        if (strategy < 0 || step < 1 || step <= last || n == max) {
+        if (!errno && colon != item && *colon == ':' && len < sizeof item && isdigit(item[0]))
+            strategy = dp_strategy_parse(colon + 1);
+        if (strategy < 0 || step < 1 || step <= last || step > DP_MAX_STEPS || n == max) {
             fprintf(stderr, "dpmptop: --switch-at %s: \"%s\" is not STEP:STRATEGY with steps "
                             "increasing from 1 and STRATEGY one of single, dp, pp, hybrid\n",
                     text, item);
@@ -352,9 +378,10 @@ static int parse_switches(const char *text, const dp_config *c, const dp_model *
         }
         sw[n++] = (dp_switch_at){ step, req };
         last = step;
-        p += len + (p[len] == ',');
+        p += len;
+        if (!*p)
+            return n;
     }
-    return n;
 }
 
 /* The run's devices into specs: parallel.devices, with auto resolved to every GPU (under
@@ -524,42 +551,48 @@ static bool under(const char *inner, const char *dir)
     return dir[0] && !strncmp(inner, dir, n) && (inner[n] == '/' || !inner[n] || n == 1);
 }
 
+/* Whether output `out` (resolved) is the file at `path`: the same name once links are
+ * resolved, or the same file under another name (a hard link). */
+static bool same_file(const char *out, const char *path)
+{
+    char other[PATH_MAX];
+    struct stat a, b;
+    resolve_path(path, other);
+    return !strcmp(out, other) || (stat(out, &a) == 0 && stat(path, &b) == 0 &&
+                                   a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+}
+
 /* Refuses outputs (--save, --metrics) that name the same file as each other or as an input
- * (-c, --init, the data files), or that lie inside the checkpoint directory or the one
- * --resume reads, before any work: the run would destroy what it reads or writes. */
+ * (-c, --init, the data), or that lie inside the data directory, the checkpoint directory or
+ * the one --resume reads, before any work: the run would destroy or change what it reads or
+ * writes. */
 static int check_distinct_paths(const options *o, const dp_config *c)
 {
     const char *outputs[2][2] = { { "--save", o->save_path }, { "--metrics", o->metrics_path } };
     const char *data = c->data.path[0] ? c->data.path : dp_data_default_path(c->data.kind);
-    char out[PATH_MAX], other[PATH_MAX], file[PATH_MAX + 256];
+    char out[PATH_MAX], dir[PATH_MAX];
     for (int i = 0; i < 2; i++) {
         if (!outputs[i][1])
             continue;
         resolve_path(outputs[i][1], out);
+        if (!out[0])
+            continue; /* its directory does not exist: check_output_path says so */
         const char *clash = NULL;
-        if (i == 1 && o->save_path && (resolve_path(o->save_path, other), !strcmp(out, other)))
+        if (i == 1 && o->save_path && same_file(out, o->save_path))
             clash = "--save's file";
-        if (!clash && o->config_path && (resolve_path(o->config_path, other), !strcmp(out, other)))
+        else if (o->config_path && same_file(out, o->config_path))
             clash = "the configuration (-c)";
-        if (!clash && o->init_path && (resolve_path(o->init_path, other), !strcmp(out, other)))
+        else if (o->init_path && same_file(out, o->init_path))
             clash = "--init's weights";
-        if (!clash && c->checkpoint_dir[0] && (resolve_path(c->checkpoint_dir, other),
-                                               under(out, other)))
-            clash = "inside the checkpoint directory";
-        if (!clash && o->resume_dir && (resolve_path(o->resume_dir, other), under(out, other)))
-            clash = "inside the directory --resume reads";
-        if (!clash && data[0] && (resolve_path(data, other), !strcmp(out, other)))
+        else if (data[0] && same_file(out, data))
             clash = "the data (data.path)";
-        DIR *d = !clash && data[0] ? opendir(data) : NULL; /* a data directory's files */
-        struct dirent *e;
-        while (d && !clash && (e = readdir(d))) {
-            snprintf(file, sizeof file, "%s/%s", data, e->d_name);
-            if (e->d_name[0] != '.' && realpath(file, other) && !strcmp(out, other))
-                clash = "a data file";
-        }
-        if (d)
-            closedir(d);
-        if (clash && out[0]) {
+        else if (data[0] && (resolve_path(data, dir), under(out, dir)))
+            clash = "inside the data directory";
+        else if (c->checkpoint_dir[0] && (resolve_path(c->checkpoint_dir, dir), under(out, dir)))
+            clash = "inside the checkpoint directory";
+        else if (o->resume_dir && (resolve_path(o->resume_dir, dir), under(out, dir)))
+            clash = "inside the directory --resume reads";
+        if (clash) {
             fprintf(stderr, "dpmptop: %s %s: that is %s; give the output a path of its own\n",
                     outputs[i][0], outputs[i][1], clash);
             return -1;
@@ -822,7 +855,11 @@ static int run(int argc, char **argv)
         fputs(found == 0 ? notes : "", stderr); /* damaged checkpoints passed over */
         if (found < 0 || dp_checkpoint_read(path, &model, &cfg.optim, &identity, init,
                                             ckpt.state, &resumed, &err) < 0) {
-            fprintf(stderr, "%sdpmptop: %s\n", found < 0 ? notes : "", err.msg);
+            fprintf(stderr, "%sdpmptop: %s%s\n", found < 0 ? notes : "", err.msg,
+                    found == 0 && strcmp(path, dir) ? "; it is the newest checkpoint there: to "
+                                                      "resume an earlier one, give its "
+                                                      "directory (--resume DIR/step-N)"
+                                                    : "");
             goto done;
         }
         printf("resuming from %s (step %ld, %s)\n", path, resumed.step,
@@ -874,6 +911,12 @@ static int run(int argc, char **argv)
         goto done;
     long per_epoch = (train.n + cfg.data.batch - 1) / cfg.data.batch;
     long total = cfg.steps > 0 ? cfg.steps : cfg.epochs * per_epoch;
+    if (total > DP_MAX_STEPS) { /* what a checkpoint can record */
+        fprintf(stderr, "dpmptop: run.epochs = %ld of %ld steps is %ld steps, more than the "
+                        "%ld a run may have; lower run.epochs\n",
+                cfg.epochs, per_epoch, total, DP_MAX_STEPS);
+        goto done;
+    }
     dp_trainer_config tc = {
         .model = &model,
         .optim = cfg.optim,
@@ -919,12 +962,6 @@ static int run(int argc, char **argv)
     if (dp_plan_cut_reason(&tc.plan, n_devices, &model, cut, sizeof cut))
         printf("  plan:  %s\n", cut);
     fflush(stdout);
-
-    signal(SIGXFSZ, SIG_IGN); /* past a file size limit, writes fail with EFBIG and say so */
-    struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
 
     dp_headless_opts ho = {
         .total_steps = total,
@@ -1039,6 +1076,7 @@ usage_error:
 int main(int argc, char **argv)
 {
     dp_err err;
+    catch_signals(); /* before joining the processes, which takes a while */
     if (dp_world_init(&argc, &argv, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         return EXIT_FAILED;

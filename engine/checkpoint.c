@@ -188,11 +188,16 @@ int dp_checkpoint_prepare(const char *dir, const char *run, long resumed_step, d
     if (dirfd < 0)
         return dp_fail(err, "checkpoint.dir %s: %s; give a directory", dir,
                        errno == ENOTDIR ? "not a directory" : strerror(errno));
-    if (faccessat(dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0) { /* EROFS too */
+    /* writable: a directory made and removed there, as a checkpoint's will be (permissions
+     * alone do not tell: /proc lets root write but makes no directory) */
+    char probe[64];
+    snprintf(probe, sizeof probe, ".dpmptop-probe-%d", (int)getpid());
+    if (mkdirat(dirfd, probe, 0700) != 0 && errno != EEXIST) {
         int e = errno;
         close(dirfd);
         return dp_fail(err, "checkpoint.dir %s: cannot write there: %s", dir, strerror(e));
     }
+    unlinkat(dirfd, probe, AT_REMOVEDIR);
     /* what stands in the way: for a new run every step-*, for a resumed one those after its
      * step that are not its own (it may write those steps) */
     char blocking[300] = "";
@@ -557,7 +562,10 @@ static int on_state(void *arg, const char *section, const char *name, const char
         case K_BATCH: p->id.batch = (int)x; break;
         case K_OPTIM: p->id.optimizer = (int)x; break;
         case K_SLOTS: p->id.state_slots = (size_t)x; break;
-        case K_PROCESSES: p->id.processes = (int)x; break;
+        case K_PROCESSES:
+            p->id.processes = (int)x;
+            ok = ok && x >= 1;
+            break;
         }
     }
     if (!ok)
@@ -573,9 +581,9 @@ static const char *mismatch(const dp_run_identity *c, const dp_run_identity *r, 
     static const char *const optims[] = { "sgd", "adamw" };
     if (c->layers_hash != r->layers_hash || c->inputs != r->inputs ||
         c->classes != r->classes || c->params != r->params)
-        snprintf(buf, size, "it was written for another model ([model] layers, %zu parameters; "
-                            "this run's has %zu)",
-                 c->params, r->params);
+        snprintf(buf, size, "it was written for another model ([model] layers, %d inputs, %d "
+                            "classes, %zu parameters; this run's has %d, %d, %zu)",
+                 c->inputs, c->classes, c->params, r->inputs, r->classes, r->params);
     else if (strcmp(c->data, r->data) || c->samples != r->samples)
         snprintf(buf, size, "it was written for other data (%s, %ld samples; this run has %s, "
                             "%ld)",

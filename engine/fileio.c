@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <dirent.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -121,6 +122,8 @@ void dp_atomic_remove_all(void)
  * refused instead of waiting for one forever. */
 static int open_special(dp_atomic_file *af, const char *path, const struct stat *st, dp_err *err)
 {
+    if (S_ISSOCK(st->st_mode))
+        return dp_fail(err, "%s: a socket; give a file", path);
     int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | (S_ISFIFO(st->st_mode) ? O_NONBLOCK : 0));
     if (fd < 0 && errno == ENXIO)
         return dp_fail(err, "%s: a named pipe that no process is reading; start its reader "
@@ -145,13 +148,54 @@ static int open_special(dp_atomic_file *af, const char *path, const struct stat 
     return 0;
 }
 
+/* The descriptor that a name of an open stream stands for (/dev/stdout, /dev/stderr,
+ * /dev/fd/N, /proc/self/fd/N), or -1. */
+static int stream_fd(const char *path)
+{
+    static const char *const dirs[] = { "/dev/fd/", "/proc/self/fd/" };
+    if (!strcmp(path, "/dev/stdout"))
+        return 1;
+    if (!strcmp(path, "/dev/stderr"))
+        return 2;
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        const char *digits = path + strlen(dirs[i]);
+        if (!strncmp(path, dirs[i], strlen(dirs[i])) && *digits && strlen(digits) < 8 &&
+            strspn(digits, "0123456789") == strlen(digits))
+            return atoi(digits);
+    }
+    return -1;
+}
+
 int dp_atomic_open(dp_atomic_file *af, const char *path, dp_err *err)
 {
     memset(af, 0, sizeof *af);
     if (strlen(path) >= sizeof af->path)
         return dp_fail(err, "%s: path too long", path);
     snprintf(af->path, sizeof af->path, "%s", path);
+    int stream = stream_fd(path);
+    if (stream >= 0) { /* the stream itself, at its own offset: never a rename over its name */
+        int fd = fcntl(stream, F_DUPFD_CLOEXEC, 3);
+        af->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+        if (!af->f) {
+            if (fd >= 0)
+                close(fd);
+            return dp_fail(err, "%s: descriptor %d is not open", path, stream);
+        }
+        return 0;
+    }
+    /* A link is written through: its target is replaced, not the link (which may stand in
+     * a directory this run does not own). */
     struct stat st;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        char target[PATH_MAX];
+        if (!realpath(path, target))
+            return dp_fail(err, "%s: a symbolic link to nothing that exists: %s; give a file",
+                           path, strerror(errno));
+        if (strlen(target) >= sizeof af->path)
+            return dp_fail(err, "%s: path too long", target);
+        snprintf(af->path, sizeof af->path, "%s", target);
+        path = af->path;
+    }
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         return open_special(af, path, &st, err);
     snprintf(af->tmp, sizeof af->tmp, "%s.tmpXXXXXX", path);
@@ -232,9 +276,11 @@ void dp_atomic_abort(dp_atomic_file *af)
 int dp_open_input(const char *path, dp_err *err)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat st = { 0 };
+    if (fd < 0 && errno == ENXIO && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        return dp_fail(err, "%s: is a socket, not a regular file; give a file", path);
     if (fd < 0)
         return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st = { 0 };
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         const char *what = S_ISDIR(st.st_mode)    ? "a directory"

@@ -349,7 +349,11 @@ static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
     uint64_t hlen = 0;
     for (int b = 7; b >= 0; b--)
         hlen = hlen << 8 | buf[b];
-    if (hlen > HEADER_MAX || hlen > len - 8)
+    if (hlen > HEADER_MAX)
+        return dp_fail(err, "%s: not a safetensors file (a header of %" PRIu64 " bytes, more "
+                            "than the format's limit of %" PRIu64 ")",
+                       what, hlen, HEADER_MAX);
+    if (hlen > len - 8)
         return dp_fail(err, "%s: not a safetensors file (header length %" PRIu64
                             " does not fit in %zu bytes)",
                        what, hlen, len);
@@ -487,7 +491,11 @@ static int load_tensors(const char *path, const dp_model *m, int n_slots,
 {
     unsigned char *buf;
     size_t len;
-    if (dp_read_file(path, FILE_MAX, &buf, &len, err) < 0)
+    /* the model's tensors and the largest header: a larger file cannot be the model's, and is
+     * refused before it is read into memory */
+    size_t most = dp_size_add(dp_size_mul(m->n_params, (size_t)n_slots * sizeof(float)),
+                              8 + HEADER_MAX);
+    if (dp_read_file(path, most < FILE_MAX ? most : FILE_MAX, &buf, &len, err) < 0)
         return -1;
     int rc = parse_tensors(buf, len, path, m, n_slots, slots, host, err);
     free(buf);

@@ -394,6 +394,10 @@ cp -r "$work/ck-own/step-00000005" "$work/ck-huge"
 sed -i 's/^step = 5$/step = 4611686018427387904/' "$work/ck-huge/state.ini"
 expect_exit 2 "damaged: its step \(4611686018427387904\).*cannot come from a run" -- \
     "$DPMPTOP" --headless -c "$base" --resume "$work/ck-huge" --steps 9
+sed -i 's/^step = 4611686018427387904$/step = 5/; s/^processes = 1$/processes = 0/' \
+    "$work/ck-huge/state.ini"
+expect_exit 2 "state.ini:[0-9]+: not a dpmptop checkpoint's state" -- \
+    "$DPMPTOP" --headless -c "$base" --resume "$work/ck-huge" --steps 9
 no_temporaries "$work"
 
 # ---- output paths ----
@@ -428,6 +432,34 @@ wait $reader
 grep -q '"type":"summary"' "$work/fifo.jsonl" || fail "the FIFO's reader got no summary"
 within 10 2 "/dev/zero: a device that is not a terminal or /dev/null" -- \
     "$DPMPTOP" --headless -c "$base" --save /dev/zero
+# /dev/stdout is the stream itself, never a name to rename over, whatever stdout is
+within 60 0 "" -- sh -c "\"$DPMPTOP\" --headless -c \"$base\" --metrics /dev/stdout >\"$work/stdout.txt\""
+[ -L /dev/stdout ] || fail "--metrics /dev/stdout replaced the link /dev/stdout"
+grep -q '"type":"summary"' "$work/stdout.txt" || fail "--metrics /dev/stdout: no metrics in the stream"
+# a link is written through: its target gets the file, the link stays a link
+: >"$work/target.jsonl"
+ln -s "$work/target.jsonl" "$work/link.jsonl"
+within 60 0 "" -- "$DPMPTOP" --headless -c "$base" --metrics "$work/link.jsonl"
+[ -L "$work/link.jsonl" ] && grep -q '"type":"summary"' "$work/target.jsonl" ||
+    fail "--metrics through a link: the link was replaced or its target not written"
+# hard links and the data directory count as inputs too
+ln "$work/cfg.ini" "$work/cfg-hard"
+expect_exit 2 "--metrics $work/cfg-hard: that is the configuration" -- \
+    "$DPMPTOP" --headless -c "$work/cfg.ini" --metrics "$work/cfg-hard"
+mkdir -p "$work/textdir"
+write_text "$work/textdir/a.txt" 3000
+expect_exit 2 "--save $work/textdir/m.safetensors: that is inside the data directory" -- \
+    "$DPMPTOP" --headless -c "$base" --set data.kind=text --set data.path="$work/textdir" \
+    --set "model.layers=embed:256:8, linear:256" --save "$work/textdir/m.safetensors"
+# a place where no directory can be made, though permissions say yes (root in /proc)
+within 10 2 "checkpoint.dir /proc: cannot write there" -- \
+    "$DPMPTOP" --headless -c "$base" --checkpoint-dir /proc
+# a weights file far larger than the model's is refused before it is read into memory
+cp "$work/w.safetensors" "$work/huge.safetensors"
+truncate -s 4G "$work/huge.safetensors"
+within 10 2 "huge.safetensors: 4294967296 bytes is larger than the [0-9]+ this reader accepts" -- \
+    "$DPMPTOP" --headless -c "$base" --init "$work/huge.safetensors"
+rm -f "$work/huge.safetensors"
 # every option and key that takes an input path, at a FIFO and at /dev/zero: refused at once
 mkfifo "$work/in.fifo"
 for path in "$work/in.fifo" /dev/zero; do
@@ -461,6 +493,45 @@ status=$?
 [ $status -eq 130 ] || fail "two SIGINTs: exit $status, wanted 130"
 ls "$work/sig" | grep -q '^m.jsonl.tmp' && fail "two SIGINTs left --metrics's temporary file"
 no_temporaries "$work/sig"
+# a signal while the run is still setting up (a large synthetic set being made) stops it
+# before its first step, saying so; two SIGTERMs then leave no temporary file either
+big="--set data.samples=500000 --set data.features=100 --steps 300"
+# waits until process $1 catches SIGINT: its handlers are in place (SigCgt in /proc)
+wait_for_handlers() {
+    tries=0
+    while [ $tries -lt 1000 ]; do
+        mask=$(awk '/^SigCgt/ { print $2 }' "/proc/$1/status" 2>/dev/null)
+        [ -n "$mask" ] && [ $((0x${mask#????????} & 2)) -ne 0 ] && return
+        tries=$((tries + 1))
+        sleep 0.01
+    done
+}
+for sigs in "INT" "TERM TERM" "HUP"; do
+    rm -rf "$work/early" && mkdir "$work/early"
+    # shellcheck disable=SC2086 # the options are words
+    "$DPMPTOP" --headless -c "$base" $big --metrics "$work/early/m.jsonl" \
+        >"$work/early/out" 2>&1 &
+    pid=$!
+    wait_for_handlers $pid
+    for sig in $sigs; do
+        kill -"$sig" $pid
+        sleep 0.1
+    done
+    wait $pid
+    status=$?
+    [ $status -eq 130 ] || fail "SIG$sigs during the setup: exit $status, wanted 130"
+    case $sigs in *" "*) ;; *)
+        grep -q "interrupted before its first step (at step 0): nothing was trained" \
+            "$work/early/out" || fail "SIG$sigs during the setup: $(tail -n 1 "$work/early/out")"
+        grep -q '"final_loss":null' "$work/early/m.jsonl" || fail "SIG$sigs: a loss in metrics"
+    esac
+    no_temporaries "$work/early"
+done
+# a metrics pipe whose reader goes away ends the run with the error, not a silent SIGPIPE death
+mkfifo "$work/short.fifo"
+head -c 100 "$work/short.fifo" >/dev/null &
+within 60 1 "--metrics $work/short.fifo: cannot write: Broken pipe" -- \
+    "$DPMPTOP" --headless -c "$base" --steps 100000 --metrics "$work/short.fifo"
 
 # ---- numerics ----
 family numerics
