@@ -141,7 +141,7 @@ expect_exit 2 "t10k-images-idx3-ubyte: truncated: the header announces 16 data b
     "$DPMPTOP" -c "$work/idx.ini"
 write_idx "$datadir/t10k-images-idx3-ubyte" '\015' "4 2 2" 64
 expect_exit 2 "IDX data type 0x0d is not supported" -- "$DPMPTOP" -c "$work/idx.ini"
-expect_exit 2 "$work/nowhere: not a directory" -- "$DPMPTOP" -c "$work/idx.ini" \
+expect_exit 2 "$work/nowhere: No such file or directory; data.path must name a directory" -- "$DPMPTOP" -c "$work/idx.ini" \
     --set data.path="$work/nowhere"
 
 # --init: unreadable and wrong-shaped files; nothing is left where --save and --metrics point.
