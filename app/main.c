@@ -563,14 +563,14 @@ static bool same_file(const char *out, const char *path)
 }
 
 /* Refuses outputs (--save, --metrics) that name the same file as each other or as an input
- * (-c, --init, the data), or that lie inside the data directory, the checkpoint directory or
- * the one --resume reads, before any work: the run would destroy or change what it reads or
- * writes. */
+ * (-c, --init, the data), that bear a name the data reader reads in the data directory (any
+ * name in a text directory), or that lie inside the checkpoint directory or the one --resume
+ * reads, before any work: the run would destroy or change what it reads or writes. */
 static int check_distinct_paths(const options *o, const dp_config *c)
 {
     const char *outputs[2][2] = { { "--save", o->save_path }, { "--metrics", o->metrics_path } };
     const char *data = c->data.path[0] ? c->data.path : dp_data_default_path(c->data.kind);
-    char out[PATH_MAX], dir[PATH_MAX];
+    char out[PATH_MAX], dir[PATH_MAX], parent[PATH_MAX];
     for (int i = 0; i < 2; i++) {
         if (!outputs[i][1])
             continue;
@@ -586,8 +586,10 @@ static int check_distinct_paths(const options *o, const dp_config *c)
             clash = "--init's weights";
         else if (data[0] && same_file(out, data))
             clash = "the data (data.path)";
-        else if (data[0] && (resolve_path(data, dir), under(out, dir)))
-            clash = "inside the data directory";
+        else if (data[0] && (resolve_path(data, dir), under(out, dir)) &&
+                 !strcmp(dirname(strcpy(parent, out)), dir) &&
+                 dp_data_reads_name(c->data.kind, strrchr(out, '/') + 1))
+            clash = "a name in the data directory that is read as data";
         else if (c->checkpoint_dir[0] && (resolve_path(c->checkpoint_dir, dir), under(out, dir)))
             clash = "inside the checkpoint directory";
         else if (o->resume_dir && (resolve_path(o->resume_dir, dir), under(out, dir)))

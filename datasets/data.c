@@ -64,6 +64,31 @@ const char *dp_data_default_path(dp_data_kind k)
     }
 }
 
+bool dp_data_reads_name(dp_data_kind k, const char *name)
+{
+    static const char *const idx[] = { "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte" };
+    static const char *const cifar[] = { "data_batch_1.bin", "data_batch_2.bin",
+                                         "data_batch_3.bin", "data_batch_4.bin",
+                                         "data_batch_5.bin", "test_batch.bin" };
+    switch (k) {
+    case DP_DATA_TEXT: return true;
+    case DP_DATA_CIFAR10:
+        for (size_t i = 0; i < sizeof cifar / sizeof *cifar; i++)
+            if (!strcmp(name, cifar[i]))
+                return true;
+        return false;
+    case DP_DATA_SYNTHETIC: return false;
+    default:
+        for (size_t i = 0; i < sizeof idx / sizeof *idx; i++) {
+            size_t n = strlen(idx[i]);
+            if (!strncmp(name, idx[i], n) && (!name[n] || !strcmp(name + n, ".gz")))
+                return true;
+        }
+        return false;
+    }
+}
+
 /* dir/base, or dir/base.gz when only the compressed file is there. */
 static void idx_path(char *out, size_t size, const char *dir, const char *base)
 {

@@ -56,6 +56,9 @@ const char *dp_data_kind_name(dp_data_kind k);
 int dp_data_kind_parse(const char *name);
 /* The directory a kind reads when data.path is empty ("" for kinds without one). */
 const char *dp_data_default_path(dp_data_kind k);
+/* Whether a file called `name` in kind k's data directory would be read as data (every file
+ * of a text directory; IDX's four names, plain or .gz; CIFAR-10's six batches). */
+bool dp_data_reads_name(dp_data_kind k, const char *name);
 
 /* Loads the training and test splits the configuration names. Every failure says which file
  * and what to do. */

@@ -448,7 +448,7 @@ expect_exit 2 "--metrics $work/cfg-hard: that is the configuration" -- \
     "$DPMPTOP" --headless -c "$work/cfg.ini" --metrics "$work/cfg-hard"
 mkdir -p "$work/textdir"
 write_text "$work/textdir/a.txt" 3000
-expect_exit 2 "--save $work/textdir/m.safetensors: that is inside the data directory" -- \
+expect_exit 2 "--save $work/textdir/m.safetensors: that is a name in the data directory that is read as data" -- \
     "$DPMPTOP" --headless -c "$base" --set data.kind=text --set data.path="$work/textdir" \
     --set "model.layers=embed:256:8, linear:256" --save "$work/textdir/m.safetensors"
 # a place where no directory can be made, though permissions say yes (root in /proc)
