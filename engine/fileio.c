@@ -19,32 +19,49 @@
  *
  * The one piece of process-wide state in the engine: a file being written may belong to any
  * thread, and the handler of a second Ctrl-C cannot ask them. Slots are written only under
- * `slots_lock`; the handler reads them without it (it may not lock), so each slot is a seqlock:
- * `seq` is odd while its path changes, and the handler unlinks only a path it copied between
- * two equal even readings. */
+ * `slots_lock`; the handler reads them without it (it may not lock), so each slot is a seqlock
+ * of atomic characters: `seq` is odd while its path changes, and the handler unlinks only a
+ * path it copied between two equal even readings. */
 #define TEMP_SLOTS 32
+#define TEMP_PATH (4096 + 64)
 static struct temp_slot {
     atomic_uint seq;
-    char path[4096 + 64]; /* "" when free; a directory's ends in '/' */
+    atomic_char path[TEMP_PATH]; /* "" when free; a directory's ends in '/' */
 } slots[TEMP_SLOTS];
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Writes path into slot s (under slots_lock). Its characters are atomics, so the handler's
+ * reads never race with it; seq tells the handler whether what it read is whole. */
 static void slot_write(struct temp_slot *s, const char *path)
 {
-    atomic_fetch_add_explicit(&s->seq, 1, memory_order_acq_rel);
-    snprintf(s->path, sizeof s->path, "%s", path);
-    atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+    /* acq_rel: the characters' stores cannot move before the odd count */
+    unsigned seq = atomic_fetch_add_explicit(&s->seq, 1, memory_order_acq_rel);
+    size_t i = 0;
+    for (; path[i] && i + 1 < TEMP_PATH; i++)
+        atomic_store_explicit(&s->path[i], path[i], memory_order_relaxed);
+    atomic_store_explicit(&s->path[i], '\0', memory_order_relaxed);
+    atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
+}
+
+/* Copies slot s's path into out[TEMP_PATH]: atomic loads, safe in a signal handler; acquire,
+ * so that a later reading of seq cannot move before them. */
+static void slot_read(struct temp_slot *s, char *out)
+{
+    size_t i = 0;
+    while ((out[i] = atomic_load_explicit(&s->path[i], memory_order_acquire)) && i + 1 < TEMP_PATH)
+        i++;
+    out[TEMP_PATH - 1] = '\0';
 }
 
 /* Records tmp (a directory when `dir`) as a temporary to remove on a second signal (best
  * effort: with every slot taken it is not recorded). */
 static void temp_register(const char *tmp, bool dir)
 {
-    char entry[sizeof slots[0].path];
+    char entry[TEMP_PATH];
     snprintf(entry, sizeof entry, "%s%s", tmp, dir ? "/" : "");
     pthread_mutex_lock(&slots_lock);
     for (int i = 0; i < TEMP_SLOTS; i++)
-        if (!slots[i].path[0]) {
+        if (!atomic_load_explicit(&slots[i].path[0], memory_order_relaxed)) {
             slot_write(&slots[i], entry);
             break;
         }
@@ -53,14 +70,16 @@ static void temp_register(const char *tmp, bool dir)
 
 static void temp_forget(const char *tmp, bool dir)
 {
-    char entry[sizeof slots[0].path];
+    char entry[TEMP_PATH], held[TEMP_PATH];
     snprintf(entry, sizeof entry, "%s%s", tmp, dir ? "/" : "");
     pthread_mutex_lock(&slots_lock);
-    for (int i = 0; i < TEMP_SLOTS; i++)
-        if (slots[i].path[0] && !strcmp(slots[i].path, entry)) {
+    for (int i = 0; i < TEMP_SLOTS; i++) {
+        slot_read(&slots[i], held);
+        if (held[0] && !strcmp(held, entry)) {
             slot_write(&slots[i], "");
             break;
         }
+    }
     pthread_mutex_unlock(&slots_lock);
 }
 
@@ -94,16 +113,12 @@ static void remove_dir_raw(const char *path)
 }
 void dp_atomic_remove_all(void)
 {
-    char copy[sizeof slots[0].path];
+    char copy[TEMP_PATH];
     for (int i = 0; i < TEMP_SLOTS; i++) {
         unsigned before = atomic_load_explicit(&slots[i].seq, memory_order_acquire);
         if (before & 1)
             continue;
-        for (size_t k = 0; k < sizeof copy; k++) /* plain reads: no library call here */
-            if (!(copy[k] = ((volatile char *)slots[i].path)[k]))
-                break;
-        copy[sizeof copy - 1] = '\0';
-        atomic_thread_fence(memory_order_acquire);
+        slot_read(&slots[i], copy);
         if (!copy[0] || atomic_load_explicit(&slots[i].seq, memory_order_relaxed) != before)
             continue;
         size_t len = strlen(copy); /* async-signal-safe */
