@@ -1,7 +1,7 @@
 /* config.c -- the key table, INI reading through inih, overrides, validation, printing. */
 #include "app/configuration.h"
 #include "dpmptop-config.h"
-#include "engine/fileio.h"
+#include "base/fileio.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* headless.c -- progress output and JSON Lines metrics. */
-#include "engine/clock.h"
+#include "base/clock.h"
 #include "app/headless.h"
 #include "engine/world.h"
 

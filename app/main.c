@@ -20,10 +20,10 @@
 #include "app/headless.h"
 #include "tui/dashboard.h"
 #include "dpmptop-config.h"
-#include "engine/fileio.h"
+#include "base/fileio.h"
 #include "engine/checkpoint.h"
 #include "engine/monitor.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 #include "engine/safetensors.h"
 #include "engine/world.h"
 #ifdef HAVE_CUDA

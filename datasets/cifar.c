@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "datasets/dataset.h"
-#include "engine/fileio.h"
+#include "base/fileio.h"
 
 #define SIDE 32
 #define PIXELS (3 * SIDE * SIDE)

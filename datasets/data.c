@@ -10,7 +10,7 @@
 #include <zlib.h>
 
 #include "datasets/dataset.h"
-#include "engine/fileio.h"
+#include "base/fileio.h"
 
 static const char *const kind_names[] = {
     [DP_DATA_FASHION_MNIST] = "fashion-mnist", [DP_DATA_MNIST] = "mnist",

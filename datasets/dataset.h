@@ -6,8 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/error.h"
-#include "engine/layer.h"
+#include "base/error.h"
+#include "base/shape.h"
 
 /* Labelled samples: features flattened per sample, images scaled to [0, 1]. */
 typedef struct dp_dataset {

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "datasets/dataset.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 
 /* The sample order of an epoch: a Fisher-Yates shuffle from the stream (seed, epoch). */
 static void draw_order(dp_loader *l)

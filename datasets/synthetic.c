@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "datasets/dataset.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 
 #define TEACHER_HIDDEN 32
 

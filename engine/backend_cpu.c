@@ -2,7 +2,7 @@
  * loops over the per-element functions of kernels.h. Operations run at once on the calling
  * thread, so synchronize() has nothing to wait for. */
 #define _GNU_SOURCE /* sched_getaffinity */
-#include "engine/clock.h"
+#include "base/clock.h"
 #include "engine/backend.h"
 #include "engine/backend_cpu.h"
 

@@ -1,6 +1,6 @@
 /* checkpoint.c -- writing, finding and reading training checkpoints (checkpoint.h). */
 #include "engine/checkpoint.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 #include "engine/world.h"
 
 #include <dirent.h>
@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/fileio.h"
+#include "base/fileio.h"
 #include "engine/safetensors.h"
 
 #define FORMAT 1

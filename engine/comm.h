@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 #include "engine/backend.h"
-#include "engine/error.h"
+#include "base/error.h"
 
 typedef struct dp_comm dp_comm;
 

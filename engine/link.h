@@ -12,7 +12,7 @@
 #include <stddef.h>
 
 #include "engine/backend.h"
-#include "engine/error.h"
+#include "base/error.h"
 
 typedef struct dp_link dp_link;
 

@@ -3,7 +3,7 @@
  * Ownership: a slot between head and tail (a message) belongs to the receiver, the others to
  * the sender; both move only under the lock. The copy into or out of a slot happens outside the
  * lock, on a slot the copying side owns. */
-#include "engine/clock.h"
+#include "base/clock.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,8 @@
 /* model.c -- layer lists, parameter layout, and stages (layers placed on a device). */
 #include "engine/model.h"
 
-#include "engine/clock.h"
-#include "engine/rng.h"
+#include "base/clock.h"
+#include "base/rng.h"
 
 #include <ctype.h>
 #include <errno.h>

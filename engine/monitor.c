@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/clock.h"
+#include "base/clock.h"
 #include "engine/world.h"
 
 void dp_device_view_read(dp_trainer *t, int i, dp_device_view *v)

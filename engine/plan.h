@@ -8,7 +8,7 @@
 #ifndef DP_PLAN_H
 #define DP_PLAN_H
 
-#include "engine/error.h"
+#include "base/error.h"
 #include "engine/model.h"
 
 #define DP_MAX_DEVICES 64

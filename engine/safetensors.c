@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/fileio.h"
+#include "base/fileio.h"
 
 /* The format's own limit on the JSON header. */
 #define HEADER_MAX ((uint64_t)100 << 20)

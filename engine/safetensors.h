@@ -5,7 +5,7 @@
 #ifndef DP_SAFETENSORS_H
 #define DP_SAFETENSORS_H
 
-#include "engine/error.h"
+#include "base/error.h"
 #include "engine/model.h"
 
 /* Writes the model's parameters (host[n_params]) as F32 tensors to path: written to a

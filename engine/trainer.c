@@ -1,5 +1,5 @@
 /* trainer.c -- the coordinator: steps, evaluation, switching strategy, metrics. */
-#include "engine/clock.h"
+#include "base/clock.h"
 #include "engine/trainer.h"
 #include "engine/world.h"
 

@@ -1,5 +1,5 @@
 /* worker.c -- worker threads, the team's gate, gradient buckets and the comm thread. */
-#include "engine/clock.h"
+#include "base/clock.h"
 #include "engine/worker.h"
 #include "engine/world.h"
 

@@ -2,7 +2,7 @@
 #include "dpmptop-config.h"
 #include "engine/world.h"
 
-#include "engine/clock.h"
+#include "base/clock.h"
 
 #include <limits.h>
 #include <pthread.h>

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "engine/error.h"
+#include "base/error.h"
 
 #ifdef __cplusplus /* comm_cuda.cu bootstraps NCCL with it */
 extern "C" {

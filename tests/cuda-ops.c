@@ -12,7 +12,7 @@
 #include "engine/backend.h"
 #include "engine/comm.h"
 #include "engine/gpumon.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 #ifdef HAVE_CUDA
 #include "engine/backend_cuda.h"
 #endif

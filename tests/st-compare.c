@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/fileio.h"
+#include "base/fileio.h"
 
 int main(int argc, char **argv)
 {

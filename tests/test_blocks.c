@@ -19,7 +19,7 @@
 #include "engine/layer.h"
 #include "engine/model.h"
 #include "engine/optim.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 
 #define FD_STEP 1e-5
 #define FWD_TOL 1e-5

@@ -18,7 +18,7 @@
 #include "engine/layer.h"
 #include "engine/model.h"
 #include "engine/optim.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 
 #define FWD_TOL 1e-5
 #define GRAD_TOL 1e-4

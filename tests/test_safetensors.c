@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/fileio.h"
+#include "base/fileio.h"
 #include "engine/model.h"
 #include "engine/safetensors.h"
 

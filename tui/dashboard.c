@@ -2,7 +2,7 @@
  *
  * Every frame is drawn in full on ncurses's virtual screen and refresh() sends the terminal only
  * what changed, so a quiet run costs little. */
-#include "engine/clock.h"
+#include "base/clock.h"
 #include "tui/dashboard.h"
 
 #include <curses.h>

@@ -9,7 +9,7 @@
 #include <math.h>
 
 #include "engine/layer.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 
 #define CHUNK_FLOATS ((size_t)8 << 20) /* 32 MB of patches at a time */
 

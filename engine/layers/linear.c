@@ -6,7 +6,7 @@
 #include <math.h>
 
 #include "engine/layer.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 
 static int linear_infer(dp_layer *l, dp_err *err)
 {

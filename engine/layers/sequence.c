@@ -9,7 +9,7 @@
 #include <math.h>
 
 #include "engine/layer.h"
-#include "engine/rng.h"
+#include "base/rng.h"
 
 static int need_sequence(const dp_layer *l, dp_err *err)
 {

@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "engine/error.h"
+#include "base/error.h"
 
 /* A file being written under a temporary name beside its final path. */
 typedef struct dp_atomic_file {

@@ -1,5 +1,5 @@
 /* error.c -- filling a dp_err. */
-#include "engine/error.h"
+#include "base/error.h"
 
 #include <stdio.h>
 #include <string.h>

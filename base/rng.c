@@ -1,5 +1,5 @@
 /* rng.c -- SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, passes BigCrush. */
-#include "engine/rng.h"
+#include "base/rng.h"
 
 #include <math.h>
 

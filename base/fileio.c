@@ -1,5 +1,5 @@
 /* fileio.c -- temporary file, fsync, rename. */
-#include "engine/fileio.h"
+#include "base/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>

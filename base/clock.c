@@ -1,5 +1,5 @@
 /* clock.c -- CLOCK_MONOTONIC in seconds, and durations as text. */
-#include "engine/clock.h"
+#include "base/clock.h"
 
 #include <stdio.h>
 #include <time.h>
