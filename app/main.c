@@ -18,6 +18,9 @@
 
 #include "app/configuration.h"
 #include "app/headless.h"
+#include "app/interactive.h"
+#include "app/jsonl.h"
+#include "app/run_loop.h"
 #include "tui/dashboard.h"
 #include "dpmptop-config.h"
 #include "base/fileio.h"
@@ -627,53 +630,6 @@ static int launcher_terminal(void)
     return tty;
 }
 
-/* The training loop's thread under the dashboard. */
-typedef struct training {
-    dp_trainer *t;
-    const dp_headless_opts *o;
-    dp_headless_result *res;
-    dp_err *err;
-    int rc;
-} training;
-
-static void *training_main(void *arg)
-{
-    training *tr = arg;
-    tr->rc = dp_headless_run(tr->t, tr->o, tr->res, tr->err);
-    return NULL;
-}
-
-/* Trains on a thread of its own while the dashboard runs on this one (the only thread that
- * touches ncurses); prints the summary once the terminal is back. Returns the run's status. */
-static int run_with_dashboard(dp_trainer *t, const dp_headless_opts *headless,
-                              const dp_dashboard_info *info, dp_headless_result *res, dp_err *err)
-{
-    dp_run_status st;
-    long per_epoch = dp_trainer_steps_per_epoch(t);
-    dp_run_status_init(&st, headless->total_steps,
-                       (headless->total_steps + per_epoch - 1) / per_epoch);
-    dp_headless_opts o = *headless;
-    o.out = NULL;
-    o.status = &st;
-    training tr = { t, &o, res, err, 0 };
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, training_main, &tr) != 0) {
-        dp_run_status_destroy(&st);
-        return dp_fail(err, "cannot start the training thread");
-    }
-    if (dp_dashboard_run(t, &st, info, headless->stop) < 0) {
-        pthread_mutex_lock(&st.lock);
-        st.quit = true;
-        pthread_cond_broadcast(&st.changed);
-        pthread_mutex_unlock(&st.lock);
-    }
-    pthread_join(thread, NULL);
-    dp_run_status_destroy(&st);
-    if (tr.rc == 0)
-        dp_headless_print_summary(t, res, stdout);
-    return tr.rc;
-}
-
 /* What writing a checkpoint of this run needs ([checkpoint] dir, keep). */
 typedef struct checkpointer {
     const char *dir;
@@ -687,7 +643,7 @@ typedef struct checkpointer {
     float *state;       /* [state_per_param][n_params] */
 } checkpointer;
 
-/* dp_headless_opts.write_checkpoint */
+/* dp_run_loop_opts.write_checkpoint */
 static int write_checkpoint(void *arg, dp_trainer *t, char *path, size_t size, dp_err *err)
 {
     checkpointer *c = arg;
@@ -782,6 +738,7 @@ static int run(int argc, char **argv)
     dp_train_state resumed = { 0 };
     dp_atomic_file metrics = { 0 }, save_held = { 0 };
     dp_trainer *trainer = NULL;
+    dp_control *control = NULL;
     if (dp_run_id_new(ckpt.run, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         status = EXIT_FAILED;
@@ -965,17 +922,15 @@ static int run(int argc, char **argv)
         printf("  plan:  %s\n", cut);
     fflush(stdout);
 
-    dp_headless_opts ho = {
+    dp_run_loop_opts ho = {
         .total_steps = total,
         .eval_every = cfg.eval_every,
         .switches = switches,
         .n_switches = n_switches,
-        .out = stdout,
-        .out_is_tty = isatty(STDOUT_FILENO) && dp_world_size() == 1, /* mpirun's pty: a log */
-        .metrics = metrics.f,
         .stop = &stop_requested,
         .watchdog_s = cfg.watchdog_s,
     };
+
     if (cfg.checkpoint_dir[0] && dp_world_rank() == 0) { /* every process holds the same */
         size_t text_size = 0;
         FILE *text = open_memstream(&ckpt.config_text, &text_size);
@@ -1010,8 +965,23 @@ static int run(int argc, char **argv)
         status = EXIT_FAILED;
         goto done;
     }
-    dp_headless_result res;
+    dp_run_result res;
     int run_rc;
+    long epochs = (total + per_epoch - 1) / per_epoch;
+    control = dp_control_create(total, epochs);
+    if (!control) {
+        fprintf(stderr, "dpmptop: out of memory\n");
+        status = EXIT_FAILED;
+        goto done;
+    }
+    ho.control = control;
+    dp_headless_printer printer;
+    if (!dashboard) {
+        bool is_tty = isatty(STDOUT_FILENO) && dp_world_size() == 1; /* mpirun's pty: a log */
+        dp_run_observe(&ho, dp_headless_observer(&printer, stdout, is_tty));
+    }
+    if (metrics.f)
+        dp_run_observe(&ho, dp_jsonl_observer(metrics.f));
     if (dashboard) {
         dp_dashboard_info info = {
             .version = PACKAGE_VERSION, .run_name = cfg.name, .data_name = train.name,
@@ -1020,11 +990,11 @@ static int run(int argc, char **argv)
             .color = cfg.color && !(getenv("NO_COLOR") && getenv("NO_COLOR")[0]),
             .monitor = monitor, .tty = tty,
         };
-        run_rc = run_with_dashboard(trainer, &ho, &info, &res, &err);
+        run_rc = dp_run_with_dashboard(trainer, &ho, &info, &res, &err);
         if (tty >= 0)
             close(tty);
     } else {
-        run_rc = dp_headless_run(trainer, &ho, &res, &err);
+        run_rc = dp_run_loop(trainer, &ho, &res, &err);
     }
     if (run_rc == 0 || dp_world_rank() == 0) /* a failed process ends the run instead */
         dp_monitor_stop(monitor);
@@ -1055,6 +1025,7 @@ static int run(int argc, char **argv)
         status = EXIT_FAILED;
     }
 done:
+    dp_control_destroy(control);
     dp_atomic_abort(&metrics);
     dp_atomic_abort(&save_held);
     dp_trainer_destroy(trainer);
