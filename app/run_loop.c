@@ -2,6 +2,7 @@
 #include "app/run_loop.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "engine/world.h"
@@ -92,6 +93,7 @@ static int before_step(dp_trainer *t, const dp_run_loop_opts *o, next_step *next
         double v[CTL_N];
         dp_world_heartbeat();
         local_control(o, v);
+        bool paused_here = v[CTL_PAUSED] > 0; /* before the sum: this process's control */
         dp_world_sum(v, CTL_N);
         if (v[CTL_SWITCH] > 0) {
             dp_plan_request req = {
@@ -104,7 +106,10 @@ static int before_step(dp_trainer *t, const dp_run_loop_opts *o, next_step *next
         *next = v[CTL_SIGNAL] > 0 ? INTERRUPT : v[CTL_QUIT] > 0 ? QUIT : GO;
         if (*next != GO || v[CTL_PAUSED] == 0)
             return 0;
-        dp_control_wait_while_paused(o->control, o->stop, 0.1);
+        if (paused_here) /* until resumed, at most 100 ms */
+            dp_control_wait_while_paused(o->control, o->stop, 0.1);
+        else /* another process's dashboard paused the run */
+            nanosleep(&(struct timespec){ 0, 100000000L }, NULL);
     }
 }
 

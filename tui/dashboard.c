@@ -426,49 +426,69 @@ static int launcher_key(void)
     return read(STDIN_FILENO, &c, 1) == 1 ? c : ERR;
 }
 
-int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,
-                     atomic_int *stop)
+/* The terminal the dashboard draws on: stdin and stdout, or the launcher's under mpirun. */
+typedef struct terminal {
+    FILE *in, *out;
+    SCREEN *screen;
+} terminal;
+
+/* Under mpirun: streams on the launcher's terminal, whose foreground job this process becomes.
+ * Returns -1 after saying why. */
+static int open_launcher_tty(const dp_dashboard_info *info, terminal *term)
+{
+    int dup_in = dup(info->tty), dup_out = dup(info->tty);
+    term->in = dup_in >= 0 ? fdopen(dup_in, "r") : NULL;
+    term->out = dup_out >= 0 ? fdopen(dup_out, "w") : NULL;
+    if (!term->in || !term->out) {
+        if (term->in)
+            fclose(term->in);
+        if (term->out)
+            fclose(term->out);
+        fprintf(stderr, "dpmptop: cannot use the terminal; run with --headless\n");
+        return -1;
+    }
+    fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+    if (take_foreground(info->tty, &launcher) < 0) {
+        fclose(term->in);
+        fclose(term->out);
+        fprintf(stderr, "dpmptop: cannot take mpirun's terminal; run with --headless\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Gives the terminal back once no signal handler uses its descriptors. */
+static void release_terminal(const dp_dashboard_info *info, terminal *term)
+{
+    terminal_saved = 0;
+    while (atomic_load(&restoring)) /* a handler on another thread is using the descriptors */
+        sched_yield();
+    if (info->tty >= 0) {
+        give_foreground(info->tty, launcher);
+        fclose(term->in);
+        fclose(term->out);
+    }
+}
+
+/* Takes the terminal and starts ncurses on it; -1 (after saying why) when it cannot. */
+static int open_terminal(const dp_dashboard_info *info, terminal *term)
 {
     setlocale(LC_ALL, "");
-    FILE *in = stdin, *out = stdout;
+    term->in = stdin;
+    term->out = stdout;
     launcher = -1;
-    if (info->tty >= 0) {
-        int dup_in = dup(info->tty), dup_out = dup(info->tty);
-        in = dup_in >= 0 ? fdopen(dup_in, "r") : NULL;
-        out = dup_out >= 0 ? fdopen(dup_out, "w") : NULL;
-        if (!in || !out) {
-            if (in)
-                fclose(in);
-            if (out)
-                fclose(out);
-            fprintf(stderr, "dpmptop: cannot use the terminal; run with --headless\n");
-            return -1;
-        }
-        fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
-        if (take_foreground(info->tty, &launcher) < 0) {
-            fclose(in);
-            fclose(out);
-            fprintf(stderr, "dpmptop: cannot take mpirun's terminal; run with --headless\n");
-            return -1;
-        }
-    }
-    term_in = fileno(in);
-    term_out = fileno(out);
+    if (info->tty >= 0 && open_launcher_tty(info, term) < 0)
+        return -1;
+    term_in = fileno(term->in);
+    term_out = fileno(term->out);
     if (tcgetattr(term_in, &saved_termios) == 0)
         terminal_saved = 1;
-    dp_style sty = { .utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0 };
-    SCREEN *screen = newterm(NULL, out, in);
-    if (!screen) {
+    term->screen = newterm(NULL, term->out, term->in);
+    if (!term->screen) {
         terminal_saved = 0;
         fprintf(stderr, "dpmptop: cannot use this terminal (TERM=%s); run with --headless\n",
                 getenv("TERM") ? getenv("TERM") : "");
-        while (atomic_load(&restoring))
-            sched_yield();
-        if (info->tty >= 0) {
-            give_foreground(info->tty, launcher);
-            fclose(in);
-            fclose(out);
-        }
+        release_terminal(info, term);
         return -1;
     }
     cbreak();
@@ -476,27 +496,45 @@ int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *in
     keypad(stdscr, TRUE);
     curs_set(0);
     timeout(info->refresh_ms);
-    sty.color = info->color && has_colors();
-    dp_widgets_colors(&sty);
+    return 0;
+}
 
-    static frame f; /* large: keep it off the stack */
-    bool help = false, quitting = false;
+/* NVML's readings of this process's GPUs into the frame, once a second (NVML's own sampling is
+ * ~1/6 s or slower). */
+static void read_gpus(dp_gpumon *mon, dp_trainer *t, frame *f, double *last_read)
+{
+    if (!mon || dp_now_s() - *last_read < 1.0)
+        return;
+    for (int i = 0; i < dp_trainer_device_count(t) && i < f->n_devices; i++) {
+        const dp_device *d = dp_trainer_device(t, i);
+        if (!d->bus_id[0] || dp_gpumon_read(mon, d->bus_id, 0, &f->dev[i].gpu, NULL, 0) < 0)
+            memset(&f->dev[i].gpu, 0, sizeof f->dev[i].gpu);
+    }
+    *last_read = dp_now_s();
+}
+
+/* NVML, when one of this process's devices is a GPU; NULL otherwise. */
+static dp_gpumon *open_gpumon(dp_trainer *t)
+{
     char why[160];
     dp_gpumon *mon = NULL;
     for (int i = 0; i < dp_trainer_device_count(t) && !mon; i++)
         if (dp_trainer_device(t, i)->bus_id[0])
             mon = dp_gpumon_open(why, sizeof why);
+    return mon;
+}
+
+/* Frames and keys until the user quits or a signal stops the run, and the loop has finished
+ * (or gives up waiting: see dp_dashboard_run). */
+static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,
+                   atomic_int *stop, const dp_style *sty, dp_gpumon *mon)
+{
+    static frame f; /* large: keep it off the stack */
+    bool help = false, quitting = false;
     double last_read = -1e9, stopped_at = 0, last_repaint = 0;
     for (;;) {
         snapshot(t, ctl, info, &f);
-        if (mon && dp_now_s() - last_read >= 1.0) { /* NVML's own sampling is ~1/6 s or slower */
-            for (int i = 0; i < dp_trainer_device_count(t) && i < f.n_devices; i++) {
-                const dp_device *d = dp_trainer_device(t, i);
-                if (!d->bus_id[0] || dp_gpumon_read(mon, d->bus_id, 0, &f.dev[i].gpu, NULL, 0) < 0)
-                    memset(&f.dev[i].gpu, 0, sizeof f.dev[i].gpu);
-            }
-            last_read = dp_now_s();
-        }
+        read_gpus(mon, t, &f, &last_read);
         if ((quitting || *stop) && f.st.finished)
             break;
         if (*stop && !stopped_at)
@@ -509,7 +547,7 @@ int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *in
             clearok(curscr, TRUE); /* the launcher may have printed over the screen */
             last_repaint = dp_now_s();
         }
-        draw(&sty, &f, info, t, help);
+        draw(sty, &f, info, t, help);
         int ch = getch();
         if (ch == ERR && info->tty >= 0)
             ch = launcher_key();
@@ -524,16 +562,22 @@ int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *in
                 dp_control_event(ctl, "quitting after the current step");
         }
     }
+}
+
+int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,
+                     atomic_int *stop)
+{
+    terminal term;
+    if (open_terminal(info, &term) < 0)
+        return -1;
+    dp_style sty = { .utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0 };
+    sty.color = info->color && has_colors();
+    dp_widgets_colors(&sty);
+    dp_gpumon *mon = open_gpumon(t);
+    frames(t, ctl, info, stop, &sty, mon);
     endwin();
-    delscreen(screen);
-    terminal_saved = 0;
-    while (atomic_load(&restoring)) /* a handler on another thread is using the descriptors */
-        sched_yield();
-    if (info->tty >= 0) {
-        give_foreground(info->tty, launcher);
-        fclose(in);
-        fclose(out);
-    }
+    delscreen(term.screen);
+    release_terminal(info, &term);
     dp_gpumon_close(mon);
     return 0;
 }
