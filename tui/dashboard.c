@@ -24,37 +24,9 @@
 #include "tui/layout.h"
 #include "tui/widgets.h"
 
-void dp_run_status_init(dp_run_status *s, long total_steps, long epochs)
-{
-    memset(s, 0, sizeof *s);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->changed, NULL);
-    s->total_steps = total_steps;
-    s->epochs = epochs;
-    s->test_accuracy = -1;
-    s->started = dp_now_s();
-}
-
-void dp_run_status_destroy(dp_run_status *s)
-{
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->changed);
-}
-
-void dp_run_status_event(dp_run_status *s, const char *fmt, ...)
-{
-    va_list ap;
-    pthread_mutex_lock(&s->lock);
-    va_start(ap, fmt);
-    vsnprintf(s->event, sizeof s->event, fmt, ap);
-    va_end(ap);
-    s->event_time = dp_now_s();
-    pthread_mutex_unlock(&s->lock);
-}
-
 /* Everything a frame shows, copied from the status, the metrics and the other processes. */
 typedef struct frame {
-    dp_run_status st; /* a copy (its lock and condition are not used) */
+    dp_control_status st; /* the run's, as the control had it */
     int n_devices;    /* this process's first, then the other processes' */
     int all_devices;  /* of the run (more than the frame holds are counted only) */
     dp_device_view dev[DP_LAYOUT_MAX_PANELS];
@@ -64,11 +36,9 @@ typedef struct frame {
 
 /* Takes the frame's copies; leaves the GPU readings of this process's devices (NVML is read
  * once a second). */
-static void snapshot(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info, frame *f)
+static void snapshot(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info, frame *f)
 {
-    pthread_mutex_lock(&st->lock);
-    f->st = *st;
-    pthread_mutex_unlock(&st->lock);
+    dp_control_snapshot(ctl, &f->st);
     dp_metrics *ms = dp_trainer_metrics(t);
     int local = ms->n_devices < DP_LAYOUT_MAX_PANELS ? ms->n_devices : DP_LAYOUT_MAX_PANELS;
     for (int i = 0; i < local; i++) {
@@ -89,7 +59,7 @@ static void snapshot(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
 static void draw_header(const dp_style *sty, dp_rect r, const frame *f,
                         const dp_dashboard_info *info)
 {
-    const dp_run_status *s = &f->st;
+    const dp_control_status *s = &f->st;
     int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD);
     dp_text(r.y, r.x, r.w, title, "dpmptop %s  run %s  %s (%ld samples)  %s (%zu params)",
             info->version, info->run_name, info->data_name, info->samples, info->model,
@@ -315,32 +285,57 @@ static dp_plan_request next_request(const dp_plan_request *now, dp_strategy stra
 
 /* Hands a switch the trainer can make to the training loop, which makes it (in every process
  * of the run) before its next step. */
-static void ask_switch(dp_trainer *t, dp_run_status *st, const dp_plan_request *req)
+static void ask_switch(dp_trainer *t, dp_control *ctl, const dp_plan_request *req)
 {
     dp_err err;
     if (dp_trainer_check_switch(t, req, &err) < 0) {
-        dp_run_status_event(st, "cannot switch: %s", err.msg);
+        dp_control_event(ctl, "cannot switch: %s", err.msg);
         return;
     }
-    pthread_mutex_lock(&st->lock);
-    st->switch_to = *req;
-    st->switch_asked = true;
-    pthread_mutex_unlock(&st->lock);
-    dp_run_status_event(st, "switching to %s after the current step",
-                        dp_strategy_name(req->strategy));
+    dp_control_request_switch(ctl, req);
+    dp_control_event(ctl, "switching to %s after the current step",
+                     dp_strategy_name(req->strategy));
+}
+
+static bool is_pipeline(const dp_plan_request *r)
+{
+    return r->strategy == DP_STRATEGY_PP || r->strategy == DP_STRATEGY_HYBRID;
+}
+
+/* s: the other pipeline schedule. */
+static void toggle_schedule(dp_trainer *t, dp_control *ctl, const dp_plan_request *now)
+{
+    dp_plan_request req = *now;
+    req.schedule = now->schedule == DP_SCHEDULE_1F1B ? DP_SCHEDULE_GPIPE : DP_SCHEDULE_1F1B;
+    if (!is_pipeline(now))
+        dp_control_event(ctl, "the schedule is a pipeline's: press 3 or 4 first");
+    else
+        ask_switch(t, ctl, &req);
+}
+
+/* + and -: one micro-batch more or fewer. */
+static void change_micro(dp_trainer *t, dp_control *ctl, const dp_plan_request *now, int by)
+{
+    dp_plan_request req = *now;
+    req.micro = now->micro + by;
+    if (!is_pipeline(now))
+        dp_control_event(ctl, "micro-batches are a pipeline's: press 3 or 4 first");
+    else if (req.micro < 1)
+        dp_control_event(ctl, "already at 1 micro-batch");
+    else
+        ask_switch(t, ctl, &req);
 }
 
 /* Handles one key; returns true when it asks to quit. */
-static bool on_key(int ch, dp_trainer *t, dp_run_status *st, bool *help)
+static bool on_key(int ch, dp_trainer *t, dp_control *ctl, bool *help)
 {
     if (*help) { /* any key closes the help */
         *help = false;
         return false;
     }
-    pthread_mutex_lock(&st->lock);
-    dp_plan_request now = st->switch_asked ? st->switch_to : st->request; /* keys add up */
-    pthread_mutex_unlock(&st->lock);
-    dp_plan_request req;
+    /* The newest plan asked for, else the one in use: keys pressed before the loop makes a
+     * switch add up. */
+    dp_plan_request now = dp_control_switch_base(ctl), req;
     switch (ch) {
     case KEY_F(1):
     case '?':
@@ -352,44 +347,23 @@ static bool on_key(int ch, dp_trainer *t, dp_run_status *st, bool *help)
     case '3':
     case '4':
         req = next_request(&now, (dp_strategy)(ch - '1'));
-        ask_switch(t, st, &req);
+        ask_switch(t, ctl, &req);
         break;
     case 's':
-        req = now;
-        req.schedule = now.schedule == DP_SCHEDULE_1F1B ? DP_SCHEDULE_GPIPE : DP_SCHEDULE_1F1B;
-        if (now.strategy != DP_STRATEGY_PP && now.strategy != DP_STRATEGY_HYBRID)
-            dp_run_status_event(st, "the schedule is a pipeline's: press 3 or 4 first");
-        else
-            ask_switch(t, st, &req);
+        toggle_schedule(t, ctl, &now);
         break;
     case '+':
     case '-':
-        req = now;
-        req.micro = now.micro + (ch == '+' ? 1 : -1);
-        if (now.strategy != DP_STRATEGY_PP && now.strategy != DP_STRATEGY_HYBRID)
-            dp_run_status_event(st, "micro-batches are a pipeline's: press 3 or 4 first");
-        else if (req.micro < 1)
-            dp_run_status_event(st, "already at 1 micro-batch");
-        else
-            ask_switch(t, st, &req);
+        change_micro(t, ctl, &now, ch == '+' ? 1 : -1);
         break;
     case ' ':
-        pthread_mutex_lock(&st->lock);
-        st->paused = !st->paused;
-        bool paused = st->paused;
-        pthread_cond_broadcast(&st->changed);
-        pthread_mutex_unlock(&st->lock);
-        dp_run_status_event(st, paused ? "paused (space resumes)" : "resumed");
+        dp_control_event(ctl, dp_control_toggle_pause(ctl) ? "paused (space resumes)" : "resumed");
         break;
-    case 'c': {
-        pthread_mutex_lock(&st->lock);
-        bool can = st->can_checkpoint;
-        st->checkpoint = can;
-        pthread_mutex_unlock(&st->lock);
-        dp_run_status_event(st, can ? "writing a checkpoint after this step"
-                                    : "no checkpoint directory: start with --checkpoint-dir DIR");
+    case 'c':
+        dp_control_event(ctl, dp_control_request_checkpoint(ctl)
+                                  ? "writing a checkpoint after this step"
+                                  : "no checkpoint directory: start with --checkpoint-dir DIR");
         break;
-    }
     case 'q':
     case KEY_F(10):
         return true;
@@ -452,49 +426,69 @@ static int launcher_key(void)
     return read(STDIN_FILENO, &c, 1) == 1 ? c : ERR;
 }
 
-int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *info,
-                     atomic_int *stop)
+/* The terminal the dashboard draws on: stdin and stdout, or the launcher's under mpirun. */
+typedef struct terminal {
+    FILE *in, *out;
+    SCREEN *screen;
+} terminal;
+
+/* Under mpirun: streams on the launcher's terminal, whose foreground job this process becomes.
+ * Returns -1 after saying why. */
+static int open_launcher_tty(const dp_dashboard_info *info, terminal *term)
+{
+    int dup_in = dup(info->tty), dup_out = dup(info->tty);
+    term->in = dup_in >= 0 ? fdopen(dup_in, "r") : NULL;
+    term->out = dup_out >= 0 ? fdopen(dup_out, "w") : NULL;
+    if (!term->in || !term->out) {
+        if (term->in)
+            fclose(term->in);
+        if (term->out)
+            fclose(term->out);
+        fprintf(stderr, "dpmptop: cannot use the terminal; run with --headless\n");
+        return -1;
+    }
+    fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+    if (take_foreground(info->tty, &launcher) < 0) {
+        fclose(term->in);
+        fclose(term->out);
+        fprintf(stderr, "dpmptop: cannot take mpirun's terminal; run with --headless\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Gives the terminal back once no signal handler uses its descriptors. */
+static void release_terminal(const dp_dashboard_info *info, terminal *term)
+{
+    terminal_saved = 0;
+    while (atomic_load(&restoring)) /* a handler on another thread is using the descriptors */
+        sched_yield();
+    if (info->tty >= 0) {
+        give_foreground(info->tty, launcher);
+        fclose(term->in);
+        fclose(term->out);
+    }
+}
+
+/* Takes the terminal and starts ncurses on it; -1 (after saying why) when it cannot. */
+static int open_terminal(const dp_dashboard_info *info, terminal *term)
 {
     setlocale(LC_ALL, "");
-    FILE *in = stdin, *out = stdout;
+    term->in = stdin;
+    term->out = stdout;
     launcher = -1;
-    if (info->tty >= 0) {
-        int dup_in = dup(info->tty), dup_out = dup(info->tty);
-        in = dup_in >= 0 ? fdopen(dup_in, "r") : NULL;
-        out = dup_out >= 0 ? fdopen(dup_out, "w") : NULL;
-        if (!in || !out) {
-            if (in)
-                fclose(in);
-            if (out)
-                fclose(out);
-            fprintf(stderr, "dpmptop: cannot use the terminal; run with --headless\n");
-            return -1;
-        }
-        fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
-        if (take_foreground(info->tty, &launcher) < 0) {
-            fclose(in);
-            fclose(out);
-            fprintf(stderr, "dpmptop: cannot take mpirun's terminal; run with --headless\n");
-            return -1;
-        }
-    }
-    term_in = fileno(in);
-    term_out = fileno(out);
+    if (info->tty >= 0 && open_launcher_tty(info, term) < 0)
+        return -1;
+    term_in = fileno(term->in);
+    term_out = fileno(term->out);
     if (tcgetattr(term_in, &saved_termios) == 0)
         terminal_saved = 1;
-    dp_style sty = { .utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0 };
-    SCREEN *screen = newterm(NULL, out, in);
-    if (!screen) {
+    term->screen = newterm(NULL, term->out, term->in);
+    if (!term->screen) {
         terminal_saved = 0;
         fprintf(stderr, "dpmptop: cannot use this terminal (TERM=%s); run with --headless\n",
                 getenv("TERM") ? getenv("TERM") : "");
-        while (atomic_load(&restoring))
-            sched_yield();
-        if (info->tty >= 0) {
-            give_foreground(info->tty, launcher);
-            fclose(in);
-            fclose(out);
-        }
+        release_terminal(info, term);
         return -1;
     }
     cbreak();
@@ -502,27 +496,45 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
     keypad(stdscr, TRUE);
     curs_set(0);
     timeout(info->refresh_ms);
-    sty.color = info->color && has_colors();
-    dp_widgets_colors(&sty);
+    return 0;
+}
 
-    static frame f; /* large: keep it off the stack */
-    bool help = false, quitting = false;
+/* NVML's readings of this process's GPUs into the frame, once a second (NVML's own sampling is
+ * ~1/6 s or slower). */
+static void read_gpus(dp_gpumon *mon, dp_trainer *t, frame *f, double *last_read)
+{
+    if (!mon || dp_now_s() - *last_read < 1.0)
+        return;
+    for (int i = 0; i < dp_trainer_device_count(t) && i < f->n_devices; i++) {
+        const dp_device *d = dp_trainer_device(t, i);
+        if (!d->bus_id[0] || dp_gpumon_read(mon, d->bus_id, 0, &f->dev[i].gpu, NULL, 0) < 0)
+            memset(&f->dev[i].gpu, 0, sizeof f->dev[i].gpu);
+    }
+    *last_read = dp_now_s();
+}
+
+/* NVML, when one of this process's devices is a GPU; NULL otherwise. */
+static dp_gpumon *open_gpumon(dp_trainer *t)
+{
     char why[160];
     dp_gpumon *mon = NULL;
     for (int i = 0; i < dp_trainer_device_count(t) && !mon; i++)
         if (dp_trainer_device(t, i)->bus_id[0])
             mon = dp_gpumon_open(why, sizeof why);
+    return mon;
+}
+
+/* Frames and keys until the user quits or a signal stops the run, and the loop has finished
+ * (or gives up waiting: see dp_dashboard_run). */
+static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,
+                   atomic_int *stop, const dp_style *sty, dp_gpumon *mon)
+{
+    static frame f; /* large: keep it off the stack */
+    bool help = false, quitting = false;
     double last_read = -1e9, stopped_at = 0, last_repaint = 0;
     for (;;) {
-        snapshot(t, st, info, &f);
-        if (mon && dp_now_s() - last_read >= 1.0) { /* NVML's own sampling is ~1/6 s or slower */
-            for (int i = 0; i < dp_trainer_device_count(t) && i < f.n_devices; i++) {
-                const dp_device *d = dp_trainer_device(t, i);
-                if (!d->bus_id[0] || dp_gpumon_read(mon, d->bus_id, 0, &f.dev[i].gpu, NULL, 0) < 0)
-                    memset(&f.dev[i].gpu, 0, sizeof f.dev[i].gpu);
-            }
-            last_read = dp_now_s();
-        }
+        snapshot(t, ctl, info, &f);
+        read_gpus(mon, t, &f, &last_read);
         if ((quitting || *stop) && f.st.finished)
             break;
         if (*stop && !stopped_at)
@@ -535,34 +547,37 @@ int dp_dashboard_run(dp_trainer *t, dp_run_status *st, const dp_dashboard_info *
             clearok(curscr, TRUE); /* the launcher may have printed over the screen */
             last_repaint = dp_now_s();
         }
-        draw(&sty, &f, info, t, help);
+        draw(sty, &f, info, t, help);
         int ch = getch();
         if (ch == ERR && info->tty >= 0)
             ch = launcher_key();
-        if (ch != ERR && ch != KEY_RESIZE && on_key(ch, t, st, &help)) {
+        if (ch != ERR && ch != KEY_RESIZE && on_key(ch, t, ctl, &help)) {
             if (f.st.finished)
                 break;
             quitting = true;
         }
         if ((quitting || *stop) && !f.st.quit) {
-            pthread_mutex_lock(&st->lock);
-            st->quit = true;
-            pthread_cond_broadcast(&st->changed);
-            pthread_mutex_unlock(&st->lock);
+            dp_control_request_quit(ctl);
             if (!f.st.finished)
-                dp_run_status_event(st, "quitting after the current step");
+                dp_control_event(ctl, "quitting after the current step");
         }
     }
+}
+
+int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,
+                     atomic_int *stop)
+{
+    terminal term;
+    if (open_terminal(info, &term) < 0)
+        return -1;
+    dp_style sty = { .utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0 };
+    sty.color = info->color && has_colors();
+    dp_widgets_colors(&sty);
+    dp_gpumon *mon = open_gpumon(t);
+    frames(t, ctl, info, stop, &sty, mon);
     endwin();
-    delscreen(screen);
-    terminal_saved = 0;
-    while (atomic_load(&restoring)) /* a handler on another thread is using the descriptors */
-        sched_yield();
-    if (info->tty >= 0) {
-        give_foreground(info->tty, launcher);
-        fclose(in);
-        fclose(out);
-    }
+    delscreen(term.screen);
+    release_terminal(info, &term);
     dp_gpumon_close(mon);
     return 0;
 }

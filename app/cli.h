@@ -1,0 +1,31 @@
+/* cli.h -- dpmptop's command line: the options, --help, --help-layers and --version, and the
+ * exit statuses it promises. */
+#ifndef DP_APP_CLI_H
+#define DP_APP_CLI_H
+
+enum exit_status { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+/* A --set style override collected from the command line, applied after the file. */
+typedef struct dp_override {
+    char assignment[4200];
+    const char *label;
+} dp_override;
+
+typedef struct dp_options {
+    const char *config_path;
+    const char *switch_at;
+    const char *metrics_path, *save_path, *init_path;
+    int resume;               /* --resume given */
+    const char *resume_dir;   /* its directory, or NULL: [checkpoint] dir */
+    int print_config;
+    int headless;
+    dp_override *overrides;
+    int n_overrides;
+} dp_options;
+
+/* Parses argv into o; returns -1 (after printing why) on bad usage, 1 when done (--help,
+ * --help-layers, --version printed). o->overrides is allocated: dp_options_free. */
+int dp_parse_args(int argc, char **argv, dp_options *o);
+void dp_options_free(dp_options *o);
+
+#endif

@@ -1,0 +1,93 @@
+/* jsonl.c -- metrics as JSON Lines. */
+#include "app/jsonl.h"
+
+#include <math.h>
+
+/* JSON has no NaN or infinity: those become null. */
+static void json_num(FILE *f, const char *key, double v)
+{
+    if (isfinite(v))
+        fprintf(f, ",\"%s\":%.9g", key, v);
+    else
+        fprintf(f, ",\"%s\":null", key);
+}
+
+static void on_event(void *arg, const dp_run_event *e)
+{
+    FILE *f = arg;
+    if (e->kind != DP_RUN_SWITCHED)
+        return;
+    const dp_step_report *r = e->step_report;
+    fprintf(f, "{\"type\":\"switch\",\"step\":%ld,\"from\":\"%s\",\"to\":\"%s\"", r->step,
+            r->switch_from, r->switch_to);
+    json_num(f, "seconds", r->switch_seconds);
+    fputs("}\n", f);
+}
+
+static void write_device_records(FILE *f, dp_trainer *t)
+{
+    dp_metrics *ms = dp_trainer_metrics(t);
+    for (int i = 0; i < ms->n_devices; i++) {
+        dp_device_metrics m = dp_metrics_read(ms, i);
+        fprintf(f, "{\"type\":\"device\",\"step\":%ld,\"device\":\"%s\",\"role\":\"%s\"", m.step,
+                m.device, m.role);
+        json_num(f, "loss", m.loss);
+        fprintf(f, ",\"mem_bytes\":%zu,\"mem_peak_bytes\":%zu,\"mem_total_bytes\":%zu,"
+                   "\"act_peak_bytes\":%zu",
+                m.mem_bytes, m.mem_peak_bytes, m.mem_total_bytes, m.act_peak_bytes);
+        json_num(f, "util", m.util);
+        json_num(f, "compute_s", m.compute_s);
+        json_num(f, "comm_s", m.comm_s);
+        json_num(f, "idle_s", m.idle_s);
+        fputs("}\n", f);
+    }
+}
+
+static void on_step(void *arg, dp_trainer *t, const dp_step_report *r, const dp_run_progress *p)
+{
+    (void)p;
+    FILE *f = arg;
+    fprintf(f, "{\"type\":\"step\",\"step\":%ld,\"epoch\":%ld", r->step, r->epoch);
+    json_num(f, "loss", r->loss);
+    json_num(f, "lr", r->lr);
+    json_num(f, "samples_per_s", r->seconds > 0 ? r->rows / r->seconds : 0.0);
+    fprintf(f, ",\"strategy\":\"%s\"}\n", dp_trainer_strategy(t));
+    write_device_records(f, t);
+}
+
+static void on_eval(void *arg, const dp_step_report *r, const dp_eval_report *e)
+{
+    FILE *f = arg;
+    fprintf(f, "{\"type\":\"eval\",\"step\":%ld,\"epoch\":%ld", r->step, r->epoch);
+    json_num(f, "loss", e->loss);
+    if (e->text)
+        json_num(f, "bits_per_byte", e->loss / M_LN2);
+    json_num(f, "accuracy", e->accuracy);
+    fputs("}\n", f);
+}
+
+static void on_finished(void *arg, dp_trainer *t, const dp_run_result *res, int rc,
+                        const dp_err *err)
+{
+    (void)t, (void)rc, (void)err;
+    FILE *f = arg;
+    fprintf(f, "{\"type\":\"summary\",\"steps\":%ld", res->steps);
+    json_num(f, "seconds", res->seconds);
+    json_num(f, "samples_per_s", res->samples_per_s);
+    if (res->steps > res->first_step)
+        json_num(f, "final_loss", res->final_loss);
+    else
+        fputs(",\"final_loss\":null", f); /* no step ran: there is no loss */
+    if (res->test_accuracy >= 0)
+        json_num(f, "test_accuracy", res->test_accuracy);
+    else
+        fputs(",\"test_accuracy\":null", f);
+    fputs("}\n", f);
+    fflush(f);
+}
+
+dp_run_observer dp_jsonl_observer(FILE *f)
+{
+    return (dp_run_observer){ .arg = f, .event = on_event, .step_done = on_step,
+                              .eval_done = on_eval, .finished = on_finished };
+}

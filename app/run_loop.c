@@ -1,0 +1,252 @@
+/* run_loop.c -- the training loop; what it shows or writes is its observers' business. */
+#include "app/run_loop.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "engine/world.h"
+
+void dp_run_observe(dp_run_loop_opts *o, dp_run_observer obs)
+{
+    if (o->n_observers < DP_RUN_MAX_OBSERVERS)
+        o->observers[o->n_observers++] = obs;
+}
+
+/* The loop's running state. */
+typedef struct loop {
+    dp_trainer *t;
+    const dp_run_loop_opts *o;
+    dp_run_result *res;
+    dp_run_progress progress;
+    double samples, step_time;  /* over every step so far */
+    dp_step_report r;           /* the last step's */
+    bool evaluated_last;        /* the last step was followed by an evaluation */
+    bool plan_shown;            /* the control has the plan in use */
+    int next_switch;            /* in o->switches */
+    long checkpointed;          /* the step of the last checkpoint (or of the resumed one) */
+} loop;
+
+static void tell_event(const loop *l, const dp_run_event *e)
+{
+    for (int i = 0; i < l->o->n_observers; i++)
+        if (l->o->observers[i].event)
+            l->o->observers[i].event(l->o->observers[i].arg, e);
+}
+
+static void tell_step(const loop *l)
+{
+    for (int i = 0; i < l->o->n_observers; i++)
+        if (l->o->observers[i].step_done)
+            l->o->observers[i].step_done(l->o->observers[i].arg, l->t, &l->r, &l->progress);
+}
+
+static void tell_eval(const loop *l, const dp_eval_report *e)
+{
+    for (int i = 0; i < l->o->n_observers; i++)
+        if (l->o->observers[i].eval_done)
+            l->o->observers[i].eval_done(l->o->observers[i].arg, &l->r, e);
+}
+
+static void tell_finished(const loop *l, int rc, const dp_err *err)
+{
+    for (int i = 0; i < l->o->n_observers; i++)
+        if (l->o->observers[i].finished)
+            l->o->observers[i].finished(l->o->observers[i].arg, l->t, l->res, rc, err);
+}
+
+/* What decides the next step, the same in every process of the run: the control's (rank 0's
+ * dashboard's) pause, quit and switch, and a signal to any process. Kept as doubles for
+ * dp_world_sum: the other ranks add zeros, apart from their stop. */
+enum {
+    CTL_SIGNAL, CTL_QUIT, CTL_PAUSED, CTL_SWITCH, CTL_STRATEGY, CTL_STAGES, CTL_MICRO,
+    CTL_SCHEDULE, CTL_N
+};
+
+/* This process's part of the control: its signal, and its control's requests (whose switch
+ * it takes). */
+static void local_control(const dp_run_loop_opts *o, double *v)
+{
+    memset(v, 0, CTL_N * sizeof *v);
+    v[CTL_SIGNAL] = atomic_load(o->stop) != 0;
+    v[CTL_QUIT] = dp_control_quit_requested(o->control);
+    v[CTL_PAUSED] = dp_control_paused(o->control);
+    dp_plan_request req;
+    if (dp_control_take_switch(o->control, &req)) {
+        v[CTL_SWITCH] = 1;
+        v[CTL_STRATEGY] = req.strategy;
+        v[CTL_STAGES] = req.stages;
+        v[CTL_MICRO] = req.micro;
+        v[CTL_SCHEDULE] = req.schedule;
+    }
+}
+
+typedef enum next_step { GO, QUIT, INTERRUPT } next_step;
+
+/* Before each step: asks for a switch the control wants and waits while it pauses the run;
+ * *next says whether to go on, or stop for a quit or a signal. Under mpirun every process does
+ * the same at the same step; the other processes of a paused run sleep between their checks.
+ * Fails when a switch cannot be asked for here (another process could). */
+static int before_step(dp_trainer *t, const dp_run_loop_opts *o, next_step *next, dp_err *err)
+{
+    for (;;) {
+        double v[CTL_N];
+        dp_world_heartbeat();
+        local_control(o, v);
+        bool paused_here = v[CTL_PAUSED] > 0; /* before the sum: this process's control */
+        dp_world_sum(v, CTL_N);
+        if (v[CTL_SWITCH] > 0) {
+            dp_plan_request req = {
+                .strategy = (dp_strategy)v[CTL_STRATEGY], .stages = (int)v[CTL_STAGES],
+                .micro = (int)v[CTL_MICRO], .schedule = (dp_schedule)v[CTL_SCHEDULE],
+            };
+            if (dp_trainer_request_switch(t, &req, err) < 0)
+                return -1;
+        }
+        *next = v[CTL_SIGNAL] > 0 ? INTERRUPT : v[CTL_QUIT] > 0 ? QUIT : GO;
+        if (*next != GO || v[CTL_PAUSED] == 0)
+            return 0;
+        if (paused_here) /* until resumed, at most 100 ms */
+            dp_control_wait_while_paused(o->control, o->stop, 0.1);
+        else /* another process's dashboard paused the run */
+            nanosleep(&(struct timespec){ 0, 100000000L }, NULL);
+    }
+}
+
+/* Tells the control the plan in use, after the first step and after each switch. */
+static void publish_plan(loop *l)
+{
+    if (!l->r.switched && l->plan_shown)
+        return;
+    char plan[48], text[64];
+    dp_trainer_describe(l->t, plan, sizeof plan);
+    if (dp_world_size() > 1) /* the same plan in every process */
+        snprintf(text, sizeof text, "%d processes x %s", dp_world_size(), plan);
+    else
+        snprintf(text, sizeof text, "%s", plan);
+    dp_plan_request in_use = dp_trainer_request(l->t);
+    dp_control_switch_applied(l->o->control, &in_use, text);
+    l->plan_shown = true;
+}
+
+/* Takes one step (a --switch-at switch first) and tells the observers. */
+static int take_step(loop *l, dp_err *err)
+{
+    const dp_run_loop_opts *o = l->o;
+    if (l->next_switch < o->n_switches && o->switches[l->next_switch].step == l->res->steps + 1 &&
+        dp_trainer_request_switch(l->t, &o->switches[l->next_switch++].plan, err) < 0)
+        return -1;
+    if (dp_trainer_step(l->t, &l->r, err) < 0)
+        return -1;
+    dp_world_heartbeat();
+    publish_plan(l);
+    const dp_step_report *r = &l->r;
+    if (r->skipped)
+        tell_event(l, &(dp_run_event){ .kind = DP_RUN_SKIPPED, .step = r->step, .step_report = r });
+    if (r->switched)
+        tell_event(l, &(dp_run_event){ .kind = DP_RUN_SWITCHED, .step = r->step, .step_report = r });
+    l->res->steps = r->step;
+    l->res->final_loss = r->loss;
+    l->samples += r->rows;
+    l->step_time += r->seconds;
+    double rate = r->seconds > 0 ? r->rows / r->seconds : 0.0;
+    dp_run_progress *p = &l->progress;
+    p->recent_rate = p->recent_rate > 0 ? 0.9 * p->recent_rate + 0.1 * rate : rate;
+    p->mean_rate = l->step_time > 0 ? l->samples / l->step_time : 0.0;
+    tell_step(l);
+    return 0;
+}
+
+static void evaluate(loop *l)
+{
+    dp_eval_report e;
+    dp_trainer_evaluate(l->t, &e);
+    l->res->test_accuracy = e.accuracy;
+    tell_eval(l, &e);
+}
+
+/* Writes a checkpoint and tells the observers where. */
+static int checkpoint(loop *l, long step, dp_err *err)
+{
+    char path[4200];
+    double t0 = dp_now_s();
+    if (l->o->write_checkpoint(l->o->checkpoint_arg, l->t, path, sizeof path, err) < 0)
+        return -1;
+    double ms = 1e3 * (dp_now_s() - t0);
+    l->checkpointed = step;
+    tell_event(l, &(dp_run_event){ .kind = DP_RUN_CHECKPOINT, .step = step, .path = path,
+                                   .ms = ms });
+    return 0;
+}
+
+/* After a step: an evaluation at an epoch's end or every eval_every steps, and a checkpoint
+ * on the schedule or when the control asks. */
+static int after_step(loop *l, dp_err *err)
+{
+    const dp_run_loop_opts *o = l->o;
+    long step = l->r.step;
+    l->evaluated_last = l->r.epoch_end || (o->eval_every && step % o->eval_every == 0);
+    if (l->evaluated_last) {
+        evaluate(l);
+        dp_world_heartbeat();
+    }
+    bool scheduled = o->checkpoint_every && step % o->checkpoint_every == 0;
+    if (o->write_checkpoint && (dp_control_take_checkpoint(o->control) || scheduled))
+        return checkpoint(l, step, err);
+    return 0;
+}
+
+/* The end, stopped or not: the last evaluation and checkpoint when due, the totals, and the
+ * observers told. */
+static int finish(loop *l, int rc, next_step next, dp_err *err)
+{
+    dp_run_result *res = l->res;
+    const dp_run_loop_opts *o = l->o;
+    bool early = res->steps < o->total_steps && rc == 0;
+    res->failed = rc < 0;
+    res->interrupted = early && next == INTERRUPT;
+    res->quit = early && next == QUIT;
+    if (rc == 0 && !early && res->steps > res->first_step && !l->evaluated_last)
+        evaluate(l);
+    if (rc == 0 && o->write_checkpoint && l->checkpointed != res->steps &&
+        checkpoint(l, res->steps, err) < 0)
+        rc = -1;
+    dp_world_watchdog_stop();
+    res->seconds = dp_now_s() - l->progress.started;
+    res->samples_per_s = l->step_time > 0 ? l->samples / l->step_time : 0.0;
+    tell_finished(l, rc, err);
+    return rc;
+}
+
+int dp_run_loop(dp_trainer *t, const dp_run_loop_opts *o, dp_run_result *res, dp_err *err)
+{
+    memset(res, 0, sizeof *res);
+    res->test_accuracy = -1;
+    dp_train_state resumed;
+    dp_trainer_train_state(t, &resumed);
+    res->steps = res->first_step = resumed.step; /* a resumed run continues from there */
+    long per_epoch = dp_trainer_steps_per_epoch(t);
+    loop l = {
+        .t = t, .o = o, .res = res, .checkpointed = resumed.step,
+        .progress = { .total_steps = o->total_steps, .first_step = resumed.step,
+                      .epochs = (o->total_steps + per_epoch - 1) / per_epoch,
+                      .started = dp_now_s() },
+    };
+    dp_control_set_can_checkpoint(o->control, o->write_checkpoint != NULL);
+    next_step next = GO;
+    int rc = 0;
+    dp_world_watchdog_start(o->watchdog_s);
+    while (res->steps < o->total_steps) {
+        if (before_step(t, o, &next, err) < 0) {
+            rc = -1;
+            break;
+        }
+        if (next != GO)
+            break;
+        if (take_step(&l, err) < 0 || after_step(&l, err) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    return finish(&l, rc, next, err);
+}

@@ -1,0 +1,99 @@
+/* run_loop.h -- the training loop of both modes: steps, evaluations, switches, checkpoints, and
+ * the control's requests between steps, told to observers as they happen.
+ *
+ * Threads: the loop runs on the caller's thread (the main one headless, a thread of its own
+ * under the dashboard); its observers are called on that thread, in their order in the
+ * options. What it shares with other threads goes through the dp_control (requests in, the
+ * plan in use out) and the stop flag a signal handler sets. */
+#ifndef DP_APP_RUN_LOOP_H
+#define DP_APP_RUN_LOOP_H
+
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "engine/control.h"
+#include "engine/trainer.h"
+
+/* --switch-at: from step `step` on, train with `plan`. */
+typedef struct dp_switch_at {
+    long step;
+    dp_plan_request plan;
+} dp_switch_at;
+
+/* What the run ended with. */
+typedef struct dp_run_result {
+    long steps;
+    long first_step;          /* the step this session started at (a resumed run's checkpoint) */
+    double seconds;
+    double final_loss;
+    double test_accuracy;     /* of the last evaluation; -1 when none ran */
+    double samples_per_s;     /* training samples over step time (evaluations excluded) */
+    int interrupted;          /* stopped early by a signal */
+    int quit;                 /* stopped early by the dashboard's q */
+    int failed;               /* stopped by an error (a non-finite loss, a full disk) */
+} dp_run_result;
+
+/* Where the run is, beside a step's report, for observers that show progress. */
+typedef struct dp_run_progress {
+    long total_steps, epochs;
+    long first_step;          /* as in dp_run_result */
+    double started;           /* dp_now_s() when the loop began */
+    double mean_rate;         /* samples/s over all step time so far */
+    double recent_rate;       /* samples/s, smoothed over about ten steps */
+} dp_run_progress;
+
+/* Something that happened beside steps and evaluations. */
+typedef enum dp_run_event_kind {
+    DP_RUN_SKIPPED,           /* a non-finite loss: the step's update was skipped (step) */
+    DP_RUN_SWITCHED,          /* the step began with a switch (step) */
+    DP_RUN_CHECKPOINT,        /* a checkpoint was written (path, ms) */
+} dp_run_event_kind;
+
+typedef struct dp_run_event {
+    dp_run_event_kind kind;
+    long step;
+    const dp_step_report *step_report; /* SKIPPED, SWITCHED */
+    const char *path;                  /* CHECKPOINT */
+    double ms;                         /* CHECKPOINT: how long writing it took */
+} dp_run_event;
+
+/* An observer of the loop: any hook may be NULL. `finished` gets the loop's status (0, or -1
+ * with err filled). */
+typedef struct dp_run_observer {
+    void *arg;
+    void (*event)(void *arg, const dp_run_event *e);
+    void (*step_done)(void *arg, dp_trainer *t, const dp_step_report *r,
+                      const dp_run_progress *p);
+    void (*eval_done)(void *arg, const dp_step_report *r, const dp_eval_report *e);
+    void (*finished)(void *arg, dp_trainer *t, const dp_run_result *res, int rc,
+                     const dp_err *err);
+} dp_run_observer;
+
+enum { DP_RUN_MAX_OBSERVERS = 4 };
+
+typedef struct dp_run_loop_opts {
+    long total_steps;
+    long eval_every;          /* 0: at the end of each epoch only */
+    const dp_switch_at *switches; /* in increasing step order */
+    int n_switches;
+    atomic_int *stop;         /* set by a signal handler: finish the step and stop */
+    dp_control *control;      /* pause, quit, switch and checkpoint requests; the plan in use */
+    /* Checkpoints (NULL: none): write_checkpoint(arg, t, path, size, err) after every
+     * checkpoint_every steps (0: never on a schedule), when the control asks, and when the
+     * run ends, stopped or not. */
+    int (*write_checkpoint)(void *arg, dp_trainer *t, char *path, size_t size, dp_err *err);
+    void *checkpoint_arg;
+    long checkpoint_every;
+    double watchdog_s;        /* under mpirun: end the run after this long without progress */
+    dp_run_observer observers[DP_RUN_MAX_OBSERVERS];
+    int n_observers;
+} dp_run_loop_opts;
+
+/* Adds an observer to o (at most DP_RUN_MAX_OBSERVERS). */
+void dp_run_observe(dp_run_loop_opts *o, dp_run_observer obs);
+
+/* Trains until total_steps or a stop request (a signal, or the control's quit). Returns 0, or
+ * -1 with err filled when the run failed (a non-finite loss with on_nan = stop). */
+int dp_run_loop(dp_trainer *t, const dp_run_loop_opts *o, dp_run_result *res, dp_err *err);
+
+#endif

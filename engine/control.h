@@ -1,0 +1,84 @@
+/* control.h -- what steers a run while it trains (pause, quit, checkpoint now, switch the
+ * strategy or the micro-batches), and what the run publishes about itself for a view of it.
+ *
+ * Two sides, usually two threads: the run loop takes requests and applies them between steps,
+ * and publishes its step, loss, plan in use and events; a view (the dashboard) makes requests
+ * and reads a snapshot of the status at its own pace. Every function takes the module's lock
+ * for the time of one copy: no caller touches a mutex or condition variable, and any thread may
+ * call any function. A signal handler may call none of them (it sets the run's stop flag).
+ *
+ * A switch goes request -> take -> apply: the view asks for a plan (dp_control_request_switch),
+ * the loop takes it before a step (dp_control_take_switch) and reports the plan in use once the
+ * step made it (dp_control_switch_applied). A request stays pending until the plan in use
+ * reflects it, so a key pressed in between computes its change from it
+ * (dp_control_switch_base): fast `+` presses add up. */
+#ifndef DP_ENGINE_CONTROL_H
+#define DP_ENGINE_CONTROL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "engine/plan.h"
+
+typedef struct dp_control dp_control;
+
+/* A copy of the run's status, for a view to draw. */
+typedef struct dp_control_status {
+    long step, total_steps, epoch, epochs;
+    double loss, lr, samples_per_s; /* samples_per_s: over the recent steps */
+    double started;          /* CLOCK_MONOTONIC seconds when training began */
+    double test_accuracy;    /* of the last evaluation; < 0 before the first */
+    long test_step;
+    char plan[64];           /* "DP x4"; "" before the first step */
+    dp_plan_request request; /* the plan in use, as a request */
+    bool pipeline;           /* the plan in use has more than one stage */
+    char event[160];         /* the last thing that happened, for the event line */
+    double event_time;
+    bool finished;           /* the loop has ended */
+    bool paused, quit;       /* as requested */
+    bool can_checkpoint;     /* a checkpoint directory is configured */
+} dp_control_status;
+
+/* A run of total_steps steps in `epochs` epochs; NULL when out of memory. */
+dp_control *dp_control_create(long total_steps, long epochs);
+void dp_control_destroy(dp_control *c);
+
+/* ---- the view's side: requests and the snapshot ---- */
+
+void dp_control_snapshot(dp_control *c, dp_control_status *out);
+/* The plan a new switch request starts from: the pending request, else the plan in use. */
+dp_plan_request dp_control_switch_base(dp_control *c);
+/* Asks for a plan (already checked against the trainer); replaces a pending one. */
+void dp_control_request_switch(dp_control *c, const dp_plan_request *req);
+/* Pauses a running loop, or resumes a paused one; returns whether it is now paused. */
+bool dp_control_toggle_pause(dp_control *c);
+/* Asks the loop to stop after the current step; wakes it when paused. */
+void dp_control_request_quit(dp_control *c);
+/* Asks for a checkpoint after the current step; false (and no request) when none can be
+ * written. */
+bool dp_control_request_checkpoint(dp_control *c);
+
+/* ---- the loop's side: taking requests, publishing the run ---- */
+
+void dp_control_set_can_checkpoint(dp_control *c, bool can);
+bool dp_control_quit_requested(dp_control *c);
+bool dp_control_paused(dp_control *c);
+/* Waits up to max_s while the run is paused (and neither a quit nor *stop came). */
+void dp_control_wait_while_paused(dp_control *c, const atomic_int *stop, double max_s);
+/* Takes the pending switch request into *req, once: true when there was one not taken yet.
+ * The request stays the base of new ones until dp_control_switch_applied. */
+bool dp_control_take_switch(dp_control *c, dp_plan_request *req);
+/* The plan in use is now `in_use` (described as `text`): drops the pending request when it is
+ * the one taken last (a newer one stays pending). */
+void dp_control_switch_applied(dp_control *c, const dp_plan_request *in_use, const char *text);
+/* Whether a checkpoint was asked for (and clears the request). */
+bool dp_control_take_checkpoint(dp_control *c);
+
+void dp_control_publish_step(dp_control *c, long step, long epoch, double loss, double lr,
+                             double samples_per_s);
+void dp_control_publish_eval(dp_control *c, long step, double accuracy);
+void dp_control_finish(dp_control *c);
+/* Sets the event line (printf-style). */
+void dp_control_event(dp_control *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
