@@ -43,7 +43,7 @@ static const struct option longs[] = {
 static void usage(FILE *out)
 {
     fputs("Usage: dpmptop [OPTION]...\n"
-          "Train a neural network on the devices of this machine and watch it.\n"
+          "Train a neural network on CPU or GPU devices and watch it.\n"
           "Without -c, runs the built-in demo (an MLP on Fashion-MNIST).\n"
           "\n"
           "  -c, --config FILE          read the run's configuration from an INI file\n"
@@ -53,7 +53,7 @@ static void usage(FILE *out)
           "  -d, --devices LIST         auto | cpu:N | cuda:0,cuda:1,...\n"
           "  -S, --strategy NAME        single | dp | pp | hybrid\n"
           "      --stages N             pipeline stages\n"
-          "      --microbatches N       micro-batches per step (pipeline)\n"
+          "      --microbatches N       micro-batches per replica in a step\n"
           "      --schedule NAME        gpipe | 1f1b\n"
           "      --steps N              train N steps\n"
           "      --epochs N             train N epochs\n"
@@ -72,8 +72,9 @@ static void usage(FILE *out)
           "-c, --metrics, --save, --init, --checkpoint-dir and --resume may each be given\n"
           "once; the other options override keys, in order, so the last one wins.\n"
           "\n"
-          "Exit status: 0 done, 1 the run failed, 2 bad usage or configuration,\n"
-          "130 interrupted. See dpmptop(1) and README.md for the configuration keys.\n",
+          "Exit status: 0 done, 1 the run failed, 2 bad usage, configuration, input or\n"
+          "output (checked before any work), 130 interrupted. See dpmptop(1) and README.md\n"
+          "for the configuration keys.\n",
           out);
 }
 
