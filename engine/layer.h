@@ -97,12 +97,19 @@ struct dp_layer_ops {
     size_t (*scratch)(const dp_layer *l, int max_rows);
 };
 
-extern const dp_layer_ops dp_layer_linear, dp_layer_relu, dp_layer_gelu, dp_layer_tanh;
-extern const dp_layer_ops dp_layer_conv, dp_layer_maxpool, dp_layer_avgpool, dp_layer_flatten;
-extern const dp_layer_ops dp_layer_embed, dp_layer_pos, dp_layer_ln, dp_layer_attn;
-extern const dp_layer_ops dp_layer_res, dp_layer_block, dp_layer_dropout;
+/* The layer kinds, each in a file of engine/layers/ named after it. */
+extern const dp_layer_ops dp_layer_linear;                                     /* linear.c */
+extern const dp_layer_ops dp_layer_conv, dp_layer_maxpool, dp_layer_avgpool;   /* conv.c */
+extern const dp_layer_ops dp_layer_flatten;                                    /* flatten.c */
+extern const dp_layer_ops dp_layer_relu, dp_layer_gelu, dp_layer_tanh;         /* activation.c */
+extern const dp_layer_ops dp_layer_embed, dp_layer_pos;                        /* embedding.c */
+extern const dp_layer_ops dp_layer_ln;                                         /* layernorm.c */
+extern const dp_layer_ops dp_layer_attn;                                       /* attention.c */
+extern const dp_layer_ops dp_layer_dropout;                                    /* dropout.c */
+extern const dp_layer_ops dp_layer_res, dp_layer_block;                        /* blocks.c */
 
-/* The layer kinds [model] layers understands, NULL-terminated. */
+/* The layer kinds [model] layers understands, NULL-terminated, in --help-layers' order: the
+ * registry, engine/layers/registry.c (which says how to add a kind). */
 extern const dp_layer_ops *const dp_layer_kinds[];
 
 /* Parses a layer list (model.c) on inputs of shape `in` into a new array of *n layers whose

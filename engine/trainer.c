@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dpmptop-config.h"
+#include "datasets/prefetch.h"
 #include "engine/backend.h"
 #include "engine/backend_cpu.h"
 #include "engine/worker.h"
@@ -34,33 +35,12 @@ struct dp_trainer {
     float *host_state;    /* [state_per_param][n_params] */
     long steps_done;
     long updates_done;    /* steps whose update was applied (AdamW's t) */
-    /* Two host batches: the workers read one during a step while the next is gathered into
-     * the other. With GPU devices a loader thread gathers (a step's work is queued on the GPU
-     * and the coordinator only waits, so a thread of its own costs nothing and gathers during
-     * the whole step); hand-off under load_lock: a batch whose `full` is false belongs to the
-     * loader thread, which fills it and sets `full`; a full batch belongs to the coordinator
-     * until its step is done and it clears `full`. The loader thread alone then uses `loader`,
-     * running up to two batches ahead. On CPU devices the coordinator gathers the next batch
-     * between posting a step and waiting for it: there, waking a thread for each batch cost
-     * more than the gather (the seed network's step went from 14 to 31 us). */
-    struct batch {
-        float *x;         /* [batch, features] (unused with resident data) */
-        int32_t *y;       /* [batch] (unused with resident data) */
-        int32_t *idx;     /* [batch]: the samples' indices */
-        int rows;
-        long epoch;       /* 1-based */
-        long start;       /* the position in its epoch of its first sample */
-        bool epoch_end;
-        bool full;
-    } batches[2];
-    int next_batch;       /* which of them holds the next step's batch */
+    /* The batches, gathered ahead from `loader` (by the prefetch thread with GPU devices,
+     * which then alone uses the loader; by this thread with CPU devices): see
+     * datasets/prefetch.h for the hand-off. */
+    dp_prefetch *prefetch;
     long next_epoch, next_position; /* the data position after the batches trained on */
     dp_resident *resident; /* [n_devices]: the data sets on each device, or NULL */
-    pthread_t loader_thread;
-    bool loader_started;
-    bool loader_quit;     /* under load_lock */
-    pthread_mutex_t load_lock;
-    pthread_cond_t load_cond;
     /* a switch asked for, applied before the next step; any thread may ask */
     pthread_mutex_t switch_lock;
     bool switch_pending;
@@ -108,67 +88,6 @@ static void set_blas_threads(const dp_trainer *t, int workers)
     if (threads <= 0)
         threads = workers > 1 ? 1 : dp_cpu_cores();
     dp_cpu_set_blas_threads(threads);
-}
-
-/* The loader thread: gathers batch after batch into whichever host batch is free, so that a
- * step's batch is ready when the step before it ends (the gather of a large batch costs as much
- * as a GPU step). */
-/* Gathers the loader's next batch into b (by whichever thread owns the loader). */
-static void gather_batch(dp_trainer *t, struct batch *b)
-{
-    b->epoch = t->loader.epoch + 1;
-    b->start = t->loader.pos;
-    b->rows = dp_loader_next(&t->loader, t->resident ? NULL : b->x, t->resident ? NULL : b->y,
-                             b->idx);
-    b->epoch_end = t->loader.pos == 0;
-}
-
-static void *loader_main(void *arg)
-{
-    dp_trainer *t = arg;
-    for (int i = 0;; i ^= 1) {
-        struct batch *b = &t->batches[i];
-        pthread_mutex_lock(&t->load_lock);
-        while (b->full && !t->loader_quit)
-            pthread_cond_wait(&t->load_cond, &t->load_lock);
-        bool quit = t->loader_quit;
-        pthread_mutex_unlock(&t->load_lock);
-        if (quit)
-            return NULL;
-        gather_batch(t, b);
-        pthread_mutex_lock(&t->load_lock);
-        b->full = true;
-        pthread_cond_broadcast(&t->load_cond);
-        pthread_mutex_unlock(&t->load_lock);
-    }
-}
-
-/* Makes b hold the next batch: waits for the loader thread, or gathers it here. */
-static void take_batch(dp_trainer *t, struct batch *b)
-{
-    if (!t->loader_started) {
-        if (!b->full)
-            gather_batch(t, b);
-        b->full = true;
-        return;
-    }
-    pthread_mutex_lock(&t->load_lock);
-    while (!b->full)
-        pthread_cond_wait(&t->load_cond, &t->load_lock);
-    pthread_mutex_unlock(&t->load_lock);
-}
-
-/* Gives b back once its step is done with it. */
-static void release_batch(dp_trainer *t, struct batch *b)
-{
-    if (!t->loader_started) {
-        b->full = false;
-        return;
-    }
-    pthread_mutex_lock(&t->load_lock);
-    b->full = false;
-    pthread_cond_broadcast(&t->load_cond);
-    pthread_mutex_unlock(&t->load_lock);
 }
 
 /* Copies the data sets to every device when every device is a GPU and they take at most an
@@ -321,8 +240,6 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     t->train = train;
     t->test = test;
     pthread_mutex_init(&t->switch_lock, NULL);
-    pthread_mutex_init(&t->load_lock, NULL);
-    pthread_cond_init(&t->load_cond, NULL);
     const dp_model *m = c->model;
     dp_plan plan;
     if (dp_plan_make(&plan, &c->plan, c->devices, m, c->batch, NULL, err) < 0) {
@@ -352,14 +269,12 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     size_t per_param = dp_optim_state_per_param(&c->optim);
     /* The batches live in the host memory the first device uploads from fastest (pinned for a
      * GPU); every device of a run is of one backend. */
-    bool batches_ok = true;
     const dp_backend *host = t->devices[0].be;
-    for (int b = 0; b < 2; b++) {
-        t->batches[b].x = host->host_alloc((size_t)c->batch * m->in_features * sizeof(float));
-        t->batches[b].y = host->host_alloc((size_t)c->batch * m->targets * sizeof(int32_t));
-        t->batches[b].idx = host->host_alloc((size_t)c->batch * sizeof(int32_t));
-        batches_ok = batches_ok && t->batches[b].x && t->batches[b].y && t->batches[b].idx;
-    }
+    dp_err batches_err; /* said below, with the parameters */
+    t->prefetch = dp_prefetch_create(&t->loader, m->in_features, m->targets,
+                                     (dp_host_memory){ host->host_alloc, host->host_free },
+                                     &batches_err);
+    bool batches_ok = t->prefetch != NULL;
     t->host_params = malloc(m->n_params * sizeof *t->host_params);
     t->host_state = calloc(m->n_params * per_param + 1, sizeof *t->host_state);
     if (!batches_ok || !t->host_params || !t->host_state) {
@@ -375,13 +290,9 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
         dp_model_init_params(m, t->host_params, c->seed);
     if (make_resident(t, err) < 0 || start_plan(t, &plan, err) < 0)
         goto fail;
-    if (!t->devices[0].be->host_memory) { /* GPUs: see struct batch */
-        if (pthread_create(&t->loader_thread, NULL, loader_main, t) != 0) {
-            dp_fail(err, "cannot start the data loader thread");
-            goto fail;
-        }
-        t->loader_started = true;
-    }
+    /* GPUs gather on the prefetch thread, CPUs on this one (see datasets/prefetch.h) */
+    if (dp_prefetch_start(t->prefetch, !host->host_memory, t->resident != NULL, err) < 0)
+        goto fail;
     return t;
 fail:
     dp_trainer_destroy(t);
@@ -392,22 +303,9 @@ void dp_trainer_destroy(dp_trainer *t)
 {
     if (!t)
         return;
-    if (t->loader_started) {
-        pthread_mutex_lock(&t->load_lock);
-        t->loader_quit = true;
-        pthread_cond_broadcast(&t->load_cond);
-        pthread_mutex_unlock(&t->load_lock);
-        pthread_join(t->loader_thread, NULL);
-    }
+    dp_prefetch_stop(t->prefetch);
     dp_team_stop(t->team);
-    for (int b = 0; b < 2; b++) { /* allocated only once every device was made */
-        if (t->batches[b].x)
-            t->devices[0].be->host_free(t->batches[b].x);
-        if (t->batches[b].y)
-            t->devices[0].be->host_free(t->batches[b].y);
-        if (t->batches[b].idx)
-            t->devices[0].be->host_free(t->batches[b].idx);
-    }
+    dp_prefetch_destroy(t->prefetch); /* made only once every device was made */
     free_resident(t);
     if (t->devices) {
         for (int i = 0; i < t->n_devices; i++)
@@ -421,8 +319,6 @@ void dp_trainer_destroy(dp_trainer *t)
     free(t->layer_cost);
     free(t->host_state);
     pthread_mutex_destroy(&t->switch_lock);
-    pthread_mutex_destroy(&t->load_lock);
-    pthread_cond_destroy(&t->load_cond);
     free(t);
 }
 
@@ -514,8 +410,7 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
         return -1;
 
     double t0 = dp_now_s();
-    struct batch *b = &t->batches[t->next_batch];
-    take_batch(t, b);
+    dp_batch *b = dp_prefetch_next(t->prefetch);
     int rows = b->rows;
     r->epoch = b->epoch;
     r->epoch_end = b->epoch_end;
@@ -531,8 +426,7 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
                     .y = b->y ? b->y + (size_t)first * tr->targets : NULL,
                     .idx = b->idx ? b->idx + first : NULL };
     dp_team_post(t->team, &step);
-    if (!t->loader_started) /* gather the next batch while the workers compute */
-        take_batch(t, &t->batches[t->next_batch ^ 1]);
+    dp_prefetch_ahead(t->prefetch); /* on CPUs, gathers the next batch while the workers compute */
     dp_team_wait(t->team);
     t->next_epoch = b->epoch - 1;
     t->next_position = b->start + b->rows;
@@ -540,8 +434,7 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
         t->next_epoch++;
         t->next_position = 0;
     }
-    release_batch(t, b);
-    t->next_batch ^= 1;
+    dp_prefetch_release(t->prefetch, b);
 
     /* Each replica's loss comes from its last stage; the gradient norm from replica 0. */
     const dp_plan *p = &t->plan;

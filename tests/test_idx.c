@@ -1,5 +1,5 @@
 /* test_idx.c -- the IDX reader on good and bad files written here, dp_data_load on a directory
- * of MNIST-named files, the batch loader, and the synthetic task. */
+ * of MNIST-named files, the batch loader and its prefetch, and the synthetic task. */
 #include "tests/unit.h"
 
 #include <stdint.h>
@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "datasets/dataset.h"
+#include "datasets/prefetch.h"
 
 /* ---- helpers: building IDX files ---- */
 
@@ -951,6 +952,65 @@ START_TEST(test_loader_seeds)
 }
 END_TEST
 
+/* The prefetch, with its thread or without, gathering everything or the indices only and from
+ * a resumed position, hands out the batches dp_loader_next gives, in the same order. */
+static void check_prefetch(const dp_dataset *d, bool thread, bool indices_only, long position)
+{
+    enum { BATCH = 7, STEPS = 40 };
+    dp_err err = { "" };
+    dp_loader ref, l;
+    ck_assert(dp_loader_init(&ref, d, BATCH, true, 99, &err) == 0);
+    ck_assert(dp_loader_init(&l, d, BATCH, true, 99, &err) == 0);
+    ck_assert(dp_loader_seek(&ref, 2, position, &err) == 0);
+    ck_assert(dp_loader_seek(&l, 2, position, &err) == 0);
+    dp_prefetch *p = dp_prefetch_create(&l, 2, 1, (dp_host_memory){ malloc, free }, &err);
+    ck_assert_msg(p != NULL, "%s", err.msg);
+    ck_assert(dp_prefetch_start(p, thread, indices_only, &err) == 0);
+    float x[BATCH * 2];
+    int32_t y[BATCH], idx[BATCH];
+    for (int s = 0; s < STEPS; s++) {
+        long epoch = ref.epoch + 1, start = ref.pos;
+        int rows = dp_loader_next(&ref, x, y, idx);
+        dp_batch *b = dp_prefetch_next(p);
+        dp_prefetch_ahead(p);
+        ck_assert_int_eq(b->rows, rows);
+        ck_assert_int_eq(b->epoch, epoch);
+        ck_assert_int_eq(b->start, start);
+        ck_assert(b->epoch_end == (ref.pos == 0));
+        ck_assert(memcmp(b->idx, idx, (size_t)rows * sizeof *idx) == 0);
+        if (!indices_only) {
+            ck_assert(memcmp(b->x, x, (size_t)rows * 2 * sizeof *x) == 0);
+            ck_assert(memcmp(b->y, y, (size_t)rows * sizeof *y) == 0);
+        }
+        dp_prefetch_release(p, b);
+    }
+    dp_prefetch_destroy(p);
+    dp_loader_free(&ref);
+    dp_loader_free(&l);
+}
+
+START_TEST(test_prefetch_order)
+{
+    dp_dataset d;
+    make_indexed(&d, 30);
+    for (int thread = 0; thread < 2; thread++)
+        for (int indices_only = 0; indices_only < 2; indices_only++) {
+            check_prefetch(&d, thread, indices_only, 0);
+            check_prefetch(&d, thread, indices_only, 12);
+        }
+    /* a thread stopped while it waits for a full batch to be handed back */
+    dp_err err = { "" };
+    dp_loader l;
+    ck_assert(dp_loader_init(&l, &d, 4, false, 1, &err) == 0);
+    dp_prefetch *p = dp_prefetch_create(&l, 2, 1, (dp_host_memory){ malloc, free }, &err);
+    ck_assert(p && dp_prefetch_start(p, true, false, &err) == 0);
+    dp_prefetch_destroy(p);
+    dp_prefetch_destroy(NULL);
+    dp_loader_free(&l);
+    dp_dataset_free(&d);
+}
+END_TEST
+
 /* ---- synthetic data ---- */
 
 static dp_data_config synthetic_config(void)
@@ -1120,6 +1180,7 @@ Suite *idx_suite(void)
     tcase_add_test(loader, test_loader_file_order);
     tcase_add_test(loader, test_loader_shuffle_permutation);
     tcase_add_test(loader, test_loader_seeds);
+    tcase_add_test(loader, test_prefetch_order);
     suite_add_tcase(s, loader);
 
     TCase *syn = tcase_create("synthetic");

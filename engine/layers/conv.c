@@ -1,6 +1,6 @@
-/* conv.c -- image layers over samples [C, H, W]: conv (torch.nn.Conv2d), maxpool and avgpool
- * (nn.MaxPool2d, nn.AvgPool2d; avgpool with no numbers is nn.AdaptiveAvgPool2d(1)), flatten
- * (nn.Flatten).
+/* conv.c -- the window layers over images [C, H, W], which share their window geometry: conv
+ * (torch.nn.Conv2d), maxpool and avgpool (nn.MaxPool2d, nn.AvgPool2d; avgpool with no numbers
+ * is nn.AdaptiveAvgPool2d(1)). flatten, which takes images to vectors, is in flatten.c.
  *
  * A convolution is a product per sample: W [OUT, C * K * K] times the sample's patch matrix
  * [C * K * K, P] (P = output positions) gives its output [OUT, P], NCHW as it stands; then the
@@ -8,7 +8,7 @@
  * within CHUNK_FLOATS. */
 #include <math.h>
 
-#include "engine/layer.h"
+#include "engine/layers/common.h"
 #include "base/rng.h"
 
 #define CHUNK_FLOATS ((size_t)8 << 20) /* 32 MB of patches at a time */
@@ -197,15 +197,6 @@ static int pool_infer(dp_layer *l, dp_err *err)
     return 0;
 }
 
-static int no_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
-{
-    return 0;
-}
-
-static void no_init(const dp_layer *l, float *params, uint64_t seed)
-{
-}
-
 static void pool_forward(const dp_layer *l, const dp_pass *p, const float *params,
                          const float *x, float *y)
 {
@@ -237,8 +228,8 @@ const dp_layer_ops dp_layer_maxpool = {
     .min_args = 1,
     .max_args = 2,
     .infer = pool_infer,
-    .tensors = no_tensors,
-    .init = no_init,
+    .tensors = dp_layer_no_tensors,
+    .init = dp_layer_no_init,
     .forward = pool_forward,
     .backward = pool_backward,
     .flops = pool_flops,
@@ -252,51 +243,9 @@ const dp_layer_ops dp_layer_avgpool = {
     .min_args = 0,
     .max_args = 2,
     .infer = pool_infer,
-    .tensors = no_tensors,
-    .init = no_init,
+    .tensors = dp_layer_no_tensors,
+    .init = dp_layer_no_init,
     .forward = pool_forward,
     .backward = pool_backward,
     .flops = pool_flops,
-};
-
-/* ---- flatten: the same values, seen as one vector per sample ---- */
-
-static int flatten_infer(dp_layer *l, dp_err *err)
-{
-    l->out_shape = (dp_shape){ 1, { l->in } };
-    l->param_count = 0;
-    return 0;
-}
-
-static void flatten_forward(const dp_layer *l, const dp_pass *p, const float *params,
-                            const float *x, float *y)
-{
-    p->dev->be->copy(p->dev, y, x, (size_t)p->rows * l->in * sizeof *y);
-}
-
-static void flatten_backward(const dp_layer *l, const dp_pass *p, const float *params,
-                             float *grads, const float *x, const float *y, const float *dy,
-                             float *dx)
-{
-    if (dx)
-        p->dev->be->copy(p->dev, dx, dy, (size_t)p->rows * l->in * sizeof *dx);
-}
-
-static double flatten_flops(const dp_layer *l)
-{
-    return 0.0;
-}
-
-const dp_layer_ops dp_layer_flatten = {
-    .name = "flatten",
-    .usage = "flatten",
-    .help = "images [C, H, W] to vectors of C * H * W, for linear layers; nn.Flatten",
-    .min_args = 0,
-    .max_args = 0,
-    .infer = flatten_infer,
-    .tensors = no_tensors,
-    .init = no_init,
-    .forward = flatten_forward,
-    .backward = flatten_backward,
-    .flops = flatten_flops,
 };

@@ -1,5 +1,6 @@
-/* res.c -- blocks: layers with children, each one element of the model, so that a pipeline
- * stage never cuts through one.
+/* blocks.c -- the layers with children, res(...) and block:HEADS: each is one element of the
+ * model, so that a pipeline stage never cuts through one. block:HEADS is built of two res
+ * blocks and runs with res's operations, so the two kinds share this file.
  *
  * res(...) is a residual block, y = body(x) + shortcut(x). The body is a layer list; the
  * shortcut is the identity when the body keeps the shape, or else a projection: a 1x1
