@@ -21,14 +21,13 @@
 #include "tui/dashboard.h"
 #include "dpmptop-config.h"
 #include "base/fileio.h"
+#include "engine/backend.h"
 #include "engine/checkpoint.h"
+#include "engine/devices.h"
 #include "engine/monitor.h"
 #include "base/rng.h"
 #include "engine/safetensors.h"
 #include "engine/world.h"
-#ifdef HAVE_CUDA
-#include "engine/backend_cuda.h"
-#endif
 
 enum exit_status { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
@@ -280,11 +279,9 @@ static int parse_args(int argc, char **argv, options *o)
         case 'h': usage(stdout); return 1;
         case OPT_HELP_LAYERS: help_layers(stdout); return 1;
         case 'V':
-#ifdef HAVE_CUDA
-            printf("dpmptop %s (CPU and CUDA backends", PACKAGE_VERSION);
-#else
-            printf("dpmptop %s (CPU backend; built without CUDA", PACKAGE_VERSION);
-#endif
+            printf("dpmptop %s (%s", PACKAGE_VERSION,
+                   dp_backend_cuda.built ? "CPU and CUDA backends"
+                                         : "CPU backend; built without CUDA");
 #ifdef HAVE_MPI
             puts("; runs across processes with MPI)");
 #else
@@ -384,6 +381,13 @@ static int parse_switches(const char *text, const dp_config *c, const dp_model *
     }
 }
 
+/* auto's fallback: two CPU devices into specs; returns 2. */
+static int two_cpu_devices(dp_device_spec *specs)
+{
+    specs[0] = specs[1] = (dp_device_spec){ .cuda = false };
+    return 2;
+}
+
 /* The run's devices into specs: parallel.devices, with auto resolved to every GPU (under
  * mpirun, this process's share of this machine's GPUs), or two CPU devices (said once) when
  * there is none. Returns the count, or minus the exit status. */
@@ -395,8 +399,9 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         return -EXIT_USAGE;
     }
-#ifdef HAVE_CUDA
-    int gpus = dp_cuda_device_count(&err);
+    if (!dp_backend_cuda.built) /* no GPU to look for; config.c refused cuda:N */
+        return n > 0 ? n : two_cpu_devices(specs);
+    int gpus = dp_backend_cuda.device_count(&err);
     int here = dp_world_local_size(), me = dp_world_local_rank();
     if (n == 0 && gpus > 0 && gpus < here) {
         fprintf(stderr, "dpmptop: parallel.devices = auto: %d processes of the run on this "
@@ -431,11 +436,7 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
                 return -EXIT_USAGE;
             }
     }
-#endif
-    if (n > 0)
-        return n;
-    specs[0] = specs[1] = (dp_device_spec){ .cuda = false };
-    return 2;
+    return n > 0 ? n : two_cpu_devices(specs);
 }
 
 /* In a world of several processes: every process with as many devices of one kind (each runs
@@ -781,6 +782,7 @@ static int run(int argc, char **argv)
     checkpointer ckpt = { 0 };
     dp_train_state resumed = { 0 };
     dp_atomic_file metrics = { 0 }, save_held = { 0 };
+    dp_device_set *devices = NULL; /* made for the trainer; destroyed after it */
     dp_trainer *trainer = NULL;
     if (dp_run_id_new(ckpt.run, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
@@ -919,6 +921,12 @@ static int run(int argc, char **argv)
                 cfg.epochs, per_epoch, total, DP_MAX_STEPS);
         goto done;
     }
+    devices = dp_device_set_create(n_devices, specs, cfg.precision == DP_PRECISION_TF32, &err);
+    if (!devices) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        status = EXIT_FAILED;
+        goto done;
+    }
     dp_trainer_config tc = {
         .model = &model,
         .optim = cfg.optim,
@@ -927,9 +935,7 @@ static int run(int argc, char **argv)
         .seed = cfg.seed,
         .total_steps = total,
         .on_nan = (dp_on_nan)cfg.on_nan,
-        .devices = n_devices,
-        .device_specs = specs,
-        .tf32 = cfg.precision == DP_PRECISION_TF32,
+        .devices = devices,
         .data_on_device = cfg.data_on_device,
         .balance_by_time = cfg.balance == 0,
         .plan = dp_config_plan(&cfg),
@@ -1058,6 +1064,7 @@ done:
     dp_atomic_abort(&metrics);
     dp_atomic_abort(&save_held);
     dp_trainer_destroy(trainer);
+    dp_device_set_destroy(devices);
     free(init);
     free(ckpt.params);
     free(ckpt.state);
