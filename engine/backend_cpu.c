@@ -680,7 +680,8 @@ const dp_backend dp_backend_cpu = {
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
     .dropout = cpu_dropout,
-    /* all-reduce groups and links: the host's (comm_host.c, link_host.c) */
+    /* device_count, group_* and xfer_* stay NULL: CPU devices are virtual; they all-reduce by
+     * threads in a host group (comm_host.c) and link through host slots (link_host.c). */
     .built = true,
     .device_init = cpu_device_open,
     .device_destroy = dp_cpu_device_destroy,
