@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dpmptop-config.h"
+#include "engine/backend.h"
 #include "engine/layer.h"
 
 enum long_only {
@@ -81,11 +82,8 @@ static void usage(FILE *out)
 /* -V: the version and what this build can do. */
 static void print_version(void)
 {
-#ifdef HAVE_CUDA
-    printf("dpmptop %s (CPU and CUDA backends", PACKAGE_VERSION);
-#else
-    printf("dpmptop %s (CPU backend; built without CUDA", PACKAGE_VERSION);
-#endif
+    printf("dpmptop %s (%s", PACKAGE_VERSION,
+           dp_backend_cuda.built ? "CPU and CUDA backends" : "CPU backend; built without CUDA");
 #ifdef HAVE_MPI
     puts("; runs across processes with MPI)");
 #else

@@ -2,6 +2,7 @@
 #include "app/configuration.h"
 #include "dpmptop-config.h"
 #include "base/fileio.h"
+#include "engine/backend.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -646,11 +647,10 @@ int dp_config_device_list(const dp_config *c, dp_device_spec *specs, dp_err *err
             return dp_fail(err, "parallel.devices = %s: expected auto, cpu:N with N from 1 to %d, "
                                 "or cuda:0,cuda:1,... (at most %d)",
                            c->devices, DP_MAX_DEVICES, DP_MAX_DEVICES);
-#ifndef HAVE_CUDA
-        return dp_fail(err, "parallel.devices = %s: this build has no CUDA support (configure "
-                            "found no CUDA toolkit); use cpu:N",
-                       c->devices);
-#endif
+        if (!dp_backend_cuda.built)
+            return dp_fail(err, "parallel.devices = %s: this build has no CUDA support "
+                                "(configure found no CUDA toolkit); use cpu:N",
+                           c->devices);
         specs[n++] = (dp_device_spec){ .cuda = true, .ordinal = (int)ordinal };
         p = *end ? end + 1 : end;
     }

@@ -12,11 +12,9 @@
 #include "app/paths.h"
 #include "base/rng.h"
 #include "dpmptop-config.h"
+#include "engine/devices.h"
 #include "engine/safetensors.h"
 #include "engine/world.h"
-#ifdef HAVE_CUDA
-#include "engine/backend_cuda.h"
-#endif
 
 /* "FILE:LINE: " for a key that came from a file, "--set: " for an override, "" for a default. */
 static void origin_prefix(char *buf, size_t size, const dp_config *c, const char *section,
@@ -88,6 +86,13 @@ static int parse_switches(const char *text, const dp_config *c, const dp_model *
     }
 }
 
+/* Two CPU virtual devices: what auto means without a usable GPU. */
+static int two_cpu_devices(dp_device_spec *specs)
+{
+    specs[0] = specs[1] = (dp_device_spec){ .cuda = false };
+    return 2;
+}
+
 /* The run's devices into specs: parallel.devices, with auto resolved to every GPU (under
  * mpirun, this process's share of this machine's GPUs), or two CPU devices (said once) when
  * there is none. Returns the count, or minus the exit status. */
@@ -99,8 +104,9 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         return -EXIT_USAGE;
     }
-#ifdef HAVE_CUDA
-    int gpus = dp_cuda_device_count(&err);
+    if (!dp_backend_cuda.built) /* no GPU to look for; config.c refused cuda:N */
+        return n > 0 ? n : two_cpu_devices(specs);
+    int gpus = dp_backend_cuda.device_count(&err);
     int here = dp_world_local_size(), me = dp_world_local_rank();
     if (n == 0 && gpus > 0 && gpus < here) {
         fprintf(stderr, "dpmptop: parallel.devices = auto: %d processes of the run on this "
@@ -135,11 +141,7 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
                 return -EXIT_USAGE;
             }
     }
-#endif
-    if (n > 0)
-        return n;
-    specs[0] = specs[1] = (dp_device_spec){ .cuda = false };
-    return 2;
+    return n > 0 ? n : two_cpu_devices(specs);
 }
 
 /* In a world of several processes: every process with as many devices of one kind (each runs
@@ -486,9 +488,6 @@ static int make_trainer(dp_run *r, const dp_options *opt)
         .seed = cfg->seed,
         .total_steps = r->total,
         .on_nan = (dp_on_nan)cfg->on_nan,
-        .devices = n_devices,
-        .device_specs = specs,
-        .tf32 = cfg->precision == DP_PRECISION_TF32,
         .data_on_device = cfg->data_on_device,
         .balance_by_time = cfg->balance == 0,
         .plan = dp_config_plan(cfg),
@@ -497,6 +496,19 @@ static int make_trainer(dp_run *r, const dp_options *opt)
         .resume_state = opt->resume ? r->ckpt.state : NULL,
     };
     r->plan = tc.plan;
+    /* A plan the devices cannot run is bad usage: said before any device is started. */
+    dp_plan plan;
+    if (dp_plan_make(&plan, &tc.plan, n_devices, &r->model, cfg->data.batch, NULL, &err) < 0) {
+        fprintf(stderr, "dpmptop: [parallel]: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    r->devices = dp_device_set_create(n_devices, specs, cfg->precision == DP_PRECISION_TF32,
+                                      &err);
+    if (!r->devices) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        return EXIT_FAILED;
+    }
+    tc.devices = r->devices;
     bool plan_refused;
     r->trainer = dp_trainer_create(&tc, &r->train, &r->test, r->init, &plan_refused, &err);
     if (!r->trainer) {
@@ -563,6 +575,7 @@ void dp_run_destroy(dp_run *r)
     dp_atomic_abort(&r->metrics);
     dp_atomic_abort(&r->save_held);
     dp_trainer_destroy(r->trainer);
+    dp_device_set_destroy(r->devices); /* after every trainer built on it */
     free(r->init);
     free(r->ckpt.params);
     free(r->ckpt.state);

@@ -49,6 +49,7 @@ typedef struct dp_run {
     int n_switches;
     long per_epoch, total;    /* steps */
     dp_plan_request plan;     /* as configured */
+    dp_device_set *devices;   /* made from specs; every trainer of the run borrows it */
     dp_trainer *trainer;
 } dp_run;
 

@@ -168,11 +168,13 @@ int main(int argc, char **argv)
     }
     int warmup = 10;
     dp_device_spec spec = { .cuda = true, .ordinal = 0 };
+    dp_device_set *devices = dp_device_set_create(1, &spec, tf32, &err);
+    if (!devices)
+        goto failed;
     dp_trainer_config tc = {
         .model = &m, .optim = dp_optim_defaults(), .batch = batch, .shuffle = true, .seed = 1,
-        .total_steps = warmup + (long)repeat * steps, .on_nan = DP_NAN_STOP, .devices = 1,
-        .device_specs = &spec, .tf32 = tf32, .plan = { .strategy = DP_STRATEGY_SINGLE },
-        .bucket_mb = 25,
+        .total_steps = warmup + (long)repeat * steps, .on_nan = DP_NAN_STOP,
+        .devices = devices, .plan = { .strategy = DP_STRATEGY_SINGLE }, .bucket_mb = 25,
     };
     tc.optim.momentum = 0.9;
     bool refused;
@@ -215,6 +217,7 @@ int main(int argc, char **argv)
     printf("# the engine's GEMMs run at %.0f%% of plain cuBLAS's rate; over the whole step, "
            "%.0f%%\n", 100 * plain_s / gemm_s, 100 * gemm_flops / wall / plain_rate);
     dp_trainer_destroy(t);
+    dp_device_set_destroy(devices);
     dp_model_free(&m);
     dp_dataset_free(&train);
     dp_dataset_free(&test);

@@ -207,10 +207,13 @@ int main(int argc, char **argv)
         printf("kernel op=%s us_per_step=%.2f\n", k_name[k], 1e6 * ksec[k]);
 
     /* (c) training steps through the engine: `repeat` rounds of `steps`, the fastest kept. */
+    dp_device_set *devices = dp_device_set_create(1, NULL, false, &err);
+    if (!devices)
+        goto failed;
     dp_trainer_config tc = {
         .model = &m, .optim = dp_optim_defaults(), .batch = batch, .shuffle = true, .seed = 1,
         .total_steps = warmup + (long)repeat * steps, .on_nan = DP_NAN_STOP,
-        .devices = 1, .plan = { .strategy = DP_STRATEGY_SINGLE }, .bucket_mb = 25,
+        .devices = devices, .plan = { .strategy = DP_STRATEGY_SINGLE }, .bucket_mb = 25,
         .blas_threads = threads,
     };
     tc.optim.lr = lr;
@@ -262,6 +265,7 @@ int main(int argc, char **argv)
     printf("# GEMM rate over the step %.0f%% of plain SGEMM, inside the GEMMs %.0f%%\n",
            100 * eff / plain, 100 * inside / plain);
     dp_trainer_destroy(t);
+    dp_device_set_destroy(devices);
     dp_model_free(&m);
     dp_dataset_free(&train);
     dp_dataset_free(&test);

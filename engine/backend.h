@@ -159,6 +159,45 @@ struct dp_backend {
     /* y[r, i] = x[r, i] * dp_dropout_scale(a, r, i) over rows of n: dropout's forward, and
      * (applied to dy) its backward. */
     void (*dropout)(dp_device *d, float *y, const float *x, int rows, int n, dp_dropout_args a);
+
+    /* ---- What the backend owns beyond one device's operations: making its devices, and
+     * the backend-specific halves of all-reduce groups (comm.h) and links (link.h). Called
+     * through the table by devices.c, comm_host.c and link_host.c only. Slots left NULL take
+     * the host's generic way. ---- */
+
+    /* Whether this build has the backend: false for the CUDA backend of a build without CUDA
+     * (cuda_none.c), whose devices cannot be made. */
+    bool built;
+    /* The physical devices the backend sees (GPUs), or -1 with err saying why there are none
+     * (no driver, no GPU); NULL for a backend of virtual devices (CPU). */
+    int (*device_count)(dp_err *err);
+    /* Makes device number `index` of the run on the backend's device `ordinal` (a GPU; several
+     * devices may share one; unused by CPU devices); tf32 selects TF32 tensor-core GEMMs where
+     * the backend has them. device_destroy is called once no thread uses d any more. */
+    int (*device_init)(dp_device *d, int index, int ordinal, bool tf32, dp_err *err);
+    void (*device_destroy)(dp_device *d);
+
+    /* A device all-reduce group of `size` members of this backend, members[0]'s (comm.h has the
+     * contract): the sum issued on the devices' own streams. NULL (the slot, or its answer
+     * with err->msg empty) when the backend has none for these members: the host group, by
+     * threads in shared memory (comm_host.c), does it then; NULL with err filled is a failure.
+     * `group` is the backend's own state of the group. */
+    void *(*group_create)(dp_device **members, int size, dp_err *err);
+    void (*group_destroy)(void *group);
+    const char *(*group_kind)(const void *group);    /* "NCCL", "one-GPU reduction" */
+    /* Issues the sum of buf[n] over the members on member `rank`'s device and returns. */
+    void (*group_allreduce)(void *group, int rank, float *buf, size_t n);
+    /* Makes member `rank`'s later operations wait for the sums it has issued. */
+    void (*group_join)(void *group, int rank);
+
+    /* The transport of a link (link.h) between two devices of this backend: `slots` slots of
+     * slot_bytes, copied on the devices' streams; NULL (the slot) where the backend has none:
+     * the link's slots are then host memory, downloaded into and uploaded from. */
+    void *(*xfer_create)(dp_device *sender, dp_device *receiver, int slots, size_t slot_bytes,
+                         dp_err *err);
+    void (*xfer_destroy)(void *xfer);
+    void (*xfer_send)(void *xfer, int slot, const void *src, size_t bytes);
+    void (*xfer_recv)(void *xfer, int slot, void *dst, size_t bytes);
 };
 
 /* Allocates `bytes` on d, accounts it, and on failure fills err naming the device, the bytes
@@ -167,10 +206,11 @@ void *dp_device_alloc(dp_device *d, size_t bytes, const char *what, dp_err *err)
 /* Frees memory from dp_device_alloc (NULL is fine). */
 void dp_device_free(dp_device *d, void *p, size_t bytes);
 
-/* The CUDA backend (cuBLAS and CUDA kernels), in builds with CUDA: backend_cuda.h. */
-
-/* The CPU backend (CBLAS on OpenBLAS). */
+/* The CPU backend (CBLAS on OpenBLAS): virtual devices, host groups and host links. */
 extern const dp_backend dp_backend_cpu;
+/* The CUDA backend (cuBLAS, CUDA kernels, NCCL): backend_cuda.h has what only it offers. In a
+ * build without CUDA, a table with `built` false whose devices cannot be made (cuda_none.c). */
+extern const dp_backend dp_backend_cuda;
 /* Makes CPU virtual device number `index`, using `blas_threads` threads for its GEMMs. */
 int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err);
 void dp_cpu_device_destroy(dp_device *d);

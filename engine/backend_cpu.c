@@ -625,6 +625,15 @@ static const char *cpu_error(dp_device *d)
     return NULL; /* CPU operations cannot fail once their memory is there */
 }
 
+/* The table's device_init: a virtual device with 1 BLAS thread (the trainer sets the count per
+ * plan); CPU devices have no ordinal and no TF32. */
+static int cpu_device_open(dp_device *d, int index, int ordinal, bool tf32, dp_err *err)
+{
+    (void)ordinal;
+    (void)tf32;
+    return dp_cpu_device_init(d, index, 1, err);
+}
+
 const dp_backend dp_backend_cpu = {
     .name = "cpu",
     .host_memory = true,
@@ -671,6 +680,11 @@ const dp_backend dp_backend_cpu = {
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
     .dropout = cpu_dropout,
+    /* device_count, group_* and xfer_* stay NULL: CPU devices are virtual; they all-reduce by
+     * threads in a host group (comm_host.c) and link through host slots (link_host.c). */
+    .built = true,
+    .device_init = cpu_device_open,
+    .device_destroy = dp_cpu_device_destroy,
 };
 
 int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)

@@ -1205,6 +1205,19 @@ const dp_backend dp_backend_cuda = {
     cuda_embedding_forward,
     cuda_embedding_backward,
     cuda_dropout,
+    true,
+    dp_cuda_device_count,
+    dp_cuda_device_init,
+    dp_cuda_device_destroy,
+    cuda_group_create,
+    cuda_group_destroy,
+    cuda_group_kind,
+    cuda_group_allreduce,
+    cuda_group_join,
+    cuda_xfer_create,
+    cuda_xfer_destroy,
+    cuda_xfer_send,
+    cuda_xfer_recv,
 };
 
 void dp_cuda_set_profiling(dp_device *d, bool on)

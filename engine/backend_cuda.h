@@ -1,5 +1,7 @@
-/* backend_cuda.h -- what only the CUDA backend offers: finding GPUs and making devices on them.
- * Declared for builds with CUDA (HAVE_CUDA); the rest of the engine goes through the table. */
+/* backend_cuda.h -- what only the CUDA backend offers: finding GPUs, making devices on them
+ * directly (tests, benchmarks), and profiling. Defined in builds with CUDA (HAVE_CUDA) only; the
+ * engine and the app go through the table (backend.h), which the CUDA backend's all-reduce
+ * groups and links are slots of too (cuda_impl.h). */
 #ifndef DP_BACKEND_CUDA_H
 #define DP_BACKEND_CUDA_H
 
@@ -11,8 +13,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-extern const dp_backend dp_backend_cuda;
 
 /* The number of GPUs the CUDA runtime sees, or -1 with err naming the CUDA error (no driver,
  * no device). */
@@ -34,33 +34,6 @@ void dp_cuda_set_profiling(dp_device *d, bool on);
 dp_cuda_profile dp_cuda_device_profile(dp_device *d);
 /* One line per tuned shape: the two ways' times and the one chosen. */
 void dp_cuda_print_tuning(dp_device *d, FILE *out);
-
-/* An all-reduce group of GPU devices (see comm.h): NCCL when the members are distinct GPUs (or
- * NCCL takes several ranks on one GPU), else a reduction kernel when they all share one GPU.
- * NULL with err->msg empty when neither applies (CPU members, GPUs shared unevenly): the host
- * all-reduce does it then; NULL with err filled on a failure. */
-typedef struct dp_cuda_comm dp_cuda_comm;
-dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err);
-void dp_cuda_comm_destroy(dp_cuda_comm *c);
-/* "NCCL" or "one-GPU reduction". */
-const char *dp_cuda_comm_kind(const dp_cuda_comm *c);
-/* Issues the sum of buf over the members on member `rank`'s comm stream, after the work issued
- * on its compute stream so far, and returns. */
-void dp_cuda_comm_allreduce(dp_cuda_comm *c, int rank, float *buf, size_t n);
-/* Makes member `rank`'s compute stream wait for the all-reduces it has issued. */
-void dp_cuda_comm_join(dp_cuda_comm *c, int rank);
-
-/* The transport of a pipeline link (link.h) between two GPU devices: `slots` slots of
- * slot_bytes in the receiver's memory. Sending copies a message into a slot on the sender's
- * copy stream (cudaMemcpyPeerAsync, peer to peer where the GPUs allow it) after the sender's
- * work so far; receiving copies it out on the receiver's compute stream once it has arrived.
- * Neither waits on the host: the link's FIFO hands the slots over. */
-typedef struct dp_cuda_xfer dp_cuda_xfer;
-dp_cuda_xfer *dp_cuda_xfer_create(dp_device *sender, dp_device *receiver, int slots,
-                                  size_t slot_bytes, dp_err *err);
-void dp_cuda_xfer_destroy(dp_cuda_xfer *x);
-void dp_cuda_xfer_send(dp_cuda_xfer *x, int slot, const void *src, size_t bytes);
-void dp_cuda_xfer_recv(dp_cuda_xfer *x, int slot, void *dst, size_t bytes);
 
 #ifdef __cplusplus
 }

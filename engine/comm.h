@@ -4,9 +4,11 @@
  * of calls, each from its own thread. A host group (CPU devices; GPUs shared unevenly, staged
  * through host memory) reduce-scatters and all-gathers in shared memory: each member sums its
  * own slice of every buffer in member order, so all members get bit-identical results, and the
- * call returns when every buffer holds the sum. A device group (backend_cuda.h: NCCL, or a
- * reduction kernel on one GPU, in member order too) issues the sum on the member's comm stream
- * and returns; dp_comm_join then orders it before the member's later operations. */
+ * call returns when every buffer holds the sum. A device group (the backend's group_* slots,
+ * backend.h; CUDA: NCCL, or a reduction kernel on one GPU, in member order too) issues the sum
+ * on the member's comm stream and returns; dp_comm_join then orders it before the member's
+ * later operations. In a world of several processes the host group sums across them between
+ * its reduce-scatter and all-gather (world.h); a device group spans the processes itself. */
 #ifndef DP_COMM_H
 #define DP_COMM_H
 

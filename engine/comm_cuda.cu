@@ -2,7 +2,7 @@
  * logical devices of one GPU (NCCL before 2.30 refuses two ranks on one GPU).
  *
  * Both kinds issue the sum on the member's comm stream, after an event of its compute stream
- * (the bucket's gradients are written), and return; dp_cuda_comm_join makes the compute stream
+ * (the bucket's gradients are written), and return; cuda_group_join makes the compute stream
  * wait for the sums before the update reads them. So the all-reduce of a bucket overlaps the
  * rest of backward. */
 extern "C" {
@@ -131,7 +131,7 @@ bool gpu_shared_across_processes(dp_device **members, int size)
 
 extern "C" {
 
-dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err)
+void *cuda_group_create(dp_device **members, int size, dp_err *err)
 {
     err->msg[0] = '\0';
     bool same_gpu = true, distinct = true;
@@ -174,7 +174,7 @@ dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err)
             nccl_fail(err, dp_world_size() > 1 ? "ncclCommInitRank" : "ncclCommInitAll", res);
             free(c->nccl);
             c->nccl = NULL;
-            dp_cuda_comm_destroy(c);
+            cuda_group_destroy(c);
             c = NULL;
         }
     } else {
@@ -191,7 +191,7 @@ dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err)
         if (!ok) {
             dp_fail(err, "cannot make a GPU communication group: %s",
                     cudaGetErrorString(cudaGetLastError()));
-            dp_cuda_comm_destroy(c);
+            cuda_group_destroy(c);
             c = NULL;
         }
     }
@@ -199,8 +199,9 @@ dp_cuda_comm *dp_cuda_comm_create(dp_device **members, int size, dp_err *err)
     return c;
 }
 
-void dp_cuda_comm_destroy(dp_cuda_comm *c)
+void cuda_group_destroy(void *group)
 {
+    dp_cuda_comm *c = static_cast<dp_cuda_comm *>(group);
     if (!c)
         return;
     if (c->kind == KIND_NCCL) {
@@ -224,13 +225,15 @@ void dp_cuda_comm_destroy(dp_cuda_comm *c)
     free(c);
 }
 
-const char *dp_cuda_comm_kind(const dp_cuda_comm *c)
+const char *cuda_group_kind(const void *group)
 {
+    const dp_cuda_comm *c = static_cast<const dp_cuda_comm *>(group);
     return c->kind == KIND_NCCL ? "NCCL" : "one-GPU reduction";
 }
 
-void dp_cuda_comm_allreduce(dp_cuda_comm *c, int rank, float *buf, size_t n)
+void cuda_group_allreduce(void *group, int rank, float *buf, size_t n)
 {
+    dp_cuda_comm *c = static_cast<dp_cuda_comm *>(group);
     dp_device *d = c->members[rank];
     if (c->kind == KIND_NCCL) {
         cuda_locked guard(d);
@@ -276,8 +279,9 @@ void dp_cuda_comm_allreduce(dp_cuda_comm *c, int rank, float *buf, size_t n)
     im->comm_pending = true;
 }
 
-void dp_cuda_comm_join(dp_cuda_comm *c, int rank)
+void cuda_group_join(void *group, int rank)
 {
+    dp_cuda_comm *c = static_cast<dp_cuda_comm *>(group);
     cuda_locked guard(c->members[rank]);
     cuda_impl *im = guard.im;
     if (im->comm_pending) {

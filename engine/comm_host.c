@@ -1,5 +1,6 @@
-/* comm_host.c -- all-reduce among threads of one process, through shared memory; device
- * groups are handed to the CUDA backend.
+/* comm_host.c -- all-reduce among threads of one process, through shared memory (the host
+ * group: CPU devices, and GPUs their backend has no group for); device groups are the
+ * backend's (its group_* slots, e.g. NCCL).
  *
  * Hand-off: a member publishes its buffer pointer, then the first barrier makes every pointer
  * visible; each member then owns slice [rank] of every buffer until the second barrier, after
@@ -10,17 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dpmptop-config.h"
 #include "engine/comm.h"
 #include "engine/world.h"
-#ifdef HAVE_CUDA
-#include "engine/backend_cuda.h"
-#endif
 
 struct dp_comm {
-#ifdef HAVE_CUDA
-    dp_cuda_comm *device; /* a device group; the fields below are then unused */
-#endif
+    const dp_backend *be; /* members[0]'s backend: the device group's */
+    void *device;         /* a device group of be, or NULL; the fields below are then unused */
     int size;
     pthread_barrier_t barrier;
     float **bufs; /* [size]: each member's buffer for the all-reduce in progress */
@@ -48,14 +44,16 @@ dp_comm *dp_comm_create(dp_device **members, int size, dp_err *err)
         for (int r = 0; r < size; r++)
             c->across[r] = dp_world_channel_create();
     }
-#ifdef HAVE_CUDA
-    c->device = dp_cuda_comm_create(members, size, err);
-    if (!c->device && err->msg[0]) {
-        free(c->bufs);
-        free(c);
-        return NULL;
+    c->be = members[0]->be;
+    if (c->be->group_create) {
+        err->msg[0] = '\0';
+        c->device = c->be->group_create(members, size, err);
+        if (!c->device && err->msg[0]) {
+            free(c->bufs);
+            free(c);
+            return NULL;
+        }
     }
-#endif
     pthread_barrier_init(&c->barrier, NULL, (unsigned)size);
     return c;
 }
@@ -64,9 +62,8 @@ void dp_comm_destroy(dp_comm *c)
 {
     if (!c)
         return;
-#ifdef HAVE_CUDA
-    dp_cuda_comm_destroy(c->device);
-#endif
+    if (c->device)
+        c->be->group_destroy(c->device);
     pthread_barrier_destroy(&c->barrier);
     for (int r = 0; c->across && r < c->size; r++)
         dp_world_channel_destroy(c->across[r]);
@@ -77,28 +74,20 @@ void dp_comm_destroy(dp_comm *c)
 
 bool dp_comm_on_device(const dp_comm *c)
 {
-#ifdef HAVE_CUDA
     return c->device != NULL;
-#else
-    return false;
-#endif
 }
 
 const char *dp_comm_kind(const dp_comm *c)
 {
-#ifdef HAVE_CUDA
     if (c->device)
-        return dp_cuda_comm_kind(c->device);
-#endif
+        return c->be->group_kind(c->device);
     return "host";
 }
 
 void dp_comm_join(dp_comm *c, int rank)
 {
-#ifdef HAVE_CUDA
     if (c->device)
-        dp_cuda_comm_join(c->device, rank);
-#endif
+        c->be->group_join(c->device, rank);
 }
 
 void dp_comm_allreduce(dp_comm *c, int rank, float *buf, size_t n)
@@ -108,12 +97,10 @@ void dp_comm_allreduce(dp_comm *c, int rank, float *buf, size_t n)
         dp_world_channel_sum(across, buf, n);
         return;
     }
-#ifdef HAVE_CUDA
     if (c->device) {
-        dp_cuda_comm_allreduce(c->device, rank, buf, n);
+        c->be->group_allreduce(c->device, rank, buf, n);
         return;
     }
-#endif
     c->bufs[rank] = buf;
     pthread_barrier_wait(&c->barrier);
     size_t lo = n * (size_t)rank / (size_t)c->size;

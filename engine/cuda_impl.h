@@ -126,4 +126,28 @@ inline void cuda_record_error(cuda_impl *im, const char *file, int line, const c
 /* Marks the start of compute-stream work, for busy_seconds (the lock held). */
 void cuda_begin(cuda_impl *im);
 
+/* The table's all-reduce group slots (comm_cuda.cu): NCCL when the members are distinct GPUs
+ * (or NCCL takes several ranks on one GPU), else a reduction kernel when they all share one
+ * GPU; NULL with err->msg empty when neither applies (CPU members, GPUs shared unevenly): the
+ * host all-reduce does it then. allreduce issues the sum on member `rank`'s comm stream, after
+ * the work issued on its compute stream so far; join makes the compute stream wait for it. */
+extern "C" {
+void *cuda_group_create(dp_device **members, int size, dp_err *err);
+void cuda_group_destroy(void *group);
+const char *cuda_group_kind(const void *group); /* "NCCL" or "one-GPU reduction" */
+void cuda_group_allreduce(void *group, int rank, float *buf, size_t n);
+void cuda_group_join(void *group, int rank);
+
+/* The table's link slots (link_cuda.cu): slots in the receiver's GPU memory. Sending copies a
+ * message into a slot on the sender's copy stream (cudaMemcpyPeerAsync, peer to peer where the
+ * GPUs allow it) after the sender's work so far; receiving copies it out on the receiver's
+ * compute stream once it has arrived. Neither waits on the host: the link's FIFO hands the
+ * slots over. */
+void *cuda_xfer_create(dp_device *sender, dp_device *receiver, int slots, size_t slot_bytes,
+                       dp_err *err);
+void cuda_xfer_destroy(void *xfer);
+void cuda_xfer_send(void *xfer, int slot, const void *src, size_t bytes);
+void cuda_xfer_recv(void *xfer, int slot, void *dst, size_t bytes);
+}
+
 #endif

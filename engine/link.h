@@ -3,8 +3,8 @@
  * A link is a one-way FIFO of micro-batches between two devices, with a fixed number of slots
  * that are reused: dp_link_send waits for a free slot, dp_link_recv for the next message. The
  * FIFO's hand-off is on the host (link_host.c); the copies go through host slot memory, or
- * between two GPU devices through slots in the receiver's GPU memory, on the devices' streams
- * (backend_cuda.h). The time spent waiting and the time spent copying are reported separately
+ * between two devices of a backend with a transport of its own (its xfer_* slots, backend.h:
+ * two GPUs) through slots in the receiver's memory, on the devices' streams. The time spent waiting and the time spent copying are reported separately
  * (waiting is pipeline bubble). */
 #ifndef DP_LINK_H
 #define DP_LINK_H
@@ -17,7 +17,7 @@
 typedef struct dp_link dp_link;
 
 /* A link from sender to receiver of `slots` slots of up to slot_floats floats each. Between two
- * GPU devices the slots are the receiver's GPU memory. Otherwise they are host memory: held by
+ * devices of a backend with a transport (two GPUs) the slots are the receiver's memory. Otherwise they are host memory: held by
  * the receiving device (and counted in its memory) when the host can address it (CPU devices),
  * else plain host memory that the devices download into and upload from. Make links before
  * the devices' threads start. */

@@ -25,8 +25,8 @@ struct dp_cuda_xfer {
 
 extern "C" {
 
-dp_cuda_xfer *dp_cuda_xfer_create(dp_device *sender, dp_device *receiver, int slots,
-                                  size_t slot_bytes, dp_err *err)
+void *cuda_xfer_create(dp_device *sender, dp_device *receiver, int slots, size_t slot_bytes,
+                       dp_err *err)
 {
     dp_cuda_xfer *x = static_cast<dp_cuda_xfer *>(calloc(1, sizeof *x));
     if (!x || !(x->sent = static_cast<cudaEvent_t *>(calloc(slots, sizeof *x->sent))) ||
@@ -44,7 +44,7 @@ dp_cuda_xfer *dp_cuda_xfer_create(dp_device *sender, dp_device *receiver, int sl
     x->data = static_cast<char *>(
         dp_device_alloc(receiver, (size_t)slots * slot_bytes, "pipeline link buffers", err));
     if (!x->data) {
-        dp_cuda_xfer_destroy(x);
+        cuda_xfer_destroy(x);
         return NULL;
     }
     int current = 0;
@@ -59,14 +59,15 @@ dp_cuda_xfer *dp_cuda_xfer_create(dp_device *sender, dp_device *receiver, int sl
     cudaSetDevice(current);
     if (!ok) {
         dp_fail(err, "cannot make a link's events: %s", cudaGetErrorString(cudaGetLastError()));
-        dp_cuda_xfer_destroy(x);
+        cuda_xfer_destroy(x);
         return NULL;
     }
     return x;
 }
 
-void dp_cuda_xfer_destroy(dp_cuda_xfer *x)
+void cuda_xfer_destroy(void *xfer)
 {
+    dp_cuda_xfer *x = static_cast<dp_cuda_xfer *>(xfer);
     if (!x)
         return;
     if (x->data)
@@ -84,8 +85,9 @@ void dp_cuda_xfer_destroy(dp_cuda_xfer *x)
     free(x);
 }
 
-void dp_cuda_xfer_send(dp_cuda_xfer *x, int slot, const void *src, size_t bytes)
+void cuda_xfer_send(void *xfer, int slot, const void *src, size_t bytes)
 {
+    dp_cuda_xfer *x = static_cast<dp_cuda_xfer *>(xfer);
     cuda_locked guard(x->sender);
     cuda_impl *im = guard.im;
     CHECK_CUDA(im, cudaEventRecord(x->src_ready, im->stream));
@@ -100,8 +102,9 @@ void dp_cuda_xfer_send(dp_cuda_xfer *x, int slot, const void *src, size_t bytes)
     CHECK_CUDA(im, cudaStreamWaitEvent(im->stream, x->sent[slot], 0));
 }
 
-void dp_cuda_xfer_recv(dp_cuda_xfer *x, int slot, void *dst, size_t bytes)
+void cuda_xfer_recv(void *xfer, int slot, void *dst, size_t bytes)
 {
+    dp_cuda_xfer *x = static_cast<dp_cuda_xfer *>(xfer);
     cuda_locked guard(x->receiver);
     cuda_impl *im = guard.im;
     cuda_begin(im);

@@ -9,11 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "dpmptop-config.h"
 #include "engine/link.h"
-#ifdef HAVE_CUDA
-#include "engine/backend_cuda.h"
-#endif
 
 struct dp_link {
     dp_device *sender;
@@ -23,9 +19,8 @@ struct dp_link {
     int slots;
     size_t slot_floats;
     float *data;  /* [slots, slot_floats]; NULL with a device transport */
-#ifdef HAVE_CUDA
-    dp_cuda_xfer *xfer; /* between two GPU devices: slots in the receiver's memory */
-#endif
+    void *xfer;   /* the backend's transport between two of its devices (GPUs: slots in the
+                     receiver's memory), or NULL */
     size_t *len;  /* [slots]: floats in each message */
     long head;    /* next message to receive */
     long tail;    /* next slot to fill */
@@ -45,13 +40,10 @@ dp_link *dp_link_create(dp_device *sender, dp_device *receiver, int slots, size_
     l->slots = slots;
     l->slot_floats = slot_floats;
     bool made;
-#ifdef HAVE_CUDA
-    if (sender->be == &dp_backend_cuda && receiver->be == &dp_backend_cuda)
-        made = (l->xfer = dp_cuda_xfer_create(sender, receiver, slots,
-                                              slot_floats * sizeof(float), err)) != NULL;
-    else
-#endif
-    if (receiver->be->host_memory)
+    if (sender->be == receiver->be && sender->be->xfer_create)
+        made = (l->xfer = sender->be->xfer_create(sender, receiver, slots,
+                                                  slot_floats * sizeof(float), err)) != NULL;
+    else if (receiver->be->host_memory)
         made = (l->data = dp_device_alloc(receiver, dp_link_bytes(l), "pipeline link buffers",
                                           err)) != NULL;
     else if (!(made = (l->data = malloc(dp_link_bytes(l) ? dp_link_bytes(l) : 1)) != NULL))
@@ -72,9 +64,8 @@ void dp_link_destroy(dp_link *l)
         return;
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->changed);
-#ifdef HAVE_CUDA
-    dp_cuda_xfer_destroy(l->xfer);
-#endif
+    if (l->xfer)
+        l->sender->be->xfer_destroy(l->xfer);
     if (l->data && l->receiver->be->host_memory)
         dp_device_free(l->receiver, l->data, dp_link_bytes(l));
     else
@@ -97,11 +88,9 @@ void dp_link_send(dp_link *l, const float *src, size_t n, dp_link_time *t)
     long slot = l->tail % l->slots;
     pthread_mutex_unlock(&l->lock);
     double t1 = dp_now_s();
-#ifdef HAVE_CUDA
     if (l->xfer)
-        dp_cuda_xfer_send(l->xfer, (int)slot, src, n * sizeof *src);
+        l->sender->be->xfer_send(l->xfer, (int)slot, src, n * sizeof *src);
     else
-#endif
         l->sender->be->download(l->sender, l->data + (size_t)slot * l->slot_floats, src,
                                 n * sizeof *src);
     l->len[slot] = n;
@@ -124,12 +113,9 @@ size_t dp_link_recv(dp_link *l, float *dst, dp_link_time *t)
     pthread_mutex_unlock(&l->lock);
     double t1 = dp_now_s();
     size_t n = l->len[slot];
-#ifdef HAVE_CUDA
     if (l->xfer) {
-        dp_cuda_xfer_recv(l->xfer, (int)slot, dst, n * sizeof *dst);
-    } else
-#endif
-    {
+        l->sender->be->xfer_recv(l->xfer, (int)slot, dst, n * sizeof *dst);
+    } else {
         l->receiver->be->upload(l->receiver, dst, l->data + (size_t)slot * l->slot_floats,
                                 n * sizeof *dst);
         l->receiver->be->synchronize(l->receiver); /* the slot is reused once released */

@@ -11,21 +11,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dpmptop-config.h"
 #include "datasets/prefetch.h"
 #include "engine/backend.h"
 #include "engine/backend_cpu.h"
 #include "engine/worker.h"
-#ifdef HAVE_CUDA
-#include "engine/backend_cuda.h"
-#endif
 
 struct dp_trainer {
     dp_trainer_config cfg;
     const dp_dataset *train, *test;
     dp_loader loader;
     int n_devices;
-    dp_device *devices;   /* [n_devices], kept across plans */
+    dp_device *devices;   /* [n_devices]: cfg.devices's, borrowed */
     dp_metrics metrics;   /* a slot per device */
     dp_plan plan;
     dp_team *team;
@@ -46,29 +42,6 @@ struct dp_trainer {
     bool switch_pending;
     dp_plan switch_plan;
 };
-
-/* Makes device i from its spec (NULL: a CPU device). */
-static int make_device(dp_device *d, int i, const dp_device_spec *spec, bool tf32, dp_err *err)
-{
-    if (!spec || !spec->cuda)
-        return dp_cpu_device_init(d, i, 1, err);
-#ifdef HAVE_CUDA
-    return dp_cuda_device_init(d, i, spec->ordinal, tf32, err);
-#else
-    return dp_fail(err, "cuda:%d: this build has no CUDA support", spec->ordinal);
-#endif
-}
-
-static void destroy_device(dp_device *d)
-{
-#ifdef HAVE_CUDA
-    if (d->be == &dp_backend_cuda) {
-        dp_cuda_device_destroy(d);
-        return;
-    }
-#endif
-    dp_cpu_device_destroy(d);
-}
 
 /* The first failure a device of the plan reports (a CUDA error), into err. */
 static int device_failure(dp_trainer *t, dp_err *err)
@@ -242,20 +215,16 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     pthread_mutex_init(&t->switch_lock, NULL);
     const dp_model *m = c->model;
     dp_plan plan;
-    if (dp_plan_make(&plan, &c->plan, c->devices, m, c->batch, NULL, err) < 0) {
+    t->n_devices = dp_device_set_count(c->devices);
+    if (dp_plan_make(&plan, &c->plan, t->n_devices, m, c->batch, NULL, err) < 0) {
         *plan_refused = true;
         goto fail;
     }
-    t->n_devices = c->devices;
-    t->devices = calloc((size_t)c->devices, sizeof *t->devices);
-    if (!t->devices || dp_metrics_init(&t->metrics, c->devices) < 0) {
+    if (dp_metrics_init(&t->metrics, t->n_devices) < 0) {
         dp_fail(err, "out of host memory");
         goto fail;
     }
-    for (int i = 0; i < c->devices; i++)
-        if (make_device(&t->devices[i], i, c->device_specs ? &c->device_specs[i] : NULL, c->tf32,
-                        err) < 0)
-            goto fail;
+    t->devices = dp_device_set_devices(c->devices);
     if (dp_loader_init(&t->loader, train, c->batch, c->shuffle, c->seed, err) < 0)
         goto fail;
     if (c->resume) {
@@ -307,13 +276,7 @@ void dp_trainer_destroy(dp_trainer *t)
     dp_team_stop(t->team);
     dp_prefetch_destroy(t->prefetch); /* made only once every device was made */
     free_resident(t);
-    if (t->devices) {
-        for (int i = 0; i < t->n_devices; i++)
-            if (t->devices[i].impl)
-                destroy_device(&t->devices[i]);
-        dp_metrics_free(&t->metrics);
-    }
-    free(t->devices);
+    dp_metrics_free(&t->metrics); /* the devices are the set's: its maker destroys them */
     dp_loader_free(&t->loader);
     free(t->host_params);
     free(t->layer_cost);

@@ -13,19 +13,13 @@
 
 #include "datasets/dataset.h"
 #include "engine/checkpoint.h"
+#include "engine/devices.h"
 #include "engine/metrics.h"
 #include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/plan.h"
 
 typedef enum dp_on_nan { DP_NAN_STOP, DP_NAN_SKIP } dp_on_nan;
-
-/* One device of a run: a CPU virtual device, or a GPU by its CUDA ordinal (several devices may
- * name the same GPU). */
-typedef struct dp_device_spec {
-    bool cuda;
-    int ordinal;
-} dp_device_spec;
 
 typedef struct dp_trainer_config {
     const dp_model *model;
@@ -35,9 +29,8 @@ typedef struct dp_trainer_config {
     uint64_t seed;
     long total_steps;   /* for the LR schedule */
     dp_on_nan on_nan;
-    int devices;        /* how many devices ... */
-    const dp_device_spec *device_specs; /* ... and which ([devices]; NULL: CPU devices) */
-    bool tf32;          /* TF32 tensor-core GEMMs on GPUs */
+    dp_device_set *devices; /* the devices to train on: borrowed, and destroyed by whoever
+                               made them, after the trainer (devices.h) */
     bool data_on_device; /* copy the data sets to GPU devices with room for them */
     dp_plan_request plan;
     double bucket_mb;   /* all-reduce bucket size (PyTorch DDP's default is 25) */
@@ -76,7 +69,7 @@ typedef struct dp_eval_report {
 
 typedef struct dp_trainer dp_trainer;
 
-/* Makes the devices and the plan and sets the parameters: init[n_params] when given (from
+/* Makes the plan on c->devices and sets the parameters: init[n_params] when given (from
  * --init), else the seeded default initialisation. A plan that cannot be made is refused with
  * *plan_refused set (bad usage, rather than a failure of the run). */
 dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *train,

@@ -8,6 +8,9 @@
  * included) through 1 and 2 slots; the link's memory is counted on the receiving device; the
  * wait and copy times add up, and a late consumer (or producer) shows as the other side's wait.
  *
+ * Device sets: a set makes its devices through the backends' tables; trainers borrow it, one
+ * after another or alive together, and leave the devices as they found them.
+ *
  * Threads never call ck_assert: they record the first mismatch, and the test thread checks it
  * after joining them. A hang fails the test by Check's timeout. */
 #include "tests/unit.h"
@@ -19,10 +22,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "datasets/dataset.h"
 #include "engine/backend.h"
 #include "engine/backend_cpu.h"
 #include "engine/comm.h"
+#include "engine/devices.h"
 #include "engine/link.h"
+#include "engine/trainer.h"
 
 #define ROUNDS 50     /* rounds in one group ... */
 #define BIG_ROUNDS 10 /* ... or for the longest buffer */
@@ -395,6 +401,118 @@ START_TEST(test_link_wait)
 }
 END_TEST
 
+/* ---- device sets ---- */
+
+START_TEST(test_device_set_cpu)
+{
+    dp_err err;
+    dp_device_set *set = dp_device_set_create(3, NULL, false, &err);
+    ck_assert_msg(set != NULL, "dp_device_set_create: %s", err.msg);
+    ck_assert_int_eq(dp_device_set_count(set), 3);
+    dp_device *devs = dp_device_set_devices(set);
+    dp_device *members[3];
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "cpu:%d", i);
+        ck_assert_str_eq(devs[i].name, name);
+        ck_assert_int_eq(devs[i].index, i);
+        ck_assert_ptr_eq(devs[i].be, &dp_backend_cpu);
+        members[i] = &devs[i];
+    }
+    /* CPU devices all-reduce in a host group */
+    dp_comm *c = dp_comm_create(members, 3, &err);
+    ck_assert_msg(c != NULL, "dp_comm_create: %s", err.msg);
+    ck_assert_str_eq(dp_comm_kind(c), "host");
+    ck_assert(!dp_comm_on_device(c));
+    dp_comm_destroy(c);
+    dp_device_set_destroy(set);
+    dp_device_set_destroy(NULL);
+}
+END_TEST
+
+/* A build without CUDA makes no CUDA device, and says so as it did before the table did. */
+START_TEST(test_device_set_without_cuda)
+{
+    if (dp_backend_cuda.built)
+        return; /* with CUDA, the answer depends on the machine's GPUs: tests/cuda.sh */
+    dp_err err;
+    dp_device_spec specs[2] = { { .cuda = false }, { .cuda = true, .ordinal = 3 } };
+    ck_assert_ptr_null(dp_device_set_create(2, specs, false, &err));
+    ck_assert_str_eq(err.msg, "cuda:3: this build has no CUDA support");
+}
+END_TEST
+
+/* A data-parallel trainer of a small MLP on set, seeded alike every time. */
+static dp_trainer *small_trainer(dp_device_set *set, const dp_model *m, const dp_dataset *train,
+                                 const dp_dataset *test)
+{
+    dp_trainer_config tc = {
+        .model = m, .optim = dp_optim_defaults(), .batch = 16, .shuffle = true, .seed = 5,
+        .total_steps = 8, .on_nan = DP_NAN_STOP, .devices = set,
+        .plan = { .strategy = DP_STRATEGY_DP }, .bucket_mb = 25,
+    };
+    dp_err err;
+    bool refused;
+    dp_trainer *t = dp_trainer_create(&tc, train, test, NULL, &refused, &err);
+    ck_assert_msg(t != NULL, "dp_trainer_create: %s", err.msg);
+    return t;
+}
+
+static double step_loss(dp_trainer *t)
+{
+    dp_step_report r;
+    dp_err err;
+    ck_assert_msg(dp_trainer_step(t, &r, &err) == 0, "step: %s", err.msg);
+    return r.loss;
+}
+
+/* Trainers borrow the set: the second, built after the first is gone, and a third alive beside
+ * it, train exactly as the first did, and every one leaves the devices' memory as it was. */
+START_TEST(test_device_set_shared_by_trainers)
+{
+    dp_err err;
+    dp_data_config dc = dp_data_defaults();
+    dc.kind = DP_DATA_SYNTHETIC;
+    dc.features = 12;
+    dc.classes = 3;
+    dc.samples = 64;
+    dc.test_samples = 16;
+    dp_dataset train, test;
+    ck_assert_msg(dp_data_load(&dc, 1, &train, &test, &err) == 0, "data: %s", err.msg);
+    dp_model m;
+    ck_assert_msg(dp_model_parse(&m, "linear:8,relu,linear:3", 12, 3, &err) == 0, "%s", err.msg);
+    dp_device_set *set = dp_device_set_create(2, NULL, false, &err);
+    ck_assert_msg(set != NULL, "dp_device_set_create: %s", err.msg);
+    dp_device *devs = dp_device_set_devices(set);
+
+    enum { STEPS = 4 };
+    double first[STEPS];
+    dp_trainer *a = small_trainer(set, &m, &train, &test);
+    ck_assert_ptr_eq(dp_trainer_device(a, 1), &devs[1]);
+    for (int i = 0; i < STEPS; i++)
+        first[i] = step_loss(a);
+    dp_trainer_destroy(a);
+    ck_assert_uint_eq(devs[0].mem_held, 0);
+    ck_assert_uint_eq(devs[1].mem_held, 0);
+
+    dp_trainer *b = small_trainer(set, &m, &train, &test);
+    dp_trainer *c = small_trainer(set, &m, &train, &test);
+    for (int i = 0; i < STEPS; i++) { /* stepped in turn by this one thread */
+        double lb = step_loss(b), lc = step_loss(c);
+        ck_assert_msg(lb == first[i] && lc == first[i], "step %d: loss %.9g and %.9g, not %.9g",
+                      i + 1, lb, lc, first[i]);
+    }
+    dp_trainer_destroy(b);
+    dp_trainer_destroy(c);
+    ck_assert_uint_eq(devs[0].mem_held, 0);
+    ck_assert_uint_eq(devs[1].mem_held, 0);
+    dp_device_set_destroy(set);
+    dp_model_free(&m);
+    dp_dataset_free(&train);
+    dp_dataset_free(&test);
+}
+END_TEST
+
 Suite *comm_suite(void)
 {
     Suite *s = suite_create("comm");
@@ -409,5 +527,11 @@ Suite *comm_suite(void)
     tcase_add_test(tl, test_link_capacity);
     tcase_add_test(tl, test_link_wait);
     suite_add_tcase(s, tl);
+    TCase *td = tcase_create("devices");
+    tcase_set_timeout(td, 20);
+    tcase_add_test(td, test_device_set_cpu);
+    tcase_add_test(td, test_device_set_without_cuda);
+    tcase_add_test(td, test_device_set_shared_by_trainers);
+    suite_add_tcase(s, td);
     return s;
 }
