@@ -812,6 +812,7 @@ static int run(int argc, char **argv)
         fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);
         goto done;
     }
+    model.objective = dp_objectives[cfg.objective]; /* [model] objective */
     if (model.targets != train.targets) {
         char where[128];
         origin_prefix(where, sizeof where, &cfg, "model", "layers");
