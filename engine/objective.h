@@ -20,10 +20,10 @@
  * the summed loss). */
 #define DP_OBJECTIVE_STATS 4
 
-/* What an evaluation over a labelled split found. */
+/* What an evaluation over a labelled split found (filled by the objective's report). */
 typedef struct dp_eval_report {
     long samples;
-    double loss;        /* mean cross-entropy over the test split's targets */
+    double loss;        /* mean loss over the test split's targets (classify: cross-entropy) */
     double accuracy;    /* fraction of targets predicted correctly */
     bool text;          /* the targets are a text's next bytes: loss / ln 2 is bits per byte */
 } dp_eval_report;
