@@ -42,7 +42,9 @@ typedef struct dp_objective {
                       int targets, int rows);
 
     /* The factor that turns the summed gradient of a global batch of batch_rows samples (of
-     * `targets` targets each) into the gradient of the mean loss. */
+     * `targets` targets each) into the gradient of the mean loss. (It is known before any
+     * pass: a masked objective that means over its chosen positions chooses a fixed number a
+     * sample, or needs their global count passed in first.) */
     float (*grad_scale)(int batch_rows, int targets);
 
     /* The loss of `positions` outputs out [positions, classes] against targets [positions]:
