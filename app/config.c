@@ -64,6 +64,7 @@ static const key keys[] = {
     LONG("data", "samples", data.samples, 1, 1e9),
     LONG("data", "test_samples", data.test_samples, 1, 1e9),
     STR("model", "layers", layers),
+    ENUM("model", "objective", objective, dp_objective_names),
     ENUM("optim", "kind", optim.kind, optim_names),
     NUM("optim", "lr", optim.lr, 0, INFINITY, true, false),
     NUM("optim", "momentum", optim.momentum, 0, 1, false, false),
@@ -110,6 +111,7 @@ void dp_config_defaults(dp_config *c)
     c->on_nan = DP_NAN_STOP;
     c->data = dp_data_defaults();
     snprintf(c->layers, sizeof c->layers, "linear:256, relu, linear:10");
+    c->objective = 0; /* dp_objectives[0]: classify */
     c->optim = dp_optim_defaults();
     snprintf(c->devices, sizeof c->devices, "auto");
     c->strategy = DP_STRATEGY_DP;

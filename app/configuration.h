@@ -13,6 +13,7 @@
 #include "datasets/dataset.h"
 #include "engine/optim.h"
 #include "engine/plan.h"
+#include "engine/objective.h"
 #include "engine/trainer.h"
 
 /* The most characters of a configuration file's name that messages show. */
@@ -34,6 +35,7 @@ typedef struct dp_config {
     bool data_on_device; /* [data] on_device: the data sets may live on the GPUs */
     /* [model] */
     char layers[2048];
+    int objective;      /* the index in dp_objectives[] (engine/objective.h) */
     /* [optim] */
     dp_optim_config optim;
     /* [parallel] */

@@ -325,6 +325,7 @@ static int make_model(dp_run *r)
         fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);
         return EXIT_USAGE;
     }
+    model->objective = dp_objectives[cfg->objective]; /* [model] objective */
     if (model->targets != train->targets) {
         if (train->targets > 1)
             fprintf(stderr, "dpmptop: %s[model] layers: text needs a prediction for each of "

@@ -410,8 +410,8 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
         sumsq += res->grad_sumsq;
         if (stage == p->stages - 1) {
             int shard = dp_split_rows(rows, p->replicas, replica);
-            replica_loss[replica] = shard ? res->loss_sum / shard / targets : NAN;
-            loss_sum += res->loss_sum;
+            replica_loss[replica] = shard ? res->stats[0] / shard / targets : NAN;
+            loss_sum += res->stats[0]; /* every objective's first sum is its loss */
         }
     }
     dp_world_sum(&loss_sum, 1); /* the other processes' rows */
@@ -463,18 +463,14 @@ void dp_trainer_evaluate(dp_trainer *t, dp_eval_report *r)
                     .data_rows = (long)n * (dp_world_rank() + 1) / dp_world_size() -
                                  (long)n * dp_world_rank() / dp_world_size() };
     dp_team_run(t->team, &eval);
-    double sums[2] = { 0.0, 0.0 }; /* loss, correct */
-    for (int i = 0; i < t->plan.workers; i++) {
-        sums[0] += dp_team_result(t->team, i)->loss_sum;
-        sums[1] += dp_team_result(t->team, i)->correct;
-    }
-    dp_world_sum(sums, 2);
-    double loss = sums[0], correct = sums[1];
-    double positions = (double)n * t->test->targets;
+    const dp_objective *o = t->cfg.model->objective;
+    double sums[DP_OBJECTIVE_STATS] = { 0.0 }; /* the objective's: loss first */
+    for (int i = 0; i < t->plan.workers; i++)
+        for (int k = 0; k < o->n_stats; k++)
+            sums[k] += dp_team_result(t->team, i)->stats[k];
+    dp_world_sum(sums, o->n_stats);
     r->samples = n;
-    r->loss = n ? loss / positions : 0.0;
-    r->accuracy = n ? correct / positions : 0.0;
-    r->text = t->test->targets > 1;
+    o->report(sums, n, t->test->targets, r);
 }
 
 void dp_trainer_get_params(dp_trainer *t, float *host)

@@ -16,6 +16,7 @@
 #include "engine/devices.h"
 #include "engine/metrics.h"
 #include "engine/model.h"
+#include "engine/objective.h"
 #include "engine/optim.h"
 #include "engine/plan.h"
 
@@ -60,13 +61,6 @@ typedef struct dp_step_report {
     double switch_seconds;
 } dp_step_report;
 
-typedef struct dp_eval_report {
-    long samples;
-    double loss;        /* mean cross-entropy over the test split's targets */
-    double accuracy;    /* fraction of targets predicted correctly */
-    bool text;          /* the targets are a text's next bytes: loss / ln 2 is bits per byte */
-} dp_eval_report;
-
 typedef struct dp_trainer dp_trainer;
 
 /* Makes the plan on c->devices and sets the parameters: init[n_params] when given (from
@@ -89,7 +83,8 @@ int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err 
  * when a device reports a failure (a CUDA error). */
 int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err);
 
-/* Evaluates the current parameters on the whole test split. */
+/* Evaluates the current parameters on the whole test split; what r holds is the model
+ * objective's report (dp_eval_report in objective.h). */
 void dp_trainer_evaluate(dp_trainer *t, dp_eval_report *r);
 
 /* Batches per epoch. */

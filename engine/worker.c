@@ -221,6 +221,18 @@ static void load_rows(dp_worker *w, const batch_rows *b, int start, int n, int s
     }
 }
 
+/* The objective's change to a loaded micro-batch before its forward pass (a masked language
+ * model's masks): to the inputs on the first stage, to the targets on the last. */
+static void transform_rows(dp_worker *w, int slot, int n, const dp_step_key *key)
+{
+    const dp_objective *o = w->st.model->objective;
+    if (!o->transform)
+        return;
+    float *x = w->stage == 0 ? dp_stage_input(&w->st, slot) : NULL;
+    int32_t *y = is_last_stage(w) ? dp_stage_labels(&w->st, slot) : NULL;
+    o->transform(w->dev, key, x, dp_stage_in_width(&w->st), y, w->st.model->targets, n);
+}
+
 /* F(j): takes the micro-batch's input (from the data or the stage before), runs forward, and
  * passes the output on (or keeps it for the loss). */
 static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
@@ -236,6 +248,7 @@ static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
     if (is_last_stage(w))
         load_rows(w, b, start, n, slot, true);
     dp_step_key key = { w->team->cfg.seed, b->step, b->first_row + start };
+    transform_rows(w, slot, n, b->step ? &key : NULL);
     dp_stage_forward(&w->st, slot, n, b->step ? &key : NULL);
     w->op_end = be->mark(w->dev, false);
     w->last_slot = slot;
@@ -274,24 +287,24 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
     w->in_flight--;
 }
 
-/* Zeroes the last stage's loss and correct count before a batch's forward passes (and not
- * after the download, which would leave an operation in flight while the host works). */
+/* Zeroes the last stage's objective sums before a batch's forward passes (and not after the
+ * download, which would leave an operation in flight while the host works). */
 static void reset_stats(dp_worker *w)
 {
     w->dev->be->zero(w->dev, w->st.stats, DP_STAGE_STATS * sizeof *w->st.stats);
 }
 
-/* Adds the last stage's loss and correct count to the result; replica 0's stages also report
- * their gradients' sum of squares. */
+/* Adds the last stage's objective sums (loss first) to the result; replica 0's stages also
+ * report their gradients' sum of squares. */
 static void collect_stats(dp_worker *w)
 {
     if (!is_last_stage(w) && w->replica != 0)
         return;
     float stats[DP_STAGE_STATS];
     w->dev->be->download(w->dev, stats, w->st.stats, sizeof stats);
-    w->result.loss_sum += stats[0];
-    w->result.correct += stats[1];
-    w->result.grad_sumsq = stats[2];
+    for (int i = 0; i < w->st.model->objective->n_stats; i++)
+        w->result.stats[i] += stats[i];
+    w->result.grad_sumsq = stats[DP_STAGE_GRAD_SUMSQ];
 }
 
 static void run_step(dp_worker *w, const dp_cmd *c)
@@ -313,7 +326,7 @@ static void run_step(dp_worker *w, const dp_cmd *c)
     be->mark(w->dev, true);
     reset_stats(w);
     batch_rows b = { c->x, c->y, c->idx, 0, true, c->step, c->first_row };
-    w->grad_scale = 1.0f / ((float)c->batch_rows * w->st.model->targets);
+    w->grad_scale = w->st.model->objective->grad_scale(c->batch_rows, w->st.model->targets);
     for (int i = 0; i < w->n_ops; i++) {
         if (w->ops[i].kind == 'F')
             forward_op(w, &b, c->rows, w->ops[i].micro);
@@ -329,7 +342,8 @@ static void run_step(dp_worker *w, const dp_cmd *c)
     if (w->group)
         wait_buckets(w);
     if (w->replica == 0) /* the all-reduced gradients: every replica holds the same */
-        be->accumulate_squares(w->dev, w->st.grads, w->st.n_params, w->st.stats + 2);
+        be->accumulate_squares(w->dev, w->st.grads, w->st.n_params,
+                               w->st.stats + DP_STAGE_GRAD_SUMSQ);
     collect_stats(w);
     be->synchronize(w->dev); /* the marks are read once the device has passed them */
     for (int i = 0; i < w->timeline.n_ops; i++)

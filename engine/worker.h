@@ -16,15 +16,15 @@
 #include "engine/comm.h"
 #include "engine/link.h"
 #include "engine/metrics.h"
-#include "engine/model.h"
 #include "engine/optim.h"
 #include "engine/plan.h"
 #include "engine/schedule.h"
+#include "engine/stage.h"
 
 typedef enum dp_cmd_kind {
     DP_CMD_STEP,    /* forward, loss, backward and the gradient all-reduce of one batch */
     DP_CMD_UPDATE,  /* the optimizer step, then publish metrics */
-    DP_CMD_EVAL,    /* forward-only over a labelled split: loss and correct count */
+    DP_CMD_EVAL,    /* forward-only over a labelled split: the objective's sums */
     DP_CMD_GATHER,  /* copy parameters and optimizer state out to host vectors */
     DP_CMD_SCATTER, /* copy them in */
     DP_CMD_DIAGNOSE, /* after a non-finite loss or gradient: where the values went bad */
@@ -65,8 +65,9 @@ typedef struct dp_cmd {
 
 /* What a worker reports for a command. */
 typedef struct dp_worker_result {
-    double loss_sum;   /* last stage: summed loss of its samples */
-    double correct;    /* last stage: correctly classified samples */
+    double stats[DP_OBJECTIVE_STATS]; /* last stage: the objective's sums over its samples;
+                                         stats[0] is the summed loss (classify: stats[1] the
+                                         correctly classified targets) */
     double grad_sumsq; /* replica 0: sum of squared gradients of its stage */
     /* DIAGNOSE: the first layer (a model index) whose weights or last output are not finite,
      * and which of the two; the last layer whose gradient is not finite; -1 where none */

@@ -18,6 +18,7 @@
 #include "engine/backend.h"
 #include "engine/layer.h"
 #include "engine/model.h"
+#include "engine/stage.h"
 #include "engine/optim.h"
 #include "base/rng.h"
 

@@ -250,6 +250,31 @@ START_TEST(test_config_bad_kind)
 }
 END_TEST
 
+/* [model] objective: classify by default, named in a file or by --set, printed by
+ * --print-config; an unknown one is refused with the list of known ones. */
+START_TEST(test_config_objective)
+{
+    dp_config c;
+    dp_config_defaults(&c);
+    ck_assert_ptr_eq(dp_objectives[c.objective], dp_objective_default());
+    ck_assert_str_eq(dp_objectives[c.objective]->name, "classify");
+    load_ok(&c, "[model]\nobjective = classify\n");
+    ck_assert_ptr_eq(dp_objectives[c.objective], &dp_objective_classify);
+    ck_assert_str_eq(dp_config_origin(&c, "model", "objective"), "t.ini:2");
+    dp_err err = { "" };
+    ck_assert_msg(dp_config_set(&c, "model.objective=classify", "--set", &err) == 0, "%s",
+                  err.msg);
+    char *text = print_text(&c);
+    ck_assert_msg(strstr(text, "\nobjective = classify\n") != NULL,
+                  "--print-config lacks the objective:\n%s", text);
+    free(text);
+    load_fail_at("[model]\nobjective = gan\n", 2, "[model] objective = gan",
+                 "expected one of classify", (char *)NULL);
+    ck_assert_int_eq(dp_config_set(&c, "model.objective=mlm", "--set", &err), -1);
+    ck_assert_msg(strstr(err.msg, "expected one of classify") != NULL, "%s", err.msg);
+}
+END_TEST
+
 /* A boolean that is not one is refused. */
 START_TEST(test_config_bad_bool)
 {
@@ -891,6 +916,7 @@ Suite *config_suite(void)
     tcase_add_test(errors, test_config_bad_batch);
     tcase_add_test(errors, test_config_bad_lr);
     tcase_add_test(errors, test_config_bad_kind);
+    tcase_add_test(errors, test_config_objective);
     tcase_add_test(errors, test_config_bad_bool);
     tcase_add_test(errors, test_config_not_key_value);
     tcase_add_test(errors, test_config_first_error_wins);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "engine/model.h"
+#include "engine/stage.h"
 #include "engine/plan.h"
 #include "engine/schedule.h"
 

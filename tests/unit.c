@@ -43,6 +43,7 @@ int main(void)
     SRunner *sr = srunner_create(layers_suite());
     srunner_add_suite(sr, blocks_suite());
     srunner_add_suite(sr, loss_suite());
+    srunner_add_suite(sr, objective_suite());
     srunner_add_suite(sr, optim_suite());
     srunner_add_suite(sr, idx_suite());
     srunner_add_suite(sr, safetensors_suite());
