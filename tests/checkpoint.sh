@@ -134,7 +134,7 @@ echo "kill test: 25 kills, $mid_write while a checkpoint was being written, $res
 sed 's/^steps = 24/steps = 100000/' "$work/run.ini" >"$work/long.ini"
 "$DPMPTOP" -c "$work/long.ini" --headless --checkpoint-dir "$work/int" >"$work/int.out" 2>&1 &
 pid=$!
-sleep 1
+wait_for_line "$work/int.out" '^step ' 6000 0.01 # training has begun (60 s at most)
 kill -INT $pid
 wait $pid
 status=$?

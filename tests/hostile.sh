@@ -496,16 +496,6 @@ no_temporaries "$work/sig"
 # a signal while the run is still setting up (a large synthetic set being made) stops it
 # before its first step, saying so; two SIGTERMs then leave no temporary file either
 big="--set data.samples=500000 --set data.features=100 --steps 300"
-# waits until process $1 catches SIGINT: its handlers are in place (SigCgt in /proc)
-wait_for_handlers() {
-    tries=0
-    while [ $tries -lt 1000 ]; do
-        mask=$(awk '/^SigCgt/ { print $2 }' "/proc/$1/status" 2>/dev/null)
-        [ -n "$mask" ] && [ $((0x${mask#????????} & 2)) -ne 0 ] && return
-        tries=$((tries + 1))
-        sleep 0.01
-    done
-}
 for sigs in "INT" "TERM TERM" "HUP"; do
     rm -rf "$work/early" && mkdir "$work/early"
     # shellcheck disable=SC2086 # the options are words

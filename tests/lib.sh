@@ -102,6 +102,28 @@ wait_for_checkpoint_write() {
     done
 }
 
+# wait_for_handlers PID: waits (up to 10 s) until process PID catches SIGHUP, SIGINT and
+# SIGTERM (SigCgt in /proc): a signal sent before would find the default action, or the
+# SIG_IGN a background job of a non-interactive shell starts with.
+wait_for_handlers() {
+    tries=0
+    while [ $tries -lt 1000 ]; do
+        mask=$(awk '/^SigCgt/ { print $2 }' "/proc/$1/status" 2>/dev/null)
+        [ -n "$mask" ] && [ $((0x${mask#????????} & 0x4003)) -eq $((0x4003)) ] && return
+        tries=$((tries + 1))
+        sleep 0.01
+    done
+}
+
+# wait_for_line FILE REGEX TRIES PAUSE: waits until a line of FILE matches REGEX.
+wait_for_line() {
+    tries=0
+    while [ "$tries" -lt "$3" ] && ! grep -q "$2" "$1" 2>/dev/null; do
+        tries=$((tries + 1))
+        sleep "$4"
+    done
+}
+
 # Ends the script: 0 when every check passed.
 finish() {
     for report in "$work"/tsan.*; do
