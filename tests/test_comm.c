@@ -16,6 +16,7 @@
 #include "tests/unit.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +205,23 @@ static float msg_value(int k, size_t i)
     return (float)k + (float)i / 64.0f;
 }
 
+/* Set by the side of a pair that starts at once, just before its first transfer: the late
+ * side counts its delay from then, so that a thread scheduled late on a loaded machine cannot
+ * make the other side's wait vanish. */
+static atomic_int pair_started;
+
+/* Starts a side's transfers: the late one LATE_MS after the other side began. */
+static void start_side(int delay_ms)
+{
+    if (!delay_ms) {
+        atomic_store(&pair_started, 1);
+        return;
+    }
+    while (!atomic_load(&pair_started))
+        sleep_ms(1);
+    sleep_ms(delay_ms);
+}
+
 typedef struct link_side {
     dp_link *link;
     int messages;
@@ -219,8 +237,7 @@ static void *producer(void *arg)
 {
     link_side *p = arg;
     float src[SLOT_FLOATS];
-    if (p->delay_ms)
-        sleep_ms(p->delay_ms);
+    start_side(p->delay_ms);
     for (int k = 0; k < p->messages; k++) {
         size_t n = msg_len(k);
         for (size_t i = 0; i < n; i++)
@@ -238,8 +255,7 @@ static void *consumer(void *arg)
     link_side *c = arg;
     float dst[SLOT_FLOATS + 1];
     c->bad_message = -1;
-    if (c->delay_ms)
-        sleep_ms(c->delay_ms);
+    start_side(c->delay_ms);
     for (int k = 0; k < c->messages; k++) {
         for (size_t i = 0; i <= SLOT_FLOATS; i++)
             dst[i] = -2.0f;
@@ -272,6 +288,7 @@ static void run_pair(dp_link *l, int messages, int producer_delay_ms, int consum
 {
     *p = (link_side){ .link = l, .messages = messages, .delay_ms = producer_delay_ms };
     *c = (link_side){ .link = l, .messages = messages, .delay_ms = consumer_delay_ms };
+    atomic_store(&pair_started, producer_delay_ms && consumer_delay_ms); /* both late: no wait */
     pthread_t tp, tc;
     ck_assert_int_eq(pthread_create(&tc, NULL, consumer, c), 0);
     ck_assert_int_eq(pthread_create(&tp, NULL, producer, p), 0);
