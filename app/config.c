@@ -269,82 +269,112 @@ static int parse_float(const key *k, const char *text, double *out, char *why, s
     return 0;
 }
 
+/* A string key: its length, one INI line for what --print-config writes, and text that
+ * reads back; a layer list is stored in its own form. */
+static int set_string(char *field, const key *k, const char *text, char *why, size_t why_size)
+{
+    if (strlen(text) >= k->size) {
+        snprintf(why, why_size, "expected at most %zu characters", k->size - 1);
+        return -1;
+    }
+    /* What --print-config writes must read back: one line (the layer list wraps). */
+    if (k->offset != OFF(layers) && strlen(k->name) + strlen(text) + 4 > INI_MAX_LINE) {
+        snprintf(why, why_size, "expected at most %zu characters (an INI line holds %d)",
+                 (size_t)INI_MAX_LINE - 4 - strlen(k->name), INI_MAX_LINE - 1);
+        return -1;
+    }
+    if (!reads_back(k, text, why, why_size))
+        return -1;
+    if (k->offset == OFF(layers))
+        return set_layers(field, k->size, text, why, why_size);
+    memcpy(field, text, strlen(text) + 1);
+    return 0;
+}
+
+/* An int or long key: decimal, within the key's range. */
+static int set_whole_number(char *field, const key *k, const char *text, char *why,
+                            size_t why_size)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (end == text || *end || errno || v < k->min || v > k->max) {
+        char range[96];
+        describe_range(range, sizeof range, k, "a whole number");
+        snprintf(why, why_size, "expected %s", range);
+        return -1;
+    }
+    if (k->type == T_INT)
+        *(int *)field = (int)v;
+    else
+        *(long *)field = (long)v;
+    return 0;
+}
+
+/* A uint64_t key (the seed): any decimal from 0 to UINT64_MAX; strtoull's wrap of a minus
+ * sign is refused. */
+static int set_u64(char *field, const char *text, char *why, size_t why_size)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (text[0] == '-' || end == text || *end || errno) {
+        snprintf(why, why_size, "expected a whole number from 0 to %llu",
+                 (unsigned long long)UINT64_MAX);
+        return -1;
+    }
+    *(uint64_t *)field = v;
+    return 0;
+}
+
+static int set_bool(char *field, const char *text, char *why, size_t why_size)
+{
+    if (!strcmp(text, "true") || !strcmp(text, "yes") || !strcmp(text, "on") ||
+        !strcmp(text, "1")) {
+        *(bool *)field = true;
+        return 0;
+    }
+    if (!strcmp(text, "false") || !strcmp(text, "no") || !strcmp(text, "off") ||
+        !strcmp(text, "0")) {
+        *(bool *)field = false;
+        return 0;
+    }
+    snprintf(why, why_size, "expected true or false");
+    return -1;
+}
+
+/* An enum key: one of its words, stored as the word's index. */
+static int set_enum(char *field, const key *k, const char *text, char *why, size_t why_size)
+{
+    for (int i = 0; k->names[i]; i++)
+        if (!strcmp(text, k->names[i])) {
+            *(int *)field = i;
+            return 0;
+        }
+    char list[256];
+    join_names(list, sizeof list, k->names);
+    snprintf(why, why_size, "expected one of %s", list);
+    return -1;
+}
+
 /* Sets key k from text; on failure writes why and what the key accepts. */
 static int set_value(dp_config *c, const key *k, const char *text, char *why, size_t why_size)
 {
     char *field = (char *)c + k->offset;
-    char *end;
-    errno = 0;
     switch (k->type) {
     case T_STR:
-        if (strlen(text) >= k->size) {
-            snprintf(why, why_size, "expected at most %zu characters", k->size - 1);
-            return -1;
-        }
-        /* What --print-config writes must read back: one line (the layer list wraps). */
-        if (k->offset != OFF(layers) && strlen(k->name) + strlen(text) + 4 > INI_MAX_LINE) {
-            snprintf(why, why_size, "expected at most %zu characters (an INI line holds %d)",
-                     (size_t)INI_MAX_LINE - 4 - strlen(k->name), INI_MAX_LINE - 1);
-            return -1;
-        }
-        if (!reads_back(k, text, why, why_size))
-            return -1;
-        if (k->offset == OFF(layers))
-            return set_layers(field, k->size, text, why, why_size);
-        memcpy(field, text, strlen(text) + 1);
-        return 0;
+        return set_string(field, k, text, why, why_size);
     case T_INT:
-    case T_LONG: {
-        long long v = strtoll(text, &end, 10);
-        if (end == text || *end || errno || v < k->min || v > k->max) {
-            char range[96];
-            describe_range(range, sizeof range, k, "a whole number");
-            snprintf(why, why_size, "expected %s", range);
-            return -1;
-        }
-        if (k->type == T_INT)
-            *(int *)field = (int)v;
-        else
-            *(long *)field = (long)v;
-        return 0;
-    }
-    case T_U64: {
-        unsigned long long v = strtoull(text, &end, 10);
-        if (text[0] == '-' || end == text || *end || errno) {
-            snprintf(why, why_size, "expected a whole number from 0 to %llu",
-                     (unsigned long long)UINT64_MAX);
-            return -1;
-        }
-        *(uint64_t *)field = v;
-        return 0;
-    }
+    case T_LONG:
+        return set_whole_number(field, k, text, why, why_size);
+    case T_U64:
+        return set_u64(field, text, why, why_size);
     case T_DOUBLE:
         return parse_float(k, text, (double *)field, why, why_size);
     case T_BOOL:
-        if (!strcmp(text, "true") || !strcmp(text, "yes") || !strcmp(text, "on") ||
-            !strcmp(text, "1")) {
-            *(bool *)field = true;
-            return 0;
-        }
-        if (!strcmp(text, "false") || !strcmp(text, "no") || !strcmp(text, "off") ||
-            !strcmp(text, "0")) {
-            *(bool *)field = false;
-            return 0;
-        }
-        snprintf(why, why_size, "expected true or false");
-        return -1;
+        return set_bool(field, text, why, why_size);
     case T_ENUM:
-        for (int i = 0; k->names[i]; i++)
-            if (!strcmp(text, k->names[i])) {
-                *(int *)field = i;
-                return 0;
-            }
-        {
-            char list[256];
-            join_names(list, sizeof list, k->names);
-            snprintf(why, why_size, "expected one of %s", list);
-        }
-        return -1;
+        return set_enum(field, k, text, why, why_size);
     }
     return -1;
 }
@@ -423,77 +453,147 @@ static void reader_fail(reader *r, const char *fmt, const char *detail)
     dp_fail(r->err, fmt, r->name, r->line, detail);
 }
 
-/* inih's ini_reader: hands over one line and checks what inih would pass over silently. */
-static char *read_line(char *str, int num, void *stream)
+/* Copies the next line of r's file, '\n' included, into str (num bytes). Returns false at
+ * the end of the file. *refusal names why inih must not see the line, or stays NULL. */
+static bool take_file_line(reader *r, char *str, size_t num, const char **refusal)
 {
-    reader *r = stream;
     size_t n = 0;
-    if (r->file) {
-        int c = 0;
-        bool nul = false; /* fgets would end the line there, and the rest would vanish */
-        while (n + 1 < (size_t)num && c != '\n' && (c = getc(r->file)) != EOF) {
-            nul = nul || c == '\0';
-            str[n++] = (char)c;
-        }
-        if (n == 0)
-            return NULL;
-        str[n] = '\0';
-        if (nul) {
-            r->line++;
-            reader_fail(r, "%s:%d: %s", "a NUL byte: this is not a text file");
-            str[0] = '\0';
-            return str;
-        }
-        if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(r->file)) {
-            r->line++;
-            reader_fail(r, "%s:%d: %s", "line too long; continue a long value on indented lines");
-            int ch;
-            while ((ch = fgetc(r->file)) != EOF && ch != '\n')
-                ;
-            str[0] = '\0';
-            return str;
-        }
+    int c = 0;
+    bool nul = false; /* fgets would end the line there, and the rest would vanish */
+    while (n + 1 < num && c != '\n' && (c = getc(r->file)) != EOF) {
+        nul = nul || c == '\0';
+        str[n++] = (char)c;
+    }
+    if (n == 0)
+        return false;
+    str[n] = '\0';
+    if (nul) {
+        *refusal = "a NUL byte: this is not a text file";
+    } else if (n == num - 1 && str[n - 1] != '\n' && !feof(r->file)) {
+        *refusal = "line too long; continue a long value on indented lines";
+        int ch;
+        while ((ch = fgetc(r->file)) != EOF && ch != '\n')
+            ;
+    }
+    return true;
+}
+
+/* The same for a reader of a string: the line and a '\n' into str, and r->text past it. */
+static bool take_text_line(reader *r, char *str, size_t num, const char **refusal)
+{
+    if (!*r->text)
+        return false;
+    size_t len = strcspn(r->text, "\n");
+    if (len >= num - 1) {
+        *refusal = "line too long; continue a long value on indented lines";
     } else {
-        if (!*r->text)
-            return NULL;
-        size_t len = strcspn(r->text, "\n");
-        if (len >= (size_t)num - 1) {
-            r->line++;
-            reader_fail(r, "%s:%d: %s", "line too long; continue a long value on indented lines");
-            r->text += len + (r->text[len] == '\n');
-            str[0] = '\0';
-            return str;
-        }
         memcpy(str, r->text, len);
         str[len] = '\n';
         str[len + 1] = '\0';
-        r->text += len + (r->text[len] == '\n');
-        n = len + 1;
     }
-    r->line++;
-    const char *s = str;
+    r->text += len + (r->text[len] == '\n');
+    return true;
+}
+
+/* A line starting with '[': inih reports no section without keys, so every header is
+ * checked here. */
+static void check_header(reader *r, const char *s)
+{
+    r->last = NULL;
+    size_t len = strcspn(s + 1, "]");
+    if (s[1 + len] == ']' && !known_section(s + 1, len)) {
+        char list[160], msg[256];
+        join_names(list, sizeof list, sections);
+        snprintf(msg, sizeof msg, "unknown section [%.*s]; the sections are %s",
+                 (int)(len < 64 ? len : 64), s + 1, list);
+        reader_fail(r, "%s:%d: %s", msg);
+    }
+}
+
+/* Notes whether the line inih is about to handle continues a value, and checks a header. */
+static void note_line(reader *r, const char *line)
+{
+    const char *s = line;
     if (r->line == 1 && ini_allow_bom && !strncmp(s, "\xEF\xBB\xBF", 3))
         s += 3; /* inih skips a UTF-8 byte order mark too */
     r->continuation = *s == ' ' || *s == '\t';
     while (isspace((unsigned char)*s))
         s++;
-    /* inih reports no section without keys: check every header here. An indented line after
-     * a key is that key's continuation for inih, whatever it holds. */
-    if (*s == '[' && !(r->continuation && r->last)) {
-        r->last = NULL;
-        size_t len = strcspn(s + 1, "]");
-        if (s[1 + len] == ']' && !known_section(s + 1, len)) {
-            char list[160], msg[256];
-            join_names(list, sizeof list, sections);
-            snprintf(msg, sizeof msg, "unknown section [%.*s]; the sections are %s",
-                     (int)(len < 64 ? len : 64), s + 1, list);
-            reader_fail(r, "%s:%d: %s", msg);
-        }
+    /* An indented line after a key is that key's continuation for inih, whatever it holds. */
+    if (*s == '[' && !(r->continuation && r->last))
+        check_header(r, s);
+}
+
+/* inih's ini_reader: hands over one line and checks what inih would pass over silently. A
+ * refused line reaches inih empty. */
+static char *read_line(char *str, int num, void *stream)
+{
+    reader *r = stream;
+    const char *refusal = NULL;
+    bool got = r->file ? take_file_line(r, str, (size_t)num, &refusal)
+                       : take_text_line(r, str, (size_t)num, &refusal);
+    if (!got)
+        return NULL;
+    r->line++;
+    if (refusal) {
+        reader_fail(r, "%s:%d: %s", refusal);
+        str[0] = '\0';
+        return str;
     }
-    (void)n;
+    note_line(r, str);
     return str;
 }
 
+/* Records a problem on the current line and tells inih (through on_value) to go on. */
+static int refuse_value(reader *r, const char *detail)
+{
+    reader_fail(r, "%s:%d: %s", detail);
+    return 0;
+}
+
+/* An indented line continuing key k's value: only a layer list may, joined with a comma,
+ * then checked and stored as a whole; the origin stays the first line. */
+static int continue_value(reader *r, const key *k, const char *value)
+{
+    if (k->offset != OFF(layers))
+        return refuse_value(r, "only [model] layers may continue on indented lines");
+    size_t len = strlen(r->c->layers);
+    char *joined = malloc(len + strlen(value) + 3);
+    if (!joined)
+        return refuse_value(r, "out of memory");
+    sprintf(joined, "%s%s%s", r->c->layers, len && r->c->layers[len - 1] == ',' ? " " : ", ",
+            value);
+    char origin[sizeof r->c->origin[0]];
+    memcpy(origin, r->c->origin[k - keys], sizeof origin);
+    dp_err e;
+    int rc = assign(r->c, k, joined, origin, &e);
+    free(joined);
+    if (rc < 0)
+        return refuse_value(r, e.msg);
+    return 1;
+}
+
+/* Key k's value on a line of its own: refused if the file set k before. */
+static int first_value(reader *r, const key *k, const char *value)
+{
+    /* Recorded by the key's index, so the check never depends on how long a name is. */
+    int *set_at = &r->set_at[k - keys];
+    if (*set_at) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "[%s] %s is set twice (first at line %d); a key may appear "
+                                  "once", k->section, k->name, *set_at);
+        return refuse_value(r, msg);
+    }
+    *set_at = r->line;
+    char here[sizeof r->c->origin[0]];
+    snprintf(here, sizeof here, "%s:%d", r->name, r->line);
+    dp_err e;
+    if (assign(r->c, k, value, here, &e) < 0)
+        return refuse_value(r, e.msg);
+    return 1;
+}
+
+/* inih's handler of "name = value" (and of each indented line that continues it). */
 static int on_value(void *user, const char *section, const char *name, const char *value)
 {
     reader *r = user;
@@ -501,53 +601,12 @@ static int on_value(void *user, const char *section, const char *name, const cha
         return 1;
     dp_err e;
     const key *k = lookup(section, name, &e);
-    if (!k) {
-        reader_fail(r, "%s:%d: %s", e.msg);
-        return 0;
-    }
-    if (r->continuation && k == r->last) {
-        if (k->offset != OFF(layers)) {
-            reader_fail(r, "%s:%d: %s", "only [model] layers may continue on indented lines");
-            return 0;
-        }
-        /* A layer list continued on the next line: joined with a comma, then checked and
-         * stored as a whole; the origin stays the first line. */
-        size_t len = strlen(r->c->layers);
-        char *joined = malloc(len + strlen(value) + 3);
-        if (!joined) {
-            reader_fail(r, "%s:%d: %s", "out of memory");
-            return 0;
-        }
-        sprintf(joined, "%s%s%s", r->c->layers, len && r->c->layers[len - 1] == ',' ? " " : ", ",
-                value);
-        char origin[sizeof r->c->origin[0]];
-        memcpy(origin, r->c->origin[k - keys], sizeof origin);
-        int rc = assign(r->c, k, joined, origin, &e);
-        free(joined);
-        if (rc < 0) {
-            reader_fail(r, "%s:%d: %s", e.msg);
-            return 0;
-        }
-        return 1;
-    }
+    if (!k)
+        return refuse_value(r, e.msg);
+    if (r->continuation && k == r->last)
+        return continue_value(r, k, value);
     r->last = k;
-    /* Recorded by the key's index, so the check never depends on how long a name is. */
-    int *set_at = &r->set_at[k - keys];
-    if (*set_at) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "[%s] %s is set twice (first at line %d); a key may appear "
-                                  "once", section, name, *set_at);
-        reader_fail(r, "%s:%d: %s", msg);
-        return 0;
-    }
-    *set_at = r->line;
-    char here[sizeof r->c->origin[0]];
-    snprintf(here, sizeof here, "%s:%d", r->name, r->line);
-    if (assign(r->c, k, value, here, &e) < 0) {
-        reader_fail(r, "%s:%d: %s", e.msg);
-        return 0;
-    }
-    return 1;
+    return first_value(r, k, value);
 }
 
 int dp_config_load(dp_config *c, const char *path, const char *ini, const char *name,
