@@ -29,10 +29,7 @@ static const char *const precision_names[] = { "fp32", "tf32", NULL };
 static const char *const on_nan_names[] = { "stop", "skip", NULL };
 static const char *const data_kind_names[] = { "fashion-mnist", "mnist", "idx", "cifar10",
                                                "text", "synthetic", NULL };
-static const char *const optim_names[] = { "sgd", "adamw", NULL };
 static const char *const schedule_lr_names[] = { "constant", "cosine", NULL };
-static const char *const strategy_names[] = { "single", "dp", "pp", "hybrid", NULL };
-static const char *const schedule_names[] = { "gpipe", "1f1b", NULL };
 static const char *const balance_names[] = { "time", "flops", NULL };
 
 #define OFF(field) offsetof(dp_config, field)
@@ -65,7 +62,7 @@ static const key keys[] = {
     LONG("data", "test_samples", data.test_samples, 1, 1e9),
     STR("model", "layers", layers),
     ENUM("model", "objective", objective, dp_objective_names),
-    ENUM("optim", "kind", optim.kind, optim_names),
+    ENUM("optim", "kind", optim.kind, dp_optim_names),
     NUM("optim", "lr", optim.lr, 0, INFINITY, true, false),
     NUM("optim", "momentum", optim.momentum, 0, 1, false, false),
     BOOL("optim", "nesterov", optim.nesterov),
@@ -77,10 +74,10 @@ static const key keys[] = {
     ENUM("optim", "lr_schedule", optim.schedule, schedule_lr_names),
     NUM("optim", "clip", optim.clip, 0, INFINITY, false, false),
     STR("parallel", "devices", devices),
-    ENUM("parallel", "strategy", strategy, strategy_names),
+    ENUM("parallel", "strategy", strategy, dp_strategy_names),
     LONG("parallel", "stages", stages, 0, 1024),
     LONG("parallel", "microbatches", microbatches, 0, 1 << 16),
-    ENUM("parallel", "schedule", schedule, schedule_names),
+    ENUM("parallel", "schedule", schedule, dp_schedule_names),
     NUM("parallel", "bucket_mb", bucket_mb, 0, 1 << 16, true, false),
     ENUM("parallel", "balance", balance, balance_names),
     NUM("parallel", "watchdog", watchdog_s, 0, 1e9, false, false),

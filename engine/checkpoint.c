@@ -578,7 +578,6 @@ static int on_state(void *arg, const char *section, const char *name, const char
 static const char *mismatch(const dp_run_identity *c, const dp_run_identity *r, char *buf,
                             size_t size)
 {
-    static const char *const optims[] = { "sgd", "adamw" };
     if (c->layers_hash != r->layers_hash || c->inputs != r->inputs ||
         c->classes != r->classes || c->params != r->params)
         snprintf(buf, size, "it was written for another model ([model] layers, %d inputs, %d "
@@ -594,7 +593,7 @@ static const char *mismatch(const dp_run_identity *c, const dp_run_identity *r, 
     else if (c->optimizer != r->optimizer || c->state_slots != r->state_slots)
         snprintf(buf, size, "it was written with optimizer %s (%zu state values a parameter); "
                             "this run's [optim] has %s (%zu)",
-                 optims[c->optimizer & 1], c->state_slots, optims[r->optimizer & 1],
+                 dp_optim_names[c->optimizer & 1], c->state_slots, dp_optim_names[r->optimizer & 1],
                  r->state_slots);
     else if (c->processes != r->processes)
         snprintf(buf, size, "it was written by a run of %d process%s; this one has %d (start "

@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+const char *const dp_optim_names[] = { "sgd", "adamw", NULL };
+
 dp_optim_config dp_optim_defaults(void)
 {
     return (dp_optim_config){

@@ -9,6 +9,8 @@
 #include "engine/backend.h"
 
 typedef enum dp_optim_kind { DP_OPTIM_SGD, DP_OPTIM_ADAMW } dp_optim_kind;
+/* Their names ([optim] kind), indexed by dp_optim_kind, NULL-terminated. */
+extern const char *const dp_optim_names[];
 typedef enum dp_lr_schedule { DP_LR_CONSTANT, DP_LR_COSINE } dp_lr_schedule;
 
 typedef struct dp_optim_config {

@@ -6,23 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const strategy_names[] = { "single", "dp", "pp", "hybrid" };
-static const char *const schedule_names[] = { "gpipe", "1f1b" };
+const char *const dp_strategy_names[] = { "single", "dp", "pp", "hybrid", NULL };
+const char *const dp_schedule_names[] = { "gpipe", "1f1b", NULL };
 
 const char *dp_strategy_name(int strategy)
 {
-    return strategy_names[strategy];
+    return dp_strategy_names[strategy];
 }
 
 const char *dp_schedule_name(int schedule)
 {
-    return schedule_names[schedule];
+    return dp_schedule_names[schedule];
 }
 
 int dp_strategy_parse(const char *name)
 {
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(name, strategy_names[i]))
+    for (int i = 0; dp_strategy_names[i]; i++)
+        if (!strcmp(name, dp_strategy_names[i]))
             return i;
     return -1;
 }

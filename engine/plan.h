@@ -59,7 +59,10 @@ void dp_plan_describe(const dp_plan *p, char *buf, size_t size);
 int dp_split_rows(int rows, int parts, int i);
 int dp_split_start(int rows, int parts, int i);
 
-/* Names, and the parsed forms of "single|dp|pp|hybrid" and "gpipe|1f1b" (-1 if unknown). */
+/* Names, and the parsed forms of "single|dp|pp|hybrid" and "gpipe|1f1b" (-1 if unknown). The
+ * lists are indexed by dp_strategy and dp_schedule, and NULL-terminated. */
+extern const char *const dp_strategy_names[];
+extern const char *const dp_schedule_names[];
 const char *dp_strategy_name(int strategy);
 const char *dp_schedule_name(int schedule);
 int dp_strategy_parse(const char *name);
