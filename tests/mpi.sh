@@ -100,7 +100,7 @@ expect_exit 2 "written by a run of 2 processes; this one has 1 \(start it with m
 mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
     --steps 1000000 --checkpoint-dir "$work/ck-int" >"$work/int.out" 2>&1 &
 launcher=$!
-sleep 2
+wait_for_line "$work/int.out" '^step ' 6000 0.01 # training has begun (60 s at most)
 kill -INT "$(pgrep -f "^$DPMPTOP --headless -c $work/run.ini" | tail -n 1)"
 wait "$launcher"
 rc=$?
@@ -112,7 +112,7 @@ ls "$work/ck-int" 2>/dev/null | grep -q '^step-' || fail "SIGINT to a rank: no c
 mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
     --steps 1000000 >"$work/kill.out" 2>&1 &
 launcher=$!
-sleep 2
+wait_for_line "$work/kill.out" '^step ' 6000 0.01 # training has begun (60 s at most)
 victim=$(pgrep -f "^$DPMPTOP --headless -c $work/run.ini" | tail -n 1) # a rank, not mpirun
 if [ -z "$victim" ]; then
     fail "no rank to kill (the run ended early?): $(tail -n 3 "$work/kill.out")"
@@ -132,7 +132,7 @@ fi
 mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
     --steps 1000000 --set parallel.watchdog=3 >"$work/stop.out" 2>&1 &
 launcher=$!
-sleep 2
+wait_for_line "$work/stop.out" '^step ' 6000 0.01 # training has begun (60 s at most)
 victim=$(pgrep -f "^$DPMPTOP --headless -c $work/run.ini" | tail -n 1)
 if [ -z "$victim" ]; then
     fail "no rank to stop (the run ended early?): $(tail -n 3 "$work/stop.out")"
