@@ -175,7 +175,9 @@ int dp_run_id_new(char *run, dp_err *err)
     return 0;
 }
 
-int dp_checkpoint_prepare(const char *dir, const char *run, long resumed_step, dp_err *err)
+/* Makes dir when it is not there and checks that it is a directory a checkpoint can be written
+ * into. Returns an open descriptor of it, or -1 (reported). */
+static int open_writable_dir(const char *dir, dp_err *err)
 {
     if (!dir[0] || strlen(dir) > 4000)
         return dp_fail(err, "checkpoint.dir \"%s\": %s", dir,
@@ -198,11 +200,18 @@ int dp_checkpoint_prepare(const char *dir, const char *run, long resumed_step, d
         return dp_fail(err, "checkpoint.dir %s: cannot write there: %s", dir, strerror(e));
     }
     unlinkat(dirfd, probe, AT_REMOVEDIR);
-    /* what stands in the way: for a new run every step-*, for a resumed one those after its
-     * step that are not its own (it may write those steps) */
-    char blocking[300] = "";
+    return dirfd;
+}
+
+/* The entries of dirfd that stand in the way of a run: for a new run (run NULL) every step-*,
+ * for a resumed one those after its step that are not its own (it may write those steps).
+ * Names the first three, with why, in blocking; says whether all are complete checkpoints.
+ * Returns how many there are. */
+static int find_blocking(int dirfd, const char *run, long resumed_step, char *blocking,
+                         size_t size, bool *all_checkpoints)
+{
     int n_blocking = 0;
-    bool all_checkpoints = true;
+    *all_checkpoints = true;
     DIR *d = fdopendir(dup(dirfd));
     struct dirent *e;
     while (d && (e = readdir(d))) {
@@ -213,16 +222,28 @@ int dp_checkpoint_prepare(const char *dir, const char *run, long resumed_step, d
         entry_kind kind = inspect(dirfd, e->d_name, id, &step, why, sizeof why);
         if (run && kind == ENTRY_COMPLETE && !strcmp(id, run))
             continue;
-        all_checkpoints &= kind == ENTRY_COMPLETE;
+        *all_checkpoints &= kind == ENTRY_COMPLETE;
         if (kind == ENTRY_COMPLETE)
             snprintf(why, sizeof why, "%s%s", id[0] ? "run " : "written before run ids", id);
         size_t used = strlen(blocking);
         if (n_blocking++ < 3)
-            snprintf(blocking + used, sizeof blocking - used, "%s%s (%s)", used ? ", " : "",
-                     e->d_name, why);
+            snprintf(blocking + used, size - used, "%s%s (%s)", used ? ", " : "", e->d_name,
+                     why);
     }
     if (d)
         closedir(d);
+    return n_blocking;
+}
+
+int dp_checkpoint_prepare(const char *dir, const char *run, long resumed_step, dp_err *err)
+{
+    int dirfd = open_writable_dir(dir, err);
+    if (dirfd < 0)
+        return -1;
+    char blocking[300] = "";
+    bool all_checkpoints;
+    int n_blocking = find_blocking(dirfd, run, resumed_step, blocking, sizeof blocking,
+                                   &all_checkpoints);
     close(dirfd);
     if (!n_blocking)
         return 0;
@@ -416,6 +437,49 @@ int dp_checkpoint_write(const char *dir, long keep, const dp_model *m,
 
 /* ---- finding ---- */
 
+/* The newest complete checkpoint of the listing d of dirfd (its step, or -1 when none), and the
+ * steps of the step-* entries passed over as not complete (a malloc'd array of *n_passed). */
+static long newest_complete(DIR *d, int dirfd, long **passed, size_t *n_passed)
+{
+    long best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long named = step_of(e->d_name), step;
+        char id[DP_RUN_ID_SIZE], why[128];
+        if (named < 0)
+            continue;
+        if (inspect(dirfd, e->d_name, id, &step, why, sizeof why) == ENTRY_COMPLETE &&
+            step == named) {
+            best = named > best ? named : best;
+            continue;
+        }
+        long *grown = realloc(*passed, (*n_passed + 1) * sizeof **passed);
+        if (grown) {
+            *passed = grown;
+            (*passed)[(*n_passed)++] = named;
+        }
+    }
+    return best;
+}
+
+/* Says in notes, a line each, which entries newer than the checkpoint found were passed over,
+ * and why. */
+static void note_passed_over(const char *dir, int dirfd, const long *passed, size_t n_passed,
+                             long best, char *notes, size_t notes_size)
+{
+    for (size_t i = 0; i < n_passed; i++) {
+        char name[64], why[128], id[DP_RUN_ID_SIZE];
+        long step;
+        if (passed[i] < best)
+            continue;
+        snprintf(name, sizeof name, PREFIX "%08ld", passed[i]);
+        if (inspect(dirfd, name, id, &step, why, sizeof why) == ENTRY_COMPLETE)
+            snprintf(why, sizeof why, "damaged: its state.ini says step %ld", step);
+        size_t used = strlen(notes);
+        snprintf(notes + used, notes_size - used, "%s/%s: %s; passed over\n", dir, name, why);
+    }
+}
+
 int dp_checkpoint_find(const char *dir, char *path, size_t size, char *notes,
                        size_t notes_size, dp_err *err)
 {
@@ -437,37 +501,11 @@ int dp_checkpoint_find(const char *dir, char *path, size_t size, char *notes,
             close(dirfd);
         return dp_fail(err, "--resume %s: %s", dir, strerror(e));
     }
-    long best = -1, *passed = NULL;
+    long *passed = NULL;
     size_t n_passed = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        long named = step_of(e->d_name), step;
-        char id[DP_RUN_ID_SIZE], why[128];
-        if (named < 0)
-            continue;
-        if (inspect(dirfd, e->d_name, id, &step, why, sizeof why) == ENTRY_COMPLETE &&
-            step == named) {
-            best = named > best ? named : best;
-            continue;
-        }
-        long *grown = realloc(passed, (n_passed + 1) * sizeof *passed);
-        if (grown) {
-            passed = grown;
-            passed[n_passed++] = named;
-        }
-    }
+    long best = newest_complete(d, dirfd, &passed, &n_passed);
     closedir(d);
-    for (size_t i = 0; i < n_passed; i++) { /* say which newer ones were passed over */
-        char name[64], why[128], id[DP_RUN_ID_SIZE];
-        long step;
-        if (passed[i] < best)
-            continue;
-        snprintf(name, sizeof name, PREFIX "%08ld", passed[i]);
-        if (inspect(dirfd, name, id, &step, why, sizeof why) == ENTRY_COMPLETE)
-            snprintf(why, sizeof why, "damaged: its state.ini says step %ld", step);
-        size_t used = strlen(notes);
-        snprintf(notes + used, notes_size - used, "%s/%s: %s; passed over\n", dir, name, why);
-    }
+    note_passed_over(dir, dirfd, passed, n_passed, best, notes, notes_size);
     free(passed);
     close(dirfd);
     if (best < 0)
@@ -499,10 +537,9 @@ static bool parse_number(const char *v, int base, unsigned long long max, unsign
     return true;
 }
 
-/* inih handler: every key of [state] and [identity], each checked; others are ignored. */
-static int on_state(void *arg, const char *section, const char *name, const char *value)
+/* The key of state.ini's [section] name, or -1 for a key this build does not read. */
+static int key_of(const char *section, const char *name)
 {
-    parsed *p = arg;
     static const struct {
         const char *section, *name;
         int key;
@@ -521,10 +558,46 @@ static int on_state(void *arg, const char *section, const char *name, const char
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strcmp(section, keys[i].section) && !strcmp(name, keys[i].name))
             key = keys[i].key;
-    if (key < 0)
-        return 1;
+    return key;
+}
+
+/* Stores a decimal count (the value of any key but the plan, data, run, hash and seed), checked
+ * against the largest it can be; whether it is one. */
+static bool store_count(parsed *p, int key, const char *value)
+{
     unsigned long long x = 0;
     const unsigned long long big = 1ull << 62, small = 1u << 30;
+    bool ok = parse_number(value, 10, key == K_FORMAT || key == K_INPUTS || key == K_CLASSES ||
+                                              key == K_BATCH || key == K_OPTIM ||
+                                              key == K_SLOTS || key == K_PROCESSES
+                                          ? small
+                                          : big,
+                           &x);
+    switch (key) {
+    case K_FORMAT: p->format = (int)x; break;
+    case K_STEP: p->ts.step = (long)x; break;
+    case K_UPDATES: p->ts.updates = (long)x; break;
+    case K_EPOCH: p->ts.epoch = (long)x; break;
+    case K_POSITION: p->ts.position = (long)x; break;
+    case K_INPUTS: p->id.inputs = (int)x; break;
+    case K_CLASSES: p->id.classes = (int)x; break;
+    case K_PARAMS: p->id.params = (size_t)x; break;
+    case K_SAMPLES: p->id.samples = (long)x; break;
+    case K_BATCH: p->id.batch = (int)x; break;
+    case K_OPTIM: p->id.optimizer = (int)x; break;
+    case K_SLOTS: p->id.state_slots = (size_t)x; break;
+    case K_PROCESSES:
+        p->id.processes = (int)x;
+        ok = ok && x >= 1;
+        break;
+    }
+    return ok;
+}
+
+/* Stores the value of key into p; whether it is a valid one. */
+static bool store_value(parsed *p, int key, const char *value)
+{
+    unsigned long long x = 0;
     bool ok = true;
     switch (key) {
     case K_PLAN: snprintf(p->ts.plan, sizeof p->ts.plan, "%s", value); break;
@@ -543,32 +616,19 @@ static int on_state(void *arg, const char *section, const char *name, const char
         p->id.seed = x;
         break;
     default:
-        ok = parse_number(value, 10, key == K_FORMAT || key == K_INPUTS || key == K_CLASSES ||
-                                         key == K_BATCH || key == K_OPTIM || key == K_SLOTS ||
-                                         key == K_PROCESSES
-                                     ? small
-                                     : big,
-                          &x);
-        switch (key) {
-        case K_FORMAT: p->format = (int)x; break;
-        case K_STEP: p->ts.step = (long)x; break;
-        case K_UPDATES: p->ts.updates = (long)x; break;
-        case K_EPOCH: p->ts.epoch = (long)x; break;
-        case K_POSITION: p->ts.position = (long)x; break;
-        case K_INPUTS: p->id.inputs = (int)x; break;
-        case K_CLASSES: p->id.classes = (int)x; break;
-        case K_PARAMS: p->id.params = (size_t)x; break;
-        case K_SAMPLES: p->id.samples = (long)x; break;
-        case K_BATCH: p->id.batch = (int)x; break;
-        case K_OPTIM: p->id.optimizer = (int)x; break;
-        case K_SLOTS: p->id.state_slots = (size_t)x; break;
-        case K_PROCESSES:
-            p->id.processes = (int)x;
-            ok = ok && x >= 1;
-            break;
-        }
+        ok = store_count(p, key, value);
     }
-    if (!ok)
+    return ok;
+}
+
+/* inih handler: every key of [state] and [identity], each checked; others are ignored. */
+static int on_state(void *arg, const char *section, const char *name, const char *value)
+{
+    parsed *p = arg;
+    int key = key_of(section, name);
+    if (key < 0)
+        return 1;
+    if (!store_value(p, key, value))
         return 0; /* an error: ini_parse reports the line */
     p->seen |= 1u << key;
     return 1;

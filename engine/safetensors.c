@@ -340,9 +340,10 @@ static int check_finite(const float *v, const dp_model_tensor *t, const char *wh
                    what, t->name, isnan(v[i]) ? "NaN" : v[i] > 0 ? "+Inf" : "-Inf", i, at);
 }
 
-static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
-                         const dp_model *m, int n_slots, const char *const *slots, float *host,
-                         dp_err *err)
+/* Reads the header's length from the first 8 bytes (little-endian) and checks that the header
+ * fits the format's limit and the file. */
+static int read_header_len(const unsigned char *buf, size_t len, const char *what,
+                           uint64_t *hlen_out, dp_err *err)
 {
     if (len < 8)
         return dp_fail(err, "%s: not a safetensors file (only %zu bytes)", what, len);
@@ -357,8 +358,150 @@ static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
         return dp_fail(err, "%s: not a safetensors file (header length %" PRIu64
                             " does not fit in %zu bytes)",
                        what, hlen, len);
+    *hlen_out = hlen;
+    return 0;
+}
+
+/* What reading a header learns, checked against the model's tensors t[0..n). */
+typedef struct header_scan {
+    const char *what;
+    const unsigned char *buf; /* the file, for the byte offsets in messages */
+    size_t data_len;          /* bytes after the header */
+    const dp_model_tensor *t;
+    int n;
+    bool *seen; /* seen[k]: the header named t[k] */
+    span *sp;   /* sp[0..found): the entries read so far, in the header's order */
+    int found;
+} header_scan;
+
+/* The index of the model's tensor called name, or -1 (reported) when the file's entry for it
+ * is unknown or repeated; marks it seen. */
+static int claim_tensor(header_scan *hs, const char *name, dp_err *err)
+{
+    int k = 0;
+    while (k < hs->n && strcmp(hs->t[k].name, name))
+        k++;
+    if (k == hs->n)
+        return dp_fail(err, "%s: tensor \"%s\" is not part of this model (its layers give "
+                            "%d tensors, %s first)",
+                       hs->what, name, hs->n, hs->n ? hs->t[0].name : "none");
+    if (hs->seen[k])
+        return dp_fail(err, "%s: tensor \"%s\" appears twice", hs->what, name);
+    hs->seen[k] = true;
+    hs->found++;
+    return k;
+}
+
+/* Checks an entry's dtype, shape and data offsets against the model's tensor info. */
+static int check_entry(const header_scan *hs, const char *name, const entry *e,
+                       const dp_tensor_info *info, dp_err *err)
+{
+    if (strcmp(e->dtype, "F32"))
+        return dp_fail(err, "%s: tensor \"%s\" is %s; dpmptop reads F32 (save with "
+                            "model.float())",
+                       hs->what, name, e->dtype);
+    bool same = e->ndim == info->ndim;
+    for (int d = 0; same && d < e->ndim; d++)
+        same = e->shape[d] == (uint64_t)info->shape[d];
+    if (!same) {
+        char got[96], want[96];
+        uint64_t ws[DP_MAX_DIMS];
+        for (int d = 0; d < info->ndim; d++)
+            ws[d] = (uint64_t)info->shape[d];
+        shape_text(got, sizeof got, e->ndim, e->shape);
+        shape_text(want, sizeof want, info->ndim, ws);
+        return dp_fail(err, "%s: tensor \"%s\" has shape %s but the model needs %s; check "
+                            "[model] layers",
+                       hs->what, name, got, want);
+    }
+    if (e->begin > e->end || e->end > hs->data_len ||
+        e->end - e->begin != info->count * sizeof(float))
+        return dp_fail(err, "%s: tensor \"%s\": data_offsets [%" PRIu64 ", %" PRIu64
+                            "] do not hold %zu floats inside the %zu data bytes",
+                       hs->what, name, e->begin, e->end, info->count, hs->data_len);
+    return 0;
+}
+
+/* Reads one "name": value member of the header; the metadata is skipped, a tensor's entry is
+ * checked and recorded. */
+static int read_member(header_scan *hs, json *j, dp_err *err)
+{
+    char name[128];
+    if (!read_string(j, name, sizeof name) || !eat(j, ':'))
+        return dp_fail(err, "%s: malformed safetensors header near byte %td", hs->what,
+                       j->p - (const char *)hs->buf);
+    if (!strcmp(name, "__metadata__")) {
+        if (!skip_value(j, 8))
+            return dp_fail(err, "%s: malformed __metadata__ in the header", hs->what);
+        return 0;
+    }
+    entry e = { 0 };
+    if (!read_entry(j, &e))
+        return dp_fail(err, "%s: tensor \"%s\": malformed entry (needs dtype, shape and "
+                            "data_offsets)",
+                       hs->what, name);
+    int k = claim_tensor(hs, name, err);
+    if (k < 0 || check_entry(hs, name, &e, &hs->t[k].info, err) < 0)
+        return -1;
+    hs->sp[hs->found - 1] = (span){ e.begin, e.end, k };
+    return 0;
+}
+
+/* Reads the header's JSON object (and its padding), member by member. */
+static int read_header(header_scan *hs, json *j, dp_err *err)
+{
+    if (!eat(j, '{'))
+        return dp_fail(err, "%s: the safetensors header is not a JSON object", hs->what);
+    if (!eat(j, '}')) {
+        do {
+            if (read_member(hs, j, err) < 0)
+                return -1;
+        } while (eat(j, ','));
+        if (!eat(j, '}'))
+            return dp_fail(err, "%s: malformed safetensors header near byte %td", hs->what,
+                           j->p - (const char *)hs->buf);
+    }
+    skip_ws(j); /* the format pads the header with spaces, and allows nothing else */
+    if (j->p != j->end)
+        return dp_fail(err, "%s: unexpected bytes after the safetensors header's JSON object",
+                       hs->what);
+    return 0;
+}
+
+/* Refuses a header that leaves out one of the model's tensors, naming the first missing. */
+static int check_all_found(const header_scan *hs, dp_err *err)
+{
+    if (hs->found == hs->n)
+        return 0;
+    int k = 0;
+    while (hs->seen[k])
+        k++;
+    return dp_fail(err, "%s: tensor \"%s\" is missing (the file has %d of the model's %d "
+                        "tensors); check [model] layers",
+                   hs->what, hs->t[k].name, hs->found, hs->n);
+}
+
+/* Copies each tensor's data (spans sorted by offset) into host, checking it is finite. */
+static int copy_tensors(const header_scan *hs, const unsigned char *data, float *host,
+                        dp_err *err)
+{
+    for (int i = 0; i < hs->n; i++) {
+        const dp_model_tensor *tk = &hs->t[hs->sp[i].k];
+        memcpy(host + tk->info.offset, data + hs->sp[i].begin, tk->info.count * sizeof(float));
+        if (check_finite(host + tk->info.offset, tk, hs->what, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
+                         const dp_model *m, int n_slots, const char *const *slots, float *host,
+                         dp_err *err)
+{
+    uint64_t hlen = 0;
+    if (read_header_len(buf, len, what, &hlen, err) < 0)
+        return -1;
     const unsigned char *data = buf + 8 + hlen;
-    size_t data_len = len - 8 - (size_t)hlen;
 
     int n = 0;
     dp_model_tensor *t = list_tensors(m, n_slots, slots, &n);
@@ -369,109 +512,12 @@ static int parse_tensors(const unsigned char *buf, size_t len, const char *what,
         dp_fail(err, "%s: out of memory", what);
         goto done;
     }
-
+    header_scan hs = { what, buf, len - 8 - (size_t)hlen, t, n, seen, sp, 0 };
     json j = { (const char *)buf + 8, (const char *)buf + 8 + hlen };
-    if (!eat(&j, '{')) {
-        dp_fail(err, "%s: the safetensors header is not a JSON object", what);
+    if (read_header(&hs, &j, err) < 0 || check_all_found(&hs, err) < 0 ||
+        check_spans(sp, n, hs.data_len, t, what, err) < 0 ||
+        copy_tensors(&hs, data, host, err) < 0)
         goto done;
-    }
-    int found = 0;
-    if (!eat(&j, '}')) {
-        do {
-            char name[128];
-            if (!read_string(&j, name, sizeof name) || !eat(&j, ':')) {
-                dp_fail(err, "%s: malformed safetensors header near byte %td", what,
-                        j.p - (const char *)buf);
-                goto done;
-            }
-            if (!strcmp(name, "__metadata__")) {
-                if (!skip_value(&j, 8)) {
-                    dp_fail(err, "%s: malformed __metadata__ in the header", what);
-                    goto done;
-                }
-                continue;
-            }
-            entry e = { 0 };
-            if (!read_entry(&j, &e)) {
-                dp_fail(err, "%s: tensor \"%s\": malformed entry (needs dtype, shape and "
-                             "data_offsets)",
-                        what, name);
-                goto done;
-            }
-            int k = 0;
-            while (k < n && strcmp(t[k].name, name))
-                k++;
-            if (k == n) {
-                dp_fail(err, "%s: tensor \"%s\" is not part of this model (its layers give "
-                             "%d tensors, %s first)",
-                        what, name, n, n ? t[0].name : "none");
-                goto done;
-            }
-            if (seen[k]) {
-                dp_fail(err, "%s: tensor \"%s\" appears twice", what, name);
-                goto done;
-            }
-            seen[k] = true;
-            found++;
-            if (strcmp(e.dtype, "F32")) {
-                dp_fail(err, "%s: tensor \"%s\" is %s; dpmptop reads F32 (save with "
-                             "model.float())",
-                        what, name, e.dtype);
-                goto done;
-            }
-            const dp_tensor_info *info = &t[k].info;
-            bool same = e.ndim == info->ndim;
-            for (int d = 0; same && d < e.ndim; d++)
-                same = e.shape[d] == (uint64_t)info->shape[d];
-            if (!same) {
-                char got[96], want[96];
-                uint64_t ws[DP_MAX_DIMS];
-                for (int d = 0; d < info->ndim; d++)
-                    ws[d] = (uint64_t)info->shape[d];
-                shape_text(got, sizeof got, e.ndim, e.shape);
-                shape_text(want, sizeof want, info->ndim, ws);
-                dp_fail(err, "%s: tensor \"%s\" has shape %s but the model needs %s; check "
-                             "[model] layers",
-                        what, name, got, want);
-                goto done;
-            }
-            if (e.begin > e.end || e.end > data_len ||
-                e.end - e.begin != info->count * sizeof(float)) {
-                dp_fail(err, "%s: tensor \"%s\": data_offsets [%" PRIu64 ", %" PRIu64
-                             "] do not hold %zu floats inside the %zu data bytes",
-                        what, name, e.begin, e.end, info->count, data_len);
-                goto done;
-            }
-            sp[found - 1] = (span){ e.begin, e.end, k };
-        } while (eat(&j, ','));
-        if (!eat(&j, '}')) {
-            dp_fail(err, "%s: malformed safetensors header near byte %td", what,
-                    j.p - (const char *)buf);
-            goto done;
-        }
-    }
-    skip_ws(&j); /* the format pads the header with spaces, and allows nothing else */
-    if (j.p != j.end) {
-        dp_fail(err, "%s: unexpected bytes after the safetensors header's JSON object", what);
-        goto done;
-    }
-    if (found < n) {
-        int k = 0;
-        while (seen[k])
-            k++;
-        dp_fail(err, "%s: tensor \"%s\" is missing (the file has %d of the model's %d "
-                     "tensors); check [model] layers",
-                what, t[k].name, found, n);
-        goto done;
-    }
-    if (check_spans(sp, n, data_len, t, what, err) < 0)
-        goto done;
-    for (int i = 0; i < n; i++) {
-        const dp_model_tensor *tk = &t[sp[i].k];
-        memcpy(host + tk->info.offset, data + sp[i].begin, tk->info.count * sizeof(float));
-        if (check_finite(host + tk->info.offset, tk, what, err) < 0)
-            goto done;
-    }
     rc = 0;
 done:
     free(t);

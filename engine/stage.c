@@ -34,8 +34,16 @@ static int boundary_width(const dp_stage *s, int b)
     return b == 0 ? s->model->layers[s->first].in : s->model->layers[s->first + b - 1].out;
 }
 
-int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int last,
-                    int max_rows, int slots, const dp_optim_config *oc, dp_err *err)
+/* The sizes of the parts of the activation allocation that are not per slot. */
+typedef struct act_layout {
+    size_t dgrad_bytes;   /* each of the two gradient buffers */
+    size_t labels_bytes;  /* each slot's labels */
+    size_t scratch_bytes; /* the layers' shared scratch */
+} act_layout;
+
+/* Sets the stage's fields that follow from its arguments alone. */
+static void set_stage_fields(dp_stage *s, const dp_model *m, dp_device *d, int first, int last,
+                             int max_rows, int slots, const dp_optim_config *oc)
 {
     memset(s, 0, sizeof *s);
     s->model = m;
@@ -48,99 +56,151 @@ int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int
     s->n_params = (last < m->n_layers ? m->layers[last].param_offset : m->n_params) -
                   s->param_offset;
     s->state_per_param = dp_optim_state_per_param(oc);
+}
 
-    int n_bound = last - first + 1;
-    s->acts = calloc((size_t)slots * n_bound, sizeof *s->acts);
-    s->saved = calloc((size_t)slots * (last - first), sizeof *s->saved);
-    s->keys = calloc((size_t)slots, sizeof *s->keys);
-    s->training = calloc((size_t)slots, sizeof *s->training);
+/* The host tables of pointers into the activation allocation, and each slot's step key. */
+static int alloc_host_tables(dp_stage *s, dp_err *err)
+{
+    int n_bound = s->last - s->first + 1;
+    s->acts = calloc((size_t)s->slots * n_bound, sizeof *s->acts);
+    s->saved = calloc((size_t)s->slots * (s->last - s->first), sizeof *s->saved);
+    s->keys = calloc((size_t)s->slots, sizeof *s->keys);
+    s->training = calloc((size_t)s->slots, sizeof *s->training);
     if (!s->acts || !s->saved || !s->keys || !s->training)
         return dp_fail(err, "out of host memory");
+    return 0;
+}
 
-    /* Carve the activation allocation: each slot's boundaries, two gradient buffers, each
-     * slot's labels, the stats. */
+/* Sizes the activation allocation: each slot's boundaries, two gradient buffers, each slot's
+ * labels, the stats. Sets slot_bytes and act_bytes. */
+static void plan_activations(dp_stage *s, act_layout *lay)
+{
+    const dp_model *m = s->model;
+    size_t rows = (size_t)s->max_rows;
     size_t widest = 0;
-    for (int b = 0; b < n_bound; b++) {
+    for (int b = 0; b < s->last - s->first + 1; b++) {
         size_t w = (size_t)boundary_width(s, b);
         widest = w > widest ? w : widest;
-        if (b == 0 || !relu_in_place(s, first + b - 1))
-            s->slot_bytes += align64((size_t)max_rows * w * sizeof(float));
+        if (b == 0 || !relu_in_place(s, s->first + b - 1))
+            s->slot_bytes += align64(rows * w * sizeof(float));
     }
     size_t scratch = 0;
-    for (int i = first; i < last; i++) {
+    for (int i = s->first; i < s->last; i++) {
         const dp_layer *l = &m->layers[i];
-        s->slot_bytes += align64((size_t)max_rows * l->saved * sizeof(float));
-        size_t need = l->ops->scratch ? l->ops->scratch(l, max_rows) : 0;
+        s->slot_bytes += align64(rows * l->saved * sizeof(float));
+        size_t need = l->ops->scratch ? l->ops->scratch(l, s->max_rows) : 0;
         scratch = need > scratch ? need : scratch;
     }
-    size_t dgrad_bytes = align64((size_t)max_rows * widest * sizeof(float));
-    size_t labels_bytes = align64((size_t)max_rows * m->targets * sizeof(int32_t));
-    size_t scratch_bytes = align64(scratch * sizeof(float));
-    s->act_bytes = (size_t)slots * (s->slot_bytes + labels_bytes) + 2 * dgrad_bytes +
-                   scratch_bytes + 64;
+    lay->dgrad_bytes = align64(rows * widest * sizeof(float));
+    lay->labels_bytes = align64(rows * m->targets * sizeof(int32_t));
+    lay->scratch_bytes = align64(scratch * sizeof(float));
+    s->act_bytes = (size_t)s->slots * (s->slot_bytes + lay->labels_bytes) +
+                   2 * lay->dgrad_bytes + lay->scratch_bytes + 64;
+}
 
-    const char *split = "; split the layers across devices with pipeline parallelism "
-                        "(--strategy pp), or use a smaller model";
+/* Parameters, gradients and (zeroed) optimizer state on the device, in that order. */
+static int alloc_weights(dp_stage *s, dp_err *err)
+{
+    dp_device *d = s->dev;
     s->params = dp_device_alloc(d, s->n_params * sizeof(float), "parameters", err);
     if (!s->params)
-        goto fail_with_advice;
+        return -1;
     s->grads = dp_device_alloc(d, s->n_params * sizeof(float), "gradients", err);
     if (!s->grads)
-        goto fail_with_advice;
+        return -1;
     if (s->state_per_param) {
         size_t bytes = s->n_params * s->state_per_param * sizeof(float);
         s->opt_state = dp_device_alloc(d, bytes, "optimizer state", err);
         if (!s->opt_state)
-            goto fail_with_advice;
+            return -1;
         d->be->zero(d, s->opt_state, bytes);
     }
-    s->act_block = dp_device_alloc(d, s->act_bytes, "activations", err);
-    if (!s->act_block) { /* what would fit: rows of a micro-batch, from the bytes a row takes */
-        size_t per_row = s->act_bytes / (size_t)(max_rows > 0 ? max_rows : 1);
-        size_t left = d->mem_total > d->mem_held ? d->mem_total - d->mem_held : 0;
-        size_t fit = per_row ? left / per_row * 9 / 10 : 0; /* a tenth left for the rest */
-        char room[160];
-        if (fit < (size_t)max_rows)
-            snprintf(room, sizeof room, "about %zu rows would fit", fit);
-        else /* the device has the room: something else limits this process */
-            snprintf(room, sizeof room, "the device has room, so a limit on this process "
-                                        "(ulimit -v, a cgroup) may be the cause");
-        dp_fail(err, "%s: out of memory for the activations of micro-batches of %d rows "
-                     "(%zu bytes, %zu a row; %zu bytes held of %zu); %s: use a smaller "
-                     "[data] batch, more [parallel] microbatches (fewer rows each), or "
-                     "pipeline parallelism (--strategy pp) so that each device holds fewer "
-                     "layers",
-                d->name, max_rows, s->act_bytes, per_row, d->mem_held, d->mem_total, room);
-        goto fail;
-    }
+    return 0;
+}
+
+/* Appends to a failed weights allocation's message the way out: fewer layers a device. */
+static void advise_split(dp_err *err)
+{
+    const char *split = "; split the layers across devices with pipeline parallelism "
+                        "(--strategy pp), or use a smaller model";
+    if (strlen(err->msg) + strlen(split) < sizeof err->msg)
+        strcat(err->msg, split);
+}
+
+/* Replaces the message of a failed activations allocation with one that says what would fit:
+ * rows of a micro-batch, from the bytes a row takes. */
+static int fail_activations(const dp_stage *s, dp_err *err)
+{
+    const dp_device *d = s->dev;
+    int max_rows = s->max_rows;
+    size_t per_row = s->act_bytes / (size_t)(max_rows > 0 ? max_rows : 1);
+    size_t left = d->mem_total > d->mem_held ? d->mem_total - d->mem_held : 0;
+    size_t fit = per_row ? left / per_row * 9 / 10 : 0; /* a tenth left for the rest */
+    char room[160];
+    if (fit < (size_t)max_rows)
+        snprintf(room, sizeof room, "about %zu rows would fit", fit);
+    else /* the device has the room: something else limits this process */
+        snprintf(room, sizeof room, "the device has room, so a limit on this process "
+                                    "(ulimit -v, a cgroup) may be the cause");
+    return dp_fail(err, "%s: out of memory for the activations of micro-batches of %d rows "
+                        "(%zu bytes, %zu a row; %zu bytes held of %zu); %s: use a smaller "
+                        "[data] batch, more [parallel] microbatches (fewer rows each), or "
+                        "pipeline parallelism (--strategy pp) so that each device holds fewer "
+                        "layers",
+                   d->name, max_rows, s->act_bytes, per_row, d->mem_held, d->mem_total, room);
+}
+
+/* Points the host tables into the activation allocation, in the order plan_activations sized
+ * it, and zeroes the stats. */
+static void carve_activations(dp_stage *s, const act_layout *lay)
+{
+    int first = s->first, last = s->last, n_bound = last - first + 1;
+    size_t rows = (size_t)s->max_rows;
     char *at = s->act_block;
-    for (int k = 0; k < slots; k++)
+    for (int k = 0; k < s->slots; k++)
         for (int b = 0; b < n_bound; b++) {
             if (b > 0 && relu_in_place(s, first + b - 1)) { /* the linear's output */
                 s->acts[k * n_bound + b] = s->acts[k * n_bound + b - 1];
                 continue;
             }
             s->acts[k * n_bound + b] = (float *)at;
-            at += align64((size_t)max_rows * boundary_width(s, b) * sizeof(float));
+            at += align64(rows * boundary_width(s, b) * sizeof(float));
         }
-    for (int k = 0; k < slots; k++)
+    for (int k = 0; k < s->slots; k++)
         for (int i = first; i < last; i++) {
             s->saved[k * (last - first) + i - first] = (float *)at;
-            at += align64((size_t)max_rows * m->layers[i].saved * sizeof(float));
+            at += align64(rows * s->model->layers[i].saved * sizeof(float));
         }
     s->scratch = (float *)at;
-    at += scratch_bytes;
+    at += lay->scratch_bytes;
     s->dgrad[0] = (float *)at;
-    s->dgrad[1] = (float *)(at + dgrad_bytes);
-    at += 2 * dgrad_bytes;
+    s->dgrad[1] = (float *)(at + lay->dgrad_bytes);
+    at += 2 * lay->dgrad_bytes;
     s->labels = (int32_t *)at;
-    at += (size_t)slots * labels_bytes;
+    at += (size_t)s->slots * lay->labels_bytes;
     s->stats = (float *)at;
-    d->be->zero(d, s->stats, DP_STAGE_STATS * sizeof(float));
+    s->dev->be->zero(s->dev, s->stats, DP_STAGE_STATS * sizeof(float));
+}
+
+int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int last,
+                    int max_rows, int slots, const dp_optim_config *oc, dp_err *err)
+{
+    set_stage_fields(s, m, d, first, last, max_rows, slots, oc);
+    if (alloc_host_tables(s, err) < 0)
+        return -1;
+    act_layout lay;
+    plan_activations(s, &lay);
+    if (alloc_weights(s, err) < 0) {
+        advise_split(err);
+        goto fail;
+    }
+    s->act_block = dp_device_alloc(d, s->act_bytes, "activations", err);
+    if (!s->act_block) {
+        fail_activations(s, err);
+        goto fail;
+    }
+    carve_activations(s, &lay);
     return 0;
-fail_with_advice:
-    if (strlen(err->msg) + strlen(split) < sizeof err->msg)
-        strcat(err->msg, split);
 fail:
     dp_stage_destroy(s);
     return -1;

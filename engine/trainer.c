@@ -199,6 +199,60 @@ static int start_plan(dp_trainer *t, const dp_plan *requested, dp_err *err)
     return 0;
 }
 
+/* The trainer's loader, at the configuration's resume position when there is one. */
+static int init_loader(dp_trainer *t, dp_err *err)
+{
+    const dp_trainer_config *c = &t->cfg;
+    if (dp_loader_init(&t->loader, t->train, c->batch, c->shuffle, c->seed, err) < 0)
+        return -1;
+    if (c->resume) {
+        if (dp_loader_seek(&t->loader, c->resume->epoch, c->resume->position, err) < 0)
+            return -1;
+        t->steps_done = c->resume->step;
+        t->updates_done = c->resume->updates;
+    }
+    t->next_epoch = t->loader.epoch;
+    t->next_position = t->loader.pos;
+    return 0;
+}
+
+/* The prefetcher's batches and the host copies of the parameters and optimizer state. The
+ * batches live in the host memory the first device uploads from fastest (pinned for a GPU);
+ * every device of a run is of one backend. */
+static int alloc_host_buffers(dp_trainer *t, dp_err *err)
+{
+    const dp_trainer_config *c = &t->cfg;
+    const dp_model *m = c->model;
+    size_t per_param = dp_optim_state_per_param(&c->optim);
+    const dp_backend *host = t->devices[0].be;
+    dp_err batches_err; /* said below, with the parameters */
+    t->prefetch = dp_prefetch_create(&t->loader, m->in_features, m->targets,
+                                     (dp_host_memory){ host->host_alloc, host->host_free },
+                                     &batches_err);
+    bool batches_ok = t->prefetch != NULL;
+    t->host_params = malloc(m->n_params * sizeof *t->host_params);
+    t->host_state = calloc(m->n_params * per_param + 1, sizeof *t->host_state);
+    if (!batches_ok || !t->host_params || !t->host_state)
+        return dp_fail(err, "out of host memory for a batch of %d samples and %zu parameters",
+                       c->batch, m->n_params);
+    return 0;
+}
+
+/* Fills the host copies: the state resumed from (else zero), the parameters given (else the
+ * model's initialization from the seed). */
+static void init_host_copies(dp_trainer *t, const float *init)
+{
+    const dp_trainer_config *c = &t->cfg;
+    const dp_model *m = c->model;
+    size_t per_param = dp_optim_state_per_param(&c->optim);
+    if (c->resume_state)
+        memcpy(t->host_state, c->resume_state, m->n_params * per_param * sizeof *t->host_state);
+    if (init)
+        memcpy(t->host_params, init, m->n_params * sizeof *init);
+    else
+        dp_model_init_params(m, t->host_params, c->seed);
+}
+
 dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *train,
                               const dp_dataset *test, const float *init, bool *plan_refused,
                               dp_err *err)
@@ -213,10 +267,9 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     t->train = train;
     t->test = test;
     pthread_mutex_init(&t->switch_lock, NULL);
-    const dp_model *m = c->model;
     dp_plan plan;
     t->n_devices = dp_device_set_count(c->devices);
-    if (dp_plan_make(&plan, &c->plan, t->n_devices, m, c->batch, NULL, err) < 0) {
+    if (dp_plan_make(&plan, &c->plan, t->n_devices, c->model, c->batch, NULL, err) < 0) {
         *plan_refused = true;
         goto fail;
     }
@@ -225,42 +278,14 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
         goto fail;
     }
     t->devices = dp_device_set_devices(c->devices);
-    if (dp_loader_init(&t->loader, train, c->batch, c->shuffle, c->seed, err) < 0)
+    if (init_loader(t, err) < 0 || alloc_host_buffers(t, err) < 0)
         goto fail;
-    if (c->resume) {
-        if (dp_loader_seek(&t->loader, c->resume->epoch, c->resume->position, err) < 0)
-            goto fail;
-        t->steps_done = c->resume->step;
-        t->updates_done = c->resume->updates;
-    }
-    t->next_epoch = t->loader.epoch;
-    t->next_position = t->loader.pos;
-    size_t per_param = dp_optim_state_per_param(&c->optim);
-    /* The batches live in the host memory the first device uploads from fastest (pinned for a
-     * GPU); every device of a run is of one backend. */
-    const dp_backend *host = t->devices[0].be;
-    dp_err batches_err; /* said below, with the parameters */
-    t->prefetch = dp_prefetch_create(&t->loader, m->in_features, m->targets,
-                                     (dp_host_memory){ host->host_alloc, host->host_free },
-                                     &batches_err);
-    bool batches_ok = t->prefetch != NULL;
-    t->host_params = malloc(m->n_params * sizeof *t->host_params);
-    t->host_state = calloc(m->n_params * per_param + 1, sizeof *t->host_state);
-    if (!batches_ok || !t->host_params || !t->host_state) {
-        dp_fail(err, "out of host memory for a batch of %d samples and %zu parameters", c->batch,
-                m->n_params);
-        goto fail;
-    }
-    if (c->resume_state)
-        memcpy(t->host_state, c->resume_state, m->n_params * per_param * sizeof *t->host_state);
-    if (init)
-        memcpy(t->host_params, init, m->n_params * sizeof *init);
-    else
-        dp_model_init_params(m, t->host_params, c->seed);
+    init_host_copies(t, init);
     if (make_resident(t, err) < 0 || start_plan(t, &plan, err) < 0)
         goto fail;
     /* GPUs gather on the prefetch thread, CPUs on this one (see datasets/prefetch.h) */
-    if (dp_prefetch_start(t->prefetch, !host->host_memory, t->resident != NULL, err) < 0)
+    bool gather_ahead = !t->devices[0].be->host_memory;
+    if (dp_prefetch_start(t->prefetch, gather_ahead, t->resident != NULL, err) < 0)
         goto fail;
     return t;
 fail:
@@ -361,9 +386,9 @@ static void locate_nonfinite(dp_trainer *t, char *buf, size_t size)
                             "overflowed)");
 }
 
-int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
+/* Applies the switch of plan asked for since the last step, if any. */
+static int apply_pending_switch(dp_trainer *t, dp_step_report *r, dp_err *err)
 {
-    memset(r, 0, sizeof *r);
     pthread_mutex_lock(&t->switch_lock);
     bool pending = t->switch_pending;
     dp_plan next = t->switch_plan;
@@ -371,8 +396,13 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     pthread_mutex_unlock(&t->switch_lock);
     if (pending && switch_plan(t, &next, r, err) < 0)
         return -1;
+    return 0;
+}
 
-    double t0 = dp_now_s();
+/* Runs the forward and backward passes of the next batch on the team (gathering the batch
+ * after it meanwhile, on CPUs), and moves the data position past it. Returns its rows. */
+static int run_passes(dp_trainer *t, dp_step_report *r)
+{
     dp_batch *b = dp_prefetch_next(t->prefetch);
     int rows = b->rows;
     r->epoch = b->epoch;
@@ -383,7 +413,8 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     /* In a world of several processes, each takes its part of the global batch. */
     int first = dp_split_start(rows, dp_world_size(), dp_world_rank());
     const dp_dataset *tr = t->train;
-    dp_cmd step = { .kind = DP_CMD_STEP, .rows = dp_split_rows(rows, dp_world_size(), dp_world_rank()),
+    dp_cmd step = { .kind = DP_CMD_STEP,
+                    .rows = dp_split_rows(rows, dp_world_size(), dp_world_rank()),
                     .batch_rows = rows, .first_row = first, .step = r->step,
                     .x = b->x ? b->x + (size_t)first * tr->features : NULL,
                     .y = b->y ? b->y + (size_t)first * tr->targets : NULL,
@@ -398,11 +429,17 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
         t->next_position = 0;
     }
     dp_prefetch_release(t->prefetch, b);
+    return rows;
+}
 
-    /* Each replica's loss comes from its last stage; the gradient norm from replica 0. */
+/* Sets r->loss (over every process's rows) and each replica's loss from the workers' results;
+ * each replica's loss comes from its last stage. Returns the sum of squares of the gradients
+ * (every worker's part of replica 0's). */
+static double collect_loss(dp_trainer *t, int rows, dp_step_report *r, double *replica_loss)
+{
     const dp_plan *p = &t->plan;
     double targets = t->cfg.model->targets;
-    double loss_sum = 0.0, sumsq = 0.0, replica_loss[DP_MAX_DEVICES];
+    double loss_sum = 0.0, sumsq = 0.0;
     for (int i = 0; i < p->workers; i++) {
         const dp_worker_result *res = dp_team_result(t->team, i);
         int replica, stage;
@@ -416,6 +453,39 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     }
     dp_world_sum(&loss_sum, 1); /* the other processes' rows */
     r->loss = loss_sum / rows / targets; /* per target: per byte, for text */
+    return sumsq;
+}
+
+/* The error for a non-finite loss or gradient under run.on_nan = stop, with r->nonfinite. */
+static int fail_nonfinite(const dp_trainer *t, const dp_step_report *r, dp_err *err)
+{
+    const dp_optim_config *oc = &t->cfg.optim;
+    /* Weight decay alone multiplies the weights by (1 - lr x weight_decay) each step,
+     * which diverges past 2 (with SGD momentum mu, past 2(1 + mu), or 2(1 + mu) /
+     * (1 + 2mu) with Nesterov): then the decay is the cause, whatever the gradients. */
+    double mu = oc->kind == DP_OPTIM_SGD ? oc->momentum : 0.0;
+    double bound = 2.0 * (1.0 + mu) / (mu > 0.0 && oc->nesterov ? 1.0 + 2.0 * mu : 1.0);
+    if (oc->lr * oc->weight_decay > bound)
+        return dp_fail(err, "step %ld: the loss is %g and the gradient norm %g: %s; "
+                            "stopping: optim.weight_decay = %g with optim.lr = %g makes "
+                            "the weights grow every step (lr x weight_decay above %g "
+                            "diverges); lower optim.weight_decay",
+                       r->step, r->loss, r->grad_norm, r->nonfinite, oc->weight_decay,
+                       oc->lr, bound);
+    return dp_fail(err, "step %ld: the loss is %g and the gradient norm %g: %s; stopping "
+                        "(lower optim.lr, set optim.clip, or set run.on_nan = skip)",
+                   r->step, r->loss, r->grad_norm, r->nonfinite);
+}
+
+int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
+{
+    memset(r, 0, sizeof *r);
+    if (apply_pending_switch(t, r, err) < 0)
+        return -1;
+    double t0 = dp_now_s();
+    int rows = run_passes(t, r);
+    double replica_loss[DP_MAX_DEVICES];
+    double sumsq = collect_loss(t, rows, r, replica_loss);
     const dp_optim_config *oc = &t->cfg.optim;
     double clip = 1.0;
     r->grad_norm = sqrt(sumsq);
@@ -425,23 +495,8 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
                       .replica_loss = replica_loss };
     if (!isfinite(r->loss) || !isfinite(r->grad_norm)) {
         locate_nonfinite(t, r->nonfinite, sizeof r->nonfinite);
-        if (t->cfg.on_nan == DP_NAN_STOP) {
-            /* Weight decay alone multiplies the weights by (1 - lr x weight_decay) each step,
-             * which diverges past 2 (with SGD momentum mu, past 2(1 + mu), or 2(1 + mu) /
-             * (1 + 2mu) with Nesterov): then the decay is the cause, whatever the gradients. */
-            double mu = oc->kind == DP_OPTIM_SGD ? oc->momentum : 0.0;
-            double bound = 2.0 * (1.0 + mu) / (mu > 0.0 && oc->nesterov ? 1.0 + 2.0 * mu : 1.0);
-            if (oc->lr * oc->weight_decay > bound)
-                return dp_fail(err, "step %ld: the loss is %g and the gradient norm %g: %s; "
-                                    "stopping: optim.weight_decay = %g with optim.lr = %g makes "
-                                    "the weights grow every step (lr x weight_decay above %g "
-                                    "diverges); lower optim.weight_decay",
-                               r->step, r->loss, r->grad_norm, r->nonfinite, oc->weight_decay,
-                               oc->lr, bound);
-            return dp_fail(err, "step %ld: the loss is %g and the gradient norm %g: %s; stopping "
-                                "(lower optim.lr, set optim.clip, or set run.on_nan = skip)",
-                           r->step, r->loss, r->grad_norm, r->nonfinite);
-        }
+        if (t->cfg.on_nan == DP_NAN_STOP)
+            return fail_nonfinite(t, r, err);
         r->skipped = update.skip = true;
     } else {
         r->lr = update.lr = dp_optim_lr(oc, r->step - 1, t->cfg.total_steps);

@@ -636,7 +636,25 @@ static void post(dp_team *t, const dp_cmd *cmd)
     pthread_mutex_unlock(&t->lock);
 }
 
-dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err)
+/* Fills in worker i's place in the plan, its device and its hand-off to the comm thread. */
+static void init_worker(dp_team *t, int i)
+{
+    const dp_plan *plan = &t->plan;
+    const dp_team_config *c = &t->cfg;
+    dp_worker *w = &t->w[i];
+    w->team = t;
+    w->index = i;
+    w->replica = i / plan->stages;
+    w->stage = i % plan->stages;
+    w->dev = &c->devices[i];
+    w->res = c->resident ? &c->resident[i] : NULL;
+    pthread_mutex_init(&w->q_lock, NULL);
+    pthread_cond_init(&w->q_changed, NULL);
+}
+
+/* A team for the plan with its workers described, none of them set up yet; NULL (reported) when
+ * out of host memory. */
+static dp_team *new_team(const dp_plan *plan, const dp_team_config *c, dp_err *err)
 {
     dp_team *t = calloc(1, sizeof *t);
     if (!t) {
@@ -648,55 +666,57 @@ dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->posted, NULL);
     pthread_cond_init(&t->done, NULL);
-    int n = plan->workers;
     int shard = (c->batch + plan->replicas - 1) / plan->replicas;
     t->micro_rows = (shard + plan->micro - 1) / plan->micro;
-    t->w = calloc((size_t)n, sizeof *t->w);
+    t->w = calloc((size_t)plan->workers, sizeof *t->w);
     t->groups = calloc((size_t)plan->stages, sizeof *t->groups);
     if (!t->w || !t->groups) {
         dp_fail(err, "out of host memory");
         free_team(t);
         return NULL;
     }
-    for (int i = 0; i < n; i++) {
-        dp_worker *w = &t->w[i];
-        w->team = t;
-        w->index = i;
-        w->replica = i / plan->stages;
-        w->stage = i % plan->stages;
-        w->dev = &c->devices[i];
-        w->res = c->resident ? &c->resident[i] : NULL;
-        pthread_mutex_init(&w->q_lock, NULL);
-        pthread_cond_init(&w->q_changed, NULL);
+    for (int i = 0; i < plan->workers; i++)
+        init_worker(t, i);
+    return t;
+}
+
+/* Makes a comm group per stage, of that stage's replicas, when there are several replicas or
+ * several processes (a group even of one replica, to reach the others). */
+static int make_groups(dp_team *t, dp_err *err)
+{
+    const dp_plan *plan = &t->plan;
+    if (plan->replicas <= 1 && dp_world_size() <= 1)
+        return 0;
+    for (int s = 0; s < plan->stages; s++) {
+        dp_device *members[DP_MAX_DEVICES];
+        for (int r = 0; r < plan->replicas; r++)
+            members[r] = t->w[r * plan->stages + s].dev;
+        if (!(t->groups[s] = dp_comm_create(members, plan->replicas, err)))
+            return -1;
+        for (int r = 0; r < plan->replicas; r++)
+            t->w[r * plan->stages + s].group = t->groups[s];
     }
-    if (plan->replicas > 1 || dp_world_size() > 1) /* a world of several: a group per stage
-                                                       even of one replica, to reach the others */
-        for (int s = 0; s < plan->stages; s++) {
-            dp_device *members[DP_MAX_DEVICES];
-            for (int r = 0; r < plan->replicas; r++)
-                members[r] = t->w[r * plan->stages + s].dev;
-            if (!(t->groups[s] = dp_comm_create(members, plan->replicas, err))) {
-                free_team(t);
-                return NULL;
-            }
-            for (int r = 0; r < plan->replicas; r++)
-                t->w[r * plan->stages + s].group = t->groups[s];
-        }
-    if (make_links(t, err) < 0) {
-        free_team(t);
-        return NULL;
+    return 0;
+}
+
+/* Sets up the single worker on the coordinator's thread, which then does its work: two thread
+ * hand-offs a step fewer (a quarter of a small network's step time). */
+static int start_inline(dp_team *t, dp_err *err)
+{
+    t->inline_worker = true;
+    if (set_up(&t->w[0]) < 0) {
+        *err = t->w[0].result.err;
+        tear_down(&t->w[0]);
+        return -1;
     }
-    if (n == 1) { /* one worker: the coordinator's thread does its work, saving two thread
-                     hand-offs a step (a quarter of a small network's step time) */
-        t->inline_worker = true;
-        if (set_up(&t->w[0]) < 0) {
-            *err = t->w[0].result.err;
-            tear_down(&t->w[0]);
-            free_team(t);
-            return NULL;
-        }
-        return t;
-    }
+    return 0;
+}
+
+/* Starts a thread per worker and waits for their setups. On a failure (a thread that does not
+ * start, or a setup), the threads that did start are told to quit and joined. */
+static int start_threads(dp_team *t, dp_err *err)
+{
+    int n = t->plan.workers;
     t->pending = n;
     int started = 0;
     for (; started < n; started++)
@@ -714,13 +734,24 @@ dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err
     for (int i = 0; i < started && !failed; i++)
         if (t->w[i].result.failed)
             failed = &t->w[i].result;
-    if (failed || started < n) {
-        if (failed)
-            *err = failed->err;
-        dp_cmd quit = { .kind = DP_CMD_QUIT };
-        post(t, &quit);
-        for (int i = 0; i < started; i++)
-            pthread_join(t->w[i].thread, NULL);
+    if (!failed && started == n)
+        return 0;
+    if (failed)
+        *err = failed->err;
+    dp_cmd quit = { .kind = DP_CMD_QUIT };
+    post(t, &quit);
+    for (int i = 0; i < started; i++)
+        pthread_join(t->w[i].thread, NULL);
+    return -1;
+}
+
+dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err)
+{
+    dp_team *t = new_team(plan, c, err);
+    if (!t)
+        return NULL;
+    if (make_groups(t, err) < 0 || make_links(t, err) < 0 ||
+        (plan->workers == 1 ? start_inline(t, err) : start_threads(t, err)) < 0) {
         free_team(t);
         return NULL;
     }
