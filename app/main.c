@@ -200,8 +200,18 @@ static int train(dp_run *r, const dp_options *opt, int tty)
     bool dashboard = !opt->headless && (tty >= 0 || (dp_world_size() == 1 &&
                                                        isatty(STDOUT_FILENO) &&
                                                        isatty(STDIN_FILENO)));
-    int shown = dashboard;
+    /* Metrics written to the terminal the dashboard draws on would scribble over it. */
+    bool metrics_on_screen = dashboard && r->metrics.f && isatty(fileno(r->metrics.f));
+    int shown = metrics_on_screen ? -1 : dashboard;
     dp_world_broadcast(&shown, sizeof shown);
+    if (shown < 0) {
+        if (metrics_on_screen)
+            fprintf(stderr, "dpmptop: --metrics %s: the terminal the dashboard draws on; write "
+                            "the metrics to a file, or add --headless\n", r->metrics.path);
+        if (tty >= 0)
+            close(tty);
+        return EXIT_USAGE;
+    }
     dp_monitor *monitor;
     dp_err err;
     if (dp_monitor_start(r->trainer, shown, &monitor, &err) < 0) {

@@ -5,7 +5,8 @@
 # still advancing, 2 -> back to DP, c writes a checkpoint, space pauses and resumes, a resize
 # redraws cleanly (and below 80x24 asks for more room), q exits with status 0; with NO_COLOR
 # the screen carries no colour; Ctrl-C (once, or twice) exits 130 with a checkpoint and the
-# terminal back on its main screen. Skipped (77) without tmux.
+# terminal back on its main screen; --metrics on that terminal is refused. Skipped (77) without
+# tmux.
 . "${srcdir:-.}/tests/lib.sh"
 
 . "${srcdir:-.}/tests/tmux.sh"
@@ -121,4 +122,14 @@ for name in sigint sigint2; do
         fail "$name: the terminal was left on the dashboard's screen"
 done
 ls "$work/ck-sigint" 2>/dev/null | grep -q '^step-' || fail "Ctrl-C wrote no checkpoint"
+
+# --metrics on the terminal the dashboard would draw on is refused (exit 2), not scribbled over it
+tm new-session -d -s metrics -x 120 -y 40 \
+    "'$DPMPTOP' -c '$work/run.ini' --devices cpu:2 --metrics /dev/stdout; echo \$? >'$work/metrics.status'; sleep 600"
+i=0
+while [ ! -f "$work/metrics.status" ] && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+[ "$(cat "$work/metrics.status" 2>/dev/null)" = 2 ] ||
+    fail "--metrics /dev/stdout under the dashboard: exit '$(cat "$work/metrics.status" 2>/dev/null)', wanted 2"
+screen metrics | grep -q "the terminal the dashboard draws on" ||
+    fail "--metrics /dev/stdout under the dashboard: $(screen metrics | grep dpmptop: | tail -n 1)"
 finish
