@@ -202,7 +202,8 @@ static int train(dp_run *r, const dp_options *opt, int tty)
                                                        isatty(STDIN_FILENO)));
     /* Metrics written to the terminal the dashboard draws on would scribble over it. */
     bool metrics_on_screen = dashboard && r->metrics.f && isatty(fileno(r->metrics.f));
-    int shown = metrics_on_screen ? -1 : dashboard;
+    bool refused = (dashboard && !dp_dashboard_terminal_usable()) || metrics_on_screen;
+    int shown = refused ? -1 : dashboard;
     dp_world_broadcast(&shown, sizeof shown);
     if (shown < 0) {
         if (metrics_on_screen)

@@ -5,8 +5,8 @@
 # still advancing, 2 -> back to DP, c writes a checkpoint, space pauses and resumes, a resize
 # redraws cleanly (and below 80x24 asks for more room), q exits with status 0; with NO_COLOR
 # the screen carries no colour; Ctrl-C (once, or twice) exits 130 with a checkpoint and the
-# terminal back on its main screen; --metrics on that terminal is refused. Skipped (77) without
-# tmux.
+# terminal back on its main screen; --metrics on that terminal, or a terminal ncurses does not
+# know, fails the run before it trains. Skipped (77) without tmux.
 . "${srcdir:-.}/tests/lib.sh"
 
 . "${srcdir:-.}/tests/tmux.sh"
@@ -132,4 +132,14 @@ while [ ! -f "$work/metrics.status" ] && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i 
     fail "--metrics /dev/stdout under the dashboard: exit '$(cat "$work/metrics.status" 2>/dev/null)', wanted 2"
 screen metrics | grep -q "the terminal the dashboard draws on" ||
     fail "--metrics /dev/stdout under the dashboard: $(screen metrics | grep dpmptop: | tail -n 1)"
+
+# a terminal ncurses does not know fails the run before it trains: exit 2, --save untouched
+echo precious >"$work/keep.st"
+tm new-session -d -s badterm -x 120 -y 40 \
+    "env TERM=no-such-terminal '$DPMPTOP' -c '$work/run.ini' --devices cpu:2 --save '$work/keep.st'; echo \$? >'$work/badterm.status'; sleep 600"
+i=0
+while [ ! -f "$work/badterm.status" ] && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+[ "$(cat "$work/badterm.status" 2>/dev/null)" = 2 ] ||
+    fail "TERM=no-such-terminal: exit '$(cat "$work/badterm.status" 2>/dev/null)', wanted 2"
+[ "$(cat "$work/keep.st")" = precious ] || fail "TERM=no-such-terminal: --save's file was replaced"
 finish

@@ -486,8 +486,7 @@ static int open_terminal(const dp_dashboard_info *info, terminal *term)
     term->screen = newterm(NULL, term->out, term->in);
     if (!term->screen) {
         terminal_saved = 0;
-        fprintf(stderr, "dpmptop: cannot use this terminal (TERM=%s); run with --headless\n",
-                getenv("TERM") ? getenv("TERM") : "");
+        dp_say_terminal_unusable();
         release_terminal(info, term);
         return -1;
     }

@@ -39,6 +39,13 @@ typedef struct dp_dashboard_info {
 int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,
                      atomic_int *stop);
 
+/* Whether ncurses knows the terminal TERM names (and it is not a hardcopy one); says why not
+ * on stderr. Asked before the run starts, so that a dashboard that cannot be shown fails the
+ * run before it trains. */
+bool dp_dashboard_terminal_usable(void);
+/* Says on stderr that the terminal cannot be used, and what to do. */
+void dp_say_terminal_unusable(void);
+
 /* Gives the terminal back as it was before the dashboard (settings, cursor, main screen)
  * without ncurses, from a signal handler about to _exit; does nothing when no dashboard runs.
  * Async-signal-safe. */
