@@ -1,5 +1,6 @@
 /* main.c -- dpmptop: the command line, the configuration and the run built from them, then
  * training under the dashboard or headless, and what is kept at the end. */
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -274,9 +275,19 @@ static int run(int argc, char **argv)
 
 /* Joins the processes of the run when a launcher started it (mpirun, srun). The ranks other
  * than 0 print nothing but errors; a failure in one process ends them all. */
+/* A closed standard descriptor would go to the first file opened (--metrics would get the
+ * progress lines): each closed one is held open on /dev/null instead. */
+static void hold_standard_descriptors(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+            open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY); /* takes the lowest free: fd */
+}
+
 int main(int argc, char **argv)
 {
     dp_err err;
+    hold_standard_descriptors();
     catch_signals(); /* before joining the processes, which takes a while */
     if (dp_world_init(&argc, &argv, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);

@@ -523,6 +523,14 @@ head -c 100 "$work/short.fifo" >/dev/null &
 within 60 1 "--metrics $work/short.fifo: cannot write: Broken pipe" -- \
     "$DPMPTOP" --headless -c "$base" --steps 100000 --metrics "$work/short.fifo"
 
+# closed standard descriptors: the metrics file must not take descriptor 1 and get the
+# progress lines
+"$DPMPTOP" --headless -c "$base" --steps 3 --metrics "$work/closed.jsonl" >&- 2>&- <&-
+status=$?
+[ $status -eq 0 ] || fail "closed stdout, stderr and stdin: exit $status, wanted 0"
+grep -qv '^{' "$work/closed.jsonl" && fail "closed stdout: text in the metrics: $(grep -v '^{' "$work/closed.jsonl" | head -n 1)"
+checks=$((checks + 1))
+
 # ---- numerics ----
 family numerics
 
