@@ -173,10 +173,12 @@ static uint64_t data_fingerprint(uint64_t h, const dp_dataset *d)
     return h;
 }
 
-/* In a world of several processes: the same configuration and data in every process (a
- * process training with another learning rate, model or data file would make the run silently
- * wrong). Where files are (data.path, checkpoint.dir) and which devices may differ. */
-static int check_same_run(const dp_config *c, const dp_dataset *train, const dp_dataset *test)
+/* In a world of several processes: the same configuration, --switch-at and data in every
+ * process (a process training with another learning rate, model, plan or data file would make
+ * the run silently wrong, or wait forever for the others). Where files are (data.path,
+ * checkpoint.dir) and which devices may differ. */
+static int check_same_run(const dp_config *c, const char *switch_at, const dp_dataset *train,
+                          const dp_dataset *test)
 {
     if (dp_world_size() == 1)
         return 0;
@@ -198,11 +200,12 @@ static int check_same_run(const dp_config *c, const dp_dataset *train, const dp_
         line += len;
     }
     free(text);
+    h = dp_fnv1a(h, switch_at ? switch_at : "", switch_at ? strlen(switch_at) : 0);
     if (!dp_world_agree((long)h)) {
         fprintf(stderr, "dpmptop: rank %d of %d: the processes have different configurations "
                         "or data (beyond devices and file places; compare their "
-                        "--print-config and data files); give every process the same -c file, "
-                        "options and data\n",
+                        "--print-config, --switch-at and data files); give every process the "
+                        "same -c file, options and data\n",
                 dp_world_rank(), dp_world_size());
         return -1;
     }
@@ -441,14 +444,14 @@ static int load_init(dp_run *r, const char *init_path)
 }
 
 /* The devices, and under mpirun the same devices, configuration and data in every process. */
-static int devices_and_agreement(dp_run *r)
+static int devices_and_agreement(dp_run *r, const dp_options *opt)
 {
     dp_device_spec *specs = r->specs;
     int n_devices = resolve_devices(&r->cfg, specs);
     if (n_devices < 0)
         return -n_devices;
     r->n_devices = n_devices;
-    if (check_world(specs, n_devices) < 0 || check_same_run(&r->cfg, &r->train, &r->test) < 0)
+    if (check_world(specs, n_devices) < 0 || check_same_run(&r->cfg, opt->switch_at, &r->train, &r->test) < 0)
         return EXIT_USAGE;
     return DP_RUN_READY;
 }
@@ -533,7 +536,7 @@ int dp_run_create(dp_run *r, const dp_options *opt)
     if (status == DP_RUN_READY && opt->init_path)
         status = load_init(r, opt->init_path);
     if (status == DP_RUN_READY)
-        status = devices_and_agreement(r);
+        status = devices_and_agreement(r, opt);
     if (status == DP_RUN_READY)
         status = plan_steps(r, opt);
     if (status == DP_RUN_READY)

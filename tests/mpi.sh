@@ -66,6 +66,14 @@ rc=$?
 grep -q "rank [01] of 2: the processes have different configurations" "$work/mixed.out" ||
     fail "processes with different configurations: $(head -n 3 "$work/mixed.out")"
 
+# ... or different --switch-at (the processes would wait for each other at the switch)
+mpi 1 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:2 --steps 6 : -np 1 "$DPMPTOP" \
+    --headless -c "$work/run.ini" --devices cpu:2 --steps 6 --switch-at 3:pp >"$work/mixed.out" 2>&1
+rc=$?
+[ "$rc" -eq 2 ] || fail "processes with different --switch-at: mpirun exit $rc, not 2"
+grep -q "rank [01] of 2: the processes have different configurations" "$work/mixed.out" ||
+    fail "processes with different --switch-at: $(head -n 3 "$work/mixed.out")"
+
 # ... or different data: two texts of one size, the second the first reversed line by line
 write_text "$work/a.txt" 3000
 rev "$work/a.txt" >"$work/b.txt"
