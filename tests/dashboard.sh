@@ -20,6 +20,14 @@ start() {
         "env $* '$DPMPTOP' -c '$work/run.ini' --devices cpu:4 --checkpoint-dir '$work/ck-$name'; echo \$? >'$work/$name.status'; sleep 600"
 }
 
+# exit_of NAME SECONDS: the exit status session NAME's program wrote, waiting up to SECONDS
+# for it ("" when it did not end in time).
+exit_of() {
+    i=0
+    while [ ! -f "$work/$1.status" ] && [ "$i" -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+    cat "$work/$1.status" 2>/dev/null
+}
+
 start main TERM=tmux-256color
 wait_for main "DP x4 +step [0-9]+/" 10 || fail "no DP x4 header within 10 s: $(screen main | head -n 3)"
 wait_for main "replica 3" 5 || fail "no panel for replica 3"
@@ -75,10 +83,8 @@ tm resize-window -t main -x 120 -y 40
 wait_for main "replica 3" 2 || fail "no redraw after growing back"
 
 tm send-keys -t main q
-i=0
-while [ ! -f "$work/main.status" ] && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-[ "$(cat "$work/main.status" 2>/dev/null)" = 0 ] ||
-    fail "q: exit status '$(cat "$work/main.status" 2>/dev/null)', wanted 0"
+status=$(exit_of main 5)
+[ "$status" = 0 ] || fail "q: exit status '$status', wanted 0"
 screen main | grep -q "^stopped: [0-9]* steps" ||
     fail "no summary printed after leaving the dashboard"
 
@@ -114,10 +120,8 @@ for name in sigint sigint2; do
     sleep 0.5
     tm send-keys -t $name C-c
     [ $name = sigint2 ] && tm send-keys -t $name C-c
-    i=0
-    while [ ! -f "$work/$name.status" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    [ "$(cat "$work/$name.status" 2>/dev/null)" = 130 ] ||
-        fail "$name: exit status '$(cat "$work/$name.status" 2>/dev/null)', wanted 130"
+    status=$(exit_of $name 10)
+    [ "$status" = 130 ] || fail "$name: exit status '$status', wanted 130"
     [ "$(tm display-message -p -t $name '#{alternate_on}')" = 0 ] ||
         fail "$name: the terminal was left on the dashboard's screen"
 done
@@ -126,10 +130,8 @@ ls "$work/ck-sigint" 2>/dev/null | grep -q '^step-' || fail "Ctrl-C wrote no che
 # --metrics on the terminal the dashboard would draw on is refused (exit 2), not scribbled over it
 tm new-session -d -s metrics -x 120 -y 40 \
     "'$DPMPTOP' -c '$work/run.ini' --devices cpu:2 --metrics /dev/stdout; echo \$? >'$work/metrics.status'; sleep 600"
-i=0
-while [ ! -f "$work/metrics.status" ] && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-[ "$(cat "$work/metrics.status" 2>/dev/null)" = 2 ] ||
-    fail "--metrics /dev/stdout under the dashboard: exit '$(cat "$work/metrics.status" 2>/dev/null)', wanted 2"
+status=$(exit_of metrics 30)
+[ "$status" = 2 ] || fail "--metrics /dev/stdout under the dashboard: exit '$status', wanted 2"
 screen metrics | grep -q "the terminal the dashboard draws on" ||
     fail "--metrics /dev/stdout under the dashboard: $(screen metrics | grep dpmptop: | tail -n 1)"
 
@@ -137,9 +139,7 @@ screen metrics | grep -q "the terminal the dashboard draws on" ||
 echo precious >"$work/keep.st"
 tm new-session -d -s badterm -x 120 -y 40 \
     "env TERM=no-such-terminal '$DPMPTOP' -c '$work/run.ini' --devices cpu:2 --save '$work/keep.st'; echo \$? >'$work/badterm.status'; sleep 600"
-i=0
-while [ ! -f "$work/badterm.status" ] && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-[ "$(cat "$work/badterm.status" 2>/dev/null)" = 2 ] ||
-    fail "TERM=no-such-terminal: exit '$(cat "$work/badterm.status" 2>/dev/null)', wanted 2"
+status=$(exit_of badterm 30)
+[ "$status" = 2 ] || fail "TERM=no-such-terminal: exit '$status', wanted 2"
 [ "$(cat "$work/keep.st")" = precious ] || fail "TERM=no-such-terminal: --save's file was replaced"
 finish
