@@ -22,13 +22,47 @@
 
 typedef struct dp_control dp_control;
 
+/* What the run is doing. */
+typedef enum dp_run_state {
+    DP_STATE_STARTING,       /* before its first step */
+    DP_STATE_TRAINING,
+    DP_STATE_EVALUATING,     /* eval_done of eval_total batches */
+    DP_STATE_PAUSED,
+    DP_STATE_FINISHED,       /* the loop has ended (see `finished`, `stopped_early`) */
+} dp_run_state;
+
+#define DP_RATE_WINDOW_S 10.0 /* samples_per_s is measured over this much training time */
+#define DP_EVAL_HISTORY 128   /* evaluations kept (thinned, first and last kept, when more) */
+
+/* One evaluation's result; step < 0: none. */
+typedef struct dp_eval_point {
+    long step;
+    double loss, accuracy;
+    bool text;               /* loss / ln 2 is bits per byte */
+} dp_eval_point;
+
 /* A copy of the run's status, for a view to draw. */
 typedef struct dp_control_status {
     long step, total_steps, epoch, epochs;
-    double loss, lr, samples_per_s; /* samples_per_s: over the recent steps */
+    double loss, lr;
+    double samples_per_s;    /* over the last DP_RATE_WINDOW_S s of training (pauses and
+                              * evaluations excluded); 0 while paused; frozen at the end */
     double started;          /* CLOCK_MONOTONIC seconds when training began */
+    double active_s;         /* seconds since `started` less the pauses; frozen at the end */
+    double eta_s;            /* to the last step at the recent rate, with the evaluations still
+                              * due at their measured length; < 0: not known yet */
+    dp_run_state state;
+    long eval_done, eval_total; /* DP_STATE_EVALUATING: batches done of the evaluation's */
+    double last_step_end;    /* CLOCK_MONOTONIC seconds when the last step ended */
+    double typical_step_s;   /* the recent steps' median wall time, for finding a stall */
+    long skipped;            /* steps whose update a non-finite loss skipped */
     double test_accuracy;    /* of the last evaluation; < 0 before the first */
     long test_step;
+    dp_eval_point last_eval, best_eval; /* best: the lowest test loss */
+    dp_eval_point evals[DP_EVAL_HISTORY];
+    int n_evals;
+    char exit_checkpoint[256]; /* the checkpoint written as the run ended; "" when none */
+    bool stopped_early;      /* finished by q, a signal or an error before the last step */
     char plan[64];           /* "DP x4"; "" before the first step */
     dp_plan_request request; /* the plan in use, as a request */
     bool pipeline;           /* the plan in use has more than one stage */

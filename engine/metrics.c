@@ -2,8 +2,17 @@
 #include "engine/metrics.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/clock.h"
+
+const char *const dp_activity_names[DP_ACTIVITY_N] = {
+    [DP_ACTIVITY_IDLE] = "the next command", [DP_ACTIVITY_COMPUTE] = "its own compute",
+    [DP_ACTIVITY_LINK] = "a link", [DP_ACTIVITY_ALLREDUCE] = "an all-reduce",
+    [DP_ACTIVITY_EVAL] = "evaluation",
+};
 
 int dp_metrics_init(dp_metrics *ms, int n_devices)
 {
@@ -31,10 +40,41 @@ void dp_metrics_free(dp_metrics *ms)
     ms->n_devices = 0;
 }
 
+/* Adds a step of `wall` seconds ending at `end` with utilisation `util` to the series: the
+ * bins it crosses get their share of it, and bins with no step are NAN. */
+static void util_series_add(dp_util_series *u, double end, double wall, double util)
+{
+    if (u->bin_s <= 0) {
+        u->t0 = end - wall;
+        u->bin_s = 1.0;
+        u->pending_end = u->t0 + u->bin_s;
+    }
+    while (end > u->pending_end) {
+        if (u->n_points == DP_UTIL_POINTS) { /* halve the resolution: merge pairs */
+            for (int k = 0; k < DP_UTIL_POINTS / 2; k++) {
+                float a = u->points[2 * k], b = u->points[2 * k + 1];
+                u->points[k] = isnan(a) ? b : isnan(b) ? a : 0.5f * (a + b);
+            }
+            u->n_points = DP_UTIL_POINTS / 2;
+            u->bin_s *= 2;
+            u->pending_end = u->t0 + u->bin_s * (u->n_points + 1);
+            continue;
+        }
+        u->points[u->n_points++] =
+            u->pending_wall > 0 ? (float)(u->pending_busy / u->pending_wall) : NAN;
+        u->pending_busy = u->pending_wall = 0;
+        u->pending_end = u->t0 + u->bin_s * (u->n_points + 1);
+    }
+    u->pending_busy += util * wall;
+    u->pending_wall += wall;
+}
+
 void dp_metrics_publish(dp_metrics *ms, int i, const dp_device_metrics *m)
 {
     dp_metrics_slot *s = &ms->slots[i];
+    double wall = m->compute_s + m->comm_s + m->idle_s;
     pthread_mutex_lock(&s->lock);
+    util_series_add(&s->util_series, dp_now_s(), wall, m->util);
     s->m = *m;
     s->loss_hist[s->hist_next] = (float)m->loss;
     s->util_hist[s->hist_next] = (float)m->util;
@@ -82,6 +122,33 @@ void dp_metrics_timeline(dp_metrics *ms, int i, dp_timeline *t)
     pthread_mutex_lock(&ms->slots[i].lock);
     *t = ms->slots[i].timeline;
     pthread_mutex_unlock(&ms->slots[i].lock);
+}
+
+void dp_metrics_util_series(dp_metrics *ms, int i, dp_util_series *out)
+{
+    pthread_mutex_lock(&ms->slots[i].lock);
+    *out = ms->slots[i].util_series;
+    pthread_mutex_unlock(&ms->slots[i].lock);
+}
+
+void dp_metrics_clear_history(dp_metrics *ms, int i)
+{
+    dp_metrics_slot *s = &ms->slots[i];
+    pthread_mutex_lock(&s->lock);
+    s->hist_next = s->hist_count = 0;
+    memset(&s->util_series, 0, sizeof s->util_series);
+    memset(&s->timeline, 0, sizeof s->timeline);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void dp_metrics_set_activity(dp_metrics *ms, int i, dp_activity a)
+{
+    atomic_store_explicit(&ms->slots[i].activity, (int)a, memory_order_relaxed);
+}
+
+dp_activity dp_metrics_activity(dp_metrics *ms, int i)
+{
+    return (dp_activity)atomic_load_explicit(&ms->slots[i].activity, memory_order_relaxed);
 }
 
 void dp_metrics_record_step(dp_metrics *ms, long step, double loss, bool switched)

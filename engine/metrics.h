@@ -24,13 +24,44 @@ typedef struct dp_device_metrics {
     double loss;            /* mean loss of the samples this device computed it for */
     size_t mem_bytes;       /* held by the engine now */
     size_t mem_peak_bytes;
-    size_t mem_total_bytes;
+    size_t mem_total_bytes; /* a GPU's memory; 0 for a CPU device (it shares the host's) */
     size_t act_peak_bytes;  /* activations of the micro-batches held at once this step */
-    double util;            /* busy time over step time, 0..1 */
-    double compute_s;       /* seconds of this step spent computing */
+    double util;            /* 0..1. CPU: the CPU time of the device's threads (its own and its
+                             * share of the BLAS threads') over `threads` x the step's wall time;
+                             * GPU: time its stream was busy over the step's wall time */
+    int threads;            /* CPU: the cores the device's work may use; GPU: 0 */
+    double cpu_s;           /* CPU: CPU seconds the device's threads ran this step; GPU: 0 */
+    double compute_s;       /* wall seconds of this step inside kernels (on a CPU device this
+                             * includes time its thread waited for a core) */
     double comm_s;          /* ... communicating */
     double idle_s;          /* ... neither */
+    double flops;           /* floating-point operations of the GEMMs it ran this step */
+    double peak_flops;      /* the device's peak FLOP/s for the precision in use; 0: unknown */
+    double mfu;             /* flops / (step wall time x peak_flops), 0..1; < 0: unknown */
 } dp_device_metrics;
+
+/* What a device's thread is doing right now, for a view that finds the run stalled. */
+typedef enum dp_activity {
+    DP_ACTIVITY_IDLE,       /* between steps: waiting for the next command */
+    DP_ACTIVITY_COMPUTE,    /* running its layers or the optimizer */
+    DP_ACTIVITY_LINK,       /* waiting for a neighbouring stage's activations or gradients */
+    DP_ACTIVITY_ALLREDUCE,  /* waiting for the gradients' all-reduce among replicas */
+    DP_ACTIVITY_EVAL,       /* evaluating */
+    DP_ACTIVITY_N
+} dp_activity;
+extern const char *const dp_activity_names[DP_ACTIVITY_N]; /* "idle", "compute", "a link", ... */
+
+/* A device's utilisation over the whole run, by wall time: each point the mean utilisation
+ * over `bin_s` seconds (bin_s doubles whenever the points run out); NAN for a bin in which the
+ * device ran no step (paused, evaluating, unused). */
+#define DP_UTIL_POINTS 512
+typedef struct dp_util_series {
+    double t0;              /* dp_now_s() where points[0] begins */
+    double bin_s;
+    int n_points;
+    float points[DP_UTIL_POINTS];
+    double pending_busy, pending_wall, pending_end; /* the bin being filled */
+} dp_util_series;
 
 /* One forward or backward of a micro-batch in the last step, in seconds from its start. */
 typedef struct dp_timeline_op {
@@ -52,6 +83,8 @@ typedef struct dp_metrics_slot {
     float loss_hist[DP_HISTORY]; /* a ring: the last `hist_count` steps end at hist_next - 1 */
     float util_hist[DP_HISTORY];
     int hist_next, hist_count;
+    dp_util_series util_series;
+    _Atomic int activity;   /* a dp_activity, set by the slot's writer without the lock */
 } dp_metrics_slot;
 
 /* A whole run's loss, for a plot: at most DP_SERIES_POINTS points, each the mean of `stride`
@@ -90,6 +123,13 @@ dp_device_metrics dp_metrics_read(dp_metrics *ms, int i);
 int dp_metrics_history(dp_metrics *ms, int i, float *loss, float *util);
 /* Copies slot i's last timeline. */
 void dp_metrics_timeline(dp_metrics *ms, int i, dp_timeline *t);
+/* Copies slot i's utilisation over the run. */
+void dp_metrics_util_series(dp_metrics *ms, int i, dp_util_series *out);
+/* Forgets slot i's history and utilisation series (a device the plan leaves unused). */
+void dp_metrics_clear_history(dp_metrics *ms, int i);
+/* What device i's thread does now (set by the slot's writer, read by anyone, no lock). */
+void dp_metrics_set_activity(dp_metrics *ms, int i, dp_activity a);
+dp_activity dp_metrics_activity(dp_metrics *ms, int i);
 
 /* Appends step `step`'s loss to the run's series (the coordinator only); `switched` marks a
  * change of strategy before it. */
