@@ -2,6 +2,7 @@
 #include "app/headless.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "base/clock.h"
 
@@ -40,13 +41,12 @@ static void on_step(void *arg, dp_trainer *t, const dp_step_report *r, const dp_
     bool last = r->step == pr->total_steps;
     if (now - p->last_print < (p->out_is_tty ? 0.1 : 1.0) && !last && !r->epoch_end)
         return;
-    double eta = (now - pr->started) / (double)(r->step - pr->first_step) *
-                 (double)(pr->total_steps - r->step);
-    char eta_text[32];
-    dp_format_duration(eta_text, sizeof eta_text, eta);
+    char eta_text[32] = "?";
+    if (pr->eta_s >= 0)
+        dp_format_duration(eta_text, sizeof eta_text, pr->eta_s);
     fprintf(p->out, "%sstep %ld/%ld  epoch %ld/%ld  loss %.4f  lr %.4g  %.0f samples/s  ETA %s%s",
             line_start(p), r->step, pr->total_steps, r->epoch, pr->epochs, r->loss, r->lr,
-            pr->mean_rate, eta_text, p->out_is_tty ? "" : "\n");
+            pr->recent_rate, eta_text, p->out_is_tty ? "" : "\n");
     fflush(p->out);
     p->last_print = now;
 }
@@ -78,30 +78,109 @@ dp_run_observer dp_headless_observer(dp_headless_printer *p, FILE *out, int out_
                               .eval_done = on_eval, .finished = on_finished };
 }
 
-void dp_headless_print_summary(dp_trainer *t, const dp_run_result *res, FILE *out)
+/* Bytes in at most 7 characters: "1023.9M". */
+static void format_bytes(char *buf, size_t size, double bytes)
 {
-    if (res->steps == res->first_step) { /* no loss, no rate, no device figures to show */
-        fprintf(out, "%s before its first step (at step %ld): nothing was trained\n",
-                res->failed ? "failed" : res->interrupted ? "interrupted" : "stopped",
-                res->steps);
-        return;
+    const char *units = "BKMGTP";
+    int u = 0;
+    while (bytes >= 1024 && u < 5) {
+        bytes /= 1024;
+        u++;
     }
-    fprintf(out, "%s: %ld steps in %.2f s, %.0f samples/s, final loss %.4f",
-            res->failed ? "failed" : res->interrupted ? "interrupted" : res->quit ? "stopped"
-                                                                                  : "done",
-            res->steps,
-            res->seconds,
-            res->samples_per_s, res->final_loss);
-    if (res->test_accuracy >= 0)
-        fprintf(out, ", test accuracy %.4f", res->test_accuracy);
-    fputc('\n', out);
-    fprintf(out, "%-8s %-32s %12s %12s %6s %10s %10s %10s\n", "device", "role", "memory", "peak",
-            "util", "compute", "comm", "idle");
+    snprintf(buf, size, u ? "%.1f%c" : "%.0f%c", bytes, units[u]);
+}
+
+/* Seconds in at most 8 characters: "999.99ms", "12.34s". */
+static void format_seconds(char *buf, size_t size, double s)
+{
+    if (s < 1)
+        snprintf(buf, size, "%.2fms", 1e3 * s);
+    else if (s < 1000)
+        snprintf(buf, size, "%.2fs", s);
+    else
+        snprintf(buf, size, "%.0fs", s);
+}
+
+/* Replaces every `from` in buf[size] by the shorter `to`. */
+static void shorten(char *buf, const char *from, const char *to)
+{
+    size_t len = strlen(from), with = strlen(to);
+    for (char *p = strstr(buf, from); p; p = strstr(p + with, from)) {
+        memmove(p + with, p + len, strlen(p + len) + 1);
+        memcpy(p, to, with);
+    }
+}
+
+/* A device's role in at most `width` characters: as it is when it fits, else in short words
+ * ("replica 1, stage 2 (layers 3-4)" is "r1 s2 L3-4"), else cut with a "~". */
+static void fit_role(char *buf, size_t size, const char *role, int width)
+{
+    snprintf(buf, size, "%s", role);
+    if ((int)strlen(buf) <= width)
+        return;
+    static const char *const shorter[][2] = {
+        { "replica ", "r" }, { "stage ", "s" }, { ", ", " " }, { "(layers ", "L" }, { ")", "" },
+    };
+    for (size_t k = 0; k < sizeof shorter / sizeof *shorter; k++)
+        shorten(buf, shorter[k][0], shorter[k][1]);
+    if ((int)strlen(buf) > width && width >= 1 && (size_t)width < size)
+        snprintf(buf + width - 1, size - (size_t)(width - 1), "~");
+}
+
+/* The per-device table, in 80 columns: the role, last, is shortened to fit. */
+static void print_devices(dp_trainer *t, FILE *out)
+{
+    enum { ROLE_WIDTH = 17 };
+    fprintf(out, "%-8s %7s %7s %4s %4s %8s %8s %8s %s\n", "device", "memory", "peak", "util",
+            "MFU", "compute", "comm", "idle", "role");
     dp_metrics *ms = dp_trainer_metrics(t);
     for (int i = 0; i < ms->n_devices; i++) {
         dp_device_metrics m = dp_metrics_read(ms, i);
-        fprintf(out, "%-8s %-32s %8.1f MiB %8.1f MiB %5.0f%% %7.2f ms %7.2f ms %7.2f ms\n",
-                m.device, m.role, m.mem_bytes / 1048576.0, m.mem_peak_bytes / 1048576.0,
-                100 * m.util, 1e3 * m.compute_s, 1e3 * m.comm_s, 1e3 * m.idle_s);
+        char mem[16], peak[16], mfu[16] = "-", comp[16], comm[16], idle[16], role[64];
+        format_bytes(mem, sizeof mem, (double)m.mem_bytes);
+        format_bytes(peak, sizeof peak, (double)m.mem_peak_bytes);
+        if (m.mfu >= 0)
+            snprintf(mfu, sizeof mfu, "%.0f%%", 100 * m.mfu);
+        format_seconds(comp, sizeof comp, m.compute_s);
+        format_seconds(comm, sizeof comm, m.comm_s);
+        format_seconds(idle, sizeof idle, m.idle_s);
+        fit_role(role, sizeof role, m.role, ROLE_WIDTH);
+        fprintf(out, "%-8.8s %7s %7s %3.0f%% %4s %8s %8s %8s %s\n", m.device, mem, peak,
+                100 * m.util, mfu, comp, comm, idle, role);
     }
+}
+
+/* The last evaluation's result, and whether one was stopped. */
+static void print_test(const dp_run_result *res, FILE *out)
+{
+    if (res->test_accuracy >= 0) {
+        char bits[48] = "";
+        if (res->test_text)
+            snprintf(bits, sizeof bits, " (%.4f bits per byte)", res->test_loss / M_LN2);
+        fprintf(out, "test accuracy %.4f, loss %.4f%s after step %ld\n", res->test_accuracy,
+                res->test_loss, bits, res->test_step);
+    }
+    if (res->eval_stopped)
+        fprintf(out, "the evaluation after step %ld was stopped: it reports nothing\n",
+                res->steps);
+}
+
+void dp_headless_print_summary(dp_trainer *t, const dp_run_result *res, FILE *out)
+{
+    const char *how = res->failed ? "failed" : res->interrupted ? "interrupted"
+                                             : res->quit ? "stopped" : "done";
+    if (res->steps == res->first_step) { /* no loss, no rate, no device figures to show */
+        fprintf(out, "%s before its first step (at step %ld): nothing was trained\n", how,
+                res->steps);
+    } else {
+        fprintf(out, "%s: %ld steps in %.2f s, %.0f samples/s, final loss %.4f\n", how,
+                res->steps, res->active_s, res->samples_per_s, res->final_loss);
+        if (res->seconds - res->active_s >= 0.05)
+            fprintf(out, "paused for %.2f s (not counted above)\n", res->seconds - res->active_s);
+        print_test(res, out);
+    }
+    if (res->checkpoint[0])
+        fprintf(out, "checkpoint at the end: %s\n", res->checkpoint);
+    if (res->steps > res->first_step)
+        print_devices(t, out);
 }

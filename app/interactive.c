@@ -1,7 +1,9 @@
 /* interactive.c -- the dashboard's status feed, and the training thread beside it. */
 #include "app/interactive.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 
 #include "app/headless.h"
 
@@ -22,37 +24,44 @@ static void on_event(void *arg, const dp_run_event *e)
     }
 }
 
-static void on_step(void *arg, dp_trainer *t, const dp_step_report *r, const dp_run_progress *p)
+/* "test accuracy 0.8123" (or "bits per byte 1.234" for text), or "" when none ran. */
+static void test_result(const dp_run_result *res, char *buf, size_t size)
 {
-    (void)t;
-    dp_control_publish_step(arg, r->step, r->epoch, r->loss, r->lr, p->recent_rate);
+    if (res->test_accuracy < 0)
+        snprintf(buf, size, "%s", "");
+    else if (res->test_text)
+        snprintf(buf, size, ", bits per byte %.4f", res->test_loss / M_LN2);
+    else
+        snprintf(buf, size, ", test accuracy %.4f", res->test_accuracy);
 }
 
-/* The header shows the accuracy; the event line is kept for switches, keys and the end. */
-static void on_eval(void *arg, const dp_step_report *r, const dp_eval_report *e)
-{
-    dp_control_publish_eval(arg, r->step, e->accuracy);
-}
-
+/* The end, on the event line: what the run reached, and the checkpoint written. (The loop has
+ * already told the control the rest.) */
 static void on_finished(void *arg, dp_trainer *t, const dp_run_result *res, int rc,
                         const dp_err *err)
 {
     (void)t;
     dp_control *c = arg;
-    bool early = res->interrupted || res->quit;
-    dp_control_finish(c);
-    if (rc < 0)
+    if (rc < 0) {
         dp_control_event(c, "stopped: %s", err->msg);
+        return;
+    }
+    char test[64], checkpoint[sizeof res->checkpoint + 16] = "";
+    test_result(res, test, sizeof test);
+    if (res->checkpoint[0])
+        snprintf(checkpoint, sizeof checkpoint, "; checkpoint %s", res->checkpoint);
+    const char *how = res->interrupted ? "stopped by a signal" : res->quit ? "stopped" : "finished";
+    if (res->steps == res->first_step)
+        dp_control_event(c, "%s before the first step%s", how, checkpoint);
     else
-        dp_control_event(c, "%s after %ld steps: final loss %.4f%s",
-                         early ? "stopped" : "finished", res->steps, res->final_loss,
-                         early ? "" : "; press q to leave");
+        dp_control_event(c, "%s after %ld steps: final loss %.4f%s%s%s", how, res->steps,
+                         res->final_loss, test, checkpoint,
+                         res->interrupted || res->quit ? "" : "; press q to leave");
 }
 
 dp_run_observer dp_control_observer(dp_control *c)
 {
-    return (dp_run_observer){ .arg = c, .event = on_event, .step_done = on_step,
-                              .eval_done = on_eval, .finished = on_finished };
+    return (dp_run_observer){ .arg = c, .event = on_event, .finished = on_finished };
 }
 
 /* The training loop's thread. */

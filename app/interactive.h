@@ -6,8 +6,8 @@
 #include "app/run_loop.h"
 #include "tui/dashboard.h"
 
-/* An observer that publishes the run's steps, evaluations, events and end to c, for the
- * dashboard to show. */
+/* An observer that puts the run's events and end on c's event line, for the dashboard to show
+ * (the loop itself publishes its steps, evaluations and state to its control). */
 dp_run_observer dp_control_observer(dp_control *c);
 
 /* Trains on a thread of its own with o (o->control is the dashboard's; the status observer is

@@ -188,6 +188,7 @@ static int train(dp_run *r, const dp_options *opt, int tty)
     dp_run_loop_opts o = {
         .total_steps = r->total,
         .eval_every = r->cfg.eval_every,
+        .test_samples = r->test.n,
         .switches = r->switches,
         .n_switches = r->n_switches,
         .stop = &stop_requested,

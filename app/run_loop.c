@@ -13,6 +13,8 @@ void dp_run_observe(dp_run_loop_opts *o, dp_run_observer obs)
         o->observers[o->n_observers++] = obs;
 }
 
+typedef enum next_step { GO, QUIT, INTERRUPT } next_step;
+
 /* The loop's running state. */
 typedef struct loop {
     dp_trainer *t;
@@ -25,6 +27,8 @@ typedef struct loop {
     bool plan_shown;            /* the control has the plan in use */
     int next_switch;            /* in o->switches */
     long checkpointed;          /* the step of the last checkpoint (or of the resumed one) */
+    char checkpoint_path[4200]; /* the last checkpoint written ("": none yet) */
+    next_step eval_stopped_by;  /* GO, or why an evaluation was stopped */
 } loop;
 
 static void tell_event(const loop *l, const dp_run_event *e)
@@ -81,14 +85,15 @@ static void local_control(const dp_run_loop_opts *o, double *v)
     }
 }
 
-typedef enum next_step { GO, QUIT, INTERRUPT } next_step;
-
 /* Before each step: asks for a switch the control wants and waits while it pauses the run;
  * *next says whether to go on, or stop for a quit or a signal. Under mpirun every process does
  * the same at the same step; the other processes of a paused run sleep between their checks.
  * Fails when a switch cannot be asked for here (another process could). */
-static int before_step(dp_trainer *t, const dp_run_loop_opts *o, next_step *next, dp_err *err)
+static int before_step(loop *l, next_step *next, dp_err *err)
 {
+    dp_trainer *t = l->t;
+    const dp_run_loop_opts *o = l->o;
+    bool paused = false; /* told to the control */
     for (;;) {
         double v[CTL_N];
         dp_world_heartbeat();
@@ -104,8 +109,15 @@ static int before_step(dp_trainer *t, const dp_run_loop_opts *o, next_step *next
                 return -1;
         }
         *next = v[CTL_SIGNAL] > 0 ? INTERRUPT : v[CTL_QUIT] > 0 ? QUIT : GO;
-        if (*next != GO || v[CTL_PAUSED] == 0)
+        if (*next != GO || v[CTL_PAUSED] == 0) {
+            if (paused && *next == GO) /* else the end follows, from the pause */
+                dp_control_set_state(o->control, l->res->steps > l->res->first_step
+                                                     ? DP_STATE_TRAINING : DP_STATE_STARTING);
             return 0;
+        }
+        if (!paused)
+            dp_control_set_state(o->control, DP_STATE_PAUSED);
+        paused = true;
         if (paused_here) /* until resumed, at most 100 ms */
             dp_control_wait_while_paused(o->control, o->stop, 0.1);
         else /* another process's dashboard paused the run */
@@ -129,6 +141,21 @@ static void publish_plan(loop *l)
     l->plan_shown = true;
 }
 
+/* Tells the control the step, and takes its rate and ETA for the observers. */
+static void publish_step(loop *l)
+{
+    const dp_step_report *r = &l->r;
+    dp_control_step_done(l->o->control, &(dp_control_step){
+        .step = r->step, .epoch = r->epoch, .loss = r->loss, .lr = r->lr, .rows = r->rows,
+        .seconds = r->seconds, .skipped = r->skipped });
+    dp_control_status st;
+    dp_control_snapshot(l->o->control, &st);
+    dp_run_progress *p = &l->progress;
+    p->recent_rate = st.samples_per_s;
+    p->eta_s = st.eta_s;
+    p->mean_rate = l->step_time > 0 ? l->samples / l->step_time : 0.0;
+}
+
 /* Takes one step (a --switch-at switch first) and tells the observers. */
 static int take_step(loop *l, dp_err *err)
 {
@@ -149,19 +176,46 @@ static int take_step(loop *l, dp_err *err)
     l->res->final_loss = r->loss;
     l->samples += r->rows;
     l->step_time += r->seconds;
-    double rate = r->seconds > 0 ? r->rows / r->seconds : 0.0;
-    dp_run_progress *p = &l->progress;
-    p->recent_rate = p->recent_rate > 0 ? 0.9 * p->recent_rate + 0.1 * rate : rate;
-    p->mean_rate = l->step_time > 0 ? l->samples / l->step_time : 0.0;
+    publish_step(l);
     tell_step(l);
     return 0;
 }
 
+/* Why every process stops now: a signal to any, or rank 0's q (a collective call). */
+static next_step common_stop(const dp_run_loop_opts *o)
+{
+    double v[2] = { atomic_load(o->stop) != 0, dp_control_quit_requested(o->control) };
+    dp_world_sum(v, 2);
+    return v[0] > 0 ? INTERRUPT : QUIT;
+}
+
+/* An evaluation's progress, told to the control; a quit or a signal stops it. */
+static bool eval_progress(void *arg, long done, long total)
+{
+    const loop *l = arg;
+    dp_control_eval_progress(l->o->control, done, total);
+    dp_world_heartbeat();
+    return atomic_load(l->o->stop) || dp_control_quit_requested(l->o->control);
+}
+
+/* Evaluates, and tells the observers; a stopped evaluation tells nothing, and says why in
+ * l->eval_stopped_by (the run then ends before its next step). */
 static void evaluate(loop *l)
 {
     dp_eval_report e;
-    dp_trainer_evaluate(l->t, &e);
+    dp_eval_watch watch = { .progress = eval_progress, .arg = l };
+    dp_control_eval_begin(l->o->control, 0);
+    if (!dp_trainer_evaluate(l->t, &watch, &e)) {
+        dp_control_eval_end(l->o->control, NULL);
+        l->eval_stopped_by = common_stop(l->o);
+        return;
+    }
+    dp_control_eval_end(l->o->control, &(dp_eval_point){
+        .step = l->r.step, .loss = e.loss, .accuracy = e.accuracy, .text = e.text });
     l->res->test_accuracy = e.accuracy;
+    l->res->test_loss = e.loss;
+    l->res->test_text = e.text;
+    l->res->test_step = l->r.step;
     tell_eval(l, &e);
 }
 
@@ -174,6 +228,7 @@ static int checkpoint(loop *l, long step, dp_err *err)
         return -1;
     double ms = 1e3 * (dp_now_s() - t0);
     l->checkpointed = step;
+    snprintf(l->checkpoint_path, sizeof l->checkpoint_path, "%s", path);
     tell_event(l, &(dp_run_event){ .kind = DP_RUN_CHECKPOINT, .step = step, .path = path,
                                    .ms = ms });
     return 0;
@@ -202,18 +257,28 @@ static int finish(loop *l, int rc, next_step next, dp_err *err)
 {
     dp_run_result *res = l->res;
     const dp_run_loop_opts *o = l->o;
-    bool early = res->steps < o->total_steps && rc == 0;
+    if (rc == 0 && res->steps == o->total_steps && res->steps > res->first_step &&
+        !l->evaluated_last)
+        evaluate(l);
+    if (l->eval_stopped_by != GO)
+        next = l->eval_stopped_by;
+    res->eval_stopped = l->eval_stopped_by != GO;
+    bool early = (res->steps < o->total_steps || res->eval_stopped) && rc == 0;
     res->failed = rc < 0;
     res->interrupted = early && next == INTERRUPT;
     res->quit = early && next == QUIT;
-    if (rc == 0 && !early && res->steps > res->first_step && !l->evaluated_last)
-        evaluate(l);
     if (rc == 0 && o->write_checkpoint && l->checkpointed != res->steps &&
         checkpoint(l, res->steps, err) < 0)
         rc = -1;
     dp_world_watchdog_stop();
+    if (rc == 0 && l->checkpointed == res->steps)
+        snprintf(res->checkpoint, sizeof res->checkpoint, "%s", l->checkpoint_path);
     res->seconds = dp_now_s() - l->progress.started;
     res->samples_per_s = l->step_time > 0 ? l->samples / l->step_time : 0.0;
+    dp_control_finish(o->control, early || rc < 0, res->checkpoint);
+    dp_control_status st;
+    dp_control_snapshot(o->control, &st);
+    res->active_s = st.active_s;
     tell_finished(l, rc, err);
     return rc;
 }
@@ -233,11 +298,14 @@ int dp_run_loop(dp_trainer *t, const dp_run_loop_opts *o, dp_run_result *res, dp
                       .started = dp_now_s() },
     };
     dp_control_set_can_checkpoint(o->control, o->write_checkpoint != NULL);
+    dp_control_begin(o->control, &(dp_run_schedule){
+        .first_step = resumed.step, .steps_per_epoch = per_epoch, .eval_every = o->eval_every,
+        .test_samples = o->test_samples });
     next_step next = GO;
     int rc = 0;
     dp_world_watchdog_start(o->watchdog_s);
     while (res->steps < o->total_steps) {
-        if (before_step(t, o, &next, err) < 0) {
+        if (before_step(&l, &next, err) < 0) {
             rc = -1;
             break;
         }
@@ -247,6 +315,8 @@ int dp_run_loop(dp_trainer *t, const dp_run_loop_opts *o, dp_run_result *res, dp
             rc = -1;
             break;
         }
+        if (l.eval_stopped_by != GO)
+            break;
     }
     return finish(&l, rc, next, err);
 }

@@ -9,6 +9,7 @@
 #define DP_APP_RUN_LOOP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "engine/control.h"
@@ -26,11 +27,18 @@ typedef struct dp_run_result {
     long first_step;          /* the step this session started at (a resumed run's checkpoint) */
     double seconds;
     double final_loss;
+    double active_s;          /* seconds less the pauses */
     double test_accuracy;     /* of the last evaluation; -1 when none ran */
+    double test_loss;         /* of the last evaluation */
+    bool test_text;           /* its loss / ln 2 is bits per byte */
+    long test_step;           /* the step it followed */
     double samples_per_s;     /* training samples over step time (evaluations excluded) */
     int interrupted;          /* stopped early by a signal */
     int quit;                 /* stopped early by the dashboard's q */
     int failed;               /* stopped by an error (a non-finite loss, a full disk) */
+    bool eval_stopped;        /* an evaluation was stopped by q or a signal (it reported
+                               * nothing); the run then counts as stopped early */
+    char checkpoint[4200];    /* the checkpoint holding the run's end ("": none) */
 } dp_run_result;
 
 /* Where the run is, beside a step's report, for observers that show progress. */
@@ -39,7 +47,8 @@ typedef struct dp_run_progress {
     long first_step;          /* as in dp_run_result */
     double started;           /* dp_now_s() when the loop began */
     double mean_rate;         /* samples/s over all step time so far */
-    double recent_rate;       /* samples/s, smoothed over about ten steps */
+    double recent_rate;       /* samples/s over the last DP_RATE_WINDOW_S s of training */
+    double eta_s;             /* the control's ETA (engine/control.h); < 0: not known */
 } dp_run_progress;
 
 /* Something that happened beside steps and evaluations. */
@@ -74,10 +83,12 @@ enum { DP_RUN_MAX_OBSERVERS = 4 };
 typedef struct dp_run_loop_opts {
     long total_steps;
     long eval_every;          /* 0: at the end of each epoch only */
+    long test_samples;        /* the test split's (for the ETA before an evaluation ran) */
     const dp_switch_at *switches; /* in increasing step order */
     int n_switches;
     atomic_int *stop;         /* set by a signal handler: finish the step and stop */
-    dp_control *control;      /* pause, quit, switch and checkpoint requests; the plan in use */
+    dp_control *control;      /* pause, quit, switch and checkpoint requests; the run's state,
+                               * steps, rates, evaluations and end, published by the loop */
     /* Checkpoints (NULL: none): write_checkpoint(arg, t, path, size, err) after every
      * checkpoint_every steps (0: never on a schedule), when the control asks, and when the
      * run ends, stopped or not. */

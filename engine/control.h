@@ -52,8 +52,11 @@ typedef struct dp_control_status {
     double eta_s;            /* to the last step at the recent rate, with the evaluations still
                               * due at their measured length; < 0: not known yet */
     dp_run_state state;
-    long eval_done, eval_total; /* DP_STATE_EVALUATING: batches done of the evaluation's */
-    double last_step_end;    /* CLOCK_MONOTONIC seconds when the last step ended */
+    long eval_done, eval_total; /* DP_STATE_EVALUATING: batches done of the evaluation's
+                                 * (this process's part of the test split) */
+    double last_step_end;    /* CLOCK_MONOTONIC seconds when the last step ended, or when
+                              * training last resumed after a pause or an evaluation (the later
+                              * one): what a view measures a stall from */
     double typical_step_s;   /* the recent steps' median wall time, for finding a stall */
     long skipped;            /* steps whose update a non-finite loss skipped */
     double test_accuracy;    /* of the last evaluation; < 0 before the first */
@@ -108,10 +111,48 @@ void dp_control_switch_applied(dp_control *c, const dp_plan_request *in_use, con
 /* Whether a checkpoint was asked for (and clears the request). */
 bool dp_control_take_checkpoint(dp_control *c);
 
-void dp_control_publish_step(dp_control *c, long step, long epoch, double loss, double lr,
-                             double samples_per_s);
-void dp_control_publish_eval(dp_control *c, long step, double accuracy);
-void dp_control_finish(dp_control *c);
+/* The clock every time of the run is read from: dp_now_s() unless set (a test's fake clock);
+ * set it before dp_control_begin. */
+void dp_control_set_clock(dp_control *c, double (*now)(void *arg), void *arg);
+
+/* What the ETA needs to know of the run besides its steps. */
+typedef struct dp_run_schedule {
+    long first_step;         /* the step it starts at (a resumed run's checkpoint) */
+    long steps_per_epoch;    /* an evaluation follows each epoch's last step ... */
+    long eval_every;         /* ... and every eval_every steps (0: none more); and the last */
+    long test_samples;       /* for the length of an evaluation before one was measured */
+} dp_run_schedule;
+
+/* The loop begins: `started` is now, the state STARTING. */
+void dp_control_begin(dp_control *c, const dp_run_schedule *s);
+
+/* One step ended: what it did, for the status, the rate window and the ETA. */
+typedef struct dp_control_step {
+    long step, epoch;
+    double loss, lr;
+    int rows;                /* samples of the step (every process's) */
+    double seconds;          /* its wall time */
+    bool skipped;            /* its update skipped for a non-finite loss */
+} dp_control_step;
+void dp_control_step_done(dp_control *c, const dp_control_step *s);
+
+/* The loop pauses (DP_STATE_PAUSED) or goes on (DP_STATE_STARTING or DP_STATE_TRAINING). */
+void dp_control_set_state(dp_control *c, dp_run_state state);
+
+/* An evaluation of `total` batches begins; `done` of them are done; it ended with *result,
+ * or was stopped (result NULL: nothing is recorded). */
+void dp_control_eval_begin(dp_control *c, long total);
+void dp_control_eval_progress(dp_control *c, long done, long total);
+void dp_control_eval_end(dp_control *c, const dp_eval_point *result);
+
+/* The loop has ended: stopped_early as in the status; checkpoint: the one written as it
+ * ended (NULL or "": none). Freezes the rate and the active time. */
+void dp_control_finish(dp_control *c, bool stopped_early, const char *checkpoint);
+
+/* Evaluations still due after step `step` of `total`: after each epoch's last step, every
+ * eval_every steps (0: never), and after the last step if none of those is (a pure function,
+ * for the ETA). */
+long dp_evals_remaining(long step, long total, long steps_per_epoch, long eval_every);
 /* Sets the event line (printf-style). */
 void dp_control_event(dp_control *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

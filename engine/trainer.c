@@ -510,22 +510,63 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     return 0;
 }
 
-void dp_trainer_evaluate(dp_trainer *t, dp_eval_report *r)
+/* Batches of this process's part of the test split in a part of an evaluation: the same
+ * number of parts in every process (its batches may be one fewer than another's). */
+static int eval_parts(const dp_trainer *t, int parts)
 {
-    long n = t->test->n; /* each process evaluates its part */
-    dp_cmd eval = { .kind = DP_CMD_EVAL, .data = t->test,
-                    .data_first = (long)n * dp_world_rank() / dp_world_size(),
-                    .data_rows = (long)n * (dp_world_rank() + 1) / dp_world_size() -
-                                 (long)n * dp_world_rank() / dp_world_size() };
+    long n = t->test->n, batch = t->cfg.batch;
+    long most = (n + dp_world_size() - 1) / dp_world_size(); /* rows of the largest part */
+    long batches = (most + batch - 1) / batch;
+    if (parts <= 0)
+        parts = DP_EVAL_PARTS;
+    return batches < parts ? (batches > 0 ? (int)batches : 1) : parts;
+}
+
+/* Whether to stop the evaluation, in every process alike: any process's wish stops all. */
+static bool eval_stop(const dp_eval_watch *w, long done, long total)
+{
+    double stop = w && w->progress && w->progress(w->arg, done, total) ? 1.0 : 0.0;
+    dp_world_sum(&stop, 1);
+    return stop > 0;
+}
+
+/* Runs the test rows [first, first + rows) through the team, adding the objective's sums. */
+static void eval_rows(dp_trainer *t, long first, long rows, double *sums)
+{
+    dp_cmd eval = { .kind = DP_CMD_EVAL, .data = t->test, .data_first = first,
+                    .data_rows = rows };
     dp_team_run(t->team, &eval);
     const dp_objective *o = t->cfg.model->objective;
-    double sums[DP_OBJECTIVE_STATS] = { 0.0 }; /* the objective's: loss first */
     for (int i = 0; i < t->plan.workers; i++)
         for (int k = 0; k < o->n_stats; k++)
             sums[k] += dp_team_result(t->team, i)->stats[k];
+}
+
+/* In parts of whole batches, so that each batch, and so each sum, is what one pass over the
+ * whole part would give. */
+bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *r)
+{
+    long n = t->test->n, batch = t->cfg.batch; /* each process evaluates its part */
+    long first = n * dp_world_rank() / dp_world_size();
+    long rows = n * (dp_world_rank() + 1) / dp_world_size() - first;
+    long batches = (rows + batch - 1) / batch;
+    int parts = eval_parts(t, w ? w->parts : 0);
+    double sums[DP_OBJECTIVE_STATS] = { 0.0 }; /* the objective's: loss first */
+    if (eval_stop(w, 0, batches))
+        return false;
+    for (int p = 0; p < parts; p++) {
+        long b0 = batches * p / parts, b1 = batches * (p + 1) / parts;
+        long r0 = b0 * batch, r1 = b1 * batch < rows ? b1 * batch : rows;
+        if (r1 > r0)
+            eval_rows(t, first + r0, r1 - r0, sums);
+        if (eval_stop(w, b1, batches))
+            return false;
+    }
+    const dp_objective *o = t->cfg.model->objective;
     dp_world_sum(sums, o->n_stats);
     r->samples = n;
     o->report(sums, n, t->test->targets, r);
+    return true;
 }
 
 void dp_trainer_get_params(dp_trainer *t, float *host)

@@ -83,9 +83,21 @@ int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err 
  * when a device reports a failure (a CUDA error). */
 int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err);
 
-/* Evaluates the current parameters on the whole test split; what r holds is the model
- * objective's report (dp_eval_report in objective.h). */
-void dp_trainer_evaluate(dp_trainer *t, dp_eval_report *r);
+/* How an evaluation is watched, and stopped. */
+#define DP_EVAL_PARTS 20
+typedef struct dp_eval_watch {
+    /* Called before the first part (done 0) and after each: `done` of `total` batches of this
+     * process's part of the test split; returns true to stop the evaluation there. NULL: none. */
+    bool (*progress)(void *arg, long done, long total);
+    void *arg;
+    int parts;          /* the evaluation's parts (at most one a batch); 0: DP_EVAL_PARTS */
+} dp_eval_watch;
+
+/* Evaluates the current parameters on the whole test split, in parts (w may be NULL): what r
+ * holds is the model objective's report (dp_eval_report in objective.h), the same whatever the
+ * parts. Under mpirun every process stops at the same part when any process's progress asks
+ * (each calls it the same number of times). Returns false, with r untouched, when stopped. */
+bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *r);
 
 /* Batches per epoch. */
 long dp_trainer_steps_per_epoch(const dp_trainer *t);
