@@ -6,7 +6,8 @@
 #   and 5 more aimed at checkpoint writes (at least one must land in one), always leaves a
 #   complete newest checkpoint, and resuming from it to the end gives the uninterrupted run's
 #   parameters exactly;
-# - SIGINT finishes the step, writes a checkpoint, says where, exits 130;
+# - SIGINT finishes the step, writes a checkpoint, says where (and the summary names it),
+#   exits 130;
 # - a checkpoint of another model, batch or seed is refused (exit 2) naming what differs;
 # - a full disk (ulimit -f) fails the run with the OS error and leaves the older checkpoints
 #   and the old --save file intact;
@@ -142,6 +143,8 @@ status=$?
 where=$(sed -n 's/^checkpoint: \(.*\) ([0-9]* ms)$/\1/p' "$work/int.out" | tail -n 1)
 [ -n "$where" ] && [ -f "$where/state.ini" ] || fail "SIGINT: no checkpoint written ($where)"
 grep -q "^interrupted: " "$work/int.out" || fail "SIGINT: no 'interrupted' summary"
+grep -qx "checkpoint at the end: $where" "$work/int.out" ||
+    fail "SIGINT: the summary does not name the checkpoint $where"
 
 # a full disk: the checkpoint fails with the OS error; older ones and --save's file survive
 cp "$work/full.safetensors" "$work/old.safetensors"
