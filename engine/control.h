@@ -2,8 +2,12 @@
  * strategy or the micro-batches), and what the run publishes about itself for a view of it.
  *
  * Two sides, usually two threads: the run loop takes requests and applies them between steps,
- * and publishes its step, loss, plan in use and events; a view (the dashboard) makes requests
- * and reads a snapshot of the status at its own pace. Every function takes the module's lock
+ * and publishes its state, steps, evaluations, plan in use and events; a view (the dashboard)
+ * makes requests and reads a snapshot of the status at its own pace. The control keeps the
+ * run's clocks: the time spent in each state goes to its account (pauses, evaluations,
+ * training), from which it derives the rate, the active time and the ETA; the snapshot brings
+ * those up to date with the clock (dp_now_s, or a test's), so a view between two steps sees
+ * the time go on. Every function takes the module's lock
  * for the time of one copy: no caller touches a mutex or condition variable, and any thread may
  * call any function. A signal handler may call none of them (it sets the run's stop flag).
  *

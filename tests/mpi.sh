@@ -5,7 +5,7 @@
 # half of the test split); only rank 0 writes metrics and --save; a run resumed
 # from rank 0's checkpoint ends where the straight run does, bit for bit, and a checkpoint of 2
 # processes is refused by 1; SIGINT to one rank stops both at the same step (a checkpoint, exit
-# 130); a process killed mid-run makes mpirun end the other and exit non-zero within 30 s,
+# 130), and during an evaluation stops it in both at the same part; a process killed mid-run makes mpirun end the other and exit non-zero within 30 s,
 # naming the rank; a process stopped (SIGSTOP) makes the other's watchdog end the run;
 # processes given different devices, configurations or data are refused (exit 2).
 # Skipped (77) without mpirun or in a build without MPI.
@@ -115,6 +115,35 @@ rc=$?
 [ "$rc" -eq 130 ] || fail "SIGINT to a rank: mpirun exit $rc, not 130"
 grep -q '^interrupted: ' "$work/int.out" || fail "SIGINT to a rank: no 'interrupted' summary from rank 0"
 ls "$work/ck-int" 2>/dev/null | grep -q '^step-' || fail "SIGINT to a rank: no checkpoint"
+
+# SIGINT to rank 1 during a long evaluation: both processes stop it at the same part, soon
+# (the whole evaluation takes several times as long), and rank 0 says so, reporting nothing
+cat >"$work/long-eval.ini" <<'INI'
+[run]
+steps = 2
+eval_every = 1
+[data]
+kind = synthetic
+features = 64
+classes = 10
+samples = 500
+test_samples = 40000
+batch = 50
+[model]
+layers = linear:2048, relu, linear:2048, relu, linear:10
+INI
+mpi 2 "$DPMPTOP" --headless -c "$work/long-eval.ini" --devices cpu:1 --strategy single \
+    >"$work/eval-int.out" 2>&1 &
+launcher=$!
+wait_for_line "$work/eval-int.out" '^step 1/2' 6000 0.01 # the evaluation begins
+sleep 0.3
+kill -INT "$(pgrep -f "^$DPMPTOP --headless -c $work/long-eval.ini" | tail -n 1)"
+wait "$launcher"
+rc=$?
+[ "$rc" -eq 130 ] || fail "SIGINT during an evaluation: mpirun exit $rc, not 130"
+grep -q '^the evaluation after step 1 was stopped' "$work/eval-int.out" ||
+    fail "SIGINT during an evaluation: rank 0 does not say it was stopped: $(tail -n 5 "$work/eval-int.out")"
+grep -q 'test loss' "$work/eval-int.out" && fail "SIGINT during an evaluation: it reported a result"
 
 # a process killed mid-run: the other ends too, soon, and mpirun says which rank
 mpi 2 "$DPMPTOP" --headless -c "$work/run.ini" --devices cpu:1 --strategy single \
