@@ -50,6 +50,9 @@ typedef struct dp_worker {
     /* timing of the step in progress */
     double step_start, busy_start, allreduce_wait_s;
     double cpu_start, helper_start, flops_start; /* CPU seconds and GEMM FLOPs at its start */
+    double step_end, cpu_end, helper_end, flops_end; /* ... and at its update's end */
+    dp_device_metrics done;    /* the step's figures from the update, published by the
+                                  coordinator once every worker has done its update */
     dp_link_time link_time;
     int in_flight, in_flight_max;
     int last_slot, last_rows;  /* the last forward's micro-batch: its slot and rows */
@@ -74,6 +77,9 @@ struct dp_team {
     long generation;
     int pending;
     dp_cmd cmd;
+    /* the coordinator's: when it posted the last STEP, and the last command's kind */
+    double step_posted;
+    dp_cmd_kind last_kind;
 };
 
 /* ---- what a worker does now, and the CPU time its device's threads ran ---- */
@@ -123,45 +129,75 @@ static double device_cpu_seconds(dp_worker *w, double *helpers)
     return own;
 }
 
-/* Takes the step's starting CPU time and FLOPs. */
+/* Takes the step's starting CPU time and FLOPs (the worker's thread). */
 static void start_counters(dp_worker *w)
 {
     w->cpu_start = device_cpu_seconds(w, &w->helper_start);
     w->flops_start = w->dev->be->gemm_flops ? w->dev->be->gemm_flops(w->dev) : 0;
 }
 
+/* ... and at the end of its update. */
+static void end_counters(dp_worker *w)
+{
+    w->step_end = dp_now_s();
+    w->cpu_end = device_cpu_seconds(w, &w->helper_end);
+    w->flops_end = w->dev->be->gemm_flops ? w->dev->be->gemm_flops(w->dev) : 0;
+}
+
 /* A CPU device's utilisation: its threads' CPU seconds over `threads` cores for the step's
  * wall time (at most 1: a comm thread running beside the worker the whole step would pass it).
  * A GPU's: the time its stream was busy over the wall time. */
-static void fill_utilisation(dp_worker *w, dp_device_metrics *m, double wall)
+static void fill_utilisation(const dp_worker *w, dp_device_metrics *m, double wall)
 {
     const dp_backend *be = w->dev->be;
     if (!be->cpu_threads) {
         m->util = wall > 0 ? m->compute_s / wall : 0;
         return;
     }
-    double helpers, own = device_cpu_seconds(w, &helpers);
     m->threads = be->cpu_threads(w->dev);
-    /* a share of helpers read before the step may exceed the share after it when the pool's
-     * list changed between: never a negative time */
-    double helper_s = helpers - w->helper_start > 0 ? helpers - w->helper_start : 0;
-    m->cpu_s = own - w->cpu_start + helper_s;
+    /* the helpers' share read before the step may exceed the one after it when the pool's
+     * list grew between: never a negative time */
+    double helper_s = w->helper_end - w->helper_start;
+    m->cpu_s = w->cpu_end - w->cpu_start + (helper_s > 0 ? helper_s : 0);
     double util = wall > 0 ? m->cpu_s / (m->threads * wall) : 0;
     m->util = util < 1 ? util : 1;
 }
 
 /* The step's GEMM FLOPs, the device's peak and its MFU; a step faster than the peak raises
  * the device's peak (a CPU device's per core). */
-static void fill_flops(dp_worker *w, dp_device_metrics *m, double wall)
+static void fill_flops(const dp_worker *w, dp_device_metrics *m, double wall)
 {
     dp_device *d = w->dev;
     int per = d->be->cpu_threads ? m->threads : 1; /* a CPU device's peak_flops is per core */
-    m->flops = d->be->gemm_flops ? d->be->gemm_flops(d) - w->flops_start : 0;
+    m->flops = w->flops_end - w->flops_start;
     double peak = d->peak_flops * per;
     m->mfu = dp_peak_mfu(m->flops, wall, &peak);
     if (peak > d->peak_flops * per)
         d->peak_flops = peak / per;
     m->peak_flops = peak;
+}
+
+/* The coordinator, once every worker has done its update: each device's figures over one wall
+ * time for all, from the STEP's posting to the last update's end. With one wall time, the CPU
+ * devices' utilisation x threads sums to at most the cores that ran them, even when a worker
+ * waited for a core to start (its own span would be shorter than the step). */
+static void publish_step(dp_team *t)
+{
+    double end = t->step_posted;
+    for (int i = 0; i < t->plan.workers; i++)
+        end = t->w[i].step_end > end ? t->w[i].step_end : end;
+    double wall = end - t->step_posted;
+    for (int i = 0; i < t->plan.workers; i++) {
+        dp_worker *w = &t->w[i];
+        dp_device_metrics m = w->done;
+        m.idle_s = wall - m.compute_s - m.comm_s;
+        m.idle_s = m.idle_s > 0 ? m.idle_s : 0;
+        fill_utilisation(w, &m, wall);
+        fill_flops(w, &m, wall);
+        dp_metrics_publish(t->cfg.metrics, w->index, &m);
+        w->timeline.step_s = (float)(w->step_end - w->step_start);
+        dp_metrics_publish_timeline(t->cfg.metrics, w->index, &w->timeline);
+    }
 }
 
 /* ---- the comm thread: all-reduces buckets while backward goes on ---- */
@@ -477,25 +513,18 @@ static void run_update(dp_worker *w, const dp_cmd *c)
                         c->t, c->lr);
     }
     w->dev->be->synchronize(w->dev);
-    double wall = dp_now_s() - w->step_start;
-    dp_device_metrics m = { .step = c->step, .loss = c->replica_loss[w->replica] };
-    snprintf(m.device, sizeof m.device, "%s", w->dev->name);
-    role_text(w, m.role, sizeof m.role);
-    m.mem_bytes = w->dev->mem_held;
-    m.mem_peak_bytes = w->dev->mem_peak;
+    end_counters(w);
+    dp_device_metrics *m = &w->done; /* the rest when every worker is done: publish_step */
+    *m = (dp_device_metrics){ .step = c->step, .loss = c->replica_loss[w->replica] };
+    snprintf(m->device, sizeof m->device, "%s", w->dev->name);
+    role_text(w, m->role, sizeof m->role);
+    m->mem_bytes = w->dev->mem_held;
+    m->mem_peak_bytes = w->dev->mem_peak;
     /* a CPU device shares the host's memory, which views show once */
-    m.mem_total_bytes = w->dev->be->host_memory ? 0 : w->dev->mem_total;
-    m.act_peak_bytes = (size_t)w->in_flight_max * w->st.slot_bytes;
-    m.compute_s = w->dev->be->busy_seconds(w->dev) - w->busy_start;
-    m.comm_s = w->allreduce_wait_s + w->link_time.copy_s;
-    m.idle_s = wall - m.compute_s - m.comm_s;
-    if (m.idle_s < 0)
-        m.idle_s = 0;
-    fill_utilisation(w, &m, wall);
-    fill_flops(w, &m, wall);
-    dp_metrics_publish(w->team->cfg.metrics, w->index, &m);
-    w->timeline.step_s = (float)wall;
-    dp_metrics_publish_timeline(w->team->cfg.metrics, w->index, &w->timeline);
+    m->mem_total_bytes = w->dev->be->host_memory ? 0 : w->dev->mem_total;
+    m->act_peak_bytes = (size_t)w->in_flight_max * w->st.slot_bytes;
+    m->compute_s = w->dev->be->busy_seconds(w->dev) - w->busy_start;
+    m->comm_s = w->allreduce_wait_s + w->link_time.copy_s;
 }
 
 /* Forward over samples [first, first + count) of d, in batches. */
@@ -878,6 +907,9 @@ void dp_team_stop(dp_team *t)
 
 void dp_team_post(dp_team *t, const dp_cmd *cmd)
 {
+    if (cmd->kind == DP_CMD_STEP)
+        t->step_posted = dp_now_s();
+    t->last_kind = cmd->kind;
     if (t->inline_worker)
         carry_out(&t->w[0], cmd);
     else
@@ -888,6 +920,10 @@ void dp_team_wait(dp_team *t)
 {
     if (!t->inline_worker)
         wait_done(t);
+    if (t->last_kind == DP_CMD_UPDATE && t->cfg.metrics) {
+        publish_step(t);
+        t->last_kind = DP_CMD_QUIT; /* published once */
+    }
 }
 
 void dp_team_run(dp_team *t, const dp_cmd *cmd)
