@@ -46,6 +46,8 @@ for step, recs in sorted(steps.items()):
         where = f"step {step} {r['device']}"
         if r["mem_total_bytes"] != 0:
             bad.append(f"{where}: mem_total_bytes {r['mem_total_bytes']} for a CPU device")
+        if r["role"] == "unused":
+            continue
         if not (0 <= r["util"] <= 1) or not (1 <= r["threads"] <= cores) or r["cpu_s"] < 0:
             bad.append(f"{where}: util {r['util']} threads {r['threads']} cpu_s {r['cpu_s']}")
         if r["peak_flops"] is None or r["peak_flops"] <= 0:
