@@ -8,12 +8,14 @@
 
 #include "dpmptop-config.h"
 #include "engine/backend.h"
+#include "engine/backend_cpu.h"
 #include "engine/layer.h"
+#include "engine/peak.h"
 
 enum long_only {
     OPT_STAGES = 256, OPT_MICRO, OPT_SCHEDULE, OPT_STEPS, OPT_EPOCHS, OPT_SWITCH_AT, OPT_METRICS,
     OPT_SAVE, OPT_INIT, OPT_CKPT_DIR, OPT_RESUME, OPT_PRINT_CONFIG, OPT_NO_COLOR,
-    OPT_HELP_LAYERS,
+    OPT_HELP_LAYERS, OPT_MEASURE_PEAK,
 };
 
 static const struct option longs[] = {
@@ -35,6 +37,7 @@ static const struct option longs[] = {
     { "resume", optional_argument, NULL, OPT_RESUME },
     { "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
     { "help-layers", no_argument, NULL, OPT_HELP_LAYERS },
+    { "measure-peak", no_argument, NULL, OPT_MEASURE_PEAK },
     { "no-color", no_argument, NULL, OPT_NO_COLOR },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -66,6 +69,8 @@ static void usage(FILE *out)
           "      --resume [DIR]         continue from the newest checkpoint\n"
           "      --print-config         print the effective configuration and exit\n"
           "      --help-layers          describe every layer kind of [model] layers and exit\n"
+          "      --measure-peak         measure this machine's SGEMM rate (the CPU devices'\n"
+          "                             peak for MFU) again, cache it and exit\n"
           "      --no-color             a dashboard without colours (as NO_COLOR=1)\n"
           "  -h, --help                 show this help and exit\n"
           "  -V, --version              show the version and exit\n"
@@ -197,6 +202,29 @@ static int refuse_option(int ch, char **argv)
     return -1;
 }
 
+/* --measure-peak: the CPU's SGEMM rate on every core, measured and cached (engine/peak.h);
+ * returns 1 (done), or -1 when it could not be measured. */
+static int measure_peak(void)
+{
+    char dir[4096], key[256];
+    int cores = dp_cpu_cores();
+    bool measured, cached = dp_peak_cache_dir(dir, sizeof dir) == 0;
+    dp_peak_cpu_key(key, sizeof key, cores);
+    double rate = dp_peak_cpu_flops(cached ? dir : NULL, key, true, dp_cpu_measure_sgemm,
+                                    &measured);
+    if (rate <= 0) {
+        fputs("dpmptop: --measure-peak: could not measure the SGEMM rate\n", stderr);
+        return -1;
+    }
+    printf("SGEMM on %d core%s (%s): %.1f GFLOP/s; ", cores, cores == 1 ? "" : "s",
+           strchr(key, ' ') + 1, rate / 1e9);
+    if (cached && dp_peak_cache_load(dir, key) > 0)
+        printf("cached in %s/cpu-peak\n", dir);
+    else
+        puts("not cached (no cache directory that can be written)");
+    return 1;
+}
+
 /* Takes option ch (with optarg) into o; returns 0, 1 when done (help), -1 on bad usage. */
 static int take_option(int ch, int argc, char **argv, dp_options *o, const char **checkpoint_dir)
 {
@@ -232,6 +260,7 @@ static int take_option(int ch, int argc, char **argv, dp_options *o, const char 
         break;
     case 'h': usage(stdout); return 1;
     case OPT_HELP_LAYERS: help_layers(stdout); return 1;
+    case OPT_MEASURE_PEAK: return measure_peak();
     case 'V': print_version(); return 1;
     default: return refuse_option(ch, argv);
     }

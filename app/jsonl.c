@@ -36,9 +36,14 @@ static void write_device_records(FILE *f, dp_trainer *t)
                    "\"act_peak_bytes\":%zu",
                 m.mem_bytes, m.mem_peak_bytes, m.mem_total_bytes, m.act_peak_bytes);
         json_num(f, "util", m.util);
+        fprintf(f, ",\"threads\":%d", m.threads);
+        json_num(f, "cpu_s", m.cpu_s);
         json_num(f, "compute_s", m.compute_s);
         json_num(f, "comm_s", m.comm_s);
         json_num(f, "idle_s", m.idle_s);
+        json_num(f, "flops", m.flops);
+        json_num(f, "peak_flops", m.peak_flops > 0 ? m.peak_flops : NAN); /* null: unknown */
+        json_num(f, "mfu", m.mfu >= 0 ? m.mfu : NAN);
         fputs("}\n", f);
     }
 }

@@ -12,7 +12,9 @@
 #include "app/paths.h"
 #include "base/rng.h"
 #include "dpmptop-config.h"
+#include "engine/backend_cpu.h"
 #include "engine/devices.h"
+#include "engine/peak.h"
 #include "engine/safetensors.h"
 #include "engine/world.h"
 
@@ -477,6 +479,46 @@ static int plan_steps(dp_run *r, const dp_options *opt)
     return DP_RUN_READY;
 }
 
+/* Gives the CPU devices the machine's SGEMM rate (per core: a device's peak is that times its
+ * threads), from the cache, or measured once and cached. */
+static void set_cpu_peaks(dp_run *r)
+{
+    dp_device *d = dp_device_set_devices(r->devices);
+    int n = dp_device_set_count(r->devices), cores = dp_cpu_cores();
+    bool any = false;
+    for (int i = 0; i < n; i++)
+        any |= d[i].be == &dp_backend_cpu;
+    if (!any)
+        return;
+    char dir[4096], key[256];
+    bool measured;
+    dp_peak_cpu_key(key, sizeof key, cores);
+    r->cpu_peak = dp_peak_cpu_flops(dp_peak_cache_dir(dir, sizeof dir) == 0 ? dir : NULL, key,
+                                    false, dp_cpu_measure_sgemm, &measured);
+    for (int i = 0; i < n; i++)
+        if (d[i].be == &dp_backend_cpu)
+            d[i].peak_flops = r->cpu_peak / cores;
+}
+
+/* Caches the CPU peak again when a step ran faster than it (the workers raised their
+ * devices'): the measurement was low, on a busy machine. After the trainers are gone. */
+static void keep_raised_peak(dp_run *r)
+{
+    if (!r->devices || !(r->cpu_peak > 0))
+        return;
+    dp_device *d = dp_device_set_devices(r->devices);
+    int n = dp_device_set_count(r->devices), cores = dp_cpu_cores();
+    double best = r->cpu_peak;
+    for (int i = 0; i < n; i++)
+        if (d[i].be == &dp_backend_cpu && d[i].peak_flops * cores > best)
+            best = d[i].peak_flops * cores;
+    char dir[4096], key[256];
+    dp_err ignored; /* the next run measures again, or keeps the lower figure: no harm */
+    dp_peak_cpu_key(key, sizeof key, cores);
+    if (best > r->cpu_peak * 1.001 && dp_peak_cache_dir(dir, sizeof dir) == 0)
+        dp_peak_cache_store(dir, key, best, &ignored);
+}
+
 /* The trainer on the run's devices, starting from r->init (or the seeded initialisation). */
 static int make_trainer(dp_run *r, const dp_options *opt)
 {
@@ -512,6 +554,7 @@ static int make_trainer(dp_run *r, const dp_options *opt)
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         return EXIT_FAILED;
     }
+    set_cpu_peaks(r);
     tc.devices = r->devices;
     bool plan_refused;
     r->trainer = dp_trainer_create(&tc, &r->train, &r->test, r->init, &plan_refused, &err);
@@ -579,6 +622,7 @@ void dp_run_destroy(dp_run *r)
     dp_atomic_abort(&r->metrics);
     dp_atomic_abort(&r->save_held);
     dp_trainer_destroy(r->trainer);
+    keep_raised_peak(r);
     dp_device_set_destroy(r->devices); /* after every trainer built on it */
     free(r->init);
     free(r->ckpt.params);

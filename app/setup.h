@@ -50,6 +50,7 @@ typedef struct dp_run {
     long per_epoch, total;    /* steps */
     dp_plan_request plan;     /* as configured */
     dp_device_set *devices;   /* made from specs; every trainer of the run borrows it */
+    double cpu_peak;          /* the machine's SGEMM FLOP/s given to its CPU devices; 0: none */
     dp_trainer *trainer;
 } dp_run;
 

@@ -30,7 +30,13 @@ typedef struct dp_device {
     size_t mem_held;    /* bytes the engine holds on this device now */
     size_t mem_peak;    /* most bytes ever held */
     size_t mem_cached;  /* bytes the engine released that the device's allocator keeps for reuse */
-    size_t mem_total;   /* what the device has in all (CPU: the machine's memory) */
+    size_t mem_total;   /* what the device has in all (CPU: the machine's memory), for the
+                         * engine's room checks; a CPU device's published metrics say 0 */
+    double peak_flops;  /* FLOP/s at best for the precision in use; 0: unknown. CPU: the whole
+                         * machine's SGEMM rate on all its cores (a device's share is
+                         * threads / cores of it); GPU: the table's (engine/peak.h). Set by whoever
+                         * makes the device set; raised by the device's worker when a step runs
+                         * faster (the worker owns it while the device is in a plan) */
     void *impl;         /* backend-private state */
 } dp_device;
 
@@ -62,6 +68,17 @@ struct dp_backend {
     void (*synchronize)(dp_device *d);
     /* Seconds the device has spent running operations since it was made. */
     double (*busy_seconds)(dp_device *d);
+    /* FLOPs of the GEMMs the device has run since it was made: 2 m n k each (a batched GEMM
+     * counts each of its matrices). Read by the thread that drives the device. */
+    double (*gemm_flops)(dp_device *d);
+    /* CPU devices only (NULL for a device that computes on its own, a GPU): the cores the
+     * device's operations may use now, the calling thread and its BLAS threads (at most the
+     * cores this process may run on) ... */
+    int (*cpu_threads)(dp_device *d);
+    /* ... and the CPU seconds, since the process began, of the helper threads that run parts
+     * of the devices' operations: OpenBLAS's thread pool, which every CPU device of the process
+     * shares (a device with cpu_threads 1 gives it no work). */
+    double (*helper_cpu_seconds)(void);
     /* Timestamps of the device's progress, for the timeline of a step without waiting between
      * its operations: mark(d, first) records one where the work issued so far ends (first:
      * the zero of a new sequence) and returns its number, or -1 past DP_MARKS of a sequence;

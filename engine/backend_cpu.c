@@ -9,7 +9,10 @@
 #include <sched.h>
 
 #include <cblas.h>
+#include <dirent.h>
 #include <float.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@
 /* Private state of a CPU virtual device. */
 typedef struct cpu_impl {
     int blas_threads;
+    int cores;              /* dp_cpu_cores() when made */
     dp_cpu_profile prof;
     double marks[DP_MARKS]; /* operations run when issued: a mark is the host's clock */
     int n_marks;
@@ -79,6 +83,11 @@ static double cpu_mark_seconds(dp_device *d, int mark)
 static double cpu_busy_seconds(dp_device *d)
 {
     return impl_of(d)->prof.gemm_s + impl_of(d)->prof.kernel_s;
+}
+
+static double cpu_gemm_flops(dp_device *d)
+{
+    return impl_of(d)->prof.gemm_flops;
 }
 
 static void cpu_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -611,6 +620,88 @@ static void cpu_dropout(dp_device *d, float *y, const float *x, int rows, int n,
     charge_kernel(d, t0);
 }
 
+/* ---- OpenBLAS's thread pool: which threads are its, and their CPU time ----
+ *
+ * OpenBLAS (pthreads) starts its pool in its library constructor, before ours runs, and grows
+ * it when asked for more threads than it has. So the pool is the threads that exist when our
+ * constructor runs, other than the main thread, plus those that appear during a call that asks
+ * for more threads than ever before. The list is written by dp_cpu_set_blas_threads (while no
+ * step runs) and read by the workers, under pool_lock. */
+
+#define POOL_MAX 1024
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t pool_tids[POOL_MAX];
+static int pool_n;
+static int most_threads_asked = 1;
+static _Atomic int blas_threads_now = 1; /* OpenBLAS's thread count, as last set */
+
+/* The process's thread ids into tids[max]; returns how many (0 when /proc is not there). */
+static int list_threads(pid_t *tids, int max)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && n < max && (e = readdir(d));)
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9')
+            tids[n++] = (pid_t)atol(e->d_name);
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static bool listed(const pid_t *tids, int n, pid_t tid)
+{
+    for (int i = 0; i < n; i++)
+        if (tids[i] == tid)
+            return true;
+    return false;
+}
+
+/* Adds the threads of now[n] that are not in before[n_before] (nor the main thread) to the
+ * pool (pool_lock held). */
+static void add_new_threads(const pid_t *before, int n_before, const pid_t *now, int n)
+{
+    for (int i = 0; i < n && pool_n < POOL_MAX; i++)
+        if (now[i] != getpid() && !listed(before, n_before, now[i]) &&
+            !listed(pool_tids, pool_n, now[i]))
+            pool_tids[pool_n++] = now[i];
+}
+
+__attribute__((constructor)) static void find_blas_pool(void)
+{
+    static pid_t now[POOL_MAX];
+    int n = list_threads(now, POOL_MAX);
+    pthread_mutex_lock(&pool_lock);
+    add_new_threads(NULL, 0, now, n);
+    pthread_mutex_unlock(&pool_lock);
+}
+
+/* Linux's CPU clock of thread `tid` of this process (what pthread_getcpuclockid gives for a
+ * pthread_t): readable for any thread of the process, precise to the nanosecond. */
+static double thread_cpu_seconds(pid_t tid)
+{
+    clockid_t clock = (clockid_t)((~(unsigned)tid << 3) | 6u); /* per-thread, scheduler time */
+    struct timespec ts;
+    return clock_gettime(clock, &ts) == 0 ? (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec : 0;
+}
+
+double dp_cpu_blas_pool_seconds(void)
+{
+    double sum = 0;
+    pthread_mutex_lock(&pool_lock);
+    for (int i = 0; i < pool_n; i++) /* a thread that has ended reads 0: its time is gone */
+        sum += thread_cpu_seconds(pool_tids[i]);
+    pthread_mutex_unlock(&pool_lock);
+    return sum;
+}
+
+/* The table's cpu_threads: the BLAS threads a GEMM of the calling worker may use, at most the
+ * process's cores. */
+static int cpu_threads(dp_device *d)
+{
+    int threads = atomic_load(&blas_threads_now), cores = impl_of(d)->cores;
+    return threads < cores ? threads : cores;
+}
+
 static void cpu_bind(dp_device *d)
 {
 }
@@ -649,6 +740,9 @@ const dp_backend dp_backend_cpu = {
     .host_free = free,
     .synchronize = cpu_synchronize,
     .busy_seconds = cpu_busy_seconds,
+    .gemm_flops = cpu_gemm_flops,
+    .cpu_threads = cpu_threads,
+    .helper_cpu_seconds = dp_cpu_blas_pool_seconds,
     .mark = cpu_mark,
     .mark_seconds = cpu_mark_seconds,
     .error = cpu_error,
@@ -694,6 +788,7 @@ int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)
     if (!im)
         return dp_fail(err, "out of host memory creating cpu:%d", index);
     im->blas_threads = blas_threads > 0 ? blas_threads : 1;
+    im->cores = dp_cpu_cores();
     dp_cpu_set_blas_threads(im->blas_threads);
     d->be = &dp_backend_cpu;
     d->index = index;
@@ -728,7 +823,55 @@ void dp_cpu_set_blas_threads(int threads)
      * GEMMs stay on the calling thread, and the engine's threads are what is checked. */
     threads = 1;
 #endif
-    openblas_set_num_threads(threads > 0 ? threads : 1);
+    threads = threads > 0 ? threads : 1;
+    if (threads <= most_threads_asked) {
+        openblas_set_num_threads(threads);
+    } else { /* OpenBLAS may start threads: they join the pool's list */
+        static pid_t before[POOL_MAX], now[POOL_MAX];
+        int n_before = list_threads(before, POOL_MAX);
+        openblas_set_num_threads(threads);
+        int n = list_threads(now, POOL_MAX);
+        pthread_mutex_lock(&pool_lock);
+        add_new_threads(before, n_before, now, n);
+        most_threads_asked = threads;
+        pthread_mutex_unlock(&pool_lock);
+    }
+    atomic_store(&blas_threads_now, threads);
+}
+
+/* Seconds of one C = A B of n x n floats. */
+static double time_sgemm(int n, const float *a, const float *b, float *c)
+{
+    double t0 = dp_now_s();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
+                n);
+    return dp_now_s() - t0;
+}
+
+double dp_cpu_measure_sgemm(void)
+{
+    int cores = dp_cpu_cores(), was = atomic_load(&blas_threads_now);
+    int n = cores <= 8 ? 1536 : 3072; /* big enough to keep every core busy */
+    size_t bytes = (size_t)n * n * sizeof(float);
+    float *a = malloc(bytes), *b = malloc(bytes), *c = malloc(bytes);
+    double best = 0;
+    if (a && b && c) {
+        for (size_t i = 0; i < (size_t)n * n; i++)
+            a[i] = b[i] = (float)(i % 7) * 0.125f;
+        dp_cpu_set_blas_threads(cores);
+        time_sgemm(n, a, b, c); /* warm-up: the pool awake, the buffers touched */
+        double flops = 2.0 * n * n * n, spent = 0;
+        for (int rep = 0; rep < 8 && (rep < 2 || spent < 0.3); rep++) { /* the best of a few */
+            double s = time_sgemm(n, a, b, c);
+            spent += s;
+            best = s > 0 && flops / s > best ? flops / s : best;
+        }
+        dp_cpu_set_blas_threads(was);
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
 }
 
 dp_cpu_profile dp_cpu_device_profile(const dp_device *d)

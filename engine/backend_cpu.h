@@ -17,7 +17,16 @@ dp_cpu_profile dp_cpu_device_profile(const dp_device *d);
 int dp_cpu_cores(void);
 
 /* Sets how many threads each GEMM may use. OpenBLAS's count is process-wide and its thread pool
- * serves one caller at a time, so with several workers each gets 1 thread. */
+ * serves one caller at a time, so with several workers each gets 1 thread. Call it while no
+ * step runs. */
 void dp_cpu_set_blas_threads(int threads);
+
+/* CPU seconds OpenBLAS's pool threads have run since the process began (the backend table's
+ * helper_cpu_seconds). */
+double dp_cpu_blas_pool_seconds(void);
+
+/* The machine's SGEMM rate in FLOP/s on all the process's cores: the best of a few large
+ * SGEMMs (a fraction of a second). Call it while no step runs; 0 when out of memory. */
+double dp_cpu_measure_sgemm(void);
 
 #endif

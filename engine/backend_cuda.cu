@@ -8,6 +8,7 @@
 extern "C" {
 #include "engine/backend.h"
 #include "engine/backend_cuda.h"
+#include "engine/peak.h"
 }
 
 #include <stdlib.h>
@@ -375,6 +376,12 @@ double cuda_busy_seconds(dp_device *d)
     return guard.im->busy_s;
 }
 
+double cuda_gemm_flops(dp_device *d)
+{
+    cuda_locked guard(d);
+    return guard.im->flops_done;
+}
+
 const char *cuda_error(dp_device *d)
 {
     cuda_locked guard(d);
@@ -602,6 +609,7 @@ bool run_lt(cuda_impl *im, tune *t, int w, float alpha, const float *a, const fl
 /* Profiling: an event pair around a GEMM's launches. */
 void profile_begin(cuda_impl *im, double flops)
 {
+    im->flops_done += flops;
     if (!im->profiling)
         return;
     if (im->gemm_pending == 64) { /* every pair in use: sum them first */
@@ -1092,6 +1100,7 @@ void cuda_gemm_batched(dp_device *d, int trans_a, int trans_b, int m, int n, int
     if (m == 0 || n == 0 || batch == 0)
         return;
     cuda_begin(im);
+    im->flops_done += 2.0 * m * n * k * batch;
     /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, as in sgemm */
     CHECK_CUBLAS(im, cublasSgemmStridedBatched(
                          im->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
@@ -1174,6 +1183,9 @@ const dp_backend dp_backend_cuda = {
     cuda_host_free,
     cuda_synchronize,
     cuda_busy_seconds,
+    cuda_gemm_flops,
+    NULL, /* cpu_threads: a GPU computes on its own */
+    NULL, /* helper_cpu_seconds */
     cuda_mark,
     cuda_mark_seconds,
     cuda_error,
@@ -1322,6 +1334,7 @@ int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err 
     if (cudaDeviceGetPCIBusId(d->bus_id, (int)sizeof d->bus_id, ordinal) != cudaSuccess)
         d->bus_id[0] = '\0';
     d->mem_total = total_b;
+    d->peak_flops = dp_peak_gpu_flops(prop.name, use_tf32);
     return 0;
 }
 

@@ -82,6 +82,7 @@ struct cuda_impl {
     cudaEvent_t gemm_events[2 * 64];
     int gemm_pending;                 /* pairs recorded and not yet summed */
     double gemm_s, gemm_flops;
+    double flops_done;                /* every GEMM's FLOPs since made, profiling or not */
     /* The caching allocator: blocks released by the engine are kept for the next alloc of a
      * similar size, so that a strategy switch costs no cudaMalloc or cudaFree (both of which
      * synchronise the whole GPU). */

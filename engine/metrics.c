@@ -40,33 +40,47 @@ void dp_metrics_free(dp_metrics *ms)
     ms->n_devices = 0;
 }
 
-/* Adds a step of `wall` seconds ending at `end` with utilisation `util` to the series: the
- * bins it crosses get their share of it, and bins with no step are NAN. */
-static void util_series_add(dp_util_series *u, double end, double wall, double util)
+/* Closes the bin being filled into the next point, merging pairs of points first (bin_s
+ * doubles) when they have run out. */
+static void util_series_close_bin(dp_util_series *u)
 {
+    if (u->n_points == DP_UTIL_POINTS) { /* halve the resolution: merge pairs */
+        for (int k = 0; k < DP_UTIL_POINTS / 2; k++) {
+            float a = u->points[2 * k], b = u->points[2 * k + 1];
+            u->points[k] = isnan(a) ? b : isnan(b) ? a : 0.5f * (a + b);
+        }
+        u->n_points = DP_UTIL_POINTS / 2;
+        u->bin_s *= 2;
+        /* the open bin's time so far is the first half of the new, wider one */
+        u->pending_end = u->t0 + u->bin_s * (u->n_points + 1);
+        return;
+    }
+    u->points[u->n_points++] =
+        u->pending_wall > 0 ? (float)(u->pending_busy / u->pending_wall) : NAN;
+    u->pending_busy = u->pending_wall = 0;
+    u->pending_end = u->t0 + u->bin_s * (u->n_points + 1);
+}
+
+void dp_util_series_add(dp_util_series *u, double end, double wall, double util)
+{
+    if (!(wall > 0) || !isfinite(end) || !isfinite(util))
+        return;
+    double start = end - wall;
     if (u->bin_s <= 0) {
-        u->t0 = end - wall;
+        u->t0 = start;
         u->bin_s = 1.0;
         u->pending_end = u->t0 + u->bin_s;
     }
-    while (end > u->pending_end) {
-        if (u->n_points == DP_UTIL_POINTS) { /* halve the resolution: merge pairs */
-            for (int k = 0; k < DP_UTIL_POINTS / 2; k++) {
-                float a = u->points[2 * k], b = u->points[2 * k + 1];
-                u->points[k] = isnan(a) ? b : isnan(b) ? a : 0.5f * (a + b);
-            }
-            u->n_points = DP_UTIL_POINTS / 2;
-            u->bin_s *= 2;
-            u->pending_end = u->t0 + u->bin_s * (u->n_points + 1);
-            continue;
-        }
-        u->points[u->n_points++] =
-            u->pending_wall > 0 ? (float)(u->pending_busy / u->pending_wall) : NAN;
-        u->pending_busy = u->pending_wall = 0;
-        u->pending_end = u->t0 + u->bin_s * (u->n_points + 1);
+    if (start < u->t0 + u->bin_s * u->n_points) /* overlaps closed bins: only the rest counts */
+        start = u->t0 + u->bin_s * u->n_points;
+    while (start < end) { /* each bin the step crosses gets the part of it inside */
+        while (start >= u->pending_end)
+            util_series_close_bin(u);
+        double part = (end < u->pending_end ? end : u->pending_end) - start;
+        u->pending_busy += util * part;
+        u->pending_wall += part;
+        start += part;
     }
-    u->pending_busy += util * wall;
-    u->pending_wall += wall;
 }
 
 void dp_metrics_publish(dp_metrics *ms, int i, const dp_device_metrics *m)
@@ -74,8 +88,12 @@ void dp_metrics_publish(dp_metrics *ms, int i, const dp_device_metrics *m)
     dp_metrics_slot *s = &ms->slots[i];
     double wall = m->compute_s + m->comm_s + m->idle_s;
     pthread_mutex_lock(&s->lock);
-    util_series_add(&s->util_series, dp_now_s(), wall, m->util);
     s->m = *m;
+    if (!(wall > 0)) { /* no step: a device the plan leaves unused adds no history */
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    dp_util_series_add(&s->util_series, dp_now_s(), wall, m->util);
     s->loss_hist[s->hist_next] = (float)m->loss;
     s->util_hist[s->hist_next] = (float)m->util;
     s->hist_next = (s->hist_next + 1) % DP_HISTORY;

@@ -111,8 +111,9 @@ typedef struct dp_metrics {
 int dp_metrics_init(dp_metrics *ms, int n_devices);
 void dp_metrics_free(dp_metrics *ms);
 
-/* Replaces slot i's numbers with m and appends its loss and utilisation to the history
- * (the slot's writer only). */
+/* Replaces slot i's numbers with m and appends its loss and utilisation to the history and
+ * the utilisation series, unless m is of no step (compute_s + comm_s + idle_s = 0: a device the
+ * plan leaves unused). The slot's writer only. */
 void dp_metrics_publish(dp_metrics *ms, int i, const dp_device_metrics *m);
 /* Replaces slot i's timeline. */
 void dp_metrics_publish_timeline(dp_metrics *ms, int i, const dp_timeline *t);
@@ -123,6 +124,10 @@ dp_device_metrics dp_metrics_read(dp_metrics *ms, int i);
 int dp_metrics_history(dp_metrics *ms, int i, float *loss, float *util);
 /* Copies slot i's last timeline. */
 void dp_metrics_timeline(dp_metrics *ms, int i, dp_timeline *t);
+/* Adds a step of `wall` seconds ending at `end` (dp_now_s) with utilisation `util` to u: each
+ * bin the step crosses gets the part of it inside; a bin no step touched stays NAN. A step that
+ * begins before the last closed bin's end counts from there. */
+void dp_util_series_add(dp_util_series *u, double end, double wall, double util);
 /* Copies slot i's utilisation over the run. */
 void dp_metrics_util_series(dp_metrics *ms, int i, dp_util_series *out);
 /* Forgets slot i's history and utilisation series (a device the plan leaves unused). */

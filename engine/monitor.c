@@ -22,6 +22,18 @@ void dp_device_view_read(dp_trainer *t, int i, dp_device_view *v)
     dp_metrics *ms = dp_trainer_metrics(t);
     v->m = dp_metrics_read(ms, i);
     v->hist_n = dp_metrics_history(ms, i, v->loss_hist, v->util_hist);
+    dp_metrics_util_series(ms, i, &v->util);
+    v->read_at = dp_now_s();
+}
+
+/* Moves a view read by another process (on its machine's clock) onto this one's: as if read
+ * now (the question's round trip, well under a bin of the series, is not counted). */
+static void to_local_clock(dp_device_view *v)
+{
+    double shift = dp_now_s() - v->read_at;
+    v->util.t0 += shift;
+    v->util.pending_end += shift;
+    v->read_at += shift;
 }
 
 struct dp_monitor {
@@ -101,8 +113,11 @@ int dp_monitor_fetch(dp_monitor *m, dp_device_view *v, int max)
     if (!m)
         return 0;
     int n = (dp_world_size() - 1) * m->n_devices;
-    if (dp_world_ask(m->service, m->views, m->n_devices * (int)sizeof *m->views))
+    if (dp_world_ask(m->service, m->views, m->n_devices * (int)sizeof *m->views)) {
         memcpy(m->shown, m->views, (size_t)n * sizeof *m->shown);
+        for (int i = 0; i < n; i++)
+            to_local_clock(&m->shown[i]);
+    }
     memcpy(v, m->shown, (size_t)(n < max ? n : max) * sizeof *v);
     return n;
 }

@@ -18,6 +18,9 @@ typedef struct dp_device_view {
     dp_device_metrics m;
     float loss_hist[DP_HISTORY], util_hist[DP_HISTORY]; /* oldest first */
     int hist_n;
+    dp_util_series util;    /* utilisation over the run; its times (t0, pending_end) are on
+                             * this process's dp_now_s() clock, another process's included */
+    double read_at;         /* dp_now_s() of the process that read the view, as it did */
     bool gpu_read;          /* `gpu` was read by the device's own process */
     dp_gpu_reading gpu;
 } dp_device_view;

@@ -117,17 +117,20 @@ static void free_resident(dp_trainer *t)
     t->resident = NULL;
 }
 
-/* Devices that the plan leaves without a worker say so in the metrics. */
+/* Devices that the plan leaves without a worker say so in the metrics, with no history. */
 static void publish_unused(dp_trainer *t)
 {
     for (int i = t->plan.workers; i < t->n_devices; i++) {
-        dp_device_metrics m = { .step = t->steps_done, .loss = NAN };
-        snprintf(m.device, sizeof m.device, "%s", t->devices[i].name);
+        const dp_device *d = &t->devices[i];
+        dp_device_metrics m = { .step = t->steps_done, .loss = NAN, .mfu = -1 };
+        snprintf(m.device, sizeof m.device, "%s", d->name);
         snprintf(m.role, sizeof m.role, "unused");
-        m.mem_bytes = t->devices[i].mem_held;
-        m.mem_peak_bytes = t->devices[i].mem_peak;
-        m.mem_total_bytes = t->devices[i].mem_total;
+        m.mem_bytes = d->mem_held;
+        m.mem_peak_bytes = d->mem_peak;
+        m.mem_total_bytes = d->be->host_memory ? 0 : d->mem_total; /* CPU: the host's */
+        dp_metrics_clear_history(&t->metrics, i); /* what it did in an earlier plan is stale */
         dp_metrics_publish(&t->metrics, i, &m);
+        dp_metrics_set_activity(&t->metrics, i, DP_ACTIVITY_IDLE);
     }
 }
 

@@ -1,5 +1,6 @@
 /* worker.c -- worker threads, the team's gate, gradient buckets and the comm thread. */
 #include "base/clock.h"
+#include "engine/peak.h"
 #include "engine/worker.h"
 #include "engine/world.h"
 
@@ -43,8 +44,15 @@ typedef struct dp_worker {
     pthread_t thread;
     long seen;                 /* the last command generation carried out */
     dp_worker_result result;
+    clockid_t comm_clock;      /* the comm thread's CPU clock, when has_comm_clock */
+    bool has_comm_clock;
+    dp_activity doing;         /* COMPUTE or EVAL: what a wait on a link interrupts */
     /* timing of the step in progress */
     double step_start, busy_start, allreduce_wait_s;
+    double cpu_start, helper_start, flops_start; /* CPU seconds and GEMM FLOPs at its start */
+    double step_end, cpu_end, helper_end, flops_end; /* ... and at its update's end */
+    dp_device_metrics done;    /* the step's figures from the update, published by the
+                                  coordinator once every worker has done its update */
     dp_link_time link_time;
     int in_flight, in_flight_max;
     int last_slot, last_rows;  /* the last forward's micro-batch: its slot and rows */
@@ -69,7 +77,128 @@ struct dp_team {
     long generation;
     int pending;
     dp_cmd cmd;
+    /* the coordinator's: when it posted the last STEP, and the last command's kind */
+    double step_posted;
+    dp_cmd_kind last_kind;
 };
+
+/* ---- what a worker does now, and the CPU time its device's threads ran ---- */
+
+/* Tells the metrics what the worker's thread does now (a view finds stalls by it). */
+static void set_activity(dp_worker *w, dp_activity a)
+{
+    if (w->team->cfg.metrics)
+        dp_metrics_set_activity(w->team->cfg.metrics, w->index, a);
+}
+
+/* Receives from / sends on a link, shown as a wait on it. */
+static void link_recv(dp_worker *w, dp_link *l, float *dst)
+{
+    set_activity(w, DP_ACTIVITY_LINK);
+    dp_link_recv(l, dst, &w->link_time);
+    set_activity(w, w->doing);
+}
+
+static void link_send(dp_worker *w, dp_link *l, const float *src, size_t n)
+{
+    set_activity(w, DP_ACTIVITY_LINK);
+    dp_link_send(l, src, n, &w->link_time);
+    set_activity(w, w->doing);
+}
+
+static double clock_seconds(clockid_t clock)
+{
+    struct timespec ts;
+    return clock_gettime(clock, &ts) == 0 ? (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec : 0;
+}
+
+/* A CPU device's CPU seconds so far: the calling thread's (the worker's, or the coordinator's
+ * for an inline worker), its comm thread's, and its share of the BLAS helper threads' when its
+ * GEMMs use them (the workers of the plan share them evenly). 0 for other devices. */
+static double device_cpu_seconds(dp_worker *w, double *helpers)
+{
+    const dp_backend *be = w->dev->be;
+    *helpers = 0;
+    if (!be->cpu_threads)
+        return 0;
+    double own = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
+    if (w->has_comm_clock)
+        own += clock_seconds(w->comm_clock);
+    if (be->helper_cpu_seconds && be->cpu_threads(w->dev) > 1)
+        *helpers = be->helper_cpu_seconds() / w->team->plan.workers;
+    return own;
+}
+
+/* Takes the step's starting CPU time and FLOPs (the worker's thread). */
+static void start_counters(dp_worker *w)
+{
+    w->cpu_start = device_cpu_seconds(w, &w->helper_start);
+    w->flops_start = w->dev->be->gemm_flops ? w->dev->be->gemm_flops(w->dev) : 0;
+}
+
+/* ... and at the end of its update. */
+static void end_counters(dp_worker *w)
+{
+    w->step_end = dp_now_s();
+    w->cpu_end = device_cpu_seconds(w, &w->helper_end);
+    w->flops_end = w->dev->be->gemm_flops ? w->dev->be->gemm_flops(w->dev) : 0;
+}
+
+/* A CPU device's utilisation: its threads' CPU seconds over `threads` cores for the step's
+ * wall time (at most 1: a comm thread running beside the worker the whole step would pass it).
+ * A GPU's: the time its stream was busy over the wall time. */
+static void fill_utilisation(const dp_worker *w, dp_device_metrics *m, double wall)
+{
+    const dp_backend *be = w->dev->be;
+    if (!be->cpu_threads) {
+        m->util = wall > 0 ? m->compute_s / wall : 0;
+        return;
+    }
+    m->threads = be->cpu_threads(w->dev);
+    /* the helpers' share read before the step may exceed the one after it when the pool's
+     * list grew between: never a negative time */
+    double helper_s = w->helper_end - w->helper_start;
+    m->cpu_s = w->cpu_end - w->cpu_start + (helper_s > 0 ? helper_s : 0);
+    double util = wall > 0 ? m->cpu_s / (m->threads * wall) : 0;
+    m->util = util < 1 ? util : 1;
+}
+
+/* The step's GEMM FLOPs, the device's peak and its MFU; a step faster than the peak raises
+ * the device's peak (a CPU device's per core). */
+static void fill_flops(const dp_worker *w, dp_device_metrics *m, double wall)
+{
+    dp_device *d = w->dev;
+    int per = d->be->cpu_threads ? m->threads : 1; /* a CPU device's peak_flops is per core */
+    m->flops = w->flops_end - w->flops_start;
+    double peak = d->peak_flops * per;
+    m->mfu = dp_peak_mfu(m->flops, wall, &peak);
+    if (peak > d->peak_flops * per)
+        d->peak_flops = peak / per;
+    m->peak_flops = peak;
+}
+
+/* The coordinator, once every worker has done its update: each device's figures over one wall
+ * time for all, from the STEP's posting to the last update's end. With one wall time, the CPU
+ * devices' utilisation x threads sums to at most the cores that ran them, even when a worker
+ * waited for a core to start (its own span would be shorter than the step). */
+static void publish_step(dp_team *t)
+{
+    double end = t->step_posted;
+    for (int i = 0; i < t->plan.workers; i++)
+        end = t->w[i].step_end > end ? t->w[i].step_end : end;
+    double wall = end - t->step_posted;
+    for (int i = 0; i < t->plan.workers; i++) {
+        dp_worker *w = &t->w[i];
+        dp_device_metrics m = w->done;
+        m.idle_s = wall - m.compute_s - m.comm_s;
+        m.idle_s = m.idle_s > 0 ? m.idle_s : 0;
+        fill_utilisation(w, &m, wall);
+        fill_flops(w, &m, wall);
+        dp_metrics_publish(t->cfg.metrics, w->index, &m);
+        w->timeline.step_s = (float)(w->step_end - w->step_start);
+        dp_metrics_publish_timeline(t->cfg.metrics, w->index, &w->timeline);
+    }
+}
 
 /* ---- the comm thread: all-reduces buckets while backward goes on ---- */
 
@@ -118,6 +247,7 @@ static void on_layer_done(void *arg, int layer)
 
 static void wait_buckets(dp_worker *w)
 {
+    set_activity(w, DP_ACTIVITY_ALLREDUCE);
     double t0 = dp_now_s();
     pthread_mutex_lock(&w->q_lock);
     while (w->finished < w->n_buckets)
@@ -127,6 +257,7 @@ static void wait_buckets(dp_worker *w)
     dp_comm_join(w->group, w->replica);
     w->next_bucket = 0;
     w->allreduce_wait_s += dp_now_s() - t0;
+    set_activity(w, w->doing);
 }
 
 /* Groups the stage's layers, last first (the order backward produces them), into buckets of
@@ -243,7 +374,7 @@ static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
     if (w->stage == 0)
         load_rows(w, b, start, n, slot, false);
     else
-        dp_link_recv(w->fwd_in, dp_stage_input(&w->st, slot), &w->link_time);
+        link_recv(w, w->fwd_in, dp_stage_input(&w->st, slot));
     w->op_begin = be->mark(w->dev, false);
     if (is_last_stage(w))
         load_rows(w, b, start, n, slot, true);
@@ -254,8 +385,8 @@ static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
     w->last_slot = slot;
     w->last_rows = n;
     if (!is_last_stage(w)) {
-        dp_link_send(w->fwd_out, dp_stage_output(&w->st, slot),
-                     (size_t)n * dp_stage_out_width(&w->st), &w->link_time);
+        link_send(w, w->fwd_out, dp_stage_output(&w->st, slot),
+                  (size_t)n * dp_stage_out_width(&w->st));
     }
     if (++w->in_flight > w->in_flight_max)
         w->in_flight_max = w->in_flight;
@@ -273,7 +404,7 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
         w->op_begin = be->mark(w->dev, false);
         dy = dp_stage_loss(&w->st, slot, n, w->grad_scale, true);
     } else {
-        dp_link_recv(w->bwd_in, w->st.dgrad[0], &w->link_time);
+        link_recv(w, w->bwd_in, w->st.dgrad[0]);
         w->op_begin = be->mark(w->dev, false);
         dy = w->st.dgrad[0];
     }
@@ -282,7 +413,7 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
                                   hook ? on_layer_done : NULL, w);
     w->op_end = be->mark(w->dev, false);
     if (w->stage > 0) {
-        dp_link_send(w->bwd_out, dx, (size_t)n * dp_stage_in_width(&w->st), &w->link_time);
+        link_send(w, w->bwd_out, dx, (size_t)n * dp_stage_in_width(&w->st));
     }
     w->in_flight--;
 }
@@ -310,6 +441,7 @@ static void collect_stats(dp_worker *w)
 static void run_step(dp_worker *w, const dp_cmd *c)
 {
     w->step_start = dp_now_s();
+    start_counters(w);
     w->busy_start = w->dev->be->busy_seconds(w->dev);
     w->allreduce_wait_s = 0;
     w->link_time = (dp_link_time){ 0 };
@@ -381,23 +513,18 @@ static void run_update(dp_worker *w, const dp_cmd *c)
                         c->t, c->lr);
     }
     w->dev->be->synchronize(w->dev);
-    double wall = dp_now_s() - w->step_start;
-    dp_device_metrics m = { .step = c->step, .loss = c->replica_loss[w->replica] };
-    snprintf(m.device, sizeof m.device, "%s", w->dev->name);
-    role_text(w, m.role, sizeof m.role);
-    m.mem_bytes = w->dev->mem_held;
-    m.mem_peak_bytes = w->dev->mem_peak;
-    m.mem_total_bytes = w->dev->mem_total;
-    m.act_peak_bytes = (size_t)w->in_flight_max * w->st.slot_bytes;
-    m.compute_s = w->dev->be->busy_seconds(w->dev) - w->busy_start;
-    m.comm_s = w->allreduce_wait_s + w->link_time.copy_s;
-    m.idle_s = wall - m.compute_s - m.comm_s;
-    if (m.idle_s < 0)
-        m.idle_s = 0;
-    m.util = wall > 0 ? m.compute_s / wall : 0;
-    dp_metrics_publish(w->team->cfg.metrics, w->index, &m);
-    w->timeline.step_s = (float)wall;
-    dp_metrics_publish_timeline(w->team->cfg.metrics, w->index, &w->timeline);
+    end_counters(w);
+    dp_device_metrics *m = &w->done; /* the rest when every worker is done: publish_step */
+    *m = (dp_device_metrics){ .step = c->step, .loss = c->replica_loss[w->replica] };
+    snprintf(m->device, sizeof m->device, "%s", w->dev->name);
+    role_text(w, m->role, sizeof m->role);
+    m->mem_bytes = w->dev->mem_held;
+    m->mem_peak_bytes = w->dev->mem_peak;
+    /* a CPU device shares the host's memory, which views show once */
+    m->mem_total_bytes = w->dev->be->host_memory ? 0 : w->dev->mem_total;
+    m->act_peak_bytes = (size_t)w->in_flight_max * w->st.slot_bytes;
+    m->compute_s = w->dev->be->busy_seconds(w->dev) - w->busy_start;
+    m->comm_s = w->allreduce_wait_s + w->link_time.copy_s;
 }
 
 /* Forward over samples [first, first + count) of d, in batches. */
@@ -459,6 +586,8 @@ static void carry_out(dp_worker *w, const dp_cmd *c)
 {
     if (c->kind != DP_CMD_UPDATE)
         w->result = (dp_worker_result){ 0 };
+    w->doing = c->kind == DP_CMD_EVAL ? DP_ACTIVITY_EVAL : DP_ACTIVITY_COMPUTE;
+    set_activity(w, w->doing);
     switch (c->kind) {
     case DP_CMD_STEP:
         run_step(w, c);
@@ -487,6 +616,7 @@ static void carry_out(dp_worker *w, const dp_cmd *c)
     case DP_CMD_QUIT:
         break;
     }
+    set_activity(w, DP_ACTIVITY_IDLE);
 }
 
 /* Marks the current command (or the setup) done for this worker. */
@@ -528,6 +658,7 @@ static int set_up(dp_worker *w)
         return dp_fail(&w->result.err, "%s: cannot start a communication thread",
                        w->dev->name);
     }
+    w->has_comm_clock = w->group && pthread_getcpuclockid(w->comm_thread, &w->comm_clock) == 0;
     return 0;
 }
 
@@ -776,6 +907,9 @@ void dp_team_stop(dp_team *t)
 
 void dp_team_post(dp_team *t, const dp_cmd *cmd)
 {
+    if (cmd->kind == DP_CMD_STEP)
+        t->step_posted = dp_now_s();
+    t->last_kind = cmd->kind;
     if (t->inline_worker)
         carry_out(&t->w[0], cmd);
     else
@@ -786,6 +920,10 @@ void dp_team_wait(dp_team *t)
 {
     if (!t->inline_worker)
         wait_done(t);
+    if (t->last_kind == DP_CMD_UPDATE && t->cfg.metrics) {
+        publish_step(t);
+        t->last_kind = DP_CMD_QUIT; /* published once */
+    }
 }
 
 void dp_team_run(dp_team *t, const dp_cmd *cmd)

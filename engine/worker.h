@@ -5,8 +5,11 @@
  * only to each other (links between pipeline stages, all-reduce among replicas of a stage).
  *
  * Hand-off: everything a command points at (the batch in host memory, host parameter vectors)
- * belongs to the workers from dp_team_run until it returns; a worker's result and metrics slot
- * are written by that worker only, and read by the coordinator after dp_team_run returns. */
+ * belongs to the workers from dp_team_run until it returns; a worker's result is written by
+ * that worker only, and read by the coordinator after dp_team_run returns. The devices' metrics
+ * slots are written by the coordinator, in dp_team_wait after an UPDATE: every device's figures
+ * over one wall time (the STEP's posting to the last update's end); workers set only their
+ * slot's activity. */
 #ifndef DP_WORKER_H
 #define DP_WORKER_H
 

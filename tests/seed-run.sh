@@ -27,10 +27,11 @@ awk -v a="$accuracy" 'BEGIN { exit !(a > 0.5) }' ||
 for type in step device eval summary; do
     grep -q "\"type\":\"$type\"" "$work/a.jsonl" || fail "no $type record in the metrics"
 done
-# The default plan: data parallel over two CPU devices, a device record for each per step.
+# The default plan: data parallel over two CPU devices, a device record for each per step (a
+# CPU device's total memory is 0: it shares the host's).
 for d in 0 1; do
     grep '"type":"device"' "$work/a.jsonl" | sed -n "$((d + 1))p" | grep -Eq \
-        "\"step\":1,\"device\":\"cpu:$d\",\"role\":\"replica $d\",\"loss\":[0-9.e+-]+,\"mem_bytes\":[1-9][0-9]*,\"mem_peak_bytes\":[1-9][0-9]*,\"mem_total_bytes\":[1-9][0-9]*,\"act_peak_bytes\":[1-9][0-9]*,\"util\":[0-9.e+-]+,\"compute_s\":[0-9.e+-]+,\"comm_s\":[0-9.e+-]+,\"idle_s\":" ||
+        "\"step\":1,\"device\":\"cpu:$d\",\"role\":\"replica $d\",\"loss\":[0-9.e+-]+,\"mem_bytes\":[1-9][0-9]*,\"mem_peak_bytes\":[1-9][0-9]*,\"mem_total_bytes\":0,\"act_peak_bytes\":[1-9][0-9]*,\"util\":[0-9.e+-]+,\"threads\":1,\"cpu_s\":[0-9.e+-]+,\"compute_s\":[0-9.e+-]+,\"comm_s\":[0-9.e+-]+,\"idle_s\":[0-9.e+-]+,\"flops\":[1-9][0-9.e+]*,\"peak_flops\":[1-9][0-9.e+]*,\"mfu\":[0-9.e+-]+}" ||
         fail "device record of cpu:$d lacks fields: $(grep '"type":"device"' "$work/a.jsonl" | sed -n "$((d + 1))p")"
 done
 [ "$(grep -c '"type":"device"' "$work/a.jsonl")" -eq $((2 * 938)) ] || fail "expected 2 device records a step"

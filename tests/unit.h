@@ -16,6 +16,7 @@ Suite *plan_suite(void);        /* test_plan.c: plans, stage balance, schedules 
 Suite *comm_suite(void);        /* test_comm.c: all-reduce and links between threads */
 Suite *layout_suite(void);      /* test_layout.c: the dashboard's layout */
 Suite *control_suite(void);     /* test_control.c: the run's requests, take and apply */
+Suite *peak_suite(void);        /* test_peak.c: peak FLOP/s cache, GPU table, MFU, util series */
 
 /* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */
 const char *unit_tmpdir(void);
