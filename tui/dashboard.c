@@ -326,25 +326,24 @@ static void draw_summary(dp_rect r, const frame *f)
 
 /* ---- the devices ---- */
 
-/* Why a device is unused, from the plan in use. */
-static void unused_reason(const frame *f, char *buf, size_t size)
+/* Why a device is unused, from the plan in use: short first (a panel of 3 rows shows the
+ * start of it). */
+static void unused_reason(const frame *f, const dp_dashboard_info *info, int width, char *buf,
+                          size_t size)
 {
     const dp_plan_request *q = &f->st.request;
     int used = 0;
     for (int i = 0; i < f->n_devices; i++)
         used += !is_unused(&f->dev[i]);
-    switch (q->strategy) {
-    case DP_STRATEGY_SINGLE:
+    if (q->strategy == DP_STRATEGY_SINGLE)
         snprintf(buf, size, "single trains on one device");
-        break;
-    case DP_STRATEGY_PP:
-        snprintf(buf, size, "%d stages use %d of %d devices (a stage needs a layer with "
-                            "parameters)", q->stages, used, f->all_devices);
-        break;
-    default:
+    else if (q->strategy == DP_STRATEGY_PP && q->stages == info->max_stages)
+        snprintf(buf, size, width >= 60 ? "the model has %d layer%s with parameters: at most "
+                                          "%d stages"
+                                        : "%d layer%s with params: %d stages",
+                 q->stages, q->stages == 1 ? "" : "s", q->stages);
+    else
         snprintf(buf, size, "%s uses %d of %d devices", f->st.plan, used, f->all_devices);
-        break;
-    }
 }
 
 /* "17.3M, peak 20.1M" (CPU: the engine's, no total: the host's is in the header) or
@@ -370,7 +369,7 @@ static void memory_text(const dp_device_view *dev, char *buf, size_t size)
 static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev)
 {
     const dp_device_metrics *m = &dev->m;
-    const int tail = 13 + 5 + 5 + 16; /* loss, " util", " 100%", " mem 1023.9M" */
+    const int tail = 13 + 6 + 5 + 16; /* loss, " util ", " 100%", " mem 1023.9M" */
     int w = r.w - 1, head = w - tail - 8 < 44 ? w - tail - 8 : 44;
     int ubar = w - tail - head;
     dp_text(r.y, r.x, head, dp_attr(sty, DP_PAIR_TITLE, A_BOLD), " %s  %s", dev->name,
@@ -380,12 +379,12 @@ static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev)
         dp_text(r.y, x, 13, A_NORMAL, " loss %7.4f", m->loss);
     else
         dp_text(r.y, x, 13, A_NORMAL, " loss     N/A");
-    dp_text(r.y, x + 13, 5, A_NORMAL, " util");
-    dp_bar(sty, r.y, x + 18, ubar, m->util);
-    dp_text(r.y, x + 18 + ubar, 5, A_NORMAL, " %3.0f%%", 100 * m->util);
+    dp_text(r.y, x + 13, 6, A_NORMAL, " util ");
+    dp_bar(sty, r.y, x + 19, ubar, m->util);
+    dp_text(r.y, x + 19 + ubar, 5, A_NORMAL, " %3.0f%%", 100 * m->util);
     char used[16];
     human_bytes(used, sizeof used, (double)m->mem_bytes);
-    dp_text(r.y, x + 23 + ubar, 16, A_NORMAL, " mem %s", used);
+    dp_text(r.y, x + 24 + ubar, 16, A_NORMAL, " mem %s", used);
 }
 
 /* The panel's title bar: name, model (GPUs), role, and the cores a CPU device may use. */
@@ -487,9 +486,17 @@ static void panel_extra(int y, int x, int w, const dp_device_view *dev)
 
 /* A device panel: the lines dp_panel_rows_make gives its height. An unused device shows why,
  * and no history. */
-static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i)
+static void draw_panel(const dp_style *sty, dp_rect r, const frame *f,
+                       const dp_dashboard_info *info, int i)
 {
     const dp_device_view *dev = &f->dev[i];
+    char why[120] = "";
+    if (is_unused(dev))
+        unused_reason(f, info, r.w, why, sizeof why);
+    if (r.h == 1 && why[0]) {
+        dp_text(r.y, r.x, r.w - 1, A_NORMAL, " %s  unused: %s", dev->name, why);
+        return;
+    }
     if (r.h == 1) {
         draw_line(sty, r, dev);
         return;
@@ -498,10 +505,8 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f, int i)
     dp_panel_rows_make(r.h, &rows);
     panel_title(sty, r, dev);
     int w = r.w - 1, x = r.x;
-    if (is_unused(dev)) {
-        char why[120];
-        unused_reason(f, why, sizeof why);
-        dp_text(r.y + rows.loss, x, w, A_NORMAL, " unused: %s", why);
+    if (why[0]) {
+        dp_text(r.y + rows.loss, x, w, A_NORMAL, " %s", why); /* the title says unused */
         if (rows.mem >= 0)
             panel_mem(sty, r.y + rows.mem, x, w, dev);
         return;
@@ -587,7 +592,7 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
     draw_header(sty, lay.header, f, info);
     draw_health(sty, lay.health, f);
     for (int i = 0; i < lay.n_panels; i++)
-        draw_panel(sty, lay.panels[i], f, i);
+        draw_panel(sty, lay.panels[i], f, info, i);
     if (lay.n_panels < f->all_devices) /* on the blank row above the plot */
         dp_text(lay.loss_plot.y - 1, 0, COLS, A_BOLD,
                 " +%d more device%s (a larger terminal shows them)",

@@ -192,28 +192,36 @@ void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s)
 
 /* ---- the pipeline timeline ---- */
 
-/* The time axis under the timeline: 0, the middle and the end of the step, in ms. */
+/* The time axis under the timeline: 0 and the end of the step in ms, and the legend between
+ * them (as much of it as fits). */
 static void timeline_axis(int y, int x, int cols, float span)
 {
-    char end[24], mid[24];
+    static const char *const legend[] = { "F/f fwd  B/b bwd  * both  . idle",
+                                          "F/f fwd B/b bwd *both .idle", "F fwd B bwd" };
+    char end[24];
     int n = snprintf(end, sizeof end, "%.1f ms", 1e3 * span);
-    int m = snprintf(mid, sizeof mid, "%.1f", 0.5e3 * span);
     dp_text(y, x, cols, A_NORMAL, "0");
-    if (cols > 2 * n + m + 4)
-        dp_text(y, x + cols / 2 - m / 2, m, A_NORMAL, "%s", mid);
     if (cols > n + 2)
         dp_text(y, x + cols - n, n, A_NORMAL, "%s", end);
+    for (int k = 0; k < 3; k++) {
+        int len = (int)strlen(legend[k]);
+        if (len + n + 4 <= cols) {
+            dp_text(y, x + (cols - len) / 2, len, A_NORMAL, "%s", legend[k]);
+            break;
+        }
+    }
 }
 
 /* Stage s's row: its label, its merged operations and its bubble. */
 static void timeline_row(const dp_style *st, int y, int x, int cols, const dp_timeline *tl,
-                         int s, float span)
+                         int s, float span, bool label)
 {
     int fwd = dp_attr(st, DP_PAIR_FWD, A_NORMAL), bwd = dp_attr(st, DP_PAIR_BWD, A_REVERSE);
     char cells[PLOT_MAX_COLS];
     cols = cols > PLOT_MAX_COLS ? PLOT_MAX_COLS : cols;
     dp_timeline_merge(tl, span, cols, cells);
-    dp_text(y, x, 4, A_NORMAL, "s%d", s);
+    if (label)
+        dp_text(y, x, 4, A_NORMAL, "s%d", s);
     move(y, x + 4);
     for (int c = 0; c < cols; c++) {
         int a = cells[c] == 'F' || cells[c] == 'f' ? fwd
@@ -222,7 +230,8 @@ static void timeline_row(const dp_style *st, int y, int x, int cols, const dp_ti
         addch((chtype)cells[c]);
         attroff(a);
     }
-    dp_text(y, x + 4 + cols, 6, A_NORMAL, " %3.0f%%", 100 * dp_timeline_bubble(tl, span));
+    if (label)
+        dp_text(y, x + 4 + cols, 6, A_NORMAL, " %3.0f%%", 100 * dp_timeline_bubble(tl, span));
 }
 
 void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *tl, int stages,
@@ -234,16 +243,17 @@ void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *tl, int 
     float span = 0;
     for (int s = 0; s < stages; s++)
         span = tl[s].step_s > span ? tl[s].step_s : span;
-    dp_text(r.y, r.x, r.w, title, "last step %.1f ms: F/f fwd B/b bwd (micro-batch even/odd) "
-            "* both . idle; bubble (ideal %.0f%%)", 1e3 * span,
-            100 * dp_timeline_ideal_bubble(stages, micro));
+    dp_text(r.y, r.x, r.w, title, "step %.1f ms  idle%% (ideal %.0f%%)",
+            1e3 * span, 100 * dp_timeline_ideal_bubble(stages, micro));
     const int label_w = 4, bubble_w = 5;
     int cols = r.w - label_w - bubble_w - 1;
     int rows = r.h - 2; /* the title and the axis */
-    for (int k = 0; k < rows && k < stages; k++) {
+    int each = stages > 0 && rows / stages > 1 ? (rows / stages > 3 ? 3 : rows / stages) : 1;
+    for (int k = 0; k < rows / each && k < stages; k++) {
         /* more stages than rows: the first ones and the last */
-        int s = k == rows - 1 ? stages - 1 : k;
-        timeline_row(st, r.y + 1 + k, r.x, cols, &tl[s], s, span);
+        int s = k == rows - 1 && stages > rows ? stages - 1 : k;
+        for (int y = 0; y < each; y++) /* a taller row where there is room */
+            timeline_row(st, r.y + 1 + k * each + y, r.x, cols, &tl[s], s, span, y == 0);
     }
     if (span > 0)
         timeline_axis(r.y + r.h - 1, r.x + label_w, cols, span);
@@ -317,11 +327,13 @@ void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u)
     if (rows < 1 || cols < 8)
         return;
     cols = cols > PLOT_MAX_COLS ? PLOT_MAX_COLS : cols;
-    float v[PLOT_MAX_COLS];
     int n = u->n_points;
-    if (n > 0)
-        dp_resample(u->points, n, n < cols ? n : cols, v);
-    int shown = n < cols ? n : cols; /* a short run fills the chart from the left */
+    if (n == 0) {
+        dp_text(r.y, r.x + label_w, cols, A_NORMAL, "utilisation over the run: no step yet");
+        return;
+    }
+    float v[PLOT_MAX_COLS];
+    dp_resample(u->points, n, cols, v); /* the whole run across the width */
     int curve = dp_attr(st, DP_PAIR_GOOD, A_NORMAL);
     for (int row = 0; row < rows; row++) {
         const char *label = row == 0 ? "100%" : row == rows - 1 ? "  0%" : "";
@@ -330,15 +342,14 @@ void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u)
         dp_text(r.y + row, r.x, label_w, A_NORMAL, "%4s", label);
         move(r.y + row, r.x + label_w);
         attron(curve);
-        for (int c = 0; c < shown; c++)
+        for (int c = 0; c < cols; c++)
             chart_cell(st, v[c], rows - 1 - row, rows);
         attroff(curve);
     }
     char end[24];
-    dp_format_duration(end, sizeof end, u->bin_s * (n > 0 ? n : 0));
-    int axis = r.y + r.h - 1;
+    dp_format_duration(end, sizeof end, u->bin_s * n);
+    int axis = r.y + r.h - 1, n_end = (int)strlen(end);
     dp_text(axis, r.x + label_w, cols, A_NORMAL, "0:00");
-    int x_end = shown > (int)strlen(end) + 5 ? shown : (int)strlen(end) + 5;
-    dp_text(axis, r.x + label_w + x_end - (int)strlen(end), (int)strlen(end), A_NORMAL, "%s",
-            end);
+    if (cols > n_end + 6)
+        dp_text(axis, r.x + label_w + cols - n_end, n_end, A_NORMAL, "%s", end);
 }
