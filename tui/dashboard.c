@@ -173,12 +173,12 @@ static void state_text(const frame *f, char *buf, size_t size)
     }
 }
 
-/* "@100 loss 0.4123 acc 87.12%" */
+/* "acc 87.12% loss 0.412 @100" */
 static void eval_text(char *buf, size_t size, const dp_eval_point *e)
 {
     char res[32];
     dp_eval_result(res, sizeof res, e);
-    snprintf(buf, size, "@%ld loss %.4f %s", e->step, e->loss, res);
+    snprintf(buf, size, "%s loss %.4g @%ld", res, e->loss, e->step);
 }
 
 /* The test result for the header: the last evaluation's, else the accuracy alone. */
@@ -289,8 +289,8 @@ static void draw_health(const dp_style *sty, dp_rect r, const frame *f)
     state_text(f, state, sizeof state);
     if (s->last_eval.step >= 0 && s->n_evals > 0)
         eval_text(last, sizeof last, &s->last_eval);
-    if (s->best_eval.step >= 0 && s->n_evals > 0)
-        eval_text(best, sizeof best, &s->best_eval);
+    if (s->best_eval.step >= 0 && s->n_evals > 0) /* the lowest test loss */
+        snprintf(best, sizeof best, "loss %.4g @%ld", s->best_eval.loss, s->best_eval.step);
     if (f->note[0] && f->now - f->note_time < NOTE_S)
         snprintf(note, sizeof note, ": %s", f->note);
     dp_run_state st = shown_state(s);
@@ -364,16 +364,34 @@ static void memory_text(const dp_device_view *dev, char *buf, size_t size)
     }
 }
 
+/* The role in at most `room` characters: as it is when it fits, else "r1 s2 (3-4)" for
+ * "replica 1, stage 2 (layers 3-4)". */
+static void compact_role(const char *role, int room, char *buf, size_t size)
+{
+    int replica, stage, first, last;
+    if ((int)strlen(role) <= room)
+        snprintf(buf, size, "%s", role);
+    else if (sscanf(role, "replica %d, stage %d (layers %d-%d)", &replica, &stage, &first,
+                    &last) == 4)
+        snprintf(buf, size, "r%d s%d (%d-%d)", replica, stage, first, last);
+    else if (sscanf(role, "stage %d (layers %d-%d)", &stage, &first, &last) == 3)
+        snprintf(buf, size, "stage %d (%d-%d)", stage, first, last);
+    else
+        snprintf(buf, size, "%s", role);
+}
+
 /* A device on one line, when there are more than 8: name and role, loss, utilisation meter and
  * memory figure, in at least DP_LINE_MIN_COLS columns. */
 static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev)
 {
     const dp_device_metrics *m = &dev->m;
     const int tail = 13 + 6 + 5 + 16; /* loss, " util ", " 100%", " mem 1023.9M" */
-    int w = r.w - 1, head = w - tail - 8 < 44 ? w - tail - 8 : 44;
+    int w = r.w - 1, head = w - tail - 6 < 44 ? w - tail - 6 : 44;
     int ubar = w - tail - head;
-    dp_text(r.y, r.x, head, dp_attr(sty, DP_PAIR_TITLE, A_BOLD), " %s  %s", dev->name,
-            m->role[0] ? m->role : "starting");
+    char role[48];
+    compact_role(m->role[0] ? m->role : "starting", head - 3 - (int)strlen(dev->name), role,
+                 sizeof role);
+    dp_text(r.y, r.x, head, dp_attr(sty, DP_PAIR_TITLE, A_BOLD), " %s  %s", dev->name, role);
     int x = r.x + head;
     if (isfinite(m->loss))
         dp_text(r.y, x, 13, A_NORMAL, " loss %7.4f", m->loss);
@@ -477,8 +495,8 @@ static void panel_extra(int y, int x, int w, const dp_device_view *dev)
     if (g->power_valid)
         snprintf(power, sizeof power, "%.0f W", g->power_w);
     if (strcmp(dev->model, "CPU") == 0)
-        dp_text(y, x, w, A_NORMAL, " act peak %.1f MiB  cpu %.0f ms this step",
-                (double)dev->m.act_peak_bytes / 1048576.0, 1e3 * dev->m.cpu_s);
+        dp_text(y, x, w, A_NORMAL, " act peak %.1f MiB  cores %d  cpu %.1f ms/step",
+                (double)dev->m.act_peak_bytes / 1048576.0, dev->m.threads, 1e3 * dev->m.cpu_s);
     else
         dp_text(y, x, w, A_NORMAL, " temp %s  power %s  act peak %.1f MiB", temp, power,
                 (double)dev->m.act_peak_bytes / 1048576.0);

@@ -206,7 +206,7 @@ static void timeline_axis(int y, int x, int cols, float span)
     for (int k = 0; k < 3; k++) {
         int len = (int)strlen(legend[k]);
         if (len + n + 4 <= cols) {
-            dp_text(y, x + (cols - len) / 2, len, A_NORMAL, "%s", legend[k]);
+            dp_text(y, x + 2 + (cols - 2 - len - n - 1) / 2, len, A_NORMAL, "%s", legend[k]);
             break;
         }
     }
@@ -279,12 +279,12 @@ void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, in
         return;
     int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
     bool text = n > 0 && evals[n - 1].text;
-    dp_text(r.y, r.x + 1, r.w - 1, title, "evaluations (%d)", n);
+    dp_text(r.y, r.x + 1, r.w - 1, title, "evaluations (%d, * best)", n);
     if (n == 0) {
         dp_text(r.y + 1, r.x + 1, r.w - 1, A_NORMAL, "(none yet)");
         return;
     }
-    dp_text(r.y + 1, r.x + 1, r.w - 1, A_BOLD, "%7s %7s %8s", "step", "loss",
+    dp_text(r.y + 1, r.x + 1, r.w - 1, A_BOLD, "%6s %6s %7s", "step", "loss",
             text ? "bpb" : "acc");
     int rows = r.h - 2, first = n > rows ? n - rows : 0; /* the newest that fit */
     for (int i = first; i < n; i++) {
@@ -294,9 +294,10 @@ void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, in
             snprintf(res, sizeof res, "%.3f", e->loss / log(2.0));
         else
             snprintf(res, sizeof res, "%.2f%%", 100 * e->accuracy);
-        int attr = e->step == best_step ? dp_attr(st, DP_PAIR_GOOD, A_BOLD) : (int)A_NORMAL;
-        dp_text(r.y + 2 + i - first, r.x + 1, r.w - 1, attr, "%7ld %7.4f %8s%s", e->step,
-                e->loss, res, e->step == best_step ? " best" : "");
+        bool best = e->step == best_step; /* marked with '*' */
+        int attr = best ? dp_attr(st, DP_PAIR_GOOD, A_BOLD) : (int)A_NORMAL;
+        dp_text(r.y + 2 + i - first, r.x, r.w, attr, "%c%6ld %6.4g %7s", best ? '*' : ' ',
+                e->step, e->loss, res);
     }
 }
 
