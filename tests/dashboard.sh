@@ -152,7 +152,7 @@ done
 wait_for fin "the run has finished" 2 || fail "keys after the end do not say the run has finished"
 screen fin | grep -Eq "^ finished after [0-9]+ steps" ||
     fail "keys after the end replaced the finish message: $(screen fin | tail -n 2 | head -n 1)"
-screen fin | grep -Eq "^ finished after .*test (acc|accuracy|bpb)" ||
+screen fin | grep -Eq "^ finished after .*(test accuracy|bits per byte) [0-9.]+" ||
     fail "the finish message lacks the final test result: $(screen fin | tail -n 2 | head -n 1)"
 tm send-keys -t fin q
 [ "$(exit_of fin 5)" = 0 ] || fail "q after the end did not leave with status 0"
