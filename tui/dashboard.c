@@ -991,7 +991,7 @@ static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info
             dp_control_request_quit(ctl);
             if (!f.st.finished)
                 dp_control_event(ctl, f.st.state == DP_STATE_EVALUATING
-                                          ? "quitting after the evaluation"
+                                          ? "quitting: the evaluation stops"
                                           : "quitting after the current step");
         }
     }
