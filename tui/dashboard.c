@@ -495,8 +495,8 @@ static void panel_extra(int y, int x, int w, const dp_device_view *dev)
     if (g->power_valid)
         snprintf(power, sizeof power, "%.0f W", g->power_w);
     if (strcmp(dev->model, "CPU") == 0)
-        dp_text(y, x, w, A_NORMAL, " act peak %.1f MiB  cores %d  cpu %.1f ms/step",
-                (double)dev->m.act_peak_bytes / 1048576.0, dev->m.threads, 1e3 * dev->m.cpu_s);
+        dp_text(y, x, w, A_NORMAL, " act peak %.1f MiB  cpu %.1f ms/step",
+                (double)dev->m.act_peak_bytes / 1048576.0, 1e3 * dev->m.cpu_s);
     else
         dp_text(y, x, w, A_NORMAL, " temp %s  power %s  act peak %.1f MiB", temp, power,
                 (double)dev->m.act_peak_bytes / 1048576.0);
