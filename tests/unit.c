@@ -52,6 +52,7 @@ int main(void)
     srunner_add_suite(sr, comm_suite());
     srunner_add_suite(sr, layout_suite());
     srunner_add_suite(sr, timeline_suite());
+    srunner_add_suite(sr, health_suite());
     srunner_add_suite(sr, control_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

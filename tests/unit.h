@@ -16,6 +16,7 @@ Suite *plan_suite(void);        /* test_plan.c: plans, stage balance, schedules 
 Suite *comm_suite(void);        /* test_comm.c: all-reduce and links between threads */
 Suite *layout_suite(void);      /* test_layout.c: the dashboard's layout */
 Suite *timeline_suite(void);    /* test_timeline.c: the timeline's columns and bubble */
+Suite *health_suite(void);      /* test_health.c: the health line's state and stall */
 Suite *control_suite(void);     /* test_control.c: the run's requests, take and apply */
 
 /* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */

@@ -23,6 +23,7 @@
 
 #include "base/sysinfo.h"
 #include "engine/gpumon.h"
+#include "tui/health.h"
 #include "tui/layout.h"
 #include "tui/widgets.h"
 
@@ -89,33 +90,10 @@ static void human_bytes(char *buf, size_t size, double b)
 
 /* ---- the run's state ---- */
 
-/* The state to show: the control's, with what the view knows first (the end, a pause). */
-static dp_run_state shown_state(const dp_control_status *s)
-{
-    if (s->finished)
-        return DP_STATE_FINISHED;
-    if (s->paused && s->state != DP_STATE_EVALUATING)
-        return DP_STATE_PAUSED;
-    if (s->state == DP_STATE_STARTING && s->step > 0)
-        return DP_STATE_TRAINING;
-    return s->state;
-}
-
 /* The training seconds so far: the control's (pauses left out), else since it started. */
 static double elapsed_s(const frame *f)
 {
     return f->st.active_s > 0 ? f->st.active_s : f->st.finished ? 0 : f->now - f->st.started;
-}
-
-/* Whether no step has ended for max(5 x the usual step time, 2 s) while training. */
-static bool stalled(const frame *f, double *for_s)
-{
-    const dp_control_status *s = &f->st;
-    if (shown_state(s) != DP_STATE_TRAINING || s->last_step_end <= 0)
-        return false;
-    double limit = 5 * s->typical_step_s > 2.0 ? 5 * s->typical_step_s : 2.0;
-    *for_s = f->now - s->last_step_end;
-    return *for_s > limit;
 }
 
 static bool is_unused(const dp_device_view *d)
@@ -149,12 +127,12 @@ static void state_text(const frame *f, char *buf, size_t size)
     const dp_control_status *s = &f->st;
     double for_s = 0;
     char who[96];
-    switch (shown_state(s)) {
+    switch (dp_health_state(s)) {
     case DP_STATE_STARTING:
         snprintf(buf, size, "starting");
         break;
     case DP_STATE_TRAINING:
-        if (stalled(f, &for_s)) {
+        if (dp_health_stalled(s, f->now, &for_s)) {
             waiting_devices(f, who, sizeof who);
             snprintf(buf, size, "stalled for %.0f s: %s", for_s, who);
         } else {
@@ -225,7 +203,7 @@ static void header_progress(const dp_style *sty, dp_rect r, const frame *f)
 {
     const dp_control_status *s = &f->st;
     char eta[24] = "-", test[48];
-    if (s->eta_s > 0 || (s->eta_s == 0 && shown_state(s) == DP_STATE_FINISHED))
+    if (s->eta_s > 0 || (s->eta_s == 0 && dp_health_state(s) == DP_STATE_FINISHED))
         dp_format_duration(eta, sizeof eta, s->eta_s);
     test_text(s, test, sizeof test);
     double frac = s->total_steps > 0 ? (double)s->step / (double)s->total_steps : 0;
@@ -243,7 +221,7 @@ static void header_rates(dp_rect r, const frame *f)
     const dp_control_status *s = &f->st;
     char el[24], rate[48];
     dp_format_duration(el, sizeof el, elapsed_s(f));
-    dp_run_state state = shown_state(s);
+    dp_run_state state = dp_health_state(s);
     if (state == DP_STATE_PAUSED)
         snprintf(rate, sizeof rate, "0 samples/s (paused)");
     else
@@ -293,7 +271,7 @@ static void draw_health(const dp_style *sty, dp_rect r, const frame *f)
         snprintf(best, sizeof best, "loss %.4g @%ld", s->best_eval.loss, s->best_eval.step);
     if (f->note[0] && f->now - f->note_time < NOTE_S)
         snprintf(note, sizeof note, ": %s", f->note);
-    dp_run_state st = shown_state(s);
+    dp_run_state st = dp_health_state(s);
     int attr = st == DP_STATE_PAUSED || (st == DP_STATE_TRAINING && strncmp(state, "stalled", 7) == 0)
                    ? dp_attr(sty, DP_PAIR_WARN, A_BOLD)
                    : dp_attr(sty, DP_PAIR_TITLE, A_BOLD);
@@ -311,7 +289,7 @@ static void draw_summary(dp_rect r, const frame *f)
     if (s->eta_s > 0)
         dp_format_duration(eta, sizeof eta, s->eta_s);
     state_text(f, state, sizeof state);
-    if (shown_state(s) == DP_STATE_PAUSED)
+    if (dp_health_state(s) == DP_STATE_PAUSED)
         snprintf(rate, sizeof rate, "paused");
     else
         snprintf(rate, sizeof rate, "%.0f samples/s", s->samples_per_s);
