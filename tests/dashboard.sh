@@ -7,7 +7,7 @@
 # (the rate 0 or "paused") and resumes, the panels' utilisation within the cores, MFU, the
 # state during an evaluation, a resize redraws cleanly (80x24 keeps the ETA and the test
 # result; below 80x24 a summary with the step), q exits with status 0; a finished run keeps
-# its finish message whatever keys come; with NO_COLOR
+# its finish message whatever keys come; unused devices say why; with NO_COLOR
 # the screen carries no colour; Ctrl-C (once, or twice) exits 130 with a checkpoint and the
 # terminal back on its main screen; --metrics on that terminal, or a terminal ncurses does not
 # know, fails the run before it trains. Skipped (77) without tmux.
@@ -166,6 +166,21 @@ tm new-session -d -s eval -x 120 -y 40 \
 wait_for eval "^ evaluating [0-9]+/[0-9]+" 60 || fail "no evaluation state seen: $(screen eval | sed -n 4p)"
 wait_for eval "evaluations \([1-9]" 30 || fail "no evaluation in the history"
 tm send-keys -t eval q
+
+# Devices a plan leaves unused say why, and show no loss or history: a model with 2 layers
+# with parameters makes 2 stages of 4 devices.
+write_watched_ini "$work/two.ini" two 1000
+sed -i 's/^layers = .*/layers = linear:128, relu, linear:10/' "$work/two.ini"
+tm new-session -d -s two -x 120 -y 40 "TERM=tmux-256color '$DPMPTOP' -c '$work/two.ini' --devices cpu:4; sleep 600"
+wait_for two " DP x4  " 20 || fail "the 2-layer run did not start"
+tm send-keys -t two 3
+wait_for two " PP 2 stages" 5 || fail "3 did not make 2 stages of the 2-layer model"
+wait_for two "cpu:3  unused" 5 || fail "cpu:3 is not marked unused"
+[ "$(screen two | grep -c 'the model has 2 layers with parameters: at most 2 stages')" -ge 2 ] ||
+    fail "the unused devices do not say why: $(screen two | grep -A1 'cpu:3  unused' | tail -n 1)"
+[ "$(screen two | grep -Eo ' loss  +[0-9]+\.[0-9]+' | wc -l)" -eq 2 ] ||
+    fail "not 2 loss figures with 2 devices in use"
+tm send-keys -t two q
 
 # Colour: present by default, absent with NO_COLOR: an SGR code 30-38, 40-48, 90-97 or
 # 100-107 (39 and 49 are the terminal's own default colours, which tmux writes to reset).
