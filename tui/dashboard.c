@@ -143,7 +143,7 @@ static void state_text(const frame *f, char *buf, size_t size)
         snprintf(buf, size, "evaluating %ld/%ld", s->eval_done, s->eval_total);
         break;
     case DP_STATE_PAUSED:
-        snprintf(buf, size, "PAUSED (space resumes)");
+        snprintf(buf, size, "PAUSED"); /* the event line says space resumes */
         break;
     case DP_STATE_FINISHED:
         snprintf(buf, size, "%s", s->stopped_early ? "stopped" : "finished");

@@ -279,7 +279,8 @@ void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, in
         return;
     int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
     bool text = n > 0 && evals[n - 1].text;
-    dp_text(r.y, r.x + 1, r.w - 1, title, "evaluations (%d, * best)", n);
+    dp_text(r.y, r.x + 1, r.w - 2, title, r.w >= 28 ? "evaluations (%d, * best)"
+                                                   : "evals (%d, * best)", n);
     if (n == 0) {
         dp_text(r.y + 1, r.x + 1, r.w - 1, A_NORMAL, "(none yet)");
         return;
