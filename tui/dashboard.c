@@ -156,7 +156,7 @@ static void eval_text(char *buf, size_t size, const dp_eval_point *e)
 {
     char res[32];
     dp_eval_result(res, sizeof res, e);
-    snprintf(buf, size, "%s loss %.4g @%ld", res, e->loss, e->step);
+    snprintf(buf, size, "%s loss %.3g @%ld", res, e->loss, e->step);
 }
 
 /* The test result for the header: the last evaluation's, else the accuracy alone. */
@@ -268,7 +268,7 @@ static void draw_health(const dp_style *sty, dp_rect r, const frame *f)
     if (s->last_eval.step >= 0 && s->n_evals > 0)
         eval_text(last, sizeof last, &s->last_eval);
     if (s->best_eval.step >= 0 && s->n_evals > 0) /* the lowest test loss */
-        snprintf(best, sizeof best, "loss %.4g @%ld", s->best_eval.loss, s->best_eval.step);
+        snprintf(best, sizeof best, "loss %.3g @%ld", s->best_eval.loss, s->best_eval.step);
     if (f->note[0] && f->now - f->note_time < NOTE_S)
         snprintf(note, sizeof note, ": %s", f->note);
     dp_run_state st = dp_health_state(s);
@@ -277,8 +277,8 @@ static void draw_health(const dp_style *sty, dp_rect r, const frame *f)
                    : dp_attr(sty, DP_PAIR_TITLE, A_BOLD);
     int n = (int)strlen(state) + (int)strlen(note) + 1;
     dp_text(r.y, r.x, r.w, attr, " %s%s", state, note);
-    dp_text(r.y, r.x + n, r.w - n, A_NORMAL, "  skipped %ld  last eval %s  best %s", s->skipped,
-            last, best);
+    dp_text(r.y, r.x + n, r.w - n, A_NORMAL, "  skipped %ld  last %s  best %s", s->skipped, last,
+            best);
 }
 
 /* Below 80x24: the step, loss, rate and ETA, the plan and state, and what size shows more. */
