@@ -47,6 +47,11 @@ static int layers_with_params(const dp_model *m)
     return n;
 }
 
+int dp_plan_max_stages(const dp_model *m)
+{
+    return layers_with_params(m);
+}
+
 /* Splits the layers into S contiguous stages, each with at least one layer that has
  * parameters, minimising the most cost (seconds or FLOPs) any stage has (dynamic programming
  * over prefixes). */

@@ -43,6 +43,9 @@ typedef struct dp_plan {
 int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_model *m,
                  int batch, const double *cost, dp_err *err);
 
+/* The most pipeline stages the model can have: its layers with parameters (a stage needs one). */
+int dp_plan_max_stages(const dp_model *m);
+
 /* Why the plan that req makes on `devices` devices leaves some of them unused when the model,
  * not the request, decides it ("pp: 2 stages, not 4: the model has 2 layers with
  * parameters..."): writes the reason into buf and returns true; false when the plan uses

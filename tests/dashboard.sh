@@ -2,15 +2,19 @@
 # dashboard.sh -- the dashboard in a real terminal: tmux runs dpmptop in a 120x40 pane with
 # four CPU devices, and the test reads the screen (capture-pane) and presses keys (send-keys):
 # four device panels with their figures, the step advancing, 3 -> a pipeline within 2 s and
-# still advancing, 2 -> back to DP, c writes a checkpoint, space pauses and resumes, a resize
-# redraws cleanly (and below 80x24 asks for more room), q exits with status 0; with NO_COLOR
+# still advancing, 20 fast + presses all counted, 3 again says it is already running, 2 -> back
+# to DP, the help closed by q (without quitting) and Esc, c writes a checkpoint, space pauses
+# (the rate 0 or "paused") and resumes, the panels' utilisation within the cores, MFU, the
+# state during an evaluation, a resize redraws cleanly (80x24 keeps the ETA and the test
+# result; below 80x24 a summary with the step), q exits with status 0; a finished run keeps
+# its finish message whatever keys come; unused devices say why; with NO_COLOR
 # the screen carries no colour; Ctrl-C (once, or twice) exits 130 with a checkpoint and the
 # terminal back on its main screen; --metrics on that terminal, or a terminal ncurses does not
 # know, fails the run before it trains. Skipped (77) without tmux.
 . "${srcdir:-.}/tests/lib.sh"
 
 . "${srcdir:-.}/tests/tmux.sh"
-write_watched_ini "$work/run.ini" tmux 100
+write_watched_ini "$work/run.ini" tmux 2000 # long enough to outlast the test
 
 # start NAME ENV...: runs dpmptop in a new 120x40 session; its exit status goes to NAME.status.
 start() {
@@ -29,7 +33,8 @@ exit_of() {
 }
 
 start main TERM=tmux-256color
-wait_for main "DP x4 +step [0-9]+/" 10 || fail "no DP x4 header within 10 s: $(screen main | head -n 3)"
+wait_for main " DP x4  " 10 || fail "no DP x4 header within 10 s: $(screen main | head -n 3)"
+wait_for main "^ step [0-9]+/" 2 || fail "no step first in the header: $(screen main | head -n 1)"
 wait_for main "replica 3" 5 || fail "no panel for replica 3"
 for d in 0 1 2 3; do
     screen main | grep -q "cpu:$d  replica $d" || fail "no panel for cpu:$d"
@@ -37,29 +42,68 @@ done
 count() { screen main | grep -Eo -- "$1" | wc -l; }
 [ "$(count ' loss  +[0-9]+\.[0-9]+')" -eq 4 ] || fail "not 4 loss figures: $(count ' loss  +[0-9]+\.[0-9]+')"
 [ "$(count ' util \[[| ]+\] +[0-9]+%')" -eq 4 ] || fail "not 4 utilisation bars"
-[ "$(count ' mem  \[[| ]+\] [0-9.]+[BKMG]/[0-9.]+[BKMG]')" -eq 4 ] || fail "not 4 memory bars"
+# a CPU device: the engine's bytes and peak (no host total: that is once, in the header)
+[ "$(count ' mem  (\[[| ]+\] )?[0-9.]+[BKMG](/[0-9.]+[BKMG])? peak [0-9.]+[BKMG]')" -eq 4 ] ||
+    fail "not 4 memory figures"
+screen main | grep -Eq "RSS [0-9.]+[KMG] of [0-9.]+[MGT]" || fail "no resident size of the host's memory"
+screen main | grep -Eq "^ (starting|training|evaluating)" || fail "no state on the health line"
+screen main | grep -Eq "[0-9]+ samples/s \(10 s\)" || fail "the rate does not name its window"
 screen main | tail -n 1 | grep -q "F1Help 1Single 2DP 3PP 4Hybrid" || fail "no key bar on the last line"
 advancing main || fail "the step does not advance"
+wait_for main "MFU [0-9.]+%" 5 || fail "no MFU in the header: $(screen main | sed -n 3p | cut -c1-40)"
+# The panels' utilisation, summed, stays within the cores the 4 devices can use (a device's
+# figure is its threads' CPU time over wall time), with 25 points for rounding and for the
+# panels showing different steps; 5 screens a quarter of a second apart.
+cores=$(nproc)
+[ "$cores" -gt 4 ] && cores=4
+i=0
+while [ $i -lt 5 ]; do
+    sum=$(screen main | grep -Eo ' util \[[| ]+\] +[0-9]+%' | grep -Eo '[0-9]+%' | tr -d % |
+        awk '{ s += $1 } END { print s + 0 }')
+    [ "$sum" -le $((cores * 100 + 25)) ] ||
+        fail "the panels' utilisation sums to $sum % on $cores cores: $(screen main | grep -Eo ' util \[[| ]+\] +[0-9]+%' | tr '\n' ' ')"
+    sleep 0.25
+    i=$((i + 1))
+done
 
 tm send-keys -t main 3
-wait_for main "PP 4 stages, 8 micro, 1F1B +step" 2 || fail "3 did not show a 4-stage pipeline within 2 s"
-wait_for main "last step: [0-9.]+ ms" 2 || fail "no pipeline timeline"
+wait_for main " PP 4 stages, 8 micro, 1F1B  " 2 || fail "3 did not show a 4-stage pipeline within 2 s"
+wait_for main "step [0-9.]+ ms  idle% \(ideal 27%\)" 2 || fail "no pipeline timeline with its ideal bubble"
+wait_for main "F/f fwd  B/b bwd  \* both  \. idle +[0-9.]+ ms" 2 || fail "no timeline legend and time axis"
 screen main | grep -q "stage 3 (layers" || fail "no stage 3 panel"
 advancing main || fail "the step does not advance in PP"
+# every + counts, however fast: 20 presses 20 ms apart take 8 micro-batches to 28
+for i in $(seq 20); do tm send-keys -t main +; sleep 0.02; done
+wait_for main " PP 4 stages, 28 micro, 1F1B  " 5 ||
+    fail "20 fast + presses: $(screen main | sed -n 2p | cut -c1-40), wanted 28 micro-batches"
+tm send-keys -t main 3
+wait_for main "already PP 4 stages, 28 micro" 2 || fail "3 in PP did not say it is already running"
 tm send-keys -t main 2
-wait_for main "DP x4 +step" 2 || fail "2 did not return to DP within 2 s"
+wait_for main " DP x4  " 2 || fail "2 did not return to DP within 2 s"
 
 tm send-keys -t main F1
 wait_for main "dpmptop keys" 2 || fail "F1 did not show the help"
 tm send-keys -t main x
 sleep 0.3
 screen main | grep -q "dpmptop keys" && fail "a key did not close the help"
+tm send-keys -t main h
+wait_for main "dpmptop keys" 2 || fail "h did not show the help"
+tm send-keys -t main q
+sleep 0.5
+screen main | grep -q "dpmptop keys" && fail "q did not close the help"
+[ -f "$work/main.status" ] && fail "q quit with the help open"
+tm send-keys -t main '?'
+wait_for main "dpmptop keys" 2 || fail "? did not show the help"
+tm send-keys -t main Escape
+sleep 0.5
+screen main | grep -q "dpmptop keys" && fail "Esc did not close the help"
 tm send-keys -t main c
 wait_for main "checkpoint .*/ck-main/step-" 3 || fail "c wrote no checkpoint"
 ls "$work/ck-main" | grep -q '^step-' || fail "c: no checkpoint in $work/ck-main"
 
 tm send-keys -t main " "
-wait_for main "\[PAUSED\]" 2 || fail "space did not pause"
+wait_for main "PAUSED" 2 || fail "space did not pause"
+wait_for main "0 samples/s \(paused\)" 2 || fail "the rate is not 0 while paused: $(screen main | sed -n 2p)"
 sleep 0.3
 a=$(step_of main)
 sleep 1
@@ -76,8 +120,13 @@ screen main | tail -n 1 | grep -q "^F1Help" || fail "no key bar on the last line
 # (UTF-8 continuation bytes dropped, so that each character counts once)
 [ "$(screen main | LC_ALL=C sed 's/[\x80-\xbf]//g' | awk '{ if (length($0) > 100) n++ } END { print n + 0 }')" -eq 0 ] ||
     fail "lines wider than the 100-column pane after the resize"
-tm resize-window -t main -x 70 -y 20
-wait_for main "needs at least 80x24 \(this is 70x20\)" 2 || fail "no too-small message at 70x20"
+tm resize-window -t main -x 80 -y 24
+wait_for main "^ step [0-9]+/[0-9]+ \([0-9]+%\)  ETA [0-9]+:[0-9]+  loss [0-9.]+  test (acc [0-9.]+%|bpb [0-9.]+) @[0-9]+" 5 ||
+    fail "80x24: no step, ETA, loss and test result first: $(screen main | head -n 1)"
+tm resize-window -t main -x 60 -y 20
+wait_for main "^step [0-9]+/[0-9]+  loss [0-9.]+  [0-9]+ samples/s  ETA" 2 ||
+    fail "60x20: no summary with the step: $(screen main | head -n 1)"
+screen main | grep -q "80x24 or more shows the dashboard (this is 60x20)" || fail "60x20: no word of the size needed"
 [ "$(screen main | grep -c 'replica')" -eq 0 ] || fail "panels left over on the too-small screen"
 tm resize-window -t main -x 120 -y 40
 wait_for main "replica 3" 2 || fail "no redraw after growing back"
@@ -87,6 +136,51 @@ status=$(exit_of main 5)
 [ "$status" = 0 ] || fail "q: exit status '$status', wanted 0"
 screen main | grep -q "^stopped: [0-9]* steps" ||
     fail "no summary printed after leaving the dashboard"
+
+# A finished run keeps its finish message (the step reached, the final test result) whatever
+# keys come: those that would switch, pause or checkpoint say on the health line that the run
+# has finished; q leaves.
+write_watched_ini "$work/short.ini" short 1
+tm new-session -d -s fin -x 120 -y 40 \
+    "TERM=tmux-256color '$DPMPTOP' -c '$work/short.ini' --devices cpu:2; echo \$? >'$work/fin.status'; sleep 600"
+wait_for fin "^ finished" 60 || fail "the short run did not finish: $(screen fin | sed -n 4p)"
+wait_for fin "^ finished after [0-9]+ steps" 2 || fail "no finish message: $(screen fin | tail -n 2 | head -n 1)"
+for key in 3 " " + c 1; do
+    tm send-keys -t fin "$key"
+    sleep 0.2
+done
+wait_for fin "the run has finished" 2 || fail "keys after the end do not say the run has finished"
+screen fin | grep -Eq "^ finished after [0-9]+ steps" ||
+    fail "keys after the end replaced the finish message: $(screen fin | tail -n 2 | head -n 1)"
+screen fin | grep -Eq "^ finished after .*(test accuracy|bits per byte) [0-9.]+" ||
+    fail "the finish message lacks the final test result: $(screen fin | tail -n 2 | head -n 1)"
+tm send-keys -t fin q
+[ "$(exit_of fin 5)" = 0 ] || fail "q after the end did not leave with status 0"
+
+# An evaluation shows its progress on the health line: a test set large enough to watch.
+# (an evaluation of 200000 samples every 20 steps: the run evaluates most of the time)
+write_watched_ini "$work/eval.ini" eval 1000
+sed -i 's/^test_samples = .*/test_samples = 200000/; s/^samples = .*/samples = 3200/; s/^epochs = .*/&\neval_every = 20/' "$work/eval.ini"
+tm new-session -d -s eval -x 120 -y 40 \
+    "TERM=tmux-256color '$DPMPTOP' -c '$work/eval.ini' --devices cpu:2; sleep 600"
+wait_for eval "^ evaluating [0-9]+/[0-9]+" 60 || fail "no evaluation state seen: $(screen eval | sed -n 4p)"
+wait_for eval "evaluations \([1-9]" 30 || fail "no evaluation in the history"
+tm send-keys -t eval q
+
+# Devices a plan leaves unused say why, and show no loss or history: a model with 2 layers
+# with parameters makes 2 stages of 4 devices.
+write_watched_ini "$work/two.ini" two 1000
+sed -i 's/^layers = .*/layers = linear:128, relu, linear:10/' "$work/two.ini"
+tm new-session -d -s two -x 120 -y 40 "TERM=tmux-256color '$DPMPTOP' -c '$work/two.ini' --devices cpu:4; sleep 600"
+wait_for two " DP x4  " 20 || fail "the 2-layer run did not start"
+tm send-keys -t two 3
+wait_for two " PP 2 stages" 5 || fail "3 did not make 2 stages of the 2-layer model"
+wait_for two "cpu:3  unused" 5 || fail "cpu:3 is not marked unused"
+[ "$(screen two | grep -o 'the model has 2 layers with parameters: at most 2 stages' | wc -l)" -eq 2 ] ||
+    fail "the unused devices do not say why: $(screen two | grep -A1 'cpu:3  unused' | tail -n 1)"
+[ "$(screen two | grep -Eo ' loss  +[0-9]+\.[0-9]+' | wc -l)" -eq 2 ] ||
+    fail "not 2 loss figures with 2 devices in use"
+tm send-keys -t two q
 
 # Colour: present by default, absent with NO_COLOR: an SGR code 30-38, 40-48, 90-97 or
 # 100-107 (39 and 49 are the terminal's own default colours, which tmux writes to reset).

@@ -37,7 +37,7 @@ wait_status() { # NAME SECONDS: the exit status once mpirun has ended
 }
 
 start main
-wait_for main "2 processes x DP x2 +step [0-9]+/" 20 ||
+wait_for main "^ 2 processes x DP x2  " 20 ||
     fail "no '2 processes x DP x2' header within 20 s: $(screen main | head -n 3)"
 for r in 0 1; do
     for d in 0 1; do
@@ -91,7 +91,7 @@ grep -q '^dpmptop .*: 2 processes (MPI)' "$work/main.screen" ||
 
 # Ctrl-C reaches rank 0, the foreground job: both stop at one step, with a checkpoint
 start int
-wait_for int "2 processes x DP x2 +step [0-9]+/" 20 || fail "Ctrl-C run: no dashboard"
+wait_for int "^ 2 processes x DP x2  " 20 || fail "Ctrl-C run: no dashboard"
 tm send-keys -t int C-c
 [ "$(wait_status int 20)" = 130 ] || fail "Ctrl-C: mpirun exit '$(cat "$work/int.status" 2>/dev/null)', not 130"
 screen int | grep -q '^interrupted: ' || fail "Ctrl-C: no summary on the main screen"

@@ -1,6 +1,7 @@
 /* test_layout.c -- the dashboard's layout, a pure function, without a terminal. */
 #include "tests/unit.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "tui/layout.h"
@@ -10,9 +11,11 @@ static int shown(const dp_layout *l, dp_rect *out, const char **names)
 {
     int n = 0;
     out[n] = l->header, names[n++] = "header";
+    out[n] = l->health, names[n++] = "health";
     for (int i = 0; i < l->n_panels; i++)
         out[n] = l->panels[i], names[n++] = "panel";
     out[n] = l->loss_plot, names[n++] = "loss plot";
+    out[n] = l->evals, names[n++] = "evaluations";
     out[n] = l->timeline, names[n++] = "timeline";
     out[n] = l->event, names[n++] = "event";
     out[n] = l->keys, names[n++] = "keys";
@@ -122,8 +125,8 @@ START_TEST(test_layout_lines)
                           n, l.loss_plot.h);
         }
     dp_layout l;
-    dp_layout_make(80, 24, 16, false, &l); /* 19 body rows: 13 lines, a blank, 5 of plot */
-    ck_assert_int_eq(l.n_panels, 13);
+    dp_layout_make(80, 24, 16, false, &l); /* 18 body rows: 12 lines, a blank, 5 of plot */
+    ck_assert_int_eq(l.n_panels, 12);
     dp_layout_make(200, 60, 16, false, &l); /* all of them, in 3 columns of 6 */
     ck_assert_int_eq(l.n_panels, 16);
     ck_assert_int_eq(l.panel_cols, 3);
@@ -132,16 +135,109 @@ START_TEST(test_layout_lines)
 }
 END_TEST
 
-/* Below 80x24 only the message: too_small, and nothing else laid out. */
+/* Below 80x24 a summary in the top rows (at most 3), nothing else laid out. */
 START_TEST(test_layout_too_small)
 {
-    int sizes[][2] = { { 79, 24 }, { 80, 23 }, { 40, 10 }, { 0, 0 }, { 200, 23 }, { 79, 100 } };
+    int sizes[][2] = { { 79, 24 }, { 80, 23 }, { 40, 10 }, { 60, 20 }, { 200, 23 }, { 79, 100 } };
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
         dp_layout l;
         dp_layout_make(sizes[k][0], sizes[k][1], 4, true, &l);
         ck_assert_msg(l.too_small, "%dx%d not too small", sizes[k][0], sizes[k][1]);
         ck_assert_int_eq(l.n_panels, 0);
         ck_assert_int_eq(l.header.h, 0);
+        ck_assert_int_eq(l.summary.y, 0);
+        ck_assert_int_eq(l.summary.w, sizes[k][0]);
+        ck_assert_int_eq(l.summary.h, 3);
+    }
+    dp_layout l;
+    dp_layout_make(40, 2, 1, false, &l); /* two rows: two lines of summary */
+    ck_assert_int_eq(l.summary.h, 2);
+    dp_layout_make(0, 0, 1, false, &l);
+    ck_assert_int_eq(l.summary.h, 0);
+}
+END_TEST
+
+/* The rows of the screen that some rectangle covers. */
+static int rows_covered(const dp_layout *l, int rows)
+{
+    dp_rect r[DP_LAYOUT_MAX_PANELS + 8];
+    const char *name[DP_LAYOUT_MAX_PANELS + 8];
+    int m = shown(l, r, name), covered = 0;
+    for (int y = 0; y < rows; y++) {
+        bool in = false;
+        for (int i = 0; i < m && !in; i++)
+            in = y >= r[i].y && y < r[i].y + r[i].h;
+        covered += in;
+    }
+    return covered;
+}
+
+/* The three sizes of the issue: 80x24 with 8 devices keeps memory in every panel; 132x43 with
+ * 2 devices and 200x60 leave no blank band (at most the row above the plot in line mode) and
+ * give the panels' spare rows to a utilisation history of at least 3 rows; the evaluation
+ * history sits beside the loss plot, at the plot's rows. */
+START_TEST(test_layout_sizes)
+{
+    dp_layout l;
+    dp_panel_rows pr;
+    dp_layout_make(80, 24, 8, false, &l);
+    ck_assert_int_eq(l.n_panels, 8);
+    for (int i = 0; i < 8; i++) {
+        dp_panel_rows_make(l.panels[i].h, &pr);
+        ck_assert_msg(pr.mem >= 0 && pr.mem < l.panels[i].h, "80x24: panel %d has no memory", i);
+        ck_assert_int_ge(pr.util, 0);
+        ck_assert_int_ge(pr.loss, 0);
+    }
+    ck_assert_int_eq(rows_covered(&l, 24), 24);
+    ck_assert_int_eq(l.evals.y, l.loss_plot.y);
+    ck_assert_int_eq(l.evals.x, l.loss_plot.x + l.loss_plot.w);
+
+    int sizes[][3] = { { 132, 43, 2 }, { 200, 60, 2 }, { 200, 60, 4 }, { 200, 60, 1 } };
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+        for (int pipe = 0; pipe < 2; pipe++) {
+            int cols = sizes[k][0], rows = sizes[k][1], n = sizes[k][2];
+            dp_layout_make(cols, rows, n, pipe, &l);
+            ck_assert_int_eq(rows_covered(&l, rows), rows);
+            for (int i = 0; i < n; i++) {
+                dp_panel_rows_make(l.panels[i].h, &pr);
+                ck_assert_msg(pr.hist >= 0 && pr.hist_h >= 3,
+                              "%dx%d, %d devices: panel %d of %d rows has no history", cols,
+                              rows, n, i, l.panels[i].h);
+            }
+            ck_assert_int_ge(l.evals.w, 24);
+            ck_assert_int_eq(l.evals.h, l.loss_plot.h);
+            if (pipe)
+                ck_assert_int_ge(l.timeline.w, l.loss_plot.w);
+        }
+    dp_layout_make(200, 60, 16, true, &l); /* line mode: only the row above the plot blank */
+    ck_assert_int_ge(rows_covered(&l, 60), 59);
+}
+END_TEST
+
+/* A panel's lines: all inside it, none twice (but loss and utilisation at 3 rows), and every
+ * row used from 4 rows up. */
+START_TEST(test_panel_rows)
+{
+    for (int h = 2; h <= 40; h++) {
+        dp_panel_rows p;
+        dp_panel_rows_make(h, &p);
+        int used[64] = { 0 };
+        int lines[] = { p.title, p.loss, p.util == p.loss ? -1 : p.util, p.mem, p.split,
+                        p.extra };
+        for (size_t k = 0; k < sizeof lines / sizeof *lines; k++)
+            if (lines[k] >= 0) {
+                ck_assert_msg(lines[k] < h, "h %d: line %zu at %d", h, k, lines[k]);
+                used[lines[k]]++;
+            }
+        for (int y = 0; y < p.hist_h; y++)
+            used[p.hist + y]++;
+        for (int y = 0; y < h; y++) {
+            ck_assert_msg(used[y] <= 1, "h %d: row %d used %d times", h, y, used[y]);
+            if (h >= 3)
+                ck_assert_msg(used[y] == 1, "h %d: row %d blank", h, y);
+        }
+        if (h >= 3)
+            ck_assert_int_ge(p.mem, 0);
     }
 }
 END_TEST
@@ -154,6 +250,8 @@ Suite *layout_suite(void)
     tcase_add_test(tc, test_layout_tiles);
     tcase_add_test(tc, test_layout_lines);
     tcase_add_test(tc, test_layout_too_small);
+    tcase_add_test(tc, test_layout_sizes);
+    tcase_add_test(tc, test_panel_rows);
     suite_add_tcase(s, tc);
     return s;
 }

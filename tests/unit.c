@@ -51,6 +51,8 @@ int main(void)
     srunner_add_suite(sr, plan_suite());
     srunner_add_suite(sr, comm_suite());
     srunner_add_suite(sr, layout_suite());
+    srunner_add_suite(sr, timeline_suite());
+    srunner_add_suite(sr, health_suite());
     srunner_add_suite(sr, control_suite());
     srunner_add_suite(sr, peak_suite());
     srunner_run_all(sr, CK_NORMAL);

@@ -15,6 +15,8 @@ Suite *config_suite(void);      /* test_config.c: INI keys, FILE:LINE errors, --
 Suite *plan_suite(void);        /* test_plan.c: plans, stage balance, schedules */
 Suite *comm_suite(void);        /* test_comm.c: all-reduce and links between threads */
 Suite *layout_suite(void);      /* test_layout.c: the dashboard's layout */
+Suite *timeline_suite(void);    /* test_timeline.c: the timeline's columns and bubble */
+Suite *health_suite(void);      /* test_health.c: the health line's state and stall */
 Suite *control_suite(void);     /* test_control.c: the run's requests, take and apply */
 Suite *peak_suite(void);        /* test_peak.c: peak FLOP/s cache, GPU table, MFU, util series */
 

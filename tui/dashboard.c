@@ -1,7 +1,8 @@
 /* dashboard.c -- the interactive loop: keys in, a redraw every refresh_ms.
  *
  * Every frame is drawn in full on ncurses's virtual screen and refresh() sends the terminal only
- * what changed, so a quiet run costs little. */
+ * what changed, so a quiet run costs little. The figures are the engine's and the control's
+ * (engine/metrics.h, engine/control.h say how each is measured); this file only draws them. */
 #include "base/clock.h"
 #include "tui/dashboard.h"
 
@@ -20,7 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/sysinfo.h"
 #include "engine/gpumon.h"
+#include "tui/health.h"
 #include "tui/layout.h"
 #include "tui/widgets.h"
 
@@ -28,25 +31,43 @@
 typedef struct frame {
     dp_control_status st; /* the run's, as the control had it */
     int n_devices;    /* this process's first, then the other processes' */
+    int local;        /* this process's devices among them */
     int all_devices;  /* of the run (more than the frame holds are counted only) */
     dp_device_view dev[DP_LAYOUT_MAX_PANELS];
+    dp_util_series util[DP_LAYOUT_MAX_PANELS]; /* this process's devices only */
+    dp_activity activity[DP_LAYOUT_MAX_PANELS];
     dp_timeline timeline[DP_LAYOUT_MAX_PANELS];
     dp_series series;
+    size_t rss, host_memory; /* read once a second */
+    int cores;
+    double now;
+    /* The dashboard's own answer to a key, where the control's event line must stay (after
+     * the end, the finish message); shown on the health line for a few seconds. */
+    char note[120];
+    double note_time;
 } frame;
 
+#define NOTE_S 4.0 /* how long a note stays */
+
 /* Takes the frame's copies; leaves the GPU readings of this process's devices (NVML is read
- * once a second). */
+ * once a second) and the host's figures. */
 static void snapshot(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info, frame *f)
 {
     dp_control_snapshot(ctl, &f->st);
+    f->now = dp_now_s();
     dp_metrics *ms = dp_trainer_metrics(t);
     int local = ms->n_devices < DP_LAYOUT_MAX_PANELS ? ms->n_devices : DP_LAYOUT_MAX_PANELS;
     for (int i = 0; i < local; i++) {
         dp_gpu_reading gpu = f->dev[i].gpu;
         dp_device_view_read(t, i, &f->dev[i]);
         f->dev[i].gpu = gpu;
+        dp_metrics_util_series(ms, i, &f->util[i]);
+        f->activity[i] = dp_metrics_activity(ms, i);
     }
+    f->local = local;
     int others = dp_monitor_fetch(info->monitor, f->dev + local, DP_LAYOUT_MAX_PANELS - local);
+    for (int i = local; i < local + others; i++)
+        memset(&f->util[i], 0, sizeof f->util[i]); /* not sent by the other processes */
     f->all_devices = ms->n_devices + others;
     f->n_devices = f->all_devices < DP_LAYOUT_MAX_PANELS ? f->all_devices : DP_LAYOUT_MAX_PANELS;
     /* The timeline shows replica 0's pipeline: devices 0 .. stages - 1. */
@@ -54,35 +75,6 @@ static void snapshot(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *in
     for (int s = 0; s < stages && s < DP_LAYOUT_MAX_PANELS; s++)
         dp_metrics_timeline(ms, s, &f->timeline[s]);
     dp_metrics_series(ms, &f->series);
-}
-
-static void draw_header(const dp_style *sty, dp_rect r, const frame *f,
-                        const dp_dashboard_info *info)
-{
-    const dp_control_status *s = &f->st;
-    int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD);
-    dp_text(r.y, r.x, r.w, title, "dpmptop %s  run %s  %s (%ld samples)  %s (%zu params)",
-            info->version, info->run_name, info->data_name, info->samples, info->model,
-            info->params);
-    double elapsed = dp_now_s() - s->started;
-    double eta = s->step > 0 ? elapsed / (double)s->step * (double)(s->total_steps - s->step) : 0;
-    char el[24], et[24], acc[32];
-    dp_format_duration(el, sizeof el, elapsed);
-    dp_format_duration(et, sizeof et, eta);
-    if (s->test_accuracy >= 0)
-        snprintf(acc, sizeof acc, "%.4f @%ld", s->test_accuracy, s->test_step);
-    else
-        snprintf(acc, sizeof acc, "-");
-    dp_text(r.y + 1, r.x, r.w, A_BOLD, "%s%s", s->plan[0] ? s->plan : "starting",
-            s->paused ? "  [PAUSED]" : "");
-    int at = (int)strlen(s->plan[0] ? s->plan : "starting") + (s->paused ? 10 : 0) + 2;
-    dp_text(r.y + 1, r.x + at, r.w - at, A_NORMAL,
-            "step %ld/%ld  epoch %ld/%ld  %.0f samples/s  elapsed %s  ETA %s  lr %.4g  test acc %s",
-            s->step, s->total_steps, s->epoch, s->epochs, s->samples_per_s, el, et, s->lr, acc);
-    /* a progress bar across the third line */
-    double frac = s->total_steps > 0 ? (double)s->step / (double)s->total_steps : 0;
-    dp_bar(sty, r.y + 2, r.x, r.w - 8, frac);
-    dp_text(r.y + 2, r.x + r.w - 7, 7, A_NORMAL, "%5.1f%%", 100 * frac);
 }
 
 static void human_bytes(char *buf, size_t size, double b)
@@ -96,103 +88,450 @@ static void human_bytes(char *buf, size_t size, double b)
     snprintf(buf, size, u ? "%.1f%s" : "%.0f%s", b, unit[u]);
 }
 
-/* A device on one line, when there are more than 8: name and role, loss, utilisation and
- * memory meters, in at least DP_LINE_MIN_COLS columns. */
+/* ---- the run's state ---- */
+
+/* The training seconds so far: the control's (pauses left out), else since it started. */
+static double elapsed_s(const frame *f)
+{
+    return f->st.active_s > 0 ? f->st.active_s : f->st.finished ? 0 : f->now - f->st.started;
+}
+
+static bool is_unused(const dp_device_view *d)
+{
+    return strcmp(d->m.role, "unused") == 0;
+}
+
+/* "cpu:2 waits for a link, cpu:3 for its own compute (+1)": this process's devices in a step. */
+static void waiting_devices(const frame *f, char *buf, size_t size)
+{
+    int n = 0, len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < f->local; i++) {
+        dp_activity a = f->activity[i];
+        if (a == DP_ACTIVITY_IDLE || a >= DP_ACTIVITY_N || is_unused(&f->dev[i]))
+            continue;
+        if (n < 2 && len < (int)size)
+            len += snprintf(buf + len, size - (size_t)len, "%s%s %s %s", n ? ", " : "",
+                            f->dev[i].name, n ? "for" : "waits for", dp_activity_names[a]);
+        n++;
+    }
+    if (n > 2 && len < (int)size)
+        snprintf(buf + len, size - (size_t)len, " (+%d)", n - 2);
+    if (n == 0)
+        snprintf(buf, size, "no device is in a step");
+}
+
+/* The state's words: "training", "evaluating 3/20", "PAUSED (space resumes)", ... */
+static void state_text(const frame *f, char *buf, size_t size)
+{
+    const dp_control_status *s = &f->st;
+    double for_s = 0;
+    char who[96];
+    switch (dp_health_state(s)) {
+    case DP_STATE_STARTING:
+        snprintf(buf, size, "starting");
+        break;
+    case DP_STATE_TRAINING:
+        if (dp_health_stalled(s, f->now, &for_s)) {
+            waiting_devices(f, who, sizeof who);
+            snprintf(buf, size, "stalled for %.0f s: %s", for_s, who);
+        } else {
+            snprintf(buf, size, "training");
+        }
+        break;
+    case DP_STATE_EVALUATING:
+        snprintf(buf, size, "evaluating %ld/%ld", s->eval_done, s->eval_total);
+        break;
+    case DP_STATE_PAUSED:
+        snprintf(buf, size, "PAUSED"); /* the event line says space resumes */
+        break;
+    case DP_STATE_FINISHED:
+        snprintf(buf, size, "%s", s->stopped_early ? "stopped" : "finished");
+        break;
+    }
+}
+
+/* "acc 87.12% loss 0.412 @100" */
+static void eval_text(char *buf, size_t size, const dp_eval_point *e)
+{
+    char res[32];
+    dp_eval_result(res, sizeof res, e);
+    snprintf(buf, size, "%s loss %.3g @%ld", res, e->loss, e->step);
+}
+
+/* The test result for the header: the last evaluation's, else the accuracy alone. */
+static void test_text(const dp_control_status *s, char *buf, size_t size)
+{
+    char res[32];
+    if (s->last_eval.step > 0 || (s->n_evals > 0 && s->last_eval.step >= 0)) {
+        dp_eval_result(res, sizeof res, &s->last_eval);
+        snprintf(buf, size, "test %s @%ld", res, s->last_eval.step);
+    } else if (s->test_accuracy >= 0) {
+        snprintf(buf, size, "test acc %.2f%% @%ld", 100 * s->test_accuracy, s->test_step);
+    } else {
+        snprintf(buf, size, "test -");
+    }
+}
+
+/* ---- the header ---- */
+
+/* The run's MFU: the devices' achieved FLOP/s over their summed peaks; < 0 when unknown. */
+static double run_mfu(const frame *f)
+{
+    double achieved = 0, peak = 0;
+    for (int i = 0; i < f->n_devices; i++) {
+        const dp_device_metrics *m = &f->dev[i].m;
+        if (m->peak_flops > 0 && m->mfu >= 0 && !is_unused(&f->dev[i])) {
+            achieved += m->mfu * m->peak_flops;
+            peak += m->peak_flops;
+        }
+    }
+    return peak > 0 ? achieved / peak : -1;
+}
+
+/* This process's CPU devices (a GPU's model is its name). */
+static int cpu_devices(const frame *f)
+{
+    int n = 0;
+    for (int i = 0; i < f->local; i++)
+        n += strcmp(f->dev[i].model, "CPU") == 0;
+    return n;
+}
+
+/* Row 0: the progress, the ETA, the loss and the test result first; a bar in what is left. */
+static void header_progress(const dp_style *sty, dp_rect r, const frame *f)
+{
+    const dp_control_status *s = &f->st;
+    char eta[24] = "-", test[48];
+    if (s->eta_s > 0 || (s->eta_s == 0 && dp_health_state(s) == DP_STATE_FINISHED))
+        dp_format_duration(eta, sizeof eta, s->eta_s);
+    test_text(s, test, sizeof test);
+    double frac = s->total_steps > 0 ? (double)s->step / (double)s->total_steps : 0;
+    char text[200];
+    int n = snprintf(text, sizeof text, " step %ld/%ld (%.0f%%)  ETA %s  loss %.4f  %s  epoch %ld/%ld",
+                     s->step, s->total_steps, 100 * frac, eta, s->loss, test, s->epoch, s->epochs);
+    dp_text(r.y, r.x, r.w, A_BOLD, "%s", text);
+    if (r.w - n - 2 >= 12)
+        dp_bar(sty, r.y, r.x + n + 2, r.w - n - 3, frac);
+}
+
+/* Row 1: the plan, the rate over its window, the training time, the learning rate. */
+static void header_rates(dp_rect r, const frame *f)
+{
+    const dp_control_status *s = &f->st;
+    char el[24], rate[48];
+    dp_format_duration(el, sizeof el, elapsed_s(f));
+    dp_run_state state = dp_health_state(s);
+    if (state == DP_STATE_PAUSED)
+        snprintf(rate, sizeof rate, "0 samples/s (paused)");
+    else
+        snprintf(rate, sizeof rate, "%.0f samples/s (%.0f s)", s->samples_per_s,
+                 DP_RATE_WINDOW_S);
+    dp_text(r.y + 1, r.x, r.w, A_NORMAL, " %s  %s  elapsed %s  lr %.4g",
+            s->plan[0] ? s->plan : "starting", rate, el, s->lr);
+}
+
+/* Row 2: MFU, the process's memory against the host's, a shared-cores note, then the names. */
+static void header_host(dp_rect r, const frame *f, const dp_dashboard_info *info)
+{
+    char mfu[24] = "MFU -", rss[16], host[16], cores[64] = "";
+    double u = run_mfu(f);
+    if (u >= 0)
+        snprintf(mfu, sizeof mfu, "MFU %.1f%%", 100 * (u > 1 ? 1 : u));
+    human_bytes(rss, sizeof rss, (double)f->rss);
+    human_bytes(host, sizeof host, (double)f->host_memory);
+    int cpus = cpu_devices(f);
+    if (f->cores > 0 && cpus > f->cores)
+        snprintf(cores, sizeof cores, "  %d devices share %d core%s", cpus, f->cores,
+                 f->cores == 1 ? "" : "s");
+    dp_text(r.y + 2, r.x, r.w, A_NORMAL,
+            " %s  RSS %s of %s%s  dpmptop %s  run %s  %s (%ld samples)  %s (%zu params)", mfu,
+            rss, host, cores, info->version, info->run_name, info->data_name, info->samples,
+            info->model, info->params);
+}
+
+static void draw_header(const dp_style *sty, dp_rect r, const frame *f,
+                        const dp_dashboard_info *info)
+{
+    header_progress(sty, r, f);
+    header_rates(r, f);
+    header_host(r, f, info);
+}
+
+/* The health line: state, skipped steps, the last evaluation and the best (a note of the
+ * dashboard's own, when fresh, after the state). */
+static void draw_health(const dp_style *sty, dp_rect r, const frame *f)
+{
+    const dp_control_status *s = &f->st;
+    char state[160], last[64] = "-", best[64] = "-", note[140] = "";
+    state_text(f, state, sizeof state);
+    if (s->last_eval.step >= 0 && s->n_evals > 0)
+        eval_text(last, sizeof last, &s->last_eval);
+    if (s->best_eval.step >= 0 && s->n_evals > 0) /* the lowest test loss */
+        snprintf(best, sizeof best, "loss %.3g @%ld", s->best_eval.loss, s->best_eval.step);
+    if (f->note[0] && f->now - f->note_time < NOTE_S)
+        snprintf(note, sizeof note, ": %s", f->note);
+    dp_run_state st = dp_health_state(s);
+    int attr = st == DP_STATE_PAUSED || (st == DP_STATE_TRAINING && strncmp(state, "stalled", 7) == 0)
+                   ? dp_attr(sty, DP_PAIR_WARN, A_BOLD)
+                   : dp_attr(sty, DP_PAIR_TITLE, A_BOLD);
+    int n = (int)strlen(state) + (int)strlen(note) + 1;
+    dp_text(r.y, r.x, r.w, attr, " %s%s", state, note);
+    dp_text(r.y, r.x + n, r.w - n, A_NORMAL, "  skipped %ld  last %s  best %s", s->skipped, last,
+            best);
+}
+
+/* Below 80x24: the step, loss, rate and ETA, the plan and state, and what size shows more. */
+static void draw_summary(dp_rect r, const frame *f)
+{
+    const dp_control_status *s = &f->st;
+    char eta[24] = "-", state[160], rate[32];
+    if (s->eta_s > 0)
+        dp_format_duration(eta, sizeof eta, s->eta_s);
+    state_text(f, state, sizeof state);
+    if (dp_health_state(s) == DP_STATE_PAUSED)
+        snprintf(rate, sizeof rate, "paused");
+    else
+        snprintf(rate, sizeof rate, "%.0f samples/s", s->samples_per_s);
+    dp_text(r.y, r.x, r.w, A_BOLD, "step %ld/%ld  loss %.4f  %s  ETA %s", s->step,
+            s->total_steps, s->loss, rate, eta);
+    if (r.h > 1)
+        dp_text(r.y + 1, r.x, r.w, A_NORMAL, "%s  %s", s->plan[0] ? s->plan : "starting", state);
+    if (r.h > 2)
+        dp_text(r.y + 2, r.x, r.w, A_NORMAL, "%dx%d or more shows the dashboard (this is %dx%d)",
+                DP_LAYOUT_MIN_COLS, DP_LAYOUT_MIN_ROWS, COLS, LINES);
+}
+
+/* ---- the devices ---- */
+
+/* Why a device is unused, from the plan in use: short first (a panel of 3 rows shows the
+ * start of it). */
+static void unused_reason(const frame *f, const dp_dashboard_info *info, int width, char *buf,
+                          size_t size)
+{
+    const dp_plan_request *q = &f->st.request;
+    int used = 0;
+    for (int i = 0; i < f->n_devices; i++)
+        used += !is_unused(&f->dev[i]);
+    if (q->strategy == DP_STRATEGY_SINGLE)
+        snprintf(buf, size, "single trains on one device");
+    else if (q->strategy == DP_STRATEGY_PP && q->stages == info->max_stages)
+        snprintf(buf, size, width >= 60 ? "the model has %d layer%s with parameters: at most "
+                                          "%d stages"
+                                        : "%d layer%s with params: %d stages",
+                 q->stages, q->stages == 1 ? "" : "s", q->stages);
+    else
+        snprintf(buf, size, "%s uses %d of %d devices", f->st.plan, used, f->all_devices);
+}
+
+/* "17.3M, peak 20.1M" (CPU: the engine's, no total: the host's is in the header) or
+ * "1.2G/80.0G peak 1.5G" (GPU), with NVML's used/total when read. */
+static void memory_text(const dp_device_view *dev, char *buf, size_t size)
+{
+    const dp_device_metrics *m = &dev->m;
+    char used[16], total[16], peak[16];
+    human_bytes(used, sizeof used, (double)m->mem_bytes);
+    human_bytes(peak, sizeof peak, (double)m->mem_peak_bytes);
+    human_bytes(total, sizeof total, (double)m->mem_total_bytes);
+    int n = m->mem_total_bytes ? snprintf(buf, size, "%s/%s peak %s", used, total, peak)
+                               : snprintf(buf, size, "%s peak %s", used, peak);
+    if (dev->gpu.mem_valid && n > 0 && (size_t)n < size) {
+        human_bytes(used, sizeof used, (double)dev->gpu.mem_used);
+        human_bytes(total, sizeof total, (double)dev->gpu.mem_total);
+        snprintf(buf + n, size - (size_t)n, "  nvml %s/%s", used, total);
+    }
+}
+
+/* The role in at most `room` characters: as it is when it fits, else "r1 s2 (3-4)" for
+ * "replica 1, stage 2 (layers 3-4)". */
+static void compact_role(const char *role, int room, char *buf, size_t size)
+{
+    int replica, stage, first, last;
+    if ((int)strlen(role) <= room)
+        snprintf(buf, size, "%s", role);
+    else if (sscanf(role, "replica %d, stage %d (layers %d-%d)", &replica, &stage, &first,
+                    &last) == 4)
+        snprintf(buf, size, "r%d s%d (%d-%d)", replica, stage, first, last);
+    else if (sscanf(role, "stage %d (layers %d-%d)", &stage, &first, &last) == 3)
+        snprintf(buf, size, "stage %d (%d-%d)", stage, first, last);
+    else
+        snprintf(buf, size, "%s", role);
+}
+
+/* A device on one line, when there are more than 8: name and role, loss, utilisation meter and
+ * memory figure, in at least DP_LINE_MIN_COLS columns. */
 static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev)
 {
     const dp_device_metrics *m = &dev->m;
-    int head = r.w - 1 - 46 < 36 ? r.w - 1 - 46 : 36; /* room beyond goes to the meters */
-    int spare = r.w - 1 - 46 - head, ubar = 8 + spare / 2, mbar = 8 + spare - spare / 2;
-    dp_text(r.y, r.x, head, dp_attr(sty, DP_PAIR_TITLE, A_BOLD), " %s  %s", dev->name,
-            m->role[0] ? m->role : "starting");
+    const int tail = 13 + 6 + 5 + 16; /* loss, " util ", " 100%", " mem 1023.9M" */
+    int w = r.w - 1, head = w - tail - 6 < 44 ? w - tail - 6 : 44;
+    int ubar = w - tail - head;
+    char role[48];
+    compact_role(m->role[0] ? m->role : "starting", head - 3 - (int)strlen(dev->name), role,
+                 sizeof role);
+    dp_text(r.y, r.x, head, dp_attr(sty, DP_PAIR_TITLE, A_BOLD), " %s  %s", dev->name, role);
     int x = r.x + head;
     if (isfinite(m->loss))
         dp_text(r.y, x, 13, A_NORMAL, " loss %7.4f", m->loss);
     else
         dp_text(r.y, x, 13, A_NORMAL, " loss     N/A");
-    dp_text(r.y, x + 13, 6, A_NORMAL, " util");
+    dp_text(r.y, x + 13, 6, A_NORMAL, " util ");
     dp_bar(sty, r.y, x + 19, ubar, m->util);
     dp_text(r.y, x + 19 + ubar, 5, A_NORMAL, " %3.0f%%", 100 * m->util);
-    dp_text(r.y, x + 24 + ubar, 5, A_NORMAL, " mem");
-    dp_bar(sty, r.y, x + 29 + ubar, mbar,
-           m->mem_total_bytes ? (double)m->mem_bytes / (double)m->mem_total_bytes : 0);
+    char used[16];
+    human_bytes(used, sizeof used, (double)m->mem_bytes);
+    dp_text(r.y, x + 24 + ubar, 16, A_NORMAL, " mem %s", used);
 }
 
-/* A device panel: as many of these lines as fit, in this order: title; loss and sparkline;
- * utilisation bar and history; memory bar; step time split; temperature and power. */
-static void draw_panel(const dp_style *sty, dp_rect r, const dp_device_view *dev)
+/* The panel's title bar: name, model (GPUs), role, and the cores a CPU device may use. */
+static void panel_title(const dp_style *sty, dp_rect r, const dp_device_view *dev)
 {
-    if (r.h == 1) {
-        draw_line(sty, r, dev);
-        return;
-    }
-    const char *name = dev->name;
-    const dp_gpu_reading *g = &dev->gpu;
     const dp_device_metrics *m = &dev->m;
     int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD | A_REVERSE);
     attron(title);
     mvhline(r.y, r.x, ' ', r.w - 1);
     attroff(title);
-    if (strcmp(dev->model, "CPU") != 0)
-        dp_text(r.y, r.x, r.w - 1, title, " %s %s  %s", name, dev->model,
-                m->role[0] ? m->role : "starting");
-    else
-        dp_text(r.y, r.x, r.w - 1, title, " %s  %s", name, m->role[0] ? m->role : "starting");
-    int w = r.w - 1, y = r.y + 1, end = r.y + r.h;
-    if (y < end) {
-        if (isfinite(m->loss))
-            dp_text(y, r.x, 16, A_NORMAL, " loss %8.4f", m->loss);
-        else
-            dp_text(y, r.x, 16, A_NORMAL, " loss      N/A");
-        if (w > 18)
-            dp_sparkline(sty, y, r.x + 16, w - 17, dev->loss_hist, dev->hist_n, 0, 0);
-        y++;
-    }
-    if (y < end) {
-        dp_text(y, r.x, 7, A_NORMAL, " util");
-        int bar = (w - 12) / 2;
-        dp_bar(sty, y, r.x + 6, bar, m->util);
-        dp_text(y, r.x + 6 + bar, 6, A_NORMAL, " %3.0f%%", 100 * m->util);
-        int spark = w - 12 - bar;
-        if (g->util_valid) { /* the whole GPU as NVML sees it, beside the engine's share */
-            dp_text(y, r.x + w - 9, 9, A_NORMAL, " gpu %3u%%", g->util_pct);
-            spark -= 9;
-        }
-        dp_sparkline(sty, y, r.x + 12 + bar, spark, dev->util_hist, dev->hist_n, 0.0f, 1.0f);
-        y++;
-    }
-    if (y < end) {
-        char used[16], total[16], engine[16];
-        human_bytes(used, sizeof used, (double)m->mem_bytes);
-        human_bytes(total, sizeof total, (double)m->mem_total_bytes);
-        human_bytes(engine, sizeof engine, (double)m->mem_peak_bytes);
-        dp_text(y, r.x, 6, A_NORMAL, " mem");
-        int bar = w - 30 > 10 ? w - 30 : 10;
-        double frac = m->mem_total_bytes ? (double)m->mem_bytes / (double)m->mem_total_bytes : 0;
-        dp_bar(sty, y, r.x + 6, bar, frac);
-        dp_text(y, r.x + 6 + bar, w - 6 - bar, A_NORMAL, " %s/%s peak %s", used, total, engine);
-        y++;
-    }
-    if (y < end) {
-        dp_text(y, r.x, w, A_NORMAL, " step: compute %.1f  comm %.1f  idle %.1f ms",
-                1e3 * m->compute_s, 1e3 * m->comm_s, 1e3 * m->idle_s);
-        y++;
-    }
-    if (y < end) { /* N/A where NVML has no reading (and always for CPU devices) */
-        char temp[16] = "N/A", power[16] = "N/A";
-        if (g->temp_valid)
-            snprintf(temp, sizeof temp, "%u C", g->temp_c);
-        if (g->power_valid)
-            snprintf(power, sizeof power, "%.0f W", g->power_w);
-        dp_text(y, r.x, w, A_NORMAL, " temp %s  power %s  act peak %.1f MiB", temp, power,
-                (double)m->act_peak_bytes / 1048576.0);
-    }
+    char threads[24] = "";
+    if (m->threads > 1)
+        snprintf(threads, sizeof threads, "  %d threads", m->threads);
+    bool gpu = strcmp(dev->model, "CPU") != 0;
+    dp_text(r.y, r.x, r.w - 1, title, " %s%s%s  %s%s", dev->name, gpu ? " " : "",
+            gpu ? dev->model : "", m->role[0] ? m->role : "starting", threads);
 }
+
+/* The utilisation line: meter, figure, MFU, NVML's figure (GPUs) and the recent steps. */
+static void panel_util(const dp_style *sty, int y, int x, int w, const dp_device_view *dev)
+{
+    const dp_device_metrics *m = &dev->m;
+    const dp_gpu_reading *g = &dev->gpu;
+    dp_text(y, x, 6, A_NORMAL, " util");
+    int bar = (w - 22) / 2;
+    dp_bar(sty, y, x + 6, bar, m->util);
+    int at = x + 6 + bar;
+    dp_text(y, at, 6, A_NORMAL, " %3.0f%%", 100 * m->util);
+    if (m->mfu >= 0 && m->peak_flops > 0)
+        dp_text(y, at + 5, 10, A_NORMAL, " mfu %3.0f%%", 100 * (m->mfu > 1 ? 1 : m->mfu));
+    else
+        dp_text(y, at + 5, 10, A_NORMAL, " mfu   -");
+    int spark = w - (at + 16 - x);
+    if (g->util_valid) { /* the whole GPU as NVML sees it, beside the engine's share */
+        dp_text(y, x + w - 9, 9, A_NORMAL, " gpu %3u%%", g->util_pct);
+        spark -= 9;
+    }
+    if (spark > 2)
+        dp_sparkline(sty, y, at + 16, spark - 1, dev->util_hist, dev->hist_n, 0.0f, 1.0f);
+}
+
+static void panel_loss(const dp_style *sty, int y, int x, int w, const dp_device_view *dev)
+{
+    const dp_device_metrics *m = &dev->m;
+    if (isfinite(m->loss))
+        dp_text(y, x, 16, A_NORMAL, " loss %8.4f", m->loss);
+    else
+        dp_text(y, x, 16, A_NORMAL, " loss      N/A");
+    if (w > 18)
+        dp_sparkline(sty, y, x + 16, w - 17, dev->loss_hist, dev->hist_n, 0, 0);
+}
+
+/* Loss and utilisation on one line, for a panel of 3 rows. */
+static void panel_loss_util(const dp_style *sty, int y, int x, int w, const dp_device_view *dev)
+{
+    const dp_device_metrics *m = &dev->m;
+    if (isfinite(m->loss))
+        dp_text(y, x, 16, A_NORMAL, " loss %8.4f", m->loss);
+    else
+        dp_text(y, x, 16, A_NORMAL, " loss      N/A");
+    dp_text(y, x + 16, 6, A_NORMAL, " util");
+    int bar = w - 16 - 6 - 5;
+    dp_bar(sty, y, x + 22, bar, m->util);
+    dp_text(y, x + 22 + bar, 5, A_NORMAL, " %3.0f%%", 100 * m->util);
+}
+
+static void panel_mem(const dp_style *sty, int y, int x, int w, const dp_device_view *dev)
+{
+    const dp_device_metrics *m = &dev->m;
+    char text[96];
+    memory_text(dev, text, sizeof text);
+    if (!m->mem_total_bytes) { /* a CPU device: the engine's bytes, no bar against a total */
+        dp_text(y, x, w, A_NORMAL, " mem  %s (engine)", text);
+        return;
+    }
+    dp_text(y, x, 6, A_NORMAL, " mem");
+    int bar = w - 6 - (int)strlen(text) - 2;
+    bar = bar > 40 ? 40 : bar;
+    dp_bar(sty, y, x + 6, bar, (double)m->mem_bytes / (double)m->mem_total_bytes);
+    dp_text(y, x + 6 + (bar > 0 ? bar : 0), w - 6 - (bar > 0 ? bar : 0), A_NORMAL, " %s", text);
+}
+
+/* The panel's last line: GPU temperature and power (N/A where NVML has none), activations. */
+static void panel_extra(int y, int x, int w, const dp_device_view *dev)
+{
+    const dp_gpu_reading *g = &dev->gpu;
+    char temp[16] = "N/A", power[16] = "N/A";
+    if (g->temp_valid)
+        snprintf(temp, sizeof temp, "%u C", g->temp_c);
+    if (g->power_valid)
+        snprintf(power, sizeof power, "%.0f W", g->power_w);
+    if (strcmp(dev->model, "CPU") == 0)
+        dp_text(y, x, w, A_NORMAL, " act peak %.1f MiB  cpu %.1f ms/step",
+                (double)dev->m.act_peak_bytes / 1048576.0, 1e3 * dev->m.cpu_s);
+    else
+        dp_text(y, x, w, A_NORMAL, " temp %s  power %s  act peak %.1f MiB", temp, power,
+                (double)dev->m.act_peak_bytes / 1048576.0);
+}
+
+/* A device panel: the lines dp_panel_rows_make gives its height. An unused device shows why,
+ * and no history. */
+static void draw_panel(const dp_style *sty, dp_rect r, const frame *f,
+                       const dp_dashboard_info *info, int i)
+{
+    const dp_device_view *dev = &f->dev[i];
+    char why[120] = "";
+    if (is_unused(dev))
+        unused_reason(f, info, r.w, why, sizeof why);
+    if (r.h == 1 && why[0]) {
+        dp_text(r.y, r.x, r.w - 1, A_NORMAL, " %s  unused: %s", dev->name, why);
+        return;
+    }
+    if (r.h == 1) {
+        draw_line(sty, r, dev);
+        return;
+    }
+    dp_panel_rows rows;
+    dp_panel_rows_make(r.h, &rows);
+    panel_title(sty, r, dev);
+    int w = r.w - 1, x = r.x;
+    if (why[0]) {
+        dp_text(r.y + rows.loss, x, w, A_NORMAL, " %s", why); /* the title says unused */
+        if (rows.mem >= 0)
+            panel_mem(sty, r.y + rows.mem, x, w, dev);
+        return;
+    }
+    if (rows.loss >= 0 && rows.loss == rows.util)
+        panel_loss_util(sty, r.y + rows.loss, x, w, dev);
+    else {
+        if (rows.loss >= 0)
+            panel_loss(sty, r.y + rows.loss, x, w, dev);
+        if (rows.util >= 0)
+            panel_util(sty, r.y + rows.util, x, w, dev);
+    }
+    if (rows.mem >= 0)
+        panel_mem(sty, r.y + rows.mem, x, w, dev);
+    if (rows.hist >= 0)
+        dp_util_chart(sty, (dp_rect){ x + 1, r.y + rows.hist, w - 1, rows.hist_h }, &f->util[i]);
+    if (rows.split >= 0)
+        dp_text(r.y + rows.split, x, w, A_NORMAL, " step: compute %.1f  comm %.1f  idle %.1f ms",
+                1e3 * dev->m.compute_s, 1e3 * dev->m.comm_s, 1e3 * dev->m.idle_s);
+    if (rows.extra >= 0)
+        panel_extra(r.y + rows.extra, x, w, dev);
+}
+
+/* ---- keys and help ---- */
 
 static const struct key_help {
     const char *key, *label, *help;
 } keys[] = {
-    { "F1", "Help", "F1 or ?   this help" },
+    { "F1", "Help", "F1, ? or h  this help" },
     { "1", "Single", "1         train on one device" },
     { "2", "DP", "2         data parallel: a replica per device" },
     { "3", "PP", "3         pipeline: a stage per device" },
@@ -232,35 +571,36 @@ static void draw_help(const dp_style *sty)
     dp_text(y + 1, x + 2, w - 4, title, "dpmptop keys");
     for (int k = 0; k < N_KEYS; k++)
         dp_text(y + 2 + k, x + 2, w - 4, A_NORMAL, "%s", keys[k].help);
-    dp_text(y + h - 1, x + 2, w - 4, A_NORMAL, "any key closes this");
+    dp_text(y + h - 1, x + 2, w - 4, A_NORMAL, "q, Esc or any other key closes this");
 }
 
-static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *info,
-                 dp_trainer *t, bool help)
+static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *info, bool help)
 {
     erase();
     dp_layout lay;
     int stages = f->st.pipeline ? f->st.request.stages : 0;
     dp_layout_make(COLS, LINES, f->all_devices, stages > 1, &lay);
     if (lay.too_small) {
-        dp_text(LINES / 2, 0, COLS, A_BOLD, "dpmptop needs at least %dx%d (this is %dx%d)",
-                DP_LAYOUT_MIN_COLS, DP_LAYOUT_MIN_ROWS, COLS, LINES);
+        draw_summary(lay.summary, f);
         refresh();
         return;
     }
     draw_header(sty, lay.header, f, info);
+    draw_health(sty, lay.health, f);
     for (int i = 0; i < lay.n_panels; i++)
-        draw_panel(sty, lay.panels[i], &f->dev[i]);
+        draw_panel(sty, lay.panels[i], f, info, i);
     if (lay.n_panels < f->all_devices) /* on the blank row above the plot */
         dp_text(lay.loss_plot.y - 1, 0, COLS, A_BOLD,
                 " +%d more device%s (a larger terminal shows them)",
                 f->all_devices - lay.n_panels, f->all_devices - lay.n_panels == 1 ? "" : "s");
     dp_loss_plot(sty, lay.loss_plot, &f->series);
+    dp_eval_table(sty, lay.evals, f->st.evals, f->st.n_evals,
+                  f->st.n_evals ? f->st.best_eval.step : -1);
     if (lay.timeline.h)
-        dp_timeline_plot(sty, lay.timeline, f->timeline, stages);
+        dp_timeline_plot(sty, lay.timeline, f->timeline, stages, f->st.request.micro);
     if (f->st.event[0]) {
         char ago[24];
-        dp_format_duration(ago, sizeof ago, dp_now_s() - f->st.event_time);
+        dp_format_duration(ago, sizeof ago, f->now - f->st.event_time);
         dp_text(lay.event.y, 0, COLS, A_NORMAL, " %s  (%s ago)", f->st.event, ago);
     }
     draw_keys(sty, lay.keys);
@@ -302,6 +642,23 @@ static bool is_pipeline(const dp_plan_request *r)
     return r->strategy == DP_STRATEGY_PP || r->strategy == DP_STRATEGY_HYBRID;
 }
 
+/* 1-4: the strategy; its own key says it is running (or already asked for). */
+static void switch_strategy(dp_trainer *t, dp_control *ctl, const frame *f,
+                            const dp_plan_request *now, dp_strategy strategy)
+{
+    dp_plan_request req = next_request(now, strategy);
+    const dp_plan_request *in_use = &f->st.request;
+    bool same_as_now = now->strategy == strategy && (!is_pipeline(now) || req.stages == now->stages);
+    if (!same_as_now || !f->st.plan[0]) {
+        ask_switch(t, ctl, &req);
+        return;
+    }
+    if (memcmp(now, in_use, sizeof *now) == 0)
+        dp_control_event(ctl, "already %s", f->st.plan);
+    else
+        dp_control_event(ctl, "already switching to %s", dp_strategy_name(strategy));
+}
+
 /* s: the other pipeline schedule. */
 static void toggle_schedule(dp_trainer *t, dp_control *ctl, const dp_plan_request *now)
 {
@@ -326,16 +683,38 @@ static void change_micro(dp_trainer *t, dp_control *ctl, const dp_plan_request *
         ask_switch(t, ctl, &req);
 }
 
-/* Handles one key; returns true when it asks to quit. */
-static bool on_key(int ch, dp_trainer *t, dp_control *ctl, bool *help)
+/* A key after the run has ended: only help and quit do anything; the others say so on the
+ * health line, so that the finish message stays on the event line. */
+static bool on_key_finished(int ch, frame *f, bool *help)
 {
-    if (*help) { /* any key closes the help */
+    switch (ch) {
+    case KEY_F(1):
+    case '?':
+    case 'h':
+        *help = true;
+        return false;
+    case 'q':
+    case KEY_F(10):
+        return true;
+    default:
+        snprintf(f->note, sizeof f->note, "the run has finished; q leaves");
+        f->note_time = dp_now_s();
+        return false;
+    }
+}
+
+/* Handles one key; returns true when it asks to quit. */
+static bool on_key(int ch, dp_trainer *t, dp_control *ctl, frame *f, bool *help)
+{
+    if (*help) { /* q, Esc or any other key closes the help, and does nothing else */
         *help = false;
         return false;
     }
+    if (f->st.finished)
+        return on_key_finished(ch, f, help);
     /* The newest plan asked for, else the one in use: keys pressed before the loop makes a
      * switch add up. */
-    dp_plan_request now = dp_control_switch_base(ctl), req;
+    dp_plan_request now = dp_control_switch_base(ctl);
     switch (ch) {
     case KEY_F(1):
     case '?':
@@ -346,8 +725,7 @@ static bool on_key(int ch, dp_trainer *t, dp_control *ctl, bool *help)
     case '2':
     case '3':
     case '4':
-        req = next_request(&now, (dp_strategy)(ch - '1'));
-        ask_switch(t, ctl, &req);
+        switch_strategy(t, ctl, f, &now, (dp_strategy)(ch - '1'));
         break;
     case 's':
         toggle_schedule(t, ctl, &now);
@@ -494,6 +872,7 @@ static int open_terminal(const dp_dashboard_info *info, terminal *term)
     noecho();
     keypad(stdscr, TRUE);
     curs_set(0);
+    set_escdelay(25); /* Esc closes the help at once: keys do not start with it here */
     timeout(info->refresh_ms);
     return 0;
 }
@@ -523,6 +902,36 @@ static dp_gpumon *open_gpumon(dp_trainer *t)
     return mon;
 }
 
+/* The host's figures into the frame, once a second with the GPUs'. */
+static void read_host(frame *f)
+{
+    f->rss = dp_process_rss();
+    if (!f->host_memory)
+        f->host_memory = dp_host_memory_total();
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    f->cores = cores > 0 ? (int)cores : 0;
+}
+
+/* Every key waiting, each handled (one frame may be slower than the keys come): the first
+ * waits up to refresh_ms, the others not at all. Returns true when one asks to quit. */
+static bool read_keys(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info, frame *f,
+                      bool *help)
+{
+    bool quit = false;
+    timeout(info->refresh_ms);
+    for (;;) {
+        int ch = getch();
+        if (ch == ERR && info->tty >= 0)
+            ch = launcher_key();
+        if (ch == ERR)
+            break;
+        if (ch != KEY_RESIZE && on_key(ch, t, ctl, f, help))
+            quit = true;
+        timeout(0);
+    }
+    return quit;
+}
+
 /* Frames and keys until the user quits or a signal stops the run, and the loop has finished
  * (or gives up waiting: see dp_dashboard_run). */
 static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,
@@ -530,10 +939,14 @@ static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info
 {
     static frame f; /* large: keep it off the stack */
     bool help = false, quitting = false;
-    double last_read = -1e9, stopped_at = 0, last_repaint = 0;
+    double last_read = -1e9, last_host = -1e9, stopped_at = 0, last_repaint = 0;
     for (;;) {
         snapshot(t, ctl, info, &f);
         read_gpus(mon, t, &f, &last_read);
+        if (f.now - last_host >= 1.0) {
+            read_host(&f);
+            last_host = f.now;
+        }
         if ((quitting || *stop) && f.st.finished)
             break;
         if (*stop && !stopped_at)
@@ -546,11 +959,8 @@ static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info
             clearok(curscr, TRUE); /* the launcher may have printed over the screen */
             last_repaint = dp_now_s();
         }
-        draw(sty, &f, info, t, help);
-        int ch = getch();
-        if (ch == ERR && info->tty >= 0)
-            ch = launcher_key();
-        if (ch != ERR && ch != KEY_RESIZE && on_key(ch, t, ctl, &help)) {
+        draw(sty, &f, info, help);
+        if (read_keys(t, ctl, info, &f, &help)) {
             if (f.st.finished)
                 break;
             quitting = true;
@@ -558,7 +968,9 @@ static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info
         if ((quitting || *stop) && !f.st.quit) {
             dp_control_request_quit(ctl);
             if (!f.st.finished)
-                dp_control_event(ctl, "quitting after the current step");
+                dp_control_event(ctl, f.st.state == DP_STATE_EVALUATING
+                                          ? "quitting: the evaluation stops"
+                                          : "quitting after the current step");
         }
     }
 }

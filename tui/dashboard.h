@@ -30,6 +30,8 @@ typedef struct dp_dashboard_info {
     /* The terminal: -1 for stdin and stdout; under mpirun the launcher's, whose foreground
      * job the dashboard becomes while it runs (keys and Ctrl-C come to it). */
     int tty;
+    int max_stages;          /* the model's layers with parameters (0: unknown), to say why a
+                              * pipeline leaves devices unused */
 } dp_dashboard_info;
 
 /* Runs the dashboard until the user quits (q or F10) or *stop is set by a signal, and the

@@ -1,9 +1,10 @@
 /* layout.c -- the dashboard's rectangles.
  *
- *   header           3 rows
+ *   header           3 rows: progress; rates and host; names
+ *   health line      1 row
  *   device panels    a grid of up to 8, as close to 3:1 (columns:rows) as fits; more devices
  *                    get a line each, in columns of at least 64
- *   loss plot | timeline   the band left below the panels (at least 5 rows)
+ *   loss plot | evaluations | timeline   the band left below the panels (at least 5 rows)
  *   event line       1 row
  *   key bar          1 row
  */
@@ -11,9 +12,10 @@
 
 #include <string.h>
 
-#define HEADER_ROWS 3
+#define TOP_ROWS (DP_HEADER_ROWS + 1) /* the header and the health line */
 #define PLOT_MIN_ROWS 5
 #define PLOT_MAX_ROWS 16
+#define LOSS_MIN_COLS 20
 
 /* How well a panel of w x h cells reads: the smaller of its height and a third of its width. */
 static int panel_score(int w, int h)
@@ -21,14 +23,24 @@ static int panel_score(int w, int h)
     return h < w / 3 ? h : w / 3;
 }
 
-/* The loss plot (and the timeline) from row y to row end. */
+/* The evaluation history's width on a screen `cols` wide. */
+static int evals_width(int cols)
+{
+    return cols >= 160 ? 34 : cols >= 120 ? 30 : 24;
+}
+
+/* The loss plot, the evaluation history (and the timeline) from row y to row end. */
 static void lay_plots(int cols, int y, int end, bool pipeline, dp_layout *out)
 {
-    if (pipeline) {
-        out->loss_plot = (dp_rect){ 0, y, cols / 2, end - y };
-        out->timeline = (dp_rect){ cols / 2, y, cols - cols / 2, end - y };
+    int ew = evals_width(cols), rest = cols - ew, h = end - y;
+    if (pipeline) { /* the timeline needs the room more: the plot takes 2/5 */
+        int lw = rest * 2 / 5 < LOSS_MIN_COLS ? LOSS_MIN_COLS : rest * 2 / 5;
+        out->loss_plot = (dp_rect){ 0, y, lw, h };
+        out->evals = (dp_rect){ lw, y, ew, h };
+        out->timeline = (dp_rect){ lw + ew, y, cols - lw - ew, h };
     } else {
-        out->loss_plot = (dp_rect){ 0, y, cols, end - y };
+        out->loss_plot = (dp_rect){ 0, y, rest, h };
+        out->evals = (dp_rect){ rest, y, ew, h };
     }
 }
 
@@ -53,30 +65,9 @@ static void lay_lines(int cols, int y, int rows, int devices, bool pipeline, dp_
     lay_plots(cols, y + r + 1, out->event.y, pipeline, out); /* a blank row between */
 }
 
-void dp_layout_make(int cols, int rows, int devices, bool pipeline, dp_layout *out)
+/* The grid of columns that reads best for `devices` panels in cols x panels_h. */
+static int best_grid(int cols, int panels_h, int devices)
 {
-    memset(out, 0, sizeof *out);
-    if (cols < DP_LAYOUT_MIN_COLS || rows < DP_LAYOUT_MIN_ROWS) {
-        out->too_small = true;
-        return;
-    }
-    if (devices < 1)
-        devices = 1;
-    out->header = (dp_rect){ 0, 0, cols, HEADER_ROWS };
-    out->event = (dp_rect){ 0, rows - 2, cols, 1 };
-    out->keys = (dp_rect){ 0, rows - 1, cols, 1 };
-    int body_y = HEADER_ROWS, body_h = rows - HEADER_ROWS - 2;
-
-    /* The plot takes a third of the body (5 to 16 rows); the panels the rest, in the grid that
-     * reads best. At 80x24 every grid up to 8 panels fits, as 80 / 2 >= 38 and
-     * (19 - 5) / 4 >= 3. */
-    int plot_h = body_h / 3;
-    plot_h = plot_h < PLOT_MIN_ROWS ? PLOT_MIN_ROWS : plot_h > PLOT_MAX_ROWS ? PLOT_MAX_ROWS : plot_h;
-    int panels_h = body_h - plot_h;
-    if (devices > DP_LAYOUT_GRID_MAX) {
-        lay_lines(cols, body_y, body_h - PLOT_MIN_ROWS - 1, devices, pipeline, out);
-        return;
-    }
     int best_c = 0, best_score = -1;
     for (int c = 1; c <= devices; c++) {
         int r = (devices + c - 1) / c;
@@ -91,7 +82,43 @@ void dp_layout_make(int cols, int rows, int devices, bool pipeline, dp_layout *o
     }
     if (best_c == 0) /* cannot happen at 80x24 or more with <= 8 panels; keep a safe answer */
         best_c = cols / DP_PANEL_MIN_COLS < devices ? cols / DP_PANEL_MIN_COLS : devices;
-    int c = best_c, r = (devices + c - 1) / c;
+    return best_c;
+}
+
+/* Below 80x24: a summary in the top rows (up to 3). */
+static void lay_small(int cols, int rows, dp_layout *out)
+{
+    out->too_small = true;
+    if (cols > 0 && rows > 0)
+        out->summary = (dp_rect){ 0, 0, cols, rows < 3 ? rows : 3 };
+}
+
+void dp_layout_make(int cols, int rows, int devices, bool pipeline, dp_layout *out)
+{
+    memset(out, 0, sizeof *out);
+    if (cols < DP_LAYOUT_MIN_COLS || rows < DP_LAYOUT_MIN_ROWS) {
+        lay_small(cols, rows, out);
+        return;
+    }
+    if (devices < 1)
+        devices = 1;
+    out->header = (dp_rect){ 0, 0, cols, DP_HEADER_ROWS };
+    out->health = (dp_rect){ 0, DP_HEADER_ROWS, cols, 1 };
+    out->event = (dp_rect){ 0, rows - 2, cols, 1 };
+    out->keys = (dp_rect){ 0, rows - 1, cols, 1 };
+    int body_y = TOP_ROWS, body_h = rows - TOP_ROWS - 2;
+
+    /* The plot takes a third of the body (5 to 16 rows); the panels the rest, in the grid that
+     * reads best. At 80x24 every grid up to 8 panels fits, as 80 / 2 >= 38 and
+     * (18 - 6) / 4 >= 3. */
+    int plot_h = body_h / 3;
+    plot_h = plot_h < PLOT_MIN_ROWS ? PLOT_MIN_ROWS : plot_h > PLOT_MAX_ROWS ? PLOT_MAX_ROWS : plot_h;
+    int panels_h = body_h - plot_h;
+    if (devices > DP_LAYOUT_GRID_MAX) {
+        lay_lines(cols, body_y, body_h - PLOT_MIN_ROWS - 1, devices, pipeline, out);
+        return;
+    }
+    int c = best_grid(cols, panels_h, devices), r = (devices + c - 1) / c;
     int pw = cols / c, ph = panels_h / r;
     out->panel_cols = c;
     out->n_panels = devices;
@@ -101,4 +128,34 @@ void dp_layout_make(int cols, int rows, int devices, bool pipeline, dp_layout *o
         out->panels[i] = (dp_rect){ col * pw, body_y + row * ph, w, ph };
     }
     lay_plots(cols, body_y + r * ph, body_y + body_h, pipeline, out);
+}
+
+void dp_panel_rows_make(int h, dp_panel_rows *out)
+{
+    *out = (dp_panel_rows){ .title = 0, .loss = -1, .util = -1, .mem = -1, .hist = -1,
+                            .split = -1, .extra = -1 };
+    if (h <= 1)
+        return;
+    if (h == 2) {
+        out->util = out->loss = 1;
+        return;
+    }
+    if (h == 3) { /* loss and utilisation share a line, so that memory stays */
+        out->loss = out->util = 1;
+        out->mem = 2;
+        return;
+    }
+    out->loss = 1;
+    out->util = 2;
+    out->mem = 3;
+    int rest = h - 4;
+    if (rest >= 3) { /* a history of at least one chart row and its axis */
+        out->hist = 4;
+        out->hist_h = rest >= 4 ? rest - 2 : rest - 1;
+    }
+    int after = 4 + out->hist_h;
+    if (after < h)
+        out->split = after++;
+    if (after < h)
+        out->extra = after;
 }

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/clock.h"
+#include "tui/timeline.h"
+
 void dp_widgets_colors(const dp_style *st)
 {
     if (!st->color)
@@ -174,18 +177,65 @@ void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s)
     char last_text[24];
     int n = snprintf(last_text, sizeof last_text, "%ld", last);
     dp_text(axis_y, r.x + label_w + cols - n, n, A_NORMAL, "%s", last_text);
+    char first_text[24];
+    int n_first = snprintf(first_text, sizeof first_text, "%ld", first);
     int mark = dp_attr(st, DP_PAIR_MARK, A_BOLD);
     for (int k = 0; k < s->n_marks; k++) {
         if (s->marks[k] < first || s->marks[k] > last)
             continue;
         int c = (int)((double)(s->marks[k] - first) / (double)(last - first + 1) * cols);
+        if (c <= n_first || c >= cols - n - 1) /* the labels and a space beside them stay */
+            continue;
         dp_text(axis_y, r.x + label_w + c, 1, mark, "^");
     }
 }
 
 /* ---- the pipeline timeline ---- */
 
-void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *tl, int stages)
+/* The time axis under the timeline: 0 and the end of the step in ms, and the legend between
+ * them (as much of it as fits). */
+static void timeline_axis(int y, int x, int cols, float span)
+{
+    static const char *const legend[] = { "F/f fwd  B/b bwd  * both  . idle",
+                                          "F/f fwd B/b bwd *both .idle", "F fwd B bwd" };
+    char end[24];
+    int n = snprintf(end, sizeof end, "%.1f ms", 1e3 * span);
+    dp_text(y, x, cols, A_NORMAL, "0");
+    if (cols > n + 2)
+        dp_text(y, x + cols - n, n, A_NORMAL, "%s", end);
+    for (int k = 0; k < 3; k++) {
+        int len = (int)strlen(legend[k]);
+        if (len + n + 4 <= cols) {
+            dp_text(y, x + 2 + (cols - 2 - len - n - 1) / 2, len, A_NORMAL, "%s", legend[k]);
+            break;
+        }
+    }
+}
+
+/* Stage s's row: its label, its merged operations and its bubble. */
+static void timeline_row(const dp_style *st, int y, int x, int cols, const dp_timeline *tl,
+                         int s, float span, bool label)
+{
+    int fwd = dp_attr(st, DP_PAIR_FWD, A_NORMAL), bwd = dp_attr(st, DP_PAIR_BWD, A_REVERSE);
+    char cells[PLOT_MAX_COLS];
+    cols = cols > PLOT_MAX_COLS ? PLOT_MAX_COLS : cols;
+    dp_timeline_merge(tl, span, cols, cells);
+    if (label)
+        dp_text(y, x, 4, A_NORMAL, "s%d", s);
+    move(y, x + 4);
+    for (int c = 0; c < cols; c++) {
+        int a = cells[c] == 'F' || cells[c] == 'f' ? fwd
+                : cells[c] == 'B' || cells[c] == 'b' ? bwd : (int)A_NORMAL;
+        attron(a);
+        addch((chtype)cells[c]);
+        attroff(a);
+    }
+    if (label)
+        dp_text(y, x + 4 + cols, 6, A_NORMAL, " %3.0f%%", 100 * dp_timeline_bubble(tl, span));
+}
+
+void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *tl, int stages,
+                      int micro)
 {
     if (r.h < 3 || r.w < 20)
         return;
@@ -193,30 +243,115 @@ void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *tl, int 
     float span = 0;
     for (int s = 0; s < stages; s++)
         span = tl[s].step_s > span ? tl[s].step_s : span;
-    dp_text(r.y, r.x, r.w, title, "last step: %.1f ms  (F forward, B backward, . idle)",
-            1e3 * span);
-    const int label_w = 4;
-    int cols = r.w - label_w - 1;
-    int fwd = dp_attr(st, DP_PAIR_FWD, A_NORMAL), bwd = dp_attr(st, DP_PAIR_BWD, A_REVERSE);
-    for (int s = 0; s < stages && s < r.h - 1; s++) {
-        int y = r.y + 1 + s;
-        dp_text(y, r.x, label_w, A_NORMAL, "s%d", s);
-        move(y, r.x + label_w);
-        for (int c = 0; c < cols; c++)
-            addch('.');
-        if (span <= 0)
-            continue;
-        for (int k = 0; k < tl[s].n_ops; k++) {
-            const dp_timeline_op *op = &tl[s].ops[k];
-            int c0 = (int)(op->start / span * (float)cols);
-            int c1 = (int)(op->end / span * (float)cols);
-            c1 = c1 <= c0 ? c0 + 1 : c1;
-            c1 = c1 > cols ? cols : c1;
-            int a = op->kind == 'F' ? fwd : bwd;
-            attron(a);
-            for (int c = c0; c < c1; c++) /* the micro-batch's number, its last digit */
-                mvaddch(y, r.x + label_w + c, (chtype)('0' + op->micro % 10));
-            attroff(a);
-        }
+    dp_text(r.y, r.x, r.w, title, "step %.1f ms  idle%% (ideal %.0f%%)",
+            1e3 * span, 100 * dp_timeline_ideal_bubble(stages, micro));
+    const int label_w = 4, bubble_w = 5;
+    int cols = r.w - label_w - bubble_w - 1;
+    int rows = r.h - 2; /* the title and the axis */
+    int each = stages > 0 && rows / stages > 1 ? (rows / stages > 3 ? 3 : rows / stages) : 1;
+    for (int k = 0; k < rows / each && k < stages; k++) {
+        /* more stages than rows: the first ones and the last */
+        int s = k == rows - 1 && stages > rows ? stages - 1 : k;
+        for (int y = 0; y < each; y++) /* a taller row where there is room */
+            timeline_row(st, r.y + 1 + k * each + y, r.x, cols, &tl[s], s, span, y == 0);
     }
+    if (span > 0)
+        timeline_axis(r.y + r.h - 1, r.x + label_w, cols, span);
+}
+
+/* ---- the evaluation history ---- */
+
+/* "acc 87.12%" or "bpb 1.234" for an evaluation. */
+void dp_eval_result(char *buf, size_t size, const dp_eval_point *e)
+{
+    if (e->step < 0)
+        snprintf(buf, size, "-");
+    else if (e->text)
+        snprintf(buf, size, "bpb %.3f", e->loss / log(2.0));
+    else
+        snprintf(buf, size, "acc %.2f%%", 100 * e->accuracy);
+}
+
+void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n,
+                   long best_step)
+{
+    if (r.h < 2 || r.w < 16)
+        return;
+    int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
+    bool text = n > 0 && evals[n - 1].text;
+    dp_text(r.y, r.x + 1, r.w - 2, title, r.w >= 28 ? "evaluations (%d, * best)"
+                                                   : "evals (%d, * best)", n);
+    if (n == 0) {
+        dp_text(r.y + 1, r.x + 1, r.w - 1, A_NORMAL, "(none yet)");
+        return;
+    }
+    dp_text(r.y + 1, r.x + 1, r.w - 1, A_BOLD, "%6s %6s %7s", "step", "loss",
+            text ? "bpb" : "acc");
+    int rows = r.h - 2, first = n > rows ? n - rows : 0; /* the newest that fit */
+    for (int i = first; i < n; i++) {
+        const dp_eval_point *e = &evals[i];
+        char res[24];
+        if (e->text)
+            snprintf(res, sizeof res, "%.3f", e->loss / log(2.0));
+        else
+            snprintf(res, sizeof res, "%.2f%%", 100 * e->accuracy);
+        bool best = e->step == best_step; /* marked with '*' */
+        int attr = best ? dp_attr(st, DP_PAIR_GOOD, A_BOLD) : (int)A_NORMAL;
+        dp_text(r.y + 2 + i - first, r.x, r.w, attr, "%c%6ld %6.4g %7s", best ? '*' : ' ',
+                e->step, e->loss, res);
+    }
+}
+
+/* ---- a device's utilisation over the run ---- */
+
+/* One cell of a column chart: the part of value v (0..1 of the chart's height) that falls in
+ * the row `from_bottom` rows up of `rows`. */
+static void chart_cell(const dp_style *st, float v, int from_bottom, int rows)
+{
+    static const char *const blocks[] = { " ", "\u2581", "\u2582", "\u2583", "\u2584",
+                                           "\u2585", "\u2586", "\u2587", "\u2588" };
+    if (!isfinite(v)) {
+        addch(' ');
+        return;
+    }
+    float level = v * (float)rows - (float)from_bottom; /* 0..1 fills this cell */
+    level = level < 0 ? 0 : level > 1 ? 1 : level;
+    if (st->utf8)
+        addstr(blocks[(int)(level * 8 + 0.5f)]);
+    else
+        addch(level >= 0.5f ? '#' : ' ');
+}
+
+void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u)
+{
+    const int label_w = 5;
+    int cols = r.w - label_w, rows = r.h - 1; /* the last row is the time axis */
+    if (rows < 1 || cols < 8)
+        return;
+    cols = cols > PLOT_MAX_COLS ? PLOT_MAX_COLS : cols;
+    int n = u->n_points;
+    if (n == 0) {
+        dp_text(r.y, r.x + label_w, cols, A_NORMAL, "utilisation over the run: no step yet");
+        return;
+    }
+    float v[PLOT_MAX_COLS];
+    dp_resample(u->points, n, cols, v); /* the whole run across the width */
+    int curve = dp_attr(st, DP_PAIR_GOOD, A_NORMAL);
+    for (int row = 0; row < rows; row++) {
+        const char *label = row == 0 ? "100%" : row == rows - 1 ? "  0%" : "";
+        if (rows == 1)
+            label = "util";
+        dp_text(r.y + row, r.x, label_w, A_NORMAL, "%4s", label);
+        move(r.y + row, r.x + label_w);
+        attron(curve);
+        for (int c = 0; c < cols; c++)
+            chart_cell(st, v[c], rows - 1 - row, rows);
+        attroff(curve);
+    }
+    char end[24];
+    dp_format_duration(end, sizeof end, u->bin_s * n);
+    int axis = r.y + r.h - 1, n_end = (int)strlen(end);
+    dp_text(axis, r.x + label_w, cols, A_NORMAL, "0:00");
+    if (cols > n_end + 6)
+        dp_text(axis, r.x + label_w + cols - n_end, n_end, A_NORMAL, "%s", end);
 }

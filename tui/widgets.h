@@ -4,7 +4,9 @@
 #define DP_TUI_WIDGETS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
+#include "engine/control.h"
 #include "engine/metrics.h"
 #include "tui/layout.h"
 
@@ -38,7 +40,21 @@ void dp_sparkline(const dp_style *st, int y, int x, int w, const float *v, int n
 /* The run's loss over its steps in r, with marks where the strategy changed. */
 void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s);
 
-/* The last step's operations, one row per stage (timelines[S]), with time running right. */
-void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *timelines, int stages);
+/* The last step's operations, one row per stage (timelines[S]), with time running right: each
+ * column merged (tui/timeline.h), each stage's bubble beside the ideal of S stages and `micro`
+ * micro-batches, and a time axis in ms. */
+void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *timelines, int stages,
+                      int micro);
+
+/* "acc 87.12%", or "bpb 1.234" for text; "-" for none (step < 0). */
+void dp_eval_result(char *buf, size_t size, const dp_eval_point *e);
+/* The evaluations evals[n], newest last, as a table of step, loss and accuracy or bits per
+ * byte; the one at best_step marked. */
+void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n,
+                   long best_step);
+
+/* A device's utilisation over the run as a column chart with a 0-100 % scale on the left and a
+ * time axis on the last row. */
+void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u);
 
 #endif
