@@ -34,7 +34,6 @@ typedef struct frame {
     int local;        /* this process's devices among them */
     int all_devices;  /* of the run (more than the frame holds are counted only) */
     dp_device_view dev[DP_LAYOUT_MAX_PANELS];
-    dp_util_series util[DP_LAYOUT_MAX_PANELS]; /* this process's devices only */
     dp_activity activity[DP_LAYOUT_MAX_PANELS];
     dp_timeline timeline[DP_LAYOUT_MAX_PANELS];
     dp_series series;
@@ -61,13 +60,10 @@ static void snapshot(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *in
         dp_gpu_reading gpu = f->dev[i].gpu;
         dp_device_view_read(t, i, &f->dev[i]);
         f->dev[i].gpu = gpu;
-        dp_metrics_util_series(ms, i, &f->util[i]);
         f->activity[i] = dp_metrics_activity(ms, i);
     }
     f->local = local;
     int others = dp_monitor_fetch(info->monitor, f->dev + local, DP_LAYOUT_MAX_PANELS - local);
-    for (int i = local; i < local + others; i++)
-        memset(&f->util[i], 0, sizeof f->util[i]); /* not sent by the other processes */
     f->all_devices = ms->n_devices + others;
     f->n_devices = f->all_devices < DP_LAYOUT_MAX_PANELS ? f->all_devices : DP_LAYOUT_MAX_PANELS;
     /* The timeline shows replica 0's pipeline: devices 0 .. stages - 1. */
@@ -518,7 +514,7 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f,
     if (rows.mem >= 0)
         panel_mem(sty, r.y + rows.mem, x, w, dev);
     if (rows.hist >= 0)
-        dp_util_chart(sty, (dp_rect){ x + 1, r.y + rows.hist, w - 1, rows.hist_h }, &f->util[i]);
+        dp_util_chart(sty, (dp_rect){ x + 1, r.y + rows.hist, w - 1, rows.hist_h }, &dev->util);
     if (rows.split >= 0)
         dp_text(r.y + rows.split, x, w, A_NORMAL, " step: compute %.1f  comm %.1f  idle %.1f ms",
                 1e3 * dev->m.compute_s, 1e3 * dev->m.comm_s, 1e3 * dev->m.idle_s);
