@@ -201,10 +201,11 @@ void dp_plan_describe(const dp_plan *p, char *buf, size_t size)
         snprintf(buf, size, "single");
         break;
     case DP_STRATEGY_DP:
-        snprintf(buf, size, "DP x%d", p->replicas);
+        snprintf(buf, size, p->replicas == 1 ? "DP x1 (one device)" : "DP x%d", p->replicas);
         break;
     case DP_STRATEGY_PP:
-        snprintf(buf, size, "PP %d stages, %d micro, %s", p->stages, p->micro, sched);
+        snprintf(buf, size, "PP %d stage%s, %d micro, %s", p->stages, p->stages == 1 ? "" : "s",
+                 p->micro, sched);
         break;
     case DP_STRATEGY_HYBRID:
         snprintf(buf, size, "DP%d x PP%d, %d micro, %s", p->replicas, p->stages, p->micro, sched);

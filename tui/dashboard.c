@@ -282,7 +282,7 @@ static void draw_summary(dp_rect r, const frame *f)
 {
     const dp_control_status *s = &f->st;
     char eta[24] = "-", state[160], rate[32];
-    if (s->eta_s > 0)
+    if (s->eta_s >= 0 && s->step > 0)
         dp_format_duration(eta, sizeof eta, s->eta_s);
     state_text(f, state, sizeof state);
     if (dp_health_state(s) == DP_STATE_PAUSED)
@@ -570,6 +570,32 @@ static void draw_help(const dp_style *sty)
     dp_text(y + h - 1, x + 2, w - 4, A_NORMAL, "q, Esc or any other key closes this");
 }
 
+/* The last event and how long ago it came. */
+static void draw_event(dp_rect r, const frame *f)
+{
+    char ago[24];
+    dp_format_duration(ago, sizeof ago, f->now - f->st.event_time);
+    dp_text(r.y, 0, r.w, A_NORMAL, " %s  (%s ago)", f->st.event, ago);
+}
+
+/* The finish message (its test result and checkpoint path make it long) on the event line and,
+ * when it does not fit, on the key bar's row too, broken at a space: after the end the only key
+ * that does anything is q, which the message names. */
+static void draw_finish(dp_rect event, dp_rect bar, const char *text)
+{
+    int len = (int)strlen(text), w = event.w - 1, cut = len;
+    if (len > w) {
+        cut = w;
+        while (cut > w / 2 && text[cut] != ' ')
+            cut--;
+        if (text[cut] != ' ')
+            cut = w;
+    }
+    dp_text(event.y, 0, event.w, A_BOLD, " %.*s", cut, text);
+    if (cut < len)
+        dp_text(bar.y, 0, bar.w, A_BOLD, " %s", text + cut + (text[cut] == ' '));
+}
+
 static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *info, bool help)
 {
     erase();
@@ -594,12 +620,12 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
                   f->st.n_evals ? f->st.best_eval.step : -1);
     if (lay.timeline.h)
         dp_timeline_plot(sty, lay.timeline, f->timeline, stages, f->st.request.micro);
-    if (f->st.event[0]) {
-        char ago[24];
-        dp_format_duration(ago, sizeof ago, f->now - f->st.event_time);
-        dp_text(lay.event.y, 0, COLS, A_NORMAL, " %s  (%s ago)", f->st.event, ago);
-    }
-    draw_keys(sty, lay.keys);
+    if (f->st.event[0] && dp_health_state(&f->st) == DP_STATE_FINISHED)
+        draw_finish(lay.event, lay.keys, f->st.event);
+    else if (f->st.event[0])
+        draw_event(lay.event, f);
+    if (dp_health_state(&f->st) != DP_STATE_FINISHED || !f->st.event[0])
+        draw_keys(sty, lay.keys);
     if (help)
         draw_help(sty);
     refresh();
