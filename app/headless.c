@@ -173,8 +173,13 @@ void dp_headless_print_summary(dp_trainer *t, const dp_run_result *res, FILE *ou
         fprintf(out, "%s before its first step (at step %ld): nothing was trained\n", how,
                 res->steps);
     } else {
-        fprintf(out, "%s: %ld steps in %.2f s, %.0f samples/s, final loss %.4f\n", how,
-                res->steps, res->active_s, res->samples_per_s, res->final_loss);
+        fprintf(out, "%s: %ld steps in %.2f s, final loss %.4f\n", how,
+                res->steps - res->first_step, res->active_s, res->final_loss);
+        fprintf(out, "rate: %.0f samples/s over the training steps (evaluations excluded)\n",
+                res->samples_per_s);
+        if (res->first_step > 0)
+            fprintf(out, "resumed at step %ld: steps %ld to %ld ran\n", res->first_step,
+                    res->first_step + 1, res->steps);
         if (res->seconds - res->active_s >= 0.05)
             fprintf(out, "paused for %.2f s (not counted above)\n", res->seconds - res->active_s);
         print_test(res, out);

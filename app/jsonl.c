@@ -2,6 +2,7 @@
 #include "app/jsonl.h"
 
 #include <math.h>
+#include <string.h>
 
 /* JSON has no NaN or infinity: those become null. */
 static void json_num(FILE *f, const char *key, double v)
@@ -24,12 +25,14 @@ static void on_event(void *arg, const dp_run_event *e)
     fputs("}\n", f);
 }
 
-static void write_device_records(FILE *f, dp_trainer *t)
+static void write_device_records(FILE *f, dp_trainer *t, const dp_step_report *r)
 {
     dp_metrics *ms = dp_trainer_metrics(t);
     for (int i = 0; i < ms->n_devices; i++) {
         dp_device_metrics m = dp_metrics_read(ms, i);
-        fprintf(f, "{\"type\":\"device\",\"step\":%ld,\"device\":\"%s\",\"role\":\"%s\"", m.step,
+        /* an unused device's figures are of no step: its record carries the step's number */
+        long step = strcmp(m.role, "unused") == 0 ? r->step : m.step;
+        fprintf(f, "{\"type\":\"device\",\"step\":%ld,\"device\":\"%s\",\"role\":\"%s\"", step,
                 m.device, m.role);
         json_num(f, "loss", m.loss);
         fprintf(f, ",\"mem_bytes\":%zu,\"mem_peak_bytes\":%zu,\"mem_total_bytes\":%zu,"
@@ -57,7 +60,7 @@ static void on_step(void *arg, dp_trainer *t, const dp_step_report *r, const dp_
     json_num(f, "lr", r->lr);
     json_num(f, "samples_per_s", r->seconds > 0 ? r->rows / r->seconds : 0.0);
     fprintf(f, ",\"strategy\":\"%s\"}\n", dp_trainer_strategy(t));
-    write_device_records(f, t);
+    write_device_records(f, t, r);
 }
 
 static void on_eval(void *arg, const dp_step_report *r, const dp_eval_report *e)

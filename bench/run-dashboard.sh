@@ -22,7 +22,7 @@ EPOCHS=${EPOCHS:-5}
 DASH_ARGS=${DASH_ARGS:-}   # extra options for the dashboard runs
 hz=$(getconf CLK_TCK)
 
-rate_of() { sed -n 's/^[a-z]*: [0-9]* steps in [0-9.]* s, \([0-9]*\) samples\/s.*/\1/p' "$1" | tail -n 1; }
+rate_of() { sed -n 's/^rate: \([0-9]*\) samples\/s.*/\1/p' "$1" | tail -n 1; }
 
 echo "== dpmptop dashboard cost: demo run, $EPOCHS epochs, $ROUNDS rounds ($(nproc) cores)"
 headless=""

@@ -3,7 +3,8 @@
 # machine (this one may have 2 cores), CPU devices' utilisation x threads summed per step never
 # passes the cores this process may use (tolerance 5 % + 0.02 for the clocks' skew: each
 # device's CPU time and wall time are read a few microseconds apart), with 4 devices as
-# replicas and as pipeline stages; one device's utilisation is in (0, 1]; MFU is in [0, 1]
+# replicas and as pipeline stages; one device's utilisation is in (0, 1]; MFU is in [0, 1], at
+# most the utilisation,
 # against a known CPU peak; a CPU device's total memory is 0 (it shares the host's). Then
 # --measure-peak writes the peak's cache.
 . "${srcdir:-.}/tests/lib.sh"
@@ -54,6 +55,8 @@ for step, recs in sorted(steps.items()):
             bad.append(f"{where}: no peak_flops for a CPU device")
         if r["mfu"] is None or not (0 <= r["mfu"] <= 1) or r["flops"] <= 0:
             bad.append(f"{where}: mfu {r['mfu']} flops {r['flops']}")
+        elif r["mfu"] > r["util"] + 1e-6:
+            bad.append(f"{where}: mfu {r['mfu']} above the utilisation {r['util']}")
         if devices > cores and r["threads"] != 1:
             bad.append(f"{where}: {r['threads']} threads with {devices} devices on {cores} cores")
     if devices == 1 and not (0 < used[0]["util"] <= 1):
