@@ -175,6 +175,7 @@ void dp_metrics_record_step(dp_metrics *ms, long step, double loss, bool switche
     pthread_mutex_lock(&ms->series_lock);
     if (s->n_points == 0 && s->pending == 0)
         s->first_step = step;
+    s->last_step = step;
     if (switched) {
         if (s->n_marks == DP_SERIES_MARKS) { /* keep the latest marks */
             memmove(s->marks, s->marks + 1, (DP_SERIES_MARKS - 1) * sizeof *s->marks);

@@ -92,6 +92,7 @@ typedef struct dp_metrics_slot {
  * strategy changed. */
 typedef struct dp_series {
     long first_step;        /* step of points[0] */
+    long last_step;         /* the last step recorded (its point may still be filling) */
     int stride, n_points;
     float points[DP_SERIES_POINTS];
     long marks[DP_SERIES_MARKS];

@@ -59,7 +59,8 @@ START_TEST(test_merge_short_ops)
 }
 END_TEST
 
-/* A column busy less than half its time is idle; more than half, busy. */
+/* A column busy less than half its time is brief (':'), one with nothing is idle ('.'); more
+ * than half, busy. */
 START_TEST(test_merge_idle)
 {
     dp_timeline t = { 0 };
@@ -67,7 +68,9 @@ START_TEST(test_merge_idle)
     add_op(&t, 'B', 0, 1.0f, 1.7f);
     char out[8];
     merged(&t, 2.0f, 2, out);
-    ck_assert_str_eq(out, ".B");
+    ck_assert_str_eq(out, ":B");
+    merged(&t, 3.0f, 3, out); /* the third second ran nothing */
+    ck_assert_str_eq(out, ":B.");
     merged(&t, 0.0f, 3, out); /* no step yet */
     ck_assert_str_eq(out, "...");
 }

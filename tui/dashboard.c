@@ -40,6 +40,10 @@ typedef struct frame {
     size_t rss, host_memory; /* read once a second */
     int cores;
     double now;
+    /* While paused (nothing runs: "0%") or evaluating ("eval") no training step runs: the
+     * devices' utilisation is shown as this, and MFU as "-", not as the last step's figures.
+     * NULL while they are live. */
+    const char *held;
     /* The dashboard's own answer to a key, where the control's event line must stay (after
      * the end, the finish message); shown on the health line for a few seconds. */
     char note[120];
@@ -54,6 +58,8 @@ static void snapshot(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *in
 {
     dp_control_snapshot(ctl, &f->st);
     f->now = dp_now_s();
+    dp_run_state state = dp_health_state(&f->st);
+    f->held = state == DP_STATE_PAUSED ? "0%" : state == DP_STATE_EVALUATING ? "eval" : NULL;
     dp_metrics *ms = dp_trainer_metrics(t);
     int local = ms->n_devices < DP_LAYOUT_MAX_PANELS ? ms->n_devices : DP_LAYOUT_MAX_PANELS;
     for (int i = 0; i < local; i++) {
@@ -231,7 +237,7 @@ static void header_rates(dp_rect r, const frame *f)
 static void header_host(dp_rect r, const frame *f, const dp_dashboard_info *info)
 {
     char mfu[24] = "MFU -", rss[16], host[16], cores[64] = "";
-    double u = run_mfu(f);
+    double u = f->held ? -1 : run_mfu(f);
     if (u >= 0)
         snprintf(mfu, sizeof mfu, "MFU %.1f%%", 100 * (u > 1 ? 1 : u));
     human_bytes(rss, sizeof rss, (double)f->rss);
@@ -354,9 +360,19 @@ static void compact_role(const char *role, int room, char *buf, size_t size)
         snprintf(buf, size, "%s", role);
 }
 
+/* A device's utilisation as a figure in 5 columns: " 47%", or the word that holds it. */
+static void util_figure(char *buf, size_t size, const dp_device_metrics *m, const char *held)
+{
+    if (held)
+        snprintf(buf, size, " %4s", held);
+    else
+        snprintf(buf, size, " %3.0f%%", 100 * m->util);
+}
+
 /* A device on one line, when there are more than 8: name and role, loss, utilisation meter and
  * memory figure, in at least DP_LINE_MIN_COLS columns. */
-static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev)
+static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev,
+                      const char *held)
 {
     const dp_device_metrics *m = &dev->m;
     const int tail = 13 + 6 + 5 + 16; /* loss, " util ", " 100%", " mem 1023.9M" */
@@ -371,9 +387,11 @@ static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev)
         dp_text(r.y, x, 13, A_NORMAL, " loss %7.4f", m->loss);
     else
         dp_text(r.y, x, 13, A_NORMAL, " loss     N/A");
+    char figure[16];
+    util_figure(figure, sizeof figure, m, held);
     dp_text(r.y, x + 13, 6, A_NORMAL, " util ");
-    dp_bar(sty, r.y, x + 19, ubar, m->util);
-    dp_text(r.y, x + 19 + ubar, 5, A_NORMAL, " %3.0f%%", 100 * m->util);
+    dp_bar(sty, r.y, x + 19, ubar, held ? 0 : m->util);
+    dp_text(r.y, x + 19 + ubar, 5, A_NORMAL, "%s", figure);
     char used[16];
     human_bytes(used, sizeof used, (double)m->mem_bytes);
     dp_text(r.y, x + 24 + ubar, 16, A_NORMAL, " mem %s", used);
@@ -396,16 +414,19 @@ static void panel_title(const dp_style *sty, dp_rect r, const dp_device_view *de
 }
 
 /* The utilisation line: meter, figure, MFU, NVML's figure (GPUs) and the recent steps. */
-static void panel_util(const dp_style *sty, int y, int x, int w, const dp_device_view *dev)
+static void panel_util(const dp_style *sty, int y, int x, int w, const dp_device_view *dev,
+                       const char *held)
 {
     const dp_device_metrics *m = &dev->m;
     const dp_gpu_reading *g = &dev->gpu;
     dp_text(y, x, 6, A_NORMAL, " util");
     int bar = (w - 22) / 2;
-    dp_bar(sty, y, x + 6, bar, m->util);
+    dp_bar(sty, y, x + 6, bar, held ? 0 : m->util);
     int at = x + 6 + bar;
-    dp_text(y, at, 6, A_NORMAL, " %3.0f%%", 100 * m->util);
-    if (m->mfu >= 0 && m->peak_flops > 0)
+    char figure[16];
+    util_figure(figure, sizeof figure, m, held);
+    dp_text(y, at, 6, A_NORMAL, "%s", figure);
+    if (m->mfu >= 0 && m->peak_flops > 0 && !held)
         dp_text(y, at + 5, 10, A_NORMAL, " mfu %3.0f%%", 100 * (m->mfu > 1 ? 1 : m->mfu));
     else
         dp_text(y, at + 5, 10, A_NORMAL, " mfu   -");
@@ -430,7 +451,8 @@ static void panel_loss(const dp_style *sty, int y, int x, int w, const dp_device
 }
 
 /* Loss and utilisation on one line, for a panel of 3 rows. */
-static void panel_loss_util(const dp_style *sty, int y, int x, int w, const dp_device_view *dev)
+static void panel_loss_util(const dp_style *sty, int y, int x, int w, const dp_device_view *dev,
+                            const char *held)
 {
     const dp_device_metrics *m = &dev->m;
     if (isfinite(m->loss))
@@ -439,8 +461,26 @@ static void panel_loss_util(const dp_style *sty, int y, int x, int w, const dp_d
         dp_text(y, x, 16, A_NORMAL, " loss      N/A");
     dp_text(y, x + 16, 6, A_NORMAL, " util");
     int bar = w - 16 - 6 - 5;
-    dp_bar(sty, y, x + 22, bar, m->util);
-    dp_text(y, x + 22 + bar, 5, A_NORMAL, " %3.0f%%", 100 * m->util);
+    dp_bar(sty, y, x + 22, bar, held ? 0 : m->util);
+    char figure[16];
+    util_figure(figure, sizeof figure, m, held);
+    dp_text(y, x + 22 + bar, 5, A_NORMAL, "%s", figure);
+}
+
+/* The last step's split, in the longest wording that fits: a figure is never cut. */
+static void panel_split(int y, int x, int w, const dp_device_metrics *m)
+{
+    static const char *const form[] = { " step: compute %.1f  comm %.1f  idle %.1f ms",
+                                         " compute %.1f  comm %.1f  idle %.1f ms",
+                                         " cmp %.1f com %.1f idle %.1f ms" };
+    char text[96];
+    for (int k = 0; k < 3; k++) {
+        snprintf(text, sizeof text, form[k], 1e3 * m->compute_s, 1e3 * m->comm_s,
+                 1e3 * m->idle_s);
+        if ((int)strlen(text) <= w)
+            break;
+    }
+    dp_text(y, x, w, A_NORMAL, "%s", text);
 }
 
 static void panel_mem(const dp_style *sty, int y, int x, int w, const dp_device_view *dev)
@@ -490,7 +530,7 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f,
         return;
     }
     if (r.h == 1) {
-        draw_line(sty, r, dev);
+        draw_line(sty, r, dev, f->held);
         return;
     }
     dp_panel_rows rows;
@@ -504,20 +544,19 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f,
         return;
     }
     if (rows.loss >= 0 && rows.loss == rows.util)
-        panel_loss_util(sty, r.y + rows.loss, x, w, dev);
+        panel_loss_util(sty, r.y + rows.loss, x, w, dev, f->held);
     else {
         if (rows.loss >= 0)
             panel_loss(sty, r.y + rows.loss, x, w, dev);
         if (rows.util >= 0)
-            panel_util(sty, r.y + rows.util, x, w, dev);
+            panel_util(sty, r.y + rows.util, x, w, dev, f->held);
     }
     if (rows.mem >= 0)
         panel_mem(sty, r.y + rows.mem, x, w, dev);
     if (rows.hist >= 0)
         dp_util_chart(sty, (dp_rect){ x + 1, r.y + rows.hist, w - 1, rows.hist_h }, &dev->util);
     if (rows.split >= 0)
-        dp_text(r.y + rows.split, x, w, A_NORMAL, " step: compute %.1f  comm %.1f  idle %.1f ms",
-                1e3 * dev->m.compute_s, 1e3 * dev->m.comm_s, 1e3 * dev->m.idle_s);
+        panel_split(r.y + rows.split, x, w, &dev->m);
     if (rows.extra >= 0)
         panel_extra(r.y + rows.extra, x, w, dev);
 }

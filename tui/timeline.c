@@ -31,8 +31,10 @@ static char merge_column(const dp_timeline *tl, double c0, double c1)
         }
     }
     double busy = fwd + bwd;
-    if (!top || busy < 0.5 * (c1 - c0))
+    if (!top)
         return DP_TIMELINE_IDLE;
+    if (busy < 0.5 * (c1 - c0))
+        return DP_TIMELINE_BRIEF;
     char kind;
     if (fwd > 0.5 * busy)
         kind = 'F';

@@ -8,13 +8,15 @@
 
 #define DP_TIMELINE_SEVERAL '*' /* a column where forward and backward share the time evenly */
 #define DP_TIMELINE_IDLE '.'
+#define DP_TIMELINE_BRIEF ':'   /* busy, but less than half the column */
 
 /* Writes cols characters into out (not terminated): what stage timeline `tl` did in each
  * column of a step `span` seconds long. A column shows the kind that ran most of its busy time
  * ('F' forward, 'B' backward; lower case when the operation that ran longest in it was an odd
  * micro-batch, so that neighbouring micro-batches stay apart), DP_TIMELINE_SEVERAL when neither
- * kind had more than half of it, and DP_TIMELINE_IDLE when the stage was busy less than half
- * the column. An operation of any length is counted in every column it overlaps. */
+ * kind had more than half of it, DP_TIMELINE_BRIEF when the stage was busy less than half the
+ * column, and DP_TIMELINE_IDLE when it ran nothing there. An operation of any length is
+ * counted in every column it overlaps, so that short work never disappears. */
 void dp_timeline_merge(const dp_timeline *tl, float span, int cols, char *out);
 
 /* The fraction of a step `span` seconds long in which the stage ran no operation (0..1). */

@@ -122,8 +122,8 @@ void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s)
     cols = cols > PLOT_MAX_COLS ? PLOT_MAX_COLS : cols;
     rows = rows > PLOT_MAX_ROWS ? PLOT_MAX_ROWS : rows;
     int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
-    dp_text(r.y, r.x, r.w, title, "loss over %ld steps", s->n_points ?
-            s->first_step + (long)s->n_points * s->stride - 1 : 0L);
+    dp_text(r.y, r.x, r.w, title, "loss over %ld steps",
+            s->n_points || s->pending ? s->last_step - s->first_step + 1 : 0L);
     if (s->n_points < 2) {
         dp_text(r.y + 1, r.x + label_w, cols, A_NORMAL, "(waiting for steps)");
         return;
@@ -172,7 +172,7 @@ void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s)
     }
     /* axis: first and last step, and a mark under each change of strategy */
     int axis_y = r.y + r.h - 1;
-    long first = s->first_step, last = s->first_step + (long)s->n_points * s->stride - 1;
+    long first = s->first_step, last = s->last_step; /* the pending point is a column at most */
     dp_text(axis_y, r.x + label_w, cols, A_NORMAL, "%ld", first);
     char last_text[24];
     int n = snprintf(last_text, sizeof last_text, "%ld", last);
@@ -196,8 +196,9 @@ void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s)
  * them (as much of it as fits). */
 static void timeline_axis(int y, int x, int cols, float span)
 {
-    static const char *const legend[] = { "F/f fwd  B/b bwd  * both  . idle",
-                                          "F/f fwd B/b bwd *both .idle", "F fwd B bwd" };
+    static const char *const legend[] = { "F/f fwd  B/b bwd  * both  : brief  . idle",
+                                          "F/f fwd B/b bwd *both :brief .idle",
+                                          "F fwd B bwd" };
     char end[24];
     int n = snprintf(end, sizeof end, "%.1f ms", 1e3 * span);
     dp_text(y, x, cols, A_NORMAL, "0");
