@@ -2,6 +2,7 @@
 #include "app/cli.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,7 +219,8 @@ static int measure_peak(void)
     }
     printf("SGEMM on %d core%s (%s): %.1f GFLOP/s; ", cores, cores == 1 ? "" : "s",
            strchr(key, ' ') + 1, rate / 1e9);
-    if (cached && dp_peak_cache_load(dir, key) > 0)
+    double stored = cached ? dp_peak_cache_load(dir, key) : 0; /* written with 6 digits */
+    if (stored > 0 && fabs(stored - rate) <= 1e-5 * rate)
         printf("cached in %s/cpu-peak\n", dir);
     else
         puts("not cached (no cache directory that can be written)");
@@ -260,7 +262,12 @@ static int take_option(int ch, int argc, char **argv, dp_options *o, const char 
         break;
     case 'h': usage(stdout); return 1;
     case OPT_HELP_LAYERS: help_layers(stdout); return 1;
-    case OPT_MEASURE_PEAK: return measure_peak();
+    case OPT_MEASURE_PEAK:
+        if (argc != 2) { /* it rewrites the cache: nothing else may ride along unchecked */
+            fputs("dpmptop: --measure-peak takes no other options or arguments\n", stderr);
+            return -1;
+        }
+        return measure_peak();
     case 'V': print_version(); return 1;
     default: return refuse_option(ch, argv);
     }

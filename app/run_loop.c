@@ -125,11 +125,10 @@ static int before_step(loop *l, next_step *next, dp_err *err)
     }
 }
 
-/* Tells the control the plan in use, after the first step and after each switch. */
+/* Tells the control the plan in use after every step: also after one whose switch was to the
+ * plan in use (no switch), so that the request it took is no longer pending. */
 static void publish_plan(loop *l)
 {
-    if (!l->r.switched && l->plan_shown)
-        return;
     char plan[48], text[64];
     dp_trainer_describe(l->t, plan, sizeof plan);
     if (dp_world_size() > 1) /* the same plan in every process */

@@ -414,8 +414,10 @@ void dp_control_eval_end(dp_control *c, const dp_eval_point *result)
         st->test_accuracy = result->accuracy;
         st->test_step = result->step;
         st->last_eval = *result;
-        if (st->best_eval.step < 0 || result->loss < st->best_eval.loss)
+        if (isfinite(result->loss) && /* a non-finite loss is never the best */
+            (st->best_eval.step < 0 || result->loss < st->best_eval.loss))
             st->best_eval = *result;
+        st->evals_done++;
         remember_eval(st, result);
     }
     c->st.eval_done = c->st.eval_total = 0;

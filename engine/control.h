@@ -65,9 +65,10 @@ typedef struct dp_control_status {
     long skipped;            /* steps whose update a non-finite loss skipped */
     double test_accuracy;    /* of the last evaluation; < 0 before the first */
     long test_step;
-    dp_eval_point last_eval, best_eval; /* best: the lowest test loss */
+    dp_eval_point last_eval, best_eval; /* best: the lowest finite test loss; step < 0: none */
     dp_eval_point evals[DP_EVAL_HISTORY];
     int n_evals;
+    long evals_done;         /* evaluations completed in all (evals[] keeps n_evals of them) */
     char exit_checkpoint[256]; /* the checkpoint written as the run ended; "" when none */
     bool stopped_early;      /* finished by q, a signal or an error before the last step */
     char plan[64];           /* "DP x4"; "" before the first step */

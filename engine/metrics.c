@@ -176,6 +176,7 @@ void dp_metrics_record_step(dp_metrics *ms, long step, double loss, bool switche
     if (s->n_points == 0 && s->pending == 0)
         s->first_step = step;
     s->last_step = step;
+    s->steps++;
     if (switched) {
         if (s->n_marks == DP_SERIES_MARKS) { /* keep the latest marks */
             memmove(s->marks, s->marks + 1, (DP_SERIES_MARKS - 1) * sizeof *s->marks);

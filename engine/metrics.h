@@ -93,6 +93,7 @@ typedef struct dp_metrics_slot {
 typedef struct dp_series {
     long first_step;        /* step of points[0] */
     long last_step;         /* the last step recorded (its point may still be filling) */
+    long steps;             /* steps recorded (finite loss or not) */
     int stride, n_points;
     float points[DP_SERIES_POINTS];
     long marks[DP_SERIES_MARKS];

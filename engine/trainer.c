@@ -397,6 +397,10 @@ static int apply_pending_switch(dp_trainer *t, dp_step_report *r, dp_err *err)
     dp_plan next = t->switch_plan;
     t->switch_pending = false;
     pthread_mutex_unlock(&t->switch_lock);
+    const dp_plan *now = &t->plan; /* keys that undo each other ask for the plan in use */
+    if (pending && next.strategy == now->strategy && next.schedule == now->schedule &&
+        next.replicas == now->replicas && next.stages == now->stages && next.micro == now->micro)
+        return 0;
     if (pending && switch_plan(t, &next, r, err) < 0)
         return -1;
     return 0;
@@ -456,6 +460,8 @@ static double collect_loss(dp_trainer *t, int rows, dp_step_report *r, double *r
     }
     dp_world_sum(&loss_sum, 1); /* the other processes' rows */
     r->loss = loss_sum / rows / targets; /* per target: per byte, for text */
+    if (isnan(r->loss)) /* whatever its sign bit: printed "nan", never "-nan" */
+        r->loss = NAN;
     return sumsq;
 }
 
@@ -569,6 +575,8 @@ bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *
     dp_world_sum(sums, o->n_stats);
     r->samples = n;
     o->report(sums, n, t->test->targets, r);
+    if (isnan(r->loss))
+        r->loss = NAN;
     return true;
 }
 

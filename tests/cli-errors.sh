@@ -82,6 +82,10 @@ expect_exit 2 "\[parallel\]: a batch of 16 cannot feed 2 replicas x 9 micro-batc
     "$DPMPTOP" -c "$work/good.ini" --devices cpu:4 --strategy hybrid --microbatches 9
 expect_exit 2 "\[parallel\]: a batch of 16 cannot feed 17 replicas x 1 micro-batch" -- \
     "$DPMPTOP" -c "$work/good.ini" --devices cpu:17 --strategy dp
+expect_exit 2 "--measure-peak takes no other options or arguments" -- \
+    "$DPMPTOP" --measure-peak --bogus
+expect_exit 2 "--measure-peak takes no other options or arguments" -- \
+    "$DPMPTOP" -c "$work/good.ini" --measure-peak
 expect_exit 2 "--switch-at 5:bogus: \"5:bogus\" is not STEP:STRATEGY" -- \
     "$DPMPTOP" -c "$work/good.ini" --switch-at 5:bogus
 expect_exit 2 "--switch-at 2:dp,2:pp: \"2:pp\" is not STEP:STRATEGY with steps increasing" -- \

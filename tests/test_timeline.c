@@ -107,6 +107,28 @@ START_TEST(test_resample)
 }
 END_TEST
 
+/* A utilisation series over a wall-clock span: columns before the device's first step are
+ * empty, a bin wider than a column fills every column it covers, a bin with no step stays
+ * empty, and the bin being filled counts. */
+START_TEST(test_util_resample)
+{
+    dp_util_series u = { .t0 = 100.0, .bin_s = 1.0, .n_points = 3,
+                         .points = { 1.0f, 0.0f, NAN }, .pending_busy = 0.25,
+                         .pending_wall = 0.5 };
+    float v[8];
+    dp_util_resample(&u, 100.0, 104.0, 4, v);
+    ck_assert(fabsf(v[0] - 1.0f) < 1e-6f && fabsf(v[1]) < 1e-6f && isnan(v[2]));
+    ck_assert(fabsf(v[3] - 0.5f) < 1e-6f); /* the pending bin: 0.25 busy of 0.5 s */
+    dp_util_resample(&u, 98.0, 102.0, 8, v); /* two seconds before the first step */
+    for (int c = 0; c < 4; c++)
+        ck_assert(isnan(v[c]));
+    ck_assert(fabsf(v[4] - 1.0f) < 1e-6f && fabsf(v[5] - 1.0f) < 1e-6f);
+    ck_assert(fabsf(v[6]) < 1e-6f && fabsf(v[7]) < 1e-6f);
+    dp_util_resample(&u, 100.0, 102.0, 1, v); /* one column over two bins: their mean */
+    ck_assert(fabsf(v[0] - 0.5f) < 1e-6f);
+}
+END_TEST
+
 Suite *timeline_suite(void)
 {
     Suite *s = suite_create("timeline");
@@ -116,6 +138,7 @@ Suite *timeline_suite(void)
     tcase_add_test(tc, test_merge_idle);
     tcase_add_test(tc, test_bubble);
     tcase_add_test(tc, test_resample);
+    tcase_add_test(tc, test_util_resample);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "base/sysinfo.h"
+#include "engine/backend_cpu.h"
 #include "engine/gpumon.h"
 #include "tui/health.h"
 #include "tui/layout.h"
@@ -177,17 +178,26 @@ static void test_text(const dp_control_status *s, char *buf, size_t size)
 
 /* ---- the header ---- */
 
-/* The run's MFU: the devices' achieved FLOP/s over their summed peaks; < 0 when unknown. */
+/* The run's MFU: the devices' achieved FLOP/s over their summed peaks; < 0 when unknown. This
+ * process's CPU devices share its cores: their peaks sum to at most the machine's (each is a
+ * share of it, threads / cores, and devices that outnumber the cores have 1 thread each). */
 static double run_mfu(const frame *f)
 {
-    double achieved = 0, peak = 0;
+    double achieved = 0, peak = 0, cpu_peak = 0, machine = 0;
     for (int i = 0; i < f->n_devices; i++) {
         const dp_device_metrics *m = &f->dev[i].m;
-        if (m->peak_flops > 0 && m->mfu >= 0 && !is_unused(&f->dev[i])) {
-            achieved += m->mfu * m->peak_flops;
+        if (!(m->peak_flops > 0) || m->mfu < 0 || is_unused(&f->dev[i]))
+            continue;
+        achieved += m->mfu * m->peak_flops;
+        if (i < f->local && m->threads > 0) {
+            cpu_peak += m->peak_flops;
+            double all = m->peak_flops / m->threads * f->cores;
+            machine = all > machine ? all : machine;
+        } else {
             peak += m->peak_flops;
         }
     }
+    peak += cpu_peak < machine ? cpu_peak : machine;
     return peak > 0 ? achieved / peak : -1;
 }
 
@@ -200,6 +210,15 @@ static int cpu_devices(const frame *f)
     return n;
 }
 
+/* The last step's loss: "-" before the first step. */
+static void loss_text(char *buf, size_t size, const dp_control_status *s)
+{
+    if (s->step > 0)
+        snprintf(buf, size, "%.4f", s->loss);
+    else
+        snprintf(buf, size, "-");
+}
+
 /* Row 0: the progress, the ETA, the loss and the test result first; a bar in what is left. */
 static void header_progress(const dp_style *sty, dp_rect r, const frame *f)
 {
@@ -209,9 +228,10 @@ static void header_progress(const dp_style *sty, dp_rect r, const frame *f)
         dp_format_duration(eta, sizeof eta, s->eta_s);
     test_text(s, test, sizeof test);
     double frac = s->total_steps > 0 ? (double)s->step / (double)s->total_steps : 0;
-    char text[200];
-    int n = snprintf(text, sizeof text, " step %ld/%ld (%.0f%%)  ETA %s  loss %.4f  %s  epoch %ld/%ld",
-                     s->step, s->total_steps, 100 * frac, eta, s->loss, test, s->epoch, s->epochs);
+    char text[200], loss[24];
+    loss_text(loss, sizeof loss, s);
+    int n = snprintf(text, sizeof text, " step %ld/%ld (%.0f%%)  ETA %s  loss %s  %s  epoch %ld/%ld",
+                     s->step, s->total_steps, 100 * frac, eta, loss, test, s->epoch, s->epochs);
     dp_text(r.y, r.x, r.w, A_BOLD, "%s", text);
     if (r.w - n - 2 >= 12)
         dp_bar(sty, r.y, r.x + n + 2, r.w - n - 3, frac);
@@ -295,10 +315,12 @@ static void draw_summary(dp_rect r, const frame *f)
         snprintf(rate, sizeof rate, "paused");
     else
         snprintf(rate, sizeof rate, "%.0f samples/s", s->samples_per_s);
-    dp_text(r.y, r.x, r.w, A_BOLD, "step %ld/%ld  loss %.4f  %s  ETA %s", s->step,
-            s->total_steps, s->loss, rate, eta);
-    if (r.h > 1)
-        dp_text(r.y + 1, r.x, r.w, A_NORMAL, "%s  %s", s->plan[0] ? s->plan : "starting", state);
+    char loss[24];
+    loss_text(loss, sizeof loss, s);
+    dp_text(r.y, r.x, r.w, A_BOLD, "step %ld/%ld  loss %s  %s  ETA %s", s->step,
+            s->total_steps, loss, rate, eta);
+    if (r.h > 1) /* before the first step the state says "starting" */
+        dp_text(r.y + 1, r.x, r.w, A_NORMAL, "%s%s%s", s->plan, s->plan[0] ? "  " : "", state);
     if (r.h > 2)
         dp_text(r.y + 2, r.x, r.w, A_NORMAL, "%dx%d or more shows the dashboard (this is %dx%d)",
                 DP_LAYOUT_MIN_COLS, DP_LAYOUT_MIN_ROWS, COLS, LINES);
@@ -383,7 +405,7 @@ static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev,
                  sizeof role);
     dp_text(r.y, r.x, head, dp_attr(sty, DP_PAIR_TITLE, A_BOLD), " %s  %s", dev->name, role);
     int x = r.x + head;
-    if (isfinite(m->loss))
+    if (isfinite(m->loss) && m->role[0]) /* no role: no step yet */
         dp_text(r.y, x, 13, A_NORMAL, " loss %7.4f", m->loss);
     else
         dp_text(r.y, x, 13, A_NORMAL, " loss     N/A");
@@ -442,7 +464,7 @@ static void panel_util(const dp_style *sty, int y, int x, int w, const dp_device
 static void panel_loss(const dp_style *sty, int y, int x, int w, const dp_device_view *dev)
 {
     const dp_device_metrics *m = &dev->m;
-    if (isfinite(m->loss))
+    if (isfinite(m->loss) && m->role[0]) /* no role: no step yet */
         dp_text(y, x, 16, A_NORMAL, " loss %8.4f", m->loss);
     else
         dp_text(y, x, 16, A_NORMAL, " loss      N/A");
@@ -455,7 +477,7 @@ static void panel_loss_util(const dp_style *sty, int y, int x, int w, const dp_d
                             const char *held)
 {
     const dp_device_metrics *m = &dev->m;
-    if (isfinite(m->loss))
+    if (isfinite(m->loss) && m->role[0]) /* no role: no step yet */
         dp_text(y, x, 16, A_NORMAL, " loss %8.4f", m->loss);
     else
         dp_text(y, x, 16, A_NORMAL, " loss      N/A");
@@ -465,6 +487,14 @@ static void panel_loss_util(const dp_style *sty, int y, int x, int w, const dp_d
     char figure[16];
     util_figure(figure, sizeof figure, m, held);
     dp_text(y, x + 22 + bar, 5, A_NORMAL, "%s", figure);
+}
+
+/* Where the utilisation charts end: now, or when the run ended (its last step or resume). */
+static double chart_end(const frame *f)
+{
+    if (dp_health_state(&f->st) == DP_STATE_FINISHED && f->st.last_step_end > f->st.started)
+        return f->st.last_step_end;
+    return f->now;
 }
 
 /* The last step's split, in the longest wording that fits: a figure is never cut. */
@@ -554,7 +584,8 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f,
     if (rows.mem >= 0)
         panel_mem(sty, r.y + rows.mem, x, w, dev);
     if (rows.hist >= 0)
-        dp_util_chart(sty, (dp_rect){ x + 1, r.y + rows.hist, w - 1, rows.hist_h }, &dev->util);
+        dp_util_chart(sty, (dp_rect){ x + 1, r.y + rows.hist, w - 1, rows.hist_h }, &dev->util,
+                      f->st.started, chart_end(f));
     if (rows.split >= 0)
         panel_split(r.y + rows.split, x, w, &dev->m);
     if (rows.extra >= 0)
@@ -655,7 +686,7 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
                 " +%d more device%s (a larger terminal shows them)",
                 f->all_devices - lay.n_panels, f->all_devices - lay.n_panels == 1 ? "" : "s");
     dp_loss_plot(sty, lay.loss_plot, &f->series);
-    dp_eval_table(sty, lay.evals, f->st.evals, f->st.n_evals,
+    dp_eval_table(sty, lay.evals, f->st.evals, f->st.n_evals, f->st.evals_done,
                   f->st.n_evals ? f->st.best_eval.step : -1);
     if (lay.timeline.h)
         dp_timeline_plot(sty, lay.timeline, f->timeline, stages, f->st.request.micro);
@@ -686,7 +717,24 @@ static dp_plan_request next_request(const dp_plan_request *now, dp_strategy stra
 
 /* Hands a switch the trainer can make to the training loop, which makes it (in every process
  * of the run) before its next step. */
-static void ask_switch(dp_trainer *t, dp_control *ctl, const dp_plan_request *req)
+static bool is_pipeline(const dp_plan_request *r)
+{
+    return r->strategy == DP_STRATEGY_PP || r->strategy == DP_STRATEGY_HYBRID;
+}
+
+/* Whether request a asks for plan b (stages 0: the strategy's default, as in b). */
+static bool same_plan(const dp_plan_request *a, const dp_plan_request *b)
+{
+    if (a->strategy != b->strategy)
+        return false;
+    return !is_pipeline(a) || ((a->stages == b->stages || !a->stages) && a->micro == b->micro &&
+                               a->schedule == b->schedule);
+}
+
+/* Hands a switch the trainer can make to the training loop, which makes it (in every process
+ * of the run) before its next step. A request for the plan in use (keys that undo a pending
+ * switch) replaces the pending one and switches nothing. */
+static void ask_switch(dp_trainer *t, dp_control *ctl, const frame *f, const dp_plan_request *req)
 {
     dp_err err;
     if (dp_trainer_check_switch(t, req, &err) < 0) {
@@ -694,13 +742,11 @@ static void ask_switch(dp_trainer *t, dp_control *ctl, const dp_plan_request *re
         return;
     }
     dp_control_request_switch(ctl, req);
-    dp_control_event(ctl, "switching to %s after the current step",
-                     dp_strategy_name(req->strategy));
-}
-
-static bool is_pipeline(const dp_plan_request *r)
-{
-    return r->strategy == DP_STRATEGY_PP || r->strategy == DP_STRATEGY_HYBRID;
+    if (f->st.plan[0] && same_plan(req, &f->st.request))
+        dp_control_event(ctl, "staying with %s: the switch asked for is cancelled", f->st.plan);
+    else
+        dp_control_event(ctl, "switching to %s after the current step",
+                         dp_strategy_name(req->strategy));
 }
 
 /* 1-4: the strategy; its own key says it is running (or already asked for). */
@@ -711,7 +757,7 @@ static void switch_strategy(dp_trainer *t, dp_control *ctl, const frame *f,
     const dp_plan_request *in_use = &f->st.request;
     bool same_as_now = now->strategy == strategy && (!is_pipeline(now) || req.stages == now->stages);
     if (!same_as_now || !f->st.plan[0]) {
-        ask_switch(t, ctl, &req);
+        ask_switch(t, ctl, f, &req);
         return;
     }
     if (memcmp(now, in_use, sizeof *now) == 0)
@@ -721,18 +767,20 @@ static void switch_strategy(dp_trainer *t, dp_control *ctl, const frame *f,
 }
 
 /* s: the other pipeline schedule. */
-static void toggle_schedule(dp_trainer *t, dp_control *ctl, const dp_plan_request *now)
+static void toggle_schedule(dp_trainer *t, dp_control *ctl, const frame *f,
+                            const dp_plan_request *now)
 {
     dp_plan_request req = *now;
     req.schedule = now->schedule == DP_SCHEDULE_1F1B ? DP_SCHEDULE_GPIPE : DP_SCHEDULE_1F1B;
     if (!is_pipeline(now))
         dp_control_event(ctl, "the schedule is a pipeline's: press 3 or 4 first");
     else
-        ask_switch(t, ctl, &req);
+        ask_switch(t, ctl, f, &req);
 }
 
 /* + and -: one micro-batch more or fewer. */
-static void change_micro(dp_trainer *t, dp_control *ctl, const dp_plan_request *now, int by)
+static void change_micro(dp_trainer *t, dp_control *ctl, const frame *f,
+                         const dp_plan_request *now, int by)
 {
     dp_plan_request req = *now;
     req.micro = now->micro + by;
@@ -741,7 +789,7 @@ static void change_micro(dp_trainer *t, dp_control *ctl, const dp_plan_request *
     else if (req.micro < 1)
         dp_control_event(ctl, "already at 1 micro-batch");
     else
-        ask_switch(t, ctl, &req);
+        ask_switch(t, ctl, f, &req);
 }
 
 /* A key after the run has ended: only help and quit do anything; the others say so on the
@@ -789,11 +837,11 @@ static bool on_key(int ch, dp_trainer *t, dp_control *ctl, frame *f, bool *help)
         switch_strategy(t, ctl, f, &now, (dp_strategy)(ch - '1'));
         break;
     case 's':
-        toggle_schedule(t, ctl, &now);
+        toggle_schedule(t, ctl, f, &now);
         break;
     case '+':
     case '-':
-        change_micro(t, ctl, &now, ch == '+' ? 1 : -1);
+        change_micro(t, ctl, f, &now, ch == '+' ? 1 : -1);
         break;
     case ' ':
         dp_control_event(ctl, dp_control_toggle_pause(ctl) ? "paused (space resumes)" : "resumed");
@@ -969,8 +1017,7 @@ static void read_host(frame *f)
     f->rss = dp_process_rss();
     if (!f->host_memory)
         f->host_memory = dp_host_memory_total();
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    f->cores = cores > 0 ? (int)cores : 0;
+    f->cores = dp_cpu_cores(); /* those this process may run on, as the devices' threads */
 }
 
 /* Every key waiting, each handled (one frame may be slower than the keys come): the first

@@ -89,3 +89,33 @@ void dp_resample(const float *v, int n, int cols, float *out)
         out[c] = k ? (float)(sum / k) : NAN;
     }
 }
+
+/* Point k of u, the bin being filled counting as point n_points. */
+static float util_point(const dp_util_series *u, int k)
+{
+    if (k < u->n_points)
+        return u->points[k];
+    return u->pending_wall > 0 ? (float)(u->pending_busy / u->pending_wall) : NAN;
+}
+
+void dp_util_resample(const dp_util_series *u, double t0, double t1, int cols, float *out)
+{
+    for (int c = 0; c < cols; c++) {
+        out[c] = NAN;
+        if (!(t1 > t0) || !(u->bin_s > 0))
+            continue;
+        double a = t0 + (t1 - t0) * c / cols, b = t0 + (t1 - t0) * (c + 1) / cols;
+        long k0 = (long)floor((a - u->t0) / u->bin_s), k1 = (long)floor((b - u->t0) / u->bin_s);
+        double sum = 0, weight = 0;
+        for (long k = k0 < 0 ? 0 : k0; k <= k1 && k <= u->n_points; k++) {
+            float v = util_point(u, (int)k);
+            double w = overlap(a, b, u->t0 + u->bin_s * k, u->t0 + u->bin_s * (k + 1));
+            if (isfinite(v) && w > 0) {
+                sum += w * v;
+                weight += w;
+            }
+        }
+        if (weight > 0)
+            out[c] = (float)(sum / weight);
+    }
+}

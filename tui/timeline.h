@@ -28,4 +28,10 @@ double dp_timeline_ideal_bubble(int stages, int micro);
  * (NAN for a column with none); when n < cols each value gets cols/n columns. */
 void dp_resample(const float *v, int n, int cols, float *out);
 
+/* A utilisation series over the wall-clock span [t0, t1) (dp_now_s() seconds) in cols columns:
+ * each column the mean of the bins it overlaps (the bin being filled included), weighted by
+ * the overlap; NAN where none has a value (before the device's first step, paused, unused).
+ * Every device's chart spans the same time so. */
+void dp_util_resample(const dp_util_series *u, double t0, double t1, int cols, float *out);
+
 #endif

@@ -122,10 +122,12 @@ void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s)
     cols = cols > PLOT_MAX_COLS ? PLOT_MAX_COLS : cols;
     rows = rows > PLOT_MAX_ROWS ? PLOT_MAX_ROWS : rows;
     int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
-    dp_text(r.y, r.x, r.w, title, "loss over %ld steps",
-            s->n_points || s->pending ? s->last_step - s->first_step + 1 : 0L);
+    dp_text(r.y, r.x, r.w, title, "loss over %ld steps", s->steps);
     if (s->n_points < 2) {
-        dp_text(r.y + 1, r.x + label_w, cols, A_NORMAL, "(waiting for steps)");
+        dp_text(r.y + 1, r.x + label_w, cols, A_NORMAL, "%s",
+                !s->steps                          ? "(waiting for steps)"
+                : s->n_points == 0 && !s->pending ? "(no finite loss to plot)"
+                                                  : "(a plot needs 2 steps)");
         return;
     }
     float lo = INFINITY, hi = -INFINITY;
@@ -273,15 +275,15 @@ void dp_eval_result(char *buf, size_t size, const dp_eval_point *e)
         snprintf(buf, size, "acc %.2f%%", 100 * e->accuracy);
 }
 
-void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n,
+void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n, long total,
                    long best_step)
 {
     if (r.h < 2 || r.w < 16)
         return;
     int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
     bool text = n > 0 && evals[n - 1].text;
-    dp_text(r.y, r.x + 1, r.w - 2, title, r.w >= 28 ? "evaluations (%d, * best)"
-                                                   : "evals (%d, * best)", n);
+    dp_text(r.y, r.x + 1, r.w - 2, title, r.w >= 28 ? "evaluations (%ld, * best)"
+                                                   : "evals (%ld, * best)", total);
     if (n == 0) {
         dp_text(r.y + 1, r.x + 1, r.w - 1, A_NORMAL, "(none yet)");
         return;
@@ -323,20 +325,19 @@ static void chart_cell(const dp_style *st, float v, int from_bottom, int rows)
         addch(level >= 0.5f ? '#' : ' ');
 }
 
-void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u)
+void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u, double t0, double t1)
 {
     const int label_w = 5;
     int cols = r.w - label_w, rows = r.h - 1; /* the last row is the time axis */
     if (rows < 1 || cols < 8)
         return;
     cols = cols > PLOT_MAX_COLS ? PLOT_MAX_COLS : cols;
-    int n = u->n_points;
-    if (n == 0) {
+    if (u->n_points == 0 && !(u->pending_wall > 0)) {
         dp_text(r.y, r.x + label_w, cols, A_NORMAL, "utilisation over the run: no step yet");
         return;
     }
     float v[PLOT_MAX_COLS];
-    dp_resample(u->points, n, cols, v); /* the whole run across the width */
+    dp_util_resample(u, t0, t1, cols, v); /* the run's wall time across the width */
     int curve = dp_attr(st, DP_PAIR_GOOD, A_NORMAL);
     for (int row = 0; row < rows; row++) {
         const char *label = row == 0 ? "100%" : row == rows - 1 ? "  0%" : "";
@@ -349,8 +350,9 @@ void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u)
             chart_cell(st, v[c], rows - 1 - row, rows);
         attroff(curve);
     }
-    char end[24];
-    dp_format_duration(end, sizeof end, u->bin_s * n);
+    char span[24], end[32];
+    dp_format_duration(span, sizeof span, t1 - t0);
+    snprintf(end, sizeof end, "wall %s", span); /* pauses included, unlike the elapsed time */
     int axis = r.y + r.h - 1, n_end = (int)strlen(end);
     dp_text(axis, r.x + label_w, cols, A_NORMAL, "0:00");
     if (cols > n_end + 6)

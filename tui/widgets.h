@@ -48,13 +48,14 @@ void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *timeline
 
 /* "acc 87.12%", or "bpb 1.234" for text; "-" for none (step < 0). */
 void dp_eval_result(char *buf, size_t size, const dp_eval_point *e);
-/* The evaluations evals[n], newest last, as a table of step, loss and accuracy or bits per
- * byte; the one at best_step marked. */
-void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n,
+/* The evaluations evals[n] kept of `total`, newest last, as a table of step, loss and accuracy
+ * or bits per byte; the one at best_step marked. */
+void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n, long total,
                    long best_step);
 
-/* A device's utilisation over the run as a column chart with a 0-100 % scale on the left and a
- * time axis on the last row. */
-void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u);
+/* A device's utilisation over the wall-clock span [t0, t1) (the run's, the same for every
+ * device) as a column chart with a 0-100 % scale on the left and a time axis on the last row. */
+void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u, double t0,
+                   double t1);
 
 #endif
