@@ -81,6 +81,13 @@ tm send-keys -t main 3
 wait_for main "already PP 4 stages, 28 micro" 2 || fail "3 in PP did not say it is already running"
 tm send-keys -t main 2
 wait_for main " DP x4  " 2 || fail "2 did not return to DP within 2 s"
+# 3 then 2 at once: the second undoes the first, and nothing switches
+tm send-keys -t main 3 2
+wait_for main "staying with DP x4: the switch asked for is cancelled" 2 ||
+    fail "3 2 did not say the switch is cancelled: $(screen main | tail -n 2 | head -n 1)"
+sleep 1
+screen main | grep -q "switched to" && fail "3 2 switched: $(screen main | tail -n 2 | head -n 1)"
+screen main | grep -q " DP x4  " || fail "3 2 left DP x4"
 
 tm send-keys -t main F1
 wait_for main "dpmptop keys" 2 || fail "F1 did not show the help"
