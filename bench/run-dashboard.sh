@@ -38,6 +38,8 @@ for round in $(seq "$ROUNDS"); do
     sleep 0.5
     pid=$(pgrep -n -f "^$bin --epochs $EPOCHS" || true)
     [ -n "$pid" ] || { echo "run-dashboard.sh: the dashboard run did not start" >&2; exit 1; }
+    # from the first step on: the set-up (loading the data) is the main thread's too
+    while ! cat "$tmp"/m.jsonl* 2>/dev/null | grep -q '"type":"step"'; do sleep 0.05; done
     t0=$(awk '{ print $14 + $15 }' "/proc/$pid/task/$pid/stat")
     w0=$(date +%s.%N)
     # the run's end: its summary record in the metrics file (still under its temporary name
@@ -57,11 +59,11 @@ done
 
 # Key to visible effect: press 3, poll the screen every 10 ms until the header says PP.
 tm new-session -d -s key -x 120 -y 40 "$bin --devices cpu:2 --epochs 50; sleep 600"
-while ! tm capture-pane -p -t key | grep -q "DP x2 *step [1-9]"; do sleep 0.1; done
+while ! tm capture-pane -p -t key | grep -q "^ step [1-9]"; do sleep 0.1; done
 sleep 1
 k0=$(date +%s.%N)
 tm send-keys -t key 3
-while ! tm capture-pane -p -t key | grep -q "^PP 2 stages"; do sleep 0.01; done
+while ! tm capture-pane -p -t key | grep -q "^ PP 2 stages"; do sleep 0.01; done
 k1=$(date +%s.%N)
 tm send-keys -t key q
 latency=$(awk -v a="$k0" -v b="$k1" 'BEGIN { printf "%.3f", b - a }')
