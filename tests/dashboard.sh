@@ -129,7 +129,7 @@ screen main | tail -n 1 | grep -q "^F1Help" || fail "no key bar on the last line
 [ "$(screen main | LC_ALL=C sed 's/[\x80-\xbf]//g' | awk '{ if (length($0) > 100) n++ } END { print n + 0 }')" -eq 0 ] ||
     fail "lines wider than the 100-column pane after the resize"
 tm resize-window -t main -x 80 -y 24
-wait_for main "^ step [0-9]+/[0-9]+ \([0-9]+%\)  ETA [0-9]+:[0-9]+  loss [0-9.]+  test (acc [0-9.]+%|bpb [0-9.]+) @[0-9]+" 5 ||
+wait_for main "^ step [0-9]+/[0-9]+ \([0-9]+%\)  ETA [0-9:]+  loss [0-9.]+  test (acc [0-9.]+%|bpb [0-9.]+) @[0-9]+" 5 ||
     fail "80x24: no step, ETA, loss and test result first: $(screen main | head -n 1)"
 tm resize-window -t main -x 60 -y 20
 wait_for main "^step [0-9]+/[0-9]+  loss [0-9.]+  [0-9]+ samples/s  ETA" 2 ||
