@@ -68,6 +68,25 @@ INI
 }
 
 # Reports a failed check and remembers it; the script exits 1 at the end.
+# write_long_eval_ini FILE: two steps, each followed by an evaluation long enough to stop in
+# the middle (40000 test samples through 2048-wide layers: seconds, in 20 parts).
+write_long_eval_ini() {
+    cat >"$1" <<'INI'
+[run]
+steps = 2
+eval_every = 1
+[data]
+kind = synthetic
+features = 64
+classes = 10
+samples = 500
+test_samples = 40000
+batch = 50
+[model]
+layers = linear:2048, relu, linear:2048, relu, linear:10
+INI
+}
+
 fail() {
     echo "FAIL: $*" >&2
     failures=$((failures + 1))

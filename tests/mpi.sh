@@ -118,20 +118,7 @@ ls "$work/ck-int" 2>/dev/null | grep -q '^step-' || fail "SIGINT to a rank: no c
 
 # SIGINT to rank 1 during a long evaluation: both processes stop it at the same part, soon
 # (the whole evaluation takes several times as long), and rank 0 says so, reporting nothing
-cat >"$work/long-eval.ini" <<'INI'
-[run]
-steps = 2
-eval_every = 1
-[data]
-kind = synthetic
-features = 64
-classes = 10
-samples = 500
-test_samples = 40000
-batch = 50
-[model]
-layers = linear:2048, relu, linear:2048, relu, linear:10
-INI
+write_long_eval_ini "$work/long-eval.ini"
 mpi 2 "$DPMPTOP" --headless -c "$work/long-eval.ini" --devices cpu:1 --strategy single \
     >"$work/eval-int.out" 2>&1 &
 launcher=$!

@@ -40,22 +40,8 @@ grep -q '^cpu:3 .* r1 s1 L' "$work/summary" ||
     fail "cpu:3's role is not shortened to fit: $(grep '^cpu:3' "$work/summary")"
 
 # a long evaluation (tens of thousands of test samples through 2048-wide layers) after step 1
-cat >"$work/long.ini" <<'INI'
-[run]
-steps = 2
-eval_every = 1
-[data]
-kind = synthetic
-features = 64
-classes = 10
-samples = 500
-test_samples = 40000
-batch = 50
-[model]
-layers = linear:2048, relu, linear:2048, relu, linear:10
-[parallel]
-devices = cpu:2
-INI
+write_long_eval_ini "$work/long.ini"
+printf '[parallel]\ndevices = cpu:2\n' >>"$work/long.ini"
 "$DPMPTOP" -c "$work/long.ini" --headless --checkpoint-dir "$work/eval-ck" \
     --metrics "$work/eval.jsonl" >"$work/term.out" 2>&1 &
 pid=$!
