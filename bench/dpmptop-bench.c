@@ -114,8 +114,8 @@ static void time_kernels(const dp_model *m, int batch, double momentum, const dp
                 TIMED(K_FILL, be->linear(&d, batch, l->out, 0, x, p, p, y, false));
                 TIMED(K_SUM, be->sum_rows(&d, g, dy, batch, l->out, 0));
             } else {
-                TIMED(K_ACTF, be->act_forward(&d, act, y, x, n));
-                TIMED(K_ACTB, be->act_backward(&d, act, y, x, y, dy, n));
+                TIMED(K_ACTF, be->act_forward(&d, act, 0.0f, y, x, n));
+                TIMED(K_ACTB, be->act_backward(&d, act, 0.0f, y, x, y, dy, n));
             }
         }
         TIMED(K_XENT, be->softmax_xent(&d, x, labels, batch, m->classes, 1.0f / batch, y, stats));

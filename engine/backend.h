@@ -103,11 +103,12 @@ struct dp_backend {
                    const float *b, float *y, bool relu);
     /* out[c] = sum_r x[r, c], or out[c] += ... when accumulate. */
     void (*sum_rows)(dp_device *d, float *out, const float *x, int rows, int cols, int accumulate);
-    /* y = act(x), element-wise over n elements (y may equal x for ReLU and tanh). */
-    void (*act_forward)(dp_device *d, dp_act act, float *y, const float *x, size_t n);
+    /* y = act(x), element-wise over n elements (y may equal x); slope: leaky ReLU's. */
+    void (*act_forward)(dp_device *d, dp_act act, float slope, float *y, const float *x,
+                        size_t n);
     /* dx = act'(x) * dy, from the input x and output y of the forward pass. */
-    void (*act_backward)(dp_device *d, dp_act act, float *dx, const float *x, const float *y,
-                         const float *dy, size_t n);
+    void (*act_backward)(dp_device *d, dp_act act, float slope, float *dx, const float *x,
+                         const float *y, const float *dy, size_t n);
     /* Softmax cross-entropy over rows x classes logits with integer labels:
      * stats[0] += sum over rows of -log softmax(logits)[label];
      * stats[1] += rows whose first arg-max equals the label;
@@ -144,6 +145,29 @@ struct dp_backend {
                               int positions, bool accumulate);
     /* y = a + b over n elements (y may be a or b). */
     void (*add)(dp_device *d, float *y, const float *a, const float *b, size_t n);
+
+    /* Batch normalisation over x [n, channels, positions] (kernels.h has the formulas; the sums
+     * are accumulated in double). bn_sums: sums [channels + 1] = each channel's sum of x
+     * (centre NULL), or of (x - mean)^2 with the means of centre (a bn_sums result, summed over
+     * the replicas); sums[channels] = n * positions, the count. */
+    void (*bn_sums)(dp_device *d, float *sums, const float *x, const float *centre, int n,
+                    int channels, int positions);
+    /* stats [2 channels + 1] = mean, 1 / sqrt(var + eps) per channel, and the count: in training
+     * from acc (the two bn_sums results, back to back), moving running [2 channels + 1] (mean,
+     * unbiased variance, batches counted) towards them; in evaluation (acc NULL) from running. */
+    void (*bn_statistics)(dp_device *d, float *stats, float *running, const float *acc,
+                          int channels);
+    /* y = (x - mean) / std * w + b per channel, from stats. */
+    void (*bn_forward)(dp_device *d, float *y, const float *x, const float *stats, const float *w,
+                       const float *b, int n, int channels, int positions);
+    /* sums [2 channels] = each channel's sum of dy xhat, then of dy: the gradients of the weight
+     * and of the bias. */
+    void (*bn_backward_sums)(dp_device *d, float *sums, const float *dy, const float *x,
+                             const float *stats, int n, int channels, int positions);
+    /* dx from dy and sums: bn_backward_sums' result summed over the replicas. */
+    void (*bn_backward_dx)(dp_device *d, float *dx, const float *dy, const float *x,
+                           const float *stats, const float *w, const float *sums, int n,
+                           int channels, int positions);
 
     /* Sequences (kernels.h has the formulas). */
     /* C_i = alpha op(A_i) op(B_i) + beta C_i for i < batch, X_i = X + i * stride_x. */

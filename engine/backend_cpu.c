@@ -146,30 +146,46 @@ VECTOR_CLONES
 static void gelu_forward(float *y, const float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        y[i] = dp_act_value(DP_ACT_GELU, x[i]);
+        y[i] = dp_act_value(DP_ACT_GELU, 0.0f, x[i]);
 }
 
 VECTOR_CLONES
 static void gelu_backward(float *dx, const float *x, const float *dy, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        dx[i] = dp_act_grad(DP_ACT_GELU, x[i], 0.0f, dy[i]);
+        dx[i] = dp_act_grad(DP_ACT_GELU, 0.0f, x[i], 0.0f, dy[i]);
 }
 
-static void cpu_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t n)
+/* The sigmoid over whole arrays, vectorised as GELU's. */
+VECTOR_CLONES
+static void sigmoid_forward(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = dp_act_value(DP_ACT_SIGMOID, 0.0f, x[i]);
+}
+
+static void cpu_act_forward(dp_device *d, dp_act act, float slope, float *y, const float *x,
+                            size_t n)
 {
     double t0 = dp_now_s();
     switch (act) { /* one loop per activation, so each one vectorises */
     case DP_ACT_RELU:
         for (size_t i = 0; i < n; i++)
-            y[i] = dp_act_value(DP_ACT_RELU, x[i]);
+            y[i] = dp_act_value(DP_ACT_RELU, 0.0f, x[i]);
         break;
     case DP_ACT_GELU:
         gelu_forward(y, x, n);
         break;
     case DP_ACT_TANH:
         for (size_t i = 0; i < n; i++)
-            y[i] = dp_act_value(DP_ACT_TANH, x[i]);
+            y[i] = dp_act_value(DP_ACT_TANH, 0.0f, x[i]);
+        break;
+    case DP_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = dp_act_value(DP_ACT_LEAKY_RELU, slope, x[i]);
+        break;
+    case DP_ACT_SIGMOID:
+        sigmoid_forward(y, x, n);
         break;
     }
     charge_kernel(d, t0);
@@ -186,24 +202,32 @@ static void cpu_linear(dp_device *d, int rows, int out, int in, const float *x, 
     if (in > 0)
         cpu_gemm(d, 0, 1, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
     if (relu)
-        cpu_act_forward(d, DP_ACT_RELU, y, y, (size_t)rows * out);
+        cpu_act_forward(d, DP_ACT_RELU, 0.0f, y, y, (size_t)rows * out);
 }
 
-static void cpu_act_backward(dp_device *d, dp_act act, float *dx, const float *x, const float *y,
-                             const float *dy, size_t n)
+static void cpu_act_backward(dp_device *d, dp_act act, float slope, float *dx, const float *x,
+                             const float *y, const float *dy, size_t n)
 {
     double t0 = dp_now_s();
     switch (act) {
     case DP_ACT_RELU:
         for (size_t i = 0; i < n; i++)
-            dx[i] = dp_act_grad(DP_ACT_RELU, x[i], 0.0f, dy[i]);
+            dx[i] = dp_act_grad(DP_ACT_RELU, 0.0f, x[i], 0.0f, dy[i]);
         break;
     case DP_ACT_GELU:
         gelu_backward(dx, x, dy, n);
         break;
     case DP_ACT_TANH:
         for (size_t i = 0; i < n; i++)
-            dx[i] = dp_act_grad(DP_ACT_TANH, 0.0f, y[i], dy[i]);
+            dx[i] = dp_act_grad(DP_ACT_TANH, 0.0f, 0.0f, y[i], dy[i]);
+        break;
+    case DP_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dp_act_grad(DP_ACT_LEAKY_RELU, slope, x[i], 0.0f, dy[i]);
+        break;
+    case DP_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dp_act_grad(DP_ACT_SIGMOID, 0.0f, 0.0f, y[i], dy[i]);
         break;
     }
     charge_kernel(d, t0);
@@ -513,6 +537,76 @@ static void cpu_add(dp_device *d, float *y, const float *a, const float *b, size
     charge_kernel(d, t0);
 }
 
+/* ---- batch normalisation: a channel at a time, its sums in double ---- */
+
+static void cpu_bn_sums(dp_device *d, float *sums, const float *x, const float *centre, int n,
+                        int channels, int positions)
+{
+    double t0 = dp_now_s();
+    for (int c = 0; c < channels; c++) {
+        float mean = centre ? dp_bn_mean(centre, channels, c) : 0.0f;
+        double sum = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *xc = x + dp_bn_at(channels, positions, (size_t)i, c, 0);
+            for (int p = 0; p < positions; p++) {
+                double v = centre ? (double)(xc[p] - mean) : (double)xc[p];
+                sum += centre ? v * v : v;
+            }
+        }
+        sums[c] = (float)sum;
+    }
+    sums[channels] = (float)n * (float)positions;
+    charge_kernel(d, t0);
+}
+
+static void cpu_bn_statistics(dp_device *d, float *stats, float *running, const float *acc,
+                              int channels)
+{
+    for (int c = 0; c < channels; c++)
+        dp_bn_statistics_channel(stats, running, acc, channels, c);
+}
+
+static void cpu_bn_forward(dp_device *d, float *y, const float *x, const float *stats,
+                           const float *w, const float *b, int n, int channels, int positions)
+{
+    double t0 = dp_now_s();
+    size_t total = (size_t)n * channels * positions;
+    for (size_t e = 0; e < total; e++)
+        y[e] = dp_bn_value(x, stats, w, b, channels, positions, e);
+    charge_kernel(d, t0);
+}
+
+static void cpu_bn_backward_sums(dp_device *d, float *sums, const float *dy, const float *x,
+                                 const float *stats, int n, int channels, int positions)
+{
+    double t0 = dp_now_s();
+    for (int c = 0; c < channels; c++) {
+        double dyx = 0.0, sdy = 0.0;
+        for (int i = 0; i < n; i++) {
+            size_t at = dp_bn_at(channels, positions, (size_t)i, c, 0);
+            for (int p = 0; p < positions; p++) {
+                float xhat = (x[at + p] - stats[c]) * stats[channels + c];
+                dyx += (double)dy[at + p] * xhat;
+                sdy += dy[at + p];
+            }
+        }
+        sums[c] = (float)dyx;
+        sums[channels + c] = (float)sdy;
+    }
+    charge_kernel(d, t0);
+}
+
+static void cpu_bn_backward_dx(dp_device *d, float *dx, const float *dy, const float *x,
+                               const float *stats, const float *w, const float *sums, int n,
+                               int channels, int positions)
+{
+    double t0 = dp_now_s();
+    size_t total = (size_t)n * channels * positions;
+    for (size_t e = 0; e < total; e++)
+        dx[e] = dp_bn_dx_value(dy, x, stats, w, sums, channels, positions, e);
+    charge_kernel(d, t0);
+}
+
 static void cpu_gemm_batched(dp_device *d, int trans_a, int trans_b, int m, int n, int k,
                              float alpha, const float *a, int lda, long stride_a, const float *b,
                              int ldb, long stride_b, float beta, float *c, int ldc, long stride_c,
@@ -765,6 +859,11 @@ const dp_backend dp_backend_cpu = {
     .channel_bias = cpu_channel_bias,
     .channel_bias_grad = cpu_channel_bias_grad,
     .add = cpu_add,
+    .bn_sums = cpu_bn_sums,
+    .bn_statistics = cpu_bn_statistics,
+    .bn_forward = cpu_bn_forward,
+    .bn_backward_sums = cpu_bn_backward_sums,
+    .bn_backward_dx = cpu_bn_backward_dx,
     .gemm_batched = cpu_gemm_batched,
     .add_broadcast = cpu_add_broadcast,
     .layernorm_forward = cpu_layernorm_forward,

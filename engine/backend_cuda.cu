@@ -63,19 +63,19 @@ unsigned blocks_for(size_t n, unsigned threads)
 
 /* ---- kernels ---- */
 
-__global__ void act_forward_kernel(dp_act act, float *y, const float *x, size_t n)
+__global__ void act_forward_kernel(dp_act act, float slope, float *y, const float *x, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        y[i] = dp_act_value(act, x[i]);
+        y[i] = dp_act_value(act, slope, x[i]);
 }
 
-__global__ void act_backward_kernel(dp_act act, float *dx, const float *x, const float *y,
-                                    const float *dy, size_t n)
+__global__ void act_backward_kernel(dp_act act, float slope, float *dx, const float *x,
+                                    const float *y, const float *dy, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        dx[i] = dp_act_grad(act, x ? x[i] : 0.0f, y ? y[i] : 0.0f, dy[i]);
+        dx[i] = dp_act_grad(act, slope, x ? x[i] : 0.0f, y ? y[i] : 0.0f, dy[i]);
 }
 
 /* A thread per row: arg-max, exponentials (dp_expf, as on the CPU), loss, gradient. */
@@ -707,7 +707,7 @@ void cuda_linear(dp_device *d, int rows, int out, int in, const float *x, const 
     profile_end(im);
     if (relu) {
         size_t n = (size_t)rows * out;
-        act_forward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(DP_ACT_RELU, y, y, n);
+        act_forward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(DP_ACT_RELU, 0.0f, y, y, n);
         CHECK_CUDA(im, cudaGetLastError());
     }
     if (t)
@@ -804,26 +804,26 @@ void cuda_sum_rows(dp_device *d, float *out, const float *x, int rows, int cols,
                                  &beta, out, 1));
 }
 
-void cuda_act_forward(dp_device *d, dp_act act, float *y, const float *x, size_t n)
+void cuda_act_forward(dp_device *d, dp_act act, float slope, float *y, const float *x, size_t n)
 {
     cuda_locked guard(d);
     cuda_impl *im = guard.im;
     if (!n)
         return;
     cuda_begin(im);
-    act_forward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(act, y, x, n);
+    act_forward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(act, slope, y, x, n);
     CHECK_CUDA(im, cudaGetLastError());
 }
 
-void cuda_act_backward(dp_device *d, dp_act act, float *dx, const float *x, const float *y,
-                       const float *dy, size_t n)
+void cuda_act_backward(dp_device *d, dp_act act, float slope, float *dx, const float *x,
+                       const float *y, const float *dy, size_t n)
 {
     cuda_locked guard(d);
     cuda_impl *im = guard.im;
     if (!n)
         return;
     cuda_begin(im);
-    act_backward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(act, dx, x, y, dy, n);
+    act_backward_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(act, slope, dx, x, y, dy, n);
     CHECK_CUDA(im, cudaGetLastError());
 }
 
@@ -1010,6 +1010,136 @@ void cuda_channel_bias_grad(dp_device *d, float *db, const float *dy, int n, int
 void cuda_add(dp_device *d, float *y, const float *a, const float *b, size_t n)
 {
     launch(d, n, add_kernel, y, a, b, n);
+}
+
+/* ---- batch normalisation: a block per channel for the sums (in double), a thread per value
+ * for the rest ---- */
+
+#define BN_THREADS 256
+
+/* The block's sum of v (every thread's), returned to thread 0. */
+__device__ double block_sum(double v, double *shared)
+{
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half)
+            shared[threadIdx.x] += shared[threadIdx.x + half];
+        __syncthreads();
+    }
+    double sum = shared[0];
+    __syncthreads();
+    return sum;
+}
+
+__global__ void bn_sums_kernel(float *sums, const float *x, const float *centre, int n,
+                               int channels, int positions)
+{
+    __shared__ double shared[BN_THREADS];
+    int c = blockIdx.x;
+    size_t count = (size_t)n * positions;
+    float mean = centre ? dp_bn_mean(centre, channels, c) : 0.0f;
+    double sum = 0.0;
+    for (size_t k = threadIdx.x; k < count; k += blockDim.x) {
+        double v = x[dp_bn_at(channels, positions, k / positions, c, k % positions)];
+        v = centre ? (v - mean) * (v - mean) : v;
+        sum += v;
+    }
+    sum = block_sum(sum, shared);
+    if (threadIdx.x == 0) {
+        sums[c] = (float)sum;
+        if (c == 0)
+            sums[channels] = (float)count;
+    }
+}
+
+__global__ void bn_backward_sums_kernel(float *sums, const float *dy, const float *x,
+                                        const float *stats, int n, int channels, int positions)
+{
+    __shared__ double shared[BN_THREADS];
+    int c = blockIdx.x;
+    size_t count = (size_t)n * positions;
+    double dyx = 0.0, sdy = 0.0;
+    for (size_t k = threadIdx.x; k < count; k += blockDim.x) {
+        size_t e = dp_bn_at(channels, positions, k / positions, c, k % positions);
+        float xhat = (x[e] - stats[c]) * stats[channels + c];
+        dyx += (double)dy[e] * xhat;
+        sdy += dy[e];
+    }
+    dyx = block_sum(dyx, shared);
+    sdy = block_sum(sdy, shared);
+    if (threadIdx.x == 0) {
+        sums[c] = (float)dyx;
+        sums[channels + c] = (float)sdy;
+    }
+}
+
+__global__ void bn_statistics_kernel(float *stats, float *running, const float *acc,
+                                     int channels)
+{
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < channels; c += gridDim.x * blockDim.x)
+        dp_bn_statistics_channel(stats, running, acc, channels, c);
+}
+
+__global__ void bn_forward_kernel(float *y, const float *x, const float *stats, const float *w,
+                                  const float *b, int channels, int positions, size_t total)
+{
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total;
+         e += (size_t)gridDim.x * blockDim.x)
+        y[e] = dp_bn_value(x, stats, w, b, channels, positions, e);
+}
+
+__global__ void bn_backward_dx_kernel(float *dx, const float *dy, const float *x,
+                                      const float *stats, const float *w, const float *sums,
+                                      int channels, int positions, size_t total)
+{
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total;
+         e += (size_t)gridDim.x * blockDim.x)
+        dx[e] = dp_bn_dx_value(dy, x, stats, w, sums, channels, positions, e);
+}
+
+void cuda_bn_sums(dp_device *d, float *sums, const float *x, const float *centre, int n,
+                  int channels, int positions)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    cuda_begin(im);
+    bn_sums_kernel<<<channels, BN_THREADS, 0, im->stream>>>(sums, x, centre, n, channels,
+                                                            positions);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_bn_statistics(dp_device *d, float *stats, float *running, const float *acc,
+                        int channels)
+{
+    launch(d, (size_t)channels, bn_statistics_kernel, stats, running, acc, channels);
+}
+
+void cuda_bn_forward(dp_device *d, float *y, const float *x, const float *stats, const float *w,
+                     const float *b, int n, int channels, int positions)
+{
+    size_t total = (size_t)n * channels * positions;
+    launch(d, total, bn_forward_kernel, y, x, stats, w, b, channels, positions, total);
+}
+
+void cuda_bn_backward_sums(dp_device *d, float *sums, const float *dy, const float *x,
+                           const float *stats, int n, int channels, int positions)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    cuda_begin(im);
+    bn_backward_sums_kernel<<<channels, BN_THREADS, 0, im->stream>>>(sums, dy, x, stats, n,
+                                                                     channels, positions);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
+void cuda_bn_backward_dx(dp_device *d, float *dx, const float *dy, const float *x,
+                         const float *stats, const float *w, const float *sums, int n,
+                         int channels, int positions)
+{
+    size_t total = (size_t)n * channels * positions;
+    launch(d, total, bn_backward_dx_kernel, dx, dy, x, stats, w, sums, channels, positions,
+           total);
 }
 
 __global__ void add_broadcast_kernel(float *y, const float *x, const float *b, size_t total,
@@ -1208,6 +1338,11 @@ const dp_backend dp_backend_cuda = {
     cuda_channel_bias,
     cuda_channel_bias_grad,
     cuda_add,
+    cuda_bn_sums,
+    cuda_bn_statistics,
+    cuda_bn_forward,
+    cuda_bn_backward_sums,
+    cuda_bn_backward_dx,
     cuda_gemm_batched,
     cuda_add_broadcast,
     cuda_layernorm_forward,

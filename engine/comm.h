@@ -31,5 +31,9 @@ const char *dp_comm_kind(const dp_comm *c);
 void dp_comm_allreduce(dp_comm *c, int rank, float *buf, size_t n);
 /* Member `rank`'s operations issued from now on see the sums (waits for a device group's). */
 void dp_comm_join(dp_comm *c, int rank);
+/* A small all-reduce in the middle of a pass (batch statistics): buf[n], device memory of d,
+ * holds the sum for every operation issued on d after the call, whatever the group's kind
+ * (through host memory for a host group of devices the host cannot address). */
+void dp_comm_allreduce_now(dp_comm *c, int rank, dp_device *d, float *buf, size_t n);
 
 #endif

@@ -8,6 +8,7 @@
  * member sums its slice across them on its own channel between the reduce-scatter and the
  * all-gather. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,4 +118,23 @@ void dp_comm_allreduce(dp_comm *c, int rank, float *buf, size_t n)
     for (int r = 1; r < c->size; r++)
         memcpy(c->bufs[r] + lo, sum + lo, (hi - lo) * sizeof *sum);
     pthread_barrier_wait(&c->barrier);
+}
+
+void dp_comm_allreduce_now(dp_comm *c, int rank, dp_device *d, float *buf, size_t n)
+{
+    if (c->device || d->be->host_memory) {
+        dp_comm_allreduce(c, rank, buf, n);
+        dp_comm_join(c, rank);
+        return;
+    }
+    float *host = malloc(n * sizeof *host);
+    if (!host) { /* every member would wait for this one: end the run */
+        fprintf(stderr, "dpmptop: out of host memory for batch statistics\n");
+        dp_world_abort(1);
+        exit(1);
+    }
+    d->be->download(d, host, buf, n * sizeof *host);
+    dp_comm_allreduce(c, rank, host, n);
+    d->be->upload(d, buf, host, n * sizeof *host);
+    free(host);
 }

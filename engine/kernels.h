@@ -40,8 +40,15 @@ DP_HD float dp_expf(float x)
     return p * scale;
 }
 
-/* Activations an element-wise layer can apply. */
-typedef enum dp_act { DP_ACT_RELU, DP_ACT_GELU, DP_ACT_TANH } dp_act;
+/* Activations an element-wise layer can apply; `slope` is leaky ReLU's negative slope (the
+ * others ignore it). */
+typedef enum dp_act {
+    DP_ACT_RELU,
+    DP_ACT_GELU,
+    DP_ACT_TANH,
+    DP_ACT_LEAKY_RELU,
+    DP_ACT_SIGMOID,
+} dp_act;
 
 /* sqrt(2 / pi) and the cubic coefficient of GELU's tanh approximation. */
 #define DP_GELU_K 0.7978845608028654f
@@ -55,7 +62,7 @@ DP_HD float dp_gelu_sigmoid(float x)
     return 1.0f / (1.0f + dp_expf(-2.0f * u));
 }
 
-DP_HD float dp_act_value(dp_act act, float x)
+DP_HD float dp_act_value(dp_act act, float slope, float x)
 {
     switch (act) {
     case DP_ACT_RELU: /* torch.relu keeps NaN (x > 0 ? x : 0 would turn it into 0 and hide it
@@ -65,12 +72,16 @@ DP_HD float dp_act_value(dp_act act, float x)
         return x * dp_gelu_sigmoid(x);
     case DP_ACT_TANH:
         return tanhf(x);
+    case DP_ACT_LEAKY_RELU: /* torch.nn.LeakyReLU: x > 0 ? x : slope x (NaN stays NaN) */
+        return x > 0.0f ? x : slope * x;
+    case DP_ACT_SIGMOID: /* torch.nn.Sigmoid */
+        return 1.0f / (1.0f + dp_expf(-x));
     }
     return x;
 }
 
 /* dL/dx from the input x, the output y = act(x) and dL/dy. */
-DP_HD float dp_act_grad(dp_act act, float x, float y, float dy)
+DP_HD float dp_act_grad(dp_act act, float slope, float x, float y, float dy)
 {
     switch (act) {
     case DP_ACT_RELU: /* PyTorch's threshold_backward, x <= 0 ? 0 : dy: zero gradient at
@@ -83,6 +94,10 @@ DP_HD float dp_act_grad(dp_act act, float x, float y, float dy)
     }
     case DP_ACT_TANH:
         return dy * (1.0f - y * y);
+    case DP_ACT_LEAKY_RELU: /* PyTorch's leaky_relu_backward: x > 0 ? dy : dy slope */
+        return x > 0.0f ? dy : dy * slope;
+    case DP_ACT_SIGMOID:
+        return dy * y * (1.0f - y);
     }
     return dy;
 }
@@ -243,6 +258,75 @@ DP_HD float dp_dropout_scale(dp_dropout_args a, uint64_t r, uint64_t i)
     h = dp_mix64(h ^ dp_mix64((a.sample0 + r) * 0xc2b2ae3d27d4eb4full + i));
     float u = (float)(h >> 40) * (1.0f / 16777216.0f); /* 24 bits: uniform in [0, 1) */
     return u < a.p ? 0.0f : 1.0f / (1.0f - a.p);
+}
+
+/* ---- batch normalisation, over x [n, channels, positions] ---- */
+
+#define DP_BN_EPS 1e-5f      /* nn.BatchNorm2d's default eps */
+#define DP_BN_MOMENTUM 0.1f  /* ... and momentum */
+
+/* Value (i, c, p) of x [n, channels, positions]: sample i, channel c, position p. */
+DP_HD size_t dp_bn_at(int channels, int positions, size_t i, int c, size_t p)
+{
+    return (i * (size_t)channels + (size_t)c) * (size_t)positions + p;
+}
+
+/* The mean of channel c from a bn_sums result sums [channels + 1] (its count last). */
+DP_HD float dp_bn_mean(const float *sums, int channels, int c)
+{
+    return sums[c] / sums[channels];
+}
+
+/* Channel c's statistics for a pass: stats = {mean [channels], 1 / sqrt(var + eps)
+ * [channels], count}. In training (acc = the all-reduced sums of x and then of (x - mean)^2,
+ * each [channels + 1] with its count last), from the batch, with the biased variance, and the
+ * running estimates running = {mean [channels], var [channels], batches} move towards the
+ * batch's by the momentum, with the unbiased variance (n / (n - 1); a count of 1 has none, and
+ * keeps the biased one, 0); channel 0 counts the batch. In evaluation (acc NULL), from the
+ * running estimates. nn.BatchNorm2d's formulas. */
+DP_HD void dp_bn_statistics_channel(float *stats, float *running, const float *acc, int channels,
+                                    int c)
+{
+    float mean, var;
+    if (acc) {
+        const float *squares = acc + channels + 1;
+        float count = acc[channels];
+        mean = acc[c] / count;
+        var = squares[c] / count;
+        float unbiased = count > 1.0f ? var * (count / (count - 1.0f)) : var;
+        running[c] = DP_BN_MOMENTUM * mean + (1.0f - DP_BN_MOMENTUM) * running[c];
+        running[channels + c] =
+            DP_BN_MOMENTUM * unbiased + (1.0f - DP_BN_MOMENTUM) * running[channels + c];
+        if (c == 0) {
+            running[2 * channels] += 1.0f;
+            stats[2 * channels] = count;
+        }
+    } else {
+        mean = running[c];
+        var = running[channels + c];
+    }
+    stats[c] = mean;
+    stats[channels + c] = 1.0f / sqrtf(var + DP_BN_EPS);
+}
+
+/* Output value e of x [n, channels, positions]: (x - mean) / std * w + b. */
+DP_HD float dp_bn_value(const float *x, const float *stats, const float *w, const float *b,
+                        int channels, int positions, size_t e)
+{
+    int c = (int)(e / (size_t)positions % (size_t)channels);
+    return (x[e] - stats[c]) * stats[channels + c] * w[c] + b[c];
+}
+
+/* dx value e: with xhat = (x - mean) / std and the sums over every replica's samples
+ * sums = {sum dy xhat [channels], sum dy [channels]} of count values,
+ * dx = w / std (dy - sum dy / count - xhat sum dy xhat / count). */
+DP_HD float dp_bn_dx_value(const float *dy, const float *x, const float *stats, const float *w,
+                           const float *sums, int channels, int positions, size_t e)
+{
+    int c = (int)(e / (size_t)positions % (size_t)channels);
+    float count = stats[2 * channels], rstd = stats[channels + c];
+    float xhat = (x[e] - stats[c]) * rstd;
+    return w[c] * rstd * (dy[e] - sums[channels + c] / count - xhat * sums[c] / count);
 }
 
 /* ---- sequences: layer norm, attention's softmax, embeddings ---- */

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "engine/backend.h"
+#include "engine/comm.h"
 #include "base/error.h"
 #include "base/shape.h"
 
@@ -30,12 +31,16 @@ typedef struct dp_layer {
     const dp_layer_ops *ops;
     int index;                   /* position in the list: PyTorch's nn.Sequential index */
     int args[DP_MAX_LAYER_ARGS]; /* the numbers after the name: linear:1024 -> {1024} */
+    double reals[DP_MAX_LAYER_ARGS]; /* the same numbers as written, for a kind whose numbers
+                                        may have a fraction (ops->real_args: leakyrelu:0.2;
+                                        args then holds their whole parts) */
     int nargs;
     int in, out;                 /* features per sample */
     dp_shape in_shape, out_shape;
     size_t param_offset;         /* first parameter in the model's flat vector */
     size_t param_count;
     size_t saved;                /* floats per sample kept from forward to backward */
+    size_t saved_pass;           /* ... and per pass, whatever its rows (batch statistics) */
     char name[24];               /* a child's module name in its block: "body.0", "proj" */
     struct dp_layer *children;   /* a block's layers (owned), their param_offset from this
                                     layer's; NULL otherwise */
@@ -44,13 +49,21 @@ typedef struct dp_layer {
                                     for the identity */
 } dp_layer;
 
-/* A parameter tensor of a layer: name suffix, shape, and place inside the layer's run. */
+/* A tensor of a layer's state_dict: name suffix, shape, and place inside the layer's run of
+ * the flat vector. Most are parameters, trained by the optimizer. A buffer (batch
+ * normalisation's running statistics) is state that training passes update in forward
+ * instead: it has no gradient (backward leaves its gradient 0) and no optimizer state, and
+ * the parameters come first in a layer's run, its buffers after them, as in PyTorch's
+ * state_dict. */
 typedef struct dp_tensor_info {
     char suffix[40];    /* "weight", "bias", "body.0.weight" */
-    int ndim;
+    int ndim;           /* 0: a scalar */
     int64_t shape[DP_MAX_DIMS];
     size_t offset;      /* from the layer's param_offset */
     size_t count;
+    bool buffer;        /* not trained: see above */
+    bool int64;         /* whole numbers, held as floats, an I64 tensor in PyTorch and in files
+                           (num_batches_tracked) */
 } dp_tensor_info;
 
 /* A training pass's place: the run's seed, the step, and the global batch position of the
@@ -68,6 +81,11 @@ typedef struct dp_pass {
     int accumulate; /* backward: add to the gradients instead of overwriting them */
     bool then_relu; /* forward of a linear layer: apply the ReLU that follows it, in place */
     const dp_step_key *key; /* training: what dropout masks depend on; NULL in evaluation */
+    dp_comm *replicas; /* training passes of a stage with several replicas (here or in other
+                          processes): the group over which a layer sums batch statistics
+                          (batch normalisation), with dp_comm_allreduce_now; NULL when the
+                          pass's samples are all there are */
+    int replica;       /* this pass's member of replicas */
     float *saved;   /* [rows, l->saved] of this micro-batch: written by forward, read by backward */
     float *scratch; /* the layer's scratch(l, max_rows) floats, free to use during the call */
 } dp_pass;
@@ -77,6 +95,7 @@ struct dp_layer_ops {
     const char *usage; /* its forms: "conv:OUT:K[:STRIDE[:PAD]]" */
     const char *help;  /* one line for --help-layers */
     int min_args, max_args;
+    bool real_args;    /* its numbers may have a fraction (l->reals) */
     /* Sets l->out_shape, l->param_count (and l->saved) from l->in_shape and the arguments, or
      * explains the problem. The model sets in and out from the shapes. */
     int (*infer)(dp_layer *l, dp_err *err);
@@ -84,7 +103,8 @@ struct dp_layer_ops {
     int (*tensors)(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS]);
     /* Writes initial values into host memory params[param_count] from the run's seed. */
     void (*init)(const dp_layer *l, float *params, uint64_t seed);
-    /* y[rows, out] = f(x[rows, in]). */
+    /* y[rows, out] = f(x[rows, in]). A layer with buffers updates them in a training pass
+     * (the stage's parameter memory is writable; params is const for the layers without). */
     void (*forward)(const dp_layer *l, const dp_pass *p, const float *params, const float *x,
                     float *y);
     /* From x, y and dy[rows, out]: writes (or adds to) grads[param_count] and, unless dx is

@@ -460,17 +460,17 @@ int main(void)
                     back(&cpu, cs, big_cols), back(&gpu, gs, big_cols), big_cols, 1e-5);
         }
     }
-    const char *acts[] = { "relu", "gelu", "tanh" };
-    for (int a = 0; a < 3; a++) {
+    const char *acts[] = { "relu", "gelu", "tanh", "leakyrelu:0.2", "sigmoid" };
+    for (int a = 0; a < 5; a++) {
         float *cout = on(&cpu, x, n, 0), *gout = on(&gpu, x, n, 1);
-        cpu.be->act_forward(&cpu, (dp_act)a, cout, cx, n);
-        gpu.be->act_forward(&gpu, (dp_act)a, gout, gx, n);
+        cpu.be->act_forward(&cpu, (dp_act)a, 0.2f, cout, cx, n);
+        gpu.be->act_forward(&gpu, (dp_act)a, 0.2f, gout, gx, n);
         char what[64];
         snprintf(what, sizeof what, "act_forward %s", acts[a]);
         compare(what, back(&cpu, cout, n), back(&gpu, gout, n), n, 1e-5);
         float *cdx = on(&cpu, x, n, 0), *gdx = on(&gpu, x, n, 1);
-        cpu.be->act_backward(&cpu, (dp_act)a, cdx, cx, cout, cdy, n);
-        gpu.be->act_backward(&gpu, (dp_act)a, gdx, gx, gout, gdy, n);
+        cpu.be->act_backward(&cpu, (dp_act)a, 0.2f, cdx, cx, cout, cdy, n);
+        gpu.be->act_backward(&gpu, (dp_act)a, 0.2f, gdx, gx, gout, gdy, n);
         snprintf(what, sizeof what, "act_backward %s", acts[a]);
         compare(what, back(&cpu, cdx, n), back(&gpu, gdx, n), n, 1e-5);
     }

@@ -258,17 +258,24 @@ START_TEST(test_nan_propagates)
     device_init(&dev);
     const dp_backend *be = dev.be;
     float x[4] = { 1.0f, nan, -2.0f, 0.5f }, y[4], dx[4], dy[4] = { 0.25f, 0.5f, 1.0f, 2.0f };
-    const dp_act acts[] = { DP_ACT_RELU, DP_ACT_GELU, DP_ACT_TANH };
-    for (int a = 0; a < 3; a++) {
-        be->act_forward(&dev, acts[a], y, x, 4);
-        be->act_backward(&dev, acts[a], dx, x, y, dy, 4);
+    const dp_act acts[] = { DP_ACT_RELU, DP_ACT_GELU, DP_ACT_TANH, DP_ACT_LEAKY_RELU,
+                            DP_ACT_SIGMOID };
+    for (int a = 0; a < 5; a++) {
+        be->act_forward(&dev, acts[a], 0.2f, y, x, 4);
+        be->act_backward(&dev, acts[a], 0.2f, dx, x, y, dy, 4);
         ck_assert_msg(isnan(y[1]) && !isnan(y[0]) && !isnan(y[2]), "act %d: y = %g %g %g", a,
                       y[0], y[1], y[2]);
-        ck_assert_msg(acts[a] == DP_ACT_RELU ? dx[1] == dy[1] && dx[2] == 0.0f : isnan(dx[1]),
-                      "act %d: dx[1] = %g", a, dx[1]);
+        /* relu's gradient passes where x is NaN, leaky ReLU's is scaled (PyTorch's
+         * threshold_backward and leaky_relu_backward) */
+        bool passes = acts[a] == DP_ACT_RELU || acts[a] == DP_ACT_LEAKY_RELU;
+        ck_assert_msg(passes ? !isnan(dx[1]) : isnan(dx[1]), "act %d: dx[1] = %g", a, dx[1]);
+        if (acts[a] == DP_ACT_RELU)
+            ck_assert(dx[1] == dy[1] && dx[2] == 0.0f);
+        if (acts[a] == DP_ACT_LEAKY_RELU)
+            ck_assert(dx[1] == 0.2f * dy[1] && dx[2] == 0.2f * dy[2] && dx[0] == dy[0]);
     }
     memcpy(y, x, sizeof y); /* in place, as after a linear layer */
-    be->act_forward(&dev, DP_ACT_RELU, y, y, 4);
+    be->act_forward(&dev, DP_ACT_RELU, 0.0f, y, y, 4);
     ck_assert_msg(isnan(y[1]) && y[2] == 0.0f, "relu in place: %g %g", y[1], y[2]);
 
     float w[2 * 2] = { 0.5f, nan, -1.0f, 1.0f }, b[2] = { -5.0f, -5.0f }, in[2] = { 1.0f, 1.0f };

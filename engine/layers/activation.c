@@ -15,14 +15,14 @@ static dp_act act_of(const dp_layer *l)
 static void act_forward(const dp_layer *l, const dp_pass *p, const float *params, const float *x,
                         float *y)
 {
-    p->dev->be->act_forward(p->dev, act_of(l), y, x, (size_t)p->rows * l->in);
+    p->dev->be->act_forward(p->dev, act_of(l), 0.0f, y, x, (size_t)p->rows * l->in);
 }
 
 static void act_backward(const dp_layer *l, const dp_pass *p, const float *params, float *grads,
                          const float *x, const float *y, const float *dy, float *dx)
 {
     if (dx)
-        p->dev->be->act_backward(p->dev, act_of(l), dx, x, y, dy, (size_t)p->rows * l->in);
+        p->dev->be->act_backward(p->dev, act_of(l), 0.0f, dx, x, y, dy, (size_t)p->rows * l->in);
 }
 
 #define ACTIVATION_OPS(NAME, HELP)                                                              \
