@@ -124,6 +124,7 @@ extern const dp_layer_ops dp_layer_flatten;                                    /
 extern const dp_layer_ops dp_layer_relu, dp_layer_gelu, dp_layer_tanh;         /* activation.c */
 extern const dp_layer_ops dp_layer_embed, dp_layer_pos;                        /* embedding.c */
 extern const dp_layer_ops dp_layer_ln;                                         /* layernorm.c */
+extern const dp_layer_ops dp_layer_bn;                                         /* bn.c */
 extern const dp_layer_ops dp_layer_attn;                                       /* attention.c */
 extern const dp_layer_ops dp_layer_dropout;                                    /* dropout.c */
 extern const dp_layer_ops dp_layer_res, dp_layer_block;                        /* blocks.c */

@@ -323,6 +323,19 @@ void dp_model_free(dp_model *m)
     m->n_layers = 0;
 }
 
+static bool has_bn(const dp_layer *layers, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (layers[i].ops == &dp_layer_bn || has_bn(layers[i].children, layers[i].n_children))
+            return true;
+    return false;
+}
+
+bool dp_model_batch_statistics(const dp_model *m)
+{
+    return has_bn(m->layers, m->n_layers);
+}
+
 void dp_model_init_params(const dp_model *m, float *host, uint64_t seed)
 {
     for (int i = 0; i < m->n_layers; i++)

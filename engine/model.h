@@ -39,6 +39,10 @@ void dp_model_free(dp_model *m);
  * looks up ids, so it must come first, on ids, with a vocabulary that holds them all. */
 int dp_model_check_ids(const dp_model *m, int vocab, dp_err *err);
 
+/* Whether a layer normalises over the batch (bn), so that what a pass computes depends on
+ * the samples it shares a pass with: the plan's replicas and micro-batches. */
+bool dp_model_batch_statistics(const dp_model *m);
+
 /* Writes every layer's initial parameters into host[n_params] (nn.Linear's default init). */
 void dp_model_init_params(const dp_model *m, float *host, uint64_t seed);
 

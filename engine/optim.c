@@ -50,7 +50,7 @@ double dp_optim_clip_factor(const dp_optim_config *c, double grad_norm)
 }
 
 void dp_optim_update(const dp_optim_config *c, dp_device *d, float *p, const float *g,
-                     float *state, size_t n, long t, double lr)
+                     float *state, size_t n, size_t stride, long t, double lr)
 {
     if (c->kind == DP_OPTIM_ADAMW) {
         dp_adamw_args a = {
@@ -64,7 +64,7 @@ void dp_optim_update(const dp_optim_config *c, dp_device *d, float *p, const flo
             .bias_correction1 = (float)(1.0 - pow(c->beta1, (double)t)),
             .bias_correction2 = (float)(1.0 - pow(c->beta2, (double)t)),
         };
-        d->be->adamw_step(d, p, g, state, state + n, n, a);
+        d->be->adamw_step(d, p, g, state, state + stride, n, a);
     } else {
         dp_sgd_args a = {
             .lr = (float)lr,

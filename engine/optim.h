@@ -41,9 +41,10 @@ double dp_optim_lr(const dp_optim_config *c, long step, long total);
 /* PyTorch's clip_grad_norm_: the factor max_norm / (norm + 1e-6) when that is below 1, else 1. */
 double dp_optim_clip_factor(const dp_optim_config *c, double grad_norm);
 
-/* One update of n parameters p from gradients g with state[n * state_per_param] (laid out as
- * consecutive blocks of n: SGD momentum; AdamW m then v). t is the 1-based update count. */
+/* One update of n parameters p from gradients g with their state: state_per_param blocks
+ * `stride` floats apart (SGD momentum; AdamW m then v), n of each at state + k * stride. t is
+ * the 1-based update count. */
 void dp_optim_update(const dp_optim_config *c, dp_device *d, float *p, const float *g,
-                     float *state, size_t n, long t, double lr);
+                     float *state, size_t n, size_t stride, long t, double lr);
 
 #endif

@@ -34,6 +34,12 @@ static int boundary_width(const dp_stage *s, int b)
     return b == 0 ? s->model->layers[s->first].in : s->model->layers[s->first + b - 1].out;
 }
 
+/* Floats a layer keeps from forward to backward for a pass of `rows` samples. */
+static size_t saved_floats(const dp_layer *l, size_t rows)
+{
+    return rows * l->saved + l->saved_pass;
+}
+
 /* The sizes of the parts of the activation allocation that are not per slot. */
 typedef struct act_layout {
     size_t dgrad_bytes;   /* each of the two gradient buffers */
@@ -58,6 +64,36 @@ static void set_stage_fields(dp_stage *s, const dp_model *m, dp_device *d, int f
     s->state_per_param = dp_optim_state_per_param(oc);
 }
 
+/* Finds the runs of trained parameters among the stage's tensors (merging neighbours: a
+ * stage without buffers has one run). */
+static int find_trained(dp_stage *s, dp_err *err)
+{
+    int most = 0;
+    for (int i = s->first; i < s->last; i++) {
+        dp_tensor_info t[DP_MAX_LAYER_TENSORS];
+        most += s->model->layers[i].ops->tensors(&s->model->layers[i], t);
+    }
+    s->trained = calloc((size_t)most + 1, sizeof *s->trained);
+    if (!s->trained)
+        return dp_fail(err, "out of host memory");
+    for (int i = s->first; i < s->last; i++) {
+        const dp_layer *l = &s->model->layers[i];
+        dp_tensor_info t[DP_MAX_LAYER_TENSORS];
+        int k = l->ops->tensors(l, t);
+        for (int j = 0; j < k; j++) {
+            if (t[j].buffer)
+                continue;
+            size_t at = l->param_offset - s->param_offset + t[j].offset;
+            size_t *last = s->n_trained ? s->trained[s->n_trained - 1] : NULL;
+            if (last && last[0] + last[1] == at)
+                last[1] += t[j].count;
+            else
+                s->trained[s->n_trained][0] = at, s->trained[s->n_trained++][1] = t[j].count;
+        }
+    }
+    return 0;
+}
+
 /* The host tables of pointers into the activation allocation, and each slot's step key. */
 static int alloc_host_tables(dp_stage *s, dp_err *err)
 {
@@ -68,7 +104,7 @@ static int alloc_host_tables(dp_stage *s, dp_err *err)
     s->training = calloc((size_t)s->slots, sizeof *s->training);
     if (!s->acts || !s->saved || !s->keys || !s->training)
         return dp_fail(err, "out of host memory");
-    return 0;
+    return find_trained(s, err);
 }
 
 /* Sizes the activation allocation: each slot's boundaries, two gradient buffers, each slot's
@@ -87,7 +123,7 @@ static void plan_activations(dp_stage *s, act_layout *lay)
     size_t scratch = 0;
     for (int i = s->first; i < s->last; i++) {
         const dp_layer *l = &m->layers[i];
-        s->slot_bytes += align64(rows * l->saved * sizeof(float));
+        s->slot_bytes += align64(saved_floats(l, rows) * sizeof(float));
         size_t need = l->ops->scratch ? l->ops->scratch(l, s->max_rows) : 0;
         scratch = need > scratch ? need : scratch;
     }
@@ -169,7 +205,7 @@ static void carve_activations(dp_stage *s, const act_layout *lay)
     for (int k = 0; k < s->slots; k++)
         for (int i = first; i < last; i++) {
             s->saved[k * (last - first) + i - first] = (float *)at;
-            at += align64(rows * s->model->layers[i].saved * sizeof(float));
+            at += align64(saved_floats(&s->model->layers[i], rows) * sizeof(float));
         }
     s->scratch = (float *)at;
     at += lay->scratch_bytes;
@@ -218,6 +254,7 @@ void dp_stage_destroy(dp_stage *s)
     free(s->saved);
     free(s->keys);
     free(s->training);
+    free(s->trained);
     memset(s, 0, sizeof *s);
 }
 
@@ -281,6 +318,16 @@ void dp_stage_download_state(dp_stage *s, float *host_all)
                              s->opt_state + k * s->n_params, s->n_params * sizeof(float));
 }
 
+void dp_stage_update(dp_stage *s, const dp_optim_config *oc, long t, double lr)
+{
+    for (int r = 0; r < s->n_trained; r++) {
+        size_t at = s->trained[r][0];
+        dp_optim_update(oc, s->dev, s->params + at, s->grads + at,
+                        s->opt_state ? s->opt_state + at : NULL, s->trained[r][1], s->n_params,
+                        t, lr);
+    }
+}
+
 /* The host's clock once the device has done everything issued. */
 static double profile_mark(dp_stage *s)
 {
@@ -331,7 +378,8 @@ void dp_stage_forward(dp_stage *s, int slot, int rows, const dp_step_key *key)
 {
     s->keys[slot] = key ? *key : (dp_step_key){ 0 };
     s->training[slot] = key != NULL;
-    dp_pass p = { .dev = s->dev, .rows = rows, .scratch = s->scratch, .key = key };
+    dp_pass p = { .dev = s->dev, .rows = rows, .scratch = s->scratch, .key = key,
+                  .replicas = key ? s->replicas : NULL, .replica = s->replica };
     float **a = s->acts + slot * (s->last - s->first + 1);
     for (int i = s->first; i < s->last; i++) {
         const dp_layer *l = &s->model->layers[i];
@@ -360,7 +408,8 @@ float *dp_stage_backward(dp_stage *s, int slot, int rows, const float *dy, bool 
                          bool need_dx, dp_layer_done_fn done, void *arg)
 {
     dp_pass p = { .dev = s->dev, .rows = rows, .accumulate = accumulate,
-                  .scratch = s->scratch, .key = s->training[slot] ? &s->keys[slot] : NULL };
+                  .scratch = s->scratch, .key = s->training[slot] ? &s->keys[slot] : NULL,
+                  .replicas = s->training[slot] ? s->replicas : NULL, .replica = s->replica };
     float **a = s->acts + slot * (s->last - s->first + 1);
     int next = dy == s->dgrad[0] ? 1 : 0; /* the buffer that receives the next dx */
     for (int i = s->last - 1; i >= s->first; i--) {

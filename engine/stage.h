@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "engine/comm.h"
 #include "engine/layer.h"
 #include "engine/model.h"
 #include "engine/objective.h"
@@ -55,6 +56,12 @@ typedef struct dp_stage {
     bool *training;       /* [slots]: whether that pass was a training pass */
     float *dgrad[2];      /* [max_rows, widest boundary]: gradients, ping-ponged in backward */
     int32_t *labels;      /* [slots, max_rows, targets], used by the last stage */
+    dp_comm *replicas;    /* the group over which training passes sum batch statistics (the
+                             stage's replicas; set by its worker), or NULL */
+    int replica;          /* this stage's member of it */
+    size_t (*trained)[2]; /* [n_trained]: the runs of parameters the optimizer updates (offset
+                             in params, count): all but the buffers (layer.h) */
+    int n_trained;
     float *stats;         /* [DP_STAGE_STATS]: the objective's sums over the passes since
                              zeroed (loss sum first; classify: and the correct count), and at
                              DP_STAGE_GRAD_SUMSQ the sum of squared gradients of the last step */
@@ -82,6 +89,9 @@ void dp_stage_upload_params(dp_stage *s, const float *host_all);
 void dp_stage_download_params(dp_stage *s, float *host_all);
 void dp_stage_upload_state(dp_stage *s, const float *host_all);
 void dp_stage_download_state(dp_stage *s, float *host_all);
+
+/* The optimizer's update of the stage's parameters (not its buffers) from its gradients. */
+void dp_stage_update(dp_stage *s, const dp_optim_config *oc, long t, double lr);
 
 /* Forward over `rows` samples already in the slot's input: a training pass at `key` (which
  * the slot's backward reuses: dropout draws the same mask), or an evaluation pass (NULL). */

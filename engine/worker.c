@@ -27,6 +27,9 @@ typedef struct dp_worker {
     dp_link *bwd_in, *bwd_out; /* their gradients from the stage after, to the stage before */
     dp_comm *group;            /* the replicas of this stage (in every process); NULL when
                                   there is one */
+    dp_comm *stats_group;      /* the same members, for the batch statistics the worker's own
+                                  passes sum (a group of its own: the comm thread sums
+                                  gradients on `group` meanwhile); NULL when the model has none */
     float grad_scale;          /* the step's: 1 / targets of the whole global batch */
     dp_stage st;
     dp_sched_op *ops;
@@ -68,6 +71,7 @@ struct dp_team {
     dp_link **links;       /* [n_links] */
     int n_links;
     dp_comm **groups;      /* [stages] */
+    dp_comm **stats_groups; /* [stages], when the model has batch statistics */
     int micro_rows;        /* most rows one micro-batch carries */
     bool inline_worker;    /* a single worker, run on the coordinator's thread */
     /* the gate: the coordinator posts `cmd` as a new generation; `pending` counts the
@@ -515,8 +519,7 @@ static void run_update(dp_worker *w, const dp_cmd *c)
     if (!c->skip) {
         if (c->clip_factor < 1.0f)
             w->dev->be->scale(w->dev, w->st.grads, c->clip_factor, w->st.n_params);
-        dp_optim_update(oc, w->dev, w->st.params, w->st.grads, w->st.opt_state, w->st.n_params,
-                        c->t, c->lr);
+        dp_stage_update(&w->st, oc, c->t, c->lr);
     }
     w->dev->be->synchronize(w->dev);
     end_counters(w);
@@ -650,6 +653,8 @@ static int set_up(dp_worker *w)
                         p->first_layer[w->stage + 1], t->micro_rows, slots, t->cfg.optim,
                         &w->result.err) < 0)
         return -1;
+    w->st.replicas = w->stats_group;
+    w->st.replica = w->replica;
     if (make_buckets(w, t->cfg.bucket_mb) < 0)
         return dp_fail(&w->result.err, "out of host memory");
     if (w->group && !w->dev->be->host_memory && !dp_comm_on_device(w->group)) {
@@ -738,10 +743,12 @@ static void free_team(dp_team *t)
     for (int i = 0; i < t->n_links; i++)
         dp_link_destroy(t->links[i]);
     free(t->links);
-    if (t->groups)
-        for (int s = 0; s < t->plan.stages; s++)
-            dp_comm_destroy(t->groups[s]);
+    for (int s = 0; s < t->plan.stages; s++) {
+        dp_comm_destroy(t->groups ? t->groups[s] : NULL);
+        dp_comm_destroy(t->stats_groups ? t->stats_groups[s] : NULL);
+    }
     free(t->groups);
+    free(t->stats_groups);
     if (t->w)
         for (int i = 0; i < t->plan.workers; i++) {
             pthread_mutex_destroy(&t->w[i].q_lock);
@@ -807,7 +814,8 @@ static dp_team *new_team(const dp_plan *plan, const dp_team_config *c, dp_err *e
     t->micro_rows = (shard + plan->micro - 1) / plan->micro;
     t->w = calloc((size_t)plan->workers, sizeof *t->w);
     t->groups = calloc((size_t)plan->stages, sizeof *t->groups);
-    if (!t->w || !t->groups) {
+    t->stats_groups = calloc((size_t)plan->stages, sizeof *t->stats_groups);
+    if (!t->w || !t->groups || !t->stats_groups) {
         dp_fail(err, "out of host memory");
         free_team(t);
         return NULL;
@@ -818,20 +826,27 @@ static dp_team *new_team(const dp_plan *plan, const dp_team_config *c, dp_err *e
 }
 
 /* Makes a comm group per stage, of that stage's replicas, when there are several replicas or
- * several processes (a group even of one replica, to reach the others). */
+ * several processes (a group even of one replica, to reach the others); and a second one for
+ * batch statistics when the model has them (every process makes the same groups, in the same
+ * order). */
 static int make_groups(dp_team *t, dp_err *err)
 {
     const dp_plan *plan = &t->plan;
     if (plan->replicas <= 1 && dp_world_size() <= 1)
         return 0;
+    bool stats = dp_model_batch_statistics(t->cfg.model);
     for (int s = 0; s < plan->stages; s++) {
         dp_device *members[DP_MAX_DEVICES];
         for (int r = 0; r < plan->replicas; r++)
             members[r] = t->w[r * plan->stages + s].dev;
         if (!(t->groups[s] = dp_comm_create(members, plan->replicas, err)))
             return -1;
-        for (int r = 0; r < plan->replicas; r++)
+        if (stats && !(t->stats_groups[s] = dp_comm_create(members, plan->replicas, err)))
+            return -1;
+        for (int r = 0; r < plan->replicas; r++) {
             t->w[r * plan->stages + s].group = t->groups[s];
+            t->w[r * plan->stages + s].stats_group = t->stats_groups[s];
+        }
     }
     return 0;
 }

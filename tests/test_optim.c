@@ -124,7 +124,7 @@ static void run_device(const dp_optim_config *c, float p[N], float *state)
     for (int t = 0; t < STEPS; t++) {
         for (int i = 0; i < N; i++)
             dg[i] = (float)grads[t][i];
-        dp_optim_update(c, &dev, dp, dg, ds, N, t + 1, c->lr);
+        dp_optim_update(c, &dev, dp, dg, ds, N, N, t + 1, c->lr);
         for (int i = 0; i < N; i++)
             ck_assert_msg(dg[i] == (float)grads[t][i], "step %d changed the gradient %d", t + 1,
                           i);
@@ -268,7 +268,7 @@ START_TEST(test_adamw_first_step)
     ck_assert_msg(dp_cpu_device_init(&dev, 0, 1, &err) == 0, "device: %s", err.msg);
     float p[N] = { 0, 0, 0, 0 }, state[2 * N] = { 0 };
     const float g[N] = { 0.05f, 0.5f, -2.0f, 10.0f };
-    dp_optim_update(&c, &dev, p, g, state, N, 1, c.lr);
+    dp_optim_update(&c, &dev, p, g, state, N, N, 1, c.lr);
     for (int i = 0; i < N; i++) {
         double want = -c.lr * g[i] / (fabs(g[i]) + c.eps);
         ck_assert_msg(fabs(p[i] - want) <= TOL * fabs(want),

@@ -85,11 +85,12 @@ static int res_infer(dp_layer *l, dp_err *err)
         return dp_fail(err, "res holds at most %d layers", DP_MAX_LAYER_TENSORS * 2 - 1);
     dp_shape body = l->children[l->n_children - 1].out_shape;
     l->param_count = 0;
-    l->saved = 0;
+    l->saved = l->saved_pass = 0;
     for (int k = 0; k < l->n_children; k++) {
         const dp_layer *c = &l->children[k];
         l->param_count = dp_size_add(l->param_count, c->param_count);
         l->saved = dp_size_add(l->saved, dp_size_add(c->out, c->saved));
+        l->saved_pass = dp_size_add(l->saved_pass, c->saved_pass);
         snprintf(l->children[k].name, sizeof l->children[k].name, "body.%d", k);
     }
     l->shortcut = -1;
@@ -167,7 +168,7 @@ static int res_memory_of(const dp_layer *l, const dp_pass *p, float *y, res_memo
         m->out[k] = own_output ? y : at;
         at += own_output ? 0 : (size_t)p->rows * l->children[k].out;
         m->saved[k] = at;
-        at += (size_t)p->rows * l->children[k].saved;
+        at += (size_t)p->rows * l->children[k].saved + l->children[k].saved_pass;
     }
     size_t buf = widest(l) * (size_t)p->rows;
     m->grad[0] = p->scratch;
@@ -277,7 +278,7 @@ static int block_infer(dp_layer *l, dp_err *err)
     static const char *const names[2][4] = { { "ln_1", "attn" },
                                              { "ln_2", "mlp.c_fc", "mlp.gelu", "mlp.c_proj" } };
     l->param_count = n_params;
-    l->saved = 0;
+    l->saved = l->saved_pass = 0;
     l->shortcut = -1;
     for (int k = 0; k < 2; k++) {
         dp_layer *r = &l->children[k];
@@ -285,6 +286,7 @@ static int block_infer(dp_layer *l, dp_err *err)
         for (int j = 0; j < r->n_children; j++)
             snprintf(r->children[j].name, sizeof r->children[j].name, "%s", names[k][j]);
         l->saved += r->saved + (k == 0 ? (size_t)r->out : 0);
+        l->saved_pass += r->saved_pass;
     }
     l->out_shape = l->in_shape;
     return 0;

@@ -18,6 +18,7 @@ const dp_layer_ops *const dp_layer_kinds[] = {
     &dp_layer_embed,   /* embedding.c */
     &dp_layer_pos,     /* embedding.c */
     &dp_layer_ln,      /* layernorm.c */
+    &dp_layer_bn,      /* bn.c */
     &dp_layer_attn,    /* attention.c */
     &dp_layer_dropout, /* dropout.c */
     &dp_layer_res,     /* blocks.c */
