@@ -22,8 +22,9 @@ static void on_event(void *arg, const dp_run_event *e)
                 r->step, r->loss, r->nonfinite);
         break;
     case DP_RUN_SWITCHED:
-        fprintf(p->out, "%sstep %ld: switched from %s to %s in %.1f ms\n", line_start(p),
-                r->step, r->switch_from, r->switch_to, 1e3 * r->switch_seconds);
+        fprintf(p->out, "%sstep %ld: switched from %s to %s in %.1f ms%s%s\n", line_start(p),
+                r->step, r->switch_from, r->switch_to, 1e3 * r->switch_seconds,
+                r->batch_stats[0] ? "; " : "", r->batch_stats);
         break;
     case DP_RUN_CHECKPOINT:
         fprintf(p->out, "%scheckpoint: %s (%.0f ms)\n", line_start(p), e->path, e->ms);

@@ -22,6 +22,8 @@ static void on_event(void *arg, const dp_run_event *e)
     fprintf(f, "{\"type\":\"switch\",\"step\":%ld,\"from\":\"%s\",\"to\":\"%s\"", r->step,
             r->switch_from, r->switch_to);
     json_num(f, "seconds", r->switch_seconds);
+    if (r->batch_stats[0])
+        fprintf(f, ",\"batch_norm\":\"%s\"", r->batch_stats);
     fputs("}\n", f);
 }
 

@@ -282,13 +282,13 @@ DP_HD float dp_bn_mean(const float *sums, int channels, int c)
  * each [channels + 1] with its count last), from the batch, with the biased variance, and the
  * running estimates running = {mean [channels], var [channels], batches} move towards the
  * batch's by the momentum, with the unbiased variance (n / (n - 1); a count of 1 has none, and
- * keeps the biased one, 0); channel 0 counts the batch. In evaluation (acc NULL), from the
- * running estimates. nn.BatchNorm2d's formulas. */
+ * keeps the biased one, 0, where PyTorch refuses the batch); channel 0 counts the batch. In
+ * evaluation (acc NULL), from the running estimates. nn.BatchNorm2d's formulas. */
 DP_HD void dp_bn_statistics_channel(float *stats, float *running, const float *acc, int channels,
                                     int c)
 {
     float mean, var;
-    if (acc) {
+    if (acc && acc[channels] > 0.0f) {
         const float *squares = acc + channels + 1;
         float count = acc[channels];
         mean = acc[c] / count;
@@ -301,9 +301,12 @@ DP_HD void dp_bn_statistics_channel(float *stats, float *running, const float *a
             running[2 * channels] += 1.0f;
             stats[2 * channels] = count;
         }
-    } else {
+    } else { /* evaluation, or a training pass of no samples (an empty micro-batch of a short
+              * batch), which normalises nothing and leaves the estimates alone */
         mean = running[c];
         var = running[channels + c];
+        if (c == 0)
+            stats[2 * channels] = 0.0f; /* no batch */
     }
     stats[c] = mean;
     stats[channels + c] = 1.0f / sqrtf(var + DP_BN_EPS);

@@ -336,6 +336,33 @@ int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err 
     return 0;
 }
 
+/* The samples batch normalisation normalises over under plan p: the whole global batch (every
+ * replica's share, summed), or each micro-batch of it (the replicas' j-th ones together). */
+static void batch_stats_text(const dp_plan *p, int batch, char *buf, size_t size)
+{
+    if (p->micro <= 1)
+        snprintf(buf, size, "the whole batch of %d", batch);
+    else
+        snprintf(buf, size, "%d micro-batches of %s%d", p->micro, batch % p->micro ? "about " : "",
+                 (batch + p->micro / 2) / p->micro);
+}
+
+/* Says in r->batch_stats when a switch from `from` to `to` changes what batch normalisation
+ * sees. */
+static void describe_batch_stats(const dp_trainer *t, const dp_plan *from, const dp_plan *to,
+                                 dp_step_report *r)
+{
+    char was[48], now[48];
+    r->batch_stats[0] = '\0';
+    if (!dp_model_batch_statistics(t->cfg.model))
+        return;
+    batch_stats_text(from, t->cfg.batch, was, sizeof was);
+    batch_stats_text(to, t->cfg.batch, now, sizeof now);
+    if (strcmp(was, now) != 0)
+        snprintf(r->batch_stats, sizeof r->batch_stats,
+                 "batch normalisation now over %s, not %s", now, was);
+}
+
 /* Moves the state to one host copy, stops the team, and starts the new plan's team. When the
  * new plan cannot be set up (a device too small), the old plan is started again. */
 static int switch_plan(dp_trainer *t, const dp_plan *next, dp_step_report *r, dp_err *err)
@@ -357,6 +384,7 @@ static int switch_plan(dp_trainer *t, const dp_plan *next, dp_step_report *r, dp
     }
     r->switched = true;
     r->switch_seconds = dp_now_s() - t0;
+    describe_batch_stats(t, &old, next, r);
     return 0;
 }
 

@@ -59,6 +59,9 @@ typedef struct dp_step_report {
     bool switched;
     char switch_from[64], switch_to[64];
     double switch_seconds;
+    char batch_stats[128]; /* when the switch changes the samples batch normalisation
+                              normalises over: "batch normalisation now over ..., not ..."; ""
+                              otherwise */
 } dp_step_report;
 
 typedef struct dp_trainer dp_trainer;
