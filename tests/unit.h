@@ -18,6 +18,7 @@ Suite *layout_suite(void);      /* test_layout.c: the dashboard's layout */
 Suite *timeline_suite(void);    /* test_timeline.c: the timeline's columns and bubble */
 Suite *health_suite(void);      /* test_health.c: the health line's state and stall */
 Suite *control_suite(void);     /* test_control.c: the run's requests, take and apply */
+Suite *bn_suite(void);          /* test_bn.c: batch normalisation vs a reference, replicas */
 Suite *peak_suite(void);        /* test_peak.c: peak FLOP/s cache, GPU table, MFU, util series */
 
 /* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */
