@@ -333,6 +333,55 @@ static void test_layer_ops(void)
         gpu.be->dropout(&gpu, gy, b.g[0], batch * r, c, a);
         compare("dropout (the same mask)", back(&cpu, cy, n), back(&gpu, gy, n), n, 0);
     }
+    { /* batch normalisation over [5, 6, 33] (a channel of 165 values: several GPU threads
+       * each), with a mean far from 0 in every channel; training and evaluation */
+        int n = 5, c = 6, pos = 33;
+        size_t total = (size_t)n * c * pos;
+        float *hx = random_floats(total, 2), *hdy = random_floats(total, 1);
+        for (size_t e = 0; e < total; e++)
+            hx[e] += 20.0f;
+        float *hw = random_floats(2 * (size_t)c, 1), *hrun = random_floats(2 * (size_t)c + 1, 1);
+        for (int i = c; i < 2 * c; i++)
+            hrun[i] += 1.5f; /* running variances in [0.5, 2.5] */
+        hrun[2 * c] = 0.0f; /* no batches yet */
+        both b = inputs((float *[]){ hx, hdy, hw, hrun },
+                        (size_t[]){ total, total, 2 * (size_t)c, 2 * (size_t)c + 1 }, 4);
+        size_t nacc = 2 * (size_t)c + 2, nst = 2 * (size_t)c + 1;
+        float *cacc = on(&cpu, NULL, nacc, 1), *gacc = on(&gpu, NULL, nacc, 1);
+        cpu.be->bn_sums(&cpu, cacc, b.c[0], NULL, n, c, pos);
+        gpu.be->bn_sums(&gpu, gacc, b.g[0], NULL, n, c, pos);
+        cpu.be->bn_sums(&cpu, cacc + c + 1, b.c[0], cacc, n, c, pos);
+        gpu.be->bn_sums(&gpu, gacc + c + 1, b.g[0], gacc, n, c, pos);
+        compare("bn_sums (and centred squares)", back(&cpu, cacc, nacc), back(&gpu, gacc, nacc),
+                nacc, 1e-6);
+        for (int train = 1; train >= 0; train--) {
+            float *cst = on(&cpu, NULL, nst, 1), *gst = on(&gpu, NULL, nst, 1);
+            cpu.be->bn_statistics(&cpu, cst, b.c[3], train ? cacc : NULL, c);
+            gpu.be->bn_statistics(&gpu, gst, b.g[3], train ? gacc : NULL, c);
+            compare(train ? "bn_statistics, training" : "bn_statistics, evaluation",
+                    back(&cpu, cst, 2 * (size_t)c), back(&gpu, gst, 2 * (size_t)c),
+                    2 * (size_t)c, 1e-6);
+            compare(train ? "bn running statistics" : "bn running statistics (unchanged)",
+                    back(&cpu, b.c[3], nst), back(&gpu, b.g[3], nst), nst, 1e-6);
+            float *cy = on(&cpu, NULL, total, 1), *gy = on(&gpu, NULL, total, 1);
+            cpu.be->bn_forward(&cpu, cy, b.c[0], cst, b.c[2], b.c[2] + c, n, c, pos);
+            gpu.be->bn_forward(&gpu, gy, b.g[0], gst, b.g[2], b.g[2] + c, n, c, pos);
+            compare(train ? "bn_forward, training" : "bn_forward, evaluation",
+                    back(&cpu, cy, total), back(&gpu, gy, total), total, 1e-5);
+            if (!train)
+                continue;
+            float *csum = on(&cpu, NULL, 2 * (size_t)c, 1), *gsum = on(&gpu, NULL, 2 * (size_t)c, 1);
+            cpu.be->bn_backward_sums(&cpu, csum, b.c[1], b.c[0], cst, n, c, pos);
+            gpu.be->bn_backward_sums(&gpu, gsum, b.g[1], b.g[0], gst, n, c, pos);
+            compare("bn_backward_sums", back(&cpu, csum, 2 * (size_t)c),
+                    back(&gpu, gsum, 2 * (size_t)c), 2 * (size_t)c, 1e-5);
+            float *cdx = on(&cpu, NULL, total, 1), *gdx = on(&gpu, NULL, total, 1);
+            cpu.be->bn_backward_dx(&cpu, cdx, b.c[1], b.c[0], cst, b.c[2], csum, n, c, pos);
+            gpu.be->bn_backward_dx(&gpu, gdx, b.g[1], b.g[0], gst, b.g[2], gsum, n, c, pos);
+            compare("bn_backward_dx", back(&cpu, cdx, total), back(&gpu, gdx, total), total,
+                    1e-5);
+        }
+    }
     { /* layernorm, causal softmax, embedding, batched GEMM over heads */
         int rows = 53, w = 40, vocab = 11;
         size_t n = (size_t)rows * w;
