@@ -180,9 +180,9 @@ static double deconv_flops(const dp_layer *l)
 const dp_layer_ops dp_layer_deconv = {
     .name = "deconv",
     .usage = "deconv:OUT:K[:STRIDE[:PAD]]",
-    .help = "2-D transposed convolution, OUT channels, K x K kernel (stride 1, padding 0 unless "
-            "given): [C, H, W] to [OUT, (H - 1) * STRIDE - 2 * PAD + K, ...], the upsampling "
-            "of a GAN's generator; nn.ConvTranspose2d",
+    .help = "transposed 2-D convolution (a generator's upsampling), OUT channels, K x K "
+            "kernel, stride 1 and padding 0 unless given; each side grows from H to "
+            "(H - 1) * STRIDE - 2 * PAD + K; nn.ConvTranspose2d",
     .min_args = 2,
     .max_args = 4,
     .infer = deconv_infer,
