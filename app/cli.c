@@ -108,6 +108,8 @@ static void help_layers(FILE *f)
     for (int i = 0; dp_layer_kinds[i]; i++) { /* the help wrapped at 80 columns */
         const char *h = dp_layer_kinds[i]->help;
         fprintf(f, "  %-26s", dp_layer_kinds[i]->usage);
+        if (strlen(dp_layer_kinds[i]->usage) > 26) /* deconv's: the help on the next line */
+            fprintf(f, "\n%28s", "");
         while (*h) {
             int len = (int)strlen(h);
             if (len > 51) {

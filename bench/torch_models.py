@@ -140,6 +140,11 @@ def layer(item, shape):
                 raise ValueError(f"'{item}': no projection takes {shape} to {out}")
         return Res(body, proj), out
     name, *args = item.split(":")
+    if name == "leakyrelu":  # the one kind whose number may have a fraction
+        slope = float(args[0]) if args else 0.01
+        if len(args) > 1 or not math.isfinite(slope):
+            raise ValueError(f"'{item}': write leakyrelu[:SLOPE] with a finite SLOPE")
+        return nn.LeakyReLU(negative_slope=slope), shape
     args = [int(a) for a in args]
     if name == "linear":
         if len(shape) == 3:
@@ -160,11 +165,29 @@ def layer(item, shape):
         stride = args[1] if len(args) > 1 else k
         pool = nn.MaxPool2d if name == "maxpool" else nn.AvgPool2d
         return pool(k, stride), (c, window(h, k, stride), window(w, k, stride))
+    if name == "deconv":
+        out, k = args[0], args[1]
+        stride = args[2] if len(args) > 2 else 1
+        pad = args[3] if len(args) > 3 else 0
+        c, h, w = shape
+        return (nn.ConvTranspose2d(c, out, k, stride=stride, padding=pad),
+                (out, (h - 1) * stride - 2 * pad + k, (w - 1) * stride - 2 * pad + k))
     if name == "flatten":
         return nn.Flatten(), (math.prod(shape),)
-    if name in ("relu", "tanh", "gelu"):
-        return {"relu": nn.ReLU(), "tanh": nn.Tanh(),
-                "gelu": nn.GELU(approximate="tanh")}[name], shape
+    if name == "unflatten":
+        c, h, w = args
+        if shape != (c * h * w,):
+            raise ValueError(f"'{item}' needs vectors of {c * h * w} values, not {shape}")
+        return nn.Unflatten(1, (c, h, w)), (c, h, w)
+    if name == "bn":  # batch normalisation over the channels of images, or of vectors
+        if len(shape) == 3:
+            return nn.BatchNorm2d(shape[0], eps=1e-5, momentum=0.1), shape
+        if len(shape) == 1:
+            return nn.BatchNorm1d(shape[0], eps=1e-5, momentum=0.1), shape
+        raise ValueError(f"'{item}': bn takes images or vectors, not sequences {shape}")
+    if name in ("relu", "tanh", "gelu", "sigmoid"):
+        return {"relu": nn.ReLU(), "tanh": nn.Tanh(), "gelu": nn.GELU(approximate="tanh"),
+                "sigmoid": nn.Sigmoid()}[name], shape
     if name == "embed":
         return nn.Embedding(args[0], args[1]), shape + (args[1],)
     if name == "pos":

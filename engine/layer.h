@@ -120,8 +120,10 @@ struct dp_layer_ops {
 /* The layer kinds, each in a file of engine/layers/ named after it. */
 extern const dp_layer_ops dp_layer_linear;                                     /* linear.c */
 extern const dp_layer_ops dp_layer_conv, dp_layer_maxpool, dp_layer_avgpool;   /* conv.c */
-extern const dp_layer_ops dp_layer_flatten;                                    /* flatten.c */
+extern const dp_layer_ops dp_layer_deconv;                                     /* deconv.c */
+extern const dp_layer_ops dp_layer_flatten, dp_layer_unflatten;                /* flatten.c */
 extern const dp_layer_ops dp_layer_relu, dp_layer_gelu, dp_layer_tanh;         /* activation.c */
+extern const dp_layer_ops dp_layer_leakyrelu, dp_layer_sigmoid;                /* activation.c */
 extern const dp_layer_ops dp_layer_embed, dp_layer_pos;                        /* embedding.c */
 extern const dp_layer_ops dp_layer_ln;                                         /* layernorm.c */
 extern const dp_layer_ops dp_layer_bn;                                         /* bn.c */

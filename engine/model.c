@@ -3,6 +3,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,29 @@ static size_t layer_text_len(const char *text)
     return i;
 }
 
-/* Parses the numbers after a layer's name (":3:1") into l->args. */
+/* A real number of a kind with ops->real_args at p (up to the next ':' or the end) into
+ * l->reals[a], and its whole part, clamped to int's range, into l->args[a]. Any finite value
+ * goes (PyTorch takes any negative_slope); NaN and infinities do not. */
+static int parse_real(dp_layer *l, const char *text, const char *p, char **end, int a,
+                      dp_err *err)
+{
+    double v = strtod(p, end);
+    size_t len = strcspn(p, ":");
+    if (*end == p || (**end && **end != ':'))
+        return dp_fail(err, "\"%s\": expected a number such as 0.2 after ':', not \"%.*s\"",
+                       text, (int)len, p);
+    if (!isfinite(v)) /* nan, inf, or out of double's range */
+        return dp_fail(err, "\"%s\": %.*s is not a finite number; write %s with a finite "
+                            "value such as 0.2",
+                       text, (int)len, p, l->ops->usage);
+    double whole = trunc(v);
+    l->reals[a] = v;
+    l->args[a] = whole >= INT_MAX ? INT_MAX : whole <= INT_MIN ? INT_MIN : (int)whole;
+    return 0;
+}
+
+/* Parses the numbers after a layer's name (":3:1") into l->args (and l->reals for a kind whose
+ * numbers may have a fraction). */
 static int parse_args(dp_layer *l, const char *text, const char *p, dp_err *err)
 {
     l->nargs = 0;
@@ -48,12 +72,20 @@ static int parse_args(dp_layer *l, const char *text, const char *p, dp_err *err)
             return dp_fail(err, "too many numbers after %s; write %s", l->ops->name,
                            l->ops->usage);
         char *end;
+        if (l->ops->real_args) {
+            if (parse_real(l, text, p, &end, l->nargs, err) < 0)
+                return -1;
+            l->nargs++;
+            p = end;
+            continue;
+        }
         errno = 0;
         long v = strtol(p, &end, 10);
         if (end == p || (*end && *end != ':') || errno || v < 0 || v > DP_MAX_SAMPLE)
             return dp_fail(err, "\"%s\": expected a whole number from 0 to %d after ':'", text,
                            DP_MAX_SAMPLE);
-        l->args[l->nargs++] = (int)v;
+        l->args[l->nargs] = (int)v;
+        l->reals[l->nargs++] = (double)v;
         p = end;
     }
     if (*p)
@@ -359,14 +391,32 @@ int dp_model_tensors(const dp_model *m, dp_model_tensor *out)
     return n;
 }
 
+/* The fewest significant digits of v that strtod reads back as v exactly: 0.2 as "0.2", not
+ * %.17g's 0.20000000000000001, yet 0.1f's double value with all the digits it needs. */
+static void shortest_real(double v, char *buf, size_t size)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
 static size_t describe_list(const dp_layer *layers, int n, char *buf, size_t size)
 {
     size_t used = 0;
     for (int i = 0; i < n && used < size; i++) {
         const dp_layer *l = &layers[i];
         used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", l->ops->name);
-        for (int a = 0; a < l->nargs && used < size; a++)
-            used += (size_t)snprintf(buf + used, size - used, ":%d", l->args[a]);
+        for (int a = 0; a < l->nargs && used < size; a++) {
+            if (l->ops->real_args) {
+                char num[32];
+                shortest_real(l->reals[a], num, sizeof num);
+                used += (size_t)snprintf(buf + used, size - used, ":%s", num);
+            } else {
+                used += (size_t)snprintf(buf + used, size - used, ":%d", l->args[a]);
+            }
+        }
         if (l->children && l->ops == &dp_layer_res && used < size) {
             int body = l->shortcut >= 0 ? l->shortcut : l->n_children;
             used += (size_t)snprintf(buf + used, size - used, "(");

@@ -7,10 +7,13 @@
  * precision. Tolerances: forward 1e-5, gradients 1e-4, accumulated gradients 1e-6 (against
  * 2x a single pass), each absolute plus relative (|got - want| <= tol * (1 + |want|)).
  * Also: accumulation, dx == NULL, a whole model's gradient through a stage, the layer-list
- * parser's errors, initialisation and tensor names. */
+ * parser's errors, initialisation and tensor names. The GAN layers (deconv, unflatten,
+ * leakyrelu, sigmoid) have a section of their own at the end, with a harness for one layer on
+ * inputs of any shape. */
 #include "tests/unit.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -360,10 +363,10 @@ START_TEST(test_backward_null_dx)
     dp_device dev;
     device_init(&dev);
     const dp_layer_ops *kinds[] = { &dp_layer_linear, &dp_layer_relu, &dp_layer_gelu,
-                                    &dp_layer_tanh };
+                                    &dp_layer_tanh, &dp_layer_leakyrelu, &dp_layer_sigmoid };
     layer_case *c = calloc(1, sizeof *c);
     ck_assert(c);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 6; k++) {
         layer_case_init(c, kinds[k], 6);
         layer_case_run(c, &dev, 0, 1);
         float with_dx[OUT * IN + OUT];
@@ -591,6 +594,744 @@ START_TEST(test_model_tensors)
 }
 END_TEST
 
+/* ---- the GAN layers: deconv, unflatten, leakyrelu, sigmoid ----
+ *
+ * One layer parsed from its text on inputs of any shape, run forward and backward on the CPU
+ * device with buffers sized from the layer (its scratch too), against a double reference
+ * written here with plain loops: a transposed convolution as its textbook scatter,
+ * y[o, i s - p + ki, j s - p + kj] += x[c, i, j] w[c, o, ki, kj], and its adjoint for the
+ * gradients of large cases where finite differences would be slow. */
+
+/* nn.LeakyReLU's default slope, which `leakyrelu` alone means. */
+#define LEAKY_DEFAULT 0.01
+
+static double ref_slope(const dp_layer *l)
+{
+    return l->nargs > 0 ? l->reals[0] : LEAKY_DEFAULT;
+}
+
+/* Stride and padding of a deconv layer as written. */
+static int deconv_stride_of(const dp_layer *l)
+{
+    return l->nargs > 2 ? l->args[2] : 1;
+}
+
+static int deconv_pad_of(const dp_layer *l)
+{
+    return l->nargs > 3 ? l->args[3] : 0;
+}
+
+/* nn.ConvTranspose2d in double: y [rows, OUT, HO, WO] from x [rows, C, H, W], w [C, OUT, K, K]
+ * and the bias [OUT] after it. */
+static void ref_deconv(const dp_layer *l, int rows, const double *w, const double *x, double *y)
+{
+    int c = l->in_shape.d[0], h = l->in_shape.d[1], wd = l->in_shape.d[2];
+    int oc = l->out_shape.d[0], oh = l->out_shape.d[1], ow = l->out_shape.d[2];
+    int k = l->args[1], s = deconv_stride_of(l), pad = deconv_pad_of(l);
+    const double *b = w + (size_t)c * oc * k * k;
+    for (int n = 0; n < rows; n++) {
+        double *yn = y + (size_t)n * oc * oh * ow;
+        for (int o = 0; o < oc; o++)
+            for (int e = 0; e < oh * ow; e++)
+                yn[o * oh * ow + e] = b[o];
+        for (int ci = 0; ci < c; ci++)
+            for (int i = 0; i < h; i++)
+                for (int j = 0; j < wd; j++) {
+                    double v = x[((size_t)(n * c + ci) * h + i) * wd + j];
+                    for (int o = 0; o < oc; o++)
+                        for (int ki = 0; ki < k; ki++)
+                            for (int kj = 0; kj < k; kj++) {
+                                int yi = i * s - pad + ki, yj = j * s - pad + kj;
+                                if (yi >= 0 && yi < oh && yj >= 0 && yj < ow)
+                                    yn[(o * oh + yi) * ow + yj] +=
+                                        v * w[((ci * oc + o) * k + ki) * k + kj];
+                            }
+                }
+    }
+}
+
+/* The adjoint of ref_deconv: dx, dw (weight then bias) from dy, each written. */
+static void ref_deconv_backward(const dp_layer *l, int rows, const double *w, const double *x,
+                                const double *dy, double *dx, double *dw)
+{
+    int c = l->in_shape.d[0], h = l->in_shape.d[1], wd = l->in_shape.d[2];
+    int oc = l->out_shape.d[0], oh = l->out_shape.d[1], ow = l->out_shape.d[2];
+    int k = l->args[1], s = deconv_stride_of(l), pad = deconv_pad_of(l);
+    memset(dw, 0, l->param_count * sizeof *dw);
+    double *db = dw + (size_t)c * oc * k * k;
+    for (int n = 0; n < rows; n++) {
+        const double *dyn = dy + (size_t)n * oc * oh * ow;
+        for (int o = 0; o < oc; o++)
+            for (int e = 0; e < oh * ow; e++)
+                db[o] += dyn[o * oh * ow + e];
+        for (int ci = 0; ci < c; ci++)
+            for (int i = 0; i < h; i++)
+                for (int j = 0; j < wd; j++) {
+                    size_t at = ((size_t)(n * c + ci) * h + i) * wd + j;
+                    double sum = 0.0;
+                    for (int o = 0; o < oc; o++)
+                        for (int ki = 0; ki < k; ki++)
+                            for (int kj = 0; kj < k; kj++) {
+                                int yi = i * s - pad + ki, yj = j * s - pad + kj;
+                                if (yi < 0 || yi >= oh || yj < 0 || yj >= ow)
+                                    continue;
+                                size_t wi = ((size_t)(ci * oc + o) * k + ki) * k + kj;
+                                double g = dyn[(o * oh + yi) * ow + yj];
+                                sum += g * w[wi];
+                                dw[wi] += g * x[at];
+                            }
+                    dx[at] = sum;
+                }
+    }
+}
+
+/* y = layer(x) in double for the kinds of this section (and linear, for whole models). */
+static void ref_gan_layer(const dp_layer *l, int rows, const double *params, const double *x,
+                          double *y)
+{
+    size_t n = (size_t)rows * l->in;
+    if (l->ops == &dp_layer_deconv) {
+        ref_deconv(l, rows, params, x, y);
+    } else if (l->ops == &dp_layer_leakyrelu) {
+        double slope = ref_slope(l);
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] > 0.0 ? x[i] : slope * x[i];
+    } else if (l->ops == &dp_layer_sigmoid) {
+        for (size_t i = 0; i < n; i++)
+            y[i] = 1.0 / (1.0 + exp(-x[i]));
+    } else if (l->ops == &dp_layer_unflatten || l->ops == &dp_layer_flatten) {
+        memcpy(y, x, n * sizeof *y);
+    } else if (l->ops == &dp_layer_linear) {
+        ref_forward(l, rows, params, x, y);
+    } else {
+        ck_abort_msg("no reference for layer kind %s", l->ops->name);
+    }
+}
+
+/* One layer parsed from its text, with its float buffers (device: the CPU's host memory) and
+ * double copies of its inputs. */
+typedef struct one_layer {
+    dp_layer *layers; /* the parser's array of one */
+    dp_layer *l;
+    int rows;
+    size_t nx, ny, np;
+    float *x, *y, *r, *dx, *params, *grads, *scratch, *saved;
+    double *xd, *rd, *pd;
+} one_layer;
+
+static void *zalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    ck_assert(p);
+    return p;
+}
+
+/* Parses spec (one layer) on inputs of shape `in`; draws x with |x| in [0.05, 2] (away from
+ * leaky ReLU's kink), r (dy) in [-1, 1] and the parameters in [-0.5, 0.5]. */
+static void one_layer_init(one_layer *c, const char *spec, dp_shape in, int rows, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    int n;
+    size_t np;
+    dp_err err;
+    ck_assert_msg(dp_layer_list_parse(spec, in, 0, &c->layers, &n, &np, &err) == 0, "%s: %s",
+                  spec, err.msg);
+    ck_assert_int_eq(n, 1);
+    c->l = &c->layers[0];
+    c->rows = rows;
+    c->nx = (size_t)rows * c->l->in;
+    c->ny = (size_t)rows * c->l->out;
+    c->np = np;
+    ck_assert_uint_eq(np, c->l->param_count);
+    c->x = zalloc(c->nx, sizeof *c->x);
+    c->dx = zalloc(c->nx, sizeof *c->dx);
+    c->xd = zalloc(c->nx, sizeof *c->xd);
+    c->y = zalloc(c->ny, sizeof *c->y);
+    c->r = zalloc(c->ny, sizeof *c->r);
+    c->rd = zalloc(c->ny, sizeof *c->rd);
+    c->params = zalloc(np, sizeof *c->params);
+    c->grads = zalloc(np, sizeof *c->grads);
+    c->pd = zalloc(np, sizeof *c->pd);
+    c->scratch = zalloc(c->l->ops->scratch ? c->l->ops->scratch(c->l, rows) : 0, sizeof(float));
+    c->saved = zalloc((size_t)rows * c->l->saved, sizeof(float));
+    dp_rng rng = dp_rng_stream(seed, 100, 3);
+    for (size_t i = 0; i < c->nx; i++) {
+        double v = uniform(&rng, 0.05, 2.0);
+        c->xd[i] = c->x[i] = (float)(dp_rng_uniform(&rng) < 0.5 ? -v : v);
+    }
+    for (size_t i = 0; i < c->ny; i++)
+        c->rd[i] = c->r[i] = (float)uniform(&rng, -1.0, 1.0);
+    for (size_t i = 0; i < np; i++)
+        c->pd[i] = c->params[i] = (float)uniform(&rng, -0.5, 0.5);
+}
+
+static void one_layer_free(one_layer *c)
+{
+    free(c->x), free(c->y), free(c->r), free(c->dx), free(c->params), free(c->grads);
+    free(c->scratch), free(c->saved), free(c->xd), free(c->rd), free(c->pd);
+    free(c->layers);
+}
+
+/* Forward, then backward with dy = r (dx skipped unless with_dx). */
+static void one_layer_run(one_layer *c, dp_device *dev, int accumulate, int with_dx)
+{
+    dp_pass p = { .dev = dev, .rows = c->rows, .accumulate = accumulate, .saved = c->saved,
+                  .scratch = c->scratch };
+    c->l->ops->forward(c->l, &p, c->params, c->x, c->y);
+    c->l->ops->backward(c->l, &p, c->params, c->grads, c->x, c->y, c->r,
+                        with_dx ? c->dx : NULL);
+}
+
+/* sum(layer(x) * r) in double. */
+static double one_layer_objective(const one_layer *c)
+{
+    double *y = zalloc(c->ny, sizeof *y), sum = 0.0;
+    ref_gan_layer(c->l, c->rows, c->pd, c->xd, y);
+    for (size_t i = 0; i < c->ny; i++)
+        sum += y[i] * c->rd[i];
+    free(y);
+    return sum;
+}
+
+static double one_layer_diff(const one_layer *c, double *v)
+{
+    double keep = *v;
+    *v = keep + FD_STEP;
+    double up = one_layer_objective(c);
+    *v = keep - FD_STEP;
+    double down = one_layer_objective(c);
+    *v = keep;
+    return (up - down) / (2.0 * FD_STEP);
+}
+
+/* spec on inputs `in`: the forward against the reference, and dx and every parameter's
+ * gradient against central differences. The gradients start as garbage (backward overwrites
+ * them without accumulate). */
+static void check_one_layer(const char *spec, dp_shape in, int rows, uint64_t seed)
+{
+    dp_device dev;
+    device_init(&dev);
+    one_layer c;
+    one_layer_init(&c, spec, in, rows, seed);
+    for (size_t i = 0; i < c.np; i++)
+        c.grads[i] = 1234.5f;
+    one_layer_run(&c, &dev, 0, 1);
+    double *yd = zalloc(c.ny, sizeof *yd);
+    ref_gan_layer(c.l, rows, c.pd, c.xd, yd);
+    for (size_t i = 0; i < c.ny; i++)
+        ck_assert_msg(close_to(c.y[i], yd[i], FWD_TOL), "%s: y[%zu] = %.9g, reference %.9g",
+                      spec, i, c.y[i], yd[i]);
+    for (size_t i = 0; i < c.nx; i++) {
+        double want = one_layer_diff(&c, &c.xd[i]);
+        ck_assert_msg(close_to(c.dx[i], want, GRAD_TOL),
+                      "%s: dx[%zu] = %.9g, finite difference %.9g (x = %.6g)", spec, i, c.dx[i],
+                      want, c.xd[i]);
+    }
+    for (size_t i = 0; i < c.np; i++) {
+        double want = one_layer_diff(&c, &c.pd[i]);
+        ck_assert_msg(close_to(c.grads[i], want, GRAD_TOL),
+                      "%s: dparam[%zu] = %.9g, finite difference %.9g", spec, i, c.grads[i],
+                      want);
+    }
+    free(yd);
+    one_layer_free(&c);
+    dp_cpu_device_destroy(&dev);
+}
+
+static dp_shape image(int c, int h, int w)
+{
+    return (dp_shape){ 3, { c, h, w } };
+}
+
+/* deconv against nn.ConvTranspose2d's formula and its finite differences: stride 1 and 2 (and
+ * 3, wider than the kernel, which leaves outputs that only the bias reaches), padding 0, 1 and
+ * 2 (as wide as the kernel), kernels 1, 2, 3 and 4, non-square inputs, C != OUT, and DCGAN's
+ * first layer (a 1x1 input to 4x4). */
+START_TEST(test_deconv_grad)
+{
+    check_one_layer("deconv:2:3", image(3, 3, 4), 2, 11);          /* 3x4 -> 5x6 */
+    check_one_layer("deconv:3:4:2:1", image(2, 3, 2), 2, 12);      /* 3x2 -> 6x4 */
+    check_one_layer("deconv:3:1", image(2, 2, 3), 2, 13);          /* K 1 */
+    check_one_layer("deconv:2:3:2:0", image(3, 2, 3), 2, 14);      /* 2x3 -> 5x7 */
+    check_one_layer("deconv:2:3:1:1", image(3, 3, 2), 2, 15);      /* the same size */
+    check_one_layer("deconv:4:4:1:0", image(5, 1, 1), 3, 16);      /* DCGAN's first layer */
+    check_one_layer("deconv:2:2:3", image(2, 2, 2), 2, 17);        /* stride 3 > K 2 */
+    check_one_layer("deconv:2:2:3:2", image(2, 3, 3), 2, 18);      /* padding = K */
+    check_one_layer("deconv:1:3:2:1", image(1, 1, 3), 1, 19);      /* 1x3 -> 1x5 */
+
+    /* the shapes the layer gives, (H - 1) * STRIDE - 2 * PAD + K */
+    one_layer c;
+    one_layer_init(&c, "deconv:3:4:2:1", image(2, 3, 2), 1, 1);
+    ck_assert_int_eq(c.l->out_shape.ndim, 3);
+    ck_assert_int_eq(c.l->out_shape.d[0], 3);
+    ck_assert_int_eq(c.l->out_shape.d[1], 6);
+    ck_assert_int_eq(c.l->out_shape.d[2], 4);
+    ck_assert_int_eq(c.l->out, 3 * 6 * 4);
+    ck_assert_uint_eq(c.l->param_count, 2 * 3 * 4 * 4 + 3);
+    ck_assert_msg(c.l->ops->flops(c.l) == 2.0 * 2 * 3 * 4 * 4 * 3 * 2, "flops %g",
+                  c.l->ops->flops(c.l));
+    one_layer_free(&c);
+}
+END_TEST
+
+/* deconv backward: without accumulate stale gradients are overwritten (check_one_layer starts
+ * them as garbage); with accumulate a second pass gives 2x; dx is written, never added to;
+ * without dx the parameter gradients are the same; a pass of 0 rows zeroes them. */
+START_TEST(test_deconv_accumulate_null_dx)
+{
+    dp_device dev;
+    device_init(&dev);
+    one_layer c;
+    one_layer_init(&c, "deconv:3:3:2:1", image(2, 3, 4), 3, 21);
+    for (size_t i = 0; i < c.nx; i++)
+        c.dx[i] = 99.0f;
+    one_layer_run(&c, &dev, 0, 1);
+    float *once = zalloc(c.np, sizeof *once), *dx_once = zalloc(c.nx, sizeof *dx_once);
+    memcpy(once, c.grads, c.np * sizeof *once);
+    memcpy(dx_once, c.dx, c.nx * sizeof *dx_once);
+    one_layer_run(&c, &dev, 1, 1);
+    for (size_t i = 0; i < c.np; i++)
+        ck_assert_msg(close_to(c.grads[i], 2.0 * once[i], ACC_TOL),
+                      "accumulate: dparam[%zu] = %.9g, want %.9g", i, c.grads[i], 2.0 * once[i]);
+    for (size_t i = 0; i < c.nx; i++)
+        ck_assert_msg(c.dx[i] == dx_once[i], "accumulate: dx[%zu] = %.9g, want %.9g", i, c.dx[i],
+                      dx_once[i]);
+    memset(c.grads, 0, c.np * sizeof *c.grads);
+    one_layer_run(&c, &dev, 0, 0);
+    for (size_t i = 0; i < c.np; i++)
+        ck_assert_msg(c.grads[i] == once[i], "dparam[%zu] = %.9g without dx, %.9g with", i,
+                      c.grads[i], once[i]);
+
+    c.rows = 0; /* an empty micro-batch: zero gradients, or untouched ones with accumulate */
+    one_layer_run(&c, &dev, 1, 1);
+    ck_assert_msg(c.grads[0] == once[0], "0 rows with accumulate changed the gradients");
+    one_layer_run(&c, &dev, 0, 1);
+    for (size_t i = 0; i < c.np; i++)
+        ck_assert_msg(c.grads[i] == 0.0f, "0 rows: dparam[%zu] = %.9g", i, c.grads[i]);
+    free(once);
+    free(dx_once);
+    one_layer_free(&c);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
+/* The index of the first got[i] not close to want[i], or n when all are. */
+static size_t first_far(const float *got, const double *want, size_t n, double tol)
+{
+    size_t i = 0;
+    while (i < n && close_to(got[i], want[i], tol))
+        i++;
+    return i;
+}
+
+/* deconv on samples whose patch matrices take more than half the chunk budget (32 MB), so that
+ * 3 samples go through as a chunk of 2 and a chunk of 1: the output, dx and the gradients
+ * (summed over the chunks) against the double reference and its adjoint. */
+START_TEST(test_deconv_chunks)
+{
+    dp_device dev;
+    device_init(&dev);
+    one_layer c; /* 64 * 4 * 4 * 64 * 64 = 4194304 floats of patches per sample */
+    one_layer_init(&c, "deconv:64:4", image(2, 64, 64), 3, 22);
+    ck_assert_uint_eq(c.l->ops->scratch(c.l, 3), 2 * 4194304u);
+    one_layer_run(&c, &dev, 0, 1);
+    double *yd = zalloc(c.ny, sizeof *yd), *dxd = zalloc(c.nx, sizeof *dxd);
+    double *gd = zalloc(c.np, sizeof *gd);
+    ref_deconv(c.l, c.rows, c.pd, c.xd, yd);
+    ref_deconv_backward(c.l, c.rows, c.pd, c.xd, c.rd, dxd, gd);
+    /* the first value out of tolerance of each, checked once (Check records every
+     * assertion, which a million of them would make slow) */
+    size_t bad_y = first_far(c.y, yd, c.ny, FWD_TOL);
+    size_t bad_dx = first_far(c.dx, dxd, c.nx, GRAD_TOL);
+    ck_assert_msg(bad_y == c.ny, "y[%zu] = %.9g, reference %.9g", bad_y, c.y[bad_y], yd[bad_y]);
+    ck_assert_msg(bad_dx == c.nx, "dx[%zu] = %.9g, reference %.9g", bad_dx, c.dx[bad_dx],
+                  dxd[bad_dx]);
+    /* a weight's gradient sums 3 x 64 x 64 products: relative to their size */
+    size_t bad_g = first_far(c.grads, gd, c.np, GRAD_TOL * 10);
+    ck_assert_msg(bad_g == c.np, "dparam[%zu] = %.9g, reference %.9g", bad_g, c.grads[bad_g],
+                  gd[bad_g]);
+    free(yd);
+    free(dxd);
+    free(gd);
+    one_layer_free(&c);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
+/* leakyrelu with slopes 0.2 and -0.5 (PyTorch takes any) and alone (0.01, PyTorch's default):
+ * the forward and dx against finite differences; the slope the layer holds. */
+START_TEST(test_leakyrelu_grad)
+{
+    check_one_layer("leakyrelu:0.2", image(2, 3, 2), 3, 31);
+    check_one_layer("leakyrelu:-0.5", (dp_shape){ 1, { 7 } }, 3, 32);
+    check_one_layer("leakyrelu", (dp_shape){ 2, { 3, 4 } }, 2, 33);
+    check_one_layer("leakyrelu:2", (dp_shape){ 1, { 7 } }, 2, 34);
+
+    dp_device dev;
+    device_init(&dev);
+    const char *specs[] = { "leakyrelu:0.2", "leakyrelu:-0.5", "leakyrelu" };
+    const float slopes[] = { 0.2f, -0.5f, 0.01f };
+    for (int k = 0; k < 3; k++) {
+        one_layer c;
+        one_layer_init(&c, specs[k], (dp_shape){ 1, { 4 } }, 1, 35);
+        const float x[4] = { -3.0f, 2.5f, -0.0f, -1e-3f };
+        memcpy(c.x, x, sizeof x);
+        one_layer_run(&c, &dev, 0, 1);
+        for (int i = 0; i < 4; i++) {
+            float want = x[i] > 0.0f ? x[i] : slopes[k] * x[i];
+            float dwant = x[i] > 0.0f ? c.r[i] : slopes[k] * c.r[i];
+            ck_assert_msg(c.y[i] == want && c.dx[i] == dwant,
+                          "%s: x %g: y %.9g dx %.9g, want %.9g %.9g", specs[k], x[i], c.y[i],
+                          c.dx[i], want, dwant);
+        }
+        one_layer_free(&c);
+    }
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
+/* sigmoid: the forward and dx against finite differences; at large |x| it saturates to 0 and
+ * 1 without NaN or infinities, still accurate relative to its tiny values down to
+ * exp(-80), and its gradient goes to 0. */
+START_TEST(test_sigmoid)
+{
+    check_one_layer("sigmoid", image(2, 2, 3), 2, 41);
+    check_one_layer("sigmoid", (dp_shape){ 1, { 6 } }, 3, 42);
+
+    dp_device dev;
+    device_init(&dev);
+    one_layer c;
+    one_layer_init(&c, "sigmoid", (dp_shape){ 1, { 12 } }, 1, 43);
+    const float x[12] = { 20.0f, 50.0f, 100.0f, 1000.0f, 1e30f, -20.0f,
+                          -50.0f, -80.0f, -100.0f, -1000.0f, -1e30f, 0.0f };
+    memcpy(c.x, x, sizeof x);
+    for (int i = 0; i < 12; i++)
+        c.r[i] = 1.0f;
+    one_layer_run(&c, &dev, 0, 1);
+    for (int i = 0; i < 12; i++) {
+        double want = 1.0 / (1.0 + exp(-(double)x[i]));
+        ck_assert_msg(isfinite(c.y[i]) && c.y[i] >= 0.0f && c.y[i] <= 1.0f && isfinite(c.dx[i]),
+                      "x %g: y %g dx %g", x[i], c.y[i], c.dx[i]);
+        ck_assert_msg(close_to(c.y[i], want, FWD_TOL), "x %g: y %.9g, want %.9g", x[i], c.y[i],
+                      want);
+        ck_assert_msg(close_to(c.dx[i], want * (1.0 - want), FWD_TOL), "x %g: dx %.9g, want %.9g",
+                      x[i], c.dx[i], want * (1.0 - want));
+        if (x[i] >= 20.0f)
+            ck_assert_msg(c.y[i] == 1.0f, "x %g: y %.9g, want 1", x[i], c.y[i]);
+        if (x[i] <= -20.0f && x[i] >= -80.0f)
+            ck_assert_msg(fabs(c.y[i] - want) <= 1e-5 * want, "x %g: y %.9g, want %.9g", x[i],
+                          c.y[i], want);
+        if (x[i] <= -100.0f)
+            ck_assert_msg(c.y[i] < 1e-37f, "x %g: y %.9g, want about 0", x[i], c.y[i]);
+    }
+    ck_assert_msg(c.y[11] == 0.5f && c.dx[11] == 0.25f, "x 0: y %.9g dx %.9g", c.y[11],
+                  c.dx[11]);
+    one_layer_free(&c);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
+/* unflatten:C:H:W takes vectors to images (NCHW order: the same values) and flatten takes them
+ * back: the round trip gives x exactly, and the gradient dy exactly. */
+START_TEST(test_unflatten_round_trip)
+{
+    check_one_layer("unflatten:2:3:4", (dp_shape){ 1, { 24 } }, 2, 51);
+
+    dp_device dev;
+    device_init(&dev);
+    dp_layer *layers;
+    int n;
+    size_t np;
+    dp_err err;
+    ck_assert_msg(dp_layer_list_parse("unflatten:2:3:4, flatten", (dp_shape){ 1, { 24 } }, 0,
+                                      &layers, &n, &np, &err) == 0,
+                  "%s", err.msg);
+    ck_assert_int_eq(n, 2);
+    ck_assert_uint_eq(np, 0);
+    ck_assert_msg(layers[0].out_shape.ndim == 3 && layers[0].out_shape.d[0] == 2 &&
+                      layers[0].out_shape.d[1] == 3 && layers[0].out_shape.d[2] == 4,
+                  "unflatten gives ndim %d", layers[0].out_shape.ndim);
+    ck_assert_msg(layers[1].out_shape.ndim == 1 && layers[1].out == 24, "flatten gives %d",
+                  layers[1].out);
+    enum { R = 3, N = 24 };
+    float x[R * N], mid[R * N], y[R * N], dy[R * N], dmid[R * N], dx[R * N];
+    dp_rng rng = dp_rng_stream(52, 100, 4);
+    for (int i = 0; i < R * N; i++) {
+        x[i] = (float)uniform(&rng, -2.0, 2.0);
+        dy[i] = (float)uniform(&rng, -2.0, 2.0);
+    }
+    dp_pass p = { .dev = &dev, .rows = R };
+    layers[0].ops->forward(&layers[0], &p, NULL, x, mid);
+    layers[1].ops->forward(&layers[1], &p, NULL, mid, y);
+    layers[1].ops->backward(&layers[1], &p, NULL, NULL, mid, y, dy, dmid);
+    layers[0].ops->backward(&layers[0], &p, NULL, NULL, x, mid, dmid, dx);
+    ck_assert_msg(memcmp(x, mid, sizeof x) == 0 && memcmp(x, y, sizeof x) == 0,
+                  "the round trip changed the values");
+    ck_assert_msg(memcmp(dy, dx, sizeof dy) == 0, "the round trip changed the gradient");
+    layers[0].ops->backward(&layers[0], &p, NULL, NULL, x, mid, dmid, NULL); /* no dx: no-op */
+    free(layers);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
+/* A generator-like model through a stage (which sizes the scratch and the buffers between
+ * layers): the mean cross-entropy and the gradient of every parameter against finite
+ * differences of the double reference. */
+START_TEST(test_gan_model_grad)
+{
+    const char *spec = "linear:12, unflatten:3:2:2, deconv:2:4:2:1, leakyrelu:0.2, "
+                       "deconv:3:3:1:1, sigmoid, flatten, linear:3";
+    enum { ROWS_M = 3, IN_M = 4, CLASSES_M = 3 };
+    dp_device dev;
+    device_init(&dev);
+    dp_model m;
+    dp_err err;
+    ck_assert_msg(dp_model_parse(&m, spec, IN_M, CLASSES_M, &err) == 0, "%s", err.msg);
+    dp_optim_config oc = dp_optim_defaults();
+    dp_stage s;
+    ck_assert_msg(dp_stage_create(&s, &m, &dev, 0, m.n_layers, ROWS_M, 1, &oc, &err) == 0, "%s",
+                  err.msg);
+    size_t np = m.n_params;
+    float *host = zalloc(np, sizeof *host), *grads = zalloc(np, sizeof *grads);
+    double *pd = zalloc(np, sizeof *pd);
+    dp_model_init_params(&m, host, 9);
+    for (size_t i = 0; i < np; i++)
+        pd[i] = host[i];
+    dp_stage_upload_params(&s, host);
+    float x[ROWS_M * IN_M];
+    double xd[ROWS_M * IN_M];
+    int32_t labels[ROWS_M] = { 0, 2, 1 };
+    dp_rng rng = dp_rng_stream(10, 100, 5);
+    for (int i = 0; i < ROWS_M * IN_M; i++)
+        xd[i] = x[i] = (float)uniform(&rng, -2.0, 2.0);
+    dev.be->upload(&dev, dp_stage_input(&s, 0), x, sizeof x);
+    dev.be->upload(&dev, dp_stage_labels(&s, 0), labels, sizeof labels);
+    dp_stage_forward(&s, 0, ROWS_M, NULL);
+    float *dlogits = dp_stage_loss(&s, 0, ROWS_M, 1.0f / ROWS_M, true);
+    ck_assert_ptr_nonnull(dlogits);
+    dp_stage_backward(&s, 0, ROWS_M, dlogits, false, false, NULL, NULL);
+    dev.be->download(&dev, grads, s.grads, np * sizeof *grads);
+    float stats[2];
+    dev.be->download(&dev, stats, s.stats, sizeof stats);
+
+    /* the reference: the layers in a row, then the mean cross-entropy */
+    double *a = zalloc((size_t)ROWS_M * 64, sizeof *a), *b = zalloc((size_t)ROWS_M * 64,
+                                                                      sizeof *b);
+    for (int l = 0; l < m.n_layers; l++)
+        ck_assert_int_le(m.layers[l].out, 64);
+    double want_loss = 0.0;
+    for (int pass = -1; pass < (int)np; pass++) { /* -1: the loss itself */
+        double fd_sum[2] = { 0.0, 0.0 };
+        for (int side = 0; side < (pass < 0 ? 1 : 2); side++) {
+            double keep = pass >= 0 ? pd[pass] : 0.0;
+            if (pass >= 0)
+                pd[pass] = keep + (side ? -FD_STEP : FD_STEP);
+            memcpy(a, xd, sizeof xd);
+            for (int l = 0; l < m.n_layers; l++) {
+                const dp_layer *ly = &m.layers[l];
+                ref_gan_layer(ly, ROWS_M, pd + ly->param_offset, a, b);
+                memcpy(a, b, (size_t)ROWS_M * ly->out * sizeof *a);
+            }
+            double loss = 0.0;
+            for (int r = 0; r < ROWS_M; r++) {
+                const double *z = a + r * CLASSES_M;
+                double top = fmax(z[0], fmax(z[1], z[2])), sum = 0.0;
+                for (int k = 0; k < CLASSES_M; k++)
+                    sum += exp(z[k] - top);
+                loss += top + log(sum) - z[labels[r]];
+            }
+            fd_sum[side] = loss / ROWS_M;
+            if (pass >= 0)
+                pd[pass] = keep;
+        }
+        if (pass < 0) {
+            want_loss = fd_sum[0];
+            continue;
+        }
+        double want = (fd_sum[0] - fd_sum[1]) / (2.0 * FD_STEP);
+        ck_assert_msg(close_to(grads[pass], want, GRAD_TOL),
+                      "dparam[%d] = %.9g, finite difference %.9g", pass, grads[pass], want);
+    }
+    ck_assert_msg(close_to(stats[0] / ROWS_M, want_loss, FWD_TOL), "loss %.9g, reference %.9g",
+                  stats[0] / ROWS_M, want_loss);
+    free(a);
+    free(b);
+    free(host);
+    free(grads);
+    free(pd);
+    dp_stage_destroy(&s);
+    dp_model_free(&m);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
+/* Parses spec on images [c, h, w], expecting failure with `needle` in the message. */
+static void expect_image_error(const char *spec, dp_shape in, const char *needle)
+{
+    dp_model m;
+    dp_err err;
+    err.msg[0] = '\0';
+    ck_assert_msg(dp_model_parse_shape(&m, spec, in, 3, &err) == -1, "\"%s\" was accepted",
+                  spec);
+    ck_assert_msg(strstr(err.msg, needle) != NULL, "\"%s\": message \"%s\" lacks \"%s\"", spec,
+                  err.msg, needle);
+}
+
+/* The parser on the new kinds: real numbers only where a kind takes them (conv still refuses
+ * fractions with its message), finite slopes only, unflatten's count and input, deconv's
+ * input and geometry. */
+START_TEST(test_gan_parse_errors)
+{
+    dp_shape img = image(2, 4, 4), one = image(3, 1, 1);
+    expect_image_error("conv:8:2.5, flatten, linear:3", img, "expected a whole number from 0");
+    expect_image_error("conv:8.0:3, flatten, linear:3", img, "expected a whole number from 0");
+    expect_parse_error("linear:8, leakyrelu:nan, linear:3", 4, 3,
+                       "\"leakyrelu:nan\": nan is not a finite number");
+    expect_parse_error("linear:8, leakyrelu:NaN, linear:3", 4, 3, "not a finite number");
+    expect_parse_error("linear:8, leakyrelu:inf, linear:3", 4, 3, "inf is not a finite number");
+    expect_parse_error("linear:8, leakyrelu:-infinity, linear:3", 4, 3, "not a finite number");
+    expect_parse_error("linear:8, leakyrelu:1e999, linear:3", 4, 3, "not a finite number");
+    expect_parse_error("linear:8, leakyrelu:0.2x, linear:3", 4, 3,
+                       "expected a number such as 0.2 after ':', not \"0.2x\"");
+    expect_parse_error("linear:8, leakyrelu:, linear:3", 4, 3, "expected a number such as 0.2");
+    expect_parse_error("linear:8, leakyrelu:0.1:0.2, linear:3", 4, 3,
+                       "write leakyrelu[:SLOPE]");
+    expect_parse_error("linear:8, sigmoid:1, linear:3", 4, 3, "sigmoid takes no numbers");
+    expect_parse_error("linear:8, sigmoid:0.5, linear:3", 4, 3, "expected a whole number");
+    expect_parse_error("linear:12, unflatten:2:2:2, flatten, linear:3", 4, 3,
+                       "unflatten:2:2:2 gets vectors of 12 values, but C * H * W = 8");
+    expect_parse_error("linear:12, unflatten:2:3, flatten, linear:3", 4, 3,
+                       "write unflatten:C:H:W");
+    expect_parse_error("linear:12, unflatten:0:3:4, flatten, linear:3", 4, 3, "at least 1");
+    expect_image_error("unflatten:2:4:4, flatten, linear:3", img,
+                       "needs vectors of C * H * W = 32 values as input, but gets images "
+                       "[2, 4, 4]");
+    expect_parse_error("deconv:2:3, flatten, linear:3", 4, 3, "deconv needs images");
+    expect_image_error("deconv:2:3:1:2, flatten, linear:3", one,
+                       "deconv:2:3:1:2 on a 1x1 input gives a -1x-1 output");
+    expect_image_error("deconv:2:3:1:3, flatten, linear:3", img,
+                       "deconv:2:3:1:3 on a 4x4 input gives a 0x0 output");
+    expect_image_error("deconv:2:3:0, flatten, linear:3", img, "stride must be at least 1");
+    expect_image_error("deconv:2:0, flatten, linear:3", img, "kernel size and the stride");
+    expect_image_error("deconv:0:3, flatten, linear:3", img, "at least 1 output channel");
+    expect_image_error("deconv:2, flatten, linear:3", img, "write deconv:OUT:K[:STRIDE[:PAD]]");
+    expect_image_error("deconv:1:1:16777216, flatten, linear:3", image(1, 4, 4),
+                       "values per sample");
+}
+END_TEST
+
+/* Real numbers as written: leakyrelu's slope in reals (its whole part in args), and the
+ * model's description writes each back so that it parses to the same double, in the fewest
+ * digits that do (0.2 as 0.2, 0.1 + 0.2 with its 17); whole numbers stay as they were. */
+START_TEST(test_real_args_round_trip)
+{
+    const char *spec = "linear:12, unflatten:3:2:2, deconv:2:3:2:1, leakyrelu:0.2, flatten, "
+                       "leakyrelu, leakyrelu:-0.5, leakyrelu:0.30000000000000004, "
+                       "leakyrelu:-2.75, leakyrelu:1e-07, leakyrelu:3, sigmoid, linear:3";
+    dp_model m;
+    dp_err err;
+    ck_assert_msg(dp_model_parse(&m, spec, 5, 3, &err) == 0, "%s", err.msg);
+    const dp_layer *l = m.layers;
+    ck_assert_msg(l[3].nargs == 1 && l[3].reals[0] == 0.2 && l[3].args[0] == 0, "0.2: %d %g %d",
+                  l[3].nargs, l[3].reals[0], l[3].args[0]);
+    ck_assert_int_eq(l[5].nargs, 0);
+    ck_assert_msg(l[6].reals[0] == -0.5 && l[6].args[0] == 0, "-0.5");
+    ck_assert_msg(l[7].reals[0] == 0.1 + 0.2, "0.1 + 0.2: %.17g", l[7].reals[0]);
+    ck_assert_msg(l[8].reals[0] == -2.75 && l[8].args[0] == -2, "-2.75: %d", l[8].args[0]);
+    ck_assert_msg(l[10].reals[0] == 3.0 && l[10].args[0] == 3, "3");
+    char desc[512];
+    dp_model_describe(&m, desc, sizeof desc);
+    ck_assert_str_eq(desc, "linear:12, unflatten:3:2:2, deconv:2:3:2:1, leakyrelu:0.2, flatten, "
+                           "leakyrelu, leakyrelu:-0.5, leakyrelu:0.30000000000000004, "
+                           "leakyrelu:-2.75, leakyrelu:1e-07, leakyrelu:3, sigmoid, linear:3");
+    dp_model again;
+    ck_assert_msg(dp_model_parse(&again, desc, 5, 3, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < m.n_layers; i++)
+        for (int a = 0; a < m.layers[i].nargs; a++)
+            ck_assert_msg(again.layers[i].reals[a] == m.layers[i].reals[a] &&
+                              again.layers[i].args[a] == m.layers[i].args[a],
+                          "layer %d number %d: %.17g, was %.17g", i, a,
+                          again.layers[i].reals[a], m.layers[i].reals[a]);
+    dp_model_free(&again);
+    dp_model_free(&m);
+
+    /* a float-valued slope such as (float)0.1 keeps all its digits */
+    char text[64];
+    snprintf(text, sizeof text, "leakyrelu:%.17g, linear:3", (double)0.1f);
+    ck_assert_msg(dp_model_parse(&m, text, 5, 3, &err) == 0, "%s", err.msg);
+    dp_model_describe(&m, desc, sizeof desc);
+    ck_assert_str_eq(desc, "leakyrelu:0.10000000149011612, linear:3");
+    ck_assert_msg(m.layers[0].reals[0] == (double)0.1f, "(float)0.1");
+    dp_model_free(&m);
+}
+END_TEST
+
+/* deconv's state_dict names and shapes (weight [C_in, OUT, K, K], bias [OUT]) and
+ * nn.ConvTranspose2d's initialisation: uniform within 1 / sqrt(fan_in) with PyTorch's fan_in
+ * from the weight's dimension 1, OUT * K * K, for the weight and the bias; not C * K * K, the
+ * bound of a convolution, which the draws exceed. */
+START_TEST(test_deconv_init_and_tensors)
+{
+    dp_model m;
+    dp_err err;
+    ck_assert_msg(dp_model_parse(&m, "linear:24, unflatten:4:2:3, deconv:3:4:2:1, sigmoid, "
+                                     "flatten, linear:5",
+                                 6, 5, &err) == 0,
+                  "%s", err.msg);
+    dp_model_tensor t[8];
+    ck_assert_int_eq(dp_model_tensors(&m, NULL), 6);
+    ck_assert_int_eq(dp_model_tensors(&m, t), 6);
+    const char *names[6] = { "0.weight", "0.bias", "2.weight", "2.bias", "5.weight", "5.bias" };
+    const int ndim[6] = { 2, 1, 4, 1, 2, 1 };
+    const int64_t shape[6][4] = { { 24, 6 }, { 24 }, { 4, 3, 4, 4 }, { 3 }, { 5, 3 * 4 * 6 },
+                                  { 5 } };
+    size_t offset = 0;
+    for (int i = 0; i < 6; i++) {
+        ck_assert_str_eq(t[i].name, names[i]);
+        ck_assert_int_eq(t[i].info.ndim, ndim[i]);
+        size_t count = 1;
+        for (int d = 0; d < ndim[i]; d++) {
+            ck_assert_msg(t[i].info.shape[d] == shape[i][d], "%s: shape[%d] = %lld, want %lld",
+                          names[i], d, (long long)t[i].info.shape[d], (long long)shape[i][d]);
+            count *= (size_t)shape[i][d];
+        }
+        ck_assert_msg(t[i].info.count == count && t[i].info.offset == offset &&
+                          !t[i].info.buffer && !t[i].info.int64,
+                      "%s: count %zu offset %zu", names[i], t[i].info.count, t[i].info.offset);
+        offset += count;
+    }
+    ck_assert_uint_eq(offset, m.n_params);
+
+    const dp_layer *l = &m.layers[2];
+    float *a = zalloc(m.n_params, sizeof *a), *b = zalloc(m.n_params, sizeof *b);
+    dp_model_init_params(&m, a, 42);
+    double bound = 1.0 / sqrt(3.0 * 4 * 4), conv_bound = 1.0 / sqrt(4.0 * 4 * 4);
+    size_t nw = 4 * 3 * 4 * 4;
+    float top = 0.0f, lo = 0.0f, hi = 0.0f;
+    for (size_t i = 0; i < l->param_count; i++) {
+        float v = a[l->param_offset + i];
+        ck_assert_msg(fabs(v) <= bound, "deconv param %zu = %.9g outside +-%.9g", i, v, bound);
+        top = fmaxf(top, fabsf(v));
+        lo = fminf(lo, v);
+        hi = fmaxf(hi, v);
+    }
+    ck_assert_msg(top > conv_bound, "every |value| <= %.9g: the bound of C * K * K", conv_bound);
+    ck_assert_msg(hi - lo > bound, "values span only [%.9g, %.9g]", lo, hi);
+    const float *bias = a + l->param_offset + nw;
+    ck_assert_msg(bias[0] != bias[1] && bias[1] != bias[2] && bias[0] != 0.0f,
+                  "bias not drawn: %g %g %g", bias[0], bias[1], bias[2]);
+    dp_model_init_params(&m, b, 42);
+    ck_assert_msg(memcmp(a, b, m.n_params * sizeof *a) == 0, "seed 42 twice gives two vectors");
+    dp_model_init_params(&m, b, 43);
+    ck_assert_msg(memcmp(a + l->param_offset, b + l->param_offset,
+                         l->param_count * sizeof *a) != 0,
+                  "seeds 42 and 43 give the same deconv");
+    free(a);
+    free(b);
+    dp_model_free(&m);
+}
+END_TEST
+
 Suite *layers_suite(void)
 {
     Suite *s = suite_create("layers");
@@ -606,6 +1347,16 @@ Suite *layers_suite(void)
     tcase_add_test(tc, test_parse_errors);
     tcase_add_test(tc, test_init_params);
     tcase_add_test(tc, test_model_tensors);
+    tcase_add_test(tc, test_deconv_grad);
+    tcase_add_test(tc, test_deconv_accumulate_null_dx);
+    tcase_add_test(tc, test_deconv_chunks);
+    tcase_add_test(tc, test_leakyrelu_grad);
+    tcase_add_test(tc, test_sigmoid);
+    tcase_add_test(tc, test_unflatten_round_trip);
+    tcase_add_test(tc, test_gan_model_grad);
+    tcase_add_test(tc, test_gan_parse_errors);
+    tcase_add_test(tc, test_real_args_round_trip);
+    tcase_add_test(tc, test_deconv_init_and_tensors);
     suite_add_tcase(s, tc);
     return s;
 }

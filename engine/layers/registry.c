@@ -11,10 +11,14 @@ const dp_layer_ops *const dp_layer_kinds[] = {
     &dp_layer_conv,    /* conv.c */
     &dp_layer_maxpool, /* conv.c */
     &dp_layer_avgpool, /* conv.c */
+    &dp_layer_deconv,  /* deconv.c */
     &dp_layer_flatten, /* flatten.c */
+    &dp_layer_unflatten, /* flatten.c */
     &dp_layer_relu,    /* activation.c */
     &dp_layer_gelu,    /* activation.c */
     &dp_layer_tanh,    /* activation.c */
+    &dp_layer_leakyrelu, /* activation.c */
+    &dp_layer_sigmoid, /* activation.c */
     &dp_layer_embed,   /* embedding.c */
     &dp_layer_pos,     /* embedding.c */
     &dp_layer_ln,      /* layernorm.c */
