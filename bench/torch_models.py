@@ -218,11 +218,16 @@ def build(layers, in_shape, classes):
 
 
 def save_safetensors(path, state):
-    """Writes a state_dict as safetensors (F32), for dpmptop --init."""
+    """Writes a state_dict as safetensors for dpmptop --init: F32, and I64 for integer tensors
+    (batch normalisation's num_batches_tracked)."""
     header, blobs, at = {}, [], 0
     for name, t in state.items():
-        b = t.detach().cpu().contiguous().float().numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [at, at + len(b)]}
+        t = t.detach().cpu().contiguous()
+        if t.dtype == torch.int64:
+            dtype, b = "I64", t.numpy().astype("<i8").tobytes()
+        else:
+            dtype, b = "F32", t.float().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [at, at + len(b)]}
         blobs.append(b)
         at += len(b)
     text = json.dumps(header).encode()
@@ -232,7 +237,8 @@ def save_safetensors(path, state):
 
 
 def load_safetensors(path):
-    """Reads an F32 safetensors file (dpmptop --save) into a dict for load_state_dict."""
+    """Reads a safetensors file (dpmptop --save: F32, and I64 for num_batches_tracked) into a
+    dict for load_state_dict."""
     with open(path, "rb") as f:
         raw = f.read()
     (n,) = struct.unpack("<Q", raw[:8])
@@ -242,9 +248,10 @@ def load_safetensors(path):
     for name, e in header.items():
         if name == "__metadata__":
             continue
-        if e["dtype"] != "F32":
-            raise ValueError(f"{path}: {name} is {e['dtype']}, not F32")
+        dtypes = {"F32": torch.float32, "I64": torch.int64}
+        if e["dtype"] not in dtypes:
+            raise ValueError(f"{path}: {name} is {e['dtype']}, not F32 or I64")
         b, end = e["data_offsets"]
-        t = torch.frombuffer(bytearray(body[b:end]), dtype=torch.float32)
+        t = torch.frombuffer(bytearray(body[b:end]), dtype=dtypes[e["dtype"]])
         out[name] = t.reshape(e["shape"])
     return out

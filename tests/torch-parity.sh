@@ -12,7 +12,7 @@ if ! "$py" -c "import torch" 2>/dev/null; then
     rm -rf "$work"
     exit 77
 fi
-for variant in mlp-sgd mlp-adamw cnn-sgd cnn-adamw gpt-sgd gpt-adamw; do
+for variant in mlp-sgd mlp-adamw cnn-sgd cnn-adamw gpt-sgd gpt-adamw gan-sgd gan-adamw; do
     d="$work/$variant"
     mkdir -p "$d"
     "$py" "$srcdir/tests/torch_parity.py" prepare "$d" "$variant" || { fail "$variant: prepare"; continue; }

@@ -43,6 +43,12 @@ MODELS = {
                        "res(conv:8:3:1:1, tanh), avgpool, linear:10"),
     "gpt": dict(data="text", shape=(8,), classes=256, text_bytes=600, batch=16,
                 layers="embed:256:16, pos, block:2, block:2, ln, linear:256"),
+    # every layer a DCGAN needs: batch normalisation after images and after vectors, leaky
+    # ReLU (a slope, and the default), sigmoid, unflatten and transposed convolutions
+    "gan": dict(data="cifar10", shape=(3, 16, 16), classes=10, n_train=40, n_test=30, batch=16,
+                layers="conv:6:3:2:1, bn, leakyrelu:0.2, conv:8:4:2:1, bn, relu, flatten, "
+                       "linear:24, bn, sigmoid, linear:64, unflatten:4:4:4, deconv:6:4:2:1, bn, "
+                       "leakyrelu, deconv:3:3:1:1, tanh, flatten, linear:10"),
 }
 
 OPTIMS = {
@@ -138,9 +144,10 @@ def prepare(d, name):
     write_data(d, m)
     torch.manual_seed(3)
     model = build_model(m)
-    with torch.no_grad():  # LayerNorm starts at 1 and 0: move it off so a mix-up shows
+    norms = (torch.nn.LayerNorm, torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    with torch.no_grad():  # norms start at 1 and 0: move them off so a mix-up shows
         for mod in model.modules():
-            if isinstance(mod, torch.nn.LayerNorm):
+            if isinstance(mod, norms):
                 mod.weight.add_(0.1 * torch.randn_like(mod.weight))
                 mod.bias.add_(0.1 * torch.randn_like(mod.bias))
     torch_models.save_safetensors(f"{d}/init.safetensors", model.state_dict())
@@ -218,11 +225,37 @@ def check(d, name):
         if not err <= 1e-4 * scale:
             print(f"{name}: {n}: max |dpmptop - PyTorch| = {err:.3g}, max |PyTorch| = {scale:.3g}")
             failed = True
+    if m["data"] != "text":  # the saved model evaluates as dpmptop did, in evaluation mode
+        failed |= check_evaluation(m, got, d, name)
     key_bias = f", key bias {worst_key_bias:.2g} of the lr sum" if worst_key_bias else ""
     print(f"{name}: {'FAILED' if failed else 'ok'}: {STEPS} steps, final loss "
           f"{ours[-1] if ours else None} (dpmptop) vs {losses[-1]} (PyTorch); worst relative "
           f"difference: loss {worst_loss:.2g}, weights {worst_param:.2g}{key_bias}")
     return 1 if failed else 0
+
+
+def check_evaluation(m, saved, d, name):
+    """dpmptop's --save file, loaded strictly into the PyTorch twin in evaluation mode (batch
+    normalisation on its running statistics), gives dpmptop's final evaluation of the test
+    split: the mean loss within 1e-5 relative, the same accuracy."""
+    model = build_model(m)
+    model.load_state_dict(saved, strict=True)
+    model.eval()
+    x, y = images(m, "test")
+    with torch.no_grad():
+        out = model(x.float() / 255)
+    loss = torch.nn.functional.cross_entropy(out, y.long()).item()
+    accuracy = (out.argmax(1) == y.long()).float().mean().item()
+    evals = [json.loads(line) for line in open(f"{d}/m.jsonl") if '"type":"eval"' in line]
+    if not evals:
+        print(f"{name}: dpmptop logged no evaluation")
+        return True
+    ours = evals[-1]
+    ok = abs(ours["loss"] - loss) <= 1e-5 * abs(loss) and abs(ours["accuracy"] - accuracy) < 1e-9
+    print(f"{name}: evaluation of the saved model: loss {ours['loss']!r} (dpmptop) vs {loss!r} "
+          f"(PyTorch, eval mode), accuracy {ours['accuracy']} vs {accuracy}"
+          f"{'' if ok else ': DIFFERENT'}")
+    return not ok
 
 
 if __name__ == "__main__":
