@@ -359,6 +359,19 @@ int dp_model_tensors(const dp_model *m, dp_model_tensor *out)
     return n;
 }
 
+size_t dp_model_trainable(const dp_model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        dp_tensor_info t[DP_MAX_LAYER_TENSORS];
+        int k = m->layers[i].ops->tensors(&m->layers[i], t);
+        for (int j = 0; j < k; j++)
+            if (!t[j].buffer)
+                n += t[j].count;
+    }
+    return n;
+}
+
 static size_t describe_list(const dp_layer *layers, int n, char *buf, size_t size)
 {
     size_t used = 0;
