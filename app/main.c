@@ -105,8 +105,8 @@ static void print_banner(const dp_run *r)
            PACKAGE_VERSION, c->name, n_dev, n_dev == 1 ? "" : "s",
            dp_trainer_device(trainer, 0)->name, n_dev > 1 ? ".." : "",
            n_dev > 1 ? dp_trainer_device(trainer, n_dev - 1)->name : "", plan_text, train->name,
-           train->n, train->features, train->classes, test->n, desc, r->model.n_params, r->total,
-           r->per_epoch, c->data.batch);
+           train->n, train->features, train->classes, test->n, desc,
+           dp_model_trainable(&r->model), r->total, r->per_epoch, c->data.batch);
     char cut[160];
     if (dp_plan_cut_reason(&r->plan, r->n_devices, &r->model, cut, sizeof cut))
         printf("  plan:  %s\n", cut);
@@ -135,7 +135,7 @@ static int run_loop_in_mode(dp_run *r, dp_run_loop_opts *o, bool dashboard, dp_m
         const char *no_color = getenv("NO_COLOR");
         dp_dashboard_info info = {
             .version = PACKAGE_VERSION, .run_name = r->cfg.name, .data_name = r->train.name,
-            .samples = r->train.n, .model = desc, .params = r->model.n_params,
+            .samples = r->train.n, .model = desc, .params = dp_model_trainable(&r->model),
             .refresh_ms = (int)r->cfg.refresh_ms,
             .color = r->cfg.color && !(no_color && no_color[0]),
             .monitor = monitor, .tty = tty, .max_stages = dp_plan_max_stages(&r->model),

@@ -391,6 +391,19 @@ int dp_model_tensors(const dp_model *m, dp_model_tensor *out)
     return n;
 }
 
+size_t dp_model_trainable(const dp_model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        dp_tensor_info t[DP_MAX_LAYER_TENSORS];
+        int k = m->layers[i].ops->tensors(&m->layers[i], t);
+        for (int j = 0; j < k; j++)
+            if (!t[j].buffer)
+                n += t[j].count;
+    }
+    return n;
+}
+
 /* The fewest significant digits of v that strtod reads back as v exactly: 0.2 as "0.2", not
  * %.17g's 0.20000000000000001, yet 0.1f's double value with all the digits it needs. */
 static void shortest_real(double v, char *buf, size_t size)

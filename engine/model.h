@@ -56,6 +56,11 @@ typedef struct dp_model_tensor {
  * the count. */
 int dp_model_tensors(const dp_model *m, dp_model_tensor *out);
 
+/* The trained parameters: PyTorch's sum(p.numel() for p in model.parameters()), what a user
+ * is told the model has. Buffers (running statistics) are in n_params, the flat vector's
+ * length, but not here. */
+size_t dp_model_trainable(const dp_model *m);
+
 /* Writes the layer list back in the syntax dp_model_parse reads. */
 void dp_model_describe(const dp_model *m, char *buf, size_t size);
 

@@ -1,4 +1,5 @@
-/* safetensors.c -- reading and writing F32 safetensors files for a model. */
+/* safetensors.c -- reading and writing safetensors files for a model: F32 tensors, and I64 for
+ * the tensors that hold whole numbers (dp_tensor_info.int64: num_batches_tracked). */
 #include "engine/safetensors.h"
 
 #include <ctype.h>
@@ -14,32 +15,87 @@
 #define HEADER_MAX ((uint64_t)100 << 20)
 /* A weights file for any model this version can build fits well within this. */
 #define FILE_MAX ((size_t)1 << 36)
+/* The largest whole number a float holds exactly with every whole number below it: an I64
+ * value above it could not be loaded into the flat float vector without changing. */
+#define I64_MAX_EXACT ((int64_t)1 << 24)
 
-/* The tensors of a file: the model's, once for its parameters, or once per slot of per-
- * parameter state ("0.weight.exp_avg", ..., slot s at s * n_params in the flat vector).
- * Returns a calloc'd array of *n (NULL when out of memory). */
+/* The tensors of a file: the model's, once for its parameters (every tensor of the
+ * state_dict, buffers included), or once per slot of per-parameter state ("0.weight.exp_avg",
+ * ..., slot s at s * n_params in the flat vector), which only trained tensors have: PyTorch's
+ * optimizer state holds nothing for a buffer. Returns a calloc'd array of *n (NULL when out of
+ * memory). */
 static dp_model_tensor *list_tensors(const dp_model *m, int n_slots, const char *const *slots,
                                      int *n)
 {
     int per = dp_model_tensors(m, NULL);
+    dp_model_tensor *all = calloc((size_t)per + 1, sizeof *all);
     dp_model_tensor *t = calloc((size_t)per * (size_t)n_slots + 1, sizeof *t);
-    if (!t)
+    if (!all || !t) {
+        free(all);
+        free(t);
         return NULL;
+    }
+    dp_model_tensors(m, all);
+    int used = 0;
     for (int s = 0; s < n_slots; s++) {
-        dp_model_tensor *part = t + (size_t)s * per;
-        dp_model_tensors(m, part);
-        for (int i = 0; slots && i < per; i++) {
-            char base[sizeof part[i].name];
-            snprintf(base, sizeof base, "%s", part[i].name);
-            snprintf(part[i].name, sizeof part[i].name, "%s.%s", base, slots[s]);
-            part[i].info.offset += (size_t)s * m->n_params;
+        for (int i = 0; i < per; i++) {
+            if (slots && all[i].info.buffer)
+                continue;
+            dp_model_tensor *ti = &t[used++];
+            *ti = all[i];
+            if (!slots)
+                continue;
+            snprintf(ti->name, sizeof ti->name, "%s.%s", all[i].name, slots[s]);
+            ti->info.offset += (size_t)s * m->n_params;
+            ti->info.int64 = false; /* optimizer state is real-valued */
         }
     }
-    *n = per * n_slots;
+    free(all);
+    *n = used;
     return t;
 }
 
+/* Bytes of one element of a tensor in a file: I64 or F32. */
+static size_t element_size(const dp_tensor_info *info)
+{
+    return info->int64 ? sizeof(int64_t) : sizeof(float);
+}
+
+static const char *dtype_of(const dp_tensor_info *info)
+{
+    return info->int64 ? "I64" : "F32";
+}
+
 /* ---- writing ---- */
+
+/* Refuses to write an I64 tensor whose floats are not whole numbers from 0 to 2^24: the
+ * reader would refuse the file (such a value is a bug, never a count). */
+static int check_whole(const dp_model_tensor *t, const float *v, const char *path, dp_err *err)
+{
+    for (size_t i = 0; i < t->info.count; i++)
+        if (!(v[i] >= 0.0f && v[i] <= (float)I64_MAX_EXACT && v[i] == floorf(v[i])))
+            return dp_fail(err, "%s: tensor \"%s\" (I64) holds %g at index %zu, not a whole "
+                                "number from 0 to 2^24; not saved",
+                           path, t->name, (double)v[i], i);
+    return 0;
+}
+
+/* Writes a tensor's data: F32 little-endian, the host's own layout on every platform dpmptop
+ * supports; I64 as 8-byte little-endian integers converted from the floats. */
+static void write_data(FILE *f, const dp_model_tensor *t, const float *v)
+{
+    if (!t->info.int64) {
+        fwrite(v, sizeof(float), t->info.count, f);
+        return;
+    }
+    for (size_t i = 0; i < t->info.count; i++) {
+        uint64_t x = (uint64_t)(int64_t)v[i];
+        unsigned char le[8];
+        for (int b = 0; b < 8; b++)
+            le[b] = (unsigned char)(x >> (8 * b));
+        fwrite(le, 1, sizeof le, f);
+    }
+}
 
 static int save_tensors(const char *path, const dp_model *m, int n_slots,
                         const char *const *slots, const float *host, dp_err *err)
@@ -53,15 +109,21 @@ static int save_tensors(const char *path, const dp_model *m, int n_slots,
         free(json);
         return dp_fail(err, "%s: out of memory", path);
     }
+    for (int i = 0; i < n; i++)
+        if (t[i].info.int64 && check_whole(&t[i], host + t[i].info.offset, path, err) < 0) {
+            free(t);
+            free(json);
+            return -1;
+        }
     size_t used = (size_t)snprintf(json, cap, "{\"__metadata__\":{\"format\":\"pt\"}");
     size_t data_at = 0;
     for (int i = 0; i < n; i++) {
-        used += (size_t)snprintf(json + used, cap - used, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[",
-                                 t[i].name);
+        used += (size_t)snprintf(json + used, cap - used, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                                 t[i].name, dtype_of(&t[i].info));
         for (int d = 0; d < t[i].info.ndim; d++)
             used += (size_t)snprintf(json + used, cap - used, "%s%" PRId64, d ? "," : "",
                                      t[i].info.shape[d]);
-        size_t bytes = t[i].info.count * sizeof(float);
+        size_t bytes = t[i].info.count * element_size(&t[i].info);
         used += (size_t)snprintf(json + used, cap - used, "],\"data_offsets\":[%zu,%zu]}",
                                  data_at, data_at + bytes);
         data_at += bytes;
@@ -78,9 +140,8 @@ static int save_tensors(const char *path, const dp_model *m, int n_slots,
             len_le[b] = (unsigned char)((uint64_t)used >> (8 * b));
         fwrite(len_le, 1, 8, af.f);
         fwrite(json, 1, used, af.f);
-        /* F32 little-endian: the host's own layout on every platform dpmptop supports. */
         for (int i = 0; i < n; i++)
-            fwrite(host + t[i].info.offset, sizeof(float), t[i].info.count, af.f);
+            write_data(af.f, &t[i], host + t[i].info.offset);
         rc = dp_atomic_commit(&af, err);
     }
     free(t);
@@ -396,7 +457,11 @@ static int claim_tensor(header_scan *hs, const char *name, dp_err *err)
 static int check_entry(const header_scan *hs, const char *name, const entry *e,
                        const dp_tensor_info *info, dp_err *err)
 {
-    if (strcmp(e->dtype, "F32"))
+    if (info->int64 && strcmp(e->dtype, "I64"))
+        return dp_fail(err, "%s: tensor \"%s\" is %s but dpmptop reads it as I64 (int64, as "
+                            "PyTorch saves a count such as num_batches_tracked)",
+                       hs->what, name, e->dtype);
+    if (!info->int64 && strcmp(e->dtype, "F32"))
         return dp_fail(err, "%s: tensor \"%s\" is %s; dpmptop reads F32 (save with "
                             "model.float())",
                        hs->what, name, e->dtype);
@@ -415,10 +480,11 @@ static int check_entry(const header_scan *hs, const char *name, const entry *e,
                        hs->what, name, got, want);
     }
     if (e->begin > e->end || e->end > hs->data_len ||
-        e->end - e->begin != info->count * sizeof(float))
+        e->end - e->begin != info->count * element_size(info))
         return dp_fail(err, "%s: tensor \"%s\": data_offsets [%" PRIu64 ", %" PRIu64
-                            "] do not hold %zu floats inside the %zu data bytes",
-                       hs->what, name, e->begin, e->end, info->count, hs->data_len);
+                            "] do not hold %zu %s inside the %zu data bytes",
+                       hs->what, name, e->begin, e->end, info->count,
+                       info->int64 ? "8-byte integers (I64)" : "floats", hs->data_len);
     return 0;
 }
 
@@ -481,12 +547,42 @@ static int check_all_found(const header_scan *hs, dp_err *err)
                    hs->what, hs->t[k].name, hs->found, hs->n);
 }
 
-/* Copies each tensor's data (spans sorted by offset) into host, checking it is finite. */
+/* Converts an I64 tensor's little-endian integers into floats, refusing a value a float
+ * would not hold exactly (or that no count can be). */
+static int copy_i64(const dp_model_tensor *t, const unsigned char *src, float *dst,
+                    const char *what, dp_err *err)
+{
+    for (size_t i = 0; i < t->info.count; i++) {
+        uint64_t x = 0;
+        for (int b = 7; b >= 0; b--)
+            x = x << 8 | src[8 * i + (size_t)b];
+        int64_t v = (int64_t)x; /* two's complement on every platform dpmptop supports */
+        if (v < 0)
+            return dp_fail(err, "%s: tensor \"%s\" (I64) holds %" PRId64 " at index %zu; "
+                                "dpmptop loads only counts from 0 to 2^24 there",
+                           what, t->name, v, i);
+        if (v > I64_MAX_EXACT)
+            return dp_fail(err, "%s: tensor \"%s\" (I64) holds %" PRId64 " at index %zu, above "
+                                "2^24 = %" PRId64 ": dpmptop holds it in a float, which holds "
+                                "whole numbers exactly only up to there",
+                           what, t->name, v, i, I64_MAX_EXACT);
+        dst[i] = (float)v;
+    }
+    return 0;
+}
+
+/* Copies each tensor's data (spans sorted by offset) into host, checking it is finite (F32)
+ * or a count a float holds exactly (I64). */
 static int copy_tensors(const header_scan *hs, const unsigned char *data, float *host,
                         dp_err *err)
 {
     for (int i = 0; i < hs->n; i++) {
         const dp_model_tensor *tk = &hs->t[hs->sp[i].k];
+        if (tk->info.int64) {
+            if (copy_i64(tk, data + hs->sp[i].begin, host + tk->info.offset, hs->what, err) < 0)
+                return -1;
+            continue;
+        }
         memcpy(host + tk->info.offset, data + hs->sp[i].begin, tk->info.count * sizeof(float));
         if (check_finite(host + tk->info.offset, tk, hs->what, err) < 0)
             return -1;
@@ -532,15 +628,28 @@ int dp_safetensors_parse(const unsigned char *buf, size_t len, const char *what,
     return parse_tensors(buf, len, what, m, 1, NULL, host, err);
 }
 
+/* The bytes of the tensors' data in a file. */
+static size_t data_bytes(const dp_model_tensor *t, int n)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes = dp_size_add(bytes, dp_size_mul(t[i].info.count, element_size(&t[i].info)));
+    return bytes;
+}
+
 static int load_tensors(const char *path, const dp_model *m, int n_slots,
                         const char *const *slots, float *host, dp_err *err)
 {
-    unsigned char *buf;
-    size_t len;
+    int n = 0;
+    dp_model_tensor *t = list_tensors(m, n_slots, slots, &n);
+    if (!t)
+        return dp_fail(err, "%s: out of memory", path);
     /* the model's tensors and the largest header: a larger file cannot be the model's, and is
      * refused before it is read into memory */
-    size_t most = dp_size_add(dp_size_mul(m->n_params, (size_t)n_slots * sizeof(float)),
-                              8 + HEADER_MAX);
+    size_t most = dp_size_add(data_bytes(t, n), 8 + HEADER_MAX);
+    free(t);
+    unsigned char *buf;
+    size_t len;
     if (dp_read_file(path, most < FILE_MAX ? most : FILE_MAX, &buf, &len, err) < 0)
         return -1;
     int rc = parse_tensors(buf, len, path, m, n_slots, slots, host, err);
@@ -556,5 +665,19 @@ int dp_safetensors_load(const char *path, const dp_model *m, float *host, dp_err
 int dp_safetensors_load_state(const char *path, const dp_model *m, int n_slots,
                               const char *const *slots, float *host, dp_err *err)
 {
-    return load_tensors(path, m, n_slots, slots, host, err);
+    if (load_tensors(path, m, n_slots, slots, host, err) < 0)
+        return -1;
+    /* the file has no state for the buffers: theirs is 0, as the optimizer leaves it */
+    int per = dp_model_tensors(m, NULL);
+    dp_model_tensor *t = calloc((size_t)per + 1, sizeof *t);
+    if (!t)
+        return dp_fail(err, "%s: out of memory", path);
+    dp_model_tensors(m, t);
+    for (int s = 0; s < n_slots; s++)
+        for (int i = 0; i < per; i++)
+            if (t[i].info.buffer)
+                memset(host + (size_t)s * m->n_params + t[i].info.offset, 0,
+                       t[i].info.count * sizeof *host);
+    free(t);
+    return 0;
 }

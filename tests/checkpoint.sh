@@ -1,7 +1,8 @@
 #!/bin/sh
 # checkpoint.sh -- checkpoints and resume on CPU devices:
 # - resuming from a checkpoint with the same strategy ends bit for bit where the run that never
-#   stopped ends; with another strategy, within float reassociation (1e-5);
+#   stopped ends; with another strategy, within float reassociation (1e-5); with batch
+#   normalisation (running statistics, an I64 count) byte for byte;
 # - kill test: a run writing a checkpoint every step, killed with SIGKILL at 20 random moments
 #   and 5 more aimed at checkpoint writes (at least one must land in one), always leaves a
 #   complete newest checkpoint, and resuming from it to the end gives the uninterrupted run's
@@ -74,6 +75,32 @@ grep -q "resuming from $work/ck15/step-00000015 (step 15, as given)" "$work/resu
 same "$work/full.safetensors" "$work/dp.safetensors" 0
 run resume-pp --resume "$work/ck15" --steps 24 --strategy pp --save "$work/pp.safetensors"
 same "$work/full.safetensors" "$work/pp.safetensors" 1e-5
+
+# batch normalisation: the running statistics and num_batches_tracked (I64, shape []) are in
+# model.safetensors, so a run resumed at step 12 ends byte for byte where the run that never
+# stopped ends; optimizer.safetensors has state for the trained tensors only; the banner counts
+# the trained parameters (64 * 64 + 64, 2 * 64, 10 * 64 + 10: 4938), not the 129 buffers
+sed 's/^layers = .*/layers = linear:64, bn, relu, linear:10/' "$work/run.ini" >"$work/bn.ini"
+bn_run() { # NAME OPTIONS...
+    name=$1
+    shift
+    timeout 120 "$DPMPTOP" -c "$work/bn.ini" --headless "$@" >"$work/$name.out" 2>&1 ||
+        fail "$name: exit $?: $(tail -n 2 "$work/$name.out")"
+}
+bn_run bn-full --save "$work/bn-full.safetensors"
+grep -q "^  model: linear:64, bn, relu, linear:10 (4938 parameters)\$" "$work/bn-full.out" ||
+    fail "bn: the banner's count: $(grep '^  model:' "$work/bn-full.out")"
+bn_run bn-ck --checkpoint-dir "$work/bnck" --set checkpoint.every=12 --steps 12
+bn_run bn-resume --resume "$work/bnck" --save "$work/bn-resumed.safetensors"
+cmp -s "$work/bn-full.safetensors" "$work/bn-resumed.safetensors" ||
+    fail "bn: the resumed run's parameters or buffers differ from the uninterrupted run's"
+grep -aq '"1.num_batches_tracked":{"dtype":"I64","shape":\[\],' \
+    "$work/bnck/step-00000012/model.safetensors" ||
+    fail "bn: the checkpoint's num_batches_tracked is not an I64 scalar"
+grep -aq 'running_\|num_batches' "$work/bnck/step-00000012/optimizer.safetensors" &&
+    fail "bn: optimizer.safetensors holds state for buffers"
+grep -aq '"1.weight.exp_avg_sq"' "$work/bnck/step-00000012/optimizer.safetensors" ||
+    fail "bn: optimizer.safetensors lacks 1.weight.exp_avg_sq"
 
 # refusals
 expect_exit 2 "another model" -- "$DPMPTOP" -c "$work/run.ini" --headless --resume "$work/ck15" \

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "base/fileio.h"
+#include "engine/checkpoint.h"
 #include "engine/model.h"
+#include "engine/optim.h"
 #include "engine/safetensors.h"
 
 /* The model every test uses: 4 -> linear:5 -> relu -> linear:3; 43 parameters. */
@@ -762,6 +764,467 @@ START_TEST(test_st_save_commit_fails)
 }
 END_TEST
 
+/* ---- buffers and I64 tensors (batch normalisation) ---- */
+
+/* A model with bn on images [3, 5, 5] and on vectors: conv 0.weight [4, 3, 3, 3] (108) and
+ * 0.bias [4]; bn 1.* on 4 channels; bn 4.* on 36 features; linear 5.weight [3, 36], 5.bias.
+ * Each bn: weight, bias (trained), running_mean, running_var and num_batches_tracked (a scalar,
+ * I64): buffers. */
+#define BN_SPEC "conv:4:3, bn, relu, flatten, bn, linear:3"
+#define BN_PARAMS (108 + 4 + (4 * 4 + 1) + (4 * 36 + 1) + 3 * 36 + 3)
+#define BN_TRAINED (BN_PARAMS - (2 * 4 + 1) - (2 * 36 + 1))
+
+static void make_bn_model(dp_model *m)
+{
+    dp_err err = { "" };
+    dp_shape in = { 3, { 3, 5, 5 } };
+    ck_assert_msg(dp_model_parse_shape(m, BN_SPEC, in, 3, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(m->n_params, BN_PARAMS);
+}
+
+/* The model's tensor called name (it must have one). */
+static dp_model_tensor find_tensor(const dp_model *m, const char *name)
+{
+    dp_model_tensor t[32];
+    int n = dp_model_tensors(m, NULL);
+    ck_assert_int_le(n, 32);
+    dp_model_tensors(m, t);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, name))
+            return t[i];
+    ck_abort_msg("the model has no tensor %s", name);
+    return t[0];
+}
+
+/* Distinct values for the bn model, with whole counts: 1.num_batches_tracked = 7 and
+ * 4.num_batches_tracked = 2^24 (the largest a float holds with every count below it). */
+static void fill_bn(const dp_model *m, float *host)
+{
+    fill(host, m->n_params, 1.0f);
+    host[find_tensor(m, "1.num_batches_tracked").info.offset] = 7.0f;
+    host[find_tensor(m, "4.num_batches_tracked").info.offset] = 16777216.0f;
+    host[find_tensor(m, "1.running_var").info.offset] = 0.75f;
+}
+
+/* The header of a safetensors image (without its padding), malloc'd; *data_at: where the data
+ * begin. */
+static char *image_header(const unsigned char *buf, size_t len, size_t *data_at)
+{
+    ck_assert(len >= 8);
+    uint64_t n = 0;
+    for (int b = 7; b >= 0; b--)
+        n = n << 8 | buf[b];
+    ck_assert(n <= len - 8);
+    char *h = malloc(n + 1);
+    ck_assert(h != NULL);
+    memcpy(h, buf + 8, n);
+    h[n] = '\0';
+    size_t end = n;
+    while (end > 0 && h[end - 1] == ' ')
+        end--;
+    h[end] = '\0';
+    *data_at = 8 + n;
+    return h;
+}
+
+/* The header with the first `from` replaced by `to`, malloc'd. */
+static char *replace(const char *header, const char *from, const char *to)
+{
+    const char *at = strstr(header, from);
+    ck_assert_msg(at != NULL, "no %s in %s", from, header);
+    size_t size = strlen(header) - strlen(from) + strlen(to) + 1;
+    char *out = malloc(size);
+    ck_assert(out != NULL);
+    snprintf(out, size, "%.*s%s%s", (int)(at - header), header, to, at + strlen(from));
+    return out;
+}
+
+/* The bn model's saved file, malloc'd, with its length. */
+static unsigned char *saved_bn_file(size_t *len)
+{
+    dp_model m;
+    make_bn_model(&m);
+    float host[BN_PARAMS];
+    fill_bn(&m, host);
+    char path[4200];
+    join(path, sizeof path, unit_tmpdir(), "bn.safetensors");
+    dp_err err = { "" };
+    ck_assert_msg(dp_safetensors_save(path, &m, host, &err) == 0, "save: %s", err.msg);
+    dp_model_free(&m);
+    return read_all(path, len);
+}
+
+/* Parsing buf[len] into the bn model must fail with a message holding want and want2 (when not
+ * NULL), and the tensor's name. */
+static void expect_bn_fail(const unsigned char *buf, size_t len, const char *want,
+                           const char *want2)
+{
+    dp_model m;
+    make_bn_model(&m);
+    float host[BN_PARAMS];
+    dp_err err = { "" };
+    ck_assert_msg(dp_safetensors_parse(buf, len, "bn-image", &m, host, &err) == -1,
+                  "accepted (want \"%s\")", want);
+    ck_assert_msg(strstr(err.msg, want) && (!want2 || strstr(err.msg, want2)) &&
+                      strstr(err.msg, "bn-image"),
+                  "message \"%s\" lacks \"%s\" or \"%s\"", err.msg, want, want2 ? want2 : "");
+    dp_model_free(&m);
+}
+
+/* The bn model's file: num_batches_tracked as I64 with shape [] (8 bytes of a little-endian
+ * integer), the other tensors F32 with their shapes, in state_dict order; it loads back
+ * exactly, and the initial values (a count of 0) round-trip too. */
+START_TEST(test_st_bn_round_trip)
+{
+    dp_model m;
+    make_bn_model(&m);
+    ck_assert_int_eq(dp_model_tensors(&m, NULL), 14);
+    float host[BN_PARAMS], back[BN_PARAMS];
+    fill_bn(&m, host);
+    char path[4200];
+    join(path, sizeof path, unit_tmpdir(), "bn.safetensors");
+    dp_err err = { "" };
+    ck_assert_msg(dp_safetensors_save(path, &m, host, &err) == 0, "save: %s", err.msg);
+    size_t len, data_at;
+    unsigned char *buf = read_all(path, &len);
+    char *header = image_header(buf, len, &data_at);
+    /* two scalars of 8 bytes instead of 4 */
+    ck_assert_uint_eq(len - data_at, (BN_PARAMS - 2) * sizeof(float) + 2 * sizeof(int64_t));
+    static const char *const want[] = {
+        "\"0.weight\":{\"dtype\":\"F32\",\"shape\":[4,3,3,3],\"data_offsets\":[0,432]}",
+        "\"1.weight\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[448,464]}",
+        "\"1.running_mean\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[480,496]}",
+        "\"1.running_var\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[496,512]}",
+        "\"1.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[512,520]}",
+        "\"4.weight\":{\"dtype\":\"F32\",\"shape\":[36],\"data_offsets\":[520,664]}",
+        "\"4.running_var\":{\"dtype\":\"F32\",\"shape\":[36],\"data_offsets\":[952,1096]}",
+        "\"4.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[1096,1104]}",
+        "\"5.weight\":{\"dtype\":\"F32\",\"shape\":[3,36],\"data_offsets\":[1104,1536]}",
+        "\"5.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[1536,1548]}",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        ck_assert_msg(strstr(header, want[i]) != NULL, "header lacks %s: %s", want[i], header);
+    /* the counts' bytes: 7 and 2^24, little-endian 64-bit */
+    static const unsigned char seven[8] = { 7, 0, 0, 0, 0, 0, 0, 0 };
+    static const unsigned char big[8] = { 0, 0, 0, 1, 0, 0, 0, 0 };
+    ck_assert_msg(memcmp(buf + data_at + 512, seven, 8) == 0, "1.num_batches_tracked's bytes");
+    ck_assert_msg(memcmp(buf + data_at + 1096, big, 8) == 0, "4.num_batches_tracked's bytes");
+    /* running_var's first float follows running_mean's */
+    float var0;
+    memcpy(&var0, buf + data_at + 496, 4);
+    ck_assert_msg(var0 == 0.75f, "1.running_var[0] is %g in the file", (double)var0);
+
+    memset(back, 0xA5, sizeof back);
+    ck_assert_msg(dp_safetensors_load(path, &m, back, &err) == 0, "load: %s", err.msg);
+    ck_assert_msg(memcmp(host, back, sizeof host) == 0, "the state_dict differs after loading");
+    memset(back, 0xA5, sizeof back);
+    ck_assert_msg(dp_safetensors_parse(buf, len, "bn", &m, back, &err) == 0, "parse: %s",
+                  err.msg);
+    ck_assert_msg(memcmp(host, back, sizeof host) == 0, "the state_dict differs after parsing");
+
+    dp_model_init_params(&m, host, 5);
+    ck_assert_msg(dp_safetensors_save(path, &m, host, &err) == 0, "save: %s", err.msg);
+    memset(back, 0xA5, sizeof back);
+    ck_assert_msg(dp_safetensors_load(path, &m, back, &err) == 0, "load: %s", err.msg);
+    ck_assert_msg(memcmp(host, back, sizeof host) == 0, "initial state_dict differs");
+    free(header);
+    free(buf);
+    dp_model_free(&m);
+}
+END_TEST
+
+/* An I64 tensor's dtype, shape, size and values are checked as strictly as F32's: another
+ * dtype (F32 included), a float tensor stored as I64, a shape [1], 4 bytes, a negative count,
+ * 2^24 + 1 and a huge count are refused naming the tensor; 2^24 itself loads. */
+START_TEST(test_st_i64_refused)
+{
+    size_t len, data_at;
+    unsigned char *buf = saved_bn_file(&len);
+    char *header = image_header(buf, len, &data_at);
+    const unsigned char *data = buf + data_at;
+    size_t data_len = len - data_at;
+    unsigned char *img = malloc(len + 64);
+    ck_assert(img != NULL);
+    const char *nbt = "\"1.num_batches_tracked\":{\"dtype\":\"I64\"";
+
+    char *h = replace(header, nbt, "\"1.num_batches_tracked\":{\"dtype\":\"F32\"");
+    expect_bn_fail(img, st_image(img, h, data, data_len, 0),
+                   "tensor \"1.num_batches_tracked\" is F32 but dpmptop reads it as I64", NULL);
+    free(h);
+    h = replace(header, nbt, "\"1.num_batches_tracked\":{\"dtype\":\"I32\"");
+    expect_bn_fail(img, st_image(img, h, data, data_len, 0),
+                   "tensor \"1.num_batches_tracked\" is I32", "I64");
+    free(h);
+    h = replace(header, "\"1.bias\":{\"dtype\":\"F32\"", "\"1.bias\":{\"dtype\":\"I64\"");
+    expect_bn_fail(img, st_image(img, h, data, data_len, 0), "tensor \"1.bias\" is I64",
+                   "dpmptop reads F32");
+    free(h);
+    h = replace(header, "\"dtype\":\"I64\",\"shape\":[]", "\"dtype\":\"I64\",\"shape\":[1]");
+    expect_bn_fail(img, st_image(img, h, data, data_len, 0),
+                   "\"1.num_batches_tracked\" has shape [1] but the model needs []", NULL);
+    free(h);
+    h = replace(header, "\"data_offsets\":[512,520]", "\"data_offsets\":[512,516]");
+    expect_bn_fail(img, st_image(img, h, data, data_len, 0), "\"1.num_batches_tracked\"",
+                   "do not hold 1 8-byte integers (I64)");
+    free(h);
+
+    /* F32 with 4 bytes of data (as a writer that knew no I64 would write it) */
+    unsigned char *short_data = malloc(data_len);
+    ck_assert(short_data != NULL);
+    memcpy(short_data, data, 516);
+    memcpy(short_data + 516, data + 520, data_len - 520);
+    h = replace(header, "\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[512,520]",
+                "\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[512,516]");
+    /* every later offset 4 bytes less: rebuild them by hand for the tensors after it */
+    static const char *const shifts[][2] = {
+        { "[520,664]", "[516,660]" }, { "[664,808]", "[660,804]" },
+        { "[808,952]", "[804,948]" }, { "[952,1096]", "[948,1092]" },
+        { "[1096,1104]", "[1092,1100]" }, { "[1104,1536]", "[1100,1532]" },
+        { "[1536,1548]", "[1532,1544]" },
+    };
+    for (size_t i = 0; i < sizeof shifts / sizeof *shifts; i++) {
+        char *next = replace(h, shifts[i][0], shifts[i][1]);
+        free(h);
+        h = next;
+    }
+    expect_bn_fail(img, st_image(img, h, short_data, data_len - 4, 0),
+                   "tensor \"1.num_batches_tracked\" is F32", "I64");
+    free(h);
+    free(short_data);
+
+    /* values: the count's 8 bytes at data offset 512 */
+    unsigned char *values = malloc(data_len);
+    ck_assert(values != NULL);
+    static const struct {
+        int64_t v;
+        const char *want, *want2;
+    } bad[] = {
+        { -1, "tensor \"1.num_batches_tracked\" (I64) holds -1 at index 0", "from 0 to 2^24" },
+        { INT64_MIN, "holds -9223372036854775808", NULL },
+        { ((int64_t)1 << 24) + 1, "tensor \"1.num_batches_tracked\" (I64) holds 16777217",
+          "above 2^24 = 16777216: dpmptop holds it in a float, which holds whole numbers "
+          "exactly only up to there" },
+        { INT64_MAX, "holds 9223372036854775807", "above 2^24" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        memcpy(values, data, data_len);
+        for (int b = 0; b < 8; b++)
+            values[512 + b] = (unsigned char)((uint64_t)bad[i].v >> (8 * b));
+        expect_bn_fail(img, st_image(img, header, values, data_len, 0), bad[i].want,
+                       bad[i].want2);
+    }
+    /* 2^24 and 0 load as themselves */
+    dp_model m;
+    make_bn_model(&m);
+    float host[BN_PARAMS];
+    dp_err err = { "" };
+    static const int64_t good[] = { (int64_t)1 << 24, 0, 1, 12345 };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        memcpy(values, data, data_len);
+        for (int b = 0; b < 8; b++)
+            values[512 + b] = (unsigned char)((uint64_t)good[i] >> (8 * b));
+        size_t n = st_image(img, header, values, data_len, 0);
+        ck_assert_msg(dp_safetensors_parse(img, n, "good", &m, host, &err) == 0, "%s", err.msg);
+        ck_assert_msg(host[find_tensor(&m, "1.num_batches_tracked").info.offset] ==
+                          (float)good[i],
+                      "count %lld loaded as %g", (long long)good[i],
+                      (double)host[find_tensor(&m, "1.num_batches_tracked").info.offset]);
+    }
+    dp_model_free(&m);
+    free(values);
+    free(img);
+    free(header);
+    free(buf);
+}
+END_TEST
+
+/* The writer refuses an I64 tensor holding what no count is (a fraction, a negative number,
+ * more than 2^24, NaN), and leaves no file. */
+START_TEST(test_st_i64_save_refused)
+{
+    dp_model m;
+    make_bn_model(&m);
+    float host[BN_PARAMS];
+    char path[4200];
+    join(path, sizeof path, unit_tmpdir(), "never.safetensors");
+    size_t at = find_tensor(&m, "4.num_batches_tracked").info.offset;
+    static const float bad[] = { 2.5f, -1.0f, 33554432.0f, NAN, INFINITY };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        fill_bn(&m, host);
+        host[at] = bad[i];
+        dp_err err = { "" };
+        ck_assert_int_eq(dp_safetensors_save(path, &m, host, &err), -1);
+        ck_assert_msg(strstr(err.msg, "tensor \"4.num_batches_tracked\" (I64) holds") &&
+                          strstr(err.msg, "not a whole number from 0 to 2^24"),
+                      "message: %s", err.msg);
+        ck_assert_msg(!file_exists(path), "a file was left for %g", (double)bad[i]);
+    }
+    dp_model_free(&m);
+}
+END_TEST
+
+/* Optimizer state files hold the trained tensors only (PyTorch's optimizer has no state for a
+ * buffer); loading sets the buffers' slots to 0 and the others as saved. */
+START_TEST(test_st_state_no_buffers)
+{
+    dp_model m;
+    make_bn_model(&m);
+    static float host[2 * BN_PARAMS], back[2 * BN_PARAMS];
+    fill(host, 2 * BN_PARAMS, -0.5f);
+    const char *slots[2] = { "exp_avg", "exp_avg_sq" };
+    char path[4200];
+    join(path, sizeof path, unit_tmpdir(), "optimizer.safetensors");
+    dp_err err = { "" };
+    ck_assert_msg(dp_safetensors_save_state(path, &m, 2, slots, host, &err) == 0, "save: %s",
+                  err.msg);
+    size_t len, data_at;
+    unsigned char *buf = read_all(path, &len);
+    char *header = image_header(buf, len, &data_at);
+    ck_assert_uint_eq(len - data_at, 2 * BN_TRAINED * sizeof(float));
+    ck_assert_msg(!strstr(header, "running_mean") && !strstr(header, "running_var") &&
+                      !strstr(header, "num_batches_tracked") && !strstr(header, "I64"),
+                  "buffers in the optimizer state: %s", header);
+    static const char *const want[] = {
+        "\"0.weight.exp_avg\":", "\"1.weight.exp_avg\":", "\"1.bias.exp_avg_sq\":",
+        "\"4.weight.exp_avg_sq\":", "\"5.bias.exp_avg_sq\":",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        ck_assert_msg(strstr(header, want[i]) != NULL, "header lacks %s: %s", want[i], header);
+
+    memset(back, 0xA5, sizeof back);
+    ck_assert_msg(dp_safetensors_load_state(path, &m, 2, slots, back, &err) == 0, "load: %s",
+                  err.msg);
+    dp_model_tensor t[32];
+    int n = dp_model_tensors(&m, t);
+    size_t buffers = 0;
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < n; i++)
+            for (size_t k = 0; k < t[i].info.count; k++) {
+                size_t at = (size_t)s * BN_PARAMS + t[i].info.offset + k;
+                if (t[i].info.buffer) {
+                    ck_assert_msg(back[at] == 0.0f && !signbit(back[at]),
+                                  "%s.%s[%zu] is %a, not 0", t[i].name, slots[s], k, back[at]);
+                    buffers++;
+                } else {
+                    ck_assert_msg(memcmp(&host[at], &back[at], sizeof(float)) == 0,
+                                  "%s.%s[%zu]: saved %a, loaded %a", t[i].name, slots[s], k,
+                                  host[at], back[at]);
+                }
+            }
+    ck_assert_uint_eq(buffers, 2 * (BN_PARAMS - BN_TRAINED));
+
+    /* a state file that names a buffer is one of another program: refused */
+    char *h = replace(header, "\"1.weight.exp_avg\":",
+                      "\"1.running_mean.exp_avg\":{\"dtype\":\"F32\",\"shape\":[4],"
+                      "\"data_offsets\":[0,0]},\"1.weight.exp_avg\":");
+    unsigned char *img = malloc(len + 256);
+    ck_assert(img != NULL);
+    size_t img_len = st_image(img, h, buf + data_at, len - data_at, 0);
+    write_bytes(path, img, img_len);
+    ck_assert_int_eq(dp_safetensors_load_state(path, &m, 2, slots, back, &err), -1);
+    ck_assert_msg(strstr(err.msg, "\"1.running_mean.exp_avg\" is not part of this model"),
+                  "message: %s", err.msg);
+    free(img);
+    free(h);
+    free(header);
+    free(buf);
+    dp_model_free(&m);
+}
+END_TEST
+
+/* The parameters a user is told of: PyTorch's model.parameters(), the buffers left out. */
+START_TEST(test_st_trainable_count)
+{
+    dp_model m;
+    make_bn_model(&m);
+    ck_assert_uint_eq(dp_model_trainable(&m), BN_TRAINED);
+    ck_assert_uint_eq(dp_model_trainable(&m), 112 + 8 + 72 + 111);
+    dp_model_free(&m);
+    make_model(&m, SPEC);
+    ck_assert_uint_eq(dp_model_trainable(&m), N_PARAMS);
+    dp_model_free(&m);
+    /* a bn inside a residual block: its buffers are the block's, and still not trained */
+    dp_err err = { "" };
+    dp_shape in = { 3, { 2, 4, 4 } };
+    ck_assert_msg(dp_model_parse_shape(&m, "res(conv:2:3:1:1, bn), flatten, linear:3", in, 3,
+                                       &err) == 0,
+                  "%s", err.msg);
+    size_t conv = 2 * 2 * 9 + 2, bn = 4 * 2 + 1, linear = 3 * 32 + 3;
+    ck_assert_uint_eq(m.n_params, conv + bn + linear);
+    ck_assert_uint_eq(dp_model_trainable(&m), conv + 2 * 2 + linear);
+    dp_model_free(&m);
+}
+END_TEST
+
+/* A checkpoint of the bn model (AdamW) reads back exactly: the parameters, running statistics
+ * and counts in model.safetensors, the trained tensors' state in optimizer.safetensors (which
+ * names no buffer), the buffers' state 0, and the step. */
+START_TEST(test_st_checkpoint_bn)
+{
+    dp_model m;
+    make_bn_model(&m);
+    dp_optim_config oc = dp_optim_defaults();
+    oc.kind = DP_OPTIM_ADAMW;
+    ck_assert_uint_eq(dp_optim_state_per_param(&oc), 2);
+    static float params[BN_PARAMS], state[2 * BN_PARAMS];
+    static float params_back[BN_PARAMS], state_back[2 * BN_PARAMS];
+    fill_bn(&m, params);
+    fill(state, 2 * BN_PARAMS, 0.125f);
+    /* the optimizer leaves the buffers' state 0 */
+    dp_model_tensor t[32];
+    int n = dp_model_tensors(&m, t);
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < n; i++)
+            if (t[i].info.buffer)
+                memset(state + (size_t)s * BN_PARAMS + t[i].info.offset, 0,
+                       t[i].info.count * sizeof(float));
+    dp_run_identity id = dp_run_identity_of(BN_SPEC, &m, "images", 100, 10, &oc, 3);
+    ck_assert_uint_eq(id.params, BN_PARAMS); /* the flat vector's length, buffers included */
+    dp_train_state ts = { .step = 12, .updates = 12, .epoch = 1, .position = 20 };
+    snprintf(ts.plan, sizeof ts.plan, "dp 2");
+    snprintf(ts.run, sizeof ts.run, "0123456789abcdef");
+    char dir[4200], written[4300];
+    join(dir, sizeof dir, unit_tmpdir(), "ck");
+    dp_err err = { "" };
+    ck_assert_msg(dp_checkpoint_prepare(dir, NULL, 0, &err) == 0, "prepare: %s", err.msg);
+    ck_assert_msg(dp_checkpoint_write(dir, 2, &m, &oc, params, state, &ts, &id, "[run]\n",
+                                      written, sizeof written, &err) == 0,
+                  "write: %s", err.msg);
+    dp_train_state back = { 0 };
+    memset(params_back, 0xA5, sizeof params_back);
+    memset(state_back, 0xA5, sizeof state_back);
+    ck_assert_msg(dp_checkpoint_read(written, &m, &oc, &id, params_back, state_back, &back,
+                                     &err) == 0,
+                  "read: %s", err.msg);
+    ck_assert_msg(memcmp(params, params_back, sizeof params) == 0, "parameters differ");
+    ck_assert_msg(memcmp(state, state_back, sizeof state) == 0, "optimizer state differs");
+    ck_assert_int_eq(back.step, 12);
+    ck_assert_int_eq(back.updates, 12);
+    ck_assert_str_eq(back.run, "0123456789abcdef");
+
+    char file[4400];
+    size_t len, data_at;
+    snprintf(file, sizeof file, "%s/model.safetensors", written);
+    unsigned char *buf = read_all(file, &len);
+    char *header = image_header(buf, len, &data_at);
+    ck_assert_msg(strstr(header, "\"4.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[]"),
+                  "model.safetensors: %s", header);
+    free(header);
+    free(buf);
+    snprintf(file, sizeof file, "%s/optimizer.safetensors", written);
+    buf = read_all(file, &len);
+    header = image_header(buf, len, &data_at);
+    ck_assert_msg(!strstr(header, "running_") && !strstr(header, "num_batches_tracked"),
+                  "optimizer.safetensors names a buffer: %s", header);
+    ck_assert_msg(strstr(header, "\"4.bias.exp_avg_sq\":"), "optimizer.safetensors: %s",
+                  header);
+    ck_assert_uint_eq(len - data_at, 2 * BN_TRAINED * sizeof(float));
+    free(header);
+    free(buf);
+    dp_model_free(&m);
+}
+END_TEST
+
 Suite *safetensors_suite(void)
 {
     Suite *s = suite_create("safetensors");
@@ -795,5 +1258,14 @@ Suite *safetensors_suite(void)
     tcase_add_test(save, test_st_atomic_abort);
     tcase_add_test(save, test_st_save_commit_fails);
     suite_add_tcase(s, save);
+
+    TCase *bn = tcase_create("buffers");
+    tcase_add_test(bn, test_st_bn_round_trip);
+    tcase_add_test(bn, test_st_i64_refused);
+    tcase_add_test(bn, test_st_i64_save_refused);
+    tcase_add_test(bn, test_st_state_no_buffers);
+    tcase_add_test(bn, test_st_trainable_count);
+    tcase_add_test(bn, test_st_checkpoint_bn);
+    suite_add_tcase(s, bn);
     return s;
 }
