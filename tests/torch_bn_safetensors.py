@@ -3,8 +3,8 @@
 PyTorch builds nn.Sequential(Conv2d, BatchNorm2d, ReLU, Flatten, BatchNorm1d, Linear) by hand
 (dpmptop's "conv:4:3, bn, relu, flatten, bn, linear:10" on CIFAR-10 images), runs a few training
 forwards so that the running statistics move and num_batches_tracked is 3, and saves its
-state_dict as PyTorch's safetensors does: F32 for the float tensors, I64 with shape [] for
-num_batches_tracked. dpmptop --init loads that file, trains one step on the whole training set
+state_dict as PyTorch's safetensors does (bench/torch_models.py): F32 for the float tensors, I64
+with shape [] for num_batches_tracked. dpmptop --init loads that file, trains one step on the whole training set
 with a learning rate too small to change any weight, and --save writes the state_dict back.
 
     torch_bn_safetensors.py prepare DIR   # DIR/{CIFAR-10 files, init.safetensors, run.ini,
@@ -20,60 +20,25 @@ counting the parameters as PyTorch's sum(p.numel() for p in model.parameters()),
 left out. init-f32.safetensors is the same state_dict with num_batches_tracked written as F32
 (as a writer that knows only F32 would), for the shell test to see dpmptop refuse it.
 """
-import json
-import struct
+import os
 import sys
 
 import torch
 from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import torch_models  # noqa: E402
 
 N_TRAIN, N_TEST, CLASSES = 40, 10, 10
 SHAPE = (3, 32, 32)
 LAYERS = "conv:4:3, bn, relu, flatten, bn, linear:10"
 WARMUP_FORWARDS = 3
 
-DTYPES = {torch.float32: "F32", torch.int64: "I64"}
-TORCH_DTYPES = {"F32": torch.float32, "I64": torch.int64}
 
 
 def build():
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
                          nn.BatchNorm1d(4 * 30 * 30), nn.Linear(4 * 30 * 30, CLASSES))
-
-
-def write_st(path, state, force_f32=False):
-    """A state_dict as safetensors, each tensor in its own dtype (or all F32)."""
-    header, blobs, at = {}, [], 0
-    for name, t in state.items():
-        t = t.detach().cpu().contiguous()
-        if force_f32:
-            t = t.float()
-        b = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [at, at + len(b)]}
-        blobs.append(b)
-        at += len(b)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read_st(path):
-    """The tensors of a safetensors file, in their dtypes, and the header."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    body = raw[8 + n:]
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, end = e["data_offsets"]
-        t = torch.frombuffer(bytearray(body[b:end]), dtype=TORCH_DTYPES[e["dtype"]])
-        out[name] = t.reshape(e["shape"])
-    return out, header
 
 
 def images(split):
@@ -121,8 +86,9 @@ def prepare(d):
     state = initial_model().state_dict()
     assert state["1.num_batches_tracked"].dtype == torch.int64
     assert int(state["1.num_batches_tracked"]) == WARMUP_FORWARDS
-    write_st(f"{d}/init.safetensors", state)
-    write_st(f"{d}/init-f32.safetensors", state, force_f32=True)
+    torch_models.save_safetensors(f"{d}/init.safetensors", state)
+    torch_models.save_safetensors(f"{d}/init-f32.safetensors",
+                                  {k: v.float() for k, v in state.items()})
     with open(f"{d}/run.ini", "w") as f:
         f.write(f"[run]\nsteps = 1\n[data]\nkind = cifar10\npath = {d}\nbatch = {N_TRAIN}\n"
                 f"shuffle = false\n[model]\nlayers = {LAYERS}\n[optim]\nkind = sgd\n"
@@ -130,8 +96,8 @@ def prepare(d):
 
 
 def check(d):
-    init, _ = read_st(f"{d}/init.safetensors")
-    out, header = read_st(f"{d}/out.safetensors")
+    init = torch_models.load_safetensors(f"{d}/init.safetensors")
+    out = torch_models.load_safetensors(f"{d}/out.safetensors")
     model = build()
     want = model.state_dict()
     problems = []
@@ -140,10 +106,10 @@ def check(d):
     for name, ref in want.items():
         if name not in out:
             continue
-        e = header[name]
-        if e["dtype"] != DTYPES[ref.dtype] or e["shape"] != list(ref.shape):
-            problems.append(f"{name}: {e['dtype']} {e['shape']}, PyTorch's "
-                            f"{DTYPES[ref.dtype]} {list(ref.shape)}")
+        got = out[name]
+        if got.dtype != ref.dtype or got.shape != ref.shape:
+            problems.append(f"{name}: {got.dtype} {list(got.shape)}, PyTorch's "
+                            f"{ref.dtype} {list(ref.shape)}")
     # PyTorch's one training forward over the step's samples (the whole training set)
     model.load_state_dict(init, strict=True)
     model.train()
