@@ -8,7 +8,8 @@
 # num_batches_tracked equal) under single, dp with 2, 3 and 4 replicas, pp and hybrid with one
 # micro-batch, a switch sequence among those, a checkpoint and resume, and mpirun with 2
 # processes (skipped without mpirun). A pipeline of several micro-batches normalises each
-# micro-batch by design: it differs, and the switch into it says so.
+# micro-batch by design: it differs, and the switch into it says so; with replicas too, the
+# j-th micro-batches of every replica together (hybrid as dp with as many micro-batches).
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
 
@@ -82,6 +83,21 @@ grep -q "step 5: switched from DP x2 to PP 2 stages, 4 micro.*; batch normalisat
     "$work/micro4.out" || fail "micro4: the switch does not say what batch normalisation sees: $(grep switched "$work/micro4.out")"
 "$compare" "$work/single.safetensors" "$work/micro4.safetensors" 1.3e-6 1e-5 >/dev/null &&
     fail "micro4: per micro-batch statistics end where one device does (the test cannot tell)"
+
+# with micro-batches and replicas, the j-th micro-batches of all replicas are normalised
+# together: hybrid DP2 x PP2 (both schedules) groups the samples as dp x2 does with as many
+# micro-batches
+run dp2-micro2 --devices cpu:2 --strategy dp --set parallel.microbatches=2
+for schedule in gpipe 1f1b; do
+    run "hybrid-micro2-$schedule" --devices cpu:4 --strategy hybrid \
+        --set parallel.microbatches=2 --schedule "$schedule"
+    if d=$("$compare" "$work/dp2-micro2.safetensors" "$work/hybrid-micro2-$schedule.safetensors" \
+        1.3e-6 1e-5); then
+        echo "hybrid-micro2-$schedule: as dp x2 with 2 micro-batches ($d of the criterion)"
+    else
+        fail "hybrid-micro2-$schedule: differs from dp x2 with 2 micro-batches ($d)"
+    fi
+done
 
 # across processes: dp and hybrid under mpirun with 2 processes
 if command -v mpirun >/dev/null && "$DPMPTOP" --version | grep -q "with MPI"; then
