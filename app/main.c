@@ -110,6 +110,11 @@ static void print_banner(const dp_run *r)
     char cut[160];
     if (dp_plan_cut_reason(&r->plan, r->n_devices, &r->model, cut, sizeof cut))
         printf("  plan:  %s\n", cut);
+    char bn[64];
+    dp_trainer_batch_stats(trainer, bn, sizeof bn);
+    if (bn[0])
+        printf("  bn:    batch normalisation over %s%s\n", bn,
+               strncmp(bn, "the whole", 9) ? ", each on its own" : "");
     fflush(stdout);
 }
 

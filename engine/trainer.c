@@ -347,6 +347,13 @@ static void batch_stats_text(const dp_plan *p, int batch, char *buf, size_t size
                  (batch + p->micro / 2) / p->micro);
 }
 
+void dp_trainer_batch_stats(const dp_trainer *t, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (dp_model_batch_statistics(t->cfg.model))
+        batch_stats_text(&t->plan, t->cfg.batch, buf, size);
+}
+
 /* Says in r->batch_stats when a switch from `from` to `to` changes what batch normalisation
  * sees. */
 static void describe_batch_stats(const dp_trainer *t, const dp_plan *from, const dp_plan *to,

@@ -118,6 +118,9 @@ void dp_trainer_get_state(dp_trainer *t, float *params, float *state);
  * request with every default filled in (the stages and micro-batches it has). */
 void dp_trainer_describe(const dp_trainer *t, char *buf, size_t size);
 const char *dp_trainer_strategy(const dp_trainer *t);
+/* What batch normalisation normalises over under the current plan ("the whole batch of 64",
+ * "8 micro-batches of 8"), or "" for a model without it. */
+void dp_trainer_batch_stats(const dp_trainer *t, char *buf, size_t size);
 dp_plan_request dp_trainer_request(const dp_trainer *t);
 
 /* The run's devices, and their metrics (published after every step). */
