@@ -15,10 +15,13 @@ static void on_event(void *arg, const dp_run_event *e)
         dp_control_event(c, "step %ld: non-finite loss, update skipped", e->step);
         break;
     case DP_RUN_SWITCHED:
-        dp_control_event(c, "step %ld: switched to %s in %.0f ms%s%s", e->step,
-                         e->step_report->switch_to, 1e3 * e->step_report->switch_seconds,
-                         e->step_report->batch_stats[0] ? "; " : "",
-                         e->step_report->batch_stats);
+        if (e->step_report->batch_stats_short[0]) /* first: the line may be cut */
+            dp_control_event(c, "step %ld: %s: switched to %s in %.0f ms", e->step,
+                             e->step_report->batch_stats_short, e->step_report->switch_to,
+                             1e3 * e->step_report->switch_seconds);
+        else
+            dp_control_event(c, "step %ld: switched to %s in %.0f ms", e->step,
+                             e->step_report->switch_to, 1e3 * e->step_report->switch_seconds);
         break;
     case DP_RUN_CHECKPOINT:
         dp_control_event(c, "step %ld: checkpoint %s (%.0f ms)", e->step, e->path, e->ms);

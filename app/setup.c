@@ -53,7 +53,7 @@ static int load_data(dp_config *c, bool demo, dp_dataset *train, dp_dataset *tes
 /* Parses --switch-at STEP:STRATEGY[,STEP:STRATEGY...] (steps increasing) into sw[], checking
  * that each plan can be made; returns the count, or -1 after saying why. */
 static int parse_switches(const char *text, const dp_config *c, const dp_model *m, int devices,
-                          dp_switch_at *sw, int max)
+                          long samples, dp_switch_at *sw, int max)
 {
     int n = 0;
     long last = 0;
@@ -76,7 +76,8 @@ static int parse_switches(const char *text, const dp_config *c, const dp_model *
         req.strategy = (dp_strategy)strategy;
         dp_plan plan;
         dp_err err;
-        if (dp_plan_make(&plan, &req, devices, m, c->data.batch, NULL, &err) < 0) {
+        if (dp_plan_make(&plan, &req, devices, m, c->data.batch, NULL, &err) < 0 ||
+            dp_plan_check_batch_norm(&plan, m, c->data.batch, samples, &err) < 0) {
             fprintf(stderr, "dpmptop: --switch-at %s: %s\n", item, err.msg);
             return -1;
         }
@@ -464,7 +465,7 @@ static int plan_steps(dp_run *r, const dp_options *opt)
     const dp_config *cfg = &r->cfg;
     if (opt->switch_at &&
         (r->n_switches = parse_switches(opt->switch_at, cfg, &r->model, r->n_devices,
-                                        r->switches, DP_MAX_SWITCHES)) < 0)
+                                        r->train.n, r->switches, DP_MAX_SWITCHES)) < 0)
         return EXIT_USAGE;
     long per_epoch = (r->train.n + cfg->data.batch - 1) / cfg->data.batch;
     long total = cfg->steps > 0 ? cfg->steps : cfg->epochs * per_epoch;
@@ -544,7 +545,8 @@ static int make_trainer(dp_run *r, const dp_options *opt)
     r->plan = tc.plan;
     /* A plan the devices cannot run is bad usage: said before any device is started. */
     dp_plan plan;
-    if (dp_plan_make(&plan, &tc.plan, n_devices, &r->model, cfg->data.batch, NULL, &err) < 0) {
+    if (dp_plan_make(&plan, &tc.plan, n_devices, &r->model, cfg->data.batch, NULL, &err) < 0 ||
+        dp_plan_check_batch_norm(&plan, &r->model, cfg->data.batch, r->train.n, &err) < 0) {
         fprintf(stderr, "dpmptop: [parallel]: %s\n", err.msg);
         return EXIT_USAGE;
     }

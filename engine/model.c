@@ -368,6 +368,27 @@ bool dp_model_batch_statistics(const dp_model *m)
     return has_bn(m->layers, m->n_layers);
 }
 
+/* Whether a bn among layers[0, n) and their children sees one value per channel in a sample. */
+static bool has_bn_per_sample(const dp_layer *layers, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const dp_layer *l = &layers[i];
+        bool one = l->ops == &dp_layer_bn &&
+                   (l->in_shape.ndim == 1 || l->in_shape.d[1] * l->in_shape.d[2] == 1);
+        if (one || has_bn_per_sample(l->children, l->n_children))
+            return true;
+    }
+    return false;
+}
+
+int dp_model_bn_per_sample(const dp_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (has_bn_per_sample(&m->layers[i], 1))
+            return i;
+    return -1;
+}
+
 void dp_model_init_params(const dp_model *m, float *host, uint64_t seed)
 {
     for (int i = 0; i < m->n_layers; i++)

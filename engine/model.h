@@ -42,6 +42,10 @@ int dp_model_check_ids(const dp_model *m, int vocab, dp_err *err);
 /* Whether a layer normalises over the batch (bn), so that what a pass computes depends on
  * the samples it shares a pass with: the plan's replicas and micro-batches. */
 bool dp_model_batch_statistics(const dp_model *m);
+/* The first layer (an index of the list; a block holding it) whose batch normalisation has one
+ * value per channel in a sample (bn after vectors, or after 1x1 images), which needs at least
+ * two samples in a pass; -1 when none. */
+int dp_model_bn_per_sample(const dp_model *m);
 
 /* Writes every layer's initial parameters into host[n_params] (nn.Linear's default init). */
 void dp_model_init_params(const dp_model *m, float *host, uint64_t seed);

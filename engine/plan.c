@@ -1,5 +1,6 @@
 /* plan.c -- placement of layers on devices, balanced by FLOPs. */
 #include "engine/plan.h"
+#include "engine/world.h"
 
 #include <float.h>
 #include <stdio.h>
@@ -179,6 +180,48 @@ int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_m
     return balance(p, m, S, cost, err);
 }
 
+/* The fewest samples a micro-batch of a batch of `rows` gets under p (all replicas' j-th
+ * together), leaving out empty ones (which normalise nothing). */
+static int smallest_group(const dp_plan *p, int rows, int replicas)
+{
+    int least = 0;
+    for (int j = 0; j < p->micro; j++) {
+        int group = 0;
+        for (int r = 0; r < replicas; r++)
+            group += dp_split_rows(dp_split_rows(rows, replicas, r), p->micro, j);
+        if (group > 0 && (least == 0 || group < least))
+            least = group;
+    }
+    return least;
+}
+
+int dp_plan_check_batch_norm(const dp_plan *p, const dp_model *m, int batch, long samples,
+                             dp_err *err)
+{
+    int layer = dp_model_bn_per_sample(m);
+    if (layer < 0 || samples < 1)
+        return 0;
+    int replicas = p->replicas * dp_world_size();
+    int full = samples < batch ? (int)samples : batch;
+    int last = samples > batch ? (int)(samples % batch) : 0;
+    const char *why = "its variance would be 0 (PyTorch refuses such a batch) and its running "
+                      "variance would shrink towards 0";
+    const char *fewer = p->micro > 1 ? "fewer micro-batches, or " : "";
+    if (smallest_group(p, full, replicas) == 1)
+        return dp_fail(err, "layer %d's batch normalisation has one value per channel in a "
+                            "sample, and batches of %d in %d micro-batch%s give it a single "
+                            "sample: %s; use %sa larger [data] batch",
+                       layer, full, p->micro, p->micro == 1 ? "" : "es", why, fewer);
+    if (last > 0 && smallest_group(p, last, replicas) == 1)
+        return dp_fail(err, "layer %d's batch normalisation has one value per channel in a "
+                            "sample, and the last batch of each epoch (%ld samples in batches of "
+                            "%d leave %d) in %d micro-batch%s gives it a single sample: %s; use "
+                            "%sa batch that leaves more samples (or none)",
+                       layer, samples, batch, last, p->micro, p->micro == 1 ? "" : "es", why,
+                       fewer);
+    return 0;
+}
+
 bool dp_plan_cut_reason(const dp_plan_request *req, int devices, const dp_model *m, char *buf,
                         size_t size)
 {
@@ -197,11 +240,17 @@ void dp_plan_describe(const dp_plan *p, char *buf, size_t size)
 {
     const char *sched = p->schedule == DP_SCHEDULE_GPIPE ? "GPipe" : "1F1B";
     switch (p->strategy) {
-    case DP_STRATEGY_SINGLE:
-        snprintf(buf, size, "single");
+    case DP_STRATEGY_SINGLE: /* micro-batches without a pipeline: gradient accumulation */
+        if (p->micro > 1)
+            snprintf(buf, size, "single, %d micro", p->micro);
+        else
+            snprintf(buf, size, "single");
         break;
     case DP_STRATEGY_DP:
-        snprintf(buf, size, p->replicas == 1 ? "DP x1 (one device)" : "DP x%d", p->replicas);
+        if (p->micro > 1)
+            snprintf(buf, size, "DP x%d, %d micro", p->replicas, p->micro);
+        else
+            snprintf(buf, size, p->replicas == 1 ? "DP x1 (one device)" : "DP x%d", p->replicas);
         break;
     case DP_STRATEGY_PP:
         snprintf(buf, size, "PP %d stage%s, %d micro, %s", p->stages, p->stages == 1 ? "" : "s",

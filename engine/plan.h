@@ -43,6 +43,15 @@ typedef struct dp_plan {
 int dp_plan_make(dp_plan *p, const dp_plan_request *req, int devices, const dp_model *m,
                  int batch, const double *cost, dp_err *err);
 
+/* Refuses, with err saying why and what to do, a plan under which batch normalisation would
+ * normalise a single value per channel (dp_model_bn_per_sample) in some micro-batch of the
+ * steps: of a full batch of `batch` rows, or of the short last batch an epoch of `samples`
+ * leaves. Its variance is 0 there (PyTorch refuses such a batch), and its running variance
+ * would shrink towards 0. The micro-batches of a plan's replicas, in this process and the
+ * others, are normalised together. */
+int dp_plan_check_batch_norm(const dp_plan *p, const dp_model *m, int batch, long samples,
+                             dp_err *err);
+
 /* The most pipeline stages the model can have: its layers with parameters (a stage needs one). */
 int dp_plan_max_stages(const dp_model *m);
 

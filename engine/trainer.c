@@ -256,6 +256,15 @@ static void init_host_copies(dp_trainer *t, const float *init)
         dp_model_init_params(m, t->host_params, c->seed);
 }
 
+/* The plan of req on the trainer's devices, model and batch, refused where batch
+ * normalisation would see a single sample in some step. */
+static int make_plan(const dp_trainer *t, dp_plan *p, const dp_plan_request *req, dp_err *err)
+{
+    if (dp_plan_make(p, req, t->n_devices, t->cfg.model, t->cfg.batch, NULL, err) < 0)
+        return -1;
+    return dp_plan_check_batch_norm(p, t->cfg.model, t->cfg.batch, t->train->n, err);
+}
+
 dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *train,
                               const dp_dataset *test, const float *init, bool *plan_refused,
                               dp_err *err)
@@ -272,7 +281,7 @@ dp_trainer *dp_trainer_create(const dp_trainer_config *c, const dp_dataset *trai
     pthread_mutex_init(&t->switch_lock, NULL);
     dp_plan plan;
     t->n_devices = dp_device_set_count(c->devices);
-    if (dp_plan_make(&plan, &c->plan, t->n_devices, c->model, c->batch, NULL, err) < 0) {
+    if (make_plan(t, &plan, &c->plan, err) < 0) {
         *plan_refused = true;
         goto fail;
     }
@@ -321,13 +330,13 @@ long dp_trainer_steps_per_epoch(const dp_trainer *t)
 int dp_trainer_check_switch(const dp_trainer *t, const dp_plan_request *req, dp_err *err)
 {
     dp_plan p;
-    return dp_plan_make(&p, req, t->n_devices, t->cfg.model, t->cfg.batch, NULL, err);
+    return make_plan(t, &p, req, err);
 }
 
 int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err *err)
 {
     dp_plan p;
-    if (dp_plan_make(&p, req, t->n_devices, t->cfg.model, t->cfg.batch, NULL, err) < 0)
+    if (make_plan(t, &p, req, err) < 0)
         return -1;
     pthread_mutex_lock(&t->switch_lock);
     t->switch_plan = p;
@@ -340,11 +349,15 @@ int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err 
  * replica's share, summed), or each micro-batch of it (the replicas' j-th ones together). */
 static void batch_stats_text(const dp_plan *p, int batch, char *buf, size_t size)
 {
+    int replicas = p->replicas * dp_world_size();
     if (p->micro <= 1)
         snprintf(buf, size, "the whole batch of %d", batch);
-    else
+    else if (replicas == 1)
         snprintf(buf, size, "%d micro-batches of %s%d", p->micro, batch % p->micro ? "about " : "",
                  (batch + p->micro / 2) / p->micro);
+    else /* which samples share a micro-batch depends on the replicas' shares too */
+        snprintf(buf, size, "%d micro-batches of %s%d, from %d replicas' shares", p->micro,
+                 batch % p->micro ? "about " : "", (batch + p->micro / 2) / p->micro, replicas);
 }
 
 void dp_trainer_batch_stats(const dp_trainer *t, char *buf, size_t size)
@@ -354,20 +367,24 @@ void dp_trainer_batch_stats(const dp_trainer *t, char *buf, size_t size)
         batch_stats_text(&t->plan, t->cfg.batch, buf, size);
 }
 
-/* Says in r->batch_stats when a switch from `from` to `to` changes what batch normalisation
- * sees. */
+/* Says in r->batch_stats (and, shorter, in r->batch_stats_short) when a switch from `from` to
+ * `to` changes what batch normalisation sees. */
 static void describe_batch_stats(const dp_trainer *t, const dp_plan *from, const dp_plan *to,
                                  dp_step_report *r)
 {
-    char was[48], now[48];
-    r->batch_stats[0] = '\0';
+    char was[64], now[64];
+    r->batch_stats[0] = r->batch_stats_short[0] = '\0';
     if (!dp_model_batch_statistics(t->cfg.model))
         return;
     batch_stats_text(from, t->cfg.batch, was, sizeof was);
     batch_stats_text(to, t->cfg.batch, now, sizeof now);
-    if (strcmp(was, now) != 0)
-        snprintf(r->batch_stats, sizeof r->batch_stats,
-                 "batch normalisation now over %s, not %s", now, was);
+    if (strcmp(was, now) == 0)
+        return;
+    snprintf(r->batch_stats, sizeof r->batch_stats, "batch normalisation now over %s, not %s",
+             now, was);
+    snprintf(r->batch_stats_short, sizeof r->batch_stats_short, "batch norm now %s",
+             to->micro <= 1 ? "over the whole batch"
+             : from->micro == to->micro ? "over regrouped micro-batches" : "per micro-batch");
 }
 
 /* Moves the state to one host copy, stops the team, and starts the new plan's team. When the

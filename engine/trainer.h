@@ -59,9 +59,10 @@ typedef struct dp_step_report {
     bool switched;
     char switch_from[64], switch_to[64];
     double switch_seconds;
-    char batch_stats[128]; /* when the switch changes the samples batch normalisation
+    char batch_stats[160]; /* when the switch changes the samples batch normalisation
                               normalises over: "batch normalisation now over ..., not ..."; ""
                               otherwise */
+    char batch_stats_short[48]; /* the same in a few words, for the dashboard's event line */
 } dp_step_report;
 
 typedef struct dp_trainer dp_trainer;

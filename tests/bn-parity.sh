@@ -99,6 +99,34 @@ for schedule in gpipe 1f1b; do
     fi
 done
 
+# a plan under which bn after vectors would normalise a single sample is refused (exit 2), as
+# PyTorch refuses such a batch: a batch of 1, micro-batches of 1 in the short last batch of an
+# epoch (1000 samples in batches of 62 leave 8; pp makes 3 stages, one per layer with parameters,
+# and 6 micro-batches), and a
+# switch to such a plan
+cat >"$work/vec.ini" <<'INI'
+[run]
+steps = 3
+[data]
+kind = synthetic
+features = 16
+classes = 10
+samples = 1000
+test_samples = 200
+batch = 62
+[model]
+layers = linear:32, bn, relu, linear:10
+INI
+one="layer 1's batch normalisation has one value per channel in a sample"
+expect_exit 2 "$one, and batches of 1 in 1 micro-batch give it a single sample" -- \
+    "$DPMPTOP" -c "$work/vec.ini" --headless --devices cpu:1 --set data.batch=1
+expect_exit 2 "$one, and the last batch of each epoch \(1000 samples in batches of 62 leave 8\) in 6 micro-batches" -- \
+    "$DPMPTOP" -c "$work/vec.ini" --headless --devices cpu:4 --strategy pp
+expect_exit 2 "^dpmptop: --switch-at 2:pp: $one" -- \
+    "$DPMPTOP" -c "$work/vec.ini" --headless --devices cpu:4 --strategy dp --switch-at 2:pp
+expect_exit 0 "" -- "$DPMPTOP" -c "$work/vec.ini" --headless --devices cpu:4 --strategy pp \
+    --set parallel.microbatches=4
+
 # across processes: dp and hybrid under mpirun with 2 processes
 if command -v mpirun >/dev/null && "$DPMPTOP" --version | grep -q "with MPI"; then
     root=
