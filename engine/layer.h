@@ -64,6 +64,7 @@ typedef struct dp_tensor_info {
     bool buffer;        /* not trained: see above */
     bool int64;         /* whole numbers, held as floats, an I64 tensor in PyTorch and in files
                            (num_batches_tracked) */
+    bool nonnegative;   /* a variance: a negative value in a loaded file is refused */
 } dp_tensor_info;
 
 /* A training pass's place: the run's seed, the step, and the global batch position of the

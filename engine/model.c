@@ -2,6 +2,7 @@
 #include "engine/model.h"
 
 #include <ctype.h>
+#include <float.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -46,8 +47,12 @@ static size_t layer_text_len(const char *text)
 static int parse_real(dp_layer *l, const char *text, const char *p, char **end, int a,
                       dp_err *err)
 {
-    double v = strtod(p, end);
     size_t len = strcspn(p, ":");
+    const char *digits = p + (*p == '-' || *p == '+');
+    if (digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) /* strtod's hex floats */
+        return dp_fail(err, "\"%s\": %.*s is not a plain decimal number; write one such as 0.2",
+                       text, (int)len, p);
+    double v = strtod(p, end);
     if (*end == p || (**end && **end != ':'))
         return dp_fail(err, "\"%s\": expected a number such as 0.2 after ':', not \"%.*s\"",
                        text, (int)len, p);
@@ -55,6 +60,11 @@ static int parse_real(dp_layer *l, const char *text, const char *p, char **end, 
         return dp_fail(err, "\"%s\": %.*s is not a finite number; write %s with a finite "
                             "value such as 0.2",
                        text, (int)len, p, l->ops->usage);
+    /* the layers compute in float: a value it cannot hold would be an infinity or 0 */
+    if (fabs(v) > FLT_MAX || (v != 0.0 && fabs(v) < FLT_MIN))
+        return dp_fail(err, "\"%s\": %.*s is out of a float's range (%g to %g, or 0); write a "
+                            "value such as 0.2",
+                       text, (int)len, p, (double)FLT_MIN, (double)FLT_MAX);
     double whole = trunc(v);
     l->reals[a] = v;
     l->args[a] = whole >= INT_MAX ? INT_MAX : whole <= INT_MIN ? INT_MIN : (int)whole;

@@ -380,11 +380,13 @@ static int check_spans(span *sp, int n, size_t data_len, const dp_model_tensor *
 }
 
 /* Refuses a NaN or an infinity in a loaded tensor: training would carry it silently (a ReLU
- * makes 0 of NaN), so the file is reported instead, with the first such value's index. */
+ * makes 0 of NaN), so the file is reported instead, with the first such value's index; and a
+ * negative value in a variance (batch normalisation's running_var: its square root would be
+ * NaN). */
 static int check_finite(const float *v, const dp_model_tensor *t, const char *what, dp_err *err)
 {
     size_t i = 0;
-    while (i < t->info.count && isfinite(v[i]))
+    while (i < t->info.count && isfinite(v[i]) && !(t->info.nonnegative && v[i] < 0.0f))
         i++;
     if (i == t->info.count)
         return 0;
@@ -396,6 +398,10 @@ static int check_finite(const float *v, const dp_model_tensor *t, const char *wh
         rest /= (uint64_t)t->info.shape[d];
     }
     shape_text(at, sizeof at, t->info.ndim, idx);
+    if (isfinite(v[i])) /* a negative variance */
+        return dp_fail(err, "%s: tensor %s holds %g at index %zu (%s), a variance, which is "
+                            "never negative",
+                       what, t->name, (double)v[i], i, at);
     return dp_fail(err, "%s: tensor %s holds %s at index %zu (%s); dpmptop loads only finite "
                         "values",
                    what, t->name, isnan(v[i]) ? "NaN" : v[i] > 0 ? "+Inf" : "-Inf", i, at);

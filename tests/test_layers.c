@@ -1191,6 +1191,13 @@ START_TEST(test_gan_parse_errors)
     expect_parse_error("linear:8, leakyrelu:inf, linear:3", 4, 3, "inf is not a finite number");
     expect_parse_error("linear:8, leakyrelu:-infinity, linear:3", 4, 3, "not a finite number");
     expect_parse_error("linear:8, leakyrelu:1e999, linear:3", 4, 3, "not a finite number");
+    /* the layers compute in float: a slope it cannot hold, or that underflows, is refused */
+    expect_parse_error("linear:8, leakyrelu:1e39, linear:3", 4, 3,
+                       "1e39 is out of a float's range");
+    expect_parse_error("linear:8, leakyrelu:-1e-50, linear:3", 4, 3,
+                       "-1e-50 is out of a float's range");
+    expect_parse_error("linear:8, leakyrelu:0x1p3, linear:3", 4, 3,
+                       "0x1p3 is not a plain decimal number");
     expect_parse_error("linear:8, leakyrelu:0.2x, linear:3", 4, 3,
                        "expected a number such as 0.2 after ':', not \"0.2x\"");
     expect_parse_error("linear:8, leakyrelu:, linear:3", 4, 3, "expected a number such as 0.2");

@@ -796,11 +796,16 @@ static dp_model_tensor find_tensor(const dp_model *m, const char *name)
     return t[0];
 }
 
-/* Distinct values for the bn model, with whole counts: 1.num_batches_tracked = 7 and
+/* Distinct values for the bn model (variances positive), with whole counts: 1.num_batches_tracked = 7 and
  * 4.num_batches_tracked = 2^24 (the largest a float holds with every count below it). */
 static void fill_bn(const dp_model *m, float *host)
 {
     fill(host, m->n_params, 1.0f);
+    dp_model_tensor t[32];
+    int n = dp_model_tensors(m, t);
+    for (int i = 0; i < n; i++) /* variances are never negative */
+        for (size_t k = 0; t[i].info.nonnegative && k < t[i].info.count; k++)
+            host[t[i].info.offset + k] = fabsf(host[t[i].info.offset + k]);
     host[find_tensor(m, "1.num_batches_tracked").info.offset] = 7.0f;
     host[find_tensor(m, "4.num_batches_tracked").info.offset] = 16777216.0f;
     host[find_tensor(m, "1.running_var").info.offset] = 0.75f;
@@ -921,6 +926,13 @@ START_TEST(test_st_bn_round_trip)
     ck_assert_msg(dp_safetensors_parse(buf, len, "bn", &m, back, &err) == 0, "parse: %s",
                   err.msg);
     ck_assert_msg(memcmp(host, back, sizeof host) == 0, "the state_dict differs after parsing");
+    /* a negative variance would be NaN's square root: refused, naming the tensor */
+    const float negative = -0.5f;
+    memcpy(buf + data_at + 500, &negative, 4);
+    ck_assert(dp_safetensors_parse(buf, len, "bn", &m, back, &err) < 0);
+    ck_assert_msg(strstr(err.msg, "tensor 1.running_var holds -0.5 at index 1 ([1]), a "
+                                  "variance, which is never negative"),
+                  "%s", err.msg);
 
     dp_model_init_params(&m, host, 5);
     ck_assert_msg(dp_safetensors_save(path, &m, host, &err) == 0, "save: %s", err.msg);

@@ -40,13 +40,15 @@ static int attn_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSO
     int d = dims_of(l).d;
     size_t at = 0;
     out[0] = (dp_tensor_info){ "c_attn.weight", 2, { 3 * d, d }, at, (size_t)3 * d * d, false,
-                               false };
+                               false, false };
     at += (size_t)3 * d * d;
-    out[1] = (dp_tensor_info){ "c_attn.bias", 1, { 3 * d }, at, (size_t)3 * d, false, false };
+    out[1] = (dp_tensor_info){ "c_attn.bias", 1, { 3 * d }, at, (size_t)3 * d,
+                               false, false, false };
     at += (size_t)3 * d;
-    out[2] = (dp_tensor_info){ "c_proj.weight", 2, { d, d }, at, (size_t)d * d, false, false };
+    out[2] = (dp_tensor_info){ "c_proj.weight", 2, { d, d }, at, (size_t)d * d,
+                               false, false, false };
     at += (size_t)d * d;
-    out[3] = (dp_tensor_info){ "c_proj.bias", 1, { d }, at, (size_t)d, false, false };
+    out[3] = (dp_tensor_info){ "c_proj.bias", 1, { d }, at, (size_t)d, false, false, false };
     return 4;
 }
 

@@ -40,11 +40,11 @@ static int bn_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS
     int c, positions;
     bn_geometry(l, &c, &positions);
     size_t n = (size_t)c;
-    out[0] = (dp_tensor_info){ "weight", 1, { c }, 0, n, false, false };
-    out[1] = (dp_tensor_info){ "bias", 1, { c }, n, n, false, false };
-    out[2] = (dp_tensor_info){ "running_mean", 1, { c }, 2 * n, n, true, false };
-    out[3] = (dp_tensor_info){ "running_var", 1, { c }, 3 * n, n, true, false };
-    out[4] = (dp_tensor_info){ "num_batches_tracked", 0, { 0 }, 4 * n, 1, true, true };
+    out[0] = (dp_tensor_info){ "weight", 1, { c }, 0, n, false, false, false };
+    out[1] = (dp_tensor_info){ "bias", 1, { c }, n, n, false, false, false };
+    out[2] = (dp_tensor_info){ "running_mean", 1, { c }, 2 * n, n, true, false, false };
+    out[3] = (dp_tensor_info){ "running_var", 1, { c }, 3 * n, n, true, false, true };
+    out[4] = (dp_tensor_info){ "num_batches_tracked", 0, { 0 }, 4 * n, 1, true, true, false };
     return 5;
 }
 

@@ -79,8 +79,8 @@ static int conv_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSO
 {
     int oc = l->args[0], k = l->args[1], c = l->in_shape.d[0];
     size_t nw = (size_t)oc * c * k * k;
-    out[0] = (dp_tensor_info){ "weight", 4, { oc, c, k, k }, 0, nw, false, false };
-    out[1] = (dp_tensor_info){ "bias", 1, { oc }, nw, (size_t)oc, false, false };
+    out[0] = (dp_tensor_info){ "weight", 4, { oc, c, k, k }, 0, nw, false, false, false };
+    out[1] = (dp_tensor_info){ "bias", 1, { oc }, nw, (size_t)oc, false, false, false };
     return 2;
 }
 

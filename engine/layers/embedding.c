@@ -29,7 +29,7 @@ static int embed_infer(dp_layer *l, dp_err *err)
 static int embed_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
 {
     out[0] = (dp_tensor_info){ "weight", 2, { l->args[0], l->args[1] }, 0, l->param_count,
-                               false, false };
+                               false, false, false };
     return 1;
 }
 
@@ -83,7 +83,7 @@ static int pos_infer(dp_layer *l, dp_err *err)
 static int pos_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
 {
     out[0] = (dp_tensor_info){ "weight", 2, { l->in_shape.d[0], l->in_shape.d[1] }, 0,
-                               l->param_count, false, false };
+                               l->param_count, false, false, false };
     return 1;
 }
 

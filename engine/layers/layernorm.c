@@ -18,8 +18,8 @@ static int ln_infer(dp_layer *l, dp_err *err)
 static int ln_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
 {
     int d = last_dim(l);
-    out[0] = (dp_tensor_info){ "weight", 1, { d }, 0, (size_t)d, false, false };
-    out[1] = (dp_tensor_info){ "bias", 1, { d }, (size_t)d, (size_t)d, false, false };
+    out[0] = (dp_tensor_info){ "weight", 1, { d }, 0, (size_t)d, false, false, false };
+    out[1] = (dp_tensor_info){ "bias", 1, { d }, (size_t)d, (size_t)d, false, false, false };
     return 2;
 }
 

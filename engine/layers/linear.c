@@ -33,8 +33,9 @@ static int linear_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TEN
 {
     int in = l->in_shape.d[l->in_shape.ndim - 1];
     size_t nw = (size_t)l->args[0] * (size_t)in;
-    out[0] = (dp_tensor_info){ "weight", 2, { l->args[0], in }, 0, nw, false, false };
-    out[1] = (dp_tensor_info){ "bias", 1, { l->args[0] }, nw, (size_t)l->args[0], false, false };
+    out[0] = (dp_tensor_info){ "weight", 2, { l->args[0], in }, 0, nw, false, false, false };
+    out[1] = (dp_tensor_info){ "bias", 1, { l->args[0] }, nw, (size_t)l->args[0],
+                               false, false, false };
     return 2;
 }
 
