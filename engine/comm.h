@@ -35,5 +35,8 @@ void dp_comm_join(dp_comm *c, int rank);
  * holds the sum for every operation issued on d after the call, whatever the group's kind
  * (through host memory for a host group of devices the host cannot address). */
 void dp_comm_allreduce_now(dp_comm *c, int rank, dp_device *d, float *buf, size_t n);
+/* Seconds member `rank`'s calls of dp_comm_allreduce_now have taken so far (waiting for the
+ * other members included); read by that member's thread, which alone adds to it. */
+double dp_comm_now_seconds(const dp_comm *c, int rank);
 
 #endif

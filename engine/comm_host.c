@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "engine/comm.h"
 #include "engine/world.h"
 
@@ -23,6 +24,7 @@ struct dp_comm {
     float **bufs; /* [size]: each member's buffer for the all-reduce in progress */
     dp_world_channel **across; /* [size]: each member's channel to the other processes, or
                                   NULL in a world of one */
+    double *now_seconds; /* [size]: each member's time in dp_comm_allreduce_now (its own slot) */
 };
 
 dp_comm *dp_comm_create(dp_device **members, int size, dp_err *err)
@@ -30,7 +32,11 @@ dp_comm *dp_comm_create(dp_device **members, int size, dp_err *err)
     dp_comm *c = calloc(1, sizeof *c);
     if (c)
         c->bufs = calloc((size_t)size, sizeof *c->bufs);
-    if (!c || !c->bufs) {
+    if (c)
+        c->now_seconds = calloc((size_t)size, sizeof *c->now_seconds);
+    if (!c || !c->bufs || !c->now_seconds) {
+        if (c)
+            free(c->bufs), free(c->now_seconds);
         free(c);
         dp_fail(err, "out of memory for a communication group");
         return NULL;
@@ -51,6 +57,7 @@ dp_comm *dp_comm_create(dp_device **members, int size, dp_err *err)
         c->device = c->be->group_create(members, size, err);
         if (!c->device && err->msg[0]) {
             free(c->bufs);
+            free(c->now_seconds);
             free(c);
             return NULL;
         }
@@ -70,6 +77,7 @@ void dp_comm_destroy(dp_comm *c)
         dp_world_channel_destroy(c->across[r]);
     free(c->across);
     free(c->bufs);
+    free(c->now_seconds);
     free(c);
 }
 
@@ -122,9 +130,11 @@ void dp_comm_allreduce(dp_comm *c, int rank, float *buf, size_t n)
 
 void dp_comm_allreduce_now(dp_comm *c, int rank, dp_device *d, float *buf, size_t n)
 {
+    double t0 = dp_now_s();
     if (c->device || d->be->host_memory) {
         dp_comm_allreduce(c, rank, buf, n);
         dp_comm_join(c, rank);
+        c->now_seconds[rank] += dp_now_s() - t0;
         return;
     }
     float *host = malloc(n * sizeof *host);
@@ -137,4 +147,10 @@ void dp_comm_allreduce_now(dp_comm *c, int rank, dp_device *d, float *buf, size_
     dp_comm_allreduce(c, rank, host, n);
     d->be->upload(d, buf, host, n * sizeof *host);
     free(host);
+    c->now_seconds[rank] += dp_now_s() - t0;
+}
+
+double dp_comm_now_seconds(const dp_comm *c, int rank)
+{
+    return c->now_seconds[rank];
 }

@@ -52,6 +52,7 @@ typedef struct dp_worker {
     dp_activity doing;         /* COMPUTE or EVAL: what a wait on a link interrupts */
     /* timing of the step in progress */
     double step_start, busy_start, allreduce_wait_s;
+    double stats_sync_start;   /* dp_comm_now_seconds of stats_group at the step's start */
     double cpu_start, helper_start, flops_start; /* CPU seconds and GEMM FLOPs at its start */
     double step_end, cpu_end, helper_end, flops_end; /* ... and at its update's end */
     dp_device_metrics done;    /* the step's figures from the update, published by the
@@ -454,6 +455,7 @@ static void run_step(dp_worker *w, const dp_cmd *c)
     start_counters(w);
     w->busy_start = w->dev->be->busy_seconds(w->dev);
     w->allreduce_wait_s = 0;
+    w->stats_sync_start = w->stats_group ? dp_comm_now_seconds(w->stats_group, w->replica) : 0;
     w->link_time = (dp_link_time){ 0 };
     w->in_flight = w->in_flight_max = 0;
     w->timeline.n_ops = 0;
@@ -534,6 +536,8 @@ static void run_update(dp_worker *w, const dp_cmd *c)
     m->act_peak_bytes = (size_t)w->in_flight_max * w->st.slot_bytes;
     m->compute_s = w->dev->be->busy_seconds(w->dev) - w->busy_start;
     m->comm_s = w->allreduce_wait_s + w->link_time.copy_s;
+    if (w->stats_group) /* batch statistics summed with the other replicas during passes */
+        m->comm_s += dp_comm_now_seconds(w->stats_group, w->replica) - w->stats_sync_start;
 }
 
 /* Forward over samples [first, first + count) of d, in batches. */
