@@ -158,6 +158,10 @@ static int parse_layer(dp_layer *l, const char *text, int depth, dp_err *err)
     size_t name_len = strcspn(text, ":(");
     l->ops = find_kind(text, name_len);
     if (!l->ops) {
+        if (isdigit((unsigned char)text[0])) /* "leakyrelu:0,2": the comma ended the layer */
+            return dp_fail(err, "\"%s\" is a number where a layer belongs; commas separate "
+                                "layers, so write decimals with a point (leakyrelu:0.2)",
+                           text);
         char kinds[256];
         list_kinds(kinds, sizeof kinds);
         return dp_fail(err, "unknown layer kind \"%.*s\" (known: %s; dpmptop --help-layers "

@@ -1191,6 +1191,8 @@ START_TEST(test_gan_parse_errors)
     expect_parse_error("linear:8, leakyrelu:inf, linear:3", 4, 3, "inf is not a finite number");
     expect_parse_error("linear:8, leakyrelu:-infinity, linear:3", 4, 3, "not a finite number");
     expect_parse_error("linear:8, leakyrelu:1e999, linear:3", 4, 3, "not a finite number");
+    expect_parse_error("linear:8, leakyrelu:0,2, linear:3", 4, 3,
+                       "\"2\" is a number where a layer belongs; commas separate layers");
     /* the layers compute in float: a slope it cannot hold, or that underflows, is refused */
     expect_parse_error("linear:8, leakyrelu:1e39, linear:3", 4, 3,
                        "1e39 is out of a float's range");
