@@ -85,7 +85,7 @@ for optim in sgd adamw; do
         fail "$model $optim: expected 3 switch records"
     grep -q '"type":"switch","step":10,"from":"PP 4 stages, 3 micro, 1F1B","to":"DP2 x PP2, 3 micro, 1F1B","seconds":' \
         "$work/$model-$optim-switches.jsonl" || fail "$model $optim: no switch record for step 10"
-    grep -q '^step 1: switched from single to DP2 x PP2, 3 micro, 1F1B in ' \
+    grep -q '^step 1: switched from single, 3 micro to DP2 x PP2, 3 micro, 1F1B in ' \
         "$work/$model-$optim-switch-ends.out" || fail "$model $optim: the switch on step 1 is not reported"
 done
 done
