@@ -67,6 +67,17 @@ $optim
 INI
 }
 
+# need_torch: sets py to Debian's /usr/bin/python3, whose python3-torch the PyTorch
+# comparisons use, or skips the script (77) when it cannot import torch.
+need_torch() {
+    py=/usr/bin/python3
+    if ! "$py" -c "import torch" 2>/dev/null; then
+        echo "SKIP: $py cannot import torch (apt-get install python3-torch)"
+        rm -rf "$work"
+        exit 77
+    fi
+}
+
 # Reports a failed check and remembers it; the script exits 1 at the end.
 # write_long_eval_ini FILE: two steps, each followed by an evaluation long enough to stop in
 # the middle (40000 test samples through 2048-wide layers: seconds, in 20 parts).

@@ -7,12 +7,7 @@
 # packages as python3-torch for its own /usr/bin/python3.
 . "${srcdir:-.}/tests/lib.sh"
 
-py=/usr/bin/python3
-if ! "$py" -c "import torch" 2>/dev/null; then
-    echo "SKIP: $py cannot import torch (apt-get install python3-torch)"
-    rm -rf "$work"
-    exit 77
-fi
+need_torch
 d="$work/bn"
 mkdir -p "$d"
 if ! "$py" "$srcdir/tests/torch_bn_safetensors.py" prepare "$d"; then

@@ -6,12 +6,7 @@
 # without PyTorch, which Debian packages as python3-torch for its own /usr/bin/python3.
 . "${srcdir:-.}/tests/lib.sh"
 
-py=/usr/bin/python3
-if ! "$py" -c "import torch" 2>/dev/null; then
-    echo "SKIP: $py cannot import torch (apt-get install python3-torch)"
-    rm -rf "$work"
-    exit 77
-fi
+need_torch
 for variant in mlp-sgd mlp-adamw cnn-sgd cnn-adamw gpt-sgd gpt-adamw gan-sgd gan-adamw; do
     d="$work/$variant"
     mkdir -p "$d"
