@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <math.h>
 #include <png.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -240,22 +241,30 @@ int dp_samples_grid_grey(const float *x, int n, int c, int h, int w, float lo, f
 
 /* ---- PNG through libpng ---- */
 
-/* What libpng's error handler needs to say which file failed. */
+/* What libpng's handlers need to say which file failed and why: libpng often warns of the
+ * cause (say "Image width exceeds user limit in IHDR") before its error ("Invalid IHDR data"). */
 typedef struct png_job {
     const char *path;
     dp_err *err;
+    char warning[160];
 } png_job;
 
 static void png_on_error(png_structp png, png_const_charp msg)
 {
     png_job *job = png_get_error_ptr(png);
-    dp_fail(job->err, "%s: cannot write the PNG: %s", job->path, msg);
+    if (job->warning[0])
+        dp_fail(job->err, "%s: cannot write the PNG: %s (%s)", job->path, msg, job->warning);
+    else
+        dp_fail(job->err, "%s: cannot write the PNG: %s", job->path, msg);
     png_longjmp(png, 1);
 }
 
+/* Keeps the first warning for an error that may follow; a warning alone leaves a good file. */
 static void png_on_warning(png_structp png, png_const_charp msg)
 {
-    /* libpng warns about things it has worked around; the file it writes is good */
+    png_job *job = png_get_error_ptr(png);
+    if (!job->warning[0])
+        snprintf(job->warning, sizeof job->warning, "%s", msg);
 }
 
 /* The rows, outside png_encode's setjmp frame so that no local of that frame changes after it. */
@@ -271,7 +280,7 @@ static void png_rows(png_structp png, const grid *g, uint8_t *row)
  * already filled. */
 static int png_encode(FILE *f, const grid *g, uint8_t *row, const char *path, dp_err *err)
 {
-    png_job job = { path, err };
+    png_job job = { .path = path, .err = err };
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &job, png_on_error,
                                               png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;

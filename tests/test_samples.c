@@ -310,6 +310,27 @@ START_TEST(test_samples_png_rgb)
 }
 END_TEST
 
+/* libpng refuses a grid over a million pixels wide (its default limit): the error comes back
+ * through the setjmp path as a message, and neither the file nor a temporary one is left. */
+START_TEST(test_samples_png_libpng_error)
+{
+    enum { N = 20000, W = 60 }; /* a row of 20000: 20000 * 62 + 2 pixels wide */
+    float *x = calloc((size_t)N * W, sizeof *x);
+    ck_assert(x != NULL);
+    const char *dir = unit_tmpdir();
+    char path[4200];
+    join(path, sizeof path, dir, "wide.png");
+    dp_err err = { "" };
+    ck_assert_int_eq(dp_samples_write_png(path, x, N, 1, 1, W, 0.0f, 1.0f, N, &err), -1);
+    ck_assert_msg(strstr(err.msg, "wide.png: cannot write the PNG: ") && strstr(err.msg, "width"),
+                  "%s", err.msg);
+    ck_assert_int_eq(dir_entries(dir), 0);
+    ck_assert_msg(dp_samples_write_png(path, x, N, 1, 1, W, 0.0f, 1.0f, 100, &err) == 0, "%s",
+                  err.msg); /* 100 a row is fine */
+    free(x);
+}
+END_TEST
+
 /* The dashboard's grey grid: 1 pixel gaps, RGB as luma. */
 START_TEST(test_samples_grid_grey)
 {
@@ -509,6 +530,7 @@ Suite *samples_suite(void)
     tcase_add_test(files, test_samples_replace);
     tcase_add_test(files, test_samples_png_grey);
     tcase_add_test(files, test_samples_png_rgb);
+    tcase_add_test(files, test_samples_png_libpng_error);
     tcase_add_test(files, test_samples_grid_grey);
     suite_add_tcase(s, files);
     TCase *pictures = tcase_create("pictures");
