@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum key_type { T_STR, T_INT, T_LONG, T_U64, T_DOUBLE, T_BOOL, T_ENUM } key_type;
+/* T_LAYERS: a layer list, a string that may continue on indented lines and prints wrapped. */
+typedef enum key_type { T_STR, T_LAYERS, T_INT, T_LONG, T_U64, T_DOUBLE, T_BOOL, T_ENUM } key_type;
 
 typedef struct key {
     const char *section, *name;
@@ -31,9 +32,12 @@ static const char *const data_kind_names[] = { "fashion-mnist", "mnist", "idx", 
                                                "text", "synthetic", NULL };
 static const char *const schedule_lr_names[] = { "constant", "cosine", NULL };
 static const char *const balance_names[] = { "time", "flops", NULL };
+static const char *const range_names[] = { "0:1", "-1:1", NULL };
+static const char *const init_names[] = { "default", "dcgan", NULL };
 
 #define OFF(field) offsetof(dp_config, field)
 #define STR(sec, nm, field) { sec, nm, T_STR, OFF(field), sizeof(((dp_config *)0)->field), 0, 0, false, false, NULL }
+#define LAYERS(sec, nm, field) { sec, nm, T_LAYERS, OFF(field), sizeof(((dp_config *)0)->field), 0, 0, false, false, NULL }
 #define LONG(sec, nm, field, lo, hi) { sec, nm, T_LONG, OFF(field), 0, lo, hi, false, false, NULL }
 #define INT(sec, nm, field, lo, hi) { sec, nm, T_INT, OFF(field), 0, lo, hi, false, false, NULL }
 #define NUM(sec, nm, field, lo, hi, lo_open, hi_open) \
@@ -60,8 +64,13 @@ static const key keys[] = {
     INT("data", "classes", data.classes, 2, 1 << 20),
     LONG("data", "samples", data.samples, 1, 1e9),
     LONG("data", "test_samples", data.test_samples, 1, 1e9),
-    STR("model", "layers", layers),
+    ENUM("data", "range", data_range, range_names),
+    LAYERS("model", "layers", layers),
     ENUM("model", "objective", objective, dp_objective_names),
+    LAYERS("model", "generator", generator),
+    LAYERS("model", "discriminator", discriminator),
+    STR("model", "latent", latent),
+    ENUM("model", "init", init, init_names),
     ENUM("optim", "kind", optim.kind, dp_optim_names),
     NUM("optim", "lr", optim.lr, 0, INFINITY, true, false),
     NUM("optim", "momentum", optim.momentum, 0, 1, false, false),
@@ -86,6 +95,10 @@ static const key keys[] = {
     LONG("checkpoint", "keep", checkpoint_keep, 1, 1e6),
     LONG("dashboard", "refresh_ms", refresh_ms, 10, 10000),
     BOOL("dashboard", "color", color),
+    STR("gan", "samples", gan_samples),
+    STR("gan", "classifier", classifier),
+    LAYERS("gan", "classifier_layers", classifier_layers),
+    LONG("gan", "quality_samples", quality_samples, 2, 1e6),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof *keys))
 /* The longest layer between commas: --print-config writes each on a line of its own at worst. */
@@ -95,7 +108,7 @@ _Static_assert(sizeof keys / sizeof *keys <= sizeof((dp_config *)0)->origin /
                "dp_config.origin needs a row per key");
 
 static const char *const sections[] = { "run", "data", "model", "optim", "parallel",
-                                        "checkpoint", "dashboard", NULL };
+                                        "checkpoint", "dashboard", "gan", NULL };
 
 void dp_config_defaults(dp_config *c)
 {
@@ -109,6 +122,8 @@ void dp_config_defaults(dp_config *c)
     c->data = dp_data_defaults();
     snprintf(c->layers, sizeof c->layers, "linear:256, relu, linear:10");
     c->objective = 0; /* dp_objectives[0]: classify */
+    snprintf(c->latent, sizeof c->latent, "100");
+    c->quality_samples = 10000;
     c->optim = dp_optim_defaults();
     snprintf(c->devices, sizeof c->devices, "auto");
     c->strategy = DP_STRATEGY_DP;
@@ -178,7 +193,7 @@ static void describe_range(char *buf, size_t size, const key *k, const char *nou
  * line, where ';' and '#' make the line a comment. */
 static bool reads_back(const key *k, const char *text, char *why, size_t why_size)
 {
-    if (k->offset == OFF(layers)) {
+    if (k->type == T_LAYERS) {
         size_t at = strcspn(text, ini_start_comment_prefixes);
         if (text[at]) {
             snprintf(why, why_size, "a layer list has no '%c' (a wrapped line starting with it "
@@ -275,14 +290,14 @@ static int set_string(char *field, const key *k, const char *text, char *why, si
         return -1;
     }
     /* What --print-config writes must read back: one line (the layer list wraps). */
-    if (k->offset != OFF(layers) && strlen(k->name) + strlen(text) + 4 > INI_MAX_LINE) {
+    if (k->type != T_LAYERS && strlen(k->name) + strlen(text) + 4 > INI_MAX_LINE) {
         snprintf(why, why_size, "expected at most %zu characters (an INI line holds %d)",
                  (size_t)INI_MAX_LINE - 4 - strlen(k->name), INI_MAX_LINE - 1);
         return -1;
     }
     if (!reads_back(k, text, why, why_size))
         return -1;
-    if (k->offset == OFF(layers))
+    if (k->type == T_LAYERS)
         return set_layers(field, k->size, text, why, why_size);
     memcpy(field, text, strlen(text) + 1);
     return 0;
@@ -360,6 +375,7 @@ static int set_value(dp_config *c, const key *k, const char *text, char *why, si
     char *field = (char *)c + k->offset;
     switch (k->type) {
     case T_STR:
+    case T_LAYERS:
         return set_string(field, k, text, why, why_size);
     case T_INT:
     case T_LONG:
@@ -552,14 +568,15 @@ static int refuse_value(reader *r, const char *detail)
  * then checked and stored as a whole; the origin stays the first line. */
 static int continue_value(reader *r, const key *k, const char *value)
 {
-    if (k->offset != OFF(layers))
-        return refuse_value(r, "only [model] layers may continue on indented lines");
-    size_t len = strlen(r->c->layers);
+    if (k->type != T_LAYERS)
+        return refuse_value(r, "only layer lists ([model] layers, generator, discriminator, "
+                               "[gan] classifier_layers) may continue on indented lines");
+    const char *now = (const char *)r->c + k->offset;
+    size_t len = strlen(now);
     char *joined = malloc(len + strlen(value) + 3);
     if (!joined)
         return refuse_value(r, "out of memory");
-    sprintf(joined, "%s%s%s", r->c->layers, len && r->c->layers[len - 1] == ',' ? " " : ", ",
-            value);
+    sprintf(joined, "%s%s%s", now, len && now[len - 1] == ',' ? " " : ", ", value);
     char origin[sizeof r->c->origin[0]];
     memcpy(origin, r->c->origin[k - keys], sizeof origin);
     dp_err e;
@@ -725,6 +742,35 @@ dp_plan_request dp_config_plan(const dp_config *c)
     };
 }
 
+/* A GAN's keys: both layer lists with objective = gan, and none of them without it. */
+static int check_gan(const dp_config *c, dp_err *err)
+{
+    bool gan = dp_objectives[c->objective] == &dp_objective_gan;
+    bool images = c->data.kind != DP_DATA_TEXT && c->data.kind != DP_DATA_SYNTHETIC;
+    if (c->data_range == 1 && !images)
+        return dp_fail(err, "[data] range = -1:1 scales images; %s data are not images: remove "
+                            "it", dp_data_kind_name(c->data.kind));
+    if (!gan && (c->generator[0] || c->discriminator[0]))
+        return dp_fail(err, "[model] generator and discriminator are a GAN's: set [model] "
+                            "objective = gan, or remove them");
+    if (!gan)
+        return 0;
+    if (!c->generator[0] || !c->discriminator[0])
+        return dp_fail(err, "[model] objective = gan needs both [model] generator and [model] "
+                            "discriminator (layer lists; see examples/fashion-gan.ini)");
+    if (!images)
+        return dp_fail(err, "[model] objective = gan trains on images; %s data are not: use "
+                            "fashion-mnist, mnist, idx or cifar10",
+                       dp_data_kind_name(c->data.kind));
+    if (c->on_nan == DP_NAN_SKIP)
+        return dp_fail(err, "[run] on_nan = skip is not supported for a GAN (its two models' "
+                            "updates would part); use on_nan = stop");
+    if (!c->classifier[0] != !c->classifier_layers[0])
+        return dp_fail(err, "[gan] classifier and classifier_layers go together (a "
+                            "classifier's safetensors and its layer list); set both or neither");
+    return 0;
+}
+
 int dp_config_check(const dp_config *c, dp_err *err)
 {
     if (c->steps == 0 && c->epochs == 0)
@@ -736,14 +782,14 @@ int dp_config_check(const dp_config *c, dp_err *err)
         return dp_fail(err, "[checkpoint] every = %ld needs a directory: set [checkpoint] dir "
                             "or --checkpoint-dir DIR",
                        c->checkpoint_every);
-    return 0;
+    return check_gan(c, err);
 }
 
 /* Writes a layer list (as set_layers stores it), wrapping after a comma onto indented lines
  * (which dp_config_load joins) so that no line comes near inih's 200-character limit. */
-static void print_layers(FILE *out, const char *layers)
+static void print_layers(FILE *out, const char *name, const char *layers)
 {
-    int column = (int)strlen("layers = ");
+    int column = (int)strlen(name) + 3;
     for (const char *p = layers; *p;) {
         size_t len = strcspn(p, ",");
         bool more = p[len] == ',';
@@ -773,8 +819,9 @@ void dp_config_print(const dp_config *c, FILE *out)
         fprintf(out, "%s = ", k->name);
         switch (k->type) {
         case T_STR:
-            if (k->offset == OFF(layers))
-                print_layers(out, field);
+    case T_LAYERS:
+            if (k->type == T_LAYERS)
+                print_layers(out, k->name, field);
             else
                 fprintf(out, "%s\n", field);
             break;

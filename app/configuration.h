@@ -33,9 +33,14 @@ typedef struct dp_config {
     /* [data] */
     dp_data_config data;
     bool data_on_device; /* [data] on_device: the data sets may live on the GPUs */
+    int data_range;      /* [data] range: images in 0: [0, 1], 1: [-1, 1] (a tanh generator's) */
     /* [model] */
     char layers[2048];
     int objective;      /* the index in dp_objectives[] (engine/objective.h) */
+    char generator[2048];     /* objective = gan: the generator's layer list ... */
+    char discriminator[2048]; /* ... and the discriminator's */
+    char latent[32];          /* the latent vector's shape: "100" or "100:1:1" */
+    int init;                 /* 0: each layer's PyTorch default, 1: DCGAN's weights_init */
     /* [optim] */
     dp_optim_config optim;
     /* [parallel] */
@@ -54,11 +59,16 @@ typedef struct dp_config {
     /* [dashboard] */
     long refresh_ms;
     bool color;
+    /* [gan] */
+    char gan_samples[4096];       /* the directory of the samples written at evaluations */
+    char classifier[4096];        /* a classifier's safetensors, for the quality figures */
+    char classifier_layers[2048]; /* ... and its layer list */
+    long quality_samples;         /* generated samples the figures compare */
 
     /* Where each key's value came from ("run.ini:12", "--set"), for later messages; empty
      * for a default. Indexed like the key table in config.c. A file's name longer than
      * DP_CONFIG_NAME_SHOWN is shown as "..." and its end, so an origin always fits. */
-    char origin[48][DP_CONFIG_NAME_SHOWN + 16];
+    char origin[64][DP_CONFIG_NAME_SHOWN + 16];
 } dp_config;
 
 /* Fills c with every key's default. */

@@ -45,16 +45,41 @@ static void on_step(void *arg, dp_trainer *t, const dp_step_report *r, const dp_
     char eta_text[32] = "?";
     if (pr->eta_s >= 0)
         dp_format_duration(eta_text, sizeof eta_text, pr->eta_s);
-    fprintf(p->out, "%sstep %ld/%ld  epoch %ld/%ld  loss %.4f  lr %.4g  %.0f samples/s  ETA %s%s",
-            line_start(p), r->step, pr->total_steps, r->epoch, pr->epochs, r->loss, r->lr,
+    char loss[96];
+    if (r->gan) /* as PyTorch's DCGAN example prints them */
+        snprintf(loss, sizeof loss, "loss D %.4f G %.4f  D(x) %.3f D(G(z)) %.3f / %.3f",
+                 r->loss, r->loss_g, r->d_real, r->d_fake, r->d_fake_after);
+    else
+        snprintf(loss, sizeof loss, "loss %.4f", r->loss);
+    fprintf(p->out, "%sstep %ld/%ld  epoch %ld/%ld  %s  lr %.4g  %.0f samples/s  ETA %s%s",
+            line_start(p), r->step, pr->total_steps, r->epoch, pr->epochs, loss, r->lr,
             pr->recent_rate, eta_text, p->out_is_tty ? "" : "\n");
     fflush(p->out);
     p->last_print = now;
 }
 
+/* A GAN's evaluation: its discriminator on the real test split, and the quality figures. */
+static void print_gan_eval(dp_headless_printer *p, const dp_step_report *r,
+                           const dp_eval_report *e)
+{
+    char quality[160] = "; no [gan] classifier, so no quality figures";
+    if (e->generated > 0)
+        snprintf(quality, sizeof quality, "; %ld samples against the test split in the "
+                                          "classifier's features: Frechet distance %.3f, "
+                                          "score %.3f",
+                 e->generated, e->frechet, e->score);
+    fprintf(p->out, "%sstep %ld, epoch %ld: D on the test split: loss %.4f, judged real %.4f, "
+                    "D(x) %.3f%s\n",
+            line_start(p), r->step, r->epoch, e->loss, e->accuracy, e->d_real, quality);
+}
+
 static void on_eval(void *arg, const dp_step_report *r, const dp_eval_report *e)
 {
     dp_headless_printer *p = arg;
+    if (e->gan) {
+        print_gan_eval(p, r, e);
+        return;
+    }
     char bits[48] = "";
     if (e->text)
         snprintf(bits, sizeof bits, " (%.4f bits per byte)", e->loss / M_LN2);
@@ -154,7 +179,14 @@ static void print_devices(dp_trainer *t, FILE *out)
 /* The last evaluation's result, and whether one was stopped. */
 static void print_test(const dp_run_result *res, FILE *out)
 {
-    if (res->test_accuracy >= 0) {
+    if (res->test_accuracy >= 0 && res->test_gan) {
+        fprintf(out, "D on the test split: loss %.4f, judged real %.4f after step %ld\n",
+                res->test_loss, res->test_accuracy, res->test_step);
+        if (res->test_generated > 0)
+            fprintf(out, "samples: Frechet distance %.3f, score %.3f (%ld samples, in the "
+                         "classifier's features)\n",
+                    res->test_frechet, res->test_score, res->test_generated);
+    } else if (res->test_accuracy >= 0) {
         char bits[48] = "";
         if (res->test_text)
             snprintf(bits, sizeof bits, " (%.4f bits per byte)", res->test_loss / M_LN2);

@@ -59,6 +59,13 @@ static void on_step(void *arg, dp_trainer *t, const dp_step_report *r, const dp_
     FILE *f = arg;
     fprintf(f, "{\"type\":\"step\",\"step\":%ld,\"epoch\":%ld", r->step, r->epoch);
     json_num(f, "loss", r->loss);
+    if (r->gan) {
+        json_num(f, "loss_g", r->loss_g);
+        json_num(f, "d_real", r->d_real);
+        json_num(f, "d_fake", r->d_fake);
+        json_num(f, "d_fake_after", r->d_fake_after);
+        json_num(f, "grad_norm_g", r->grad_norm_g);
+    }
     json_num(f, "lr", r->lr);
     json_num(f, "samples_per_s", r->seconds > 0 ? r->rows / r->seconds : 0.0);
     fprintf(f, ",\"strategy\":\"%s\"}\n", dp_trainer_strategy(t));
@@ -73,6 +80,14 @@ static void on_eval(void *arg, const dp_step_report *r, const dp_eval_report *e)
     if (e->text)
         json_num(f, "bits_per_byte", e->loss / M_LN2);
     json_num(f, "accuracy", e->accuracy);
+    if (e->gan) {
+        json_num(f, "d_real", e->d_real);
+        if (e->generated > 0) {
+            fprintf(f, ",\"generated\":%ld", e->generated);
+            json_num(f, "frechet", e->frechet);
+            json_num(f, "score", e->score);
+        }
+    }
     fputs("}\n", f);
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "app/cli.h"
+#include "app/gan.h"
 #include "app/headless.h"
 #include "app/interactive.h"
 #include "app/jsonl.h"
@@ -92,8 +93,14 @@ static void print_banner(const dp_run *r)
     const dp_config *c = &r->cfg;
     const dp_dataset *train = &r->train, *test = &r->test;
     dp_trainer *trainer = r->trainer;
-    char desc[512], plan_text[64];
+    char desc[1100], plan_text[64];
     dp_model_describe(&r->model, desc, sizeof desc);
+    if (r->gan) {
+        char g[512], d[512];
+        dp_model_describe(&r->gen, g, sizeof g);
+        dp_model_describe(&r->disc, d, sizeof d);
+        snprintf(desc, sizeof desc, "G: %s; D: %s", g, d);
+    }
     dp_trainer_describe(trainer, plan_text, sizeof plan_text);
     int n_dev = dp_trainer_device_count(trainer);
     if (dp_world_size() > 1) /* the same devices and plan in every process */
@@ -110,6 +117,10 @@ static void print_banner(const dp_run *r)
     char cut[160];
     if (dp_plan_cut_reason(&r->plan, r->n_devices, &r->model, cut, sizeof cut))
         printf("  plan:  %s\n", cut);
+    if (r->gan)
+        printf("  gan:   G %zu parameters, D %zu; latent [%s]; samples %s%s\n",
+               dp_model_trainable(&r->gen), dp_model_trainable(&r->disc), c->latent,
+               c->gan_samples[0] ? "to " : "not written (no [gan] samples)", c->gan_samples);
     char bn[64];
     dp_trainer_batch_stats(trainer, bn, sizeof bn);
     if (bn[0])
@@ -133,6 +144,10 @@ static int run_loop_in_mode(dp_run *r, dp_run_loop_opts *o, bool dashboard, dp_m
     }
     if (r->metrics.f)
         dp_run_observe(o, dp_jsonl_observer(r->metrics.f));
+    dp_gan_samples_writer samples = { r->cfg.gan_samples, r->cfg.data_range ? -1.0f : 0.0f,
+                                      1.0f, dashboard ? NULL : stdout, o->control };
+    if (r->gan && r->cfg.gan_samples[0] && dp_world_rank() == 0)
+        dp_run_observe(o, dp_gan_samples_observer(&samples));
     int rc;
     if (dashboard) {
         char desc[512];

@@ -215,6 +215,10 @@ static void evaluate(loop *l)
     l->res->test_loss = e.loss;
     l->res->test_text = e.text;
     l->res->test_step = l->r.step;
+    l->res->test_gan = e.gan;
+    l->res->test_generated = e.generated;
+    l->res->test_frechet = e.frechet;
+    l->res->test_score = e.score;
     tell_eval(l, &e);
 }
 

@@ -32,6 +32,9 @@ typedef struct dp_run_result {
     double test_loss;         /* of the last evaluation */
     bool test_text;           /* its loss / ln 2 is bits per byte */
     long test_step;           /* the step it followed */
+    bool test_gan;            /* a GAN's: its discriminator's loss and share judged real, */
+    long test_generated;      /* ... and the quality of this many samples (0: none) */
+    double test_frechet, test_score;
     double samples_per_s;     /* training samples over step time (evaluations excluded) */
     int interrupted;          /* stopped early by a signal */
     int quit;                 /* stopped early by the dashboard's q */

@@ -9,11 +9,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app/gan.h"
 #include "app/paths.h"
 #include "base/rng.h"
 #include "dpmptop-config.h"
 #include "engine/backend_cpu.h"
 #include "engine/devices.h"
+#include "engine/gan.h"
 #include "engine/peak.h"
 #include "engine/safetensors.h"
 #include "engine/world.h"
@@ -233,11 +235,13 @@ static int write_checkpoint(void *arg, dp_trainer *t, char *path, size_t size, d
                                &c->id, c->config_text, path, size, err);
 }
 
-/* Writes weights host[n_params] to --save; returns the exit status. */
-static int save_weights_of(const float *host, const dp_model *m, const char *path)
+/* Writes weights host[n_params] to --save (a GAN's to a directory); returns the exit status. */
+static int save_weights_of(const dp_run *r, const float *host, const char *path)
 {
     dp_err err;
-    if (dp_safetensors_save(path, m, host, &err) < 0) {
+    int rc = r->gan ? dp_gan_save(path, &r->gen, &r->disc, host, &err)
+                    : dp_safetensors_save(path, &r->model, host, &err);
+    if (rc < 0) {
         fprintf(stderr, "dpmptop: --save %s; the previous file, if any, is unchanged\n",
                 err.msg);
         return EXIT_FAILED;
@@ -247,15 +251,15 @@ static int save_weights_of(const float *host, const dp_model *m, const char *pat
 }
 
 /* Writes the trained weights to --save; returns the exit status. */
-static int save_weights(dp_trainer *t, const dp_model *m, const char *path)
+static int save_weights(const dp_run *r, dp_trainer *t, const char *path)
 {
-    float *host = malloc(m->n_params * sizeof *host);
+    float *host = malloc(r->model.n_params * sizeof *host);
     if (!host) {
         fprintf(stderr, "dpmptop: --save %s: out of memory\n", path);
         return EXIT_FAILED;
     }
     dp_trainer_get_params(t, host);
-    int rc = save_weights_of(host, m, path);
+    int rc = save_weights_of(r, host, path);
     free(host);
     return rc;
 }
@@ -297,8 +301,19 @@ static int open_outputs(dp_run *r, const dp_options *opt)
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         return EXIT_FAILED;
     }
+    bool gan = dp_objectives[cfg->objective] == &dp_objective_gan;
+    if (gan && opt->save_path && dp_gan_make_dir("--save", opt->save_path, &err) < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    if (gan && cfg->gan_samples[0] && dp_world_rank() == 0 &&
+        dp_gan_samples_prepare(cfg->gan_samples, &err) < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
     if (dp_check_distinct_paths(opt, cfg) < 0 ||
-        (opt->save_path && dp_check_output_path("--save", opt->save_path, &r->save_held) < 0) ||
+        (opt->save_path && !gan &&
+         dp_check_output_path("--save", opt->save_path, &r->save_held) < 0) ||
         (opt->metrics_path &&
          dp_check_output_path("--metrics", opt->metrics_path, &r->metrics) < 0))
         return EXIT_USAGE;
@@ -315,9 +330,54 @@ static int open_outputs(dp_run *r, const dp_options *opt)
     return DP_RUN_READY;
 }
 
+/* A GAN's models from [model] generator, discriminator and latent, on the data's images; and
+ * the classifier of the quality figures, when [gan] names one. */
+static int make_gan(dp_run *r)
+{
+    const dp_config *cfg = &r->cfg;
+    dp_shape latent;
+    dp_err err;
+    r->gan = true;
+    if (dp_gan_latent_shape(cfg->latent, &latent, &err) < 0 ||
+        dp_model_parse_gan(&r->model, &r->gen, &r->disc, cfg->generator, cfg->discriminator,
+                           latent, dp_dataset_shape(&r->train), &err) < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    if (!cfg->classifier[0])
+        return DP_RUN_READY;
+    if (dp_model_parse_shape(&r->classifier, cfg->classifier_layers,
+                             dp_dataset_shape(&r->train), r->train.classes, &err) < 0 ||
+        !(r->classifier_params = malloc(r->classifier.n_params * sizeof(float))) ||
+        dp_safetensors_load(cfg->classifier, &r->classifier, r->classifier_params, &err) < 0) {
+        fprintf(stderr, "dpmptop: [gan] classifier %s: %s\n", cfg->classifier,
+                r->classifier_params ? err.msg : "out of memory");
+        return EXIT_USAGE;
+    }
+    if (r->classifier.n_layers < 2) {
+        fprintf(stderr, "dpmptop: [gan] classifier_layers: the features are the input of the "
+                        "last layer, so the classifier needs at least two layers\n");
+        return EXIT_USAGE;
+    }
+    return DP_RUN_READY;
+}
+
+/* [data] range = -1:1: images scaled from [0, 1] to [-1, 1], for a tanh generator. */
+static void scale_images(dp_dataset *d)
+{
+    for (size_t i = 0; i < (size_t)d->n * d->features; i++)
+        d->x[i] = 2.0f * d->x[i] - 1.0f;
+}
+
 /* The model from [model] layers, checked against the data's shape, labels and targets. */
 static int make_model(dp_run *r)
 {
+    if (r->cfg.data_range == 1) {
+        scale_images(&r->train);
+        scale_images(&r->test);
+    }
+    if (dp_objectives[r->cfg.objective] == &dp_objective_gan)
+        return make_gan(r);
     const dp_config *cfg = &r->cfg;
     const dp_dataset *train = &r->train;
     dp_model *model = &r->model;
@@ -355,7 +415,11 @@ static int alloc_checkpoint_copies(dp_run *r)
     const dp_config *cfg = &r->cfg;
     const dp_model *model = &r->model;
     size_t state_floats = model->n_params * dp_optim_state_per_param(&cfg->optim);
-    r->identity = dp_run_identity_of(cfg->layers, model, r->train.name, r->train.n,
+    char layers[sizeof cfg->generator + sizeof cfg->discriminator + 8];
+    snprintf(layers, sizeof layers, "%s", cfg->layers);
+    if (r->gan)
+        snprintf(layers, sizeof layers, "G: %s; D: %s", cfg->generator, cfg->discriminator);
+    r->identity = dp_run_identity_of(layers, model, r->train.name, r->train.n,
                                      cfg->data.batch, &cfg->optim, cfg->seed);
     r->ckpt.params = malloc(model->n_params * sizeof(float));
     r->ckpt.state = malloc(state_floats * sizeof(float) + 1);
@@ -429,20 +493,38 @@ static int resume(dp_run *r, const dp_options *opt)
                         "(run.steps or run.epochs): nothing to train; to train further, "
                         "resume with more --steps or --epochs\n",
                 path, r->resumed.step, end);
-        return opt->save_path ? save_weights_of(r->init, &r->model, opt->save_path) : EXIT_DONE;
+        return opt->save_path ? save_weights_of(r, r->init, opt->save_path) : EXIT_DONE;
     }
     return DP_RUN_READY;
 }
 
-/* --init: the starting parameters from a safetensors file. */
+/* --init: the starting parameters from a safetensors file (a GAN's: a directory of two). */
 static int load_init(dp_run *r, const char *init_path)
 {
     dp_err err;
     r->init = malloc(r->model.n_params * sizeof *r->init);
-    if (!r->init || dp_safetensors_load(init_path, &r->model, r->init, &err) < 0) {
-        fprintf(stderr, "dpmptop: --init %s\n", r->init ? err.msg : "out of memory");
+    int rc = !r->init ? dp_fail(&err, "out of memory")
+             : r->gan ? dp_gan_load(init_path, &r->gen, &r->disc, r->init, &err)
+                      : dp_safetensors_load(init_path, &r->model, r->init, &err);
+    if (rc < 0) {
+        if (r->gan)
+            fprintf(stderr, "dpmptop: --init %s: %s\n", init_path, err.msg);
+        else
+            fprintf(stderr, "dpmptop: --init %s\n", err.msg);
         return EXIT_USAGE;
     }
+    return DP_RUN_READY;
+}
+
+/* [model] init = dcgan: the starting parameters drawn as DCGAN's weights_init draws them. */
+static int init_dcgan(dp_run *r)
+{
+    if (!(r->init = malloc(r->model.n_params * sizeof *r->init))) {
+        fprintf(stderr, "dpmptop: out of memory for the model's parameters\n");
+        return EXIT_FAILED;
+    }
+    dp_model_init_params(&r->model, r->init, r->cfg.seed);
+    dp_gan_init_dcgan(&r->model, r->init, r->cfg.seed);
     return DP_RUN_READY;
 }
 
@@ -541,6 +623,11 @@ static int make_trainer(dp_run *r, const dp_options *opt)
         .bucket_mb = cfg->bucket_mb,
         .resume = opt->resume ? &r->resumed : NULL,
         .resume_state = opt->resume ? r->ckpt.state : NULL,
+        .classifier = r->classifier_params ? &r->classifier : NULL,
+        .classifier_params = r->classifier_params,
+        .quality_samples = cfg->quality_samples,
+        .range_lo = cfg->data_range == 1 ? -1.0f : 0.0f,
+        .range_hi = 1.0f,
     };
     r->plan = tc.plan;
     /* A plan the devices cannot run is bad usage: said before any device is started. */
@@ -580,6 +667,8 @@ int dp_run_create(dp_run *r, const dp_options *opt)
         status = resume(r, opt);
     if (status == DP_RUN_READY && opt->init_path)
         status = load_init(r, opt->init_path);
+    else if (status == DP_RUN_READY && !opt->resume && r->cfg.init == 1)
+        status = init_dcgan(r);
     if (status == DP_RUN_READY)
         status = devices_and_agreement(r, opt);
     if (status == DP_RUN_READY)
@@ -616,7 +705,7 @@ int dp_run_arm_checkpoints(dp_run *r, dp_run_loop_opts *o)
 
 int dp_run_save(dp_run *r, const char *path)
 {
-    return save_weights(r->trainer, &r->model, path);
+    return save_weights(r, r->trainer, path);
 }
 
 void dp_run_destroy(dp_run *r)
@@ -631,6 +720,10 @@ void dp_run_destroy(dp_run *r)
     free(r->ckpt.state);
     free(r->ckpt.config_text);
     dp_model_free(&r->model);
+    dp_model_free(&r->gen);
+    dp_model_free(&r->disc);
+    dp_model_free(&r->classifier);
+    free(r->classifier_params);
     dp_dataset_free(&r->train);
     dp_dataset_free(&r->test);
     memset(r, 0, sizeof *r);

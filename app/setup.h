@@ -38,7 +38,11 @@ typedef struct dp_run {
     dp_atomic_file metrics;   /* --metrics: written under a temporary name, kept at the end */
     dp_atomic_file save_held; /* --save when it is not a regular file, held open */
     dp_dataset train, test;
-    dp_model model;
+    dp_model model;           /* what the engine trains (a GAN: both models, engine/gan.h) */
+    bool gan;                 /* [model] objective = gan */
+    dp_model gen, disc;       /* a GAN's two models alone (their files' names) */
+    dp_model classifier;      /* [gan] classifier_layers, for the quality figures */
+    float *classifier_params; /* [gan] classifier's weights, or NULL */
     dp_run_identity identity;
     float *init;              /* the starting parameters (--init, --resume), or NULL */
     dp_checkpointer ckpt;

@@ -154,7 +154,8 @@ struct dp_backend {
                     int channels, int positions);
     /* stats [2 channels + 1] = mean, 1 / sqrt(var + eps) per channel, and the count: in training
      * from acc (the two bn_sums results, back to back), moving running [2 channels + 1] (mean,
-     * unbiased variance, batches counted) towards them; in evaluation (acc NULL) from running. */
+     * unbiased variance, batches counted) towards them (unless running is NULL); in evaluation
+     * (acc NULL) from running. */
     void (*bn_statistics)(dp_device *d, float *stats, float *running, const float *acc,
                           int channels);
     /* y = (x - mean) / std * w + b per channel, from stats. */
@@ -200,6 +201,14 @@ struct dp_backend {
     /* y[r, i] = x[r, i] * dp_dropout_scale(a, r, i) over rows of n: dropout's forward, and
      * (applied to dy) its backward. */
     void (*dropout)(dp_device *d, float *y, const float *x, int rows, int n, dp_dropout_args a);
+    /* x[r, k] = dp_noise_value(a, r, k) over rows of n: a GAN's latent vectors. */
+    void (*noise)(dp_device *d, float *x, int rows, int n, dp_noise_args a);
+    /* Binary cross-entropy with logits over n logits z and targets in {0, 1}:
+     * stats[0] += the summed loss (dp_bce_logits); stats[1] += the logits on the target's side
+     * (z > 0 for 1, z <= 0 for 0); stats[2] += the summed sigmoid(z);
+     * dz (skipped when NULL) = (sigmoid(z) - target) * grad_scale. */
+    void (*bce_logits)(dp_device *d, const float *z, const int32_t *targets, int n,
+                       float grad_scale, float *dz, float *stats);
 
     /* ---- What the backend owns beyond one device's operations: making its devices, and
      * the backend-specific halves of all-reduce groups (comm.h) and links (link.h). Called

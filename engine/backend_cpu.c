@@ -732,6 +732,36 @@ static void cpu_dropout(dp_device *d, float *y, const float *x, int rows, int n,
     charge_kernel(d, t0);
 }
 
+static void cpu_noise(dp_device *d, float *x, int rows, int n, dp_noise_args a)
+{
+    double t0 = dp_now_s();
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < n; k++)
+            x[(size_t)r * n + k] = dp_noise_value(a, (uint64_t)r, (uint64_t)k);
+    charge_kernel(d, t0);
+}
+
+/* Sums in double, as the other losses' (the GPU's are float atomics). */
+static void cpu_bce_logits(dp_device *d, const float *z, const int32_t *targets, int n,
+                           float grad_scale, float *dz, float *stats)
+{
+    double t0 = dp_now_s();
+    double loss = 0.0, sig = 0.0;
+    int right = 0;
+    for (int i = 0; i < n; i++) {
+        float t = targets[i] ? 1.0f : 0.0f, s = dp_sigmoid(z[i]);
+        loss += dp_bce_logits(z[i], t);
+        right += (z[i] > 0.0f) == (t > 0.0f);
+        sig += s;
+        if (dz)
+            dz[i] = (s - t) * grad_scale;
+    }
+    stats[0] += (float)loss;
+    stats[1] += (float)right;
+    stats[2] += (float)sig;
+    charge_kernel(d, t0);
+}
+
 /* ---- OpenBLAS's thread pool: which threads are its, and their CPU time ----
  *
  * OpenBLAS (pthreads) starts its pool in its library constructor, before ours runs, and grows
@@ -891,6 +921,8 @@ const dp_backend dp_backend_cpu = {
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
     .dropout = cpu_dropout,
+    .noise = cpu_noise,
+    .bce_logits = cpu_bce_logits,
     /* device_count, group_* and xfer_* stay NULL: CPU devices are virtual; they all-reduce by
      * threads in a host group (comm_host.c) and link through host slots (link_host.c). */
     .built = true,

@@ -1221,6 +1221,47 @@ void cuda_dropout(dp_device *d, float *y, const float *x, int rows, int n, dp_dr
     launch(d, total, dropout_kernel, y, x, total, n, a);
 }
 
+__global__ void noise_kernel(float *x, size_t total, int n, dp_noise_args a)
+{
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i < total)
+        x[i] = dp_noise_value(a, i / n, i % n);
+}
+
+void cuda_noise(dp_device *d, float *x, int rows, int n, dp_noise_args a)
+{
+    size_t total = (size_t)rows * n;
+    launch(d, total, noise_kernel, x, total, n, a);
+}
+
+__global__ void bce_logits_kernel(const float *z, const int32_t *targets, int n,
+                                  float grad_scale, float *dz, float *stats)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n)
+        return;
+    float t = targets[i] ? 1.0f : 0.0f, s = dp_sigmoid(z[i]);
+    atomicAdd(&stats[0], dp_bce_logits(z[i], t));
+    if ((z[i] > 0.0f) == (t > 0.0f))
+        atomicAdd(&stats[1], 1.0f);
+    atomicAdd(&stats[2], s);
+    if (dz)
+        dz[i] = (s - t) * grad_scale;
+}
+
+void cuda_bce_logits(dp_device *d, const float *z, const int32_t *targets, int n,
+                     float grad_scale, float *dz, float *stats)
+{
+    cuda_locked guard(d);
+    cuda_impl *im = guard.im;
+    if (!n)
+        return;
+    cuda_begin(im);
+    bce_logits_kernel<<<blocks_for(n, T), T, 0, im->stream>>>(z, targets, n, grad_scale, dz,
+                                                              stats);
+    CHECK_CUDA(im, cudaGetLastError());
+}
+
 void cuda_gemm_batched(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, long stride_a, const float *b, int ldb,
                        long stride_b, float beta, float *c, int ldc, long stride_c, int batch)
@@ -1352,6 +1393,8 @@ const dp_backend dp_backend_cuda = {
     cuda_embedding_forward,
     cuda_embedding_backward,
     cuda_dropout,
+    cuda_noise,
+    cuda_bce_logits,
     true,
     dp_cuda_device_count,
     dp_cuda_device_init,

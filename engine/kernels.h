@@ -260,6 +260,49 @@ DP_HD float dp_dropout_scale(dp_dropout_args a, uint64_t r, uint64_t i)
     return u < a.p ? 0.0f : 1.0f / (1.0f - a.p);
 }
 
+/* ---- a GAN's noise and loss ---- */
+
+/* What a latent vector depends on, so that every strategy (and a PyTorch script) draws the same
+ * one: the run's seed, a purpose (training, the fixed samples, the evaluation's samples), the
+ * step (0 outside training) and the sample's place in the global batch (or in the samples). */
+typedef struct dp_noise_args {
+    uint64_t seed, purpose, step, sample0; /* sample0: the place of row 0 */
+} dp_noise_args;
+
+#define DP_NOISE_TRAIN 0x67616e0000000001ull /* a training step's fakes */
+#define DP_NOISE_FIXED 0x67616e0000000002ull /* the samples shown and written at evaluations */
+#define DP_NOISE_EVAL 0x67616e0000000003ull  /* the samples an evaluation measures */
+#define DP_NOISE_GENERATE 0x67616e0000000004ull /* --generate's */
+
+/* 64 random bits for draw j of row r. */
+DP_HD uint64_t dp_noise_bits(dp_noise_args a, uint64_t r, uint64_t j)
+{
+    uint64_t h = dp_mix64(a.seed ^ dp_mix64(a.step * 0x9e3779b97f4a7c15ull + a.purpose));
+    return dp_mix64(h ^ dp_mix64((a.sample0 + r) * 0xc2b2ae3d27d4eb4full + j));
+}
+
+/* Value k of row r: a standard normal by Box-Muller from draws 2k and 2k + 1, in double, with
+ * u1 = ((bits >> 11) + 1) / 2^53 in (0, 1] and u2 = (bits >> 11) / 2^53 in [0, 1):
+ * sqrt(-2 ln u1) cos(2 pi u2), rounded to float. */
+DP_HD float dp_noise_value(dp_noise_args a, uint64_t r, uint64_t k)
+{
+    double u1 = ((double)(dp_noise_bits(a, r, 2 * k) >> 11) + 1.0) * 0x1p-53;
+    double u2 = (double)(dp_noise_bits(a, r, 2 * k + 1) >> 11) * 0x1p-53;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* Binary cross-entropy with a logit z and a target t in {0, 1}, as nn.BCEWithLogitsLoss:
+ * max(z, 0) - z t + log(1 + e^-|z|); its gradient is sigmoid(z) - t. */
+DP_HD float dp_bce_logits(float z, float t)
+{
+    return (z > 0.0f ? z : 0.0f) - z * t + log1pf(dp_expf(-fabsf(z)));
+}
+
+DP_HD float dp_sigmoid(float z)
+{
+    return z >= 0.0f ? 1.0f / (1.0f + dp_expf(-z)) : dp_expf(z) / (1.0f + dp_expf(z));
+}
+
 /* ---- batch normalisation, over x [n, channels, positions] ---- */
 
 #define DP_BN_EPS 1e-5f      /* nn.BatchNorm2d's default eps */
@@ -294,13 +337,15 @@ DP_HD void dp_bn_statistics_channel(float *stats, float *running, const float *a
         mean = acc[c] / count;
         var = squares[c] / count;
         float unbiased = count > 1.0f ? var * (count / (count - 1.0f)) : var;
-        running[c] = DP_BN_MOMENTUM * mean + (1.0f - DP_BN_MOMENTUM) * running[c];
-        running[channels + c] =
-            DP_BN_MOMENTUM * unbiased + (1.0f - DP_BN_MOMENTUM) * running[channels + c];
-        if (c == 0) {
-            running[2 * channels] += 1.0f;
-            stats[2 * channels] = count;
+        if (running) { /* NULL: a pass that leaves the estimates alone (engine/gan.h) */
+            running[c] = DP_BN_MOMENTUM * mean + (1.0f - DP_BN_MOMENTUM) * running[c];
+            running[channels + c] =
+                DP_BN_MOMENTUM * unbiased + (1.0f - DP_BN_MOMENTUM) * running[channels + c];
+            if (c == 0)
+                running[2 * channels] += 1.0f;
         }
+        if (c == 0)
+            stats[2 * channels] = count;
     } else { /* evaluation, or a training pass of no samples (an empty micro-batch of a short
               * batch), which normalises nothing and leaves the estimates alone */
         mean = running[c];

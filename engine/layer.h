@@ -87,6 +87,9 @@ typedef struct dp_pass {
                           (batch normalisation), with dp_comm_allreduce_now; NULL when the
                           pass's samples are all there are */
     int replica;       /* this pass's member of replicas */
+    bool keep_buffers; /* a training pass that leaves the buffers (running statistics) as
+                          they are: a GAN's generator run again for its own update, after the
+                          pass that moved them (engine/gan.h) */
     float *saved;   /* [rows, l->saved] of this micro-batch: written by forward, read by backward */
     float *scratch; /* the layer's scratch(l, max_rows) floats, free to use during the call */
 } dp_pass;

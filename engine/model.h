@@ -24,6 +24,7 @@ typedef struct dp_model {
     size_t n_params;
     const dp_objective *objective; /* the loss and what evaluation reports: the default
                                       (classify) once parsed; the caller may set another */
+    int gan_split;     /* a GAN's discriminator's first layer (engine/gan.h); 0 otherwise */
 } dp_model;
 
 /* Builds a model from a layer list such as "linear:1024, relu, linear:10" for inputs of shape

@@ -38,10 +38,40 @@ const dp_objective dp_objective_classify = {
     .report = classify_report,
 };
 
+/* ---- gan: the discriminator's binary cross-entropy with logits ---- */
+
+/* The loss of one logit per sample against its target, the mean over the global batch. */
+static void gan_loss(dp_device *d, const float *out, const int32_t *targets, int positions,
+                     int classes, float grad_scale, float *dout, float *stats)
+{
+    d->be->bce_logits(d, out, targets, positions * classes, grad_scale, dout, stats);
+}
+
+/* Mean loss, the share judged right and the mean sigmoid output: of the real test split in an
+ * evaluation (target 1). */
+static void gan_report(const double *sums, long samples, int targets, dp_eval_report *r)
+{
+    double n = (double)samples * targets;
+    r->loss = samples ? sums[0] / n : 0.0;
+    r->accuracy = samples ? sums[1] / n : 0.0;
+    r->d_real = samples ? sums[2] / n : 0.0;
+    r->text = false;
+    r->gan = true;
+}
+
+const dp_objective dp_objective_gan = {
+    .name = "gan",
+    .n_stats = 3,
+    .transform = NULL,
+    .grad_scale = classify_grad_scale, /* the same mean over the global batch */
+    .loss = gan_loss,
+    .report = gan_report,
+};
+
 /* ---- the table ---- */
 
-const dp_objective *const dp_objectives[] = { &dp_objective_classify, NULL };
-const char *const dp_objective_names[] = { "classify", NULL };
+const dp_objective *const dp_objectives[] = { &dp_objective_classify, &dp_objective_gan, NULL };
+const char *const dp_objective_names[] = { "classify", "gan", NULL };
 
 const dp_objective *dp_objective_find(const char *name)
 {

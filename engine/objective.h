@@ -4,9 +4,9 @@
  * An objective is a table of operations, chosen by name ([model] objective) and carried by the
  * model (dp_model.objective). The stage calls `loss`, the worker `transform` and `grad_scale`,
  * the trainer `report`. The tables are constant: any thread may read them. Today's only one is
- * classify (softmax cross-entropy); another objective (binary cross-entropy with logits for a
- * GAN's discriminator, cross-entropy over masked positions for a masked language model) is a
- * table in objective.c and a line in dp_objectives[] and dp_objective_names[]. */
+ * classify (softmax cross-entropy) and gan (binary cross-entropy with logits); another (cross-
+ * entropy over masked positions for a masked language model) is a table in objective.c and a
+ * line in dp_objectives[] and dp_objective_names[]. */
 #ifndef DP_OBJECTIVE_H
 #define DP_OBJECTIVE_H
 
@@ -26,6 +26,19 @@ typedef struct dp_eval_report {
     double loss;        /* mean loss over the test split's targets (classify: cross-entropy) */
     double accuracy;    /* fraction of targets predicted correctly */
     bool text;          /* the targets are a text's next bytes: loss / ln 2 is bits per byte */
+    /* gan: loss and accuracy are the discriminator's on the real test split (target 1:
+     * accuracy is the share it judges real), d_real its mean sigmoid output there, D(x); the
+     * quality of `generated` samples against the test split in a classifier's feature space
+     * (NAN without a classifier: engine/quality.h) */
+    bool gan;
+    double d_real;
+    long generated;
+    double frechet, score;
+    /* gan: the generator's samples from the fixed noise, [n_images, image values] in the
+     * data's range (the trainer's memory, valid until its next evaluation), and their shape */
+    const float *images;
+    int n_images;
+    dp_shape image_shape;
 } dp_eval_report;
 
 typedef struct dp_objective {
@@ -60,6 +73,10 @@ typedef struct dp_objective {
 
 /* Softmax cross-entropy over the classes, with accuracy (and bits per byte for text). */
 extern const dp_objective dp_objective_classify;
+/* A GAN (engine/gan.h): the discriminator's binary cross-entropy with logits against targets
+ * of 1 (real) and 0 (fake), as nn.BCEWithLogitsLoss; sums: the loss, the outputs on the
+ * target's side, the sigmoid outputs (D(x) or D(G(z)) once divided by the samples). */
+extern const dp_objective dp_objective_gan;
 
 /* Every objective, NULL-terminated; the first is the default. */
 extern const dp_objective *const dp_objectives[];

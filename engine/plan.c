@@ -53,6 +53,14 @@ int dp_plan_max_stages(const dp_model *m)
     return layers_with_params(m);
 }
 
+/* Whether a stage of layers [i, j) is allowed in a plan of S stages: with several, none holds
+ * layers of both of a GAN's models (engine/gan.h), so that two devices put G on one and D on
+ * the other. */
+static bool stage_allowed(const dp_model *m, int S, int i, int j)
+{
+    return S < 2 || !m->gan_split || j <= m->gan_split || i >= m->gan_split;
+}
+
 /* Splits the layers into S contiguous stages, each with at least one layer that has
  * parameters, minimising the most cost (seconds or FLOPs) any stage has (dynamic programming
  * over prefixes). */
@@ -86,8 +94,9 @@ static int balance(dp_plan *p, const dp_model *m, int S, const double *cost, dp_
     for (int k = 1; k <= S; k++)
         for (int j = 1; j <= n; j++)
             for (int i = k - 1; i < j; i++) {
-                if (BEST(k - 1, i) == DBL_MAX || params_before[j] == params_before[i])
-                    continue; /* stage [i, j) would have no parameters */
+                if (BEST(k - 1, i) == DBL_MAX || params_before[j] == params_before[i] ||
+                    !stage_allowed(m, S, i, j))
+                    continue; /* stage [i, j) would have no parameters, or two models */
                 double stage = prefix[j] - prefix[i];
                 double worst = stage > BEST(k - 1, i) ? stage : BEST(k - 1, i);
                 if (worst < BEST(k, j)) {
@@ -95,6 +104,13 @@ static int balance(dp_plan *p, const dp_model *m, int S, const double *cost, dp_
                     CUT(k, j) = i;
                 }
             }
+    if (BEST(S, n) == DBL_MAX) { /* a GAN whose models cannot share out the stages */
+        free(prefix), free(params_before), free(best), free(cut);
+        return dp_fail(err, "%d stages cannot be cut between the generator and the "
+                            "discriminator (each stage holds layers of one, and needs one with "
+                            "parameters); use fewer stages",
+                       S);
+    }
     p->first_layer[S] = n;
     for (int k = S, j = n; k > 0; k--) {
         j = CUT(k, j);
@@ -111,11 +127,12 @@ static int balance(dp_plan *p, const dp_model *m, int S, const double *cost, dp_
  * model was built, their products with the rows are checked here. */
 static int check_rows(const dp_model *m, int batch, int rows, dp_err *err)
 {
-    size_t data = dp_size_mul(batch, m->in_features > m->targets ? m->in_features : m->targets);
+    int in = m->gan_split ? m->layers[m->gan_split].in : m->in_features; /* the data's */
+    size_t data = dp_size_mul(batch, in > m->targets ? in : m->targets);
     if (data > DP_MAX_FLOATS)
         return dp_fail(err, "a batch of %d samples of %d values is %zu floats, more than one "
                             "buffer may hold (%d); use a smaller [data] batch",
-                       batch, m->in_features, data, DP_MAX_FLOATS);
+                       batch, in, data, DP_MAX_FLOATS);
     for (int i = 0; i < m->n_layers; i++) {
         const dp_layer *l = &m->layers[i];
         size_t per_row = (size_t)(l->in > l->out ? l->in : l->out);

@@ -25,7 +25,7 @@ static bool relu_in_place(const dp_stage *s, int i)
 {
     const dp_layer *l = s->model->layers;
     return i > s->first && i < s->last && l[i].ops == &dp_layer_relu &&
-           l[i - 1].ops == &dp_layer_linear;
+           l[i - 1].ops == &dp_layer_linear && i != s->model->gan_split; /* a pass enters there */
 }
 
 /* Width of boundary b of a stage: b = 0 is its input, b = last - first its output. */
@@ -318,13 +318,31 @@ void dp_stage_download_state(dp_stage *s, float *host_all)
                              s->opt_state + k * s->n_params, s->n_params * sizeof(float));
 }
 
-void dp_stage_update(dp_stage *s, const dp_optim_config *oc, long t, double lr)
+void dp_stage_param_range(const dp_stage *s, int from, int to, size_t *offset, size_t *count)
 {
-    for (int r = 0; r < s->n_trained; r++) {
-        size_t at = s->trained[r][0];
-        dp_optim_update(oc, s->dev, s->params + at, s->grads + at,
-                        s->opt_state ? s->opt_state + at : NULL, s->trained[r][1], s->n_params,
-                        t, lr);
+    from = from > s->first ? from : s->first;
+    to = to < s->last ? to : s->last;
+    if (from >= to) {
+        *offset = *count = 0;
+        return;
+    }
+    const dp_model *m = s->model;
+    size_t end = to < m->n_layers ? m->layers[to].param_offset : m->n_params;
+    *offset = m->layers[from].param_offset - s->param_offset;
+    *count = end - m->layers[from].param_offset;
+}
+
+void dp_stage_update(dp_stage *s, const dp_optim_config *oc, long t, double lr, int from, int to)
+{
+    size_t lo, n;
+    dp_stage_param_range(s, from, to, &lo, &n);
+    for (int r = 0; r < s->n_trained; r++) { /* each run's part within [lo, lo + n) */
+        size_t a = s->trained[r][0], b = a + s->trained[r][1];
+        a = a > lo ? a : lo;
+        b = b < lo + n ? b : lo + n;
+        if (a < b)
+            dp_optim_update(oc, s->dev, s->params + a, s->grads + a,
+                            s->opt_state ? s->opt_state + a : NULL, b - a, s->n_params, t, lr);
     }
 }
 
@@ -374,14 +392,26 @@ int dp_stage_profile(const dp_model *m, dp_device *d, int rows, double *seconds,
     return 0;
 }
 
+float *dp_stage_layer_input(const dp_stage *s, int slot, int i)
+{
+    return s->acts[slot * (s->last - s->first + 1) + (i - s->first)];
+}
+
 void dp_stage_forward(dp_stage *s, int slot, int rows, const dp_step_key *key)
+{
+    dp_stage_forward_range(s, slot, rows, key, s->first, s->last, false);
+}
+
+void dp_stage_forward_range(dp_stage *s, int slot, int rows, const dp_step_key *key, int from,
+                            int to, bool keep_buffers)
 {
     s->keys[slot] = key ? *key : (dp_step_key){ 0 };
     s->training[slot] = key != NULL;
     dp_pass p = { .dev = s->dev, .rows = rows, .scratch = s->scratch, .key = key,
-                  .replicas = key ? s->replicas : NULL, .replica = s->replica };
+                  .replicas = key ? s->replicas : NULL, .replica = s->replica,
+                  .keep_buffers = keep_buffers };
     float **a = s->acts + slot * (s->last - s->first + 1);
-    for (int i = s->first; i < s->last; i++) {
+    for (int i = from; i < to; i++) {
         const dp_layer *l = &s->model->layers[i];
         p.then_relu = relu_in_place(s, i + 1);
         p.saved = s->saved[slot * (s->last - s->first) + i - s->first];
@@ -391,7 +421,7 @@ void dp_stage_forward(dp_stage *s, int slot, int rows, const dp_step_key *key)
         if (s->profile)
             s->profile[i - s->first] += profile_mark(s) - t0;
         if (p.then_relu)
-            i++; /* the ReLU is done */
+            i++; /* the ReLU is done (never the last of a range: relu_in_place) */
     }
 }
 
@@ -407,15 +437,22 @@ float *dp_stage_loss(dp_stage *s, int slot, int rows, float grad_scale, bool bac
 float *dp_stage_backward(dp_stage *s, int slot, int rows, const float *dy, bool accumulate,
                          bool need_dx, dp_layer_done_fn done, void *arg)
 {
+    return dp_stage_backward_range(s, slot, rows, dy, accumulate, s->first, need_dx, done, arg);
+}
+
+float *dp_stage_backward_range(dp_stage *s, int slot, int rows, const float *dy,
+                               bool accumulate, int stop, bool need_dx, dp_layer_done_fn done,
+                               void *arg)
+{
     dp_pass p = { .dev = s->dev, .rows = rows, .accumulate = accumulate,
                   .scratch = s->scratch, .key = s->training[slot] ? &s->keys[slot] : NULL,
                   .replicas = s->training[slot] ? s->replicas : NULL, .replica = s->replica };
     float **a = s->acts + slot * (s->last - s->first + 1);
     int next = dy == s->dgrad[0] ? 1 : 0; /* the buffer that receives the next dx */
-    for (int i = s->last - 1; i >= s->first; i--) {
+    for (int i = s->last - 1; i >= stop; i--) {
         const dp_layer *l = &s->model->layers[i];
         p.saved = s->saved[slot * (s->last - s->first) + i - s->first];
-        bool want_dx = i > s->first || need_dx;
+        bool want_dx = i > stop || need_dx;
         float *dx = want_dx ? s->dgrad[next] : NULL;
         double t0 = s->profile ? profile_mark(s) : 0.0;
         l->ops->backward(l, &p, s->params + (l->param_offset - s->param_offset),

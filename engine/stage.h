@@ -90,12 +90,23 @@ void dp_stage_download_params(dp_stage *s, float *host_all);
 void dp_stage_upload_state(dp_stage *s, const float *host_all);
 void dp_stage_download_state(dp_stage *s, float *host_all);
 
-/* The optimizer's update of the stage's parameters (not its buffers) from its gradients. */
-void dp_stage_update(dp_stage *s, const dp_optim_config *oc, long t, double lr);
+/* The optimizer's update of the stage's parameters (not its buffers) of layers [from, to)
+ * (model indices; the stage's part of them) from their gradients. */
+void dp_stage_update(dp_stage *s, const dp_optim_config *oc, long t, double lr, int from, int to);
+/* Where the stage's part of layers [from, to) sits in its parameter (and gradient) vector:
+ * *offset and *count floats (0 when the stage holds none of them). */
+void dp_stage_param_range(const dp_stage *s, int from, int to, size_t *offset, size_t *count);
 
 /* Forward over `rows` samples already in the slot's input: a training pass at `key` (which
  * the slot's backward reuses: dropout draws the same mask), or an evaluation pass (NULL). */
 void dp_stage_forward(dp_stage *s, int slot, int rows, const dp_step_key *key);
+/* The same over layers [from, to) of the stage only, from the input of layer `from` in the
+ * slot (dp_stage_layer_input); keep_buffers: a training pass that leaves running statistics
+ * alone (engine/gan.h). */
+void dp_stage_forward_range(dp_stage *s, int slot, int rows, const dp_step_key *key, int from,
+                            int to, bool keep_buffers);
+/* The input of the stage's layer i (a model index) for slot's micro-batch. */
+float *dp_stage_layer_input(const dp_stage *s, int slot, int i);
 
 /* The model objective's loss of the slot's output against its labels (classify: softmax
  * cross-entropy), its sums added to s->stats. With `backward`, also writes d(loss)/d(output)
@@ -107,5 +118,9 @@ float *dp_stage_loss(dp_stage *s, int slot, int rows, float grad_scale, bool bac
  * input (in dgrad), or NULL when need_dx is false. */
 float *dp_stage_backward(dp_stage *s, int slot, int rows, const float *dy, bool accumulate,
                          bool need_dx, dp_layer_done_fn done, void *arg);
+/* The same down to layer `stop` (a model index) only: the gradient returned is of its input. */
+float *dp_stage_backward_range(dp_stage *s, int slot, int rows, const float *dy,
+                               bool accumulate, int stop, bool need_dx, dp_layer_done_fn done,
+                               void *arg);
 
 #endif

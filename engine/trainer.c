@@ -41,6 +41,8 @@ struct dp_trainer {
     pthread_mutex_t switch_lock;
     bool switch_pending;
     dp_plan switch_plan;
+    float *samples;       /* a GAN's: [DP_GAN_SAMPLES, image] from the fixed noise, the last
+                             evaluation's */
 };
 
 /* The first failure a device of the plan reports (a CUDA error), into err. */
@@ -229,7 +231,7 @@ static int alloc_host_buffers(dp_trainer *t, dp_err *err)
     size_t per_param = dp_optim_state_per_param(&c->optim);
     const dp_backend *host = t->devices[0].be;
     dp_err batches_err; /* said below, with the parameters */
-    t->prefetch = dp_prefetch_create(&t->loader, m->in_features, m->targets,
+    t->prefetch = dp_prefetch_create(&t->loader, t->train->features, t->train->targets,
                                      (dp_host_memory){ host->host_alloc, host->host_free },
                                      &batches_err);
     bool batches_ok = t->prefetch != NULL;
@@ -318,6 +320,7 @@ void dp_trainer_destroy(dp_trainer *t)
     free(t->host_params);
     free(t->layer_cost);
     free(t->host_state);
+    free(t->samples);
     pthread_mutex_destroy(&t->switch_lock);
     free(t);
 }
@@ -458,9 +461,9 @@ static int apply_pending_switch(dp_trainer *t, dp_step_report *r, dp_err *err)
     return 0;
 }
 
-/* Runs the forward and backward passes of the next batch on the team (gathering the batch
- * after it meanwhile, on CPUs), and moves the data position past it. Returns its rows. */
-static int run_passes(dp_trainer *t, dp_step_report *r)
+/* The next batch, as the first pass of a step over it (in a world of several processes,
+ * each takes its part of the global batch); r gets the step's place. */
+static dp_batch *next_batch(dp_trainer *t, dp_step_report *r, dp_cmd *step)
 {
     dp_batch *b = dp_prefetch_next(t->prefetch);
     int rows = b->rows;
@@ -468,19 +471,28 @@ static int run_passes(dp_trainer *t, dp_step_report *r)
     r->epoch_end = b->epoch_end;
     r->rows = rows;
     r->step = ++t->steps_done;
-
-    /* In a world of several processes, each takes its part of the global batch. */
     int first = dp_split_start(rows, dp_world_size(), dp_world_rank());
     const dp_dataset *tr = t->train;
-    dp_cmd step = { .kind = DP_CMD_STEP,
-                    .rows = dp_split_rows(rows, dp_world_size(), dp_world_rank()),
-                    .batch_rows = rows, .first_row = first, .step = r->step,
-                    .x = b->x ? b->x + (size_t)first * tr->features : NULL,
-                    .y = b->y ? b->y + (size_t)first * tr->targets : NULL,
-                    .idx = b->idx ? b->idx + first : NULL };
-    dp_team_post(t->team, &step);
+    *step = (dp_cmd){ .kind = DP_CMD_STEP,
+                      .rows = dp_split_rows(rows, dp_world_size(), dp_world_rank()),
+                      .batch_rows = rows, .first_row = first, .step = r->step,
+                      .x = b->x ? b->x + (size_t)first * tr->features : NULL,
+                      .y = b->y ? b->y + (size_t)first * tr->targets : NULL,
+                      .idx = b->idx ? b->idx + first : NULL };
+    return b;
+}
+
+/* Posts the step's first pass, gathers the batch after it meanwhile (on CPUs), and waits. */
+static void run_first_pass(dp_trainer *t, const dp_cmd *step)
+{
+    dp_team_post(t->team, step);
     dp_prefetch_ahead(t->prefetch); /* on CPUs, gathers the next batch while the workers compute */
     dp_team_wait(t->team);
+}
+
+/* Hands the step's batch back and moves the data position past it. */
+static void release_batch(dp_trainer *t, dp_batch *b)
+{
     t->next_epoch = b->epoch - 1;
     t->next_position = b->start + b->rows;
     if (t->next_position == t->train->n) {
@@ -488,6 +500,17 @@ static int run_passes(dp_trainer *t, dp_step_report *r)
         t->next_position = 0;
     }
     dp_prefetch_release(t->prefetch, b);
+}
+
+/* Runs the forward and backward passes of the next batch on the team, and moves the data
+ * position past it. Returns its rows. */
+static int run_passes(dp_trainer *t, dp_step_report *r)
+{
+    dp_cmd step;
+    dp_batch *b = next_batch(t, r, &step);
+    run_first_pass(t, &step);
+    int rows = b->rows;
+    release_batch(t, b);
     return rows;
 }
 
@@ -538,12 +561,118 @@ static int fail_nonfinite(const dp_trainer *t, const dp_step_report *r, dp_err *
                    r->step, r->loss, r->grad_norm, r->nonfinite);
 }
 
+/* ---- a GAN's step: three passes and two updates (engine/gan.h) ---- */
+
+/* The objective's sums of the last pass over every process (sums[n_stats]: loss first) and
+ * each replica's loss sum added to replica_sum[]; returns the gradients' sum of squares. */
+static double pass_sums(dp_trainer *t, double *sums, double *replica_sum)
+{
+    const dp_plan *p = &t->plan;
+    int n = t->cfg.model->objective->n_stats;
+    double sumsq = 0.0;
+    for (int k = 0; k < n; k++)
+        sums[k] = 0.0;
+    for (int i = 0; i < p->workers; i++) {
+        const dp_worker_result *res = dp_team_result(t->team, i);
+        int replica, stage;
+        dp_team_role(t->team, i, &replica, &stage);
+        sumsq += res->grad_sumsq;
+        if (stage != p->stages - 1)
+            continue;
+        for (int k = 0; k < n; k++)
+            sums[k] += res->stats[k];
+        replica_sum[replica] += res->stats[0];
+    }
+    dp_world_sum(sums, n);
+    return sumsq;
+}
+
+/* After a GAN pass with gradients: on a non-finite loss or gradient norm, where (on_nan = skip
+ * is refused for GANs by the configuration: the two models' update counts would part). */
+static int check_finite(dp_trainer *t, const dp_step_report *r, double loss, double norm,
+                        const char *which, dp_err *err)
+{
+    if (isfinite(loss) && isfinite(norm))
+        return 0;
+    dp_step_report bad = *r;
+    bad.loss = loss;
+    bad.grad_norm = norm;
+    locate_nonfinite(t, bad.nonfinite, sizeof bad.nonfinite);
+    fail_nonfinite(t, &bad, err);
+    dp_err_prefix(err, "%s: ", which);
+    return -1;
+}
+
+/* The update of one of the GAN's models (mid_step: D's, before G's pass). */
+static void update_part(dp_trainer *t, dp_model_part part, const dp_step_report *r, double norm,
+                        bool mid_step, const double *replica_loss)
+{
+    const dp_optim_config *oc = &t->cfg.optim;
+    double clip = oc->clip > 0.0 ? dp_optim_clip_factor(oc, norm) : 1.0;
+    dp_cmd update = { .kind = DP_CMD_UPDATE, .step = r->step, .clip_factor = (float)clip,
+                      .replica_loss = replica_loss, .part = part, .mid_step = mid_step,
+                      .lr = r->lr, .t = t->updates_done };
+    dp_team_run(t->team, &update);
+}
+
+static int gan_step(dp_trainer *t, dp_step_report *r, dp_err *err)
+{
+    double sums[DP_OBJECTIVE_STATS], replica_d[DP_MAX_DEVICES] = { 0 };
+    double replica_g[DP_MAX_DEVICES] = { 0 };
+    dp_cmd step;
+    dp_batch *b = next_batch(t, r, &step);
+    double rows = b->rows;
+    r->gan = true;
+    step.pass = DP_PASS_D_REAL;
+    run_first_pass(t, &step);
+    pass_sums(t, sums, replica_d);
+    r->loss = sums[0] / rows;
+    r->d_real = sums[2] / rows;
+    step.pass = DP_PASS_D_FAKE;
+    step.continues = true;
+    dp_team_run(t->team, &step);
+    r->grad_norm = sqrt(pass_sums(t, sums, replica_d));
+    r->loss += sums[0] / rows;
+    r->d_fake = sums[2] / rows;
+    r->lr = dp_optim_lr(&t->cfg.optim, r->step - 1, t->cfg.total_steps);
+    int shard_rows[DP_MAX_DEVICES];
+    for (int k = 0; k < t->plan.replicas; k++) {
+        shard_rows[k] = dp_split_rows(step.rows, t->plan.replicas, k);
+        replica_d[k] = shard_rows[k] ? replica_d[k] / shard_rows[k] : NAN;
+    }
+    if (check_finite(t, r, r->loss, r->grad_norm, "the discriminator", err) < 0) {
+        release_batch(t, b);
+        return -1;
+    }
+    t->updates_done++;
+    update_part(t, DP_PART_D, r, r->grad_norm, true, replica_d);
+    step.pass = DP_PASS_G;
+    dp_team_run(t->team, &step);
+    r->grad_norm_g = sqrt(pass_sums(t, sums, replica_g));
+    r->loss_g = sums[0] / rows;
+    r->d_fake_after = sums[2] / rows;
+    release_batch(t, b);
+    if (check_finite(t, r, r->loss_g, r->grad_norm_g, "the generator", err) < 0)
+        return -1;
+    update_part(t, DP_PART_G, r, r->grad_norm_g, false, replica_d);
+    return 0;
+}
+
 int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
 {
     memset(r, 0, sizeof *r);
     if (apply_pending_switch(t, r, err) < 0)
         return -1;
     double t0 = dp_now_s();
+    if (t->cfg.model->gan_split) {
+        if (gan_step(t, r, err) < 0)
+            return -1;
+        if (device_failure(t, err) < 0)
+            return -1;
+        r->seconds = dp_now_s() - t0;
+        dp_metrics_record_step(&t->metrics, r->step, r->loss, r->switched);
+        return 0;
+    }
     int rows = run_passes(t, r);
     double replica_loss[DP_MAX_DEVICES];
     double sumsq = collect_loss(t, rows, r, replica_loss);
@@ -591,16 +720,46 @@ static bool eval_stop(const dp_eval_watch *w, long done, long total)
     return stop > 0;
 }
 
-/* Runs the test rows [first, first + rows) through the team, adding the objective's sums. */
+/* Runs the test rows [first, first + rows) through the team, adding the objective's sums (a
+ * GAN's discriminator's, on the real samples). */
 static void eval_rows(dp_trainer *t, long first, long rows, double *sums)
 {
     dp_cmd eval = { .kind = DP_CMD_EVAL, .data = t->test, .data_first = first,
-                    .data_rows = rows };
+                    .data_rows = rows,
+                    .pass = t->cfg.model->gan_split ? DP_PASS_D_REAL : DP_PASS_TRAIN };
     dp_team_run(t->team, &eval);
     const dp_objective *o = t->cfg.model->objective;
     for (int i = 0; i < t->plan.workers; i++)
         for (int k = 0; k < o->n_stats; k++)
             sums[k] += dp_team_result(t->team, i)->stats[k];
+}
+
+void dp_trainer_generate(dp_trainer *t, uint64_t purpose, long sample0, long n, float *out)
+{
+    const dp_model *m = t->cfg.model;
+    size_t image = (size_t)m->layers[m->gan_split].in;
+    for (long at = 0; at < n; at += t->cfg.batch) {
+        int rows = n - at < t->cfg.batch ? (int)(n - at) : t->cfg.batch;
+        dp_cmd c = { .kind = DP_CMD_GENERATE, .rows = rows, .noise_purpose = purpose,
+                     .sample0 = sample0 + at, .out = out + (size_t)at * image };
+        dp_team_run(t->team, &c);
+    }
+}
+
+/* A GAN's evaluation beyond its discriminator's figures: the samples of the fixed noise, and
+ * the quality of generated samples when a classifier is given. */
+static void gan_evaluation(dp_trainer *t, dp_eval_report *r)
+{
+    const dp_model *m = t->cfg.model;
+    size_t image = (size_t)m->layers[m->gan_split].in;
+    r->frechet = r->score = NAN;
+    r->generated = 0;
+    if (!t->samples && !(t->samples = malloc(DP_GAN_SAMPLES * image * sizeof *t->samples)))
+        return; /* no samples to show this time */
+    dp_trainer_generate(t, DP_NOISE_FIXED, 0, DP_GAN_SAMPLES, t->samples);
+    r->images = t->samples;
+    r->n_images = DP_GAN_SAMPLES;
+    r->image_shape = m->layers[m->gan_split].in_shape;
 }
 
 /* In parts of whole batches, so that each batch, and so each sum, is what one pass over the
@@ -629,6 +788,8 @@ bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *
     o->report(sums, n, t->test->targets, r);
     if (isnan(r->loss))
         r->loss = NAN;
+    if (t->cfg.model->gan_split)
+        gan_evaluation(t, r);
     return true;
 }
 

@@ -41,6 +41,14 @@ typedef struct dp_trainer_config {
      * [state_per_param][n_params] (its parameters come as `init`); NULL: from the start. */
     const dp_train_state *resume;
     const float *resume_state;
+    /* A GAN's evaluation (engine/gan.h): the quality of `quality_samples` generated samples
+     * against the test split in the feature space of a classifier (engine/quality.h), when
+     * one is given: its model and parameters [classifier->n_params]; samples are mapped from
+     * [range_lo, range_hi] (the data's range) to [0, 1] first. */
+    const dp_model *classifier;
+    const float *classifier_params;
+    long quality_samples;
+    float range_lo, range_hi;
 } dp_trainer_config;
 
 /* What one step did. */
@@ -49,7 +57,14 @@ typedef struct dp_step_report {
     long epoch;         /* 1-based epoch this step's batch came from */
     bool epoch_end;     /* this step took the last batch of its epoch */
     int rows;           /* samples in the batch */
-    double loss;        /* mean over the batch, as nn.CrossEntropyLoss */
+    double loss;        /* mean over the batch, as nn.CrossEntropyLoss (a GAN: D's loss, the
+                           mean over the real samples plus the mean over the fakes, as
+                           errD in PyTorch's DCGAN example) */
+    /* a GAN's step: G's loss (the non-saturating one, through the updated D), and D's mean
+     * sigmoid output on the real batch, D(x), and on the fakes before and after D's update,
+     * D(G(z)); grad_norm is D's, grad_norm_g G's */
+    bool gan;
+    double loss_g, d_real, d_fake, d_fake_after, grad_norm_g;
     double lr;
     double grad_norm;   /* global gradient norm before clipping */
     bool skipped;       /* non-finite loss with on_nan = skip: no update */
@@ -102,6 +117,11 @@ typedef struct dp_eval_watch {
  * parts. Under mpirun every process stops at the same part when any process's progress asks
  * (each calls it the same number of times). Returns false, with r untouched, when stopped. */
 bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *r);
+
+/* A GAN's generator in evaluation on n latent vectors of `purpose` (kernels.h:
+ * DP_NOISE_FIXED, _EVAL, _GENERATE), samples [sample0, sample0 + n) of it: their images into
+ * out [n, image values], in the data's range. */
+void dp_trainer_generate(dp_trainer *t, uint64_t purpose, long sample0, long n, float *out);
 
 /* Batches per epoch. */
 long dp_trainer_steps_per_epoch(const dp_trainer *t);

@@ -16,6 +16,7 @@ typedef struct bucket {
     size_t offset;   /* in the stage's gradient vector */
     size_t count;
     int first_layer; /* ready once this layer's backward is done */
+    dp_model_part part; /* a GAN's model the layers belong to (D for another model's) */
 } bucket;
 
 typedef struct dp_worker {
@@ -36,8 +37,11 @@ typedef struct dp_worker {
     int n_ops;
     bucket *buckets;
     int n_buckets;
-    int next_bucket;           /* during the last backward: the next bucket to hand off */
-    /* Hand-off to the comm thread: buckets [finished, requested) are its to all-reduce. */
+    int next_bucket;           /* during the last backward: the next bucket to look at */
+    dp_model_part reduce;      /* the pass's buckets to all-reduce: those of this part */
+    int reduce_count;          /* ... how many the stage has */
+    int *queue;                /* [n_buckets]: the buckets handed to the comm thread, in order */
+    /* Hand-off to the comm thread: queue[finished, requested) are its to all-reduce. */
     pthread_mutex_t q_lock;
     pthread_cond_t q_changed;
     int requested, finished, quit;
@@ -60,6 +64,7 @@ typedef struct dp_worker {
     dp_link_time link_time;
     int in_flight, in_flight_max;
     int last_slot, last_rows;  /* the last forward's micro-batch: its slot and rows */
+    int32_t *targets[2];       /* host [max rows]: every row 0, every row 1 (a GAN's labels) */
     dp_timeline timeline;      /* the step's forward and backward operations */
     int op_begin, op_end;      /* the device's marks around the last operation's work: from
                                   its input's arrival to before its output leaves */
@@ -82,9 +87,10 @@ struct dp_team {
     long generation;
     int pending;
     dp_cmd cmd;
-    /* the coordinator's: when it posted the last STEP, and the last command's kind */
+    /* the coordinator's: when it posted a step's first pass, and whether the last command
+     * ended a step (an UPDATE that is not mid-step: its metrics are then published) */
     double step_posted;
-    dp_cmd_kind last_kind;
+    bool last_ends_step;
 };
 
 /* ---- what a worker does now, and the CPU time its device's threads ran ---- */
@@ -225,7 +231,7 @@ static void *comm_main(void *arg)
             pthread_mutex_unlock(&w->q_lock);
             return NULL;
         }
-        bucket b = w->buckets[w->finished];
+        bucket b = w->buckets[w->queue[w->finished]];
         pthread_mutex_unlock(&w->q_lock);
         float *g = w->st.grads + b.offset;
         if (w->staging) { /* the host all-reduce works on host memory: stage through it */
@@ -243,14 +249,22 @@ static void *comm_main(void *arg)
     }
 }
 
-/* dp_layer_done_fn for the last backward of a step: hands ready buckets to the comm thread. */
+static bool in_part(dp_model_part want, dp_model_part part)
+{
+    return want == DP_PART_ALL || want == part;
+}
+
+/* dp_layer_done_fn for the last backward of a pass: hands the ready buckets of the pass's
+ * part to the comm thread. */
 static void on_layer_done(void *arg, int layer)
 {
     dp_worker *w = arg;
     while (w->next_bucket < w->n_buckets && w->buckets[w->next_bucket].first_layer == layer) {
-        w->next_bucket++;
+        int b = w->next_bucket++;
+        if (!in_part(w->reduce, w->buckets[b].part))
+            continue;
         pthread_mutex_lock(&w->q_lock);
-        w->requested++;
+        w->queue[w->requested++] = b;
         pthread_cond_broadcast(&w->q_changed);
         pthread_mutex_unlock(&w->q_lock);
     }
@@ -261,7 +275,7 @@ static void wait_buckets(dp_worker *w)
     set_activity(w, DP_ACTIVITY_ALLREDUCE);
     double t0 = dp_now_s();
     pthread_mutex_lock(&w->q_lock);
-    while (w->finished < w->n_buckets)
+    while (w->finished < w->reduce_count)
         pthread_cond_wait(&w->q_changed, &w->q_lock);
     w->requested = w->finished = 0;
     pthread_mutex_unlock(&w->q_lock);
@@ -272,7 +286,8 @@ static void wait_buckets(dp_worker *w)
 }
 
 /* Groups the stage's layers, last first (the order backward produces them), into buckets of
- * about bucket_mb; a layer is never split. As in PyTorch DDP, the first bucket holds about
+ * about bucket_mb; a layer is never split, and a bucket never holds layers of both of a GAN's
+ * models (each is summed after its own pass). As in PyTorch DDP, the first bucket holds about
  * 1 MiB only, so that communication starts early in backward. */
 static int make_buckets(dp_worker *w, double bucket_mb)
 {
@@ -280,16 +295,19 @@ static int make_buckets(dp_worker *w, double bucket_mb)
     size_t cap = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
     size_t first_cap = cap < (1u << 20) / sizeof(float) ? cap : (1u << 20) / sizeof(float);
     w->buckets = calloc((size_t)(w->st.last - w->st.first), sizeof *w->buckets);
-    if (!w->buckets)
+    w->queue = calloc((size_t)(w->st.last - w->st.first), sizeof *w->queue);
+    if (!w->buckets || !w->queue)
         return -1;
     bucket *open = NULL;
     for (int i = w->st.last - 1; i >= w->st.first; i--) {
         const dp_layer *l = &m->layers[i];
         if (!l->param_count)
             continue;
-        if (!open || open->count >= (w->n_buckets == 1 ? first_cap : cap)) {
+        dp_model_part part = i >= m->gan_split ? DP_PART_D : DP_PART_G;
+        if (!open || open->count >= (w->n_buckets == 1 ? first_cap : cap) || open->part != part) {
             open = &w->buckets[w->n_buckets++];
             open->offset = l->param_offset - w->st.param_offset + l->param_count;
+            open->part = part;
         }
         open->offset -= l->param_count;
         open->count += l->param_count;
@@ -326,6 +344,7 @@ typedef struct batch_rows {
     long step;             /* a training step's number; 0: evaluation */
     long first_row;        /* the place of row 0 in the global batch (other processes take
                               the rows before it) */
+    int batch_rows;        /* the global batch's rows (a training step's) */
 } batch_rows;
 
 /* Uploads from a step's host batch need not be waited for: it stays put until the step ends,
@@ -338,22 +357,24 @@ static void upload(dp_worker *w, void *dst, const void *src, size_t bytes, bool 
         w->dev->be->upload(w->dev, dst, src, bytes);
 }
 
-/* Puts rows [start, start + n) of the batch into the stage's input of `slot` (the first stage),
- * or into its labels (labels: the last stage). */
-static void load_rows(dp_worker *w, const batch_rows *b, int start, int n, int slot, bool labels)
+/* Puts rows [start, start + n) of the batch into the input of the stage's layer `layer` (where
+ * the data enter: its first stage's first layer, a GAN's discriminator's) in `slot`, or into
+ * its labels (labels: the last stage). */
+static void load_rows(dp_worker *w, const batch_rows *b, int start, int n, int slot, bool labels,
+                      int layer)
 {
     const dp_backend *be = w->dev->be;
     const dp_resident *res = w->res;
-    size_t in = (size_t)dp_stage_in_width(&w->st);
+    size_t in = (size_t)w->st.model->layers[layer].in;
     size_t bytes = labels ? (size_t)w->st.model->targets * sizeof(int32_t) : in * 4;
     void *dst = labels ? (void *)dp_stage_labels(&w->st, slot)
-                       : (void *)dp_stage_input(&w->st, slot);
+                       : (void *)dp_stage_layer_input(&w->st, slot, layer);
     if (!res) {
         const void *src = labels ? (const void *)((const char *)b->y + start * bytes)
                                  : (const void *)(b->x + (size_t)start * in);
         upload(w, dst, src, (size_t)n * bytes, b->in_host_batch);
     } else if (b->idx) {
-        if (!labels || w->stage > 0) /* the first stage's inputs brought the indices */
+        if (!labels || layer > 0) /* the inputs of the same stage brought the indices */
             upload(w, res->idx, b->idx + start, (size_t)n * sizeof *b->idx, true);
         const void *table = labels ? (const void *)res->train_y : (const void *)res->train_x;
         be->gather_rows(w->dev, dst, table, res->idx, n, bytes);
@@ -375,37 +396,131 @@ static void transform_rows(dp_worker *w, int slot, int n, const dp_step_key *key
     o->transform(w->dev, key, x, dp_stage_in_width(&w->st), y, w->st.model->targets, n);
 }
 
-/* F(j): takes the micro-batch's input (from the data or the stage before), runs forward, and
+/* What a pass asks of this worker's stage (engine/gan.h has a GAN's passes). */
+typedef struct pass_plan {
+    dp_pass_kind kind;
+    bool forward, backward;  /* whether the stage takes part in them */
+    int from;                /* the first layer it runs forward (a model index) */
+    int stop;                /* the layer backward runs down to */
+    bool input_data;         /* layer from's input comes from the batch ... */
+    bool input_noise;        /* ... or is noise; else from the stage before */
+    bool send_grad;          /* the gradient of layer stop's input goes to the stage before */
+    int target;              /* a GAN pass's label for every row; -1: the batch's labels */
+    bool accumulate;         /* backward adds to an earlier pass's gradients */
+    bool reduces;            /* the gradients of part `reduce` are summed among the replicas */
+    dp_model_part reduce;
+} pass_plan;
+
+/* The stage's part in a pass of this kind. A pipeline cuts between a GAN's two models, so a
+ * stage of several holds layers of one; a single stage holds both. */
+static pass_plan plan_pass(const dp_worker *w, dp_pass_kind kind)
+{
+    int split = w->st.model->gan_split, first = w->st.first, last = w->st.last;
+    int d_from = first > split ? first : split; /* the stage's first layer of D */
+    pass_plan p = { .kind = kind, .forward = true, .backward = true, .from = first,
+                    .stop = first, .input_data = w->stage == 0, .send_grad = w->stage > 0,
+                    .target = -1, .reduces = true, .reduce = DP_PART_ALL };
+    switch (kind) {
+    case DP_PASS_TRAIN:
+        break;
+    case DP_PASS_D_REAL: /* D alone, on the batch */
+        p.forward = p.backward = last > split;
+        p.from = p.stop = d_from;
+        p.input_data = first <= split;
+        p.send_grad = first > split;
+        p.target = 1;
+        p.reduces = false;
+        break;
+    case DP_PASS_D_FAKE: /* G then D; backward through D only */
+        p.input_data = false;
+        p.input_noise = w->stage == 0;
+        p.backward = last > split;
+        p.stop = d_from;
+        p.send_grad = first > split;
+        p.target = 0;
+        p.accumulate = true;
+        p.reduce = DP_PART_D;
+        break;
+    case DP_PASS_G: /* G then D; backward through both, G's gradients summed */
+        p.input_data = false;
+        p.input_noise = w->stage == 0;
+        p.target = 1;
+        p.reduce = DP_PART_G;
+        break;
+    }
+    return p;
+}
+
+/* The training key of a pass's micro-batch: a GAN's fakes are the places after the batch's
+ * real samples (so their dropout masks differ from the reals'). */
+static dp_step_key pass_key(const dp_worker *w, const pass_plan *pp, const batch_rows *b,
+                            int start)
+{
+    long fakes = pp->kind == DP_PASS_D_FAKE || pp->kind == DP_PASS_G ? b->batch_rows : 0;
+    return (dp_step_key){ w->team->cfg.seed, b->step, b->first_row + start + fakes };
+}
+
+/* Noise for rows [start, start + n) of the batch into x (the generator's input). */
+static void make_noise(dp_worker *w, uint64_t purpose, long step, long sample0, int n, float *x)
+{
+    dp_noise_args a = { w->team->cfg.seed, purpose, (uint64_t)step, (uint64_t)sample0 };
+    w->dev->be->noise(w->dev, x, n, w->st.model->layers[0].in, a);
+}
+
+/* The last stage's labels of a micro-batch: the batch's, or a GAN pass's target for every row. */
+static void load_targets(dp_worker *w, const pass_plan *pp, const batch_rows *b, int start,
+                         int n, int slot)
+{
+    if (pp->target < 0) {
+        load_rows(w, b, start, n, slot, true, w->st.first);
+        return;
+    }
+    w->dev->be->upload(w->dev, dp_stage_labels(&w->st, slot), w->targets[pp->target],
+                       (size_t)n * sizeof(int32_t));
+}
+
+/* F(j): takes the micro-batch's input (from the data, noise or the stage before), runs forward
+ * (a GAN's generator, run again for its update, leaving its running statistics alone), and
  * passes the output on (or keeps it for the loss). */
-static void forward_op(dp_worker *w, const batch_rows *b, int rows, int j)
+static void forward_op(dp_worker *w, const pass_plan *pp, const batch_rows *b, int rows, int j)
 {
     const dp_backend *be = w->dev->be;
-    int n, start, slot = j % w->st.slots;
+    dp_stage *st = &w->st;
+    int n, start, slot = j % st->slots;
     micro_rows(w, rows, j, &n, &start);
-    if (w->stage == 0)
-        load_rows(w, b, start, n, slot, false);
+    float *in = dp_stage_layer_input(st, slot, pp->from);
+    if (pp->input_data)
+        load_rows(w, b, start, n, slot, false, pp->from);
+    else if (pp->input_noise)
+        make_noise(w, DP_NOISE_TRAIN, b->step, b->first_row + start, n, in);
     else
-        link_recv(w, w->fwd_in, dp_stage_input(&w->st, slot));
+        link_recv(w, w->fwd_in, in);
     w->op_begin = be->mark(w->dev, false);
     if (is_last_stage(w))
-        load_rows(w, b, start, n, slot, true);
-    dp_step_key key = { w->team->cfg.seed, b->step, b->first_row + start };
-    transform_rows(w, slot, n, b->step ? &key : NULL);
-    dp_stage_forward(&w->st, slot, n, b->step ? &key : NULL);
+        load_targets(w, pp, b, start, n, slot);
+    dp_step_key key = pass_key(w, pp, b, start);
+    const dp_step_key *k = b->step ? &key : NULL;
+    transform_rows(w, slot, n, k);
+    int split = st->model->gan_split;
+    int g_end = split > pp->from ? (split < st->last ? split : st->last) : pp->from;
+    if (g_end > pp->from)
+        dp_stage_forward_range(st, slot, n, k, pp->from, g_end, pp->kind == DP_PASS_G);
+    if (st->last > g_end)
+        dp_stage_forward_range(st, slot, n, k, g_end, st->last, false);
     w->op_end = be->mark(w->dev, false);
     w->last_slot = slot;
     w->last_rows = n;
-    if (!is_last_stage(w)) {
-        link_send(w, w->fwd_out, dp_stage_output(&w->st, slot),
-                  (size_t)n * dp_stage_out_width(&w->st));
-    }
-    if (++w->in_flight > w->in_flight_max)
+    if (!is_last_stage(w))
+        link_send(w, w->fwd_out, dp_stage_output(st, slot),
+                  (size_t)n * dp_stage_out_width(st));
+    if (pp->backward && ++w->in_flight > w->in_flight_max)
         w->in_flight_max = w->in_flight;
 }
 
 /* B(j): the gradient of the micro-batch's output (from the loss, or the stage after), backward,
- * and the input's gradient passed back. The last B of a step starts the all-reduce buckets. */
-static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b)
+ * and the input's gradient passed back. The last B of a pass starts the all-reduce buckets. */
+static void backward_op(dp_worker *w, const pass_plan *pp, int rows, int j, bool first_b,
+                        bool last_b)
 {
     const dp_backend *be = w->dev->be;
     int n, start, slot = j % w->st.slots;
@@ -419,13 +534,12 @@ static void backward_op(dp_worker *w, int rows, int j, bool first_b, bool last_b
         w->op_begin = be->mark(w->dev, false);
         dy = w->st.dgrad[0];
     }
-    bool hook = last_b && w->group;
-    float *dx = dp_stage_backward(&w->st, slot, n, dy, !first_b, w->stage > 0,
-                                  hook ? on_layer_done : NULL, w);
+    bool hook = last_b && w->group && pp->reduces;
+    float *dx = dp_stage_backward_range(&w->st, slot, n, dy, pp->accumulate || !first_b,
+                                        pp->stop, pp->send_grad, hook ? on_layer_done : NULL, w);
     w->op_end = be->mark(w->dev, false);
-    if (w->stage > 0) {
-        link_send(w, w->bwd_out, dx, (size_t)n * dp_stage_in_width(&w->st));
-    }
+    if (pp->send_grad)
+        link_send(w, w->bwd_out, dx, (size_t)n * w->st.model->layers[pp->stop].in);
     w->in_flight--;
 }
 
@@ -449,7 +563,8 @@ static void collect_stats(dp_worker *w)
     w->result.grad_sumsq = stats[DP_STAGE_GRAD_SUMSQ];
 }
 
-static void run_step(dp_worker *w, const dp_cmd *c)
+/* The timing of a step, taken at its first pass. */
+static void begin_step(dp_worker *w)
 {
     w->step_start = dp_now_s();
     start_counters(w);
@@ -457,47 +572,78 @@ static void run_step(dp_worker *w, const dp_cmd *c)
     w->allreduce_wait_s = 0;
     w->stats_sync_start = w->stats_group ? dp_comm_now_seconds(w->stats_group, w->replica) : 0;
     w->link_time = (dp_link_time){ 0 };
-    w->in_flight = w->in_flight_max = 0;
+    w->in_flight_max = 0;
     w->timeline.n_ops = 0;
+    w->dev->be->mark(w->dev, true);
+}
+
+/* The squared gradients of the pass's part (replica 0: every replica holds the same sums). */
+static void gradient_squares(dp_worker *w, const pass_plan *pp)
+{
+    int from, to;
+    size_t off, count;
+    dp_gan_part_layers(w->st.model, pp->reduce, &from, &to);
+    dp_stage_param_range(&w->st, from, to, &off, &count);
+    if (w->replica == 0 && count)
+        w->dev->be->accumulate_squares(w->dev, w->st.grads + off, count,
+                                       w->st.stats + DP_STAGE_GRAD_SUMSQ);
+    collect_stats(w);
+    if (w->team->cfg.optim->clip > 0 && w->replica == 0) /* the exact sum, in double, for
+                                                           clipping's factor */
+        w->result.grad_sumsq = count ? w->dev->be->sum_squares(w->dev, w->st.grads + off,
+                                                               count) : 0.0;
+}
+
+/* One pass of a step (the only one of an ordinary model's; one of a GAN's three): this
+ * stage's forward and backward operations in the schedule's order, then the all-reduce. */
+static void run_step(dp_worker *w, const dp_cmd *c)
+{
+    if (!c->continues)
+        begin_step(w);
+    pass_plan pp = plan_pass(w, c->pass);
+    w->in_flight = 0;
+    w->reduce = pp.reduce;
+    w->reduce_count = 0;
+    for (int b = 0; b < w->n_buckets; b++)
+        w->reduce_count += in_part(pp.reduce, w->buckets[b].part);
     int first_b = -1, last_b = -1;
-    for (int i = 0; i < w->n_ops; i++)
+    for (int i = 0; i < w->n_ops && pp.backward; i++)
         if (w->ops[i].kind == 'B') {
             first_b = first_b < 0 ? i : first_b;
             last_b = i;
         }
     const dp_backend *be = w->dev->be;
-    int marks[DP_TIMELINE_OPS][2];
-    be->mark(w->dev, true);
+    int marks[DP_TIMELINE_OPS][2], n0 = w->timeline.n_ops;
     reset_stats(w);
-    batch_rows b = { c->x, c->y, c->idx, 0, true, c->step, c->first_row };
+    batch_rows b = { c->x, c->y, c->idx, 0, true, c->step, c->first_row, c->batch_rows };
     w->grad_scale = w->st.model->objective->grad_scale(c->batch_rows, w->st.model->targets);
     for (int i = 0; i < w->n_ops; i++) {
-        if (w->ops[i].kind == 'F')
-            forward_op(w, &b, c->rows, w->ops[i].micro);
+        bool f = w->ops[i].kind == 'F';
+        if (f ? !pp.forward : !pp.backward)
+            continue;
+        if (f)
+            forward_op(w, &pp, &b, c->rows, w->ops[i].micro);
         else
-            backward_op(w, c->rows, w->ops[i].micro, i == first_b, i == last_b);
+            backward_op(w, &pp, c->rows, w->ops[i].micro, i == first_b, i == last_b);
         if (w->timeline.n_ops < DP_TIMELINE_OPS) {
-            marks[w->timeline.n_ops][0] = w->op_begin;
-            marks[w->timeline.n_ops][1] = w->op_end;
+            marks[w->timeline.n_ops - n0][0] = w->op_begin;
+            marks[w->timeline.n_ops - n0][1] = w->op_end;
             w->timeline.ops[w->timeline.n_ops++] =
                 (dp_timeline_op){ w->ops[i].kind, w->ops[i].micro, 0.0f, 0.0f };
         }
     }
-    if (w->group)
+    if (w->group && pp.reduces && pp.backward)
         wait_buckets(w);
-    if (w->replica == 0) /* the all-reduced gradients: every replica holds the same */
-        be->accumulate_squares(w->dev, w->st.grads, w->st.n_params,
-                               w->st.stats + DP_STAGE_GRAD_SUMSQ);
-    collect_stats(w);
+    if (pp.reduces)
+        gradient_squares(w, &pp);
+    else
+        collect_stats(w);
     be->synchronize(w->dev); /* the marks are read once the device has passed them */
-    for (int i = 0; i < w->timeline.n_ops; i++)
-        if (marks[i][0] >= 0 && marks[i][1] >= 0) {
-            w->timeline.ops[i].start = (float)be->mark_seconds(w->dev, marks[i][0]);
-            w->timeline.ops[i].end = (float)be->mark_seconds(w->dev, marks[i][1]);
+    for (int i = n0; i < w->timeline.n_ops; i++)
+        if (marks[i - n0][0] >= 0 && marks[i - n0][1] >= 0) {
+            w->timeline.ops[i].start = (float)be->mark_seconds(w->dev, marks[i - n0][0]);
+            w->timeline.ops[i].end = (float)be->mark_seconds(w->dev, marks[i - n0][1]);
         }
-    if (w->team->cfg.optim->clip > 0 && w->replica == 0)
-        w->result.grad_sumsq = w->dev->be->sum_squares(w->dev, w->st.grads, w->st.n_params);
-        /* (the exact sum, in double, for clipping's factor) */
 }
 
 /* "replica 1, stage 2 (layers 3-4)", or the parts that apply. */
@@ -518,12 +664,18 @@ static void role_text(const dp_worker *w, char *buf, size_t size)
 static void run_update(dp_worker *w, const dp_cmd *c)
 {
     const dp_optim_config *oc = w->team->cfg.optim;
+    int from, to;
+    dp_gan_part_layers(w->st.model, c->part, &from, &to);
     if (!c->skip) {
-        if (c->clip_factor < 1.0f)
-            w->dev->be->scale(w->dev, w->st.grads, c->clip_factor, w->st.n_params);
-        dp_stage_update(&w->st, oc, c->t, c->lr);
+        size_t off, count;
+        dp_stage_param_range(&w->st, from, to, &off, &count);
+        if (c->clip_factor < 1.0f && count)
+            w->dev->be->scale(w->dev, w->st.grads + off, c->clip_factor, count);
+        dp_stage_update(&w->st, oc, c->t, c->lr, from, to);
     }
     w->dev->be->synchronize(w->dev);
+    if (c->mid_step)
+        return;
     end_counters(w);
     dp_device_metrics *m = &w->done; /* the rest when every worker is done: publish_step */
     *m = (dp_device_metrics){ .step = c->step, .loss = c->replica_loss[w->replica] };
@@ -540,28 +692,60 @@ static void run_update(dp_worker *w, const dp_cmd *c)
         m->comm_s += dp_comm_now_seconds(w->stats_group, w->replica) - w->stats_sync_start;
 }
 
-/* Forward over samples [first, first + count) of d, in batches. */
-static void run_eval(dp_worker *w, const dp_dataset *d, long first, long count)
+/* Forward over samples [first, first + count) of d, in batches (a GAN's discriminator alone,
+ * on the real samples: `pass` D_REAL). */
+static void run_eval(dp_worker *w, dp_pass_kind pass, const dp_dataset *d, long first,
+                     long count)
 {
     int batch = w->team->cfg.batch;
     const dp_plan *p = &w->team->plan;
-    for (long at = first; at < first + count; at += batch) {
+    pass_plan pp = plan_pass(w, pass);
+    pp.backward = false;
+    for (long at = first; at < first + count && pp.forward; at += batch) {
         int rows = first + count - at < batch ? (int)(first + count - at) : batch;
         batch_rows b = { d->x + (size_t)at * d->features, d->y + (size_t)at * d->targets, NULL,
-                         at, false, 0, 0 };
+                         at, false, 0, 0, rows };
         if (w->res)
             b.x = NULL, b.y = NULL;
         reset_stats(w);
         for (int j = 0; j < p->micro; j++) {
-            forward_op(w, &b, rows, j);
+            forward_op(w, &pp, &b, rows, j);
             if (is_last_stage(w)) {
                 int n, start;
                 micro_rows(w, rows, j, &n, &start);
                 dp_stage_loss(&w->st, j % w->st.slots, n, 0.0f, false);
             }
-            w->in_flight--;
         }
         collect_stats(w);
+    }
+}
+
+/* A GAN's generator in evaluation on c->rows rows of noise, in micro-batches as a training
+ * pass cuts them: the stage that holds its last layer downloads the images into c->out. */
+static void run_generate(dp_worker *w, const dp_cmd *c)
+{
+    dp_stage *st = &w->st;
+    int split = st->model->gan_split, to = st->last < split ? st->last : split;
+    if (st->first >= split)
+        return; /* a stage of the discriminator */
+    int image = st->model->layers[split].in;
+    for (int j = 0; j < w->team->plan.micro; j++) {
+        int n, start, slot = j % st->slots;
+        micro_rows(w, c->rows, j, &n, &start);
+        if (!n)
+            continue; /* every stage of the replica skips the same ones */
+        float *in = dp_stage_input(st, slot);
+        if (w->stage == 0)
+            make_noise(w, c->noise_purpose, 0, c->sample0 + start, n, in);
+        else
+            link_recv(w, w->fwd_in, in);
+        dp_stage_forward_range(st, slot, n, NULL, st->first, to, false);
+        float *out = dp_stage_layer_input(st, slot, to);
+        if (to < split)
+            link_send(w, w->fwd_out, out, (size_t)n * dp_stage_out_width(st));
+        else
+            w->dev->be->download(w->dev, c->out + (size_t)start * image, out,
+                                 (size_t)n * image * sizeof *out);
     }
 }
 
@@ -609,7 +793,10 @@ static void carry_out(dp_worker *w, const dp_cmd *c)
         run_update(w, c);
         break;
     case DP_CMD_EVAL:
-        run_eval(w, c->data, c->data_first, c->data_rows);
+        run_eval(w, c->pass, c->data, c->data_first, c->data_rows);
+        break;
+    case DP_CMD_GENERATE:
+        run_generate(w, c);
         break;
     case DP_CMD_GATHER:
         if (w->replica == 0) { /* every replica holds the same values */
@@ -653,6 +840,12 @@ static int set_up(dp_worker *w)
         return dp_fail(&w->result.err, "out of host memory");
     dp_schedule_ops(p->schedule, p->stages, w->stage, p->micro, w->ops);
     int slots = dp_schedule_in_flight(w->ops, w->n_ops);
+    for (int k = 0; k < 2; k++) {
+        if (!(w->targets[k] = malloc((size_t)t->micro_rows * sizeof(int32_t))))
+            return dp_fail(&w->result.err, "out of host memory");
+        for (int r = 0; r < t->micro_rows; r++)
+            w->targets[k][r] = k;
+    }
     if (dp_stage_create(&w->st, t->cfg.model, w->dev, p->first_layer[w->stage],
                         p->first_layer[w->stage + 1], t->micro_rows, slots, t->cfg.optim,
                         &w->result.err) < 0)
@@ -690,6 +883,9 @@ static void tear_down(dp_worker *w)
     dp_stage_destroy(&w->st);
     free(w->ops);
     free(w->buckets);
+    free(w->queue);
+    free(w->targets[0]);
+    free(w->targets[1]);
     free(w->staging);
 }
 
@@ -932,9 +1128,9 @@ void dp_team_stop(dp_team *t)
 
 void dp_team_post(dp_team *t, const dp_cmd *cmd)
 {
-    if (cmd->kind == DP_CMD_STEP)
+    if (cmd->kind == DP_CMD_STEP && !cmd->continues)
         t->step_posted = dp_now_s();
-    t->last_kind = cmd->kind;
+    t->last_ends_step = cmd->kind == DP_CMD_UPDATE && !cmd->mid_step;
     if (t->inline_worker)
         carry_out(&t->w[0], cmd);
     else
@@ -945,9 +1141,9 @@ void dp_team_wait(dp_team *t)
 {
     if (!t->inline_worker)
         wait_done(t);
-    if (t->last_kind == DP_CMD_UPDATE && t->cfg.metrics) {
+    if (t->last_ends_step && t->cfg.metrics) {
         publish_step(t);
-        t->last_kind = DP_CMD_QUIT; /* published once */
+        t->last_ends_step = false; /* published once */
     }
 }
 

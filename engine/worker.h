@@ -17,6 +17,7 @@
 
 #include "datasets/dataset.h"
 #include "engine/comm.h"
+#include "engine/gan.h"
 #include "engine/link.h"
 #include "engine/metrics.h"
 #include "engine/optim.h"
@@ -31,6 +32,7 @@ typedef enum dp_cmd_kind {
     DP_CMD_GATHER,  /* copy parameters and optimizer state out to host vectors */
     DP_CMD_SCATTER, /* copy them in */
     DP_CMD_DIAGNOSE, /* after a non-finite loss or gradient: where the values went bad */
+    DP_CMD_GENERATE, /* a GAN's generator, in evaluation, on noise: its images to the host */
     DP_CMD_QUIT,
 } dp_cmd_kind;
 
@@ -52,7 +54,11 @@ typedef struct dp_cmd {
     int batch_rows;        /* ... of these (every process's) */
     long first_row;        /* where this process's rows start in it */
     long step;             /* 1-based, for the metrics */
+    dp_pass_kind pass;     /* what the pass runs (a GAN's passes: engine/gan.h); EVAL too */
+    bool continues;        /* a later pass of the step (the first starts its timing) */
     /* UPDATE */
+    dp_model_part part;    /* the layers updated */
+    bool mid_step;         /* a pass of the step follows (a GAN's D update): no metrics yet */
     double lr;
     float clip_factor;     /* gradients are multiplied by this first (1: no clipping) */
     long t;                /* 1-based count of updates, AdamW's bias correction */
@@ -61,6 +67,11 @@ typedef struct dp_cmd {
     /* EVAL */
     const dp_dataset *data;
     long data_first, data_rows; /* the samples of it to evaluate (this process's part) */
+    /* GENERATE: rows of noise of purpose noise_purpose for samples [sample0, sample0 + rows)
+     * of it, each replica its share, the generator's images into out [rows, image values] */
+    uint64_t noise_purpose;
+    long sample0;
+    float *out;
     /* GATHER / SCATTER */
     float *params;         /* [n_params] */
     float *state;          /* [state_per_param][n_params] */

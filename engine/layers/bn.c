@@ -83,7 +83,7 @@ static void bn_forward(const dp_layer *l, const dp_pass *p, const float *params,
         sum_replicas(p, sums, (size_t)c + 1);
         be->bn_sums(p->dev, squares, x, sums, p->rows, c, positions);
         sum_replicas(p, squares, (size_t)c + 1);
-        be->bn_statistics(p->dev, stats, running, sums, c);
+        be->bn_statistics(p->dev, stats, p->keep_buffers ? NULL : running, sums, c);
     } else {
         be->bn_statistics(p->dev, stats, running, NULL, c);
     }

@@ -1,0 +1,156 @@
+/* gan.c -- a GAN run's files. */
+#include "app/gan.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "datasets/samples.h"
+#include "engine/safetensors.h"
+
+int dp_gan_latent_shape(const char *text, dp_shape *out, dp_err *err)
+{
+    int z = 0, h = 0, w = 0, used = 0;
+    if (sscanf(text, "%d%n", &z, &used) == 1 && !text[used] && z >= 1 && z <= 65536) {
+        *out = (dp_shape){ 1, { z } };
+        return 0;
+    }
+    if (sscanf(text, "%d:%d:%d%n", &z, &h, &w, &used) == 3 && !text[used] && z >= 1 &&
+        z <= 65536 && h == 1 && w == 1) {
+        *out = (dp_shape){ 3, { z, 1, 1 } };
+        return 0;
+    }
+    return dp_fail(err, "[model] latent = %s: expected Z (a vector of Z values) or Z:1:1 (as "
+                        "DCGAN's generator takes it), Z from 1 to 65536",
+                   text);
+}
+
+int dp_gan_make_dir(const char *option, const char *dir, dp_err *err)
+{
+    struct stat st;
+    if (!dir[0] || strlen(dir) > 4000)
+        return dp_fail(err, "%s \"%s\": %s", option, dir, dir[0] ? "path too long" : "empty");
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return dp_fail(err, "%s %s: cannot make the directory: %s (its parent must exist and "
+                            "be writable)",
+                       option, dir, strerror(errno));
+    if (lstat(dir, &st) != 0)
+        return dp_fail(err, "%s %s: %s", option, dir, strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return dp_fail(err, "%s %s: a symbolic link; give the directory itself", option, dir);
+    if (!S_ISDIR(st.st_mode))
+        return dp_fail(err, "%s %s: not a directory; a GAN's weights are a directory of two "
+                            "files (%s, %s)",
+                       option, dir, DP_GAN_GENERATOR_FILE, DP_GAN_DISCRIMINATOR_FILE);
+    return 0;
+}
+
+/* dir/name into buf, or a failure when it does not fit. */
+static int join(char *buf, size_t size, const char *dir, const char *name, dp_err *err)
+{
+    if ((size_t)snprintf(buf, size, "%s/%s", dir, name) >= size)
+        return dp_fail(err, "%s: path too long", dir);
+    return 0;
+}
+
+int dp_gan_save(const char *dir, const dp_model *gen, const dp_model *disc, const float *host,
+                dp_err *err)
+{
+    char path[4200];
+    if (dp_gan_make_dir("--save", dir, err) < 0 ||
+        join(path, sizeof path, dir, DP_GAN_GENERATOR_FILE, err) < 0 ||
+        dp_safetensors_save(path, gen, host, err) < 0 ||
+        join(path, sizeof path, dir, DP_GAN_DISCRIMINATOR_FILE, err) < 0 ||
+        dp_safetensors_save(path, disc, host + gen->n_params, err) < 0)
+        return -1;
+    return 0;
+}
+
+int dp_gan_load(const char *dir, const dp_model *gen, const dp_model *disc, float *host,
+                dp_err *err)
+{
+    char path[4200];
+    struct stat st;
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return dp_fail(err, "%s: not a directory; a GAN's weights are a directory holding %s "
+                            "and %s (as --save DIR writes them)",
+                       dir, DP_GAN_GENERATOR_FILE, DP_GAN_DISCRIMINATOR_FILE);
+    if (join(path, sizeof path, dir, DP_GAN_GENERATOR_FILE, err) < 0)
+        return -1;
+    if (dp_safetensors_load(path, gen, host, err) < 0) {
+        dp_err_prefix(err, "the generator: ");
+        return -1;
+    }
+    if (join(path, sizeof path, dir, DP_GAN_DISCRIMINATOR_FILE, err) < 0)
+        return -1;
+    if (dp_safetensors_load(path, disc, host + gen->n_params, err) < 0) {
+        dp_err_prefix(err, "the discriminator: ");
+        return -1;
+    }
+    return 0;
+}
+
+int dp_gan_samples_prepare(const char *dir, dp_err *err)
+{
+    if (dp_gan_make_dir("[gan] samples", dir, err) < 0)
+        return -1;
+    DIR *d = opendir(dir);
+    if (!d)
+        return dp_fail(err, "[gan] samples %s: %s", dir, strerror(errno));
+    char found[256] = "";
+    for (struct dirent *e; (e = readdir(d)) && !found[0];)
+        if (!fnmatch("step-*.png", e->d_name, 0) || !fnmatch("step-*.idx", e->d_name, 0))
+            snprintf(found, sizeof found, "%s", e->d_name);
+    closedir(d);
+    if (found[0])
+        return dp_fail(err, "[gan] samples %s holds samples of an earlier run (%s); give "
+                            "another directory, or move them away",
+                       dir, found);
+    return 0;
+}
+
+int dp_gan_samples_write(const char *dir, long step, const float *x, int n, dp_shape image,
+                         float lo, float hi, char *png_path, size_t size, dp_err *err)
+{
+    char path[4200], name[64];
+    int c = image.ndim == 3 ? image.d[0] : 1;
+    int h = image.ndim == 3 ? image.d[1] : 1, w = image.ndim == 3 ? image.d[2] : image.d[0];
+    snprintf(name, sizeof name, "step-%ld.idx", step);
+    if (join(path, sizeof path, dir, name, err) < 0 ||
+        dp_samples_write_idx(path, x, n, c, h, w, lo, hi, err) < 0)
+        return -1;
+    snprintf(name, sizeof name, "step-%ld.png", step);
+    if (join(path, sizeof path, dir, name, err) < 0 ||
+        dp_samples_write_png(path, x, n, c, h, w, lo, hi, 8, err) < 0)
+        return -1;
+    snprintf(png_path, size, "%s", path);
+    return 0;
+}
+
+static void on_eval(void *arg, const dp_step_report *r, const dp_eval_report *e)
+{
+    dp_gan_samples_writer *w = arg;
+    char png[4200];
+    dp_err err;
+    if (!e->images)
+        return;
+    if (dp_gan_samples_write(w->dir, r->step, e->images, e->n_images, e->image_shape, w->lo,
+                             w->hi, png, sizeof png, &err) < 0) {
+        if (w->log)
+            fprintf(w->log, "samples not written: %s\n", err.msg);
+        dp_control_event(w->control, "samples not written: %s", err.msg);
+        return;
+    }
+    if (w->log)
+        fprintf(w->log, "samples: %s (and .idx)\n", png);
+    dp_control_event(w->control, "samples: %s", png);
+}
+
+dp_run_observer dp_gan_samples_observer(dp_gan_samples_writer *w)
+{
+    return (dp_run_observer){ .arg = w, .eval_done = on_eval };
+}
