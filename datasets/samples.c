@@ -57,9 +57,9 @@ static int check_samples(const float *x, int n, int c, int h, int w, float lo, f
 }
 
 /* Opens path for an atomic write, refusing a symbolic link (dp_atomic_open would write through
- * it) and anything else that is not a regular file. The check and the rename are not one step,
- * but rename(2) replaces a link put there meanwhile rather than following it, so the write
- * never lands outside path itself. */
+ * it) and anything else that is not a regular file. A link or a pipe put there between this
+ * check and dp_atomic_open's own is caught after it (the path it chose is not path, or it writes
+ * in place), and one put there later is replaced by the rename, which never follows it. */
 static int open_target(dp_atomic_file *af, const char *path, dp_err *err)
 {
     if (!path || !*path)
@@ -75,7 +75,15 @@ static int open_target(dp_atomic_file *af, const char *path, dp_err *err)
     } else if (errno != ENOENT) {
         return dp_fail(err, "%s: %s", path, strerror(errno));
     }
-    return dp_atomic_open(af, path, err);
+    if (dp_atomic_open(af, path, err) < 0)
+        return -1;
+    if (!af->tmp[0] || strcmp(af->path, path) != 0) {
+        dp_atomic_abort(af);
+        return dp_fail(err, "%s: replaced by a link or a special file while being opened; give "
+                            "a path of its own",
+                       path);
+    }
+    return 0;
 }
 
 /* Commits af, or gives it up with err naming path when writing failed (`failed`, errno kept). */
@@ -313,6 +321,10 @@ int dp_samples_write_png(const char *path, const float *x, int n, int c, int h, 
         return dp_fail(err, "%s: samples of %d channels cannot be a PNG; 1 (greyscale) or 3 "
                             "(RGB) channels",
                        path ? path : "samples", c);
+    if (g.gw > PNG_USER_WIDTH_MAX || g.gh > PNG_USER_HEIGHT_MAX) /* before a row is allocated */
+        return dp_fail(err, "%s: a grid of %d x %d pixels is over libpng's limit of %d a side; "
+                            "give more or fewer columns, or fewer samples",
+                       path ? path : "samples", g.gw, g.gh, PNG_USER_WIDTH_MAX);
     uint8_t *row = malloc((size_t)g.gw * c);
     if (!row)
         return dp_fail(err, "%s: out of memory for a row of %d pixels", path, g.gw);

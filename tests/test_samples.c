@@ -9,10 +9,12 @@
 #include <locale.h>
 #include <math.h>
 #include <png.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -310,9 +312,8 @@ START_TEST(test_samples_png_rgb)
 }
 END_TEST
 
-/* libpng refuses a grid over a million pixels wide (its default limit): the error comes back
- * through the setjmp path as a message, and neither the file nor a temporary one is left. */
-START_TEST(test_samples_png_libpng_error)
+/* A grid over libpng's million pixels a side is refused before any file is made. */
+START_TEST(test_samples_png_too_wide)
 {
     enum { N = 20000, W = 60 }; /* a row of 20000: 20000 * 62 + 2 pixels wide */
     float *x = calloc((size_t)N * W, sizeof *x);
@@ -322,12 +323,49 @@ START_TEST(test_samples_png_libpng_error)
     join(path, sizeof path, dir, "wide.png");
     dp_err err = { "" };
     ck_assert_int_eq(dp_samples_write_png(path, x, N, 1, 1, W, 0.0f, 1.0f, N, &err), -1);
-    ck_assert_msg(strstr(err.msg, "wide.png: cannot write the PNG: ") && strstr(err.msg, "width"),
+    ck_assert_msg(strstr(err.msg, "wide.png: a grid of 1240002 x 5 pixels is over libpng's"),
                   "%s", err.msg);
     ck_assert_int_eq(dir_entries(dir), 0);
     ck_assert_msg(dp_samples_write_png(path, x, N, 1, 1, W, 0.0f, 1.0f, 100, &err) == 0, "%s",
                   err.msg); /* 100 a row is fine */
     free(x);
+}
+END_TEST
+
+/* A write that fails inside libpng (the file size limit: EFBIG) comes back through its setjmp
+ * path as a message; the file there before is kept whole and no temporary file stays. */
+START_TEST(test_samples_png_write_fails)
+{
+    enum { N = 16, H = 32, W = 32 };
+    static float x[N * H * W];
+    uint32_t r = 2463534242u;
+    for (int i = 0; i < N * H * W; i++) { /* noise (xorshift32), which deflate cannot shrink */
+        r ^= r << 13;
+        r ^= r >> 17;
+        r ^= r << 5;
+        x[i] = (float)(r >> 24) / 255.0f;
+    }
+    const char *dir = unit_tmpdir();
+    char path[4200];
+    join(path, sizeof path, dir, "samples.png");
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    fputs("the previous grid", f);
+    fclose(f);
+    struct rlimit old;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    struct rlimit small = { 4096, old.rlim_max };
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    dp_err err = { "" };
+    int rc = dp_samples_write_png(path, x, N, 1, H, W, 0.0f, 1.0f, 4, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, old_handler);
+    ck_assert_int_eq(rc, -1);
+    ck_assert_msg(strstr(err.msg, "samples.png: cannot write"), "%s", err.msg);
+    size_t len;
+    ck_assert_str_eq(slurp(path, &len), "the previous grid");
+    ck_assert_int_eq(dir_entries(dir), 1);
 }
 END_TEST
 
@@ -530,7 +568,8 @@ Suite *samples_suite(void)
     tcase_add_test(files, test_samples_replace);
     tcase_add_test(files, test_samples_png_grey);
     tcase_add_test(files, test_samples_png_rgb);
-    tcase_add_test(files, test_samples_png_libpng_error);
+    tcase_add_test(files, test_samples_png_too_wide);
+    tcase_add_test(files, test_samples_png_write_fails);
     tcase_add_test(files, test_samples_grid_grey);
     suite_add_tcase(s, files);
     TCase *pictures = tcase_create("pictures");

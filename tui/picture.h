@@ -93,8 +93,8 @@ dp_picture_mode dp_picture_drawable(dp_picture_mode wanted);
  * returns the mode used: dp_picture_drawable(mode), or ASCII when some cell found no free colour
  * pair (that cell is then drawn as an ASCII character). Pairs are reused from the first one again
  * once a picture would not fit in the ones left, so a picture is drawn whole each time. On a
- * direct-colour terminal a level L is sent as 0xLLLLLL, except 0 which is sent as 0x010101
- * (colours 0 to 7 there are the ANSI ones). */
+ * direct-colour terminal a level L is sent as 0xLLLLLL (a GREY256 cell's palette index as its
+ * grey's level), except 0 which is sent as 0x010101 (colours 0 to 7 there are the ANSI ones). */
 dp_picture_mode dp_picture_draw(dp_picture_pairs *pp, int y, int x, const dp_picture_cell *cells,
                                 int rows, int cols, dp_picture_mode mode);
 
