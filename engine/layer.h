@@ -20,7 +20,7 @@
 #include "base/error.h"
 #include "base/shape.h"
 
-#define DP_MAX_LAYER_ARGS 4
+#define DP_MAX_LAYER_ARGS 5
 #define DP_MAX_LAYER_TENSORS 16
 #define DP_MAX_DIMS 4
 
@@ -120,6 +120,14 @@ struct dp_layer_ops {
     /* Floats of scratch a pass of up to max_rows samples needs (NULL: none). */
     size_t (*scratch)(const dp_layer *l, int max_rows);
 };
+
+/* Whether a conv or deconv layer has a bias: its fifth number, BIAS, is 1 (the default) or 0
+ * (PyTorch's bias=False, as DCGAN's layers before batch normalisation, which would cancel a
+ * bias: its gradient is rounding noise, which Adam would scale up into steps). */
+static inline bool dp_conv_has_bias(const dp_layer *l)
+{
+    return l->nargs < 5 || l->args[4] != 0;
+}
 
 /* The layer kinds, each in a file of engine/layers/ named after it. */
 extern const dp_layer_ops dp_layer_linear;                                     /* linear.c */

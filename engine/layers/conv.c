@@ -70,8 +70,11 @@ static int conv_infer(dp_layer *l, dp_err *err)
 {
     if (window_infer(l, l->args[0], err) < 0)
         return -1;
+    if (l->nargs > 4 && l->args[4] > 1)
+        return dp_fail(err, "BIAS is 1 (a bias, the default) or 0 (none, PyTorch's bias=False)");
     size_t k = (size_t)l->args[1], ckk = dp_size_mul(dp_size_mul(l->in_shape.d[0], k), k);
-    l->param_count = dp_size_add(dp_size_mul(l->args[0], ckk), l->args[0]);
+    l->param_count = dp_size_add(dp_size_mul(l->args[0], ckk),
+                                 dp_conv_has_bias(l) ? (size_t)l->args[0] : 0);
     return 0;
 }
 
@@ -81,7 +84,7 @@ static int conv_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSO
     size_t nw = (size_t)oc * c * k * k;
     out[0] = (dp_tensor_info){ "weight", 4, { oc, c, k, k }, 0, nw, false, false, false };
     out[1] = (dp_tensor_info){ "bias", 1, { oc }, nw, (size_t)oc, false, false, false };
-    return 2;
+    return dp_conv_has_bias(l) ? 2 : 1;
 }
 
 /* nn.Conv2d's reset_parameters, as nn.Linear's: uniform within 1 / sqrt(fan_in), fan_in =
@@ -128,7 +131,8 @@ static void conv_forward(const dp_layer *l, const dp_pass *p, const float *param
         /* each sample: [OUT, P] = W [OUT, CKK] col [CKK, P] */
         be->gemm_batched(p->dev, 0, 0, oc, pos, ckk, 1.0f, params, ckk, 0, p->scratch, pos,
                          col_stride, 0.0f, out, pos, (long)oc * pos, n);
-        be->channel_bias(p->dev, out, params + (size_t)oc * ckk, n, oc, pos);
+        if (dp_conv_has_bias(l))
+            be->channel_bias(p->dev, out, params + (size_t)oc * ckk, n, oc, pos);
     }
 }
 
@@ -154,7 +158,8 @@ static void conv_backward(const dp_layer *l, const dp_pass *p, const float *para
         for (int i = 0; i < n; i++)
             be->gemm(p->dev, 0, 1, oc, ckk, pos, 1.0f, g_out + (size_t)i * oc * pos, pos,
                      col + i * col_stride, pos, add || i > 0 ? 1.0f : 0.0f, dw, ckk);
-        be->channel_bias_grad(p->dev, db, g_out, n, oc, pos, add);
+        if (dp_conv_has_bias(l))
+            be->channel_bias_grad(p->dev, db, g_out, n, oc, pos, add);
         if (dx) { /* dcol [CKK, P] = W^T [CKK, OUT] dy [OUT, P], into the patches' place */
             be->gemm_batched(p->dev, 1, 0, ckk, pos, oc, 1.0f, params, ckk, 0, g_out, pos,
                              (long)oc * pos, 0.0f, col, pos, col_stride, n);
@@ -171,11 +176,11 @@ static double conv_flops(const dp_layer *l)
 
 const dp_layer_ops dp_layer_conv = {
     .name = "conv",
-    .usage = "conv:OUT:K[:STRIDE[:PAD]]",
-    .help = "2-D convolution, OUT channels, K x K kernel (stride 1, padding 0 unless given); "
-            "nn.Conv2d",
+    .usage = "conv:OUT:K[:STRIDE[:PAD[:BIAS]]]",
+    .help = "2-D convolution, OUT channels, K x K kernel (stride 1, padding 0 unless given; "
+            "BIAS 0: no bias); nn.Conv2d",
     .min_args = 2,
-    .max_args = 4,
+    .max_args = 5,
     .infer = conv_infer,
     .tensors = conv_tensors,
     .init = conv_init,

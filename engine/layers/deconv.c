@@ -74,8 +74,11 @@ static int deconv_infer(dp_layer *l, dp_err *err)
                             "most %d values per sample); use a smaller stride or kernel",
                        oc, k, s, pad, h, w, oh, ow, DP_MAX_SAMPLE);
     l->out_shape = (dp_shape){ 3, { oc, (int)oh, (int)ow } };
+    if (l->nargs > 4 && l->args[4] > 1)
+        return dp_fail(err, "BIAS is 1 (a bias, the default) or 0 (none, PyTorch's bias=False)");
     size_t c = (size_t)l->in_shape.d[0];
-    l->param_count = dp_size_add(dp_size_mul(c, deconv_ckk(l)), (size_t)oc);
+    l->param_count = dp_size_add(dp_size_mul(c, deconv_ckk(l)),
+                                 dp_conv_has_bias(l) ? (size_t)oc : 0);
     return 0;
 }
 
@@ -87,7 +90,7 @@ static int deconv_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TEN
     size_t nw = (size_t)c * oc * k * k;
     out[0] = (dp_tensor_info){ "weight", 4, { c, oc, k, k }, 0, nw, false, false, false };
     out[1] = (dp_tensor_info){ "bias", 1, { oc }, nw, (size_t)oc, false, false, false };
-    return 2;
+    return dp_conv_has_bias(l) ? 2 : 1;
 }
 
 /* nn.ConvTranspose2d's reset_parameters (_ConvNd's): kaiming_uniform_(a = sqrt(5)) for the
@@ -138,7 +141,8 @@ static void deconv_forward(const dp_layer *l, const dp_pass *p, const float *par
                          x + (size_t)n0 * l->in, pos, (long)c * pos, 0.0f, p->scratch, pos,
                          col_stride, n);
         be->col2im(p->dev, out, p->scratch, n, g); /* writes every output value */
-        be->channel_bias(p->dev, out, params + (size_t)c * ckk, n, oc, g.h * g.w);
+        if (dp_conv_has_bias(l))
+            be->channel_bias(p->dev, out, params + (size_t)c * ckk, n, oc, g.h * g.w);
     }
 }
 
@@ -164,7 +168,8 @@ static void deconv_backward(const dp_layer *l, const dp_pass *p, const float *pa
         for (int i = 0; i < n; i++)
             be->gemm(p->dev, 0, 1, c, ckk, pos, 1.0f, in + (size_t)i * c * pos, pos,
                      col + i * col_stride, pos, add || i > 0 ? 1.0f : 0.0f, dw, ckk);
-        be->channel_bias_grad(p->dev, db, g_out, n, oc, g.h * g.w, add);
+        if (dp_conv_has_bias(l))
+            be->channel_bias_grad(p->dev, db, g_out, n, oc, g.h * g.w, add);
         if (dx) /* dx [C, P] = W [C, CKK] dcol [CKK, P] */
             be->gemm_batched(p->dev, 0, 0, c, pos, ckk, 1.0f, params, ckk, 0, col, pos,
                              col_stride, 0.0f, dx + (size_t)n0 * l->in, pos, (long)c * pos, n);
@@ -179,12 +184,12 @@ static double deconv_flops(const dp_layer *l)
 
 const dp_layer_ops dp_layer_deconv = {
     .name = "deconv",
-    .usage = "deconv:OUT:K[:STRIDE[:PAD]]",
+    .usage = "deconv:OUT:K[:STRIDE[:PAD[:BIAS]]]",
     .help = "transposed 2-D convolution (a generator's upsampling), OUT channels, K x K "
             "kernel, stride 1 and padding 0 unless given; each side grows from H to "
-            "(H - 1) * STRIDE - 2 * PAD + K; nn.ConvTranspose2d",
+            "(H - 1) * STRIDE - 2 * PAD + K; BIAS 0: no bias; nn.ConvTranspose2d",
     .min_args = 2,
-    .max_args = 4,
+    .max_args = 5,
     .infer = deconv_infer,
     .tensors = deconv_tensors,
     .init = deconv_init,
