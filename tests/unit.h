@@ -20,6 +20,7 @@ Suite *health_suite(void);      /* test_health.c: the health line's state and st
 Suite *control_suite(void);     /* test_control.c: the run's requests, take and apply */
 Suite *bn_suite(void);          /* test_bn.c: batch normalisation vs a reference, replicas */
 Suite *peak_suite(void);        /* test_peak.c: peak FLOP/s cache, GPU table, MFU, util series */
+Suite *quality_suite(void);     /* test_quality.c: Frechet distance, score, classifier features */
 
 /* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */
 const char *unit_tmpdir(void);

@@ -1,0 +1,418 @@
+/* quality.c -- sample quality in a classifier's feature space: the sums of a set's features
+ * and probabilities (from evaluation passes of the classifier on a device), the Frechet
+ * distance between two sets and the Inception-style score of one. */
+#include "engine/quality.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/optim.h"
+#include "engine/stage.h"
+
+struct dp_quality {
+    const dp_model *model;
+    dp_device *dev;
+    dp_stage stage;
+    int max_rows;
+    int dim;           /* features: the last layer's input width */
+    int classes;
+    float *features;   /* host [max_rows, dim], from the device's host_alloc */
+    float *logits;     /* host [max_rows, classes] */
+};
+
+/* ---- the stats ---- */
+
+size_t dp_feature_stats_doubles(int dim, int classes)
+{
+    return 2 + (size_t)dim + (size_t)dim * (size_t)dim + (size_t)classes;
+}
+
+/* Points the named parts into `all`, in the order quality.h documents. */
+static void point_into(dp_feature_stats *s)
+{
+    size_t dim = (size_t)s->dim;
+    s->n = s->all;
+    s->sum = s->n + 1;
+    s->outer = s->sum + dim;
+    s->prob_sum = s->outer + dim * dim;
+    s->plogp = s->prob_sum + s->classes;
+}
+
+int dp_feature_stats_init(dp_feature_stats *s, int dim, int classes, dp_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (dim < 1 || classes < 1)
+        return dp_fail(err, "feature stats of %d features and %d classes: both must be at "
+                            "least 1",
+                       dim, classes);
+    s->dim = dim;
+    s->classes = classes;
+    s->count = dp_feature_stats_doubles(dim, classes);
+    s->all = calloc(s->count, sizeof *s->all);
+    if (!s->all)
+        return dp_fail(err, "out of host memory for the feature stats (%zu doubles)", s->count);
+    point_into(s);
+    return 0;
+}
+
+void dp_feature_stats_free(dp_feature_stats *s)
+{
+    free(s->all);
+    memset(s, 0, sizeof *s);
+}
+
+void dp_feature_stats_clear(dp_feature_stats *s)
+{
+    memset(s->all, 0, s->count * sizeof *s->all);
+}
+
+int dp_feature_stats_merge(dp_feature_stats *dst, const dp_feature_stats *src, dp_err *err)
+{
+    if (dst->dim != src->dim || dst->classes != src->classes)
+        return dp_fail(err, "merging feature stats of %d features and %d classes into stats "
+                            "of %d and %d",
+                       src->dim, src->classes, dst->dim, dst->classes);
+    for (size_t i = 0; i < dst->count; i++)
+        dst->all[i] += src->all[i];
+    return 0;
+}
+
+/* Adds one sample's softmax probabilities and its sum p log p, in double. A non-finite logit
+ * makes the sample's p log p NaN, and so the set's score. */
+static void add_probabilities(dp_feature_stats *s, const float *logits)
+{
+    int c = s->classes;
+    double most = -INFINITY;
+    for (int y = 0; y < c; y++) {
+        if (!isfinite(logits[y])) {
+            *s->plogp += NAN;
+            return;
+        }
+        most = logits[y] > most ? logits[y] : most;
+    }
+    double z = 0.0;
+    for (int y = 0; y < c; y++)
+        z += exp((double)logits[y] - most);
+    double log_z = log(z);
+    for (int y = 0; y < c; y++) {
+        double log_p = (double)logits[y] - most - log_z; /* finite: p may underflow to 0 */
+        double p = exp(log_p);
+        s->prob_sum[y] += p;
+        *s->plogp += p * log_p;
+    }
+}
+
+void dp_feature_stats_accumulate(dp_feature_stats *s, const float *features, const float *logits,
+                                 long rows)
+{
+    size_t dim = (size_t)s->dim;
+    for (long r = 0; r < rows; r++) {
+        const float *x = features + (size_t)r * dim;
+        /* the upper triangle here, mirrored below: half the multiply-adds */
+        for (size_t i = 0; i < dim; i++) {
+            double xi = x[i], *row = s->outer + i * dim;
+            s->sum[i] += xi;
+            for (size_t j = i; j < dim; j++)
+                row[j] += xi * (double)x[j];
+        }
+        add_probabilities(s, logits + (size_t)r * s->classes);
+    }
+    *s->n += (double)rows;
+    for (size_t i = 1; i < dim; i++)
+        for (size_t j = 0; j < i; j++)
+            s->outer[i * dim + j] = s->outer[j * dim + i];
+}
+
+/* ---- the classifier on a device ---- */
+
+dp_quality *dp_quality_create(const dp_model *classifier, const float *params, dp_device *d,
+                              int max_rows, dp_err *err)
+{
+    const dp_model *m = classifier;
+    if (m->n_layers < 1 || m->targets != 1)
+        return dp_fail(err, "the classifier for sample quality must give one label per sample "
+                            "(this model gives %d)",
+                       m->targets),
+               NULL;
+    const dp_layer *last = &m->layers[m->n_layers - 1];
+    if (last->out != m->classes)
+        return dp_fail(err, "the classifier's last layer gives %d values, not its %d classes",
+                       last->out, m->classes),
+               NULL;
+    if (max_rows < 1)
+        return dp_fail(err, "sample quality: passes of %d images; at least 1", max_rows), NULL;
+    if (dp_model_check_ids(m, 0, err) < 0)
+        return NULL;
+    dp_quality *q = calloc(1, sizeof *q);
+    if (!q)
+        return dp_fail(err, "out of host memory"), NULL;
+    q->model = m;
+    q->dev = d;
+    q->max_rows = max_rows;
+    q->dim = last->in;
+    q->classes = m->classes;
+    d->be->bind(d);
+    dp_optim_config oc = dp_optim_defaults();
+    if (dp_stage_create(&q->stage, m, d, 0, m->n_layers, max_rows, 1, &oc, err) < 0) {
+        free(q);
+        return NULL;
+    }
+    q->features = d->be->host_alloc((size_t)max_rows * q->dim * sizeof(float));
+    q->logits = d->be->host_alloc((size_t)max_rows * q->classes * sizeof(float));
+    if (!q->features || !q->logits) {
+        dp_quality_destroy(q);
+        return dp_fail(err, "out of host memory for the classifier's outputs"), NULL;
+    }
+    dp_stage_upload_params(&q->stage, params);
+    const char *e = d->be->error(d);
+    if (e) {
+        dp_fail(err, "%s: %s", d->name, e);
+        dp_quality_destroy(q);
+        return NULL;
+    }
+    return q;
+}
+
+void dp_quality_destroy(dp_quality *q)
+{
+    if (!q)
+        return;
+    q->dev->be->bind(q->dev);
+    if (q->features)
+        q->dev->be->host_free(q->features);
+    if (q->logits)
+        q->dev->be->host_free(q->logits);
+    dp_stage_destroy(&q->stage);
+    free(q);
+}
+
+int dp_quality_features(const dp_quality *q)
+{
+    return q->dim;
+}
+
+int dp_quality_classes(const dp_quality *q)
+{
+    return q->classes;
+}
+
+int dp_quality_add(dp_quality *q, const float *images, long n, dp_feature_stats *s,
+                   dp_err *err)
+{
+    if (s->dim != q->dim || s->classes != q->classes)
+        return dp_fail(err, "feature stats of %d features and %d classes for a classifier of "
+                            "%d and %d",
+                       s->dim, s->classes, q->dim, q->classes);
+    if (n < 0)
+        return dp_fail(err, "sample quality: %ld images", n);
+    dp_device *d = q->dev;
+    d->be->bind(d);
+    dp_stage *st = &q->stage;
+    size_t in = (size_t)q->model->in_features;
+    /* the input of the last layer: the output of the one before it (after a ReLU that the
+     * stage applies in place, this is that ReLU's output); the stage's input for one layer */
+    const float *features = dp_stage_layer_output(st, 0, q->model->n_layers - 2);
+    for (long at = 0; at < n; at += q->max_rows) {
+        int rows = n - at < q->max_rows ? (int)(n - at) : q->max_rows;
+        d->be->upload(d, dp_stage_input(st, 0), images + (size_t)at * in,
+                      (size_t)rows * in * sizeof(float));
+        dp_stage_forward(st, 0, rows, NULL);
+        d->be->download(d, q->features, features, (size_t)rows * q->dim * sizeof(float));
+        d->be->download(d, q->logits, dp_stage_output(st, 0),
+                        (size_t)rows * q->classes * sizeof(float));
+        const char *e = d->be->error(d);
+        if (e)
+            return dp_fail(err, "%s: %s", d->name, e);
+        dp_feature_stats_accumulate(s, q->features, q->logits, rows);
+    }
+    return 0;
+}
+
+/* ---- the figures ---- */
+
+/* Whether every value of v[n] is finite. */
+static bool all_finite(const double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return false;
+    return true;
+}
+
+/* One Jacobi rotation of the symmetric a[n, n] (row-major) in the plane (p, q), chosen to zero
+ * a[p][q]: a = J^T a J with J the identity but J[p][p] = J[q][q] = c, J[p][q] = s,
+ * J[q][p] = -s; and v = v J when v is not NULL. */
+static void rotate(double *a, double *v, int n, int p, int q)
+{
+    double apq = a[p * n + q], app = a[p * n + p], aqq = a[q * n + q];
+    double theta = (aqq - app) / (2.0 * apq);
+    /* t = tan of the angle, the smaller root of t^2 + 2 theta t - 1 = 0 (Rutishauser's form:
+     * |angle| <= pi / 4, so the rotation moves the matrix least) */
+    double t = fabs(theta) > 1e150 ? 0.5 / theta
+                                   : copysign(1.0, theta) / (fabs(theta) + sqrt(theta * theta + 1.0));
+    double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+    for (int k = 0; k < n; k++) { /* columns p and q */
+        double akp = a[k * n + p], akq = a[k * n + q];
+        a[k * n + p] = c * akp - s * akq;
+        a[k * n + q] = s * akp + c * akq;
+    }
+    for (int k = 0; k < n; k++) { /* rows p and q */
+        double apk = a[p * n + k], aqk = a[q * n + k];
+        a[p * n + k] = c * apk - s * aqk;
+        a[q * n + k] = s * apk + c * aqk;
+    }
+    /* the exact results where the two passes above round twice */
+    a[p * n + p] = app - t * apq;
+    a[q * n + q] = aqq + t * apq;
+    a[p * n + q] = a[q * n + p] = 0.0;
+    for (int k = 0; v && k < n; k++) {
+        double vkp = v[k * n + p], vkq = v[k * n + q];
+        v[k * n + p] = c * vkp - s * vkq;
+        v[k * n + q] = s * vkp + c * vkq;
+    }
+}
+
+/* The eigenvalues of the symmetric a[n, n] (row-major, overwritten) into w[n] and, when v is
+ * not NULL, their eigenvectors as v's columns: cyclic Jacobi, sweeps of rotations over every
+ * pair p < q in order until the off-diagonal part is below DBL_EPSILON of the whole (it then
+ * shrinks quadratically: some 6 to 10 sweeps). An element that no longer changes either
+ * diagonal element it rotates with is zeroed instead of rotated, as in Numerical Recipes'
+ * jacobi, so rounding cannot keep the sweeps going. */
+static void jacobi_eigen(double *a, int n, double *w, double *v)
+{
+    double whole = 0.0;
+    for (size_t i = 0; i < (size_t)n * n; i++)
+        whole += a[i] * a[i];
+    if (!isfinite(whole)) { /* entries beyond 1e154: no eigenvalues, rather than wrong ones */
+        for (int i = 0; i < n; i++)
+            w[i] = NAN;
+        return;
+    }
+    if (v)
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                v[i * n + j] = i == j ? 1.0 : 0.0;
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0.0;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++)
+                off += 2.0 * a[p * n + q] * a[p * n + q];
+        if (off <= DBL_EPSILON * DBL_EPSILON * whole)
+            break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                double apq = a[p * n + q], app = a[p * n + p], aqq = a[q * n + q];
+                if (apq == 0.0)
+                    continue;
+                if (sweep >= 3 && fabs(app) + 1e2 * fabs(apq) == fabs(app) &&
+                    fabs(aqq) + 1e2 * fabs(apq) == fabs(aqq)) {
+                    a[p * n + q] = a[q * n + p] = 0.0;
+                    continue;
+                }
+                rotate(a, v, n, p, q);
+            }
+    }
+    for (int i = 0; i < n; i++)
+        w[i] = a[i * n + i];
+}
+
+/* The unbiased covariance [dim, dim] of stats (n >= 2) into cov, and the mean into mu. */
+static void covariance(const dp_feature_stats *s, double *mu, double *cov)
+{
+    size_t dim = (size_t)s->dim;
+    double n = *s->n;
+    for (size_t i = 0; i < dim; i++)
+        mu[i] = s->sum[i] / n;
+    for (size_t i = 0; i < dim; i++)
+        for (size_t j = i; j < dim; j++) {
+            /* sum (x_i - mu_i)(x_j - mu_j) = sum x_i x_j - sum_i sum_j / n */
+            double c = (s->outer[i * dim + j] - s->sum[i] * s->sum[j] / n) / (n - 1.0);
+            cov[i * dim + j] = cov[j * dim + i] = c;
+        }
+}
+
+/* Whether stats can give a figure: n >= 2 and the sums it uses finite, the features' for the
+ * distance (from n to the outer products) or the probabilities' for the score (from the
+ * probabilities to the end). */
+static bool usable(const dp_feature_stats *s, bool features)
+{
+    if (!s || !s->all || !isfinite(*s->n) || *s->n < 2.0)
+        return false;
+    if (features)
+        return all_finite(s->sum, (size_t)s->dim * (1 + (size_t)s->dim));
+    return all_finite(s->prob_sum, (size_t)s->classes + 1);
+}
+
+double dp_frechet_distance(const dp_feature_stats *a, const dp_feature_stats *b)
+{
+    if (!usable(a, true) || !usable(b, true) || a->dim != b->dim)
+        return NAN;
+    size_t dim = (size_t)a->dim, dd = dim * dim;
+    double *mu_a = malloc(2 * dim * sizeof *mu_a), *mu_b = mu_a ? mu_a + dim : NULL;
+    double *w = malloc(dim * sizeof *w);
+    double *m = malloc(4 * dd * sizeof *m);
+    if (!mu_a || !w || !m) {
+        free(mu_a), free(w), free(m);
+        return NAN;
+    }
+    double *cov_a = m, *cov_b = m + dd, *vec = m + 2 * dd, *tmp = m + 3 * dd;
+    covariance(a, mu_a, cov_a);
+    covariance(b, mu_b, cov_b);
+    double mean_term = 0.0, trace = 0.0;
+    for (size_t i = 0; i < dim; i++) {
+        double diff = mu_a[i] - mu_b[i];
+        mean_term += diff * diff;
+        trace += cov_a[i * dim + i] + cov_b[i * dim + i];
+    }
+    /* S_a = V D V^T; then S_a^(1/2) S_b S_a^(1/2) = V (D^(1/2) V^T S_b V D^(1/2)) V^T has the
+     * eigenvalues of the bracket, which is symmetric and needs no square-root matrix */
+    jacobi_eigen(cov_a, (int)dim, w, vec);
+    bool finite = true; /* false after an overflow: the clamps below would hide its NaNs */
+    for (size_t i = 0; i < dim; i++) {
+        finite = finite && isfinite(w[i]);
+        w[i] = w[i] > 0.0 ? sqrt(w[i]) : 0.0;
+    }
+    for (size_t i = 0; i < dim; i++) /* tmp = S_b V */
+        for (size_t j = 0; j < dim; j++) {
+            double t = 0.0;
+            for (size_t k = 0; k < dim; k++)
+                t += cov_b[i * dim + k] * vec[k * dim + j];
+            tmp[i * dim + j] = t;
+        }
+    double *inner = cov_a; /* free now: D^(1/2) V^T tmp D^(1/2) */
+    for (size_t i = 0; i < dim; i++)
+        for (size_t j = i; j < dim; j++) {
+            double t = 0.0, u = 0.0;
+            for (size_t k = 0; k < dim; k++) {
+                t += vec[k * dim + i] * tmp[k * dim + j];
+                u += vec[k * dim + j] * tmp[k * dim + i];
+            }
+            inner[i * dim + j] = inner[j * dim + i] = 0.5 * (t + u) * w[i] * w[j];
+        }
+    jacobi_eigen(inner, (int)dim, w, NULL);
+    double root_trace = 0.0;
+    for (size_t i = 0; i < dim; i++) {
+        finite = finite && isfinite(w[i]);
+        root_trace += w[i] > 0.0 ? sqrt(w[i]) : 0.0;
+    }
+    free(mu_a), free(w), free(m);
+    double distance = mean_term + trace - 2.0 * root_trace;
+    return finite && isfinite(distance) ? distance : NAN;
+}
+
+double dp_inception_style_score(const dp_feature_stats *s)
+{
+    if (!usable(s, false))
+        return NAN;
+    double n = *s->n, entropy_of_mean = 0.0;
+    for (int y = 0; y < s->classes; y++) {
+        double p = s->prob_sum[y] / n;
+        if (p > 0.0)
+            entropy_of_mean -= p * log(p);
+    }
+    double mean_entropy = -*s->plogp / n;
+    return exp(entropy_of_mean - mean_entropy);
+}
