@@ -244,44 +244,50 @@ static bool all_finite(const double *v, size_t n)
 
 /* One Jacobi rotation of the symmetric a[n, n] (row-major) in the plane (p, q), chosen to zero
  * a[p][q]: a = J^T a J with J the identity but J[p][p] = J[q][q] = c, J[p][q] = s,
- * J[q][p] = -s; and v = v J when v is not NULL. */
-static void rotate(double *a, double *v, int n, int p, int q)
+ * J[q][p] = -s; and the eigenvectors' rows vt = J^T vt (vt = V^T) when vt is not NULL. Only
+ * rows move in memory order: rows p and q of J^T a J off the diagonal are those rows of a
+ * rotated, and its columns p and q are their copies, a being symmetric. The matrices stay in
+ * cache far longer than with column passes: for dim 128 and up that is most of the time. */
+static void rotate(double *a, double *vt, int n, int p, int q)
 {
-    double apq = a[p * n + q], app = a[p * n + p], aqq = a[q * n + q];
+    double *row_p = a + (size_t)p * n, *row_q = a + (size_t)q * n;
+    double apq = row_p[q], app = row_p[p], aqq = row_q[q];
     double theta = (aqq - app) / (2.0 * apq);
     /* t = tan of the angle, the smaller root of t^2 + 2 theta t - 1 = 0 (Rutishauser's form:
      * |angle| <= pi / 4, so the rotation moves the matrix least) */
     double t = fabs(theta) > 1e150 ? 0.5 / theta
                                    : copysign(1.0, theta) / (fabs(theta) + sqrt(theta * theta + 1.0));
     double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
-    for (int k = 0; k < n; k++) { /* columns p and q */
-        double akp = a[k * n + p], akq = a[k * n + q];
-        a[k * n + p] = c * akp - s * akq;
-        a[k * n + q] = s * akp + c * akq;
+    for (int k = 0; k < n; k++) {
+        double apk = row_p[k], aqk = row_q[k];
+        row_p[k] = c * apk - s * aqk;
+        row_q[k] = s * apk + c * aqk;
     }
-    for (int k = 0; k < n; k++) { /* rows p and q */
-        double apk = a[p * n + k], aqk = a[q * n + k];
-        a[p * n + k] = c * apk - s * aqk;
-        a[q * n + k] = s * apk + c * aqk;
+    /* the 2x2 block exactly, where the row rotation alone is not J^T a J */
+    row_p[p] = app - t * apq;
+    row_q[q] = aqq + t * apq;
+    row_p[q] = row_q[p] = 0.0;
+    for (int k = 0; k < n; k++) {
+        a[(size_t)k * n + p] = row_p[k];
+        a[(size_t)k * n + q] = row_q[k];
     }
-    /* the exact results where the two passes above round twice */
-    a[p * n + p] = app - t * apq;
-    a[q * n + q] = aqq + t * apq;
-    a[p * n + q] = a[q * n + p] = 0.0;
-    for (int k = 0; v && k < n; k++) {
-        double vkp = v[k * n + p], vkq = v[k * n + q];
-        v[k * n + p] = c * vkp - s * vkq;
-        v[k * n + q] = s * vkp + c * vkq;
+    if (vt) {
+        double *vp = vt + (size_t)p * n, *vq = vt + (size_t)q * n;
+        for (int k = 0; k < n; k++) {
+            double vpk = vp[k], vqk = vq[k];
+            vp[k] = c * vpk - s * vqk;
+            vq[k] = s * vpk + c * vqk;
+        }
     }
 }
 
-/* The eigenvalues of the symmetric a[n, n] (row-major, overwritten) into w[n] and, when v is
- * not NULL, their eigenvectors as v's columns: cyclic Jacobi, sweeps of rotations over every
+/* The eigenvalues of the symmetric a[n, n] (row-major, overwritten) into w[n] and, when vt is
+ * not NULL, their eigenvectors as vt's rows: cyclic Jacobi, sweeps of rotations over every
  * pair p < q in order until the off-diagonal part is below DBL_EPSILON of the whole (it then
  * shrinks quadratically: some 6 to 10 sweeps). An element that no longer changes either
  * diagonal element it rotates with is zeroed instead of rotated, as in Numerical Recipes'
  * jacobi, so rounding cannot keep the sweeps going. */
-static void jacobi_eigen(double *a, int n, double *w, double *v)
+static void jacobi_eigen(double *a, int n, double *w, double *vt)
 {
     double whole = 0.0;
     for (size_t i = 0; i < (size_t)n * n; i++)
@@ -291,10 +297,10 @@ static void jacobi_eigen(double *a, int n, double *w, double *v)
             w[i] = NAN;
         return;
     }
-    if (v)
+    if (vt)
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++)
-                v[i * n + j] = i == j ? 1.0 : 0.0;
+                vt[i * n + j] = i == j ? 1.0 : 0.0;
     for (int sweep = 0; sweep < 100; sweep++) {
         double off = 0.0;
         for (int p = 0; p < n; p++)
@@ -312,7 +318,7 @@ static void jacobi_eigen(double *a, int n, double *w, double *v)
                     a[p * n + q] = a[q * n + p] = 0.0;
                     continue;
                 }
-                rotate(a, v, n, p, q);
+                rotate(a, vt, n, p, q);
             }
     }
     for (int i = 0; i < n; i++)
@@ -358,7 +364,7 @@ double dp_frechet_distance(const dp_feature_stats *a, const dp_feature_stats *b)
         free(mu_a), free(w), free(m);
         return NAN;
     }
-    double *cov_a = m, *cov_b = m + dd, *vec = m + 2 * dd, *tmp = m + 3 * dd;
+    double *cov_a = m, *cov_b = m + dd, *vt = m + 2 * dd, *tmp = m + 3 * dd;
     covariance(a, mu_a, cov_a);
     covariance(b, mu_b, cov_b);
     double mean_term = 0.0, trace = 0.0;
@@ -369,28 +375,29 @@ double dp_frechet_distance(const dp_feature_stats *a, const dp_feature_stats *b)
     }
     /* S_a = V D V^T; then S_a^(1/2) S_b S_a^(1/2) = V (D^(1/2) V^T S_b V D^(1/2)) V^T has the
      * eigenvalues of the bracket, which is symmetric and needs no square-root matrix */
-    jacobi_eigen(cov_a, (int)dim, w, vec);
+    jacobi_eigen(cov_a, (int)dim, w, vt);
     bool finite = true; /* false after an overflow: the clamps below would hide its NaNs */
     for (size_t i = 0; i < dim; i++) {
         finite = finite && isfinite(w[i]);
         w[i] = w[i] > 0.0 ? sqrt(w[i]) : 0.0;
     }
-    for (size_t i = 0; i < dim; i++) /* tmp = S_b V */
-        for (size_t j = 0; j < dim; j++) {
-            double t = 0.0;
-            for (size_t k = 0; k < dim; k++)
-                t += cov_b[i * dim + k] * vec[k * dim + j];
-            tmp[i * dim + j] = t;
+    for (size_t i = 0; i < dim; i++) { /* tmp = V^T S_b, a row at a time */
+        double *out = tmp + i * dim;
+        memset(out, 0, dim * sizeof *out);
+        for (size_t k = 0; k < dim; k++) {
+            double f = vt[i * dim + k];
+            const double *row = cov_b + k * dim;
+            for (size_t j = 0; j < dim; j++)
+                out[j] += f * row[j];
         }
-    double *inner = cov_a; /* free now: D^(1/2) V^T tmp D^(1/2) */
+    }
+    double *inner = cov_a; /* free now: D^(1/2) tmp V D^(1/2), symmetric */
     for (size_t i = 0; i < dim; i++)
         for (size_t j = i; j < dim; j++) {
-            double t = 0.0, u = 0.0;
-            for (size_t k = 0; k < dim; k++) {
-                t += vec[k * dim + i] * tmp[k * dim + j];
-                u += vec[k * dim + j] * tmp[k * dim + i];
-            }
-            inner[i * dim + j] = inner[j * dim + i] = 0.5 * (t + u) * w[i] * w[j];
+            double t = 0.0;
+            for (size_t k = 0; k < dim; k++)
+                t += tmp[i * dim + k] * vt[j * dim + k];
+            inner[i * dim + j] = inner[j * dim + i] = t * w[i] * w[j];
         }
     jacobi_eigen(inner, (int)dim, w, NULL);
     double root_trace = 0.0;
