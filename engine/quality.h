@@ -86,9 +86,12 @@ int dp_quality_add(dp_quality *q, const float *images, long n, dp_feature_stats 
  * with mu the mean and S the unbiased covariance (divided by n - 1, as numpy.cov). The trace
  * of the square root is the sum of the square roots of the eigenvalues of the symmetric
  * positive semi-definite D^(1/2) V^T S_b V D^(1/2), where S_a = V D V^T (the same eigenvalues
- * as S_a^(1/2) S_b S_a^(1/2)); both eigen-decompositions are cyclic Jacobi in double, and
- * eigenvalues below 0 (rounding, or a rank-deficient covariance) count as 0. NaN when either
- * set has n < 2, the dims differ, or a sum of features or outer products is not finite. */
+ * as S_a^(1/2) S_b S_a^(1/2)). Both eigen-decompositions are Householder tridiagonalisation and
+ * implicit QR with Wilkinson shifts, in double (about 7 ms for 128 features, 2 s for 1024);
+ * eigenvalues below 0 (rounding: a rank-deficient covariance has eigenvalues of 0) count as 0.
+ * Not negative but for rounding (identical sets give about 1e-15 of the trace). NaN when
+ * either set has n < 2, the dims differ, or a sum of features or outer products is not
+ * finite. */
 double dp_frechet_distance(const dp_feature_stats *a, const dp_feature_stats *b);
 
 /* exp(E_x KL(p(y|x) || p(y))) = exp(H(p(y)) - E_x H(p(y|x))), p(y) the mean probability, over

@@ -81,6 +81,7 @@ CASES = [
     (1, 2, 5, 40, 60, 7, 0.5),
     (3, 4, 64, 300, 500, 10, 0.25),
     (5, 6, 32, 20, 25, 3, 1.0),  # n < dim: rank-deficient covariances
+    (7, 8, 128, 400, 600, 10, 0.1),  # fashion-cnn's feature width
 ]
 
 for sa, sb, dim, na, nb, classes, off in CASES:
