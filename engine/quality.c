@@ -357,11 +357,14 @@ static void qr_step(double *d, double *e, int l, int h, double *vt, int n)
  * steps do not converge (30 a eigenvalue; 2 or 3 is usual). */
 static int symmetric_eigen(double *a, int n, double *w, double *vt)
 {
-    double *e = malloc(sizeof *e * (size_t)(n > 1 ? n - 1 : 1)), *work = malloc(sizeof *work * 3 * (size_t)n);
+    double *e = malloc(sizeof *e * (size_t)n), *work = malloc(sizeof *work * 3 * (size_t)n);
     double size = 0.0;
-    for (size_t i = 0; i < (size_t)n * n; i++)
+    bool finite = true;
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        finite = finite && isfinite(a[i]);
         size = fmax(size, fabs(a[i]));
-    if (!e || !work || !isfinite(size)) {
+    }
+    if (!e || !work || !finite) {
         free(e), free(work);
         for (int i = 0; i < n; i++)
             w[i] = NAN;
