@@ -65,7 +65,8 @@ typedef struct dp_quality dp_quality;
 
 /* Places the whole of `classifier` (which must outlive the result) on d with its parameters
  * params[n_params] (host memory, copied). NULL with err when the model is not one label per
- * sample, or d cannot hold it (err then says what would fit). */
+ * sample, or d cannot hold it (err then says what would fit). It holds a whole stage on d:
+ * parameters, gradients and activations for max_rows (fashion-cnn at 256: 180 MiB). */
 dp_quality *dp_quality_create(const dp_model *classifier, const float *params, dp_device *d,
                               int max_rows, dp_err *err);
 void dp_quality_destroy(dp_quality *q); /* NULL is fine */
@@ -77,7 +78,9 @@ int dp_quality_classes(const dp_quality *q);
 /* Runs n images (host [n, in_features of the model], already in the range the classifier was
  * trained on: [0, 1] for dpmptop's image data sets) through the classifier, max_rows at a
  * time, and adds their features and probabilities to s (made with dp_quality_features and
- * dp_quality_classes). -1 with err when s does not match or the device fails. */
+ * dp_quality_classes). -1 with err when s does not match, or when the device fails (s then
+ * holds the passes before the failure: clear it). Call it while no trainer runs a step or an
+ * evaluation on the device. */
 int dp_quality_add(dp_quality *q, const float *images, long n, dp_feature_stats *s,
                    dp_err *err);
 
