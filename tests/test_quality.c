@@ -9,11 +9,12 @@
  * The score is 1 for uniform probabilities and k for confident predictions spread evenly over k
  * classes. The classifier's features and probabilities are checked against a double-precision
  * forward pass of a hand-set "linear:3, relu, linear:2" (and the sums of the relu case against
- * numbers worked by hand). Tolerances, relative: full-rank covariances 1e-9 (the closed form
+ * numbers worked by hand), and a convolutional one's with bn and dropout against stages of its
+ * list without its last layer (the features) and of the whole (the logits). Tolerances, relative: full-rank covariances 1e-9 (the closed form
  * seen within 2e-16, numpy within 8e-14), rank-deficient ones 1e-7 (seen: 4e-9 against the
  * closed form, 2e-9 against numpy: an eigenvalue that is 0 comes out as rounding of about
  * 1e-16 of the largest, and the distance takes its square root, in numpy as here), the
- * classifier's float passes 1e-6. */
+ * classifier's float passes 1e-6 (a convolutional one, against its own stages, 1e-5). */
 #include "tests/unit.h"
 
 #include <math.h>
@@ -23,7 +24,9 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
+#include "engine/optim.h"
 #include "engine/quality.h"
+#include "engine/stage.h"
 
 static int close_to(double got, double want, double tol)
 {
@@ -464,6 +467,71 @@ START_TEST(test_quality_classifier)
 }
 END_TEST
 
+/* A convolutional classifier with bn and dropout (evaluation mode: running statistics, no
+ * dropout): its features are what the same list without its last layer outputs, and its
+ * logits what the whole list outputs, each run as a stage of its own. */
+START_TEST(test_quality_conv)
+{
+    const char *full = "conv:4:3:1:1, bn, relu, maxpool:2, flatten, linear:8, relu, dropout:50, "
+                       "linear:3";
+    const char *prefix = "conv:4:3:1:1, bn, relu, maxpool:2, flatten, linear:8, relu, dropout:50";
+    dp_shape shape = { 3, { 1, 6, 6 } };
+    enum { N = 7, ROWS = 3, IN = 36 };
+    dp_err err;
+    dp_device dev;
+    ck_assert(dp_cpu_device_init(&dev, 0, 1, &err) == 0);
+    dp_model m, head;
+    ck_assert_msg(dp_model_parse_shape(&m, full, shape, 3, &err) == 0, "%s", err.msg);
+    ck_assert_msg(dp_model_parse_shape(&head, prefix, shape, 8, &err) == 0, "%s", err.msg);
+    float *params = malloc(sizeof *params * m.n_params), images[N * IN];
+    ck_assert(params);
+    dp_model_init_params(&m, params, 3);
+    uint64_t g = 99;
+    for (size_t i = 0; i < m.n_params; i++) /* bn's running statistics too: not 0 and 1 */
+        params[i] += (float)(0.25 * uniform(&g));
+    for (int i = 0; i < N * IN; i++)
+        images[i] = (float)uniform(&g);
+    dp_quality *q = dp_quality_create(&m, params, &dev, ROWS, &err);
+    ck_assert_msg(q, "%s", err.msg);
+    ck_assert_int_eq(dp_quality_features(q), 8);
+    dp_feature_stats s, want;
+    stats_init(&s, 8, 3);
+    stats_init(&want, 8, 3);
+    ck_assert(dp_quality_add(q, images, N, &s, &err) == 0);
+
+    dp_optim_config oc = dp_optim_defaults();
+    dp_stage head_stage, full_stage;
+    ck_assert(dp_stage_create(&head_stage, &head, &dev, 0, head.n_layers, N, 1, &oc, &err) == 0);
+    ck_assert(dp_stage_create(&full_stage, &m, &dev, 0, m.n_layers, N, 1, &oc, &err) == 0);
+    dp_stage_upload_params(&head_stage, params); /* the same layers: the vector's first part */
+    dp_stage_upload_params(&full_stage, params);
+    float feats[N * 8], logits[N * 3];
+    dev.be->upload(&dev, dp_stage_input(&head_stage, 0), images, sizeof images);
+    dev.be->upload(&dev, dp_stage_input(&full_stage, 0), images, sizeof images);
+    dp_stage_forward(&head_stage, 0, N, NULL);
+    dp_stage_forward(&full_stage, 0, N, NULL);
+    dev.be->download(&dev, feats, dp_stage_output(&head_stage, 0), sizeof feats);
+    dev.be->download(&dev, logits, dp_stage_output(&full_stage, 0), sizeof logits);
+    dp_feature_stats_accumulate(&want, feats, logits, N);
+    double spread = 0.0;
+    for (int i = 0; i < 8; i++)
+        spread += want.outer[i * 8 + i];
+    ck_assert(spread > 0.1); /* the features are not all 0 */
+    for (size_t i = 0; i < s.count; i++)
+        ck_assert_msg(close_to(s.all[i], want.all[i], 1e-5), "stats[%zu]: %.9g, want %.9g", i,
+                      s.all[i], want.all[i]);
+    dp_stage_destroy(&head_stage);
+    dp_stage_destroy(&full_stage);
+    dp_feature_stats_free(&s);
+    dp_feature_stats_free(&want);
+    dp_quality_destroy(q);
+    free(params);
+    dp_model_free(&m);
+    dp_model_free(&head);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
 Suite *quality_suite(void)
 {
     Suite *s = suite_create("quality");
@@ -474,6 +542,7 @@ Suite *quality_suite(void)
     tcase_add_test(tc, test_quality_score);
     tcase_add_test(tc, test_quality_guards);
     tcase_add_test(tc, test_quality_classifier);
+    tcase_add_test(tc, test_quality_conv);
     suite_add_tcase(s, tc);
     return s;
 }
