@@ -1,6 +1,7 @@
 /* cli.c -- the options, the help texts and the version. */
 #include "app/cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@
 enum long_only {
     OPT_STAGES = 256, OPT_MICRO, OPT_SCHEDULE, OPT_STEPS, OPT_EPOCHS, OPT_SWITCH_AT, OPT_METRICS,
     OPT_SAVE, OPT_INIT, OPT_CKPT_DIR, OPT_RESUME, OPT_PRINT_CONFIG, OPT_NO_COLOR,
-    OPT_HELP_LAYERS, OPT_MEASURE_PEAK,
+    OPT_HELP_LAYERS, OPT_MEASURE_PEAK, OPT_GENERATE, OPT_OUTPUT,
 };
 
 static const struct option longs[] = {
@@ -37,6 +38,8 @@ static const struct option longs[] = {
     { "checkpoint-dir", required_argument, NULL, OPT_CKPT_DIR },
     { "resume", optional_argument, NULL, OPT_RESUME },
     { "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
+    { "generate", required_argument, NULL, OPT_GENERATE },
+    { "output", required_argument, NULL, OPT_OUTPUT },
     { "help-layers", no_argument, NULL, OPT_HELP_LAYERS },
     { "measure-peak", no_argument, NULL, OPT_MEASURE_PEAK },
     { "no-color", no_argument, NULL, OPT_NO_COLOR },
@@ -68,6 +71,9 @@ static void usage(FILE *out)
           "      --init FILE            start from weights in a safetensors file\n"
           "      --checkpoint-dir DIR   write checkpoints into DIR\n"
           "      --resume [DIR]         continue from the newest checkpoint\n"
+          "      --generate N           no training: N samples of the trained model (a GAN's\n"
+          "                             images: an IDX file and a PNG grid) to --output\n"
+          "      --output FILE          where --generate writes (FILE.idx and FILE.png)\n"
           "      --print-config         print the effective configuration and exit\n"
           "      --help-layers          describe every layer kind of [model] layers and exit\n"
           "      --measure-peak         measure this machine's SGEMM rate (the CPU devices'\n"
@@ -172,6 +178,7 @@ static int check_once(int ch, const dp_options *o, const char *checkpoint_dir)
     case OPT_SAVE: once_name = "--save", once = &o->save_path; break;
     case OPT_METRICS: once_name = "--metrics", once = &o->metrics_path; break;
     case OPT_INIT: once_name = "--init", once = &o->init_path; break;
+    case OPT_OUTPUT: once_name = "--output", once = &o->output_path; break;
     case OPT_CKPT_DIR: once_name = "--checkpoint-dir", once = &checkpoint_dir; break;
     }
     if (once && *once) {
@@ -254,6 +261,20 @@ static int take_option(int ch, int argc, char **argv, dp_options *o, const char 
     case OPT_METRICS: o->metrics_path = optarg; break;
     case OPT_SAVE: o->save_path = optarg; break;
     case OPT_INIT: o->init_path = optarg; break;
+    case OPT_OUTPUT: o->output_path = optarg; break;
+    case OPT_GENERATE: {
+        char *end;
+        errno = 0;
+        long n = strtol(optarg, &end, 10);
+        if (errno || end == optarg || *end || n < 1 || n > DP_MAX_GENERATE) {
+            fprintf(stderr, "dpmptop: --generate %s: expected a count of samples from 1 to "
+                            "%d\n",
+                    optarg, DP_MAX_GENERATE);
+            return -1;
+        }
+        o->generate = n;
+        break;
+    }
     case OPT_PRINT_CONFIG: o->print_config = 1; break;
     case OPT_SWITCH_AT: o->switch_at = optarg; break;
     case OPT_RESUME: /* --resume=DIR, --resume DIR, or --resume alone */
@@ -296,6 +317,19 @@ int dp_parse_args(int argc, char **argv, dp_options *o)
     }
     if (optind < argc) {
         fprintf(stderr, "dpmptop: unexpected argument \"%s\"; see dpmptop --help\n", argv[optind]);
+        return -1;
+    }
+    if (!o->generate != !o->output_path) {
+        fputs(o->generate ? "dpmptop: --generate needs --output FILE: where the samples go\n"
+                          : "dpmptop: --output names where --generate writes; give --generate N "
+                            "too\n",
+              stderr);
+        return -1;
+    }
+    if (o->generate && (o->save_path || o->switch_at || o->metrics_path)) {
+        fputs("dpmptop: --generate trains nothing: --save, --metrics and --switch-at do not go "
+              "with it\n",
+              stderr);
         return -1;
     }
     return 0;

@@ -5,6 +5,9 @@
 
 enum exit_status { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
+/* The most samples --generate writes at once. */
+#define DP_MAX_GENERATE 65536
+
 /* A --set style override collected from the command line, applied after the file. */
 typedef struct dp_override {
     char assignment[4200];
@@ -17,6 +20,8 @@ typedef struct dp_options {
     const char *metrics_path, *save_path, *init_path;
     int resume;               /* --resume given */
     const char *resume_dir;   /* its directory, or NULL: [checkpoint] dir */
+    long generate;            /* --generate N: samples of the trained model, no training */
+    const char *output_path;  /* --output: where they go */
     int print_config;
     int headless;
     dp_override *overrides;

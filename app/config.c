@@ -765,9 +765,10 @@ static int check_gan(const dp_config *c, dp_err *err)
     if (c->on_nan == DP_NAN_SKIP)
         return dp_fail(err, "[run] on_nan = skip is not supported for a GAN (its two models' "
                             "updates would part); use on_nan = stop");
-    if (!c->classifier[0] != !c->classifier_layers[0])
-        return dp_fail(err, "[gan] classifier and classifier_layers go together (a "
-                            "classifier's safetensors and its layer list); set both or neither");
+    if (c->classifier[0] && !c->classifier_layers[0])
+        return dp_fail(err, "[gan] classifier = %s needs [gan] classifier_layers, the layer "
+                            "list it was trained with (for example fashion-cnn's)",
+                       c->classifier);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -70,6 +71,30 @@ int dp_gan_save(const char *dir, const dp_model *gen, const dp_model *disc, cons
     return 0;
 }
 
+/* Whether path loads as `other`'s weights: the file of one model in the other's place. */
+static bool holds_other(const char *path, const dp_model *other)
+{
+    float *scratch = malloc(other->n_params * sizeof *scratch);
+    dp_err ignored;
+    bool holds = scratch && dp_safetensors_load(path, other, scratch, &ignored) == 0;
+    free(scratch);
+    return holds;
+}
+
+/* Loads one of the two files; a file of the other model is named as such. */
+static int load_part(const char *path, const char *what, const dp_model *m,
+                     const dp_model *other, const char *other_what, float *host, dp_err *err)
+{
+    if (dp_safetensors_load(path, m, host, err) == 0)
+        return 0;
+    if (holds_other(path, other))
+        return dp_fail(err, "%s holds a %s's weights (its tensors are those of [model] %s), "
+                            "not the %s's; put each model's file under its own name",
+                       path, other_what, other_what, what);
+    dp_err_prefix(err, "the %s: ", what);
+    return -1;
+}
+
 int dp_gan_load(const char *dir, const dp_model *gen, const dp_model *disc, float *host,
                 dp_err *err)
 {
@@ -79,18 +104,11 @@ int dp_gan_load(const char *dir, const dp_model *gen, const dp_model *disc, floa
         return dp_fail(err, "%s: not a directory; a GAN's weights are a directory holding %s "
                             "and %s (as --save DIR writes them)",
                        dir, DP_GAN_GENERATOR_FILE, DP_GAN_DISCRIMINATOR_FILE);
-    if (join(path, sizeof path, dir, DP_GAN_GENERATOR_FILE, err) < 0)
+    if (join(path, sizeof path, dir, DP_GAN_GENERATOR_FILE, err) < 0 ||
+        load_part(path, "generator", gen, disc, "discriminator", host, err) < 0 ||
+        join(path, sizeof path, dir, DP_GAN_DISCRIMINATOR_FILE, err) < 0 ||
+        load_part(path, "discriminator", disc, gen, "generator", host + gen->n_params, err) < 0)
         return -1;
-    if (dp_safetensors_load(path, gen, host, err) < 0) {
-        dp_err_prefix(err, "the generator: ");
-        return -1;
-    }
-    if (join(path, sizeof path, dir, DP_GAN_DISCRIMINATOR_FILE, err) < 0)
-        return -1;
-    if (dp_safetensors_load(path, disc, host + gen->n_params, err) < 0) {
-        dp_err_prefix(err, "the discriminator: ");
-        return -1;
-    }
     return 0;
 }
 

@@ -2,6 +2,7 @@
  * training under the dashboard or headless, and what is kept at the end. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +10,10 @@
 #include <unistd.h>
 
 #include "app/cli.h"
+#include "datasets/samples.h"
 #include "app/gan.h"
 #include "app/headless.h"
+#include "app/paths.h"
 #include "app/interactive.h"
 #include "app/jsonl.h"
 #include "app/run_loop.h"
@@ -268,6 +271,76 @@ static int take_launcher_terminal(const dp_options *opt)
     return tty;
 }
 
+/* --generate's refusals that need no work: a model that generates nothing, no weights. */
+static int check_generate(const dp_run *r, const dp_options *opt)
+{
+    if (dp_objectives[r->cfg.objective] != &dp_objective_gan) {
+        fputs("dpmptop: --generate makes the images of a GAN's generator ([model] objective = "
+              "gan); this configuration trains a classifier\n",
+              stderr);
+        return EXIT_USAGE;
+    }
+    struct stat st;
+    if (lstat(opt->output_path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "dpmptop: --output %s: %s; samples are written only to a file of "
+                        "their own: give another path\n",
+                opt->output_path, S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file");
+        return EXIT_USAGE;
+    }
+    dp_atomic_file probe = { 0 }; /* a regular file's place: writable? (nothing is left) */
+    if (dp_check_output_path("--output", opt->output_path, &probe) < 0)
+        return EXIT_USAGE;
+    if (!opt->init_path && !opt->resume) {
+        fputs("dpmptop: --generate needs trained weights: --init DIR (what --save DIR wrote) or "
+              "--resume [DIR] (a checkpoint)\n",
+              stderr);
+        return EXIT_USAGE;
+    }
+    return DP_RUN_READY;
+}
+
+/* --generate N: the generator's samples of its own noise (kernels.h: DP_NOISE_GENERATE, the
+ * run's seed), as FILE (IDX) and a PNG grid beside it (FILE with .png for .idx). */
+static int generate(dp_run *r, const dp_options *opt)
+{
+    const dp_model *m = &r->model;
+    size_t image = (size_t)m->layers[m->gan_split].in;
+    dp_shape shape = m->layers[m->gan_split].in_shape;
+    float *x = malloc((size_t)opt->generate * image * sizeof *x);
+    if (!x) {
+        fprintf(stderr, "dpmptop: --generate %ld: out of memory for %zu bytes of samples; ask "
+                        "for fewer\n",
+                opt->generate, (size_t)opt->generate * image * sizeof *x);
+        return EXIT_FAILED;
+    }
+    printf("generating %ld samples with seed %llu\n", opt->generate,
+           (unsigned long long)r->cfg.seed);
+    dp_trainer_generate(r->trainer, DP_NOISE_GENERATE, 0, opt->generate, x);
+    char png[4200];
+    const char *dot = strrchr(opt->output_path, '.');
+    size_t stem = dot && !strcmp(dot, ".idx") ? (size_t)(dot - opt->output_path)
+                                               : strlen(opt->output_path);
+    snprintf(png, sizeof png, "%.*s.png", (int)stem, opt->output_path);
+    int c = shape.ndim == 3 ? shape.d[0] : 1;
+    int h = shape.ndim == 3 ? shape.d[1] : 1, w = shape.ndim == 3 ? shape.d[2] : shape.d[0];
+    float lo = r->cfg.data_range ? -1.0f : 0.0f;
+    int shown = opt->generate < 1024 ? (int)opt->generate : 1024;
+    dp_err err;
+    int status = EXIT_DONE;
+    if (dp_world_rank() == 0 &&
+        (dp_samples_write_idx(opt->output_path, x, (int)opt->generate, c, h, w, lo, 1.0f,
+                              &err) < 0 ||
+         dp_samples_write_png(png, x, shown, c, h, w, lo, 1.0f, 32, &err) < 0)) {
+        fprintf(stderr, "dpmptop: --output %s\n", err.msg);
+        status = EXIT_FAILED;
+    } else {
+        printf("wrote %s (%ld samples, IDX) and %s (%s%d)\n", opt->output_path, opt->generate,
+               png, shown < opt->generate ? "the first " : "", shown);
+    }
+    free(x);
+    return status;
+}
+
 static int run(int argc, char **argv)
 {
     dp_options opt = { 0 };
@@ -283,9 +356,13 @@ static int run(int argc, char **argv)
     int tty = take_launcher_terminal(&opt);
     static dp_run r; /* large: keep it off the stack */
     int status = dp_run_configure(&r, &opt);
+    if (status == DP_RUN_READY && opt.generate)
+        status = check_generate(&r, &opt);
     if (status == DP_RUN_READY)
         status = dp_run_create(&r, &opt);
-    if (status == DP_RUN_READY) {
+    if (status == DP_RUN_READY && opt.generate) {
+        status = generate(&r, &opt);
+    } else if (status == DP_RUN_READY) {
         print_banner(&r);
         status = train(&r, &opt, tty);
     }

@@ -14,6 +14,7 @@
 #include "datasets/prefetch.h"
 #include "engine/backend.h"
 #include "engine/backend_cpu.h"
+#include "engine/quality.h"
 #include "engine/worker.h"
 
 struct dp_trainer {
@@ -43,6 +44,12 @@ struct dp_trainer {
     dp_plan switch_plan;
     float *samples;       /* a GAN's: [DP_GAN_SAMPLES, image] from the fixed noise, the last
                              evaluation's */
+    /* a GAN's quality figures (cfg.classifier): the classifier on device 0, made at the first
+     * evaluation; the test split's statistics (once) and the generated samples' */
+    dp_quality *quality;
+    dp_feature_stats test_stats, gen_stats;
+    bool test_stats_done;
+    float *quality_batch;  /* [batch, image] */
 };
 
 /* The first failure a device of the plan reports (a CUDA error), into err. */
@@ -321,6 +328,10 @@ void dp_trainer_destroy(dp_trainer *t)
     free(t->layer_cost);
     free(t->host_state);
     free(t->samples);
+    dp_quality_destroy(t->quality);
+    dp_feature_stats_free(&t->test_stats);
+    dp_feature_stats_free(&t->gen_stats);
+    free(t->quality_batch);
     pthread_mutex_destroy(&t->switch_lock);
     free(t);
 }
@@ -746,20 +757,110 @@ void dp_trainer_generate(dp_trainer *t, uint64_t purpose, long sample0, long n, 
     }
 }
 
+/* The chunks (of a batch) the quality figures of an evaluation take: the generated samples'
+ * and, at the first, the test split's; 0 without a classifier. */
+static long quality_chunks(const dp_trainer *t)
+{
+    if (!t->cfg.model->gan_split || !t->cfg.classifier)
+        return 0;
+    long b = t->cfg.batch, n = t->cfg.quality_samples;
+    return (n + b - 1) / b + (t->test_stats_done ? 0 : (t->test->n + b - 1) / b);
+}
+
+/* The classifier and the statistics, at the first evaluation; false (said in err) when the
+ * device cannot hold the classifier. */
+static bool quality_ready(dp_trainer *t, dp_err *err)
+{
+    if (t->quality)
+        return true;
+    const dp_model *m = t->cfg.model;
+    size_t image = (size_t)m->layers[m->gan_split].in;
+    t->quality = dp_quality_create(t->cfg.classifier, t->cfg.classifier_params, &t->devices[0],
+                                   t->cfg.batch, err);
+    if (!t->quality)
+        return false;
+    int dim = dp_quality_features(t->quality), classes = dp_quality_classes(t->quality);
+    t->quality_batch = malloc((size_t)t->cfg.batch * image * sizeof *t->quality_batch);
+    if (!t->quality_batch || dp_feature_stats_init(&t->test_stats, dim, classes, err) < 0 ||
+        dp_feature_stats_init(&t->gen_stats, dim, classes, err) < 0) {
+        dp_quality_destroy(t->quality);
+        t->quality = NULL;
+        dp_fail(err, "out of host memory for the quality figures");
+        return false;
+    }
+    return true;
+}
+
+/* Adds rows [first, first + n) of a set to s in chunks of a batch, mapped from the data's
+ * range to [0, 1]: the test split's images, or (test NULL) the generator's samples of the
+ * evaluation noise. Each process takes its part; the sums are added across processes.
+ * Reports progress as chunks done after `done` of `total`; false when stopped. */
+static bool add_quality(dp_trainer *t, const dp_dataset *test, dp_feature_stats *s,
+                        const dp_eval_watch *w, long *done, long total)
+{
+    const dp_model *m = t->cfg.model;
+    size_t image = (size_t)m->layers[m->gan_split].in;
+    long n = test ? test->n : t->cfg.quality_samples;
+    long first = n * dp_world_rank() / dp_world_size();
+    long last = n * (dp_world_rank() + 1) / dp_world_size();
+    long per = (n + dp_world_size() - 1) / dp_world_size(); /* the largest part */
+    float lo = t->cfg.range_lo, scale = 1.0f / (t->cfg.range_hi - t->cfg.range_lo);
+    dp_feature_stats_clear(s);
+    for (long at = 0; at < per; at += t->cfg.batch) { /* the same chunks in every process */
+        long a = first + at, rows = last - a < t->cfg.batch ? last - a : t->cfg.batch;
+        if (rows > 0) {
+            if (test)
+                memcpy(t->quality_batch, test->x + (size_t)a * image,
+                       (size_t)rows * image * sizeof(float));
+            else
+                dp_trainer_generate(t, DP_NOISE_EVAL, a, rows, t->quality_batch);
+            for (size_t i = 0; i < (size_t)rows * image; i++)
+                t->quality_batch[i] = (t->quality_batch[i] - lo) * scale;
+            dp_err ignored; /* a device failure: the step after says so */
+            dp_quality_add(t->quality, t->quality_batch, rows, s, &ignored);
+        }
+        if (eval_stop(w, ++*done, total))
+            return false;
+    }
+    dp_world_sum(s->all, (int)s->count);
+    return true;
+}
+
 /* A GAN's evaluation beyond its discriminator's figures: the samples of the fixed noise, and
- * the quality of generated samples when a classifier is given. */
-static void gan_evaluation(dp_trainer *t, dp_eval_report *r)
+ * the quality of generated samples when a classifier is given. False when stopped. */
+static bool gan_evaluation(dp_trainer *t, dp_eval_report *r, const dp_eval_watch *w, long done,
+                           long total)
 {
     const dp_model *m = t->cfg.model;
     size_t image = (size_t)m->layers[m->gan_split].in;
     r->frechet = r->score = NAN;
     r->generated = 0;
-    if (!t->samples && !(t->samples = malloc(DP_GAN_SAMPLES * image * sizeof *t->samples)))
-        return; /* no samples to show this time */
-    dp_trainer_generate(t, DP_NOISE_FIXED, 0, DP_GAN_SAMPLES, t->samples);
-    r->images = t->samples;
-    r->n_images = DP_GAN_SAMPLES;
-    r->image_shape = m->layers[m->gan_split].in_shape;
+    if (t->samples || (t->samples = malloc(DP_GAN_SAMPLES * image * sizeof *t->samples))) {
+        dp_trainer_generate(t, DP_NOISE_FIXED, 0, DP_GAN_SAMPLES, t->samples);
+        r->images = t->samples;
+        r->n_images = DP_GAN_SAMPLES;
+        r->image_shape = m->layers[m->gan_split].in_shape;
+    }
+    dp_err err;
+    if (!t->cfg.classifier)
+        return true;
+    bool ready = quality_ready(t, &err);
+    if (dp_world_any(!ready)) {
+        if (!ready && dp_world_rank() == 0)
+            fprintf(stderr, "dpmptop: no quality figures: %s\n", err.msg);
+        return true;
+    }
+    if (!t->test_stats_done) {
+        if (!add_quality(t, t->test, &t->test_stats, w, &done, total))
+            return false;
+        t->test_stats_done = true;
+    }
+    if (!add_quality(t, NULL, &t->gen_stats, w, &done, total))
+        return false;
+    r->generated = t->cfg.quality_samples;
+    r->frechet = dp_frechet_distance(&t->test_stats, &t->gen_stats);
+    r->score = dp_inception_style_score(&t->gen_stats);
+    return true;
 }
 
 /* In parts of whole batches, so that each batch, and so each sum, is what one pass over the
@@ -772,14 +873,15 @@ bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *
     long batches = (rows + batch - 1) / batch;
     int parts = eval_parts(t, w ? w->parts : 0);
     double sums[DP_OBJECTIVE_STATS] = { 0.0 }; /* the objective's: loss first */
-    if (eval_stop(w, 0, batches))
+    long total = batches + quality_chunks(t); /* a GAN's quality figures go on after */
+    if (eval_stop(w, 0, total))
         return false;
     for (int p = 0; p < parts; p++) {
         long b0 = batches * p / parts, b1 = batches * (p + 1) / parts;
         long r0 = b0 * batch, r1 = b1 * batch < rows ? b1 * batch : rows;
         if (r1 > r0)
             eval_rows(t, first + r0, r1 - r0, sums);
-        if (eval_stop(w, b1, batches))
+        if (eval_stop(w, b1, total))
             return false;
     }
     const dp_objective *o = t->cfg.model->objective;
@@ -788,8 +890,8 @@ bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *
     o->report(sums, n, t->test->targets, r);
     if (isnan(r->loss))
         r->loss = NAN;
-    if (t->cfg.model->gan_split)
-        gan_evaluation(t, r);
+    if (t->cfg.model->gan_split && !gan_evaluation(t, r, w, batches, total))
+        return false;
     return true;
 }
 
