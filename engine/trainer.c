@@ -867,6 +867,7 @@ static bool gan_evaluation(dp_trainer *t, dp_eval_report *r, const dp_eval_watch
  * whole part would give. */
 bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *r)
 {
+    *r = (dp_eval_report){ .frechet = NAN, .score = NAN };
     long n = t->test->n, batch = t->cfg.batch; /* each process evaluates its part */
     long first = n * dp_world_rank() / dp_world_size();
     long rows = n * (dp_world_rank() + 1) / dp_world_size() - first;
