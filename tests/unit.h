@@ -21,6 +21,7 @@ Suite *control_suite(void);     /* test_control.c: the run's requests, take and 
 Suite *bn_suite(void);          /* test_bn.c: batch normalisation vs a reference, replicas */
 Suite *peak_suite(void);        /* test_peak.c: peak FLOP/s cache, GPU table, MFU, util series */
 Suite *samples_suite(void);     /* test_samples.c: GAN sample files (IDX, PNG), terminal pictures */
+Suite *gan_dashboard_suite(void); /* test_gan_dashboard.c: a GAN's series, samples, layout */
 
 /* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */
 const char *unit_tmpdir(void);
