@@ -708,11 +708,17 @@ static void draw_samples(const dp_style *sty, dp_rect r, const frame *f, picture
     else /* the terminal ran out of colour pairs for some cells */
         snprintf(how, sizeof how, "%s, some cells %s", dp_picture_mode_name(p->mode),
                  dp_picture_mode_name(used));
+    /* the longest wording that fits: the drawing's mode goes first */
+    char text[3][128], of[32] = "";
     if (p->shown < s->n)
-        dp_text(r.y, r.x + 1, r.w - 1, title, "samples @%ld: %d of %d (%s)", s->step, p->shown,
-                s->n, how);
-    else
-        dp_text(r.y, r.x + 1, r.w - 1, title, "samples @%ld (%s)", s->step, how);
+        snprintf(of, sizeof of, ": %d of %d", p->shown, s->n);
+    snprintf(text[0], sizeof text[0], "samples @%ld%s (%s)", s->step, of, how);
+    snprintf(text[1], sizeof text[1], "samples @%ld%s", s->step, of);
+    snprintf(text[2], sizeof text[2], "@%ld%s", s->step, of);
+    int k = 0;
+    while (k < 2 && (int)strlen(text[k]) > r.w - 1)
+        k++;
+    dp_text(r.y, r.x + 1, r.w - 1, title, "%s", text[k]);
 }
 
 /* The D(x) and D(G(z)) line: the last step's figures (D(G(z)) before and after D's update, as
