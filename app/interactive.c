@@ -29,11 +29,28 @@ static void on_event(void *arg, const dp_run_event *e)
     }
 }
 
-/* "test accuracy 0.8123" (or "bits per byte 1.234" for text), or "" when none ran. */
+/* A GAN's evaluation: its samples from the fixed noise, copied for the dashboard's picture
+ * (the report's images are valid only during this call). */
+static void on_eval(void *arg, const dp_step_report *r, const dp_eval_report *e)
+{
+    dp_control *c = arg;
+    if (!e->gan || !e->images || e->n_images <= 0)
+        return;
+    if (dp_control_publish_samples(c, r->step, e->images, e->n_images, e->image_shape) < 0)
+        dp_control_event(c, "step %ld: no memory to show the samples", r->step);
+}
+
+/* "test accuracy 0.8123" (or "bits per byte 1.234" for text; a GAN's discriminator's test
+ * loss and its samples' quality), or "" when none ran. */
 static void test_result(const dp_run_result *res, char *buf, size_t size)
 {
     if (res->test_accuracy < 0)
         snprintf(buf, size, "%s", "");
+    else if (res->test_gan && res->test_generated > 0)
+        snprintf(buf, size, ", D's test loss %.4f, Frechet distance %.3f, score %.3f",
+                 res->test_loss, res->test_frechet, res->test_score);
+    else if (res->test_gan)
+        snprintf(buf, size, ", D's test loss %.4f", res->test_loss);
     else if (res->test_text)
         snprintf(buf, size, ", bits per byte %.4f", res->test_loss / M_LN2);
     else
@@ -51,7 +68,7 @@ static void on_finished(void *arg, dp_trainer *t, const dp_run_result *res, int 
         dp_control_event(c, "stopped: %s", err->msg);
         return;
     }
-    char test[64], checkpoint[sizeof res->checkpoint + 16] = "";
+    char test[128], checkpoint[sizeof res->checkpoint + 16] = "";
     test_result(res, test, sizeof test);
     if (res->checkpoint[0])
         snprintf(checkpoint, sizeof checkpoint, "; checkpoint %s", res->checkpoint);
@@ -59,14 +76,15 @@ static void on_finished(void *arg, dp_trainer *t, const dp_run_result *res, int 
     if (res->steps == res->first_step)
         dp_control_event(c, "%s before the first step%s", how, checkpoint);
     else
-        dp_control_event(c, "%s after %ld steps: final loss %.4f%s%s%s", how, res->steps,
-                         res->final_loss, test, checkpoint,
+        dp_control_event(c, "%s after %ld steps: final %s %.4f%s%s%s", how, res->steps,
+                         res->test_gan ? "D loss" : "loss", res->final_loss, test, checkpoint,
                          res->interrupted || res->quit ? "" : "; press q to leave");
 }
 
 dp_run_observer dp_control_observer(dp_control *c)
 {
-    return (dp_run_observer){ .arg = c, .event = on_event, .finished = on_finished };
+    return (dp_run_observer){ .arg = c, .event = on_event, .eval_done = on_eval,
+                              .finished = on_finished };
 }
 
 /* The training loop's thread. */
@@ -90,6 +108,7 @@ int dp_run_with_dashboard(dp_trainer *t, const dp_run_loop_opts *opts,
 {
     dp_run_loop_opts o = *opts;
     dp_run_observe(&o, dp_control_observer(o.control));
+    dp_control_set_samples_range(o.control, info->range_lo, info->range_hi);
     training tr = { t, &o, res, err, 0 };
     pthread_t thread;
     if (pthread_create(&thread, NULL, training_main, &tr) != 0)

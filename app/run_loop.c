@@ -201,7 +201,8 @@ static bool eval_progress(void *arg, long done, long total)
  * l->eval_stopped_by (the run then ends before its next step). */
 static void evaluate(loop *l)
 {
-    dp_eval_report e;
+    dp_eval_report e = { 0 }; /* the objective's report fills its own fields: a classifier's
+                               * leaves the GAN's (gan, generated, images) as they are */
     dp_eval_watch watch = { .progress = eval_progress, .arg = l };
     dp_control_eval_begin(l->o->control, 0);
     if (!dp_trainer_evaluate(l->t, &watch, &e)) {
@@ -210,7 +211,9 @@ static void evaluate(loop *l)
         return;
     }
     dp_control_eval_end(l->o->control, &(dp_eval_point){
-        .step = l->r.step, .loss = e.loss, .accuracy = e.accuracy, .text = e.text });
+        .step = l->r.step, .loss = e.loss, .accuracy = e.accuracy, .text = e.text,
+        .gan = e.gan, .d_real = e.d_real, .generated = e.generated, .frechet = e.frechet,
+        .score = e.score });
     l->res->test_accuracy = e.accuracy;
     l->res->test_loss = e.loss;
     l->res->test_text = e.text;

@@ -48,6 +48,7 @@ struct dp_control {
     double eval_began, eval_s; /* the evaluation in progress; the complete ones' total time */
     long evals_timed;
     double eta_at;           /* when st.eta_s was computed */
+    dp_control_samples samples; /* a GAN's latest, published by the loop */
 };
 
 static double system_clock(void *arg)
@@ -79,6 +80,7 @@ void dp_control_destroy(dp_control *c)
         return;
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->changed);
+    dp_control_samples_free(&c->samples);
     free(c);
 }
 
@@ -403,6 +405,18 @@ static void remember_eval(dp_control_status *st, const dp_eval_point *p)
     st->evals[st->n_evals++] = *p;
 }
 
+/* Whether evaluation e is better than best (step < 0: none yet): a lower finite test loss; a
+ * GAN's, whose discriminator's loss says nothing of the generator, a lower finite Frechet
+ * distance, and without quality figures no GAN evaluation is best. */
+static bool better_eval(const dp_eval_point *e, const dp_eval_point *best)
+{
+    if (e->gan)
+        return e->generated > 0 && isfinite(e->frechet) &&
+               (best->step < 0 || e->frechet < best->frechet);
+    return isfinite(e->loss) && /* a non-finite loss is never the best */
+           (best->step < 0 || e->loss < best->loss);
+}
+
 void dp_control_eval_end(dp_control *c, const dp_eval_point *result)
 {
     pthread_mutex_lock(&c->lock);
@@ -414,8 +428,7 @@ void dp_control_eval_end(dp_control *c, const dp_eval_point *result)
         st->test_accuracy = result->accuracy;
         st->test_step = result->step;
         st->last_eval = *result;
-        if (isfinite(result->loss) && /* a non-finite loss is never the best */
-            (st->best_eval.step < 0 || result->loss < st->best_eval.loss))
+        if (better_eval(result, &st->best_eval))
             st->best_eval = *result;
         st->evals_done++;
         remember_eval(st, result);
@@ -439,6 +452,82 @@ void dp_control_finish(dp_control *c, bool stopped_early, const char *checkpoint
     snprintf(c->st.exit_checkpoint, sizeof c->st.exit_checkpoint, "%s",
              checkpoint ? checkpoint : "");
     pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- a GAN's samples ---- */
+
+/* Makes room for `floats` values in s->x; -1 when out of memory (s unchanged). */
+static int samples_room(dp_control_samples *s, size_t floats)
+{
+    if (floats <= s->cap)
+        return 0;
+    float *x = realloc(s->x, floats * sizeof *x);
+    if (!x)
+        return -1;
+    s->x = x;
+    s->cap = floats;
+    return 0;
+}
+
+void dp_control_set_samples_range(dp_control *c, float lo, float hi)
+{
+    pthread_mutex_lock(&c->lock);
+    c->samples.lo = lo;
+    c->samples.hi = hi;
+    pthread_mutex_unlock(&c->lock);
+}
+
+int dp_control_publish_samples(dp_control *c, long step, const float *x, int n, dp_shape shape)
+{
+    size_t floats = dp_size_mul((size_t)(n > 0 ? n : 0), dp_shape_count(shape));
+    if (floats == SIZE_MAX)
+        return -1;
+    pthread_mutex_lock(&c->lock);
+    dp_control_samples *s = &c->samples;
+    if (samples_room(s, floats) < 0) {
+        pthread_mutex_unlock(&c->lock);
+        return -1;
+    }
+    if (floats)
+        memcpy(s->x, x, floats * sizeof *x);
+    s->step = step;
+    s->n = n > 0 ? n : 0;
+    s->shape = shape;
+    s->generation++;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+int dp_control_copy_samples(dp_control *c, dp_control_samples *out)
+{
+    pthread_mutex_lock(&c->lock);
+    const dp_control_samples *s = &c->samples;
+    if (s->generation == out->generation) {
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+    }
+    size_t floats = (size_t)s->n * dp_shape_count(s->shape);
+    if (samples_room(out, floats) < 0) {
+        pthread_mutex_unlock(&c->lock);
+        return -1;
+    }
+    if (floats)
+        memcpy(out->x, s->x, floats * sizeof *out->x);
+    out->generation = s->generation;
+    out->step = s->step;
+    out->n = s->n;
+    out->shape = s->shape;
+    out->lo = s->lo;
+    out->hi = s->hi;
+    pthread_mutex_unlock(&c->lock);
+    return 1;
+}
+
+void dp_control_samples_free(dp_control_samples *s)
+{
+    free(s->x);
+    s->x = NULL;
+    s->cap = 0;
 }
 
 /* Steps in (step, total] that are multiples of every (each > 0). */

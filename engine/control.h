@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "base/shape.h"
 #include "engine/plan.h"
 
 typedef struct dp_control dp_control;
@@ -43,6 +44,13 @@ typedef struct dp_eval_point {
     long step;
     double loss, accuracy;
     bool text;               /* loss / ln 2 is bits per byte */
+    /* A GAN's (objective.h, dp_eval_report): loss and accuracy are D's on the real test split
+     * (accuracy the share it judges real), d_real its mean output there, D(x); the Frechet
+     * distance and score of `generated` samples (0: no classifier, and both NAN). */
+    bool gan;
+    double d_real;
+    long generated;
+    double frechet, score;
 } dp_eval_point;
 
 /* A copy of the run's status, for a view to draw. */
@@ -65,7 +73,9 @@ typedef struct dp_control_status {
     long skipped;            /* steps whose update a non-finite loss skipped */
     double test_accuracy;    /* of the last evaluation; < 0 before the first */
     long test_step;
-    dp_eval_point last_eval, best_eval; /* best: the lowest finite test loss; step < 0: none */
+    dp_eval_point last_eval, best_eval; /* best: the lowest finite test loss (a GAN's: the
+                                         * lowest finite Frechet distance; without quality
+                                         * figures none); step < 0: none */
     dp_eval_point evals[DP_EVAL_HISTORY];
     int n_evals;
     long evals_done;         /* evaluations completed in all (evals[] keeps n_evals of them) */
@@ -149,6 +159,34 @@ void dp_control_set_state(dp_control *c, dp_run_state state);
 void dp_control_eval_begin(dp_control *c, long total);
 void dp_control_eval_progress(dp_control *c, long done, long total);
 void dp_control_eval_end(dp_control *c, const dp_eval_point *result);
+
+/* ---- a GAN's latest samples: published by the loop's thread, copied by a view ---- */
+
+/* A copy of the samples an evaluation generated from the fixed noise: n images of `shape`
+ * (CHW, as dp_eval_report's image_shape) in x[n * dp_shape_count(shape)], values meant to lie
+ * in [lo, hi] (lo >= hi: the data's range was not told, see dp_control_set_samples_range). */
+typedef struct dp_control_samples {
+    unsigned long generation; /* 0: none yet; grows by one with each publication */
+    long step;               /* the step the evaluation followed */
+    int n;
+    dp_shape shape;
+    float lo, hi;
+    float *x;                /* the copy's own memory (dp_control_samples_free) */
+    size_t cap;              /* floats x has room for */
+} dp_control_samples;
+
+/* The range the samples' values are meant to lie in (the data's: [-1, 1] or [0, 1]), told
+ * once before the run. */
+void dp_control_set_samples_range(dp_control *c, float lo, float hi);
+/* Keeps a copy of n images x[n * dp_shape_count(shape)] of evaluation `step` as the latest
+ * samples (x need stay valid only for the call). Returns 0, or -1 when out of memory (the
+ * previous samples stay). */
+int dp_control_publish_samples(dp_control *c, long step, const float *x, int n, dp_shape shape);
+/* Copies the latest samples into *out when they are newer than out->generation (out starts
+ * zeroed; its x grows as needed). Returns 1 when copied, 0 when none newer, -1 when out of
+ * memory (out unchanged). */
+int dp_control_copy_samples(dp_control *c, dp_control_samples *out);
+void dp_control_samples_free(dp_control_samples *s);
 
 /* The loop has ended: stopped_early as in the status; checkpoint: the one written as it
  * ended (NULL or "": none). Freezes the rate and the active time. */

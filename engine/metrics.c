@@ -25,6 +25,7 @@ int dp_metrics_init(dp_metrics *ms, int n_devices)
         pthread_mutex_init(&ms->slots[i].lock, NULL);
     pthread_mutex_init(&ms->series_lock, NULL);
     ms->series.stride = 1;
+    ms->gan.loss_g.stride = ms->gan.d_real.stride = ms->gan.d_fake.stride = 1;
     return 0;
 }
 
@@ -169,14 +170,14 @@ dp_activity dp_metrics_activity(dp_metrics *ms, int i)
     return (dp_activity)atomic_load_explicit(&ms->slots[i].activity, memory_order_relaxed);
 }
 
-void dp_metrics_record_step(dp_metrics *ms, long step, double loss, bool switched)
+/* Appends one step's value to s (under the series lock). */
+static void series_add(dp_series *s, long step, double v, bool switched)
 {
-    dp_series *s = &ms->series;
-    pthread_mutex_lock(&ms->series_lock);
     if (s->n_points == 0 && s->pending == 0)
         s->first_step = step;
     s->last_step = step;
     s->steps++;
+    s->last = isfinite(v) ? v : NAN;
     if (switched) {
         if (s->n_marks == DP_SERIES_MARKS) { /* keep the latest marks */
             memmove(s->marks, s->marks + 1, (DP_SERIES_MARKS - 1) * sizeof *s->marks);
@@ -184,8 +185,8 @@ void dp_metrics_record_step(dp_metrics *ms, long step, double loss, bool switche
         }
         s->marks[s->n_marks++] = step;
     }
-    if (isfinite(loss)) {
-        s->pending_sum += loss;
+    if (isfinite(v)) {
+        s->pending_sum += v;
         s->pending++;
     }
     if (s->pending == s->stride) {
@@ -201,7 +202,62 @@ void dp_metrics_record_step(dp_metrics *ms, long step, double loss, bool switche
             s->pending = 0;
         }
     }
+}
+
+void dp_metrics_record_step(dp_metrics *ms, long step, double loss, bool switched)
+{
+    pthread_mutex_lock(&ms->series_lock);
+    series_add(&ms->series, step, loss, switched);
     pthread_mutex_unlock(&ms->series_lock);
+}
+
+void dp_metrics_record_gan(dp_metrics *ms, long step, double loss_g, double d_real,
+                           double d_fake, double d_fake_after)
+{
+    dp_gan_series *g = &ms->gan;
+    pthread_mutex_lock(&ms->series_lock);
+    const dp_series *d = &ms->series;
+    /* the strategy mark of this step, as dp_metrics_record_step put it on D's series */
+    bool switched = d->n_marks > 0 && d->marks[d->n_marks - 1] == step;
+    series_add(&g->loss_g, step, loss_g, switched);
+    series_add(&g->d_real, step, d_real, switched);
+    series_add(&g->d_fake, step, d_fake, switched);
+    g->steps++;
+    g->last_step = step;
+    g->last_loss_d = d->last_step == step ? d->last : NAN;
+    g->last_loss_g = loss_g;
+    g->last_d_real = d_real;
+    g->last_d_fake = d_fake;
+    g->last_d_fake_after = d_fake_after;
+    pthread_mutex_unlock(&ms->series_lock);
+}
+
+void dp_metrics_series_gan(dp_metrics *ms, dp_series *series, dp_gan_series *gan)
+{
+    pthread_mutex_lock(&ms->series_lock);
+    *series = ms->series;
+    if (gan)
+        *gan = ms->gan;
+    pthread_mutex_unlock(&ms->series_lock);
+}
+
+int dp_series_resample(const dp_series *s, int w, float *out)
+{
+    int n = s->n_points;
+    if (w <= 0 || n <= 0)
+        return 0;
+    if (n <= w) {
+        memcpy(out, s->points, (size_t)n * sizeof *out);
+        return n;
+    }
+    for (int k = 0; k < w; k++) {
+        int from = (int)((long)k * n / w), to = (int)((long)(k + 1) * n / w);
+        double sum = 0;
+        for (int i = from; i < to; i++)
+            sum += s->points[i];
+        out[k] = (float)(sum / (to - from));
+    }
+    return w;
 }
 
 void dp_metrics_series(dp_metrics *ms, dp_series *out)

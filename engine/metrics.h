@@ -94,6 +94,7 @@ typedef struct dp_series {
     long first_step;        /* step of points[0] */
     long last_step;         /* the last step recorded (its point may still be filling) */
     long steps;             /* steps recorded (finite loss or not) */
+    double last;            /* the last step's value as recorded (NAN when not finite) */
     int stride, n_points;
     float points[DP_SERIES_POINTS];
     long marks[DP_SERIES_MARKS];
@@ -103,11 +104,23 @@ typedef struct dp_series {
     int pending;
 } dp_series;
 
+/* A GAN's figures over its steps, beside D's loss (the run's series, dp_metrics.series): G's
+ * loss, D(x) (D's mean sigmoid output on the real batch) and D(G(z)) (on the fakes, before D's
+ * update), each a series as above (with the same marks); and the last step's values exactly,
+ * D's loss and D(G(z)) after D's update included, as the headless progress line prints them. */
+typedef struct dp_gan_series {
+    long steps;             /* GAN steps recorded (0: not a GAN, or before its first step) */
+    dp_series loss_g, d_real, d_fake;
+    long last_step;
+    double last_loss_d, last_loss_g, last_d_real, last_d_fake, last_d_fake_after;
+} dp_gan_series;
+
 typedef struct dp_metrics {
     int n_devices;
     dp_metrics_slot *slots;
-    pthread_mutex_t series_lock;
+    pthread_mutex_t series_lock; /* guards series and gan */
     dp_series series;
+    dp_gan_series gan;
 } dp_metrics;
 
 int dp_metrics_init(dp_metrics *ms, int n_devices);
@@ -143,5 +156,17 @@ dp_activity dp_metrics_activity(dp_metrics *ms, int i);
 void dp_metrics_record_step(dp_metrics *ms, long step, double loss, bool switched);
 /* Copies the run's series. */
 void dp_metrics_series(dp_metrics *ms, dp_series *out);
+
+/* Appends a GAN step's figures (the coordinator only, right after dp_metrics_record_step of
+ * the same step, whose D loss and strategy mark they are paired with). */
+void dp_metrics_record_gan(dp_metrics *ms, long step, double loss_g, double d_real,
+                           double d_fake, double d_fake_after);
+/* Copies the run's series and the GAN's figures in one hold of the lock, so that both are of
+ * the same step (gan may be NULL; a run that is not a GAN leaves gan->steps 0). */
+void dp_metrics_series_gan(dp_metrics *ms, dp_series *series, dp_gan_series *gan);
+/* The whole of s's points in w values or fewer (pure, for a sparkline of a whole run):
+ * n_points <= w copies them; more are cut into w runs of consecutive points, each the mean of
+ * its run (run k covers points [k * n / w, (k + 1) * n / w)). Returns the values written. */
+int dp_series_resample(const dp_series *s, int w, float *out);
 
 #endif

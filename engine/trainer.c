@@ -682,6 +682,8 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
             return -1;
         r->seconds = dp_now_s() - t0;
         dp_metrics_record_step(&t->metrics, r->step, r->loss, r->switched);
+        dp_metrics_record_gan(&t->metrics, r->step, r->loss_g, r->d_real, r->d_fake,
+                              r->d_fake_after);
         return 0;
     }
     int rows = run_passes(t, r);

@@ -10,7 +10,9 @@
 # its finish message whatever keys come; unused devices say why; with NO_COLOR
 # the screen carries no colour; Ctrl-C (once, or twice) exits 130 with a checkpoint and the
 # terminal back on its main screen; --metrics on that terminal, or a terminal ncurses does not
-# know, fails the run before it trains. Skipped (77) without tmux.
+# know, fails the run before it trains; a GAN's run shows D's and G's losses, D(x) and D(G(z))
+# as the headless line does, and its samples as a picture (half blocks in 256 greys, or ASCII
+# shading in the C locale). Skipped (77) without tmux.
 . "${srcdir:-.}/tests/lib.sh"
 
 . "${srcdir:-.}/tests/tmux.sh"
@@ -189,6 +191,94 @@ wait_for two "cpu:3  unused" 5 || fail "cpu:3 is not marked unused"
 [ "$(screen two | grep -Eo ' loss  +[0-9]+\.[0-9]+' | wc -l)" -eq 2 ] ||
     fail "not 2 loss figures with 2 devices in use"
 tm send-keys -t two q
+
+# A GAN (an MLP G and D on 16x16 images): after its evaluations the header carries D's and G's
+# losses, a line D(x) and D(G(z)) with the figures of the headless line for the same step (the
+# run is seeded: the same in both modes), the two loss plots, the evaluation table of D's test
+# loss and D(x), and the samples as a picture of half blocks in 256 greys at 100x40; without
+# UTF-8, ASCII shading and not one byte above 127.
+write_gan_data() {
+    python3 - "$1" <<'PY' || fail "could not write the GAN's images in $1"
+import os, random, struct, sys
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+rnd = random.Random(5)
+def disk():  # a bright disk somewhere on a dark ground
+    cy, cx, r = rnd.uniform(4, 12), rnd.uniform(4, 12), rnd.uniform(2, 5)
+    return bytes(230 if (y - cy) ** 2 + (x - cx) ** 2 < r * r else 20
+                 for y in range(16) for x in range(16))
+for name, n in (('train', 640), ('t10k', 128)):
+    with open(f'{d}/{name}-images-idx3-ubyte', 'wb') as f:
+        f.write(struct.pack('>IIII', 0x803, n, 16, 16) + b''.join(disk() for _ in range(n)))
+    with open(f'{d}/{name}-labels-idx1-ubyte', 'wb') as f:
+        f.write(struct.pack('>II', 0x801, n) + bytes(n))
+PY
+}
+write_gan_data "$work/gan-data"
+cat >"$work/gan.ini" <<INI
+[run]
+name = gan
+seed = 1
+[data]
+kind = idx
+path = $work/gan-data
+batch = 32
+range = -1:1
+[model]
+objective = gan
+latent = 16
+generator = linear:64, leakyrelu:0.2, linear:256, tanh, unflatten:1:16:16
+discriminator = flatten, linear:64, leakyrelu:0.2, linear:1
+[optim]
+kind = adamw
+lr = 0.0002
+beta1 = 0.5
+weight_decay = 0
+INI
+gan_args="-c '$work/gan.ini' --steps 40 --set run.eval_every=20 --devices cpu:2"
+eval "\"\$DPMPTOP\" $gan_args --headless" >"$work/gan-headless.out" 2>&1 ||
+    fail "the GAN run headless failed: $(tail -n 3 "$work/gan-headless.out")"
+# "loss D 1.3062 G 0.7885  D(x) 0.507 D(G(z)) 0.457 / 0.455" of step 40
+last=$(grep '^step 40/40' "$work/gan-headless.out" | tail -n 1)
+d_loss=$(echo "$last" | sed -n 's/.*loss D \([0-9.]*\) G.*/\1/p')
+g_loss=$(echo "$last" | sed -n 's/.*loss D [0-9.]* G \([0-9.]*\).*/\1/p')
+d_real=$(echo "$last" | sed -n 's/.*D(x) \([0-9.]*\) D(G.*/\1/p')
+d_fake=$(echo "$last" | sed -n 's/.*D(G(z)) \([0-9.]* \/ [0-9.]*\).*/\1/p')
+[ -n "$d_loss" ] && [ -n "$g_loss" ] && [ -n "$d_real" ] && [ -n "$d_fake" ] ||
+    fail "no GAN progress line for step 40 headless: $last"
+half=$(printf '\342\226\200') # U+2580, the picture's upper half block
+tm new-session -d -s gan -x 100 -y 40 \
+    "env TERM=xterm-256color LC_ALL=C.UTF-8 LANG=C.UTF-8 '$DPMPTOP' $gan_args; sleep 600"
+wait_for gan "samples @[0-9]+" 30 || fail "the GAN's samples were not shown: $(screen gan | sed -n 4,6p)"
+wait_for gan "^ finished after 40 steps" 30 || fail "the GAN run did not finish: $(screen gan | tail -n 2)"
+screen gan | grep -q "loss D $d_loss G $g_loss" ||
+    fail "the header's losses are not the headless line's D $d_loss G $g_loss: $(screen gan | head -n 1)"
+screen gan | grep -q "^ D(x) $d_real .*  D(G(z)) $d_fake " ||
+    fail "no D(x) $d_real and D(G(z)) $d_fake line: $(screen gan | grep -F 'D(G(z))')"
+screen gan | grep -q "^D loss over 40 steps" || fail "no plot of D's loss"
+screen gan | grep -q "^G loss over 40 steps" || fail "no plot of G's loss"
+screen gan | grep -q "step D loss   D(x)" || fail "the evaluations are not a GAN's table"
+screen gan | grep -Eq "  +20 [0-9.]+ +0\.[0-9]{3}$" || fail "no evaluation at step 20 in the table"
+screen gan | grep -Eq "samples @40: 16 of 64 \(256 greys\)" ||
+    fail "the samples' title: $(screen gan | sed -n 5p | cut -c 61-)"
+[ "$(screen gan | LC_ALL=C grep -c "$half")" -ge 10 ] ||
+    fail "no picture of half blocks: $(screen gan | LC_ALL=C grep -c "$half") rows of them"
+# the picture's cells are greys of the 256-colour palette (232..255, 16 or 231), not one flat one
+greys=$(tm capture-pane -e -p -t gan | LC_ALL=C grep -o '38;5;[0-9]*m' | sort -u | wc -l)
+[ "$greys" -ge 4 ] || fail "the picture has $greys foreground colours"
+screen gan | grep -q "test acc" && fail "a GAN's test result called an accuracy"
+tm send-keys -t gan q
+tm new-session -d -s gan-ascii -x 100 -y 40 \
+    "env TERM=xterm-256color LC_ALL=C LANG=C '$DPMPTOP' $gan_args; sleep 600"
+wait_for gan-ascii "^ finished after 40 steps" 30 || fail "the C-locale GAN run did not finish"
+screen gan-ascii | grep -Eq "samples @40: 16 of 64 \(ascii\)" ||
+    fail "the C locale's picture is not ASCII: $(screen gan-ascii | sed -n 5p | cut -c 61-)"
+tm capture-pane -p -t gan-ascii | LC_ALL=C grep -q "$(printf '[\200-\377]')" &&
+    fail "non-ASCII characters on the GAN's screen in the C locale"
+# the panel's rows below its title: ramp characters, a row of the picture each
+[ "$(screen gan-ascii | sed -n '6,15p' | cut -c 62- | grep -c '[.:=+*#%@-]')" -eq 10 ] ||
+    fail "no ASCII shading in the samples panel: $(screen gan-ascii | sed -n 6p | cut -c 61-)"
+tm send-keys -t gan-ascii q
 
 # Colour: present by default, absent with NO_COLOR: an SGR code 30-38, 40-48, 90-97 or
 # 100-107 (39 and 49 are the terminal's own default colours, which tmux writes to reset).

@@ -23,6 +23,7 @@ Suite *peak_suite(void);        /* test_peak.c: peak FLOP/s cache, GPU table, MF
 Suite *samples_suite(void);     /* test_samples.c: GAN sample files (IDX, PNG), terminal pictures */
 Suite *gan_suite(void);         /* test_gan.c: a GAN's model, plan cut, noise, step program */
 Suite *quality_suite(void);     /* test_quality.c: Frechet distance, score, classifier features */
+Suite *gan_dashboard_suite(void); /* test_gan_dashboard.c: a GAN's series, samples, layout */
 
 /* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */
 const char *unit_tmpdir(void);

@@ -22,10 +22,12 @@
 #include <unistd.h>
 
 #include "base/sysinfo.h"
+#include "datasets/samples.h"
 #include "engine/backend_cpu.h"
 #include "engine/gpumon.h"
 #include "tui/health.h"
 #include "tui/layout.h"
+#include "tui/picture.h"
 #include "tui/widgets.h"
 
 /* Everything a frame shows, copied from the status, the metrics and the other processes. */
@@ -38,6 +40,9 @@ typedef struct frame {
     dp_activity activity[DP_LAYOUT_MAX_PANELS];
     dp_timeline timeline[DP_LAYOUT_MAX_PANELS];
     dp_series series;
+    dp_gan_series gan;    /* a GAN's G loss, D(x), D(G(z)) (gan.steps 0: not a GAN) */
+    dp_control_samples samples; /* a GAN's latest samples (kept between frames: copied again
+                                 * only when newer ones come) */
     size_t rss, host_memory; /* read once a second */
     int cores;
     double now;
@@ -77,7 +82,14 @@ static void snapshot(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *in
     int stages = f->st.pipeline ? f->st.request.stages : 0;
     for (int s = 0; s < stages && s < DP_LAYOUT_MAX_PANELS; s++)
         dp_metrics_timeline(ms, s, &f->timeline[s]);
-    dp_metrics_series(ms, &f->series);
+    dp_metrics_series_gan(ms, &f->series, &f->gan);
+    dp_control_copy_samples(ctl, &f->samples); /* out of memory: the older ones stay */
+}
+
+/* A GAN's run: it has taken a step as one, or published samples. */
+static bool is_gan(const frame *f)
+{
+    return f->gan.steps > 0 || f->samples.generation > 0;
 }
 
 static void human_bytes(char *buf, size_t size, double b)
@@ -154,12 +166,12 @@ static void state_text(const frame *f, char *buf, size_t size)
     }
 }
 
-/* "acc 87.12% loss 0.412 @100" */
+/* "acc 87.12% loss 0.412 @100" (a GAN's "D(x) 0.512 D loss 1.39 @20") */
 static void eval_text(char *buf, size_t size, const dp_eval_point *e)
 {
     char res[32];
     dp_eval_result(res, sizeof res, e);
-    snprintf(buf, size, "%s loss %.3g @%ld", res, e->loss, e->step);
+    snprintf(buf, size, "%s %s %.3g @%ld", res, e->gan ? "D loss" : "loss", e->loss, e->step);
 }
 
 /* The test result for the header: the last evaluation's, else the accuracy alone. */
@@ -210,11 +222,14 @@ static int cpu_devices(const frame *f)
     return n;
 }
 
-/* The last step's loss: "-" before the first step. */
-static void loss_text(char *buf, size_t size, const dp_control_status *s)
+/* The last step's loss: "-" before the first step; a GAN's "D 1.3863 G 0.6931", both of the
+ * last step the trainer recorded (the headless line's figures). */
+static void loss_text(char *buf, size_t size, const frame *f)
 {
-    if (s->step > 0)
-        snprintf(buf, size, "%.4f", s->loss);
+    if (f->gan.steps > 0)
+        snprintf(buf, size, "D %.4f G %.4f", f->gan.last_loss_d, f->gan.last_loss_g);
+    else if (f->st.step > 0)
+        snprintf(buf, size, "%.4f", f->st.loss);
     else
         snprintf(buf, size, "-");
 }
@@ -228,8 +243,8 @@ static void header_progress(const dp_style *sty, dp_rect r, const frame *f)
         dp_format_duration(eta, sizeof eta, s->eta_s);
     test_text(s, test, sizeof test);
     double frac = s->total_steps > 0 ? (double)s->step / (double)s->total_steps : 0;
-    char text[200], loss[24];
-    loss_text(loss, sizeof loss, s);
+    char text[200], loss[48];
+    loss_text(loss, sizeof loss, f);
     int n = snprintf(text, sizeof text, " step %ld/%ld (%.0f%%)  ETA %s  loss %s  %s  epoch %ld/%ld",
                      s->step, s->total_steps, 100 * frac, eta, loss, test, s->epoch, s->epochs);
     dp_text(r.y, r.x, r.w, A_BOLD, "%s", text);
@@ -289,7 +304,9 @@ static void draw_health(const dp_style *sty, dp_rect r, const frame *f)
     state_text(f, state, sizeof state);
     if (s->last_eval.step >= 0 && s->n_evals > 0)
         eval_text(last, sizeof last, &s->last_eval);
-    if (s->best_eval.step >= 0 && s->n_evals > 0) /* the lowest test loss */
+    if (s->best_eval.step >= 0 && s->n_evals > 0 && s->best_eval.gan) /* the lowest FD */
+        snprintf(best, sizeof best, "FD %.4g @%ld", s->best_eval.frechet, s->best_eval.step);
+    else if (s->best_eval.step >= 0 && s->n_evals > 0) /* the lowest test loss */
         snprintf(best, sizeof best, "loss %.3g @%ld", s->best_eval.loss, s->best_eval.step);
     if (f->note[0] && f->now - f->note_time < NOTE_S)
         snprintf(note, sizeof note, ": %s", f->note);
@@ -315,8 +332,8 @@ static void draw_summary(dp_rect r, const frame *f)
         snprintf(rate, sizeof rate, "paused");
     else
         snprintf(rate, sizeof rate, "%.0f samples/s", s->samples_per_s);
-    char loss[24];
-    loss_text(loss, sizeof loss, s);
+    char loss[48];
+    loss_text(loss, sizeof loss, f);
     dp_text(r.y, r.x, r.w, A_BOLD, "step %ld/%ld  loss %s  %s  ETA %s", s->step,
             s->total_steps, loss, rate, eta);
     if (r.h > 1) /* before the first step the state says "starting" */
@@ -592,6 +609,155 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f,
         panel_extra(r.y + rows.extra, x, w, dev);
 }
 
+/* ---- a GAN: D(x) and D(G(z)), and the samples as a picture ---- */
+
+/* The latest samples as terminal cells, rendered again only when newer samples come or the
+ * space for them changes (not every frame). */
+typedef struct picture {
+    dp_picture_mode mode;    /* what this terminal shows (dp_picture_drawable) */
+    dp_picture_pairs *pairs; /* the colour pairs drawn so far (NULL: ASCII only) */
+    unsigned long generation; /* of the samples in `cells` (0: none) */
+    int space_rows, space_cols; /* what they were rendered for */
+    dp_picture_cell *cells;
+    int rows, cols;          /* of cells */
+    int shown, per_row;      /* samples in the picture, a row */
+    float lo, hi;            /* the range mapped to black and white */
+    char failed[96];         /* why the samples could not be rendered, or "" */
+} picture;
+
+/* The range the samples lie in: the one told, else [-1, 1] when one is below 0 (a tanh
+ * generator's), else [0, 1]. */
+static void samples_range(const dp_control_samples *s, float *lo, float *hi)
+{
+    *lo = s->lo;
+    *hi = s->hi;
+    if (*lo < *hi)
+        return;
+    size_t n = (size_t)s->n * dp_shape_count(s->shape);
+    *lo = 0.0f;
+    *hi = 1.0f;
+    for (size_t i = 0; i < n; i++)
+        if (s->x[i] < 0.0f) {
+            *lo = -1.0f;
+            return;
+        }
+}
+
+/* Renders the first samples that fit well (dp_samples_per_row) into rows x cols cells: their
+ * grid with 1 pixel gaps in greys, scaled down to fit. Sets p->failed on failure. */
+static void render_samples(picture *p, const dp_control_samples *s, int rows, int cols)
+{
+    p->generation = s->generation;
+    p->space_rows = rows;
+    p->space_cols = cols;
+    p->rows = p->cols = p->shown = 0;
+    p->failed[0] = '\0';
+    const dp_shape *sh = &s->shape; /* CHW, or HW / W as the data's images are */
+    int c = sh->ndim == 3 ? sh->d[0] : 1;
+    int h = sh->ndim >= 2 ? sh->d[sh->ndim - 2] : 1, w = sh->d[sh->ndim - 1];
+    int k = dp_samples_per_row(s->n, h, w, rows, cols);
+    if (k < 1)
+        return;
+    int shown = s->n < k * k ? s->n : k * k, gh, gw;
+    dp_err err;
+    samples_range(s, &p->lo, &p->hi);
+    if (dp_samples_grid_size(shown, h, w, k, 1, &gh, &gw, &err) < 0) {
+        snprintf(p->failed, sizeof p->failed, "%s", err.msg);
+        return;
+    }
+    uint8_t *grey = malloc((size_t)gh * (size_t)gw);
+    dp_picture_cell *cells = realloc(p->cells, (size_t)rows * cols * sizeof *cells);
+    if (cells)
+        p->cells = cells;
+    if (!grey || !cells) {
+        snprintf(p->failed, sizeof p->failed, "out of memory");
+    } else if (dp_samples_grid_grey(s->x, shown, c, h, w, p->lo, p->hi, k, 1, grey, &err) < 0) {
+        snprintf(p->failed, sizeof p->failed, "%s", err.msg);
+    } else if (dp_picture_render(grey, gh, gw, rows, cols, p->mode, p->cells, &p->rows,
+                                 &p->cols) < 0) {
+        snprintf(p->failed, sizeof p->failed, "cannot render them");
+        p->rows = p->cols = 0;
+    } else {
+        p->shown = shown;
+        p->per_row = k;
+    }
+    free(grey);
+}
+
+/* The samples panel: a title, then the picture below it, a column in from its left. */
+static void draw_samples(const dp_style *sty, dp_rect r, const frame *f, picture *p)
+{
+    const dp_control_samples *s = &f->samples;
+    int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD);
+    int rows = r.h - 1, cols = r.w - 1;
+    if (s->generation == 0) {
+        dp_text(r.y, r.x + 1, r.w - 1, title, "samples: at the first evaluation");
+        return;
+    }
+    if (p->generation != s->generation || p->space_rows != rows || p->space_cols != cols)
+        render_samples(p, s, rows, cols);
+    if (p->failed[0]) {
+        dp_text(r.y, r.x + 1, r.w - 1, title, "samples @%ld: %s", s->step, p->failed);
+        return;
+    }
+    dp_picture_mode used = dp_picture_draw(p->pairs, r.y + 1, r.x + 1, p->cells, p->rows,
+                                           p->cols, p->mode);
+    char how[48];
+    if (used == p->mode)
+        snprintf(how, sizeof how, "%s", dp_picture_mode_name(used));
+    else /* the terminal ran out of colour pairs for some cells */
+        snprintf(how, sizeof how, "%s, some cells %s", dp_picture_mode_name(p->mode),
+                 dp_picture_mode_name(used));
+    /* the longest wording that fits: the drawing's mode goes first */
+    char text[3][128], of[32] = "";
+    if (p->shown < s->n)
+        snprintf(of, sizeof of, ": %d of %d", p->shown, s->n);
+    snprintf(text[0], sizeof text[0], "samples @%ld%s (%s)", s->step, of, how);
+    snprintf(text[1], sizeof text[1], "samples @%ld%s", s->step, of);
+    snprintf(text[2], sizeof text[2], "@%ld%s", s->step, of);
+    int k = 0;
+    while (k < 2 && (int)strlen(text[k]) > r.w - 1)
+        k++;
+    dp_text(r.y, r.x + 1, r.w - 1, title, "%s", text[k]);
+}
+
+/* The D(x) and D(G(z)) line: the last step's figures (D(G(z)) before and after D's update, as
+ * the headless line), each with a sparkline of the whole run on a 0..1 scale; and, when the
+ * samples panel is left out, why. */
+static void draw_gan_line(const dp_style *sty, dp_rect r, const frame *f, bool left_out)
+{
+    static const char note[] = "  samples: a wider terminal shows them";
+    const dp_gan_series *g = &f->gan;
+    int room = r.w - 1 - (left_out ? (int)sizeof note - 1 : 0);
+    if (left_out)
+        dp_text(r.y, r.x + r.w - (int)sizeof note, (int)sizeof note - 1, A_NORMAL, "%s", note);
+    if (g->steps == 0) {
+        dp_text(r.y, r.x, room, A_NORMAL, " D(x) -  D(G(z)) -");
+        return;
+    }
+    char a[32], b[48];
+    int la = snprintf(a, sizeof a, " D(x) %.3f ", g->last_d_real);
+    int lb = snprintf(b, sizeof b, "  D(G(z)) %.3f / %.3f ", g->last_d_fake,
+                      g->last_d_fake_after);
+    int spark = (room - la - lb) / 2;
+    spark = spark > 40 ? 40 : spark < 4 ? 0 : spark;
+    float v[40];
+    int x = r.x;
+    dp_text(r.y, x, room, A_NORMAL, "%s", a);
+    x += la;
+    if (spark) {
+        int n = dp_series_resample(&g->d_real, spark, v);
+        dp_sparkline(sty, r.y, x, spark, v, n, 0.0f, 1.0f);
+        x += spark;
+    }
+    dp_text(r.y, x, r.x + room - x, A_NORMAL, "%s", b);
+    x += lb;
+    if (spark) {
+        int n = dp_series_resample(&g->d_fake, spark, v);
+        dp_sparkline(sty, r.y, x, spark, v, n, 0.0f, 1.0f);
+    }
+}
+
 /* ---- keys and help ---- */
 
 static const struct key_help {
@@ -666,12 +832,17 @@ static void draw_finish(dp_rect event, dp_rect bar, const char *text)
         dp_text(bar.y, 0, bar.w, A_BOLD, " %s", text + cut + (text[cut] == ' '));
 }
 
-static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *info, bool help)
+static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *info, bool help,
+                 picture *pic)
 {
     erase();
     dp_layout lay;
     int stages = f->st.pipeline ? f->st.request.stages : 0;
-    dp_layout_make(COLS, LINES, f->all_devices, stages > 1, &lay);
+    bool gan = is_gan(f);
+    if (gan)
+        dp_layout_make_gan(COLS, LINES, f->all_devices, stages > 1, &lay);
+    else
+        dp_layout_make(COLS, LINES, f->all_devices, stages > 1, &lay);
     if (lay.too_small) {
         draw_summary(lay.summary, f);
         refresh();
@@ -682,10 +853,19 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
     for (int i = 0; i < lay.n_panels; i++)
         draw_panel(sty, lay.panels[i], f, info, i);
     if (lay.n_panels < f->all_devices) /* on the blank row above the plot */
-        dp_text(lay.loss_plot.y - 1, 0, COLS, A_BOLD,
+        dp_text((gan ? lay.gan_line.y : lay.loss_plot.y) - 1, 0, COLS - lay.samples.w, A_BOLD,
                 " +%d more device%s (a larger terminal shows them)",
                 f->all_devices - lay.n_panels, f->all_devices - lay.n_panels == 1 ? "" : "s");
-    dp_loss_plot(sty, lay.loss_plot, &f->series);
+    if (gan) {
+        dp_series_plot(sty, lay.loss_plot, &f->series, "D loss");
+        if (lay.loss_plot_g.h)
+            dp_series_plot(sty, lay.loss_plot_g, &f->gan.loss_g, "G loss");
+        draw_gan_line(sty, lay.gan_line, f, lay.samples_left_out);
+        if (lay.samples.h)
+            draw_samples(sty, lay.samples, f, pic);
+    } else {
+        dp_loss_plot(sty, lay.loss_plot, &f->series);
+    }
     dp_eval_table(sty, lay.evals, f->st.evals, f->st.n_evals, f->st.evals_done,
                   f->st.n_evals ? f->st.best_eval.step : -1);
     if (lay.timeline.h)
@@ -1043,7 +1223,7 @@ static bool read_keys(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *i
 /* Frames and keys until the user quits or a signal stops the run, and the loop has finished
  * (or gives up waiting: see dp_dashboard_run). */
 static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,
-                   atomic_int *stop, const dp_style *sty, dp_gpumon *mon)
+                   atomic_int *stop, const dp_style *sty, dp_gpumon *mon, picture *pic)
 {
     static frame f; /* large: keep it off the stack */
     bool help = false, quitting = false;
@@ -1067,7 +1247,7 @@ static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info
             clearok(curscr, TRUE); /* the launcher may have printed over the screen */
             last_repaint = dp_now_s();
         }
-        draw(sty, &f, info, help);
+        draw(sty, &f, info, help, pic);
         if (read_keys(t, ctl, info, &f, &help)) {
             if (f.st.finished)
                 break;
@@ -1081,6 +1261,8 @@ static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info
                                           : "quitting after the current step");
         }
     }
+    dp_control_samples_free(&f.samples);
+    f.samples.generation = 0;
 }
 
 int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,
@@ -1093,7 +1275,15 @@ int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *in
     sty.color = info->color && has_colors();
     dp_widgets_colors(&sty);
     dp_gpumon *mon = open_gpumon(t);
-    frames(t, ctl, info, stop, &sty, mon);
+    /* a GAN's samples: half blocks in greys where the terminal can show them, else ASCII */
+    picture pic = { .pairs = dp_picture_pairs_new() };
+    pic.mode = dp_picture_drawable(
+        dp_picture_choose(sty.utf8, sty.color ? COLORS : 0, getenv("COLORTERM")));
+    if (!pic.pairs)
+        pic.mode = DP_PICTURE_ASCII;
+    frames(t, ctl, info, stop, &sty, mon, &pic);
+    free(pic.cells);
+    dp_picture_pairs_free(pic.pairs);
     endwin();
     delscreen(term.screen);
     release_terminal(info, &term);

@@ -32,6 +32,10 @@ typedef struct dp_dashboard_info {
     int tty;
     int max_stages;          /* the model's layers with parameters (0: unknown), to say why a
                               * pipeline leaves devices unused */
+    /* A GAN's samples lie in the data's range, [-1, 1] ([data] range = -1:1) or [0, 1]: what
+     * their picture maps to black and white. range_lo >= range_hi (both 0, not set): not
+     * told, and the picture takes [-1, 1] when a sample is below 0, else [0, 1]. */
+    float range_lo, range_hi;
 } dp_dashboard_info;
 
 /* Runs the dashboard until the user quits (q or F10) or *stop is set by a signal, and the

@@ -115,6 +115,11 @@ static void put_braille(int bits)
 
 void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s)
 {
+    dp_series_plot(st, r, s, "loss");
+}
+
+void dp_series_plot(const dp_style *st, dp_rect r, const dp_series *s, const char *what)
+{
     if (r.h < 3 || r.w < 20)
         return;
     const int label_w = 8;
@@ -122,7 +127,7 @@ void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s)
     cols = cols > PLOT_MAX_COLS ? PLOT_MAX_COLS : cols;
     rows = rows > PLOT_MAX_ROWS ? PLOT_MAX_ROWS : rows;
     int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
-    dp_text(r.y, r.x, r.w, title, "loss over %ld steps", s->steps);
+    dp_text(r.y, r.x, r.w, title, "%s over %ld steps", what, s->steps);
     if (s->n_points < 2) {
         dp_text(r.y + 1, r.x + label_w, cols, A_NORMAL, "%s",
                 !s->steps                          ? "(waiting for steps)"
@@ -269,10 +274,45 @@ void dp_eval_result(char *buf, size_t size, const dp_eval_point *e)
 {
     if (e->step < 0)
         snprintf(buf, size, "-");
+    else if (e->gan && e->generated > 0)
+        snprintf(buf, size, "FD %.4g", e->frechet);
+    else if (e->gan)
+        snprintf(buf, size, "D(x) %.3f", e->d_real);
     else if (e->text)
         snprintf(buf, size, "bpb %.3f", e->loss / log(2.0));
     else
         snprintf(buf, size, "acc %.2f%%", 100 * e->accuracy);
+}
+
+/* A GAN's table: step and D's test loss, then the Frechet distance and score when the newest
+ * evaluation has them (else D(x)); the best (lowest distance) marked. */
+static void gan_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n,
+                           long total, long best_step)
+{
+    int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
+    bool quality = evals[n - 1].generated > 0;
+    dp_text(r.y, r.x + 1, r.w - 2, title, quality ? "evaluations (%ld, * best FD)"
+                                                  : "evaluations (%ld)", total);
+    if (quality)
+        dp_text(r.y + 1, r.x + 1, r.w - 1, A_BOLD, "%5s %6s %6s %6s", "step", "D loss", "FD",
+                "score");
+    else
+        dp_text(r.y + 1, r.x + 1, r.w - 1, A_BOLD, "%5s %6s %6s", "step", "D loss", "D(x)");
+    int rows = r.h - 2, first = n > rows ? n - rows : 0; /* the newest that fit */
+    for (int i = first; i < n; i++) {
+        const dp_eval_point *e = &evals[i];
+        bool best = e->step == best_step;
+        int attr = best ? dp_attr(st, DP_PAIR_GOOD, A_BOLD) : (int)A_NORMAL;
+        if (quality && e->generated > 0)
+            dp_text(r.y + 2 + i - first, r.x, r.w, attr, "%c%5ld %6.4g %6.4g %6.4g",
+                    best ? '*' : ' ', e->step, e->loss, e->frechet, e->score);
+        else if (quality) /* an evaluation without them, as a run resumed with a classifier */
+            dp_text(r.y + 2 + i - first, r.x, r.w, attr, "%c%5ld %6.4g %6s %6s", ' ', e->step,
+                    e->loss, "-", "-");
+        else
+            dp_text(r.y + 2 + i - first, r.x, r.w, attr, "%c%5ld %6.4g %6.3f", ' ', e->step,
+                    e->loss, e->d_real);
+    }
 }
 
 void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n, long total,
@@ -280,6 +320,10 @@ void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, in
 {
     if (r.h < 2 || r.w < 16)
         return;
+    if (n > 0 && evals[n - 1].gan) {
+        gan_eval_table(st, r, evals, n, total, best_step);
+        return;
+    }
     int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
     bool text = n > 0 && evals[n - 1].text;
     dp_text(r.y, r.x + 1, r.w - 2, title, r.w >= 28 ? "evaluations (%ld, * best)"

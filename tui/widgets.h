@@ -39,6 +39,8 @@ void dp_sparkline(const dp_style *st, int y, int x, int w, const float *v, int n
 
 /* The run's loss over its steps in r, with marks where the strategy changed. */
 void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s);
+/* The same for any series, titled "<what> over N steps" (a GAN's "D loss", "G loss"). */
+void dp_series_plot(const dp_style *st, dp_rect r, const dp_series *s, const char *what);
 
 /* The last step's operations, one row per stage (timelines[S]), with time running right: each
  * column merged (tui/timeline.h), each stage's bubble beside the ideal of S stages and `micro`
@@ -46,10 +48,12 @@ void dp_loss_plot(const dp_style *st, dp_rect r, const dp_series *s);
 void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *timelines, int stages,
                       int micro);
 
-/* "acc 87.12%", or "bpb 1.234" for text; "-" for none (step < 0). */
+/* "acc 87.12%", or "bpb 1.234" for text, a GAN's "FD 12.34" (its Frechet distance) or, without
+ * quality figures, "D(x) 0.512"; "-" for none (step < 0). */
 void dp_eval_result(char *buf, size_t size, const dp_eval_point *e);
 /* The evaluations evals[n] kept of `total`, newest last, as a table of step, loss and accuracy
- * or bits per byte; the one at best_step marked. */
+ * or bits per byte (a GAN's: step, D's test loss, and the Frechet distance and score when the
+ * newest has them, else D(x)); the one at best_step marked. */
 void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n, long total,
                    long best_step);
 
