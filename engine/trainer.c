@@ -869,7 +869,6 @@ static bool gan_evaluation(dp_trainer *t, dp_eval_report *r, const dp_eval_watch
  * whole part would give. */
 bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *r)
 {
-    *r = (dp_eval_report){ .frechet = NAN, .score = NAN };
     long n = t->test->n, batch = t->cfg.batch; /* each process evaluates its part */
     long first = n * dp_world_rank() / dp_world_size();
     long rows = n * (dp_world_rank() + 1) / dp_world_size() - first;
@@ -889,6 +888,7 @@ bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *
     }
     const dp_objective *o = t->cfg.model->objective;
     dp_world_sum(sums, o->n_stats);
+    *r = (dp_eval_report){ .frechet = NAN, .score = NAN }; /* a classifier's: no GAN figures */
     r->samples = n;
     o->report(sums, n, t->test->targets, r);
     if (isnan(r->loss))

@@ -115,8 +115,8 @@ typedef struct dp_eval_watch {
 /* Evaluates the current parameters on the whole test split, in parts (w may be NULL): what r
  * holds is the model objective's report (dp_eval_report in objective.h), the same whatever the
  * parts. Under mpirun every process stops at the same part when any process's progress asks
- * (each calls it the same number of times). Returns false when stopped (r then holds
- * nothing to report). */
+ * (each calls it the same number of times). Returns false, with r untouched, when stopped
+ * before the discriminator's figures of a GAN (after them: r holds those). */
 bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *r);
 
 /* A GAN's generator in evaluation on n latent vectors of `purpose` (kernels.h:

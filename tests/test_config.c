@@ -268,10 +268,20 @@ START_TEST(test_config_objective)
     ck_assert_msg(strstr(text, "\nobjective = classify\n") != NULL,
                   "--print-config lacks the objective:\n%s", text);
     free(text);
-    load_fail_at("[model]\nobjective = gan\n", 2, "[model] objective = gan",
-                 "expected one of classify", (char *)NULL);
+    load_ok(&c, "[model]\nobjective = gan\n");
+    ck_assert_ptr_eq(dp_objectives[c.objective], &dp_objective_gan);
+    load_fail_at("[model]\nobjective = mlm\n", 2, "[model] objective = mlm",
+                 "expected one of classify, gan", (char *)NULL);
     ck_assert_int_eq(dp_config_set(&c, "model.objective=mlm", "--set", &err), -1);
-    ck_assert_msg(strstr(err.msg, "expected one of classify") != NULL, "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "expected one of classify, gan") != NULL, "%s", err.msg);
+    /* a GAN needs both of its lists, and they need it */
+    load_ok(&c, "[model]\nobjective = gan\n");
+    ck_assert_int_eq(dp_config_check(&c, &err), -1);
+    ck_assert_msg(strstr(err.msg, "needs both [model] generator"), "%s", err.msg);
+    dp_config_defaults(&c);
+    load_ok(&c, "[model]\ngenerator = linear:4\n");
+    ck_assert_int_eq(dp_config_check(&c, &err), -1);
+    ck_assert_msg(strstr(err.msg, "set [model] objective = gan"), "%s", err.msg);
 }
 END_TEST
 
@@ -330,7 +340,7 @@ START_TEST(test_config_layers_continuation)
     dp_config c;
     load_ok(&c, texts[2]);
     ck_assert_msg(c.optim.lr == 0.5, "the key after the list was lost: lr %g", c.optim.lr);
-    load_fail_at("[run]\nsteps = 5\n    6\n", 3, "only [model] layers", (char *)NULL);
+    load_fail_at("[run]\nsteps = 5\n    6\n", 3, "only layer lists ([model] layers", (char *)NULL);
 }
 END_TEST
 
@@ -791,7 +801,7 @@ START_TEST(test_config_values_read_back)
     load_ok(&c, "[model]\nlayers = linear:8,\n  [x] = 1\n");
     ck_assert_str_eq(c.layers, "linear:8, [x] = 1");
     assert_print_round_trip(&c);
-    load_fail_at("[run]\nsteps = 1\n  [optim]\n", 3, "only [model] layers may continue",
+    load_fail_at("[run]\nsteps = 1\n  [optim]\n", 3, "only layer lists ([model] layers",
                  (char *)NULL);
     /* an item too long for a line of its own is refused */
     char item[300] = "model.layers=linear:8, ";
