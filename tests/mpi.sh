@@ -172,4 +172,22 @@ else
         fail "no watchdog message: $(grep -v '^step' "$work/stop.out" | tail -n 5)"
     echo "a stopped rank ended the run in $took s (watchdog 3 s, exit $rc)"
 fi
+# a GAN across processes: its three passes and two updates, the batch statistics of its
+# batch normalisation and its quality figures (each process its part of the samples) sum
+# across them; two processes of one device end where dp on two devices in one does
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+    sed -e 's/^epochs = .*/steps = 4/' -e 's/^batch = .*/batch = 16/' -e 's/^samples = .*/samples =/' \
+        -e 's/^lr = .*/lr = 0.00001/' "$srcdir/examples/fashion-dcgan.ini" >"$work/gan.ini"
+    printf '[data]\nlimit = 500\n' >>"$work/gan.ini"
+    "$DPMPTOP" --headless -c "$work/gan.ini" --devices cpu:2 --strategy dp \
+        --save "$work/gan-dp" >"$work/gan-dp.out" 2>&1 || fail "GAN dp: exit $?"
+    mpi 2 "$DPMPTOP" --headless -c "$work/gan.ini" --devices cpu:1 --strategy dp \
+        --save "$work/gan-mpi" >"$work/gan-mpi.out" 2>&1 ||
+        fail "GAN under mpirun: exit $?: $(tail -n 3 "$work/gan-mpi.out")"
+    for model in generator discriminator; do
+        d=$("$compare" "$work/gan-dp/$model.safetensors" "$work/gan-mpi/$model.safetensors" \
+            1.3e-6 1e-5) || fail "GAN under mpirun: the $model differs from dp's ($d)"
+    done
+    grep -q 'D on the test split' "$work/gan-mpi.out" || fail "GAN under mpirun: no evaluation"
+fi
 finish
