@@ -46,7 +46,7 @@ static void ref_conv(const dp_layer *l, int rows, const double *w, const double 
         for (int o = 0; o < oc; o++)
             for (int i = 0; i < oh; i++)
                 for (int j = 0; j < ow; j++) {
-                    double sum = b[o];
+                    double sum = dp_conv_has_bias(l) ? b[o] : 0.0;
                     for (int ci = 0; ci < c; ci++)
                         for (int a = 0; a < k; a++)
                             for (int e = 0; e < k; e++) {
@@ -339,6 +339,7 @@ START_TEST(test_conv_grad)
 {
     check_model("conv:3:3, flatten, linear:4", image_2x6x5, 4, 2);
     check_model("conv:3:3:2:1, tanh, flatten, linear:4", image_2x6x5, 4, 3);
+    check_model("conv:3:3:2:1:0, tanh, flatten, linear:4", image_2x6x5, 4, 3); /* no bias */
     check_model("conv:2:1, conv:2:2:2, flatten, linear:3", image_2x6x5, 3, 2);
 }
 END_TEST

@@ -858,6 +858,20 @@ START_TEST(test_deconv_grad)
     check_one_layer("deconv:2:2:3", image(2, 2, 2), 2, 17);        /* stride 3 > K 2 */
     check_one_layer("deconv:2:2:3:2", image(2, 3, 3), 2, 18);      /* padding = K */
     check_one_layer("deconv:1:3:2:1", image(1, 1, 3), 1, 19);      /* 1x3 -> 1x5 */
+    /* without a bias (BIAS 0: PyTorch's bias=False), and conv the same */
+    check_one_layer("deconv:3:4:2:1:0", image(2, 3, 2), 2, 23);
+    dp_model m;
+    dp_err err;
+    ck_assert_int_eq(dp_model_parse_shape(&m, "conv:3:3:1:1:0, deconv:2:4:2:1:0, flatten, "
+                                              "linear:2",
+                                          image(2, 4, 4), 2, &err), 0);
+    ck_assert_uint_eq(m.layers[0].param_count, 3 * 2 * 3 * 3);
+    ck_assert_uint_eq(m.layers[1].param_count, 3 * 2 * 4 * 4);
+    ck_assert_int_eq(dp_model_tensors(&m, NULL), 2 + 2); /* two weights, linear's two */
+    dp_model_free(&m);
+    ck_assert_int_lt(dp_model_parse_shape(&m, "conv:3:3:1:1:2, flatten, linear:2",
+                                          image(2, 4, 4), 2, &err), 0);
+    ck_assert_msg(strstr(err.msg, "BIAS is 1"), "%s", err.msg);
 
     /* the shapes the layer gives, (H - 1) * STRIDE - 2 * PAD + K */
     one_layer c;
@@ -1223,7 +1237,7 @@ START_TEST(test_gan_parse_errors)
     expect_image_error("deconv:2:3:0, flatten, linear:3", img, "stride must be at least 1");
     expect_image_error("deconv:2:0, flatten, linear:3", img, "kernel size and the stride");
     expect_image_error("deconv:0:3, flatten, linear:3", img, "at least 1 output channel");
-    expect_image_error("deconv:2, flatten, linear:3", img, "write deconv:OUT:K[:STRIDE[:PAD]]");
+    expect_image_error("deconv:2, flatten, linear:3", img, "write deconv:OUT:K[:STRIDE[:PAD[:BIAS]]]");
     expect_image_error("deconv:1:1:16777216, flatten, linear:3", image(1, 4, 4),
                        "values per sample");
 }
