@@ -541,6 +541,23 @@ int main(void)
     cpu.be->softmax_xent(&cpu, cx, cl, rows, cols, 0.25f, NULL, cst);
     gpu.be->softmax_xent(&gpu, gx, gl, rows, cols, 0.25f, NULL, gst);
     compare("softmax_xent again, stats only", back(&cpu, cst, 2), back(&gpu, gst, 2), 2, 1e-5);
+    /* a GAN's binary cross-entropy with logits, against labels 0 and 1, and its noise (1e-6:
+     * Box-Muller's log and cos in double on each side, rounded to float) */
+    for (int r = 0; r < rows; r++)
+        labels[r] = (int32_t)(r % 3 == 0);
+    cpu.be->upload(&cpu, cl, labels, sizeof labels);
+    gpu.be->upload(&gpu, gl, labels, sizeof labels);
+    float zero3[3] = { 0, 0, 0 };
+    float *cb3 = on(&cpu, zero3, 3, 0), *gb3 = on(&gpu, zero3, 3, 0);
+    cpu.be->bce_logits(&cpu, cx, cl, rows, 0.5f, cg, cb3);
+    gpu.be->bce_logits(&gpu, gx, gl, rows, 0.5f, gg, gb3);
+    compare("bce_logits dz", back(&cpu, cg, rows), back(&gpu, gg, rows), rows, 1e-5);
+    compare("bce_logits loss, right, sigmoid sums", back(&cpu, cb3, 3), back(&gpu, gb3, 3), 3,
+            1e-5);
+    dp_noise_args na = { 5, DP_NOISE_TRAIN, 9, 130 };
+    cpu.be->noise(&cpu, cg, rows, cols, na);
+    gpu.be->noise(&gpu, gg, rows, cols, na);
+    compare("noise (the same latent vectors)", back(&cpu, cg, n), back(&gpu, gg, n), n, 1e-6);
 
     /* optimizers */
     dp_sgd_args sgd = { .lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true };
