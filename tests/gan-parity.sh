@@ -9,8 +9,9 @@
 #
 # The reference runs on one core: single on every core splits its GEMMs across threads, a
 # summation order other than that of the workers of the other plans (one thread each), and
-# after the first step two of the generator's 627,200 first-layer weights, whose gradients
-# are near Adam's eps, differ by 1e-5; the GAN's training amplifies that 25 times a step.
+# after the first step two of the generator's first-layer weights (of 627,200 in a wider
+# version of the model), whose gradients are near Adam's eps, differ by 1e-5; the GAN's
+# training amplifies that 25 times a step.
 # On one core single sums as every worker does, and pp gives it bit for bit. The rate is
 # DCGAN's over 20 (1e-5): at 2e-4, the summation orders of the replicas' shares (1e-7) flip
 # ReLU inputs that land within that of 0, and the GAN's training grows the difference to 1e-2
