@@ -605,13 +605,11 @@ static int check_finite(dp_trainer *t, const dp_step_report *r, double loss, dou
 {
     if (isfinite(loss) && isfinite(norm))
         return 0;
-    dp_step_report bad = *r;
-    bad.loss = loss;
-    bad.grad_norm = norm;
-    locate_nonfinite(t, bad.nonfinite, sizeof bad.nonfinite);
-    fail_nonfinite(t, &bad, err);
-    dp_err_prefix(err, "%s: ", which);
-    return -1;
+    char where[160];
+    locate_nonfinite(t, where, sizeof where);
+    return dp_fail(err, "step %ld: %s's loss is %g and its gradient norm %g: %s; stopping "
+                        "(lower optim.lr, or set optim.clip)",
+                   r->step, which, isnan(loss) ? NAN : loss, isnan(norm) ? NAN : norm, where);
 }
 
 /* The update of one of the GAN's models (mid_step: D's, before G's pass). */
