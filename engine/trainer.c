@@ -426,6 +426,20 @@ static int switch_plan(dp_trainer *t, const dp_plan *next, dp_step_report *r, dp
     return 0;
 }
 
+/* "layer 3 (linear)", or in a GAN "the discriminator's layer 1 (linear)": the index its own
+ * list gives it. */
+static const char *layer_name(const dp_model *m, int i, char *buf, size_t size)
+{
+    const char *kind = m->layers[i].ops->name;
+    if (!m->gan_split)
+        snprintf(buf, size, "layer %d (%s)", i, kind);
+    else if (i < m->gan_split)
+        snprintf(buf, size, "the generator's layer %d (%s)", i, kind);
+    else
+        snprintf(buf, size, "the discriminator's layer %d (%s)", i - m->gan_split, kind);
+    return buf;
+}
+
 /* Where the values of a step went non-finite, in words, for the message. */
 static void locate_nonfinite(dp_trainer *t, char *buf, size_t size)
 {
@@ -442,14 +456,15 @@ static void locate_nonfinite(dp_trainer *t, char *buf, size_t size)
         if (res->bad_backward > backward)
             backward = res->bad_backward;
     }
-    const dp_layer *l = t->cfg.model->layers;
+    const dp_model *m = t->cfg.model;
+    char name[96];
     if (forward >= 0)
-        snprintf(buf, size, "the first non-finite values are layer %d (%s)'s %s", forward,
-                 l[forward].ops->name, weights ? "weights" : "output");
+        snprintf(buf, size, "the first non-finite values are %s's %s",
+                 layer_name(m, forward, name, sizeof name), weights ? "weights" : "output");
     else if (backward >= 0)
         snprintf(buf, size, "the forward pass is finite; backward, the gradient goes "
-                            "non-finite first at layer %d (%s)",
-                 backward, l[backward].ops->name);
+                            "non-finite first at %s",
+                 layer_name(m, backward, name, sizeof name));
     else
         snprintf(buf, size, "every layer's output and gradient is finite (the loss itself "
                             "overflowed)");
