@@ -98,25 +98,32 @@ def flag(text):
     return text.lower() in ("true", "yes", "on", "1")
 
 
-def image_shape(cfg):
-    if cfg["data"]["kind"] == "cifar10":
-        return (3, 32, 32)
-    return (1, 28, 28) if cfg["data"]["kind"] in ("fashion-mnist", "mnist") else None
-
-
-def training_images(cfg, torch, count):
-    """The first `count` training images (file order) as dpmptop sees them: pixels / 255, then
-    2 x - 1 under [data] range = -1:1."""
-    import torch_train  # bench/torch_train.py: IDX reading (plain or gzip)
+def training_pixels(cfg, torch):
+    """The training split's images as bytes [n, H, W] (IDX files, plain or gzip: the twin reads
+    the data kinds of IDX files only)."""
+    import torch_train  # bench/torch_train.py: IDX reading
     kind = cfg["data"]["kind"]
     path = cfg["data"]["path"] or DEFAULT_PATHS.get(kind, "")
     if kind not in ("fashion-mnist", "mnist", "idx"):
         sys.exit(f"torch_gan.py: data kind {kind} is not IDX files")
-    name = "train-images-idx3-ubyte"
-    f = os.path.join(path, name)
+    f = os.path.join(path, "train-images-idx3-ubyte")
     if not os.path.exists(f):
         f += ".gz"
-    px = torch_train.read_idx(f, torch)
+    return torch_train.read_idx(f, torch)
+
+
+def image_shape(cfg):
+    """One image's shape, (1, H, W)."""
+    import torch
+    if cfg["data"]["kind"] in ("fashion-mnist", "mnist"):
+        return (1, 28, 28)
+    return (1,) + tuple(training_pixels(cfg, torch).shape[1:])
+
+
+def training_images(cfg, torch, count):
+    """The first `count` training images (all with 0; file order) as dpmptop sees them:
+    pixels / 255, then 2 x - 1 under [data] range = -1:1; and the epoch's length."""
+    px = training_pixels(cfg, torch)
     limit = int(cfg["data"]["limit"])
     if limit > 0:
         px = px[:limit]
@@ -132,11 +139,8 @@ def training_images(cfg, torch, count):
 def build(cfg):
     import torch_models
     latent = torch_models.latent_shape(cfg["model"]["latent"])
-    shape = image_shape(cfg)
-    if shape is None:  # idx: the shape of the files' images
-        shape = (1,) + tuple(cfg["_image_hw"])
     g, d = torch_models.build_gan(cfg["model"]["generator"], cfg["model"]["discriminator"],
-                                  latent, shape)
+                                  latent, image_shape(cfg))
     return g, d, latent
 
 
