@@ -14,11 +14,18 @@ cross-entropy averaged over every target. Images given to linear are flattened f
 dpmptop does; res's shortcut is a 1x1 convolution (images) or a linear layer (vectors,
 sequences) when the body changes the shape. save_safetensors and load_safetensors write and
 read dpmptop's weight files (F32) without the safetensors package.
+
+A GAN ([model] objective = gan): build_gan(generator, discriminator, latent, image) returns G
+and D, each an nn.Sequential named as dpmptop's generator.safetensors and
+discriminator.safetensors (app/gan.h); latent_shape("100:1:1") reads [model] latent.
+gan_noise(seed, purpose, step, sample0, rows, z) draws the latent vectors dpmptop draws
+(engine/kernels.h: dp_noise_value), bit for bit, as a float32 numpy array.
 """
 import json
 import math
 import struct
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -255,3 +262,75 @@ def load_safetensors(path):
         t = torch.frombuffer(bytearray(body[b:end]), dtype=dtypes[e["dtype"]])
         out[name] = t.reshape(e["shape"])
     return out
+
+
+def latent_shape(text):
+    """[model] latent: "Z" is (Z,), "Z:1:1" is (Z, 1, 1), as DCGAN feeds its generator."""
+    dims = tuple(int(d) for d in text.split(":"))
+    if len(dims) == 1 or (len(dims) == 3 and dims[1:] == (1, 1)):
+        return dims
+    raise ValueError(f"latent '{text}': write Z or Z:1:1")
+
+
+def build_gan(generator, discriminator, latent, image):
+    """G from the latent shape to one image (it must give exactly `image`) and D from an image
+    to one logit (no final sigmoid: the loss is BCE with logits), as nn.Sequential each."""
+    g, out = layer_list(generator, tuple(latent))
+    if out != tuple(image):
+        raise ValueError(f"the generator gives {out} per sample, not images {tuple(image)}")
+    d, out = layer_list(discriminator, tuple(image))
+    if out != (1,):
+        raise ValueError(f"the discriminator gives {out} per sample, not one logit")
+    return g, d
+
+
+def dcgan_weights_init(model, generator):
+    """[model] init = dcgan: DCGAN's weights_init (conv and deconv weights from N(0, 0.02), bn's
+    weights from N(1, 0.02) and biases 0), drawn from `generator` (a torch.Generator)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.weight.normal_(0.0, 0.02, generator=generator)
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.normal_(1.0, 0.02, generator=generator)
+                m.bias.zero_()
+
+
+# engine/kernels.h's purposes of a GAN's noise
+NOISE_TRAIN = 0x67616e0000000001  # a training step's fakes
+NOISE_FIXED = 0x67616e0000000002  # the samples shown and written at evaluations
+NOISE_EVAL = 0x67616e0000000003   # the samples an evaluation measures
+NOISE_GENERATE = 0x67616e0000000004
+
+_M64 = (1 << 64) - 1
+
+
+def _mix64(z):
+    """splitmix64's finaliser on uint64 numpy values (products wrap modulo 2^64, as C's)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+    return z ^ (z >> np.uint64(31))
+
+
+def gan_noise_bits(seed, purpose, step, sample0, rows, draws):
+    """dp_noise_bits for rows 0..rows-1 and draws 0..draws-1: uint64 [rows, draws]."""
+    with np.errstate(over="ignore"):
+        key = np.array([(step * 0x9e3779b97f4a7c15 + purpose) & _M64], dtype=np.uint64)
+        h = _mix64(np.array([seed & _M64], dtype=np.uint64) ^ _mix64(key))
+        place = (np.arange(rows, dtype=np.uint64) + np.uint64(sample0 & _M64)) * \
+            np.uint64(0xc2b2ae3d27d4eb4f)
+        j = np.arange(draws, dtype=np.uint64)
+        return _mix64(h ^ _mix64(place[:, None] + j[None, :]))
+
+
+def gan_noise(seed, purpose, step, sample0, rows, z):
+    """dp_noise_value for rows 0..rows-1 (places sample0 + r) and values k < z: float32
+    [rows, z], a standard normal by Box-Muller in double from draws 2k and 2k + 1, rounded to
+    float. log and cos are the C library's (Python's math module calls them), not numpy's own
+    vector versions, which may differ from them in the last bit."""
+    bits = gan_noise_bits(seed, purpose, step, sample0, rows, 2 * z) >> np.uint64(11)
+    u1 = ((bits[:, 0::2].astype(np.float64) + 1.0) * 2.0 ** -53).ravel().tolist()
+    u2 = (bits[:, 1::2].astype(np.float64) * 2.0 ** -53).ravel().tolist()
+    two_pi = 6.283185307179586
+    vals = [math.sqrt(-2.0 * math.log(a)) * math.cos(two_pi * b) for a, b in zip(u1, u2)]
+    return np.array(vals, dtype=np.float64).astype(np.float32).reshape(rows, z)
