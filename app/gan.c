@@ -30,6 +30,13 @@ int dp_gan_latent_shape(const char *text, dp_shape *out, dp_err *err)
                    text);
 }
 
+void dp_gan_png_path(const char *output, char *buf, size_t size)
+{
+    const char *dot = strrchr(output, '.');
+    size_t stem = dot && !strcmp(dot, ".idx") ? (size_t)(dot - output) : strlen(output);
+    snprintf(buf, size, "%.*s.png", (int)stem, output);
+}
+
 int dp_gan_make_dir(const char *option, const char *dir, dp_err *err)
 {
     struct stat st;
@@ -81,6 +88,16 @@ static bool holds_other(const char *path, const dp_model *other)
     return holds;
 }
 
+void dp_gan_name_key(dp_err *err, const char *key)
+{
+    char *at = strstr(err->msg, "[model] layers");
+    if (!at)
+        return;
+    char rest[sizeof err->msg];
+    snprintf(rest, sizeof rest, "%s", at + strlen("[model] layers"));
+    snprintf(at, sizeof err->msg - (size_t)(at - err->msg), "%s%s", key, rest);
+}
+
 /* Loads one of the two files; a file of the other model is named as such. */
 static int load_part(const char *path, const char *what, const dp_model *m,
                      const dp_model *other, const char *other_what, float *host, dp_err *err)
@@ -91,12 +108,15 @@ static int load_part(const char *path, const char *what, const dp_model *m,
         return dp_fail(err, "%s holds a %s's weights (its tensors are those of [model] %s), "
                             "not the %s's; put each model's file under its own name",
                        path, other_what, other_what, what);
+    char key[32];
+    snprintf(key, sizeof key, "[model] %s", what);
+    dp_gan_name_key(err, key);
     dp_err_prefix(err, "the %s: ", what);
     return -1;
 }
 
 int dp_gan_load(const char *dir, const dp_model *gen, const dp_model *disc, float *host,
-                dp_err *err)
+                bool generator_only, dp_err *err)
 {
     char path[4200];
     struct stat st;
@@ -105,8 +125,11 @@ int dp_gan_load(const char *dir, const dp_model *gen, const dp_model *disc, floa
                             "and %s (as --save DIR writes them)",
                        dir, DP_GAN_GENERATOR_FILE, DP_GAN_DISCRIMINATOR_FILE);
     if (join(path, sizeof path, dir, DP_GAN_GENERATOR_FILE, err) < 0 ||
-        load_part(path, "generator", gen, disc, "discriminator", host, err) < 0 ||
-        join(path, sizeof path, dir, DP_GAN_DISCRIMINATOR_FILE, err) < 0 ||
+        load_part(path, "generator", gen, disc, "discriminator", host, err) < 0)
+        return -1;
+    if (generator_only)
+        return 0;
+    if (join(path, sizeof path, dir, DP_GAN_DISCRIMINATOR_FILE, err) < 0 ||
         load_part(path, "discriminator", disc, gen, "generator", host + gen->n_params, err) < 0)
         return -1;
     return 0;

@@ -3,6 +3,7 @@
 #ifndef DP_APP_GAN_H
 #define DP_APP_GAN_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "app/run_loop.h"
@@ -17,17 +18,26 @@
 /* [model] latent: "Z" (a vector [Z]) or "Z:1:1" ([Z, 1, 1], as DCGAN feeds its generator). */
 int dp_gan_latent_shape(const char *text, dp_shape *out, dp_err *err);
 
+/* The PNG beside --generate's IDX file `output`: its name with .png for .idx, else .png
+ * added. */
+void dp_gan_png_path(const char *output, char *buf, size_t size);
+
 /* Makes directory dir (option names it in messages) when it is not there; refuses a path whose
  * last part is a symbolic link or not a directory. */
 int dp_gan_make_dir(const char *option, const char *dir, dp_err *err);
 
 /* Writes host[gen n_params + disc n_params] (the GAN model's flat vector: the generator's
  * parameters first) as dir/generator.safetensors and dir/discriminator.safetensors, each
- * with its own nn.Sequential names; and reads them back. */
+ * with its own nn.Sequential names; and reads them back (the generator's only, leaving the
+ * rest of host alone, with generator_only: --generate needs no discriminator). */
 int dp_gan_save(const char *dir, const dp_model *gen, const dp_model *disc, const float *host,
                 dp_err *err);
 int dp_gan_load(const char *dir, const dp_model *gen, const dp_model *disc, float *host,
-                dp_err *err);
+                bool generator_only, dp_err *err);
+
+/* Puts `key` for "[model] layers" in err's message (a file's tensors checked against a layer
+ * list that another key gives: a GAN's models, a classifier). */
+void dp_gan_name_key(dp_err *err, const char *key);
 
 /* Makes the samples directory, refusing one that holds samples of an earlier run
  * (step-*.png or step-*.idx): this run would overwrite them. */

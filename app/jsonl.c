@@ -103,6 +103,12 @@ static void on_finished(void *arg, dp_trainer *t, const dp_run_result *res, int 
         json_num(f, "final_loss", res->final_loss);
     else
         fputs(",\"final_loss\":null", f); /* no step ran: there is no loss */
+    if (res->gan && res->steps > res->first_step)
+        json_num(f, "final_loss_g", res->final_loss_g);
+    if (res->test_gan && res->test_generated > 0) {
+        json_num(f, "test_frechet", res->test_frechet);
+        json_num(f, "test_score", res->test_score);
+    }
     if (res->test_accuracy >= 0)
         json_num(f, "test_accuracy", res->test_accuracy);
     else

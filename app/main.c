@@ -121,8 +121,9 @@ static void print_banner(const dp_run *r)
     if (dp_plan_cut_reason(&r->plan, r->n_devices, &r->model, cut, sizeof cut))
         printf("  plan:  %s\n", cut);
     if (r->gan)
-        printf("  gan:   G %zu parameters, D %zu; latent [%s]; samples %s%s\n",
-               dp_model_trainable(&r->gen), dp_model_trainable(&r->disc), c->latent,
+        printf("  gan:   G %zu parameters, D %zu; latent [%d%s]; images in [%s]; samples %s%s\n",
+               dp_model_trainable(&r->gen), dp_model_trainable(&r->disc), r->gen.in_shape.d[0],
+               r->gen.in_shape.ndim == 3 ? ", 1, 1" : "", c->data_range ? "-1, 1" : "0, 1",
                c->gan_samples[0] ? "to " : "not written (no [gan] samples)", c->gan_samples);
     char bn[64];
     dp_trainer_batch_stats(trainer, bn, sizeof bn);
@@ -318,10 +319,7 @@ static int generate(dp_run *r, const dp_options *opt)
            (unsigned long long)r->cfg.seed);
     dp_trainer_generate(r->trainer, DP_NOISE_GENERATE, 0, opt->generate, x);
     char png[4200];
-    const char *dot = strrchr(opt->output_path, '.');
-    size_t stem = dot && !strcmp(dot, ".idx") ? (size_t)(dot - opt->output_path)
-                                               : strlen(opt->output_path);
-    snprintf(png, sizeof png, "%.*s.png", (int)stem, opt->output_path);
+    dp_gan_png_path(opt->output_path, png, sizeof png);
     int c = shape.ndim == 3 ? shape.d[0] : 1;
     int h = shape.ndim == 3 ? shape.d[1] : 1, w = shape.ndim == 3 ? shape.d[2] : shape.d[0];
     float lo = r->cfg.data_range ? -1.0f : 0.0f;

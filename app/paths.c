@@ -1,5 +1,6 @@
 /* paths.c -- output paths checked against each other, the inputs and the directories. */
 #include "app/paths.h"
+#include "app/gan.h"
 
 #include <libgen.h>
 #include <limits.h>
@@ -68,10 +69,17 @@ static bool same_file(const char *out, const char *path)
 
 int dp_check_distinct_paths(const dp_options *o, const dp_config *c)
 {
-    const char *outputs[2][2] = { { "--save", o->save_path }, { "--metrics", o->metrics_path } };
+    char png[PATH_MAX];
+    if (o->output_path)
+        dp_gan_png_path(o->output_path, png, sizeof png);
+    const char *outputs[4][2] = { { "--save", o->save_path }, { "--metrics", o->metrics_path },
+                                  { "--output", o->output_path },
+                                  { "--output's PNG", o->output_path ? png : NULL } };
     const char *data = c->data.path[0] ? c->data.path : dp_data_default_path(c->data.kind);
     char out[PATH_MAX], dir[PATH_MAX], parent[PATH_MAX];
-    for (int i = 0; i < 2; i++) {
+    struct stat st;
+    bool init_dir = o->init_path && stat(o->init_path, &st) == 0 && S_ISDIR(st.st_mode);
+    for (int i = 0; i < 4; i++) {
         if (!outputs[i][1])
             continue;
         resolve_path(outputs[i][1], out);
@@ -84,6 +92,8 @@ int dp_check_distinct_paths(const dp_options *o, const dp_config *c)
             clash = "the configuration (-c)";
         else if (o->init_path && same_file(out, o->init_path))
             clash = "--init's weights";
+        else if (init_dir && (resolve_path(o->init_path, dir), under(out, dir)))
+            clash = "inside --init's directory";
         else if (data[0] && same_file(out, data))
             clash = "the data (data.path)";
         else if (data[0] && (resolve_path(data, dir), under(out, dir)) &&

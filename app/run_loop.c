@@ -173,6 +173,8 @@ static int take_step(loop *l, dp_err *err)
         tell_event(l, &(dp_run_event){ .kind = DP_RUN_SWITCHED, .step = r->step, .step_report = r });
     l->res->steps = r->step;
     l->res->final_loss = r->loss;
+    l->res->gan = r->gan;
+    l->res->final_loss_g = r->loss_g;
     l->samples += r->rows;
     l->step_time += r->seconds;
     publish_step(l);

@@ -26,7 +26,9 @@ typedef struct dp_run_result {
     long steps;
     long first_step;          /* the step this session started at (a resumed run's checkpoint) */
     double seconds;
-    double final_loss;
+    double final_loss;        /* a GAN's: D's */
+    bool gan;                 /* a GAN's run: final_loss_g is G's */
+    double final_loss_g;
     double active_s;          /* seconds less the pauses */
     double test_accuracy;     /* of the last evaluation; -1 when none ran */
     double test_loss;         /* of the last evaluation */

@@ -132,7 +132,7 @@ static int resolve_devices(const dp_config *c, dp_device_spec *specs)
     }
     if (n == 0) {
         if (dp_world_rank() == 0) /* said once, not by every process */
-            fprintf(stderr, "dpmptop: no usable GPU (%s); training on 2 CPU devices\n",
+            fprintf(stderr, "dpmptop: no usable GPU (%s); using 2 CPU devices\n",
                     err.msg);
     } else if (specs[0].cuda && gpus < 0) {
         fprintf(stderr, "dpmptop: parallel.devices = %s: %s\n", c->devices, err.msg);
@@ -306,7 +306,7 @@ static int open_outputs(dp_run *r, const dp_options *opt)
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         return EXIT_USAGE;
     }
-    if (gan && cfg->gan_samples[0] && dp_world_rank() == 0 &&
+    if (gan && cfg->gan_samples[0] && dp_world_rank() == 0 && !opt->generate &&
         dp_gan_samples_prepare(cfg->gan_samples, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         return EXIT_USAGE;
@@ -338,10 +338,17 @@ static int make_gan(dp_run *r)
     dp_shape latent;
     dp_err err;
     r->gan = true;
-    if (dp_gan_latent_shape(cfg->latent, &latent, &err) < 0 ||
-        dp_model_parse_gan(&r->model, &r->gen, &r->disc, cfg->generator, cfg->discriminator,
+    char where[128];
+    if (dp_gan_latent_shape(cfg->latent, &latent, &err) < 0) {
+        origin_prefix(where, sizeof where, cfg, "model", "latent");
+        fprintf(stderr, "dpmptop: %s%s\n", where, err.msg);
+        return EXIT_USAGE;
+    }
+    if (dp_model_parse_gan(&r->model, &r->gen, &r->disc, cfg->generator, cfg->discriminator,
                            latent, dp_dataset_shape(&r->train), &err) < 0) {
-        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        origin_prefix(where, sizeof where, cfg, "model",
+                      strstr(err.msg, "[model] discriminator") ? "discriminator" : "generator");
+        fprintf(stderr, "dpmptop: %s%s\n", where, err.msg);
         return EXIT_USAGE;
     }
     if (!cfg->classifier[0])
@@ -350,6 +357,7 @@ static int make_gan(dp_run *r)
                              dp_dataset_shape(&r->train), r->train.classes, &err) < 0 ||
         !(r->classifier_params = malloc(r->classifier.n_params * sizeof(float))) ||
         dp_safetensors_load(cfg->classifier, &r->classifier, r->classifier_params, &err) < 0) {
+        dp_gan_name_key(&err, "[gan] classifier_layers");
         fprintf(stderr, "dpmptop: [gan] classifier %s: %s\n", cfg->classifier,
                 r->classifier_params ? err.msg : "out of memory");
         return EXIT_USAGE;
@@ -499,12 +507,14 @@ static int resume(dp_run *r, const dp_options *opt)
 }
 
 /* --init: the starting parameters from a safetensors file (a GAN's: a directory of two). */
-static int load_init(dp_run *r, const char *init_path)
+static int load_init(dp_run *r, const char *init_path, bool generating)
 {
     dp_err err;
     r->init = malloc(r->model.n_params * sizeof *r->init);
+    if (r->init && r->gan) /* --generate reads the generator only: D as initialised */
+        dp_model_init_params(&r->model, r->init, r->cfg.seed);
     int rc = !r->init ? dp_fail(&err, "out of memory")
-             : r->gan ? dp_gan_load(init_path, &r->gen, &r->disc, r->init, &err)
+             : r->gan ? dp_gan_load(init_path, &r->gen, &r->disc, r->init, generating, &err)
                       : dp_safetensors_load(init_path, &r->model, r->init, &err);
     if (rc < 0) {
         if (r->gan)
@@ -666,7 +676,7 @@ int dp_run_create(dp_run *r, const dp_options *opt)
     if (status == DP_RUN_READY && opt->resume)
         status = resume(r, opt);
     if (status == DP_RUN_READY && opt->init_path)
-        status = load_init(r, opt->init_path);
+        status = load_init(r, opt->init_path, opt->generate > 0);
     else if (status == DP_RUN_READY && !opt->resume && r->cfg.init == 1)
         status = init_dcgan(r);
     if (status == DP_RUN_READY)

@@ -48,13 +48,18 @@ static int parse_generator(dp_model *gen, const char *spec, dp_shape latent, dp_
     gen->targets = 1;
     if (dp_layer_list_parse(spec, latent, 0, &gen->layers, &gen->n_layers, &gen->n_params,
                             err) < 0) {
-        dp_err_prefix(err, "[gan] generator: ");
+        if (latent.ndim == 1 && strstr(err->msg, "layer 0 ") && strstr(err->msg, "needs images"))
+            snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
+                     "; or give the generator its latent vectors as images: [model] latent = "
+                     "%d:1:1",
+                     latent.d[0]);
+        dp_err_prefix(err, "[model] generator: ");
         return -1;
     }
     char got[48], want[48];
     if (gen->n_layers == 0 || gen->n_params == 0) {
         dp_model_free(gen);
-        return dp_fail(err, "[gan] generator: the list has no layer with parameters; write "
+        return dp_fail(err, "[model] generator: the list has no layer with parameters; write "
                             "for example: linear:256, relu, linear:784, tanh, unflatten:1:28:28");
     }
     dp_shape out = gen->layers[gen->n_layers - 1].out_shape;
@@ -63,14 +68,42 @@ static int parse_generator(dp_model *gen, const char *spec, dp_shape latent, dp_
     if (!same_shape(out, image)) {
         dp_model_free(gen);
         if (image.ndim == 3 && dp_shape_count(out) == dp_shape_count(image))
-            return dp_fail(err, "[gan] generator: it gives %s but the data's images are %s; "
+            return dp_fail(err, "[model] generator: it gives %s but the data's images are %s; "
                                 "end it with unflatten:%d:%d:%d",
                            got, want, image.d[0], image.d[1], image.d[2]);
-        return dp_fail(err, "[gan] generator: it gives %s but the data's samples are %s; its "
+        return dp_fail(err, "[model] generator: it gives %s but the data's samples are %s; its "
                             "last layers must make the data's shape",
                        got, want);
     }
     return 0;
+}
+
+/* Refuses a discriminator that does not end in one logit a sample, or ends in a sigmoid
+ * (PyTorch's DCGAN example has one before nn.BCELoss; dpmptop's loss takes the logit). */
+static int check_discriminator(const char *spec, dp_shape image, dp_err *err)
+{
+    dp_layer *layers;
+    int n;
+    size_t params;
+    if (dp_layer_list_parse(spec, image, 0, &layers, &n, &params, err) < 0)
+        return -1;
+    int rc = 0;
+    dp_shape out = n ? layers[n - 1].out_shape : image;
+    char got[48];
+    shape_text(out, got, sizeof got);
+    if (n && layers[n - 1].ops == &dp_layer_sigmoid)
+        rc = dp_fail(err, "it ends with sigmoid, but the loss takes D's logit (as "
+                          "nn.BCEWithLogitsLoss, which is nn.BCELoss after a sigmoid): remove "
+                          "the sigmoid");
+    else if (out.ndim == 3 && out.d[0] == 1 && out.d[1] == 1 && out.d[2] == 1)
+        rc = dp_fail(err, "it ends with %s: end it with flatten", got);
+    else if (out.ndim != 1 || out.d[0] != 1)
+        rc = dp_fail(err, "it ends with %s, but a discriminator gives one logit a sample: end "
+                          "it with linear:1 (after flatten, for images)",
+                     got);
+    dp_model tmp = { .layers = layers, .n_layers = n };
+    dp_model_free(&tmp);
+    return rc;
 }
 
 int dp_model_parse_gan(dp_model *gan, dp_model *gen, dp_model *disc, const char *g_spec,
@@ -80,9 +113,10 @@ int dp_model_parse_gan(dp_model *gan, dp_model *gen, dp_model *disc, const char 
     memset(disc, 0, sizeof *disc);
     if (parse_generator(gen, g_spec, latent, image, err) < 0)
         return -1;
-    if (dp_model_parse_shape(disc, d_spec, image, 1, err) < 0) {
+    if (check_discriminator(d_spec, image, err) < 0 ||
+        dp_model_parse_shape(disc, d_spec, image, 1, err) < 0) {
         dp_model_free(gen);
-        dp_err_prefix(err, "[gan] discriminator: ");
+        dp_err_prefix(err, "[model] discriminator: ");
         return -1;
     }
     disc->objective = &dp_objective_gan;

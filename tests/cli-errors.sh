@@ -63,7 +63,7 @@ if "$DPMPTOP" --version | grep -q "without CUDA"; then
 elif ! "$DPMPTOP" -c "$work/good.ini" --devices cuda:0 >/dev/null 2>&1; then
     expect_exit 1 "parallel.devices = cuda:0: CUDA: .*\(cuda[A-Za-z]*\)" -- \
         "$DPMPTOP" -c "$work/good.ini" --devices cuda:0
-    expect_exit 0 "no usable GPU \(CUDA: .*\); training on 2 CPU devices" -- \
+    expect_exit 0 "no usable GPU \(CUDA: .*\); using 2 CPU devices" -- \
         "$DPMPTOP" -c "$work/good.ini" --devices auto
 fi
 expect_exit 0 "" -- "$DPMPTOP" --help
