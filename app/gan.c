@@ -1,9 +1,7 @@
 /* gan.c -- a GAN run's files. */
 #include "app/gan.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdbool.h>
@@ -135,23 +133,22 @@ int dp_gan_load(const char *dir, const dp_model *gen, const dp_model *disc, floa
     return 0;
 }
 
-int dp_gan_samples_prepare(const char *dir, dp_err *err)
+int dp_gan_samples_prepare(const char *dir, char *run_dir, size_t size, dp_err *err)
 {
     if (dp_gan_make_dir("[gan] samples", dir, err) < 0)
         return -1;
-    DIR *d = opendir(dir);
-    if (!d)
-        return dp_fail(err, "[gan] samples %s: %s", dir, strerror(errno));
-    char found[256] = "";
-    for (struct dirent *e; (e = readdir(d)) && !found[0];)
-        if (!fnmatch("step-*.png", e->d_name, 0) || !fnmatch("step-*.idx", e->d_name, 0))
-            snprintf(found, sizeof found, "%s", e->d_name);
-    closedir(d);
-    if (found[0])
-        return dp_fail(err, "[gan] samples %s holds samples of an earlier run (%s); give "
-                            "another directory, or move them away",
-                       dir, found);
-    return 0;
+    for (int n = 1; n <= 100000; n++) { /* the first number no run has taken */
+        if ((size_t)snprintf(run_dir, size, "%s/run-%d", dir, n) >= size)
+            return dp_fail(err, "[gan] samples %s: path too long", dir);
+        if (mkdir(run_dir, 0755) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return dp_fail(err, "[gan] samples %s: cannot make %s: %s", dir, run_dir,
+                           strerror(errno));
+    }
+    return dp_fail(err, "[gan] samples %s: run-1 to run-100000 are all taken; give another "
+                        "directory",
+                   dir);
 }
 
 int dp_gan_samples_write(const char *dir, long step, const float *x, int n, dp_shape image,

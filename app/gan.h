@@ -39,9 +39,10 @@ int dp_gan_load(const char *dir, const dp_model *gen, const dp_model *disc, floa
  * list that another key gives: a GAN's models, a classifier). */
 void dp_gan_name_key(dp_err *err, const char *key);
 
-/* Makes the samples directory, refusing one that holds samples of an earlier run
- * (step-*.png or step-*.idx): this run would overwrite them. */
-int dp_gan_samples_prepare(const char *dir, dp_err *err);
+/* Makes the samples directory dir (when it is not there) and in it this run's own directory,
+ * run-N with the first N no run has taken, into run_dir: a run never writes over another's
+ * samples. */
+int dp_gan_samples_prepare(const char *dir, char *run_dir, size_t size, dp_err *err);
 
 /* Writes n samples x [n, image] (values in [lo, hi]) of evaluation `step` as dir/step-N.idx
  * (unsigned bytes, the data's own format) and dir/step-N.png (a grid, 8 a row); the paths

@@ -124,7 +124,7 @@ static void print_banner(const dp_run *r)
         printf("  gan:   G %zu parameters, D %zu; latent [%d%s]; images in [%s]; samples %s%s\n",
                dp_model_trainable(&r->gen), dp_model_trainable(&r->disc), r->gen.in_shape.d[0],
                r->gen.in_shape.ndim == 3 ? ", 1, 1" : "", c->data_range ? "-1, 1" : "0, 1",
-               c->gan_samples[0] ? "to " : "not written (no [gan] samples)", c->gan_samples);
+               r->samples_dir[0] ? "to " : "not written (no [gan] samples)", r->samples_dir);
     char bn[64];
     dp_trainer_batch_stats(trainer, bn, sizeof bn);
     if (bn[0])
@@ -148,9 +148,9 @@ static int run_loop_in_mode(dp_run *r, dp_run_loop_opts *o, bool dashboard, dp_m
     }
     if (r->metrics.f)
         dp_run_observe(o, dp_jsonl_observer(r->metrics.f));
-    dp_gan_samples_writer samples = { r->cfg.gan_samples, r->cfg.data_range ? -1.0f : 0.0f,
-                                      1.0f, dashboard ? NULL : stdout, o->control };
-    if (r->gan && r->cfg.gan_samples[0] && dp_world_rank() == 0)
+    dp_gan_samples_writer samples = { r->samples_dir, r->cfg.data_range ? -1.0f : 0.0f, 1.0f,
+                                      dashboard ? NULL : stdout, o->control };
+    if (r->gan && r->samples_dir[0])
         dp_run_observe(o, dp_gan_samples_observer(&samples));
     int rc;
     if (dashboard) {
@@ -340,6 +340,21 @@ static int generate(dp_run *r, const dp_options *opt)
     return status;
 }
 
+/* A GAN's directory of samples for this run in [gan] samples (rank 0's), made once the run
+ * is set up, so that a run refused before it leaves none. */
+static int samples_dir(dp_run *r)
+{
+    dp_err err;
+    if (!r->gan || !r->cfg.gan_samples[0] || dp_world_rank() != 0)
+        return DP_RUN_READY;
+    if (dp_gan_samples_prepare(r->cfg.gan_samples, r->samples_dir, sizeof r->samples_dir,
+                               &err) < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    return DP_RUN_READY;
+}
+
 static int run(int argc, char **argv)
 {
     dp_options opt = { 0 };
@@ -361,7 +376,7 @@ static int run(int argc, char **argv)
         status = dp_run_create(&r, &opt);
     if (status == DP_RUN_READY && opt.generate) {
         status = generate(&r, &opt);
-    } else if (status == DP_RUN_READY) {
+    } else if (status == DP_RUN_READY && (status = samples_dir(&r)) == DP_RUN_READY) {
         print_banner(&r);
         status = train(&r, &opt, tty);
     }

@@ -307,7 +307,7 @@ static int open_outputs(dp_run *r, const dp_options *opt)
         return EXIT_USAGE;
     }
     if (gan && cfg->gan_samples[0] && dp_world_rank() == 0 && !opt->generate &&
-        dp_gan_samples_prepare(cfg->gan_samples, &err) < 0) {
+        dp_gan_make_dir("[gan] samples", cfg->gan_samples, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         return EXIT_USAGE;
     }

@@ -43,6 +43,7 @@ typedef struct dp_run {
     dp_model gen, disc;       /* a GAN's two models alone (their files' names) */
     dp_model classifier;      /* [gan] classifier_layers, for the quality figures */
     float *classifier_params; /* [gan] classifier's weights, or NULL */
+    char samples_dir[4200];   /* this run's directory of samples in [gan] samples, or "" */
     dp_run_identity identity;
     float *init;              /* the starting parameters (--init, --resume), or NULL */
     dp_checkpointer ckpt;

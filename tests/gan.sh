@@ -1,6 +1,6 @@
 #!/bin/sh
 # gan.sh -- a GAN run as a user meets it: its configuration's refusals, the samples written at
-# every evaluation (IDX and PNG) and the refusal of a directory holding an earlier run's,
+# every evaluation (IDX and PNG), each run's in a directory of its own,
 # --save DIR and --init DIR (a model's file in the other's place refused), a resumed
 # checkpoint ending bit for bit where the run without a stop ends, and --generate (the same
 # samples for the same seed, other samples for another, the count asked for, its refusals).
@@ -39,26 +39,25 @@ grep -q 'loss D .* G .* D(x) .* D(G(z))' "$work/run.out" ||
 grep -q 'D on the test split: loss' "$work/run.out" || fail "no GAN evaluation line"
 for step in 3 6; do
     for ext in idx png; do
-        [ -s "$work/samples/step-$step.$ext" ] || fail "no samples/step-$step.$ext"
+        [ -s "$work/samples/run-1/step-$step.$ext" ] || fail "no samples/run-1/step-$step.$ext"
     done
 done
 # 64 images of 28 x 28 bytes behind a 16-byte header (magic 0x00000803, 64, 28, 28)
-[ "$(od -An -tx1 -N16 "$work/samples/step-6.idx" | tr -d ' \n')" = \
-    000008030000004000000000001c0000001c ] 2>/dev/null ||
-    [ "$(od -An -tx1 -N16 "$work/samples/step-6.idx" | tr -d ' \n')" = \
-        000008030000004000000001c0000001c ] ||
-    [ "$(od -An -tx1 -N16 "$work/samples/step-6.idx" | tr -d ' \n')" = \
-        00000803000000400000001c0000001c ] ||
-    fail "samples/step-6.idx: header $(od -An -tx1 -N16 "$work/samples/step-6.idx")"
-[ "$(wc -c <"$work/samples/step-6.idx")" -eq $((16 + 64 * 28 * 28)) ] ||
-    fail "samples/step-6.idx: $(wc -c <"$work/samples/step-6.idx") bytes"
-head -c 8 "$work/samples/step-6.png" | od -An -c | grep -q 'P   N   G' ||
-    fail "samples/step-6.png is not a PNG"
+header=$(od -An -tx1 -N16 "$work/samples/run-1/step-6.idx" | tr -d ' \n')
+[ "$header" = 00000803000000400000001c0000001c ] ||
+    fail "samples/run-1/step-6.idx: header $header"
+[ "$(wc -c <"$work/samples/run-1/step-6.idx")" -eq $((16 + 64 * 28 * 28)) ] ||
+    fail "samples/run-1/step-6.idx: $(wc -c <"$work/samples/run-1/step-6.idx") bytes"
+head -c 8 "$work/samples/run-1/step-6.png" | od -An -c | grep -q 'P   N   G' ||
+    fail "samples/run-1/step-6.png is not a PNG"
 for model in generator discriminator; do
     [ -s "$work/saved/$model.safetensors" ] || fail "--save wrote no $model.safetensors"
 done
-# a second run into the same samples directory would overwrite the first's
-expect_exit 2 'holds samples of an earlier run' -- "$DPMPTOP" -c "$ini" --devices cpu:1
+# a second run into the same samples directory writes into a directory of its own
+expect_exit 0 '' -- "$DPMPTOP" -c "$ini" --devices cpu:2 --strategy dp --steps 3
+[ -s "$work/samples/run-2/step-3.png" ] || fail "the second run's samples are not in run-2"
+cmp -s "$work/samples/run-1/step-3.idx" "$work/samples/run-2/step-3.idx" ||
+    fail "two runs of one configuration wrote different samples at step 3"
 ln -s "$work/samples" "$work/samples-link"
 expect_exit 2 'a symbolic link' -- "$DPMPTOP" -c "$ini" --set "gan.samples=$work/samples-link"
 
