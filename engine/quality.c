@@ -254,6 +254,13 @@ static void tridiagonalize(double *a, int n, double *d, double *e, double *vt, d
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++)
                 vt[(size_t)i * n + j] = i == j ? 1.0 : 0.0;
+    /* A column below the matrix's rounding level is taken as reduced already: reflecting it
+     * would scale by 1 / norm^2, which overflows for the vanishing columns of a rank-deficient
+     * covariance (dead features), and its values are rounding noise anyway. */
+    double scale = 0.0;
+    for (size_t i = 0; i < (size_t)n * n; i++)
+        scale = fabs(a[i]) > scale ? fabs(a[i]) : scale;
+    double negligible = DBL_EPSILON * scale;
     for (int k = 0; k + 2 < n; k++) {
         int m = n - k - 1; /* the trailing block's size */
         const double *x = a + (size_t)k * n + k + 1;
@@ -263,8 +270,8 @@ static void tridiagonalize(double *a, int n, double *d, double *e, double *vt, d
             norm += x[i] * x[i];
         norm = sqrt(norm);
         d[k] = a[(size_t)k * n + k];
-        if (norm == 0.0) { /* already reduced: H = I */
-            e[k] = 0.0;
+        if (norm <= negligible) { /* already reduced: H = I */
+            e[k] = x[0];
             continue;
         }
         double alpha = x[0] > 0.0 ? -norm : norm; /* the sign that keeps v[0] from cancelling */
@@ -477,7 +484,9 @@ double dp_frechet_distance(const dp_feature_stats *a, const dp_feature_stats *b)
     }
     free(mu_a), free(w), free(m);
     double distance = mean_term + trace - 2.0 * root_trace;
-    return finite && isfinite(distance) ? distance : NAN;
+    if (!finite || !isfinite(distance))
+        return NAN;
+    return distance > 0.0 ? distance : 0.0; /* below 0 only by rounding (identical sets) */
 }
 
 double dp_inception_style_score(const dp_feature_stats *s)

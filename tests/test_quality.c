@@ -269,6 +269,45 @@ END_TEST
 
 /* The score: uniform probabilities 1; confident predictions spread evenly over k classes k;
  * all on one class 1. */
+/* Rank-deficient covariances with vanishing columns (a set of 3 samples; features that are 0
+ * in every sample, as a classifier's dead ReLUs): the distance is finite and the dead features
+ * add nothing to it, so it equals the distance over the live ones alone. (The reduction once
+ * scaled such a column by 1 / norm^2 and overflowed to NaN.) */
+START_TEST(test_quality_dead_features)
+{
+    enum { DIM = 128, LIVE = 64, NA = 3, NB = 100 };
+    dp_feature_stats a, b, a_live, b_live;
+    dp_err err;
+    ck_assert_int_eq(dp_feature_stats_init(&a, DIM, 2, &err), 0);
+    ck_assert_int_eq(dp_feature_stats_init(&b, DIM, 2, &err), 0);
+    ck_assert_int_eq(dp_feature_stats_init(&a_live, LIVE, 2, &err), 0);
+    ck_assert_int_eq(dp_feature_stats_init(&b_live, LIVE, 2, &err), 0);
+    static float f[NB * DIM], live[NB * LIVE], logits[NB * 2];
+    uint64_t state = 12345;
+    for (int set = 0; set < 2; set++) {
+        int n = set ? NB : NA;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < DIM; j++) {
+                state = state * 6364136223846793005ull + 1442695040888963407ull;
+                float v = (float)(state >> 40) / 16777216.0f * (set ? 2.0f : 3.0f) + set * 0.5f;
+                f[i * DIM + j] = j % 2 ? v : 0.0f; /* every other feature dead */
+                if (j % 2)
+                    live[i * LIVE + j / 2] = v;
+            }
+        dp_feature_stats_accumulate(set ? &b : &a, f, logits, n);
+        dp_feature_stats_accumulate(set ? &b_live : &a_live, live, logits, n);
+    }
+    double all = dp_frechet_distance(&a, &b), only_live = dp_frechet_distance(&a_live, &b_live);
+    ck_assert_msg(isfinite(all) && all > 0, "distance %g", all);
+    ck_assert_msg(fabs(all - only_live) <= 1e-9 * only_live, "%.12g with dead features, %.12g "
+                                                             "without",
+                  all, only_live);
+    ck_assert_msg(dp_frechet_distance(&a, &a) >= 0.0, "a set's distance to itself below 0");
+    dp_feature_stats_free(&a), dp_feature_stats_free(&b);
+    dp_feature_stats_free(&a_live), dp_feature_stats_free(&b_live);
+}
+END_TEST
+
 START_TEST(test_quality_score)
 {
     enum { CLASSES = 10, N = 120 };
@@ -539,6 +578,7 @@ Suite *quality_suite(void)
     tcase_add_test(tc, test_quality_reference);
     tcase_add_test(tc, test_quality_identical);
     tcase_add_test(tc, test_quality_diagonal);
+    tcase_add_test(tc, test_quality_dead_features);
     tcase_add_test(tc, test_quality_score);
     tcase_add_test(tc, test_quality_guards);
     tcase_add_test(tc, test_quality_classifier);
