@@ -753,6 +753,15 @@ static int check_gan(const dp_config *c, dp_err *err)
     if (!gan && (c->generator[0] || c->discriminator[0]))
         return dp_fail(err, "[model] generator and discriminator are a GAN's: set [model] "
                             "objective = gan, or remove them");
+    /* (the default latent is what --print-config writes for every run: not refused) */
+    const char *gan_key = strcmp(c->latent, "100") ? "[model] latent"
+                          : c->gan_samples[0]                      ? "[gan] samples"
+                          : c->classifier[0]                       ? "[gan] classifier"
+                          : c->classifier_layers[0] ? "[gan] classifier_layers" : NULL;
+    if (!gan && gan_key)
+        return dp_fail(err, "%s is a GAN's key, and this run trains a classifier ([model] "
+                            "objective = classify): remove it, or set objective = gan",
+                       gan_key);
     if (!gan)
         return 0;
     if (!c->generator[0] || !c->discriminator[0])

@@ -1,26 +1,30 @@
 /* gan.c -- a GAN run's files. */
 #include "app/gan.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "datasets/samples.h"
 #include "engine/safetensors.h"
 
 int dp_gan_latent_shape(const char *text, dp_shape *out, dp_err *err)
 {
-    int z = 0, h = 0, w = 0, used = 0;
-    if (sscanf(text, "%d%n", &z, &used) == 1 && !text[used] && z >= 1 && z <= 65536) {
-        *out = (dp_shape){ 1, { z } };
+    char *end;
+    errno = 0;
+    long z = isdigit((unsigned char)text[0]) ? strtol(text, &end, 10) : 0;
+    bool size_ok = !errno && z >= 1 && z <= 65536;
+    if (size_ok && !*end) {
+        *out = (dp_shape){ 1, { (int)z } };
         return 0;
     }
-    if (sscanf(text, "%d:%d:%d%n", &z, &h, &w, &used) == 3 && !text[used] && z >= 1 &&
-        z <= 65536 && h == 1 && w == 1) {
-        *out = (dp_shape){ 3, { z, 1, 1 } };
+    if (size_ok && !strcmp(end, ":1:1")) {
+        *out = (dp_shape){ 3, { (int)z, 1, 1 } };
         return 0;
     }
     return dp_fail(err, "[model] latent = %s: expected Z (a vector of Z values) or Z:1:1 (as "
@@ -49,17 +53,39 @@ int dp_gan_make_dir(const char *option, const char *dir, dp_err *err)
     if (S_ISLNK(st.st_mode))
         return dp_fail(err, "%s %s: a symbolic link; give the directory itself", option, dir);
     if (!S_ISDIR(st.st_mode))
-        return dp_fail(err, "%s %s: not a directory; a GAN's weights are a directory of two "
-                            "files (%s, %s)",
-                       option, dir, DP_GAN_GENERATOR_FILE, DP_GAN_DISCRIMINATOR_FILE);
+        return dp_fail(err, "%s %s: not a directory; give a directory%s", option, dir,
+                       strcmp(option, "--save") ? ""
+                                                : " (a GAN's weights are two files in one)");
     return 0;
 }
+
 
 /* dir/name into buf, or a failure when it does not fit. */
 static int join(char *buf, size_t size, const char *dir, const char *name, dp_err *err)
 {
     if ((size_t)snprintf(buf, size, "%s/%s", dir, name) >= size)
         return dp_fail(err, "%s: path too long", dir);
+    return 0;
+}
+
+int dp_gan_check_save(const char *dir, dp_err *err)
+{
+    const char *names[2] = { DP_GAN_GENERATOR_FILE, DP_GAN_DISCRIMINATOR_FILE };
+    if (dp_gan_make_dir("--save", dir, err) < 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        char path[4200];
+        struct stat st;
+        if (join(path, sizeof path, dir, names[i], err) < 0)
+            return -1;
+        if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            return dp_fail(err, "--save %s: %s is %s; the weights are written only to files of "
+                                "their own: remove it or give another directory",
+                           dir, names[i], S_ISLNK(st.st_mode) ? "a symbolic link" : "not a "
+                                                                                 "regular file");
+    }
+    if (access(dir, W_OK | X_OK) != 0)
+        return dp_fail(err, "--save %s: cannot write there: %s", dir, strerror(errno));
     return 0;
 }
 

@@ -26,6 +26,10 @@ void dp_gan_png_path(const char *output, char *buf, size_t size);
  * last part is a symbolic link or not a directory. */
 int dp_gan_make_dir(const char *option, const char *dir, dp_err *err);
 
+/* Before any work: --save DIR can take a GAN's two files (a directory, made when it is not
+ * there, that can be written, where neither file is a link or not a regular file). */
+int dp_gan_check_save(const char *dir, dp_err *err);
+
 /* Writes host[gen n_params + disc n_params] (the GAN model's flat vector: the generator's
  * parameters first) as dir/generator.safetensors and dir/discriminator.safetensors, each
  * with its own nn.Sequential names; and reads them back (the generator's only, leaving the

@@ -289,6 +289,15 @@ static int check_generate(const dp_run *r, const dp_options *opt)
                 opt->output_path, S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file");
         return EXIT_USAGE;
     }
+    char png[4200];
+    dp_gan_png_path(opt->output_path, png, sizeof png);
+    if (lstat(png, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "dpmptop: --output %s: the PNG beside it, %s, is %s; give another "
+                        "path\n",
+                opt->output_path, png, S_ISLNK(st.st_mode) ? "a symbolic link" : "not a "
+                                                                               "regular file");
+        return EXIT_USAGE;
+    }
     dp_atomic_file probe = { 0 }; /* a regular file's place: writable? (nothing is left) */
     if (dp_check_output_path("--output", opt->output_path, &probe) < 0)
         return EXIT_USAGE;

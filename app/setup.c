@@ -302,7 +302,7 @@ static int open_outputs(dp_run *r, const dp_options *opt)
         return EXIT_FAILED;
     }
     bool gan = dp_objectives[cfg->objective] == &dp_objective_gan;
-    if (gan && opt->save_path && dp_gan_make_dir("--save", opt->save_path, &err) < 0) {
+    if (gan && opt->save_path && dp_gan_check_save(opt->save_path, &err) < 0) {
         fprintf(stderr, "dpmptop: %s\n", err.msg);
         return EXIT_USAGE;
     }
@@ -359,7 +359,7 @@ static int make_gan(dp_run *r)
         dp_safetensors_load(cfg->classifier, &r->classifier, r->classifier_params, &err) < 0) {
         dp_gan_name_key(&err, "[gan] classifier_layers");
         fprintf(stderr, "dpmptop: [gan] classifier %s: %s\n", cfg->classifier,
-                r->classifier_params ? err.msg : "out of memory");
+                r->classifier.layers && !r->classifier_params ? "out of memory" : err.msg);
         return EXIT_USAGE;
     }
     if (r->classifier.n_layers < 2) {

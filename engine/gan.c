@@ -57,6 +57,11 @@ static int parse_generator(dp_model *gen, const char *spec, dp_shape latent, dp_
         return -1;
     }
     char got[48], want[48];
+    if (gen->n_layers > 0 && gen->layers[0].ops == &dp_layer_embed) {
+        dp_model_free(gen);
+        return dp_fail(err, "[model] generator: embed looks up ids, but a generator takes "
+                            "latent vectors of real numbers; start with linear or deconv");
+    }
     if (gen->n_layers == 0 || gen->n_params == 0) {
         dp_model_free(gen);
         return dp_fail(err, "[model] generator: the list has no layer with parameters; write "

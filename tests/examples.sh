@@ -12,8 +12,8 @@ printf '\0binary index, left out' >"$work/text/b.dat"
 
 for ini in "$srcdir"/examples/*.ini; do
     name=$(basename "$ini" .ini)
-    set -- --set data.limit=256 --steps 3 --set run.eval_every=0 \
-        --set "gan.samples=$work/$name-samples" # a GAN's (another run's would be refused)
+    set -- --set data.limit=256 --steps 3 --set run.eval_every=0
+    grep -q '^objective = gan' "$ini" && set -- "$@" --set "gan.samples=$work/$name-samples"
     case $name in
     cifar-*) set -- "$@" --set "data.path=$work/cifar" ;;
     *gpt*) set -- "$@" --set "data.path=$work/text" --set data.batch=4 ;;
