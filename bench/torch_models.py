@@ -161,8 +161,9 @@ def layer(item, shape):
         out, k = args[0], args[1]
         stride = args[2] if len(args) > 2 else 1
         pad = args[3] if len(args) > 3 else 0
+        bias = args[4] != 0 if len(args) > 4 else True  # BIAS 0: bias=False
         c, h, w = shape
-        return (nn.Conv2d(c, out, k, stride=stride, padding=pad),
+        return (nn.Conv2d(c, out, k, stride=stride, padding=pad, bias=bias),
                 (out, window(h, k, stride, pad), window(w, k, stride, pad)))
     if name in ("maxpool", "avgpool"):
         c, h, w = shape
@@ -176,8 +177,9 @@ def layer(item, shape):
         out, k = args[0], args[1]
         stride = args[2] if len(args) > 2 else 1
         pad = args[3] if len(args) > 3 else 0
+        bias = args[4] != 0 if len(args) > 4 else True
         c, h, w = shape
-        return (nn.ConvTranspose2d(c, out, k, stride=stride, padding=pad),
+        return (nn.ConvTranspose2d(c, out, k, stride=stride, padding=pad, bias=bias),
                 (out, (h - 1) * stride - 2 * pad + k, (w - 1) * stride - 2 * pad + k))
     if name == "flatten":
         return nn.Flatten(), (math.prod(shape),)

@@ -80,7 +80,7 @@ for model in mlp dcgan; do
     # one step, its samples and saved weights: the fixed noise and G's buffers
     if "$DPMPTOP" "$@" --steps 1 --devices cpu:1 --set gan.samples="$d/samples-1" \
         --init "$d/init" --save "$d/step-1" >"$d/step-1.out" 2>&1; then
-        "$py" "$twin" samples "$d" "$d/config.ini" "$d/samples-1/step-1.idx" "$d/step-1" ||
+        "$py" "$twin" samples "$d" "$d/config.ini" "$d/samples-1/run-1/step-1.idx" "$d/step-1" ||
             fail "$model: the samples or buffers after one step differ"
     else
         fail "$model: dpmptop, one step: $(tail -n 3 "$d/step-1.out")"
