@@ -4,6 +4,7 @@
 #define DP_SHAPE_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,17 @@ static inline size_t dp_shape_count(dp_shape s)
     for (int i = 0; i < s.ndim; i++)
         n = dp_size_mul(n, s.d[i] > 0 ? (size_t)s.d[i] : 0);
     return n;
+}
+
+/* Whether two samples' shapes are the same. */
+static inline bool dp_shape_equal(dp_shape a, dp_shape b)
+{
+    if (a.ndim != b.ndim)
+        return false;
+    for (int i = 0; i < a.ndim; i++)
+        if (a.d[i] != b.d[i])
+            return false;
+    return true;
 }
 
 #endif

@@ -7,7 +7,7 @@
 # each of PyTorch's thread settings (every core with OpenMP's busy-wait, every core with
 # OMP_WAIT_POLICY=PASSIVE, one thread), for two models on Fashion-MNIST:
 #   fashion-gan    examples/fashion-gan.ini: MLPs (latent 64)
-#   fashion-dcgan  examples/fashion-dcgan.ini, else the same DCGAN-style layers written here
+#   fashion-dcgan  examples/fashion-dcgan.ini
 #                  (latent 100:1:1; transposed convolutions, batch normalisation)
 # Each program runs --steps steps after --warmup; the programs run one after the other in
 # --rounds rounds, the order reversed every other round, and each keeps its best round (a
@@ -71,27 +71,6 @@ metrics_rate() {
         END { if (n) printf "%.1f", n / inv; else print 0 }' "$1"
 }
 
-cat >"$tmp/fashion-dcgan.ini" <<'INI'
-[run]
-name = fashion-dcgan
-seed = 1
-[data]
-kind = fashion-mnist
-batch = 64
-range = -1:1
-[model]
-objective = gan
-latent = 100:1:1
-init = dcgan
-generator = deconv:64:7:1:0, bn, relu, deconv:32:4:2:1, bn, relu, deconv:1:4:2:1, tanh
-discriminator = conv:32:4:2:1, leakyrelu:0.2, conv:64:4:2:1, bn, leakyrelu:0.2, conv:1:7:1:0,
-    flatten
-[optim]
-kind = adamw
-lr = 0.0002
-beta1 = 0.5
-weight_decay = 0
-INI
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 echo "== $cpu, $cores cores; load $(cut -d' ' -f1-3 /proc/loadavg);" \
@@ -101,7 +80,6 @@ started=$(date +%s)
 
 for m in $models; do
     ini=$src/examples/$m.ini
-    [ "$m" = fashion-dcgan ] && [ ! -f "$ini" ] && ini=$tmp/fashion-dcgan.ini
     [ -f "$ini" ] || { echo "run-gan.sh: no $ini" >&2; exit 2; }
     set -- -c "$ini" --headless --steps $((warm + steps)) --set data.shuffle=false \
         --set run.eval_every=0 --set gan.samples="$tmp/samples"

@@ -27,16 +27,6 @@ static void shape_text(dp_shape s, char *buf, size_t size)
         snprintf(buf, size, "[%d, %d, %d]", s.d[0], s.d[1], s.d[2]);
 }
 
-static bool same_shape(dp_shape a, dp_shape b)
-{
-    if (a.ndim != b.ndim)
-        return false;
-    for (int i = 0; i < a.ndim; i++)
-        if (a.d[i] != b.d[i])
-            return false;
-    return true;
-}
-
 /* The generator alone: layers on the latent shape, ending in the image's shape. */
 static int parse_generator(dp_model *gen, const char *spec, dp_shape latent, dp_shape image,
                            dp_err *err)
@@ -70,7 +60,7 @@ static int parse_generator(dp_model *gen, const char *spec, dp_shape latent, dp_
     dp_shape out = gen->layers[gen->n_layers - 1].out_shape;
     shape_text(out, got, sizeof got);
     shape_text(image, want, sizeof want);
-    if (!same_shape(out, image)) {
+    if (!dp_shape_equal(out, image)) {
         dp_model_free(gen);
         if (image.ndim == 3 && dp_shape_count(out) == dp_shape_count(image))
             return dp_fail(err, "[model] generator: it gives %s but the data's images are %s; "

@@ -39,31 +39,7 @@ for seed in 1 12345 18446744073709551615; do
     "$py" "$twin" noise-check "$d" "$seed" || fail "noise, seed $seed: not dpmptop's"
 done
 
-# The DCGAN-style model: examples/fashion-dcgan.ini where there is one, else the same layers.
 dcgan_ini=$srcdir/examples/fashion-dcgan.ini
-if [ ! -f "$dcgan_ini" ]; then
-    dcgan_ini=$work/fashion-dcgan.ini
-    cat >"$dcgan_ini" <<'INI'
-[run]
-seed = 1
-[data]
-kind = fashion-mnist
-batch = 64
-range = -1:1
-[model]
-objective = gan
-latent = 100:1:1
-init = dcgan
-generator = deconv:64:7:1:0, bn, relu, deconv:32:4:2:1, bn, relu, deconv:1:4:2:1, tanh
-discriminator = conv:32:4:2:1, leakyrelu:0.2, conv:64:4:2:1, bn, leakyrelu:0.2, conv:1:7:1:0,
-    flatten
-[optim]
-kind = adamw
-lr = 0.0002
-beta1 = 0.5
-weight_decay = 0
-INI
-fi
 
 for model in mlp dcgan; do
     d=$work/$model

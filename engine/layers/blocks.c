@@ -27,16 +27,6 @@ static int body_count(const dp_layer *l)
     return l->shortcut >= 0 ? l->shortcut : l->n_children;
 }
 
-static bool same_shape(dp_shape a, dp_shape b)
-{
-    if (a.ndim != b.ndim)
-        return false;
-    for (int i = 0; i < a.ndim; i++)
-        if (a.d[i] != b.d[i])
-            return false;
-    return true;
-}
-
 /* Builds the projection from the block's input shape to the body's output shape. */
 static int add_projection(dp_layer *l, dp_shape body, dp_err *err)
 {
@@ -94,7 +84,7 @@ static int res_infer(dp_layer *l, dp_err *err)
         snprintf(l->children[k].name, sizeof l->children[k].name, "body.%d", k);
     }
     l->shortcut = -1;
-    if (!same_shape(body, l->in_shape) && add_projection(l, body, err) < 0)
+    if (!dp_shape_equal(body, l->in_shape) && add_projection(l, body, err) < 0)
         return -1;
     l->out_shape = body;
     int tensors = 0;
