@@ -268,15 +268,19 @@ def cmd_train(a):
 
 
 def last_figures(log):
-    """The figures dpmptop printed last in a run's log: (FD, score), or None."""
+    """The figures that end a finished run's log, and its training time ("done: N steps in S
+    s"): (FD, score, seconds), or None."""
     import re
-    found = None
+    found, seconds = None, None
     if os.path.exists(log):
         for line in open(log, errors="replace"):
             m = re.match(r"samples: Frechet distance ([0-9.naif]+), score ([0-9.naif]+)", line)
             if m:
                 found = (float(m.group(1)), float(m.group(2)))
-    return found
+            m = re.match(r"done: [0-9]+ steps in ([0-9.]+) s", line)
+            if m:
+                seconds = float(m.group(1))
+    return found + (seconds,) if found else None
 
 
 def read_json(path):
@@ -291,19 +295,19 @@ def cmd_table(a):
         return fmt.format(v) if v is not None else "-"
 
     rows = [["model", "seed", "dpmptop FD", "score", "recomputed FD", "score", "twin FD",
-             "score", "twin train s"]]
+             "score", "dpmptop s", "twin s"]]
     summary = []
     for model in a.models.split(","):
         ours, twins = [], []
         for seed in (int(s) for s in a.seeds.split(",")):
-            dp = last_figures(os.path.join(a.runs, f"{model}-s{seed}.log")) or (None, None)
+            dp = last_figures(os.path.join(a.runs, f"{model}-s{seed}.log")) or (None,) * 3
             re_ = read_json(os.path.join(a.twins, f"dpmptop-{model}-s{seed}.json")) or {}
             tw = read_json(os.path.join(a.twins, f"{model}-s{seed}", "figures.json")) or {}
             rows.append([model, str(seed), cell(dp[0]), cell(dp[1]), cell(re_.get("fd")),
                          cell(re_.get("score")), cell(tw.get("fd")), cell(tw.get("score")),
-                         cell(tw.get("train_s"), "{:.0f}")])
+                         cell(dp[2], "{:.0f}"), cell(tw.get("train_s"), "{:.0f}")])
             if dp[0] is not None:
-                ours.append(dp)
+                ours.append(dp[:2])
             if tw:
                 twins.append((tw["fd"], tw["score"]))
         if ours and twins:
