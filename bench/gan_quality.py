@@ -35,8 +35,9 @@ with dpmptop's mean over the twin's as ratios. A TWINS_DIR/dpmptop-MODEL-sSEED.j
 own.
 
 Layers: a conv or deconv whose fifth number is 0 (PyTorch's bias=False, the DCGAN example's
-layers) is built without its bias here; bench/torch_models.py (read-only to this script) builds
-every conv with one.
+layers) is built without its bias; without_bias sees to it for a bench/torch_models.py that
+builds every conv with one (its versions before BIAS). Which version built the twin matters
+to its random stream: a bias built and then dropped has drawn its initial values first.
 """
 import argparse
 import configparser
