@@ -52,7 +52,7 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-DEFAULT_CLASSIFIER = "/work/gan-runs/fashion-cnn.safetensors"
+DEFAULT_CLASSIFIER = "fashion-cnn.safetensors"
 DATA = "/usr/share/datasets/fashion-mnist"
 QUALITY_SAMPLES = 10000
 

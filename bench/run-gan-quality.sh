@@ -5,7 +5,7 @@
 # thread), measured the same way: the Frechet distance and score of 10,000 samples of dpmptop's
 # evaluation noise against Fashion-MNIST's test split, in the features of one classifier.
 #
-# dpmptop's runs are read from RUNS (default /work/gan-runs): RUNS/mlp-sN.log and
+# dpmptop's runs are read from RUNS (default gan-runs): RUNS/mlp-sN.log and
 # RUNS/dcgan-sN.log, the logs of
 #   dpmptop -c examples/fashion-gan.ini (mlp) or examples/fashion-dcgan.ini (dcgan)
 #       --set run.seed=N --set gan.classifier=CLASSIFIER --save RUNS/MODEL-sN/weights
@@ -19,8 +19,8 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-models="mlp dcgan" seeds="1 2 3" runs=/work/gan-runs out=gan-quality recompute=0 threads=1
-classifier=/work/gan-runs/fashion-cnn.safetensors
+models="mlp dcgan" seeds="1 2 3" runs=gan-runs out=gan-quality recompute=0 threads=1
+classifier=fashion-cnn.safetensors
 while [ $# -gt 0 ]; do
     case $1 in
     --models) models=$2; shift ;;
