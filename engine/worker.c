@@ -475,8 +475,8 @@ static void load_targets(dp_worker *w, const pass_plan *pp, const batch_rows *b,
         load_rows(w, b, start, n, slot, true, w->st.first);
         return;
     }
-    w->dev->be->upload(w->dev, dp_stage_labels(&w->st, slot), w->targets[pp->target],
-                       (size_t)n * sizeof(int32_t));
+    upload(w, dp_stage_labels(&w->st, slot), w->targets[pp->target], /* held until teardown */
+           (size_t)n * sizeof(int32_t), true);
 }
 
 /* F(j): takes the micro-batch's input (from the data, noise or the stage before), runs forward
