@@ -37,20 +37,8 @@ while [ $# -gt 0 ]; do
 done
 
 find_build
-dp=$build/dpmptop
-python=${TORCH_PYTHON:-/usr/bin/python3}
+bench_setup run-gan.sh
 twin=$src/tests/torch_gan.py
-cores=$(nproc)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-if [ -f "$build/Makefile" ]; then
-    make -s -C "$build" dpmptop >"$tmp/make.log" 2>&1 ||
-        { echo "run-gan.sh: make failed (using what is built):"; tail -5 "$tmp/make.log"; }
-fi
-[ -x "$dp" ] || { echo "run-gan.sh: no $dp; build it, or set DPMPTOP_BUILD" >&2; exit 1; }
-"$python" -c 'import torch' 2>/dev/null ||
-    { echo "run-gan.sh: $python has no torch (apt-get install python3-torch)" >&2; exit 1; }
 [ -d /usr/share/datasets/fashion-mnist ] ||
     { echo "run-gan.sh: no /usr/share/datasets/fashion-mnist" \
            "(apt-get install dataset-fashion-mnist)" >&2; exit 1; }

@@ -48,20 +48,8 @@ while [ $# -gt 0 ]; do
 done
 
 find_build
-dp=$build/dpmptop
-python=${TORCH_PYTHON:-/usr/bin/python3}
+bench_setup run-models.sh
 train_py=$src/bench/torch_train.py
-cores=$(nproc)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-if [ -f "$build/Makefile" ]; then
-    make -s -C "$build" dpmptop >"$tmp/make.log" 2>&1 ||
-        { echo "run-models.sh: make failed (using what is built):"; tail -5 "$tmp/make.log"; }
-fi
-[ -x "$dp" ] || { echo "run-models.sh: no $dp; build it, or set DPMPTOP_BUILD" >&2; exit 1; }
-"$python" -c 'import torch' 2>/dev/null ||
-    { echo "run-models.sh: $python has no torch (apt-get install python3-torch)" >&2; exit 1; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
