@@ -622,7 +622,7 @@ static int deconv_pad_of(const dp_layer *l)
 }
 
 /* nn.ConvTranspose2d in double: y [rows, OUT, HO, WO] from x [rows, C, H, W], w [C, OUT, K, K]
- * and the bias [OUT] after it. */
+ * and the bias [OUT] after it (when it has one). */
 static void ref_deconv(const dp_layer *l, int rows, const double *w, const double *x, double *y)
 {
     int c = l->in_shape.d[0], h = l->in_shape.d[1], wd = l->in_shape.d[2];
@@ -633,7 +633,7 @@ static void ref_deconv(const dp_layer *l, int rows, const double *w, const doubl
         double *yn = y + (size_t)n * oc * oh * ow;
         for (int o = 0; o < oc; o++)
             for (int e = 0; e < oh * ow; e++)
-                yn[o * oh * ow + e] = b[o];
+                yn[o * oh * ow + e] = dp_conv_has_bias(l) ? b[o] : 0.0; /* BIAS 0: none */
         for (int ci = 0; ci < c; ci++)
             for (int i = 0; i < h; i++)
                 for (int j = 0; j < wd; j++) {
