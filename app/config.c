@@ -759,9 +759,13 @@ static int check_gan(const dp_config *c, dp_err *err)
                           : c->classifier[0]                       ? "[gan] classifier"
                           : c->classifier_layers[0] ? "[gan] classifier_layers" : NULL;
     if (!gan && gan_key)
-        return dp_fail(err, "%s is a GAN's key, and this run trains a classifier ([model] "
-                            "objective = classify): remove it, or set objective = gan",
-                       gan_key);
+        return dp_fail(err, "%s is a GAN's key, and this run's [model] objective is %s: "
+                            "remove it, or set objective = gan",
+                       gan_key, dp_objective_names[c->objective]);
+    if (dp_objectives[c->objective] == &dp_objective_mlm && c->data.kind != DP_DATA_TEXT)
+        return dp_fail(err, "[model] objective = mlm (a masked language model) trains on "
+                            "text; these data are %s: set [data] kind = text",
+                       dp_data_kind_name(c->data.kind));
     if (!gan)
         return 0;
     if (!c->generator[0] || !c->discriminator[0])

@@ -81,6 +81,13 @@ static void on_eval(void *arg, const dp_step_report *r, const dp_eval_report *e)
         return;
     }
     char bits[48] = "";
+    if (e->masked) {
+        fprintf(p->out, "%sstep %ld, epoch %ld: masked test loss %.4f (%.4f bits per masked "
+                        "byte), masked accuracy %.4f (%ld masked bytes of %ld samples)\n",
+                line_start(p), r->step, r->epoch, e->loss, e->loss / M_LN2, e->accuracy,
+                e->positions, e->samples);
+        return;
+    }
     if (e->text)
         snprintf(bits, sizeof bits, " (%.4f bits per byte)", e->loss / M_LN2);
     fprintf(p->out, "%sstep %ld, epoch %ld: test loss %.4f%s, accuracy %.4f (%ld samples)\n",
@@ -186,6 +193,10 @@ static void print_test(const dp_run_result *res, FILE *out)
             fprintf(out, "samples: Frechet distance %.3f, score %.3f (%ld samples, in the "
                          "classifier's features)\n",
                     res->test_frechet, res->test_score, res->test_generated);
+    } else if (res->test_accuracy >= 0 && res->test_masked) {
+        fprintf(out, "masked test accuracy %.4f, loss %.4f (%.4f bits per masked byte) after "
+                     "step %ld\n",
+                res->test_accuracy, res->test_loss, res->test_loss / M_LN2, res->test_step);
     } else if (res->test_accuracy >= 0) {
         char bits[48] = "";
         if (res->test_text)

@@ -51,6 +51,9 @@ static void test_result(const dp_run_result *res, char *buf, size_t size)
                  res->test_loss, res->test_frechet, res->test_score);
     else if (res->test_gan)
         snprintf(buf, size, ", D's test loss %.4f", res->test_loss);
+    else if (res->test_masked)
+        snprintf(buf, size, ", masked accuracy %.4f, bits per masked byte %.4f",
+                 res->test_accuracy, res->test_loss / M_LN2);
     else if (res->test_text)
         snprintf(buf, size, ", bits per byte %.4f", res->test_loss / M_LN2);
     else

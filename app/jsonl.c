@@ -77,8 +77,12 @@ static void on_eval(void *arg, const dp_step_report *r, const dp_eval_report *e)
     FILE *f = arg;
     fprintf(f, "{\"type\":\"eval\",\"step\":%ld,\"epoch\":%ld", r->step, r->epoch);
     json_num(f, "loss", e->loss);
-    if (e->text)
+    if (e->masked) { /* loss, bits and accuracy are per masked byte */
+        fprintf(f, ",\"masked\":true,\"masked_bytes\":%ld", e->positions);
+        json_num(f, "bits_per_masked_byte", e->loss / M_LN2);
+    } else if (e->text) {
         json_num(f, "bits_per_byte", e->loss / M_LN2);
+    }
     json_num(f, "accuracy", e->accuracy);
     if (e->gan) {
         json_num(f, "d_real", e->d_real);

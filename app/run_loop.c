@@ -214,11 +214,12 @@ static void evaluate(loop *l)
     }
     dp_control_eval_end(l->o->control, &(dp_eval_point){
         .step = l->r.step, .loss = e.loss, .accuracy = e.accuracy, .text = e.text,
-        .gan = e.gan, .d_real = e.d_real, .generated = e.generated, .frechet = e.frechet,
+        .masked = e.masked, .gan = e.gan, .d_real = e.d_real, .generated = e.generated, .frechet = e.frechet,
         .score = e.score });
     l->res->test_accuracy = e.accuracy;
     l->res->test_loss = e.loss;
     l->res->test_text = e.text;
+    l->res->test_masked = e.masked;
     l->res->test_step = l->r.step;
     l->res->test_gan = e.gan;
     l->res->test_generated = e.generated;

@@ -33,6 +33,7 @@ typedef struct dp_run_result {
     double test_accuracy;     /* of the last evaluation; -1 when none ran */
     double test_loss;         /* of the last evaluation */
     bool test_text;           /* its loss / ln 2 is bits per byte */
+    bool test_masked;         /* ... per masked byte (a masked language model's) */
     long test_step;           /* the step it followed */
     bool test_gan;            /* a GAN's: its discriminator's loss and share judged real, */
     long test_generated;      /* ... and the quality of this many samples (0: none) */

@@ -392,12 +392,25 @@ static int make_model(dp_run *r)
     dp_err err;
     char where[128];
     origin_prefix(where, sizeof where, cfg, "model", "layers");
+    bool mlm = dp_objectives[cfg->objective] == &dp_objective_mlm;
     int ids = cfg->data.kind == DP_DATA_TEXT ? train->classes : 0; /* bytes, as their labels */
     if (dp_model_parse_shape(model, cfg->layers, dp_dataset_shape(train), train->classes,
                              &err) < 0 ||
-        dp_model_check_ids(model, ids, &err) < 0) {
-        fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);
+        dp_model_check_ids(model, mlm ? ids + 1 : ids, &err) < 0) {
+        fprintf(stderr, "dpmptop: %s[model] layers: %s%s\n", where, err.msg,
+                mlm ? " (objective = mlm adds the mask token, id 256)" : "");
         return EXIT_USAGE;
+    }
+    if (!mlm && ids && dp_model_has(model, &dp_layer_mha)) {
+        fprintf(stderr, "dpmptop: %s[model] layers: enc and mha attend both ways, so on text "
+                        "with objective = classify (next-byte prediction) each position would "
+                        "see the byte it predicts; set [model] objective = mlm, or use block "
+                        "(causal)\n", where);
+        return EXIT_USAGE;
+    }
+    if (mlm) { /* a masked language model predicts its own input bytes */
+        dp_text_own_targets(&r->train);
+        dp_text_own_targets(&r->test);
     }
     model->objective = dp_objectives[cfg->objective]; /* [model] objective */
     if (model->targets != train->targets) {

@@ -97,7 +97,7 @@ static void time_kernels(const dp_model *m, int batch, double momentum, const dp
     float *x = randoms(batch * wide), *y = randoms(batch * wide), *dy = randoms(batch * wide);
     float *bx = randoms(batch * wide), *p = randoms(np), *g = randoms(np), *buf = calloc(np, 4);
     int32_t *labels = calloc((size_t)batch, 4), *by = calloc((size_t)batch, 4);
-    float stats[2] = { 0 };
+    float stats[3] = { 0 };
     dp_sgd_args sa = { .lr = 0.01f, .momentum = (float)momentum };
     long reps = 0;
     double t0 = now_s();

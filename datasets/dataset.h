@@ -120,6 +120,10 @@ int dp_cifar_parse_batch(const unsigned char *buf, size_t len, const char *what,
  * split. */
 int dp_text_load(const char *path, int context, dp_dataset *train, dp_dataset *test,
                  dp_err *err);
+/* Makes each sample's targets its own input bytes (a masked language model's: it predicts
+ * the bytes it was given, some of them hidden), in place of the next bytes. */
+void dp_text_own_targets(dp_dataset *d);
+
 /* The same from the text's bytes in memory (`what` names them in messages; the fuzz target's
  * entry). */
 int dp_text_parse(const unsigned char *b, size_t len, int context, const char *what,

@@ -1,4 +1,5 @@
-/* text.c -- a text corpus read as bytes (vocabulary 256) for next-byte prediction.
+/* text.c -- a text corpus read as bytes (vocabulary 256) for next-byte prediction (or, with
+ * dp_text_own_targets, for a masked language model, whose targets are the inputs).
  *
  * The file (plain or .gz) is cut into consecutive windows of `context` bytes: sample i holds
  * bytes [i T, i T + T) as its inputs and bytes [i T + 1, i T + T + 1) as its T targets. The last
@@ -124,4 +125,10 @@ int dp_text_load(const char *path, int context, dp_dataset *train, dp_dataset *t
     int rc = dp_text_parse(b, len, context, path, train, test, err);
     free(b);
     return rc;
+}
+
+void dp_text_own_targets(dp_dataset *d)
+{
+    for (size_t i = 0; i < (size_t)d->n * d->targets; i++)
+        d->y[i] = (int32_t)d->x[i];
 }

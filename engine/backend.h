@@ -109,9 +109,11 @@ struct dp_backend {
     /* dx = act'(x) * dy, from the input x and output y of the forward pass. */
     void (*act_backward)(dp_device *d, dp_act act, float slope, float *dx, const float *x,
                          const float *y, const float *dy, size_t n);
-    /* Softmax cross-entropy over rows x classes logits with integer labels:
+    /* Softmax cross-entropy over rows x classes logits with integer labels; a row whose label
+     * is negative is left out (nn.CrossEntropyLoss's ignore_index: no loss, zero gradient):
      * stats[0] += sum over rows of -log softmax(logits)[label];
      * stats[1] += rows whose first arg-max equals the label;
+     * stats[2] += rows with a label (not left out);
      * dlogits (skipped when NULL) = (softmax - onehot(label)) * grad_scale. */
     void (*softmax_xent)(dp_device *d, const float *logits, const int32_t *labels, int rows,
                          int classes, float grad_scale, float *dlogits, float *stats);
@@ -203,6 +205,10 @@ struct dp_backend {
     void (*dropout)(dp_device *d, float *y, const float *x, int rows, int n, dp_dropout_args a);
     /* x[r, k] = dp_noise_value(a, r, k) over rows of n: a GAN's latent vectors. */
     void (*noise)(dp_device *d, float *x, int rows, int n, dp_noise_args a);
+    /* A masked language model's masks over rows of n positions (kernels.h, dp_mlm_input):
+     * x[r, j] (input ids as floats; skipped when NULL) becomes dp_mlm_input(a, r, j, x[r, j])
+     * where chosen, and y[r, j] (labels; skipped when NULL) becomes -1 where not. */
+    void (*mlm_mask)(dp_device *d, float *x, int32_t *y, int rows, int n, dp_noise_args a);
     /* Binary cross-entropy with logits over n logits z and targets in {0, 1}:
      * stats[0] += the summed loss (dp_bce_logits); stats[1] += the logits on the target's side
      * (z > 0 for 1, z <= 0 for 0); stats[2] += the summed sigmoid(z);

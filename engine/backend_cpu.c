@@ -187,6 +187,10 @@ static void cpu_act_forward(dp_device *d, dp_act act, float slope, float *y, con
     case DP_ACT_SIGMOID:
         sigmoid_forward(y, x, n);
         break;
+    case DP_ACT_GELU_ERF:
+        for (size_t i = 0; i < n; i++)
+            y[i] = dp_act_value(DP_ACT_GELU_ERF, 0.0f, x[i]);
+        break;
     }
     charge_kernel(d, t0);
 }
@@ -229,6 +233,10 @@ static void cpu_act_backward(dp_device *d, dp_act act, float slope, float *dx, c
         for (size_t i = 0; i < n; i++)
             dx[i] = dp_act_grad(DP_ACT_SIGMOID, 0.0f, 0.0f, y[i], dy[i]);
         break;
+    case DP_ACT_GELU_ERF:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dp_act_grad(DP_ACT_GELU_ERF, 0.0f, x[i], 0.0f, dy[i]);
+        break;
     }
     charge_kernel(d, t0);
 }
@@ -259,6 +267,8 @@ static int arg_max(const float *z, int n)
 /* Loss and correct count of one row, from its logits alone (no gradient wanted). */
 static double xent_row(const float *z, int classes, int label, int *correct)
 {
+    if (label < 0)
+        return 0.0;
     int best = arg_max(z, classes);
     float sum = 0.0f;
     for (int c = 0; c < classes; c++)
@@ -274,13 +284,14 @@ static void cpu_softmax_xent(dp_device *d, const float *logits, const int32_t *l
 {
     double t0 = dp_now_s();
     double loss = 0.0;
-    int correct = 0;
+    int correct = 0, counted = 0;
     enum { CHUNK = 256 };
     float label_shift[CHUNK]; /* z[label] - max(z) of each row of the chunk */
     for (int r0 = 0; r0 < rows; r0 += CHUNK) {
         int n = rows - r0 < CHUNK ? rows - r0 : CHUNK;
         for (int r = r0; r < r0 + n; r++) {
             const float *z = logits + (size_t)r * classes;
+            counted += labels[r] >= 0;
             if (!dlogits) {
                 loss += xent_row(z, classes, labels[r], &correct);
                 continue;
@@ -289,7 +300,7 @@ static void cpu_softmax_xent(dp_device *d, const float *logits, const int32_t *l
             float *g = dlogits + (size_t)r * classes;
             for (int c = 0; c < classes; c++)
                 g[c] = z[c] - z[best];
-            label_shift[r - r0] = g[labels[r]];
+            label_shift[r - r0] = labels[r] >= 0 ? g[labels[r]] : 0.0f;
             correct += best == labels[r];
         }
         if (!dlogits)
@@ -297,6 +308,10 @@ static void cpu_softmax_xent(dp_device *d, const float *logits, const int32_t *l
         exp_block(dlogits + (size_t)r0 * classes, (size_t)n * classes);
         for (int r = r0; r < r0 + n; r++) {
             float *g = dlogits + (size_t)r * classes;
+            if (labels[r] < 0) { /* left out: no loss, no gradient */
+                memset(g, 0, (size_t)classes * sizeof *g);
+                continue;
+            }
             float sum = 0.0f;
             for (int c = 0; c < classes; c++)
                 sum += g[c];
@@ -309,6 +324,7 @@ static void cpu_softmax_xent(dp_device *d, const float *logits, const int32_t *l
     }
     stats[0] += (float)loss;
     stats[1] += (float)correct;
+    stats[2] += (float)counted;
     charge_kernel(d, t0);
 }
 
@@ -741,6 +757,21 @@ static void cpu_noise(dp_device *d, float *x, int rows, int n, dp_noise_args a)
     charge_kernel(d, t0);
 }
 
+static void cpu_mlm_mask(dp_device *d, float *x, int32_t *y, int rows, int n, dp_noise_args a)
+{
+    double t0 = dp_now_s();
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < n; j++) {
+            size_t i = (size_t)r * n + j;
+            int id = dp_mlm_input(a, (uint64_t)r, (uint64_t)j, x ? (int)x[i] : 0);
+            if (x && id >= 0)
+                x[i] = (float)id;
+            if (y && id < 0)
+                y[i] = -1;
+        }
+    charge_kernel(d, t0);
+}
+
 /* Sums in double, as the other losses' (the GPU's are float atomics). */
 static void cpu_bce_logits(dp_device *d, const float *z, const int32_t *targets, int n,
                            float grad_scale, float *dz, float *stats)
@@ -922,6 +953,7 @@ const dp_backend dp_backend_cpu = {
     .embedding_backward = cpu_embedding_backward,
     .dropout = cpu_dropout,
     .noise = cpu_noise,
+    .mlm_mask = cpu_mlm_mask,
     .bce_logits = cpu_bce_logits,
     /* device_count, group_* and xfer_* stay NULL: CPU devices are virtual; they all-reduce by
      * threads in a host group (comm_host.c) and link through host slots (link_host.c). */

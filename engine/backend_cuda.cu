@@ -93,7 +93,13 @@ __global__ void softmax_xent_kernel(const float *logits, const int32_t *labels, 
     for (int c = 0; c < classes; c++)
         sum += dp_expf(z[c] - zmax);
     int label = labels[r];
+    if (label < 0) { /* left out: no loss, no gradient */
+        for (int c = 0; dlogits && c < classes; c++)
+            dlogits[(size_t)r * classes + c] = 0.0f;
+        return;
+    }
     atomicAdd(&stats[0], logf(sum) - (z[label] - zmax));
+    atomicAdd(&stats[2], 1.0f);
     if (best == label)
         atomicAdd(&stats[1], 1.0f);
     if (dlogits) {
@@ -1234,6 +1240,24 @@ void cuda_noise(dp_device *d, float *x, int rows, int n, dp_noise_args a)
     launch(d, total, noise_kernel, x, total, n, a);
 }
 
+__global__ void mlm_mask_kernel(float *x, int32_t *y, size_t total, int n, dp_noise_args a)
+{
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= total)
+        return;
+    int id = dp_mlm_input(a, i / n, i % n, x ? (int)x[i] : 0);
+    if (x && id >= 0)
+        x[i] = (float)id;
+    if (y && id < 0)
+        y[i] = -1;
+}
+
+void cuda_mlm_mask(dp_device *d, float *x, int32_t *y, int rows, int n, dp_noise_args a)
+{
+    size_t total = (size_t)rows * n;
+    launch(d, total, mlm_mask_kernel, x, y, total, n, a);
+}
+
 __global__ void bce_logits_kernel(const float *z, const int32_t *targets, int n,
                                   float grad_scale, float *dz, float *stats)
 {
@@ -1394,6 +1418,7 @@ const dp_backend dp_backend_cuda = {
     cuda_embedding_backward,
     cuda_dropout,
     cuda_noise,
+    cuda_mlm_mask,
     cuda_bce_logits,
     true,
     dp_cuda_device_count,

@@ -44,6 +44,8 @@ typedef struct dp_eval_point {
     long step;
     double loss, accuracy;
     bool text;               /* loss / ln 2 is bits per byte */
+    bool masked;             /* a masked language model's: loss, bits and accuracy per masked
+                                byte of the test split */
     /* A GAN's (objective.h, dp_eval_report): loss and accuracy are D's on the real test split
      * (accuracy the share it judges real), d_real its mean output there, D(x); the Frechet
      * distance and score of `generated` samples (0: no classifier, and both NAN). */

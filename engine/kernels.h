@@ -48,7 +48,12 @@ typedef enum dp_act {
     DP_ACT_TANH,
     DP_ACT_LEAKY_RELU,
     DP_ACT_SIGMOID,
+    DP_ACT_GELU_ERF,
 } dp_act;
+
+/* 1 / sqrt(2) and 1 / sqrt(2 pi), for the exact GELU. */
+#define DP_SQRT1_2 0.70710678118654752f
+#define DP_INV_SQRT_2PI 0.39894228040143268f
 
 /* sqrt(2 / pi) and the cubic coefficient of GELU's tanh approximation. */
 #define DP_GELU_K 0.7978845608028654f
@@ -76,6 +81,9 @@ DP_HD float dp_act_value(dp_act act, float slope, float x)
         return x > 0.0f ? x : slope * x;
     case DP_ACT_SIGMOID: /* torch.nn.Sigmoid */
         return 1.0f / (1.0f + dp_expf(-x));
+    case DP_ACT_GELU_ERF: /* torch.nn.GELU() (approximate='none'): x Phi(x), with the normal
+                             distribution's Phi(x) = 0.5 (1 + erf(x / sqrt 2)) */
+        return 0.5f * x * (1.0f + erff(x * DP_SQRT1_2));
     }
     return x;
 }
@@ -98,6 +106,9 @@ DP_HD float dp_act_grad(dp_act act, float slope, float x, float y, float dy)
         return x > 0.0f ? dy : dy * slope;
     case DP_ACT_SIGMOID:
         return dy * y * (1.0f - y);
+    case DP_ACT_GELU_ERF: /* PyTorch's gelu_backward: Phi(x) + x phi(x), phi the normal density */
+        return dy * (0.5f * (1.0f + erff(x * DP_SQRT1_2)) +
+                     x * DP_INV_SQRT_2PI * expf(-0.5f * x * x));
     }
     return dy;
 }
@@ -289,6 +300,33 @@ DP_HD float dp_noise_value(dp_noise_args a, uint64_t r, uint64_t k)
     double u1 = ((double)(dp_noise_bits(a, r, 2 * k) >> 11) + 1.0) * 0x1p-53;
     double u2 = (double)(dp_noise_bits(a, r, 2 * k + 1) >> 11) * 0x1p-53;
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* ---- a masked language model's masks (BERT's) ---- */
+
+#define DP_MLM_MASK_TOKEN 256 /* the input id of a masked byte: the vocabulary is 257 */
+#define DP_NOISE_MLM 0x6d6c6d0000000001ull      /* the masks of a training step */
+#define DP_NOISE_MLM_TEST 0x6d6c6d0000000002ull /* the test split's fixed masks (seed 0, step 0) */
+/* The chosen share, 0.15, and of those the masked share, 0.8, and the masked or random share,
+ * 0.9, as thresholds on 24 random bits (floor(share * 2^24)). */
+#define DP_MLM_CHOSEN 2516582u
+#define DP_MLM_MASKED 13421772u
+#define DP_MLM_MASKED_OR_RANDOM 15099494u
+
+/* What happens to position j of row r (a, with a.purpose DP_NOISE_MLM or DP_NOISE_MLM_TEST,
+ * as dp_noise_bits): with h = dp_noise_bits(a, r, j), the position is chosen when h >> 40 <
+ * DP_MLM_CHOSEN; a chosen one's input becomes the mask token when (h >> 16) & 0xffffff <
+ * DP_MLM_MASKED, else the random byte h & 0xff when that is below DP_MLM_MASKED_OR_RANDOM, else
+ * stays. Returns -1 for a position not chosen, else the input id it takes (`byte` where kept). */
+DP_HD int dp_mlm_input(dp_noise_args a, uint64_t r, uint64_t j, int byte)
+{
+    uint64_t h = dp_noise_bits(a, r, j);
+    if ((uint32_t)(h >> 40) >= DP_MLM_CHOSEN)
+        return -1;
+    uint32_t action = (uint32_t)(h >> 16) & 0xffffffu;
+    if (action < DP_MLM_MASKED)
+        return DP_MLM_MASK_TOKEN;
+    return action < DP_MLM_MASKED_OR_RANDOM ? (int)(h & 0xffu) : byte;
 }
 
 /* Binary cross-entropy with a logit z and a target t in {0, 1}, as nn.BCEWithLogitsLoss:

@@ -136,12 +136,13 @@ extern const dp_layer_ops dp_layer_deconv;                                     /
 extern const dp_layer_ops dp_layer_flatten, dp_layer_unflatten;                /* flatten.c */
 extern const dp_layer_ops dp_layer_relu, dp_layer_gelu, dp_layer_tanh;         /* activation.c */
 extern const dp_layer_ops dp_layer_leakyrelu, dp_layer_sigmoid;                /* activation.c */
+extern const dp_layer_ops dp_layer_gelu_erf;                                   /* activation.c */
 extern const dp_layer_ops dp_layer_embed, dp_layer_pos;                        /* embedding.c */
 extern const dp_layer_ops dp_layer_ln;                                         /* layernorm.c */
 extern const dp_layer_ops dp_layer_bn;                                         /* bn.c */
-extern const dp_layer_ops dp_layer_attn;                                       /* attention.c */
+extern const dp_layer_ops dp_layer_attn, dp_layer_mha;                         /* attention.c */
 extern const dp_layer_ops dp_layer_dropout;                                    /* dropout.c */
-extern const dp_layer_ops dp_layer_res, dp_layer_block;                        /* blocks.c */
+extern const dp_layer_ops dp_layer_res, dp_layer_block, dp_layer_enc;          /* blocks.c */
 
 /* The layer kinds [model] layers understands, NULL-terminated, in --help-layers' order: the
  * registry, engine/layers/registry.c (which says how to add a kind). */

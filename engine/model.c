@@ -192,8 +192,8 @@ static int parse_layer(dp_layer *l, const char *text, int depth, dp_err *err)
         l->nargs = 0;
     } else if (parse_args(l, text, p, err) < 0) {
         return -1;
-    } else if (l->ops == &dp_layer_block && depth > 0) {
-        return dp_fail(err, "block goes in the model's own list, not inside res(...)");
+    } else if ((l->ops == &dp_layer_block || l->ops == &dp_layer_enc) && depth > 0) {
+        return dp_fail(err, "%s goes in the model's own list, not inside res(...)", l->ops->name);
     }
     l->in = (int)dp_shape_count(l->in_shape); /* the previous layer's out, or the data's */
     if (l->ops->infer(l, err) < 0 || check_sizes(l, err) < 0)
@@ -325,23 +325,28 @@ int dp_model_parse(dp_model *m, const char *spec, int in_features, int classes, 
     return dp_model_parse_shape(m, spec, (dp_shape){ 1, { in_features } }, classes, err);
 }
 
-/* The first embed layer among layers[0, n) and their children, or NULL. */
-static const dp_layer *find_embed(const dp_layer *layers, int n)
+/* The first layer of kind `ops` among layers[0, n) and their children, or NULL. */
+static const dp_layer *find_layer(const dp_layer *layers, int n, const dp_layer_ops *ops)
 {
     for (int i = 0; i < n; i++) {
-        const dp_layer *e = layers[i].ops == &dp_layer_embed
+        const dp_layer *e = layers[i].ops == ops
                                 ? &layers[i]
-                                : find_embed(layers[i].children, layers[i].n_children);
+                                : find_layer(layers[i].children, layers[i].n_children, ops);
         if (e)
             return e;
     }
     return NULL;
 }
 
+bool dp_model_has(const dp_model *m, const dp_layer_ops *ops)
+{
+    return find_layer(m->layers, m->n_layers, ops) != NULL;
+}
+
 int dp_model_check_ids(const dp_model *m, int vocab, dp_err *err)
 {
     for (int i = 0; i < m->n_layers; i++) {
-        const dp_layer *e = find_embed(&m->layers[i], 1);
+        const dp_layer *e = find_layer(&m->layers[i], 1, &dp_layer_embed);
         if (!e)
             continue;
         int v = e->args[0], d = e->args[1];

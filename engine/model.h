@@ -40,6 +40,9 @@ void dp_model_free(dp_model *m);
  * looks up ids, so it must come first, on ids, with a vocabulary that holds them all. */
 int dp_model_check_ids(const dp_model *m, int vocab, dp_err *err);
 
+/* Whether a layer of kind ops is among m's layers or their children. */
+bool dp_model_has(const dp_model *m, const dp_layer_ops *ops);
+
 /* Whether a layer normalises over the batch (bn), so that what a pass computes depends on
  * the samples it shares a pass with: the plan's replicas and micro-batches. */
 bool dp_model_batch_statistics(const dp_model *m);

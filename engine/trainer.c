@@ -547,7 +547,8 @@ static double collect_loss(dp_trainer *t, int rows, dp_step_report *r, double *r
 {
     const dp_plan *p = &t->plan;
     double targets = t->cfg.model->targets;
-    double loss_sum = 0.0, sumsq = 0.0;
+    int counted = t->cfg.model->objective->count_stat; /* 0: every target is a term */
+    double sums[2] = { 0.0, 0.0 }, sumsq = 0.0; /* the loss and its terms */
     for (int i = 0; i < p->workers; i++) {
         const dp_worker_result *res = dp_team_result(t->team, i);
         int replica, stage;
@@ -555,12 +556,17 @@ static double collect_loss(dp_trainer *t, int rows, dp_step_report *r, double *r
         sumsq += res->grad_sumsq;
         if (stage == p->stages - 1) {
             int shard = dp_split_rows(rows, p->replicas, replica);
-            replica_loss[replica] = shard ? res->stats[0] / shard / targets : NAN;
-            loss_sum += res->stats[0]; /* every objective's first sum is its loss */
+            double terms = counted ? res->stats[counted] : (double)shard * targets;
+            replica_loss[replica] = terms > 0 ? res->stats[0] / terms : (shard ? 0.0 : NAN);
+            sums[0] += res->stats[0]; /* every objective's first sum is its loss */
+            sums[1] += terms;
         }
     }
-    dp_world_sum(&loss_sum, 1); /* the other processes' rows */
-    r->loss = loss_sum / rows / targets; /* per target: per byte, for text */
+    dp_world_sum(sums, 2); /* the other processes' rows */
+    if (!counted)
+        sums[1] = (double)rows * targets; /* rows: the global batch's */
+    /* per term: per byte for text, per masked byte for mlm; a batch with no terms has loss 0 */
+    r->loss = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
     if (isnan(r->loss)) /* whatever its sign bit: printed "nan", never "-nan" */
         r->loss = NAN;
     return sumsq;

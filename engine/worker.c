@@ -31,7 +31,7 @@ typedef struct dp_worker {
     dp_comm *stats_group;      /* the same members, for the batch statistics the worker's own
                                   passes sum (a group of its own: the comm thread sums
                                   gradients on `group` meanwhile); NULL when the model has none */
-    float grad_scale;          /* the step's: 1 / targets of the whole global batch */
+    float grad_scale;          /* the step's: 1 / the loss's terms in the whole global batch */
     dp_stage st;
     dp_sched_op *ops;
     int n_ops;
@@ -500,7 +500,8 @@ static void forward_op(dp_worker *w, const pass_plan *pp, const batch_rows *b, i
         load_targets(w, pp, b, start, n, slot);
     dp_step_key key = pass_key(w, pp, b, start);
     const dp_step_key *k = b->step ? &key : NULL;
-    transform_rows(w, slot, n, k);
+    dp_step_key eval_key = { 0, 0, b->first + start }; /* the row's index in the split */
+    transform_rows(w, slot, n, k ? k : &eval_key);
     int split = st->model->gan_split;
     int g_end = split > pp->from ? (split < st->last ? split : st->last) : pp->from;
     if (g_end > pp->from)
@@ -616,7 +617,9 @@ static void run_step(dp_worker *w, const dp_cmd *c)
     int marks[DP_TIMELINE_OPS][2], n0 = w->timeline.n_ops;
     reset_stats(w);
     batch_rows b = { c->x, c->y, c->idx, 0, true, c->step, c->first_row, c->batch_rows };
-    w->grad_scale = w->st.model->objective->grad_scale(c->batch_rows, w->st.model->targets);
+    dp_step_key key = { w->team->cfg.seed, c->step, 0 };
+    w->grad_scale = w->st.model->objective->grad_scale(&key, c->batch_rows,
+                                                       w->st.model->targets);
     for (int i = 0; i < w->n_ops; i++) {
         bool f = w->ops[i].kind == 'F';
         if (f ? !pp.forward : !pp.backward)

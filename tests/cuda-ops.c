@@ -531,8 +531,8 @@ int main(void)
     int32_t *gl = dp_device_alloc(&gpu, sizeof labels, "test", &err);
     cpu.be->upload(&cpu, cl, labels, sizeof labels);
     gpu.be->upload(&gpu, gl, labels, sizeof labels);
-    float zero2[2] = { 0, 0 };
-    float *cst = on(&cpu, zero2, 2, 0), *gst = on(&gpu, zero2, 2, 0);
+    float zero3[3] = { 0, 0, 0 };
+    float *cst = on(&cpu, zero3, 3, 0), *gst = on(&gpu, zero3, 3, 0);
     float *cg = on(&cpu, x, n, 0), *gg = on(&gpu, x, n, 1);
     cpu.be->softmax_xent(&cpu, cx, cl, rows, cols, 0.25f, cg, cst);
     gpu.be->softmax_xent(&gpu, gx, gl, rows, cols, 0.25f, gg, gst);
@@ -547,7 +547,6 @@ int main(void)
         labels[r] = (int32_t)(r % 3 == 0);
     cpu.be->upload(&cpu, cl, labels, sizeof labels);
     gpu.be->upload(&gpu, gl, labels, sizeof labels);
-    float zero3[3] = { 0, 0, 0 };
     float *cb3 = on(&cpu, zero3, 3, 0), *gb3 = on(&gpu, zero3, 3, 0);
     cpu.be->bce_logits(&cpu, cx, cl, rows, 0.5f, cg, cb3);
     gpu.be->bce_logits(&gpu, gx, gl, rows, 0.5f, gg, gb3);

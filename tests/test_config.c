@@ -270,10 +270,19 @@ START_TEST(test_config_objective)
     free(text);
     load_ok(&c, "[model]\nobjective = gan\n");
     ck_assert_ptr_eq(dp_objectives[c.objective], &dp_objective_gan);
-    load_fail_at("[model]\nobjective = mlm\n", 2, "[model] objective = mlm",
-                 "expected one of classify, gan", (char *)NULL);
-    ck_assert_int_eq(dp_config_set(&c, "model.objective=mlm", "--set", &err), -1);
-    ck_assert_msg(strstr(err.msg, "expected one of classify, gan") != NULL, "%s", err.msg);
+    load_fail_at("[model]\nobjective = bert\n", 2, "[model] objective = bert",
+                 "expected one of classify, gan, mlm", (char *)NULL);
+    ck_assert_int_eq(dp_config_set(&c, "model.objective=bert", "--set", &err), -1);
+    ck_assert_msg(strstr(err.msg, "expected one of classify, gan, mlm") != NULL, "%s", err.msg);
+    /* a masked language model trains on text */
+    dp_config_defaults(&c);
+    load_ok(&c, "[model]\nobjective = mlm\n");
+    ck_assert_ptr_eq(dp_objectives[c.objective], &dp_objective_mlm);
+    ck_assert_int_eq(dp_config_check(&c, &err), -1);
+    ck_assert_msg(strstr(err.msg, "set [data] kind = text"), "%s", err.msg);
+    load_ok(&c, "[data]\nkind = text\npath = x\n");
+    ck_assert_msg(dp_config_check(&c, &err) == 0, "%s", err.msg);
+    dp_config_defaults(&c);
     /* a GAN needs both of its lists, and they need it */
     load_ok(&c, "[model]\nobjective = gan\n");
     ck_assert_int_eq(dp_config_check(&c, &err), -1);

@@ -30,7 +30,7 @@ START_TEST(test_xent_hand)
     device_init(&dev);
     const float logits[2 * 3] = { 1, 2, 3, 1, 1, 1 };
     const int32_t labels[2] = { 2, 0 };
-    float dlogits[2 * 3], stats[2] = { 0, 0 };
+    float dlogits[2 * 3], stats[3] = { 0, 0, 0 };
     dev.be->softmax_xent(&dev, logits, labels, 2, 3, 0.25f, dlogits, stats);
 
     double z = exp(1.0) + exp(2.0) + exp(3.0);
@@ -56,7 +56,7 @@ START_TEST(test_xent_argmax_ties)
     device_init(&dev);
     const float logits[3 * 3] = { 0, 5, 5, 0, 5, 5, 3, 1, 2 };
     const int32_t labels[3] = { 1, 2, 2 };
-    float stats[2] = { 0, 0 };
+    float stats[3] = { 0, 0, 0 };
     dev.be->softmax_xent(&dev, logits, labels, 1, 3, 1.0f, NULL, stats);
     ck_assert_msg(stats[1] == 1.0f, "[0,5,5] label 1: correct %g, want 1", stats[1]);
     stats[1] = 0;
@@ -77,7 +77,7 @@ START_TEST(test_xent_large_logits)
     device_init(&dev);
     const float logits[2 * 2] = { 1000.0f, 1001.0f, -1000.0f, -1001.0f };
     const int32_t labels[2] = { 0, 1 };
-    float dlogits[4], stats[2] = { 0, 0 };
+    float dlogits[4], stats[3] = { 0, 0, 0 };
     double want = 1.0 + log(1.0 + exp(-1.0)); /* each row */
     dev.be->softmax_xent(&dev, logits, labels, 1, 2, 1.0f, dlogits, stats);
     ck_assert_msg(isfinite(stats[0]) && close_to(stats[0], want),
@@ -104,7 +104,7 @@ START_TEST(test_xent_stats_accumulate)
     device_init(&dev);
     const float logits[3] = { 1, 2, 3 };
     const int32_t label = 2;
-    float stats[2] = { 1.5f, 4.0f };
+    float stats[3] = { 1.5f, 4.0f, 0.0f };
     double one = log(exp(1.0) + exp(2.0) + exp(3.0)) - 3.0;
     dev.be->softmax_xent(&dev, logits, &label, 1, 3, 1.0f, NULL, stats);
     ck_assert_msg(close_to(stats[0], 1.5 + one) && stats[1] == 5.0f,
@@ -124,7 +124,7 @@ START_TEST(test_xent_null_dlogits)
     device_init(&dev);
     const float logits[2 * 4] = { 0.5f, -1.0f, 2.0f, 0.0f, 3.0f, 0.1f, -0.2f, 1.0f };
     const int32_t labels[2] = { 2, 1 };
-    float with[2] = { 0, 0 }, without[2] = { 0, 0 }, dlogits[8];
+    float with[3] = { 0, 0, 0 }, without[3] = { 0, 0, 0 }, dlogits[8];
     dev.be->softmax_xent(&dev, logits, labels, 2, 4, 0.5f, dlogits, with);
     dev.be->softmax_xent(&dev, logits, labels, 2, 4, 0.5f, NULL, without);
     ck_assert_msg(with[0] == without[0] && with[1] == without[1],

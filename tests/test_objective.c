@@ -67,7 +67,7 @@ START_TEST(test_objective_classify_loss)
     const double xd[3 * 3] = { 2, 0, -1, 0.5, 0.5, 3, 1, 2, 3 };
     const int32_t labels[3] = { 0, 1, 2 };
     float dout[3 * 3], stats[DP_OBJECTIVE_STATS] = { 0 };
-    float scale = o->grad_scale(3, 1);
+    float scale = o->grad_scale(&(dp_step_key){ 1, 1, 0 }, 3, 1);
     ck_assert_msg(scale == 1.0f / 3.0f, "grad_scale %.9g, want 1/3", scale);
     o->loss(&dev, out, labels, 3, 3, scale, dout, stats);
 
@@ -85,7 +85,7 @@ START_TEST(test_objective_classify_loss)
     ck_assert_msg(close_to(stats[0], want_loss), "loss sum %.9g, want %.9g", stats[0],
                   want_loss);
     ck_assert_msg(stats[1] == 2.0f, "correct %g, want 2", stats[1]);
-    ck_assert_msg(stats[2] == 0.0f && stats[3] == 0.0f, "classify wrote past its 2 sums");
+    ck_assert_msg(stats[2] == 3.0f && stats[3] == 0.0f, "classify counted %g rows, want 3 (and no fourth sum)", stats[2]);
 
     /* Without a gradient buffer the sums still add up: twice the loss, 4 correct. */
     o->loss(&dev, out, labels, 3, 3, scale, NULL, stats);
@@ -100,9 +100,10 @@ END_TEST
 START_TEST(test_objective_classify_grad_scale)
 {
     const dp_objective *o = &dp_objective_classify;
-    ck_assert(o->grad_scale(256, 1) == 1.0f / 256.0f);
-    ck_assert(o->grad_scale(64, 128) == 1.0f / ((float)64 * 128));
-    ck_assert(o->grad_scale(3, 7) == 1.0f / ((float)3 * 7));
+    dp_step_key key = { 1, 1, 0 };
+    ck_assert(o->grad_scale(&key, 256, 1) == 1.0f / 256.0f);
+    ck_assert(o->grad_scale(&key, 64, 128) == 1.0f / ((float)64 * 128));
+    ck_assert(o->grad_scale(&key, 3, 7) == 1.0f / ((float)3 * 7));
 }
 END_TEST
 

@@ -1,5 +1,5 @@
 /* activation.c -- element-wise layers without parameters: relu, gelu (tanh approximation, as
- * nn.GELU(approximate='tanh')), tanh, leakyrelu[:SLOPE] (nn.LeakyReLU) and sigmoid
+ * nn.GELU(approximate='tanh')), gelu_erf (the exact one, nn.GELU()), tanh, leakyrelu[:SLOPE] (nn.LeakyReLU) and sigmoid
  * (nn.Sigmoid). The math is in kernels.h. */
 #include "engine/layers/common.h"
 
@@ -11,6 +11,8 @@ static dp_act act_of(const dp_layer *l)
 {
     if (l->ops == &dp_layer_gelu)
         return DP_ACT_GELU;
+    if (l->ops == &dp_layer_gelu_erf)
+        return DP_ACT_GELU_ERF;
     if (l->ops == &dp_layer_tanh)
         return DP_ACT_TANH;
     if (l->ops == &dp_layer_leakyrelu)
@@ -54,6 +56,8 @@ static void act_backward(const dp_layer *l, const dp_pass *p, const float *param
 const dp_layer_ops dp_layer_relu = ACTIVATION_OPS("relu", "relu", 0, "max(x, 0); nn.ReLU");
 const dp_layer_ops dp_layer_gelu = ACTIVATION_OPS(
     "gelu", "gelu", 0, "GELU, tanh approximation; nn.GELU(approximate='tanh')");
+const dp_layer_ops dp_layer_gelu_erf = ACTIVATION_OPS(
+    "gelu_erf", "gelu_erf", 0, "GELU, exact: x (1 + erf(x / sqrt 2)) / 2; nn.GELU()");
 const dp_layer_ops dp_layer_tanh = ACTIVATION_OPS("tanh", "tanh", 0, "nn.Tanh");
 const dp_layer_ops dp_layer_leakyrelu =
     ACTIVATION_OPS("leakyrelu", "leakyrelu[:SLOPE]", 1,

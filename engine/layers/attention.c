@@ -1,10 +1,15 @@
 /* attention.c -- attn:HEADS, causal multi-head self-attention over sequences [T, D], as
- * nanoGPT's CausalSelfAttention: c_attn makes q, k and v, c_proj mixes the heads.
+ * nanoGPT's CausalSelfAttention: c_attn makes q, k and v, c_proj mixes the heads; and mha:HEADS,
+ * the same without the causal mask (every position sees every other), named and initialised as
+ * nn.MultiheadAttention(D, HEADS, batch_first=True): in_proj_weight and in_proj_bias (q, k and v
+ * in that order, as c_attn's), out_proj.
  *
  * Attention keeps, per micro-batch, q k v [rows, T, 3D], the probabilities [rows, H, T, T] and
  * the heads' output [rows, T, D] (three blocks of its saved memory); each sample's heads go
  * through one strided batched GEMM per product. */
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "engine/layers/common.h"
 #include "base/rng.h"
@@ -35,30 +40,54 @@ static int attn_infer(dp_layer *l, dp_err *err)
     return 0;
 }
 
+/* Whether the layer masks the future: attn does, mha does not. */
+static bool is_causal(const dp_layer *l)
+{
+    return l->ops == &dp_layer_attn;
+}
+
 static int attn_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS])
 {
+    static const char *const names[2][4] = {
+        { "c_attn.weight", "c_attn.bias", "c_proj.weight", "c_proj.bias" },
+        { "in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias" },
+    };
+    const char *const *name = names[!is_causal(l)];
     int d = dims_of(l).d;
     size_t at = 0;
-    out[0] = (dp_tensor_info){ "c_attn.weight", 2, { 3 * d, d }, at, (size_t)3 * d * d, false,
-                               false, false };
+    out[0] = (dp_tensor_info){ "", 2, { 3 * d, d }, at, (size_t)3 * d * d, false, false, false };
     at += (size_t)3 * d * d;
-    out[1] = (dp_tensor_info){ "c_attn.bias", 1, { 3 * d }, at, (size_t)3 * d,
-                               false, false, false };
+    out[1] = (dp_tensor_info){ "", 1, { 3 * d }, at, (size_t)3 * d, false, false, false };
     at += (size_t)3 * d;
-    out[2] = (dp_tensor_info){ "c_proj.weight", 2, { d, d }, at, (size_t)d * d,
-                               false, false, false };
+    out[2] = (dp_tensor_info){ "", 2, { d, d }, at, (size_t)d * d, false, false, false };
     at += (size_t)d * d;
-    out[3] = (dp_tensor_info){ "c_proj.bias", 1, { d }, at, (size_t)d, false, false, false };
+    out[3] = (dp_tensor_info){ "", 1, { d }, at, (size_t)d, false, false, false };
+    for (int k = 0; k < 4; k++)
+        snprintf(out[k].suffix, sizeof out[k].suffix, "%s", name[k]);
     return 4;
 }
 
-/* nn.Linear's init for both projections: uniform within 1 / sqrt(D). */
+/* attn: nn.Linear's init for both projections, uniform within 1 / sqrt(D). mha:
+ * nn.MultiheadAttention's, in_proj_weight Xavier-uniform (within sqrt(6 / (D + 3D))),
+ * out_proj.weight nn.Linear's, both biases zero. */
 static void attn_init(const dp_layer *l, float *params, uint64_t seed)
 {
     dp_rng r = dp_rng_stream(seed, DP_RNG_INIT, (uint64_t)l->index);
-    double bound = 1.0 / sqrt((double)dims_of(l).d);
-    for (size_t i = 0; i < l->param_count; i++)
-        params[i] = (float)((2.0 * dp_rng_uniform(&r) - 1.0) * bound);
+    size_t d = (size_t)dims_of(l).d;
+    double bound = 1.0 / sqrt((double)d);
+    if (is_causal(l)) {
+        for (size_t i = 0; i < l->param_count; i++)
+            params[i] = (float)((2.0 * dp_rng_uniform(&r) - 1.0) * bound);
+        return;
+    }
+    double xavier = sqrt(6.0 / (double)(4 * d));
+    float *w_in = params, *b_in = w_in + 3 * d * d, *w_out = b_in + 3 * d, *b_out = w_out + d * d;
+    for (size_t i = 0; i < 3 * d * d; i++)
+        w_in[i] = (float)((2.0 * dp_rng_uniform(&r) - 1.0) * xavier);
+    for (size_t i = 0; i < d * d; i++)
+        w_out[i] = (float)((2.0 * dp_rng_uniform(&r) - 1.0) * bound);
+    memset(b_in, 0, 3 * d * sizeof *b_in);
+    memset(b_out, 0, d * sizeof *b_out);
 }
 
 /* The parameters and the saved blocks of a pass. */
@@ -98,7 +127,7 @@ static void attn_forward(const dp_layer *l, const dp_pass *p, const float *param
                          0.0f, s.prob + n * a.h * tt, a.t, tt, a.h);
     }
     be->softmax_forward(p->dev, s.prob, s.prob, p->rows * a.h * a.t, a.t,
-                        1.0f / sqrtf((float)a.hd), a.t);
+                        1.0f / sqrtf((float)a.hd), is_causal(l) ? a.t : 0);
     for (int n = 0; n < p->rows; n++) { /* each head's probabilities times its values */
         const float *v = s.qkv + (size_t)n * a.t * d3 + 2 * a.d;
         be->gemm_batched(p->dev, 0, 0, a.t, a.hd, a.t, 1.0f, s.prob + n * a.h * tt, a.t, tt, v,
@@ -178,6 +207,22 @@ const dp_layer_ops dp_layer_attn = {
     .usage = "attn:HEADS",
     .help = "causal multi-head self-attention with HEADS heads (q, k, v from one linear "
             "layer, c_attn; the heads mixed by another, c_proj)",
+    .min_args = 1,
+    .max_args = 1,
+    .infer = attn_infer,
+    .tensors = attn_tensors,
+    .init = attn_init,
+    .forward = attn_forward,
+    .backward = attn_backward,
+    .flops = attn_flops,
+    .scratch = attn_scratch,
+};
+
+const dp_layer_ops dp_layer_mha = {
+    .name = "mha",
+    .usage = "mha:HEADS",
+    .help = "multi-head self-attention with HEADS heads, every position seeing every other "
+            "(no causal mask); nn.MultiheadAttention(D, HEADS, batch_first=True)",
     .min_args = 1,
     .max_args = 1,
     .infer = attn_infer,

@@ -1,6 +1,7 @@
-/* blocks.c -- the layers with children, res(...) and block:HEADS: each is one element of the
- * model, so that a pipeline stage never cuts through one. block:HEADS is built of two res
- * blocks and runs with res's operations, so the two kinds share this file.
+/* blocks.c -- the layers with children, res(...), block:HEADS and enc:HEADS: each is one
+ * element of the model, so that a pipeline stage never cuts through one. block:HEADS and
+ * enc:HEADS are built of res blocks (and layers) and run with res's operations, so the kinds
+ * share this file.
  *
  * res(...) is a residual block, y = body(x) + shortcut(x). The body is a layer list; the
  * shortcut is the identity when the body keeps the shape, or else a projection: a 1x1
@@ -10,7 +11,8 @@
  *
  * block:HEADS is a pre-LayerNorm GPT block, two residual blocks in a row:
  * res(ln, attn:HEADS), res(ln, linear:4D, gelu, linear:D), named as nanoGPT's Block: ln_1,
- * attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj.
+ * attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj. enc:HEADS is a Transformer encoder
+ * block (below), nn.TransformerEncoderLayer's names: self_attn, norm1, linear1, linear2, norm2.
  *
  * A block keeps each child's output (but a block:H's last, which is its own output) and saved
  * values in its own saved memory (per micro-batch, so pipelines hold several); its scratch
@@ -66,6 +68,7 @@ static int add_projection(dp_layer *l, dp_shape body, dp_err *err)
 }
 
 static int res_tensors(const dp_layer *l, dp_tensor_info out[DP_MAX_LAYER_TENSORS]);
+static bool is_composite(const dp_layer *l);
 
 static int res_infer(dp_layer *l, dp_err *err)
 {
@@ -154,7 +157,7 @@ static int res_memory_of(const dp_layer *l, const dp_pass *p, float *y, res_memo
     float *at = p->saved;
     int body = body_count(l);
     for (int k = 0; k < body; k++) {
-        bool own_output = l->ops == &dp_layer_block && k == body - 1;
+        bool own_output = is_composite(l) && k == body - 1;
         m->out[k] = own_output ? y : at;
         at += own_output ? 0 : (size_t)p->rows * l->children[k].out;
         m->saved[k] = at;
@@ -184,7 +187,7 @@ static void res_forward(const dp_layer *l, const dp_pass *p, const float *params
         c->ops->forward(c, &m.child, params + c->param_offset, cur, m.out[k]);
         cur = m.out[k];
     }
-    if (l->ops == &dp_layer_block)
+    if (is_composite(l))
         return;
     const float *shortcut = x;
     if (l->shortcut >= 0) {
@@ -212,7 +215,7 @@ static void res_backward(const dp_layer *l, const dp_pass *p, const float *param
                          k > 0 ? m.out[k - 1] : x, m.out[k], g, gx);
         g = gx;
     }
-    if (l->ops == &dp_layer_block)
+    if (is_composite(l))
         return;
     size_t n = (size_t)p->rows * l->in;
     if (l->shortcut >= 0) {
@@ -251,7 +254,38 @@ const dp_layer_ops dp_layer_res = {
     .scratch = res_scratch,
 };
 
-/* ---- block:HEADS ---- */
+/* ---- block:HEADS and enc:HEADS[:NORM_FIRST] ---- */
+
+/* Builds a composite block (block or enc) from a layer list `spec` of res blocks and layers on
+ * the block's input, naming the children: names[k] holds child k's name ("" for a res block)
+ * and then its own children's. The block's output is its last child's. */
+static int compose(dp_layer *l, const char *spec, const char *const names[][5], dp_err *err)
+{
+    size_t n_params;
+    if (dp_layer_list_parse(spec, l->in_shape, 1, &l->children, &l->n_children, &n_params,
+                            err) < 0)
+        return -1;
+    l->param_count = n_params;
+    l->saved = l->saved_pass = 0;
+    l->shortcut = -1;
+    for (int k = 0; k < l->n_children; k++) {
+        dp_layer *c = &l->children[k];
+        snprintf(c->name, sizeof c->name, "%s", names[k][0]);
+        for (int j = 0; j < c->n_children; j++)
+            snprintf(c->children[j].name, sizeof c->children[j].name, "%s", names[k][1 + j]);
+        l->saved += c->saved + (k < l->n_children - 1 ? (size_t)c->out : 0);
+        l->saved_pass += c->saved_pass;
+    }
+    l->out_shape = l->in_shape;
+    return 0;
+}
+
+/* Whether l is a composite block, whose last child writes the block's output (and which adds
+ * no shortcut of its own). */
+static bool is_composite(const dp_layer *l)
+{
+    return l->ops == &dp_layer_block || l->ops == &dp_layer_enc;
+}
 
 static int block_infer(dp_layer *l, dp_err *err)
 {
@@ -261,25 +295,10 @@ static int block_infer(dp_layer *l, dp_err *err)
     char spec[128];
     snprintf(spec, sizeof spec, "res(ln, attn:%d), res(ln, linear:%d, gelu, linear:%d)",
              l->args[0], 4 * d, d);
-    size_t n_params;
-    if (dp_layer_list_parse(spec, l->in_shape, 1, &l->children, &l->n_children, &n_params,
-                            err) < 0)
-        return -1;
-    static const char *const names[2][4] = { { "ln_1", "attn" },
-                                             { "ln_2", "mlp.c_fc", "mlp.gelu", "mlp.c_proj" } };
-    l->param_count = n_params;
-    l->saved = l->saved_pass = 0;
-    l->shortcut = -1;
-    for (int k = 0; k < 2; k++) {
-        dp_layer *r = &l->children[k];
-        r->name[0] = '\0';
-        for (int j = 0; j < r->n_children; j++)
-            snprintf(r->children[j].name, sizeof r->children[j].name, "%s", names[k][j]);
-        l->saved += r->saved + (k == 0 ? (size_t)r->out : 0);
-        l->saved_pass += r->saved_pass;
-    }
-    l->out_shape = l->in_shape;
-    return 0;
+    static const char *const names[][5] = { { "", "ln_1", "attn" },
+                                            { "", "ln_2", "mlp.c_fc", "mlp.gelu",
+                                              "mlp.c_proj" } };
+    return compose(l, spec, names, err);
 }
 
 const dp_layer_ops dp_layer_block = {
@@ -290,6 +309,55 @@ const dp_layer_ops dp_layer_block = {
     .min_args = 1,
     .max_args = 1,
     .infer = block_infer,
+    .tensors = res_tensors,
+    .init = res_init,
+    .forward = res_forward,
+    .backward = res_backward,
+    .flops = res_flops,
+    .scratch = res_scratch,
+};
+
+/* enc:HEADS[:NORM_FIRST], nn.TransformerEncoderLayer(D, HEADS, dim_feedforward=4D,
+ * dropout=0, activation="gelu", batch_first=True, norm_first=NORM_FIRST): post-LayerNorm as
+ * BERT, x = norm1(x + self_attn(x)), x = norm2(x + linear2(gelu(linear1(x)))), or with
+ * NORM_FIRST 1 pre-LayerNorm, x = x + self_attn(norm1(x)), x = x + linear2(gelu(linear1(
+ * norm2(x)))). The GELU is the exact one. */
+static int enc_infer(dp_layer *l, dp_err *err)
+{
+    if (l->in_shape.ndim != 2)
+        return dp_fail(err, "enc needs sequences [positions, width] as input (after embed)");
+    bool norm_first = l->nargs > 1 && l->args[1];
+    if (l->nargs > 1 && l->args[1] != 0 && l->args[1] != 1)
+        return dp_fail(err, "enc:HEADS:NORM_FIRST takes NORM_FIRST 0 (post-LayerNorm, as BERT) "
+                            "or 1 (pre-LayerNorm), not %d", l->args[1]);
+    int d = l->in_shape.d[1], h = l->args[0];
+    char spec[160];
+    if (norm_first) {
+        snprintf(spec, sizeof spec,
+                 "res(ln, mha:%d), res(ln, linear:%d, gelu_erf, linear:%d)", h, 4 * d, d);
+        static const char *const names[][5] = {
+            { "", "norm1", "self_attn" }, { "", "norm2", "linear1", "activation", "linear2" } };
+        return compose(l, spec, names, err);
+    }
+    snprintf(spec, sizeof spec, "res(mha:%d), ln, res(linear:%d, gelu_erf, linear:%d), ln", h,
+             4 * d, d);
+    static const char *const names[][5] = { { "", "self_attn" },
+                                            { "norm1" },
+                                            { "", "linear1", "activation", "linear2" },
+                                            { "norm2" } };
+    return compose(l, spec, names, err);
+}
+
+const dp_layer_ops dp_layer_enc = {
+    .name = "enc",
+    .usage = "enc:HEADS[:NORM_FIRST]",
+    .help = "a Transformer encoder block (BERT's): bidirectional mha:HEADS and a 4x wider "
+            "exact-GELU MLP, each added to its input, post-LayerNorm (NORM_FIRST 1: "
+            "pre-LayerNorm); nn.TransformerEncoderLayer(D, HEADS, 4D, dropout=0, "
+            "activation='gelu', batch_first=True, norm_first=NORM_FIRST)",
+    .min_args = 1,
+    .max_args = 2,
+    .infer = enc_infer,
     .tensors = res_tensors,
     .init = res_init,
     .forward = res_forward,

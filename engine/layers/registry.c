@@ -16,6 +16,7 @@ const dp_layer_ops *const dp_layer_kinds[] = {
     &dp_layer_unflatten, /* flatten.c */
     &dp_layer_relu,    /* activation.c */
     &dp_layer_gelu,    /* activation.c */
+    &dp_layer_gelu_erf, /* activation.c */
     &dp_layer_tanh,    /* activation.c */
     &dp_layer_leakyrelu, /* activation.c */
     &dp_layer_sigmoid, /* activation.c */
@@ -24,8 +25,10 @@ const dp_layer_ops *const dp_layer_kinds[] = {
     &dp_layer_ln,      /* layernorm.c */
     &dp_layer_bn,      /* bn.c */
     &dp_layer_attn,    /* attention.c */
+    &dp_layer_mha,     /* attention.c */
     &dp_layer_dropout, /* dropout.c */
     &dp_layer_res,     /* blocks.c */
     &dp_layer_block,   /* blocks.c */
+    &dp_layer_enc,     /* blocks.c */
     NULL,
 };
