@@ -2,7 +2,7 @@
 # examples.sh -- every examples/*.ini builds its model and trains a few steps (on the first
 # 256 samples; CIFAR-10 and text examples on small files written here, the Fashion-MNIST ones
 # skipped where Debian's dataset-fashion-mnist is not installed), headless, and the text
-# example reports bits per byte. The full runs' figures are in README.md.
+# examples report bits per byte (tiny-gpt) and per masked byte (tiny-bert). The full runs' figures are in README.md.
 . "${srcdir:-.}/tests/lib.sh"
 
 write_cifar "$work/cifar" 60 20
@@ -16,7 +16,7 @@ for ini in "$srcdir"/examples/*.ini; do
     grep -q '^objective = gan' "$ini" && set -- "$@" --set "gan.samples=$work/$name-samples"
     case $name in
     cifar-*) set -- "$@" --set "data.path=$work/cifar" ;;
-    *gpt*) set -- "$@" --set "data.path=$work/text" --set data.batch=4 ;;
+    *gpt* | *bert*) set -- "$@" --set "data.path=$work/text" --set data.batch=4 ;;
     fashion-*)
         [ -d /usr/share/datasets/fashion-mnist ] || {
             echo "skipped $name: no /usr/share/datasets/fashion-mnist"
@@ -30,4 +30,6 @@ for ini in "$srcdir"/examples/*.ini; do
 done
 grep -Eq 'test loss [0-9.]+ \([0-9.]+ bits per byte\)' "$work/tiny-gpt.out" ||
     fail "tiny-gpt: no bits per byte in its evaluation"
+grep -Eq 'masked test accuracy [0-9.]+, loss [0-9.]+ \([0-9.]+ bits per masked byte\)' \
+    "$work/tiny-bert.out" || fail "tiny-bert: no masked accuracy and bits in its summary"
 finish
