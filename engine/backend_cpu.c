@@ -156,6 +156,21 @@ static void gelu_backward(float *dx, const float *x, const float *dy, size_t n)
         dx[i] = dp_act_grad(DP_ACT_GELU, 0.0f, x[i], 0.0f, dy[i]);
 }
 
+/* The exact GELU over whole arrays, vectorised as the approximation's (dp_erff). */
+VECTOR_CLONES
+static void gelu_erf_forward(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = dp_act_value(DP_ACT_GELU_ERF, 0.0f, x[i]);
+}
+
+VECTOR_CLONES
+static void gelu_erf_backward(float *dx, const float *x, const float *dy, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] = dp_act_grad(DP_ACT_GELU_ERF, 0.0f, x[i], 0.0f, dy[i]);
+}
+
 /* The sigmoid over whole arrays, vectorised as GELU's. */
 VECTOR_CLONES
 static void sigmoid_forward(float *y, const float *x, size_t n)
@@ -188,8 +203,7 @@ static void cpu_act_forward(dp_device *d, dp_act act, float slope, float *y, con
         sigmoid_forward(y, x, n);
         break;
     case DP_ACT_GELU_ERF:
-        for (size_t i = 0; i < n; i++)
-            y[i] = dp_act_value(DP_ACT_GELU_ERF, 0.0f, x[i]);
+        gelu_erf_forward(y, x, n);
         break;
     }
     charge_kernel(d, t0);
@@ -234,8 +248,7 @@ static void cpu_act_backward(dp_device *d, dp_act act, float slope, float *dx, c
             dx[i] = dp_act_grad(DP_ACT_SIGMOID, 0.0f, 0.0f, y[i], dy[i]);
         break;
     case DP_ACT_GELU_ERF:
-        for (size_t i = 0; i < n; i++)
-            dx[i] = dp_act_grad(DP_ACT_GELU_ERF, 0.0f, x[i], 0.0f, dy[i]);
+        gelu_erf_backward(dx, x, dy, n);
         break;
     }
     charge_kernel(d, t0);

@@ -55,6 +55,21 @@ typedef enum dp_act {
 #define DP_SQRT1_2 0.70710678118654752f
 #define DP_INV_SQRT_2PI 0.39894228040143268f
 
+/* erf(x) within 1.5e-7 absolute (Abramowitz and Stegun 7.1.26: erf|x| = 1 - t (a1 + t (a2 +
+ * ...)) e^(-x^2) with t = 1 / (1 + p |x|)), branch-free through dp_expf so that loops over it
+ * vectorise (libm's erff does not: 3.5x slower here). The exact GELU through it is within
+ * 4.6e-7 absolute of the value in double over [-10, 10]; PyTorch's float GELU on the CPU is
+ * within 3.7e-7 (torch 1.13, measured). */
+DP_HD float dp_erff(float x)
+{
+    float a = fabsf(x), t = 1.0f / (1.0f + 0.3275911f * a);
+    float poly = t * (0.254829592f +
+                      t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f +
+                                                                  t * 1.061405429f))));
+    float y = 1.0f - poly * dp_expf(-a * a);
+    return copysignf(y, x);
+}
+
 /* sqrt(2 / pi) and the cubic coefficient of GELU's tanh approximation. */
 #define DP_GELU_K 0.7978845608028654f
 #define DP_GELU_C 0.044715f
@@ -83,7 +98,7 @@ DP_HD float dp_act_value(dp_act act, float slope, float x)
         return 1.0f / (1.0f + dp_expf(-x));
     case DP_ACT_GELU_ERF: /* torch.nn.GELU() (approximate='none'): x Phi(x), with the normal
                              distribution's Phi(x) = 0.5 (1 + erf(x / sqrt 2)) */
-        return 0.5f * x * (1.0f + erff(x * DP_SQRT1_2));
+        return 0.5f * x * (1.0f + dp_erff(x * DP_SQRT1_2));
     }
     return x;
 }
@@ -107,8 +122,8 @@ DP_HD float dp_act_grad(dp_act act, float slope, float x, float y, float dy)
     case DP_ACT_SIGMOID:
         return dy * y * (1.0f - y);
     case DP_ACT_GELU_ERF: /* PyTorch's gelu_backward: Phi(x) + x phi(x), phi the normal density */
-        return dy * (0.5f * (1.0f + erff(x * DP_SQRT1_2)) +
-                     x * DP_INV_SQRT_2PI * expf(-0.5f * x * x));
+        return dy * (0.5f * (1.0f + dp_erff(x * DP_SQRT1_2)) +
+                     x * DP_INV_SQRT_2PI * dp_expf(-0.5f * x * x));
     }
     return dy;
 }
