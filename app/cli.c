@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,8 @@
 enum long_only {
     OPT_STAGES = 256, OPT_MICRO, OPT_SCHEDULE, OPT_STEPS, OPT_EPOCHS, OPT_SWITCH_AT, OPT_METRICS,
     OPT_SAVE, OPT_INIT, OPT_CKPT_DIR, OPT_RESUME, OPT_PRINT_CONFIG, OPT_NO_COLOR,
-    OPT_HELP_LAYERS, OPT_MEASURE_PEAK, OPT_GENERATE, OPT_OUTPUT,
+    OPT_HELP_LAYERS, OPT_MEASURE_PEAK, OPT_GENERATE, OPT_OUTPUT, OPT_PROMPT, OPT_TEMPERATURE,
+    OPT_TOP_K, OPT_FILL,
 };
 
 static const struct option longs[] = {
@@ -40,6 +42,10 @@ static const struct option longs[] = {
     { "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
     { "generate", required_argument, NULL, OPT_GENERATE },
     { "output", required_argument, NULL, OPT_OUTPUT },
+    { "prompt", required_argument, NULL, OPT_PROMPT },
+    { "temperature", required_argument, NULL, OPT_TEMPERATURE },
+    { "top-k", required_argument, NULL, OPT_TOP_K },
+    { "fill", required_argument, NULL, OPT_FILL },
     { "help-layers", no_argument, NULL, OPT_HELP_LAYERS },
     { "measure-peak", no_argument, NULL, OPT_MEASURE_PEAK },
     { "no-color", no_argument, NULL, OPT_NO_COLOR },
@@ -74,9 +80,17 @@ static void usage(FILE *out)
           "      --checkpoint-dir DIR   write checkpoints into DIR\n"
           "      --resume [DIR]         continue from the newest checkpoint\n"
           "      --generate N           no training: N samples of the trained model (a GAN's\n"
-          "                             images: an IDX file and a PNG grid) to --output\n"
+          "                             images: an IDX file and a PNG grid) to --output; a\n"
+          "                             language model's: N bytes after --prompt, to stdout\n"
           "      --output FILE          where --generate writes: FILE (IDX) and a PNG beside it\n"
           "                             (FILE with .png for .idx)\n"
+          "      --prompt TEXT          the bytes a language model's --generate continues\n"
+          "                             (default: a newline, not printed)\n"
+          "      --temperature T        --generate divides the logits by T > 0 (default 1)\n"
+          "      --top-k K              --generate draws from the K likeliest bytes only\n"
+          "                             (default 0: from every byte)\n"
+          "      --fill TEXT            no training: a masked language model's guess for each\n"
+          "                             _ in TEXT, with its 5 likeliest bytes\n"
           "      --print-config         print the effective configuration and exit\n"
           "      --help-layers          describe every layer kind of [model] layers and exit\n"
           "      --measure-peak         measure this machine's SGEMM rate (the CPU devices'\n"
@@ -85,8 +99,9 @@ static void usage(FILE *out)
           "  -h, --help                 show this help and exit\n"
           "  -V, --version              show the version and exit\n"
           "\n"
-          "-c, --metrics, --save, --init, --checkpoint-dir and --resume may each be given\n"
-          "once; the other options override keys, in order, so the last one wins.\n"
+          "-c, --metrics, --save, --init, --checkpoint-dir, --resume, --output, --prompt\n"
+          "and --fill may each be given once; of the others, the last one given wins (most\n"
+          "override configuration keys, in order).\n"
           "\n"
           "Exit status: 0 done, 1 the run failed, 2 bad usage, configuration, input or\n"
           "output (checked before any work), 130 interrupted. See dpmptop(1) and README.md\n"
@@ -182,6 +197,8 @@ static int check_once(int ch, const dp_options *o, const char *checkpoint_dir)
     case OPT_METRICS: once_name = "--metrics", once = &o->metrics_path; break;
     case OPT_INIT: once_name = "--init", once = &o->init_path; break;
     case OPT_OUTPUT: once_name = "--output", once = &o->output_path; break;
+    case OPT_PROMPT: once_name = "--prompt", once = &o->prompt; break;
+    case OPT_FILL: once_name = "--fill", once = &o->fill; break;
     case OPT_CKPT_DIR: once_name = "--checkpoint-dir", once = &checkpoint_dir; break;
     }
     if (once && *once) {
@@ -270,12 +287,41 @@ static int take_option(int ch, int argc, char **argv, dp_options *o, const char 
         errno = 0;
         long n = strtol(optarg, &end, 10);
         if (errno || end == optarg || *end || n < 1 || n > DP_MAX_GENERATE) {
-            fprintf(stderr, "dpmptop: --generate %s: expected a count of samples from 1 to "
-                            "%d\n",
+            fprintf(stderr, "dpmptop: --generate %s: expected a count of samples (or bytes) "
+                            "from 1 to %d\n",
                     optarg, DP_MAX_GENERATE);
             return -1;
         }
         o->generate = n;
+        break;
+    }
+    case OPT_PROMPT: o->prompt = optarg; break;
+    case OPT_FILL: o->fill = optarg; break;
+    case OPT_TEMPERATURE: {
+        char *end;
+        errno = 0;
+        double t = strtod(optarg, &end);
+        if (errno || end == optarg || *end || !isfinite(t) || t <= 0) {
+            fprintf(stderr, "dpmptop: --temperature %s: expected a number above 0 (1: the "
+                            "model's own probabilities; for the likeliest byte each time, "
+                            "--top-k 1)\n",
+                    optarg);
+            return -1;
+        }
+        o->temperature = t;
+        break;
+    }
+    case OPT_TOP_K: {
+        char *end;
+        errno = 0;
+        long k = strtol(optarg, &end, 10);
+        if (errno || end == optarg || *end || k < 0 || k > 256) {
+            fprintf(stderr, "dpmptop: --top-k %s: expected a count of bytes from 0 (every "
+                            "byte) to 256\n",
+                    optarg);
+            return -1;
+        }
+        o->top_k = (int)k;
         break;
     }
     case OPT_PRINT_CONFIG: o->print_config = 1; break;
@@ -300,6 +346,37 @@ static int take_option(int ch, int argc, char **argv, dp_options *o, const char 
     return 0;
 }
 
+/* The options that go only with others, and those that exclude each other; -1 after saying
+ * why. Which --generate needs --output (a GAN's) waits for the configuration (app/main.c). */
+static int check_combinations(const dp_options *o)
+{
+    bool sampling = o->prompt || o->temperature > 0 || o->top_k >= 0;
+    if (o->output_path && !o->generate) {
+        fputs("dpmptop: --output names where --generate writes; give --generate N too\n",
+              stderr);
+        return -1;
+    }
+    if (sampling && !o->generate) {
+        fputs("dpmptop: --prompt, --temperature and --top-k go with --generate N (a language "
+              "model's bytes)\n",
+              stderr);
+        return -1;
+    }
+    if (o->fill && o->generate) {
+        fputs("dpmptop: --fill and --generate are two uses of a trained model (a masked "
+              "language model's, a generative one's): give one\n",
+              stderr);
+        return -1;
+    }
+    if ((o->generate || o->fill) && (o->save_path || o->switch_at || o->metrics_path)) {
+        fprintf(stderr, "dpmptop: %s trains nothing: --save, --metrics and --switch-at do not "
+                        "go with it\n",
+                o->fill ? "--fill" : "--generate");
+        return -1;
+    }
+    return 0;
+}
+
 int dp_parse_args(int argc, char **argv, dp_options *o)
 {
     /* at most two overrides per argument (--epochs sets two keys) */
@@ -310,6 +387,7 @@ int dp_parse_args(int argc, char **argv, dp_options *o)
     }
     const char *checkpoint_dir = NULL;
     int ch;
+    o->top_k = -1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":c:s:Hd:S:hV", longs, NULL)) != -1) {
         if (check_length(ch) < 0 || check_once(ch, o, checkpoint_dir) < 0)
@@ -322,20 +400,7 @@ int dp_parse_args(int argc, char **argv, dp_options *o)
         fprintf(stderr, "dpmptop: unexpected argument \"%s\"; see dpmptop --help\n", argv[optind]);
         return -1;
     }
-    if (!o->generate != !o->output_path) {
-        fputs(o->generate ? "dpmptop: --generate needs --output FILE: where the samples go\n"
-                          : "dpmptop: --output names where --generate writes; give --generate N "
-                            "too\n",
-              stderr);
-        return -1;
-    }
-    if (o->generate && (o->save_path || o->switch_at || o->metrics_path)) {
-        fputs("dpmptop: --generate trains nothing: --save, --metrics and --switch-at do not go "
-              "with it\n",
-              stderr);
-        return -1;
-    }
-    return 0;
+    return check_combinations(o);
 }
 
 void dp_options_free(dp_options *o)

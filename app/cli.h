@@ -5,7 +5,7 @@
 
 enum exit_status { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
-/* The most samples --generate writes at once. */
+/* The most samples (a GAN's images, a language model's bytes) --generate makes at once. */
 #define DP_MAX_GENERATE 65536
 
 /* A --set style override collected from the command line, applied after the file. */
@@ -21,7 +21,11 @@ typedef struct dp_options {
     int resume;               /* --resume given */
     const char *resume_dir;   /* its directory, or NULL: [checkpoint] dir */
     long generate;            /* --generate N: samples of the trained model, no training */
-    const char *output_path;  /* --output: where they go */
+    const char *output_path;  /* --output: where they go (a GAN's images) */
+    const char *prompt;       /* --prompt TEXT: a language model's start, or NULL */
+    double temperature;       /* --temperature T: 0 when not given (then 1) */
+    int top_k;                /* --top-k K: -1 when not given (then 0: every byte) */
+    const char *fill;         /* --fill TEXT: a masked language model's text with _ to fill */
     int print_config;
     int headless;
     dp_override *overrides;

@@ -18,6 +18,7 @@
 #include "app/jsonl.h"
 #include "app/run_loop.h"
 #include "app/setup.h"
+#include "app/textgen.h"
 #include "base/fileio.h"
 #include "dpmptop-config.h"
 #include "engine/control.h"
@@ -273,13 +274,55 @@ static int take_launcher_terminal(const dp_options *opt)
     return tty;
 }
 
-/* --generate's refusals that need no work: a model that generates nothing, no weights. */
+/* The uses of a trained model (--generate, --fill) need its weights: --init or --resume. */
+static int check_weights(const dp_options *opt, const char *use, const char *init)
+{
+    if (opt->init_path || opt->resume)
+        return DP_RUN_READY;
+    fprintf(stderr, "dpmptop: %s needs trained weights: --init %s (what --save %s wrote) or "
+                    "--resume [DIR] (a checkpoint)\n",
+            use, init, init);
+    return EXIT_USAGE;
+}
+
+/* --generate's refusals that need no work: a model that generates nothing, options of another
+ * kind of model's, no weights. */
 static int check_generate(const dp_run *r, const dp_options *opt)
 {
-    if (dp_objectives[r->cfg.objective] != &dp_objective_gan) {
-        fputs("dpmptop: --generate makes the images of a GAN's generator ([model] objective = "
-              "gan); this configuration trains a classifier\n",
+    bool sampling = opt->prompt || opt->temperature > 0 || opt->top_k >= 0;
+    switch (dp_model_use_of(&r->cfg)) {
+    case DP_USE_CAUSAL_LM:
+        if (opt->output_path) {
+            fputs("dpmptop: --output is where a GAN's --generate writes its images; a language "
+                  "model's text goes to standard output: leave --output out (and redirect "
+                  "the output)\n",
+                  stderr);
+            return EXIT_USAGE;
+        }
+        return check_weights(opt, "--generate", "FILE");
+    case DP_USE_MASKED_LM:
+        fputs("dpmptop: --generate continues a causal language model's text; this "
+              "configuration's model is a masked one ([model] objective = mlm), which guesses "
+              "hidden bytes: use --fill TEXT, with _ for each byte to guess\n",
               stderr);
+        return EXIT_USAGE;
+    case DP_USE_CLASSIFIER:
+        fputs("dpmptop: --generate makes the images of a GAN's generator ([model] objective = "
+              "gan) or a language model's text ([data] kind = text, objective = classify); "
+              "this configuration trains a classifier\n",
+              stderr);
+        return EXIT_USAGE;
+    case DP_USE_GAN:
+        break;
+    }
+    if (sampling) {
+        fputs("dpmptop: --prompt, --temperature and --top-k are a language model's; this "
+              "configuration is a GAN, whose --generate N --output FILE writes images\n",
+              stderr);
+        return EXIT_USAGE;
+    }
+    if (!opt->output_path) {
+        fputs("dpmptop: --generate needs --output FILE: where the samples go\n", stderr);
         return EXIT_USAGE;
     }
     struct stat st;
@@ -301,13 +344,44 @@ static int check_generate(const dp_run *r, const dp_options *opt)
     dp_atomic_file probe = { 0 }; /* a regular file's place: writable? (nothing is left) */
     if (dp_check_output_path("--output", opt->output_path, &probe) < 0)
         return EXIT_USAGE;
-    if (!opt->init_path && !opt->resume) {
-        fputs("dpmptop: --generate needs trained weights: --init DIR (what --save DIR wrote) or "
-              "--resume [DIR] (a checkpoint)\n",
-              stderr);
+    return check_weights(opt, "--generate", "DIR");
+}
+
+/* --fill's refusals that need no work: a model other than a masked language model, a text
+ * with nothing to fill or longer than the context, no weights. */
+static int check_fill(const dp_run *r, const dp_options *opt)
+{
+    const char *kind = NULL;
+    switch (dp_model_use_of(&r->cfg)) {
+    case DP_USE_MASKED_LM: break;
+    case DP_USE_CAUSAL_LM:
+        kind = "a causal language model (objective = classify on text): for its text, use "
+               "--generate N --prompt TEXT";
+        break;
+    case DP_USE_GAN: kind = "a GAN"; break;
+    case DP_USE_CLASSIFIER: kind = "a classifier"; break;
+    }
+    if (kind) {
+        fprintf(stderr, "dpmptop: --fill needs a masked language model ([model] objective = "
+                        "mlm: an encoder, as in examples/tiny-bert.ini); this configuration "
+                        "trains %s\n",
+                kind);
         return EXIT_USAGE;
     }
-    return DP_RUN_READY;
+    size_t len = strlen(opt->fill);
+    if (!strchr(opt->fill, DP_FILL_MASK)) {
+        fprintf(stderr, "dpmptop: --fill \"%s\": no %c in the text; put %c where the model is "
+                        "to guess a byte\n",
+                opt->fill, DP_FILL_MASK, DP_FILL_MASK);
+        return EXIT_USAGE;
+    }
+    if (len > (size_t)r->cfg.data.context) {
+        fprintf(stderr, "dpmptop: --fill: the text has %zu bytes, more than the model's "
+                        "context ([data] context = %d); shorten it\n",
+                len, r->cfg.data.context);
+        return EXIT_USAGE;
+    }
+    return check_weights(opt, "--fill", "FILE");
 }
 
 /* --generate N: the generator's samples of its own noise (kernels.h: DP_NOISE_GENERATE, the
@@ -349,6 +423,65 @@ static int generate(dp_run *r, const dp_options *opt)
     return status;
 }
 
+/* Whether the run is a language model's --generate or --fill: text on standard output. */
+static bool uses_language_model(const dp_run *r, const dp_options *opt)
+{
+    dp_model_use use = dp_model_use_of(&r->cfg);
+    return (opt->generate && use == DP_USE_CAUSAL_LM) || (opt->fill && use == DP_USE_MASKED_LM);
+}
+
+/* Builds a language model's run for --generate or --fill: on one device (device 0 of the
+ * run's), whatever [parallel] asks, since one sequence at a time gains nothing from more and
+ * the text then depends on no plan; the setup's notes ("resuming from ...") go to stderr, so
+ * that stdout holds the text alone. */
+static int create_language_model(dp_run *r, const dp_options *opt)
+{
+    r->cfg.strategy = DP_STRATEGY_SINGLE;
+    r->cfg.stages = 0;
+    r->cfg.microbatches = 0;
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    if (saved >= 0)
+        dup2(STDERR_FILENO, STDOUT_FILENO);
+    int status = dp_run_create(r, opt);
+    fflush(stdout);
+    if (saved >= 0) {
+        dup2(saved, STDOUT_FILENO);
+        close(saved);
+    }
+    return status;
+}
+
+/* --generate N on a causal language model (its bytes after --prompt), or --fill TEXT on a
+ * masked one, printed on stdout (app/textgen.h). */
+static int use_language_model(dp_run *r, const dp_options *opt)
+{
+    dp_err err;
+    int rc;
+    if (opt->fill) {
+        rc = dp_textgen_fill(r->trainer, &r->model, opt->fill, stdout, &err);
+    } else {
+        dp_textgen_opts o = {
+            .prompt = opt->prompt, .n = opt->generate,
+            .temperature = opt->temperature > 0 ? opt->temperature : 1.0,
+            .top_k = opt->top_k > 0 ? opt->top_k : 0, .seed = r->cfg.seed,
+            .stop = &stop_requested,
+        };
+        rc = dp_textgen_generate(r->trainer, &r->model, &o, stdout, &err);
+        if (rc >= 0 && isatty(STDOUT_FILENO)) /* the shell's prompt on a line of its own */
+            putchar('\n');
+    }
+    if (rc < 0) {
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        return EXIT_FAILED;
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        perror("dpmptop: writing the text");
+        return EXIT_FAILED;
+    }
+    return rc > 0 ? EXIT_INTERRUPTED : EXIT_DONE;
+}
+
 /* A GAN's directory of samples for this run in [gan] samples (rank 0's), made once the run
  * is set up, so that a run refused before it leaves none. */
 static int samples_dir(dp_run *r)
@@ -381,9 +514,14 @@ static int run(int argc, char **argv)
     int status = dp_run_configure(&r, &opt);
     if (status == DP_RUN_READY && opt.generate)
         status = check_generate(&r, &opt);
+    if (status == DP_RUN_READY && opt.fill)
+        status = check_fill(&r, &opt);
+    bool text = status == DP_RUN_READY && uses_language_model(&r, &opt);
     if (status == DP_RUN_READY)
-        status = dp_run_create(&r, &opt);
-    if (status == DP_RUN_READY && opt.generate) {
+        status = text ? create_language_model(&r, &opt) : dp_run_create(&r, &opt);
+    if (status == DP_RUN_READY && text) {
+        status = use_language_model(&r, &opt);
+    } else if (status == DP_RUN_READY && opt.generate) {
         status = generate(&r, &opt);
     } else if (status == DP_RUN_READY && (status = samples_dir(&r)) == DP_RUN_READY) {
         print_banner(&r);

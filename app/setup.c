@@ -509,7 +509,7 @@ static int resume(dp_run *r, const dp_options *opt)
     }
     long per_epoch = (r->train.n + cfg->data.batch - 1) / cfg->data.batch;
     long end = cfg->steps > 0 ? cfg->steps : cfg->epochs * per_epoch;
-    if (r->resumed.step >= end && !opt->generate) {
+    if (r->resumed.step >= end && !opt->generate && !opt->fill) {
         fprintf(stderr, "dpmptop: %s is at step %ld, and this run ends at step %ld "
                         "(run.steps or run.epochs): nothing to train; to train further, "
                         "resume with more --steps or --epochs\n",

@@ -778,6 +778,18 @@ void dp_trainer_generate(dp_trainer *t, uint64_t purpose, long sample0, long n, 
     }
 }
 
+void dp_trainer_forward(dp_trainer *t, const float *x, long n, float *out)
+{
+    const dp_model *m = t->cfg.model;
+    size_t in = (size_t)m->layers[0].in, outputs = (size_t)m->layers[m->n_layers - 1].out;
+    for (long at = 0; at < n; at += t->cfg.batch) {
+        int rows = n - at < t->cfg.batch ? (int)(n - at) : t->cfg.batch;
+        dp_cmd c = { .kind = DP_CMD_GENERATE, .rows = rows, .x = x + (size_t)at * in,
+                     .out = out + (size_t)at * outputs };
+        dp_team_run(t->team, &c);
+    }
+}
+
 /* The chunks (of a batch) the quality figures of an evaluation take: the generated samples'
  * and, at the first, the test split's; 0 without a classifier. */
 static long quality_chunks(const dp_trainer *t)

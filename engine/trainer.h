@@ -124,6 +124,11 @@ bool dp_trainer_evaluate(dp_trainer *t, const dp_eval_watch *w, dp_eval_report *
  * out [n, image values], in the data's range. */
 void dp_trainer_generate(dp_trainer *t, uint64_t purpose, long sample0, long n, float *out);
 
+/* A model that is not a GAN, in evaluation (no dropout; batch normalisation's running
+ * statistics), on n rows x [n, layer 0's inputs]: its last layer's outputs into
+ * out [n, outputs] (a language model's logits: a language model's --generate and --fill). */
+void dp_trainer_forward(dp_trainer *t, const float *x, long n, float *out);
+
 /* Batches per epoch. */
 long dp_trainer_steps_per_epoch(const dp_trainer *t);
 

@@ -724,31 +724,38 @@ static void run_eval(dp_worker *w, dp_pass_kind pass, const dp_dataset *d, long 
 }
 
 /* A GAN's generator in evaluation on c->rows rows of noise, in micro-batches as a training
- * pass cuts them: the stage that holds its last layer downloads the images into c->out. */
+ * pass cuts them: the stage that holds its last layer downloads the images into c->out. With
+ * c->x, a model that is not a GAN the same way on those rows, through its last layer. */
 static void run_generate(dp_worker *w, const dp_cmd *c)
 {
     dp_stage *st = &w->st;
-    int split = st->model->gan_split, to = st->last < split ? st->last : split;
-    if (st->first >= split)
+    const dp_model *m = st->model;
+    int end = m->gan_split ? m->gan_split : m->n_layers; /* the layers run: [0, end) */
+    int to = st->last < end ? st->last : end;
+    if (st->first >= end)
         return; /* a stage of the discriminator */
-    int image = st->model->layers[split].in;
+    size_t width = (size_t)(end < m->n_layers ? m->layers[end].in : m->layers[end - 1].out);
+    size_t in_width = (size_t)m->layers[0].in;
     for (int j = 0; j < w->team->plan.micro; j++) {
         int n, start, slot = j % st->slots;
         micro_rows(w, c->rows, j, &n, &start);
         if (!n)
             continue; /* every stage of the replica skips the same ones */
         float *in = dp_stage_input(st, slot);
-        if (w->stage == 0)
-            make_noise(w, c->noise_purpose, 0, c->sample0 + start, n, in);
-        else
+        if (w->stage > 0)
             link_recv(w, w->fwd_in, in);
+        else if (c->x) /* the caller's rows, not a step's batch: waited for */
+            w->dev->be->upload(w->dev, in, c->x + (size_t)start * in_width,
+                               (size_t)n * in_width * sizeof *in);
+        else
+            make_noise(w, c->noise_purpose, 0, c->sample0 + start, n, in);
         dp_stage_forward_range(st, slot, n, NULL, st->first, to, false);
         float *out = dp_stage_layer_input(st, slot, to);
-        if (to < split)
+        if (to < end)
             link_send(w, w->fwd_out, out, (size_t)n * dp_stage_out_width(st));
         else
-            w->dev->be->download(w->dev, c->out + (size_t)start * image, out,
-                                 (size_t)n * image * sizeof *out);
+            w->dev->be->download(w->dev, c->out + (size_t)start * width, out,
+                                 (size_t)n * width * sizeof *out);
     }
 }
 

@@ -32,7 +32,8 @@ typedef enum dp_cmd_kind {
     DP_CMD_GATHER,  /* copy parameters and optimizer state out to host vectors */
     DP_CMD_SCATTER, /* copy them in */
     DP_CMD_DIAGNOSE, /* after a non-finite loss or gradient: where the values went bad */
-    DP_CMD_GENERATE, /* a GAN's generator, in evaluation, on noise: its images to the host */
+    DP_CMD_GENERATE, /* a GAN's generator, in evaluation, on noise: its images to the host;
+                        or a model, in evaluation, on host rows: its outputs to the host */
     DP_CMD_QUIT,
 } dp_cmd_kind;
 
@@ -68,7 +69,9 @@ typedef struct dp_cmd {
     const dp_dataset *data;
     long data_first, data_rows; /* the samples of it to evaluate (this process's part) */
     /* GENERATE: rows of noise of purpose noise_purpose for samples [sample0, sample0 + rows)
-     * of it, each replica its share, the generator's images into out [rows, image values] */
+     * of it, each replica its share, the generator's images into out [rows, image values];
+     * with x (a model that is not a GAN), the rows x [rows, layer 0's inputs] instead, the
+     * last layer's outputs into out [rows, outputs] */
     uint64_t noise_purpose;
     long sample0;
     float *out;
