@@ -8,8 +8,8 @@
 #
 # The masks (engine/kernels.h dp_mlm_input) hang on each sample's place in the global batch,
 # and the loss is the mean over the positions chosen in the whole global batch, so a replica's
-# or a micro-batch's share counts its chosen positions but divides by the global count: were
-# either local, the losses and gradients would differ at once, by far more than 1e-5.
+# or a micro-batch's share sums its chosen positions' losses but divides by the global count
+# (a local mean would weigh the shares' positions unequally, as their counts differ).
 #
 # Under SGD every parameter meets the criterion (0.01 of it). Under AdamW every parameter but
 # the key third of each encoder's self_attn.in_proj_bias does (0.07 of it); those key biases
