@@ -165,6 +165,7 @@ static int run_loop_in_mode(dp_run *r, dp_run_loop_opts *o, bool dashboard, dp_m
             .color = r->cfg.color && !(no_color && no_color[0]),
             .monitor = monitor, .tty = tty, .max_stages = dp_plan_max_stages(&r->model),
             .range_lo = r->cfg.data_range ? -1.0f : 0.0f, .range_hi = 1.0f,
+            .masked = r->model.objective == &dp_objective_mlm,
         };
         rc = dp_run_with_dashboard(r->trainer, o, &info, res, err);
         if (tty >= 0)

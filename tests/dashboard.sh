@@ -12,7 +12,8 @@
 # terminal back on its main screen; --metrics on that terminal, or a terminal ncurses does not
 # know, fails the run before it trains; a GAN's run shows D's and G's losses, D(x) and D(G(z))
 # as the headless line does, and its samples as a picture (half blocks in 256 greys, or ASCII
-# shading in the C locale). Skipped (77) without tmux.
+# shading in the C locale); a masked language model's shows its masked loss (mloss) and masked
+# accuracy (macc) where a classifier's shows loss and acc or bpb. Skipped (77) without tmux.
 . "${srcdir:-.}/tests/lib.sh"
 
 . "${srcdir:-.}/tests/tmux.sh"
@@ -279,6 +280,60 @@ tm capture-pane -p -t gan-ascii | LC_ALL=C grep -q "$(printf '[\200-\377]')" &&
 [ "$(screen gan-ascii | sed -n '6,15p' | cut -c 62- | grep -c '[.:=+*#%@-]')" -eq 10 ] ||
     fail "no ASCII shading in the samples panel: $(screen gan-ascii | sed -n 6p | cut -c 61-)"
 tm send-keys -t gan-ascii q
+
+# A masked language model's run: its loss is the mean over the chosen bytes, labelled mloss
+# in the header, the panels and the plot; its evaluations are a table of step, mloss and macc
+# (loss and accuracy over the test split's masked bytes) with the figures of the headless
+# run's metrics (seeded: the same in both modes), the lowest mloss marked; the test result in
+# the header and the health line is the masked accuracy, and nothing says bpb or acc alone.
+write_text "$work/mlm.txt" 3000
+cat >"$work/mlm.ini" <<INI
+[run]
+name = mlm
+seed = 1
+steps = 40
+eval_every = 10
+[data]
+kind = text
+path = $work/mlm.txt
+context = 16
+batch = 32
+[model]
+objective = mlm
+layers = embed:257:16, pos, enc:2, enc:2, linear:256
+[optim]
+kind = adamw
+lr = 0.003
+INI
+"$DPMPTOP" -c "$work/mlm.ini" --devices cpu:2 --headless --metrics "$work/mlm.jsonl" \
+    >"$work/mlm-headless.out" 2>&1 || fail "the mlm run headless failed: $(tail -n 3 "$work/mlm-headless.out")"
+# the table's rows as the dashboard formats them ("%c%6ld %6.4g %7s"), without the mark
+sed -n 's/.*"type":"eval","step":\([0-9]*\),.*"loss":\([^,]*\),"masked":true,.*"accuracy":\([^,}]*\).*/\1 \2 \3/p' \
+    "$work/mlm.jsonl" | awk '{ printf "%6d %6.4g %7s\n", $1, $2, sprintf("%.2f%%", 100 * $3) }' \
+    >"$work/mlm-rows"
+[ "$(wc -l <"$work/mlm-rows")" -ge 4 ] || fail "the mlm run made $(wc -l <"$work/mlm-rows") masked evaluations"
+tm new-session -d -s mlm -x 120 -y 40 \
+    "env TERM=tmux-256color LC_ALL=C.UTF-8 LANG=C.UTF-8 '$DPMPTOP' -c '$work/mlm.ini' --devices cpu:2; sleep 600"
+wait_for mlm "^ finished after 40 steps" 60 || fail "the mlm run did not finish: $(screen mlm | tail -n 2)"
+screen mlm | grep -Eq "^ step 40/40 \(100%\)  ETA [0-9:]+  mloss [0-9.]+  test macc [0-9.]+% @40 " ||
+    fail "mlm: the header does not say mloss and the masked accuracy: $(screen mlm | head -n 1)"
+screen mlm | grep -Eq "  last macc [0-9.]+% mloss [0-9.]+ @40  best mloss [0-9.]+ @[0-9]+" ||
+    fail "mlm: the health line: $(screen mlm | sed -n 4p)"
+[ "$(screen mlm | grep -Eo ' mloss  +[0-9]+\.[0-9]{4}' | wc -l)" -eq 2 ] ||
+    fail "mlm: not 2 panels' mloss figures: $(screen mlm | grep -Eo ' m?loss  +[0-9.]+' | tr '\n' ' ')"
+screen mlm | grep -q "^masked loss over 40 steps" || fail "mlm: the loss plot is not called masked"
+screen mlm | grep -Eq "  step  mloss    macc\$" || fail "mlm: the evaluation table's columns are not step mloss macc"
+while read -r row; do
+    screen mlm | grep -Fq -- "$row" || fail "mlm: no table row '$row' (the headless run's) on the screen"
+done <"$work/mlm-rows"
+# the best row: the lowest mloss, marked
+best=$(sort -k2,2g "$work/mlm-rows" | head -n 1)
+screen mlm | grep -Fq -- "*$best" || fail "mlm: the lowest mloss's row '$best' is not marked best"
+screen mlm | grep -Eq "masked accuracy [0-9.]+, bits per masked byte [0-9.]+" ||
+    fail "mlm: the finish message lacks the masked result: $(screen mlm | tail -n 2 | head -n 1)"
+screen mlm | grep -Eq "bpb|test acc | acc [0-9]| loss  +[0-9]" &&
+    fail "mlm: the screen calls a figure bpb, acc or loss: $(screen mlm | grep -Eo "bpb.{0,12}|test acc .{0,8}| acc [0-9].{0,8}| loss  +[0-9.]+" | head -n 3 | tr '\n' ' ')"
+tm send-keys -t mlm q
 
 # Colour: present by default, absent with NO_COLOR: an SGR code 30-38, 40-48, 90-97 or
 # 100-107 (39 and 49 are the terminal's own default colours, which tmux writes to reset).

@@ -190,4 +190,50 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
     done
     grep -q 'D on the test split' "$work/gan-mpi.out" || fail "GAN under mpirun: no evaluation"
 fi
+# a masked language model across processes: each sample's masks follow its place in the
+# global batch and the loss is the mean over the positions chosen in the whole global batch
+# (counted across processes), so two processes of one device end where dp on two devices in
+# one does, and their halves of the test split's masked bytes sum to the same masked loss
+# and accuracy (SGD: under AdamW the encoder's key biases, whose gradient is rounding noise,
+# would follow the summation order; tests/bert-parity.sh)
+cat >"$work/mlm.ini" <<INI
+[run]
+steps = 12
+eval_every = 6
+[data]
+kind = text
+path = $work/a.txt
+context = 16
+batch = 30
+[model]
+objective = mlm
+layers = embed:257:16, pos, dropout:10, enc:2, linear:256
+[optim]
+kind = sgd
+lr = 0.1
+momentum = 0.9
+INI
+"$DPMPTOP" --headless -c "$work/mlm.ini" --devices cpu:2 --strategy dp \
+    --save "$work/mlm-dp.safetensors" --metrics "$work/mlm-dp.jsonl" >"$work/mlm-dp.out" 2>&1 ||
+    fail "mlm dp: exit $?: $(tail -n 3 "$work/mlm-dp.out")"
+mpi 2 "$DPMPTOP" --headless -c "$work/mlm.ini" --devices cpu:1 --strategy dp \
+    --save "$work/mlm-mpi.safetensors" --metrics "$work/mlm-mpi.jsonl" >"$work/mlm-mpi.out" 2>&1 ||
+    fail "mlm under mpirun: exit $?: $(tail -n 3 "$work/mlm-mpi.out")"
+if d=$("$compare" "$work/mlm-dp.safetensors" "$work/mlm-mpi.safetensors" 1.3e-6 1e-5); then
+    echo "mlm: np 2 x cpu:1 dp vs dp on cpu:2: $d x the tolerance"
+else
+    fail "mlm under mpirun: parameters differ from dp's on two devices ($d x the tolerance)"
+fi
+# rank 0's evaluations (step, masked loss, masked bytes, accuracy) as the one process's
+for run in mlm-dp mlm-mpi; do
+    sed -n 's/.*"type":"eval","step":\([0-9]*\),.*"loss":\([^,]*\),"masked":true,"masked_bytes":\([0-9]*\),.*"accuracy":\([^,}]*\).*/\1 \2 \3 \4/p' \
+        "$work/$run.jsonl" >"$work/$run.eval"
+done
+[ "$(wc -l <"$work/mlm-dp.eval")" -eq 2 ] ||
+    fail "mlm dp: $(wc -l <"$work/mlm-dp.eval") masked evaluations, not 2: $(tail -n 5 "$work/mlm-dp.out")"
+paste -d ' ' "$work/mlm-dp.eval" "$work/mlm-mpi.eval" | awk '
+    function off(a, b, tol) { d = a - b; if (d < 0) d = -d; return d > tol * (a < 0 ? -a : a) }
+    NF != 8 || $1 != $5 || $3 != $7 || off($2, $6, 1e-5) || off($4, $8, 1e-6) { bad = 1 }
+    END { exit bad || NR != 2 }' ||
+    fail "mlm under mpirun: evaluations $(cat "$work/mlm-mpi.eval"), one process: $(cat "$work/mlm-dp.eval")"
 finish

@@ -1,10 +1,12 @@
 /* test_layout.c -- the dashboard's layout, a pure function, without a terminal. */
 #include "tests/unit.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 
 #include "tui/layout.h"
+#include "tui/widgets.h"
 
 /* The rectangles a layout shows (h > 0), for pairwise checks. */
 static int shown(const dp_layout *l, dp_rect *out, const char **names)
@@ -242,6 +244,25 @@ START_TEST(test_panel_rows)
 }
 END_TEST
 
+/* The test result an evaluation shows (header, health line): a classifier's accuracy, a
+ * text's bits per byte, and a masked language model's accuracy over the masked bytes, which
+ * is text too but has no "bpb" (its bits are per masked byte). */
+START_TEST(test_eval_result)
+{
+    char buf[32];
+    dp_eval_result(buf, sizeof buf, &(dp_eval_point){ .step = -1 });
+    ck_assert_str_eq(buf, "-");
+    dp_eval_result(buf, sizeof buf, &(dp_eval_point){ .step = 5, .loss = 0.4, .accuracy = 0.8712 });
+    ck_assert_str_eq(buf, "acc 87.12%");
+    dp_eval_result(buf, sizeof buf, &(dp_eval_point){ .step = 5, .loss = 1.234 * log(2.0),
+                                                      .accuracy = 0.3, .text = true });
+    ck_assert_str_eq(buf, "bpb 1.234");
+    dp_eval_result(buf, sizeof buf, &(dp_eval_point){ .step = 5, .loss = 2.5, .accuracy = 0.42171,
+                                                      .text = true, .masked = true });
+    ck_assert_str_eq(buf, "macc 42.17%");
+}
+END_TEST
+
 Suite *layout_suite(void)
 {
     Suite *s = suite_create("layout");
@@ -252,6 +273,7 @@ Suite *layout_suite(void)
     tcase_add_test(tc, test_layout_too_small);
     tcase_add_test(tc, test_layout_sizes);
     tcase_add_test(tc, test_panel_rows);
+    tcase_add_test(tc, test_eval_result);
     suite_add_tcase(s, tc);
     return s;
 }

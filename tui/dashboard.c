@@ -54,6 +54,9 @@ typedef struct frame {
      * the end, the finish message); shown on the health line for a few seconds. */
     char note[120];
     double note_time;
+    /* How the training loss is labelled: "loss", or a masked language model's "mloss" (its
+     * loss is the mean over the chosen bytes only, as its evaluations' are). */
+    const char *loss_name;
 } frame;
 
 #define NOTE_S 4.0 /* how long a note stays */
@@ -64,6 +67,7 @@ static void snapshot(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *in
 {
     dp_control_snapshot(ctl, &f->st);
     f->now = dp_now_s();
+    f->loss_name = info->masked || f->st.last_eval.masked ? "mloss" : "loss";
     dp_run_state state = dp_health_state(&f->st);
     f->held = state == DP_STATE_PAUSED ? "0%" : state == DP_STATE_EVALUATING ? "eval" : NULL;
     dp_metrics *ms = dp_trainer_metrics(t);
@@ -166,12 +170,14 @@ static void state_text(const frame *f, char *buf, size_t size)
     }
 }
 
-/* "acc 87.12% loss 0.412 @100" (a GAN's "D(x) 0.512 D loss 1.39 @20") */
+/* "acc 87.12% loss 0.412 @100" (a GAN's "D(x) 0.512 D loss 1.39 @20", a masked language
+ * model's "macc 42.17% mloss 2.31 @100") */
 static void eval_text(char *buf, size_t size, const dp_eval_point *e)
 {
     char res[32];
     dp_eval_result(res, sizeof res, e);
-    snprintf(buf, size, "%s %s %.3g @%ld", res, e->gan ? "D loss" : "loss", e->loss, e->step);
+    snprintf(buf, size, "%s %s %.3g @%ld", res,
+             e->gan ? "D loss" : e->masked ? "mloss" : "loss", e->loss, e->step);
 }
 
 /* The test result for the header: the last evaluation's, else the accuracy alone. */
@@ -245,8 +251,9 @@ static void header_progress(const dp_style *sty, dp_rect r, const frame *f)
     double frac = s->total_steps > 0 ? (double)s->step / (double)s->total_steps : 0;
     char text[200], loss[48];
     loss_text(loss, sizeof loss, f);
-    int n = snprintf(text, sizeof text, " step %ld/%ld (%.0f%%)  ETA %s  loss %s  %s  epoch %ld/%ld",
-                     s->step, s->total_steps, 100 * frac, eta, loss, test, s->epoch, s->epochs);
+    int n = snprintf(text, sizeof text, " step %ld/%ld (%.0f%%)  ETA %s  %s %s  %s  epoch %ld/%ld",
+                     s->step, s->total_steps, 100 * frac, eta, f->loss_name, loss, test, s->epoch,
+                     s->epochs);
     dp_text(r.y, r.x, r.w, A_BOLD, "%s", text);
     if (r.w - n - 2 >= 12)
         dp_bar(sty, r.y, r.x + n + 2, r.w - n - 3, frac);
@@ -307,7 +314,8 @@ static void draw_health(const dp_style *sty, dp_rect r, const frame *f)
     if (s->best_eval.step >= 0 && s->n_evals > 0 && s->best_eval.gan) /* the lowest FD */
         snprintf(best, sizeof best, "FD %.4g @%ld", s->best_eval.frechet, s->best_eval.step);
     else if (s->best_eval.step >= 0 && s->n_evals > 0) /* the lowest test loss */
-        snprintf(best, sizeof best, "loss %.3g @%ld", s->best_eval.loss, s->best_eval.step);
+        snprintf(best, sizeof best, "%s %.3g @%ld", f->loss_name, s->best_eval.loss,
+                 s->best_eval.step);
     if (f->note[0] && f->now - f->note_time < NOTE_S)
         snprintf(note, sizeof note, ": %s", f->note);
     dp_run_state st = dp_health_state(s);
@@ -334,8 +342,8 @@ static void draw_summary(dp_rect r, const frame *f)
         snprintf(rate, sizeof rate, "%.0f samples/s", s->samples_per_s);
     char loss[48];
     loss_text(loss, sizeof loss, f);
-    dp_text(r.y, r.x, r.w, A_BOLD, "step %ld/%ld  loss %s  %s  ETA %s", s->step,
-            s->total_steps, loss, rate, eta);
+    dp_text(r.y, r.x, r.w, A_BOLD, "step %ld/%ld  %s %s  %s  ETA %s", s->step,
+            s->total_steps, f->loss_name, loss, rate, eta);
     if (r.h > 1) /* before the first step the state says "starting" */
         dp_text(r.y + 1, r.x, r.w, A_NORMAL, "%s%s%s", s->plan, s->plan[0] ? "  " : "", state);
     if (r.h > 2)
@@ -408,10 +416,22 @@ static void util_figure(char *buf, size_t size, const dp_device_metrics *m, cons
         snprintf(buf, size, " %3.0f%%", 100 * m->util);
 }
 
+/* A device's last loss, " loss   2.3026" (a masked model's " mloss  2.3026") in `cols`
+ * columns (a larger figure in up to `room`), or N/A before its first step. */
+static void loss_cell(int y, int x, int cols, int room, const char *name,
+                      const dp_device_metrics *m)
+{
+    int digits = cols - 2 - (int)strlen(name);
+    if (isfinite(m->loss) && m->role[0]) /* no role: no step yet */
+        dp_text(y, x, room, A_NORMAL, " %s %*.4f", name, digits, m->loss);
+    else
+        dp_text(y, x, room, A_NORMAL, " %s %*s", name, digits, "N/A");
+}
+
 /* A device on one line, when there are more than 8: name and role, loss, utilisation meter and
  * memory figure, in at least DP_LINE_MIN_COLS columns. */
 static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev,
-                      const char *held)
+                      const char *held, const char *loss_name)
 {
     const dp_device_metrics *m = &dev->m;
     const int tail = 13 + 6 + 5 + 16; /* loss, " util ", " 100%", " mem 1023.9M" */
@@ -422,10 +442,7 @@ static void draw_line(const dp_style *sty, dp_rect r, const dp_device_view *dev,
                  sizeof role);
     dp_text(r.y, r.x, head, dp_attr(sty, DP_PAIR_TITLE, A_BOLD), " %s  %s", dev->name, role);
     int x = r.x + head;
-    if (isfinite(m->loss) && m->role[0]) /* no role: no step yet */
-        dp_text(r.y, x, 13, A_NORMAL, " loss %7.4f", m->loss);
-    else
-        dp_text(r.y, x, 13, A_NORMAL, " loss     N/A");
+    loss_cell(r.y, x, 13, 13, loss_name, m);
     char figure[16];
     util_figure(figure, sizeof figure, m, held);
     dp_text(r.y, x + 13, 6, A_NORMAL, " util ");
@@ -478,26 +495,20 @@ static void panel_util(const dp_style *sty, int y, int x, int w, const dp_device
         dp_sparkline(sty, y, at + 16, spark - 1, dev->util_hist, dev->hist_n, 0.0f, 1.0f);
 }
 
-static void panel_loss(const dp_style *sty, int y, int x, int w, const dp_device_view *dev)
+static void panel_loss(const dp_style *sty, int y, int x, int w, const dp_device_view *dev,
+                       const char *loss_name)
 {
-    const dp_device_metrics *m = &dev->m;
-    if (isfinite(m->loss) && m->role[0]) /* no role: no step yet */
-        dp_text(y, x, 16, A_NORMAL, " loss %8.4f", m->loss);
-    else
-        dp_text(y, x, 16, A_NORMAL, " loss      N/A");
+    loss_cell(y, x, 14, 16, loss_name, &dev->m);
     if (w > 18)
         dp_sparkline(sty, y, x + 16, w - 17, dev->loss_hist, dev->hist_n, 0, 0);
 }
 
 /* Loss and utilisation on one line, for a panel of 3 rows. */
 static void panel_loss_util(const dp_style *sty, int y, int x, int w, const dp_device_view *dev,
-                            const char *held)
+                            const char *held, const char *loss_name)
 {
     const dp_device_metrics *m = &dev->m;
-    if (isfinite(m->loss) && m->role[0]) /* no role: no step yet */
-        dp_text(y, x, 16, A_NORMAL, " loss %8.4f", m->loss);
-    else
-        dp_text(y, x, 16, A_NORMAL, " loss      N/A");
+    loss_cell(y, x, 14, 16, loss_name, m);
     dp_text(y, x + 16, 6, A_NORMAL, " util");
     int bar = w - 16 - 6 - 5;
     dp_bar(sty, y, x + 22, bar, held ? 0 : m->util);
@@ -577,7 +588,7 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f,
         return;
     }
     if (r.h == 1) {
-        draw_line(sty, r, dev, f->held);
+        draw_line(sty, r, dev, f->held, f->loss_name);
         return;
     }
     dp_panel_rows rows;
@@ -591,10 +602,10 @@ static void draw_panel(const dp_style *sty, dp_rect r, const frame *f,
         return;
     }
     if (rows.loss >= 0 && rows.loss == rows.util)
-        panel_loss_util(sty, r.y + rows.loss, x, w, dev, f->held);
+        panel_loss_util(sty, r.y + rows.loss, x, w, dev, f->held, f->loss_name);
     else {
         if (rows.loss >= 0)
-            panel_loss(sty, r.y + rows.loss, x, w, dev);
+            panel_loss(sty, r.y + rows.loss, x, w, dev, f->loss_name);
         if (rows.util >= 0)
             panel_util(sty, r.y + rows.util, x, w, dev, f->held);
     }
@@ -864,7 +875,8 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
         if (lay.samples.h)
             draw_samples(sty, lay.samples, f, pic);
     } else {
-        dp_loss_plot(sty, lay.loss_plot, &f->series);
+        dp_series_plot(sty, lay.loss_plot, &f->series,
+                       strcmp(f->loss_name, "mloss") == 0 ? "masked loss" : "loss");
     }
     dp_eval_table(sty, lay.evals, f->st.evals, f->st.n_evals, f->st.evals_done,
                   f->st.n_evals ? f->st.best_eval.step : -1);

@@ -36,6 +36,8 @@ typedef struct dp_dashboard_info {
      * their picture maps to black and white. range_lo >= range_hi (both 0, not set): not
      * told, and the picture takes [-1, 1] when a sample is below 0, else [0, 1]. */
     float range_lo, range_hi;
+    bool masked;             /* a masked language model's run (objective = mlm): its loss is
+                              * the mean over the chosen bytes, labelled "mloss" */
 } dp_dashboard_info;
 
 /* Runs the dashboard until the user quits (q or F10) or *stop is set by a signal, and the

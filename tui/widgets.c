@@ -269,11 +269,13 @@ void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *tl, int 
 
 /* ---- the evaluation history ---- */
 
-/* "acc 87.12%" or "bpb 1.234" for an evaluation. */
+/* "acc 87.12%", "bpb 1.234" or "macc 42.17%" for an evaluation. */
 void dp_eval_result(char *buf, size_t size, const dp_eval_point *e)
 {
     if (e->step < 0)
         snprintf(buf, size, "-");
+    else if (e->masked) /* text too: its figure is the accuracy at the masked bytes */
+        snprintf(buf, size, "macc %.2f%%", 100 * e->accuracy);
     else if (e->gan && e->generated > 0)
         snprintf(buf, size, "FD %.4g", e->frechet);
     else if (e->gan)
@@ -326,19 +328,20 @@ void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, in
     }
     int title = dp_attr(st, DP_PAIR_TITLE, A_BOLD);
     bool text = n > 0 && evals[n - 1].text;
+    bool masked = n > 0 && evals[n - 1].masked; /* loss and accuracy over the masked bytes */
     dp_text(r.y, r.x + 1, r.w - 2, title, r.w >= 28 ? "evaluations (%ld, * best)"
                                                    : "evals (%ld, * best)", total);
     if (n == 0) {
         dp_text(r.y + 1, r.x + 1, r.w - 1, A_NORMAL, "(none yet)");
         return;
     }
-    dp_text(r.y + 1, r.x + 1, r.w - 1, A_BOLD, "%6s %6s %7s", "step", "loss",
-            text ? "bpb" : "acc");
+    dp_text(r.y + 1, r.x + 1, r.w - 1, A_BOLD, "%6s %6s %7s", "step", masked ? "mloss" : "loss",
+            masked ? "macc" : text ? "bpb" : "acc");
     int rows = r.h - 2, first = n > rows ? n - rows : 0; /* the newest that fit */
     for (int i = first; i < n; i++) {
         const dp_eval_point *e = &evals[i];
         char res[24];
-        if (e->text)
+        if (e->text && !e->masked)
             snprintf(res, sizeof res, "%.3f", e->loss / log(2.0));
         else
             snprintf(res, sizeof res, "%.2f%%", 100 * e->accuracy);

@@ -48,11 +48,13 @@ void dp_series_plot(const dp_style *st, dp_rect r, const dp_series *s, const cha
 void dp_timeline_plot(const dp_style *st, dp_rect r, const dp_timeline *timelines, int stages,
                       int micro);
 
-/* "acc 87.12%", or "bpb 1.234" for text, a GAN's "FD 12.34" (its Frechet distance) or, without
- * quality figures, "D(x) 0.512"; "-" for none (step < 0). */
+/* "acc 87.12%", or "bpb 1.234" for text, a masked language model's "macc 42.17%" (accuracy
+ * over the masked bytes), a GAN's "FD 12.34" (its Frechet distance) or, without quality
+ * figures, "D(x) 0.512"; "-" for none (step < 0). */
 void dp_eval_result(char *buf, size_t size, const dp_eval_point *e);
 /* The evaluations evals[n] kept of `total`, newest last, as a table of step, loss and accuracy
- * or bits per byte (a GAN's: step, D's test loss, and the Frechet distance and score when the
+ * or bits per byte (a masked language model's: step, mloss and macc, both over the masked
+ * bytes; a GAN's: step, D's test loss, and the Frechet distance and score when the
  * newest has them, else D(x)); the one at best_step marked. */
 void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n, long total,
                    long best_step);
