@@ -222,8 +222,9 @@ void dp_headless_print_summary(dp_trainer *t, const dp_run_result *res, FILE *ou
                     res->steps - res->first_step, res->active_s, res->final_loss,
                     res->final_loss_g);
         else
-            fprintf(out, "%s: %ld steps in %.2f s, final loss %.4f\n", how,
-                    res->steps - res->first_step, res->active_s, res->final_loss);
+            fprintf(out, "%s: %ld steps in %.2f s, final %s %.4f\n", how,
+                    res->steps - res->first_step, res->active_s,
+                    res->masked ? "masked loss" : "loss", res->final_loss);
         fprintf(out, "rate: %.0f samples/s over the training steps (evaluations excluded)\n",
                 res->samples_per_s);
         if (res->first_step > 0)

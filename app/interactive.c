@@ -80,7 +80,8 @@ static void on_finished(void *arg, dp_trainer *t, const dp_run_result *res, int 
         dp_control_event(c, "%s before the first step%s", how, checkpoint);
     else
         dp_control_event(c, "%s after %ld steps: final %s %.4f%s%s%s", how, res->steps,
-                         res->test_gan ? "D loss" : "loss", res->final_loss, test, checkpoint,
+                         res->test_gan ? "D loss" : res->masked ? "masked loss" : "loss",
+                         res->final_loss, test, checkpoint,
                          res->interrupted || res->quit ? "" : "; press q to leave");
 }
 

@@ -174,6 +174,7 @@ static int take_step(loop *l, dp_err *err)
     l->res->steps = r->step;
     l->res->final_loss = r->loss;
     l->res->gan = r->gan;
+    l->res->masked = r->masked;
     l->res->final_loss_g = r->loss_g;
     l->samples += r->rows;
     l->step_time += r->seconds;

@@ -28,6 +28,7 @@ typedef struct dp_run_result {
     double seconds;
     double final_loss;        /* a GAN's: D's */
     bool gan;                 /* a GAN's run: final_loss_g is G's */
+    bool masked;              /* a masked language model's: final_loss is over masked bytes */
     double final_loss_g;
     double active_s;          /* seconds less the pauses */
     double test_accuracy;     /* of the last evaluation; -1 when none ran */

@@ -708,6 +708,7 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     int rows = run_passes(t, r);
     double replica_loss[DP_MAX_DEVICES];
     double sumsq = collect_loss(t, rows, r, replica_loss);
+    r->masked = t->cfg.model->objective == &dp_objective_mlm;
     const dp_optim_config *oc = &t->cfg.optim;
     double clip = 1.0;
     r->grad_norm = sqrt(sumsq);

@@ -64,6 +64,7 @@ typedef struct dp_step_report {
      * sigmoid output on the real batch, D(x), and on the fakes before and after D's update,
      * D(G(z)); grad_norm is D's, grad_norm_g G's */
     bool gan;
+    bool masked;       /* a masked language model's: loss is over the chosen positions */
     double loss_g, d_real, d_fake, d_fake_after, grad_norm_g;
     double lr;
     double grad_norm;   /* global gradient norm before clipping */
