@@ -25,6 +25,8 @@
 #include "engine/layer.h"
 #include "engine/model.h"
 #include "engine/objective.h"
+#include "engine/optim.h"
+#include "engine/stage.h"
 #include "base/rng.h"
 
 #define FD_STEP 1e-5
@@ -718,7 +720,7 @@ START_TEST(test_enc_refusals)
         const char *needle;
     } bad[] = {
         { "enc:4:2", { 2, { 4, 8 } }, "NORM_FIRST 0 (post-LayerNorm, as BERT) or 1" },
-        { "enc:2:-1", { 2, { 4, 8 } }, "" },
+        { "enc:2:-1", { 2, { 4, 8 } }, "expected a whole number" },
         { "res(enc:2)", { 2, { 4, 8 } }, "enc goes in the model's own list, not inside res" },
         { "res(ln, enc:2)", { 2, { 4, 8 } }, "not inside res" },
         { "enc:3", { 2, { 4, 8 } }, "3 heads do not divide the width 8" },
@@ -1051,6 +1053,152 @@ START_TEST(test_xent_ignored_labels)
 }
 END_TEST
 
+/* A whole model, embed, pos, enc and linear, in double: logits [rows * t, classes]. */
+static void ref_model(const dp_model *m, int rows, const double *params, const double *x,
+                      double *logits)
+{
+    double *cur = zalloc((size_t)rows * m->in_features, sizeof *cur);
+    memcpy(cur, x, (size_t)rows * m->in_features * sizeof *cur);
+    for (int i = 0; i < m->n_layers; i++) {
+        const dp_layer *l = &m->layers[i];
+        const double *w = params + l->param_offset;
+        bool last = i == m->n_layers - 1;
+        double *out = last ? logits : zalloc((size_t)rows * l->out, sizeof *out);
+        size_t n = (size_t)rows * l->in;
+        if (l->ops == &dp_layer_embed) {
+            int d = l->args[1];
+            for (size_t k = 0; k < n; k++)
+                for (int e = 0; e < d; e++)
+                    out[k * d + e] = w[(size_t)cur[k] * d + e];
+        } else if (l->ops == &dp_layer_pos) {
+            for (size_t k = 0; k < n; k++)
+                out[k] = cur[k] + w[k % l->in];
+        } else if (l->ops == &dp_layer_linear) {
+            int in = l->in_shape.d[l->in_shape.ndim - 1], o = l->args[0];
+            ref_linear((int)(n / in), in, o, w, w + (size_t)o * in, cur, out);
+        } else {
+            ref_layer(l, rows, w, cur, out);
+        }
+        free(cur);
+        cur = last ? NULL : out;
+    }
+}
+
+/* The mean cross-entropy over the positions whose label is not -1 (0 for none). */
+static double ref_masked_loss(const dp_model *m, int rows, const double *params, const double *x,
+                              const int32_t *labels)
+{
+    int positions = rows * m->targets;
+    double *z = zalloc((size_t)positions * m->classes, sizeof *z), loss = 0.0;
+    int counted = 0;
+    ref_model(m, rows, params, x, z);
+    for (int r = 0; r < positions; r++) {
+        if (labels[r] < 0)
+            continue;
+        const double *zr = z + (size_t)r * m->classes;
+        double top = zr[0], sum = 0.0;
+        for (int c = 1; c < m->classes; c++)
+            top = zr[c] > top ? zr[c] : top;
+        for (int c = 0; c < m->classes; c++)
+            sum += exp(zr[c] - top);
+        loss += top + log(sum) - zr[labels[r]];
+        counted++;
+    }
+    free(z);
+    return counted ? loss / counted : 0.0;
+}
+
+/* A tiny BERT (embed:257:6, pos, enc:2, linear:256 on 5 bytes) with the mlm objective, through
+ * a stage as a worker runs it: the objective's transform masks the inputs and labels, forward,
+ * the loss with the objective's grad_scale, backward. The summed loss over the stage's count of
+ * chosen positions is the reference's mean cross-entropy over them; every parameter's gradient
+ * is the finite difference of that mean (the mask token's embedding row included, the rows of
+ * bytes that never occur exactly 0). */
+START_TEST(test_mlm_stage)
+{
+    enum { ROWS = 3, T = 5, CLASSES = 256 };
+    dp_device dev;
+    device_init(&dev);
+    dp_model m;
+    dp_err err;
+    ck_assert_msg(dp_model_parse_shape(&m, "embed:257:6, pos, enc:2, linear:256",
+                                       (dp_shape){ 1, { T } }, CLASSES, &err) == 0,
+                  "%s", err.msg);
+    m.objective = &dp_objective_mlm;
+    ck_assert_int_eq(m.targets, T);
+    dp_optim_config oc = dp_optim_defaults();
+    dp_stage s;
+    ck_assert_msg(dp_stage_create(&s, &m, &dev, 0, m.n_layers, ROWS, 1, &oc, &err) == 0, "%s",
+                  err.msg);
+    /* a step that chooses at least 3 positions, one of them masked */
+    dp_step_key key = { 2, 0, 0 };
+    long chosen = 0;
+    int masked = 0;
+    while (chosen < 3 || !masked) {
+        key.step++;
+        dp_noise_args a = { key.seed, DP_NOISE_MLM, (uint64_t)key.step, 0 };
+        chosen = ref_chosen(a, ROWS, T);
+        masked = 0;
+        for (int r = 0; r < ROWS; r++)
+            for (int j = 0; j < T; j++)
+                masked += dp_mlm_input(a, (uint64_t)r, (uint64_t)j, 0) == DP_MLM_MASK_TOKEN;
+    }
+    size_t np = m.n_params, nx = (size_t)ROWS * T;
+    float *p = zalloc(np, sizeof *p), *g = zalloc(np, sizeof *g);
+    double *pd = zalloc(np, sizeof *pd), xd[ROWS * T];
+    dp_rng rng = dp_rng_stream(8, 100, 24);
+    for (size_t i = 0; i < np; i++)
+        pd[i] = p[i] = (float)uniform(&rng, -0.5, 0.5);
+    dp_stage_upload_params(&s, p);
+    float *x = dp_stage_input(&s, 0);
+    int32_t *y = dp_stage_labels(&s, 0), labels[ROWS * T];
+    for (size_t i = 0; i < nx; i++) {
+        int byte = (int)dp_rng_below(&rng, 8) * 3; /* bytes 0, 3, ..., 21: most rows unused */
+        x[i] = (float)byte;
+        y[i] = byte;
+    }
+    const dp_objective *o = m.objective;
+    o->transform(&dev, &key, x, dp_stage_in_width(&s), y, m.targets, ROWS);
+    for (size_t i = 0; i < nx; i++)
+        xd[i] = x[i], labels[i] = y[i];
+    float scale = o->grad_scale(&key, ROWS, m.targets);
+    ck_assert(scale == 1.0f / (float)chosen);
+    dp_stage_forward(&s, 0, ROWS, &key);
+    float *dlogits = dp_stage_loss(&s, 0, ROWS, scale, true);
+    dp_stage_backward(&s, 0, ROWS, dlogits, false, false, NULL, NULL);
+    dev.be->download(&dev, g, s.grads, np * sizeof *g);
+    float stats[3];
+    dev.be->download(&dev, stats, s.stats, sizeof stats);
+    ck_assert_msg(stats[2] == (float)chosen, "counted %g, chosen %ld", stats[2], chosen);
+    double want = ref_masked_loss(&m, ROWS, pd, xd, labels);
+    ck_assert_msg(close_to(stats[0] / stats[2], want, FWD_TOL), "loss %.9g, reference %.9g",
+                  stats[0] / stats[2], want);
+    bool seen[257] = { false };
+    for (size_t i = 0; i < nx; i++)
+        seen[(int)xd[i]] = true;
+    ck_assert(seen[DP_MLM_MASK_TOKEN]);
+    int embed_d = m.layers[0].args[1];
+    for (size_t i = 0; i < np; i++) {
+        double keep = pd[i];
+        pd[i] = keep + FD_STEP;
+        double up = ref_masked_loss(&m, ROWS, pd, xd, labels);
+        pd[i] = keep - FD_STEP;
+        double down = ref_masked_loss(&m, ROWS, pd, xd, labels);
+        pd[i] = keep;
+        double d = (up - down) / (2.0 * FD_STEP);
+        if (i < m.layers[0].param_count && !seen[i / embed_d])
+            ck_assert_msg(g[i] == 0.0f, "embedding row %zu (unused) has gradient %g",
+                          i / embed_d, g[i]);
+        ck_assert_msg(close_to(g[i], d, GRAD_TOL), "dparam[%zu] = %.9g, finite difference %.9g",
+                      i, g[i], d);
+    }
+    free(p), free(g), free(pd);
+    dp_stage_destroy(&s);
+    dp_model_free(&m);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
 /* mlm's report: the loss and the accuracy per masked position (sums[0] / sums[2], sums[1] /
  * sums[2]), text and masked set, the positions counted; a split with no masked position reports
  * 0, not NaN. The samples and targets do not enter. */
@@ -1094,6 +1242,7 @@ Suite *bert_suite(void)
     tcase_add_test(tc, test_mlm_mask_keys);
     tcase_add_test(tc, test_mlm_grad_scale);
     tcase_add_test(tc, test_xent_ignored_labels);
+    tcase_add_test(tc, test_mlm_stage);
     tcase_add_test(tc, test_mlm_report);
     suite_add_tcase(s, tc);
     return s;
