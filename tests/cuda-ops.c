@@ -452,6 +452,118 @@ static void test_layer_ops(void)
     }
 }
 
+/* A device copy of labels[n] on d. */
+static int32_t *labels_on(dp_device *d, const int32_t *labels, size_t n)
+{
+    dp_err err;
+    int32_t *p = dp_device_alloc(d, (n ? n : 1) * sizeof *p, "test", &err);
+    d->be->upload(d, p, labels, n * sizeof *labels);
+    return p;
+}
+
+/* Labels downloaded from d, as floats for compare (exact for |label| < 2^24). */
+static float *labels_back(dp_device *d, const int32_t *p, size_t n)
+{
+    int32_t *h = malloc((n ? n : 1) * sizeof *h);
+    float *f = malloc((n ? n : 1) * sizeof *f);
+    d->be->download(d, h, p, n * sizeof *h);
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)h[i];
+    free(h);
+    return f;
+}
+
+/* A masked language model's operations: the exact GELU over [-6, 6] forward and backward, the
+ * masks of mlm_mask (a training key and a test key; inputs and labels together, inputs alone,
+ * labels alone: each bit for bit), and softmax cross-entropy with ignored labels (-1): dlogits,
+ * and the three sums (loss, correct, counted), also for a batch of only ignored labels. */
+static void test_bert_ops(void)
+{
+    { /* gelu_erf on a grid of [-6, 6], dy random */
+        size_t n = 12001;
+        float *hx = malloc(n * sizeof *hx), *hdy = random_floats(n, 1);
+        for (size_t i = 0; i < n; i++)
+            hx[i] = (float)(-6.0 + 12.0 * (double)i / (double)(n - 1));
+        both b = inputs((float *[]){ hx, hdy }, (size_t[]){ n, n }, 2);
+        float *cy = on(&cpu, NULL, n, 1), *gy = on(&gpu, NULL, n, 1);
+        cpu.be->act_forward(&cpu, DP_ACT_GELU_ERF, 0.0f, cy, b.c[0], n);
+        gpu.be->act_forward(&gpu, DP_ACT_GELU_ERF, 0.0f, gy, b.g[0], n);
+        compare("act_forward gelu_erf on [-6, 6]", back(&cpu, cy, n), back(&gpu, gy, n), n, 1e-6);
+        float *cdx = on(&cpu, NULL, n, 1), *gdx = on(&gpu, NULL, n, 1);
+        cpu.be->act_backward(&cpu, DP_ACT_GELU_ERF, 0.0f, cdx, b.c[0], cy, b.c[1], n);
+        gpu.be->act_backward(&gpu, DP_ACT_GELU_ERF, 0.0f, gdx, b.g[0], gy, b.g[1], n);
+        compare("act_backward gelu_erf on [-6, 6]", back(&cpu, cdx, n), back(&gpu, gdx, n), n,
+                1e-6);
+        free(hx), free(hdy);
+    }
+    { /* mlm_mask over 37 rows of 129 positions of random bytes */
+        int rows = 37, t = 129;
+        size_t n = (size_t)rows * t;
+        float *hx = malloc(n * sizeof *hx);
+        int32_t *hy = malloc(n * sizeof *hy);
+        for (size_t i = 0; i < n; i++) {
+            hy[i] = (int32_t)dp_rng_below(&rng, 256);
+            hx[i] = (float)hy[i];
+        }
+        const dp_noise_args keys[2] = { { 5, DP_NOISE_MLM, 9, 130 },
+                                        { 0, DP_NOISE_MLM_TEST, 0, 4096 } };
+        static const char *const alone[3] = { "", ", inputs alone", ", labels alone" };
+        for (int k = 0; k < 2; k++)
+            for (int which = 0; which < 3; which++) { /* both, inputs alone, labels alone */
+                float *cx = on(&cpu, hx, n, 0), *gx = on(&gpu, hx, n, 0);
+                int32_t *cl = labels_on(&cpu, hy, n), *gl = labels_on(&gpu, hy, n);
+                cpu.be->mlm_mask(&cpu, which == 2 ? NULL : cx, which == 1 ? NULL : cl, rows, t,
+                                 keys[k]);
+                gpu.be->mlm_mask(&gpu, which == 2 ? NULL : gx, which == 1 ? NULL : gl, rows, t,
+                                 keys[k]);
+                char what[80];
+                snprintf(what, sizeof what, "mlm_mask %s: inputs%s", k ? "test" : "training",
+                         alone[which]);
+                compare(what, back(&cpu, cx, n), back(&gpu, gx, n), n, 0);
+                snprintf(what, sizeof what, "mlm_mask %s: labels%s", k ? "test" : "training",
+                         alone[which]);
+                compare(what, labels_back(&cpu, cl, n), labels_back(&gpu, gl, n), n, 0);
+            }
+        free(hx), free(hy);
+    }
+    { /* softmax_xent, 67 rows of 45 classes, every third label -1; then all of them -1 */
+        int rows = 67, cols = 45;
+        size_t n = (size_t)rows * cols;
+        float *hz = random_floats(n, 3);
+        int32_t *hl = malloc((size_t)rows * sizeof *hl);
+        for (int r = 0; r < rows; r++)
+            hl[r] = r % 3 == 1 ? -1 : (int32_t)dp_rng_below(&rng, (uint64_t)cols);
+        both b = inputs((float *[]){ hz }, (size_t[]){ n }, 1);
+        int32_t *cl = labels_on(&cpu, hl, (size_t)rows), *gl = labels_on(&gpu, hl, (size_t)rows);
+        float zero3[3] = { 0, 0, 0 };
+        float *cst = on(&cpu, zero3, 3, 0), *gst = on(&gpu, zero3, 3, 0);
+        float *cg = on(&cpu, NULL, n, 1), *gg = on(&gpu, NULL, n, 1);
+        cpu.be->softmax_xent(&cpu, b.c[0], cl, rows, cols, 0.25f, cg, cst);
+        gpu.be->softmax_xent(&gpu, b.g[0], gl, rows, cols, 0.25f, gg, gst);
+        compare("softmax_xent, labels -1: dlogits", back(&cpu, cg, n), back(&gpu, gg, n), n,
+                1e-5);
+        float *c3 = back(&cpu, cst, 3), *g3 = back(&gpu, gst, 3);
+        compare("softmax_xent, labels -1: loss, correct, counted", c3, g3, 3, 1e-5);
+        int counted_ok = c3[2] == (float)(rows - (rows + 1) / 3) && g3[2] == c3[2];
+        printf("%-44s %s  (%g of %d rows)\n", "softmax_xent, labels -1: rows counted",
+               counted_ok ? "ok  " : "FAIL", g3[2], rows);
+        failures += !counted_ok;
+        for (int r = 0; r < rows; r++)
+            hl[r] = -1;
+        cpu.be->upload(&cpu, cl, hl, (size_t)rows * sizeof *hl);
+        gpu.be->upload(&gpu, gl, hl, (size_t)rows * sizeof *hl);
+        float *cn = on(&cpu, zero3, 3, 0), *gn = on(&gpu, zero3, 3, 0);
+        gg = on(&gpu, NULL, n, 1);
+        cpu.be->softmax_xent(&cpu, b.c[0], cl, rows, cols, 1.0f, cg, cn);
+        gpu.be->softmax_xent(&gpu, b.g[0], gl, rows, cols, 1.0f, gg, gn);
+        compare("softmax_xent, every label -1: dlogits (0)", back(&cpu, cg, n),
+                back(&gpu, gg, n), n, 0);
+        compare("softmax_xent, every label -1: sums (0)", back(&cpu, cn, 3), back(&gpu, gn, 3),
+                3, 0);
+        free(hz), free(hl);
+    }
+}
+
 int main(void)
 {
     dp_err err;
@@ -509,8 +621,8 @@ int main(void)
                     back(&cpu, cs, big_cols), back(&gpu, gs, big_cols), big_cols, 1e-5);
         }
     }
-    const char *acts[] = { "relu", "gelu", "tanh", "leakyrelu:0.2", "sigmoid" };
-    for (int a = 0; a < 5; a++) {
+    const char *acts[] = { "relu", "gelu", "tanh", "leakyrelu:0.2", "sigmoid", "gelu_erf" };
+    for (int a = 0; a < 6; a++) {
         float *cout = on(&cpu, x, n, 0), *gout = on(&gpu, x, n, 1);
         cpu.be->act_forward(&cpu, (dp_act)a, 0.2f, cout, cx, n);
         gpu.be->act_forward(&gpu, (dp_act)a, 0.2f, gout, gx, n);
@@ -537,10 +649,11 @@ int main(void)
     cpu.be->softmax_xent(&cpu, cx, cl, rows, cols, 0.25f, cg, cst);
     gpu.be->softmax_xent(&gpu, gx, gl, rows, cols, 0.25f, gg, gst);
     compare("softmax_xent dlogits", back(&cpu, cg, n), back(&gpu, gg, n), n, 1e-5);
-    compare("softmax_xent loss sum and correct", back(&cpu, cst, 2), back(&gpu, gst, 2), 2, 1e-5);
+    compare("softmax_xent loss sum, correct, counted", back(&cpu, cst, 3), back(&gpu, gst, 3), 3,
+            1e-5);
     cpu.be->softmax_xent(&cpu, cx, cl, rows, cols, 0.25f, NULL, cst);
     gpu.be->softmax_xent(&gpu, gx, gl, rows, cols, 0.25f, NULL, gst);
-    compare("softmax_xent again, stats only", back(&cpu, cst, 2), back(&gpu, gst, 2), 2, 1e-5);
+    compare("softmax_xent again, stats only", back(&cpu, cst, 3), back(&gpu, gst, 3), 3, 1e-5);
     /* a GAN's binary cross-entropy with logits, against labels 0 and 1, and its noise (1e-6:
      * Box-Muller's log and cos in double on each side, rounded to float) */
     for (int r = 0; r < rows; r++)
@@ -628,6 +741,7 @@ int main(void)
         gpu.be->host_free(pinned);
     }
     test_layer_ops();
+    test_bert_ops();
     test_gemm_tuned(&gpu, 1e-5, "fp32");
     test_gemm_tuned(&gpu_tf32, 2e-3, "tf32");
     dp_cuda_print_tuning(&gpu, stdout);

@@ -60,6 +60,7 @@ int main(void)
     srunner_add_suite(sr, quality_suite());
     srunner_add_suite(sr, gan_suite());
     srunner_add_suite(sr, gan_dashboard_suite());
+    srunner_add_suite(sr, bert_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

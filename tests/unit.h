@@ -24,6 +24,7 @@ Suite *samples_suite(void);     /* test_samples.c: GAN sample files (IDX, PNG), 
 Suite *gan_suite(void);         /* test_gan.c: a GAN's model, plan cut, noise, step program */
 Suite *quality_suite(void);     /* test_quality.c: Frechet distance, score, classifier features */
 Suite *gan_dashboard_suite(void); /* test_gan_dashboard.c: a GAN's series, samples, layout */
+Suite *bert_suite(void);        /* test_bert.c: gelu_erf, mha, enc vs references; mlm masks, loss */
 
 /* A fresh empty directory for a test's files (under $TMPDIR_BASE or /tmp); never NULL. */
 const char *unit_tmpdir(void);
