@@ -395,8 +395,11 @@ static int make_model(dp_run *r)
     bool mlm = dp_objectives[cfg->objective] == &dp_objective_mlm;
     int ids = cfg->data.kind == DP_DATA_TEXT ? train->classes : 0; /* bytes, as their labels */
     if (dp_model_parse_shape(model, cfg->layers, dp_dataset_shape(train), train->classes,
-                             &err) < 0 ||
-        dp_model_check_ids(model, mlm ? ids + 1 : ids, &err) < 0) {
+                             &err) < 0) {
+        fprintf(stderr, "dpmptop: %s[model] layers: %s\n", where, err.msg);
+        return EXIT_USAGE;
+    }
+    if (dp_model_check_ids(model, mlm ? ids + 1 : ids, &err) < 0) {
         fprintf(stderr, "dpmptop: %s[model] layers: %s%s\n", where, err.msg,
                 mlm ? " (objective = mlm adds the mask token, id 256)" : "");
         return EXIT_USAGE;

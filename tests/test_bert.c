@@ -418,10 +418,10 @@ static float *gelu_grid(void)
 }
 
 /* The backend's gelu_erf against x Phi(x) in double, at 12,001 points of [-6, 6]: within 1e-6
- * relative down to x = -1.5; below, within 1e-6 absolute. There 1 + erf(x / sqrt 2) cancels in
+ * relative down to x = -0.5; below, within 5e-7 absolute. dp_erff is within 1.5e-7 of erf
+ * (kernels.h), x / 2 times that at most; for negative x, 1 + erf(x / sqrt 2) also cancels in
  * float, as in PyTorch's own kernel (torch.nn.functional.gelu gives 0 at x = -6, where x Phi(x)
- * is -5.9e-9): the error stays below |x| 2^-24, a rounding of 1, but relative to a value that
- * small it grows to 1. The values are dp_act_value's, the formula the CUDA kernel runs, and
+ * is -5.9e-9), so relative to values that small the error grows to 1. The values are dp_act_value's, the formula the CUDA kernel runs, and
  * they are not GELU's tanh approximation (which differs by 1.5e-4 at x = 1). */
 START_TEST(test_gelu_erf_forward)
 {
@@ -435,12 +435,12 @@ START_TEST(test_gelu_erf_forward)
         ck_assert_msg(y[i] == dp_act_value(DP_ACT_GELU_ERF, 0.0f, x[i]),
                       "x = %.9g: the CPU loop gives %.9g, the kernel formula %.9g", x[i], y[i],
                       dp_act_value(DP_ACT_GELU_ERF, 0.0f, x[i]));
-        if (x[i] >= -1.5f) {
+        if (x[i] >= -0.5f) {
             ck_assert_msg(err <= 1e-6 * fabs(want), "gelu_erf(%.9g) = %.9g, want %.12g", x[i],
                           y[i], want);
             worst_rel = want != 0.0 ? fmax(worst_rel, err / fabs(want)) : worst_rel;
         } else {
-            ck_assert_msg(err <= 1e-6, "gelu_erf(%.9g) = %.9g, want %.12g", x[i], y[i], want);
+            ck_assert_msg(err <= 5e-7, "gelu_erf(%.9g) = %.9g, want %.12g", x[i], y[i], want);
         }
     }
     ck_assert(worst_rel > 0.0); /* float, not double: some rounding shows */
