@@ -19,10 +19,11 @@
 #       final accuracy (fashion-cnn), bits per byte (tiny-gpt) or masked accuracy and bits per
 #       masked byte (tiny-bert) of each, and their ratio.
 # A part whose data is missing is skipped: Fashion-MNIST without /usr/share/datasets/fashion-mnist
-# (Debian's dataset-fashion-mnist), the GPT without /usr/share/games/fortunes (fortunes).
+# (Debian's dataset-fashion-mnist), the GPT and the BERT without /usr/share/games/fortunes
+# (fortunes).
 #
-# Usage: bench/run-models.sh [--models "fashion-cnn tiny-gpt tiny-bert"] [--speed-steps 60] [--warmup 5]
-#            [--rounds 2] [--steps 100] [--eval-every 50] [--no-speed] [--no-quality]
+# Usage: bench/run-models.sh [--models "fashion-cnn tiny-gpt tiny-bert"] [--speed-steps 60]
+#            [--warmup 5] [--rounds 2] [--steps 100] [--eval-every 50] [--no-speed] [--no-quality]
 # e.g. the full GPT comparison:
 #        bench/run-models.sh --models tiny-gpt --no-speed --steps 1000 --eval-every 100
 #      and the BERT's (issue 19's goals):

@@ -37,8 +37,8 @@ data with the same batch, optimizer, LR schedule, clipping, steps and evaluation
 
 Prints a line per evaluation and ends with one key=value line: steps, samples_per_s (training
 samples over the time spent in steps, evaluations left out; --skip N leaves the first N steps
-out too, as warm-up), final_loss, test_loss, accuracy, bits_per_byte (text; bits_per_masked_byte and masked_bytes
-under mlm) and the threads. --metrics FILE also writes, for tests, a JSON line per step
+out too, as warm-up), final_loss, test_loss, accuracy, bits_per_byte (text; under mlm
+bits_per_masked_byte and masked_bytes) and the threads. --metrics FILE also writes, for tests, a JSON line per step
 ({"type": "step", "step", "loss", "lr"}) and per evaluation ({"type": "eval", "step", "epoch",
 "loss", "accuracy", "positions": the targets counted}), at full precision.
 
