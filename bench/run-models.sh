@@ -1,6 +1,7 @@
 #!/bin/sh
 # run-models.sh -- dpmptop against PyTorch on the example models examples/fashion-cnn.ini
-# (Fashion-MNIST) and examples/tiny-gpt.ini (text: /usr/share/games/fortunes), each
+# (Fashion-MNIST), examples/tiny-gpt.ini and examples/tiny-bert.ini (text:
+# /usr/share/games/fortunes; the BERT a masked language model, its masks the same in both), each
 #   (a) speed: training samples/s of dpmptop on one CPU device (--devices cpu:1: every core in
 #       its GEMMs) and on two data-parallel devices (cpu:2, the default without a GPU), read from
 #       its --metrics step records, and of PyTorch (bench/torch_train.py: the same model, batch
@@ -15,21 +16,25 @@
 #       of plain SGD at lr 1e-30: only zeros move, by about 1e-30), data in file order
 #       (shuffle off, so both see the same batches), --steps steps with an evaluation every
 #       --eval-every steps (the cosine schedule ends at --steps): both evaluation curves and the
-#       final accuracy (fashion-cnn) or bits per byte (tiny-gpt) of each, and their ratio.
+#       final accuracy (fashion-cnn), bits per byte (tiny-gpt) or masked accuracy and bits per
+#       masked byte (tiny-bert) of each, and their ratio.
 # A part whose data is missing is skipped: Fashion-MNIST without /usr/share/datasets/fashion-mnist
-# (Debian's dataset-fashion-mnist), the GPT without /usr/share/games/fortunes (fortunes).
+# (Debian's dataset-fashion-mnist), the GPT and the BERT without /usr/share/games/fortunes
+# (fortunes).
 #
-# Usage: bench/run-models.sh [--models "fashion-cnn tiny-gpt"] [--speed-steps 60] [--warmup 5]
-#            [--rounds 2] [--steps 100] [--eval-every 50] [--no-speed] [--no-quality]
+# Usage: bench/run-models.sh [--models "fashion-cnn tiny-gpt tiny-bert"] [--speed-steps 60]
+#            [--warmup 5] [--rounds 2] [--steps 100] [--eval-every 50] [--no-speed] [--no-quality]
 # e.g. the full GPT comparison:
 #        bench/run-models.sh --models tiny-gpt --no-speed --steps 1000 --eval-every 100
+#      and the BERT's (issue 19's goals):
+#        bench/run-models.sh --models tiny-bert --steps 1000 --eval-every 100
 #
 # Binaries: $DPMPTOP_BUILD, else the current directory when it holds dpmptop, else the source
 # tree this script sits in. PyTorch: $TORCH_PYTHON, default Debian's /usr/bin/python3.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
-models="fashion-cnn tiny-gpt" speed_steps=60 warm=5 rounds=2 qsteps=100 every=50
+models="fashion-cnn tiny-gpt tiny-bert" speed_steps=60 warm=5 rounds=2 qsteps=100 every=50
 do_speed=yes do_quality=yes
 while [ $# -gt 0 ]; do
     case $1 in
@@ -88,9 +93,9 @@ metrics_split() {
                          1e3 * m[d] / n[d], 1e3 * i[d] / n[d] } }' "$1"
 }
 # evals FILE: "step loss bits accuracy" for each evaluation line (dpmptop's and torch_train.py's
-# are the same text); bits is - for images.
+# are the same text; a masked language model's are per masked byte); bits is - for images.
 evals() {
-    awk '/^step [0-9]+, epoch [0-9]+: test loss/ {
+    awk '/^step [0-9]+, epoch [0-9]+: (masked )?test loss/ {
             s = $2; sub(",", "", s); loss = bits = acc = "-"
             for (i = 3; i < NF; i++) {
                 if ($i == "loss") { loss = $(i + 1); sub(",", "", loss) }
@@ -201,17 +206,23 @@ quality() {
          "final loss $(kv final_loss "$(tail -n 1 "$tmp/$m-torch.out")"), $((t2 - t1)) s"
     evals "$tmp/$m-dp.out" >"$tmp/$m-dp.ev"
     evals "$tmp/$m-torch.out" >"$tmp/$m-torch.ev"
-    if [ "$text" = yes ]; then what="bits/byte" col=3; else what="accuracy" col=4; fi
-    {
-        echo "step|dpmptop loss|PyTorch loss|dpmptop $what|PyTorch $what"
-        awk -v c="$col" 'NR == FNR { l[$1] = $2; v[$1] = $c; next }
-                         { printf "%s|%s|%s|%s|%s\n", $1, l[$1], $2, v[$1], $c }' \
-            "$tmp/$m-dp.ev" "$tmp/$m-torch.ev"
-    } | table
-    a=$(tail -n 1 "$tmp/$m-dp.ev" | cut -d' ' -f"$col")
-    b=$(tail -n 1 "$tmp/$m-torch.ev" | cut -d' ' -f"$col")
-    printf '%s|%s|%s|%s|%s|%s\n' "$m" "$qsteps" "$what" "${a:--}" "${b:--}" \
-        "$(ratio "${a:-0}" "${b:-0}")" >>"$tmp/quality.txt"
+    # measures as "name:column" of evals' output
+    if [ "$mlm" = yes ]; then measures="bits/masked byte:3 masked accuracy:4"
+    elif [ "$text" = yes ]; then measures="bits/byte:3"
+    else measures="accuracy:4"; fi
+    printf '%s\n' "$measures" | sed 's/:\([0-9]\) */:\1\n/g' | sed '/^$/d' |
+        while IFS=: read -r what col; do
+            {
+                echo "step|dpmptop loss|PyTorch loss|dpmptop $what|PyTorch $what"
+                awk -v c="$col" 'NR == FNR { l[$1] = $2; v[$1] = $c; next }
+                                 { printf "%s|%s|%s|%s|%s\n", $1, l[$1], $2, v[$1], $c }' \
+                    "$tmp/$m-dp.ev" "$tmp/$m-torch.ev"
+            } | table
+            a=$(tail -n 1 "$tmp/$m-dp.ev" | cut -d' ' -f"$col")
+            b=$(tail -n 1 "$tmp/$m-torch.ev" | cut -d' ' -f"$col")
+            printf '%s|%s|%s|%s|%s|%s\n' "$m" "$qsteps" "$what" "${a:--}" "${b:--}" \
+                "$(ratio "${a:-0}" "${b:-0}")" >>"$tmp/quality.txt"
+        done
 }
 
 for m in $models; do
@@ -219,7 +230,8 @@ for m in $models; do
     [ -f "$ini" ] || { echo "run-models.sh: no $ini" >&2; exit 2; }
     batch=$(conf "$ini" data batch)
     speed_sets="" init_sets="--set data.limit=$batch"
-    text=no
+    text=no mlm=no
+    [ "$(conf "$ini" model objective)" = mlm ] && mlm=yes
     case $(conf "$ini" data kind) in
     text)
         text=yes

@@ -20,6 +20,12 @@ and D, each an nn.Sequential named as dpmptop's generator.safetensors and
 discriminator.safetensors (app/gan.h); latent_shape("100:1:1") reads [model] latent.
 gan_noise(seed, purpose, step, sample0, rows, z) draws the latent vectors dpmptop draws
 (engine/kernels.h: dp_noise_value), bit for bit, as a float32 numpy array.
+
+BERT-style encoders: enc:H[:NF] is nn.TransformerEncoderLayer(d, H, 4d, dropout=0,
+activation="gelu", batch_first=True, norm_first=NF), mha:H nn.MultiheadAttention(d, H,
+batch_first=True) as self-attention, gelu_erf nn.GELU() (exact). A masked language model
+([model] objective = mlm): mlm_mask(seed, purpose, step, sample0, x) gives a batch's masked
+inputs and labels (-1 where not chosen) as dpmptop's dp_mlm_input draws them, bit for bit.
 """
 import json
 import math
@@ -66,6 +72,25 @@ class CausalSelfAttention(nn.Module):
         mask = torch.ones(t, t, dtype=torch.bool).tril()
         att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
         return self.c_proj((att @ v).transpose(1, 2).reshape(b, t, d))
+
+
+class MHA(nn.MultiheadAttention):
+    """mha:H, non-causal self-attention as nn.MultiheadAttention(d, h, batch_first=True): its
+    state_dict names are dpmptop's for a bare mha layer (N.in_proj_weight, N.in_proj_bias,
+    N.out_proj.weight, N.out_proj.bias)."""
+
+    def __init__(self, d, heads):
+        super().__init__(d, heads, batch_first=True)
+
+    def forward(self, x):
+        return super().forward(x, x, x, need_weights=False)[0]
+
+
+def encoder_layer(d, heads, norm_first):
+    """enc:H[:NF], BERT's block: nn.TransformerEncoderLayer with a 4d feed-forward, exact GELU
+    and no dropout, post-LayerNorm unless norm_first."""
+    return nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, activation="gelu",
+                                      batch_first=True, norm_first=norm_first)
 
 
 class MLP(nn.Module):
@@ -194,9 +219,9 @@ def layer(item, shape):
         if len(shape) == 1:
             return nn.BatchNorm1d(shape[0], eps=1e-5, momentum=0.1), shape
         raise ValueError(f"'{item}': bn takes images or vectors, not sequences {shape}")
-    if name in ("relu", "tanh", "gelu", "sigmoid"):
+    if name in ("relu", "tanh", "gelu", "gelu_erf", "sigmoid"):
         return {"relu": nn.ReLU(), "tanh": nn.Tanh(), "gelu": nn.GELU(approximate="tanh"),
-                "sigmoid": nn.Sigmoid()}[name], shape
+                "gelu_erf": nn.GELU(), "sigmoid": nn.Sigmoid()}[name], shape
     if name == "embed":
         return nn.Embedding(args[0], args[1]), shape + (args[1],)
     if name == "pos":
@@ -207,6 +232,12 @@ def layer(item, shape):
         return CausalSelfAttention(shape[-1], args[0]), shape
     if name == "block":
         return Block(shape[-1], args[0]), shape
+    if name == "mha":
+        return MHA(shape[-1], args[0]), shape
+    if name == "enc":
+        if len(args) not in (1, 2) or (len(args) == 2 and args[1] not in (0, 1)):
+            raise ValueError(f"'{item}': write enc:HEADS or enc:HEADS:NORM_FIRST (0 or 1)")
+        return encoder_layer(shape[-1], args[0], len(args) == 2 and args[1] == 1), shape
     raise ValueError(f"unknown layer '{item}'")
 
 
@@ -336,3 +367,30 @@ def gan_noise(seed, purpose, step, sample0, rows, z):
     two_pi = 6.283185307179586
     vals = [math.sqrt(-2.0 * math.log(a)) * math.cos(two_pi * b) for a, b in zip(u1, u2)]
     return np.array(vals, dtype=np.float64).astype(np.float32).reshape(rows, z)
+
+
+# engine/kernels.h's masked language model (BERT's masks)
+MLM_MASK_TOKEN = 256              # a masked byte's input id: the vocabulary is 257
+NOISE_MLM = 0x6d6c6d0000000001       # a training step's masks
+NOISE_MLM_TEST = 0x6d6c6d0000000002  # the test split's fixed masks (seed 0, step 0)
+MLM_CHOSEN = 2516582                 # floor(0.15 * 2^24)
+MLM_MASKED = 13421772                # floor(0.8 * 2^24)
+MLM_MASKED_OR_RANDOM = 15099494      # floor(0.9 * 2^24)
+
+
+def mlm_mask(seed, purpose, step, sample0, x):
+    """dp_mlm_input over a batch: x holds rows of T byte ids (row r at place sample0 + r);
+    returns (inputs, labels) as int64 numpy arrays [rows, T]: a chosen position's input is the
+    mask token, a random byte or kept, as dpmptop draws them bit for bit, and its label the
+    byte; a position not chosen keeps its input and has label -1 (ignore_index=-1).
+    Training: mlm_mask(run.seed, NOISE_MLM, step from 1, 0, batch); the test split:
+    mlm_mask(0, NOISE_MLM_TEST, 0, index of the first sample in the split, samples)."""
+    x = np.asarray(x, dtype=np.int64)
+    rows, t = x.shape
+    h = gan_noise_bits(seed, purpose, step, sample0, rows, t)
+    chosen = (h >> np.uint64(40)) < np.uint64(MLM_CHOSEN)
+    action = (h >> np.uint64(16)) & np.uint64(0xffffff)
+    random_byte = (h & np.uint64(0xff)).astype(np.int64)
+    picked = np.where(action < np.uint64(MLM_MASKED), MLM_MASK_TOKEN,
+                      np.where(action < np.uint64(MLM_MASKED_OR_RANDOM), random_byte, x))
+    return np.where(chosen, picked, x), np.where(chosen, x, -1)

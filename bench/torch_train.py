@@ -24,13 +24,23 @@ data with the same batch, optimizer, LR schedule, clipping, steps and evaluation
 - loss: cross-entropy averaged over every target (each position of a sequence); evaluation on
   the held-out split every run.eval_every steps, at the end of each epoch and at the end: mean
   loss per target, accuracy per target, and for text bits per byte (loss / ln 2).
+- [model] objective = mlm (text only): a masked language model, as BERT's. The targets are the
+  input bytes; each step masks its batch as dpmptop does (bench/torch_models.py's mlm_mask,
+  dp_mlm_input bit for bit: run.seed, the step from 1, the row's place in the batch), the test
+  split with its fixed masks (seed 0, step 0, the sample's index). The loss is cross-entropy
+  with ignore_index=-1, the mean over the batch's chosen positions (0 when none is chosen);
+  evaluation reports the masked loss, bits and accuracy: sums over every chosen position of
+  the test split over their count, printed as dpmptop's headless line.
 - weights: --init FILE.safetensors starts from dpmptop's weights (its --save file), else
   PyTorch's initialisation seeded by run.seed; --save FILE writes the final weights.
   Dropout layers draw PyTorch's masks, not dpmptop's.
 
 Prints a line per evaluation and ends with one key=value line: steps, samples_per_s (training
 samples over the time spent in steps, evaluations left out; --skip N leaves the first N steps
-out too, as warm-up), final_loss, test_loss, accuracy, bits_per_byte (text) and the threads.
+out too, as warm-up), final_loss, test_loss, accuracy, bits_per_byte (text; under mlm
+bits_per_masked_byte and masked_bytes) and the threads. --metrics FILE also writes, for tests, a JSON line per step
+({"type": "step", "step", "loss", "lr"}) and per evaluation ({"type": "eval", "step", "epoch",
+"loss", "accuracy", "positions": the targets counted}), at full precision.
 
 Threads: --threads N (default: every core) and --passive, as bench/torch_threads.py says.
 Run with Debian's /usr/bin/python3 (the python3 first on PATH may have no torch).
@@ -39,6 +49,7 @@ with the data sets held there, the way dpmptop keeps them: scripts/gpu-check's c
 """
 import argparse
 import gzip
+import json
 import math
 import os
 import stat
@@ -58,7 +69,7 @@ DEFAULTS = {
     "data": dict(kind="fashion-mnist", path="", batch="64", shuffle="true", on_device="true",
                  limit="0", context="128", features="10", classes="10", samples="60000",
                  test_samples="10000"),
-    "model": dict(layers="linear:256, relu, linear:10"),
+    "model": dict(layers="linear:256, relu, linear:10", objective="classify"),
     "optim": dict(kind="sgd", lr="0.01", momentum="0", nesterov="false", weight_decay="0",
                   beta1="0.9", beta2="0.999", eps="1e-8", warmup="0", lr_schedule="constant",
                   clip="0"),
@@ -198,7 +209,9 @@ def windows(b, t, torch):
 
 
 def load_data(cfg, torch):
-    """(train x, train y, test x, test y, one sample's shape, classes, text?)."""
+    """(train x, train y, test x, test y, one sample's shape, classes, text?). Under objective
+    mlm the targets are the inputs (the text's own bytes), as datasets/text.c's
+    dp_text_own_targets makes them."""
     kind, path = cfg["data"]["kind"], cfg["data"]["path"]
     if kind in ("fashion-mnist", "mnist", "idx"):
         d = path or DEFAULT_PATHS.get(kind, "")
@@ -223,6 +236,13 @@ def load_data(cfg, torch):
         classes, text = 256, True
     else:
         fail(f"data.kind = {kind} is not supported here")
+    objective = cfg["model"]["objective"]
+    if objective == "mlm":
+        if not text:
+            fail("[model] objective = mlm needs data.kind = text")
+        ys, yt = xs.clone(), xt.clone()
+    elif objective != "classify":
+        fail(f"[model] objective = {objective} is not supported here (classify or mlm)")
     limit = int(cfg["data"]["limit"])
     if 0 < limit < len(xs):
         xs, ys = xs[:limit], ys[:limit]
@@ -241,18 +261,27 @@ def lr_at(o, step, total):
     return lr * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
 
+def mlm_batch(x, seed, purpose, step, sample0, torch, torch_models):
+    """A batch of byte windows masked as dpmptop masks them: (inputs, labels) on x's device."""
+    xm, y = torch_models.mlm_mask(seed, purpose, step, sample0, x.cpu().numpy())
+    return torch.from_numpy(xm).to(x.device), torch.from_numpy(y).to(x.device)
+
+
 def evaluate(model, xt, yt, classes, text, torch, batch=256):
+    """Mean loss and accuracy per target, over the targets counted (labels >= 0: under mlm the
+    chosen positions, yt holding -1 elsewhere), and their count."""
     model.eval()
     loss = correct = 0.0
     with torch.no_grad():
         for at in range(0, len(xt), batch):
             out = model(xt[at:at + batch]).reshape(-1, classes)
             y = yt[at:at + batch].reshape(-1)
-            loss += torch.nn.functional.cross_entropy(out, y, reduction="sum").item()
+            loss += torch.nn.functional.cross_entropy(out, y, reduction="sum",
+                                                      ignore_index=-1).item()
             correct += (out.argmax(dim=1) == y).sum().item()
     model.train()
-    targets = yt.numel()
-    return loss / targets, correct / targets
+    targets = int((yt >= 0).sum().item())
+    return (loss / targets, correct / targets, targets) if targets else (0.0, 0.0, 0)
 
 
 def main():
@@ -267,6 +296,8 @@ def main():
     ap.add_argument("--skip", type=int, default=0,
                     help="leave the first N steps out of samples_per_s (warm-up)")
     ap.add_argument("--no-eval", action="store_true", help="no evaluation at all (speed runs)")
+    ap.add_argument("--metrics", metavar="FILE",
+                    help="also write each step and evaluation here as a JSON line")
     ap.add_argument("--log-every", type=int, default=0, metavar="N",
                     help="print the training loss and lr every N steps")
     torch_threads.add_arguments(ap)
@@ -289,6 +320,9 @@ def main():
     seed = int(run["seed"])
     torch.manual_seed(seed)
     xs, ys, xt, yt, shape, classes, text = load_data(cfg, torch)
+    mlm = cfg["model"]["objective"] == "mlm"
+    if mlm:  # the test split's fixed masks: seed 0, step 0, each sample's index in the split
+        xt, yt = mlm_batch(xt, 0, torch_models.NOISE_MLM_TEST, 0, 0, torch, torch_models)
     model = torch_models.build(cfg["model"]["layers"], shape, classes)
     if a.init:
         model.load_state_dict(torch_models.load_safetensors(a.init), strict=True)
@@ -319,12 +353,23 @@ def main():
           f"steps ({per_epoch} per epoch of batch {batch}); threads {torch.get_num_threads()}"
           f"{'; from ' + a.init if a.init else ''}", flush=True)
 
+    metrics = open(a.metrics, "w") if a.metrics else None
+
     def report(step, epoch):
-        loss, acc = evaluate(model, xt, yt, classes, text, torch, 64 if text else 256)
-        bits = f" ({loss / math.log(2):.4f} bits per byte)" if text else ""
-        print(f"step {step}, epoch {epoch}: test loss {loss:.4f}{bits}, accuracy {acc:.4f} "
-              f"({len(xt)} samples)", flush=True)
-        return loss, acc
+        loss, acc, positions = evaluate(model, xt, yt, classes, text, torch, 64 if text else 256)
+        if mlm:  # dpmptop's headless line (app/headless.c)
+            print(f"step {step}, epoch {epoch}: masked test loss {loss:.4f} "
+                  f"({loss / math.log(2):.4f} bits per masked byte), masked accuracy {acc:.4f} "
+                  f"({positions} masked bytes of {len(xt)} samples)", flush=True)
+        else:
+            bits = f" ({loss / math.log(2):.4f} bits per byte)" if text else ""
+            print(f"step {step}, epoch {epoch}: test loss {loss:.4f}{bits}, accuracy {acc:.4f} "
+                  f"({len(xt)} samples)", flush=True)
+        if metrics:
+            metrics.write(json.dumps(dict(type="eval", step=step, epoch=epoch, loss=loss,
+                                          accuracy=acc, positions=positions)) + "\n")
+            metrics.flush()
+        return loss, acc, positions
 
     order, pos, epoch = None, 0, 0
     step_time = samples = 0.0
@@ -348,9 +393,15 @@ def main():
         this_epoch = epoch + 1
         if epoch_end:
             pos, epoch = 0, epoch + 1
+        if mlm:  # the global batch's masks: run.seed, the step from 1, rows from place 0
+            x, y = mlm_batch(x, seed, torch_models.NOISE_MLM, step, 0, torch, torch_models)
         opt.zero_grad(set_to_none=True)
         out = model(x)
-        loss = torch.nn.functional.cross_entropy(out.reshape(-1, classes), y.reshape(-1))
+        if mlm and not (y >= 0).any():  # nothing chosen: loss 0, as dpmptop's empty mean
+            loss = out.sum() * 0.0
+        else:
+            loss = torch.nn.functional.cross_entropy(out.reshape(-1, classes), y.reshape(-1),
+                                                     ignore_index=-1)
         loss.backward()
         loss_value = loss.item()
         if not math.isfinite(loss_value):
@@ -364,6 +415,9 @@ def main():
                 g["lr"] = lr_at(o, step - 1, total)  # the step's place, as dpmptop
             opt.step()
         dt = time.perf_counter() - t0
+        if metrics:
+            metrics.write(json.dumps(dict(type="step", step=step, loss=loss_value,
+                                          lr=opt.param_groups[0]["lr"])) + "\n")
         if a.log_every and step % a.log_every == 0:
             lr = opt.param_groups[0]["lr"]
             print(f"step {step}/{total}: loss {loss_value:.6f}, lr {lr:.6g}, "
@@ -384,7 +438,10 @@ def main():
               f"final_loss={loss_value:.6f}"]
     if test:
         fields += [f"test_loss={test[0]:.6f}", f"accuracy={test[1]:.6f}"]
-        if text:
+        if mlm:
+            fields += [f"bits_per_masked_byte={test[0] / math.log(2):.6f}",
+                       f"masked_bytes={test[2]}"]
+        elif text:
             fields.append(f"bits_per_byte={test[0] / math.log(2):.6f}")
     fields.append(torch_threads.describe(torch))
     print("torch " + " ".join(fields), flush=True)
