@@ -371,9 +371,9 @@ static int check_fill(const dp_run *r, const dp_options *opt)
     }
     size_t len = strlen(opt->fill);
     if (!strchr(opt->fill, DP_FILL_MASK)) {
-        fprintf(stderr, "dpmptop: --fill \"%s\": no %c in the text; put %c where the model is "
-                        "to guess a byte\n",
-                opt->fill, DP_FILL_MASK, DP_FILL_MASK);
+        fprintf(stderr, "dpmptop: --fill: no %c in the text; put %c where the model is to "
+                        "guess a byte\n",
+                DP_FILL_MASK, DP_FILL_MASK);
         return EXIT_USAGE;
     }
     if (len > (size_t)r->cfg.data.context) {

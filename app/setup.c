@@ -414,6 +414,13 @@ static int make_model(dp_run *r)
     if (mlm) { /* a masked language model predicts its own input bytes */
         dp_text_own_targets(&r->train);
         dp_text_own_targets(&r->test);
+        if (!dp_mlm_chosen(&(dp_step_key){ 0, 0, 0 }, r->test.n, r->test.targets)) {
+            fprintf(stderr, "dpmptop: %s: the test split's %ld samples of %d bytes hold no "
+                            "masked byte to evaluate (each is masked with probability 0.15); "
+                            "use a longer text or a longer [data] context\n",
+                    cfg->data.path, r->test.n, r->test.targets);
+            return EXIT_USAGE;
+        }
     }
     model->objective = dp_objectives[cfg->objective]; /* [model] objective */
     if (model->targets != train->targets) {

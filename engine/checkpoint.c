@@ -37,6 +37,8 @@ dp_run_identity dp_run_identity_of(const char *layers, const dp_model *m, const 
             h = dp_fnv1a(h, c, 1);
     id.layers_hash = h;
     snprintf(id.data, sizeof id.data, "%s", data);
+    snprintf(id.objective, sizeof id.objective, "%s",
+             m->objective ? m->objective->name : dp_objective_default()->name);
     return id;
 }
 
@@ -142,7 +144,7 @@ static entry_kind inspect(int dirfd, const char *name, char *run, long *step, ch
         n = read(sfd, text, sizeof text - 1);
     if (sfd >= 0)
         close(sfd);
-    parsed p = { .id.processes = 1 };
+    parsed p = { .id.processes = 1, .id.objective = "classify" };
     dp_err err;
     if (missing) {
         snprintf(why, why_size, "damaged: no %s", missing);
@@ -332,10 +334,10 @@ static int write_state(const char *path, const dp_train_state *ts, const dp_run_
             "position = %ld\nplan = %s\n\n"
             "[identity]\nlayers_hash = %016" PRIx64 "\ninputs = %d\nclasses = %d\n"
             "parameters = %zu\ndata = %s\nsamples = %ld\nbatch = %d\noptimizer = %d\n"
-            "state_slots = %zu\nseed = %" PRIu64 "\nprocesses = %d\n",
+            "state_slots = %zu\nseed = %" PRIu64 "\nprocesses = %d\nobjective = %s\n",
             FORMAT, ts->run, ts->step, ts->updates, ts->epoch, ts->position, ts->plan,
             id->layers_hash, id->inputs, id->classes, id->params, id->data, id->samples,
-            id->batch, id->optimizer, id->state_slots, id->seed, id->processes);
+            id->batch, id->optimizer, id->state_slots, id->seed, id->processes, id->objective);
     return dp_atomic_commit(&af, err);
 }
 
@@ -522,7 +524,8 @@ int dp_checkpoint_find(const char *dir, char *path, size_t size, char *notes,
 enum { K_FORMAT, K_STEP, K_UPDATES, K_EPOCH, K_POSITION, K_HASH, K_INPUTS, K_CLASSES, K_PARAMS,
        K_DATA, K_SAMPLES, K_BATCH, K_OPTIM, K_SLOTS, K_SEED, K_PLAN, K_COUNT,
        K_PROCESSES, /* optional: 1 when absent */
-       K_RUN /* optional: "" (written before run ids) when absent */ };
+       K_RUN, /* optional: "" (written before run ids) when absent */
+       K_OBJECTIVE /* optional: classify (written before it) when absent */ };
 
 static bool parse_number(const char *v, int base, unsigned long long max, unsigned long long *out)
 {
@@ -553,6 +556,7 @@ static int key_of(const char *section, const char *name)
         { "identity", "batch", K_BATCH }, { "identity", "optimizer", K_OPTIM },
         { "identity", "state_slots", K_SLOTS }, { "identity", "seed", K_SEED },
         { "identity", "processes", K_PROCESSES }, { "state", "run", K_RUN },
+        { "identity", "objective", K_OBJECTIVE },
     };
     int key = -1;
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
@@ -602,6 +606,10 @@ static bool store_value(parsed *p, int key, const char *value)
     switch (key) {
     case K_PLAN: snprintf(p->ts.plan, sizeof p->ts.plan, "%s", value); break;
     case K_DATA: snprintf(p->id.data, sizeof p->id.data, "%s", value); break;
+    case K_OBJECTIVE:
+        ok = dp_objective_find(value) != NULL;
+        snprintf(p->id.objective, sizeof p->id.objective, "%s", value);
+        break;
     case K_RUN:
         ok = strlen(value) == DP_RUN_ID_SIZE - 1 &&
              strspn(value, "0123456789abcdef") == DP_RUN_ID_SIZE - 1;
@@ -643,6 +651,9 @@ static const char *mismatch(const dp_run_identity *c, const dp_run_identity *r, 
         snprintf(buf, size, "it was written for another model ([model] layers, %d inputs, %d "
                             "classes, %zu parameters; this run's has %d, %d, %zu)",
                  c->inputs, c->classes, c->params, r->inputs, r->classes, r->params);
+    else if (strcmp(c->objective, r->objective))
+        snprintf(buf, size, "it was trained with [model] objective = %s; this run's is %s",
+                 c->objective, r->objective);
     else if (strcmp(c->data, r->data) || c->samples != r->samples)
         snprintf(buf, size, "it was written for other data (%s, %ld samples; this run has %s, "
                             "%ld)",
@@ -705,7 +716,7 @@ int dp_checkpoint_parse_state(const char *text, const char *what, const dp_run_i
                               dp_train_state *ts, dp_err *err)
 {
     char why[256];
-    parsed p = { .id.processes = 1 };
+    parsed p = { .id.processes = 1, .id.objective = "classify" };
     if (parse_state_text(text, what, &p, err) < 0)
         return -1;
     if (mismatch(&p.id, id, why, sizeof why))

@@ -50,6 +50,7 @@ typedef struct dp_run_identity {
     size_t state_slots;   /* floats of optimizer state per parameter */
     uint64_t seed;
     int processes;        /* of the run (MPI); checkpoints from before it read as 1 */
+    char objective[16];   /* [model] objective; checkpoints from before it read as classify */
 } dp_run_identity;
 
 /* The identity of a run of model m on `data` of `samples`. */

@@ -84,12 +84,11 @@ static dp_noise_args mlm_args(const dp_step_key *key)
                             (uint64_t)key->sample0 };
 }
 
-/* The chosen positions among rows [0, rows) of the pass of key. */
-static long mlm_chosen(const dp_step_key *key, int rows, int targets)
+long dp_mlm_chosen(const dp_step_key *key, long rows, int targets)
 {
     dp_noise_args a = mlm_args(key);
     long n = 0;
-    for (int r = 0; r < rows; r++)
+    for (long r = 0; r < rows; r++)
         for (int j = 0; j < targets; j++)
             n += dp_mlm_input(a, (uint64_t)r, (uint64_t)j, 0) >= 0;
     return n;
@@ -106,7 +105,7 @@ static void mlm_transform(dp_device *d, const dp_step_key *key, float *x, int in
 /* The mean over the global batch's chosen positions. */
 static float mlm_grad_scale(const dp_step_key *key, int batch_rows, int targets)
 {
-    long n = mlm_chosen(key, batch_rows, targets);
+    long n = dp_mlm_chosen(key, batch_rows, targets);
     return n ? 1.0f / (float)n : 0.0f;
 }
 

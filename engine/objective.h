@@ -91,6 +91,9 @@ extern const dp_objective dp_objective_gan;
  * chosen positions only, their mean over the global batch (0 for a batch with none chosen);
  * sums: the loss, the right predictions, the chosen positions. */
 extern const dp_objective dp_objective_mlm;
+/* The positions an mlm chooses among rows [0, rows) of targets positions of the pass of key (a
+ * training step's, or with step 0 the test split's from its sample key->sample0 on). */
+long dp_mlm_chosen(const dp_step_key *key, long rows, int targets);
 
 /* Every objective, NULL-terminated; the first is the default. */
 extern const dp_objective *const dp_objectives[];

@@ -765,7 +765,7 @@ START_TEST(test_enc_refusals)
         { "res(enc:2)", { 2, { 4, 8 } }, "enc goes in the model's own list, not inside res" },
         { "res(ln, enc:2)", { 2, { 4, 8 } }, "not inside res" },
         { "enc:3", { 2, { 4, 8 } }, "3 heads do not divide the width 8" },
-        { "enc:0", { 2, { 4, 8 } }, "0 heads do not divide the width 8" },
+        { "enc:0", { 2, { 4, 8 } }, "enc needs at least one head" },
         { "mha:5", { 2, { 4, 8 } }, "5 heads do not divide the width 8" },
         { "enc:2", { 1, { 8 } }, "enc needs sequences" },
         { "mha:2", { 1, { 8 } }, "needs sequences" },

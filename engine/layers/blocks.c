@@ -292,7 +292,9 @@ static int block_infer(dp_layer *l, dp_err *err)
     if (l->in_shape.ndim != 2)
         return dp_fail(err, "block needs sequences [positions, width] as input (after embed)");
     int d = l->in_shape.d[1];
-    if (l->args[0] < 1 || d % l->args[0])
+    if (l->args[0] < 1)
+        return dp_fail(err, "block needs at least one head");
+    if (d % l->args[0])
         return dp_fail(err, "%d heads do not divide the width %d", l->args[0], d);
     char spec[128];
     snprintf(spec, sizeof spec, "res(ln, attn:%d), res(ln, linear:%d, gelu, linear:%d)",
@@ -333,7 +335,9 @@ static int enc_infer(dp_layer *l, dp_err *err)
         return dp_fail(err, "enc:HEADS:NORM_FIRST takes NORM_FIRST 0 (post-LayerNorm, as BERT) "
                             "or 1 (pre-LayerNorm), not %d", l->args[1]);
     int d = l->in_shape.d[1], h = l->args[0];
-    if (h < 1 || d % h)
+    if (h < 1)
+        return dp_fail(err, "enc needs at least one head");
+    if (d % h)
         return dp_fail(err, "%d heads do not divide the width %d", h, d);
     char spec[160];
     if (norm_first) {
