@@ -4,9 +4,10 @@
  * encoder block (enc:H, post-LayerNorm, and enc:H:1, pre-LayerNorm) against references in
  * double written here with plain loops from PyTorch's formulas (nn.GELU(), nn.MultiheadAttention,
  * nn.TransformerEncoderLayer), and their gradients against central finite differences of those
- * references (step 1e-5, in double). Each layer is a one-layer model run by hand: forward, then
- * backward of L = sum(y * r) for a random r. Tolerances, absolute plus relative
- * (|got - want| <= tol (1 + |want|)): forward 1e-5, gradients 1e-4, accumulation 1e-6.
+ * references (step 1e-5, in double). Each layer is a one-layer model run by hand by the harness
+ * of tests/layer_check.h: forward, then backward of L = sum(y * r) for a random r. Tolerances,
+ * absolute plus relative (|got - want| <= tol (1 + |want|)): forward 1e-5, gradients 1e-4,
+ * accumulation 1e-6.
  *
  * The masked language model: the masks of kernels.h (dp_mlm_input) and of the backend's
  * mlm_mask, by their statistics over a million positions and against the rule written out
@@ -14,6 +15,7 @@
  * that every way of splitting a batch masks alike; the mlm objective's gradient scale, the
  * softmax cross-entropy's ignored labels, and its report. */
 #include "tests/unit.h"
+#include "tests/layer_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,34 +31,7 @@
 #include "engine/stage.h"
 #include "base/rng.h"
 
-#define FD_STEP 1e-5
-#define FWD_TOL 1e-5
-#define GRAD_TOL 1e-4
-#define ACC_TOL 1e-6
 #define LN_EPS 1e-5 /* nn.LayerNorm's default, which nn.TransformerEncoderLayer keeps */
-
-static int close_to(double got, double want, double tol)
-{
-    return fabs(got - want) <= tol * (1.0 + fabs(want));
-}
-
-static double uniform(dp_rng *r, double lo, double hi)
-{
-    return lo + (hi - lo) * dp_rng_uniform(r);
-}
-
-static void *zalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    ck_assert(p);
-    return p;
-}
-
-static void device_init(dp_device *dev)
-{
-    dp_err err;
-    ck_assert_msg(dp_cpu_device_init(dev, 0, 1, &err) == 0, "device: %s", err.msg);
-}
 
 /* ---- the double references ---- */
 
@@ -241,166 +216,10 @@ static void ref_layer(const dp_layer *l, int rows, const double *p, const double
     ck_abort_msg("no reference for %s", l->ops->name);
 }
 
-/* ---- one layer, run by hand ---- */
+/* ---- one layer, run by hand (tests/layer_check.h) ---- */
 
-/* A one-layer model parsed from spec, with its float buffers (the CPU device's host memory)
- * and double copies of its inputs. */
-typedef struct layer_case {
-    dp_layer *layers; /* the parser's array of one */
-    const dp_layer *l;
-    int rows;
-    size_t nx, ny, np;
-    float *x, *y, *r, *dx, *params, *grads, *scratch, *saved;
-    double *xd, *rd, *pd;
-} layer_case;
-
-/* Draws x in [-2, 2], r (dy) in [-1, 1] and every parameter in [-0.5, 0.5] (biases and the
- * LayerNorms' too, which their init leaves at 0 and 1) from seed: the same draws for the same
- * sizes. */
-static void layer_case_init(layer_case *c, const char *spec, dp_shape in, int rows,
-                            uint64_t seed)
-{
-    memset(c, 0, sizeof *c);
-    dp_err err;
-    int n;
-    size_t np;
-    ck_assert_msg(dp_layer_list_parse(spec, in, 0, &c->layers, &n, &np, &err) == 0, "%s: %s",
-                  spec, err.msg);
-    ck_assert_int_eq(n, 1);
-    c->l = &c->layers[0];
-    ck_assert_uint_eq(np, c->l->param_count);
-    c->rows = rows;
-    c->nx = (size_t)rows * c->l->in;
-    c->ny = (size_t)rows * c->l->out;
-    c->np = c->l->param_count;
-    c->x = zalloc(c->nx, sizeof *c->x);
-    c->dx = zalloc(c->nx, sizeof *c->dx);
-    c->xd = zalloc(c->nx, sizeof *c->xd);
-    c->y = zalloc(c->ny, sizeof *c->y);
-    c->r = zalloc(c->ny, sizeof *c->r);
-    c->rd = zalloc(c->ny, sizeof *c->rd);
-    c->params = zalloc(c->np, sizeof *c->params);
-    c->grads = zalloc(c->np, sizeof *c->grads);
-    c->pd = zalloc(c->np, sizeof *c->pd);
-    c->scratch = zalloc(c->l->ops->scratch ? c->l->ops->scratch(c->l, rows) : 0, sizeof(float));
-    c->saved = zalloc((size_t)rows * c->l->saved + c->l->saved_pass, sizeof(float));
-    dp_rng rng = dp_rng_stream(seed, 100, 19);
-    for (size_t i = 0; i < c->nx; i++)
-        c->xd[i] = c->x[i] = (float)uniform(&rng, -2.0, 2.0);
-    for (size_t i = 0; i < c->ny; i++)
-        c->rd[i] = c->r[i] = (float)uniform(&rng, -1.0, 1.0);
-    for (size_t i = 0; i < c->np; i++)
-        c->pd[i] = c->params[i] = (float)uniform(&rng, -0.5, 0.5);
-}
-
-/* Frees a parsed layer list and its blocks' children. */
-static void free_layers(dp_layer *layers, int n)
-{
-    for (int i = 0; i < n; i++)
-        free_layers(layers[i].children, layers[i].n_children);
-    free(layers);
-}
-
-static void layer_case_free(layer_case *c)
-{
-    free(c->x), free(c->y), free(c->r), free(c->dx), free(c->params), free(c->grads);
-    free(c->scratch), free(c->saved), free(c->xd), free(c->rd), free(c->pd);
-    free_layers(c->layers, 1);
-}
-
-static void layer_case_forward(layer_case *c, dp_device *dev)
-{
-    dp_pass p = { .dev = dev, .rows = c->rows, .saved = c->saved, .scratch = c->scratch };
-    c->l->ops->forward(c->l, &p, c->params, c->x, c->y);
-}
-
-/* Backward with dy = r, after a forward (dx skipped unless with_dx). */
-static void layer_case_backward(layer_case *c, dp_device *dev, int accumulate, int with_dx)
-{
-    dp_pass p = { .dev = dev, .rows = c->rows, .accumulate = accumulate, .saved = c->saved,
-                  .scratch = c->scratch };
-    c->l->ops->backward(c->l, &p, c->params, c->grads, c->x, c->y, c->r,
-                        with_dx ? c->dx : NULL);
-}
-
-/* sum(layer(x) * r) in double. */
-static double layer_case_objective(const layer_case *c)
-{
-    double *y = zalloc(c->ny, sizeof *y), sum = 0.0;
-    ref_layer(c->l, c->rows, c->pd, c->xd, y);
-    for (size_t i = 0; i < c->ny; i++)
-        sum += y[i] * c->rd[i];
-    free(y);
-    return sum;
-}
-
-/* The central difference of the objective with respect to *v (an input or a parameter). */
-static double layer_case_diff(const layer_case *c, double *v)
-{
-    double keep = *v;
-    *v = keep + FD_STEP;
-    double up = layer_case_objective(c);
-    *v = keep - FD_STEP;
-    double down = layer_case_objective(c);
-    *v = keep;
-    return (up - down) / (2.0 * FD_STEP);
-}
-
-/* spec on inputs `in`: the forward against the reference; dx and every parameter's gradient
- * against central differences (the gradients start as garbage: backward overwrites them);
- * a second backward with accumulate adds as much again; a backward without dx gives the same
- * parameter gradients. */
-static void check_layer(const char *spec, dp_shape in, int rows, uint64_t seed)
-{
-    dp_device dev;
-    device_init(&dev);
-    layer_case c;
-    layer_case_init(&c, spec, in, rows, seed);
-    for (size_t i = 0; i < c.np; i++)
-        c.grads[i] = 1234.5f;
-    layer_case_forward(&c, &dev);
-    layer_case_backward(&c, &dev, 0, 1);
-    double *yd = zalloc(c.ny, sizeof *yd);
-    ref_layer(c.l, rows, c.pd, c.xd, yd);
-    for (size_t i = 0; i < c.ny; i++)
-        ck_assert_msg(close_to(c.y[i], yd[i], FWD_TOL), "%s: y[%zu] = %.9g, reference %.9g",
-                      spec, i, c.y[i], yd[i]);
-    for (size_t i = 0; i < c.nx; i++) {
-        double want = layer_case_diff(&c, &c.xd[i]);
-        ck_assert_msg(close_to(c.dx[i], want, GRAD_TOL),
-                      "%s: dx[%zu] = %.9g, finite difference %.9g", spec, i, c.dx[i], want);
-    }
-    dp_tensor_info t[DP_MAX_LAYER_TENSORS];
-    int nt = c.l->ops->tensors(c.l, t);
-    for (size_t i = 0; i < c.np; i++) {
-        double want = layer_case_diff(&c, &c.pd[i]);
-        const char *name = "?";
-        for (int k = 0; k < nt; k++)
-            if (i >= t[k].offset && i < t[k].offset + t[k].count)
-                name = t[k].suffix;
-        ck_assert_msg(close_to(c.grads[i], want, GRAD_TOL),
-                      "%s: dparam[%zu] (%s) = %.9g, finite difference %.9g", spec, i, name,
-                      c.grads[i], want);
-    }
-    float *once = zalloc(c.np, sizeof *once);
-    memcpy(once, c.grads, c.np * sizeof *once);
-    layer_case_backward(&c, &dev, 1, 1);
-    for (size_t i = 0; i < c.np; i++)
-        ck_assert_msg(close_to(c.grads[i], 2.0 * once[i], ACC_TOL),
-                      "%s: accumulated dparam[%zu] = %.9g, want twice %.9g", spec, i, c.grads[i],
-                      once[i]);
-    for (size_t i = 0; i < c.np; i++)
-        c.grads[i] = -77.0f;
-    layer_case_backward(&c, &dev, 0, 0);
-    for (size_t i = 0; i < c.np; i++)
-        ck_assert_msg(close_to(c.grads[i], once[i], ACC_TOL),
-                      "%s: dparam[%zu] without dx = %.9g, with dx %.9g", spec, i, c.grads[i],
-                      once[i]);
-    free(once);
-    free(yd);
-    layer_case_free(&c);
-    dp_cpu_device_destroy(&dev);
-}
+/* x in [-2, 2]: none of these layers has a kink. */
+static const layer_harness bert_layers = { .ref = ref_layer, .stream = 19, .x_gap = 0.0 };
 
 /* Sequences of 5 positions of width 6 (3 heads of 2, 2 of 3, or 1 of 6). */
 static const dp_shape seq_5x6 = { 2, { 5, 6 } };
@@ -497,8 +316,8 @@ END_TEST
 /* The gelu_erf layer on vectors and on sequences, with finite differences of the reference. */
 START_TEST(test_gelu_erf_layer)
 {
-    check_layer("gelu_erf", (dp_shape){ 1, { 7 } }, 3, 1);
-    check_layer("gelu_erf", seq_5x6, 2, 2);
+    check_one_layer(&bert_layers, "gelu_erf", (dp_shape){ 1, { 7 } }, 3, 1);
+    check_one_layer(&bert_layers, "gelu_erf", seq_5x6, 2, 2);
 }
 END_TEST
 
@@ -507,9 +326,9 @@ END_TEST
 /* mha:H against the bidirectional reference and finite differences, for 1, 2 and 3 heads. */
 START_TEST(test_mha_grad)
 {
-    check_layer("mha:2", seq_5x6, 2, 3);
-    check_layer("mha:3", seq_5x6, 2, 4);
-    check_layer("mha:1", seq_5x6, 1, 5);
+    check_one_layer(&bert_layers, "mha:2", seq_5x6, 2, 3);
+    check_one_layer(&bert_layers, "mha:3", seq_5x6, 2, 4);
+    check_one_layer(&bert_layers, "mha:1", seq_5x6, 1, 5);
 }
 END_TEST
 
@@ -523,14 +342,14 @@ START_TEST(test_mha_vs_attn)
     dp_device dev;
     device_init(&dev);
     enum { ROWS = 3, T = 5, D = 6 };
-    layer_case mha, attn;
-    layer_case_init(&mha, "mha:2", seq_5x6, ROWS, 7);
-    layer_case_init(&attn, "attn:2", seq_5x6, ROWS, 7);
+    one_layer mha, attn;
+    one_layer_init(&mha, &bert_layers, "mha:2", seq_5x6, ROWS, 7);
+    one_layer_init(&attn, &bert_layers, "attn:2", seq_5x6, ROWS, 7);
     ck_assert_uint_eq(mha.np, attn.np);
     ck_assert(!memcmp(mha.params, attn.params, mha.np * sizeof *mha.params));
     ck_assert(!memcmp(mha.x, attn.x, mha.nx * sizeof *mha.x));
-    layer_case_forward(&mha, &dev);
-    layer_case_forward(&attn, &dev);
+    one_layer_forward(&mha, &dev);
+    one_layer_forward(&attn, &dev);
     double *yd = zalloc(attn.ny, sizeof *yd);
     ref_layer(attn.l, ROWS, attn.pd, attn.xd, yd);
     for (size_t i = 0; i < attn.ny; i++)
@@ -582,8 +401,8 @@ START_TEST(test_mha_vs_attn)
     ck_assert_msg(top[1] == 0.0 && top[3] == 0.0, "biases %g %g, want 0", top[1], top[3]);
     free(p);
     free(yd);
-    layer_case_free(&mha);
-    layer_case_free(&attn);
+    one_layer_free(&mha);
+    one_layer_free(&attn);
     dp_cpu_device_destroy(&dev);
 }
 END_TEST
@@ -594,10 +413,10 @@ END_TEST
  * nn.TransformerEncoderLayer's formulas and finite differences of them. */
 START_TEST(test_enc_grad)
 {
-    check_layer("enc:2", seq_5x6, 2, 8);
-    check_layer("enc:3:0", seq_5x6, 2, 9);
-    check_layer("enc:2:1", seq_5x6, 2, 10);
-    check_layer("enc:1:1", seq_5x6, 1, 11);
+    check_one_layer(&bert_layers, "enc:2", seq_5x6, 2, 8);
+    check_one_layer(&bert_layers, "enc:3:0", seq_5x6, 2, 9);
+    check_one_layer(&bert_layers, "enc:2:1", seq_5x6, 2, 10);
+    check_one_layer(&bert_layers, "enc:1:1", seq_5x6, 1, 11);
 }
 END_TEST
 
@@ -611,26 +430,26 @@ START_TEST(test_enc_edges)
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
         dp_device dev;
         device_init(&dev);
-        layer_case c;
-        layer_case_init(&c, specs[k], seq_5x6, 2, 12);
+        one_layer c;
+        one_layer_init(&c, &bert_layers, specs[k], seq_5x6, 2, 12);
         c.rows = 0;
         for (size_t i = 0; i < c.np; i++)
             c.grads[i] = 1234.5f;
-        layer_case_forward(&c, &dev);
-        layer_case_backward(&c, &dev, 1, 1);
+        one_layer_forward(&c, &dev);
+        one_layer_backward(&c, &dev, 1, 1);
         for (size_t i = 0; i < c.np; i++)
             ck_assert_msg(c.grads[i] == 1234.5f, "%s, 0 rows, accumulate: dparam[%zu] = %g",
                           specs[k], i, c.grads[i]);
-        layer_case_backward(&c, &dev, 0, 1);
+        one_layer_backward(&c, &dev, 0, 1);
         for (size_t i = 0; i < c.np; i++)
             ck_assert_msg(c.grads[i] == 0.0f, "%s, 0 rows: dparam[%zu] = %g, want 0", specs[k],
                           i, c.grads[i]);
-        layer_case_free(&c);
+        one_layer_free(&c);
         dp_cpu_device_destroy(&dev);
     }
-    check_layer("enc:2", (dp_shape){ 2, { 1, 6 } }, 3, 13);
-    check_layer("enc:3:1", (dp_shape){ 2, { 1, 6 } }, 2, 14);
-    check_layer("mha:2", (dp_shape){ 2, { 1, 4 } }, 2, 15);
+    check_one_layer(&bert_layers, "enc:2", (dp_shape){ 2, { 1, 6 } }, 3, 13);
+    check_one_layer(&bert_layers, "enc:3:1", (dp_shape){ 2, { 1, 6 } }, 2, 14);
+    check_one_layer(&bert_layers, "mha:2", (dp_shape){ 2, { 1, 4 } }, 2, 15);
 }
 END_TEST
 

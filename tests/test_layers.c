@@ -8,9 +8,11 @@
  * 2x a single pass), each absolute plus relative (|got - want| <= tol * (1 + |want|)).
  * Also: accumulation, dx == NULL, a whole model's gradient through a stage, the layer-list
  * parser's errors, initialisation and tensor names. The GAN layers (deconv, unflatten,
- * leakyrelu, sigmoid) have a section of their own at the end, with a harness for one layer on
- * inputs of any shape. */
+ * leakyrelu, sigmoid) have a section of their own at the end, checked on inputs of any shape
+ * by the one-layer harness of tests/layer_check.h (which also checks accumulation and dx ==
+ * NULL for each). */
 #include "tests/unit.h"
+#include "tests/layer_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -24,32 +26,10 @@
 #include "engine/optim.h"
 #include "base/rng.h"
 
-#define FWD_TOL 1e-5
-#define GRAD_TOL 1e-4
-#define FD_STEP 1e-5
-#define ACC_TOL 1e-6
-
 #define ROWS 3
 #define IN 5
 #define OUT 4
 #define WIDE 8 /* room for the wider of IN and OUT */
-
-static int close_to(double got, double want, double tol)
-{
-    return fabs(got - want) <= tol * (1.0 + fabs(want));
-}
-
-/* Uniform in [lo, hi) from a seeded stream. */
-static double uniform(dp_rng *r, double lo, double hi)
-{
-    return lo + (hi - lo) * dp_rng_uniform(r);
-}
-
-static void device_init(dp_device *dev)
-{
-    dp_err err;
-    ck_assert_msg(dp_cpu_device_init(dev, 0, 1, &err) == 0, "device: %s", err.msg);
-}
 
 /* ---- the double-precision reference ---- */
 
@@ -708,135 +688,8 @@ static void ref_gan_layer(const dp_layer *l, int rows, const double *params, con
     }
 }
 
-/* One layer parsed from its text, with its float buffers (device: the CPU's host memory) and
- * double copies of its inputs. */
-typedef struct one_layer {
-    dp_layer *layers; /* the parser's array of one */
-    dp_layer *l;
-    int rows;
-    size_t nx, ny, np;
-    float *x, *y, *r, *dx, *params, *grads, *scratch, *saved;
-    double *xd, *rd, *pd;
-} one_layer;
-
-static void *zalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    ck_assert(p);
-    return p;
-}
-
-/* Parses spec (one layer) on inputs of shape `in`; draws x with |x| in [0.05, 2] (away from
- * leaky ReLU's kink), r (dy) in [-1, 1] and the parameters in [-0.5, 0.5]. */
-static void one_layer_init(one_layer *c, const char *spec, dp_shape in, int rows, uint64_t seed)
-{
-    memset(c, 0, sizeof *c);
-    int n;
-    size_t np;
-    dp_err err;
-    ck_assert_msg(dp_layer_list_parse(spec, in, 0, &c->layers, &n, &np, &err) == 0, "%s: %s",
-                  spec, err.msg);
-    ck_assert_int_eq(n, 1);
-    c->l = &c->layers[0];
-    c->rows = rows;
-    c->nx = (size_t)rows * c->l->in;
-    c->ny = (size_t)rows * c->l->out;
-    c->np = np;
-    ck_assert_uint_eq(np, c->l->param_count);
-    c->x = zalloc(c->nx, sizeof *c->x);
-    c->dx = zalloc(c->nx, sizeof *c->dx);
-    c->xd = zalloc(c->nx, sizeof *c->xd);
-    c->y = zalloc(c->ny, sizeof *c->y);
-    c->r = zalloc(c->ny, sizeof *c->r);
-    c->rd = zalloc(c->ny, sizeof *c->rd);
-    c->params = zalloc(np, sizeof *c->params);
-    c->grads = zalloc(np, sizeof *c->grads);
-    c->pd = zalloc(np, sizeof *c->pd);
-    c->scratch = zalloc(c->l->ops->scratch ? c->l->ops->scratch(c->l, rows) : 0, sizeof(float));
-    c->saved = zalloc((size_t)rows * c->l->saved, sizeof(float));
-    dp_rng rng = dp_rng_stream(seed, 100, 3);
-    for (size_t i = 0; i < c->nx; i++) {
-        double v = uniform(&rng, 0.05, 2.0);
-        c->xd[i] = c->x[i] = (float)(dp_rng_uniform(&rng) < 0.5 ? -v : v);
-    }
-    for (size_t i = 0; i < c->ny; i++)
-        c->rd[i] = c->r[i] = (float)uniform(&rng, -1.0, 1.0);
-    for (size_t i = 0; i < np; i++)
-        c->pd[i] = c->params[i] = (float)uniform(&rng, -0.5, 0.5);
-}
-
-static void one_layer_free(one_layer *c)
-{
-    free(c->x), free(c->y), free(c->r), free(c->dx), free(c->params), free(c->grads);
-    free(c->scratch), free(c->saved), free(c->xd), free(c->rd), free(c->pd);
-    free(c->layers);
-}
-
-/* Forward, then backward with dy = r (dx skipped unless with_dx). */
-static void one_layer_run(one_layer *c, dp_device *dev, int accumulate, int with_dx)
-{
-    dp_pass p = { .dev = dev, .rows = c->rows, .accumulate = accumulate, .saved = c->saved,
-                  .scratch = c->scratch };
-    c->l->ops->forward(c->l, &p, c->params, c->x, c->y);
-    c->l->ops->backward(c->l, &p, c->params, c->grads, c->x, c->y, c->r,
-                        with_dx ? c->dx : NULL);
-}
-
-/* sum(layer(x) * r) in double. */
-static double one_layer_objective(const one_layer *c)
-{
-    double *y = zalloc(c->ny, sizeof *y), sum = 0.0;
-    ref_gan_layer(c->l, c->rows, c->pd, c->xd, y);
-    for (size_t i = 0; i < c->ny; i++)
-        sum += y[i] * c->rd[i];
-    free(y);
-    return sum;
-}
-
-static double one_layer_diff(const one_layer *c, double *v)
-{
-    double keep = *v;
-    *v = keep + FD_STEP;
-    double up = one_layer_objective(c);
-    *v = keep - FD_STEP;
-    double down = one_layer_objective(c);
-    *v = keep;
-    return (up - down) / (2.0 * FD_STEP);
-}
-
-/* spec on inputs `in`: the forward against the reference, and dx and every parameter's
- * gradient against central differences. The gradients start as garbage (backward overwrites
- * them without accumulate). */
-static void check_one_layer(const char *spec, dp_shape in, int rows, uint64_t seed)
-{
-    dp_device dev;
-    device_init(&dev);
-    one_layer c;
-    one_layer_init(&c, spec, in, rows, seed);
-    for (size_t i = 0; i < c.np; i++)
-        c.grads[i] = 1234.5f;
-    one_layer_run(&c, &dev, 0, 1);
-    double *yd = zalloc(c.ny, sizeof *yd);
-    ref_gan_layer(c.l, rows, c.pd, c.xd, yd);
-    for (size_t i = 0; i < c.ny; i++)
-        ck_assert_msg(close_to(c.y[i], yd[i], FWD_TOL), "%s: y[%zu] = %.9g, reference %.9g",
-                      spec, i, c.y[i], yd[i]);
-    for (size_t i = 0; i < c.nx; i++) {
-        double want = one_layer_diff(&c, &c.xd[i]);
-        ck_assert_msg(close_to(c.dx[i], want, GRAD_TOL),
-                      "%s: dx[%zu] = %.9g, finite difference %.9g (x = %.6g)", spec, i, c.dx[i],
-                      want, c.xd[i]);
-    }
-    for (size_t i = 0; i < c.np; i++) {
-        double want = one_layer_diff(&c, &c.pd[i]);
-        ck_assert_msg(close_to(c.grads[i], want, GRAD_TOL),
-                      "%s: dparam[%zu] = %.9g, finite difference %.9g", spec, i, c.grads[i],
-                      want);
-    }
-    free(yd);
-    one_layer_free(&c);
-    dp_cpu_device_destroy(&dev);
-}
+/* The GAN layers' checks (tests/layer_check.h): |x| at least 0.05, away from leaky ReLU's kink. */
+static const layer_harness gan_layers = { .ref = ref_gan_layer, .stream = 3, .x_gap = 0.05 };
 
 static dp_shape image(int c, int h, int w)
 {
@@ -849,17 +702,17 @@ static dp_shape image(int c, int h, int w)
  * first layer (a 1x1 input to 4x4). */
 START_TEST(test_deconv_grad)
 {
-    check_one_layer("deconv:2:3", image(3, 3, 4), 2, 11);          /* 3x4 -> 5x6 */
-    check_one_layer("deconv:3:4:2:1", image(2, 3, 2), 2, 12);      /* 3x2 -> 6x4 */
-    check_one_layer("deconv:3:1", image(2, 2, 3), 2, 13);          /* K 1 */
-    check_one_layer("deconv:2:3:2:0", image(3, 2, 3), 2, 14);      /* 2x3 -> 5x7 */
-    check_one_layer("deconv:2:3:1:1", image(3, 3, 2), 2, 15);      /* the same size */
-    check_one_layer("deconv:4:4:1:0", image(5, 1, 1), 3, 16);      /* DCGAN's first layer */
-    check_one_layer("deconv:2:2:3", image(2, 2, 2), 2, 17);        /* stride 3 > K 2 */
-    check_one_layer("deconv:2:2:3:2", image(2, 3, 3), 2, 18);      /* padding = K */
-    check_one_layer("deconv:1:3:2:1", image(1, 1, 3), 1, 19);      /* 1x3 -> 1x5 */
+    check_one_layer(&gan_layers, "deconv:2:3", image(3, 3, 4), 2, 11);     /* 3x4 -> 5x6 */
+    check_one_layer(&gan_layers, "deconv:3:4:2:1", image(2, 3, 2), 2, 12); /* 3x2 -> 6x4 */
+    check_one_layer(&gan_layers, "deconv:3:1", image(2, 2, 3), 2, 13);     /* K 1 */
+    check_one_layer(&gan_layers, "deconv:2:3:2:0", image(3, 2, 3), 2, 14); /* 2x3 -> 5x7 */
+    check_one_layer(&gan_layers, "deconv:2:3:1:1", image(3, 3, 2), 2, 15); /* the same size */
+    check_one_layer(&gan_layers, "deconv:4:4:1:0", image(5, 1, 1), 3, 16); /* DCGAN's first layer */
+    check_one_layer(&gan_layers, "deconv:2:2:3", image(2, 2, 2), 2, 17);   /* stride 3 > K 2 */
+    check_one_layer(&gan_layers, "deconv:2:2:3:2", image(2, 3, 3), 2, 18); /* padding = K */
+    check_one_layer(&gan_layers, "deconv:1:3:2:1", image(1, 1, 3), 1, 19); /* 1x3 -> 1x5 */
     /* without a bias (BIAS 0: PyTorch's bias=False), and conv the same */
-    check_one_layer("deconv:3:4:2:1:0", image(2, 3, 2), 2, 23);
+    check_one_layer(&gan_layers, "deconv:3:4:2:1:0", image(2, 3, 2), 2, 23);
     dp_model m;
     dp_err err;
     ck_assert_int_eq(dp_model_parse_shape(&m, "conv:3:3:1:1:0, deconv:2:4:2:1:0, flatten, "
@@ -875,7 +728,7 @@ START_TEST(test_deconv_grad)
 
     /* the shapes the layer gives, (H - 1) * STRIDE - 2 * PAD + K */
     one_layer c;
-    one_layer_init(&c, "deconv:3:4:2:1", image(2, 3, 2), 1, 1);
+    one_layer_init(&c, &gan_layers, "deconv:3:4:2:1", image(2, 3, 2), 1, 1);
     ck_assert_int_eq(c.l->out_shape.ndim, 3);
     ck_assert_int_eq(c.l->out_shape.d[0], 3);
     ck_assert_int_eq(c.l->out_shape.d[1], 6);
@@ -888,34 +741,21 @@ START_TEST(test_deconv_grad)
 }
 END_TEST
 
-/* deconv backward: without accumulate stale gradients are overwritten (check_one_layer starts
- * them as garbage); with accumulate a second pass gives 2x; dx is written, never added to;
- * without dx the parameter gradients are the same; a pass of 0 rows zeroes them. */
+/* deconv backward: without accumulate stale gradients and dx are overwritten; with accumulate
+ * a second pass gives 2x; dx is written, never added to; without dx the parameter gradients
+ * are the same (check_one_layer checks all these); a pass of 0 rows zeroes them, or leaves
+ * them as they were with accumulate. */
 START_TEST(test_deconv_accumulate_null_dx)
 {
+    check_one_layer(&gan_layers, "deconv:3:3:2:1", image(2, 3, 4), 3, 21);
+
     dp_device dev;
     device_init(&dev);
     one_layer c;
-    one_layer_init(&c, "deconv:3:3:2:1", image(2, 3, 4), 3, 21);
-    for (size_t i = 0; i < c.nx; i++)
-        c.dx[i] = 99.0f;
+    one_layer_init(&c, &gan_layers, "deconv:3:3:2:1", image(2, 3, 4), 3, 21);
     one_layer_run(&c, &dev, 0, 1);
-    float *once = zalloc(c.np, sizeof *once), *dx_once = zalloc(c.nx, sizeof *dx_once);
+    float *once = zalloc(c.np, sizeof *once);
     memcpy(once, c.grads, c.np * sizeof *once);
-    memcpy(dx_once, c.dx, c.nx * sizeof *dx_once);
-    one_layer_run(&c, &dev, 1, 1);
-    for (size_t i = 0; i < c.np; i++)
-        ck_assert_msg(close_to(c.grads[i], 2.0 * once[i], ACC_TOL),
-                      "accumulate: dparam[%zu] = %.9g, want %.9g", i, c.grads[i], 2.0 * once[i]);
-    for (size_t i = 0; i < c.nx; i++)
-        ck_assert_msg(c.dx[i] == dx_once[i], "accumulate: dx[%zu] = %.9g, want %.9g", i, c.dx[i],
-                      dx_once[i]);
-    memset(c.grads, 0, c.np * sizeof *c.grads);
-    one_layer_run(&c, &dev, 0, 0);
-    for (size_t i = 0; i < c.np; i++)
-        ck_assert_msg(c.grads[i] == once[i], "dparam[%zu] = %.9g without dx, %.9g with", i,
-                      c.grads[i], once[i]);
-
     c.rows = 0; /* an empty micro-batch: zero gradients, or untouched ones with accumulate */
     one_layer_run(&c, &dev, 1, 1);
     ck_assert_msg(c.grads[0] == once[0], "0 rows with accumulate changed the gradients");
@@ -923,7 +763,6 @@ START_TEST(test_deconv_accumulate_null_dx)
     for (size_t i = 0; i < c.np; i++)
         ck_assert_msg(c.grads[i] == 0.0f, "0 rows: dparam[%zu] = %.9g", i, c.grads[i]);
     free(once);
-    free(dx_once);
     one_layer_free(&c);
     dp_cpu_device_destroy(&dev);
 }
@@ -946,7 +785,7 @@ START_TEST(test_deconv_chunks)
     dp_device dev;
     device_init(&dev);
     one_layer c; /* 64 * 4 * 4 * 64 * 64 = 4194304 floats of patches per sample */
-    one_layer_init(&c, "deconv:64:4", image(2, 64, 64), 3, 22);
+    one_layer_init(&c, &gan_layers, "deconv:64:4", image(2, 64, 64), 3, 22);
     ck_assert_uint_eq(c.l->ops->scratch(c.l, 3), 2 * 4194304u);
     one_layer_run(&c, &dev, 0, 1);
     double *yd = zalloc(c.ny, sizeof *yd), *dxd = zalloc(c.nx, sizeof *dxd);
@@ -976,10 +815,10 @@ END_TEST
  * the forward and dx against finite differences; the slope the layer holds. */
 START_TEST(test_leakyrelu_grad)
 {
-    check_one_layer("leakyrelu:0.2", image(2, 3, 2), 3, 31);
-    check_one_layer("leakyrelu:-0.5", (dp_shape){ 1, { 7 } }, 3, 32);
-    check_one_layer("leakyrelu", (dp_shape){ 2, { 3, 4 } }, 2, 33);
-    check_one_layer("leakyrelu:2", (dp_shape){ 1, { 7 } }, 2, 34);
+    check_one_layer(&gan_layers, "leakyrelu:0.2", image(2, 3, 2), 3, 31);
+    check_one_layer(&gan_layers, "leakyrelu:-0.5", (dp_shape){ 1, { 7 } }, 3, 32);
+    check_one_layer(&gan_layers, "leakyrelu", (dp_shape){ 2, { 3, 4 } }, 2, 33);
+    check_one_layer(&gan_layers, "leakyrelu:2", (dp_shape){ 1, { 7 } }, 2, 34);
 
     dp_device dev;
     device_init(&dev);
@@ -987,7 +826,7 @@ START_TEST(test_leakyrelu_grad)
     const float slopes[] = { 0.2f, -0.5f, 0.01f };
     for (int k = 0; k < 3; k++) {
         one_layer c;
-        one_layer_init(&c, specs[k], (dp_shape){ 1, { 4 } }, 1, 35);
+        one_layer_init(&c, &gan_layers, specs[k], (dp_shape){ 1, { 4 } }, 1, 35);
         const float x[4] = { -3.0f, 2.5f, -0.0f, -1e-3f };
         memcpy(c.x, x, sizeof x);
         one_layer_run(&c, &dev, 0, 1);
@@ -1009,13 +848,13 @@ END_TEST
  * exp(-80), and its gradient goes to 0. */
 START_TEST(test_sigmoid)
 {
-    check_one_layer("sigmoid", image(2, 2, 3), 2, 41);
-    check_one_layer("sigmoid", (dp_shape){ 1, { 6 } }, 3, 42);
+    check_one_layer(&gan_layers, "sigmoid", image(2, 2, 3), 2, 41);
+    check_one_layer(&gan_layers, "sigmoid", (dp_shape){ 1, { 6 } }, 3, 42);
 
     dp_device dev;
     device_init(&dev);
     one_layer c;
-    one_layer_init(&c, "sigmoid", (dp_shape){ 1, { 12 } }, 1, 43);
+    one_layer_init(&c, &gan_layers, "sigmoid", (dp_shape){ 1, { 12 } }, 1, 43);
     const float x[12] = { 20.0f, 50.0f, 100.0f, 1000.0f, 1e30f, -20.0f,
                           -50.0f, -80.0f, -100.0f, -1000.0f, -1e30f, 0.0f };
     memcpy(c.x, x, sizeof x);
@@ -1049,7 +888,7 @@ END_TEST
  * back: the round trip gives x exactly, and the gradient dy exactly. */
 START_TEST(test_unflatten_round_trip)
 {
-    check_one_layer("unflatten:2:3:4", (dp_shape){ 1, { 24 } }, 2, 51);
+    check_one_layer(&gan_layers, "unflatten:2:3:4", (dp_shape){ 1, { 24 } }, 2, 51);
 
     dp_device dev;
     device_init(&dev);
