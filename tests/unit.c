@@ -49,6 +49,7 @@ int main(void)
     srunner_add_suite(sr, safetensors_suite());
     srunner_add_suite(sr, config_suite());
     srunner_add_suite(sr, plan_suite());
+    srunner_add_suite(sr, advisor_suite());
     srunner_add_suite(sr, comm_suite());
     srunner_add_suite(sr, layout_suite());
     srunner_add_suite(sr, timeline_suite());

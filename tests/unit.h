@@ -13,6 +13,7 @@ Suite *idx_suite(void);         /* test_idx.c: the IDX reader on good and bad fi
 Suite *safetensors_suite(void); /* test_safetensors.c: round trip and bad files */
 Suite *config_suite(void);      /* test_config.c: INI keys, FILE:LINE errors, --set */
 Suite *plan_suite(void);        /* test_plan.c: plans, stage balance, schedules */
+Suite *advisor_suite(void);     /* test_advisor.c: the plan advisor's enumeration and search */
 Suite *comm_suite(void);        /* test_comm.c: all-reduce and links between threads */
 Suite *layout_suite(void);      /* test_layout.c: the dashboard's layout */
 Suite *timeline_suite(void);    /* test_timeline.c: the timeline's columns and bubble */
