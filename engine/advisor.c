@@ -1,8 +1,10 @@
 /* advisor.c -- the plan advisor's enumeration and search (advisor.h). */
 #include "engine/advisor.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Appends a candidate; false when out is full. */
 static bool add(dp_advice *out, int *n, int max, dp_plan_request req, int devices)
@@ -60,6 +62,14 @@ int dp_advice_enumerate(const dp_model *m, const dp_advice_limits *lim, dp_advic
     return n;
 }
 
+/* A candidate that failed when measured is left out, with measure's reason if it gave one. */
+static void failed(dp_advice *a)
+{
+    a->left_out = true;
+    if (!a->why[0])
+        snprintf(a->why, sizeof a->why, "it failed when measured");
+}
+
 /* The indices of the live candidates, fastest first by their last round. */
 static int by_time(const void *a, const void *b)
 {
@@ -81,12 +91,16 @@ int dp_advice_search(dp_advice *c, int n, int steps, int rounds, double keep,
         int measured = 0;
         for (int i = 0; i < alive; i++) {
             double s = measure(arg, live[i], steps);
+            if (s < 0) {
+                free(live);
+                return -2;
+            }
             if (s > 0) {
                 live[i]->step_s = s;
                 live[i]->steps += steps;
                 live[measured++] = live[i];
             } else {
-                leave_out(live[i], "it failed when measured");
+                failed(live[i]);
             }
         }
         alive = measured;
@@ -102,15 +116,163 @@ int dp_advice_search(dp_advice *c, int n, int steps, int rounds, double keep,
     }
     if (alive == 1 && live[0]->steps == 0) { /* the only candidate: measured once, for the table */
         double s = measure(arg, live[0], steps);
+        if (s < 0) {
+            free(live);
+            return -2;
+        }
         if (s > 0)
             live[0]->step_s = s, live[0]->steps = steps;
         else
-            leave_out(live[0], "it failed when measured"), alive = 0;
+            failed(live[0]), alive = 0;
     }
     int best = -1;
     for (int i = 0; i < alive; i++)
         if (best < 0 || live[i]->step_s < c[best].step_s)
             best = (int)(live[i] - c);
     free(live);
+    if (best >= 0)
+        c[best].chosen = true;
     return best;
+}
+
+void dp_advice_bytes(char *buf, size_t size, size_t bytes)
+{
+    static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    double b = (double)bytes;
+    int u = 0;
+    while (b >= 1024 && u < 4)
+        b /= 1024, u++;
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", b, unit[u]);
+}
+
+size_t dp_advice_most_need(const dp_advice *a, int n_devices, int *device)
+{
+    size_t most = 0;
+    *device = 0;
+    for (int d = 0; d < n_devices; d++)
+        if (a->need[d] > most)
+            most = a->need[d], *device = d;
+    return most;
+}
+
+int dp_advice_fit(dp_advice *c, int n, const size_t *room, const char (*name)[32], int n_devices)
+{
+    int fit = 0;
+    for (int i = 0; i < n; i++) {
+        if (c[i].left_out)
+            continue;
+        int over = -1;
+        for (int d = 0; d < n_devices && over < 0; d++)
+            if (c[i].need[d] > room[d])
+                over = d;
+        if (over < 0) {
+            fit++;
+            continue;
+        }
+        char need[32], free_[32];
+        dp_advice_bytes(need, sizeof need, c[i].need[over]);
+        dp_advice_bytes(free_, sizeof free_, room[over]);
+        c[i].left_out = true;
+        snprintf(c[i].why, sizeof c[i].why, "needs %s on %s, %s free", need, name[over], free_);
+    }
+    return fit;
+}
+
+double dp_advice_estimate(const dp_plan *p, const dp_model *m, const dp_advice_costs *k,
+                          int batch, int threads)
+{
+    int shard = (batch + p->replicas - 1) / p->replicas;
+    double micro_rows = (double)((shard + p->micro - 1) / p->micro);
+    double slow = 1.0; /* per worker, against the threads the costs were measured with */
+    if (k->cores > 0) {
+        threads = threads > 0 ? threads : 1;
+        slow = (double)(k->threads > 0 ? k->threads : 1) / threads;
+        double wanted = (double)p->workers * threads;
+        if (wanted > k->cores)
+            slow *= wanted / k->cores;
+    }
+    double slowest = 0;
+    for (int s = 0; s < p->stages; s++) {
+        double stage = 0;
+        for (int i = p->first_layer[s]; i < p->first_layer[s + 1]; i++)
+            stage += k->layer[i];
+        slowest = fmax(slowest, stage);
+    }
+    double per_micro = slowest * micro_rows / (k->rows > 0 ? k->rows : 1) * slow;
+    return per_micro * (p->micro + p->stages - 1);
+}
+
+/* Live candidates by estimate, lowest first (those without one last). */
+static int by_estimate(const void *a, const void *b)
+{
+    const dp_advice *x = *(dp_advice *const *)a, *y = *(dp_advice *const *)b;
+    double ex = x->estimate_s > 0 ? x->estimate_s : INFINITY;
+    double ey = y->estimate_s > 0 ? y->estimate_s : INFINITY;
+    return (ex > ey) - (ex < ey);
+}
+
+int dp_advice_shortlist(dp_advice *c, int n, int most, double factor)
+{
+    dp_advice **live = malloc((size_t)(n > 0 ? n : 1) * sizeof *live);
+    if (!live)
+        return -1;
+    int alive = 0;
+    for (int i = 0; i < n; i++)
+        if (!c[i].left_out)
+            live[alive++] = &c[i];
+    qsort(live, (size_t)alive, sizeof *live, by_estimate);
+    double best = alive ? live[0]->estimate_s : 0;
+    int kept = 0;
+    for (int i = 0; i < alive; i++) {
+        dp_advice *a = live[i];
+        bool no_estimate = !(a->estimate_s > 0) || !(best > 0);
+        if (kept < most && (no_estimate || a->estimate_s <= factor * best)) {
+            kept++;
+            continue;
+        }
+        a->left_out = true;
+        if (kept >= most && (no_estimate || a->estimate_s <= factor * best))
+            snprintf(a->why, sizeof a->why, "not measured: %d plans with lower estimates were",
+                     most);
+        else
+            snprintf(a->why, sizeof a->why, "not measured: estimated %.1fx the best plan's step",
+                     a->estimate_s / best);
+    }
+    free(live);
+    return kept;
+}
+
+/* The table's order: chosen, then measured by rounds survived and speed, then left out. */
+static int table_rank(const dp_advice *a)
+{
+    return a->chosen ? 0 : a->left_out ? 3 : a->steps > 0 ? 1 : 2;
+}
+
+static int table_order(const void *a, const void *b)
+{
+    const dp_advice *x = a, *y = b;
+    int rx = table_rank(x), ry = table_rank(y);
+    if (rx != ry)
+        return rx - ry;
+    if (rx == 1 && x->steps != y->steps)
+        return y->steps - x->steps;
+    if (rx == 1)
+        return (x->step_s > y->step_s) - (x->step_s < y->step_s);
+    return 0;
+}
+
+void dp_advice_sort(dp_advice *c, int n)
+{
+    dp_advice held; /* an insertion sort: stable (ties keep their order), and n is small */
+    for (int i = 1; i < n; i++) {
+        int j = i;
+        if (table_order(&c[j - 1], &c[j]) <= 0)
+            continue;
+        held = c[i];
+        while (j > 0 && table_order(&c[j - 1], &held) > 0) {
+            c[j] = c[j - 1];
+            j--;
+        }
+        c[j] = held;
+    }
 }

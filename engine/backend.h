@@ -29,6 +29,10 @@ typedef struct dp_device {
     int index;          /* position in the run's device list */
     size_t mem_held;    /* bytes the engine holds on this device now */
     size_t mem_peak;    /* most bytes ever held */
+    size_t mem_plan_peak; /* most bytes held since the plan in use started (the trainer resets
+                           * it to mem_held before starting a plan's team) */
+    size_t mem_limit;   /* 0: none; else the engine holds at most this many bytes here
+                         * ([parallel] device_memory, CPU devices: dp_device_limit_memory) */
     size_t mem_cached;  /* bytes the engine released that the device's allocator keeps for reuse */
     size_t mem_total;   /* what the device has in all (CPU: the machine's memory), for the
                          * engine's room checks; a CPU device's published metrics say 0 */
@@ -261,6 +265,9 @@ struct dp_backend {
 void *dp_device_alloc(dp_device *d, size_t bytes, const char *what, dp_err *err);
 /* Frees memory from dp_device_alloc (NULL is fine). */
 void dp_device_free(dp_device *d, void *p, size_t bytes);
+/* Lets the engine hold at most `bytes` on d from now on (and makes that its mem_total, for the
+ * room checks), so that a CPU device can stand for a GPU's memory. */
+void dp_device_limit_memory(dp_device *d, size_t bytes);
 
 /* The CPU backend (CBLAS on OpenBLAS): virtual devices, host groups and host links. */
 extern const dp_backend dp_backend_cpu;

@@ -218,6 +218,16 @@ static void carve_activations(dp_stage *s, const act_layout *lay)
     s->dev->be->zero(s->dev, s->stats, DP_STAGE_STATS * sizeof(float));
 }
 
+size_t dp_stage_bytes(const dp_model *m, int first, int last, int max_rows, int slots,
+                      const dp_optim_config *oc)
+{
+    dp_stage s;
+    act_layout lay;
+    set_stage_fields(&s, m, NULL, first, last, max_rows, slots, oc);
+    plan_activations(&s, &lay);
+    return s.n_params * sizeof(float) * (2 + s.state_per_param) + s.act_bytes;
+}
+
 int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int last,
                     int max_rows, int slots, const dp_optim_config *oc, dp_err *err)
 {

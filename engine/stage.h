@@ -67,6 +67,11 @@ typedef struct dp_stage {
                              DP_STAGE_GRAD_SUMSQ the sum of squared gradients of the last step */
 } dp_stage;
 
+/* The bytes dp_stage_create allocates on its device for the same arguments (parameters,
+ * gradients, optimizer state, activations), for predicting a plan's memory. */
+size_t dp_stage_bytes(const dp_model *m, int first, int last, int max_rows, int slots,
+                      const dp_optim_config *oc);
+
 /* Places layers [first, last) of m on d for passes of up to max_rows samples, keeping `slots`
  * micro-batches' activations. */
 int dp_stage_create(dp_stage *s, const dp_model *m, dp_device *d, int first, int last,

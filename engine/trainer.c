@@ -28,7 +28,11 @@ struct dp_trainer {
     dp_team *team;
     float *host_params;   /* [n_params]: the single-device layout, for switches */
     double *layer_cost;   /* [n_layers]: each layer's measured seconds (at the first pipeline
-                             plan), or NULL */
+                             plan, or the plan advisor's first question), or NULL */
+    int layer_cost_rows;  /* ... for passes of this many rows, */
+    int layer_cost_threads; /* ... with this many threads a GEMM (CPU devices) */
+    size_t *base_held;    /* [n_devices]: bytes each device held before the plan in use
+                             started (the data kept there) */
     float *host_state;    /* [state_per_param][n_params] */
     long steps_done;
     long updates_done;    /* steps whose update was applied (AdamW's t) */
@@ -63,13 +67,17 @@ static int device_failure(dp_trainer *t, dp_err *err)
     return 0;
 }
 
-/* Each worker's GEMMs get the cores divided among the workers (at least 1). */
-static void set_blas_threads(const dp_trainer *t, int workers)
+/* The threads each worker's GEMMs get when `workers` workers run: the configuration's, else
+ * all the cores for one worker and 1 each for several (OpenBLAS serves one caller at a time). */
+static int blas_threads(const dp_trainer *t, int workers)
 {
     int threads = t->cfg.blas_threads;
-    if (threads <= 0)
-        threads = workers > 1 ? 1 : dp_cpu_cores();
-    dp_cpu_set_blas_threads(threads);
+    return threads > 0 ? threads : workers > 1 ? 1 : dp_cpu_cores();
+}
+
+static void set_blas_threads(const dp_trainer *t, int workers)
+{
+    dp_cpu_set_blas_threads(blas_threads(t, workers));
 }
 
 /* Copies the data sets to every device when every device is a GPU and they take at most an
@@ -148,25 +156,37 @@ static void publish_unused(dp_trainer *t)
  * without pipelines, and any plan when the model does not fit on device 0 to be measured,
  * stay as they are (balanced by FLOPs). Under mpirun every process takes rank 0's times, so
  * that all cut the same stages (their groups sum the same layers across processes). */
+/* Measures the layers' times on device 0 for passes of `rows` rows into t->layer_cost, once
+ * (NULL when the model does not fit there). Device 0's plan peak is left as it was: the
+ * profile is not the plan's. Collective under mpirun. */
+static void profile_layers(dp_trainer *t, int rows)
+{
+    if (t->layer_cost)
+        return;
+    const dp_model *m = t->cfg.model;
+    dp_device *d0 = &t->devices[0];
+    size_t plan_peak = d0->mem_plan_peak;
+    dp_err ignored;
+    rows = rows > 0 ? rows : 1;
+    t->layer_cost = calloc((size_t)m->n_layers, sizeof *t->layer_cost);
+    bool failed = !t->layer_cost || dp_stage_profile(m, d0, rows, t->layer_cost, &ignored) < 0;
+    d0->mem_plan_peak = plan_peak;
+    if (dp_world_any(failed)) {
+        free(t->layer_cost);
+        t->layer_cost = NULL;
+    } else {
+        dp_world_broadcast(t->layer_cost, (int)(m->n_layers * sizeof *t->layer_cost));
+        t->layer_cost_rows = rows;
+        t->layer_cost_threads = blas_threads(t, t->plan.workers > 0 ? t->plan.workers : 1);
+    }
+}
+
 static dp_plan balanced(dp_trainer *t, const dp_plan *p)
 {
     if (p->stages < 2 || !t->cfg.balance_by_time)
         return *p;
     const dp_model *m = t->cfg.model;
-    if (!t->layer_cost) {
-        int rows = t->cfg.batch / (p->replicas * p->micro);
-        dp_err ignored;
-        t->layer_cost = calloc((size_t)m->n_layers, sizeof *t->layer_cost);
-        bool failed = !t->layer_cost ||
-                      dp_stage_profile(m, &t->devices[0], rows > 0 ? rows : 1, t->layer_cost,
-                                       &ignored) < 0;
-        if (dp_world_any(failed)) {
-            free(t->layer_cost);
-            t->layer_cost = NULL;
-        } else {
-            dp_world_broadcast(t->layer_cost, (int)(m->n_layers * sizeof *t->layer_cost));
-        }
-    }
+    profile_layers(t, t->cfg.batch / (p->replicas * p->micro));
     dp_plan_request req = { p->strategy, p->stages, p->micro, p->schedule };
     dp_plan by_time;
     dp_err ignored;
@@ -174,6 +194,21 @@ static dp_plan balanced(dp_trainer *t, const dp_plan *p)
         dp_plan_make(&by_time, &req, t->n_devices, m, t->cfg.batch, t->layer_cost, &ignored) < 0)
         return *p;
     return by_time;
+}
+
+/* What a team of the trainer's needs besides its plan. */
+static dp_team_config team_config(dp_trainer *t)
+{
+    return (dp_team_config){
+        .model = t->cfg.model,
+        .optim = &t->cfg.optim,
+        .devices = t->devices,
+        .batch = t->cfg.batch,
+        .bucket_mb = t->cfg.bucket_mb,
+        .metrics = &t->metrics,
+        .resident = t->resident,
+        .seed = t->cfg.seed,
+    };
 }
 
 /* Starts the workers of plan p (its stages balanced by time, when asked) and gives them the
@@ -190,16 +225,11 @@ static int start_plan(dp_trainer *t, const dp_plan *requested, dp_err *err)
                             "here); give every process the same configuration and devices",
                        p->stages, p->micro);
     set_blas_threads(t, p->workers);
-    dp_team_config tc = {
-        .model = t->cfg.model,
-        .optim = &t->cfg.optim,
-        .devices = t->devices,
-        .batch = t->cfg.batch,
-        .bucket_mb = t->cfg.bucket_mb,
-        .metrics = &t->metrics,
-        .resident = t->resident,
-        .seed = t->cfg.seed,
-    };
+    for (int i = 0; i < t->n_devices; i++) { /* the new plan's peak starts from here */
+        t->base_held[i] = t->devices[i].mem_held;
+        t->devices[i].mem_plan_peak = t->devices[i].mem_held;
+    }
+    dp_team_config tc = team_config(t);
     dp_team *team = dp_team_start(p, &tc, err);
     if (!team)
         return -1;
@@ -244,7 +274,8 @@ static int alloc_host_buffers(dp_trainer *t, dp_err *err)
     bool batches_ok = t->prefetch != NULL;
     t->host_params = malloc(m->n_params * sizeof *t->host_params);
     t->host_state = calloc(m->n_params * per_param + 1, sizeof *t->host_state);
-    if (!batches_ok || !t->host_params || !t->host_state)
+    t->base_held = calloc((size_t)t->n_devices, sizeof *t->base_held);
+    if (!batches_ok || !t->host_params || !t->host_state || !t->base_held)
         return dp_fail(err, "out of host memory for a batch of %d samples and %zu parameters",
                        c->batch, m->n_params);
     return 0;
@@ -326,6 +357,7 @@ void dp_trainer_destroy(dp_trainer *t)
     dp_loader_free(&t->loader);
     free(t->host_params);
     free(t->layer_cost);
+    free(t->base_held);
     free(t->host_state);
     free(t->samples);
     dp_quality_destroy(t->quality);
@@ -334,6 +366,37 @@ void dp_trainer_destroy(dp_trainer *t)
     free(t->quality_batch);
     pthread_mutex_destroy(&t->switch_lock);
     free(t);
+}
+
+int dp_trainer_plan_bytes(dp_trainer *t, const dp_plan_request *req, dp_plan *p, size_t *bytes,
+                          dp_err *err)
+{
+    dp_plan made;
+    if (make_plan(t, &made, req, err) < 0)
+        return -1;
+    *p = balanced(t, &made);
+    size_t *team = calloc((size_t)p->workers, sizeof *team);
+    if (!team)
+        return dp_fail(err, "out of host memory");
+    dp_team_config tc = team_config(t);
+    dp_team_bytes(p, &tc, team);
+    for (int i = 0; i < t->n_devices; i++)
+        bytes[i] = t->base_held[i] + (i < p->workers ? team[i] : 0);
+    free(team);
+    return 0;
+}
+
+const double *dp_trainer_layer_costs(dp_trainer *t, int *rows, int *threads)
+{
+    profile_layers(t, t->cfg.batch);
+    *rows = t->layer_cost_rows;
+    *threads = t->layer_cost_threads;
+    return t->layer_cost;
+}
+
+int dp_trainer_blas_threads(const dp_trainer *t, int workers)
+{
+    return blas_threads(t, workers);
 }
 
 long dp_trainer_steps_per_epoch(const dp_trainer *t)

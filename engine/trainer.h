@@ -98,6 +98,21 @@ int dp_trainer_check_switch(const dp_trainer *t, const dp_plan_request *req, dp_
  * made. */
 int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err *err);
 
+/* The plan req makes here, with its pipeline stages cut as a switch to it would cut them (by
+ * the layers' measured times when the configuration asks: measured now if not yet), and the
+ * bytes it would hold on each device, bytes[device count]: the data kept there and its team's
+ * stages and links (dp_team_bytes). What the engine's accounting would show as each device's
+ * mem_plan_peak under it. Collective under mpirun (the layers' times). */
+int dp_trainer_plan_bytes(dp_trainer *t, const dp_plan_request *req, dp_plan *p, size_t *bytes,
+                          dp_err *err);
+/* Each layer's measured forward plus backward seconds on device 0 ([n_layers]; measured now,
+ * for passes of a whole batch, if no pipeline plan measured them yet), the rows and GEMM
+ * threads they were measured with; NULL when the model does not fit device 0 to be measured.
+ * Collective under mpirun. */
+const double *dp_trainer_layer_costs(dp_trainer *t, int *rows, int *threads);
+/* The threads a GEMM gets on a CPU device when a plan has `workers` workers. */
+int dp_trainer_blas_threads(const dp_trainer *t, int workers);
+
 /* Takes one step (making a requested switch first). Fails (-1) on a non-finite loss when
  * on_nan = stop, when a requested switch could not allocate (the old plan then goes on), or
  * when a device reports a failure (a CUDA error). */

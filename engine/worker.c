@@ -924,6 +924,22 @@ static void *worker_main(void *arg)
 
 /* ---- the team ---- */
 
+/* The most rows a micro-batch of a plan carries. */
+static int team_micro_rows(const dp_plan *p, int batch)
+{
+    int shard = (batch + p->replicas - 1) / p->replicas;
+    return (shard + p->micro - 1) / p->micro;
+}
+
+/* Floats a message over the cut before stage s (s >= 1) carries: activations forward,
+ * gradients back. */
+static size_t cut_floats(const dp_plan *p, const dp_model *m, int micro_rows, int s)
+{
+    return (size_t)micro_rows * m->layers[p->first_layer[s]].in;
+}
+
+#define LINK_SLOTS 2 /* two slots let a stage run one micro-batch ahead of its neighbour */
+
 /* Makes the pipeline links: for each replica and each cut between stages, one link forward
  * (held by the later stage's device) and one back (held by the earlier one's). */
 static int make_links(dp_team *t, dp_err *err)
@@ -935,13 +951,13 @@ static int make_links(dp_team *t, dp_err *err)
     for (int r = 0; r < p->replicas; r++)
         for (int s = 0; s + 1 < p->stages; s++) {
             dp_worker *a = &t->w[r * p->stages + s], *b = &t->w[r * p->stages + s + 1];
-            int cut = p->first_layer[s + 1];
-            size_t floats = (size_t)t->micro_rows * t->cfg.model->layers[cut].in;
-            /* two slots let a stage run one micro-batch ahead of its neighbour */
-            if (!(a->fwd_out = b->fwd_in = dp_link_create(a->dev, b->dev, 2, floats, err)))
+            size_t floats = cut_floats(p, t->cfg.model, t->micro_rows, s + 1);
+            if (!(a->fwd_out = b->fwd_in = dp_link_create(a->dev, b->dev, LINK_SLOTS, floats,
+                                                          err)))
                 return -1;
             t->links[t->n_links++] = a->fwd_out;
-            if (!(b->bwd_out = a->bwd_in = dp_link_create(b->dev, a->dev, 2, floats, err)))
+            if (!(b->bwd_out = a->bwd_in = dp_link_create(b->dev, a->dev, LINK_SLOTS, floats,
+                                                          err)))
                 return -1;
             t->links[t->n_links++] = b->bwd_out;
         }
@@ -1020,8 +1036,7 @@ static dp_team *new_team(const dp_plan *plan, const dp_team_config *c, dp_err *e
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->posted, NULL);
     pthread_cond_init(&t->done, NULL);
-    int shard = (c->batch + plan->replicas - 1) / plan->replicas;
-    t->micro_rows = (shard + plan->micro - 1) / plan->micro;
+    t->micro_rows = team_micro_rows(plan, c->batch);
     t->w = calloc((size_t)plan->workers, sizeof *t->w);
     t->groups = calloc((size_t)plan->stages, sizeof *t->groups);
     t->stats_groups = calloc((size_t)plan->stages, sizeof *t->stats_groups);
@@ -1118,6 +1133,28 @@ dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err
         return NULL;
     }
     return t;
+}
+
+void dp_team_bytes(const dp_plan *p, const dp_team_config *c, size_t *bytes)
+{
+    int rows = team_micro_rows(p, c->batch);
+    dp_sched_op *ops = malloc((size_t)2 * p->micro * sizeof *ops);
+    for (int s = 0; s < p->stages; s++) {
+        int slots = p->micro; /* the most any schedule holds, without room for the ops */
+        if (ops) {
+            dp_schedule_ops(p->schedule, p->stages, s, p->micro, ops);
+            slots = dp_schedule_in_flight(ops, 2 * p->micro);
+        }
+        size_t b = dp_stage_bytes(c->model, p->first_layer[s], p->first_layer[s + 1], rows, slots,
+                                  c->optim);
+        if (s > 0) /* the activations coming in */
+            b += LINK_SLOTS * cut_floats(p, c->model, rows, s) * sizeof(float);
+        if (s + 1 < p->stages) /* the gradients coming back */
+            b += LINK_SLOTS * cut_floats(p, c->model, rows, s + 1) * sizeof(float);
+        for (int r = 0; r < p->replicas; r++)
+            bytes[r * p->stages + s] = b;
+    }
+    free(ops);
 }
 
 void dp_team_stop(dp_team *t)

@@ -77,14 +77,14 @@ START_TEST(test_advice_bn)
 }
 END_TEST
 
-/* Injected step times: candidate i takes times[i] seconds a step; -1 fails. */
+/* Injected step times: candidate i takes times[i] seconds a step; 0 fails; -1 stops the search. */
 typedef struct timing {
     const dp_advice *base;
     const double *times;
     int calls, steps;
 } timing;
 
-static double fake_measure(void *arg, const dp_advice *a, int steps)
+static double fake_measure(void *arg, dp_advice *a, int steps)
 {
     timing *t = arg;
     t->calls++;
@@ -98,11 +98,13 @@ START_TEST(test_advice_search)
 {
     dp_advice c[8];
     memset(c, 0, sizeof c);
-    const double times[8] = { 0.30, 0.10, 0.50, 0.12, 0.11, -1.0, 0.35, 0.13 };
+    const double times[8] = { 0.30, 0.10, 0.50, 0.12, 0.11, 0.0, 0.35, 0.13 };
     timing t = { c, times, 0, 0 };
     int best = dp_advice_search(c, 8, 2, 5, 1.5, fake_measure, &t);
     ck_assert_int_eq(best, 1);
     ck_assert(c[5].left_out); /* it failed */
+    ck_assert_str_eq(c[5].why, "it failed when measured");
+    ck_assert(c[1].chosen && !c[4].chosen);
     /* round 1 (2 steps) measures 8; 7 remain: the faster half is 4 (0.10, 0.11, 0.12, 0.13),
      * all within 1.5x; round 2 (4 steps) keeps 2; round 3 (8 steps) keeps 1 */
     ck_assert_int_eq(t.calls, 8 + 4 + 2);
@@ -126,9 +128,103 @@ START_TEST(test_advice_search)
     ck_assert(c[1].step_s == 0.40);
     /* none measurable */
     memset(c, 0, sizeof c);
-    const double fail[2] = { -1.0, -1.0 };
+    const double fail[2] = { 0.0, 0.0 };
     t = (timing){ c, fail, 0, 0 };
     ck_assert_int_eq(dp_advice_search(c, 2, 2, 5, 1.5, fake_measure, &t), -1);
+    /* the run ends during the search: it stops at once, choosing nothing */
+    memset(c, 0, sizeof c);
+    const double ends[3] = { 0.2, -1.0, 0.1 };
+    t = (timing){ c, ends, 0, 0 };
+    ck_assert_int_eq(dp_advice_search(c, 3, 2, 5, 1.5, fake_measure, &t), -2);
+    ck_assert_int_eq(t.calls, 2);
+    ck_assert(!c[0].chosen && !c[2].chosen);
+}
+END_TEST
+
+/* Plans that do not fit a device's room are left out naming the device, the need and the
+ * room; the most a plan needs is found. */
+START_TEST(test_advice_fit)
+{
+    dp_advice c[3];
+    memset(c, 0, sizeof c);
+    const char names[2][32] = { "cpu:0", "cpu:1" };
+    size_t room[2] = { 512u << 20, 512u << 20 };
+    c[0].need[0] = 600u << 20;                        /* single: too big */
+    c[1].need[0] = 300u << 20, c[1].need[1] = 300u << 20; /* dp: fits */
+    c[2].need[0] = 200u << 20, c[2].need[1] = (513u << 20); /* pp: device 1 too small */
+    ck_assert_int_eq(dp_advice_fit(c, 3, room, names, 2), 1);
+    ck_assert(c[0].left_out && !c[1].left_out && c[2].left_out);
+    ck_assert_str_eq(c[0].why, "needs 600.0 MiB on cpu:0, 512.0 MiB free");
+    ck_assert_str_eq(c[2].why, "needs 513.0 MiB on cpu:1, 512.0 MiB free");
+    int dev;
+    ck_assert_uint_eq(dp_advice_most_need(&c[2], 2, &dev), 513u << 20);
+    ck_assert_int_eq(dev, 1);
+    char b[32];
+    dp_advice_bytes(b, sizeof b, 640);
+    ck_assert_str_eq(b, "640 B");
+    dp_advice_bytes(b, sizeof b, (size_t)3 << 30 | (size_t)100 << 20);
+    ck_assert_str_eq(b, "3.1 GiB");
+}
+END_TEST
+
+/* The estimate by hand: a stage's cost scaled to its micro-batch, times M + S - 1, slowed by
+ * fewer threads and by more threads than cores. */
+START_TEST(test_advice_estimate)
+{
+    dp_model m;
+    dp_err err;
+    ck_assert(dp_model_parse(&m, "linear:8, relu, linear:8, relu, linear:10", 4, 10, &err) == 0);
+    const double cost[5] = { 1.0, 0.0, 3.0, 0.0, 2.0 }; /* seconds for 64 rows, 2 threads */
+    dp_advice_costs k = { cost, 64, 2, 2 };
+    dp_plan p;
+    dp_plan_request single = { DP_STRATEGY_SINGLE, 0, 1, DP_SCHEDULE_1F1B };
+    ck_assert(dp_plan_make(&p, &single, 2, &m, 64, cost, &err) == 0);
+    ck_assert_double_eq_tol(dp_advice_estimate(&p, &m, &k, 64, 2), 6.0, 1e-12);
+    dp_plan_request dp = { DP_STRATEGY_DP, 1, 1, DP_SCHEDULE_1F1B };
+    ck_assert(dp_plan_make(&p, &dp, 2, &m, 64, cost, &err) == 0);
+    /* half the rows each, at half the threads */
+    ck_assert_double_eq_tol(dp_advice_estimate(&p, &m, &k, 64, 1), 6.0, 1e-12);
+    dp_plan_request pp = { DP_STRATEGY_PP, 2, 4, DP_SCHEDULE_1F1B };
+    ck_assert(dp_plan_make(&p, &pp, 2, &m, 64, cost, &err) == 0);
+    /* the cut after layer 2 or 1: the slowest stage holds 4 or 5 s of the 64 rows; 16 rows a
+     * micro-batch; (4 + 2 - 1) micro-batch times at half the threads */
+    ck_assert(p.first_layer[1] == 3 || p.first_layer[1] == 2);
+    double slowest = p.first_layer[1] == 3 ? 4.0 : 5.0;
+    ck_assert_double_eq_tol(dp_advice_estimate(&p, &m, &k, 64, 1),
+                            slowest * 16 / 64 * 2 * 5, 1e-12);
+    /* 4 workers of 1 thread on 2 cores: twice as slow again */
+    dp_plan_request dp4 = { DP_STRATEGY_DP, 1, 1, DP_SCHEDULE_1F1B };
+    ck_assert(dp_plan_make(&p, &dp4, 4, &m, 64, cost, &err) == 0);
+    ck_assert_double_eq_tol(dp_advice_estimate(&p, &m, &k, 64, 1), 6.0 * 16 / 64 * 2 * 2,
+                            1e-12);
+    /* GPUs (no shared cores): no slowdown for threads */
+    k.cores = 0;
+    ck_assert_double_eq_tol(dp_advice_estimate(&p, &m, &k, 64, 1), 6.0 * 16 / 64, 1e-12);
+    dp_model_free(&m);
+}
+END_TEST
+
+/* The shortlist keeps the lowest estimates within the factor, at most `most`; the table puts
+ * the chosen plan first, the measured by speed, then those left out, ties in order. */
+START_TEST(test_advice_shortlist_sort)
+{
+    dp_advice c[6];
+    memset(c, 0, sizeof c);
+    const double est[6] = { 1.0, 5.0, 1.5, 1.9, 1.2, 0 };
+    for (int i = 0; i < 6; i++)
+        c[i].estimate_s = est[i], c[i].req.micro = i;
+    ck_assert_int_eq(dp_advice_shortlist(c, 6, 3, 2.0), 3);
+    ck_assert(!c[0].left_out && !c[4].left_out && !c[2].left_out);
+    ck_assert(c[3].left_out && strstr(c[3].why, "3 plans with lower estimates"));
+    ck_assert(c[1].left_out && strstr(c[1].why, "estimated 5.0x"));
+    ck_assert(c[5].left_out); /* no estimate, and the shortlist is full */
+    c[2].steps = 6, c[2].step_s = 0.3, c[2].chosen = true;
+    c[0].steps = 2, c[0].step_s = 0.2, c[0].dropped = true;
+    c[4].steps = 6, c[4].step_s = 0.4, c[4].dropped = true;
+    dp_advice_sort(c, 6);
+    const int order[6] = { 2, 4, 0, 1, 3, 5 };
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(c[i].req.micro, order[i]);
 }
 END_TEST
 
@@ -139,6 +235,9 @@ Suite *advisor_suite(void)
     tcase_add_test(tc, test_advice_enumerate);
     tcase_add_test(tc, test_advice_bn);
     tcase_add_test(tc, test_advice_search);
+    tcase_add_test(tc, test_advice_fit);
+    tcase_add_test(tc, test_advice_estimate);
+    tcase_add_test(tc, test_advice_shortlist_sort);
     suite_add_tcase(s, tc);
     return s;
 }
