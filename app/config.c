@@ -45,6 +45,11 @@ static const char *const init_names[] = { "default", "dcgan", NULL };
 #define BOOL(sec, nm, field) { sec, nm, T_BOOL, OFF(field), 0, 0, 0, false, false, NULL }
 #define ENUM(sec, nm, field, names) { sec, nm, T_ENUM, OFF(field), 0, 0, 0, false, false, names }
 
+/* dp_strategy_names, and auto: the plan advisor's choice (DP_CONFIG_STRATEGY_AUTO) */
+static const char *const strategy_names[] = { "single", "dp", "pp", "hybrid", "auto", NULL };
+_Static_assert(DP_STRATEGY_HYBRID == 3 && DP_CONFIG_STRATEGY_AUTO == 4,
+               "strategy_names follows dp_strategy");
+
 static const key keys[] = {
     STR("run", "name", name),
     { "run", "seed", T_U64, OFF(seed), 0, 0, 0, false, false, NULL },
@@ -83,13 +88,15 @@ static const key keys[] = {
     ENUM("optim", "lr_schedule", optim.schedule, schedule_lr_names),
     NUM("optim", "clip", optim.clip, 0, INFINITY, false, false),
     STR("parallel", "devices", devices),
-    ENUM("parallel", "strategy", strategy, dp_strategy_names),
+    ENUM("parallel", "strategy", strategy, strategy_names),
     LONG("parallel", "stages", stages, 0, 1024),
     LONG("parallel", "microbatches", microbatches, 0, 1 << 16),
     ENUM("parallel", "schedule", schedule, dp_schedule_names),
     NUM("parallel", "bucket_mb", bucket_mb, 0, 1 << 16, true, false),
     ENUM("parallel", "balance", balance, balance_names),
     NUM("parallel", "watchdog", watchdog_s, 0, 1e9, false, false),
+    STR("parallel", "device_memory", device_memory),
+    BOOL("parallel", "auto_bn_micro", auto_bn_micro),
     STR("checkpoint", "dir", checkpoint_dir),
     LONG("checkpoint", "every", checkpoint_every, 0, 1e12),
     LONG("checkpoint", "keep", checkpoint_keep, 1, 1e6),
@@ -732,8 +739,42 @@ int dp_config_device_list(const dp_config *c, dp_device_spec *specs, dp_err *err
     return n;
 }
 
+int dp_config_device_memory(const dp_config *c, size_t *bytes, dp_err *err)
+{
+    *bytes = 0;
+    if (!c->device_memory[0])
+        return 0;
+    errno = 0;
+    char *end;
+    double v = strtod(c->device_memory, &end);
+    double unit = 1;
+    if (*end) {
+        const char *units = "KMGT";
+        const char *u = strchr(units, *end);
+        if (u && *u)
+            unit = ldexp(1.0, 10 * (int)(u - units + 1)), end++;
+        if (unit > 1 && *end == 'i') /* 512Mi, 2GiB */
+            end++;
+        if (unit > 1 && *end == 'B')
+            end++;
+    }
+    if (end == c->device_memory || *end || errno || !(v > 0) || v * unit > 0x1p50 ||
+        v * unit < 1 << 20)
+        return dp_fail(err, "[parallel] device_memory: expected a size from 1M to 1024T, such as "
+                            "512M or 2G (bytes, or K, M, G, T for 1024 and its powers)");
+    *bytes = (size_t)(v * unit);
+    return 0;
+}
+
+bool dp_config_auto(const dp_config *c)
+{
+    return c->strategy == DP_CONFIG_STRATEGY_AUTO;
+}
+
 dp_plan_request dp_config_plan(const dp_config *c)
 {
+    if (dp_config_auto(c)) /* the advisor's first plan replaces it (setup.c) */
+        return (dp_plan_request){ .strategy = DP_STRATEGY_SINGLE, .micro = 1 };
     return (dp_plan_request){
         .strategy = (dp_strategy)c->strategy,
         .stages = (int)c->stages,
@@ -796,6 +837,12 @@ int dp_config_check(const dp_config *c, dp_err *err)
         return dp_fail(err, "[checkpoint] every = %ld needs a directory: set [checkpoint] dir "
                             "or --checkpoint-dir DIR",
                        c->checkpoint_every);
+    size_t limit; /* (whether the devices are CPUs is known once they are made: setup.c) */
+    if (dp_config_device_memory(c, &limit, err) < 0)
+        return -1;
+    if (dp_config_auto(c) && dp_objectives[c->objective] == &dp_objective_gan)
+        return dp_fail(err, "[parallel] strategy = auto cannot plan a GAN yet (its two models "
+                            "train together); choose single, dp, pp or hybrid");
     return check_gan(c, err);
 }
 

@@ -45,13 +45,16 @@ typedef struct dp_config {
     dp_optim_config optim;
     /* [parallel] */
     char devices[256];
-    int strategy;       /* dp_strategy */
+    int strategy;       /* dp_strategy, or DP_CONFIG_STRATEGY_AUTO */
     long stages;        /* 0: one per device */
     long microbatches;  /* 0: twice the stages */
     int schedule;       /* dp_schedule */
     double bucket_mb;
     int balance;            /* pipeline stages balanced by 0: measured time, 1: FLOPs */
     double watchdog_s;      /* under mpirun: seconds without progress that end the run */
+    char device_memory[32]; /* "": no limit; "512M": what each CPU device may hold */
+    bool auto_bn_micro;     /* auto may try pipelines whose micro-batches batch normalisation
+                               normalises on their own (a different result) */
     /* [checkpoint] */
     char checkpoint_dir[4096];
     long checkpoint_every;
@@ -100,6 +103,12 @@ int dp_config_device_list(const dp_config *c, dp_device_spec *specs, dp_err *err
 
 /* The plan that [parallel] asks for. */
 dp_plan_request dp_config_plan(const dp_config *c);
+/* strategy = auto: the plan advisor chooses (app/advise.h); dp_config_plan then says single,
+ * which the advisor's first plan replaces. */
+#define DP_CONFIG_STRATEGY_AUTO 4
+bool dp_config_auto(const dp_config *c);
+/* [parallel] device_memory in bytes (0: no limit); fails (err) on a malformed size. */
+int dp_config_device_memory(const dp_config *c, size_t *bytes, dp_err *err);
 
 /* The built-in demo configuration (app/demo.ini, compiled in). */
 extern const char dp_demo_ini[];

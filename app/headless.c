@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "app/advise.h"
 #include "base/clock.h"
 
 /* Clears a progress line drawn in place, before a line of its own. */
@@ -28,6 +29,10 @@ static void on_event(void *arg, const dp_run_event *e)
         break;
     case DP_RUN_CHECKPOINT:
         fprintf(p->out, "%scheckpoint: %s (%.0f ms)\n", line_start(p), e->path, e->ms);
+        break;
+    case DP_RUN_ADVICE:
+        fputs(line_start(p), p->out);
+        dp_advise_print(p->out, e->advice);
         break;
     }
 }

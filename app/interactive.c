@@ -26,6 +26,8 @@ static void on_event(void *arg, const dp_run_event *e)
     case DP_RUN_CHECKPOINT:
         dp_control_event(c, "step %ld: checkpoint %s (%.0f ms)", e->step, e->path, e->ms);
         break;
+    case DP_RUN_ADVICE: /* the loop told the control the outcome */
+        break;
     }
 }
 

@@ -13,9 +13,77 @@ static void json_num(FILE *f, const char *key, double v)
         fprintf(f, ",\"%s\":null", key);
 }
 
+/* ,"key":"text" with the text escaped as JSON needs. */
+static void json_str(FILE *f, const char *key, const char *s)
+{
+    fprintf(f, ",\"%s\":\"", key);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            fprintf(f, "\\%c", *c);
+        else if (*c < 0x20)
+            fprintf(f, "\\u%04x", *c);
+        else
+            fputc(*c, f);
+    }
+    fputc('"', f);
+}
+
+/* The plan advisor's table: a record a candidate, then the outcome. */
+static void write_advice(FILE *f, const dp_advice_table *t, long step)
+{
+    for (int i = 0; i < t->n; i++) {
+        const dp_advice *a = &t->c[i];
+        bool measured = a->steps > 0 && !a->left_out;
+        fprintf(f, "{\"type\":\"advice\",\"step\":%ld", step);
+        json_str(f, "plan", a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy));
+        json_str(f, "strategy", dp_strategy_name(a->req.strategy));
+        fprintf(f, ",\"stages\":%d,\"micro\":%d", a->req.stages, a->req.micro);
+        json_str(f, "schedule", dp_schedule_name(a->req.schedule));
+        fprintf(f, ",\"devices\":%d,\"chosen\":%s,\"measured\":%s,\"dropped\":%s,"
+                   "\"steps\":%d",
+                a->devices, a->chosen ? "true" : "false", measured ? "true" : "false",
+                a->dropped ? "true" : "false", a->steps);
+        json_num(f, "samples_per_s", measured ? t->batch / a->step_s : NAN);
+        json_num(f, "step_ms", measured ? 1e3 * a->step_s : NAN);
+        json_num(f, "idle_share", measured ? a->idle : NAN);
+        json_num(f, "comm_share", measured ? a->comm : NAN);
+        json_num(f, "mfu", measured && a->mfu >= 0 ? a->mfu : NAN);
+        json_num(f, "estimate_s", a->estimate_s > 0 ? a->estimate_s : NAN);
+        fputs(",\"memory\":[", f);
+        for (int d = 0, k = 0; d < t->n_devices; d++) {
+            if (!a->need[d] && !a->peak[d])
+                continue;
+            fprintf(f, "%s{\"device\":\"%s\",\"predicted_bytes\":%zu", k++ ? "," : "",
+                    t->device[d], a->need[d]);
+            if (measured)
+                fprintf(f, ",\"peak_bytes\":%zu}", a->peak[d]);
+            else
+                fputs(",\"peak_bytes\":null}", f);
+        }
+        fputc(']', f);
+        if (a->left_out)
+            json_str(f, "left_out", a->why);
+        else
+            fputs(",\"left_out\":null", f);
+        fputs("}\n", f);
+    }
+    fprintf(f, "{\"type\":\"advice_outcome\",\"step\":%ld", step);
+    if (t->chosen >= 0)
+        json_str(f, "chosen", t->c[t->chosen].plan);
+    else
+        fputs(",\"chosen\":null", f);
+    json_str(f, "outcome", t->outcome);
+    fprintf(f, ",\"plans\":%d,\"measured\":%d,\"first_step\":%ld,\"last_step\":%ld", t->n,
+            t->measured, t->first_step, t->last_step);
+    json_num(f, "seconds", t->seconds);
+    fputs("}\n", f);
+}
+
 static void on_event(void *arg, const dp_run_event *e)
 {
     FILE *f = arg;
+    if (e->kind == DP_RUN_ADVICE)
+        write_advice(f, e->advice, e->step);
     if (e->kind != DP_RUN_SWITCHED)
         return;
     const dp_step_report *r = e->step_report;

@@ -220,6 +220,8 @@ static int train(dp_run *r, const dp_options *opt, int tty)
         .n_switches = r->n_switches,
         .stop = &stop_requested,
         .watchdog_s = r->cfg.watchdog_s,
+        .advise = dp_config_auto(&r->cfg),
+        .advise_bn_micro_ok = r->cfg.auto_bn_micro,
     };
     int status = dp_run_arm_checkpoints(r, &o);
     if (status != DP_RUN_READY)

@@ -1,10 +1,13 @@
 /* run_loop.c -- the training loop; what it shows or writes is its observers' business. */
 #include "app/run_loop.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "app/advise.h"
 #include "base/clock.h"
+#include "engine/backend_cpu.h"
 #include "engine/world.h"
 
 void dp_run_observe(dp_run_loop_opts *o, dp_run_observer obs)
@@ -29,6 +32,8 @@ typedef struct loop {
     long checkpointed;          /* the step of the last checkpoint (or of the resumed one) */
     char checkpoint_path[4200]; /* the last checkpoint written ("": none yet) */
     next_step eval_stopped_by;  /* GO, or why an evaluation was stopped */
+    bool advise_wanted;         /* the plan advisor should search before the next step */
+    bool hand_switched;         /* the last step began with a switch the control asked for */
 } loop;
 
 static void tell_event(const loop *l, const dp_run_event *e)
@@ -64,7 +69,7 @@ static void tell_finished(const loop *l, int rc, const dp_err *err)
  * dp_world_sum: the other ranks add zeros, apart from their stop. */
 enum {
     CTL_SIGNAL, CTL_QUIT, CTL_PAUSED, CTL_SWITCH, CTL_STRATEGY, CTL_STAGES, CTL_MICRO,
-    CTL_SCHEDULE, CTL_N
+    CTL_SCHEDULE, CTL_ADVISE, CTL_N
 };
 
 /* This process's part of the control: its signal, and its control's requests (whose switch
@@ -75,6 +80,7 @@ static void local_control(const dp_run_loop_opts *o, double *v)
     v[CTL_SIGNAL] = atomic_load(o->stop) != 0;
     v[CTL_QUIT] = dp_control_quit_requested(o->control);
     v[CTL_PAUSED] = dp_control_paused(o->control);
+    v[CTL_ADVISE] = dp_control_take_advice(o->control);
     dp_plan_request req;
     if (dp_control_take_switch(o->control, &req)) {
         v[CTL_SWITCH] = 1;
@@ -100,7 +106,10 @@ static int before_step(loop *l, next_step *next, dp_err *err)
         local_control(o, v);
         bool paused_here = v[CTL_PAUSED] > 0; /* before the sum: this process's control */
         dp_world_sum(v, CTL_N);
+        if (v[CTL_ADVISE] > 0)
+            l->advise_wanted = true;
         if (v[CTL_SWITCH] > 0) {
+            l->hand_switched = true;
             dp_plan_request req = {
                 .strategy = (dp_strategy)v[CTL_STRATEGY], .stages = (int)v[CTL_STAGES],
                 .micro = (int)v[CTL_MICRO], .schedule = (dp_schedule)v[CTL_SCHEDULE],
@@ -261,6 +270,218 @@ static int after_step(loop *l, dp_err *err)
     return 0;
 }
 
+/* One step with what goes before and after it: *next says whether it was taken (GO) or the
+ * run stops first. */
+static int loop_step(loop *l, next_step *next, dp_err *err)
+{
+    l->hand_switched = false;
+    if (before_step(l, next, err) < 0)
+        return -1;
+    if (*next != GO)
+        return 0;
+    if (take_step(l, err) < 0 || after_step(l, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- the plan advisor's search (engine/advisor.h), on the training's own steps ---- */
+
+#define ADVICE_FIRST_STEPS 2   /* measured steps a candidate in the first round (doubling) */
+#define ADVICE_ROUNDS 3
+#define ADVICE_KEEP 1.3        /* a round drops what is slower than this times its best */
+#define ADVICE_MEASURED_MAX 8  /* candidates measured at most (the lowest estimates) ... */
+#define ADVICE_ESTIMATE_SPAN 2.5 /* ... within this factor of the lowest */
+
+typedef struct search {
+    loop *l;
+    next_step next;
+    int rc;                     /* -1: a step failed (err) */
+    dp_err *err;
+    const char *stopped;        /* why the search stopped before its end */
+} search;
+
+static int predict_in_run(void *arg, const dp_plan_request *req, dp_plan *p, size_t *bytes,
+                          dp_err *err)
+{
+    return dp_trainer_plan_bytes(arg, req, p, bytes, err);
+}
+
+/* A candidate's figures over its measured steps, summed over its devices. */
+typedef struct measured {
+    double wall, compute, comm, idle, flops, peak_work; /* peak_work: wall x peak FLOP/s */
+    bool peak_known;
+} measured;
+
+static void add_step_figures(loop *l, int devices, measured *m)
+{
+    dp_metrics *ms = dp_trainer_metrics(l->t);
+    m->wall += l->r.seconds;
+    for (int i = 0; i < devices; i++) {
+        dp_device_metrics dm = dp_metrics_read(ms, i);
+        m->compute += dm.compute_s;
+        m->comm += dm.comm_s;
+        m->idle += dm.idle_s;
+        m->flops += dm.flops;
+        m->peak_work += l->r.seconds * dm.peak_flops;
+        m->peak_known &= dm.peak_flops > 0;
+    }
+}
+
+/* Switches to a candidate, takes a warm-up step, then measures `steps` steps of it. Under
+ * mpirun the figures are every process's, summed, and rank 0's sum is the one all decide by,
+ * so that every process makes the same choices. */
+static double measure_plan(void *arg, dp_advice *a, int steps)
+{
+    search *s = arg;
+    loop *l = s->l;
+    dp_err why;
+    if (dp_trainer_request_switch(l->t, &a->req, &why) < 0) {
+        snprintf(a->why, sizeof a->why, "%s", why.msg);
+        return 0;
+    }
+    measured m = { .peak_known = true };
+    for (int k = 0; k <= steps; k++) { /* k = 0: the warm-up step the switch begins */
+        if (l->res->steps >= l->o->total_steps) {
+            s->stopped = "the run reached its last step";
+            return -1;
+        }
+        if (loop_step(l, &s->next, s->err) < 0) {
+            if (l->r.switch_failed) { /* the old plan goes on */
+                snprintf(a->why, sizeof a->why, "%s", s->err->msg);
+                return 0;
+            }
+            s->rc = -1;
+            s->stopped = "a step failed";
+            return -1;
+        }
+        if (s->next != GO || l->eval_stopped_by != GO) {
+            s->stopped = "the run was stopped";
+            return -1;
+        }
+        if (l->hand_switched) {
+            s->stopped = "a plan was chosen by hand";
+            return -1;
+        }
+        if (k > 0)
+            add_step_figures(l, a->devices, &m);
+    }
+    for (int d = 0; d < dp_trainer_device_count(l->t) && d < DP_MAX_DEVICES; d++)
+        a->peak[d] = dp_trainer_device(l->t, d)->mem_plan_peak;
+    double v[7] = { m.wall, m.compute, m.comm, m.idle, m.flops, m.peak_work, m.peak_known };
+    dp_world_sum(v, 7);
+    dp_world_broadcast(v, (int)sizeof v);
+    double busy = v[1] + v[2] + v[3];
+    a->idle = busy > 0 ? v[3] / busy : 0;
+    a->comm = busy > 0 ? v[2] / busy : 0;
+    a->mfu = v[6] >= dp_world_size() && v[5] > 0 ? v[4] / v[5] : -1;
+    return v[0] / dp_world_size() / steps;
+}
+
+/* The cost estimate's inputs: the layers' measured times (or their FLOPs, when they could
+ * not be measured) and the threads of CPU devices. */
+static void estimate_costs(loop *l, dp_advice_costs *k, double *flops)
+{
+    dp_trainer *t = l->t;
+    const dp_model *m = dp_trainer_model(t);
+    k->layer = dp_trainer_layer_costs(t, &k->rows, &k->threads);
+    if (!k->layer) {
+        for (int i = 0; i < m->n_layers; i++)
+            flops[i] = m->layers[i].ops->flops(&m->layers[i]);
+        k->layer = flops;
+        k->rows = 1;
+        k->threads = dp_trainer_blas_threads(t, 1);
+    }
+    bool cpu = dp_trainer_device(t, 0)->be->host_memory;
+    k->cores = cpu ? dp_cpu_cores() : 0;
+    k->threads_alone = dp_trainer_blas_threads(t, 1);
+    k->threads_shared = dp_trainer_blas_threads(t, 2);
+}
+
+/* "chose DP x2: 912.3 samples/s, 1.52x single; measured 6 of 8 plans over 40 steps". */
+static void describe_outcome(dp_advice_table *tab, int best)
+{
+    const dp_advice *c = tab->c;
+    if (best < 0) {
+        snprintf(tab->outcome, sizeof tab->outcome, "no plan could be measured; the plan in "
+                                                    "use stays");
+        return;
+    }
+    char than[64] = "";
+    for (int i = 0; i < tab->n; i++)
+        if (c[i].req.strategy == DP_STRATEGY_SINGLE && c[i].steps > 0 && i != best)
+            snprintf(than, sizeof than, ", %.2fx single", c[i].step_s / c[best].step_s);
+    snprintf(tab->outcome, sizeof tab->outcome,
+             "chose %s: %.1f samples/s%s; measured %d of %d plans over steps %ld-%ld (%.1f s)",
+             c[best].plan, tab->batch / c[best].step_s, than, tab->measured, tab->n,
+             tab->first_step, tab->last_step, tab->seconds);
+}
+
+/* Finds the fastest plan on the training's own steps and switches to it (at the next step);
+ * tells the control and the observers the table. Stops early, choosing nothing, when the run
+ * ends or stops, or a plan is chosen by hand. */
+static int advise(loop *l, next_step *next, dp_err *err)
+{
+    const dp_run_loop_opts *o = l->o;
+    dp_trainer *t = l->t;
+    dp_control_advice_begins(o->control);
+    dp_control_event(o->control, "plan advisor: measuring plans");
+    int n_devices = dp_trainer_device_count(t);
+    dp_device devices[DP_MAX_DEVICES];
+    for (int d = 0; d < n_devices; d++)
+        devices[d] = *dp_trainer_device(t, d);
+    dp_advice_table tab = { .c = calloc(DP_ADVICE_MAX, sizeof *tab.c) };
+    const dp_model *model = dp_trainer_model(t);
+    double *flops = calloc((size_t)model->n_layers, sizeof *flops);
+    if (!tab.c || !flops) {
+        free(tab.c);
+        free(flops);
+        return dp_fail(err, "out of host memory for the plan advisor");
+    }
+    dp_advice_costs costs;
+    estimate_costs(l, &costs, flops);
+    dp_err why;
+    search s = { .l = l, .next = GO, .err = err };
+    int best = -1;
+    double t0 = dp_now_s();
+    long first_step = l->res->steps + 1;
+    if (dp_advise_candidates(&tab, model, dp_trainer_batch(t), o->advise_bn_micro_ok,
+                             devices, n_devices, predict_in_run, t, &costs, &why) < 0) {
+        snprintf(tab.outcome, sizeof tab.outcome, "%s", why.msg);
+    } else {
+        tab.first_step = first_step;
+        dp_advice_shortlist(tab.c, tab.n, ADVICE_MEASURED_MAX, ADVICE_ESTIMATE_SPAN);
+        best = dp_advice_search(tab.c, tab.n, ADVICE_FIRST_STEPS, ADVICE_ROUNDS, ADVICE_KEEP,
+                                measure_plan, &s);
+        tab.last_step = l->res->steps;
+        tab.seconds = dp_now_s() - t0;
+        for (int i = 0; i < tab.n; i++)
+            tab.measured += tab.c[i].steps > 0;
+        if (best >= 0) {
+            describe_outcome(&tab, best);
+            dp_plan_request chosen = tab.c[best].req;
+            if (dp_trainer_request_switch(t, &chosen, &why) < 0) /* it was made before */
+                snprintf(tab.outcome, sizeof tab.outcome, "%s", why.msg);
+        } else if (best == -2) { /* the plan in use stays */
+            snprintf(tab.outcome, sizeof tab.outcome, "stopped after %d of %d plans: %s",
+                     tab.measured, tab.n, s.stopped);
+        } else {
+            describe_outcome(&tab, best);
+        }
+    }
+    free(flops);
+    dp_advice_sort(tab.c, tab.n);
+    for (int i = 0; i < tab.n; i++)
+        if (tab.c[i].chosen)
+            tab.chosen = i;
+    dp_control_publish_advice(o->control, &tab);
+    dp_control_event(o->control, "plan advisor: %s", tab.outcome);
+    tell_event(l, &(dp_run_event){ .kind = DP_RUN_ADVICE, .step = l->res->steps,
+                                   .advice = &tab });
+    free(tab.c);
+    *next = s.next;
+    return s.rc;
+}
+
 /* The end, stopped or not: the last evaluation and checkpoint when due, the totals, and the
  * observers told. */
 static int finish(loop *l, int rc, next_step next, dp_err *err)
@@ -314,18 +535,15 @@ int dp_run_loop(dp_trainer *t, const dp_run_loop_opts *o, dp_run_result *res, dp
     next_step next = GO;
     int rc = 0;
     dp_world_watchdog_start(o->watchdog_s);
+    l.advise_wanted = o->advise;
     while (res->steps < o->total_steps) {
-        if (before_step(&l, &next, err) < 0) {
+        bool advising = l.advise_wanted;
+        l.advise_wanted = false;
+        if ((advising ? advise(&l, &next, err) : loop_step(&l, &next, err)) < 0) {
             rc = -1;
             break;
         }
-        if (next != GO)
-            break;
-        if (take_step(&l, err) < 0 || after_step(&l, err) < 0) {
-            rc = -1;
-            break;
-        }
-        if (l.eval_stopped_by != GO)
+        if (next != GO || l.eval_stopped_by != GO)
             break;
     }
     return finish(&l, rc, next, err);

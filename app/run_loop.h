@@ -63,6 +63,8 @@ typedef enum dp_run_event_kind {
     DP_RUN_SKIPPED,           /* a non-finite loss: the step's update was skipped (step) */
     DP_RUN_SWITCHED,          /* the step began with a switch (step) */
     DP_RUN_CHECKPOINT,        /* a checkpoint was written (path, ms) */
+    DP_RUN_ADVICE,            /* the plan advisor's search ended (advice; step: the last it
+                                 measured) */
 } dp_run_event_kind;
 
 typedef struct dp_run_event {
@@ -71,6 +73,7 @@ typedef struct dp_run_event {
     const dp_step_report *step_report; /* SKIPPED, SWITCHED */
     const char *path;                  /* CHECKPOINT */
     double ms;                         /* CHECKPOINT: how long writing it took */
+    const dp_advice_table *advice;     /* ADVICE */
 } dp_run_event;
 
 /* An observer of the loop: any hook may be NULL. `finished` gets the loop's status (0, or -1
@@ -103,6 +106,11 @@ typedef struct dp_run_loop_opts {
     void *checkpoint_arg;
     long checkpoint_every;
     double watchdog_s;        /* under mpirun: end the run after this long without progress */
+    /* The plan advisor (engine/advisor.h): search before the first step (--strategy auto),
+     * and whenever the control asks; bn_micro_ok: it may try pipelines whose micro-batches
+     * batch normalisation normalises on their own ([parallel] auto_bn_micro). */
+    bool advise;
+    bool advise_bn_micro_ok;
     dp_run_observer observers[DP_RUN_MAX_OBSERVERS];
     int n_observers;
 } dp_run_loop_opts;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app/advise.h"
 #include "app/gan.h"
 #include "app/paths.h"
 #include "base/rng.h"
@@ -635,6 +636,58 @@ static void keep_raised_peak(dp_run *r)
         dp_peak_cache_store(dir, key, best, &ignored);
 }
 
+/* [parallel] device_memory: each CPU device may hold at most that much; refused with GPUs. */
+static int limit_device_memory(dp_run *r)
+{
+    size_t limit;
+    dp_err err;
+    if (dp_config_device_memory(&r->cfg, &limit, &err) < 0) { /* checked with the config */
+        fprintf(stderr, "dpmptop: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    dp_device *d = dp_device_set_devices(r->devices);
+    for (int i = 0; limit && i < r->n_devices; i++) {
+        if (d[i].be != &dp_backend_cpu) {
+            fprintf(stderr, "dpmptop: [parallel] device_memory limits CPU devices only (%s is "
+                            "a GPU, with memory of its own): remove it, or use devices = "
+                            "cpu:N\n", d[i].name);
+            return EXIT_USAGE;
+        }
+        dp_device_limit_memory(&d[i], limit);
+    }
+    return DP_RUN_READY;
+}
+
+/* strategy = auto: the plan to start with, before the advisor measures (single when it
+ * fits the devices' memory, else the smallest); a model no plan fits is refused here, with
+ * every plan's need. */
+static int first_auto_plan(dp_run *r, dp_plan_request *req)
+{
+    dp_advice_table tab = { .c = calloc(DP_ADVICE_MAX, sizeof *tab.c) };
+    if (!tab.c) {
+        fprintf(stderr, "dpmptop: out of memory\n");
+        return EXIT_FAILED;
+    }
+    dp_advise_static s = { &r->model, &r->cfg.optim, r->cfg.data.batch, r->n_devices };
+    dp_err err;
+    int status = DP_RUN_READY, first = -1;
+    if (dp_advise_candidates(&tab, &r->model, r->cfg.data.batch, r->cfg.auto_bn_micro,
+                             dp_device_set_devices(r->devices), r->n_devices,
+                             dp_advise_predict_static, &s, NULL, &err) < 0 ||
+        (first = dp_advise_first_plan(&tab, &err)) < 0) {
+        fprintf(stderr, "dpmptop: [parallel] strategy = auto: %s\n", err.msg);
+        if (first < 0 && tab.n > 0) {
+            snprintf(tab.outcome, sizeof tab.outcome, "no plan fits");
+            dp_advise_print(stderr, &tab);
+        }
+        status = EXIT_USAGE;
+    } else {
+        *req = tab.c[first].req;
+    }
+    free(tab.c);
+    return status;
+}
+
 /* The trainer on the run's devices, starting from r->init (or the seeded initialisation). */
 static int make_trainer(dp_run *r, const dp_options *opt)
 {
@@ -677,6 +730,12 @@ static int make_trainer(dp_run *r, const dp_options *opt)
         return EXIT_FAILED;
     }
     set_cpu_peaks(r);
+    int status = limit_device_memory(r);
+    if (status == DP_RUN_READY && dp_config_auto(cfg))
+        status = first_auto_plan(r, &tc.plan);
+    if (status != DP_RUN_READY)
+        return status;
+    r->plan = tc.plan;
     tc.devices = r->devices;
     bool plan_refused;
     r->trainer = dp_trainer_create(&tc, &r->train, &r->test, r->init, &plan_refused, &err);

@@ -172,15 +172,16 @@ int dp_advice_fit(dp_advice *c, int n, const size_t *room, const char (*name)[32
         char need[32], free_[32];
         dp_advice_bytes(need, sizeof need, c[i].need[over]);
         dp_advice_bytes(free_, sizeof free_, room[over]);
-        c[i].left_out = true;
-        snprintf(c[i].why, sizeof c[i].why, "needs %s on %s, %s free", need, name[over], free_);
+        c[i].left_out = c[i].no_room = true;
+        snprintf(c[i].why, sizeof c[i].why, "needs %s on %s, which has %s", need, name[over],
+                 free_);
     }
     return fit;
 }
 
-double dp_advice_estimate(const dp_plan *p, const dp_model *m, const dp_advice_costs *k,
-                          int batch, int threads)
+double dp_advice_estimate(const dp_plan *p, const dp_advice_costs *k, int batch)
 {
+    int threads = p->workers > 1 ? k->threads_shared : k->threads_alone;
     int shard = (batch + p->replicas - 1) / p->replicas;
     double micro_rows = (double)((shard + p->micro - 1) / p->micro);
     double slow = 1.0; /* per worker, against the threads the costs were measured with */

@@ -19,6 +19,7 @@ typedef struct dp_advice {
     int devices;          /* the devices it uses (pp may leave some unused) */
     char plan[64];        /* its description (dp_plan_describe), once made */
     bool left_out;        /* not measured: why says why */
+    bool no_room;         /* ... because it does not fit a device's memory */
     char why[160];
     double estimate_s;    /* the cost estimate of a step (dp_advice_estimate); 0: none */
     size_t need[DP_MAX_DEVICES]; /* predicted bytes on each of the run's devices */
@@ -28,10 +29,11 @@ typedef struct dp_advice {
     bool dropped;         /* stopped early: clearly slower than the best */
     bool chosen;
     /* measured over its last round, over the devices it uses: the shares of their step time
-     * spent neither computing nor communicating (the pipeline's bubble and waits) and
-     * communicating, and the model FLOPs utilisation (their GEMM FLOPs over the step time
-     * times their peak FLOP/s; < 0: a peak unknown) */
-    double bubble, comm, mfu;
+     * spent neither computing nor communicating (idle: the pipeline's bubble, waits for a
+     * neighbour, and the host's work between passes) and communicating, and the model FLOPs
+     * utilisation (their GEMM FLOPs over the step time times their peak FLOP/s; < 0: a peak
+     * unknown) */
+    double idle, comm, mfu;
 } dp_advice;
 
 /* A search's result: the candidates as the table shows them, and what it decided. */
@@ -76,19 +78,20 @@ size_t dp_advice_most_need(const dp_advice *a, int n_devices, int *device);
 
 /* What the cost estimate knows of the machine: each layer's forward plus backward seconds
  * (or any cost in proportion, such as FLOPs) for passes of `rows` rows with `threads` GEMM
- * threads, and the cores CPU devices share (0: GPUs, each device its own). */
+ * threads; the cores CPU devices share (0: GPUs, each device its own), and the GEMM threads
+ * a worker gets when it is alone and when there are several. */
 typedef struct dp_advice_costs {
     const double *layer;  /* [n_layers] */
     int rows, threads;
     int cores;
+    int threads_alone, threads_shared;
 } dp_advice_costs;
 
-/* A step's cost estimate under plan p (seconds when the costs are), with `threads` GEMM
- * threads a worker: each stage's share of the layers' cost scaled to its micro-batch, slowed
- * when its workers' threads outnumber the cores, times the micro-batches plus the pipeline's
- * fill and drain, M + S - 1. Communication is left out. For ordering plans only. */
-double dp_advice_estimate(const dp_plan *p, const dp_model *m, const dp_advice_costs *k,
-                          int batch, int threads);
+/* A step's cost estimate under plan p (seconds when the costs are): each stage's share of the
+ * layers' cost scaled to its micro-batch and to its workers' threads, slowed when the threads
+ * outnumber the cores, times the micro-batches plus the pipeline's fill and drain, M + S - 1.
+ * Communication is left out. For ordering plans only. */
+double dp_advice_estimate(const dp_plan *p, const dp_advice_costs *k, int batch);
 
 /* Keeps for measuring the candidates whose estimate is within `factor` of the best one's, at
  * most `most` of them (the lowest estimates); the others are left out, saying so. Candidates

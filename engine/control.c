@@ -49,6 +49,8 @@ struct dp_control {
     long evals_timed;
     double eta_at;           /* when st.eta_s was computed */
     dp_control_samples samples; /* a GAN's latest, published by the loop */
+    bool advice_asked;       /* by a view, not yet taken */
+    dp_advice_table advice;  /* the latest search's (advice.c: [DP_ADVICE_MAX], or NULL) */
 };
 
 static double system_clock(void *arg)
@@ -81,7 +83,69 @@ void dp_control_destroy(dp_control *c)
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->changed);
     dp_control_samples_free(&c->samples);
+    free(c->advice.c);
     free(c);
+}
+
+bool dp_control_request_advice(dp_control *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool asked = !c->st.advising && !c->st.finished;
+    if (asked)
+        c->advice_asked = c->st.advising = true;
+    pthread_mutex_unlock(&c->lock);
+    return asked;
+}
+
+bool dp_control_take_advice(dp_control *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool asked = c->advice_asked;
+    c->advice_asked = false;
+    pthread_mutex_unlock(&c->lock);
+    return asked;
+}
+
+void dp_control_advice_begins(dp_control *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->st.advising = true;
+    pthread_mutex_unlock(&c->lock);
+}
+
+int dp_control_publish_advice(dp_control *c, const dp_advice_table *t)
+{
+    int rc = 0;
+    pthread_mutex_lock(&c->lock);
+    if (!c->advice.c)
+        c->advice.c = malloc(DP_ADVICE_MAX * sizeof *c->advice.c);
+    if (c->advice.c && t->n <= DP_ADVICE_MAX) {
+        dp_advice *keep = c->advice.c;
+        c->advice = *t;
+        c->advice.c = keep;
+        memcpy(keep, t->c, (size_t)t->n * sizeof *keep);
+        c->st.advice_generation++;
+    } else {
+        rc = -1;
+    }
+    c->st.advising = false;
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+bool dp_control_copy_advice(dp_control *c, dp_advice_table *out, unsigned long *generation)
+{
+    pthread_mutex_lock(&c->lock);
+    bool newer = c->st.advice_generation > *generation && c->advice.c;
+    if (newer) {
+        dp_advice *keep = out->c;
+        *out = c->advice;
+        out->c = keep;
+        memcpy(keep, c->advice.c, (size_t)c->advice.n * sizeof *keep);
+        *generation = c->st.advice_generation;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return newer;
 }
 
 static bool training(dp_run_state s)

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 
 #include "base/shape.h"
+#include "engine/advisor.h"
 #include "engine/plan.h"
 
 typedef struct dp_control dp_control;
@@ -91,6 +92,8 @@ typedef struct dp_control_status {
     bool finished;           /* the loop has ended */
     bool paused, quit;       /* as requested */
     bool can_checkpoint;     /* a checkpoint directory is configured */
+    bool advising;           /* the plan advisor is measuring plans (asked, or under way) */
+    unsigned long advice_generation; /* tables published so far (dp_control_copy_advice) */
 } dp_control_status;
 
 /* A run of total_steps steps in `epochs` epochs; NULL when out of memory. */
@@ -127,6 +130,23 @@ bool dp_control_take_switch(dp_control *c, dp_plan_request *req);
 void dp_control_switch_applied(dp_control *c, const dp_plan_request *in_use, const char *text);
 /* Whether a checkpoint was asked for (and clears the request). */
 bool dp_control_take_checkpoint(dp_control *c);
+
+/* ---- the plan advisor (engine/advisor.h): asked for by a view, run by the loop ---- */
+
+/* Asks the loop to find the fastest plan from the next step on; false (and nothing asked)
+ * while a search is asked for or under way. */
+bool dp_control_request_advice(dp_control *c);
+/* Whether advice was asked for (and clears the request; `advising` stays until the loop
+ * publishes the search's table). */
+bool dp_control_take_advice(dp_control *c);
+/* The loop's search begins (for a search the loop starts itself, as --strategy auto's). */
+void dp_control_advice_begins(dp_control *c);
+/* Keeps a copy of a search's table as the latest (the search has ended). Returns 0, or -1
+ * when out of memory (the previous table stays). */
+int dp_control_publish_advice(dp_control *c, const dp_advice_table *t);
+/* Copies the latest table into *out when it is newer than *generation (out->c needs room for
+ * DP_ADVICE_MAX candidates); returns true when copied. */
+bool dp_control_copy_advice(dp_control *c, dp_advice_table *out, unsigned long *generation);
 
 /* The clock every time of the run is read from: dp_now_s() unless set (a test's fake clock);
  * set it before dp_control_begin. */

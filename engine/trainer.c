@@ -399,6 +399,16 @@ int dp_trainer_blas_threads(const dp_trainer *t, int workers)
     return blas_threads(t, workers);
 }
 
+const dp_model *dp_trainer_model(const dp_trainer *t)
+{
+    return t->cfg.model;
+}
+
+int dp_trainer_batch(const dp_trainer *t)
+{
+    return t->cfg.batch;
+}
+
 long dp_trainer_steps_per_epoch(const dp_trainer *t)
 {
     return dp_loader_steps_per_epoch(&t->loader);
@@ -545,8 +555,10 @@ static int apply_pending_switch(dp_trainer *t, dp_step_report *r, dp_err *err)
     if (pending && next.strategy == now->strategy && next.schedule == now->schedule &&
         next.replicas == now->replicas && next.stages == now->stages && next.micro == now->micro)
         return 0;
-    if (pending && switch_plan(t, &next, r, err) < 0)
+    if (pending && switch_plan(t, &next, r, err) < 0) {
+        r->switch_failed = true;
         return -1;
+    }
     return 0;
 }
 

@@ -73,6 +73,8 @@ typedef struct dp_step_report {
     double seconds;     /* wall time of the step (a switch before it excluded) */
     /* a switch made before this step */
     bool switched;
+    bool switch_failed; /* the step failed before it began: the switch asked for could not be
+                           made (the old plan goes on) */
     char switch_from[64], switch_to[64];
     double switch_seconds;
     char batch_stats[160]; /* when the switch changes the samples batch normalisation
@@ -144,6 +146,10 @@ void dp_trainer_generate(dp_trainer *t, uint64_t purpose, long sample0, long n, 
  * statistics), on n rows x [n, layer 0's inputs]: its last layer's outputs into
  * out [n, outputs] (a language model's logits: a language model's --generate and --fill). */
 void dp_trainer_forward(dp_trainer *t, const float *x, long n, float *out);
+
+/* The model trained, and the global batch. */
+const dp_model *dp_trainer_model(const dp_trainer *t);
+int dp_trainer_batch(const dp_trainer *t);
 
 /* Batches per epoch. */
 long dp_trainer_steps_per_epoch(const dp_trainer *t);
