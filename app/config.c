@@ -2,6 +2,7 @@
 #include "app/configuration.h"
 #include "dpmptop-config.h"
 #include "base/fileio.h"
+#include "engine/advisor.h"
 #include "engine/backend.h"
 
 #include <ctype.h>
@@ -97,6 +98,7 @@ static const key keys[] = {
     NUM("parallel", "watchdog", watchdog_s, 0, 1e9, false, false),
     STR("parallel", "device_memory", device_memory),
     BOOL("parallel", "auto_bn_micro", auto_bn_micro),
+    LONG("parallel", "auto_plans", auto_plans, 0, DP_ADVICE_MAX),
     STR("checkpoint", "dir", checkpoint_dir),
     LONG("checkpoint", "every", checkpoint_every, 0, 1e12),
     LONG("checkpoint", "keep", checkpoint_keep, 1, 1e6),
@@ -137,6 +139,7 @@ void dp_config_defaults(dp_config *c)
     c->schedule = DP_SCHEDULE_1F1B;
     c->bucket_mb = 25;
     c->watchdog_s = 600;
+    c->auto_plans = 8;
     c->checkpoint_keep = 3;
     c->refresh_ms = 100;
     c->color = true;

@@ -53,6 +53,8 @@ typedef struct dp_config {
     int balance;            /* pipeline stages balanced by 0: measured time, 1: FLOPs */
     double watchdog_s;      /* under mpirun: seconds without progress that end the run */
     char device_memory[32]; /* "": no limit; "512M": what each CPU device may hold */
+    long auto_plans;        /* auto measures at most this many plans (the lowest cost
+                               estimates); 0: every plan that fits */
     bool auto_bn_micro;     /* auto may try pipelines whose micro-batches batch normalisation
                                normalises on their own (a different result) */
     /* [checkpoint] */

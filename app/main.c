@@ -222,6 +222,7 @@ static int train(dp_run *r, const dp_options *opt, int tty)
         .watchdog_s = r->cfg.watchdog_s,
         .advise = dp_config_auto(&r->cfg),
         .advise_bn_micro_ok = r->cfg.auto_bn_micro,
+        .advise_plans = (int)r->cfg.auto_plans,
     };
     int status = dp_run_arm_checkpoints(r, &o);
     if (status != DP_RUN_READY)

@@ -289,8 +289,8 @@ static int loop_step(loop *l, next_step *next, dp_err *err)
 #define ADVICE_FIRST_STEPS 2   /* measured steps a candidate in the first round (doubling) */
 #define ADVICE_ROUNDS 3
 #define ADVICE_KEEP 1.3        /* a round drops what is slower than this times its best */
-#define ADVICE_MEASURED_MAX 8  /* candidates measured at most (the lowest estimates) ... */
-#define ADVICE_ESTIMATE_SPAN 2.5 /* ... within this factor of the lowest */
+#define ADVICE_ESTIMATE_SPAN 2.5 /* candidates measured: estimates within this factor of the
+                                    lowest (o->advise_plans of them at most), unless all are */
 
 typedef struct search {
     loop *l;
@@ -449,7 +449,8 @@ static int advise(loop *l, next_step *next, dp_err *err)
         snprintf(tab.outcome, sizeof tab.outcome, "%s", why.msg);
     } else {
         tab.first_step = first_step;
-        dp_advice_shortlist(tab.c, tab.n, ADVICE_MEASURED_MAX, ADVICE_ESTIMATE_SPAN);
+        if (o->advise_plans > 0)
+            dp_advice_shortlist(tab.c, tab.n, o->advise_plans, ADVICE_ESTIMATE_SPAN);
         best = dp_advice_search(tab.c, tab.n, ADVICE_FIRST_STEPS, ADVICE_ROUNDS, ADVICE_KEEP,
                                 measure_plan, &s);
         tab.last_step = l->res->steps;

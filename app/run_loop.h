@@ -111,6 +111,7 @@ typedef struct dp_run_loop_opts {
      * batch normalisation normalises on their own ([parallel] auto_bn_micro). */
     bool advise;
     bool advise_bn_micro_ok;
+    int advise_plans;         /* plans measured at most ([parallel] auto_plans; 0: all) */
     dp_run_observer observers[DP_RUN_MAX_OBSERVERS];
     int n_observers;
 } dp_run_loop_opts;
