@@ -635,6 +635,57 @@ START_TEST(test_config_check)
 }
 END_TEST
 
+/* strategy = auto and the advisor's keys: device_memory's sizes in binary units, refused when
+ * malformed, out of range, or with a GAN. */
+START_TEST(test_config_auto)
+{
+    dp_config c;
+    dp_err err = { "" };
+    dp_config_defaults(&c);
+    ck_assert(!dp_config_auto(&c));
+    ck_assert_int_eq(c.auto_plans, 8);
+    ck_assert(!c.auto_bn_micro);
+    ck_assert(dp_config_set(&c, "parallel.strategy=auto", "--set", &err) == 0);
+    ck_assert(dp_config_auto(&c));
+    ck_assert_int_eq(dp_config_plan(&c).strategy, DP_STRATEGY_SINGLE); /* until the advisor */
+    ck_assert_msg(dp_config_check(&c, &err) == 0, "%s", err.msg);
+    const struct { const char *text; size_t bytes; } sizes[] = {
+        { "512M", 512u << 20 }, { "2G", (size_t)2 << 30 }, { "1.5GiB", (size_t)3 << 29 },
+        { "1048576", 1u << 20 }, { "4096K", 4u << 20 }, { "1T", (size_t)1 << 40 },
+        { "", 0 },
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        snprintf(c.device_memory, sizeof c.device_memory, "%s", sizes[i].text);
+        size_t bytes = 1;
+        ck_assert_msg(dp_config_device_memory(&c, &bytes, &err) == 0, "%s: %s", sizes[i].text,
+                      err.msg);
+        ck_assert_msg(bytes == sizes[i].bytes, "%s: %zu", sizes[i].text, bytes);
+    }
+    const char *bad[] = { "0", "-1", "12Q", "512MX", "1e30", "M", "100", "nan", "512 M",
+                          "2000T" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(c.device_memory, sizeof c.device_memory, "%s", bad[i]);
+        ck_assert_msg(dp_config_check(&c, &err) == -1, "%s accepted", bad[i]);
+        ck_assert_msg(strstr(err.msg, "device_memory") && strstr(err.msg, "512M"), "%s: %s",
+                      bad[i], err.msg);
+    }
+    dp_config_defaults(&c);
+    ck_assert(dp_config_set(&c, "parallel.auto_plans=0", "--set", &err) == 0);
+    ck_assert(dp_config_set(&c, "parallel.auto_bn_micro=true", "--set", &err) == 0);
+    ck_assert(c.auto_plans == 0 && c.auto_bn_micro);
+    ck_assert(dp_config_set(&c, "parallel.auto_plans=-1", "--set", &err) == -1);
+    ck_assert(dp_config_set(&c, "parallel.strategy=automatic", "--set", &err) == -1);
+    ck_assert_msg(strstr(err.msg, "auto"), "%s", err.msg);
+    /* a GAN: not yet */
+    dp_config_defaults(&c);
+    load_ok(&c, "[data]\nkind = fashion-mnist\n[model]\nobjective = gan\n"
+                "generator = linear:784, tanh\ndiscriminator = linear:1\n"
+                "[parallel]\nstrategy = auto\n");
+    ck_assert_int_eq(dp_config_check(&c, &err), -1);
+    ck_assert_msg(strstr(err.msg, "cannot plan a GAN"), "%s", err.msg);
+}
+END_TEST
+
 /* The built-in demo loads, passes the check and builds its model. */
 START_TEST(test_config_demo)
 {
@@ -962,6 +1013,7 @@ Suite *config_suite(void)
     TCase *check = tcase_create("check");
     tcase_add_test(check, test_config_check);
     tcase_add_test(check, test_config_demo);
+    tcase_add_test(check, test_config_auto);
     suite_add_tcase(s, check);
     return s;
 }
