@@ -51,10 +51,12 @@ int dp_advise_candidates(dp_advice_table *tab, const dp_model *m, int batch, boo
         dp_plan_describe(&p, c[i].plan, sizeof c[i].plan);
         if (costs)
             c[i].estimate_s = dp_advice_estimate(&p, costs, batch);
-        if (p.workers < n_devices && c[i].req.strategy == DP_STRATEGY_PP) {
-            size_t at = strlen(c[i].plan); /* the devices it leaves unused */
-            snprintf(c[i].plan + at, sizeof c[i].plan - at, " (%s%s unused)",
-                     n_devices - p.workers > 1 ? "from " : "", devices[p.workers].name);
+        if (p.workers < n_devices && c[i].req.strategy == DP_STRATEGY_PP) { /* unused ones */
+            size_t at = strlen(c[i].plan);
+            int unused = n_devices - p.workers;
+            snprintf(c[i].plan + at, sizeof c[i].plan - at, " (%s%s%s unused)",
+                     devices[p.workers].name, unused == 2 ? ", " : unused > 2 ? "-" : "",
+                     unused > 1 ? devices[n_devices - 1].name : "");
         }
     }
     dp_advice_fit(c, n, room, (const char(*)[32])tab->device, n_devices);
@@ -109,7 +111,7 @@ static void memory_text(const dp_advice_table *tab, const dp_advice *a, char *bu
 void dp_advise_print(FILE *f, const dp_advice_table *tab)
 {
     fprintf(f, "plan advisor: %s\n", tab->outcome);
-    fprintf(f, "  %-40s %10s %8s %6s %6s %6s  %s\n", "plan", "samples/s", "step ms", "idle",
+    fprintf(f, "  %-50s %10s %8s %6s %6s %6s  %s\n", "plan", "samples/s", "step ms", "idle",
             "comm", "MFU", "memory (measured peak of predicted) / why not measured");
     for (int i = 0; i < tab->n; i++) {
         const dp_advice *a = &tab->c[i];
@@ -120,11 +122,11 @@ void dp_advise_print(FILE *f, const dp_advice_table *tab)
             char mfu[16] = "-";
             if (a->mfu >= 0)
                 snprintf(mfu, sizeof mfu, "%.1f%%", 100 * a->mfu);
-            fprintf(f, "%s %-40s %10.1f %8.2f %5.1f%% %5.1f%% %6s  %s%s\n", mark,
+            fprintf(f, "%s %-50s %10.1f %8.2f %5.1f%% %5.1f%% %6s  %s%s\n", mark,
                     a->plan, tab->batch / a->step_s, 1e3 * a->step_s, 100 * a->idle,
                     100 * a->comm, mfu, mem, a->dropped ? "; dropped: slower" : "");
         } else {
-            fprintf(f, "  %-40s %10s %8s %6s %6s %6s  %s\n",
+            fprintf(f, "  %-50s %10s %8s %6s %6s %6s  %s\n",
                     a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy), "-", "-", "-",
                     "-", "-", a->why);
         }

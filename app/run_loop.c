@@ -465,6 +465,12 @@ static int advise(loop *l, next_step *next, dp_err *err)
         } else if (best == -2) { /* the plan in use stays */
             snprintf(tab.outcome, sizeof tab.outcome, "stopped after %d of %d plans: %s",
                      tab.measured, tab.n, s.stopped);
+            for (int i = 0; i < tab.n; i++)
+                if (!tab.c[i].left_out && tab.c[i].steps == 0) {
+                    tab.c[i].left_out = true;
+                    snprintf(tab.c[i].why, sizeof tab.c[i].why,
+                             "not measured: the search stopped first");
+                }
         } else {
             describe_outcome(&tab, best);
         }

@@ -579,6 +579,11 @@ static int devices_and_agreement(dp_run *r, const dp_options *opt)
 static int plan_steps(dp_run *r, const dp_options *opt)
 {
     const dp_config *cfg = &r->cfg;
+    if (opt->switch_at && dp_config_auto(cfg)) {
+        fprintf(stderr, "dpmptop: --switch-at and strategy = auto both choose the plan: use "
+                        "one of them\n");
+        return EXIT_USAGE;
+    }
     if (opt->switch_at &&
         (r->n_switches = parse_switches(opt->switch_at, cfg, &r->model, r->n_devices,
                                         r->train.n, r->switches, DP_MAX_SWITCHES)) < 0)
