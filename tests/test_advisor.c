@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "engine/advisor.h"
+#include "engine/backend.h"
+#include "engine/devices.h"
+#include "engine/trainer.h"
 #include "tests/unit.h"
 
 static int enumerate(const char *layers, int in, int devices, int batch, bool bn_ok,
@@ -228,6 +231,95 @@ START_TEST(test_advice_shortlist_sort)
 }
 END_TEST
 
+/* For every plan of an MLP and a CNN (batch normalisation allowed over micro-batches) on 4 CPU
+ * devices, the prediction of dp_trainer_plan_bytes is, byte for byte, the most each device
+ * held while the plan trained a step; with AdamW (two state vectors a parameter). */
+static void check_predictions(const char *layers, dp_shape in, int batch)
+{
+    dp_err err;
+    dp_data_config dc = dp_data_defaults();
+    dc.kind = DP_DATA_SYNTHETIC;
+    dc.features = (int)dp_shape_count(in);
+    dc.classes = 5;
+    dc.samples = 4 * batch;
+    dc.test_samples = 8;
+    dp_dataset train, test;
+    ck_assert_msg(dp_data_load(&dc, 3, &train, &test, &err) == 0, "data: %s", err.msg);
+    dp_model m;
+    ck_assert_msg(dp_model_parse_shape(&m, layers, in, 5, &err) == 0, "%s", err.msg);
+    dp_device_set *set = dp_device_set_create(4, NULL, false, &err);
+    ck_assert_msg(set != NULL, "%s", err.msg);
+    dp_optim_config oc = dp_optim_defaults();
+    oc.kind = DP_OPTIM_ADAMW;
+    dp_trainer_config tc = {
+        .model = &m, .optim = oc, .batch = batch, .seed = 5, .total_steps = 100,
+        .on_nan = DP_NAN_STOP, .devices = set, .bucket_mb = 25, .balance_by_time = true,
+        .plan = { .strategy = DP_STRATEGY_SINGLE, .micro = 1 },
+    };
+    bool refused;
+    dp_trainer *t = dp_trainer_create(&tc, &train, &test, NULL, &refused, &err);
+    ck_assert_msg(t != NULL, "dp_trainer_create: %s", err.msg);
+    dp_advice c[DP_ADVICE_MAX];
+    dp_advice_limits lim = { 4, batch, true };
+    int n = dp_advice_enumerate(&m, &lim, c, DP_ADVICE_MAX, &err);
+    ck_assert_int_gt(n, 10);
+    for (int i = 0; i < n; i++) {
+        dp_plan p;
+        size_t need[4];
+        ck_assert_msg(dp_trainer_plan_bytes(t, &c[i].req, &p, need, &err) == 0, "%s", err.msg);
+        ck_assert_msg(dp_trainer_request_switch(t, &c[i].req, &err) == 0, "%s", err.msg);
+        dp_step_report r;
+        ck_assert_msg(dp_trainer_step(t, &r, &err) == 0, "step: %s", err.msg);
+        char plan[64];
+        dp_trainer_describe(t, plan, sizeof plan);
+        for (int d = 0; d < 4; d++) {
+            size_t peak = dp_trainer_device(t, d)->mem_plan_peak;
+            ck_assert_msg(peak == need[d], "%s: %s under %s: %zu bytes held at most, %zu "
+                          "predicted", layers, dp_trainer_device(t, d)->name, plan, peak,
+                          need[d]);
+            ck_assert(d < p.workers ? need[d] > 0 : need[d] == 0);
+        }
+    }
+    dp_trainer_destroy(t);
+    dp_device_set_destroy(set);
+    dp_model_free(&m);
+    dp_dataset_free(&train);
+    dp_dataset_free(&test);
+}
+
+START_TEST(test_advice_memory_prediction)
+{
+    check_predictions("linear:32, relu, linear:16, tanh, linear:5", (dp_shape){ 1, { 12 } }, 24);
+    check_predictions("conv:4:3:1:1, bn, relu, maxpool:2, flatten, linear:16, relu, linear:5",
+                      (dp_shape){ 3, { 1, 6, 6 } }, 32);
+}
+END_TEST
+
+/* A device memory limit: an allocation past it fails, naming the limit; what fits goes on. */
+START_TEST(test_device_memory_limit)
+{
+    dp_err err;
+    dp_device_set *set = dp_device_set_create(1, NULL, false, &err);
+    ck_assert_msg(set != NULL, "%s", err.msg);
+    dp_device *d = dp_device_set_devices(set);
+    dp_device_limit_memory(d, 1 << 20);
+    ck_assert_uint_eq(d->mem_total, 1 << 20);
+    void *a = dp_device_alloc(d, 600 << 10, "a", &err);
+    ck_assert(a != NULL);
+    ck_assert(dp_device_alloc(d, 600 << 10, "the second", &err) == NULL);
+    ck_assert_msg(strstr(err.msg, "device memory limit") && strstr(err.msg, "the second") &&
+                  strstr(err.msg, "device_memory"), "%s", err.msg);
+    ck_assert(dp_device_alloc(d, (size_t)-1, "huge", &err) == NULL); /* no overflow */
+    void *b = dp_device_alloc(d, 400 << 10, "b", &err);
+    ck_assert(b != NULL);
+    ck_assert_uint_eq(d->mem_plan_peak, 1000 << 10);
+    dp_device_free(d, a, 600 << 10);
+    dp_device_free(d, b, 400 << 10);
+    ck_assert_uint_eq(d->mem_held, 0);
+    dp_device_set_destroy(set);
+}
+END_TEST
+
 Suite *advisor_suite(void)
 {
     Suite *s = suite_create("advisor");
@@ -238,6 +330,8 @@ Suite *advisor_suite(void)
     tcase_add_test(tc, test_advice_fit);
     tcase_add_test(tc, test_advice_estimate);
     tcase_add_test(tc, test_advice_shortlist_sort);
+    tcase_add_test(tc, test_advice_memory_prediction);
+    tcase_add_test(tc, test_device_memory_limit);
     suite_add_tcase(s, tc);
     return s;
 }
