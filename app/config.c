@@ -753,7 +753,7 @@ int dp_config_device_memory(const dp_config *c, size_t *bytes, dp_err *err)
     double unit = 1;
     if (*end) {
         const char *units = "KMGT";
-        const char *u = strchr(units, *end);
+        const char *u = strchr(units, toupper((unsigned char)*end));
         if (u && *u)
             unit = ldexp(1.0, 10 * (int)(u - units + 1)), end++;
         if (unit > 1 && *end == 'i') /* 512Mi, 2GiB */
