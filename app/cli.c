@@ -65,7 +65,7 @@ static void usage(FILE *out)
           "  -H, --headless             batch mode: progress lines, no dashboard (also when\n"
           "                             stdout or stdin is not a terminal)\n"
           "  -d, --devices LIST         auto | cpu:N | cuda:0,cuda:1,...\n"
-          "  -S, --strategy NAME        single | dp | pp | hybrid\n"
+          "  -S, --strategy NAME        single | dp | pp | hybrid | auto (find the fastest)\n"
           "      --stages N             pipeline stages\n"
           "      --microbatches N       micro-batches per replica in a step\n"
           "      --schedule NAME        gpipe | 1f1b\n"
