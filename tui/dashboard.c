@@ -859,6 +859,25 @@ static void draw_help(const dp_style *sty)
     dp_text(y + h - 1, x + 2, w - 4, A_NORMAL, "q, Esc or any other key closes this");
 }
 
+/* The outcome of the advisor's search from row r.y + 1, in bold: on a second row, broken at a
+ * space, when it does not fit one and the body has room. Returns the row after it. */
+static int draw_outcome(dp_rect r, const char *text)
+{
+    int len = (int)strlen(text), w = r.w - 2, cut = len;
+    if (len > w && r.h >= 12) {
+        cut = w;
+        while (cut > w / 2 && text[cut] != ' ')
+            cut--;
+        if (text[cut] != ' ')
+            cut = w;
+    }
+    dp_text(r.y + 1, r.x, r.w, A_BOLD, " %.*s", cut, text);
+    if (cut == len)
+        return r.y + 2;
+    dp_text(r.y + 2, r.x, r.w, A_BOLD, "   %s", text + cut + (text[cut] == ' '));
+    return r.y + 3;
+}
+
 /* The plan advisor's view in the body r: what the advisor is doing, the outcome of its last
  * search, the keys, then the table (dp_advice_rows). */
 static void draw_advisor(const dp_style *sty, dp_rect r, const frame *f, advisor_view *v)
@@ -872,6 +891,8 @@ static void draw_advisor(const dp_style *sty, dp_rect r, const frame *f, advisor
         dp_text(r.y, r.x, r.w, dp_attr(sty, DP_PAIR_WARN, A_BOLD) | A_BOLD,
                 " plan advisor: measuring plans on the training's own steps%s",
                 have ? "; the last table below" : ": the table comes when the search ends");
+    else if (have && t->n == 0) /* a model it cannot plan: the outcome says why */
+        dp_text(r.y, r.x, r.w, title, " plan advisor: no plan to measure");
     else if (have)
         dp_text(r.y, r.x, r.w, title, " plan advisor: %d plans, %d measured over steps %ld-%ld "
                                       "(%.1f s)", t->n, t->measured, t->first_step,
@@ -880,20 +901,20 @@ static void draw_advisor(const dp_style *sty, dp_rect r, const frame *f, advisor
         dp_text(r.y, r.x, r.w, title, " plan advisor: out of memory for its table");
     else
         dp_text(r.y, r.x, r.w, title, " plan advisor: no table yet (a measures the plans)");
+    int y = r.y + 1;
     if (have)
-        dp_text(r.y + 1, r.x, r.w, A_BOLD, " %s", t->outcome);
+        y = draw_outcome(r, t->outcome);
+    if (have && t->n > 0) /* the table below the keys' line */
+        v->page = dp_advice_rows(sty, (dp_rect){ r.x, y + 1, r.w, r.y + r.h - y - 1 }, t,
+                                 &v->first);
     /* the rows shown first, when they are not all: a narrow screen cuts the keys' names */
     if (have && t->n > v->page && v->page > 0)
-        dp_text(r.y + 2, r.x, r.w, A_NORMAL,
+        dp_text(y, r.x, r.w, A_NORMAL,
                 " rows %d-%d of %d: Up/Down PgUp/PgDn scroll  a measures again  A or Esc hides "
                 "this", v->first + 1, v->first + v->page < t->n ? v->first + v->page : t->n,
                 t->n);
     else
-        dp_text(r.y + 2, r.x, r.w, A_NORMAL, " a measures again  A or Esc hides this");
-    if (have) {
-        dp_rect rows = { r.x, r.y + 3, r.w, r.h - 3 };
-        v->page = dp_advice_rows(sty, rows, t, &v->first);
-    }
+        dp_text(y, r.x, r.w, A_NORMAL, " a measures again  A or Esc hides this");
 }
 
 /* The last event and how long ago it came. */

@@ -440,7 +440,8 @@ void dp_advice_memory(char *buf, size_t size, const dp_advice_table *t, const dp
     }
 }
 
-void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int plan_w)
+void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int plan_w,
+                   int width)
 {
     if (i < 0) {
         snprintf(buf, size, "  %-*s %10s %7s %6s %6s %6s  %s", plan_w, "plan",
@@ -449,7 +450,11 @@ void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int 
         return;
     }
     const dp_advice *a = &t->c[i];
-    const char *plan = a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy);
+    char plan[64];
+    snprintf(plan, sizeof plan, "%s", a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy));
+    char *unused = strstr(plan, " ("); /* "(from cpu:2 unused)": whole, or not at all */
+    if (unused && (int)strlen(plan) > plan_w && unused - plan <= plan_w)
+        *unused = '\0';
     char mem[256];
     if (a->steps > 0 && !a->left_out && a->step_s > 0) {
         char mfu[16] = "-";
@@ -468,8 +473,10 @@ void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int 
         snprintf(mem, sizeof mem, "%s", a->why);
     else
         dp_advice_memory(mem, sizeof mem, t, a);
-    snprintf(buf, size, "  %-*.*s %10s %7s %6s %6s %6s  %s", plan_w, plan_w, plan, "-", "-",
-             "-", "-", "-", mem);
+    int n = snprintf(buf, size, "  %-*.*s %10s %7s %6s %6s %6s  %s", plan_w, plan_w, plan, "-",
+                     "-", "-", "-", "-", mem);
+    if (n > width) /* the reason where the figures would be, rather than cut */
+        snprintf(buf, size, "  %-*.*s  %s", plan_w, plan_w, plan, mem);
 }
 
 int dp_advice_rows(const dp_style *st, dp_rect r, const dp_advice_table *t, int *first)
@@ -489,7 +496,7 @@ int dp_advice_rows(const dp_style *st, dp_rect r, const dp_advice_table *t, int 
     if (plan_w > room)
         plan_w = room > 28 ? room : plan_w < 28 ? plan_w : 28;
     char text[512];
-    dp_advice_row(text, sizeof text, t, -1, plan_w);
+    dp_advice_row(text, sizeof text, t, -1, plan_w, r.w);
     dp_text(r.y, r.x, r.w, A_BOLD, "%s", text);
     int rows = r.h - 1;
     int most = t->n > rows ? t->n - rows : 0;
@@ -499,7 +506,7 @@ int dp_advice_rows(const dp_style *st, dp_rect r, const dp_advice_table *t, int 
         int attr = a->chosen                   ? dp_attr(st, DP_PAIR_GOOD, A_BOLD) | A_BOLD
                    : a->left_out || a->dropped ? (int)A_DIM
                                                : (int)A_NORMAL;
-        dp_advice_row(text, sizeof text, t, *first + k, plan_w);
+        dp_advice_row(text, sizeof text, t, *first + k, plan_w, r.w);
         dp_text(r.y + 1 + k, r.x, r.w, attr, "%s", text);
     }
     return rows;

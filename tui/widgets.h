@@ -68,8 +68,10 @@ void dp_advice_memory(char *buf, size_t size, const dp_advice_table *t, const dp
 /* Row i of the plan advisor's table as text, its plan name in plan_w columns: the mark ('*'
  * chosen, else ' '), plan, samples/s, step ms, idle and communication shares, MFU, then the
  * memory (dp_advice_memory) and "dropped: slower" for a plan stopped early, or for a plan not
- * measured "-" figures and the reason it was left out. i < 0: the header row. */
-void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int plan_w);
+ * measured "-" figures and the reason it was left out; when that row is wider than `width`,
+ * the reason right after the plan instead of the "-" figures. i < 0: the header row. */
+void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int plan_w,
+                   int width);
 
 /* The plan advisor's table in r: the header row, then a row a candidate (dp_advice_row) from
  * row *first, which is clamped so that the rows fill r (and written back); the chosen plan in
