@@ -211,8 +211,10 @@ tm send-keys -t auto End
 wait_for auto "^ rows $((n - k + 1))-$n of $n: " 2 || fail "End: $(screen auto | sed -n "${at}p")"
 screen auto | sed -n "$((at + 1 + k))p" | grep -Fq "  $last" ||
     fail "End: the last row is not $last: $(screen auto | sed -n "$((at + 1 + k))p")"
+tm send-keys -t auto Up
+wait_for auto "^ rows $((n - k))-$((n - 1)) of $n: " 2 || fail "End Up: $(screen auto | sed -n "${at}p")"
 tm send-keys -t auto PageUp
-wait_for auto "^ rows $((n - 2 * k + 2))-$((n - k + 1)) of $n: |^ rows 1-$k of $n: " 2 ||
+wait_for auto "^ rows $((n - 2 * k + 1))-$((n - k)) of $n: |^ rows 1-$k of $n: " 2 ||
     fail "PgUp: $(screen auto | sed -n "${at}p")"
 tm send-keys -t auto Home Down Down
 wait_for auto "^ rows 3-$((k + 2)) of $n: " 2 || fail "Home Down Down: $(screen auto | sed -n "${at}p")"

@@ -1130,7 +1130,9 @@ static bool advisor_key(int ch, advisor_view *v)
             return false;
         v->first += ch == KEY_UP ? -1 : ch == KEY_DOWN ? 1 : ch == KEY_PPAGE ? -page
                   : ch == KEY_NPAGE ? page : ch == KEY_HOME ? -v->table.n : v->table.n;
-        v->first = v->first < 0 ? 0 : v->first; /* the drawing keeps it from running past the end */
+        /* the last rows fill the page (as the drawing keeps them): End then Up goes up one */
+        int most = v->table.n > v->page ? v->table.n - v->page : 0;
+        v->first = v->first > most ? most : v->first < 0 ? 0 : v->first;
         return true;
     default:
         return false;
