@@ -492,7 +492,7 @@ int dp_advice_rows(const dp_style *st, dp_rect r, const dp_advice_table *t, int 
         int len = (int)strlen(a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy));
         plan_w = len > plan_w ? len : plan_w;
     }
-    int room = r.w - 2 - 41 - 2 - 16; /* mark; the figures; the memory or reason */
+    int room = r.w - 2 - 40 - 2 - 16; /* the mark; the figures; the memory or reason */
     if (plan_w > room)
         plan_w = room > 28 ? room : plan_w < 28 ? plan_w : 28;
     char text[512];
