@@ -263,6 +263,51 @@ START_TEST(test_eval_result)
 }
 END_TEST
 
+/* The plan advisor's rows as text: the chosen plan marked, figures from the measured step time
+ * over the batch, memory as peak/predicted on the devices a plan uses (a prediction alone,
+ * "~", for one not measured), and a plan left out with "-" figures and its reason, the reason
+ * taking the figures' place when the row is too wide; long names lose the devices they leave
+ * unused whole. */
+START_TEST(test_advice_row)
+{
+    dp_advice c[3] = {
+        { .req = { .strategy = DP_STRATEGY_DP }, .plan = "DP x2", .steps = 6, .step_s = 0.004,
+          .idle = 0.25, .comm = 0.125, .mfu = 0.5, .chosen = true,
+          .need = { 3 << 20, 3 << 20 }, .peak = { 2936012, 3 << 20 } },
+        { .req = { .strategy = DP_STRATEGY_PP },
+          .plan = "PP 2 stages, 4 micro, 1F1B (cpu:2 unused)",
+          .steps = 2, .step_s = 0.008, .idle = 0.5, .comm = 0, .mfu = -1, .dropped = true,
+          .need = { 2 << 20, 130000 }, .peak = { 2 << 20, 130000 } },
+        { .req = { .strategy = DP_STRATEGY_SINGLE }, .plan = "single", .left_out = true,
+          .no_room = true, .why = "needs 5.3 MiB on cpu:0, which has 4.0 MiB",
+          .need = { 5557452 } },
+    };
+    dp_advice_table t = { .n = 3, .c = c, .chosen = 0, .n_devices = 3, .batch = 128 };
+    char buf[512];
+    dp_advice_memory(buf, sizeof buf, &t, &c[0]);
+    ck_assert_str_eq(buf, "2.8M/3.0M 3.0M/3.0M");
+    dp_advice_memory(buf, sizeof buf, &t, &c[2]);
+    ck_assert_str_eq(buf, "~5.3M");
+    dp_advice_row(buf, sizeof buf, &t, -1, 8, 200);
+    ck_assert_str_eq(buf, "  plan      samples/s step ms   idle   comm    MFU  memory per device: "
+                          "peak/predicted, or why not measured");
+    dp_advice_row(buf, sizeof buf, &t, 0, 8, 200);
+    ck_assert_str_eq(buf, "* DP x2       32000.0    4.00  25.0%  12.5%  50.0%  2.8M/3.0M "
+                          "3.0M/3.0M");
+    dp_advice_row(buf, sizeof buf, &t, 1, 41, 200);
+    ck_assert_str_eq(buf, "  PP 2 stages, 4 micro, 1F1B (cpu:2 unused)    16000.0    8.00  50.0%"
+                          "   0.0%      -  2.0M/2.0M 127K/127K  dropped: slower");
+    dp_advice_row(buf, sizeof buf, &t, 1, 28, 200); /* cut: without "(cpu:2 unused)" */
+    ck_assert_str_eq(buf, "  PP 2 stages, 4 micro, 1F1B      16000.0    8.00  50.0%   0.0%      -"
+                          "  2.0M/2.0M 127K/127K  dropped: slower");
+    dp_advice_row(buf, sizeof buf, &t, 2, 8, 200);
+    ck_assert_str_eq(buf, "  single            -       -      -      -      -  needs 5.3 MiB on "
+                          "cpu:0, which has 4.0 MiB");
+    dp_advice_row(buf, sizeof buf, &t, 2, 8, 80); /* 92 columns: the reason moves left */
+    ck_assert_str_eq(buf, "  single    needs 5.3 MiB on cpu:0, which has 4.0 MiB");
+}
+END_TEST
+
 Suite *layout_suite(void)
 {
     Suite *s = suite_create("layout");
@@ -274,6 +319,7 @@ Suite *layout_suite(void)
     tcase_add_test(tc, test_layout_sizes);
     tcase_add_test(tc, test_panel_rows);
     tcase_add_test(tc, test_eval_result);
+    tcase_add_test(tc, test_advice_row);
     suite_add_tcase(s, tc);
     return s;
 }

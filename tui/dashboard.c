@@ -61,6 +61,39 @@ typedef struct frame {
 
 #define NOTE_S 4.0 /* how long a note stays */
 
+/* The plan advisor's view (keys a and A): the latest table the control published, kept between
+ * frames and copied again only when a newer one comes. It takes the body of the screen (the
+ * rows between the health line and the event line) while open. */
+typedef struct advisor_view {
+    bool open;
+    dp_advice_table table;    /* table.c has room for DP_ADVICE_MAX (NULL: out of memory) */
+    unsigned long generation; /* of the table held (0: none yet) */
+    bool was_advising;        /* the last frame's st.advising: a search that begins opens it */
+    int first;                /* the first row of the table shown */
+    int page;                 /* the table's rows the last frame showed, for PgUp and PgDn */
+} advisor_view;
+
+/* Whether a search is asked for or under way (one asked for just as the run ended never
+ * comes). */
+static bool measuring(const dp_control_status *s)
+{
+    return s->advising && !s->finished;
+}
+
+/* The control's newest table into the view. The view opens by itself when a search begins
+ * (strategy = auto's at the start, or another view's) and when its table comes: the answer to a
+ * question someone asked. */
+static void update_advisor(dp_control *ctl, const dp_control_status *st, advisor_view *v)
+{
+    if (v->table.c && dp_control_copy_advice(ctl, &v->table, &v->generation)) {
+        v->open = true;
+        v->first = 0;
+    }
+    if (measuring(st) && !v->was_advising)
+        v->open = true;
+    v->was_advising = measuring(st);
+}
+
 /* Takes the frame's copies; leaves the GPU readings of this process's devices (NVML is read
  * once a second) and the host's figures. */
 static void snapshot(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info, frame *f)
@@ -155,14 +188,17 @@ static void state_text(const frame *f, char *buf, size_t size)
             waiting_devices(f, who, sizeof who);
             snprintf(buf, size, "stalled for %.0f s: %s", for_s, who);
         } else {
-            snprintf(buf, size, "training");
+            snprintf(buf, size, "%s", s->advising ? "training, the plan advisor measuring plans"
+                                                  : "training");
         }
         break;
     case DP_STATE_EVALUATING:
         snprintf(buf, size, "evaluating %ld/%ld", s->eval_done, s->eval_total);
         break;
     case DP_STATE_PAUSED:
-        snprintf(buf, size, "PAUSED"); /* the event line says space resumes */
+        /* the event line says space resumes */
+        snprintf(buf, size, "%s", s->advising ? "PAUSED, the plan advisor measuring plans"
+                                              : "PAUSED");
         break;
     case DP_STATE_FINISHED:
         snprintf(buf, size, "%s", s->stopped_early ? "stopped" : "finished");
@@ -783,6 +819,10 @@ static const struct key_help {
     { "+-", "Micro", "+ / -     one micro-batch more / fewer" },
     { "Spc", "Pause", "space     pause / resume" },
     { "c", "Ckpt", "c         write a checkpoint" },
+    { "a", "Advise", "a         find the fastest plan (the advisor)" },
+    { "A", NULL, "A         show / hide the advisor's table" },
+    { "Esc", NULL, "Esc       hide the advisor's table" },
+    { "Up/Dn", NULL, "Up/Down   scroll the table (PgUp/PgDn too)" },
     { "q", "Quit", "q or F10  quit (after the current step)" },
 };
 #define N_KEYS ((int)(sizeof keys / sizeof *keys))
@@ -793,6 +833,8 @@ static void draw_keys(const dp_style *sty, dp_rect r)
     move(r.y, r.x);
     int x = 0;
     for (int k = 0; k < N_KEYS && x < r.w; k++) {
+        if (!keys[k].label) /* in the help only */
+            continue;
         int need = (int)(strlen(keys[k].key) + strlen(keys[k].label)) + 1;
         if (x + need > r.w)
             break;
@@ -815,6 +857,64 @@ static void draw_help(const dp_style *sty)
     for (int k = 0; k < N_KEYS; k++)
         dp_text(y + 2 + k, x + 2, w - 4, A_NORMAL, "%s", keys[k].help);
     dp_text(y + h - 1, x + 2, w - 4, A_NORMAL, "q, Esc or any other key closes this");
+}
+
+/* The outcome of the advisor's search from row r.y + 1, in bold: on a second row, broken at a
+ * space, when it does not fit one and the body has room. Returns the row after it. */
+static int draw_outcome(dp_rect r, const char *text)
+{
+    int len = (int)strlen(text), w = r.w - 2, cut = len;
+    if (len > w && r.h >= 12) {
+        cut = w;
+        while (cut > w / 2 && text[cut] != ' ')
+            cut--;
+        if (text[cut] != ' ')
+            cut = w;
+    }
+    dp_text(r.y + 1, r.x, r.w, A_BOLD, " %.*s", cut, text);
+    if (cut == len)
+        return r.y + 2;
+    dp_text(r.y + 2, r.x, r.w, A_BOLD, "   %s", text + cut + (text[cut] == ' '));
+    return r.y + 3;
+}
+
+/* The plan advisor's view in the body r: what the advisor is doing, the outcome of its last
+ * search, the keys, then the table (dp_advice_rows). */
+static void draw_advisor(const dp_style *sty, dp_rect r, const frame *f, advisor_view *v)
+{
+    const dp_advice_table *t = &v->table;
+    int title = dp_attr(sty, DP_PAIR_TITLE, A_BOLD);
+    bool have = v->generation > 0 && t->c;
+    if (r.h < 4)
+        return;
+    if (measuring(&f->st))
+        dp_text(r.y, r.x, r.w, dp_attr(sty, DP_PAIR_WARN, A_BOLD) | A_BOLD,
+                " plan advisor: measuring plans on the training's own steps%s",
+                have ? "; the last table below" : ": the table comes when the search ends");
+    else if (have && t->n == 0) /* a model it cannot plan: the outcome says why */
+        dp_text(r.y, r.x, r.w, title, " plan advisor: no plan to measure");
+    else if (have)
+        dp_text(r.y, r.x, r.w, title, " plan advisor: %d plans, %d measured over steps %ld-%ld "
+                                      "(%.1f s)", t->n, t->measured, t->first_step,
+                t->last_step, t->seconds);
+    else if (!t->c)
+        dp_text(r.y, r.x, r.w, title, " plan advisor: out of memory for its table");
+    else
+        dp_text(r.y, r.x, r.w, title, " plan advisor: no table yet (a measures the plans)");
+    int y = r.y + 1;
+    if (have)
+        y = draw_outcome(r, t->outcome);
+    if (have && t->n > 0) /* the table below the keys' line */
+        v->page = dp_advice_rows(sty, (dp_rect){ r.x, y + 1, r.w, r.y + r.h - y - 1 }, t,
+                                 &v->first);
+    /* the rows shown first, when they are not all: a narrow screen cuts the keys' names */
+    if (have && t->n > v->page && v->page > 0)
+        dp_text(y, r.x, r.w, A_NORMAL,
+                " rows %d-%d of %d: Up/Down PgUp/PgDn scroll  a measures again  A or Esc hides "
+                "this", v->first + 1, v->first + v->page < t->n ? v->first + v->page : t->n,
+                t->n);
+    else
+        dp_text(y, r.x, r.w, A_NORMAL, " a measures again  A or Esc hides this");
 }
 
 /* The last event and how long ago it came. */
@@ -843,8 +943,36 @@ static void draw_finish(dp_rect event, dp_rect bar, const char *text)
         dp_text(bar.y, 0, bar.w, A_BOLD, " %s", text + cut + (text[cut] == ' '));
 }
 
+/* The body between the health line and the event line: the device panels, then the loss plot,
+ * the evaluations and the timeline (a GAN's plots and samples). */
+static void draw_body(const dp_style *sty, const dp_layout *lay, const frame *f,
+                      const dp_dashboard_info *info, picture *pic, bool gan, int stages)
+{
+    for (int i = 0; i < lay->n_panels; i++)
+        draw_panel(sty, lay->panels[i], f, info, i);
+    if (lay->n_panels < f->all_devices) /* on the blank row above the plot */
+        dp_text((gan ? lay->gan_line.y : lay->loss_plot.y) - 1, 0, COLS - lay->samples.w, A_BOLD,
+                " +%d more device%s (a larger terminal shows them)",
+                f->all_devices - lay->n_panels, f->all_devices - lay->n_panels == 1 ? "" : "s");
+    if (gan) {
+        dp_series_plot(sty, lay->loss_plot, &f->series, "D loss");
+        if (lay->loss_plot_g.h)
+            dp_series_plot(sty, lay->loss_plot_g, &f->gan.loss_g, "G loss");
+        draw_gan_line(sty, lay->gan_line, f, lay->samples_left_out);
+        if (lay->samples.h)
+            draw_samples(sty, lay->samples, f, pic);
+    } else {
+        dp_series_plot(sty, lay->loss_plot, &f->series,
+                       strcmp(f->loss_name, "mloss") == 0 ? "masked loss" : "loss");
+    }
+    dp_eval_table(sty, lay->evals, f->st.evals, f->st.n_evals, f->st.evals_done,
+                  f->st.n_evals ? f->st.best_eval.step : -1);
+    if (lay->timeline.h)
+        dp_timeline_plot(sty, lay->timeline, f->timeline, stages, f->st.request.micro);
+}
+
 static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *info, bool help,
-                 picture *pic)
+                 picture *pic, advisor_view *adv)
 {
     erase();
     dp_layout lay;
@@ -861,27 +989,11 @@ static void draw(const dp_style *sty, const frame *f, const dp_dashboard_info *i
     }
     draw_header(sty, lay.header, f, info);
     draw_health(sty, lay.health, f);
-    for (int i = 0; i < lay.n_panels; i++)
-        draw_panel(sty, lay.panels[i], f, info, i);
-    if (lay.n_panels < f->all_devices) /* on the blank row above the plot */
-        dp_text((gan ? lay.gan_line.y : lay.loss_plot.y) - 1, 0, COLS - lay.samples.w, A_BOLD,
-                " +%d more device%s (a larger terminal shows them)",
-                f->all_devices - lay.n_panels, f->all_devices - lay.n_panels == 1 ? "" : "s");
-    if (gan) {
-        dp_series_plot(sty, lay.loss_plot, &f->series, "D loss");
-        if (lay.loss_plot_g.h)
-            dp_series_plot(sty, lay.loss_plot_g, &f->gan.loss_g, "G loss");
-        draw_gan_line(sty, lay.gan_line, f, lay.samples_left_out);
-        if (lay.samples.h)
-            draw_samples(sty, lay.samples, f, pic);
-    } else {
-        dp_series_plot(sty, lay.loss_plot, &f->series,
-                       strcmp(f->loss_name, "mloss") == 0 ? "masked loss" : "loss");
-    }
-    dp_eval_table(sty, lay.evals, f->st.evals, f->st.n_evals, f->st.evals_done,
-                  f->st.n_evals ? f->st.best_eval.step : -1);
-    if (lay.timeline.h)
-        dp_timeline_plot(sty, lay.timeline, f->timeline, stages, f->st.request.micro);
+    if (adv->open) /* the advisor's view takes the body */
+        draw_advisor(sty, (dp_rect){ 0, lay.health.y + 1, COLS, lay.event.y - lay.health.y - 1 },
+                     f, adv);
+    else
+        draw_body(sty, &lay, f, info, pic, gan, stages);
     if (f->st.event[0] && dp_health_state(&f->st) == DP_STATE_FINISHED)
         draw_finish(lay.event, lay.keys, f->st.event);
     else if (f->st.event[0])
@@ -984,10 +1096,55 @@ static void change_micro(dp_trainer *t, dp_control *ctl, const frame *f,
         ask_switch(t, ctl, f, &req);
 }
 
-/* A key after the run has ended: only help and quit do anything; the others say so on the
- * health line, so that the finish message stays on the event line. */
-static bool on_key_finished(int ch, frame *f, bool *help)
+/* a: the advisor measures the plans from the next step on (again, when it did before) and
+ * picks the fastest; the view opens to show it doing so, and its table when it is done. */
+static void ask_advice(dp_control *ctl, advisor_view *v)
 {
+    v->open = true;
+    if (dp_control_request_advice(ctl))
+        dp_control_event(ctl, "plan advisor: measuring plans from the next step (a key that "
+                              "switches stops it)");
+    else
+        dp_control_event(ctl, "the plan advisor is already measuring plans");
+}
+
+/* The advisor's view's own keys, whether the run goes on or has ended: A shows or hides it, Esc
+ * hides it, the arrows, PgUp, PgDn, Home and End scroll its table. Returns whether ch was one. */
+static bool advisor_key(int ch, advisor_view *v)
+{
+    int page = v->page > 1 ? v->page - 1 : 1; /* a page keeps a row of the last in sight */
+    switch (ch) {
+    case 'A':
+        v->open = !v->open;
+        return true;
+    case 27: /* Esc */
+        v->open = false;
+        return true;
+    case KEY_UP:
+    case KEY_DOWN:
+    case KEY_PPAGE:
+    case KEY_NPAGE:
+    case KEY_HOME:
+    case KEY_END:
+        if (!v->open)
+            return false;
+        v->first += ch == KEY_UP ? -1 : ch == KEY_DOWN ? 1 : ch == KEY_PPAGE ? -page
+                  : ch == KEY_NPAGE ? page : ch == KEY_HOME ? -v->table.n : v->table.n;
+        /* the last rows fill the page (as the drawing keeps them): End then Up goes up one */
+        int most = v->table.n > v->page ? v->table.n - v->page : 0;
+        v->first = v->first > most ? most : v->first < 0 ? 0 : v->first;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* A key after the run has ended: only help, quit and the advisor's view do anything; the others
+ * say so on the health line, so that the finish message stays on the event line. */
+static bool on_key_finished(int ch, frame *f, bool *help, advisor_view *adv)
+{
+    if (advisor_key(ch, adv))
+        return false;
     switch (ch) {
     case KEY_F(1):
     case '?':
@@ -1005,14 +1162,17 @@ static bool on_key_finished(int ch, frame *f, bool *help)
 }
 
 /* Handles one key; returns true when it asks to quit. */
-static bool on_key(int ch, dp_trainer *t, dp_control *ctl, frame *f, bool *help)
+static bool on_key(int ch, dp_trainer *t, dp_control *ctl, frame *f, bool *help,
+                   advisor_view *adv)
 {
     if (*help) { /* q, Esc or any other key closes the help, and does nothing else */
         *help = false;
         return false;
     }
     if (f->st.finished)
-        return on_key_finished(ch, f, help);
+        return on_key_finished(ch, f, help, adv);
+    if (advisor_key(ch, adv))
+        return false;
     /* The newest plan asked for, else the one in use: keys pressed before the loop makes a
      * switch add up. */
     dp_plan_request now = dp_control_switch_base(ctl);
@@ -1042,6 +1202,9 @@ static bool on_key(int ch, dp_trainer *t, dp_control *ctl, frame *f, bool *help)
         dp_control_event(ctl, dp_control_request_checkpoint(ctl)
                                   ? "writing a checkpoint after this step"
                                   : "no checkpoint directory: start with --checkpoint-dir DIR");
+        break;
+    case 'a':
+        ask_advice(ctl, adv);
         break;
     case 'q':
     case KEY_F(10):
@@ -1215,7 +1378,7 @@ static void read_host(frame *f)
 /* Every key waiting, each handled (one frame may be slower than the keys come): the first
  * waits up to refresh_ms, the others not at all. Returns true when one asks to quit. */
 static bool read_keys(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info, frame *f,
-                      bool *help)
+                      bool *help, advisor_view *adv)
 {
     bool quit = false;
     timeout(info->refresh_ms);
@@ -1225,7 +1388,7 @@ static bool read_keys(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *i
             ch = launcher_key();
         if (ch == ERR)
             break;
-        if (ch != KEY_RESIZE && on_key(ch, t, ctl, f, help))
+        if (ch != KEY_RESIZE && on_key(ch, t, ctl, f, help, adv))
             quit = true;
         timeout(0);
     }
@@ -1238,10 +1401,12 @@ static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info
                    atomic_int *stop, const dp_style *sty, dp_gpumon *mon, picture *pic)
 {
     static frame f; /* large: keep it off the stack */
+    advisor_view adv = { .table.c = calloc(DP_ADVICE_MAX, sizeof(dp_advice)) };
     bool help = false, quitting = false;
     double last_read = -1e9, last_host = -1e9, stopped_at = 0, last_repaint = 0;
     for (;;) {
         snapshot(t, ctl, info, &f);
+        update_advisor(ctl, &f.st, &adv);
         read_gpus(mon, t, &f, &last_read);
         if (f.now - last_host >= 1.0) {
             read_host(&f);
@@ -1259,8 +1424,8 @@ static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info
             clearok(curscr, TRUE); /* the launcher may have printed over the screen */
             last_repaint = dp_now_s();
         }
-        draw(sty, &f, info, help, pic);
-        if (read_keys(t, ctl, info, &f, &help)) {
+        draw(sty, &f, info, help, pic, &adv);
+        if (read_keys(t, ctl, info, &f, &help, &adv)) {
             if (f.st.finished)
                 break;
             quitting = true;
@@ -1275,6 +1440,7 @@ static void frames(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info
     }
     dp_control_samples_free(&f.samples);
     f.samples.generation = 0;
+    free(adv.table.c);
 }
 
 int dp_dashboard_run(dp_trainer *t, dp_control *ctl, const dp_dashboard_info *info,

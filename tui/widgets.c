@@ -405,3 +405,109 @@ void dp_util_chart(const dp_style *st, dp_rect r, const dp_util_series *u, doubl
     if (cols > n_end + 6)
         dp_text(axis, r.x + label_w + cols - n_end, n_end, A_NORMAL, "%s", end);
 }
+
+/* ---- the plan advisor's table ---- */
+
+/* "2.6M", "127K", "512B": bytes in 4 or 5 characters, for the table's narrow memory cells. */
+static void short_bytes(char *buf, size_t size, size_t bytes)
+{
+    static const char unit[] = "BKMGT";
+    double b = (double)bytes;
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(buf, size, u && b < 10 ? "%.1f%c" : "%.0f%c", b, unit[u]);
+}
+
+void dp_advice_memory(char *buf, size_t size, const dp_advice_table *t, const dp_advice *a)
+{
+    size_t at = 0;
+    bool measured = a->steps > 0 && !a->left_out;
+    buf[0] = '\0';
+    for (int d = 0; d < t->n_devices && d < DP_MAX_DEVICES && at + 1 < size; d++) {
+        if (!a->need[d] && !a->peak[d]) /* a device the plan leaves unused */
+            continue;
+        char need[16], peak[16];
+        short_bytes(need, sizeof need, a->need[d]);
+        short_bytes(peak, sizeof peak, a->peak[d]);
+        int n = measured ? snprintf(buf + at, size - at, "%s%s/%s", at ? " " : "", peak, need)
+                         : snprintf(buf + at, size - at, "%s~%s", at ? " " : "", need);
+        if (n < 0)
+            break;
+        at += (size_t)n;
+    }
+}
+
+void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int plan_w,
+                   int width)
+{
+    if (i < 0) {
+        snprintf(buf, size, "  %-*s %10s %7s %6s %6s %6s  %s", plan_w, "plan",
+                 "samples/s", "step ms", "idle", "comm", "MFU",
+                 "memory per device: peak/predicted, or why not measured");
+        return;
+    }
+    const dp_advice *a = &t->c[i];
+    char plan[64];
+    snprintf(plan, sizeof plan, "%s", a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy));
+    char *unused = strstr(plan, " ("); /* "(from cpu:2 unused)": whole, or not at all */
+    if (unused && (int)strlen(plan) > plan_w && unused - plan <= plan_w)
+        *unused = '\0';
+    char mem[256];
+    if (a->steps > 0 && !a->left_out && a->step_s > 0) {
+        char mfu[16] = "-";
+        if (a->mfu >= 0)
+            snprintf(mfu, sizeof mfu, "%.1f%%", 100 * (a->mfu > 1 ? 1 : a->mfu));
+        dp_advice_memory(mem, sizeof mem, t, a);
+        snprintf(buf, size, "%c %-*.*s %10.1f %7.2f %5.1f%% %5.1f%% %6s  %s%s",
+                 a->chosen ? '*' : ' ', plan_w, plan_w, plan, t->batch / a->step_s,
+                 1e3 * a->step_s, 100 * a->idle, 100 * a->comm, mfu, mem,
+                 a->dropped ? "  dropped: slower" : "");
+        return;
+    }
+    /* not measured: the reason it was left out, else (a search that stopped before it) the
+     * prediction */
+    if (a->left_out || a->why[0])
+        snprintf(mem, sizeof mem, "%s", a->why);
+    else
+        dp_advice_memory(mem, sizeof mem, t, a);
+    int n = snprintf(buf, size, "  %-*.*s %10s %7s %6s %6s %6s  %s", plan_w, plan_w, plan, "-",
+                     "-", "-", "-", "-", mem);
+    if (n > width) /* the reason where the figures would be, rather than cut */
+        snprintf(buf, size, "  %-*.*s  %s", plan_w, plan_w, plan, mem);
+}
+
+int dp_advice_rows(const dp_style *st, dp_rect r, const dp_advice_table *t, int *first)
+{
+    if (r.h < 2 || r.w < 20)
+        return 0;
+    /* the plans' names in full where the figures and 16 columns of memory or reason still fit
+     * beside them, else cut to 28 columns ("PP 2 stages, 16 micro, GPipe" without the devices
+     * it leaves unused); what does not fit is cut at the right */
+    int plan_w = 4;
+    for (int i = 0; i < t->n; i++) {
+        const dp_advice *a = &t->c[i];
+        int len = (int)strlen(a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy));
+        plan_w = len > plan_w ? len : plan_w;
+    }
+    int room = r.w - 2 - 40 - 2 - 16; /* the mark; the figures; the memory or reason */
+    if (plan_w > room)
+        plan_w = room > 28 ? room : plan_w < 28 ? plan_w : 28;
+    char text[512];
+    dp_advice_row(text, sizeof text, t, -1, plan_w, r.w);
+    dp_text(r.y, r.x, r.w, A_BOLD, "%s", text);
+    int rows = r.h - 1;
+    int most = t->n > rows ? t->n - rows : 0;
+    *first = *first > most ? most : *first < 0 ? 0 : *first;
+    for (int k = 0; k < rows && *first + k < t->n; k++) {
+        const dp_advice *a = &t->c[*first + k];
+        int attr = a->chosen                   ? dp_attr(st, DP_PAIR_GOOD, A_BOLD) | A_BOLD
+                   : a->left_out || a->dropped ? (int)A_DIM
+                                               : (int)A_NORMAL;
+        dp_advice_row(text, sizeof text, t, *first + k, plan_w, r.w);
+        dp_text(r.y + 1 + k, r.x, r.w, attr, "%s", text);
+    }
+    return rows;
+}

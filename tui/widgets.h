@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "engine/advisor.h"
 #include "engine/control.h"
 #include "engine/metrics.h"
 #include "tui/layout.h"
@@ -58,6 +59,24 @@ void dp_eval_result(char *buf, size_t size, const dp_eval_point *e);
  * newest has them, else D(x)); the one at best_step marked. */
 void dp_eval_table(const dp_style *st, dp_rect r, const dp_eval_point *evals, int n, long total,
                    long best_step);
+
+/* A candidate's memory on the devices it uses, compactly, in the run's device order: each
+ * device's measured peak over its predicted bytes, "2.6M/2.7M 127K/130K"; a candidate not
+ * measured, its prediction, "~2.7M ~130K". */
+void dp_advice_memory(char *buf, size_t size, const dp_advice_table *t, const dp_advice *a);
+
+/* Row i of the plan advisor's table as text, its plan name in plan_w columns: the mark ('*'
+ * chosen, else ' '), plan, samples/s, step ms, idle and communication shares, MFU, then the
+ * memory (dp_advice_memory) and "dropped: slower" for a plan stopped early, or for a plan not
+ * measured "-" figures and the reason it was left out; when that row is wider than `width`,
+ * the reason right after the plan instead of the "-" figures. i < 0: the header row. */
+void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int plan_w,
+                   int width);
+
+/* The plan advisor's table in r: the header row, then a row a candidate (dp_advice_row) from
+ * row *first, which is clamped so that the rows fill r (and written back); the chosen plan in
+ * bold (green with colours), dropped and left-out plans dim. Returns the rows that fit. */
+int dp_advice_rows(const dp_style *st, dp_rect r, const dp_advice_table *t, int *first);
 
 /* A device's utilisation over the wall-clock span [t0, t1) (the run's, the same for every
  * device) as a column chart with a 0-100 % scale on the left and a time axis on the last row. */
