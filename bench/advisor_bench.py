@@ -14,9 +14,11 @@
                                                 chosen|runnable|samples_per_s|status
     advisor_bench.py outcome FILE               chosen|plans|measured|first_step|last_step|
                                                 seconds
-    advisor_bench.py rate FILE AFTER            steps|samples/s: the steady rate of the step
-                                                records after step AFTER (the harmonic mean of
-                                                their samples/s; the batches are full)
+    advisor_bench.py rate FILE AFTER [median]   steps|samples/s: the steady rate of the step
+                                                records after step AFTER: the harmonic mean of
+                                                their samples/s (the batches are full: samples
+                                                over time), or their median (deaf to the steps
+                                                a busy machine slowed)
     advisor_bench.py summary FILE               seconds|samples_per_s|steps|test_accuracy
 
 A plan is runnable (measurable on its own) when the table does not leave it out, or leaves it
@@ -174,15 +176,21 @@ def cmd_outcome(path):
         o.get("last_step"), f"{o.get('seconds') or 0:.2f}")))
 
 
-def cmd_rate(path, after):
-    n, inv = 0, 0.0
+def cmd_rate(path, after, stat="mean"):
+    rates = []
     for r in records(path):
         if r.get("type") == "step" and r.get("step", 0) > after:
             rate = r.get("samples_per_s")
             if isinstance(rate, (int, float)) and rate > 0:
-                n += 1
-                inv += 1.0 / rate
-    print(f"{n}|{n / inv:.1f}" if n else "0|0")
+                rates.append(rate)
+    n = len(rates)
+    if not n:
+        print("0|0")
+    elif stat == "median":
+        rates.sort()
+        print(f"{n}|{(rates[(n - 1) // 2] + rates[n // 2]) / 2:.1f}")
+    else:
+        print(f"{n}|{n / sum(1.0 / x for x in rates):.1f}")
 
 
 def cmd_summary(path):
@@ -210,8 +218,8 @@ def main(argv):
         cmd_plans(args[0])
     elif cmd == "outcome" and len(args) == 1:
         cmd_outcome(args[0])
-    elif cmd == "rate" and len(args) == 2:
-        cmd_rate(args[0], int(args[1]))
+    elif cmd == "rate" and len(args) in (2, 3) and args[2:] in ([], ["mean"], ["median"]):
+        cmd_rate(args[0], int(args[1]), *args[2:])
     elif cmd == "summary" and len(args) == 1:
         cmd_summary(args[0])
     else:

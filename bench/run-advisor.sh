@@ -12,9 +12,10 @@
 #       same devices, --steps steps after --warmup, in --rounds rounds (the order reversed
 #       every other round; each plan keeps its best round: a shared machine only ever makes a
 #       round slower). A plan's steady samples/s is the harmonic mean of its step records'
-#       samples/s after the warm-up (the batches are full). Reported: the chosen plan's
-#       samples/s over the best plan's (goal >= 0.95), and the auto run's own samples/s after
-#       the search over the same best.
+#       samples/s after the warm-up (the batches are full: samples over time), or with
+#       --median their median (deaf to the steps other work on a busy machine slowed).
+#       Reported: the chosen plan's samples/s over the best plan's (goal >= 0.95), and the
+#       auto run's own samples/s after the search over the same best.
 #   (b) cost: a --cost-epochs (5) epoch fashion-cnn run on --cost-devices (cpu:2) under
 #       --strategy auto against the same run with the plan the first auto run chose fixed from
 #       the start, in --rounds rounds (reversed order every other round, best of each).
@@ -32,12 +33,14 @@
 # Usage: bench/run-advisor.sh [--models "fashion-mlp fashion-cnn tiny-gpt"]
 #            [--devices "cpu:2 cpu:4"] [--steps 30] [--warmup 5] [--rounds 2] [--steady 30]
 #            [--auto-plans N] [--auto-steps N] [--device-memory SIZE] [--cost-epochs 5]
-#            [--cost-devices cpu:2] [--cost-limit N] [--no-quality] [--no-cost] [--quick]
+#            [--cost-devices cpu:2] [--cost-limit N] [--median] [--no-quality] [--no-cost]
+#            [--quick]
 # --quick: a smoke run: fashion-mlp only, 10 steps after 2, one round, and the cost run over
-#   5 epochs of 1920 samples (about a minute on two cores). --auto-plans sets [parallel]
+#   5 epochs of 1920 samples (two minutes on two busy cores). --auto-plans sets [parallel]
 #   auto_plans (0: the search measures every plan that fits; default 8), --auto-steps the
 #   steps the search may take (default 8 per plan it may measure, plus 8), --device-memory
-#   [parallel] device_memory for every run. The full run takes about 40 minutes on two cores.
+#   [parallel] device_memory for every run. The full run takes about 30 minutes on two idle
+#   cores (an hour on busy ones; --rounds 1 saves about 40 %).
 #
 # Binaries: $DPMPTOP_BUILD, else the current directory when it holds dpmptop, else the source
 # tree this script sits in. Python (numpy): $ADVISOR_PYTHON, default /usr/bin/python3.
@@ -46,7 +49,7 @@ set -eu
 
 models="fashion-mlp fashion-cnn tiny-gpt" devsets="cpu:2 cpu:4" steps=30 warm=5 rounds=2
 steady=30 auto_plans="" auto_steps="" device_memory="" cost_epochs=5 cost_devices=cpu:2
-cost_limit=0 do_quality=yes do_cost=yes
+cost_limit=0 stat="harmonic mean" do_quality=yes do_cost=yes
 while [ $# -gt 0 ]; do
     case $1 in
     --models) models=$2; shift ;;
@@ -61,6 +64,7 @@ while [ $# -gt 0 ]; do
     --cost-epochs) cost_epochs=$2; shift ;;
     --cost-devices) cost_devices=$2; shift ;;
     --cost-limit) cost_limit=$2; shift ;;
+    --median) stat=median ;;
     --no-quality) do_quality=no ;;
     --no-cost) do_cost=no ;;
     --quick) models=fashion-mlp steps=10 warm=2 rounds=1 steady=10 cost_limit=1920 ;;
@@ -97,7 +101,9 @@ if [ -z "$auto_steps" ]; then
     auto_steps=$((8 * k + 8))
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }'; }
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }'
+}
 greater() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
 field() { printf '%s\n' "$1" | cut -d'|' -f"$2"; }
 # conf INI SECTION KEY: the effective value of a key (dpmptop --print-config).
@@ -188,11 +194,18 @@ quality() {
         return 0
     fi
     outcome=$("$python" "$helper" outcome "$tmp/$key-auto.jsonl")
+    if [ -z "$outcome" ]; then
+        echo "the auto run wrote no advice table:"
+        tail -5 "$tmp/$key-auto.out"
+        printf '%s|%s|no table|-|-|-|-|-|-|-|-\n' "$m" "$devs" >>"$tmp/quality.txt"
+        return 0
+    fi
     "$python" "$helper" plans "$tmp/$key-auto.jsonl" >"$tmp/$key-plans.txt"
     chosen=$(field "$outcome" 1) n_plans=$(field "$outcome" 2) n_measured=$(field "$outcome" 3)
     last=$(field "$outcome" 5) search_s=$(field "$outcome" 6)
     grep -m1 '^plan advisor:' "$tmp/$key-auto.out" || true
-    in_run=$("$python" "$helper" rate "$tmp/$key-auto.jsonl" $((last + warm)))
+    in_run=$("$python" "$helper" rate "$tmp/$key-auto.jsonl" $((last + warm)) \
+                "${stat#harmonic }")
     auto_rate=$(field "$in_run" 2)
     [ "$(field "$in_run" 1)" -gt 0 ] ||
         echo "warning: no steps under the chosen plan after the search; raise --auto-steps"
@@ -221,7 +234,8 @@ quality() {
             ran=$(banner_plan "$tmp/plan.out")
             want=$(printf '%s\n' "$plan" | sed 's/ ([^)]*unused)$//')
             [ "$ran" = "$want" ] || echo "warning: $plan ran as $ran ($opts)"
-            rate=$(field "$("$python" "$helper" rate "$tmp/plan.jsonl" "$warm")" 2)
+            rate=$(field "$("$python" "$helper" rate "$tmp/plan.jsonl" "$warm" \
+                               "${stat#harmonic }")" 2)
             echo "round $r: $plan: $rate samples/s"
             best=$(cat "$tmp/$key-$i.best" 2>/dev/null || echo 0)
             greater "$rate" "$best" && printf '%s\n' "$rate" >"$tmp/$key-$i.best"
@@ -229,7 +243,7 @@ quality() {
         r=$((r + 1))
     done
     # the per-plan table, and the best plan
-    best_rate=0 best_plan=- chosen_rate=0
+    best_rate=0 best_plan=- chosen_rate=-
     {
         echo "plan|in the auto run|samples/s on its own (best of $rounds)|/ best"
         while IFS="|" read -r i plan _ _ _ _ is_chosen runnable \
@@ -327,7 +341,8 @@ cost() {
     added=$(awk -v a="$(field "$a" 1)" -v f="$(field "$f" 1)" \
                 'BEGIN { printf "%+.1f %%", 100 * (a - f) / f }')
     choices=$(cut -d'|' -f5 "$tmp/cost-auto.txt" | sort | uniq -c | sed 's/^ *//' |
-              awk '{ n = $1; $1 = ""; printf "%s%s (%dx)", (NR > 1 ? ", " : ""), substr($0, 2), n }')
+              awk '{ n = $1; $1 = ""
+                     printf "%s%s (%dx)", (NR > 1 ? ", " : ""), substr($0, 2), n }')
     printf '%s|%s|%s|%s of %s|%s-%s (%s s)|%s|%s|%s|%s / %s\n' "$cost_epochs" "$(field "$a" 3)" \
         "$choices" "$(field "$a" 7)" "$(field "$a" 6)" "$(field "$a" 8)" "$(field "$a" 9)" \
         "$(field "$a" 10)" "$(field "$a" 1)" "$(field "$f" 1)" "$added" "$(field "$a" 4)" \
@@ -359,9 +374,9 @@ if [ -s "$tmp/quality.txt" ]; then
         cat "$tmp/quality.txt"
     } | mdtable
     echo
-    echo "samples/s: steady training samples/s of a plan run on its own ($steps steps after" \
-         "$warm, best of $rounds rounds); the auto run's: its steps under the chosen plan" \
-         "after the search (after $warm more)."
+    echo "samples/s: steady training samples/s (the $stat over the steps) of a plan run on" \
+         "its own ($steps steps after $warm, best of $rounds rounds); the auto run's: its" \
+         "steps under the chosen plan after the search (after $warm more; one run)."
 fi
 if [ -s "$tmp/cost.txt" ]; then
     echo
