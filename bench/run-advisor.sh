@@ -39,8 +39,8 @@
 #   5 epochs of 1920 samples (two minutes on two busy cores). --auto-plans sets [parallel]
 #   auto_plans (0: the search measures every plan that fits; default 8), --auto-steps the
 #   steps the search may take (default 8 per plan it may measure, plus 8), --device-memory
-#   [parallel] device_memory for every run. The full run takes about 30 minutes on two idle
-#   cores (an hour on busy ones; --rounds 1 saves about 40 %).
+#   [parallel] device_memory for every run. The full run takes about 35 minutes on two idle
+#   cores (an hour or more on busy ones; --rounds 1 saves about 40 %).
 #
 # Binaries: $DPMPTOP_BUILD, else the current directory when it holds dpmptop, else the source
 # tree this script sits in. Python (numpy): $ADVISOR_PYTHON, default /usr/bin/python3.
