@@ -286,8 +286,11 @@ static int loop_step(loop *l, next_step *next, dp_err *err)
 
 /* ---- the plan advisor's search (engine/advisor.h), on the training's own steps ---- */
 
-#define ADVICE_FIRST_STEPS 2   /* measured steps a candidate in the first round (doubling) */
+#define ADVICE_FIRST_STEPS 3   /* measured steps a candidate in the first round (doubling):
+                                  their median is its time, so one step slowed by something
+                                  else on the machine does not drop it */
 #define ADVICE_ROUNDS 3
+#define ADVICE_MOST_STEPS (ADVICE_FIRST_STEPS << (ADVICE_ROUNDS - 1))
 #define ADVICE_KEEP 1.3        /* a round drops what is slower than this times its best */
 #define ADVICE_ESTIMATE_SPAN 2.5 /* candidates measured: estimates within this factor of the
                                     lowest (o->advise_plans of them at most), unless all are */
@@ -306,16 +309,26 @@ static int predict_in_run(void *arg, const dp_plan_request *req, dp_plan *p, siz
     return dp_trainer_plan_bytes(arg, req, p, bytes, err);
 }
 
-/* A candidate's figures over its measured steps, summed over its devices. */
+/* A candidate's figures over its measured steps, summed over its devices; each step's time. */
+enum { M_COMPUTE, M_COMM, M_IDLE, M_FLOPS, M_PEAK_WORK, M_PEAK_KNOWN, M_STEP0 };
 typedef struct measured {
-    double wall, compute, comm, idle, flops, peak_work; /* peak_work: wall x peak FLOP/s */
+    double compute, comm, idle, flops, peak_work; /* peak_work: wall x peak FLOP/s */
     bool peak_known;
+    double step_s[ADVICE_MOST_STEPS];
+    int steps;
 } measured;
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 static void add_step_figures(loop *l, int devices, measured *m)
 {
     dp_metrics *ms = dp_trainer_metrics(l->t);
-    m->wall += l->r.seconds;
+    if (m->steps < ADVICE_MOST_STEPS)
+        m->step_s[m->steps++] = l->r.seconds;
     for (int i = 0; i < devices; i++) {
         dp_device_metrics dm = dp_metrics_read(ms, i);
         m->compute += dm.compute_s;
@@ -327,9 +340,9 @@ static void add_step_figures(loop *l, int devices, measured *m)
     }
 }
 
-/* Switches to a candidate, takes a warm-up step, then measures `steps` steps of it. Under
- * mpirun the figures are every process's, summed, and rank 0's sum is the one all decide by,
- * so that every process makes the same choices. */
+/* Switches to a candidate, takes a warm-up step, then measures `steps` steps of it: its time
+ * is their median. Under mpirun the figures are every process's, summed step by step, and rank
+ * 0's sums are the ones all decide by, so that every process makes the same choices. */
 static double measure_plan(void *arg, dp_advice *a, int steps)
 {
     search *s = arg;
@@ -340,7 +353,10 @@ static double measure_plan(void *arg, dp_advice *a, int steps)
         return 0;
     }
     measured m = { .peak_known = true };
-    for (int k = 0; k <= steps; k++) { /* k = 0: the warm-up step the switch begins */
+    /* k < 0: warm-up steps, the one the switch begins, and one more for the run's first
+     * steps, which are slower (caches, page faults, thread pools) */
+    int warmup = l->res->steps == l->res->first_step ? 2 : 1;
+    for (int k = -warmup; k < steps; k++) {
         if (l->res->steps >= l->o->total_steps) {
             s->stopped = "the run reached its last step";
             return -1;
@@ -362,19 +378,26 @@ static double measure_plan(void *arg, dp_advice *a, int steps)
             s->stopped = "a plan was chosen by hand";
             return -1;
         }
-        if (k > 0)
+        if (k >= 0)
             add_step_figures(l, a->devices, &m);
     }
     for (int d = 0; d < dp_trainer_device_count(l->t) && d < DP_MAX_DEVICES; d++)
         a->peak[d] = dp_trainer_device(l->t, d)->mem_plan_peak;
-    double v[7] = { m.wall, m.compute, m.comm, m.idle, m.flops, m.peak_work, m.peak_known };
-    dp_world_sum(v, 7);
-    dp_world_broadcast(v, (int)sizeof v);
-    double busy = v[1] + v[2] + v[3];
-    a->idle = busy > 0 ? v[3] / busy : 0;
-    a->comm = busy > 0 ? v[2] / busy : 0;
-    a->mfu = v[6] >= dp_world_size() && v[5] > 0 ? v[4] / v[5] : -1;
-    return v[0] / dp_world_size() / steps;
+    double v[M_STEP0 + ADVICE_MOST_STEPS] = { m.compute, m.comm, m.idle, m.flops, m.peak_work,
+                                              m.peak_known };
+    memcpy(v + M_STEP0, m.step_s, (size_t)m.steps * sizeof *v);
+    int n = M_STEP0 + m.steps;
+    dp_world_sum(v, n);
+    dp_world_broadcast(v, (int)(n * sizeof *v));
+    double busy = v[M_COMPUTE] + v[M_COMM] + v[M_IDLE];
+    a->idle = busy > 0 ? v[M_IDLE] / busy : 0;
+    a->comm = busy > 0 ? v[M_COMM] / busy : 0;
+    a->mfu = v[M_PEAK_KNOWN] >= dp_world_size() && v[M_PEAK_WORK] > 0
+                 ? v[M_FLOPS] / v[M_PEAK_WORK] : -1;
+    qsort(v + M_STEP0, (size_t)m.steps, sizeof *v, by_value);
+    double median = m.steps % 2 ? v[M_STEP0 + m.steps / 2]
+                                : 0.5 * (v[M_STEP0 + m.steps / 2 - 1] + v[M_STEP0 + m.steps / 2]);
+    return median / dp_world_size();
 }
 
 /* The cost estimate's inputs: the layers' measured times (or their FLOPs, when they could
