@@ -203,6 +203,17 @@ for model in mlp cnn gpt; do
     done
 done
 
+# a plan chosen by hand (--switch-at) during the search stops it, and stays: the candidate in
+# use when it came is not timed on the hand-chosen plan's steps
+if run mlp-hand mlp --devices cpu:2 --strategy auto --switch-at 5:pp; then
+    grep -q '"type":"advice_outcome","step":5,"chosen":null,"outcome":"stopped after 1 of [0-9]* plans: a plan was chosen by hand"' \
+        "$work/mlp-hand.jsonl" || fail "mlp-hand: $(grep advice_outcome "$work/mlp-hand.jsonl")"
+    [ "$(grep '"type":"switch"' "$work/mlp-hand.jsonl" | tail -n 1 | grep -o '"step":[0-9]*,"from":"[^"]*","to":"PP ')" = \
+        '"step":5,"from":"DP x2","to":"PP ' ] ||
+        fail "mlp-hand: the last switch is not --switch-at's: $(grep '"type":"switch"' "$work/mlp-hand.jsonl" | tail -n 1)"
+    same mlp-single mlp-hand
+fi
+
 # ---- 2. the memory prediction against the measured peak, every plan measured ----
 # 26 plans on cpu:4 take about 8 steps each through the 3 rounds
 for model in mlp cnn gpt; do
