@@ -181,7 +181,9 @@ if outs:
                     check(abs(m['peak_bytes'] - m['predicted_bytes']) <= 0.15 * m['predicted_bytes'],
                           f"{r['plan']} on {m['device']}: peak {m['peak_bytes']}, predicted {m['predicted_bytes']}")
         if worst:
-            print(f"{name}: worst measured peak / predicted: {worst[0]:.4f} ({worst[1]}, {worst[2]})")
+            pairs = sum(1 for r in adv for m in r['memory'] if m['peak_bytes'])
+            print(f"{name}: worst measured peak / predicted of {pairs} (plan, device) pairs: "
+                  f"{worst[0]:.6f} ({worst[1]}, {worst[2]})")
     if any(o == 'bn=micro' for o in opts):
         check(any(r['strategy'] == 'pp' and r['micro'] > 1 and r['left_out'] is None for r in adv),
               'auto_bn_micro = true, yet no pipeline of several micro-batches is in the table')
@@ -229,11 +231,12 @@ done
 # the prediction of an unlimited run, set the limits below.
 sed -e 's/^features = .*/features = 256/' -e 's/^layers = .*/layers = linear:1024, relu, linear:10/' \
     "$work/mlp.ini" >"$work/big.ini"
+set --
 if run big-all big --devices cpu:2 --strategy auto --set parallel.auto_plans=0 &&
     table big-all mem; then
     # prints: the smallest plan's need, its name, the largest plan's need, the smallest's need
     # as dp_advice_bytes writes it, and the device that needs it
-    set -- $(python3 - "$work/big-all.jsonl" <<'PY'
+    needs=$(python3 - "$work/big-all.jsonl" <<'PY'
 import json, sys
 adv = [r for r in map(json.loads, open(sys.argv[1])) if r['type'] == 'advice']
 def need(r):
@@ -247,7 +250,10 @@ def text(b):
 print(need(small)[0], small['plan'].replace(' ', '_'), max(need(r)[0] for r in adv),
       text(need(small)[0]).replace(' ', '_'), need(small)[1])
 PY
-)
+) || fail "big-all: no needs in its advice records"
+    set -- $needs
+fi
+if [ $# -eq 5 ]; then
     least=$1 smallest=$(echo "$2" | tr _ ' ') most=$3 least_text=$(echo "$4" | tr _ ' ') on=$5
     # no plan fits: refused before training, naming the smallest plan and its need
     limit=$((least * 9 / 10))
