@@ -201,6 +201,14 @@ for model in mlp cnn gpt; do
         run "$name" "$model" --devices "cpu:$n" --strategy auto || continue
         table "$name"
         grep -q "^plan advisor: chose " "$work/$name.out" || fail "$name: no headless table"
+        # its columns line up, plan names with unused devices ("... (from cpu:2 unused)") too:
+        # every row's MFU ends where the header's does
+        awk '/^plan advisor: / { table = 1; next }
+             table && /^  plan / { col = index($0, "memory (measured") - 2; next }
+             table && !/^[ *] / { table = 0 }
+             table && (substr($0, col, 2) != "  " || substr($0, col - 1, 1) == " ") {
+                 print "FAIL: misaligned: " $0 > "/dev/stderr"; bad = 1 }
+             END { exit bad || !col }' "$work/$name.out" || fail "$name: the headless table"
         same "$model-single" "$name"
     done
 done
