@@ -16,6 +16,8 @@
 #    keeps pipelines of several micro-batches out unless auto_bn_micro = true;
 # 4. under mpirun (skipped without it): every process measures, rank 0 writes the table, and
 #    the run ends with the single device's parameters.
+# Also: a --switch-at during the search stops it and keeps the hand-chosen plan, and the
+# headless table's columns line up.
 # The models are small and the data synthetic or written here, so the script needs no dataset.
 # The learning rates are low enough that rounding differences (1e-7) do not grow past the
 # criterion over the 80 steps: the CNN at lr 0.01 on random labels doubles them every 7 steps.
@@ -29,8 +31,9 @@ started=$(date +%s)
 write_cifar "$work/cifar" 200 50
 write_text "$work/text.txt" 3000
 
-# The search measures at most 8 plans: 3 + 5 + 9 steps each in its 3 rounds, at most 62 steps
-# when all survive to the last; 80 steps leave the chosen plan at least 18.
+# The search measures at most 8 plans by default, in 3 rounds of a warm-up step and 2, 4, 8
+# measured steps, keeping at most half each time: 8 x 3 + 4 x 5 + 2 x 9 = 62 steps at most;
+# 80 steps leave the chosen plan at least 18.
 cat >"$work/mlp.ini" <<'INI'
 [run]
 steps = 80
