@@ -110,8 +110,12 @@ static void memory_text(const dp_advice_table *tab, const dp_advice *a, char *bu
 
 void dp_advise_print(FILE *f, const dp_advice_table *tab)
 {
+    int w = 40; /* the plan column: as wide as its longest name ("... (from cpu:2 unused)") */
+    for (int i = 0; i < tab->n; i++)
+        if ((int)strlen(tab->c[i].plan) > w)
+            w = (int)strlen(tab->c[i].plan);
     fprintf(f, "plan advisor: %s\n", tab->outcome);
-    fprintf(f, "  %-50s %5s %10s %8s %6s %6s %6s  %s\n", "plan", "steps", "samples/s",
+    fprintf(f, "  %-*s %5s %10s %8s %6s %6s %6s  %s\n", w, "plan", "steps", "samples/s",
             "step ms", "idle", "comm", "MFU",
             "memory (measured peak of predicted) / why not measured");
     for (int i = 0; i < tab->n; i++) {
@@ -123,12 +127,12 @@ void dp_advise_print(FILE *f, const dp_advice_table *tab)
             char mfu[16] = "-";
             if (a->mfu >= 0)
                 snprintf(mfu, sizeof mfu, "%.1f%%", 100 * a->mfu);
-            fprintf(f, "%s %-50s %5d %10.1f %8.2f %5.1f%% %5.1f%% %6s  %s%s\n", mark,
+            fprintf(f, "%s %-*s %5d %10.1f %8.2f %5.1f%% %5.1f%% %6s  %s%s\n", mark, w,
                     a->plan, a->steps, tab->batch / a->step_s, 1e3 * a->step_s,
                     100 * a->idle, 100 * a->comm, mfu, mem,
                     a->dropped ? "; dropped: slower" : "");
         } else {
-            fprintf(f, "  %-50s %5s %10s %8s %6s %6s %6s  %s\n",
+            fprintf(f, "  %-*s %5s %10s %8s %6s %6s %6s  %s\n", w,
                     a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy), "-", "-", "-",
                     "-", "-", "-", a->why);
         }

@@ -33,7 +33,8 @@ typedef struct loop {
     char checkpoint_path[4200]; /* the last checkpoint written ("": none yet) */
     next_step eval_stopped_by;  /* GO, or why an evaluation was stopped */
     bool advise_wanted;         /* the plan advisor should search before the next step */
-    bool hand_switched;         /* the last step began with a switch the control asked for */
+    bool hand_switched;         /* the last step began with a switch chosen by hand (the
+                                   control, or --switch-at) */
 } loop;
 
 static void tell_event(const loop *l, const dp_run_event *e)
@@ -168,9 +169,13 @@ static void publish_step(loop *l)
 static int take_step(loop *l, dp_err *err)
 {
     const dp_run_loop_opts *o = l->o;
-    if (l->next_switch < o->n_switches && o->switches[l->next_switch].step == l->res->steps + 1 &&
-        dp_trainer_request_switch(l->t, &o->switches[l->next_switch++].plan, err) < 0)
-        return -1;
+    if (l->next_switch < o->n_switches && o->switches[l->next_switch].step == l->res->steps + 1) {
+        /* a plan chosen by hand: the advisor's search stops rather than time this step as
+         * its candidate's, and keeps the plan */
+        l->hand_switched = true;
+        if (dp_trainer_request_switch(l->t, &o->switches[l->next_switch++].plan, err) < 0)
+            return -1;
+    }
     if (dp_trainer_step(l->t, &l->r, err) < 0)
         return -1;
     dp_world_heartbeat();
