@@ -33,8 +33,9 @@ typedef struct loop {
     char checkpoint_path[4200]; /* the last checkpoint written ("": none yet) */
     next_step eval_stopped_by;  /* GO, or why an evaluation was stopped */
     bool advise_wanted;         /* the plan advisor should search before the next step */
-    bool hand_switched;         /* the last step began with a switch chosen by hand (the
-                                   control, or --switch-at) */
+    bool hand_switched;         /* a switch was chosen by hand (the control, or --switch-at)
+                                   since the plan advisor was last asked for: it stops a
+                                   search, which keeps that plan */
 } loop;
 
 static void tell_event(const loop *l, const dp_run_event *e)
@@ -107,8 +108,8 @@ static int before_step(loop *l, next_step *next, dp_err *err)
         local_control(o, v);
         bool paused_here = v[CTL_PAUSED] > 0; /* before the sum: this process's control */
         dp_world_sum(v, CTL_N);
-        if (v[CTL_ADVISE] > 0)
-            l->advise_wanted = true;
+        if (v[CTL_ADVISE] > 0) /* a switch asked for with it, after it, stops it */
+            l->advise_wanted = true, l->hand_switched = false;
         if (v[CTL_SWITCH] > 0) {
             l->hand_switched = true;
             dp_plan_request req = {
@@ -279,7 +280,6 @@ static int after_step(loop *l, dp_err *err)
  * run stops first. */
 static int loop_step(loop *l, next_step *next, dp_err *err)
 {
-    l->hand_switched = false;
     if (before_step(l, next, err) < 0)
         return -1;
     if (*next != GO)
@@ -353,6 +353,10 @@ static double measure_plan(void *arg, dp_advice *a, int steps)
     search *s = arg;
     loop *l = s->l;
     dp_err why;
+    if (l->hand_switched) { /* since the advice was asked for */
+        s->stopped = "a plan was chosen by hand";
+        return -1;
+    }
     if (dp_trainer_request_switch(l->t, &a->req, &why) < 0) {
         snprintf(a->why, sizeof a->why, "%s", why.msg);
         return 0;

@@ -165,10 +165,25 @@ done
 [ -n "$now" ] && [ "$now" != "$first" ] || fail "a again showed no new table (still steps $first)"
 sleep 0.3
 screen adv >"$work/second.screen"
+
+# a switch key after a (here in the same pause) stops the search at once and keeps its plan
+tm send-keys -t adv " "
+wait_for adv "^ PAUSED" 2 || fail "space did not pause a third time"
+tm send-keys -t adv a
+wait_for adv "^ plan advisor: measuring plans" 2 || fail "a did not measure a third time"
+tm send-keys -t adv 1
+tm send-keys -t adv " "
+wait_for adv "a plan was chosen by hand" 30 ||
+    fail "a switch key after a did not stop the search: $(screen adv | sed -n 5,7p)"
+wait_for adv " single " 5 || fail "the plan chosen by hand is not in use: $(screen adv | sed -n 1,2p)"
+screen adv | grep -q "^\* " && fail "a plan is marked chosen in a stopped search's table"
+
 tm send-keys -t adv q
 [ "$(exit_of adv 10)" = 0 ] || fail "q did not leave with status 0"
-[ "$(grep -c '"type":"advice_outcome"' "$work/a.jsonl")" -eq 2 ] ||
-    fail "$(grep -c '"type":"advice_outcome"' "$work/a.jsonl") searches in the metrics, wanted 2 (a and a again; A none)"
+[ "$(grep -c '"type":"advice_outcome"' "$work/a.jsonl")" -eq 3 ] ||
+    fail "$(grep -c '"type":"advice_outcome"' "$work/a.jsonl") searches in the metrics, wanted 3 (a, a again, a stopped; A none)"
+grep -q '"type":"advice_outcome","step":[0-9]*,"chosen":null,"outcome":"stopped after 0 of [0-9]* plans: a plan was chosen by hand"' \
+    "$work/a.jsonl" || fail "the stopped search's record: $(grep advice_outcome "$work/a.jsonl" | tail -n 1)"
 why=$(check_table "$work/first.screen" "$work/a.jsonl" 0 2>&1) ||
     fail "the first table: $why"
 why=$(check_table "$work/second.screen" "$work/a.jsonl" 1 2>&1) ||
