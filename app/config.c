@@ -761,8 +761,10 @@ int dp_config_device_memory(const dp_config *c, size_t *bytes, dp_err *err)
         if (unit > 1 && *end == 'B')
             end++;
     }
-    if (end == c->device_memory || *end || errno || !(v > 0) || v * unit > 0x1p50 ||
-        v * unit < 1 << 20)
+    bool decimal = strspn(c->device_memory, "0123456789.") > 0 &&
+                   !strpbrk(c->device_memory, "xXpP"); /* strtod also reads hex */
+    if (!decimal || end == c->device_memory || *end || errno || !(v > 0) ||
+        v * unit > 0x1p50 || v * unit < 1 << 20)
         return dp_fail(err, "[parallel] device_memory: expected a size from 1M to 1024T, such as "
                             "512M or 2G (bytes, or K, M, G, T for 1024 and its powers)");
     *bytes = (size_t)(v * unit);

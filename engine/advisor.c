@@ -23,11 +23,16 @@ static void leave_out(dp_advice *a, const char *why)
 }
 
 /* A pipeline's candidates with S stages on `devices` devices (replicas = devices / S): micro-
- * batches S, 2S and 4S, each under both schedules. */
+ * batches S, 2S and 4S, each under both schedules. A model with batch normalisation, whose
+ * several micro-batches are left out, also gets the pipeline of one micro-batch, which
+ * normalises over the whole batch as configured (both schedules are the same then). */
 static void add_pipelines(const dp_model *m, const dp_advice_limits *lim, dp_strategy strategy,
                           int stages, int devices, dp_advice *out, int *n, int max)
 {
     int replicas = devices / stages;
+    if (dp_model_batch_statistics(m) && !lim->bn_micro_ok &&
+        !add(out, n, max, (dp_plan_request){ strategy, stages, 1, DP_SCHEDULE_1F1B }, devices))
+        return;
     for (int k = 1; k <= 4; k *= 2) {
         int micro = k * stages;
         if (lim->batch < replicas * micro) /* a row for every micro-batch of every replica */

@@ -63,7 +63,7 @@ typedef struct dp_advice_limits {
  * S, 2S and 4S micro-batches where the batch allows (at least one row per micro-batch of a
  * replica) and both schedules. Plans that cannot be used are listed too, left out with the
  * reason (a model with batch normalisation and a pipeline of several micro-batches, unless
- * lim->bn_micro_ok). Returns the count, or -1 (err) for a model no plan can train here (a
+ * lim->bn_micro_ok; such a model gets pipelines of one micro-batch too). Returns the count, or -1 (err) for a model no plan can train here (a
  * GAN: not yet). */
 int dp_advice_enumerate(const dp_model *m, const dp_advice_limits *lim, dp_advice *out,
                         int max, dp_err *err);

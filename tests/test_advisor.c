@@ -66,17 +66,22 @@ START_TEST(test_advice_bn)
     dp_advice a[DP_ADVICE_MAX];
     const char *layers = "linear:8, bn, relu, linear:8, relu, linear:10";
     int n = enumerate(layers, 4, 2, 64, false, a);
-    int out = 0;
-    for (int i = 0; i < n; i++)
+    int out = 0, one = 0;
+    for (int i = 0; i < n; i++) {
+        bool pipeline = a[i].req.strategy == DP_STRATEGY_PP;
+        ck_assert(a[i].left_out == (pipeline && a[i].req.micro > 1));
         if (a[i].left_out) {
             out++;
-            ck_assert_int_ge(a[i].req.micro, 2);
             ck_assert_msg(strstr(a[i].why, "batch normalisation"), "%s", a[i].why);
         }
-    ck_assert_int_eq(out, count(a, n, DP_STRATEGY_PP, -1, -1));
+        one += pipeline && a[i].req.micro == 1;
+    }
+    ck_assert_int_eq(out, 6);
+    ck_assert_int_eq(one, 1); /* the pipeline of one micro-batch keeps the whole batch */
     n = enumerate(layers, 4, 2, 64, true, a);
     for (int i = 0; i < n; i++)
         ck_assert(!a[i].left_out);
+    ck_assert_int_eq(count(a, n, DP_STRATEGY_PP, -1, -1), 6); /* S, 2S, 4S: no 1 then */
 }
 END_TEST
 

@@ -663,7 +663,7 @@ START_TEST(test_config_auto)
         ck_assert_msg(bytes == sizes[i].bytes, "%s: %zu", sizes[i].text, bytes);
     }
     const char *bad[] = { "0", "-1", "12Q", "512MX", "1e30", "M", "100", "nan", "512 M",
-                          "2000T" };
+                          "2000T", "0x100000", "0x1p30", "+512M", "inf" };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(c.device_memory, sizeof c.device_memory, "%s", bad[i]);
         ck_assert_msg(dp_config_check(&c, &err) == -1, "%s accepted", bad[i]);
