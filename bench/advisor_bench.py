@@ -25,10 +25,8 @@ A plan is runnable (measurable on its own) when the table does not leave it out,
 out only because the search did not measure it ("not measured: ..."); the others do not fit a
 device's memory, would change batch normalisation's statistics or cannot be made.
 """
-import gzip
 import json
 import os
-import stat
 import struct
 import sys
 
@@ -36,15 +34,14 @@ IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
              "t10k-labels-idx1-ubyte")
 
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the source tree
+from torch_train import read_maybe_gz, read_text  # noqa: E402 (torch only inside functions)
+
+
 def fail(msg):
     sys.stderr.write(f"advisor_bench.py: {msg}\n")
     sys.exit(1)
-
-
-def read_maybe_gz(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
 def idx_file(src, name):
@@ -91,22 +88,6 @@ def cmd_idx(out, train, test, src=""):
             body = rng.integers(0, 256 if images else 10, size=dims, dtype=np.uint8).tobytes()
         write_idx(os.path.join(out, name), dims, body)
     print("real" if real else "random")
-
-
-def read_text(path):
-    """A file's bytes, or a directory's regular files without a NUL byte in name order (as
-    datasets/text.c reads them)."""
-    if not os.path.isdir(path):
-        return read_maybe_gz(path)
-    parts = []
-    for name in sorted(os.listdir(os.fsencode(path))):
-        p = os.path.join(os.fsencode(path), name)
-        if not stat.S_ISREG(os.lstat(p).st_mode):
-            continue
-        b = read_maybe_gz(p)
-        if b"\0" not in b:
-            parts.append(b)
-    return b"".join(parts)
 
 
 def cmd_text(out, size, src=""):

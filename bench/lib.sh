@@ -16,14 +16,10 @@ find_build() {
     build=$(pwd)
 }
 
-# bench_setup NAME: after find_build, what a benchmark against PyTorch needs: dp (the program,
-# rebuilt first when the build has a Makefile), python (PyTorch's: $TORCH_PYTHON, default
-# /usr/bin/python3), cores, and tmp (removed at exit); exits 1, saying so as NAME, without the
-# program or without torch.
-bench_setup() {
+# bench_program NAME: after find_build, dp (the program, rebuilt first when the build has a
+# Makefile) and tmp (removed at exit); exits 1, saying so as NAME, without the program.
+bench_program() {
     dp=$build/dpmptop
-    python=${TORCH_PYTHON:-/usr/bin/python3}
-    cores=$(nproc)
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     if [ -f "$build/Makefile" ]; then
@@ -31,6 +27,14 @@ bench_setup() {
             { echo "$1: make failed (using what is built):"; tail -5 "$tmp/make.log"; }
     fi
     [ -x "$dp" ] || { echo "$1: no $dp; build it, or set DPMPTOP_BUILD" >&2; exit 1; }
+}
+
+# bench_setup NAME: bench_program, and what a benchmark against PyTorch needs besides: python
+# (PyTorch's: $TORCH_PYTHON, default /usr/bin/python3) and cores; exits 1 without torch.
+bench_setup() {
+    bench_program "$1"
+    python=${TORCH_PYTHON:-/usr/bin/python3}
+    cores=$(nproc)
     "$python" -c 'import torch' 2>/dev/null ||
         { echo "$1: $python has no torch (apt-get install python3-torch)" >&2; exit 1; }
 }

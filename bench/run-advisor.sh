@@ -75,16 +75,9 @@ while [ $# -gt 0 ]; do
 done
 
 find_build
-dp=$build/dpmptop
+bench_program run-advisor.sh
 python=${ADVISOR_PYTHON:-/usr/bin/python3}
 helper=$src/bench/advisor_bench.py
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-if [ -f "$build/Makefile" ]; then
-    make -s -C "$build" dpmptop >"$tmp/make.log" 2>&1 ||
-        { echo "run-advisor.sh: make failed (using what is built):"; tail -5 "$tmp/make.log"; }
-fi
-[ -x "$dp" ] || { echo "run-advisor.sh: no $dp; build it, or set DPMPTOP_BUILD" >&2; exit 1; }
 "$python" -c 'import numpy' 2>/dev/null ||
     { echo "run-advisor.sh: $python has no numpy (apt-get install python3-numpy)" >&2; exit 1; }
 
