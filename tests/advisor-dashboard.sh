@@ -34,13 +34,6 @@ layers = linear:512, relu, linear:512, relu, linear:256, relu, linear:10
 INI
 }
 
-# exit_of NAME SECONDS: the exit status session NAME's program wrote ("" when not in time).
-exit_of() {
-    i=0
-    while [ ! -f "$work/$1.status" ] && [ "$i" -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-    cat "$work/$1.status" 2>/dev/null
-}
-
 # steps_shown NAME: "first-last" of the table the advisor's view shows ("" when none).
 steps_shown() {
     screen "$1" | sed -n 's/^ plan advisor: [0-9]* plans, [0-9]* measured over steps \([0-9]*-[0-9]*\) .*/\1/p'

@@ -27,14 +27,6 @@ start() {
         "env $* '$DPMPTOP' -c '$work/run.ini' --devices cpu:4 --checkpoint-dir '$work/ck-$name'; echo \$? >'$work/$name.status'; sleep 600"
 }
 
-# exit_of NAME SECONDS: the exit status session NAME's program wrote, waiting up to SECONDS
-# for it ("" when it did not end in time).
-exit_of() {
-    i=0
-    while [ ! -f "$work/$1.status" ] && [ "$i" -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-    cat "$work/$1.status" 2>/dev/null
-}
-
 start main TERM=tmux-256color
 wait_for main " DP x4  " 10 || fail "no DP x4 header within 10 s: $(screen main | head -n 3)"
 wait_for main "^ step [0-9]+/" 2 || fail "no step first in the header: $(screen main | head -n 1)"

@@ -34,6 +34,15 @@ advancing() {
     done
     return 1
 }
+
+# exit_of NAME SECONDS: the exit status session NAME's program wrote, waiting up to SECONDS
+# for it ("" when it did not end in time).
+exit_of() {
+    i=0
+    while [ ! -f "$work/$1.status" ] && [ "$i" -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+    cat "$work/$1.status" 2>/dev/null
+}
+
 # write_watched_ini FILE NAME EPOCHS: an MLP on synthetic data, long enough to watch and steer.
 write_watched_ini() {
     cat >"$1" <<INI
