@@ -43,9 +43,12 @@ int dp_advise_candidates(dp_advice_table *tab, const dp_model *m, int batch, boo
     for (int i = 0; i < n; i++) {
         dp_plan p;
         dp_err why;
+        if (c[i].plan[0]) /* named and left out by the enumeration: no plan to make */
+            continue;
         if (predict(arg, &c[i].req, &p, c[i].need, &why) < 0) {
+            if (!c[i].left_out) /* (else the enumeration's reason stays) */
+                snprintf(c[i].why, sizeof c[i].why, "%s", why.msg);
             c[i].left_out = true;
-            snprintf(c[i].why, sizeof c[i].why, "%s", why.msg);
             continue;
         }
         dp_plan_describe(&p, c[i].plan, sizeof c[i].plan);

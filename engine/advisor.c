@@ -48,6 +48,25 @@ static void add_pipelines(const dp_model *m, const dp_advice_limits *lim, dp_str
     }
 }
 
+/* A pipeline deeper than the model allows, listed once (its micro-batches and schedules are
+ * all the same to it), left out saying why. */
+static void add_too_deep(dp_strategy strategy, int stages, int devices, int layers,
+                         dp_advice *out, int *n, int max)
+{
+    if (!add(out, n, max, (dp_plan_request){ strategy, stages, stages, DP_SCHEDULE_1F1B },
+             devices))
+        return;
+    dp_advice *a = &out[*n - 1];
+    a->left_out = true;
+    if (strategy == DP_STRATEGY_PP) /* as dp_plan_describe names them */
+        snprintf(a->plan, sizeof a->plan, "PP %d stages", stages);
+    else
+        snprintf(a->plan, sizeof a->plan, "DP%d x PP%d", devices / stages, stages);
+    snprintf(a->why, sizeof a->why, "the model has %d layer%s with parameters: at most %d "
+                                    "stage%s",
+             layers, layers == 1 ? "" : "s", layers, layers == 1 ? "" : "s");
+}
+
 int dp_advice_enumerate(const dp_model *m, const dp_advice_limits *lim, dp_advice *out,
                         int max, dp_err *err)
 {
@@ -58,12 +77,17 @@ int dp_advice_enumerate(const dp_model *m, const dp_advice_limits *lim, dp_advic
     if (lim->devices > 1)
         add(out, &n, max, (dp_plan_request){ DP_STRATEGY_DP, 1, 1, DP_SCHEDULE_1F1B },
             lim->devices);
-    int most = dp_plan_max_stages(m) < lim->devices ? dp_plan_max_stages(m) : lim->devices;
-    for (int s = 2; s <= most; s++)
-        add_pipelines(m, lim, DP_STRATEGY_PP, s, s, out, &n, max);
-    for (int s = 2; s * 2 <= lim->devices && s <= dp_plan_max_stages(m); s++)
-        if (lim->devices % s == 0)
+    int layers = dp_plan_max_stages(m);
+    for (int s = 2; s <= lim->devices; s++)
+        if (s <= layers)
+            add_pipelines(m, lim, DP_STRATEGY_PP, s, s, out, &n, max);
+        else
+            add_too_deep(DP_STRATEGY_PP, s, s, layers, out, &n, max);
+    for (int s = 2; s * 2 <= lim->devices; s++)
+        if (lim->devices % s == 0 && s <= layers)
             add_pipelines(m, lim, DP_STRATEGY_HYBRID, s, lim->devices, out, &n, max);
+        else if (lim->devices % s == 0)
+            add_too_deep(DP_STRATEGY_HYBRID, s, lim->devices, layers, out, &n, max);
     return n;
 }
 

@@ -58,7 +58,8 @@ typedef struct dp_advice_limits {
 } dp_advice_limits;
 
 /* Fills out[] with the plans the devices allow for m: single; dp over every device; pp of
- * every stage count 2..min(devices, the layers with parameters), on that many devices; hybrid
+ * every stage count 2..min(devices, the layers with parameters), on that many devices (deeper
+ * ones listed once each, left out: too few layers); hybrid
  * for every stage count that divides the devices (with at least two replicas); pipelines with
  * S, 2S and 4S micro-batches where the batch allows (at least one row per micro-batch of a
  * replica) and both schedules. Plans that cannot be used are listed too, left out with the
