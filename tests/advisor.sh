@@ -154,7 +154,12 @@ if outs:
     for r in adv:
         need = max((m['predicted_bytes'] for m in r['memory']), default=0)
         why = r['left_out'] or ''
-        if 'mem' in opts:
+        deeper = why.startswith('the model has ')  # more stages than layers: no plan
+        if deeper:
+            check(r['memory'] == [] and not r['measured'] and
+                  re.fullmatch(r'the model has [0-9]+ layers? with parameters: at most [0-9]+ stages?', why),
+                  f"{r['plan']}: {why!r}")
+        if 'mem' in opts and not deeper:
             check(r['measured'] and r['left_out'] is None, f"{r['plan']} not measured: {why}")
         for m in r['memory'] if r['measured'] else []:
             check(m['peak_bytes'] is not None and m['peak_bytes'] > 0,
