@@ -20,6 +20,20 @@ int dp_advise_predict_static(void *arg, const dp_plan_request *req, dp_plan *p, 
     return 0;
 }
 
+/* A plan that cannot be made, named as dp_plan_describe would name it. */
+static void describe_request(dp_advice *a, int n_devices)
+{
+    const dp_plan_request *r = &a->req;
+    int stages = r->strategy == DP_STRATEGY_SINGLE || r->strategy == DP_STRATEGY_DP
+                     ? 1 : r->stages;
+    dp_plan p = { .strategy = r->strategy, .schedule = r->schedule, .stages = stages,
+                  .micro = r->micro, .replicas = r->strategy == DP_STRATEGY_DP ? n_devices
+                                                 : r->strategy == DP_STRATEGY_HYBRID
+                                                     ? n_devices / stages : 1 };
+    p.workers = p.replicas * p.stages;
+    dp_plan_describe(&p, a->plan, sizeof a->plan);
+}
+
 int dp_advise_candidates(dp_advice_table *tab, const dp_model *m, int batch, bool bn_micro_ok,
                          const dp_device *devices, int n_devices, dp_advise_predict_fn predict,
                          void *arg, const dp_advice_costs *costs, dp_err *err)
@@ -40,6 +54,7 @@ int dp_advise_candidates(dp_advice_table *tab, const dp_model *m, int batch, boo
     if (n < 0)
         return -1;
     tab->n = n;
+    tab->truncated = n == DP_ADVICE_MAX;
     for (int i = 0; i < n; i++) {
         dp_plan p;
         dp_err why;
@@ -49,6 +64,7 @@ int dp_advise_candidates(dp_advice_table *tab, const dp_model *m, int batch, boo
             if (!c[i].left_out) /* (else the enumeration's reason stays) */
                 snprintf(c[i].why, sizeof c[i].why, "%s", why.msg);
             c[i].left_out = true;
+            describe_request(&c[i], n_devices);
             continue;
         }
         dp_plan_describe(&p, c[i].plan, sizeof c[i].plan);
@@ -123,7 +139,7 @@ void dp_advise_print(FILE *f, const dp_advice_table *tab)
             "memory (measured peak of predicted) / why not measured");
     for (int i = 0; i < tab->n; i++) {
         const dp_advice *a = &tab->c[i];
-        char mem[512];
+        char mem[4096]; /* 64 devices' "cpu:63 123.4 MiB of 123.4 MiB" */
         memory_text(tab, a, mem, sizeof mem);
         const char *mark = a->chosen ? "*" : " ";
         if (a->steps > 0 && !a->left_out) {

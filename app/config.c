@@ -756,9 +756,9 @@ int dp_config_device_memory(const dp_config *c, size_t *bytes, dp_err *err)
         const char *u = strchr(units, toupper((unsigned char)*end));
         if (u && *u)
             unit = ldexp(1.0, 10 * (int)(u - units + 1)), end++;
-        if (unit > 1 && *end == 'i') /* 512Mi, 2GiB */
+        if (unit > 1 && (*end == 'i' || *end == 'I')) /* 512Mi, 2GiB, 2gib */
             end++;
-        if (unit > 1 && *end == 'B')
+        if (unit > 1 && (*end == 'B' || *end == 'b')) /* 512MB, 2gb: still powers of 1024 */
             end++;
     }
     bool decimal = strspn(c->device_memory, "0123456789.") > 0 &&

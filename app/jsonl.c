@@ -37,8 +37,12 @@ static void write_advice(FILE *f, const dp_advice_table *t, long step)
         fprintf(f, "{\"type\":\"advice\",\"step\":%ld", step);
         json_str(f, "plan", a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy));
         json_str(f, "strategy", dp_strategy_name(a->req.strategy));
-        fprintf(f, ",\"stages\":%d,\"micro\":%d", a->req.stages, a->req.micro);
-        json_str(f, "schedule", dp_schedule_name(a->req.schedule));
+        bool pipeline = a->req.strategy == DP_STRATEGY_PP || a->req.strategy == DP_STRATEGY_HYBRID;
+        fprintf(f, ",\"stages\":%d,\"micro\":%d", pipeline ? a->req.stages : 1, a->req.micro);
+        if (pipeline)
+            json_str(f, "schedule", dp_schedule_name(a->req.schedule));
+        else /* one stage: no schedule */
+            fputs(",\"schedule\":null", f);
         fprintf(f, ",\"devices\":%d,\"chosen\":%s,\"measured\":%s,\"dropped\":%s,"
                    "\"steps\":%d",
                 a->devices, a->chosen ? "true" : "false", measured ? "true" : "false",
@@ -73,8 +77,12 @@ static void write_advice(FILE *f, const dp_advice_table *t, long step)
     else
         fputs(",\"chosen\":null", f);
     json_str(f, "outcome", t->outcome);
-    fprintf(f, ",\"plans\":%d,\"measured\":%d,\"first_step\":%ld,\"last_step\":%ld", t->n,
-            t->measured, t->first_step, t->last_step);
+    fprintf(f, ",\"plans\":%d,\"measured\":%d,\"truncated\":%s", t->n, t->measured,
+            t->truncated ? "true" : "false");
+    if (t->first_step > 0)
+        fprintf(f, ",\"first_step\":%ld,\"last_step\":%ld", t->first_step, t->last_step);
+    else /* no step was taken */
+        fputs(",\"first_step\":null,\"last_step\":null", f);
     json_num(f, "seconds", t->seconds);
     fputs("}\n", f);
 }

@@ -119,7 +119,10 @@ static void print_banner(const dp_run *r)
            train->n, train->features, train->classes, test->n, desc,
            dp_model_trainable(&r->model), r->total, r->per_epoch, c->data.batch);
     char cut[160];
-    if (dp_plan_cut_reason(&r->plan, r->n_devices, &r->model, cut, sizeof cut))
+    if (dp_config_auto(c))
+        printf("  plan:  auto: the plan advisor measures the plans from step %ld on and keeps "
+               "the fastest\n", r->resumed.step + 1);
+    else if (dp_plan_cut_reason(&r->plan, r->n_devices, &r->model, cut, sizeof cut))
         printf("  plan:  %s\n", cut);
     if (r->gan)
         printf("  gan:   G %zu parameters, D %zu; latent [%d%s]; images in [%s]; samples %s%s\n",

@@ -1,6 +1,7 @@
 /* run_loop.c -- the training loop; what it shows or writes is its observers' business. */
 #include "app/run_loop.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -334,15 +335,20 @@ static void add_step_figures(loop *l, int devices, measured *m)
     dp_metrics *ms = dp_trainer_metrics(l->t);
     if (m->steps < ADVICE_MOST_STEPS)
         m->step_s[m->steps++] = l->r.seconds;
+    double peak = 0; /* the devices' FLOP/s together: CPU devices share the machine's cores, so
+                      * theirs is at most the machine's, however many devices */
+    const dp_device *d0 = dp_trainer_device(l->t, 0);
+    double machine = d0->be->host_memory ? d0->peak_flops * dp_cpu_cores() : INFINITY;
     for (int i = 0; i < devices; i++) {
         dp_device_metrics dm = dp_metrics_read(ms, i);
         m->compute += dm.compute_s;
         m->comm += dm.comm_s;
         m->idle += dm.idle_s;
         m->flops += dm.flops;
-        m->peak_work += l->r.seconds * dm.peak_flops;
+        peak += dm.peak_flops;
         m->peak_known &= dm.peak_flops > 0;
     }
+    m->peak_work += l->r.seconds * (peak < machine ? peak : machine);
 }
 
 /* Switches to a candidate, takes a warm-up step, then measures `steps` steps of it: its time
@@ -409,27 +415,56 @@ static double measure_plan(void *arg, dp_advice *a, int steps)
     return median / dp_world_size();
 }
 
-/* The cost estimate's inputs: the layers' measured times (or their FLOPs, when they could
- * not be measured) and the threads of CPU devices. */
-static void estimate_costs(loop *l, dp_advice_costs *k, double *flops)
+/* The cost estimate's inputs: the layers' measured times, or when they could not be measured
+ * (the model does not fit device 0 alone) their FLOPs (forward and backward: 3 times the
+ * forward's) at device 0's peak rate a core, or bare FLOPs without a peak (*seconds false);
+ * and the threads of CPU devices. */
+static int estimate_costs(loop *l, dp_advice_costs *k, double *flops, bool *seconds,
+                          dp_err *err)
 {
     dp_trainer *t = l->t;
     const dp_model *m = dp_trainer_model(t);
-    k->layer = dp_trainer_layer_costs(t, &k->rows, &k->threads);
+    if (dp_trainer_layer_costs(t, &k->layer, &k->rows, &k->threads, err) < 0)
+        return -1;
+    const dp_device *d0 = dp_trainer_device(t, 0);
+    bool cpu = d0->be->host_memory;
+    *seconds = k->layer || d0->peak_flops > 0;
     if (!k->layer) {
         for (int i = 0; i < m->n_layers; i++)
-            flops[i] = m->layers[i].ops->flops(&m->layers[i]);
+            flops[i] = 3 * m->layers[i].ops->flops(&m->layers[i]) /
+                       (d0->peak_flops > 0 ? d0->peak_flops : 1);
         k->layer = flops;
         k->rows = 1;
-        k->threads = dp_trainer_blas_threads(t, 1);
+        k->threads = cpu ? 1 : 0; /* a CPU device's peak_flops is a core's */
     }
-    bool cpu = dp_trainer_device(t, 0)->be->host_memory;
     k->cores = cpu ? dp_cpu_cores() : 0;
     k->threads_alone = dp_trainer_blas_threads(t, 1);
     k->threads_shared = dp_trainer_blas_threads(t, 2);
+    return 0;
 }
 
-/* "chose DP x2: 912.3 samples/s, 1.52x single; measured 6 of 8 plans over 40 steps". */
+/* The search measures the candidates in their order: the plan in use goes last, so that it is
+ * not measured in the run's first steps, which are slower (caches, page faults, thread pools),
+ * nor measured warm against the others cold. */
+static void measure_in_use_last(dp_advice_table *tab, dp_plan_request in_use)
+{
+    for (int i = 0; i < tab->n - 1; i++) {
+        const dp_plan_request *r = &tab->c[i].req;
+        bool same = r->strategy == in_use.strategy &&
+                    (r->strategy == DP_STRATEGY_SINGLE || r->strategy == DP_STRATEGY_DP ||
+                     (r->stages == in_use.stages && r->micro == in_use.micro &&
+                      r->schedule == in_use.schedule));
+        if (!same)
+            continue;
+        dp_advice held = tab->c[i];
+        memmove(&tab->c[i], &tab->c[i + 1], (size_t)(tab->n - 1 - i) * sizeof held);
+        tab->c[tab->n - 1] = held;
+        return;
+    }
+}
+
+/* "chose DP x2: 912.3 samples/s, 1.52x single; measured 6 of 8 plans over 40 steps". The ratio
+ * only when single was measured as long as the chosen plan (in its last round, beside it). */
 static void describe_outcome(dp_advice_table *tab, int best)
 {
     const dp_advice *c = tab->c;
@@ -440,7 +475,8 @@ static void describe_outcome(dp_advice_table *tab, int best)
     }
     char than[64] = "";
     for (int i = 0; i < tab->n; i++)
-        if (c[i].req.strategy == DP_STRATEGY_SINGLE && c[i].steps > 0 && i != best)
+        if (c[i].req.strategy == DP_STRATEGY_SINGLE && c[i].steps == c[best].steps &&
+            i != best)
             snprintf(than, sizeof than, ", %.2fx single", c[i].step_s / c[best].step_s);
     snprintf(tab->outcome, sizeof tab->outcome,
              "chose %s: %.1f samples/s%s; measured %d of %d plans over steps %ld-%ld (%.1f s)",
@@ -470,7 +506,12 @@ static int advise(loop *l, next_step *next, dp_err *err)
         return dp_fail(err, "out of host memory for the plan advisor");
     }
     dp_advice_costs costs;
-    estimate_costs(l, &costs, flops);
+    bool seconds;
+    if (estimate_costs(l, &costs, flops, &seconds, err) < 0) {
+        free(tab.c);
+        free(flops);
+        return -1;
+    }
     dp_err why;
     search s = { .l = l, .next = GO, .err = err };
     int best = -1;
@@ -483,20 +524,27 @@ static int advise(loop *l, next_step *next, dp_err *err)
         tab.first_step = first_step;
         if (o->advise_plans > 0)
             dp_advice_shortlist(tab.c, tab.n, o->advise_plans, ADVICE_ESTIMATE_SPAN);
+        for (int i = 0; i < tab.n && !seconds; i++) /* only their ratios mean something */
+            tab.c[i].estimate_s = 0;
+        measure_in_use_last(&tab, dp_trainer_request(t));
         best = dp_advice_search(tab.c, tab.n, ADVICE_FIRST_STEPS, ADVICE_ROUNDS, ADVICE_KEEP,
                                 measure_plan, &s);
         tab.last_step = l->res->steps;
         tab.seconds = dp_now_s() - t0;
         for (int i = 0; i < tab.n; i++)
             tab.measured += tab.c[i].steps > 0;
+        if (tab.last_step < tab.first_step) /* no step taken */
+            tab.first_step = tab.last_step = 0;
         if (best >= 0) {
             describe_outcome(&tab, best);
             dp_plan_request chosen = tab.c[best].req;
             if (dp_trainer_request_switch(t, &chosen, &why) < 0) /* it was made before */
                 snprintf(tab.outcome, sizeof tab.outcome, "%s", why.msg);
         } else if (best == -2) { /* the plan in use stays */
-            snprintf(tab.outcome, sizeof tab.outcome, "stopped after %d of %d plans: %s",
-                     tab.measured, tab.n, s.stopped);
+            char in_use[64];
+            dp_trainer_describe(t, in_use, sizeof in_use);
+            snprintf(tab.outcome, sizeof tab.outcome, "stopped after %d of %d plans: %s; %s "
+                     "stays in use", tab.measured, tab.n, s.stopped, in_use);
             for (int i = 0; i < tab.n; i++)
                 if (!tab.c[i].left_out && tab.c[i].steps == 0) {
                     tab.c[i].left_out = true;
@@ -508,6 +556,11 @@ static int advise(loop *l, next_step *next, dp_err *err)
         }
     }
     free(flops);
+    if (tab.truncated) {
+        size_t at = strlen(tab.outcome);
+        snprintf(tab.outcome + at, sizeof tab.outcome - at, "; only the first %d plans were "
+                 "considered", DP_ADVICE_MAX);
+    }
     dp_advice_sort(tab.c, tab.n);
     for (int i = 0; i < tab.n; i++)
         if (tab.c[i].chosen)

@@ -43,7 +43,8 @@ static void add_pipelines(const dp_model *m, const dp_advice_limits *lim, dp_str
                 return;
             if (dp_model_batch_statistics(m) && !lim->bn_micro_ok)
                 leave_out(&out[*n - 1], "batch normalisation would normalise each micro-batch "
-                                        "on its own: a different result");
+                                        "on its own, a different result ([parallel] "
+                                        "auto_bn_micro allows it)");
         }
     }
 }
@@ -73,7 +74,7 @@ int dp_advice_enumerate(const dp_model *m, const dp_advice_limits *lim, dp_advic
     if (m->gan_split)
         return dp_fail(err, "the plan advisor cannot plan a GAN yet; choose a strategy");
     int n = 0;
-    add(out, &n, max, (dp_plan_request){ DP_STRATEGY_SINGLE, 0, 1, DP_SCHEDULE_1F1B }, 1);
+    add(out, &n, max, (dp_plan_request){ DP_STRATEGY_SINGLE, 1, 1, DP_SCHEDULE_1F1B }, 1);
     if (lim->devices > 1)
         add(out, &n, max, (dp_plan_request){ DP_STRATEGY_DP, 1, 1, DP_SCHEDULE_1F1B },
             lim->devices);
@@ -262,11 +263,13 @@ int dp_advice_shortlist(dp_advice *c, int n, int most, double factor)
         }
         a->left_out = true;
         if (kept >= most && (no_estimate || a->estimate_s <= factor * best))
-            snprintf(a->why, sizeof a->why, "not measured: %d plans with lower estimates were",
-                     most);
+            snprintf(a->why, sizeof a->why, "not measured: the %d plan%s with lower estimates "
+                                            "%s ([parallel] auto_plans)",
+                     most, most == 1 ? "" : "s", most == 1 ? "was" : "were");
         else
-            snprintf(a->why, sizeof a->why, "not measured: estimated %.1fx the best plan's step",
-                     a->estimate_s / best);
+            snprintf(a->why, sizeof a->why, "not measured: its step estimated %.1fx the lowest "
+                                            "estimate (more than %.1fx)",
+                     a->estimate_s / best, factor);
     }
     free(live);
     return kept;

@@ -11,7 +11,7 @@
 
 #include "engine/plan.h"
 
-#define DP_ADVICE_MAX 256 /* candidates enumerated at most */
+#define DP_ADVICE_MAX 1024 /* candidates enumerated at most (a table that reaches it says so) */
 
 /* A plan the advisor considers, and what became of it. */
 typedef struct dp_advice {
@@ -42,6 +42,8 @@ typedef struct dp_advice_table {
     dp_advice *c;         /* [n], in the table's order (dp_advice_sort) */
     int chosen;           /* index in c, or -1 */
     int measured;         /* candidates measured (at least one round) */
+    bool truncated;       /* there were more than DP_ADVICE_MAX plans: the later ones (deep
+                             pipelines, hybrids) were not considered */
     int n_devices;
     char device[DP_MAX_DEVICES][32]; /* the run's devices' names */
     int batch;

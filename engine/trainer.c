@@ -29,6 +29,7 @@ struct dp_trainer {
     float *host_params;   /* [n_params]: the single-device layout, for switches */
     double *layer_cost;   /* [n_layers]: each layer's measured seconds (at the first pipeline
                              plan, or the plan advisor's first question), or NULL */
+    bool layer_cost_tried; /* ... once: a failure is not tried again */
     int layer_cost_rows;  /* ... for passes of this many rows, */
     int layer_cost_threads; /* ... with this many threads a GEMM (CPU devices) */
     size_t *base_held;    /* [n_devices]: bytes each device held before the plan in use
@@ -151,18 +152,15 @@ static void publish_unused(dp_trainer *t)
     }
 }
 
-/* A pipeline plan with its stages balanced by the layers' measured times (measured on device 0
- * at the first such plan, at its micro-batch size), when the configuration asks for it; plans
- * without pipelines, and any plan when the model does not fit on device 0 to be measured,
- * stay as they are (balanced by FLOPs). Under mpirun every process takes rank 0's times, so
- * that all cut the same stages (their groups sum the same layers across processes). */
-/* Measures the layers' times on device 0 for passes of `rows` rows into t->layer_cost, once
- * (NULL when the model does not fit there). Device 0's plan peak is left as it was: the
- * profile is not the plan's. Collective under mpirun. */
+/* Measures the layers' times on device 0 for passes of `rows` rows into t->layer_cost, once,
+ * whether it succeeds or not (NULL when the model does not fit there: every plan is then cut
+ * by FLOPs, so that the cuts, and the memory predicted from them, never change). Device 0's
+ * plan peak is left as it was: the profile is not the plan's. Collective under mpirun. */
 static void profile_layers(dp_trainer *t, int rows)
 {
-    if (t->layer_cost)
+    if (t->layer_cost_tried)
         return;
+    t->layer_cost_tried = true;
     const dp_model *m = t->cfg.model;
     dp_device *d0 = &t->devices[0];
     size_t plan_peak = d0->mem_plan_peak;
@@ -181,6 +179,11 @@ static void profile_layers(dp_trainer *t, int rows)
     }
 }
 
+/* A pipeline plan with its stages balanced by the layers' measured times (measured on device 0
+ * at the first such plan, at its micro-batch size), when the configuration asks for it; plans
+ * without pipelines, and any plan when the model does not fit on device 0 to be measured,
+ * stay as they are (balanced by FLOPs). Under mpirun every process takes rank 0's times, so
+ * that all cut the same stages (their groups sum the same layers across processes). */
 static dp_plan balanced(dp_trainer *t, const dp_plan *p)
 {
     if (p->stages < 2 || !t->cfg.balance_by_time)
@@ -386,12 +389,23 @@ int dp_trainer_plan_bytes(dp_trainer *t, const dp_plan_request *req, dp_plan *p,
     return 0;
 }
 
-const double *dp_trainer_layer_costs(dp_trainer *t, int *rows, int *threads)
+int dp_trainer_layer_costs(dp_trainer *t, const double **cost, int *rows, int *threads,
+                           dp_err *err)
 {
-    profile_layers(t, t->cfg.batch);
+    if (!t->layer_cost_tried) { /* on devices the plan in use leaves empty meanwhile */
+        dp_cmd gather = { .kind = DP_CMD_GATHER, .params = t->host_params, .state = t->host_state };
+        dp_team_run(t->team, &gather);
+        dp_team_stop(t->team);
+        t->team = NULL;
+        dp_plan now = t->plan;
+        profile_layers(t, t->cfg.batch);
+        if (start_plan(t, &now, err) < 0)
+            return -1;
+    }
+    *cost = t->layer_cost;
     *rows = t->layer_cost_rows;
     *threads = t->layer_cost_threads;
-    return t->layer_cost;
+    return 0;
 }
 
 int dp_trainer_blas_threads(const dp_trainer *t, int workers)

@@ -107,11 +107,14 @@ int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err 
  * mem_plan_peak under it. Collective under mpirun (the layers' times). */
 int dp_trainer_plan_bytes(dp_trainer *t, const dp_plan_request *req, dp_plan *p, size_t *bytes,
                           dp_err *err);
-/* Each layer's measured forward plus backward seconds on device 0 ([n_layers]; measured now,
- * for passes of a whole batch, if no pipeline plan measured them yet), the rows and GEMM
- * threads they were measured with; NULL when the model does not fit device 0 to be measured.
- * Collective under mpirun. */
-const double *dp_trainer_layer_costs(dp_trainer *t, int *rows, int *threads);
+/* Each layer's measured forward plus backward seconds on device 0 into *cost ([n_layers]), the
+ * rows and GEMM threads they were measured with; *cost NULL when the model did not fit device
+ * 0 to be measured. Measured now, for passes of a whole batch, if no pipeline plan measured
+ * them yet: the plan in use is taken down meanwhile (as a switch does), so that the devices
+ * hold only the profile. Fails (err) only when the plan cannot be started again. Collective
+ * under mpirun. */
+int dp_trainer_layer_costs(dp_trainer *t, const double **cost, int *rows, int *threads,
+                           dp_err *err);
 /* The threads a GEMM gets on a CPU device when a plan has `workers` workers. */
 int dp_trainer_blas_threads(const dp_trainer *t, int workers);
 

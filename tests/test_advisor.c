@@ -230,8 +230,10 @@ START_TEST(test_advice_shortlist_sort)
         c[i].estimate_s = est[i], c[i].req.micro = i;
     ck_assert_int_eq(dp_advice_shortlist(c, 6, 3, 2.0), 3);
     ck_assert(!c[0].left_out && !c[4].left_out && !c[2].left_out);
-    ck_assert(c[3].left_out && strstr(c[3].why, "3 plans with lower estimates"));
-    ck_assert(c[1].left_out && strstr(c[1].why, "estimated 5.0x"));
+    ck_assert_str_eq(c[3].why, "not measured: the 3 plans with lower estimates were "
+                               "([parallel] auto_plans)");
+    ck_assert_str_eq(c[1].why, "not measured: its step estimated 5.0x the lowest estimate "
+                               "(more than 2.0x)");
     ck_assert(c[5].left_out); /* no estimate, and the shortlist is full */
     c[2].steps = 6, c[2].step_s = 0.3, c[2].chosen = true;
     c[0].steps = 2, c[0].step_s = 0.2, c[0].dropped = true;

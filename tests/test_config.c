@@ -652,7 +652,8 @@ START_TEST(test_config_auto)
     const struct { const char *text; size_t bytes; } sizes[] = {
         { "512M", 512u << 20 }, { "2G", (size_t)2 << 30 }, { "1.5GiB", (size_t)3 << 29 },
         { "1048576", 1u << 20 }, { "4096K", 4u << 20 }, { "1T", (size_t)1 << 40 },
-        { "256m", 256u << 20 }, { "1g", (size_t)1 << 30 },
+        { "256m", 256u << 20 }, { "1g", (size_t)1 << 30 }, { "2gib", (size_t)2 << 30 },
+        { "2gb", (size_t)2 << 30 }, { "1e3M", 1000u << 20 },
         { "", 0 },
     };
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {

@@ -289,20 +289,20 @@ START_TEST(test_advice_row)
     dp_advice_memory(buf, sizeof buf, &t, &c[2]);
     ck_assert_str_eq(buf, "~5.3M");
     dp_advice_row(buf, sizeof buf, &t, -1, 8, 200);
-    ck_assert_str_eq(buf, "  plan      samples/s step ms   idle   comm    MFU  memory per device: "
-                          "peak/predicted, or why not measured");
+    ck_assert_str_eq(buf, "  plan     steps  samples/s step ms   idle   comm    MFU  memory per "
+                          "device: peak/predicted, or why not measured");
     dp_advice_row(buf, sizeof buf, &t, 0, 8, 200);
-    ck_assert_str_eq(buf, "* DP x2       32000.0    4.00  25.0%  12.5%  50.0%  2.8M/3.0M "
+    ck_assert_str_eq(buf, "* DP x2        6    32000.0    4.00  25.0%  12.5%  50.0%  2.8M/3.0M "
                           "3.0M/3.0M");
     dp_advice_row(buf, sizeof buf, &t, 1, 41, 200);
-    ck_assert_str_eq(buf, "  PP 2 stages, 4 micro, 1F1B (cpu:2 unused)    16000.0    8.00  50.0%"
-                          "   0.0%      -  2.0M/2.0M 127K/127K  dropped: slower");
+    ck_assert_str_eq(buf, "  PP 2 stages, 4 micro, 1F1B (cpu:2 unused)     2    16000.0    8.00  "
+                          "50.0%   0.0%      -  2.0M/2.0M 127K/127K  dropped: slower");
     dp_advice_row(buf, sizeof buf, &t, 1, 28, 200); /* cut: without "(cpu:2 unused)" */
-    ck_assert_str_eq(buf, "  PP 2 stages, 4 micro, 1F1B      16000.0    8.00  50.0%   0.0%      -"
-                          "  2.0M/2.0M 127K/127K  dropped: slower");
+    ck_assert_str_eq(buf, "  PP 2 stages, 4 micro, 1F1B       2    16000.0    8.00  50.0%   0.0%  "
+                          "    -  2.0M/2.0M 127K/127K  dropped: slower");
     dp_advice_row(buf, sizeof buf, &t, 2, 8, 200);
-    ck_assert_str_eq(buf, "  single            -       -      -      -      -  needs 5.3 MiB on "
-                          "cpu:0, which has 4.0 MiB");
+    ck_assert_str_eq(buf, "  single       -          -       -      -      -      -  needs 5.3 MiB "
+                          "on cpu:0, which has 4.0 MiB");
     dp_advice_row(buf, sizeof buf, &t, 2, 8, 80); /* 92 columns: the reason moves left */
     ck_assert_str_eq(buf, "  single    needs 5.3 MiB on cpu:0, which has 4.0 MiB");
 }

@@ -893,10 +893,12 @@ static void draw_advisor(const dp_style *sty, dp_rect r, const frame *f, advisor
                 have ? "; the last table below" : ": the table comes when the search ends");
     else if (have && t->n == 0) /* a model it cannot plan: the outcome says why */
         dp_text(r.y, r.x, r.w, title, " plan advisor: no plan to measure");
-    else if (have)
+    else if (have && t->first_step > 0)
         dp_text(r.y, r.x, r.w, title, " plan advisor: %d plans, %d measured over steps %ld-%ld "
                                       "(%.1f s)", t->n, t->measured, t->first_step,
                 t->last_step, t->seconds);
+    else if (have) /* stopped before its first step */
+        dp_text(r.y, r.x, r.w, title, " plan advisor: %d plans, none measured", t->n);
     else if (!t->c)
         dp_text(r.y, r.x, r.w, title, " plan advisor: out of memory for its table");
     else

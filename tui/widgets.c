@@ -444,7 +444,7 @@ void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int 
                    int width)
 {
     if (i < 0) {
-        snprintf(buf, size, "  %-*s %10s %7s %6s %6s %6s  %s", plan_w, "plan",
+        snprintf(buf, size, "  %-*s %5s %10s %7s %6s %6s %6s  %s", plan_w, "plan", "steps",
                  "samples/s", "step ms", "idle", "comm", "MFU",
                  "memory per device: peak/predicted, or why not measured");
         return;
@@ -461,8 +461,8 @@ void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int 
         if (a->mfu >= 0)
             snprintf(mfu, sizeof mfu, "%.1f%%", 100 * (a->mfu > 1 ? 1 : a->mfu));
         dp_advice_memory(mem, sizeof mem, t, a);
-        snprintf(buf, size, "%c %-*.*s %10.1f %7.2f %5.1f%% %5.1f%% %6s  %s%s",
-                 a->chosen ? '*' : ' ', plan_w, plan_w, plan, t->batch / a->step_s,
+        snprintf(buf, size, "%c %-*.*s %5d %10.1f %7.2f %5.1f%% %5.1f%% %6s  %s%s",
+                 a->chosen ? '*' : ' ', plan_w, plan_w, plan, a->steps, t->batch / a->step_s,
                  1e3 * a->step_s, 100 * a->idle, 100 * a->comm, mfu, mem,
                  a->dropped ? "  dropped: slower" : "");
         return;
@@ -473,8 +473,8 @@ void dp_advice_row(char *buf, size_t size, const dp_advice_table *t, int i, int 
         snprintf(mem, sizeof mem, "%s", a->why);
     else
         dp_advice_memory(mem, sizeof mem, t, a);
-    int n = snprintf(buf, size, "  %-*.*s %10s %7s %6s %6s %6s  %s", plan_w, plan_w, plan, "-",
-                     "-", "-", "-", "-", mem);
+    int n = snprintf(buf, size, "  %-*.*s %5s %10s %7s %6s %6s %6s  %s", plan_w, plan_w, plan,
+                     "-", "-", "-", "-", "-", "-", mem);
     if (n > width) /* the reason where the figures would be, rather than cut */
         snprintf(buf, size, "  %-*.*s  %s", plan_w, plan_w, plan, mem);
 }
@@ -492,7 +492,7 @@ int dp_advice_rows(const dp_style *st, dp_rect r, const dp_advice_table *t, int 
         int len = (int)strlen(a->plan[0] ? a->plan : dp_strategy_name(a->req.strategy));
         plan_w = len > plan_w ? len : plan_w;
     }
-    int room = r.w - 2 - 40 - 2 - 16; /* the mark; the figures; the memory or reason */
+    int room = r.w - 2 - 46 - 2 - 16; /* the mark; the figures; the memory or reason */
     if (plan_w > room)
         plan_w = room > 28 ? room : plan_w < 28 ? plan_w : 28;
     char text[512];
