@@ -87,11 +87,12 @@ common_sets=""
 auto_sets=""
 [ -n "$auto_plans" ] && auto_sets="--set parallel.auto_plans=$auto_plans"
 if [ -z "$auto_steps" ]; then
-    # successive halving over K plans takes at most (1 + 2) K + (1 + 4) K / 2 + (1 + 8) K / 4
-    # steps, under 8 K; K is auto_plans (default 8) or, for every plan, those of cpu:4 and more
+    # successive halving over K plans takes at most 1 + (1 + 3) K + (1 + 6) K / 2 + (1 + 12) K / 4
+    # steps (a warm-up step more at the start), under 11 K + 2; K is auto_plans (default 8) or,
+    # for every plan, those of cpu:4 and more
     k=${auto_plans:-8}
     [ "$k" -eq 0 ] && k=40
-    auto_steps=$((8 * k + 8))
+    auto_steps=$((11 * k + 2))
 fi
 
 ratio() {
