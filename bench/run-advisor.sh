@@ -130,7 +130,7 @@ mdtable() {
 plan_opts() {
     case $1 in
     pp | hybrid) echo "--strategy $1 --stages $2 --microbatches $3 --schedule $4" ;;
-    *) echo "--strategy $1 --microbatches $3 --schedule $4" ;;
+    *) echo "--strategy $1 --microbatches $3" ;; # one stage: no schedule
     esac
 }
 # banner_plan OUT: the plan a run's banner names ("... on 2 devices (cpu:0..cpu:1), DP x2").
