@@ -371,12 +371,37 @@ void dp_trainer_destroy(dp_trainer *t)
     free(t);
 }
 
+/* Moves the state into the host copies and stops the team: the devices hold only the data
+ * kept there, until start_plan. */
+static void take_down(dp_trainer *t)
+{
+    dp_cmd gather = { .kind = DP_CMD_GATHER, .params = t->host_params, .state = t->host_state };
+    dp_team_run(t->team, &gather);
+    dp_team_stop(t->team);
+    t->team = NULL;
+}
+
+/* Times the layers (profile_layers, for a whole batch) if they were not yet, on devices the
+ * plan in use leaves empty for the moment: it is taken down and started again, as a switch to
+ * itself would. */
+static int ensure_layer_costs(dp_trainer *t, dp_err *err)
+{
+    if (t->layer_cost_tried)
+        return 0;
+    take_down(t);
+    dp_plan now = t->plan;
+    profile_layers(t, t->cfg.batch);
+    return start_plan(t, &now, err);
+}
+
 int dp_trainer_plan_bytes(dp_trainer *t, const dp_plan_request *req, dp_plan *p, size_t *bytes,
                           dp_err *err)
 {
     dp_plan made;
     if (make_plan(t, &made, req, err) < 0)
         return -1;
+    if (made.stages > 1 && t->cfg.balance_by_time && ensure_layer_costs(t, err) < 0)
+        return -1; /* (the cuts balanced() makes depend on them) */
     *p = balanced(t, &made);
     size_t *team = calloc((size_t)p->workers, sizeof *team);
     if (!team)
@@ -392,16 +417,8 @@ int dp_trainer_plan_bytes(dp_trainer *t, const dp_plan_request *req, dp_plan *p,
 int dp_trainer_layer_costs(dp_trainer *t, const double **cost, int *rows, int *threads,
                            dp_err *err)
 {
-    if (!t->layer_cost_tried) { /* on devices the plan in use leaves empty meanwhile */
-        dp_cmd gather = { .kind = DP_CMD_GATHER, .params = t->host_params, .state = t->host_state };
-        dp_team_run(t->team, &gather);
-        dp_team_stop(t->team);
-        t->team = NULL;
-        dp_plan now = t->plan;
-        profile_layers(t, t->cfg.batch);
-        if (start_plan(t, &now, err) < 0)
-            return -1;
-    }
+    if (ensure_layer_costs(t, err) < 0)
+        return -1;
     *cost = t->layer_cost;
     *rows = t->layer_cost_rows;
     *threads = t->layer_cost_threads;
@@ -495,10 +512,7 @@ static int switch_plan(dp_trainer *t, const dp_plan *next, dp_step_report *r, dp
     double t0 = dp_now_s();
     dp_plan_describe(&t->plan, r->switch_from, sizeof r->switch_from);
     dp_plan_describe(next, r->switch_to, sizeof r->switch_to);
-    dp_cmd gather = { .kind = DP_CMD_GATHER, .params = t->host_params, .state = t->host_state };
-    dp_team_run(t->team, &gather);
-    dp_team_stop(t->team);
-    t->team = NULL;
+    take_down(t);
     dp_plan old = t->plan;
     if (start_plan(t, next, err) < 0) {
         dp_err again;

@@ -101,7 +101,8 @@ int dp_trainer_check_switch(const dp_trainer *t, const dp_plan_request *req, dp_
 int dp_trainer_request_switch(dp_trainer *t, const dp_plan_request *req, dp_err *err);
 
 /* The plan req makes here, with its pipeline stages cut as a switch to it would cut them (by
- * the layers' measured times when the configuration asks: measured now if not yet), and the
+ * the layers' measured times when the configuration asks: measured now if not yet, as
+ * dp_trainer_layer_costs does), and the
  * bytes it would hold on each device, bytes[device count]: the data kept there and its team's
  * stages and links (dp_team_bytes). What the engine's accounting would show as each device's
  * mem_plan_peak under it. Collective under mpirun (the layers' times). */
