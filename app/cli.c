@@ -109,9 +109,10 @@ static void usage(FILE *out)
           out);
 }
 
-/* -V: the version and what this build can do. */
+/* -V: the version, what this build can do, and the libraries each backend runs on. */
 static void print_version(void)
 {
+    char libs[512];
     printf("dpmptop %s (%s", PACKAGE_VERSION,
            dp_backend_cuda.built ? "CPU and CUDA backends" : "CPU backend; built without CUDA");
 #ifdef HAVE_MPI
@@ -119,6 +120,12 @@ static void print_version(void)
 #else
     puts("; built without MPI)");
 #endif
+    dp_backend_cpu.versions(libs, sizeof libs);
+    printf("CPU devices: %s\n", libs);
+    if (dp_backend_cuda.built) {
+        dp_backend_cuda.versions(libs, sizeof libs);
+        printf("CUDA devices: %s\n", libs);
+    }
 }
 
 /* --help-layers: every layer kind's forms and what it does, from the layer table. */

@@ -28,6 +28,7 @@ typedef struct key {
 } key;
 
 static const char *const precision_names[] = { "fp32", "tf32", NULL };
+static const char *const convolutions_names[] = { "library", "im2col", NULL };
 static const char *const on_nan_names[] = { "stop", "skip", NULL };
 static const char *const data_kind_names[] = { "fashion-mnist", "mnist", "idx", "cifar10",
                                                "text", "synthetic", NULL };
@@ -57,6 +58,7 @@ static const key keys[] = {
     LONG("run", "steps", steps, 0, 1e12),
     LONG("run", "epochs", epochs, 0, 1e6),
     ENUM("run", "precision", precision, precision_names),
+    ENUM("run", "convolutions", convolutions, convolutions_names),
     ENUM("run", "on_nan", on_nan, on_nan_names),
     LONG("run", "eval_every", eval_every, 0, 1e12),
     ENUM("data", "kind", data.kind, data_kind_names),

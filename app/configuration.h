@@ -20,6 +20,9 @@
 #define DP_CONFIG_NAME_SHOWN 160
 
 typedef enum dp_precision { DP_PRECISION_FP32, DP_PRECISION_TF32 } dp_precision;
+/* [run] convolutions: through the backend's library (oneDNN, cuDNN), or the engine's own
+ * im2col and GEMMs (the reference; dp_device.own_kernels) */
+typedef enum dp_convolutions { DP_CONV_LIBRARY, DP_CONV_IM2COL } dp_convolutions;
 
 typedef struct dp_config {
     /* [run] */
@@ -28,6 +31,7 @@ typedef struct dp_config {
     long steps;         /* 0: run `epochs` epochs */
     long epochs;
     int precision;      /* dp_precision */
+    int convolutions;   /* dp_convolutions */
     int on_nan;         /* dp_on_nan */
     long eval_every;    /* steps between evaluations; 0: at the end of each epoch only */
     /* [data] */

@@ -735,6 +735,8 @@ static int make_trainer(dp_run *r, const dp_options *opt)
         return EXIT_FAILED;
     }
     set_cpu_peaks(r);
+    for (int i = 0; i < n_devices; i++) /* else a device whose backend lacks the library */
+        dp_device_set_devices(r->devices)[i].own_kernels |= cfg->convolutions == DP_CONV_IM2COL;
     int status = limit_device_memory(r);
     if (status == DP_RUN_READY && dp_config_auto(cfg))
         status = first_auto_plan(r, &tc.plan);

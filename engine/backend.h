@@ -41,6 +41,10 @@ typedef struct dp_device {
                          * threads / cores of it); GPU: the table's (engine/peak.h). Set by whoever
                          * makes the device set; raised by the device's worker when a step runs
                          * faster (the worker owns it while the device is in a plan) */
+    bool own_kernels;   /* convolutions and pooling through the engine's own kernels (im2col
+                         * and GEMMs) even where the backend has a library for them: the
+                         * reference the tests compare the library against; set by a backend
+                         * whose library is missing (a GPU machine without cuDNN) */
     void *impl;         /* backend-private state */
 } dp_device;
 
@@ -137,8 +141,21 @@ struct dp_backend {
      * of x[n, c, h, w], and back: dx[n, c, h, w] = the sums of col's entries. */
     void (*im2col)(dp_device *d, float *col, const float *x, int n, dp_conv_geom g);
     void (*col2im)(dp_device *d, float *dx, const float *col, int n, dp_conv_geom g);
+    /* Convolutions through the backend's library (oneDNN, cuDNN), NCHW; NULL where the
+     * backend has none, and not called on a device with own_kernels set (dp_device_conv_library):
+     * the layers use im2col and GEMMs then. x [n, g.c, g.h, g.w], w [oc, g.c, g.kh, g.kw],
+     * y [n, oc, g.oh, g.ow]: y = conv(x, w) + b (b NULL: none); dx = the adjoint applied to dy
+     * (written); dw and db (NULL: none) = the gradients of w and b (written). A failure (the
+     * library's) is the device's error(). */
+    void (*conv_forward)(dp_device *d, dp_conv_geom g, int oc, int n, float *y, const float *x,
+                         const float *w, const float *b);
+    void (*conv_backward_data)(dp_device *d, dp_conv_geom g, int oc, int n, float *dx,
+                               const float *dy, const float *w);
+    void (*conv_backward_weights)(dp_device *d, dp_conv_geom g, int oc, int n, float *dw,
+                                  float *db, const float *x, const float *dy);
     /* Max (arg records each maximum's place in its plane) or average pooling of planes
-     * [planes, g.h, g.w] into y[planes, g.oh, g.ow], and the gradient of x. */
+     * [planes, g.h, g.w] into y[planes, g.oh, g.ow], and the gradient of x. The CPU backend's
+     * average pooling goes through oneDNN unless own_kernels. */
     void (*pool_forward)(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
                          int planes, dp_conv_geom g);
     void (*pool_backward)(dp_device *d, bool max, float *dx, const int32_t *arg, const float *dy,
@@ -228,6 +245,10 @@ struct dp_backend {
     /* Whether this build has the backend: false for the CUDA backend of a build without CUDA
      * (cuda_none.c), whose devices cannot be made. */
     bool built;
+    /* The libraries the backend runs on and their versions, as loaded ("OpenBLAS 0.3.21
+     * (Zen), oneDNN 2.6.3 (OpenMP)"), into text[size]; NULL for a backend not built. Needs no
+     * device. */
+    void (*versions)(char *text, size_t size);
     /* The physical devices the backend sees (GPUs), or -1 with err saying why there are none
      * (no driver, no GPU); NULL for a backend of virtual devices (CPU). */
     int (*device_count)(dp_err *err);
@@ -268,6 +289,12 @@ void dp_device_free(dp_device *d, void *p, size_t bytes);
 /* Lets the engine hold at most `bytes` on d from now on (and makes that its mem_total, for the
  * room checks), so that a CPU device can stand for a GPU's memory. */
 void dp_device_limit_memory(dp_device *d, size_t bytes);
+
+/* Whether d's convolutions go through its backend's library (conv_forward and the rest). */
+static inline bool dp_device_conv_library(const dp_device *d)
+{
+    return d && d->be->conv_forward && !d->own_kernels;
+}
 
 /* The CPU backend (CBLAS on OpenBLAS): virtual devices, host groups and host links. */
 extern const dp_backend dp_backend_cpu;

@@ -1,10 +1,12 @@
-/* backend_cpu.c -- the CPU backend: GEMMs through CBLAS (OpenBLAS), everything else as plain C
- * loops over the per-element functions of kernels.h. Operations run at once on the calling
- * thread, so synchronize() has nothing to wait for. */
+/* backend_cpu.c -- the CPU backend: GEMMs through CBLAS (OpenBLAS), convolutions and pooling
+ * through oneDNN (onednn.c), everything else as plain C loops over the per-element functions of
+ * kernels.h. Operations run at once on the calling thread, so synchronize() has nothing to wait
+ * for. */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "base/clock.h"
 #include "engine/backend.h"
 #include "engine/backend_cpu.h"
+#include "engine/onednn.h"
 
 #include <sched.h>
 
@@ -23,6 +25,7 @@
 typedef struct cpu_impl {
     int blas_threads;
     int cores;              /* dp_cpu_cores() when made */
+    dp_onednn *dnn;         /* the device's oneDNN primitives */
     dp_cpu_profile prof;
     double marks[DP_MARKS]; /* operations run when issued: a mark is the host's clock */
     int n_marks;
@@ -82,12 +85,12 @@ static double cpu_mark_seconds(dp_device *d, int mark)
 
 static double cpu_busy_seconds(dp_device *d)
 {
-    return impl_of(d)->prof.gemm_s + impl_of(d)->prof.kernel_s;
+    return impl_of(d)->prof.gemm_s + impl_of(d)->prof.library_s + impl_of(d)->prof.kernel_s;
 }
 
 static double cpu_gemm_flops(dp_device *d)
 {
-    return impl_of(d)->prof.gemm_flops;
+    return impl_of(d)->prof.gemm_flops + impl_of(d)->prof.library_flops;
 }
 
 static void cpu_gemm(dp_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
@@ -505,7 +508,7 @@ static void cpu_channel_bias_grad(dp_device *d, float *db, const float *dy, int 
 
 /* Output element by output element, as dp_pool_value (which the unit tests compare), with the
  * window's place computed once per element instead of divided out. */
-static void cpu_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
+static void own_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
                              int planes, dp_conv_geom g)
 {
     double t0 = dp_now_s();
@@ -535,7 +538,7 @@ static void cpu_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, con
 
 /* Scattered from each output's gradient (to its maximum, or over its window) rather than
  * gathered per input as dp_pool_grad does on the GPU: the same sums, in another order. */
-static void cpu_pool_backward(dp_device *d, bool max, float *dx, const int32_t *arg,
+static void own_pool_backward(dp_device *d, bool max, float *dx, const int32_t *arg,
                               const float *dy, int planes, dp_conv_geom g)
 {
     double t0 = dp_now_s();
@@ -888,8 +891,102 @@ static int cpu_threads(dp_device *d)
     return threads < cores ? threads : cores;
 }
 
+/* ---- convolutions and pooling through oneDNN ----
+ *
+ * OpenMP's threads run parts of oneDNN's primitives for the calling thread: they are helpers,
+ * as OpenBLAS's are. A thread's OpenMP team appears during its first primitive with more
+ * threads than before; the threads that appear meanwhile join the pool's list. */
+
+static __thread int omp_threads_seen = 1;
+
+/* Runs CALL with `threads` OpenMP threads, charged to d's library time and `flops`. */
+#define LIBRARY_CALL(d, threads, flops, CALL)                                                  \
+    do {                                                                                      \
+        double t0_ = dp_now_s();                                                              \
+        if ((threads) > omp_threads_seen) {                                                   \
+            static __thread pid_t before_[POOL_MAX], now_[POOL_MAX];                          \
+            int n_before_ = list_threads(before_, POOL_MAX);                                  \
+            CALL;                                                                             \
+            int n_ = list_threads(now_, POOL_MAX);                                            \
+            pthread_mutex_lock(&pool_lock);                                                   \
+            add_new_threads(before_, n_before_, now_, n_);                                    \
+            pthread_mutex_unlock(&pool_lock);                                                 \
+            omp_threads_seen = (threads);                                                     \
+        } else {                                                                              \
+            CALL;                                                                             \
+        }                                                                                     \
+        impl_of(d)->prof.library_s += dp_now_s() - t0_;                                       \
+        impl_of(d)->prof.library_flops += (flops);                                            \
+    } while (0)
+
+/* 2 multiply-adds of a convolution's pass (each of the three passes has as many). */
+static double conv_flops(dp_conv_geom g, int oc, int n)
+{
+    return 2.0 * n * oc * g.oh * g.ow * (double)g.c * g.kh * g.kw;
+}
+
+static void cpu_conv_forward(dp_device *d, dp_conv_geom g, int oc, int n, float *y,
+                             const float *x, const float *w, const float *b)
+{
+    int threads = cpu_threads(d);
+    LIBRARY_CALL(d, threads, conv_flops(g, oc, n),
+                 dp_onednn_conv_forward(impl_of(d)->dnn, threads, g, oc, n, y, x, w, b));
+}
+
+static void cpu_conv_backward_data(dp_device *d, dp_conv_geom g, int oc, int n, float *dx,
+                                   const float *dy, const float *w)
+{
+    int threads = cpu_threads(d);
+    LIBRARY_CALL(d, threads, conv_flops(g, oc, n),
+                 dp_onednn_conv_backward_data(impl_of(d)->dnn, threads, g, oc, n, dx, dy, w));
+}
+
+static void cpu_conv_backward_weights(dp_device *d, dp_conv_geom g, int oc, int n, float *dw,
+                                      float *db, const float *x, const float *dy)
+{
+    int threads = cpu_threads(d);
+    LIBRARY_CALL(d, threads, conv_flops(g, oc, n),
+                 dp_onednn_conv_backward_weights(impl_of(d)->dnn, threads, g, oc, n, dw, db, x,
+                                                 dy));
+}
+
+static void cpu_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
+                             int planes, dp_conv_geom g)
+{
+    if (d->own_kernels || max) { /* max: oneDNN's drops NaN (onednn.h) */
+        own_pool_forward(d, max, y, arg, x, planes, g);
+        return;
+    }
+    int threads = cpu_threads(d);
+    LIBRARY_CALL(d, threads, 0,
+                 dp_onednn_avgpool_forward(impl_of(d)->dnn, threads, y, x, planes, g));
+}
+
+static void cpu_pool_backward(dp_device *d, bool max, float *dx, const int32_t *arg,
+                              const float *dy, int planes, dp_conv_geom g)
+{
+    if (d->own_kernels || max) {
+        own_pool_backward(d, max, dx, arg, dy, planes, g);
+        return;
+    }
+    int threads = cpu_threads(d);
+    LIBRARY_CALL(d, threads, 0,
+                 dp_onednn_avgpool_backward(impl_of(d)->dnn, threads, dx, dy, planes, g));
+}
+
 static void cpu_bind(dp_device *d)
 {
+}
+
+/* "OpenBLAS 0.3.21 (Zen), oneDNN 2.6.3 (OpenMP)": OpenBLAS's configuration string begins with
+ * "OpenBLAS" and its version; the core is the kernels it chose for this processor. */
+static void cpu_versions(char *text, size_t size)
+{
+    char version[32] = "?";
+    const char *config = openblas_get_config(), *core = openblas_get_corename();
+    if (config)
+        sscanf(config, "OpenBLAS %31s", version);
+    snprintf(text, size, "OpenBLAS %s (%s), %s", version, core ? core : "?", dp_onednn_version());
 }
 
 static void *cpu_host_alloc(size_t bytes)
@@ -899,7 +996,8 @@ static void *cpu_host_alloc(size_t bytes)
 
 static const char *cpu_error(dp_device *d)
 {
-    return NULL; /* CPU operations cannot fail once their memory is there */
+    /* only oneDNN's can fail (making a primitive) once the memory is there */
+    return dp_onednn_error(impl_of(d)->dnn);
 }
 
 /* The table's device_init: a virtual device with 1 BLAS thread (the trainer sets the count per
@@ -946,6 +1044,9 @@ const dp_backend dp_backend_cpu = {
     .scale = cpu_scale,
     .im2col = cpu_im2col,
     .col2im = cpu_col2im,
+    .conv_forward = cpu_conv_forward,
+    .conv_backward_data = cpu_conv_backward_data,
+    .conv_backward_weights = cpu_conv_backward_weights,
     .pool_forward = cpu_pool_forward,
     .pool_backward = cpu_pool_backward,
     .channel_bias = cpu_channel_bias,
@@ -971,6 +1072,7 @@ const dp_backend dp_backend_cpu = {
     /* device_count, group_* and xfer_* stay NULL: CPU devices are virtual; they all-reduce by
      * threads in a host group (comm_host.c) and link through host slots (link_host.c). */
     .built = true,
+    .versions = cpu_versions,
     .device_init = cpu_device_open,
     .device_destroy = dp_cpu_device_destroy,
 };
@@ -983,6 +1085,11 @@ int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)
         return dp_fail(err, "out of host memory creating cpu:%d", index);
     im->blas_threads = blas_threads > 0 ? blas_threads : 1;
     im->cores = dp_cpu_cores();
+    im->dnn = dp_onednn_create(err);
+    if (!im->dnn) {
+        free(im);
+        return -1;
+    }
     dp_cpu_set_blas_threads(im->blas_threads);
     d->be = &dp_backend_cpu;
     d->index = index;
@@ -996,6 +1103,8 @@ int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)
 
 void dp_cpu_device_destroy(dp_device *d)
 {
+    if (d->impl)
+        dp_onednn_destroy(impl_of(d)->dnn);
     free(d->impl);
     d->impl = NULL;
 }

@@ -6,9 +6,11 @@
 
 /* Time a CPU device spent inside its operations since it was made. */
 typedef struct dp_cpu_profile {
-    double gemm_s;     /* in cblas_sgemm */
-    double gemm_flops; /* 2 m n k summed over those GEMMs */
-    double kernel_s;   /* in every other operation */
+    double gemm_s;        /* in cblas_sgemm */
+    double gemm_flops;    /* 2 m n k summed over those GEMMs */
+    double library_s;     /* in oneDNN's primitives (convolutions, pooling) */
+    double library_flops; /* 2 multiply-adds of those convolutions */
+    double kernel_s;      /* in every other operation */
 } dp_cpu_profile;
 
 dp_cpu_profile dp_cpu_device_profile(const dp_device *d);

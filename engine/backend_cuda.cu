@@ -11,6 +11,7 @@ extern "C" {
 #include "engine/peak.h"
 }
 
+#include <nccl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1358,6 +1359,20 @@ void cuda_embedding_backward(dp_device *d, float *dtable, const float *ids, cons
            vocab, accumulate);
 }
 
+/* "CUDA runtime 13.0, cuBLAS 13.0.0, NCCL 2.28.3": the libraries as loaded (no GPU needed). */
+void cuda_versions(char *text, size_t size)
+{
+    int runtime = 0, major = 0, minor = 0, patch = 0, nccl = 0;
+    cudaRuntimeGetVersion(&runtime);
+    cublasGetProperty(MAJOR_VERSION, &major);
+    cublasGetProperty(MINOR_VERSION, &minor);
+    cublasGetProperty(PATCH_LEVEL, &patch);
+    ncclGetVersion(&nccl); /* major * 10000 + minor * 100 + patch since NCCL 2.9 */
+    snprintf(text, size, "CUDA runtime %d.%d, cuBLAS %d.%d.%d, NCCL %d.%d.%d", runtime / 1000,
+             runtime % 1000 / 10, major, minor, patch, nccl / 10000, nccl % 10000 / 100,
+             nccl % 100);
+}
+
 } // namespace
 
 extern "C" {
@@ -1398,6 +1413,9 @@ const dp_backend dp_backend_cuda = {
     cuda_scale,
     cuda_im2col,
     cuda_col2im,
+    NULL, /* conv_forward: im2col and GEMMs (cuDNN to come) */
+    NULL, /* conv_backward_data */
+    NULL, /* conv_backward_weights */
     cuda_pool_forward,
     cuda_pool_backward,
     cuda_channel_bias,
@@ -1421,6 +1439,7 @@ const dp_backend dp_backend_cuda = {
     cuda_mlm_mask,
     cuda_bce_logits,
     true,
+    cuda_versions,
     dp_cuda_device_count,
     dp_cuda_device_init,
     dp_cuda_device_destroy,

@@ -117,8 +117,9 @@ struct dp_layer_ops {
                      const float *x, const float *y, const float *dy, float *dx);
     /* Forward multiply-adds x 2 per sample (backward is about twice that). */
     double (*flops)(const dp_layer *l);
-    /* Floats of scratch a pass of up to max_rows samples needs (NULL: none). */
-    size_t (*scratch)(const dp_layer *l, int max_rows);
+    /* Floats of scratch a pass of up to max_rows samples on device d needs (NULL: none); d
+     * NULL: the most any device needs. */
+    size_t (*scratch)(const dp_layer *l, int max_rows, const dp_device *d);
 };
 
 /* Whether a conv or deconv layer has a bias: its fifth number, BIAS, is 1 (the default) or 0

@@ -143,7 +143,7 @@ static int check_sizes(const dp_layer *l, dp_err *err)
         return too_many(err, "gives", out, "values per sample", DP_MAX_SAMPLE);
     if (l->param_count > DP_MAX_FLOATS)
         return too_many(err, "has", l->param_count, "parameters", DP_MAX_FLOATS);
-    size_t scratch = l->ops->scratch ? l->ops->scratch(l, 1) : 0;
+    size_t scratch = l->ops->scratch ? l->ops->scratch(l, 1, NULL) : 0;
     size_t work = l->saved > scratch ? l->saved : scratch;
     if (work > DP_MAX_FLOATS)
         return too_many(err, "needs", work, "floats of working memory per sample",

@@ -138,7 +138,7 @@ static int check_rows(const dp_model *m, int batch, int rows, dp_err *err)
         size_t per_row = (size_t)(l->in > l->out ? l->in : l->out);
         per_row = l->saved > per_row ? l->saved : per_row;
         size_t need = dp_size_mul(per_row, rows);
-        size_t scratch = l->ops->scratch ? l->ops->scratch(l, rows) : 0;
+        size_t scratch = l->ops->scratch ? l->ops->scratch(l, rows, NULL) : 0;
         need = scratch > need ? scratch : need;
         if (need > DP_MAX_FLOATS)
             return dp_fail(err, "layer %d (%s): micro-batches of %d samples need %zu floats "

@@ -124,7 +124,7 @@ static void plan_activations(dp_stage *s, act_layout *lay)
     for (int i = s->first; i < s->last; i++) {
         const dp_layer *l = &m->layers[i];
         s->slot_bytes += align64(saved_floats(l, rows) * sizeof(float));
-        size_t need = l->ops->scratch ? l->ops->scratch(l, s->max_rows) : 0;
+        size_t need = l->ops->scratch ? l->ops->scratch(l, s->max_rows, s->dev) : 0;
         scratch = need > scratch ? need : scratch;
     }
     lay->dgrad_bytes = align64(rows * widest * sizeof(float));
@@ -218,12 +218,12 @@ static void carve_activations(dp_stage *s, const act_layout *lay)
     s->dev->be->zero(s->dev, s->stats, DP_STAGE_STATS * sizeof(float));
 }
 
-size_t dp_stage_bytes(const dp_model *m, int first, int last, int max_rows, int slots,
-                      const dp_optim_config *oc)
+size_t dp_stage_bytes(const dp_model *m, const dp_device *d, int first, int last, int max_rows,
+                      int slots, const dp_optim_config *oc)
 {
     dp_stage s;
     act_layout lay;
-    set_stage_fields(&s, m, NULL, first, last, max_rows, slots, oc);
+    set_stage_fields(&s, m, (dp_device *)d, first, last, max_rows, slots, oc); /* read only */
     plan_activations(&s, &lay);
     return s.n_params * sizeof(float) * (2 + s.state_per_param) + s.act_bytes;
 }

@@ -67,10 +67,10 @@ typedef struct dp_stage {
                              DP_STAGE_GRAD_SUMSQ the sum of squared gradients of the last step */
 } dp_stage;
 
-/* The bytes dp_stage_create allocates on its device for the same arguments (parameters,
+/* The bytes dp_stage_create allocates on device d for the same arguments (parameters,
  * gradients, optimizer state, activations), for predicting a plan's memory. */
-size_t dp_stage_bytes(const dp_model *m, int first, int last, int max_rows, int slots,
-                      const dp_optim_config *oc);
+size_t dp_stage_bytes(const dp_model *m, const dp_device *d, int first, int last, int max_rows,
+                      int slots, const dp_optim_config *oc);
 
 /* Places layers [first, last) of m on d for passes of up to max_rows samples, keeping `slots`
  * micro-batches' activations. */

@@ -1145,14 +1145,16 @@ void dp_team_bytes(const dp_plan *p, const dp_team_config *c, size_t *bytes)
             dp_schedule_ops(p->schedule, p->stages, s, p->micro, ops);
             slots = dp_schedule_in_flight(ops, 2 * p->micro);
         }
-        size_t b = dp_stage_bytes(c->model, p->first_layer[s], p->first_layer[s + 1], rows, slots,
-                                  c->optim);
+        size_t links = 0;
         if (s > 0) /* the activations coming in */
-            b += LINK_SLOTS * cut_floats(p, c->model, rows, s) * sizeof(float);
+            links += LINK_SLOTS * cut_floats(p, c->model, rows, s) * sizeof(float);
         if (s + 1 < p->stages) /* the gradients coming back */
-            b += LINK_SLOTS * cut_floats(p, c->model, rows, s + 1) * sizeof(float);
-        for (int r = 0; r < p->replicas; r++)
-            bytes[r * p->stages + s] = b;
+            links += LINK_SLOTS * cut_floats(p, c->model, rows, s + 1) * sizeof(float);
+        for (int r = 0; r < p->replicas; r++) {
+            int w = r * p->stages + s;
+            bytes[w] = links + dp_stage_bytes(c->model, &c->devices[w], p->first_layer[s],
+                                              p->first_layer[s + 1], rows, slots, c->optim);
+        }
     }
     free(ops);
 }

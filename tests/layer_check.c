@@ -30,7 +30,7 @@ void one_layer_init(one_layer *c, const layer_harness *how, const char *spec, dp
     c->params = zalloc(c->np, sizeof *c->params);
     c->grads = zalloc(c->np, sizeof *c->grads);
     c->pd = zalloc(c->np, sizeof *c->pd);
-    c->scratch = zalloc(c->l->ops->scratch ? c->l->ops->scratch(c->l, rows) : 0, sizeof(float));
+    c->scratch = zalloc(c->l->ops->scratch ? c->l->ops->scratch(c->l, rows, NULL) : 0, sizeof(float));
     c->saved = zalloc((size_t)rows * c->l->saved + c->l->saved_pass, sizeof(float));
     dp_rng rng = dp_rng_stream(seed, 100, how->stream);
     for (size_t i = 0; i < c->nx; i++) {

@@ -98,7 +98,7 @@ typedef struct pass_memory {
 
 static pass_memory pass_memory_new(const dp_layer *l, int rows)
 {
-    size_t scratch = l->ops->scratch ? l->ops->scratch(l, rows) : 0;
+    size_t scratch = l->ops->scratch ? l->ops->scratch(l, rows, NULL) : 0;
     pass_memory m = { calloc(l->saved * (size_t)rows + l->saved_pass + 1, sizeof(float)),
                       calloc(scratch + 1, sizeof(float)) };
     return m;

@@ -786,7 +786,7 @@ START_TEST(test_deconv_chunks)
     device_init(&dev);
     one_layer c; /* 64 * 4 * 4 * 64 * 64 = 4194304 floats of patches per sample */
     one_layer_init(&c, &gan_layers, "deconv:64:4", image(2, 64, 64), 3, 22);
-    ck_assert_uint_eq(c.l->ops->scratch(c.l, 3), 2 * 4194304u);
+    ck_assert_uint_eq(c.l->ops->scratch(c.l, 3, NULL), 2 * 4194304u);
     one_layer_run(&c, &dev, 0, 1);
     double *yd = zalloc(c.ny, sizeof *yd), *dxd = zalloc(c.nx, sizeof *dxd);
     double *gd = zalloc(c.np, sizeof *gd);

@@ -137,7 +137,7 @@ static void attn_forward(const dp_layer *l, const dp_pass *p, const float *param
 }
 
 /* Scratch: the gradients of q k v, of the heads' output and of the probabilities. */
-static size_t attn_scratch(const dp_layer *l, int max_rows)
+static size_t attn_scratch(const dp_layer *l, int max_rows, const dp_device *d)
 {
     attn_dims a = dims_of(l);
     size_t t = (size_t)a.t;

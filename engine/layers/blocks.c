@@ -133,12 +133,12 @@ static size_t widest(const dp_layer *l)
     return w;
 }
 
-static size_t res_scratch(const dp_layer *l, int max_rows)
+static size_t res_scratch(const dp_layer *l, int max_rows, const dp_device *d)
 {
     size_t own = dp_size_mul(3 * widest(l), max_rows), child = 0;
     for (int k = 0; k < l->n_children; k++) {
         const dp_layer *c = &l->children[k];
-        size_t need = c->ops->scratch ? c->ops->scratch(c, max_rows) : 0;
+        size_t need = c->ops->scratch ? c->ops->scratch(c, max_rows, d) : 0;
         child = need > child ? need : child;
     }
     return dp_size_add(own, child);

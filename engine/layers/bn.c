@@ -119,7 +119,7 @@ static double bn_flops(const dp_layer *l)
 }
 
 /* The forward's two sums, or the backward's. */
-static size_t bn_scratch(const dp_layer *l, int max_rows)
+static size_t bn_scratch(const dp_layer *l, int max_rows, const dp_device *d)
 {
     int c, positions;
     bn_geometry(l, &c, &positions);

@@ -14,6 +14,13 @@ void dp_layer_no_init(const dp_layer *l, float *params, uint64_t seed);
 /* One operation per input value. */
 double dp_layer_flops_per_value(const dp_layer *l);
 
+/* Through the backend's library (conv.c): the gradients of a convolution's weights w
+ * [oc, g.c, g.kh, g.kw] (in grads) and bias (db, NULL: none; right after the weights) for the
+ * pass p with input x and output gradient dy, written or, when p accumulates, added through
+ * p's scratch (which holds them). */
+void dp_conv_library_weights(const dp_layer *l, const dp_pass *p, dp_conv_geom g, int oc,
+                             float *grads, float *db, const float *x, const float *dy);
+
 /* Fails, saying what the layer got instead, unless its input is sequences [T, D]. */
 int dp_layer_need_sequence(const dp_layer *l, dp_err *err);
 

@@ -2,10 +2,11 @@
  * (torch.nn.Conv2d), maxpool and avgpool (nn.MaxPool2d, nn.AvgPool2d; avgpool with no numbers
  * is nn.AdaptiveAvgPool2d(1)). flatten, which takes images to vectors, is in flatten.c.
  *
- * A convolution is a product per sample: W [OUT, C * K * K] times the sample's patch matrix
+ * A convolution runs through the backend's library (oneDNN, cuDNN: dp_device_conv_library),
+ * or else as a product per sample: W [OUT, C * K * K] times the sample's patch matrix
  * [C * K * K, P] (P = output positions) gives its output [OUT, P], NCHW as it stands; then the
  * bias per channel. Samples go through in chunks, so that the patch matrices of a chunk stay
- * within CHUNK_FLOATS. */
+ * within CHUNK_FLOATS. The second way is also the reference the tests hold the first to. */
 #include <math.h>
 
 #include "engine/layers/common.h"
@@ -108,12 +109,36 @@ static int conv_chunk(const dp_layer *l, int max_rows)
     return (int)(n < (size_t)max_rows ? n : (size_t)max_rows);
 }
 
-/* The patch matrices of a chunk. */
-static size_t conv_scratch(const dp_layer *l, int max_rows)
+/* The patch matrices of a chunk; through the library, the gradients of a pass that adds to
+ * the ones there (a micro-batch's). */
+static size_t conv_scratch(const dp_layer *l, int max_rows, const dp_device *d)
 {
     dp_conv_geom g = geom_of(l);
-    return dp_size_mul(dp_size_mul(conv_chunk(l, max_rows), (size_t)g.oh * g.ow),
-                       dp_size_mul((size_t)g.c * g.kh, (size_t)g.kw));
+    size_t patches = dp_size_mul(dp_size_mul(conv_chunk(l, max_rows), (size_t)g.oh * g.ow),
+                                 dp_size_mul((size_t)g.c * g.kh, (size_t)g.kw));
+    size_t library = l->param_count;
+    if (d)
+        return dp_device_conv_library(d) ? library : patches;
+    return patches > library ? patches : library;
+}
+
+/* The weights' and bias's gradients through the library: written, or added through the
+ * scratch when the pass accumulates. The deconvolution's weights are its convolution's
+ * (deconv.c), so it shares this. */
+void dp_conv_library_weights(const dp_layer *l, const dp_pass *p, dp_conv_geom g, int oc,
+                             float *grads, float *db, const float *x, const float *dy)
+{
+    const dp_backend *be = p->dev->be;
+    size_t nw = (size_t)oc * g.c * g.kh * g.kw;
+    if (p->rows == 0) {
+        if (!p->accumulate)
+            be->zero(p->dev, grads, (nw + (db ? (size_t)oc : 0)) * sizeof(float));
+        return;
+    }
+    float *dw = p->accumulate ? p->scratch : grads;
+    be->conv_backward_weights(p->dev, g, oc, p->rows, dw, db ? dw + nw : NULL, x, dy);
+    if (p->accumulate)
+        be->add(p->dev, grads, grads, dw, nw + (db ? (size_t)oc : 0));
 }
 
 static void conv_forward(const dp_layer *l, const dp_pass *p, const float *params,
@@ -122,6 +147,12 @@ static void conv_forward(const dp_layer *l, const dp_pass *p, const float *param
     const dp_backend *be = p->dev->be;
     dp_conv_geom g = geom_of(l);
     int oc = l->args[0], ckk = g.c * g.kh * g.kw, pos = g.oh * g.ow;
+    if (dp_device_conv_library(p->dev)) {
+        if (p->rows > 0)
+            be->conv_forward(p->dev, g, oc, p->rows, y, x, params,
+                             dp_conv_has_bias(l) ? params + (size_t)oc * ckk : NULL);
+        return;
+    }
     int chunk = conv_chunk(l, p->rows > 0 ? p->rows : 1);
     long col_stride = (long)ckk * pos;
     for (int n0 = 0; n0 < p->rows; n0 += chunk) {
@@ -146,6 +177,12 @@ static void conv_backward(const dp_layer *l, const dp_pass *p, const float *para
     int chunk = conv_chunk(l, p->rows > 0 ? p->rows : 1);
     float *col = p->scratch, *dw = grads, *db = grads + (size_t)oc * ckk;
     long col_stride = (long)ckk * pos;
+    if (dp_device_conv_library(p->dev)) {
+        dp_conv_library_weights(l, p, g, oc, grads, dp_conv_has_bias(l) ? db : NULL, x, dy);
+        if (dx && p->rows > 0)
+            be->conv_backward_data(p->dev, g, oc, p->rows, dx, dy, params);
+        return;
+    }
     if (p->rows == 0 && !p->accumulate)
         be->zero(p->dev, grads, l->param_count * sizeof(float));
     for (int n0 = 0; n0 < p->rows; n0 += chunk) {

@@ -10,7 +10,10 @@
  * the patch matrix col [OUT K K, H W] = W^T x and sums its entries into the output with
  * col2im, then adds the bias per channel; backward takes dy's patch matrix dcol = im2col(dy),
  * then dx = W dcol and dW += x dcol^T. Samples go through in chunks, so that the patch
- * matrices of a chunk stay within CHUNK_FLOATS. */
+ * matrices of a chunk stay within CHUNK_FLOATS. Through the backend's library
+ * (dp_device_conv_library) the same adjoint is that convolution's passes: forward is its
+ * backward-data, backward its forward (dx) and its backward-weights with the roles of input
+ * and output gradient swapped. */
 #include <math.h>
 
 #include "engine/layers/common.h"
@@ -119,10 +122,15 @@ static int deconv_chunk(const dp_layer *l, int max_rows)
     return (int)(n < (size_t)max_rows ? n : (size_t)max_rows);
 }
 
-/* The patch matrices of a chunk. */
-static size_t deconv_scratch(const dp_layer *l, int max_rows)
+/* The patch matrices of a chunk; through the library, the weights' gradient of a pass that
+ * adds to the one there. */
+static size_t deconv_scratch(const dp_layer *l, int max_rows, const dp_device *d)
 {
-    return dp_size_mul((size_t)deconv_chunk(l, max_rows), col_per_sample(l));
+    size_t patches = dp_size_mul((size_t)deconv_chunk(l, max_rows), col_per_sample(l));
+    size_t library = l->param_count;
+    if (d)
+        return dp_device_conv_library(d) ? library : patches;
+    return patches > library ? patches : library;
 }
 
 static void deconv_forward(const dp_layer *l, const dp_pass *p, const float *params,
@@ -131,6 +139,14 @@ static void deconv_forward(const dp_layer *l, const dp_pass *p, const float *par
     const dp_backend *be = p->dev->be;
     dp_conv_geom g = geom_of(l);
     int oc = l->args[0], c = l->in_shape.d[0], ckk = (int)deconv_ckk(l), pos = g.oh * g.ow;
+    if (dp_device_conv_library(p->dev)) {
+        if (p->rows == 0)
+            return;
+        be->conv_backward_data(p->dev, g, c, p->rows, y, x, params);
+        if (dp_conv_has_bias(l))
+            be->channel_bias(p->dev, y, params + (size_t)c * ckk, p->rows, oc, g.h * g.w);
+        return;
+    }
     int chunk = deconv_chunk(l, p->rows > 0 ? p->rows : 1);
     long col_stride = (long)ckk * pos;
     for (int n0 = 0; n0 < p->rows; n0 += chunk) {
@@ -156,6 +172,14 @@ static void deconv_backward(const dp_layer *l, const dp_pass *p, const float *pa
     int chunk = deconv_chunk(l, p->rows > 0 ? p->rows : 1);
     float *col = p->scratch, *dw = grads, *db = grads + (size_t)c * ckk;
     long col_stride = (long)ckk * pos;
+    if (dp_device_conv_library(p->dev)) { /* the convolution's input is dy, its output x */
+        dp_conv_library_weights(l, p, g, c, grads, NULL, dy, x);
+        if (dp_conv_has_bias(l))
+            be->channel_bias_grad(p->dev, db, dy, p->rows, oc, g.h * g.w, p->accumulate);
+        if (dx && p->rows > 0)
+            be->conv_forward(p->dev, g, c, p->rows, dx, dy, params, NULL);
+        return;
+    }
     if (p->rows == 0 && !p->accumulate)
         be->zero(p->dev, grads, l->param_count * sizeof(float));
     for (int n0 = 0; n0 < p->rows; n0 += chunk) {

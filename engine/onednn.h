@@ -1,0 +1,41 @@
+/* onednn.h -- the CPU backend's convolutions and pooling through oneDNN (private to
+ * backend_cpu.c): a device's primitives, made once per shape and thread count and kept.
+ *
+ * A dp_onednn belongs to one CPU device and is used by the thread that drives the device at
+ * the time (a worker; the hand-off between plans is the team's start and stop). Tensors are
+ * NCHW, weights OIHW, as the engine keeps them. */
+#ifndef DP_ONEDNN_H
+#define DP_ONEDNN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "engine/kernels.h"
+
+typedef struct dp_onednn dp_onednn;
+
+dp_onednn *dp_onednn_create(dp_err *err);
+void dp_onednn_destroy(dp_onednn *o);
+/* The first failure of a primitive (its creation or its run), or NULL. */
+const char *dp_onednn_error(const dp_onednn *o);
+/* "oneDNN 2.6.3 (OpenMP)": the library loaded. */
+const char *dp_onednn_version(void);
+
+/* The backend's conv_forward, conv_backward_data and conv_backward_weights (backend.h), with
+ * `threads` OpenMP threads on the calling thread. */
+void dp_onednn_conv_forward(dp_onednn *o, int threads, dp_conv_geom g, int oc, int n, float *y,
+                            const float *x, const float *w, const float *b);
+void dp_onednn_conv_backward_data(dp_onednn *o, int threads, dp_conv_geom g, int oc, int n,
+                                  float *dx, const float *dy, const float *w);
+void dp_onednn_conv_backward_weights(dp_onednn *o, int threads, dp_conv_geom g, int oc, int n,
+                                     float *dw, float *db, const float *x, const float *dy);
+/* Average pooling of planes [planes, g.h, g.w] (no padding), and its gradient. (Max pooling
+ * stays the backend's own: oneDNN's drops a NaN that PyTorch's, and the engine's, keep.) */
+void dp_onednn_avgpool_forward(dp_onednn *o, int threads, float *y, const float *x, int planes,
+                               dp_conv_geom g);
+void dp_onednn_avgpool_backward(dp_onednn *o, int threads, float *dx, const float *dy,
+                                int planes, dp_conv_geom g);
+
+#endif
