@@ -899,24 +899,58 @@ static int cpu_threads(dp_device *d)
 
 static __thread int omp_threads_seen = 1;
 
-/* Runs CALL with `threads` OpenMP threads, charged to d's library time and `flops`. */
+#if !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+/* libgomp reads OMP_WAIT_POLICY once, in its constructor, and by default its threads spin for a
+ * while after each parallel region: oneDNN's OpenMP threads then spin against OpenBLAS's pool
+ * and the other devices' threads (README's benchmark section has the measurement). So the
+ * policy is PASSIVE unless the user set one: set from the executable's preinit array, which
+ * the dynamic linker runs before any library's constructor. (Not in sanitizer builds, whose
+ * runtimes initialise from the same array; their OpenMP use is the same, only slower.) */
+static void openmp_passive(void)
+{
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+}
+__attribute__((section(".preinit_array"), used)) static void (*const openmp_passive_first)(void) =
+    openmp_passive;
+#endif
+
+/* The threads there are before a library call that may start the calling thread's OpenMP team
+ * (one with more threads than it has used); n -1: no such call. */
+typedef struct thread_list {
+    int n;
+    pid_t tids[POOL_MAX];
+} thread_list;
+
+static void before_library(int threads, thread_list *before)
+{
+    before->n = threads > omp_threads_seen ? list_threads(before->tids, POOL_MAX) : -1;
+}
+
+/* ... and after it: the new threads join the pool's list; the time since t0 and `flops` are
+ * charged to the device's library time. */
+static void after_library(dp_device *d, int threads, const thread_list *before, double t0,
+                          double flops)
+{
+    if (before->n >= 0) {
+        static __thread pid_t now[POOL_MAX];
+        int n = list_threads(now, POOL_MAX);
+        pthread_mutex_lock(&pool_lock);
+        add_new_threads(before->tids, before->n, now, n);
+        pthread_mutex_unlock(&pool_lock);
+        omp_threads_seen = threads;
+    }
+    impl_of(d)->prof.library_s += dp_now_s() - t0;
+    impl_of(d)->prof.library_flops += flops;
+}
+
+/* Runs CALL with `threads` OpenMP threads (before_library, after_library). */
 #define LIBRARY_CALL(d, threads, flops, CALL)                                                  \
     do {                                                                                      \
+        thread_list before_;                                                                  \
         double t0_ = dp_now_s();                                                              \
-        if ((threads) > omp_threads_seen) {                                                   \
-            static __thread pid_t before_[POOL_MAX], now_[POOL_MAX];                          \
-            int n_before_ = list_threads(before_, POOL_MAX);                                  \
-            CALL;                                                                             \
-            int n_ = list_threads(now_, POOL_MAX);                                            \
-            pthread_mutex_lock(&pool_lock);                                                   \
-            add_new_threads(before_, n_before_, now_, n_);                                    \
-            pthread_mutex_unlock(&pool_lock);                                                 \
-            omp_threads_seen = (threads);                                                     \
-        } else {                                                                              \
-            CALL;                                                                             \
-        }                                                                                     \
-        impl_of(d)->prof.library_s += dp_now_s() - t0_;                                       \
-        impl_of(d)->prof.library_flops += (flops);                                            \
+        before_library((threads), &before_);                                                  \
+        CALL;                                                                                 \
+        after_library((d), (threads), &before_, t0_, (flops));                                \
     } while (0)
 
 /* 2 multiply-adds of a convolution's pass (each of the three passes has as many). */
