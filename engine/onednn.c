@@ -2,9 +2,9 @@
  *
  * A primitive is made for one shape (the geometry, the rows, a bias or not) and one thread
  * count, then kept in the device's cache with its memory objects, whose data pointers are set
- * at each call. Tensors stay in the engine's NCHW and OIHW: oneDNN's blocked layouts would need
- * a reorder of every activation and gradient on the way in and out of each layer (measured in
- * the note of issue 21). The primitives' scratchpad is the device's (user mode): oneDNN's own
+ * at each call. The engine keeps its tensors in NCHW and OIHW; a convolution runs in those
+ * layouts or in the blocked ones oneDNN prefers, with reorders on the way in and out, whichever
+ * its first call measures faster (make_tuned). The primitives' scratchpad is the device's (user mode): oneDNN's own
  * is kept per thread, and a device's primitives outlive the worker thread that made them. It
  * is host memory outside the device's accounting, as cuBLAS's workspace is on a GPU. Debian's libdnnl runs on OpenMP: the calling thread's
  * OpenMP thread count is set before each primitive is made or run; with 1 the primitive runs on
@@ -17,11 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum op { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS, POOL_FORWARD, POOL_BACKWARD };
 
 #define MAX_ARGS 5
 #define CACHE_SIZE 256 /* primitives kept per device; the least recently used goes first */
+#define TUNING_RUNS 2  /* runs of each layout when a convolution's is chosen */
 
 /* What a primitive is made for; zeroed before it is filled in, so that memcmp compares it. */
 typedef struct prim_key {
@@ -31,15 +33,27 @@ typedef struct prim_key {
     int bias; /* convolutions: with a bias (its gradient) */
 } prim_key;
 
+/* One oneDNN primitive and its scratchpad's memory object (pointed at the device's). */
+typedef struct unit {
+    dnnl_primitive_t p;
+    dnnl_memory_t scratch;
+} unit;
+
+/* A cached operation: its primitive, and where the primitive wants a tensor in a layout of its
+ * own, the reorder into it (an input) or out of it (an output) through the device's layout
+ * buffer. */
 typedef struct prim {
     prim_key key;
-    dnnl_primitive_t p;
-    int n_args;
-    int arg[MAX_ARGS];            /* DNNL_ARG_SRC, ... */
-    dnnl_memory_t mem[MAX_ARGS];  /* their memory objects, pointed at each call's data */
-    dnnl_memory_t scratch;        /* the scratchpad's, pointed at the device's */
-    size_t scratch_bytes;
-    unsigned long long used;      /* the call number when last used */
+    unit op;
+    int n_args, n_out;              /* arguments [0, n_out) are outputs */
+    int arg[MAX_ARGS];              /* DNNL_ARG_SRC, ... */
+    dnnl_memory_t mem[MAX_ARGS];    /* the engine's tensors, pointed at each call's data */
+    dnnl_memory_t inner[MAX_ARGS];  /* the primitive's layout of tensor i, or NULL: the same */
+    unit reorder[MAX_ARGS];
+    size_t inner_at[MAX_ARGS];      /* where inner[i] lives in the layout buffer */
+    size_t layout_bytes;            /* the layout buffer it needs */
+    size_t scratch_bytes;           /* the largest scratchpad of its primitives */
+    unsigned long long used;        /* the call number when last used */
 } prim;
 
 struct dp_onednn {
@@ -51,6 +65,8 @@ struct dp_onednn {
     unsigned long long calls;
     void *scratch; /* the scratchpad every primitive uses, scratch_bytes */
     size_t scratch_bytes;
+    void *layout;  /* the tensors in the primitives' own layouts, layout_bytes */
+    size_t layout_bytes;
     char error[256];
 };
 
@@ -95,12 +111,24 @@ dp_onednn *dp_onednn_create(dp_err *err)
     return o;
 }
 
+static void drop_unit(unit *u)
+{
+    if (u->scratch)
+        dnnl_memory_destroy(u->scratch);
+    if (u->p)
+        dnnl_primitive_destroy(u->p);
+}
+
 static void drop(prim *e)
 {
-    for (int i = 0; i < e->n_args; i++)
-        dnnl_memory_destroy(e->mem[i]);
-    dnnl_memory_destroy(e->scratch);
-    dnnl_primitive_destroy(e->p);
+    for (int i = 0; i < e->n_args; i++) {
+        if (e->mem[i])
+            dnnl_memory_destroy(e->mem[i]);
+        if (e->inner[i])
+            dnnl_memory_destroy(e->inner[i]);
+        drop_unit(&e->reorder[i]);
+    }
+    drop_unit(&e->op);
     memset(e, 0, sizeof *e);
 }
 
@@ -117,6 +145,7 @@ void dp_onednn_destroy(dp_onednn *o)
     if (o->engine)
         dnnl_engine_destroy(o->engine);
     free(o->scratch);
+    free(o->layout);
     free(o);
 }
 
@@ -136,32 +165,33 @@ const char *dp_onednn_version(void)
 
 /* ---- making a primitive ---- */
 
-static dnnl_memory_desc_t plain(int ndims, const int64_t *dims)
+static dnnl_memory_desc_t md_of(int ndims, const int64_t *dims, dnnl_format_tag_t tag)
 {
     dnnl_memory_desc_t md;
     dnnl_dims_t d = { 0 };
     memcpy(d, dims, (size_t)ndims * sizeof *dims);
-    dnnl_memory_desc_init_by_tag(&md, ndims, d, dnnl_f32,
-                                 ndims == 4 ? dnnl_abcd : ndims == 1 ? dnnl_a : dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&md, ndims, d, dnnl_f32, tag);
     return md;
 }
 
-/* The tensors of a convolution or pooling of key k: its input, output, weights and bias. */
+/* The tensors of a convolution or pooling of key k: its input, output, weights and bias, in
+ * the engine's layouts (NCHW, OIHW) or, `any`, in the ones the primitive prefers. */
 typedef struct descs {
     dnnl_memory_desc_t src, dst, weights, bias;
     dnnl_dims_t strides, kernel, pad_l, pad_r;
 } descs;
 
-static descs descs_of(const prim_key *k)
+static descs descs_of(const prim_key *k, bool any)
 {
     const dp_conv_geom *g = &k->g;
     bool pool = k->op == POOL_FORWARD || k->op == POOL_BACKWARD;
     int out_c = pool ? g->c : k->oc;
+    dnnl_format_tag_t t4 = any ? dnnl_format_tag_any : dnnl_abcd;
     descs d = {
-        .src = plain(4, (int64_t[]){ k->n, g->c, g->h, g->w }),
-        .dst = plain(4, (int64_t[]){ k->n, out_c, g->oh, g->ow }),
-        .weights = plain(4, (int64_t[]){ k->oc, g->c, g->kh, g->kw }),
-        .bias = plain(1, (int64_t[]){ k->oc }),
+        .src = md_of(4, (int64_t[]){ k->n, g->c, g->h, g->w }, t4),
+        .dst = md_of(4, (int64_t[]){ k->n, out_c, g->oh, g->ow }, t4),
+        .weights = md_of(4, (int64_t[]){ k->oc, g->c, g->kh, g->kw }, t4),
+        .bias = md_of(1, (int64_t[]){ k->oc }, dnnl_a),
         .strides = { g->sh, g->sw },
         .kernel = { g->kh, g->kw },
         /* the padding is the same on both sides; where the windows do not reach the end,
@@ -173,41 +203,41 @@ static descs descs_of(const prim_key *k)
 }
 
 static dnnl_status_t conv_forward_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim_key *k,
-                                     dnnl_prop_kind_t prop)
+                                     bool any)
 {
-    descs d = descs_of(k);
+    descs d = descs_of(k, any);
     dnnl_convolution_desc_t cd;
     dnnl_status_t s = dnnl_convolution_forward_desc_init(
-        &cd, prop, dnnl_convolution_direct, &d.src, &d.weights, k->bias ? &d.bias : NULL,
-        &d.dst, d.strides, d.pad_l, d.pad_r);
+        &cd, dnnl_forward_training, dnnl_convolution_direct, &d.src, &d.weights,
+        k->bias ? &d.bias : NULL, &d.dst, d.strides, d.pad_l, d.pad_r);
     return s != dnnl_success ? s : dnnl_primitive_desc_create(pd, &cd, o->attr, o->engine, NULL);
 }
 
-static dnnl_status_t pool_forward_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim_key *k,
-                                     dnnl_prop_kind_t prop)
+static dnnl_status_t pool_forward_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim_key *k)
 {
-    descs d = descs_of(k);
+    descs d = descs_of(k, false);
     dnnl_pooling_desc_t pdesc;
     dnnl_status_t s = dnnl_pooling_forward_desc_init(
-        &pdesc, prop, dnnl_pooling_avg_include_padding, &d.src, &d.dst, d.strides, d.kernel,
-        d.pad_l, d.pad_r);
+        &pdesc, dnnl_forward_training, dnnl_pooling_avg_include_padding, &d.src, &d.dst,
+        d.strides, d.kernel, d.pad_l, d.pad_r);
     return s != dnnl_success ? s : dnnl_primitive_desc_create(pd, &pdesc, o->attr, o->engine, NULL);
 }
 
-/* The primitive descriptor of key k (a backward one made with its forward's as the hint). */
-static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim_key *k)
+/* The primitive descriptor of key k, its tensors in the engine's layouts or (any) the ones it
+ * prefers; a backward one is made with its forward's as the hint. */
+static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim_key *k, bool any)
 {
-    descs d = descs_of(k);
+    descs d = descs_of(k, any);
     dnnl_primitive_desc_t hint = NULL;
     dnnl_status_t s;
     switch (k->op) {
     case CONV_FORWARD:
-        return conv_forward_pd(pd, o, k, dnnl_forward_training);
+        return conv_forward_pd(pd, o, k, any);
     case POOL_FORWARD:
-        return pool_forward_pd(pd, o, k, dnnl_forward_training);
+        return pool_forward_pd(pd, o, k);
     case CONV_BACKWARD_DATA: {
         dnnl_convolution_desc_t cd;
-        s = conv_forward_pd(&hint, o, k, dnnl_forward_training);
+        s = conv_forward_pd(&hint, o, k, any);
         if (s == dnnl_success)
             s = dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &d.src,
                                                          &d.weights, &d.dst, d.strides, d.pad_l,
@@ -218,7 +248,7 @@ static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim
     }
     case CONV_BACKWARD_WEIGHTS: {
         dnnl_convolution_desc_t cd;
-        s = conv_forward_pd(&hint, o, k, dnnl_forward_training);
+        s = conv_forward_pd(&hint, o, k, any);
         if (s == dnnl_success)
             s = dnnl_convolution_backward_weights_desc_init(
                 &cd, dnnl_convolution_direct, &d.src, &d.weights, k->bias ? &d.bias : NULL,
@@ -229,7 +259,7 @@ static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim
     }
     default: { /* POOL_BACKWARD */
         dnnl_pooling_desc_t pdesc;
-        s = pool_forward_pd(&hint, o, k, dnnl_forward_training);
+        s = pool_forward_pd(&hint, o, k);
         if (s == dnnl_success)
             s = dnnl_pooling_backward_desc_init(&pdesc, dnnl_pooling_avg_include_padding,
                                                 &d.src, &d.dst, d.strides, d.kernel, d.pad_l,
@@ -244,68 +274,115 @@ static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim
     return s;
 }
 
-/* The arguments each operation takes, in the order its callers pass the data. */
-static int args_of(const prim_key *k, int arg[MAX_ARGS], dnnl_query_t query[MAX_ARGS])
+/* An argument: its DNNL_ARG_, where the primitive's descriptor says its layout, and the
+ * engine's layout of it. */
+typedef struct arg_info {
+    int arg;
+    dnnl_query_t query;
+    int index; /* a bias and its gradient are the weights' second tensor */
+    dnnl_memory_desc_t plain;
+} arg_info;
+
+/* The arguments each operation takes, outputs first, in the order its callers pass the data;
+ * *n_out: how many are outputs. */
+static int args_of(const prim_key *k, arg_info a[MAX_ARGS], int *n_out)
 {
+    descs d = descs_of(k, false);
     int n = 0;
-#define ARG(a, q) (arg[n] = (a), query[n] = (q), n++)
+#define ARG(arg_, q_, i_, md_) (a[n++] = (arg_info){ arg_, q_, i_, md_ })
+    *n_out = 1;
     switch (k->op) {
     case CONV_FORWARD:
-        ARG(DNNL_ARG_DST, dnnl_query_dst_md);
-        ARG(DNNL_ARG_SRC, dnnl_query_src_md);
-        ARG(DNNL_ARG_WEIGHTS, dnnl_query_weights_md);
+        ARG(DNNL_ARG_DST, dnnl_query_dst_md, 0, d.dst);
+        ARG(DNNL_ARG_SRC, dnnl_query_src_md, 0, d.src);
+        ARG(DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, d.weights);
         if (k->bias)
-            ARG(DNNL_ARG_BIAS, dnnl_query_weights_md); /* index 1 below */
+            ARG(DNNL_ARG_BIAS, dnnl_query_weights_md, 1, d.bias);
         break;
     case CONV_BACKWARD_DATA:
-        ARG(DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md);
-        ARG(DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md);
-        ARG(DNNL_ARG_WEIGHTS, dnnl_query_weights_md);
+        ARG(DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, d.src);
+        ARG(DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, d.dst);
+        ARG(DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0, d.weights);
         break;
     case CONV_BACKWARD_WEIGHTS:
-        ARG(DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md);
-        if (k->bias)
-            ARG(DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md); /* index 1 below */
-        ARG(DNNL_ARG_SRC, dnnl_query_src_md);
-        ARG(DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md);
+        ARG(DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0, d.weights);
+        if (k->bias) {
+            ARG(DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1, d.bias);
+            *n_out = 2;
+        }
+        ARG(DNNL_ARG_SRC, dnnl_query_src_md, 0, d.src);
+        ARG(DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, d.dst);
         break;
     case POOL_FORWARD:
-        ARG(DNNL_ARG_DST, dnnl_query_dst_md);
-        ARG(DNNL_ARG_SRC, dnnl_query_src_md);
+        ARG(DNNL_ARG_DST, dnnl_query_dst_md, 0, d.dst);
+        ARG(DNNL_ARG_SRC, dnnl_query_src_md, 0, d.src);
         break;
     default: /* POOL_BACKWARD */
-        ARG(DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md);
-        ARG(DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md);
+        ARG(DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0, d.src);
+        ARG(DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0, d.dst);
         break;
     }
 #undef ARG
     return n;
 }
 
-/* Makes the primitive of key k into e; -1 (recorded) on failure. */
-static int make(dp_onednn *o, const prim_key *k, prim *e)
+/* Makes u's primitive from pd, with a memory object for its scratchpad; *scratch_bytes grows
+ * to the scratchpad's size. */
+static dnnl_status_t make_unit(dp_onednn *o, const_dnnl_primitive_desc_t pd, unit *u,
+                               size_t *scratch_bytes)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;
+    dnnl_status_t s = dnnl_success;
+    if (bytes)
+        s = dnnl_memory_create(&u->scratch, md, o->engine, DNNL_MEMORY_NONE);
+    if (s == dnnl_success)
+        s = dnnl_primitive_create(&u->p, pd);
+    *scratch_bytes = bytes > *scratch_bytes ? bytes : *scratch_bytes;
+    return s;
+}
+
+/* Makes the reorder of argument i between the engine's layout and the primitive's, md. */
+static dnnl_status_t make_reorder(dp_onednn *o, prim *e, int i, const dnnl_memory_desc_t *plain,
+                                  const dnnl_memory_desc_t *md)
+{
+    bool out = i < e->n_out;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_status_t s = dnnl_memory_create(&e->inner[i], md, o->engine, DNNL_MEMORY_NONE);
+    if (s == dnnl_success)
+        s = dnnl_reorder_primitive_desc_create(&rpd, out ? md : plain, o->engine,
+                                               out ? plain : md, o->engine, o->attr);
+    if (s == dnnl_success)
+        s = make_unit(o, rpd, &e->reorder[i], &e->scratch_bytes);
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    e->inner_at[i] = e->layout_bytes;
+    e->layout_bytes += (dnnl_memory_desc_get_size(md) + 63) / 64 * 64;
+    return s;
+}
+
+/* Makes the primitive of key k into e, in the engine's layouts or (any) the ones it prefers
+ * with reorders around it; -1 (recorded) on failure. */
+static int make(dp_onednn *o, const prim_key *k, prim *e, bool any)
 {
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_query_t query[MAX_ARGS];
+    arg_info a[MAX_ARGS];
     memset(e, 0, sizeof *e);
     e->key = *k;
-    dnnl_status_t s = make_pd(&pd, o, k);
+    dnnl_status_t s = make_pd(&pd, o, k, any);
     if (s != dnnl_success)
         return fail(o, "no primitive for this convolution or pooling", s);
-    e->n_args = args_of(k, e->arg, query);
+    e->n_args = args_of(k, a, &e->n_out);
     for (int i = 0; i < e->n_args && s == dnnl_success; i++) {
-        /* a bias and its gradient are the weights' second tensor */
-        bool bias = e->arg[i] == DNNL_ARG_BIAS || e->arg[i] == DNNL_ARG_DIFF_BIAS;
-        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, query[i], bias ? 1 : 0);
-        s = md ? dnnl_memory_create(&e->mem[i], md, o->engine, DNNL_MEMORY_NONE)
+        e->arg[i] = a[i].arg;
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, a[i].query, a[i].index);
+        s = md ? dnnl_memory_create(&e->mem[i], &a[i].plain, o->engine, DNNL_MEMORY_NONE)
                : dnnl_invalid_arguments;
+        if (s == dnnl_success && !dnnl_memory_desc_equal(md, &a[i].plain))
+            s = make_reorder(o, e, i, &a[i].plain, md);
     }
-    const dnnl_memory_desc_t *scratch = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    e->scratch_bytes = scratch ? dnnl_memory_desc_get_size(scratch) : 0;
-    if (s == dnnl_success && e->scratch_bytes)
-        s = dnnl_memory_create(&e->scratch, scratch, o->engine, DNNL_MEMORY_NONE);
     if (s == dnnl_success)
-        s = dnnl_primitive_create(&e->p, pd);
+        s = make_unit(o, pd, &e->op, &e->scratch_bytes);
     dnnl_primitive_desc_destroy(pd);
     if (s != dnnl_success) {
         drop(e);
@@ -314,9 +391,115 @@ static int make(dp_onednn *o, const prim_key *k, prim *e)
     return 0;
 }
 
-/* The cached primitive of key k, made when missing (the least recently used one makes room);
- * NULL after a failure. */
-static prim *lookup(dp_onednn *o, const prim_key *k)
+/* Grows *buf to at least `bytes` (64-byte aligned); false (recorded) when out of memory. */
+static bool room(dp_onednn *o, void **buf, size_t *have, size_t bytes, const char *what)
+{
+    if (bytes <= *have)
+        return true;
+    free(*buf);
+    *have = 0;
+    *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!*buf) {
+        snprintf(o->error, sizeof o->error, "oneDNN: out of host memory for a %zu-byte %s",
+                 bytes, what);
+        return false;
+    }
+    *have = bytes;
+    return true;
+}
+
+static dnnl_status_t exec_unit(dp_onednn *o, const unit *u, dnnl_exec_arg_t *args, int n)
+{
+    dnnl_status_t s = dnnl_success;
+    if (u->scratch) {
+        s = dnnl_memory_set_data_handle(u->scratch, o->scratch);
+        args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, u->scratch };
+    }
+    return s == dnnl_success ? dnnl_primitive_execute(u->p, o->stream, n, args) : s;
+}
+
+/* Runs e on data[] (in args_of's order): the inputs reordered into the primitive's layouts,
+ * the primitive, the outputs reordered back; then waits. */
+static void execute(dp_onednn *o, prim *e, void *const data[])
+{
+    if (!room(o, &o->scratch, &o->scratch_bytes, e->scratch_bytes, "scratchpad") ||
+        !room(o, &o->layout, &o->layout_bytes, e->layout_bytes, "layout buffer"))
+        return;
+    dnnl_exec_arg_t args[MAX_ARGS + 1];
+    dnnl_status_t s = dnnl_success;
+    for (int i = 0; i < e->n_args && s == dnnl_success; i++) {
+        s = dnnl_memory_set_data_handle(e->mem[i], data[i]);
+        if (s == dnnl_success && e->inner[i])
+            s = dnnl_memory_set_data_handle(e->inner[i], (char *)o->layout + e->inner_at[i]);
+    }
+    for (int i = e->n_out; i < e->n_args && s == dnnl_success; i++)
+        if (e->inner[i]) {
+            dnnl_exec_arg_t r[3] = { { DNNL_ARG_FROM, e->mem[i] }, { DNNL_ARG_TO, e->inner[i] } };
+            s = exec_unit(o, &e->reorder[i], r, 2);
+        }
+    for (int i = 0; i < e->n_args; i++)
+        args[i] = (dnnl_exec_arg_t){ e->arg[i], e->inner[i] ? e->inner[i] : e->mem[i] };
+    if (s == dnnl_success)
+        s = exec_unit(o, &e->op, args, e->n_args);
+    for (int i = 0; i < e->n_out && s == dnnl_success; i++)
+        if (e->inner[i]) {
+            dnnl_exec_arg_t r[3] = { { DNNL_ARG_FROM, e->inner[i] }, { DNNL_ARG_TO, e->mem[i] } };
+            s = exec_unit(o, &e->reorder[i], r, 2);
+        }
+    if (s == dnnl_success)
+        s = dnnl_stream_wait(o->stream);
+    if (s != dnnl_success)
+        fail(o, "running a primitive", s);
+}
+
+/* Seconds e takes on data[] at best of TUNING_RUNS runs. */
+static double time_runs(dp_onednn *o, prim *e, void *const data[])
+{
+    double best = 1e30;
+    for (int r = 0; r < TUNING_RUNS; r++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        execute(o, e, data);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        best = s < best ? s : best;
+    }
+    return best;
+}
+
+/* Makes key k's primitive into e. A convolution is made twice, in the engine's layouts and in
+ * the primitive's preferred ones with reorders around it, and the faster on this call's data
+ * is kept (the operations write their outputs whole, so running them again changes nothing):
+ * blocked layouts pay for themselves on wide layers, not on the first, whose one input channel
+ * makes the reorders cost more than the primitive saves. */
+static int make_tuned(dp_onednn *o, const prim_key *k, prim *e, void *const data[])
+{
+    if (make(o, k, e, false) < 0)
+        return -1;
+    if (k->op != CONV_FORWARD && k->op != CONV_BACKWARD_DATA && k->op != CONV_BACKWARD_WEIGHTS)
+        return 0;
+    prim blocked;
+    if (make(o, k, &blocked, true) < 0) {
+        o->error[0] = '\0'; /* (there was none before) the engine's layouts serve */
+        return 0;
+    }
+    if (blocked.layout_bytes == 0) { /* it prefers the engine's layouts */
+        drop(&blocked);
+        return 0;
+    }
+    double plain_s = time_runs(o, e, data), blocked_s = time_runs(o, &blocked, data);
+    if (blocked_s < plain_s) {
+        drop(e);
+        *e = blocked;
+    } else {
+        drop(&blocked);
+    }
+    return 0;
+}
+
+/* The cached primitive of key k, made (and tuned on data) when missing; the least recently
+ * used one makes room. NULL after a failure. */
+static prim *lookup(dp_onednn *o, const prim_key *k, void *const data[])
 {
     o->calls++;
     int oldest = 0;
@@ -331,7 +514,7 @@ static prim *lookup(dp_onednn *o, const prim_key *k)
     prim *e = o->n < CACHE_SIZE ? &o->cache[o->n] : &o->cache[oldest];
     if (o->n == CACHE_SIZE)
         drop(e);
-    if (make(o, k, e) < 0)
+    if (make_tuned(o, k, e, data) < 0)
         return NULL;
     if (e == &o->cache[o->n])
         o->n++;
@@ -345,37 +528,9 @@ static void run(dp_onednn *o, const prim_key *k, void *const data[])
     if (o->error[0])
         return; /* after a failure nothing runs: the trainer stops on the device's error */
     use_threads(k->threads);
-    prim *e = lookup(o, k);
-    if (!e)
-        return;
-    if (e->scratch_bytes > o->scratch_bytes) {
-        free(o->scratch);
-        o->scratch_bytes = 0;
-        o->scratch = aligned_alloc(64, (e->scratch_bytes + 63) / 64 * 64);
-        if (!o->scratch) {
-            snprintf(o->error, sizeof o->error, "oneDNN: out of host memory for a %zu-byte "
-                                                "scratchpad", e->scratch_bytes);
-            return;
-        }
-        o->scratch_bytes = e->scratch_bytes;
-    }
-    dnnl_exec_arg_t args[MAX_ARGS + 1];
-    dnnl_status_t s = dnnl_success;
-    int n = e->n_args;
-    for (int i = 0; i < n && s == dnnl_success; i++) {
-        s = dnnl_memory_set_data_handle(e->mem[i], data[i]);
-        args[i] = (dnnl_exec_arg_t){ e->arg[i], e->mem[i] };
-    }
-    if (s == dnnl_success && e->scratch) {
-        s = dnnl_memory_set_data_handle(e->scratch, o->scratch);
-        args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch };
-    }
-    if (s == dnnl_success)
-        s = dnnl_primitive_execute(e->p, o->stream, n, args);
-    if (s == dnnl_success)
-        s = dnnl_stream_wait(o->stream);
-    if (s != dnnl_success)
-        fail(o, "running a primitive", s);
+    prim *e = lookup(o, k, data);
+    if (e)
+        execute(o, e, data);
 }
 
 static prim_key key_of(int op, int threads, dp_conv_geom g, int oc, int n)
