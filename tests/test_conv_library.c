@@ -69,7 +69,7 @@ static void expect_close(const char *spec, int threads, const char *what, const 
                          const float *want, size_t n, double tol)
 {
     char op[32];
-    snprintf(op, sizeof op, "%.*s %s", (int)strcspn(spec, ":"), spec, what);
+    snprintf(op, sizeof op, "%.*s %s", (int)strcspn(spec, ":("), spec, what);
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - want[i]) / (1.0 + fabs(want[i]));
         note(op, d);
@@ -85,10 +85,12 @@ static void expect_close_grads(const char *spec, int threads, const one_layer *l
 {
     dp_tensor_info t[DP_MAX_LAYER_TENSORS];
     int nt = lib->l->ops->tensors(lib->l, t);
-    for (int k = 0; k < nt; k++)
-        expect_close(spec, threads, !strcmp(t[k].suffix, "weight") ? "dW" : "db",
-                     lib->grads + t[k].offset, own->grads + t[k].offset, t[k].count,
-                     LIB_GRAD_TOL);
+    for (int k = 0; k < nt; k++) { /* "weight", "bias", "body.0.weight", ... */
+        size_t len = strlen(t[k].suffix);
+        bool weight = len >= 6 && !strcmp(t[k].suffix + len - 6, "weight");
+        expect_close(spec, threads, weight ? "dW" : "db", lib->grads + t[k].offset,
+                     own->grads + t[k].offset, t[k].count, LIB_GRAD_TOL);
+    }
 }
 
 static void fill(float *v, size_t n, float value)
@@ -112,7 +114,7 @@ static void check_library(const char *spec, dp_shape in, int rows, uint64_t seed
     one_layer a, b; /* the same draws: a on the library, b on im2col */
     one_layer_init(&a, &draws, spec, in, rows, seed);
     one_layer_init(&b, &draws, spec, in, rows, seed);
-    bool conv = a.l->ops == &dp_layer_conv || a.l->ops == &dp_layer_deconv;
+    bool conv = a.l->ops != &dp_layer_avgpool; /* a convolution's FLOPs are counted */
     /* stale values, which every pass must overwrite */
     fill(a.grads, a.np, 1234.5f), fill(b.grads, b.np, -1234.5f);
     fill(a.dx, a.nx, 99.0f), fill(b.dx, b.nx, -99.0f);
@@ -249,6 +251,19 @@ START_TEST(test_deconv_library)
 }
 END_TEST
 
+/* Convolutions inside residual blocks, whose scratch holds their children's (the library's
+ * accumulated gradients among them); tanh, not relu, so that no input sits at a kink that the
+ * two summation orders could put on different sides. */
+START_TEST(test_res_library)
+{
+    static const lib_case cases[] = {
+        { "res(conv:4:3:1:1, tanh, conv:4:3:1:1)", { 3, { 4, 6, 5 } }, 2 },
+        { "res(conv:8:3:2:1:0, tanh, conv:8:3:1:1)", { 3, { 4, 7, 6 } }, 2 }, /* projection */
+    };
+    check_cases("res", cases, N_CASES(cases));
+}
+END_TEST
+
 START_TEST(test_avgpool_library)
 {
     static const lib_case cases[] = {
@@ -263,6 +278,49 @@ START_TEST(test_avgpool_library)
         { "avgpool:2", { 3, { 16, 8, 8 } }, 3 },
     };
     check_cases("avgpool", cases, N_CASES(cases));
+}
+END_TEST
+
+/* Forward over the first `rows` rows of a on lib with `threads` threads: im2col's values (b's,
+ * over all of its rows) for those rows, and nothing written past them. */
+static void check_rows(one_layer *a, const one_layer *b, dp_device *lib, int rows, int threads)
+{
+    dp_cpu_set_blas_threads(threads);
+    a->rows = rows;
+    fill(a->y, a->ny, 77.0f);
+    one_layer_forward(a, lib);
+    ck_assert_msg(!lib->be->error(lib), "%d rows: %s", rows, lib->be->error(lib));
+    size_t n = (size_t)rows * a->l->out;
+    expect_close("conv:3:3:2:1", threads, "forward", a->y, b->y, n, LIB_FWD_TOL);
+    for (size_t i = n; i < a->ny; i++)
+        ck_assert_msg(a->y[i] == 77.0f, "%d rows wrote y[%zu]", rows, i);
+}
+
+/* A device keeps 256 primitives (onednn.c), dropping the least recently used to make room: a
+ * convolution over 1, 2, ..., 260 rows (a primitive each) drops those of 1 to 4 rows, which
+ * are then made again, and again for 2 threads; each gives im2col's values for its rows. */
+START_TEST(test_library_cache)
+{
+    enum { MOST = 260 };
+    dp_device lib, own;
+    device_init(&lib);
+    device_init(&own);
+    own.own_kernels = true;
+    one_layer a, b;
+    one_layer_init(&a, &draws, "conv:3:3:2:1", image(2, 5, 4), MOST, 5);
+    one_layer_init(&b, &draws, "conv:3:3:2:1", image(2, 5, 4), MOST, 5);
+    one_layer_forward(&b, &own); /* each sample's output is its own */
+    for (int rows = 1; rows <= MOST; rows++)
+        check_rows(&a, &b, &lib, rows, 1);
+    for (int threads = 1; threads <= 2; threads++)
+        for (int rows = 1; rows <= 4; rows++)
+            check_rows(&a, &b, &lib, rows, threads);
+    report("cache");
+    one_layer_free(&a);
+    one_layer_free(&b);
+    dp_cpu_set_blas_threads(1);
+    dp_cpu_device_destroy(&lib);
+    dp_cpu_device_destroy(&own);
 }
 END_TEST
 
@@ -345,7 +403,9 @@ Suite *conv_library_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_conv_library);
     tcase_add_test(tc, test_deconv_library);
+    tcase_add_test(tc, test_res_library);
     tcase_add_test(tc, test_avgpool_library);
+    tcase_add_test(tc, test_library_cache);
     tcase_add_test(tc, test_pool_keeps_nan);
     suite_add_tcase(s, tc);
     return s;
