@@ -20,8 +20,8 @@
 
 /* The two ways sum the same products in different orders (oneDNN blocks its loops over
  * channels and the kernel, OpenBLAS over the GEMM's k), each rounding to float: forward values
- * agree to a few ulps of their terms, 1e-5 relative and absolute; the gradients of the weights
- * sum over every sample and position (hundreds of terms), 1e-4. */
+ * agree to a few ulps of their terms, 1e-5 relative and absolute; the gradients, whose sums
+ * are longer (the weights' over every sample and position, hundreds of terms), 1e-4. */
 #define LIB_FWD_TOL 1e-5
 #define LIB_GRAD_TOL 1e-4
 
@@ -99,9 +99,59 @@ static void fill(float *v, size_t n, float value)
         v[i] = value;
 }
 
+/* The layer's own contract on dev, after a pass of c->rows rows wrote c's gradients and dx: a
+ * second backward with accumulate adds as much again (through the scratch on a library
+ * device), and writes dx rather than adding to it; a backward without dx gives the same
+ * gradients, to the bit; a pass of 0 rows (an empty micro-batch) writes nothing but the
+ * gradients, zeros, or leaves them as they are when it adds. */
+static void check_contract(one_layer *c, dp_device *dev, const char *spec, int threads)
+{
+    const char *way = dp_device_conv_library(dev) ? "the library" : "im2col";
+    float *once = zalloc(c->np, sizeof *once), *dx_once = zalloc(c->nx, sizeof *dx_once);
+    memcpy(once, c->grads, c->np * sizeof *once);
+    memcpy(dx_once, c->dx, c->nx * sizeof *dx_once);
+    one_layer_backward(c, dev, 1, 1);
+    for (size_t i = 0; i < c->np; i++)
+        ck_assert_msg(close_to(c->grads[i], 2.0 * once[i], ACC_TOL),
+                      "%s through %s, %d thread(s): accumulated dparam[%zu] = %.9g, want twice "
+                      "%.9g",
+                      spec, way, threads, i, c->grads[i], once[i]);
+    for (size_t i = 0; i < c->nx; i++)
+        ck_assert_msg(c->dx[i] == dx_once[i],
+                      "%s through %s, %d thread(s): dx[%zu] = %.9g with accumulate, %.9g without",
+                      spec, way, threads, i, c->dx[i], dx_once[i]);
+    fill(c->grads, c->np, -77.0f);
+    one_layer_backward(c, dev, 0, 0);
+    for (size_t i = 0; i < c->np; i++)
+        ck_assert_msg(c->grads[i] == once[i],
+                      "%s through %s, %d thread(s): dparam[%zu] without dx = %.9g, with dx %.9g",
+                      spec, way, threads, i, c->grads[i], once[i]);
+
+    int rows = c->rows;
+    c->rows = 0;
+    fill(c->y, c->ny, 77.0f), fill(c->dx, c->nx, 99.0f), fill(c->grads, c->np, 5.0f);
+    one_layer_run(c, dev, 0, 1);
+    for (size_t i = 0; i < c->ny; i++)
+        ck_assert_msg(c->y[i] == 77.0f, "%s through %s: 0 rows wrote y[%zu]", spec, way, i);
+    for (size_t i = 0; i < c->nx; i++)
+        ck_assert_msg(c->dx[i] == 99.0f, "%s through %s: 0 rows wrote dx[%zu]", spec, way, i);
+    for (size_t i = 0; i < c->np; i++)
+        ck_assert_msg(c->grads[i] == 0.0f, "%s through %s: 0 rows left dparam[%zu] = %g", spec,
+                      way, i, c->grads[i]);
+    fill(c->grads, c->np, 5.0f);
+    one_layer_backward(c, dev, 1, 1);
+    for (size_t i = 0; i < c->np; i++)
+        ck_assert_msg(c->grads[i] == 5.0f,
+                      "%s through %s: 0 rows with accumulate changed dparam[%zu]", spec, way, i);
+    ck_assert_msg(!dev->be->error(dev), "%s through %s: %s", spec, way, dev->be->error(dev));
+    c->rows = rows;
+    free(once);
+    free(dx_once);
+}
+
 /* spec on `in`, `rows` samples drawn from seed, with `threads` threads: the library device's
- * passes against the im2col device's, and the library device's own contract (accumulate,
- * dx NULL, 0 rows). */
+ * passes against the im2col device's, and each device's contract (check_contract: the
+ * finite-difference tests check it on library devices only, now). */
 static void check_library(const char *spec, dp_shape in, int rows, uint64_t seed, int threads)
 {
     dp_device lib, own;
@@ -133,49 +183,8 @@ static void check_library(const char *spec, dp_shape in, int rows, uint64_t seed
     ck_assert_msg(po.library_s == 0 && po.library_flops == 0,
                   "%s: the im2col device ran oneDNN", spec);
 
-    /* again with accumulate: the gradients add as much again (through the scratch), dx is
-     * written, not added to */
-    float *once = zalloc(a.np, sizeof *once), *dx_once = zalloc(a.nx, sizeof *dx_once);
-    memcpy(once, a.grads, a.np * sizeof *once);
-    memcpy(dx_once, a.dx, a.nx * sizeof *dx_once);
-    one_layer_backward(&a, &lib, 1, 1);
-    for (size_t i = 0; i < a.np; i++)
-        ck_assert_msg(close_to(a.grads[i], 2.0 * once[i], ACC_TOL),
-                      "%s, %d thread(s): accumulated dparam[%zu] = %.9g, want twice %.9g", spec,
-                      threads, i, a.grads[i], once[i]);
-    for (size_t i = 0; i < a.nx; i++)
-        ck_assert_msg(a.dx[i] == dx_once[i], "%s, %d thread(s): dx[%zu] = %.9g with accumulate, "
-                                             "%.9g without",
-                      spec, threads, i, a.dx[i], dx_once[i]);
-    /* without dx: the same gradients, to the bit */
-    fill(a.grads, a.np, -77.0f);
-    one_layer_backward(&a, &lib, 0, 0);
-    for (size_t i = 0; i < a.np; i++)
-        ck_assert_msg(a.grads[i] == once[i], "%s, %d thread(s): dparam[%zu] without dx = %.9g, "
-                                             "with dx %.9g",
-                      spec, threads, i, a.grads[i], once[i]);
-
-    /* 0 rows (an empty micro-batch): nothing written but the gradients, which are zeros, or
-     * left as they are when the pass adds */
-    a.rows = 0;
-    fill(a.y, a.ny, 77.0f), fill(a.dx, a.nx, 99.0f), fill(a.grads, a.np, 5.0f);
-    one_layer_run(&a, &lib, 0, 1);
-    for (size_t i = 0; i < a.ny; i++)
-        ck_assert_msg(a.y[i] == 77.0f, "%s: 0 rows wrote y[%zu]", spec, i);
-    for (size_t i = 0; i < a.nx; i++)
-        ck_assert_msg(a.dx[i] == 99.0f, "%s: 0 rows wrote dx[%zu]", spec, i);
-    for (size_t i = 0; i < a.np; i++)
-        ck_assert_msg(a.grads[i] == 0.0f, "%s: 0 rows left dparam[%zu] = %g", spec, i,
-                      a.grads[i]);
-    fill(a.grads, a.np, 5.0f);
-    one_layer_backward(&a, &lib, 1, 1);
-    for (size_t i = 0; i < a.np; i++)
-        ck_assert_msg(a.grads[i] == 5.0f, "%s: 0 rows with accumulate changed dparam[%zu]", spec,
-                      i);
-    ck_assert_msg(!lib.be->error(&lib), "%s: %s", spec, lib.be->error(&lib));
-
-    free(once);
-    free(dx_once);
+    check_contract(&a, &lib, spec, threads);
+    check_contract(&b, &own, spec, threads);
     one_layer_free(&a);
     one_layer_free(&b);
     dp_cpu_set_blas_threads(1);
@@ -234,7 +243,7 @@ START_TEST(test_deconv_library)
         { "deconv:2:3:2:0", { 3, { 3, 2, 3 } }, 2 },
         { "deconv:2:3:1:1", { 3, { 3, 3, 2 } }, 2 },
         { "deconv:4:4:1:0", { 3, { 5, 1, 1 } }, 3 }, /* DCGAN's first layer */
-        { "deconv:2:2:3", { 3, { 2, 2, 2 } }, 2 },   /* stride 3 > K: outputs only the bias reaches */
+        { "deconv:2:2:3", { 3, { 2, 2, 2 } }, 2 },   /* stride 3 > K: bias-only outputs */
         { "deconv:2:2:3:2", { 3, { 2, 3, 3 } }, 2 }, /* padding = K */
         { "deconv:1:3:2:1", { 3, { 1, 1, 3 } }, 1 },
         { "deconv:3:4:2:1:0", { 3, { 2, 3, 2 } }, 2 }, /* no bias */
