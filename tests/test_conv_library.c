@@ -223,6 +223,10 @@ START_TEST(test_conv_library)
         { "conv:3:1:2", { 3, { 2, 5, 5 } }, 2 },
         { "conv:3:3", { 3, { 2, 6, 5 } }, 3 },
         { "conv:4:3:2:1:0", { 3, { 3, 7, 6 } }, 2 },
+        /* stride 3 > K 1 (inputs no window reads), the window the whole input, a wide kernel */
+        { "conv:2:1:3", { 3, { 2, 7, 8 } }, 2 },
+        { "conv:3:5", { 3, { 2, 5, 5 } }, 3 },
+        { "conv:4:7:1:3", { 3, { 3, 7, 9 } }, 2 },
         /* several input and output channels */
         { "conv:16:3:1:1", { 3, { 8, 9, 7 } }, 3 },
         { "conv:32:3:2:1", { 3, { 16, 10, 12 } }, 2 },
@@ -284,6 +288,8 @@ START_TEST(test_avgpool_library)
         { "avgpool:3", { 3, { 2, 7, 7 } }, 2 },   /* stride 3 */
         { "avgpool", { 3, { 4, 5, 6 } }, 3 },     /* global */
         { "avgpool:1", { 3, { 2, 3, 3 } }, 2 },
+        { "avgpool:1:2", { 3, { 2, 5, 6 } }, 2 }, /* stride 2 > K 1 */
+        { "avgpool:3:1", { 3, { 2, 5, 6 } }, 2 },
         { "avgpool:2", { 3, { 16, 8, 8 } }, 3 },
     };
     check_cases("avgpool", cases, N_CASES(cases));
