@@ -476,7 +476,7 @@ START_TEST(test_cpu_loops_match_formulas)
     dp_device dev;
     dp_err err;
     ck_assert_msg(dp_cpu_device_init(&dev, 0, 1, &err) == 0, "%s", err.msg);
-    dev.own_kernels = true; /* the loops, not oneDNN (test_library_matches_reference) */
+    dev.own_kernels = true; /* the loops, not oneDNN (test_conv_library.c) */
     dp_conv_geom geoms[] = {
         { 3, 7, 6, 3, 3, 1, 1, 1, 1, 7, 6 },
         { 2, 9, 8, 3, 3, 2, 2, 1, 1, 5, 4 },

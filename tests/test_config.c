@@ -294,6 +294,44 @@ START_TEST(test_config_objective)
 }
 END_TEST
 
+/* [run] convolutions: the backend's library by default, or im2col (the engine's own kernels),
+ * from a file or --set, printed by --print-config; another word (in another case too) is
+ * refused with the two there are, and a refused --set leaves the value as it was. */
+START_TEST(test_config_convolutions)
+{
+    dp_config c;
+    dp_config_defaults(&c);
+    ck_assert_int_eq(c.convolutions, DP_CONV_LIBRARY);
+    load_ok(&c, "[run]\nconvolutions = im2col\n");
+    ck_assert_int_eq(c.convolutions, DP_CONV_IM2COL);
+    ck_assert_str_eq(dp_config_origin(&c, "run", "convolutions"), "t.ini:2");
+    char *text = print_text(&c);
+    ck_assert_msg(strstr(text, "\nconvolutions = im2col\n") != NULL,
+                  "--print-config lacks the convolutions:\n%s", text);
+    free(text);
+    load_ok(&c, "[run]\nconvolutions = library\n");
+    ck_assert_int_eq(c.convolutions, DP_CONV_LIBRARY);
+    dp_err err = { "" };
+    ck_assert_msg(dp_config_set(&c, "run.convolutions=im2col", "--set", &err) == 0, "%s",
+                  err.msg);
+    ck_assert_int_eq(c.convolutions, DP_CONV_IM2COL);
+    ck_assert_str_eq(dp_config_origin(&c, "run", "convolutions"), "--set");
+    static const char *const bad[] = { "onednn", "Library", "IM2COL", "" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char ini[64], set[64];
+        snprintf(ini, sizeof ini, "[run]\nconvolutions = %s\n", bad[i]);
+        load_fail_at(ini, 2, "[run] convolutions", "expected one of library, im2col",
+                     (char *)NULL);
+        snprintf(set, sizeof set, "run.convolutions=%s", bad[i]);
+        ck_assert_msg(dp_config_set(&c, set, "--set", &err) == -1, "%s was accepted", set);
+        ck_assert_msg(strncmp(err.msg, "--set", 5) == 0 &&
+                          strstr(err.msg, "expected one of library, im2col"),
+                      "%s: %s", set, err.msg);
+        ck_assert_int_eq(c.convolutions, DP_CONV_IM2COL);
+    }
+}
+END_TEST
+
 /* A boolean that is not one is refused. */
 START_TEST(test_config_bad_bool)
 {
@@ -441,6 +479,7 @@ static void assert_same_config(const dp_config *a, const dp_config *b)
     ck_assert_int_eq(a->steps, b->steps);
     ck_assert_int_eq(a->epochs, b->epochs);
     ck_assert_int_eq(a->precision, b->precision);
+    ck_assert_int_eq(a->convolutions, b->convolutions);
     ck_assert_int_eq(a->on_nan, b->on_nan);
     ck_assert_int_eq(a->eval_every, b->eval_every);
     ck_assert_int_eq(a->data.kind, b->data.kind);
@@ -512,7 +551,8 @@ START_TEST(test_config_print_round_trip)
 
     static const char *const sets[] = {
         "run.name=trial-7", "run.seed=18446744073709551615", "run.steps=777",
-        "run.epochs=4", "run.precision=fp32", "run.on_nan=skip", "run.eval_every=50",
+        "run.epochs=4", "run.precision=fp32", "run.convolutions=im2col",
+        "run.on_nan=skip", "run.eval_every=50",
         "data.kind=synthetic", "data.path=/srv/data/x y", "data.batch=33", "data.shuffle=false",
         "data.on_device=false",
         "data.limit=1000", "data.context=64", "data.features=17", "data.classes=5",
@@ -989,6 +1029,7 @@ Suite *config_suite(void)
     tcase_add_test(errors, test_config_bad_lr);
     tcase_add_test(errors, test_config_bad_kind);
     tcase_add_test(errors, test_config_objective);
+    tcase_add_test(errors, test_config_convolutions);
     tcase_add_test(errors, test_config_bad_bool);
     tcase_add_test(errors, test_config_not_key_value);
     tcase_add_test(errors, test_config_first_error_wins);

@@ -42,6 +42,7 @@ int main(void)
 
     SRunner *sr = srunner_create(layers_suite());
     srunner_add_suite(sr, blocks_suite());
+    srunner_add_suite(sr, conv_library_suite());
     srunner_add_suite(sr, loss_suite());
     srunner_add_suite(sr, objective_suite());
     srunner_add_suite(sr, optim_suite());

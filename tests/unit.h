@@ -6,6 +6,7 @@
 
 Suite *layers_suite(void);      /* test_layers.c: backward vs central finite differences */
 Suite *blocks_suite(void);      /* test_blocks.c: image and sequence layers, blocks vs a reference */
+Suite *conv_library_suite(void); /* test_conv_library.c: convolutions through oneDNN vs im2col */
 Suite *loss_suite(void);        /* test_loss.c: softmax cross-entropy vs hand-computed values */
 Suite *objective_suite(void);   /* test_objective.c: the objectives' table, classify by hand */
 Suite *optim_suite(void);       /* test_optim.c: SGD, AdamW, schedule, clipping */
