@@ -251,6 +251,8 @@ bool find_algorithm(dp_device *d, cuda_impl *im, conv_plan *p, const void *a, co
 {
     cudnn_state *s = im->dnn;
     grow_workspace(d, im, workspace_wanted(s, p));
+    /* the inputs ready, whichever streams cuDNN times on (it blocks the host until done) */
+    CHECK_CUDA(im, cudaStreamSynchronize(im->stream));
     enum { MOST = 8 }; /* CUDNN_CONVOLUTION_FWD_ALGO_COUNT, the largest of the three */
     found f[MOST];
     int n = 0;
