@@ -1,7 +1,7 @@
 /* backend_cuda.cu -- the CUDA backend: cuBLAS for GEMMs, cuDNN for convolutions where it is
  * installed (cudnn_cuda.cu), CUDA kernels over the per-element functions of kernels.h for the
- * rest. Every operation is issued on the device's own stream;
- * download() and the operations that return a host value wait for it.
+ * rest. Every operation is issued on the device's own stream; download() and the operations
+ * that return a host value wait for it.
  *
  * Errors: every CUDA and cuBLAS call goes through CHECK, which keeps the first failure (file,
  * line, the library's message) in the device; dp_backend.error reports it and the trainer
