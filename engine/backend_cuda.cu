@@ -1,6 +1,7 @@
-/* backend_cuda.cu -- the CUDA backend: cuBLAS for GEMMs, CUDA kernels over the per-element
- * functions of kernels.h for the rest. Every operation is issued on the device's own stream;
- * download() and the operations that return a host value wait for it.
+/* backend_cuda.cu -- the CUDA backend: cuBLAS for GEMMs, cuDNN for convolutions where it is
+ * installed (cudnn_cuda.cu), CUDA kernels over the per-element functions of kernels.h for the
+ * rest. Every operation is issued on the device's own stream; download() and the operations
+ * that return a host value wait for it.
  *
  * Errors: every CUDA and cuBLAS call goes through CHECK, which keeps the first failure (file,
  * line, the library's message) in the device; dp_backend.error reports it and the trainer
@@ -1359,18 +1360,21 @@ void cuda_embedding_backward(dp_device *d, float *dtable, const float *ids, cons
            vocab, accumulate);
 }
 
-/* "CUDA runtime 13.0, cuBLAS 13.0.0, NCCL 2.28.3": the libraries as loaded (no GPU needed). */
+/* "CUDA runtime 13.0, cuBLAS 13.0.0, NCCL 2.28.3, cuDNN 9.19.0": the libraries as loaded (no
+ * GPU needed). */
 void cuda_versions(char *text, size_t size)
 {
+    char dnn[160];
+    cudnn_describe(dnn, sizeof dnn);
     int runtime = 0, major = 0, minor = 0, patch = 0, nccl = 0;
     cudaRuntimeGetVersion(&runtime);
     cublasGetProperty(MAJOR_VERSION, &major);
     cublasGetProperty(MINOR_VERSION, &minor);
     cublasGetProperty(PATCH_LEVEL, &patch);
     ncclGetVersion(&nccl); /* major * 10000 + minor * 100 + patch since NCCL 2.9 */
-    snprintf(text, size, "CUDA runtime %d.%d, cuBLAS %d.%d.%d, NCCL %d.%d.%d", runtime / 1000,
-             runtime % 1000 / 10, major, minor, patch, nccl / 10000, nccl % 10000 / 100,
-             nccl % 100);
+    snprintf(text, size, "CUDA runtime %d.%d, cuBLAS %d.%d.%d, NCCL %d.%d.%d, %s",
+             runtime / 1000, runtime % 1000 / 10, major, minor, patch, nccl / 10000,
+             nccl % 10000 / 100, nccl % 100, dnn);
 }
 
 } // namespace
@@ -1413,9 +1417,9 @@ const dp_backend dp_backend_cuda = {
     cuda_scale,
     cuda_im2col,
     cuda_col2im,
-    NULL, /* conv_forward: im2col and GEMMs (cuDNN to come) */
-    NULL, /* conv_backward_data */
-    NULL, /* conv_backward_weights */
+    cuda_conv_forward, /* cuDNN (cudnn_cuda.cu); a device without it has own_kernels */
+    cuda_conv_backward_data,
+    cuda_conv_backward_weights,
     cuda_pool_forward,
     cuda_pool_backward,
     cuda_channel_bias,
@@ -1479,6 +1483,7 @@ void dp_cuda_print_tuning(dp_device *d, FILE *out)
                     w < t->timed ? 1e3 * t->ms[w] : -1.0);
         fprintf(out, " chosen=%s\n", t->timed < t->n_ways ? "undecided" : names[t->way[t->best]]);
     }
+    cudnn_print_choices(im, out);
 }
 
 dp_cuda_profile dp_cuda_device_profile(dp_device *d)
@@ -1546,6 +1551,7 @@ int dp_cuda_device_init(dp_device *d, int index, int ordinal, bool tf32, dp_err 
     im->tf32 = use_tf32;
     CHECK_CUBLAS(im, cublasSetMathMode(im->blas, use_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                           : CUBLAS_DEFAULT_MATH));
+    d->own_kernels = !cudnn_device_init(im); /* without cuDNN, convolutions by im2col */
     enable_peer_access(ordinal);
     if (im->error[0]) {
         int rc = dp_fail(err, "cuda:%d: %s", ordinal, im->error);
@@ -1571,6 +1577,7 @@ void dp_cuda_device_destroy(dp_device *d)
         cudaDeviceSynchronize();
     if (im->blas)
         cublasDestroy(im->blas);
+    cudnn_device_destroy(im);
     for (cudaEvent_t e : { im->span_start, im->span_end, im->comm_ready, im->comm_done })
         if (e)
             cudaEventDestroy(e);

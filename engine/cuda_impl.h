@@ -1,5 +1,6 @@
 /* cuda_impl.h -- the CUDA backend's state of one device, shared by the files nvcc compiles
- * (backend_cuda.cu, comm_cuda.cu, link_cuda.cu); the rest of the engine sees dp_device only. */
+ * (backend_cuda.cu, cudnn_cuda.cu, comm_cuda.cu, link_cuda.cu); the rest of the engine sees
+ * dp_device only. */
 #ifndef DP_CUDA_IMPL_H
 #define DP_CUDA_IMPL_H
 
@@ -27,6 +28,9 @@ struct tune_key {
 };
 
 enum way_kind { WAY_CUBLAS, WAY_TRANSPOSED, WAY_LT };
+
+/* A device's cuDNN handle, convolution plans and workspace (cudnn_cuda.cu). */
+struct cudnn_state;
 
 const int LT_ALGOS = 4; /* cuBLASLt algorithms tried per shape */
 const int MAX_WAYS = 2 + LT_ALGOS;
@@ -77,6 +81,7 @@ struct cuda_impl {
     size_t scratch_n;
     tune tunes[32];
     int n_tunes;
+    cudnn_state *dnn;                 /* NULL: no cuDNN, convolutions by im2col (own_kernels) */
     /* Profiling (dp_cuda_set_profiling): an event pair around each GEMM, summed once done. */
     bool profiling;
     cudaEvent_t gemm_events[2 * 64];
@@ -126,6 +131,23 @@ inline void cuda_record_error(cuda_impl *im, const char *file, int line, const c
 
 /* Marks the start of compute-stream work, for busy_seconds (the lock held). */
 void cuda_begin(cuda_impl *im);
+
+/* cuDNN (cudnn_cuda.cu), loaded at run time. cudnn_device_init makes im's handle on its
+ * compute stream (the current GPU im's); false when cuDNN is missing or refuses: the device's
+ * convolutions are then its own (own_kernels). cudnn_device_destroy frees it all (the device
+ * idle). cudnn_describe: "cuDNN 9.19.0", or why there is none, for --version (no GPU needed).
+ * cudnn_print_choices: a line per convolution plan, its algorithm and time. The cuda_conv_*
+ * functions are the table's conv slots (backend.h). */
+bool cudnn_device_init(cuda_impl *im);
+void cudnn_device_destroy(cuda_impl *im);
+void cudnn_describe(char *text, size_t size);
+void cudnn_print_choices(cuda_impl *im, FILE *out);
+void cuda_conv_forward(dp_device *d, dp_conv_geom g, int oc, int n, float *y, const float *x,
+                       const float *w, const float *b);
+void cuda_conv_backward_data(dp_device *d, dp_conv_geom g, int oc, int n, float *dx,
+                             const float *dy, const float *w);
+void cuda_conv_backward_weights(dp_device *d, dp_conv_geom g, int oc, int n, float *dw,
+                                float *db, const float *x, const float *dy);
 
 /* The table's all-reduce group slots (comm_cuda.cu): NCCL when the members are distinct GPUs
  * (or NCCL takes several ranks on one GPU), else a reduction kernel when they all share one

@@ -452,6 +452,129 @@ static void test_layer_ops(void)
     }
 }
 
+/* A convolution's geometry with the output size of the layers' (engine/layers/conv.c). */
+static dp_conv_geom conv_geom(int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw)
+{
+    dp_conv_geom g = { c, h, w, kh, kw, sh, sw, ph, pw, 0, 0 };
+    g.oh = (h + 2 * ph - kh) / sh + 1;
+    g.ow = (w + 2 * pw - kw) / sw + 1;
+    return g;
+}
+
+/* The three passes of a convolution on the CPU device through the engine's own kernels, as
+ * engine/layers/conv.c runs them without a library: y = W col (+ b), dx = col2im(W^T dy),
+ * dw = sum over samples of dy col^T, db = the sums of dy per channel (b, db NULL: none). */
+static void reference_conv(dp_conv_geom g, int oc, int n, const float *x, const float *w,
+                           const float *b, const float *dy, float *y, float *dx, float *dw,
+                           float *db)
+{
+    int ckk = g.c * g.kh * g.kw, pos = g.oh * g.ow;
+    size_t per = (size_t)ckk * pos;
+    float *col = malloc((size_t)n * per * sizeof *col), *dcol = malloc((size_t)n * per * sizeof *dcol);
+    cpu.be->im2col(&cpu, col, x, n, g);
+    for (int i = 0; i < n; i++) {
+        cpu.be->gemm(&cpu, 0, 0, oc, pos, ckk, 1.0f, w, ckk, col + i * per, pos, 0.0f,
+                     y + (size_t)i * oc * pos, pos);
+        cpu.be->gemm(&cpu, 1, 0, ckk, pos, oc, 1.0f, w, ckk, dy + (size_t)i * oc * pos, pos,
+                     0.0f, dcol + i * per, pos);
+        cpu.be->gemm(&cpu, 0, 1, oc, ckk, pos, 1.0f, dy + (size_t)i * oc * pos, pos,
+                     col + i * per, pos, i ? 1.0f : 0.0f, dw, ckk);
+    }
+    if (b)
+        cpu.be->channel_bias(&cpu, y, b, n, oc, pos);
+    cpu.be->col2im(&cpu, dx, dcol, n, g);
+    if (db)
+        cpu.be->channel_bias_grad(&cpu, db, dy, n, oc, pos, false);
+    free(col), free(dcol);
+}
+
+/* The GPU's library convolutions (cuDNN) against the CPU's own kernels, with and without a
+ * bias, on the geometries of im2col's checks and the edges: 1x1 with stride 2, padding the
+ * windows do not reach, whole rows and columns of padding, a kernel and stride that differ per
+ * side. Each output is poisoned first, and each pass runs twice (the second from the plan
+ * cuDNN's timing chose). fp32 within 1e-4: cuDNN's FFT and Winograd algorithms round otherwise
+ * than a direct sum (TF32 would be off by about 1e-3); TF32 within 1e-2, a check that the
+ * tensor-core path computes the same convolution. Skipped where cuDNN is missing. */
+static void test_library_convs(dp_device *g, double tol, const char *label)
+{
+    char versions[256];
+    g->be->versions(versions, sizeof versions);
+    if (!dp_device_conv_library(g)) {
+        printf("SKIP library convolutions %s: no cuDNN on this machine (%s)\n", label, versions);
+        return;
+    }
+    const dp_conv_geom geoms[] = {
+        conv_geom(3, 9, 7, 3, 3, 2, 2, 1, 1), /* im2col's 3x3 stride 2 padding 1 */
+        conv_geom(4, 6, 6, 1, 1, 1, 1, 0, 0), /* im2col's 1x1 */
+        conv_geom(5, 7, 8, 1, 1, 2, 2, 0, 0), /* 1x1 stride 2 */
+        conv_geom(2, 6, 5, 3, 3, 2, 2, 2, 2), /* padding 2: the far side's is never reached */
+        conv_geom(2, 5, 6, 2, 2, 1, 1, 2, 2), /* padding past the kernel: whole rows of it */
+        conv_geom(3, 7, 6, 3, 1, 1, 2, 1, 0), /* 3x1 kernel, strides 1 and 2 */
+    };
+    const char *const names[] = { "3x3 s2 p1", "1x1", "1x1 s2", "3x3 s2 p2", "2x2 p2",
+                                  "3x1 s1x2 p1x0" };
+    int n = 5, oc = 7;
+    for (int gi = 0; gi < (int)(sizeof geoms / sizeof geoms[0]); gi++) {
+        dp_conv_geom cg = geoms[gi];
+        int ckk = cg.c * cg.kh * cg.kw, pos = cg.oh * cg.ow;
+        size_t nx = (size_t)n * cg.c * cg.h * cg.w, ny = (size_t)n * oc * pos;
+        size_t nw = (size_t)oc * ckk;
+        float *hx = random_floats(nx, 1), *hw = random_floats(nw, 1);
+        float *hb = random_floats((size_t)oc, 1), *hdy = random_floats(ny, 1);
+        /* the reference, with the bias and without */
+        float *ry = malloc(ny * sizeof *ry), *ry0 = malloc(ny * sizeof *ry0);
+        float *rdx = malloc(nx * sizeof *rdx), *rdw = malloc(nw * sizeof *rdw);
+        float *rdb = malloc((size_t)oc * sizeof *rdb);
+        reference_conv(cg, oc, n, hx, hw, hb, hdy, ry, rdx, rdw, rdb);
+        reference_conv(cg, oc, n, hx, hw, NULL, hdy, ry0, rdx, rdw, NULL);
+        float *gx = on(g, hx, nx, 0), *gw = on(g, hw, nw, 0), *gb = on(g, hb, (size_t)oc, 0);
+        float *gdy = on(g, hdy, ny, 0);
+        float *gy = on(g, NULL, ny, 1), *gdx = on(g, NULL, nx, 1);
+        float *gdw = on(g, NULL, nw + (size_t)oc, 1); /* dw, then db */
+        size_t most = ny > nx ? ny : nx;
+        most = most > nw + oc ? most : nw + oc;
+        float *poison = malloc(most * sizeof *poison); /* NaN bytes for every output */
+        memset(poison, 0xff, most * sizeof *poison);
+        char what[96];
+        for (int call = 1; call <= 2; call++)
+            for (int bias = 0; bias < 2; bias++) {
+                g->be->upload(g, gy, poison, ny * sizeof *gy);
+                double flops = g->be->gemm_flops(g);
+                g->be->conv_forward(g, cg, oc, n, gy, gx, gw, bias ? gb : NULL);
+                double counted = g->be->gemm_flops(g) - flops;
+                snprintf(what, sizeof what, "cudnn %s forward %s%s, call %d", label, names[gi],
+                         bias ? " +bias" : "", call);
+                compare(what, bias ? ry : ry0, back(g, gy, ny), ny, tol);
+                if (counted != 2.0 * n * oc * pos * ckk) {
+                    printf("FAIL: %s counted %.0f FLOPs, not %.0f\n", what, counted,
+                           2.0 * n * oc * pos * ckk);
+                    failures++;
+                }
+                g->be->upload(g, gdw, poison, (nw + oc) * sizeof *gdw);
+                g->be->conv_backward_weights(g, cg, oc, n, gdw, bias ? gdw + nw : NULL, gx, gdy);
+                float *got = back(g, gdw, nw + oc);
+                snprintf(what, sizeof what, "cudnn %s backward weights %s%s, call %d", label,
+                         names[gi], bias ? " +bias" : "", call);
+                compare(what, rdw, got, nw, tol);
+                if (bias) {
+                    snprintf(what, sizeof what, "cudnn %s backward bias %s, call %d", label,
+                             names[gi], call);
+                    compare(what, rdb, got + nw, (size_t)oc, tol);
+                }
+                free(got);
+            }
+        for (int call = 1; call <= 2; call++) {
+            g->be->upload(g, gdx, poison, nx * sizeof *gdx);
+            g->be->conv_backward_data(g, cg, oc, n, gdx, gdy, gw);
+            snprintf(what, sizeof what, "cudnn %s backward data %s, call %d", label, names[gi],
+                     call);
+            compare(what, rdx, back(g, gdx, nx), nx, tol);
+        }
+        free(hx), free(hw), free(hb), free(hdy), free(ry), free(ry0), free(rdx), free(rdw),
+            free(rdb), free(poison);
+    }
+}
+
 /* A device copy of labels[n] on d. */
 static int32_t *labels_on(dp_device *d, const int32_t *labels, size_t n)
 {
@@ -741,6 +864,8 @@ int main(void)
         gpu.be->host_free(pinned);
     }
     test_layer_ops();
+    test_library_convs(&gpu, 1e-4, "fp32");
+    test_library_convs(&gpu_tf32, 1e-2, "tf32");
     test_bert_ops();
     test_gemm_tuned(&gpu, 1e-5, "fp32");
     test_gemm_tuned(&gpu_tf32, 2e-3, "tf32");

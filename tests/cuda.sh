@@ -5,7 +5,8 @@
 # the single-GPU run (1e-5), switches included; batches gathered on the host and uploaded match
 # batches gathered on the GPU from its copy of the data set; TF32 trains to a loss near fp32's.
 # Then a CNN with residual blocks (CIFAR-10 files written here) and a GPT with dropout (a text
-# written here): GPU against CPU, and dp and pp on the four logical devices against one.
+# written here): GPU against CPU, and dp and pp on the four logical devices against one; the
+# CNN and a transposed convolution with the GPU's convolutions through cuDNN and through im2col.
 # Skipped (77) in a build without CUDA or where no GPU is usable.
 . "${srcdir:-.}/tests/lib.sh"
 compare=${STCOMPARE:-./tests/st-compare}
@@ -96,4 +97,16 @@ for model in cnn gpt; do
     same "$model-gpu" "$model-gpu-dp" 1e-5
     same "$model-gpu" "$model-gpu-pp" 1e-5
 done
+# The GPU's library convolutions (cuDNN, where installed) against its own (im2col and GEMMs),
+# and a transposed convolution, whose forward is the convolution's backward-data pass, on both.
+cp "$work/cnn.ini" "$work/run.ini"
+run cnn-gpu-im2col --devices cuda:0 --strategy single --set run.convolutions=im2col
+same cnn-gpu cnn-gpu-im2col 1e-4
+sed -e 's|^layers = .*|layers = conv:6:3:2:1, relu, deconv:4:4:2:1, relu, maxpool:4, flatten, linear:10|' \
+    "$work/cnn.ini" >"$work/run.ini"
+run deconv-cpu --devices cpu:1 --strategy single
+run deconv-gpu --devices cuda:0 --strategy single
+run deconv-gpu-im2col --devices cuda:0 --strategy single --set run.convolutions=im2col
+same deconv-cpu deconv-gpu 1e-4
+same deconv-gpu deconv-gpu-im2col 1e-4
 finish
