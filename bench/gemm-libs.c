@@ -5,10 +5,12 @@
  * Usage: bench/gemm-libs THREADS SHAPE...   SHAPE: NAME:TA:TB:M:N:K (row-major, op(A) M x K,
  * op(B) K x N), e.g. mlp-fwd:0:1:64:256:784
  * Prints, per shape, the best of a few timed runs of each (after a warm-up), in GFLOP/s, and
- * the ratio oneDNN / OpenBLAS. The runs alternate between the libraries, so that a machine
- * that slows down slows both. */
+ * the ratio of their times. Each library runs its runs in a row (alternating them would time
+ * one pool of threads waking while the other's still spin: OpenBLAS's threads and oneDNN's
+ * OpenMP ones), and which goes first alternates from shape to shape. */
 #include <cblas.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,14 +76,15 @@ int main(int argc, char **argv)
             a[j] = (float)(j % 13) * 0.01f;
         for (size_t j = 0; j < (size_t)k * n; j++)
             b[j] = (float)(j % 7) * 0.02f;
-        run_openblas(ta, tb, m, n, k, a, b, c); /* warm-up: pools awake, memory touched */
-        run_onednn(ta, tb, m, n, k, a, b, c);
         double best_blas = 1e30, best_dnnl = 1e30;
-        for (int r = 0; r < RUNS; r++) {
-            double s = run_openblas(ta, tb, m, n, k, a, b, c);
-            best_blas = s < best_blas ? s : best_blas;
-            s = run_onednn(ta, tb, m, n, k, a, b, c);
-            best_dnnl = s < best_dnnl ? s : best_dnnl;
+        for (int lib = 0; lib < 2; lib++) {
+            bool blas = (lib + i) % 2 == 0;
+            double *best = blas ? &best_blas : &best_dnnl;
+            for (int r = 0; r <= RUNS; r++) { /* run 0: the warm-up (pool awake, memory touched) */
+                double s = blas ? run_openblas(ta, tb, m, n, k, a, b, c)
+                                : run_onednn(ta, tb, m, n, k, a, b, c);
+                *best = r > 0 && s < *best ? s : *best;
+            }
         }
         double flops = 2.0 * m * n * k;
         printf("%-16s %6d %6d %6d %10.2f %10.2f %7.2f\n", name, m, n, k, flops / best_blas / 1e9,
