@@ -1,5 +1,5 @@
 /* dpmptop-bench.c -- how close a training step on one CPU device comes to plain SGEMM: (a)
- * cblas_sgemm alone on exactly the GEMMs of one step (shapes, transposes and betas of
+ * dnnl_sgemm (the CPU backend's GEMM) alone on exactly the GEMMs of one step (shapes, transposes and betas of
  * engine/layers/linear.c); (b) the step's other kernels and the loader alone, by kind; (c) steps
  * through the engine, split by the device's profile into GEMM, the library's primitives
  * (oneDNN's convolutions and pooling), other kernels and overhead.
@@ -8,8 +8,9 @@
  * with --convolutions im2col, the engine's own im2col and GEMMs ([run] convolutions).
  * One key=value line per measurement, then a human summary ('#'). The machine may be shared,
  * so every timing is the best of several windows. */
-#include <cblas.h>
 #include <getopt.h>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,9 +42,8 @@ static float *randoms(size_t n)
 static void run_gemm(const gemm *g)
 {
     /* Row-major: op(A) is m x k, op(B) is k x n, C is m x n. */
-    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
-                g->m, g->n, g->k, 1.0f, g->a, g->ta ? g->m : g->k, g->b, g->tb ? g->k : g->n,
-                g->beta, g->c, g->n);
+    dnnl_sgemm(g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', g->m, g->n, g->k, 1.0f, g->a,
+               g->ta ? g->m : g->k, g->b, g->tb ? g->k : g->n, g->beta, g->c, g->n);
 }
 
 /* The step's GEMMs with random host operands. */
@@ -220,8 +220,8 @@ int main(int argc, char **argv)
            "threads=%d momentum=%g lr=%g convolutions=%s params=%zu\n", layers, in_text, classes,
            batch, steps, repeat, warmup, threads, momentum, lr, convolutions, m.n_params);
 
-    /* (a) the step's GEMMs through cblas_sgemm alone, one by one and as one sequence. */
-    openblas_set_num_threads(threads);
+    /* (a) the step's GEMMs through dnnl_sgemm alone, one by one and as one sequence. */
+    omp_set_num_threads(threads);
     gemm g[3 * m.n_layers];
     int ng = mlp ? host_step_gemms(&m, batch, g) : 0;
     double step_flops = 0;

@@ -15,7 +15,11 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 find_build
 bin=$build/bench/gemm-libs
-[ -x "$bin" ] || make -C "$build" bench/gemm-libs >/dev/null
+[ -x "$bin" ] || make -C "$build" bench/gemm-libs >/dev/null || {
+    echo "run-gemm-libs.sh: bench/gemm-libs needs OpenBLAS, its reference: install libopenblas-dev" \
+         "(./bootstrap --for-tests does), then run ./bootstrap again" >&2
+    exit 1
+}
 fwd() { echo "$1-fwd:0:1:$2:$4:$3 $1-wgrad:1:0:$4:$3:$2 $1-dgrad:0:0:$2:$3:$4"; }
 shapes="$(fwd mlp1 64 784 256) $(fwd mlp2 64 256 10) $(fwd cnn-head 64 3136 128)
 $(fwd gpt-qkv 4096 128 384) $(fwd gpt-proj 4096 128 128) $(fwd gpt-mlp1 4096 128 512)

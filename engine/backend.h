@@ -80,12 +80,12 @@ struct dp_backend {
      * counts each of its matrices). Read by the thread that drives the device. */
     double (*gemm_flops)(dp_device *d);
     /* CPU devices only (NULL for a device that computes on its own, a GPU): the cores the
-     * device's operations may use now, the calling thread and its BLAS threads (at most the
+     * device's operations may use now, the calling thread and its OpenMP team (at most the
      * cores this process may run on) ... */
     int (*cpu_threads)(dp_device *d);
     /* ... and the CPU seconds, since the process began, of the helper threads that run parts
-     * of the devices' operations: OpenBLAS's thread pool, which every CPU device of the process
-     * shares (a device with cpu_threads 1 gives it no work). */
+     * of the devices' operations: the OpenMP teams of the threads that drive them (oneDNN's; a
+     * device with cpu_threads 1 has none). */
     double (*helper_cpu_seconds)(void);
     /* Timestamps of the device's progress, for the timeline of a step without waiting between
      * its operations: mark(d, first) records one where the work issued so far ends (first:
@@ -245,9 +245,8 @@ struct dp_backend {
     /* Whether this build has the backend: false for the CUDA backend of a build without CUDA
      * (cuda_none.c), whose devices cannot be made. */
     bool built;
-    /* The libraries the backend runs on and their versions, as loaded ("OpenBLAS 0.3.21
-     * (Zen), oneDNN 2.6.3 (OpenMP)"), into text[size]; NULL for a backend not built. Needs no
-     * device. */
+    /* The libraries the backend runs on and their versions, as loaded ("oneDNN 2.6.3 (OpenMP,
+     * AVX2)"), into text[size]; NULL for a backend not built. Needs no device. */
     void (*versions)(char *text, size_t size);
     /* The physical devices the backend sees (GPUs), or -1 with err saying why there are none
      * (no driver, no GPU); NULL for a backend of virtual devices (CPU). */
@@ -296,7 +295,7 @@ static inline bool dp_device_conv_library(const dp_device *d)
     return d && d->be->conv_forward && !d->own_kernels;
 }
 
-/* The CPU backend (CBLAS on OpenBLAS): virtual devices, host groups and host links. */
+/* The CPU backend (oneDNN): virtual devices, host groups and host links. */
 extern const dp_backend dp_backend_cpu;
 /* The CUDA backend (cuBLAS, CUDA kernels, NCCL): backend_cuda.h has what only it offers. In a
  * build without CUDA, a table with `built` false whose devices cannot be made (cuda_none.c). */

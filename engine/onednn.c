@@ -154,12 +154,29 @@ const char *dp_onednn_error(const dp_onednn *o)
     return o && o->error[0] ? o->error : NULL;
 }
 
+/* The instruction set oneDNN's kernels use on this processor. */
+static const char *isa_name(dnnl_cpu_isa_t isa)
+{
+    switch (isa) {
+    case dnnl_cpu_isa_avx512_core_amx: return "AVX-512 with AMX";
+    case dnnl_cpu_isa_avx512_core_bf16:
+    case dnnl_cpu_isa_avx512_core_vnni:
+    case dnnl_cpu_isa_avx512_core: return "AVX-512";
+    case dnnl_cpu_isa_avx2_vnni:
+    case dnnl_cpu_isa_avx2: return "AVX2";
+    case dnnl_cpu_isa_avx: return "AVX";
+    case dnnl_cpu_isa_sse41: return "SSE4.1";
+    default: return "other";
+    }
+}
+
 const char *dp_onednn_version(void)
 {
-    static char text[64];
+    static char text[96];
     const dnnl_version_t *v = dnnl_version();
-    snprintf(text, sizeof text, "oneDNN %d.%d.%d (%s)", v->major, v->minor, v->patch,
-             v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "threads");
+    snprintf(text, sizeof text, "oneDNN %d.%d.%d (%s, %s)", v->major, v->minor, v->patch,
+             v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "threads",
+             isa_name(dnnl_get_effective_cpu_isa()));
     return text;
 }
 
@@ -571,6 +588,17 @@ void dp_onednn_conv_backward_weights(dp_onednn *o, int threads, dp_conv_geom g, 
         run(o, &k, (void *const[]){ dw, db, (void *)x, (void *)dy });
     else
         run(o, &k, (void *const[]){ dw, (void *)x, (void *)dy });
+}
+
+void dp_onednn_sgemm(dp_onednn *o, int threads, int trans_a, int trans_b, int m, int n, int k,
+                     float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                     float *c, int ldc)
+{
+    use_threads(threads);
+    dnnl_status_t s = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda,
+                                 b, ldb, beta, c, ldc);
+    if (s != dnnl_success && o)
+        fail(o, "dnnl_sgemm", s);
 }
 
 /* Pooling sees the planes as one image of `planes` channels. */

@@ -69,7 +69,7 @@ static int device_failure(dp_trainer *t, dp_err *err)
 }
 
 /* The threads each worker's GEMMs get when `workers` workers run: the configuration's, else
- * all the cores for one worker and 1 each for several (OpenBLAS serves one caller at a time). */
+ * all the cores for one worker and 1 each for several (they share the cores). */
 static int blas_threads(const dp_trainer *t, int workers)
 {
     int threads = t->cfg.blas_threads;

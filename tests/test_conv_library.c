@@ -19,7 +19,7 @@
 #include "engine/backend_cpu.h"
 
 /* The two ways sum the same products in different orders (oneDNN blocks its loops over
- * channels and the kernel, OpenBLAS over the GEMM's k), each rounding to float: forward values
+ * channels and the kernel, im2col's GEMM over its k), each rounding to float: forward values
  * agree to a few ulps of their terms, 1e-5 relative and absolute; the gradients, whose sums
  * are longer (the weights' over every sample and position, hundreds of terms), 1e-4. */
 #define LIB_FWD_TOL 1e-5
