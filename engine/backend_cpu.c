@@ -899,20 +899,6 @@ static int cpu_threads(dp_device *d)
     return threads < cores ? threads : cores;
 }
 
-#if !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-/* libgomp reads OMP_WAIT_POLICY once, in its constructor, and by default its threads spin for a
- * while after each parallel region, against the other devices' threads and whatever else runs.
- * So the policy is PASSIVE unless the user set one: set from the executable's preinit array,
- * which the dynamic linker runs before any library's constructor. (Not in sanitizer builds,
- * whose runtimes initialise from the same array; their OpenMP use is the same, only slower.) */
-static void openmp_passive(void)
-{
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
-}
-__attribute__((section(".preinit_array"), used)) static void (*const openmp_passive_first)(void) =
-    openmp_passive;
-#endif
-
 /* ---- GEMMs, convolutions and pooling through oneDNN ---- */
 
 /* Runs CALL with `threads` OpenMP threads, its new helpers listed; charged to d's profile as
