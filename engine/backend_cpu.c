@@ -8,6 +8,7 @@
 #include "engine/backend_cpu.h"
 #include "engine/onednn.h"
 
+#include <omp.h>
 #include <sched.h>
 
 #include <dirent.h>
@@ -103,6 +104,27 @@ static void charge_kernel(dp_device *d, double t0)
     impl_of(d)->prof.kernel_s += dp_now_s() - t0;
 }
 
+/* ---- kernels over the device's threads ----
+ *
+ * A kernel over enough values runs on the OpenMP team its device's oneDNN operations use, each
+ * thread a contiguous chunk of rows or values; what a chunk computes does not depend on the
+ * split (no sum crosses chunks), so the results are the same on any number of threads. */
+
+#define DO_PRAGMA(x) _Pragma(#x)
+#define PARALLEL_MIN 16384 /* fewer values stay on the calling thread: waking the team costs more */
+
+static int kernel_threads(dp_device *d, size_t values);
+
+/* Runs the body (the rest of the arguments: commas and all) for the chunk [lo_, hi_) of
+ * [0, n) of each of t threads. */
+#define FOR_CHUNKS(t, n, ...)                                                                 \
+    DO_PRAGMA(omp parallel num_threads(t) if ((t) > 1))                                       \
+    {                                                                                         \
+        size_t k_ = (size_t)omp_get_thread_num(), t_ = (size_t)omp_get_num_threads();         \
+        size_t lo_ = (size_t)(n) * k_ / t_, hi_ = (size_t)(n) * (k_ + 1) / t_;                \
+        __VA_ARGS__                                                                           \
+    }
+
 
 static void cpu_gather_rows(dp_device *d, void *dst, const void *src, const int32_t *idx,
                             int rows, size_t row_bytes)
@@ -174,10 +196,8 @@ static void sigmoid_forward(float *y, const float *x, size_t n)
         y[i] = dp_act_value(DP_ACT_SIGMOID, 0.0f, x[i]);
 }
 
-static void cpu_act_forward(dp_device *d, dp_act act, float slope, float *y, const float *x,
-                            size_t n)
+static void act_forward_chunk(dp_act act, float slope, float *y, const float *x, size_t n)
 {
-    double t0 = dp_now_s();
     switch (act) { /* one loop per activation, so each one vectorises */
     case DP_ACT_RELU:
         for (size_t i = 0; i < n; i++)
@@ -201,6 +221,14 @@ static void cpu_act_forward(dp_device *d, dp_act act, float slope, float *y, con
         gelu_erf_forward(y, x, n);
         break;
     }
+}
+
+static void cpu_act_forward(dp_device *d, dp_act act, float slope, float *y, const float *x,
+                            size_t n)
+{
+    double t0 = dp_now_s();
+    int t = kernel_threads(d, n);
+    FOR_CHUNKS(t, n, act_forward_chunk(act, slope, y + lo_, x + lo_, hi_ - lo_);)
     charge_kernel(d, t0);
 }
 
@@ -218,10 +246,9 @@ static void cpu_linear(dp_device *d, int rows, int out, int in, const float *x, 
         cpu_act_forward(d, DP_ACT_RELU, 0.0f, y, y, (size_t)rows * out);
 }
 
-static void cpu_act_backward(dp_device *d, dp_act act, float slope, float *dx, const float *x,
-                             const float *y, const float *dy, size_t n)
+static void act_backward_chunk(dp_act act, float slope, float *dx, const float *x,
+                               const float *y, const float *dy, size_t n)
 {
-    double t0 = dp_now_s();
     switch (act) {
     case DP_ACT_RELU:
         for (size_t i = 0; i < n; i++)
@@ -246,6 +273,14 @@ static void cpu_act_backward(dp_device *d, dp_act act, float slope, float *dx, c
         gelu_erf_backward(dx, x, dy, n);
         break;
     }
+}
+
+static void cpu_act_backward(dp_device *d, dp_act act, float slope, float *dx, const float *x,
+                             const float *y, const float *dy, size_t n)
+{
+    double t0 = dp_now_s();
+    int t = kernel_threads(d, n);
+    FOR_CHUNKS(t, n, act_backward_chunk(act, slope, dx + lo_, x + lo_, y + lo_, dy + lo_, hi_ - lo_);)
     charge_kernel(d, t0);
 }
 
@@ -340,14 +375,17 @@ static void cpu_sgd_step(dp_device *d, float *p, const float *g, float *buf, siz
                          dp_sgd_args a)
 {
     double t0 = dp_now_s();
-    if (buf) {
-        for (size_t i = 0; i < n; i++)
-            dp_sgd_element(&p[i], g[i], &buf[i], a);
-    } else { /* no momentum, no state */
-        float unused = 0.0f;
-        for (size_t i = 0; i < n; i++)
-            dp_sgd_element(&p[i], g[i], &unused, a);
-    }
+    int t = kernel_threads(d, n);
+    FOR_CHUNKS(t, n, {
+        if (buf) {
+            for (size_t i = lo_; i < hi_; i++)
+                dp_sgd_element(&p[i], g[i], &buf[i], a);
+        } else { /* no momentum, no state */
+            float unused = 0.0f;
+            for (size_t i = lo_; i < hi_; i++)
+                dp_sgd_element(&p[i], g[i], &unused, a);
+        }
+    })
     charge_kernel(d, t0);
 }
 
@@ -355,8 +393,11 @@ static void cpu_adamw_step(dp_device *d, float *p, const float *g, float *m, flo
                            dp_adamw_args a)
 {
     double t0 = dp_now_s();
-    for (size_t i = 0; i < n; i++)
-        dp_adamw_element(&p[i], g[i], &m[i], &v[i], a);
+    int t = kernel_threads(d, n);
+    FOR_CHUNKS(t, n, {
+        for (size_t i = lo_; i < hi_; i++)
+            dp_adamw_element(&p[i], g[i], &m[i], &v[i], a);
+    })
     charge_kernel(d, t0);
 }
 
@@ -387,8 +428,11 @@ static void cpu_accumulate_squares(dp_device *d, const float *x, size_t n, float
 static void cpu_scale(dp_device *d, float *x, float s, size_t n)
 {
     double t0 = dp_now_s();
-    for (size_t i = 0; i < n; i++)
-        x[i] *= s;
+    int t = kernel_threads(d, n);
+    FOR_CHUNKS(t, n, {
+        for (size_t i = lo_; i < hi_; i++)
+            x[i] *= s;
+    })
     charge_kernel(d, t0);
 }
 
@@ -504,11 +548,12 @@ static void own_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, con
                              int planes, dp_conv_geom g)
 {
     double t0 = dp_now_s();
-    for (int p = 0; p < planes; p++) {
-        const float *plane = x + (size_t)p * g.h * g.w;
+    int t = kernel_threads(d, (size_t)planes * g.h * g.w);
+    FOR_CHUNKS(t, planes, for (size_t p = lo_; p < hi_; p++) {
+        const float *plane = x + p * g.h * g.w;
         for (int oh = 0; oh < g.oh; oh++)
             for (int ow = 0; ow < g.ow; ow++) {
-                size_t e = ((size_t)p * g.oh + oh) * g.ow + ow;
+                size_t e = (p * g.oh + oh) * g.ow + ow;
                 float best = 0.0f, sum = 0.0f;
                 int at = -1;
                 for (int ki = 0; ki < g.kh; ki++) {
@@ -524,7 +569,7 @@ static void own_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, con
                 if (arg)
                     arg[e] = at;
             }
-    }
+    })
     charge_kernel(d, t0);
 }
 
@@ -534,13 +579,14 @@ static void own_pool_backward(dp_device *d, bool max, float *dx, const int32_t *
                               const float *dy, int planes, dp_conv_geom g)
 {
     double t0 = dp_now_s();
-    memset(dx, 0, (size_t)planes * g.h * g.w * sizeof *dx);
     float inv = 1.0f / (float)(g.kh * g.kw);
-    for (int p = 0; p < planes; p++) {
-        float *plane = dx + (size_t)p * g.h * g.w;
+    int t = kernel_threads(d, (size_t)planes * g.h * g.w);
+    FOR_CHUNKS(t, planes, for (size_t p = lo_; p < hi_; p++) {
+        float *plane = dx + p * g.h * g.w;
+        memset(plane, 0, (size_t)g.h * g.w * sizeof *plane);
         for (int oh = 0; oh < g.oh; oh++)
             for (int ow = 0; ow < g.ow; ow++) {
-                size_t e = ((size_t)p * g.oh + oh) * g.ow + ow;
+                size_t e = (p * g.oh + oh) * g.ow + ow;
                 if (max) {
                     plane[arg[e]] += dy[e];
                     continue;
@@ -549,15 +595,18 @@ static void own_pool_backward(dp_device *d, bool max, float *dx, const int32_t *
                     for (int kj = 0; kj < g.kw; kj++)
                         plane[(size_t)(oh * g.sh + ki) * g.w + ow * g.sw + kj] += dy[e] * inv;
             }
-    }
+    })
     charge_kernel(d, t0);
 }
 
 static void cpu_add(dp_device *d, float *y, const float *a, const float *b, size_t n)
 {
     double t0 = dp_now_s();
-    for (size_t i = 0; i < n; i++)
-        y[i] = a[i] + b[i];
+    int t = kernel_threads(d, n);
+    FOR_CHUNKS(t, n, {
+        for (size_t i = lo_; i < hi_; i++)
+            y[i] = a[i] + b[i];
+    })
     charge_kernel(d, t0);
 }
 
@@ -567,7 +616,8 @@ static void cpu_bn_sums(dp_device *d, float *sums, const float *x, const float *
                         int channels, int positions)
 {
     double t0 = dp_now_s();
-    for (int c = 0; c < channels; c++) {
+    int t = kernel_threads(d, (size_t)n * channels * positions);
+    FOR_CHUNKS(t, channels, for (int c = (int)lo_; c < (int)hi_; c++) {
         float mean = centre ? dp_bn_mean(centre, channels, c) : 0.0f;
         double sum = 0.0;
         for (int i = 0; i < n; i++) {
@@ -582,7 +632,7 @@ static void cpu_bn_sums(dp_device *d, float *sums, const float *x, const float *
                     sum += xc[p];
         }
         sums[c] = (float)sum;
-    }
+    })
     sums[channels] = (float)n * (float)positions;
     charge_kernel(d, t0);
 }
@@ -600,13 +650,14 @@ static void cpu_bn_forward(dp_device *d, float *y, const float *x, const float *
                            const float *w, const float *b, int n, int channels, int positions)
 {
     double t0 = dp_now_s();
-    for (int i = 0; i < n; i++)
+    int t = kernel_threads(d, (size_t)n * channels * positions);
+    FOR_CHUNKS(t, n, for (size_t i = lo_; i < hi_; i++)
         for (int c = 0; c < channels; c++) {
-            size_t at = dp_bn_at(channels, positions, (size_t)i, c, 0);
+            size_t at = dp_bn_at(channels, positions, i, c, 0);
             float mean = stats[c], scale = stats[channels + c] * w[c], shift = b[c];
             for (int p = 0; p < positions; p++)
                 y[at + p] = (x[at + p] - mean) * scale + shift;
-        }
+        })
     charge_kernel(d, t0);
 }
 
@@ -614,7 +665,8 @@ static void cpu_bn_backward_sums(dp_device *d, float *sums, const float *dy, con
                                  const float *stats, int n, int channels, int positions)
 {
     double t0 = dp_now_s();
-    for (int c = 0; c < channels; c++) {
+    int t = kernel_threads(d, (size_t)n * channels * positions);
+    FOR_CHUNKS(t, channels, for (int c = (int)lo_; c < (int)hi_; c++) {
         double dyx = 0.0, sdy = 0.0;
         for (int i = 0; i < n; i++) {
             size_t at = dp_bn_at(channels, positions, (size_t)i, c, 0);
@@ -626,7 +678,7 @@ static void cpu_bn_backward_sums(dp_device *d, float *sums, const float *dy, con
         }
         sums[c] = (float)dyx;
         sums[channels + c] = (float)sdy;
-    }
+    })
     charge_kernel(d, t0);
 }
 
@@ -636,16 +688,17 @@ static void cpu_bn_backward_dx(dp_device *d, float *dx, const float *dy, const f
 {
     double t0 = dp_now_s();
     float count = stats[2 * channels];
-    for (int i = 0; i < n; i++)
+    int t = kernel_threads(d, (size_t)n * channels * positions);
+    FOR_CHUNKS(t, n, for (size_t i = lo_; i < hi_; i++)
         for (int c = 0; c < channels; c++) {
-            size_t at = dp_bn_at(channels, positions, (size_t)i, c, 0);
+            size_t at = dp_bn_at(channels, positions, i, c, 0);
             float mean = stats[c], rstd = stats[channels + c], k = w[c] * rstd;
             float mean_dy = sums[channels + c] / count, mean_dyx = sums[c] / count;
             for (int p = 0; p < positions; p++) {
                 float xhat = (x[at + p] - mean) * rstd;
                 dx[at + p] = k * (dy[at + p] - mean_dy - xhat * mean_dyx);
             }
-        }
+        })
     charge_kernel(d, t0);
 }
 
@@ -673,8 +726,9 @@ static void cpu_layernorm_forward(dp_device *d, float *y, float *stats, const fl
                                   const float *w, const float *b, int rows, int n)
 {
     double t0 = dp_now_s();
-    for (int r = 0; r < rows; r++)
-        dp_layernorm_row(y + (size_t)r * n, stats + 2 * r, x + (size_t)r * n, w, b, n);
+    int t = kernel_threads(d, (size_t)rows * n);
+    FOR_CHUNKS(t, rows, for (size_t r = lo_; r < hi_; r++)
+        dp_layernorm_row(y + r * n, stats + 2 * r, x + r * n, w, b, n);)
     charge_kernel(d, t0);
 }
 
@@ -705,9 +759,9 @@ static void cpu_softmax_forward(dp_device *d, float *y, const float *x, int rows
                                 float scale, int causal)
 {
     double t0 = dp_now_s();
-    for (int r = 0; r < rows; r++)
-        dp_softmax_row(y + (size_t)r * n, x + (size_t)r * n, n, scale,
-                       causal > 0 ? r % causal : n - 1);
+    int t = kernel_threads(d, (size_t)rows * n);
+    FOR_CHUNKS(t, rows, for (size_t r = lo_; r < hi_; r++)
+        dp_softmax_row(y + r * n, x + r * n, n, scale, causal > 0 ? (int)(r % causal) : n - 1);)
     charge_kernel(d, t0);
 }
 
@@ -715,8 +769,9 @@ static void cpu_softmax_backward(dp_device *d, float *dx, const float *y, const 
                                  int rows, int n, float scale)
 {
     double t0 = dp_now_s();
-    for (int r = 0; r < rows; r++)
-        dp_softmax_grad_row(dx + (size_t)r * n, y + (size_t)r * n, dy + (size_t)r * n, n, scale);
+    int t = kernel_threads(d, (size_t)rows * n);
+    FOR_CHUNKS(t, rows, for (size_t r = lo_; r < hi_; r++)
+        dp_softmax_grad_row(dx + r * n, y + r * n, dy + r * n, n, scale);)
     charge_kernel(d, t0);
 }
 
@@ -750,9 +805,10 @@ static void cpu_dropout(dp_device *d, float *y, const float *x, int rows, int n,
                         dp_dropout_args a)
 {
     double t0 = dp_now_s();
-    for (int r = 0; r < rows; r++)
+    int t = kernel_threads(d, (size_t)rows * n);
+    FOR_CHUNKS(t, rows, for (size_t r = lo_; r < hi_; r++)
         for (int i = 0; i < n; i++)
-            y[(size_t)r * n + i] = x[(size_t)r * n + i] * dp_dropout_scale(a, (uint64_t)r, (uint64_t)i);
+            y[r * n + i] = x[r * n + i] * dp_dropout_scale(a, (uint64_t)r, (uint64_t)i);)
     charge_kernel(d, t0);
 }
 
@@ -897,6 +953,20 @@ static int cpu_threads(dp_device *d)
 {
     int threads = atomic_load(&blas_threads_now), cores = impl_of(d)->cores;
     return threads < cores ? threads : cores;
+}
+
+static int kernel_threads(dp_device *d, size_t values)
+{
+    int t = values >= PARALLEL_MIN ? cpu_threads(d) : 1;
+    if (t > omp_threads_seen) { /* the team starts here: its threads are helpers */
+        thread_list before;
+        before_library(t, &before);
+        DO_PRAGMA(omp parallel num_threads(t))
+        {
+        }
+        after_library(t, &before);
+    }
+    return t;
 }
 
 /* ---- GEMMs, convolutions and pooling through oneDNN ---- */
