@@ -13,7 +13,8 @@ int dp_advise_predict_static(void *arg, const dp_plan_request *req, dp_plan *p, 
     if (dp_plan_make(p, req, s->n_devices, s->model, s->batch, NULL, err) < 0)
         return -1;
     size_t team[DP_MAX_DEVICES] = { 0 };
-    dp_team_config tc = { .model = s->model, .optim = s->optim, .batch = s->batch };
+    dp_team_config tc = { .model = s->model, .optim = s->optim, .batch = s->batch,
+                          .devices = s->devices };
     dp_team_bytes(p, &tc, team);
     for (int i = 0; i < s->n_devices; i++)
         bytes[i] = i < p->workers ? team[i] : 0;

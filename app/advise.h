@@ -23,6 +23,7 @@ typedef struct dp_advise_static {
     const dp_model *model;
     const dp_optim_config *optim;
     int batch;
+    dp_device *devices; /* the run's (a layer's scratch depends on its device's library) */
     int n_devices;
 } dp_advise_static;
 int dp_advise_predict_static(void *arg, const dp_plan_request *req, dp_plan *p, size_t *bytes,

@@ -673,7 +673,8 @@ static int first_auto_plan(dp_run *r, dp_plan_request *req)
         fprintf(stderr, "dpmptop: out of memory\n");
         return EXIT_FAILED;
     }
-    dp_advise_static s = { &r->model, &r->cfg.optim, r->cfg.data.batch, r->n_devices };
+    dp_advise_static s = { &r->model, &r->cfg.optim, r->cfg.data.batch,
+                           dp_device_set_devices(r->devices), r->n_devices };
     dp_err err;
     int status = DP_RUN_READY, first = -1;
     if (dp_advise_candidates(&tab, &r->model, r->cfg.data.batch, r->cfg.auto_bn_micro,

@@ -3,8 +3,8 @@
  * A primitive is made for one shape (the geometry, the rows, a bias or not) and one thread
  * count, then kept in the device's cache with its memory objects, whose data pointers are set
  * at each call. The engine keeps its tensors in NCHW and OIHW; a convolution runs in those
- * layouts or in the blocked ones oneDNN prefers, with reorders on the way in and out, whichever
- * its first call measures faster (make_tuned). The primitives' scratchpad is the device's (user mode): oneDNN's own
+ * layouts or in the blocked ones oneDNN prefers, with reorders on the way in and out
+ * (make_chosen). The primitives' scratchpad is the device's (user mode): oneDNN's own
  * is kept per thread, and a device's primitives outlive the worker thread that made them. It
  * is host memory outside the device's accounting, as cuBLAS's workspace is on a GPU. Debian's libdnnl runs on OpenMP: the calling thread's
  * OpenMP thread count is set before each primitive is made or run; with 1 the primitive runs on
@@ -17,13 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 enum op { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS, POOL_FORWARD, POOL_BACKWARD };
 
 #define MAX_ARGS 5
 #define CACHE_SIZE 256 /* primitives kept per device; the least recently used goes first */
-#define TUNING_RUNS 2  /* runs of each layout when a convolution's is chosen */
+#define BLOCKED_MIN 8  /* channels from which a convolution runs in blocked layouts */
 
 /* What a primitive is made for; zeroed before it is filled in, so that memcmp compares it. */
 typedef struct prim_key {
@@ -469,54 +468,27 @@ static void execute(dp_onednn *o, prim *e, void *const data[])
         fail(o, "running a primitive", s);
 }
 
-/* Seconds e takes on data[] at best of TUNING_RUNS runs. */
-static double time_runs(dp_onednn *o, prim *e, void *const data[])
+/* Makes key k's primitive into e. A convolution whose input and output both have at least
+ * BLOCKED_MIN channels runs in oneDNN's preferred (blocked) layouts with reorders around it:
+ * there its direct kernels beat the engine's layouts by more than the reorders cost (2x on
+ * fashion-cnn's 32 -> 64 convolution); a narrower one (an image's first layer) stays in the
+ * engine's layouts, where the reorders would cost more than the primitive saves. A fixed rule,
+ * not a timing, so that a run's results do not depend on the machine's load. */
+static int make_chosen(dp_onednn *o, const prim_key *k, prim *e)
 {
-    double best = 1e30;
-    for (int r = 0; r < TUNING_RUNS; r++) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        execute(o, e, data);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        best = s < best ? s : best;
-    }
-    return best;
+    bool conv = k->op == CONV_FORWARD || k->op == CONV_BACKWARD_DATA ||
+                k->op == CONV_BACKWARD_WEIGHTS;
+    if (!conv || k->g.c < BLOCKED_MIN || k->oc < BLOCKED_MIN)
+        return make(o, k, e, false);
+    if (make(o, k, e, true) == 0)
+        return 0;
+    o->error[0] = '\0'; /* (there was none before) the engine's layouts serve */
+    return make(o, k, e, false);
 }
 
-/* Makes key k's primitive into e. A convolution is made twice, in the engine's layouts and in
- * the primitive's preferred ones with reorders around it, and the faster on this call's data
- * is kept (the operations write their outputs whole, so running them again changes nothing):
- * blocked layouts pay for themselves on wide layers, not on the first, whose one input channel
- * makes the reorders cost more than the primitive saves. */
-static int make_tuned(dp_onednn *o, const prim_key *k, prim *e, void *const data[])
-{
-    if (make(o, k, e, false) < 0)
-        return -1;
-    if (k->op != CONV_FORWARD && k->op != CONV_BACKWARD_DATA && k->op != CONV_BACKWARD_WEIGHTS)
-        return 0;
-    prim blocked;
-    if (make(o, k, &blocked, true) < 0) {
-        o->error[0] = '\0'; /* (there was none before) the engine's layouts serve */
-        return 0;
-    }
-    if (blocked.layout_bytes == 0) { /* it prefers the engine's layouts */
-        drop(&blocked);
-        return 0;
-    }
-    double plain_s = time_runs(o, e, data), blocked_s = time_runs(o, &blocked, data);
-    if (blocked_s < plain_s) {
-        drop(e);
-        *e = blocked;
-    } else {
-        drop(&blocked);
-    }
-    return 0;
-}
-
-/* The cached primitive of key k, made (and tuned on data) when missing; the least recently
- * used one makes room. NULL after a failure. */
-static prim *lookup(dp_onednn *o, const prim_key *k, void *const data[])
+/* The cached primitive of key k, made when missing; the least recently used one makes room.
+ * NULL after a failure. */
+static prim *lookup(dp_onednn *o, const prim_key *k)
 {
     o->calls++;
     int oldest = 0;
@@ -531,7 +503,7 @@ static prim *lookup(dp_onednn *o, const prim_key *k, void *const data[])
     prim *e = o->n < CACHE_SIZE ? &o->cache[o->n] : &o->cache[oldest];
     if (o->n == CACHE_SIZE)
         drop(e);
-    if (make_tuned(o, k, e, data) < 0)
+    if (make_chosen(o, k, e) < 0)
         return NULL;
     if (e == &o->cache[o->n])
         o->n++;
@@ -545,7 +517,7 @@ static void run(dp_onednn *o, const prim_key *k, void *const data[])
     if (o->error[0])
         return; /* after a failure nothing runs: the trainer stops on the device's error */
     use_threads(k->threads);
-    prim *e = lookup(o, k, data);
+    prim *e = lookup(o, k);
     if (e)
         execute(o, e, data);
 }

@@ -114,7 +114,8 @@ dp_team *dp_team_start(const dp_plan *plan, const dp_team_config *c, dp_err *err
 /* Stops the workers and frees what they held. */
 void dp_team_stop(dp_team *t);
 /* The bytes a team of `plan` allocates on each of its devices (bytes[plan->workers]): each
- * worker's stage and the pipeline links it receives on. What dp_team_start would take. */
+ * worker's stage and the pipeline links it receives on. What dp_team_start would take on
+ * c->devices (which must be set: a layer's scratch depends on its device's library). */
 void dp_team_bytes(const dp_plan *plan, const dp_team_config *c, size_t *bytes);
 
 /* Runs a command on every worker and waits for all of them. */

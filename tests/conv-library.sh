@@ -4,7 +4,8 @@
 # second strided with a projection, global average pooling, linear) trains 30 steps on
 # Fashion-MNIST on cpu:1 and on cpu:2 (dp) each way, and the two end with the same per-step
 # losses and parameters by PyTorch DDP's criterion (|a - b| <= 1e-5 + 1.3e-6 |a| for every
-# value), yet not the same to the bit (else the key changed nothing). Also: --version names
+# value), yet not the same to the bit (else the key changed nothing), and a run repeated gives
+# the same parameters to the bit. Also: --version names
 # the CPU devices' library, oneDNN, with its version, runtime and instruction set. Skipped (77) where
 # Debian's dataset-fashion-mnist is not installed, once --version is checked.
 #
@@ -73,5 +74,10 @@ for n in 1 2; do
     fi
     cmp -s "$b.safetensors" "$a.safetensors" &&
         fail "$devices: the library's parameters are im2col's to the bit (the key changed nothing)"
+    # the same run again gives the same parameters to the bit: which layout a convolution runs
+    # in (and so its rounding) must not depend on the machine's load
+    run "again-$n" "$devices" library
+    cmp -s "$a.safetensors" "$work/again-$n.safetensors" ||
+        fail "$devices: two identical runs through the library end with different parameters"
 done
 finish
