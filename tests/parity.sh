@@ -26,7 +26,7 @@ sed -e 's|^kind = synthetic|kind = text\npath = '"$work/text.txt"'\ncontext = 16
     -e 's|^layers = .*|layers = embed:256:16, pos, dropout:10, block:2, block:4, ln, linear:256|' \
     "$work/mlp.ini" >"$work/gpt.ini"
 sed -e 's|^kind = synthetic|kind = cifar10\npath = '"$work/cifar"'|' \
-    -e 's|^layers = .*|layers = conv:6:3:2:1, tanh, res(conv:6:3:1:1, tanh, conv:8:3:2:1), maxpool:2, flatten, linear:16, tanh, linear:10|' \
+    -e 's|^layers = .*|layers = conv:6:3:2:1, relu, res(conv:6:3:1:1, relu, conv:8:3:2:1), maxpool:2, flatten, linear:16, tanh, linear:10|' \
     "$work/mlp.ini" >"$work/cnn.ini"
 
 # run NAME OPTIMIZER-OPTIONS... -- DPMPTOP-OPTIONS...  (the model's ini is $model.ini)
@@ -53,11 +53,7 @@ same() {
 
 # The CNN learns at a tenth of the MLP's rate: on random labels at the MLP's rate its training
 # is chaotic, and the summation order of the all-reduce (1e-7) flips ReLUs and maxima, whose
-# effect grows to 1e-2 in 20 steps. Its activations are tanh, not ReLU: with ReLUs, oneDNN's
-# convolutions (whose summation order differs with the rows a pass has) put a dp -> pp switch
-# under AdamW 1.5e-4 from single (an input within rounding of a ReLU's kink, its gradient then
-# scaled to a step of lr by AdamW), while every plan on its own agreed to 4e-7; with tanh the
-# plans agree to 1.4e-7. (Seed 4 parts by 4e-5 even so, im2col convolutions included.)
+# effect grows to 1e-2 in 20 steps.
 # The GPT under AdamW gets 3e-5: the gradient of attention's key bias is 0 in exact arithmetic
 # (it adds the same q.b to every score of a query), so what the engine computes is rounding
 # noise, which AdamW scales up to steps of lr; its sign depends on the summation order.
