@@ -416,7 +416,9 @@ static bool room(dp_onednn *o, void **buf, size_t *have, size_t bytes, const cha
     *have = 0;
     *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!*buf) {
-        snprintf(o->error, sizeof o->error, "oneDNN: out of host memory for a %zu-byte %s",
+        snprintf(o->error, sizeof o->error,
+                 "oneDNN: out of host memory for a %zu-byte %s; use a smaller [data] batch "
+                 "(or more micro-batches), or free memory (ulimit -v and a cgroup's limit count)",
                  bytes, what);
         return false;
     }
