@@ -472,7 +472,7 @@ static void execute(dp_onednn *o, prim *e, void *const data[])
 
 /* Makes key k's primitive into e. A convolution whose input and output both have at least
  * BLOCKED_MIN channels runs in oneDNN's preferred (blocked) layouts with reorders around it:
- * there its direct kernels beat the engine's layouts by more than the reorders cost (2x on
+ * there its direct kernels beat the engine's layouts by more than the reorders cost (1.5x on
  * fashion-cnn's 32 -> 64 convolution); a narrower one (an image's first layer) stays in the
  * engine's layouts, where the reorders would cost more than the primitive saves. A fixed rule,
  * not a timing, so that a run's results do not depend on the machine's load. */
