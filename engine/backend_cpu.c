@@ -755,13 +755,29 @@ static void cpu_layernorm_backward(dp_device *d, float *dx, float *dw, float *db
     charge_kernel(d, t0);
 }
 
+/* Softmax rows [lo, hi), in clones for the vector widths as GELU's. */
+VECTOR_CLONES
+static void softmax_rows(float *y, const float *x, size_t lo, size_t hi, int n, float scale,
+                         int causal)
+{
+    for (size_t r = lo; r < hi; r++)
+        dp_softmax_row(y + r * n, x + r * n, n, scale, causal > 0 ? (int)(r % causal) : n - 1);
+}
+
+VECTOR_CLONES
+static void softmax_grad_rows(float *dx, const float *y, const float *dy, size_t lo, size_t hi,
+                              int n, float scale)
+{
+    for (size_t r = lo; r < hi; r++)
+        dp_softmax_grad_row(dx + r * n, y + r * n, dy + r * n, n, scale);
+}
+
 static void cpu_softmax_forward(dp_device *d, float *y, const float *x, int rows, int n,
                                 float scale, int causal)
 {
     double t0 = dp_now_s();
     int t = kernel_threads(d, (size_t)rows * n);
-    FOR_CHUNKS(t, rows, for (size_t r = lo_; r < hi_; r++)
-        dp_softmax_row(y + r * n, x + r * n, n, scale, causal > 0 ? (int)(r % causal) : n - 1);)
+    FOR_CHUNKS(t, rows, softmax_rows(y, x, lo_, hi_, n, scale, causal);)
     charge_kernel(d, t0);
 }
 
@@ -770,8 +786,7 @@ static void cpu_softmax_backward(dp_device *d, float *dx, const float *y, const 
 {
     double t0 = dp_now_s();
     int t = kernel_threads(d, (size_t)rows * n);
-    FOR_CHUNKS(t, rows, for (size_t r = lo_; r < hi_; r++)
-        dp_softmax_grad_row(dx + r * n, y + r * n, dy + r * n, n, scale);)
+    FOR_CHUNKS(t, rows, softmax_grad_rows(dx, y, dy, lo_, hi_, n, scale);)
     charge_kernel(d, t0);
 }
 

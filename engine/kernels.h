@@ -486,28 +486,69 @@ DP_HD void dp_layernorm_param_grad(float *dw, float *db, const float *dy, const 
     db[j] = accumulate ? db[j] + sb : sb;
 }
 
+/* Sums and maxima over a row in DP_LANES running lanes, combined at the end: a fixed order on
+ * every machine and in both backends, and a loop over lanes that compilers vectorise (a single
+ * running float sum cannot be reordered, so it stays scalar). */
+#define DP_LANES 8
+
+DP_HD float dp_lanes_sum(const float *v, int n)
+{
+    float lane[DP_LANES] = { 0.0f };
+    int i = 0;
+    for (; i + DP_LANES <= n; i += DP_LANES)
+        for (int j = 0; j < DP_LANES; j++)
+            lane[j] += v[i + j];
+    for (int j = 0; i < n; i++, j++)
+        lane[j] += v[i];
+    float sum = 0.0f;
+    for (int j = 0; j < DP_LANES; j++)
+        sum += lane[j];
+    return sum;
+}
+
+/* The dot product of a and b in lanes, as dp_lanes_sum. */
+DP_HD float dp_lanes_dot(const float *a, const float *b, int n)
+{
+    float lane[DP_LANES] = { 0.0f };
+    int i = 0;
+    for (; i + DP_LANES <= n; i += DP_LANES)
+        for (int j = 0; j < DP_LANES; j++)
+            lane[j] += a[i + j] * b[i + j];
+    for (int j = 0; i < n; i++, j++)
+        lane[j] += a[i] * b[i];
+    float sum = 0.0f;
+    for (int j = 0; j < DP_LANES; j++)
+        sum += lane[j];
+    return sum;
+}
+
 /* One row of softmax(scale * x) over n values; with `causal`, values past position `limit`
- * (the row's query position) are masked out (their probability is 0). */
+ * (the row's query position) are masked out (their probability is 0). y may be x. */
 DP_HD void dp_softmax_row(float *y, const float *x, int n, float scale, int limit)
 {
-    float top = -3.0e38f, sum = 0.0f;
-    for (int i = 0; i <= limit; i++)
-        top = scale * x[i] > top ? scale * x[i] : top;
-    for (int i = 0; i < n; i++) {
-        float e = i <= limit ? dp_expf(scale * x[i] - top) : 0.0f;
-        y[i] = e;
-        sum += e;
-    }
-    for (int i = 0; i <= limit; i++)
+    float lane[DP_LANES];
+    for (int j = 0; j < DP_LANES; j++)
+        lane[j] = -3.0e38f;
+    int i = 0;
+    for (; i + DP_LANES <= limit + 1; i += DP_LANES)
+        for (int j = 0; j < DP_LANES; j++)
+            lane[j] = scale * x[i + j] > lane[j] ? scale * x[i + j] : lane[j];
+    for (int j = 0; i <= limit; i++, j++)
+        lane[j] = scale * x[i] > lane[j] ? scale * x[i] : lane[j];
+    float top = lane[0];
+    for (int j = 1; j < DP_LANES; j++)
+        top = lane[j] > top ? lane[j] : top;
+    for (i = 0; i < n; i++)
+        y[i] = i <= limit ? dp_expf(scale * x[i] - top) : 0.0f;
+    float sum = dp_lanes_sum(y, limit + 1);
+    for (i = 0; i <= limit; i++)
         y[i] /= sum;
 }
 
 /* dx of one softmax row from its output y: dx = scale y (dy - sum(y dy)). */
 DP_HD void dp_softmax_grad_row(float *dx, const float *y, const float *dy, int n, float scale)
 {
-    float dot = 0.0f;
-    for (int i = 0; i < n; i++)
-        dot += y[i] * dy[i];
+    float dot = dp_lanes_dot(y, dy, n);
     for (int i = 0; i < n; i++)
         dx[i] = scale * y[i] * (dy[i] - dot);
 }

@@ -232,30 +232,41 @@ END_TEST
 
 /* NaN in, NaN out, as in PyTorch, through every activation and op on the CPU device, so that
  * a NaN in the weights reaches the loss and the NaN guard: relu (alone, and fused after a
- * linear layer; its gradient passes where x is NaN, as threshold_backward's), gelu, tanh, max
- * and average pooling, layer norm, attention's softmax, dropout and the loss. */
+ * linear layer; its gradient passes where x is NaN, as threshold_backward's), gelu (both),
+ * tanh, max and average pooling, layer norm, attention's softmax, dropout and the loss. The
+ * activations run over 37 values with NaN at 1 and 21, so that it meets both the vectorised
+ * body of the loops and their scalar remainder. */
 START_TEST(test_nan_propagates)
 {
     const float nan = NAN;
     dp_device dev;
     device_init(&dev);
     const dp_backend *be = dev.be;
-    float x[4] = { 1.0f, nan, -2.0f, 0.5f }, y[4], dx[4], dy[4] = { 0.25f, 0.5f, 1.0f, 2.0f };
+    enum { N = 37 };
+    float x[N], y[N], dx[N], dy[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = i == 1 || i == 21 ? nan : 0.25f * (float)(i % 7) - 0.8f;
+        dy[i] = 0.25f + 0.125f * (float)(i % 5);
+    }
     const dp_act acts[] = { DP_ACT_RELU, DP_ACT_GELU, DP_ACT_TANH, DP_ACT_LEAKY_RELU,
-                            DP_ACT_SIGMOID };
-    for (int a = 0; a < 5; a++) {
-        be->act_forward(&dev, acts[a], 0.2f, y, x, 4);
-        be->act_backward(&dev, acts[a], 0.2f, dx, x, y, dy, 4);
-        ck_assert_msg(isnan(y[1]) && !isnan(y[0]) && !isnan(y[2]), "act %d: y = %g %g %g", a,
-                      y[0], y[1], y[2]);
+                            DP_ACT_SIGMOID, DP_ACT_GELU_ERF };
+    for (int a = 0; a < 6; a++) {
+        be->act_forward(&dev, acts[a], 0.2f, y, x, N);
+        be->act_backward(&dev, acts[a], 0.2f, dx, x, y, dy, N);
         /* relu's gradient passes where x is NaN, leaky ReLU's is scaled (PyTorch's
          * threshold_backward and leaky_relu_backward) */
         bool passes = acts[a] == DP_ACT_RELU || acts[a] == DP_ACT_LEAKY_RELU;
-        ck_assert_msg(passes ? !isnan(dx[1]) : isnan(dx[1]), "act %d: dx[1] = %g", a, dx[1]);
-        if (acts[a] == DP_ACT_RELU)
+        for (int i = 0; i < N; i++) {
+            bool is_nan = i == 1 || i == 21;
+            ck_assert_msg(is_nan ? isnan(y[i]) : isfinite(y[i]), "act %d: y[%d] = %g", a, i,
+                          y[i]);
+            ck_assert_msg(is_nan && !passes ? isnan(dx[i]) : isfinite(dx[i]),
+                          "act %d: dx[%d] = %g", a, i, dx[i]);
+        }
+        if (acts[a] == DP_ACT_RELU) /* x[2] = -0.3 */
             ck_assert(dx[1] == dy[1] && dx[2] == 0.0f);
         if (acts[a] == DP_ACT_LEAKY_RELU)
-            ck_assert(dx[1] == 0.2f * dy[1] && dx[2] == 0.2f * dy[2] && dx[0] == dy[0]);
+            ck_assert(dx[1] == 0.2f * dy[1] && dx[2] == 0.2f * dy[2] && dx[4] == dy[4]);
     }
     memcpy(y, x, sizeof y); /* in place, as after a linear layer */
     be->act_forward(&dev, DP_ACT_RELU, 0.0f, y, y, 4);
@@ -278,8 +289,10 @@ START_TEST(test_nan_propagates)
     float ones[4] = { 1.0f, 1.0f, 1.0f, 1.0f }, zeros[4] = { 0 }, stats[2];
     be->layernorm_forward(&dev, y, stats, x, ones, zeros, 1, 4);
     ck_assert_msg(isnan(y[0]) && isnan(y[3]), "layernorm: %g %g", y[0], y[3]);
-    be->softmax_forward(&dev, y, x, 1, 4, 1.0f, 0);
+    be->softmax_forward(&dev, y, x, 1, 4, 1.0f, 0); /* NaN in the remainder of the lanes */
     ck_assert_msg(isnan(y[0]) && isnan(y[3]), "softmax: %g %g", y[0], y[3]);
+    be->softmax_forward(&dev, y, x + 16, 1, 16, 1.0f, 0); /* in the lanes' body (x[21]) */
+    ck_assert_msg(isnan(y[0]) && isnan(y[15]), "softmax: %g %g", y[0], y[15]);
 
     dp_dropout_args drop = { .seed = 1, .step = 1, .p = 0.5f };
     float many[64], out[64];
@@ -296,6 +309,72 @@ START_TEST(test_nan_propagates)
     ck_assert_msg(isnan(loss_stats[0]), "loss: %g", loss_stats[0]);
     ck_assert_msg(isnan(dlogits[3]) && !isnan(dlogits[0]), "dlogits: %g %g", dlogits[3],
                   dlogits[0]);
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
+/* Attention's softmax rows on the CPU device against softmax(scale x) in double, with and
+ * without the causal mask, for widths below, at and across the eight lanes the kernel sums in
+ * (1 to 131), rows with a large spread (values up to 40 apart) and in place; the gradient
+ * scale y (dy - sum(y dy)) against the same formula in double. Tolerance 1e-6 relative, plus
+ * what float's roundings of the exponent's terms allow (see the check). */
+START_TEST(test_softmax_rows)
+{
+    dp_device dev;
+    device_init(&dev);
+    const int widths[] = { 1, 5, 8, 9, 16, 23, 64, 131 };
+    const float scale = 0.7f;
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
+        int n = widths[w], rows = 3 * n; /* causal rows: every limit 0..n-1, three times */
+        size_t len = (size_t)rows * n;
+        float *x = malloc(len * sizeof *x), *y = malloc(len * sizeof *y);
+        float *dy = malloc(len * sizeof *dy), *dx = malloc(len * sizeof *dx);
+        ck_assert(x && y && dy && dx);
+        dp_rng r = dp_rng_stream(7, 0, (uint64_t)n);
+        for (size_t i = 0; i < len; i++) {
+            x[i] = (float)(80.0 * dp_rng_uniform(&r) - 40.0) * (i % 3 ? 0.05f : 1.0f);
+            dy[i] = (float)(2.0 * dp_rng_uniform(&r) - 1.0);
+        }
+        for (int causal = 0; causal <= 1; causal++) {
+            dev.be->softmax_forward(&dev, y, x, rows, n, scale, causal ? n : 0);
+            dev.be->softmax_backward(&dev, dx, y, dy, rows, n, scale);
+            for (int row = 0; row < rows; row++) {
+                const float *xr = x + (size_t)row * n, *yr = y + (size_t)row * n;
+                const float *dyr = dy + (size_t)row * n, *dxr = dx + (size_t)row * n;
+                int limit = causal ? row % n : n - 1;
+                double top = -INFINITY, sum = 0.0, dot = 0.0;
+                for (int i = 0; i <= limit; i++)
+                    top = fmax(top, (double)scale * xr[i]);
+                for (int i = 0; i <= limit; i++)
+                    sum += exp((double)scale * xr[i] - top);
+                for (int i = 0; i < n; i++)
+                    dot += (double)yr[i] * dyr[i];
+                for (int i = 0; i < n; i++) {
+                    double arg = (double)scale * xr[i] - top;
+                    double want = i <= limit ? exp(arg) / sum : 0.0;
+                    /* plus float's roundings of scale x, of the row's maximum and of their
+                     * difference, each up to 6e-8 of its size, in the exponent */
+                    double sx = (double)scale * xr[i];
+                    double slack = 1.2e-7 * (fabs(sx) + fabs(top) + fabs(arg));
+                    ck_assert_msg(fabs(yr[i] - want) <= (1e-6 + slack) * want,
+                                  "n %d causal %d row %d: y[%d] = %.9g, want %.12g", n, causal,
+                                  row, i, yr[i], want);
+                    double dwant = (double)scale * yr[i] * (dyr[i] - dot);
+                    ck_assert_msg(fabs(dxr[i] - dwant) <= 1e-6 * (fabs(dwant) + yr[i]),
+                                  "n %d causal %d row %d: dx[%d] = %.9g, want %.12g", n,
+                                  causal, row, i, dxr[i], dwant);
+                }
+            }
+        }
+        memcpy(dx, x, len * sizeof *dx); /* in place gives the same bits */
+        dev.be->softmax_forward(&dev, dx, dx, rows, n, scale, 0);
+        dev.be->softmax_forward(&dev, y, x, rows, n, scale, 0);
+        ck_assert_msg(!memcmp(dx, y, len * sizeof *y), "n %d: in place differs", n);
+        free(x);
+        free(y);
+        free(dy);
+        free(dx);
+    }
     dp_cpu_device_destroy(&dev);
 }
 END_TEST
@@ -1203,6 +1282,7 @@ Suite *layers_suite(void)
     tcase_add_test(tc, test_gelu_grad);
     tcase_add_test(tc, test_tanh_grad);
     tcase_add_test(tc, test_nan_propagates);
+    tcase_add_test(tc, test_softmax_rows);
     tcase_add_test(tc, test_linear_accumulate);
     tcase_add_test(tc, test_backward_null_dx);
     tcase_add_test(tc, test_model_grad);
