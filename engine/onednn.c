@@ -191,7 +191,8 @@ static dnnl_memory_desc_t md_of(int ndims, const int64_t *dims, dnnl_format_tag_
 }
 
 /* The tensors of a convolution or pooling of key k: its input, output, weights and bias, in
- * the engine's layouts (NCHW, OIHW) or, `any`, in the ones the primitive prefers. */
+ * the engine's layouts (NCHW, OIHW) or, `any`, in the ones the primitive prefers, except an
+ * input or output of fewer than BLOCKED_MIN channels, which stays NCHW (make_chosen). */
 typedef struct descs {
     dnnl_memory_desc_t src, dst, weights, bias;
     dnnl_dims_t strides, kernel, pad_l, pad_r;
@@ -204,8 +205,10 @@ static descs descs_of(const prim_key *k, bool any)
     int out_c = pool ? g->c : k->oc;
     dnnl_format_tag_t t4 = any ? dnnl_format_tag_any : dnnl_abcd;
     descs d = {
-        .src = md_of(4, (int64_t[]){ k->n, g->c, g->h, g->w }, t4),
-        .dst = md_of(4, (int64_t[]){ k->n, out_c, g->oh, g->ow }, t4),
+        .src = md_of(4, (int64_t[]){ k->n, g->c, g->h, g->w },
+                     g->c >= BLOCKED_MIN ? t4 : dnnl_abcd),
+        .dst = md_of(4, (int64_t[]){ k->n, out_c, g->oh, g->ow },
+                     out_c >= BLOCKED_MIN ? t4 : dnnl_abcd),
         .weights = md_of(4, (int64_t[]){ k->oc, g->c, g->kh, g->kw }, t4),
         .bias = md_of(1, (int64_t[]){ k->oc }, dnnl_a),
         .strides = { g->sh, g->sw },
@@ -470,17 +473,18 @@ static void execute(dp_onednn *o, prim *e, void *const data[])
         fail(o, "running a primitive", s);
 }
 
-/* Makes key k's primitive into e. A convolution whose input and output both have at least
- * BLOCKED_MIN channels runs in oneDNN's preferred (blocked) layouts with reorders around it:
- * there its direct kernels beat the engine's layouts by more than the reorders cost (1.5x on
- * fashion-cnn's 32 -> 64 convolution); a narrower one (an image's first layer) stays in the
- * engine's layouts, where the reorders would cost more than the primitive saves. A fixed rule,
- * not a timing, so that a run's results do not depend on the machine's load. */
+/* Makes key k's primitive into e. A convolution with at least BLOCKED_MIN channels in or out
+ * runs in oneDNN's preferred (blocked) layouts with reorders around it: there its direct
+ * kernels beat the engine's layouts by more than the reorders cost (1.5x on fashion-cnn's
+ * 32 -> 64 convolution). The narrow side of an image's first layer (1 or 3 channels) stays
+ * NCHW, which the direct kernels read as it is, as PyTorch's do: blocking it would pad 3
+ * channels to 8. A fixed rule, not a timing, so that a run's results do not depend on the
+ * machine's load. */
 static int make_chosen(dp_onednn *o, const prim_key *k, prim *e)
 {
     bool conv = k->op == CONV_FORWARD || k->op == CONV_BACKWARD_DATA ||
                 k->op == CONV_BACKWARD_WEIGHTS;
-    if (!conv || k->g.c < BLOCKED_MIN || k->oc < BLOCKED_MIN)
+    if (!conv || (k->g.c < BLOCKED_MIN && k->oc < BLOCKED_MIN))
         return make(o, k, e, false);
     if (make(o, k, e, true) == 0)
         return 0;

@@ -232,6 +232,10 @@ START_TEST(test_conv_library)
         { "conv:32:3:2:1", { 3, { 16, 10, 12 } }, 2 },
         { "conv:24:1", { 3, { 16, 6, 6 } }, 2 },
         { "conv:8:5:2:2:0", { 3, { 6, 11, 9 } }, 2 },
+        /* an image's first layer (its input stays NCHW, its output blocked) and the reverse */
+        { "conv:16:3:1:1", { 3, { 3, 9, 8 } }, 2 },
+        { "conv:8:3:2:1", { 3, { 1, 10, 9 } }, 3 },
+        { "conv:3:3:1:1", { 3, { 16, 6, 7 } }, 2 },
     };
     check_cases("conv", cases, N_CASES(cases));
 }
@@ -258,6 +262,7 @@ START_TEST(test_deconv_library)
         /* several input and output channels */
         { "deconv:16:4:2:1", { 3, { 32, 4, 4 } }, 2 },
         { "deconv:8:3:1:1:0", { 3, { 16, 5, 7 } }, 2 },
+        { "deconv:1:4:2:1:0", { 3, { 16, 4, 4 } }, 2 }, /* DCGAN's last layer */
         { "deconv:3:4:2:1", { 3, { 16, 8, 8 } }, 2 },
     };
     check_cases("deconv", cases, N_CASES(cases));
