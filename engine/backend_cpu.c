@@ -542,8 +542,36 @@ static void cpu_channel_bias_grad(dp_device *d, float *db, const float *dy, int 
     charge_kernel(d, t0);
 }
 
-/* Output element by output element, as dp_pool_value (which the unit tests compare), with the
- * window's place computed once per element instead of divided out. */
+/* One row of max pooling's outputs y[ow] and their maxima's places arg[ow] (NULL: not
+ * wanted), as dp_pool_value (which the unit tests compare) takes them: the window's values in
+ * order, the first maximum kept and a NaN kept once met. The outputs themselves hold the
+ * running maxima, so that the loop over a row's outputs vectorises. */
+VECTOR_CLONES
+static void max_pool_row(float *restrict y, int32_t *restrict arg, const float *plane, int oh,
+                         dp_conv_geom g)
+{
+    int top = oh * g.sh * g.w;
+    for (int ow = 0; ow < g.ow; ow++)
+        y[ow] = plane[top + ow * g.sw];
+    if (arg)
+        for (int ow = 0; ow < g.ow; ow++)
+            arg[ow] = top + ow * g.sw;
+    for (int ki = 0; ki < g.kh; ki++)
+        for (int kj = ki ? 0 : 1; kj < g.kw; kj++) {
+            int at = top + ki * g.w + kj;
+            const float *v = plane + at;
+            for (int ow = 0; ow < g.ow; ow++) {
+                float b = y[ow], x = v[ow * g.sw];
+                bool take = b == b && (x > b || x != x);
+                y[ow] = take ? x : b;
+                if (arg)
+                    arg[ow] = take ? at + ow * g.sw : arg[ow];
+            }
+        }
+}
+
+/* Max pooling row by row (max_pool_row); average pooling output by output, as dp_pool_value,
+ * with the window's place computed once per element instead of divided out. */
 static void own_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, const float *x,
                              int planes, dp_conv_geom g)
 {
@@ -551,24 +579,22 @@ static void own_pool_forward(dp_device *d, bool max, float *y, int32_t *arg, con
     int t = kernel_threads(d, (size_t)planes * g.h * g.w);
     FOR_CHUNKS(t, planes, for (size_t p = lo_; p < hi_; p++) {
         const float *plane = x + p * g.h * g.w;
-        for (int oh = 0; oh < g.oh; oh++)
+        for (int oh = 0; oh < g.oh; oh++) {
+            size_t e = (p * g.oh + oh) * g.ow;
+            if (max) {
+                max_pool_row(y + e, arg ? arg + e : NULL, plane, oh, g);
+                continue;
+            }
             for (int ow = 0; ow < g.ow; ow++) {
-                size_t e = (p * g.oh + oh) * g.ow + ow;
-                float best = 0.0f, sum = 0.0f;
-                int at = -1;
+                float sum = 0.0f;
                 for (int ki = 0; ki < g.kh; ki++) {
                     const float *row = plane + (size_t)(oh * g.sh + ki) * g.w + ow * g.sw;
-                    for (int kj = 0; kj < g.kw; kj++) {
-                        float v = row[kj];
-                        sum += v;
-                        if (at < 0 || (best == best && (v > best || v != v)))
-                            best = v, at = (oh * g.sh + ki) * g.w + ow * g.sw + kj;
-                    }
+                    for (int kj = 0; kj < g.kw; kj++)
+                        sum += row[kj];
                 }
-                y[e] = max ? best : sum / (float)(g.kh * g.kw);
-                if (arg)
-                    arg[e] = at;
+                y[e + ow] = sum / (float)(g.kh * g.kw);
             }
+        }
     })
     charge_kernel(d, t0);
 }

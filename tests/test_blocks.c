@@ -470,6 +470,54 @@ START_TEST(test_dropout)
 }
 END_TEST
 
+/* Max pooling on the CPU (its own kernel on every device: oneDNN's drops NaN) against
+ * dp_pool_value, the value and the maximum's place, on planes wide enough for the vectorised
+ * body of its row loop and its remainder: 2x2 stride 2 (the example models'), 3x3 stride 1
+ * (overlapping windows) and 3x2 stride 3x1, with values drawn from eight levels (ties, where
+ * the first maximum wins) and NaNs at some places, some side by side (the first NaN wins its
+ * windows). */
+START_TEST(test_max_pool_rows)
+{
+    dp_device dev;
+    dp_err err;
+    ck_assert_msg(dp_cpu_device_init(&dev, 0, 1, &err) == 0, "%s", err.msg);
+    dp_conv_geom geoms[] = {
+        { 0, 12, 38, 2, 2, 2, 2, 0, 0, 6, 19 },
+        { 0, 9, 41, 3, 3, 1, 1, 0, 0, 7, 39 },
+        { 0, 10, 29, 3, 2, 3, 1, 0, 0, 3, 28 },
+    };
+    dp_rng r = dp_rng_stream(5, 100, 4);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof *geoms; gi++) {
+        dp_conv_geom g = geoms[gi];
+        int planes = 3;
+        size_t nx = (size_t)planes * g.h * g.w, ny = (size_t)planes * g.oh * g.ow;
+        float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y);
+        int32_t *arg = malloc(ny * sizeof *arg);
+        ck_assert(x && y && arg);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = i % 53 == 7 || i % 53 == 8 ? NAN : (float)(int)(8.0 * dp_rng_uniform(&r)) - 4.0f;
+        dev.be->pool_forward(&dev, true, y, arg, x, planes, g);
+        int nans = 0;
+        for (size_t e = 0; e < ny; e++) {
+            int32_t at;
+            float want = dp_pool_value(x, g, true, e, &at);
+            ck_assert_msg(at == arg[e] && (isnan(want) ? isnan(y[e]) : y[e] == want),
+                          "geometry %zu: y[%zu] = %g at %d, want %g at %d", gi, e, y[e], arg[e],
+                          want, at);
+            nans += isnan(y[e]);
+        }
+        ck_assert_msg(nans > 0, "geometry %zu: no window met a NaN", gi);
+        dev.be->pool_forward(&dev, true, y, NULL, x, planes, g); /* no places wanted */
+        for (size_t e = 0; e < ny; e++) {
+            float want = dp_pool_value(x, g, true, e, NULL);
+            ck_assert(isnan(want) ? isnan(y[e]) : y[e] == want);
+        }
+        free(x), free(y), free(arg);
+    }
+    dp_cpu_device_destroy(&dev);
+}
+END_TEST
+
 /* The CPU backend's loops against the per-element formulas that the CUDA kernels evaluate. */
 START_TEST(test_cpu_loops_match_formulas)
 {
@@ -628,6 +676,7 @@ Suite *blocks_suite(void)
     tcase_add_test(tc, test_causal);
     tcase_add_test(tc, test_dropout);
     tcase_add_test(tc, test_cpu_loops_match_formulas);
+    tcase_add_test(tc, test_max_pool_rows);
     tcase_add_test(tc, test_names_and_shape_errors);
     suite_add_tcase(s, tc);
     return s;
