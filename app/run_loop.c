@@ -438,8 +438,8 @@ static int estimate_costs(loop *l, dp_advice_costs *k, double *flops, bool *seco
         k->threads = cpu ? 1 : 0; /* a CPU device's peak_flops is a core's */
     }
     k->cores = cpu ? dp_cpu_cores() : 0;
-    k->threads_alone = dp_trainer_blas_threads(t, 1);
-    k->threads_shared = dp_trainer_blas_threads(t, 2);
+    k->threads_alone = dp_trainer_team_threads(t, 1);
+    k->threads_shared = dp_trainer_team_threads(t, 2);
     return 0;
 }
 

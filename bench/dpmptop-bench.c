@@ -266,7 +266,7 @@ int main(int argc, char **argv)
         .model = &m, .optim = dp_optim_defaults(), .batch = batch, .shuffle = true, .seed = 1,
         .total_steps = warmup + (long)repeat * steps, .on_nan = DP_NAN_STOP,
         .devices = devices, .plan = { .strategy = DP_STRATEGY_SINGLE }, .bucket_mb = 25,
-        .blas_threads = threads,
+        .team_threads = threads,
     };
     tc.optim.lr = lr;
     tc.optim.momentum = momentum;

@@ -300,8 +300,9 @@ extern const dp_backend dp_backend_cpu;
 /* The CUDA backend (cuBLAS, CUDA kernels, NCCL): backend_cuda.h has what only it offers. In a
  * build without CUDA, a table with `built` false whose devices cannot be made (cuda_none.c). */
 extern const dp_backend dp_backend_cuda;
-/* Makes CPU virtual device number `index`, using `blas_threads` threads for its GEMMs. */
-int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err);
+/* Makes CPU virtual device number `index`, its operations on an OpenMP team of `team_threads`
+ * (dp_cpu_set_team_threads). */
+int dp_cpu_device_init(dp_device *d, int index, int team_threads, dp_err *err);
 void dp_cpu_device_destroy(dp_device *d);
 
 #endif

@@ -23,7 +23,6 @@
 
 /* Private state of a CPU virtual device. */
 typedef struct cpu_impl {
-    int blas_threads;
     int cores;              /* dp_cpu_cores() when made */
     dp_onednn *dnn;         /* the device's oneDNN primitives */
     dp_cpu_profile prof;
@@ -910,7 +909,7 @@ static void cpu_bce_logits(dp_device *d, const float *z, const int32_t *targets,
 static pthread_mutex_t helpers_lock = PTHREAD_MUTEX_INITIALIZER;
 static pid_t helper_tids[HELPERS_MAX];
 static int helpers_n;
-static _Atomic int blas_threads_now = 1; /* the threads a device's operations use, as last set */
+static _Atomic int team_threads_now = 1; /* the threads a device's operations use, as last set */
 static __thread int omp_threads_seen = 1; /* the calling thread's largest team so far */
 
 /* The process's thread ids into tids[max]; returns how many (0 when /proc is not there). */
@@ -992,7 +991,7 @@ double dp_cpu_helper_seconds(void)
  * process's cores. */
 static int cpu_threads(dp_device *d)
 {
-    int threads = atomic_load(&blas_threads_now), cores = impl_of(d)->cores;
+    int threads = atomic_load(&team_threads_now), cores = impl_of(d)->cores;
     return threads < cores ? threads : cores;
 }
 
@@ -1188,20 +1187,19 @@ const dp_backend dp_backend_cpu = {
     .device_destroy = dp_cpu_device_destroy,
 };
 
-int dp_cpu_device_init(dp_device *d, int index, int blas_threads, dp_err *err)
+int dp_cpu_device_init(dp_device *d, int index, int team_threads, dp_err *err)
 {
     memset(d, 0, sizeof *d);
     cpu_impl *im = calloc(1, sizeof *im);
     if (!im)
         return dp_fail(err, "out of host memory creating cpu:%d", index);
-    im->blas_threads = blas_threads > 0 ? blas_threads : 1;
     im->cores = dp_cpu_cores();
     im->dnn = dp_onednn_create(err);
     if (!im->dnn) {
         free(im);
         return -1;
     }
-    dp_cpu_set_blas_threads(im->blas_threads);
+    dp_cpu_set_team_threads(team_threads);
     d->be = &dp_backend_cpu;
     d->index = index;
     snprintf(d->name, sizeof d->name, "cpu:%d", index);
@@ -1229,7 +1227,7 @@ int dp_cpu_cores(void)
     return n > 0 ? (int)n : 1;
 }
 
-void dp_cpu_set_blas_threads(int threads)
+void dp_cpu_set_team_threads(int threads)
 {
 #ifdef __SANITIZE_THREAD__
     /* OpenMP's threads (libgomp) are not instrumented, so ThreadSanitizer would report their
@@ -1237,7 +1235,7 @@ void dp_cpu_set_blas_threads(int threads)
      * and the engine's threads are what is checked. */
     threads = 1;
 #endif
-    atomic_store(&blas_threads_now, threads > 0 ? threads : 1);
+    atomic_store(&team_threads_now, threads > 0 ? threads : 1);
 }
 
 /* Seconds of one C = A B of n x n floats on `threads` threads. */
@@ -1253,7 +1251,7 @@ static double time_sgemm(int threads, int n, const float *a, const float *b, flo
 
 double dp_cpu_measure_sgemm(void)
 {
-    int cores = dp_cpu_cores(), was = atomic_load(&blas_threads_now);
+    int cores = dp_cpu_cores(), was = atomic_load(&team_threads_now);
     int n = cores <= 8 ? 1536 : 3072; /* big enough to keep every core busy */
     size_t bytes = (size_t)n * n * sizeof(float);
     float *a = malloc(bytes), *b = malloc(bytes), *c = malloc(bytes);
@@ -1261,8 +1259,8 @@ double dp_cpu_measure_sgemm(void)
     if (a && b && c) {
         for (size_t i = 0; i < (size_t)n * n; i++)
             a[i] = b[i] = (float)(i % 7) * 0.125f;
-        dp_cpu_set_blas_threads(cores);
-        int threads = atomic_load(&blas_threads_now); /* (1 under ThreadSanitizer) */
+        dp_cpu_set_team_threads(cores);
+        int threads = atomic_load(&team_threads_now); /* (1 under ThreadSanitizer) */
         time_sgemm(threads, n, a, b, c); /* warm-up: the team awake, the buffers touched */
         double flops = 2.0 * n * n * n, spent = 0;
         for (int rep = 0; rep < 8 && (rep < 2 || spent < 0.3); rep++) { /* the best of a few */
@@ -1270,7 +1268,7 @@ double dp_cpu_measure_sgemm(void)
             spent += s;
             best = s > 0 && flops / s > best ? flops / s : best;
         }
-        dp_cpu_set_blas_threads(was);
+        dp_cpu_set_team_threads(was);
     }
     free(a);
     free(b);

@@ -21,7 +21,7 @@ int dp_cpu_cores(void);
 /* Sets how many threads each device's operations (GEMMs, convolutions: oneDNN on an OpenMP team
  * per device thread) may use; the trainer gives each of several workers 1, since they share the
  * cores. Call it while no step runs. */
-void dp_cpu_set_blas_threads(int threads);
+void dp_cpu_set_team_threads(int threads);
 
 /* CPU seconds the OpenMP threads that run parts of the devices' operations (helpers) have run
  * since the process began (the backend table's helper_cpu_seconds). */

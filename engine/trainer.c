@@ -68,17 +68,18 @@ static int device_failure(dp_trainer *t, dp_err *err)
     return 0;
 }
 
-/* The threads each worker's GEMMs get when `workers` workers run: the configuration's, else
- * all the cores for one worker and 1 each for several (they share the cores). */
-static int blas_threads(const dp_trainer *t, int workers)
+/* The OpenMP team each worker's operations get when `workers` workers run: the
+ * configuration's, else all the cores for one worker and 1 each for several (they share the
+ * cores). */
+static int team_threads(const dp_trainer *t, int workers)
 {
-    int threads = t->cfg.blas_threads;
+    int threads = t->cfg.team_threads;
     return threads > 0 ? threads : workers > 1 ? 1 : dp_cpu_cores();
 }
 
-static void set_blas_threads(const dp_trainer *t, int workers)
+static void set_team_threads(const dp_trainer *t, int workers)
 {
-    dp_cpu_set_blas_threads(blas_threads(t, workers));
+    dp_cpu_set_team_threads(team_threads(t, workers));
 }
 
 /* Copies the data sets to every device when every device is a GPU and they take at most an
@@ -175,7 +176,7 @@ static void profile_layers(dp_trainer *t, int rows)
     } else {
         dp_world_broadcast(t->layer_cost, (int)(m->n_layers * sizeof *t->layer_cost));
         t->layer_cost_rows = rows;
-        t->layer_cost_threads = blas_threads(t, t->plan.workers > 0 ? t->plan.workers : 1);
+        t->layer_cost_threads = team_threads(t, t->plan.workers > 0 ? t->plan.workers : 1);
     }
 }
 
@@ -227,7 +228,7 @@ static int start_plan(dp_trainer *t, const dp_plan *requested, dp_err *err)
         return dp_fail(err, "the processes made different plans (%d stages, %d micro-batches "
                             "here); give every process the same configuration and devices",
                        p->stages, p->micro);
-    set_blas_threads(t, p->workers);
+    set_team_threads(t, p->workers);
     for (int i = 0; i < t->n_devices; i++) { /* the new plan's peak starts from here */
         t->base_held[i] = t->devices[i].mem_held;
         t->devices[i].mem_plan_peak = t->devices[i].mem_held;
@@ -425,9 +426,9 @@ int dp_trainer_layer_costs(dp_trainer *t, const double **cost, int *rows, int *t
     return 0;
 }
 
-int dp_trainer_blas_threads(const dp_trainer *t, int workers)
+int dp_trainer_team_threads(const dp_trainer *t, int workers)
 {
-    return blas_threads(t, workers);
+    return team_threads(t, workers);
 }
 
 const dp_model *dp_trainer_model(const dp_trainer *t)

@@ -36,7 +36,8 @@ typedef struct dp_trainer_config {
     dp_plan_request plan;
     double bucket_mb;   /* all-reduce bucket size (PyTorch DDP's default is 25) */
     bool balance_by_time; /* pipeline stages by each layer's measured time (else FLOPs) */
-    int blas_threads;   /* per worker; 0 = the cores divided among the workers */
+    int team_threads;   /* a worker's OpenMP team (its GEMMs, convolutions and large
+                           kernels); 0 = the cores divided among the workers */
     /* Continuing from a checkpoint: where it stood, and its optimizer state
      * [state_per_param][n_params] (its parameters come as `init`); NULL: from the start. */
     const dp_train_state *resume;
@@ -116,8 +117,8 @@ int dp_trainer_plan_bytes(dp_trainer *t, const dp_plan_request *req, dp_plan *p,
  * under mpirun. */
 int dp_trainer_layer_costs(dp_trainer *t, const double **cost, int *rows, int *threads,
                            dp_err *err);
-/* The threads a GEMM gets on a CPU device when a plan has `workers` workers. */
-int dp_trainer_blas_threads(const dp_trainer *t, int workers);
+/* The OpenMP team a CPU device's operations get when a plan has `workers` workers. */
+int dp_trainer_team_threads(const dp_trainer *t, int workers);
 
 /* Takes one step (making a requested switch first). Fails (-1) on a non-finite loss when
  * on_nan = stop, when a requested switch could not allocate (the old plan then goes on), or

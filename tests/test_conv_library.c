@@ -160,7 +160,7 @@ static void check_library(const char *spec, dp_shape in, int rows, uint64_t seed
     own.own_kernels = true;
     ck_assert_msg(dp_device_conv_library(&lib) && !dp_device_conv_library(&own),
                   "a CPU device uses oneDNN unless own_kernels is set");
-    dp_cpu_set_blas_threads(threads);
+    dp_cpu_set_team_threads(threads);
     one_layer a, b; /* the same draws: a on the library, b on im2col */
     one_layer_init(&a, &draws, spec, in, rows, seed);
     one_layer_init(&b, &draws, spec, in, rows, seed);
@@ -187,7 +187,7 @@ static void check_library(const char *spec, dp_shape in, int rows, uint64_t seed
     check_contract(&b, &own, spec, threads);
     one_layer_free(&a);
     one_layer_free(&b);
-    dp_cpu_set_blas_threads(1);
+    dp_cpu_set_team_threads(1);
     dp_cpu_device_destroy(&lib);
     dp_cpu_device_destroy(&own);
 }
@@ -305,7 +305,7 @@ END_TEST
  * over all of its rows) for those rows, and nothing written past them. */
 static void check_rows(one_layer *a, const one_layer *b, dp_device *lib, int rows, int threads)
 {
-    dp_cpu_set_blas_threads(threads);
+    dp_cpu_set_team_threads(threads);
     a->rows = rows;
     fill(a->y, a->ny, 77.0f);
     one_layer_forward(a, lib);
@@ -338,7 +338,7 @@ START_TEST(test_library_cache)
     report("cache");
     one_layer_free(&a);
     one_layer_free(&b);
-    dp_cpu_set_blas_threads(1);
+    dp_cpu_set_team_threads(1);
     dp_cpu_device_destroy(&lib);
     dp_cpu_device_destroy(&own);
 }
@@ -355,7 +355,7 @@ START_TEST(test_pool_keeps_nan)
     device_init(&own);
     own.own_kernels = true;
     for (int threads = 1; threads <= 2; threads++) {
-        dp_cpu_set_blas_threads(threads);
+        dp_cpu_set_team_threads(threads);
         static const char *const specs[] = { "maxpool:2", "maxpool:3:1", "avgpool:2" };
         for (size_t s = 0; s < sizeof specs / sizeof *specs; s++) {
             one_layer a, b;
@@ -410,7 +410,7 @@ START_TEST(test_pool_keeps_nan)
             one_layer_free(&b);
         }
     }
-    dp_cpu_set_blas_threads(1);
+    dp_cpu_set_team_threads(1);
     dp_cpu_device_destroy(&lib);
     dp_cpu_device_destroy(&own);
 }
