@@ -1278,5 +1278,8 @@ double dp_cpu_measure_sgemm(void)
 
 dp_cpu_profile dp_cpu_device_profile(const dp_device *d)
 {
-    return ((const cpu_impl *)d->impl)->prof;
+    const cpu_impl *im = d->impl;
+    dp_cpu_profile p = im->prof;
+    p.references = dp_onednn_references(im->dnn);
+    return p;
 }

@@ -11,6 +11,7 @@ typedef struct dp_cpu_profile {
     double library_s;     /* in oneDNN's primitives (convolutions, pooling) */
     double library_flops; /* 2 multiply-adds of those convolutions */
     double kernel_s;      /* in every other operation */
+    int references;       /* oneDNN primitives made that are its slow reference implementation */
 } dp_cpu_profile;
 
 dp_cpu_profile dp_cpu_device_profile(const dp_device *d);

@@ -66,6 +66,7 @@ struct dp_onednn {
     size_t scratch_bytes;
     void *layout;  /* the tensors in the primitives' own layouts, layout_bytes */
     size_t layout_bytes;
+    int references; /* primitives made that are oneDNN's reference (plain C) implementation */
     char error[256];
 };
 
@@ -195,8 +196,20 @@ static dnnl_memory_desc_t md_of(int ndims, const int64_t *dims, dnnl_format_tag_
  * input or output of fewer than BLOCKED_MIN channels, which stays NCHW (make_chosen). */
 typedef struct descs {
     dnnl_memory_desc_t src, dst, weights, bias;
+    dnnl_memory_desc_t ip_dst; /* the inner product's output [n, oc] (full_window) */
     dnnl_dims_t strides, kernel, pad_l, pad_r;
 } descs;
+
+/* Whether key k is a convolution whose window covers its whole unpadded input (one output
+ * position: a DCGAN discriminator's last layer, its generator's first): it runs as oneDNN's
+ * inner product, the same sums over c, h and w, where its convolutions have only the reference
+ * implementation for a narrow output (64 -> 1 channels: about 25 ms a call, against a GEMM). */
+static bool full_window(const prim_key *k)
+{
+    const dp_conv_geom *g = &k->g;
+    return k->op != POOL_FORWARD && k->op != POOL_BACKWARD && g->kh == g->h && g->kw == g->w &&
+           g->ph == 0 && g->pw == 0 && g->oh == 1 && g->ow == 1;
+}
 
 static descs descs_of(const prim_key *k, bool any)
 {
@@ -212,6 +225,7 @@ static descs descs_of(const prim_key *k, bool any)
         .weights = md_of(4, (int64_t[]){ k->oc, g->c, g->kh, g->kw }, t4),
         .bias = md_of(1, (int64_t[]){ k->oc }, dnnl_a),
         .strides = { g->sh, g->sw },
+        .ip_dst = md_of(2, (int64_t[]){ k->n, k->oc }, dnnl_ab),
         .kernel = { g->kh, g->kw },
         /* the padding is the same on both sides; where the windows do not reach the end,
          * oneDNN's size check rounds down as the engine's does */
@@ -232,6 +246,31 @@ static dnnl_status_t conv_forward_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, co
     return s != dnnl_success ? s : dnnl_primitive_desc_create(pd, &cd, o->attr, o->engine, NULL);
 }
 
+/* A full_window convolution's pass as an inner product, in the engine's layouts. */
+static dnnl_status_t inner_product_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim_key *k)
+{
+    descs d = descs_of(k, false);
+    dnnl_inner_product_desc_t fwd, ipd;
+    dnnl_primitive_desc_t hint = NULL;
+    const dnnl_memory_desc_t *bias = k->bias ? &d.bias : NULL;
+    dnnl_status_t s = dnnl_inner_product_forward_desc_init(&fwd, dnnl_forward_training, &d.src,
+                                                           &d.weights, bias, &d.ip_dst);
+    if (s != dnnl_success || k->op == CONV_FORWARD)
+        return s != dnnl_success ? s
+                                 : dnnl_primitive_desc_create(pd, &fwd, o->attr, o->engine, NULL);
+    s = dnnl_primitive_desc_create(&hint, &fwd, o->attr, o->engine, NULL);
+    if (s == dnnl_success)
+        s = k->op == CONV_BACKWARD_DATA
+                ? dnnl_inner_product_backward_data_desc_init(&ipd, &d.src, &d.weights, &d.ip_dst)
+                : dnnl_inner_product_backward_weights_desc_init(&ipd, &d.src, &d.weights, bias,
+                                                                &d.ip_dst);
+    if (s == dnnl_success)
+        s = dnnl_primitive_desc_create(pd, &ipd, o->attr, o->engine, hint);
+    if (hint)
+        dnnl_primitive_desc_destroy(hint);
+    return s;
+}
+
 static dnnl_status_t pool_forward_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim_key *k)
 {
     descs d = descs_of(k, false);
@@ -249,6 +288,8 @@ static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, const prim
     descs d = descs_of(k, any);
     dnnl_primitive_desc_t hint = NULL;
     dnnl_status_t s;
+    if (full_window(k))
+        return inner_product_pd(pd, o, k);
     switch (k->op) {
     case CONV_FORWARD:
         return conv_forward_pd(pd, o, k, any);
@@ -307,6 +348,8 @@ typedef struct arg_info {
 static int args_of(const prim_key *k, arg_info a[MAX_ARGS], int *n_out)
 {
     descs d = descs_of(k, false);
+    if (full_window(k))
+        d.dst = d.ip_dst; /* [n, oc, 1, 1] is [n, oc] in memory */
     int n = 0;
 #define ARG(arg_, q_, i_, md_) (a[n++] = (arg_info){ arg_, q_, i_, md_ })
     *n_out = 1;
@@ -380,8 +423,19 @@ static dnnl_status_t make_reorder(dp_onednn *o, prim *e, int i, const dnnl_memor
     return s;
 }
 
+/* Whether pd is oneDNN's reference implementation ("ref:any"): plain loops, there for the
+ * layouts no optimised kernel takes (a blocked input with a 1-channel output, 20x slower than
+ * the gemm kernel of the engine's layouts). */
+static bool is_reference(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+           impl && strncmp(impl, "ref", 3) == 0;
+}
+
 /* Makes the primitive of key k into e, in the engine's layouts or (any) the ones it prefers
- * with reorders around it; -1 (recorded) on failure. */
+ * with reorders around it; -1 (recorded) on failure; 1 (not recorded) when `any` gives only
+ * the reference implementation. */
 static int make(dp_onednn *o, const prim_key *k, prim *e, bool any)
 {
     dnnl_primitive_desc_t pd = NULL;
@@ -391,6 +445,13 @@ static int make(dp_onednn *o, const prim_key *k, prim *e, bool any)
     dnnl_status_t s = make_pd(&pd, o, k, any);
     if (s != dnnl_success)
         return fail(o, "no primitive for this convolution or pooling", s);
+    if (is_reference(pd)) {
+        if (any) {
+            dnnl_primitive_desc_destroy(pd);
+            return 1;
+        }
+        o->references++;
+    }
     e->n_args = args_of(k, a, &e->n_out);
     for (int i = 0; i < e->n_args && s == dnnl_success; i++) {
         e->arg[i] = a[i].arg;
@@ -478,18 +539,25 @@ static void execute(dp_onednn *o, prim *e, void *const data[])
  * kernels beat the engine's layouts by more than the reorders cost (1.5x on fashion-cnn's
  * 32 -> 64 convolution). The narrow side of an image's first layer (1 or 3 channels) stays
  * NCHW, which the direct kernels read as it is, as PyTorch's do: blocking it would pad 3
- * channels to 8. A fixed rule, not a timing, so that a run's results do not depend on the
- * machine's load. */
+ * channels to 8. Where those layouts leave only the reference implementation (a blocked input
+ * with a narrow output: a DCGAN discriminator's last layer, 64 -> 1), the engine's layouts
+ * serve. A fixed rule, not a timing, so that a run's results do not depend on the machine's
+ * load (only on its instruction set, as oneDNN's kernels do). */
 static int make_chosen(dp_onednn *o, const prim_key *k, prim *e)
 {
     bool conv = k->op == CONV_FORWARD || k->op == CONV_BACKWARD_DATA ||
                 k->op == CONV_BACKWARD_WEIGHTS;
-    if (!conv || (k->g.c < BLOCKED_MIN && k->oc < BLOCKED_MIN))
+    if (!conv || full_window(k) || (k->g.c < BLOCKED_MIN && k->oc < BLOCKED_MIN))
         return make(o, k, e, false);
     if (make(o, k, e, true) == 0)
         return 0;
     o->error[0] = '\0'; /* (there was none before) the engine's layouts serve */
     return make(o, k, e, false);
+}
+
+int dp_onednn_references(const dp_onednn *o)
+{
+    return o->references;
 }
 
 /* The cached primitive of key k, made when missing; the least recently used one makes room.

@@ -20,6 +20,9 @@ dp_onednn *dp_onednn_create(dp_err *err);
 void dp_onednn_destroy(dp_onednn *o);
 /* The first failure of a primitive (its creation or its run), or NULL. */
 const char *dp_onednn_error(const dp_onednn *o);
+/* How many of o's primitives made so far are oneDNN's slow reference implementation (a
+ * convolution falls back to the engine's layouts rather than take it). */
+int dp_onednn_references(const dp_onednn *o);
 /* "oneDNN 2.6.3 (OpenMP, AVX2)": the library loaded and the instructions its kernels use. */
 const char *dp_onednn_version(void);
 

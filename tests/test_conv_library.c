@@ -182,6 +182,8 @@ static void check_library(const char *spec, dp_shape in, int rows, uint64_t seed
                   "%s: the library device did not run oneDNN", spec);
     ck_assert_msg(po.library_s == 0 && po.library_flops == 0,
                   "%s: the im2col device ran oneDNN", spec);
+    ck_assert_msg(pl.references == 0, "%s: %d of oneDNN's primitives are its reference "
+                  "implementation", spec, pl.references);
 
     check_contract(&a, &lib, spec, threads);
     check_contract(&b, &own, spec, threads);
@@ -236,6 +238,9 @@ START_TEST(test_conv_library)
         { "conv:16:3:1:1", { 3, { 3, 9, 8 } }, 2 },
         { "conv:8:3:2:1", { 3, { 1, 10, 9 } }, 3 },
         { "conv:3:3:1:1", { 3, { 16, 6, 7 } }, 2 },
+        /* a window the size of the input (an inner product), DCGAN's discriminator's last */
+        { "conv:1:7:1:0", { 3, { 64, 7, 7 } }, 3 },
+        { "conv:16:3:1:0:0", { 3, { 8, 3, 3 } }, 2 },
     };
     check_cases("conv", cases, N_CASES(cases));
 }
