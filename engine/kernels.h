@@ -487,8 +487,9 @@ DP_HD void dp_layernorm_param_grad(float *dw, float *db, const float *dy, const 
 }
 
 /* Sums and maxima over a row in DP_LANES running lanes, combined at the end: a fixed order on
- * every machine and in both backends, and a loop over lanes that compilers vectorise (a single
- * running float sum cannot be reordered, so it stays scalar). */
+ * every machine and in both backends (nvcc may fuse dp_lanes_dot's multiply-adds, so a GPU's
+ * last bits can differ), and a loop over lanes that compilers vectorise (a single running float
+ * sum cannot be reordered, so it stays scalar). */
 #define DP_LANES 8
 
 DP_HD float dp_lanes_sum(const float *v, int n)

@@ -234,8 +234,8 @@ END_TEST
  * a NaN in the weights reaches the loss and the NaN guard: relu (alone, and fused after a
  * linear layer; its gradient passes where x is NaN, as threshold_backward's), gelu (both),
  * tanh, max and average pooling, layer norm, attention's softmax, dropout and the loss. The
- * activations run over 37 values with NaN at 1 and 21, so that it meets both the vectorised
- * body of the loops and their scalar remainder. */
+ * activations run over 37 values with NaN at 1, 21 and 36, so that it meets both the
+ * vectorised body of the loops (0-31 at 8 lanes, 0-35 at 4) and their scalar remainder. */
 START_TEST(test_nan_propagates)
 {
     const float nan = NAN;
@@ -245,7 +245,7 @@ START_TEST(test_nan_propagates)
     enum { N = 37 };
     float x[N], y[N], dx[N], dy[N];
     for (int i = 0; i < N; i++) {
-        x[i] = i == 1 || i == 21 ? nan : 0.25f * (float)(i % 7) - 0.8f;
+        x[i] = i == 1 || i == 21 || i == 36 ? nan : 0.25f * (float)(i % 7) - 0.8f;
         dy[i] = 0.25f + 0.125f * (float)(i % 5);
     }
     const dp_act acts[] = { DP_ACT_RELU, DP_ACT_GELU, DP_ACT_TANH, DP_ACT_LEAKY_RELU,
@@ -257,7 +257,7 @@ START_TEST(test_nan_propagates)
          * threshold_backward and leaky_relu_backward) */
         bool passes = acts[a] == DP_ACT_RELU || acts[a] == DP_ACT_LEAKY_RELU;
         for (int i = 0; i < N; i++) {
-            bool is_nan = i == 1 || i == 21;
+            bool is_nan = i == 1 || i == 21 || i == 36;
             ck_assert_msg(is_nan ? isnan(y[i]) : isfinite(y[i]), "act %d: y[%d] = %g", a, i,
                           y[i]);
             ck_assert_msg(is_nan && !passes ? isnan(dx[i]) : isfinite(dx[i]),
