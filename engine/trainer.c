@@ -816,6 +816,8 @@ int dp_trainer_step(dp_trainer *t, dp_step_report *r, dp_err *err)
     const dp_optim_config *oc = &t->cfg.optim;
     double clip = 1.0;
     r->grad_norm = sqrt(sumsq);
+    if (isnan(r->grad_norm)) /* printed "nan", as the loss */
+        r->grad_norm = NAN;
     if (oc->clip > 0.0)
         clip = dp_optim_clip_factor(oc, r->grad_norm);
     dp_cmd update = { .kind = DP_CMD_UPDATE, .step = r->step, .clip_factor = (float)clip,
