@@ -255,15 +255,15 @@ static dnnl_status_t inner_product_pd(dnnl_primitive_desc_t *pd, dp_onednn *o, c
     const dnnl_memory_desc_t *bias = k->bias ? &d.bias : NULL;
     dnnl_status_t s = dnnl_inner_product_forward_desc_init(&fwd, dnnl_forward_training, &d.src,
                                                            &d.weights, bias, &d.ip_dst);
+    if (s == dnnl_success) /* a backward pass is made with its forward's as the hint */
+        s = dnnl_primitive_desc_create(k->op == CONV_FORWARD ? pd : &hint, &fwd, o->attr,
+                                       o->engine, NULL);
     if (s != dnnl_success || k->op == CONV_FORWARD)
-        return s != dnnl_success ? s
-                                 : dnnl_primitive_desc_create(pd, &fwd, o->attr, o->engine, NULL);
-    s = dnnl_primitive_desc_create(&hint, &fwd, o->attr, o->engine, NULL);
-    if (s == dnnl_success)
-        s = k->op == CONV_BACKWARD_DATA
-                ? dnnl_inner_product_backward_data_desc_init(&ipd, &d.src, &d.weights, &d.ip_dst)
-                : dnnl_inner_product_backward_weights_desc_init(&ipd, &d.src, &d.weights, bias,
-                                                                &d.ip_dst);
+        return s;
+    s = k->op == CONV_BACKWARD_DATA
+            ? dnnl_inner_product_backward_data_desc_init(&ipd, &d.src, &d.weights, &d.ip_dst)
+            : dnnl_inner_product_backward_weights_desc_init(&ipd, &d.src, &d.weights, bias,
+                                                            &d.ip_dst);
     if (s == dnnl_success)
         s = dnnl_primitive_desc_create(pd, &ipd, o->attr, o->engine, hint);
     if (hint)
@@ -424,8 +424,8 @@ static dnnl_status_t make_reorder(dp_onednn *o, prim *e, int i, const dnnl_memor
 }
 
 /* Whether pd is oneDNN's reference implementation ("ref:any"): plain loops, there for the
- * layouts no optimised kernel takes (a blocked input with a 1-channel output, 20x slower than
- * the gemm kernel of the engine's layouts). */
+ * shapes and layouts no optimised kernel takes (64 -> 1 channels over 7x7 took about 25 ms a
+ * call, in either layout). */
 static bool is_reference(const_dnnl_primitive_desc_t pd)
 {
     const char *impl = NULL;
@@ -539,10 +539,10 @@ static void execute(dp_onednn *o, prim *e, void *const data[])
  * kernels beat the engine's layouts by more than the reorders cost (1.5x on fashion-cnn's
  * 32 -> 64 convolution). The narrow side of an image's first layer (1 or 3 channels) stays
  * NCHW, which the direct kernels read as it is, as PyTorch's do: blocking it would pad 3
- * channels to 8. Where those layouts leave only the reference implementation (a blocked input
- * with a narrow output: a DCGAN discriminator's last layer, 64 -> 1), the engine's layouts
- * serve. A fixed rule, not a timing, so that a run's results do not depend on the machine's
- * load (only on its instruction set, as oneDNN's kernels do). */
+ * channels to 8. Where those layouts leave only the reference implementation, the engine's
+ * are tried instead (a full-window convolution, which had only it, is an inner product here).
+ * A fixed rule, not a timing, so that a run's results do not depend on the machine's load
+ * (only on its instruction set, as oneDNN's kernels do). */
 static int make_chosen(dp_onednn *o, const prim_key *k, prim *e)
 {
     bool conv = k->op == CONV_FORWARD || k->op == CONV_BACKWARD_DATA ||
